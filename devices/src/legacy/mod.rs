@@ -1,0 +1,1 @@
+//! ISA-era platform devices, one per file.

@@ -1,0 +1,18 @@
+//! Device models for spicebox.
+//!
+//! Every device here is plain Rust: guest memory is reached through `vm-memory`,
+//! interrupts through the `IrqLine`/`IrqChip` traits and machine-level requests
+//! (reset, power-off) through `VmRequests`. Nothing here knows about KVM, so each
+//! model is unit-tested by driving its registers the way firmware and drivers do.
+
+pub mod bus;
+pub mod error;
+pub mod fw_cfg;
+pub mod interrupt;
+pub mod legacy;
+pub mod pci;
+pub mod virtio;
+
+pub use bus::{Bus, BusDevice, SharedDevice};
+pub use error::{Error, Result};
+pub use interrupt::{IrqChip, IrqLine, VmRequest, VmRequests};

@@ -1,0 +1,39 @@
+//! PCI: the config space model every PCI device embeds, the root bus with
+//! configuration mechanism #1, the i440FX host bridge, the PIIX3 ISA bridge and
+//! INTx routing.
+//!
+//! BAR decoding lives in the root bus (`PciRoot::pio_read` etc.): the VMM routes any
+//! port or MMIO exit that no fixed device claims to the root, which checks each
+//! device's enabled BARs. So a guest moving a BAR needs no re-registration.
+
+pub mod config;
+
+pub use config::{BarKind, PciConfig};
+
+/// Index used for the expansion ROM in `PciDevice::bar_read`.
+pub const ROM_BAR: usize = 6;
+
+/// A device on the PCI bus.
+pub trait PciDevice: Send {
+    /// The config space (header, BARs, capabilities).
+    fn config(&self) -> &PciConfig;
+    fn config_mut(&mut self) -> &mut PciConfig;
+
+    /// Read a dword of config space at `offset` (4-byte aligned, < 256).
+    /// Devices with side effects on config reads override this.
+    fn config_read(&mut self, offset: usize) -> u32 {
+        self.config().read_dword(offset)
+    }
+
+    /// Write `data` at config `offset` (any width, not crossing a dword).
+    fn config_write(&mut self, offset: usize, data: &[u8]) {
+        self.config_mut().write(offset, data);
+    }
+
+    /// Access inside BAR `bar` (0..=5, or `ROM_BAR`) at `offset` from its base.
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
+
+    /// Return to power-on state (machine reset).
+    fn reset(&mut self) {}
+}

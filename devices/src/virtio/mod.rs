@@ -1,0 +1,1 @@
+//! virtio devices on the modern (1.0) PCI transport.
