@@ -1,1 +1,338 @@
-//! images
+//! Boot disks built from source in this crate (`asm/*.S`, assembled by
+//! `build.rs` with GNU binutils): the demo disk spicebox boots by default and
+//! the test guests its end-to-end tests run.
+//!
+//! Every image is a raw disk: a boot sector that SeaBIOS (or any PC BIOS)
+//! loads at 0x7C00, the program sectors it loads after itself, and zero
+//! padding to a whole disk size. Every guest reports on COM1 (port 0x3F8)
+//! with the marker strings defined here; tests match on those constants, never
+//! on literals of their own.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+static DEMO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.img"));
+static POWEROFF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poweroff.img"));
+static RESET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reset.img"));
+static VIRTIO_BLK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-blk.img"));
+
+/// Sector size of every image, and the unit of virtio-blk sector numbers.
+pub const SECTOR_SIZE: usize = 512;
+
+// ---------------------------------------------------------------------------
+// Guest conventions shared with the VMM
+
+/// I/O port of ACPI PM1a_CNT the guests write to power off: SeaBIOS puts the
+/// PIIX4/ICH9 PM block at 0x600, and PM1a_CNT is at +4.
+pub const ACPI_PM1A_CNT_PORT: u16 = 0x604;
+/// Value the guests write to [`ACPI_PM1A_CNT_PORT`]: SLP_EN (bit 13) with
+/// SLP_TYP 0, which the DSDT's `\_S5` names as soft-off.
+pub const ACPI_POWER_OFF_VALUE: u16 = 0x2000;
+/// Serial port the guests print markers on (COM1).
+pub const SERIAL_PORT: u16 = 0x3F8;
+
+/// Printed by any image when a step outside its own test fails, for example
+/// "SPICEBOX-FAIL disk-read" (the boot sector could not load the program) or
+/// "SPICEBOX-FAIL poweroff" (the machine was still running 2-3 s after the
+/// ACPI power-off write).
+pub const FAIL_MARKER_PREFIX: &str = "SPICEBOX-FAIL ";
+
+// ---------------------------------------------------------------------------
+// demo
+
+/// First line the demo prints, on screen (int 10h) and COM1.
+pub const DEMO_BANNER: &str = "spicebox demo: type to echo, p = power off";
+/// Line printed on COM1 once the demo is waiting for input.
+pub const DEMO_READY_MARKER: &str = "SPICEBOX-DEMO-READY";
+/// Key (keyboard) or byte (COM1) that makes the demo power off.
+pub const DEMO_POWER_OFF_KEY: u8 = b'p';
+/// Line the demo prints just before powering off. Any other character is
+/// echoed as is on screen and COM1, except that CR, LF and CR LF each echo as
+/// CR LF.
+pub const DEMO_POWEROFF_MARKER: &str = "SPICEBOX-POWEROFF";
+
+// ---------------------------------------------------------------------------
+// poweroff
+
+/// Printed by [`TestImage::PowerOff`] right before it powers off.
+pub const POWEROFF_TEST_MARKER: &str = "SPICEBOX-POWEROFF-TEST";
+
+// ---------------------------------------------------------------------------
+// reset
+
+/// Printed by [`TestImage::Reset`] on every boot, followed by the boot number
+/// 1..=[`RESET_BOOTS`]; see [`reset_boot_marker`].
+pub const RESET_BOOT_MARKER_PREFIX: &str = "SPICEBOX-RESET-BOOT ";
+/// Boots the reset test goes through: 1 resets via port 0xCF9, 2 via the
+/// i8042 (command 0xFE to port 0x64), 3 by a triple fault; 4 reports done.
+pub const RESET_BOOTS: u8 = 4;
+/// Printed on the last boot, before powering off.
+pub const RESET_DONE_MARKER: &str = "SPICEBOX-RESET-DONE";
+/// Printed, followed by "cf9" or "i8042", when that reset did not happen
+/// within 2-3 s; the guest then powers off.
+pub const RESET_FAIL_MARKER_PREFIX: &str = "SPICEBOX-RESET-FAIL ";
+/// CMOS byte holding the reset test's boot counter. The VMM must keep CMOS
+/// contents across a guest reset (as battery-backed RAM does) for the test to
+/// advance; the guest clears it to 0 on its last boot.
+pub const RESET_CMOS_INDEX: u8 = 0x7E;
+
+/// The line [`TestImage::Reset`] prints on boot `n`.
+pub fn reset_boot_marker(n: u8) -> String {
+    format!("{RESET_BOOT_MARKER_PREFIX}{n}")
+}
+
+// ---------------------------------------------------------------------------
+// virtio-blk
+
+/// Printed by [`TestImage::VirtioBlk`] when the write, flush and read-back all
+/// succeeded.
+pub const VIRTIO_OK_MARKER: &str = "SPICEBOX-VIRTIO-OK";
+/// Printed, followed by the failed step (and for most steps a hex value), on
+/// failure, e.g. "SPICEBOX-VIRTIO-FAIL pci-scan" or
+/// "SPICEBOX-VIRTIO-FAIL write status 00000001".
+pub const VIRTIO_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-FAIL ";
+/// Sector the virtio-blk guest writes and reads back (byte offset 1 MiB).
+pub const VIRTIO_TEST_SECTOR: u64 = 2048;
+/// Start of the data the virtio-blk guest writes.
+pub const VIRTIO_WRITE_PREFIX: &str = "SPICEBOX-VIRTIO-WRITE";
+
+/// The 512 bytes the virtio-blk guest writes to [`VIRTIO_TEST_SECTOR`]:
+/// [`VIRTIO_WRITE_PREFIX`], then each byte `i` equal to `i & 0xFF`. A host
+/// test compares the disk file at `VIRTIO_TEST_SECTOR * 512` with this.
+pub fn virtio_expected_sector() -> [u8; SECTOR_SIZE] {
+    let mut sector = [0u8; SECTOR_SIZE];
+    for (i, byte) in sector.iter_mut().enumerate() {
+        *byte = i as u8;
+    }
+    sector[..VIRTIO_WRITE_PREFIX.len()].copy_from_slice(VIRTIO_WRITE_PREFIX.as_bytes());
+    sector
+}
+
+// ---------------------------------------------------------------------------
+// Images
+
+/// The demo disk spicebox boots when the user names no disk (1 MiB raw).
+pub fn demo_disk() -> &'static [u8] {
+    DEMO
+}
+
+/// Test guests for spicebox's end-to-end tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TestImage {
+    /// Prints [`POWEROFF_TEST_MARKER`] and powers off via ACPI (1 MiB raw).
+    PowerOff,
+    /// Resets itself three ways across four boots, then powers off
+    /// ([`RESET_BOOT_MARKER_PREFIX`], [`RESET_DONE_MARKER`]; 1 MiB raw).
+    /// The VMM must let it reboot.
+    Reset,
+    /// Drives a virtio 1.x virtio-blk PCI device directly (not via the BIOS):
+    /// writes, flushes and reads back [`VIRTIO_TEST_SECTOR`], prints
+    /// [`VIRTIO_OK_MARKER`] and powers off. Boot it from that device: the
+    /// write lands in the image itself (2 MiB raw).
+    VirtioBlk,
+}
+
+impl TestImage {
+    /// Every test image.
+    pub const ALL: [TestImage; 3] = [TestImage::PowerOff, TestImage::Reset, TestImage::VirtioBlk];
+
+    /// The raw disk image.
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            TestImage::PowerOff => POWEROFF,
+            TestImage::Reset => RESET,
+            TestImage::VirtioBlk => VIRTIO_BLK,
+        }
+    }
+
+    /// Short name, usable in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestImage::PowerOff => "poweroff",
+            TestImage::Reset => "reset",
+            TestImage::VirtioBlk => "virtio-blk",
+        }
+    }
+
+    /// The line the guest prints when its test passed, just before it powers
+    /// off.
+    pub fn success_marker(self) -> &'static str {
+        match self {
+            TestImage::PowerOff => POWEROFF_TEST_MARKER,
+            TestImage::Reset => RESET_DONE_MARKER,
+            TestImage::VirtioBlk => VIRTIO_OK_MARKER,
+        }
+    }
+
+    /// Whether the guest resets the machine on purpose (so a runner must not
+    /// treat a reset as the end of the run, unlike QEMU's `-no-reboot`).
+    pub fn reboots(self) -> bool {
+        matches!(self, TestImage::Reset)
+    }
+}
+
+/// Error from [`write_image`].
+#[derive(Debug, thiserror::Error)]
+#[error("writing disk image {path}: {source}")]
+pub struct ImageError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Writes `bytes` (an image from this crate) to `path`, replacing any file
+/// there. The data goes to a temporary file in the same directory that is
+/// renamed into place, so a VM never sees a half-written disk. Guests write
+/// to their disk, so give each run a fresh copy.
+pub fn write_image(bytes: &[u8], path: impl AsRef<Path>) -> Result<(), ImageError> {
+    let path = path.as_ref();
+    let error = |source| ImageError {
+        path: path.to_owned(),
+        source,
+    };
+    let mut temp_name = path.file_name().unwrap_or_default().to_owned();
+    temp_name.push(format!(".tmp{}", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+
+    let result = (|| {
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if let Err(source) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(error(source));
+    }
+    tracing::debug!(path = %path.display(), len = bytes.len(), "wrote disk image");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn all_images() -> Vec<(&'static str, &'static [u8])> {
+        let mut images = vec![("demo", demo_disk())];
+        images.extend(
+            TestImage::ALL
+                .iter()
+                .map(|image| (image.name(), image.bytes())),
+        );
+        images
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    }
+
+    #[test]
+    fn every_image_is_a_bootable_whole_disk() {
+        for (name, bytes) in all_images() {
+            assert_eq!(&bytes[510..512], &[0x55, 0xAA], "{name}: boot signature");
+            assert!(bytes.len() >= MIB, "{name}: {} bytes", bytes.len());
+            assert_eq!(bytes.len() % SECTOR_SIZE, 0, "{name}: not whole sectors");
+            // The boot sector starts with code (CLI), not a BPB or zeros.
+            assert_eq!(bytes[0], 0xFA, "{name}: first instruction");
+        }
+    }
+
+    #[test]
+    fn markers_are_in_the_images() {
+        let demo = demo_disk();
+        for marker in [DEMO_BANNER, DEMO_READY_MARKER, DEMO_POWEROFF_MARKER] {
+            assert!(contains(demo, marker), "demo lacks {marker:?}");
+        }
+        assert!(contains(TestImage::PowerOff.bytes(), POWEROFF_TEST_MARKER));
+
+        let reset = TestImage::Reset.bytes();
+        for marker in [RESET_BOOT_MARKER_PREFIX, RESET_DONE_MARKER] {
+            assert!(contains(reset, marker), "reset lacks {marker:?}");
+        }
+        for method in ["cf9", "i8042"] {
+            assert!(contains(
+                reset,
+                &format!("{RESET_FAIL_MARKER_PREFIX}{method}")
+            ));
+        }
+
+        let virtio = TestImage::VirtioBlk.bytes();
+        for marker in [
+            VIRTIO_OK_MARKER,
+            VIRTIO_FAIL_MARKER_PREFIX,
+            VIRTIO_WRITE_PREFIX,
+        ] {
+            assert!(contains(virtio, marker), "virtio-blk lacks {marker:?}");
+        }
+
+        for (name, bytes) in all_images() {
+            assert!(
+                contains(bytes, FAIL_MARKER_PREFIX),
+                "{name} lacks the fail marker"
+            );
+            assert!(contains(bytes, success_marker_of(name)), "{name}");
+        }
+    }
+
+    fn success_marker_of(name: &str) -> &'static str {
+        match name {
+            "demo" => DEMO_POWEROFF_MARKER,
+            other => TestImage::ALL
+                .into_iter()
+                .find(|image| image.name() == other)
+                .map(TestImage::success_marker)
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn virtio_image_leaves_the_test_sector_blank() {
+        // A host test can only tell that the guest wrote the sector if the
+        // image does not already hold the pattern there.
+        let bytes = TestImage::VirtioBlk.bytes();
+        let offset = VIRTIO_TEST_SECTOR as usize * SECTOR_SIZE;
+        assert!(bytes.len() >= 2 * MIB);
+        assert!(bytes[offset..offset + SECTOR_SIZE].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn virtio_expected_sector_layout() {
+        let sector = virtio_expected_sector();
+        assert!(sector.starts_with(VIRTIO_WRITE_PREFIX.as_bytes()));
+        assert_eq!(
+            sector[VIRTIO_WRITE_PREFIX.len()],
+            VIRTIO_WRITE_PREFIX.len() as u8
+        );
+        assert_eq!(sector[256], 0);
+        assert_eq!(sector[511], 0xFF);
+    }
+
+    #[test]
+    fn reset_marker_format() {
+        assert_eq!(reset_boot_marker(3), "SPICEBOX-RESET-BOOT 3");
+    }
+
+    #[test]
+    fn write_image_round_trip() {
+        let dir = std::env::temp_dir().join(format!("spicebox-images-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("poweroff.img");
+        write_image(b"old contents", &path).unwrap();
+        write_image(TestImage::PowerOff.bytes(), &path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), TestImage::PowerOff.bytes());
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "temporary file left behind"
+        );
+
+        let err = write_image(b"x", dir.join("missing-dir").join("x.img")).unwrap_err();
+        assert!(err.to_string().contains("missing-dir"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,1 +1,246 @@
-//! Helpers shared by the end-to-end tests.
+//! Harness for end-to-end tests: runs the real `spicebox` binary on images built
+//! by the `images` crate, talks to COM1 through stdio pipes, and guarantees that no
+//! VM outlives its test.
+//!
+//! VMs run one at a time (each vCPU takes a whole core on the 2-core test machines):
+//! `SpiceboxVm::start` takes an exclusive `flock` that works across test processes.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Fail loudly when KVM is missing: these tests must never skip silently.
+pub fn require_kvm() {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        panic!("this test needs /dev/kvm (read/write): {e}");
+    }
+}
+
+/// The `spicebox` binary: $SPICEBOX_BIN, or the workspace's target/{release,debug}.
+pub fn spicebox_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SPICEBOX_BIN") {
+        return p.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    for profile in ["release", "debug"] {
+        let p = target.join(profile).join("spicebox");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "spicebox binary not found under {}: run `cargo build --release -p vmm` first",
+        target.display()
+    );
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "spicebox-test-{tag}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let p = PathBuf::from(p.to_string_lossy().replace([' ', '{', '}', ':'], ""));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serial output collected by a reader thread.
+#[derive(Default)]
+struct Output {
+    bytes: Mutex<Vec<u8>>,
+    cond: Condvar,
+}
+
+/// A running spicebox process with COM1 on its stdio.
+pub struct SpiceboxVm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    serial: Arc<Output>,
+    stderr: Arc<Output>,
+    _lock: File,
+}
+
+fn vm_lock() -> File {
+    let f = File::create(std::env::temp_dir().join("spicebox-tests.vm.lock")).expect("lock file");
+    // SAFETY: flock on a file descriptor we own; blocks until no other VM runs.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock failed");
+    f
+}
+
+fn pump(mut from: impl Read + Send + 'static, to: Arc<Output>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            to.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            to.cond.notify_all();
+        }
+    });
+}
+
+impl SpiceboxVm {
+    /// `spicebox run --serial stdio ARGS...`
+    pub fn start(args: &[&str]) -> Self {
+        require_kvm();
+        let lock = vm_lock();
+        let mut child = Command::new(spicebox_bin())
+            .arg("run")
+            .args(["--serial", "stdio"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start spicebox");
+        let serial = Arc::new(Output::default());
+        let stderr = Arc::new(Output::default());
+        pump(child.stdout.take().unwrap(), serial.clone());
+        pump(child.stderr.take().unwrap(), stderr.clone());
+        SpiceboxVm {
+            stdin: child.stdin.take(),
+            child,
+            serial,
+            stderr,
+            _lock: lock,
+        }
+    }
+
+    pub fn serial_text(&self) -> String {
+        String::from_utf8_lossy(&self.serial.bytes.lock().unwrap()).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.bytes.lock().unwrap()).into_owned()
+    }
+
+    /// Wait until serial output contains `marker` `count` times; panics with the
+    /// output so far on timeout or if the process dies first.
+    pub fn wait_for_count(&mut self, marker: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.serial.bytes.lock().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&g);
+            if text.matches(marker).count() >= count {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(g);
+                panic!(
+                    "timed out after {timeout:?} waiting for {marker:?} x{count}\n--- serial ---\n{}\n--- stderr ---\n{}",
+                    self.serial_text(),
+                    self.stderr_text()
+                );
+            }
+            let (g2, _) = self
+                .serial
+                .cond
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap();
+            g = g2;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let text = String::from_utf8_lossy(&g).into_owned();
+                if text.matches(marker).count() >= count {
+                    return;
+                }
+                drop(g);
+                panic!(
+                    "spicebox exited ({status}) before {marker:?}\n--- serial ---\n{text}\n--- stderr ---\n{}",
+                    self.stderr_text()
+                );
+            }
+        }
+    }
+
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) {
+        self.wait_for_count(marker, 1, timeout)
+    }
+
+    /// Type bytes into COM1.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to spicebox stdin");
+        stdin.flush().unwrap();
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sends a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "spicebox did not exit within {timeout:?}\n--- serial ---\n{}\n--- stderr ---\n{}",
+                    self.serial_text(),
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SpiceboxVm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Run spicebox to completion with `args` (no VM expected to boot), returning
+/// (exit status, stderr).
+pub fn run_cli(args: &[&str]) -> (ExitStatus, String) {
+    let out = Command::new(spicebox_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run spicebox");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

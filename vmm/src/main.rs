@@ -1,1 +1,38 @@
-fn main() {}
+//! `spicebox`: boot a disk image on KVM.
+
+mod builder;
+mod cli;
+mod control;
+mod error;
+mod machine;
+mod memory;
+mod serial_io;
+mod vcpu;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr; SPICEBOX_LOG=debug (or any tracing filter) turns them up.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SPICEBOX_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => builder::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spicebox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

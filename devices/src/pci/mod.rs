@@ -7,8 +7,16 @@
 //! device's enabled BARs. So a guest moving a BAR needs no re-registration.
 
 pub mod config;
+pub mod i440fx;
+pub mod intx;
+pub mod piix3;
+pub mod root;
 
 pub use config::{BarKind, PciConfig};
+pub use i440fx::I440fx;
+pub use intx::{PciIntxRouter, PirqRegs};
+pub use piix3::Piix3;
+pub use root::{PciRoot, SharedPciDevice};
 
 /// Index used for the expansion ROM in `PciDevice::bar_read`.
 pub const ROM_BAR: usize = 6;

@@ -1,0 +1,640 @@
+//! PCI bus 0: configuration mechanism #1 at ports 0xCF8..0xCFF, the PIIX3 reset
+//! control register at 0xCF9, and BAR decoding for exits no fixed device claims.
+//!
+//! Thread-safety shape: devices are added with `&mut self` while the machine is
+//! built, then the root is frozen inside an `Arc<PciRoot>` shared by all vCPU
+//! threads. From then on the slot table is immutable, so lookups take no lock; each
+//! device sits behind its own `Mutex`, and the two registers of the root itself (the
+//! CF8 address latch and the reset control byte) are atomics. A config cycle is two
+//! guest accesses (latch, then data), as on hardware; guests serialise them with
+//! their own lock (Linux `pci_config_lock`, SeaBIOS is single-threaded), so sharing
+//! one latch between vCPUs is faithful. No root-level lock is ever held while a
+//! device lock is taken, so there is no lock order to get wrong.
+
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tracing::{debug, info, trace};
+
+use super::{PciDevice, ROM_BAR};
+use crate::{BusDevice, Error, Result, SharedDevice, VmRequest, VmRequests};
+
+/// Port base and length to register `PciRoot::config_io_device` at.
+pub const CONFIG_IO_BASE: u64 = 0xcf8;
+pub const CONFIG_IO_LEN: u64 = 8;
+/// Offset of the reset control register (port 0xCF9) inside that range.
+const RCR_OFFSET: u64 = 1;
+const DATA_OFFSET: u64 = 4;
+const CONFIG_ENABLE: u32 = 1 << 31;
+/// RCR bit 1: the reset type (hard) that a following RST_CPU will perform.
+const RCR_SYS_RST: u8 = 1 << 1;
+/// RCR bit 2: writing 1 resets the machine.
+const RCR_RST_CPU: u8 = 1 << 2;
+
+pub const NUM_SLOTS: u8 = 32;
+pub const NUM_FUNCTIONS: u8 = 8;
+
+/// A PCI device as stored on the root bus.
+pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
+
+fn lock(dev: &SharedPciDevice) -> MutexGuard<'_, dyn PciDevice + 'static> {
+    // A device that panicked mid-access is a bug, but the rest of the machine should
+    // still be able to reach the others (and this one) rather than cascade panics.
+    dev.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct PciRoot {
+    /// Indexed by devfn (slot << 3 | function).
+    devices: Vec<Option<SharedPciDevice>>,
+    config_address: AtomicU32,
+    reset_control: AtomicU8,
+    requests: Arc<dyn VmRequests>,
+}
+
+impl PciRoot {
+    /// An empty bus 0. `requests` receives `VmRequest::Reset` from port 0xCF9.
+    pub fn new(requests: Arc<dyn VmRequests>) -> Self {
+        PciRoot {
+            devices: vec![None; usize::from(NUM_SLOTS) * usize::from(NUM_FUNCTIONS)],
+            config_address: AtomicU32::new(0),
+            reset_control: AtomicU8::new(0),
+            requests,
+        }
+    }
+
+    /// Put `dev` at 00:`slot`.`func`. Fails if out of range or taken.
+    pub fn add_device(&mut self, slot: u8, func: u8, dev: SharedPciDevice) -> Result<()> {
+        if slot >= NUM_SLOTS || func >= NUM_FUNCTIONS {
+            return Err(Error::PciSlot(slot));
+        }
+        let entry = &mut self.devices[usize::from(slot) << 3 | usize::from(func)];
+        if entry.is_some() {
+            return Err(Error::PciSlot(slot));
+        }
+        *entry = Some(dev);
+        Ok(())
+    }
+
+    /// The device at 00:`slot`.`func`, if any.
+    pub fn device(&self, slot: u8, func: u8) -> Option<SharedPciDevice> {
+        if slot >= NUM_SLOTS || func >= NUM_FUNCTIONS {
+            return None;
+        }
+        self.devices[usize::from(slot) << 3 | usize::from(func)].clone()
+    }
+
+    /// Machine reset: clear the root's registers and reset every device.
+    pub fn reset(&self) {
+        self.config_address.store(0, Ordering::Relaxed);
+        self.reset_control.store(0, Ordering::Relaxed);
+        for dev in self.devices.iter().flatten() {
+            lock(dev).reset();
+        }
+    }
+
+    /// A `BusDevice` for the port bus at `CONFIG_IO_BASE`, length `CONFIG_IO_LEN`.
+    pub fn config_io_device(self: &Arc<Self>) -> SharedDevice {
+        Arc::new(Mutex::new(PciConfigIo { root: self.clone() }))
+    }
+
+    /// The device selected by the CF8 latch and the config offset of its dword,
+    /// or None when the latch is disabled, names another bus or an empty function.
+    fn selected(&self) -> Option<(&SharedPciDevice, usize)> {
+        let addr = self.config_address.load(Ordering::Relaxed);
+        if addr & CONFIG_ENABLE == 0 || (addr >> 16) & 0xff != 0 {
+            return None;
+        }
+        let devfn = ((addr >> 8) & 0xff) as usize;
+        let dev = self.devices[devfn].as_ref()?;
+        Some((dev, (addr & 0xfc) as usize))
+    }
+
+    /// Guest read at `CONFIG_IO_BASE + offset`.
+    pub fn config_io_read(&self, offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+        match (offset, data.len()) {
+            (RCR_OFFSET, 1) => data[0] = self.reset_control.load(Ordering::Relaxed),
+            (0..=3, len) => {
+                // The latch is a dword register; narrower reads see its bytes.
+                let latch = self.config_address.load(Ordering::Relaxed).to_le_bytes();
+                let start = offset as usize;
+                let end = (start + len).min(4);
+                data[..end - start].copy_from_slice(&latch[start..end]);
+            }
+            (DATA_OFFSET..=7, len @ (1 | 2 | 4)) => {
+                let k = (offset - DATA_OFFSET) as usize;
+                if k + len > 4 {
+                    debug!(offset, len, "PCI config data read crosses the dword");
+                    return;
+                }
+                if let Some((dev, reg)) = self.selected() {
+                    let v = lock(dev).config_read(reg).to_le_bytes();
+                    data.copy_from_slice(&v[k..k + len]);
+                }
+            }
+            _ => debug!(offset, len = data.len(), "odd PCI config port read"),
+        }
+    }
+
+    /// Guest write at `CONFIG_IO_BASE + offset`.
+    pub fn config_io_write(&self, offset: u64, data: &[u8]) {
+        match (offset, data.len()) {
+            (0, 4) => {
+                let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+                self.config_address.store(v, Ordering::Relaxed);
+            }
+            (RCR_OFFSET, 1) => self.write_rcr(data[0]),
+            (DATA_OFFSET..=7, len @ (1 | 2 | 4)) => {
+                let k = (offset - DATA_OFFSET) as usize;
+                if k + len > 4 {
+                    debug!(offset, len, "PCI config data write crosses the dword");
+                    return;
+                }
+                if let Some((dev, reg)) = self.selected() {
+                    lock(dev).config_write(reg + k, data);
+                }
+            }
+            // Only a full dword write loads the latch (as in QEMU); Linux's conf1
+            // probe pokes a byte at 0xCFB first and then checks a dword round trip.
+            _ => trace!(offset, len = data.len(), "ignored PCI config port write"),
+        }
+    }
+
+    fn write_rcr(&self, v: u8) {
+        // Only the reset-type bit is state (RST_CPU is a trigger, the rest reserved).
+        self.reset_control.store(v & RCR_SYS_RST, Ordering::Relaxed);
+        if v & RCR_RST_CPU != 0 {
+            info!(value = v, "reset via port 0xCF9");
+            self.requests.request(VmRequest::Reset);
+        }
+    }
+
+    /// Find the enabled BAR (or ROM, for memory) containing `[addr, addr+len)` and
+    /// run `f(device, bar, offset)`. A hit that runs past the BAR's end is claimed
+    /// but not passed on (returns `Some(false)`), so devices only ever see accesses
+    /// inside their BARs.
+    fn dispatch(
+        &self,
+        addr: u64,
+        len: usize,
+        io: bool,
+        mut f: impl FnMut(&mut dyn PciDevice, usize, u64),
+    ) -> Option<bool> {
+        for dev in self.devices.iter().flatten() {
+            let mut d = lock(dev);
+            let mut hit = None;
+            for bar in 0..6 {
+                if let Some((base, size, is_io)) = d.config().active_bar(bar) {
+                    if is_io == io {
+                        if let Some(off) = addr.checked_sub(base).filter(|o| *o < size) {
+                            hit = Some((bar, off, size));
+                            break;
+                        }
+                    }
+                }
+            }
+            if hit.is_none() && !io {
+                if let Some((base, size)) = d.config().active_rom() {
+                    if let Some(off) = addr.checked_sub(base).filter(|o| *o < size) {
+                        hit = Some((ROM_BAR, off, size));
+                    }
+                }
+            }
+            if let Some((bar, off, size)) = hit {
+                if off.checked_add(len as u64).is_some_and(|end| end <= size) {
+                    f(&mut *d, bar, off);
+                    return Some(true);
+                }
+                debug!(addr, len, bar, "access runs past the end of a BAR");
+                return Some(false);
+            }
+        }
+        None
+    }
+
+    fn read(&self, addr: u64, data: &mut [u8], io: bool) -> bool {
+        let len = data.len();
+        match self.dispatch(addr, len, io, |d, bar, off| {
+            data.fill(0);
+            d.bar_read(bar, off, data);
+        }) {
+            Some(true) => true,
+            Some(false) => {
+                data.fill(0xff);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Port read that no fixed device claimed. False when no I/O BAR decodes `port`.
+    pub fn pio_read(&self, port: u64, data: &mut [u8]) -> bool {
+        self.read(port, data, true)
+    }
+
+    pub fn pio_write(&self, port: u64, data: &[u8]) -> bool {
+        self.dispatch(port, data.len(), true, |d, bar, off| {
+            d.bar_write(bar, off, data)
+        })
+        .is_some()
+    }
+
+    /// MMIO read that no fixed device claimed. False when no memory BAR or enabled
+    /// expansion ROM decodes `addr`.
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) -> bool {
+        self.read(addr, data, false)
+    }
+
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
+        self.dispatch(addr, data.len(), false, |d, bar, off| {
+            d.bar_write(bar, off, data)
+        })
+        .is_some()
+    }
+}
+
+/// The 0xCF8..0xCFF port window of a shared `PciRoot`.
+struct PciConfigIo {
+    root: Arc<PciRoot>,
+}
+
+impl BusDevice for PciConfigIo {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+        self.root.config_io_read(offset, data);
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
+        self.root.config_io_write(offset, data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interrupt::test_util::RecordingRequests;
+    use crate::pci::config::{COMMAND, INTERRUPT_LINE};
+    use crate::pci::{BarKind, PciConfig};
+    use crate::Bus;
+
+    /// A device with an I/O BAR, a 32-bit and a 64-bit memory BAR and a ROM that
+    /// records what reaches it.
+    struct TestDev {
+        config: PciConfig,
+        log: Vec<(usize, u64, Vec<u8>)>,
+        resets: u32,
+    }
+
+    impl TestDev {
+        fn new() -> Self {
+            let mut c = PciConfig::new(0x1af4, 0x1042, 0x010000, 1);
+            c.add_bar(0, 0x40, BarKind::Io);
+            c.add_bar(
+                1,
+                0x1000,
+                BarKind::Mem32 {
+                    prefetchable: false,
+                },
+            );
+            c.add_bar(2, 0x4000, BarKind::Mem64 { prefetchable: true });
+            c.add_rom(0x800);
+            c.set_interrupt_pin(1);
+            c.seal();
+            TestDev {
+                config: c,
+                log: Vec::new(),
+                resets: 0,
+            }
+        }
+    }
+
+    impl PciDevice for TestDev {
+        fn config(&self) -> &PciConfig {
+            &self.config
+        }
+        fn config_mut(&mut self) -> &mut PciConfig {
+            &mut self.config
+        }
+        fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = (bar as u8) << 4 | (offset as u8 + i as u8);
+            }
+        }
+        fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+            self.log.push((bar, offset, data.to_vec()));
+        }
+        fn reset(&mut self) {
+            self.resets += 1;
+            self.config.reset();
+        }
+    }
+
+    struct Machine {
+        root: Arc<PciRoot>,
+        bus: Bus,
+        reqs: Arc<RecordingRequests>,
+        dev: Arc<Mutex<TestDev>>,
+    }
+
+    fn machine() -> Machine {
+        let reqs = Arc::new(RecordingRequests::default());
+        let mut root = PciRoot::new(reqs.clone());
+        root.add_device(
+            0,
+            0,
+            Arc::new(Mutex::new(crate::pci::i440fx::I440fx::new())),
+        )
+        .unwrap();
+        root.add_device(1, 0, Arc::new(Mutex::new(crate::pci::piix3::Piix3::new())))
+            .unwrap();
+        let dev = Arc::new(Mutex::new(TestDev::new()));
+        root.add_device(3, 0, dev.clone()).unwrap();
+        let root = Arc::new(root);
+        let bus = Bus::new();
+        bus.insert(root.config_io_device(), CONFIG_IO_BASE, CONFIG_IO_LEN)
+            .unwrap();
+        Machine {
+            root,
+            bus,
+            reqs,
+            dev,
+        }
+    }
+
+    // Port helpers with the widths SeaBIOS src/hw/pci.c uses.
+    fn outl(bus: &Bus, port: u64, v: u32) {
+        assert!(bus.write(port, &v.to_le_bytes()));
+    }
+    fn outw(bus: &Bus, port: u64, v: u16) {
+        assert!(bus.write(port, &v.to_le_bytes()));
+    }
+    fn outb(bus: &Bus, port: u64, v: u8) {
+        assert!(bus.write(port, &[v]));
+    }
+    fn inl(bus: &Bus, port: u64) -> u32 {
+        let mut b = [0; 4];
+        assert!(bus.read(port, &mut b));
+        u32::from_le_bytes(b)
+    }
+    fn inw(bus: &Bus, port: u64) -> u16 {
+        let mut b = [0; 2];
+        assert!(bus.read(port, &mut b));
+        u16::from_le_bytes(b)
+    }
+    fn inb(bus: &Bus, port: u64) -> u8 {
+        let mut b = [0; 1];
+        assert!(bus.read(port, &mut b));
+        b[0]
+    }
+    fn addr(bdf: u16, reg: u32) -> u32 {
+        0x8000_0000 | u32::from(bdf) << 8 | (reg & 0xfc)
+    }
+    fn readl(bus: &Bus, bdf: u16, reg: u32) -> u32 {
+        outl(bus, 0xcf8, addr(bdf, reg));
+        inl(bus, 0xcfc)
+    }
+    fn readw(bus: &Bus, bdf: u16, reg: u32) -> u16 {
+        outl(bus, 0xcf8, addr(bdf, reg));
+        inw(bus, 0xcfc + u64::from(reg & 2))
+    }
+    fn readb(bus: &Bus, bdf: u16, reg: u32) -> u8 {
+        outl(bus, 0xcf8, addr(bdf, reg));
+        inb(bus, 0xcfc + u64::from(reg & 3))
+    }
+    fn writel(bus: &Bus, bdf: u16, reg: u32, v: u32) {
+        outl(bus, 0xcf8, addr(bdf, reg));
+        outl(bus, 0xcfc, v);
+    }
+    fn writew(bus: &Bus, bdf: u16, reg: u32, v: u16) {
+        outl(bus, 0xcf8, addr(bdf, reg));
+        outw(bus, 0xcfc + u64::from(reg & 2), v);
+    }
+    fn writeb(bus: &Bus, bdf: u16, reg: u32, v: u8) {
+        outl(bus, 0xcf8, addr(bdf, reg));
+        outb(bus, 0xcfc + u64::from(reg & 3), v);
+    }
+
+    #[test]
+    fn host_probe_and_linux_conf1_check() {
+        let m = machine();
+        // SeaBIOS pci_probe_host.
+        outl(&m.bus, 0xcf8, 0x8000_0000);
+        assert_eq!(inl(&m.bus, 0xcf8), 0x8000_0000);
+        // Linux pci_check_type1: byte write to 0xCFB is not a latch write.
+        outb(&m.bus, 0xcfb, 0x01);
+        assert_eq!(inl(&m.bus, 0xcf8), 0x8000_0000);
+        outl(&m.bus, 0xcf8, 0x1234_5678);
+        assert_eq!(inl(&m.bus, 0xcf8), 0x1234_5678);
+        assert_eq!(inw(&m.bus, 0xcfa), 0x1234);
+    }
+
+    #[test]
+    fn seabios_bus_scan() {
+        let m = machine();
+        // pci_next: read the vendor word of each bdf, skipping functions 1..7 of
+        // single-function devices.
+        let mut found = Vec::new();
+        let mut bdf: u16 = 0;
+        while bdf < 256 {
+            let v = readw(&m.bus, bdf, 0x00);
+            if v != 0xffff && v != 0 {
+                found.push((bdf, readl(&m.bus, bdf, 0x00)));
+                let multi = readb(&m.bus, bdf, 0x0e) & 0x80 != 0;
+                bdf += if bdf & 7 == 0 && !multi { 8 } else { 1 };
+            } else {
+                bdf += if bdf & 7 == 0 { 8 } else { 1 };
+            }
+        }
+        assert_eq!(
+            found,
+            vec![
+                (0x00, 0x1237_8086),
+                (0x08, 0x7000_8086),
+                (0x18, 0x1042_1af4)
+            ]
+        );
+        // qemu_detect: subsystem of 00:00.0.
+        assert_eq!(readw(&m.bus, 0, 0x2c), 0x1af4);
+        assert_eq!(readw(&m.bus, 0, 0x2e), 0x1100);
+        assert_eq!(readl(&m.bus, 0, 0x08), 0x0600_0002);
+        assert_eq!(readl(&m.bus, 0x08, 0x08) >> 8, 0x06_0100);
+        // Absent functions and other buses read all ones; writes vanish.
+        assert_eq!(readl(&m.bus, 0x09, 0x00), 0xffff_ffff);
+        assert_eq!(readl(&m.bus, 0x100, 0x00), 0xffff_ffff);
+        writel(&m.bus, 0x100 | 0x18, 0x04, 0x7);
+        assert_eq!(readw(&m.bus, 0x18, 0x04), 0);
+        // Enable bit clear: no config cycle.
+        outl(&m.bus, 0xcf8, 0x0000_0000);
+        assert_eq!(inl(&m.bus, 0xcfc), 0xffff_ffff);
+    }
+
+    #[test]
+    fn byte_word_dword_config_access() {
+        let m = machine();
+        // PIIX3 header type through the byte port 0xCFE.
+        assert_eq!(readb(&m.bus, 0x08, 0x0e), 0x80);
+        assert_eq!(readb(&m.bus, 0x00, 0x0e), 0x00);
+        // piix_isa_bridge_setup writes PIRQ routes bytewise at 0xCFC..0xCFF.
+        for (i, irq) in [10u8, 10, 11, 11].into_iter().enumerate() {
+            writeb(&m.bus, 0x08, 0x60 + i as u32, irq);
+        }
+        assert_eq!(readl(&m.bus, 0x08, 0x60), 0x0b0b_0a0a);
+        assert_eq!(readb(&m.bus, 0x08, 0x63), 0x0b);
+        assert_eq!(readw(&m.bus, 0x08, 0x62), 0x0b0b);
+        // pci_bios_init_device: INTERRUPT_LINE and COMMAND.
+        writeb(&m.bus, 0x18, INTERRUPT_LINE as u32, 11);
+        assert_eq!(readb(&m.bus, 0x18, 0x3d), 1);
+        assert_eq!(readb(&m.bus, 0x18, 0x3c), 11);
+        writew(&m.bus, 0x18, COMMAND as u32, 0x0107);
+        assert_eq!(readw(&m.bus, 0x18, 0x04), 0x0107);
+        // Accesses crossing the data dword, or of odd widths, read all ones.
+        outl(&m.bus, 0xcf8, addr(0x18, 0));
+        assert_eq!(inw(&m.bus, 0xcff), 0xffff);
+        assert_eq!(inl(&m.bus, 0xcfd), 0xffff_ffff);
+        let mut b3 = [0u8; 3];
+        m.bus.read(0xcfc, &mut b3);
+        assert_eq!(b3, [0xff; 3]);
+        m.bus.write(0xcfe, &[1, 2, 3, 4]);
+        m.bus.write(0xcfc, &[1, 2, 3]);
+        let mut b8 = [0u8; 8];
+        m.bus.read(0xcf8, &mut b8);
+        m.bus.write(0xcf8, &[0; 8]);
+        m.bus.write(0xcf9, &[0; 2]);
+        assert_eq!(readl(&m.bus, 0x18, 0), 0x1042_1af4);
+    }
+
+    #[test]
+    fn reset_control_register() {
+        let m = machine();
+        // SeaBIOS pci_reboot: v = inb(0xcf9) & ~6; outb(v|2); outb(v|6).
+        let v = inb(&m.bus, 0xcf9) & !6;
+        assert_eq!(v, 0);
+        outb(&m.bus, 0xcf9, v | 2);
+        assert!(m.reqs.requests.lock().unwrap().is_empty());
+        assert_eq!(inb(&m.bus, 0xcf9), 0x02);
+        outb(&m.bus, 0xcf9, v | 6);
+        assert_eq!(*m.reqs.requests.lock().unwrap(), vec![VmRequest::Reset]);
+        // The latch is untouched by 0xCF9 accesses.
+        outl(&m.bus, 0xcf8, 0x8000_0800);
+        outb(&m.bus, 0xcf9, 0x00);
+        assert_eq!(inl(&m.bus, 0xcf8), 0x8000_0800);
+        assert_eq!(inb(&m.bus, 0xcf9), 0x00);
+        outb(&m.bus, 0xcf9, 0x0e);
+        assert_eq!(m.reqs.requests.lock().unwrap().len(), 2);
+        m.root.reset();
+        assert_eq!(inb(&m.bus, 0xcf9), 0);
+        assert_eq!(inl(&m.bus, 0xcf8), 0);
+    }
+
+    /// pciinit.c: size every BAR with all ones, program, then enable IO|MEM.
+    fn program_bars(bus: &Bus) {
+        let d = 0x18;
+        writel(bus, d, 0x10, 0xffff_ffff);
+        assert_eq!(readl(bus, d, 0x10), 0x0000_ffc1);
+        writel(bus, d, 0x14, 0xffff_ffff);
+        assert_eq!(readl(bus, d, 0x14), 0xffff_f000);
+        writel(bus, d, 0x18, 0xffff_ffff);
+        writel(bus, d, 0x1c, 0xffff_ffff);
+        assert_eq!(readl(bus, d, 0x18), 0xffff_c00c);
+        writel(bus, d, 0x30, 0xffff_fffe);
+        assert_eq!(readl(bus, d, 0x30), 0xffff_f800);
+        writel(bus, d, 0x10, 0xc000);
+        writel(bus, d, 0x14, 0xfebf_f000);
+        writel(bus, d, 0x18, 0xfebf_8000);
+        writel(bus, d, 0x1c, 0);
+        writel(bus, d, 0x30, 0xfeb0_0000 | 1);
+    }
+
+    #[test]
+    fn bar_decoding_follows_config() {
+        let m = machine();
+        program_bars(&m.bus);
+        let mut b = [0u8; 2];
+        // Decoding is off until COMMAND enables it.
+        assert!(!m.root.pio_read(0xc000, &mut b));
+        assert!(!m.root.mmio_read(0xfebf_f000, &mut b));
+        writew(&m.bus, 0x18, 0x04, 0x0103);
+        assert!(m.root.pio_read(0xc005, &mut b));
+        assert_eq!(b, [0x05, 0x06]);
+        assert!(m.root.pio_write(0xc03f, &[0xaa]));
+        assert!(m.root.mmio_read(0xfebf_f010, &mut b));
+        assert_eq!(b, [0x10 | 0x10, 0x10 | 0x11]);
+        assert!(m.root.mmio_write(0xfebf_8ffc, &[1, 2, 3, 4]));
+        let mut rom = [0u8; 4];
+        assert!(m.root.mmio_read(0xfeb0_0008, &mut rom));
+        assert_eq!(rom, [0x68, 0x69, 0x6a, 0x6b]);
+        assert_eq!(
+            m.dev.lock().unwrap().log,
+            vec![(0, 0x3f, vec![0xaa]), (2, 0xffc, vec![1, 2, 3, 4])]
+        );
+        // Misses: other addresses, wrong space, one past the end.
+        assert!(!m.root.pio_read(0xc040, &mut b));
+        assert!(!m.root.pio_read(0xbfff, &mut b));
+        assert!(!m.root.mmio_read(0xc000, &mut b));
+        assert!(!m.root.pio_read(0xfebf_f000, &mut b));
+        assert!(!m.root.mmio_write(0xfebf_c000, &[0]));
+        // An access straddling the end is claimed but not passed on.
+        let mut d4 = [0u8; 4];
+        assert!(m.root.pio_read(0xc03e, &mut d4));
+        assert_eq!(d4, [0xff; 4]);
+        assert!(m.root.mmio_write(0xfebf_fffe, &[0; 4]));
+        assert_eq!(m.dev.lock().unwrap().log.len(), 2);
+        // Moving a BAR needs no re-registration.
+        writel(&m.bus, 0x18, 0x10, 0xd000);
+        assert!(!m.root.pio_read(0xc000, &mut b));
+        assert!(m.root.pio_read(0xd001, &mut b));
+        assert_eq!(b, [0x01, 0x02]);
+        // A 64-bit BAR above 4 GiB.
+        writel(&m.bus, 0x18, 0x1c, 0x80);
+        assert!(m.root.mmio_read(0x80_febf_8000, &mut b));
+        assert!(!m.root.mmio_read(0xfebf_8000, &mut b));
+        // Hostile addresses near the top of the space do not overflow.
+        assert!(!m.root.mmio_read(u64::MAX, &mut b));
+        assert!(!m.root.mmio_write(u64::MAX - 1, &[0; 8]));
+    }
+
+    #[test]
+    fn add_device_and_reset() {
+        let m = machine();
+        let reqs = Arc::new(RecordingRequests::default());
+        let mut root = PciRoot::new(reqs);
+        let d = || -> SharedPciDevice { Arc::new(Mutex::new(TestDev::new())) };
+        assert!(root.add_device(3, 0, d()).is_ok());
+        assert!(matches!(root.add_device(3, 0, d()), Err(Error::PciSlot(3))));
+        assert!(root.add_device(32, 0, d()).is_err());
+        assert!(root.add_device(3, 8, d()).is_err());
+        assert!(root.add_device(31, 7, d()).is_ok());
+        assert!(root.device(31, 7).is_some());
+        assert!(root.device(31, 6).is_none());
+        assert!(root.device(40, 0).is_none());
+
+        program_bars(&m.bus);
+        writew(&m.bus, 0x18, 0x04, 0x0003);
+        m.root.reset();
+        assert_eq!(m.dev.lock().unwrap().resets, 1);
+        assert_eq!(readl(&m.bus, 0x18, 0x10), 0x0000_0001);
+        let mut b = [0u8; 1];
+        assert!(!m.root.pio_read(0xc000, &mut b));
+    }
+
+    #[test]
+    fn config_cycles_from_many_threads() {
+        let m = machine();
+        program_bars(&m.bus);
+        writew(&m.bus, 0x18, 0x04, 0x0003);
+        let root = m.root.clone();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let root = root.clone();
+                s.spawn(move || {
+                    let mut b = [0u8; 4];
+                    for _ in 0..500 {
+                        assert!(root.mmio_read(0xfebf_f000, &mut b));
+                        root.config_io_write(0, &0x8000_0000u32.to_le_bytes());
+                        root.config_io_read(4, &mut b);
+                    }
+                });
+            }
+        });
+        assert_eq!(readl(&m.bus, 0, 0), 0x1237_8086);
+    }
+}

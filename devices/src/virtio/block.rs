@@ -1,0 +1,918 @@
+//! virtio-blk (device type 2): one request queue over a `DiskImage`.
+//!
+//! A request is a descriptor chain: a 16-byte device-readable header (type,
+//! ioprio, sector), data, and a final device-writable status byte. We accept any
+//! split of header and data across descriptors (virtio 1.x has no fixed framing),
+//! but device-readable descriptors must come before device-writable ones and the
+//! status byte is the last byte of the last descriptor.
+//!
+//! Every problem with one request fails just that request (IOERR, or dropped with
+//! a zero-length used entry when there is no status byte to write) and processing
+//! goes on. Only a broken ring (bad avail index, head index out of range) is an
+//! error for the transport, which then marks the device as needing a reset.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+    VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
+    VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
+};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{DescriptorChain, Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+
+use super::device::{next_chain, queue_needs_interrupt, VirtioDevice, VirtioInterrupt};
+use super::disk::{open_disk, DiskImage};
+use crate::Result;
+
+pub const QUEUE_SIZE: u16 = 256;
+/// Data segments per request: the queue minus header and status descriptors.
+pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+/// Largest data segment we advertise. With SEG_MAX it bounds a request; SeaBIOS
+/// uses SEG_MAX * SIZE_MAX as its single-buffer transfer size.
+pub const SIZE_MAX: u32 = 128 * 1024;
+/// Requests with more data than this fail, whatever the guest claims.
+pub const MAX_REQUEST_BYTES: u64 = SEG_MAX as u64 * SIZE_MAX as u64;
+pub const SECTOR_SIZE: u64 = 512;
+/// PCI class: mass storage, SCSI (what QEMU uses for virtio-blk).
+const PCI_CLASS_STORAGE_SCSI: u32 = 0x010000;
+const HEADER_LEN: u64 = 16;
+/// Disk I/O goes through this bounce buffer, so memory use does not follow the
+/// guest's request sizes.
+const BOUNCE_LEN: usize = 128 * 1024;
+/// struct virtio_blk_config up to blk_size; later fields read as zero.
+const CONFIG_LEN: usize = 24;
+
+/// Why one request failed.
+enum Fail {
+    IoErr(String),
+    Unsupported(u32),
+}
+
+fn ioerr(why: impl Into<String>) -> Fail {
+    Fail::IoErr(why.into())
+}
+
+/// A scatter list of guest buffers.
+#[derive(Default)]
+struct SgList {
+    segs: Vec<(GuestAddress, u64)>,
+}
+
+impl SgList {
+    fn push(&mut self, addr: GuestAddress, len: u64) {
+        if len > 0 {
+            self.segs.push((addr, len));
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.segs.iter().map(|s| s.1).sum()
+    }
+
+    /// Split off the first `n` bytes (fewer if the list is shorter).
+    fn take_front(&mut self, mut n: u64) -> SgList {
+        let mut front = SgList::default();
+        while n > 0 && !self.segs.is_empty() {
+            let (addr, len) = self.segs[0];
+            if len <= n {
+                front.push(addr, len);
+                self.segs.remove(0);
+                n -= len;
+            } else {
+                front.push(addr, n);
+                // addr + n < addr + len, which the guest-memory check below covers;
+                // an overflowing descriptor fails that check.
+                self.segs[0] = (GuestAddress(addr.0.wrapping_add(n)), len - n);
+                n = 0;
+            }
+        }
+        front
+    }
+
+    /// Every segment lies in guest memory: checked before any I/O, so a bad
+    /// address fails the request before the disk is touched.
+    fn check(
+        &self,
+        mem: &GuestMemoryMmap<()>,
+        access: Permissions,
+    ) -> std::result::Result<(), Fail> {
+        for &(addr, len) in &self.segs {
+            let ok = addr.0.checked_add(len).is_some()
+                && usize::try_from(len).is_ok_and(|l| mem.check_range(addr, l, access));
+            if !ok {
+                return Err(ioerr(format!(
+                    "buffer {:#x}+{len:#x} outside guest memory",
+                    addr.0
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The disk and what the request handlers need of the device state.
+struct Backend {
+    disk: Box<dyn DiskImage>,
+    read_only: bool,
+    /// In 512-byte sectors.
+    capacity: u64,
+    serial: [u8; VIRTIO_BLK_ID_BYTES as usize],
+    /// FLUSH negotiated: the guest flushes when it needs to. Otherwise we are
+    /// write-through and sync after every write (SeaBIOS does not ask for FLUSH).
+    writeback: bool,
+    bounce: Vec<u8>,
+}
+
+impl Backend {
+    /// Handle one chain; returns the used length (bytes written to the guest).
+    fn handle(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        chain: DescriptorChain<&GuestMemoryMmap<()>>,
+    ) -> u32 {
+        let head = chain.head_index();
+        // Iteration stops after queue-size descriptors, at an out-of-range `next`
+        // or an unreadable descriptor; any of those leaves NEXT set on the last one.
+        let descs: Vec<Descriptor> = chain.collect();
+        let Some(last) = descs.last().copied() else {
+            warn!("virtio-blk: empty or unreadable chain at head {head}; dropped");
+            return 0;
+        };
+        if last.has_next() {
+            warn!("virtio-blk: chain at head {head} loops or is cut short; dropped");
+            return 0;
+        }
+        if !last.is_write_only() || last.len() == 0 {
+            warn!("virtio-blk: request at head {head} has no status byte; dropped");
+            return 0;
+        }
+        let status_addr = GuestAddress(last.addr().0.wrapping_add(last.len() as u64 - 1));
+        let status_ok = last.addr().0.checked_add(last.len() as u64).is_some()
+            && mem.check_range(status_addr, 1, Permissions::Write);
+        if !status_ok {
+            warn!(
+                "virtio-blk: status byte at {:#x} outside guest memory; dropped",
+                status_addr.0
+            );
+            return 0;
+        }
+        let (status, written) = match self.execute(mem, &descs) {
+            Ok(n) => (VIRTIO_BLK_S_OK, n),
+            Err(Fail::IoErr(why)) => {
+                warn!("virtio-blk: request at head {head} failed: {why}");
+                (VIRTIO_BLK_S_IOERR, 0)
+            }
+            Err(Fail::Unsupported(t)) => {
+                debug!("virtio-blk: unsupported request type {t}");
+                (VIRTIO_BLK_S_UNSUPP, 0)
+            }
+        };
+        match mem.write_obj(status as u8, status_addr) {
+            Ok(()) => written + 1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Run a request whose status byte is known good; returns data bytes written
+    /// to the guest.
+    fn execute(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        descs: &[Descriptor],
+    ) -> std::result::Result<u32, Fail> {
+        let first_w = descs
+            .iter()
+            .position(|d| d.is_write_only())
+            .unwrap_or(descs.len());
+        if descs[first_w..].iter().any(|d| !d.is_write_only()) {
+            return Err(ioerr(
+                "device-readable descriptor after a device-writable one",
+            ));
+        }
+        let mut readable = SgList::default();
+        for d in &descs[..first_w] {
+            readable.push(d.addr(), d.len() as u64);
+        }
+        let mut writable = SgList::default();
+        for d in &descs[first_w..] {
+            writable.push(d.addr(), d.len() as u64);
+        }
+        // Drop the status byte from the data area.
+        let data_w = writable.len() - 1;
+        let writable = writable.take_front(data_w);
+
+        let header = readable.take_front(HEADER_LEN);
+        if header.len() < HEADER_LEN {
+            return Err(ioerr("header shorter than 16 bytes"));
+        }
+        header.check(mem, Permissions::Read)?;
+        let mut hdr = [0u8; HEADER_LEN as usize];
+        self.gather(mem, &header, &mut hdr)?;
+        let req_type = u32::from_le_bytes(hdr[0..4].try_into().unwrap());
+        let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+
+        match req_type {
+            VIRTIO_BLK_T_IN => {
+                if readable.len() != 0 {
+                    return Err(ioerr("read request with device-readable data"));
+                }
+                let offset = self.check_range(sector, writable.len())?;
+                writable.check(mem, Permissions::Write)?;
+                self.disk_to_guest(mem, &writable, offset)?;
+                Ok(writable.len() as u32)
+            }
+            VIRTIO_BLK_T_OUT => {
+                if writable.len() != 0 {
+                    return Err(ioerr("write request with device-writable data"));
+                }
+                if self.read_only {
+                    return Err(ioerr("write to a read-only disk"));
+                }
+                let offset = self.check_range(sector, readable.len())?;
+                readable.check(mem, Permissions::Read)?;
+                self.guest_to_disk(mem, &readable, offset)?;
+                if !self.writeback {
+                    self.disk.flush().map_err(|e| ioerr(format!("sync: {e}")))?;
+                }
+                Ok(0)
+            }
+            VIRTIO_BLK_T_FLUSH => {
+                if readable.len() != 0 || writable.len() != 0 {
+                    return Err(ioerr("flush request with data"));
+                }
+                // Durable before the request completes: that is what FLUSH promises.
+                self.disk
+                    .flush()
+                    .map_err(|e| ioerr(format!("flush: {e}")))?;
+                Ok(0)
+            }
+            VIRTIO_BLK_T_GET_ID => {
+                if readable.len() != 0 || writable.len() == 0 {
+                    return Err(ioerr("bad GET_ID buffers"));
+                }
+                writable.check(mem, Permissions::Write)?;
+                let n = writable.len().min(self.serial.len() as u64) as usize;
+                let serial = self.serial;
+                self.scatter(mem, &writable, &serial[..n])?;
+                Ok(n as u32)
+            }
+            t => Err(Fail::Unsupported(t)),
+        }
+    }
+
+    /// Byte offset of a `len`-byte transfer at `sector`, if it is a whole number
+    /// of sectors inside the disk and within the request size cap.
+    fn check_range(&self, sector: u64, len: u64) -> std::result::Result<u64, Fail> {
+        if !len.is_multiple_of(SECTOR_SIZE) {
+            return Err(ioerr(format!("data length {len} not a multiple of 512")));
+        }
+        if len > MAX_REQUEST_BYTES {
+            return Err(ioerr(format!("data length {len} over {MAX_REQUEST_BYTES}")));
+        }
+        match sector.checked_add(len / SECTOR_SIZE) {
+            Some(end) if end <= self.capacity => Ok(sector * SECTOR_SIZE),
+            _ => Err(ioerr(format!(
+                "sectors {sector}+{} beyond capacity {}",
+                len / SECTOR_SIZE,
+                self.capacity
+            ))),
+        }
+    }
+
+    fn gather(
+        &self,
+        mem: &GuestMemoryMmap<()>,
+        sg: &SgList,
+        out: &mut [u8],
+    ) -> std::result::Result<(), Fail> {
+        let mut pos = 0;
+        for &(addr, len) in &sg.segs {
+            let n = len as usize;
+            mem.read_slice(&mut out[pos..pos + n], addr)
+                .map_err(|e| ioerr(format!("guest read: {e}")))?;
+            pos += n;
+        }
+        Ok(())
+    }
+
+    fn scatter(
+        &self,
+        mem: &GuestMemoryMmap<()>,
+        sg: &SgList,
+        mut data: &[u8],
+    ) -> std::result::Result<(), Fail> {
+        for &(addr, len) in &sg.segs {
+            let n = (len as usize).min(data.len());
+            mem.write_slice(&data[..n], addr)
+                .map_err(|e| ioerr(format!("guest write: {e}")))?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn disk_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        sg: &SgList,
+        mut offset: u64,
+    ) -> std::result::Result<(), Fail> {
+        for &(addr, len) in &sg.segs {
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(BOUNCE_LEN as u64) as usize;
+                let buf = &mut self.bounce[..n];
+                self.disk
+                    .read_at(buf, offset)
+                    .map_err(|e| ioerr(format!("disk read at {offset:#x}: {e}")))?;
+                mem.write_slice(buf, GuestAddress(addr.0 + done))
+                    .map_err(|e| ioerr(format!("guest write: {e}")))?;
+                done += n as u64;
+                offset += n as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn guest_to_disk(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        sg: &SgList,
+        mut offset: u64,
+    ) -> std::result::Result<(), Fail> {
+        for &(addr, len) in &sg.segs {
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(BOUNCE_LEN as u64) as usize;
+                let buf = &mut self.bounce[..n];
+                mem.read_slice(buf, GuestAddress(addr.0 + done))
+                    .map_err(|e| ioerr(format!("guest read: {e}")))?;
+                self.disk
+                    .write_at(buf, offset)
+                    .map_err(|e| ioerr(format!("disk write at {offset:#x}: {e}")))?;
+                done += n as u64;
+                offset += n as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Running {
+    mem: GuestMemoryMmap<()>,
+    queue: Queue,
+    interrupt: Arc<VirtioInterrupt>,
+}
+
+/// A virtio-blk device model. Put it behind `VirtioPciDevice` to give it to a guest.
+pub struct VirtioBlock {
+    backend: Backend,
+    features: u64,
+    config: [u8; CONFIG_LEN],
+    run: Option<Running>,
+}
+
+impl VirtioBlock {
+    /// `serial` is what GET_ID returns (first 20 bytes; NUL-padded).
+    pub fn new(disk: Box<dyn DiskImage>, read_only: bool, serial: &str) -> Self {
+        let size = disk.size();
+        if !size.is_multiple_of(SECTOR_SIZE) {
+            warn!("virtio-blk: disk size {size} is not a multiple of 512; tail is hidden");
+        }
+        let capacity = size / SECTOR_SIZE;
+        let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
+        let n = serial.len().min(id.len());
+        id[..n].copy_from_slice(&serial.as_bytes()[..n]);
+
+        let mut features = 1u64 << VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_BLK_F_FLUSH
+            | 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_SIZE_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        if read_only {
+            features |= 1 << VIRTIO_BLK_F_RO;
+        }
+        let mut config = [0u8; CONFIG_LEN];
+        config[0..8].copy_from_slice(&capacity.to_le_bytes());
+        config[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
+        config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        config[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        Self {
+            backend: Backend {
+                disk,
+                read_only,
+                capacity,
+                serial: id,
+                writeback: false,
+                bounce: vec![0; BOUNCE_LEN],
+            },
+            features,
+            config,
+            run: None,
+        }
+    }
+
+    /// Open the image at `path` (raw or qcow2, probed) with the file name as serial.
+    pub fn open(path: &Path, read_only: bool) -> Result<Self> {
+        let disk = open_disk(path, read_only)?;
+        let serial = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Self::new(disk, read_only, &serial))
+    }
+
+    /// Capacity in 512-byte sectors.
+    pub fn capacity(&self) -> u64 {
+        self.backend.capacity
+    }
+
+    /// Make every completed write durable; the VMM calls this on every exit path.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.backend.read_only {
+            return Ok(());
+        }
+        self.backend.disk.flush()
+    }
+}
+
+impl VirtioDevice for VirtioBlock {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn pci_class(&self) -> u32 {
+        PCI_CLASS_STORAGE_SCSI
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        self.features
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.backend.writeback = features & (1 << VIRTIO_BLK_F_FLUSH) != 0;
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            let at = usize::try_from(offset).ok().and_then(|o| o.checked_add(i));
+            *b = at.and_then(|a| self.config.get(a)).copied().unwrap_or(0);
+        }
+    }
+
+    fn write_config(&mut self, offset: u64, _data: &[u8]) {
+        // Nothing writable: WCE toggling (CONFIG_WCE) is not offered.
+        debug!("virtio-blk: config write at {offset:#x} ignored");
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap<()>,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<()> {
+        let queue = queues
+            .into_iter()
+            .next()
+            .ok_or(crate::Error::BadRequest("virtio-blk needs its queue"))?;
+        self.run = Some(Running {
+            mem,
+            queue,
+            interrupt,
+        });
+        Ok(())
+    }
+
+    fn process_queue(&mut self, index: usize) -> Result<()> {
+        let Self { backend, run, .. } = self;
+        let Some(run) = run.as_mut() else {
+            return Ok(());
+        };
+        if index != 0 || !run.queue.ready() {
+            debug!("virtio-blk: kick of queue {index} that is not running");
+            return Ok(());
+        }
+        let mem = &run.mem;
+        let mut completed = false;
+        // Drain everything available: the driver may have queued several requests
+        // behind one notification.
+        while let Some(chain) = next_chain(&mut run.queue, mem)? {
+            let head = chain.head_index();
+            let len = backend.handle(mem, chain);
+            run.queue.add_used(mem, head, len)?;
+            completed = true;
+        }
+        if completed && queue_needs_interrupt(&mut run.queue, mem)? {
+            run.interrupt.signal_used_queue();
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.run = None;
+        self.backend.writeback = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::PciDevice;
+    use crate::virtio::disk::test_util::{patterned_raw, qemu_img, TempDir};
+    use crate::virtio::pci::testing::{TestDriver, TestQueue, MEM_SIZE};
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+
+    const HDR: u64 = 0x20000;
+    const STATUS: u64 = 0x20100;
+    const DATA: u64 = 0x30000;
+    const SECTORS: u64 = 64;
+    const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+    const WRITE: u16 = VRING_DESC_F_WRITE as u16;
+
+    fn f(bit: u32) -> u64 {
+        1 << bit
+    }
+
+    /// SeaBIOS's feature mask: no FLUSH, so the device is write-through.
+    const SEABIOS: [u32; 4] = [
+        VIRTIO_F_VERSION_1,
+        VIRTIO_BLK_F_BLK_SIZE,
+        VIRTIO_BLK_F_SEG_MAX,
+        VIRTIO_BLK_F_SIZE_MAX,
+    ];
+
+    struct Rig {
+        d: TestDriver<VirtioBlock>,
+        q: TestQueue,
+        data: Vec<u8>,
+        path: std::path::PathBuf,
+        _dir: TempDir,
+    }
+
+    fn rig(read_only: bool, features: u64) -> Rig {
+        let dir = TempDir::new();
+        let path = dir.path().join("vda.img");
+        let data = patterned_raw(&path, (SECTORS * SECTOR_SIZE) as usize);
+        let blk = VirtioBlock::open(&path, read_only).unwrap();
+        let mut d = TestDriver::new(blk);
+        let q = d.init(features, 16);
+        Rig {
+            d,
+            q,
+            data,
+            path,
+            _dir: dir,
+        }
+    }
+
+    impl Rig {
+        fn header(&self, req_type: u32, sector: u64) {
+            let mut h = [0u8; 16];
+            h[0..4].copy_from_slice(&req_type.to_le_bytes());
+            h[8..16].copy_from_slice(&sector.to_le_bytes());
+            self.d.mem.write_slice(&h, GuestAddress(HDR)).unwrap();
+            self.d.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+        }
+
+        /// Submit header + optional data + status; returns (status, used len).
+        fn request(
+            &mut self,
+            req_type: u32,
+            sector: u64,
+            data: Option<(u64, u32, bool)>,
+        ) -> (u8, u32) {
+            self.header(req_type, sector);
+            let mut chain = vec![(HDR, 16, false)];
+            chain.extend(data);
+            chain.push((STATUS, 1, true));
+            self.q.add_chain(&self.d.mem, &chain);
+            self.kick()
+        }
+
+        fn kick(&mut self) -> (u8, u32) {
+            self.d.notify(&self.q);
+            let (id, len) = self.q.pop_used(&self.d.mem).expect("no used entry");
+            assert_eq!(id, 0);
+            (self.d.mem.read_obj(GuestAddress(STATUS)).unwrap(), len)
+        }
+
+        fn guest(&self, addr: u64, len: usize) -> Vec<u8> {
+            let mut v = vec![0; len];
+            self.d.mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
+            v
+        }
+
+        /// A plain one-sector read that must succeed.
+        fn assert_works(&mut self) {
+            let s = self.request(VIRTIO_BLK_T_IN, 3, Some((DATA, 512, true)));
+            assert_eq!(s, (VIRTIO_BLK_S_OK as u8, 513));
+            assert_eq!(self.guest(DATA, 512), &self.data[3 * 512..4 * 512]);
+            assert_eq!(self.d.status() & 64, 0);
+        }
+    }
+
+    #[test]
+    fn config_space_and_features() {
+        let mut r = rig(false, f(VIRTIO_F_VERSION_1));
+        assert_eq!(r.d.cfg_read(0x00, 4), 0x1042_1af4);
+        assert_eq!(r.d.cfg_read(0x08, 4) >> 8, 0x010000);
+        assert_eq!(r.d.device_cfg_read(0, 8), SECTORS);
+        // Capacity as two 32-bit reads, the way SeaBIOS does it.
+        assert_eq!(r.d.device_cfg_read(4, 4), 0);
+        assert_eq!(r.d.device_cfg_read(8, 4), SIZE_MAX as u64);
+        assert_eq!(r.d.device_cfg_read(12, 4), SEG_MAX as u64);
+        assert_eq!(r.d.device_cfg_read(20, 4), 512);
+        assert_eq!(r.d.device_cfg_read(0x100, 4), 0);
+        let feats = r.d.device_features();
+        for bit in SEABIOS.iter().chain(&[VIRTIO_BLK_F_FLUSH]) {
+            assert_ne!(feats & f(*bit), 0);
+        }
+        assert_eq!(feats & f(VIRTIO_BLK_F_RO), 0);
+        let ro = rig(true, f(VIRTIO_F_VERSION_1));
+        assert_ne!(ro.d.dev.device().features() & f(VIRTIO_BLK_F_RO), 0);
+        assert_eq!(ro.d.dev.device().capacity(), SECTORS);
+    }
+
+    #[test]
+    fn seabios_style_read_and_write_through() {
+        let feats = SEABIOS.iter().fold(0, |a, b| a | f(*b));
+        let mut r = rig(false, feats);
+        // SeaBIOS polls with interrupts suppressed and reads the ISR afterwards.
+        r.q.set_no_interrupt(&r.d.mem, true);
+        let s = r.request(VIRTIO_BLK_T_IN, 2, Some((DATA, 2048, true)));
+        assert_eq!(s, (VIRTIO_BLK_S_OK as u8, 2049));
+        assert_eq!(r.guest(DATA, 2048), &r.data[1024..3072]);
+        assert!(!r.d.line.is_high());
+        r.d.mem
+            .write_slice(&[0x77; 1024], GuestAddress(DATA))
+            .unwrap();
+        let s = r.request(VIRTIO_BLK_T_OUT, 10, Some((DATA, 1024, false)));
+        assert_eq!(s, (VIRTIO_BLK_S_OK as u8, 1));
+        // Write-through: already in the file.
+        let file = std::fs::read(&r.path).unwrap();
+        assert_eq!(&file[5120..6144], &[0x77; 1024][..]);
+        // The last sector, and a read of the whole disk in one request.
+        assert_eq!(
+            r.request(VIRTIO_BLK_T_IN, SECTORS - 1, Some((DATA, 512, true)))
+                .0,
+            0
+        );
+        let s = r.request(
+            VIRTIO_BLK_T_IN,
+            0,
+            Some((DATA, (SECTORS * 512) as u32, true)),
+        );
+        assert_eq!(s.0, VIRTIO_BLK_S_OK as u8);
+        assert_eq!(r.guest(DATA + 5120, 1024), &[0x77; 1024][..]);
+    }
+
+    #[test]
+    fn linux_style_requests() {
+        let feats = f(VIRTIO_F_VERSION_1) | f(VIRTIO_BLK_F_FLUSH) | f(VIRTIO_BLK_F_SEG_MAX);
+        let mut r = rig(false, feats);
+        // Scattered write: three segments, one crossing nothing in particular.
+        for (i, a) in [DATA, DATA + 0x3000, DATA + 0x5000].iter().enumerate() {
+            r.d.mem
+                .write_slice(&[i as u8 + 1; 1024], GuestAddress(*a))
+                .unwrap();
+        }
+        r.header(VIRTIO_BLK_T_OUT, 4);
+        r.q.add_chain(
+            &r.d.mem,
+            &[
+                (HDR, 16, false),
+                (DATA, 1024, false),
+                (DATA + 0x3000, 512, false),
+                (DATA + 0x5000, 1024, false),
+                (STATUS, 1, true),
+            ],
+        );
+        assert_eq!(r.kick(), (VIRTIO_BLK_S_OK as u8, 1));
+        assert!(r.d.line.is_high());
+        assert_eq!(r.d.isr_read(), 1);
+        assert_eq!(r.request(VIRTIO_BLK_T_FLUSH, 0, None), (0, 1));
+        let file = std::fs::read(&r.path).unwrap();
+        assert_eq!(&file[2048..3072], &[1; 1024][..]);
+        assert_eq!(&file[3072..3584], &[2; 512][..]);
+        assert_eq!(&file[3584..4608], &[3; 1024][..]);
+        // Header split over two descriptors; data and status share one buffer.
+        let buf = DATA + 0x8000;
+        r.header(VIRTIO_BLK_T_IN, 4);
+        r.q.add_chain(
+            &r.d.mem,
+            &[(HDR, 8, false), (HDR + 8, 8, false), (buf, 513, true)],
+        );
+        r.d.notify(&r.q);
+        assert_eq!(r.q.pop_used(&r.d.mem), Some((0, 513)));
+        assert_eq!(r.guest(buf, 513), [[1; 512].as_slice(), &[0]].concat());
+        // GET_ID: the file name, NUL-padded to 20 bytes.
+        assert_eq!(
+            r.request(VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))),
+            (0, 21)
+        );
+        assert_eq!(r.guest(DATA, 20), b"vda.img\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(
+            r.request(VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 4, true))),
+            (0, 5)
+        );
+        // Unsupported (DISCARD, not offered).
+        assert_eq!(
+            r.request(11, 0, Some((DATA, 16, false))),
+            (VIRTIO_BLK_S_UNSUPP as u8, 1)
+        );
+        // Several requests behind one notification.
+        r.header(VIRTIO_BLK_T_IN, 1);
+        r.q.add_chain(
+            &r.d.mem,
+            &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
+        );
+        r.q.push_avail(&r.d.mem, 0);
+        r.d.notify(&r.q);
+        assert!(r.q.pop_used(&r.d.mem).is_some());
+        assert!(r.q.pop_used(&r.d.mem).is_some());
+        r.assert_works();
+    }
+
+    #[test]
+    fn read_only_disk_refuses_writes() {
+        let mut r = rig(true, f(VIRTIO_F_VERSION_1) | f(VIRTIO_BLK_F_RO));
+        let s = r.request(VIRTIO_BLK_T_OUT, 0, Some((DATA, 512, false)));
+        assert_eq!(s, (VIRTIO_BLK_S_IOERR as u8, 1));
+        assert_eq!(std::fs::read(&r.path).unwrap(), r.data);
+        assert_eq!(r.request(VIRTIO_BLK_T_FLUSH, 0, None).0, 0);
+        r.assert_works();
+    }
+
+    #[test]
+    fn bad_requests_fail_alone() {
+        let mut r = rig(false, f(VIRTIO_F_VERSION_1));
+        let ioerr = VIRTIO_BLK_S_IOERR as u8;
+        type Case = (u32, u64, Option<(u64, u32, bool)>);
+        let cases: [Case; 9] = [
+            // Beyond capacity, straddling the end, and a sector that overflows.
+            (VIRTIO_BLK_T_IN, SECTORS, Some((DATA, 512, true))),
+            (VIRTIO_BLK_T_IN, SECTORS - 1, Some((DATA, 1024, true))),
+            (VIRTIO_BLK_T_OUT, u64::MAX, Some((DATA, 512, false))),
+            // Not whole sectors.
+            (VIRTIO_BLK_T_IN, 0, Some((DATA, 500, true))),
+            // Wrong direction for the request type.
+            (VIRTIO_BLK_T_IN, 0, Some((DATA, 512, false))),
+            (VIRTIO_BLK_T_OUT, 0, Some((DATA, 512, true))),
+            // Buffers outside guest memory.
+            (VIRTIO_BLK_T_IN, 0, Some((MEM_SIZE - 256, 512, true))),
+            (VIRTIO_BLK_T_OUT, 0, Some((u64::MAX - 100, 512, false))),
+            // Over the request size cap (no buffer is allocated for it).
+            (
+                VIRTIO_BLK_T_IN,
+                0,
+                Some((DATA, (MAX_REQUEST_BYTES + 512) as u32, true)),
+            ),
+        ];
+        for (t, sector, data) in cases {
+            assert_eq!(
+                r.request(t, sector, data),
+                (ioerr, 1),
+                "{t} {sector} {data:?}"
+            );
+            r.assert_works();
+        }
+        assert_eq!(std::fs::read(&r.path).unwrap(), r.data);
+        // A short header.
+        r.header(VIRTIO_BLK_T_IN, 0);
+        r.q.add_chain(
+            &r.d.mem,
+            &[(HDR, 8, false), (DATA, 512, true), (STATUS, 1, true)],
+        );
+        assert_eq!(r.kick(), (ioerr, 1));
+        // Readable after writable.
+        r.q.add_chain(
+            &r.d.mem,
+            &[
+                (HDR, 16, false),
+                (DATA, 512, true),
+                (DATA, 512, false),
+                (STATUS, 1, true),
+            ],
+        );
+        assert_eq!(r.kick(), (ioerr, 1));
+        r.assert_works();
+    }
+
+    #[test]
+    fn hostile_chains_are_dropped() {
+        let mut r = rig(false, f(VIRTIO_F_VERSION_1));
+        let mem = r.d.mem.clone();
+        // Descriptor loop: 0 -> 1 -> 0.
+        r.header(VIRTIO_BLK_T_IN, 0);
+        r.q.write_desc(&mem, 0, HDR, 16, NEXT, 1);
+        r.q.write_desc(&mem, 1, DATA, 512, NEXT | WRITE, 0);
+        r.q.push_avail(&mem, 0);
+        assert_eq!(r.kick(), (0xff, 0));
+        r.assert_works();
+        // `next` out of range.
+        r.header(VIRTIO_BLK_T_IN, 0);
+        r.q.write_desc(&mem, 0, HDR, 16, NEXT, 1000);
+        r.q.push_avail(&mem, 0);
+        assert_eq!(r.kick(), (0xff, 0));
+        // No status byte: header only, a zero-length status, a read-only "status".
+        let no_status: [&[(u64, u32, bool)]; 3] = [
+            &[(HDR, 16, false)],
+            &[(HDR, 16, false), (DATA, 512, true), (STATUS, 0, true)],
+            &[(HDR, 16, false), (STATUS, 1, false)],
+        ];
+        for chain in no_status {
+            r.header(VIRTIO_BLK_T_IN, 0);
+            r.q.add_chain(&mem, chain);
+            assert_eq!(r.kick(), (0xff, 0), "{chain:?}");
+        }
+        // Status byte outside guest memory.
+        r.q.add_chain(&mem, &[(HDR, 16, false), (MEM_SIZE, 1, true)]);
+        r.d.notify(&r.q);
+        assert_eq!(r.q.pop_used(&mem), Some((0, 0)));
+        // Indirect table (not offered) with a bogus length.
+        r.q.write_desc(&mem, 0, DATA, 15, 4, 0);
+        r.q.push_avail(&mem, 0);
+        r.d.notify(&r.q);
+        assert_eq!(r.q.pop_used(&mem), Some((0, 0)));
+        r.assert_works();
+    }
+
+    #[test]
+    fn broken_ring_needs_reset_then_recovers() {
+        let mut r = rig(false, f(VIRTIO_F_VERSION_1));
+        // Head index past the queue: cannot even be returned in the used ring.
+        r.q.push_avail(&r.d.mem, 999);
+        r.d.notify(&r.q);
+        assert_ne!(r.d.status() & 64, 0);
+        assert_eq!(r.d.isr_read() & 2, 2);
+        // The driver resets and starts over; the device works again.
+        r.q = r.d.init(f(VIRTIO_F_VERSION_1), 16);
+        r.assert_works();
+        // Machine reset too.
+        r.d.dev.reset();
+        assert!(r.d.dev.device().run.is_none());
+    }
+
+    #[test]
+    fn qcow2_disk_through_the_queue() {
+        let dir = TempDir::new();
+        let raw = dir.path().join("base.raw");
+        let data = patterned_raw(&raw, 1 << 20);
+        let qcow = dir.path().join("vda.qcow2");
+        let qs = qcow.to_str().unwrap();
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            raw.to_str().unwrap(),
+            qs,
+        ]);
+        let blk = VirtioBlock::open(&qcow, false).unwrap();
+        assert_eq!(blk.capacity(), 2048);
+        let mut d = TestDriver::new(blk);
+        let q = d.init(f(VIRTIO_F_VERSION_1) | f(VIRTIO_BLK_F_FLUSH), 16);
+        let mut r = Rig {
+            d,
+            q,
+            data: data.clone(),
+            path: qcow.clone(),
+            _dir: dir,
+        };
+        r.assert_works();
+        r.d.mem
+            .write_slice(&[0xee; 4096], GuestAddress(DATA))
+            .unwrap();
+        assert_eq!(
+            r.request(VIRTIO_BLK_T_OUT, 1000, Some((DATA, 4096, false)))
+                .0,
+            0
+        );
+        assert_eq!(r.request(VIRTIO_BLK_T_FLUSH, 0, None).0, 0);
+        // After FLUSH the image is consistent on disk even before we close it.
+        let out = r._dir.path().join("out.raw");
+        qemu_img(&[
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "raw",
+            qs,
+            out.to_str().unwrap(),
+        ]);
+        let mut expect = data;
+        expect[1000 * 512..1000 * 512 + 4096].fill(0xee);
+        assert!(std::fs::read(&out).unwrap() == expect);
+    }
+}

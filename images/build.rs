@@ -1,0 +1,149 @@
+//! Assembles the boot disks in `asm/` with GNU binutils and pads each one to a
+//! whole raw disk in `OUT_DIR`, where `src/lib.rs` embeds them.
+//!
+//! Each image is one GNU as source that `.include`s `asm/boot.inc` (the shared
+//! boot sector). It is linked flat at 0x7C00, the address the BIOS loads the
+//! boot sector to; the boot sector loads the rest of the file itself.
+
+use std::env;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Image {
+    /// Source `asm/<name>.S`, output `$OUT_DIR/<name>.img`.
+    name: &'static str,
+    /// Size of the raw disk the program is padded to.
+    disk_size: usize,
+}
+
+const MIB: usize = 1024 * 1024;
+
+const IMAGES: &[Image] = &[
+    Image {
+        name: "demo",
+        disk_size: MIB,
+    },
+    Image {
+        name: "poweroff",
+        disk_size: MIB,
+    },
+    Image {
+        name: "reset",
+        disk_size: MIB,
+    },
+    // Writes sector 2048 (offset 1 MiB), so the disk must extend past it.
+    Image {
+        name: "virtio-blk",
+        disk_size: 2 * MIB,
+    },
+];
+
+/// The boot sector loads everything after itself with one BIOS call into
+/// 0x7E00 of segment 0. Its CHS fallback reads track 0 only (at least 63
+/// sectors on any hard-disk geometry), and the virtio test uses RAM from
+/// 0x20000, so a program must stay within 63 sectors.
+const MAX_PROGRAM_SIZE: usize = 63 * 512;
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let asm_dir = manifest_dir.join("asm");
+
+    // A directory path makes Cargo rerun us when any file under it changes.
+    println!("cargo:rerun-if-changed=asm");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=SPICEBOX_AS");
+    println!("cargo:rerun-if-env-changed=SPICEBOX_LD");
+
+    // Overridable for hosts whose native binutils do not target x86 (for
+    // example x86_64-linux-gnu-as from binutils-x86-64-linux-gnu).
+    let assembler = env::var("SPICEBOX_AS").unwrap_or_else(|_| "as".to_owned());
+    let linker = env::var("SPICEBOX_LD").unwrap_or_else(|_| "ld".to_owned());
+
+    for image in IMAGES {
+        let source = asm_dir.join(format!("{}.S", image.name));
+        let object = out_dir.join(format!("{}.o", image.name));
+        let program = out_dir.join(format!("{}.bin", image.name));
+        let disk = out_dir.join(format!("{}.img", image.name));
+
+        run(Command::new(&assembler)
+            .arg("--32")
+            .arg("-I")
+            .arg(&asm_dir)
+            .arg("-o")
+            .arg(&object)
+            .arg(&source));
+        run(Command::new(&linker)
+            .args(["-m", "elf_i386", "-Ttext=0x7c00", "-e", "_start"])
+            .args(["--oformat", "binary", "-o"])
+            .arg(&program)
+            .arg(&object));
+
+        let bytes =
+            fs::read(&program).unwrap_or_else(|e| panic!("reading {}: {e}", program.display()));
+        check_program(image.name, &bytes);
+
+        let mut padded = bytes;
+        padded.resize(image.disk_size, 0);
+        fs::write(&disk, &padded).unwrap_or_else(|e| panic!("writing {}: {e}", disk.display()));
+    }
+}
+
+fn check_program(name: &str, bytes: &[u8]) {
+    assert!(
+        bytes.len() > 512,
+        "{name}: program is {} bytes; it must be a boot sector plus the code it loads",
+        bytes.len()
+    );
+    assert!(
+        bytes.len() <= MAX_PROGRAM_SIZE,
+        "{name}: program is {} bytes, more than the {MAX_PROGRAM_SIZE} the boot sector can load",
+        bytes.len()
+    );
+    assert_eq!(
+        &bytes[510..512],
+        &[0x55, 0xAA],
+        "{name}: no boot signature at offset 510 (boot.inc must be included first)"
+    );
+}
+
+/// Runs a binutils command, turning "not installed" and assembler errors into
+/// messages that say what to do.
+fn run(command: &mut Command) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "`{program}` not found: the images crate assembles its boot disks with GNU binutils. \
+             Install the `binutils` package (Debian/Ubuntu: `apt-get install binutils`), \
+             or point SPICEBOX_AS / SPICEBOX_LD at an x86 `as` / `ld`."
+        ),
+        Err(e) => panic!("running `{program}`: {e}"),
+    };
+    if !output.status.success() {
+        panic!(
+            "`{}` failed ({}):\n{}{}",
+            describe(command),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // Binutils warnings (an unresolved symbol, say) can hide a broken image;
+    // surface them in the Cargo output.
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        println!("cargo:warning={program}: {line}");
+    }
+}
+
+fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}

@@ -1,0 +1,319 @@
+//! From `RunArgs` to a running machine: VM, memory, firmware, devices, vCPUs.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use tracing::info;
+use vm_memory::{Bytes, GuestAddress};
+
+use devices::fw_cfg::FwCfg;
+use devices::interrupt::GsiLine;
+use devices::legacy::{acpi_pm::AcpiPm, cmos::Cmos, debug_port, i8042::I8042, port92::Port92};
+use devices::pci::{i440fx::I440fx, intx::PciIntxRouter, piix3::Piix3, root::PciRoot};
+use devices::virtio::{VirtioBlock, VirtioPciDevice};
+use devices::{Bus, IrqChip, IrqLine};
+
+use crate::cli::{RunArgs, SerialSpec};
+use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
+use crate::memory::GuestRam;
+use crate::serial_io::{self, RawTerminal, SerialBackend};
+use crate::vcpu::Vcpu;
+
+/// PCI slot of the boot disk. Slot 2 is kept for the QXL display, as in QEMU's
+/// `-vga qxl` machines.
+const DISK_SLOT: u8 = 3;
+
+struct DiskFlush(Arc<Mutex<VirtioPciDevice<VirtioBlock>>>);
+
+impl Flush for DiskFlush {
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.lock().unwrap().device_mut().flush()
+    }
+}
+
+fn check_readable(path: &Path, what: &str) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{what} {} is not a regular file", path.display());
+    }
+    Ok(())
+}
+
+/// The demo disk lives in the binary; give it a private file to run from.
+fn demo_disk_path() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("spicebox-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("create demo disk directory")?;
+    let path = dir.join("demo.img");
+    images::write_image(images::demo_disk(), &path).context("write demo disk")?;
+    Ok(path)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if let Some(d) = &args.disk {
+        check_readable(d, "disk image")?;
+    }
+    for (p, what) in [
+        (&args.kernel, "kernel"),
+        (&args.initrd, "initrd"),
+        (&args.bios, "BIOS image"),
+    ] {
+        if let Some(p) = p {
+            check_readable(p, what)?;
+        }
+    }
+    let layout = firmware::MemoryLayout::new(args.memory)?;
+    let bios = match &args.kernel {
+        None => Some(firmware::seabios::load_bios(args.bios.as_deref())?),
+        Some(_) => None,
+    };
+    // No disk: the built-in demo, unless a kernel is booted directly.
+    let (disk_path, demo_dir) = match (&args.disk, &args.kernel) {
+        (Some(d), _) => (Some(d.clone()), None),
+        (None, Some(_)) => (None, None),
+        (None, None) => {
+            let p = demo_disk_path()?;
+            let dir = p.parent().map(Path::to_path_buf);
+            (Some(p), dir)
+        }
+    };
+    let serial_spec = args
+        .serial
+        .clone()
+        .unwrap_or(if serial_io::stdin_is_terminal() {
+            SerialSpec::Stdio
+        } else {
+            SerialSpec::None
+        });
+    eprintln!(
+        "spicebox: booting {} ({} MiB, {} vCPU{}){}",
+        match (&args.kernel, &args.disk) {
+            (Some(k), _) => k.display().to_string(),
+            (None, Some(d)) => d.display().to_string(),
+            (None, None) => "the built-in demo".into(),
+        },
+        layout.ram_size() >> 20,
+        args.smp,
+        if args.smp == 1 { "" } else { "s" },
+        if serial_spec == SerialSpec::None {
+            "; serial is off (--serial stdio to see it)"
+        } else {
+            ""
+        }
+    );
+    let result = boot(&args, &layout, bios, disk_path.as_deref(), &serial_spec);
+    if let Some(dir) = demo_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match result? {
+        Outcome::PowerOff | Outcome::Signal(_) => Ok(()),
+    }
+}
+
+fn boot(
+    args: &RunArgs,
+    layout: &firmware::MemoryLayout,
+    bios: Option<Vec<u8>>,
+    disk_path: Option<&Path>,
+    serial_spec: &SerialSpec,
+) -> anyhow::Result<Outcome> {
+    let (events, rx) = Machine::new_channel();
+    // Before any thread exists, so that every thread inherits the blocked mask.
+    machine::forward_termination_signals(events.clone());
+    machine::install_kick_handler()?;
+
+    let (kvm_dev, vm) = machine::create_vm()?;
+    let mut ram = GuestRam::new(&vm, &layout.ram_regions())?;
+    let mem = ram.mem.clone();
+    let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip(vm.clone()));
+    let requests: Arc<dyn devices::VmRequests> = Arc::new(events.clone());
+    let isa_irq = |n: u32| -> Arc<dyn IrqLine> { Arc::new(GsiLine::new(chip.clone(), n)) };
+
+    let mut reset_hooks: Vec<Box<dyn machine::ResetHook>> = Vec::new();
+    if let Some(bios) = &bios {
+        ram.map_rom_below_4g(&vm, bios)?;
+        let (addr, low) = firmware::seabios::low_copy(bios);
+        mem.write_slice(low, GuestAddress(addr))
+            .context("copy BIOS into low memory")?;
+        reset_hooks.push(Box::new(machine::ReloadBytes {
+            addr,
+            bytes: low.to_vec(),
+        }));
+    }
+
+    // Port I/O devices.
+    let pio = Bus::new();
+    let mut backend = SerialBackend::open(serial_spec).context("open serial backend")?;
+    let serial = Arc::new(Mutex::new(devices::legacy::serial::Serial::new(
+        isa_irq(4),
+        std::mem::replace(&mut backend.out, Box::new(std::io::sink())),
+    )));
+    pio.insert(serial.clone(), 0x3f8, 8)?;
+    let i8042 = Arc::new(Mutex::new(I8042::new(
+        isa_irq(1),
+        isa_irq(12),
+        requests.clone(),
+    )));
+    pio.insert(i8042.clone(), 0x60, 5)?;
+    let cmos = Arc::new(Mutex::new(Cmos::new(
+        layout.below_4g(),
+        layout.above_4g(),
+        args.smp,
+        isa_irq(8),
+    )));
+    pio.insert(cmos.clone(), 0x70, 2)?;
+    pio.insert(Arc::new(Mutex::new(debug_port::PostCode::new())), 0x80, 1)?;
+    pio.insert(Arc::new(Mutex::new(Port92::new(requests.clone()))), 0x92, 1)?;
+    let bios_log: Option<Box<dyn Write + Send>> = match &args.bios_log {
+        Some(p) => Some(Box::new(
+            File::create(p).with_context(|| format!("BIOS log {}", p.display()))?,
+        )),
+        None => None,
+    };
+    pio.insert(
+        Arc::new(Mutex::new(debug_port::DebugCon::new(bios_log))),
+        0x402,
+        1,
+    )?;
+    let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(requests.clone())));
+    pio.insert(acpi_pm.clone(), 0x600, 0x10)?;
+
+    // fw_cfg: what SeaBIOS reads about the machine.
+    let mut fw_cfg = FwCfg::new(mem.clone());
+    let content = firmware::FwCfgContent::for_machine(layout, args.smp as u16, DISK_SLOT);
+    for (key, data) in content.items {
+        fw_cfg.add_item(key, data);
+    }
+    for (name, data) in content.files {
+        fw_cfg.add_file(&name, data)?;
+    }
+    let fw_cfg = Arc::new(Mutex::new(fw_cfg));
+    pio.insert(fw_cfg.clone(), 0x510, 12)?;
+
+    // PCI: host bridge, ISA bridge, the disk.
+    let piix3 = Piix3::new();
+    let router = Arc::new(PciIntxRouter::new(chip.clone(), piix3.pirq_registers()));
+    let mut pci = PciRoot::new(requests.clone());
+    pci.add_device(0, 0, Arc::new(Mutex::new(I440fx::new())))?;
+    pci.add_device(1, 0, Arc::new(Mutex::new(piix3)))?;
+    let mut disks: Vec<Arc<dyn Flush>> = Vec::new();
+    if let Some(path) = disk_path {
+        let block = VirtioBlock::open(path, args.read_only)?;
+        let disk_dev = Arc::new(Mutex::new(VirtioPciDevice::new(
+            block,
+            mem.clone(),
+            router.line(DISK_SLOT, 1),
+        )));
+        pci.add_device(DISK_SLOT, 0, disk_dev.clone())?;
+        disks.push(Arc::new(DiskFlush(disk_dev)));
+    }
+    let pci = Arc::new(pci);
+    pio.insert(pci.config_io_device(), 0xcf8, 8)?;
+
+    let buses = Arc::new(Buses {
+        pio,
+        mmio: Bus::new(),
+        pci,
+    });
+
+    let mut vcpus = Vec::new();
+    for id in 0..args.smp {
+        vcpus.push(Vcpu::new(&kvm_dev, &vm, id, args.smp)?);
+    }
+    if let Some(kernel) = &args.kernel {
+        let linux = LinuxImage {
+            kernel: kernel.clone(),
+            initrd: args.initrd.clone(),
+            cmdline: args.append.clone().unwrap_or_default(),
+            cpus: args.smp,
+            layout: layout.clone(),
+        };
+        let boot = linux.load(&mem)?;
+        vcpus[0].set_boot_state(&boot.cpu)?;
+        reset_hooks.push(Box::new(linux));
+    }
+    let chip_state = ChipPowerOnState::capture(&vm)?;
+
+    let device_resets: Vec<Box<dyn FnMut() + Send>> = vec![
+        {
+            let d = i8042.clone();
+            Box::new(move || d.lock().unwrap().reset())
+        },
+        {
+            let d = fw_cfg.clone();
+            Box::new(move || d.lock().unwrap().reset())
+        },
+        {
+            let d = acpi_pm.clone();
+            Box::new(move || d.lock().unwrap().reset())
+        },
+        Box::new(move || cmos.lock().unwrap().reset()),
+    ];
+
+    let _raw_terminal = (*serial_spec == SerialSpec::Stdio).then(RawTerminal::enable);
+    backend.spawn_input(move |bytes| serial.lock().unwrap().enqueue_input(bytes));
+
+    info!(
+        memory_mib = layout.ram_size() >> 20,
+        vcpus = args.smp,
+        "starting"
+    );
+    let m = Machine {
+        vm,
+        ram,
+        buses,
+        chip_state,
+        ctl: Arc::new(crate::control::CpuControl::new(
+            crate::control::RunState::Running,
+        )),
+        events,
+        rx,
+        vcpus,
+        reset_hooks,
+        device_resets,
+        disks,
+    };
+    Ok(m.run()?)
+}
+
+/// A kernel for direct boot; reloaded on reset because the running kernel
+/// overwrites its own image and boot structures.
+struct LinuxImage {
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    cmdline: String,
+    cpus: u8,
+    layout: firmware::MemoryLayout,
+}
+
+impl LinuxImage {
+    fn load(
+        &self,
+        mem: &vm_memory::GuestMemoryMmap<()>,
+    ) -> crate::error::Result<firmware::LinuxBoot> {
+        let open = |p: &Path| {
+            File::open(p).map_err(|err| crate::error::Error::Io {
+                what: format!("open {}", p.display()),
+                err,
+            })
+        };
+        let mut kernel = open(&self.kernel)?;
+        let mut initrd = self.initrd.as_deref().map(open).transpose()?;
+        Ok(firmware::load_linux(
+            mem,
+            &self.layout,
+            &mut kernel,
+            initrd.as_mut(),
+            &self.cmdline,
+            self.cpus,
+        )?)
+    }
+}
+
+impl machine::ResetHook for LinuxImage {
+    fn on_reset(&mut self, mem: &vm_memory::GuestMemoryMmap<()>) -> crate::error::Result<()> {
+        self.load(mem).map(|_| ())
+    }
+}

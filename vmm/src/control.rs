@@ -1,0 +1,161 @@
+//! Run/pause/exit coordination between the VMM thread and the vCPU threads.
+//!
+//! The VMM thread changes the state and kicks the vCPUs out of KVM_RUN with a
+//! signal; each vCPU thread parks at the top of its loop while the state is not
+//! `Running`. A signal can land just before a thread enters KVM_RUN and be lost, so
+//! `pause_all` keeps kicking until every thread has reported itself parked.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Paused,
+    Exiting,
+}
+
+struct Inner {
+    state: RunState,
+    parked: usize,
+    /// Bumped on every machine reset; a vCPU that sees a new value reloads its
+    /// power-on register state before running again.
+    reset_generation: u64,
+}
+
+pub struct CpuControl {
+    inner: Mutex<Inner>,
+    cond: Condvar,
+}
+
+/// What a vCPU thread should do after passing the gate.
+pub enum Gate {
+    Run { reset_generation: u64 },
+    Exit,
+}
+
+impl CpuControl {
+    pub fn new(initial: RunState) -> Self {
+        CpuControl {
+            inner: Mutex::new(Inner {
+                state: initial,
+                parked: 0,
+                reset_generation: 0,
+            }),
+            cond: Condvar::new(),
+        }
+    }
+
+    /// Called by a vCPU thread before each KVM_RUN.
+    pub fn gate(&self) -> Gate {
+        let mut g = self.inner.lock().unwrap();
+        if g.state != RunState::Running {
+            g.parked += 1;
+            self.cond.notify_all();
+            while g.state == RunState::Paused {
+                g = self.cond.wait(g).unwrap();
+            }
+            g.parked -= 1;
+        }
+        match g.state {
+            RunState::Exiting => Gate::Exit,
+            _ => Gate::Run {
+                reset_generation: g.reset_generation,
+            },
+        }
+    }
+
+    pub fn state(&self) -> RunState {
+        self.inner.lock().unwrap().state
+    }
+
+    /// Move to `state`, then keep calling `kick` until `n` vCPU threads are parked
+    /// (or, for `Exiting`, until the caller joins them).
+    pub fn pause_all(&self, n: usize, kick: impl Fn()) {
+        self.inner.lock().unwrap().state = RunState::Paused;
+        loop {
+            kick();
+            let g = self.inner.lock().unwrap();
+            if g.parked >= n {
+                return;
+            }
+            let (g, _) = self
+                .cond
+                .wait_timeout(g, Duration::from_millis(10))
+                .unwrap();
+            if g.parked >= n {
+                return;
+            }
+        }
+    }
+
+    /// Resume from a pause; with `reset` every vCPU reloads its power-on state.
+    pub fn resume(&self, reset: bool) {
+        let mut g = self.inner.lock().unwrap();
+        if reset {
+            g.reset_generation += 1;
+        }
+        g.state = RunState::Running;
+        self.cond.notify_all();
+    }
+
+    pub fn exit(&self) {
+        let mut g = self.inner.lock().unwrap();
+        g.state = RunState::Exiting;
+        self.cond.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn pause_resume_exit() {
+        let ctl = Arc::new(CpuControl::new(RunState::Running));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (ctl, runs) = (ctl.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    let mut seen_reset = 0;
+                    loop {
+                        match ctl.gate() {
+                            Gate::Exit => return seen_reset,
+                            Gate::Run { reset_generation } => {
+                                seen_reset = reset_generation;
+                                runs.fetch_add(1, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        ctl.pause_all(2, || {});
+        let frozen = runs.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(runs.load(Ordering::SeqCst), frozen);
+        ctl.resume(true);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(runs.load(Ordering::SeqCst) > frozen);
+        ctl.exit();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 1);
+        }
+    }
+}
+
+impl CpuControl {
+    /// A vCPU that hit a fatal error waits here until the VMM exits.
+    pub fn pause_self(&self) {
+        let mut g = self.inner.lock().unwrap();
+        g.parked += 1;
+        self.cond.notify_all();
+        while g.state != RunState::Exiting {
+            g = self.cond.wait(g).unwrap();
+        }
+    }
+}
