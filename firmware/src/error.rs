@@ -5,11 +5,11 @@ use std::path::PathBuf;
 /// Everything that can go wrong while computing or loading boot-time guest state.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("guest RAM of {0} bytes is below the 16 MiB minimum")]
+    #[error("memory size of {0} bytes is below the 16 MiB minimum (use e.g. -m 256M)")]
     RamTooSmall(u64),
-    #[error("guest RAM of {0} bytes is above the 1 TiB maximum")]
+    #[error("memory size of {0} bytes is above the 1 TiB maximum")]
     RamTooLarge(u64),
-    #[error("guest RAM of {0} bytes is not a multiple of 4 KiB (KVM maps whole pages)")]
+    #[error("memory size of {0} bytes is not a multiple of 4 KiB (KVM maps whole pages)")]
     RamUnaligned(u64),
 
     #[error(

@@ -71,7 +71,8 @@ impl Vcpu {
     }
 
     /// Back to the x86 reset state (CS:IP = F000:FFF0); APs wait for INIT/SIPI.
-    fn reset(&self) -> Result<()> {
+    fn reset(&mut self) -> Result<()> {
+        self.complete_pending_exit();
         let p = &self.power_on;
         self.fd.set_regs(&p.regs).map_err(kvm("set_regs"))?;
         self.fd.set_sregs(&p.sregs).map_err(kvm("set_sregs"))?;
@@ -81,6 +82,17 @@ impl Vcpu {
             .set_mp_state(p.mp_state)
             .map_err(kvm("set_mp_state"))?;
         Ok(())
+    }
+
+    /// Finish an I/O or MMIO instruction whose exit we already handled. KVM only
+    /// completes it (writing RAX, advancing RIP, resuming its emulator) on the next
+    /// KVM_RUN, so without this a register reload would be overwritten by the
+    /// completion. With immediate_exit set, KVM_RUN completes it and returns EINTR
+    /// without running any guest instruction.
+    fn complete_pending_exit(&mut self) {
+        self.fd.set_kvm_immediate_exit(1);
+        let _ = self.fd.run();
+        self.fd.set_kvm_immediate_exit(0);
     }
 
     /// The vCPU thread body: run until told to exit.
