@@ -228,7 +228,7 @@ fn boot(
             initrd: args.initrd.clone(),
             cmdline: args.append.clone().unwrap_or_default(),
             cpus: args.smp,
-            layout: layout.clone(),
+            layout: *layout,
         };
         let boot = linux.load(&mem)?;
         vcpus[0].set_boot_state(&boot.cpu)?;

@@ -106,6 +106,18 @@ impl CpuControl {
     }
 }
 
+impl CpuControl {
+    /// A vCPU that hit a fatal error waits here until the VMM exits.
+    pub fn pause_self(&self) {
+        let mut g = self.inner.lock().unwrap();
+        g.parked += 1;
+        self.cond.notify_all();
+        while g.state != RunState::Exiting {
+            g = self.cond.wait(g).unwrap();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,18 +156,6 @@ mod tests {
         ctl.exit();
         for t in threads {
             assert_eq!(t.join().unwrap(), 1);
-        }
-    }
-}
-
-impl CpuControl {
-    /// A vCPU that hit a fatal error waits here until the VMM exits.
-    pub fn pause_self(&self) {
-        let mut g = self.inner.lock().unwrap();
-        g.parked += 1;
-        self.cond.notify_all();
-        while g.state != RunState::Exiting {
-            g = self.cond.wait(g).unwrap();
         }
     }
 }
