@@ -110,13 +110,17 @@ fn pump(mut from: impl Read + Send + 'static, to: Arc<Output>) {
 }
 
 impl SpiceboxVm {
-    /// `spicebox run --serial stdio ARGS...`
+    /// `spicebox run --serial stdio ARGS...` (no `--serial stdio` when ARGS has
+    /// its own `--serial`).
     pub fn start(args: &[&str]) -> Self {
         require_kvm();
         let lock = vm_lock();
-        let mut child = Command::new(spicebox_bin())
-            .arg("run")
-            .args(["--serial", "stdio"])
+        let mut cmd = Command::new(spicebox_bin());
+        cmd.arg("run");
+        if !args.contains(&"--serial") {
+            cmd.args(["--serial", "stdio"]);
+        }
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
