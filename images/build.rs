@@ -4,6 +4,10 @@
 //! Each image is one GNU as source that `.include`s `asm/boot.inc` (the shared
 //! boot sector). It is linked flat at 0x7C00, the address the BIOS loads the
 //! boot sector to; the boot sector loads the rest of the file itself.
+//!
+//! `asm/linux-stub.S` is not a disk but a stand-in Linux kernel (a bzImage)
+//! for direct kernel boot. It is assembled as 64-bit code, linked at 0 (its
+//! code is position independent) and kept as is, unpadded.
 
 use std::env;
 use std::fs;
@@ -90,6 +94,53 @@ fn main() {
         padded.resize(image.disk_size, 0);
         fs::write(&disk, &padded).unwrap_or_else(|e| panic!("writing {}: {e}", disk.display()));
     }
+
+    let source = asm_dir.join("linux-stub.S");
+    let object = out_dir.join("linux-stub.o");
+    let kernel = out_dir.join("linux-stub.bin");
+    run(Command::new(&assembler)
+        .arg("--64")
+        .arg("-I")
+        .arg(&asm_dir)
+        .arg("-o")
+        .arg(&object)
+        .arg(&source));
+    // File offsets are what matter (the setup header sits at fixed offsets
+    // and the 64-bit code only uses RIP-relative addresses), so link at 0.
+    run(Command::new(&linker)
+        .args(["-m", "elf_x86_64", "-Ttext=0", "-e", "_start"])
+        .args(["--oformat", "binary", "-o"])
+        .arg(&kernel)
+        .arg(&object));
+    let bytes = fs::read(&kernel).unwrap_or_else(|e| panic!("reading {}: {e}", kernel.display()));
+    check_bzimage("linux-stub", &bytes);
+}
+
+/// The minimum a boot loader checks before loading a bzImage: the boot
+/// sector signature, the "HdrS" magic, and a protected-mode part behind the
+/// setup sectors that is long enough to hold the 64-bit entry (at +0x200).
+fn check_bzimage(name: &str, bytes: &[u8]) {
+    assert!(
+        bytes.len() > 0x268,
+        "{name}: {} bytes, shorter than a setup header",
+        bytes.len()
+    );
+    assert_eq!(
+        &bytes[0x1FE..0x200],
+        &[0x55, 0xAA],
+        "{name}: boot flag at 0x1FE"
+    );
+    assert_eq!(
+        &bytes[0x202..0x206],
+        b"HdrS",
+        "{name}: header magic at 0x202"
+    );
+    let setup_len = (usize::from(bytes[0x1F1]) + 1) * 512;
+    assert!(
+        bytes.len() > setup_len + 0x200,
+        "{name}: {} bytes, no 64-bit entry point after {setup_len} bytes of setup",
+        bytes.len()
+    );
 }
 
 fn check_program(name: &str, bytes: &[u8]) {

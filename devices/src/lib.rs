@@ -6,6 +6,7 @@
 //! model is unit-tested by driving its registers the way firmware and drivers do.
 
 pub mod bus;
+pub mod display;
 pub mod error;
 pub mod fw_cfg;
 pub mod interrupt;

@@ -21,5 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         images::write_image(image.bytes(), &path)?;
         println!("{}", path.display());
     }
+    // Not a disk: boot it with `spicebox run --kernel` (or QEMU's -kernel).
+    let path = dir.join("linux-stub.bin");
+    images::write_image(images::linux_stub(), &path)?;
+    println!("{}", path.display());
     Ok(())
 }

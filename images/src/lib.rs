@@ -16,6 +16,7 @@ static DEMO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.img"));
 static POWEROFF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poweroff.img"));
 static RESET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reset.img"));
 static VIRTIO_BLK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-blk.img"));
+static LINUX_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/linux-stub.bin"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -110,11 +111,70 @@ pub fn virtio_expected_sector() -> [u8; SECTOR_SIZE] {
 }
 
 // ---------------------------------------------------------------------------
+// linux-stub
+
+/// Start of the one line [`linux_stub`] prints; the rest is the boot
+/// information it found, see [`LinuxStubReport`].
+pub const LINUX_STUB_MARKER: &str = "SPICEBOX-LINUX-STUB ";
+/// Follows the command line in the stub's line; then the e820 entry count
+/// in decimal.
+pub const LINUX_STUB_E820_PREFIX: &str = " e820=";
+/// Follows the e820 count; then `ramdisk_size` in lowercase hex, no leading
+/// zeros (0 without an initrd).
+pub const LINUX_STUB_INITRD_PREFIX: &str = " initrd=0x";
+/// Where a loader puts the stub's protected-mode part (`code32_start` and
+/// `pref_address`): 1 MiB, like every bzImage.
+pub const LINUX_STUB_LOAD_ADDR: u64 = 0x10_0000;
+
+/// What [`linux_stub`] read from the zero page, parsed back from its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxStubReport {
+    /// The command line at `cmd_line_ptr`, up to its NUL.
+    pub cmdline: String,
+    /// `e820_entries` of boot_params.
+    pub e820_entries: u32,
+    /// `ramdisk_size` of the setup header (with `ext_ramdisk_size` on top).
+    pub initrd_size: u64,
+}
+
+impl LinuxStubReport {
+    /// Find the stub's line in `serial` (COM1 output) and parse it. `None`
+    /// until the whole line, up to its CR LF, has arrived.
+    pub fn parse(serial: &str) -> Option<LinuxStubReport> {
+        let start = serial.find(LINUX_STUB_MARKER)? + LINUX_STUB_MARKER.len();
+        let line = &serial[start..];
+        let line = &line[..line.find("\r\n")?];
+        // The command line is free text; the fields after it are not, so
+        // split from the right.
+        let (cmdline, rest) = line.rsplit_once(LINUX_STUB_E820_PREFIX)?;
+        let (e820, initrd) = rest.split_once(LINUX_STUB_INITRD_PREFIX)?;
+        Some(LinuxStubReport {
+            cmdline: cmdline.to_owned(),
+            e820_entries: e820.parse().ok()?,
+            initrd_size: u64::from_str_radix(initrd, 16).ok()?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Images
 
 /// The demo disk spicebox boots when the user names no disk (1 MiB raw).
 pub fn demo_disk() -> &'static [u8] {
     DEMO
+}
+
+/// A stand-in Linux kernel for `spicebox run --kernel`: a bzImage (boot
+/// protocol 2.12, 64-bit entry point, relocatable) small enough to run where
+/// guest kernel code is emulated. Its 64-bit entry prints
+/// [`LINUX_STUB_MARKER`], the command line, the e820 entry count and the
+/// initrd size from boot_params on COM1 as one line ([`LinuxStubReport`]),
+/// then powers off via ACPI. Its 16-bit (setup code, what QEMU's `-kernel`
+/// runs) and 32-bit entries are not implemented: they print
+/// [`FAIL_MARKER_PREFIX`] and `linux-stub-entry16` / `linux-stub-entry32`,
+/// then power off.
+pub fn linux_stub() -> &'static [u8] {
+    LINUX_STUB
 }
 
 /// Test guests for spicebox's end-to-end tests.
@@ -310,6 +370,119 @@ mod tests {
         );
         assert_eq!(sector[256], 0);
         assert_eq!(sector[511], 0xFF);
+    }
+
+    fn le_u16(bytes: &[u8], offset: usize) -> u16 {
+        u16::from_le_bytes(bytes[offset..offset + 2].try_into().unwrap())
+    }
+
+    fn le_u32(bytes: &[u8], offset: usize) -> u32 {
+        u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
+    }
+
+    fn le_u64(bytes: &[u8], offset: usize) -> u64 {
+        u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap())
+    }
+
+    /// The setup header fields a 64-bit boot loader relies on, at their
+    /// offsets in Documentation/arch/x86/boot.rst.
+    #[test]
+    fn linux_stub_setup_header() {
+        let k = linux_stub();
+        let setup_sects = usize::from(k[0x1F1]);
+        assert!(setup_sects >= 1, "0 means 4 to loaders");
+        let setup_len = (setup_sects + 1) * 512;
+        let pm_len = k.len() - setup_len;
+
+        assert_eq!(le_u16(k, 0x1FE), 0xAA55, "boot_flag");
+        assert_eq!(k[0x200], 0xEB, "two-byte jump over the header");
+        assert_eq!(&k[0x202..0x206], b"HdrS");
+        assert!(le_u16(k, 0x206) >= 0x020C, "version with xloadflags");
+        assert_eq!(k[0x211] & 0x01, 0x01, "loadflags LOADED_HIGH");
+        assert_eq!(
+            u64::from(le_u32(k, 0x214)),
+            LINUX_STUB_LOAD_ADDR,
+            "code32_start"
+        );
+        assert!(le_u32(k, 0x22C) >= 0x3000_0000, "initrd_addr_max");
+        assert_eq!(k[0x234], 1, "relocatable_kernel");
+        assert_eq!(le_u16(k, 0x236) & 0x1, 0x1, "xloadflags XLF_KERNEL_64");
+        assert!(le_u32(k, 0x238) >= 255, "cmdline_size");
+        assert_eq!(le_u64(k, 0x258), LINUX_STUB_LOAD_ADDR, "pref_address");
+
+        let syssize = le_u32(k, 0x1F4) as usize;
+        assert_eq!(syssize, pm_len.div_ceil(16), "syssize in paragraphs");
+        let init_size = le_u32(k, 0x260) as usize;
+        assert!(
+            init_size >= pm_len,
+            "init_size {init_size:#x} < {pm_len:#x}"
+        );
+
+        let version = 0x200 + usize::from(le_u16(k, 0x20E));
+        assert!(k[version..].starts_with(b"spicebox linux-stub\0"));
+
+        // Code (CLI) at every entry: 16-bit behind the jump at 0x200, 32-bit
+        // at the start of the protected-mode part, 64-bit 0x200 into it.
+        let entry16 = 0x202 + usize::from(k[0x201]);
+        assert!(entry16 >= 0x268, "the jump clears the header");
+        for entry in [entry16, setup_len, setup_len + 0x200] {
+            assert_eq!(k[entry], 0xFA, "CLI at {entry:#x}");
+        }
+        assert!(contains(&k[setup_len..], LINUX_STUB_MARKER));
+        // The 16- and 32-bit entries report that they are not implemented.
+        for bits in ["16", "32"] {
+            let fail = format!("{FAIL_MARKER_PREFIX}linux-stub-entry{bits}");
+            assert!(contains(k, &fail), "{fail:?}");
+        }
+    }
+
+    /// The loader spicebox uses accepts the stub and puts the 64-bit entry
+    /// where the firmware crate will jump.
+    #[test]
+    fn linux_loader_loads_linux_stub() {
+        use linux_loader::loader::{BzImage, KernelLoader};
+        use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 4 * MIB)]).unwrap();
+        let load = GuestAddress(LINUX_STUB_LOAD_ADDR);
+        let result = BzImage::load(
+            &mem,
+            Some(load),
+            &mut std::io::Cursor::new(linux_stub()),
+            Some(load),
+        )
+        .unwrap();
+        let hdr = result.setup_header.unwrap();
+        assert_eq!(result.kernel_load, load);
+        assert!(result.kernel_end > LINUX_STUB_LOAD_ADDR + 0x200);
+        assert_eq!({ hdr.xloadflags } & 1, 1);
+        let entry: u8 = mem
+            .read_obj(GuestAddress(LINUX_STUB_LOAD_ADDR + 0x200))
+            .unwrap();
+        assert_eq!(entry, 0xFA, "CLI at the 64-bit entry");
+    }
+
+    #[test]
+    fn linux_stub_is_small() {
+        // Tiny is the point: every instruction of it is emulated.
+        assert!(linux_stub().len() <= 4096, "{} bytes", linux_stub().len());
+    }
+
+    #[test]
+    fn linux_stub_report_parses_the_line() {
+        let serial = "noise\r\nSPICEBOX-LINUX-STUB console=ttyS0 a e820=b e820=7 initrd=0x3039\r\n";
+        assert_eq!(
+            LinuxStubReport::parse(serial),
+            Some(LinuxStubReport {
+                cmdline: "console=ttyS0 a e820=b".into(),
+                e820_entries: 7,
+                initrd_size: 0x3039,
+            })
+        );
+        // Incomplete line: not yet.
+        assert_eq!(LinuxStubReport::parse(&serial[..serial.len() - 2]), None);
+        let empty = "SPICEBOX-LINUX-STUB  e820=3 initrd=0x0\r\n";
+        assert_eq!(LinuxStubReport::parse(empty).unwrap().cmdline, "");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         } else {
             SerialSpec::None
         });
-    eprintln!(
+    let banner = format!(
         "spicebox: booting {} ({} MiB, {} vCPU{}){}",
         match (&args.kernel, &args.disk) {
             (Some(k), _) => k.display().to_string(),
@@ -103,7 +103,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    let result = boot(&args, &layout, bios, disk_path.as_deref(), &serial_spec);
+    let result = boot(
+        &args,
+        &layout,
+        bios,
+        disk_path.as_deref(),
+        &serial_spec,
+        &banner,
+    );
     if let Some(dir) = demo_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -118,6 +125,7 @@ fn boot(
     bios: Option<Vec<u8>>,
     disk_path: Option<&Path>,
     serial_spec: &SerialSpec,
+    banner: &str,
 ) -> anyhow::Result<Outcome> {
     let (events, rx) = Machine::new_channel();
     // Before any thread exists, so that every thread inherits the blocked mask.
@@ -260,6 +268,8 @@ fn boot(
         vcpus = args.smp,
         "starting"
     );
+    // Printed once everything that can fail on bad input has succeeded.
+    eprintln!("{banner}");
     let m = Machine {
         vm,
         ram,

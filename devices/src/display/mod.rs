@@ -1,0 +1,14 @@
+//! Display hardware models without any bus or protocol attached.
+//!
+//! `vga` is the legacy VGA register file and plane memory (with the Bochs VBE
+//! DISPI registers from `vbe`), `render` turns that state into XRGB pixels. The
+//! QXL PCI device embeds a [`Vga`] for its VGA-compatible half and owns the
+//! framebuffer (BAR0) that VBE modes scan out of.
+
+pub mod render;
+pub mod vbe;
+pub mod vga;
+
+pub use render::{display_mode, render, render_into, DisplayMode, Frame};
+pub use vbe::{Vbe, VbeGeometry};
+pub use vga::Vga;

@@ -1,0 +1,850 @@
+//! Turning VGA/VBE state into XRGB8888 pixels.
+//!
+//! Geometry follows QEMU's `vga_draw_text`/`vga_draw_graphic` so that a guest sees
+//! the same picture as under QEMU: text cells 9 (SR1 bit 0 clear), 8 or 16 pixels
+//! wide; mode 13h as 640x400 (pixels doubled both ways by the CRTC settings);
+//! planar modes from the four planes; VBE modes straight from the framebuffer.
+
+use super::vga::{
+    Vga, AR_COLOR_SELECT, AR_MODE, AR_PLANE_ENABLE, GR_MISC, GR_MODE, SR_CHAR_MAP, SR_CLOCK,
+    VGA_MEM_SIZE,
+};
+
+/// What the registers currently ask the monitor to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisplayMode {
+    /// Screen blanked (attribute controller palette access, bad geometry).
+    Off,
+    Text {
+        cols: u32,
+        rows: u32,
+    },
+    /// `width`/`height` are output pixels; `stride` is bytes per scanline of the
+    /// source (plane memory for VGA modes, the framebuffer for VBE). `bpp` is 2,
+    /// 4 or 8 for VGA modes, 8/15/16/24/32 for VBE.
+    Graphics {
+        width: u32,
+        height: u32,
+        bpp: u32,
+        stride: u32,
+    },
+}
+
+/// A rendered picture: `pixels[y * width + x]` = 0x00RRGGBB.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u32>,
+}
+
+impl Frame {
+    fn reset(&mut self, width: u32, height: u32) {
+        self.width = width;
+        self.height = height;
+        self.pixels.clear();
+        self.pixels.resize(width as usize * height as usize, 0);
+    }
+
+    /// Pixel at (x, y), 0 outside the frame.
+    pub fn pixel(&self, x: u32, y: u32) -> u32 {
+        if x >= self.width || y >= self.height {
+            return 0;
+        }
+        self.pixels[(y * self.width + x) as usize]
+    }
+}
+
+/// QEMU refuses text screens beyond this many cells; so do we.
+const MAX_TEXT_CELLS: u32 = 160 * 100;
+
+/// 6-bit DAC component to 8 bits, replicating the top bits (0x2A → 0xAA).
+fn dac6(v: u8) -> u32 {
+    let v = u32::from(v & 0x3f);
+    (v << 2) | (v >> 4)
+}
+
+fn rgb(r: u32, g: u32, b: u32) -> u32 {
+    (r << 16) | (g << 8) | b
+}
+
+fn dac_color(vga: &Vga, index: u8) -> u32 {
+    let [r, g, b] = vga.dac_entry(index);
+    rgb(dac6(r), dac6(g), dac6(b))
+}
+
+/// The 16 attribute-controller colours through the DAC (AR14 supplies the
+/// high index bits, four of them when AR10 bit 7 asks for it).
+fn palette16(vga: &Vga) -> [u32; 16] {
+    let mut pal = [0; 16];
+    let sel = vga.ar[AR_COLOR_SELECT];
+    for (i, p) in pal.iter_mut().enumerate() {
+        let v = vga.ar[i];
+        let index = if vga.ar[AR_MODE] & 0x80 != 0 {
+            ((sel & 0x0f) << 4) | (v & 0x0f)
+        } else {
+            ((sel & 0x0c) << 4) | (v & 0x3f)
+        };
+        *p = dac_color(vga, index);
+    }
+    pal
+}
+
+fn palette256(vga: &Vga) -> [u32; 256] {
+    let mut pal = [0; 256];
+    let eight = vga.vbe.dac_8bit();
+    for (i, p) in pal.iter_mut().enumerate() {
+        let [r, g, b] = vga.dac_entry(i as u8);
+        *p = if eight {
+            rgb(r.into(), g.into(), b.into())
+        } else {
+            rgb(dac6(r), dac6(g), dac6(b))
+        };
+    }
+    pal
+}
+
+fn vram_byte(vga: &Vga, addr: usize) -> u8 {
+    vga.vram[addr & (VGA_MEM_SIZE - 1)]
+}
+
+fn vertical_display_end(vga: &Vga) -> u32 {
+    let cr = &vga.cr;
+    (u32::from(cr[0x12]) | (u32::from(cr[0x07] & 0x02) << 7) | (u32::from(cr[0x07] & 0x40) << 3))
+        + 1
+}
+
+fn start_address(vga: &Vga) -> usize {
+    (usize::from(vga.cr[0x0c]) << 8 | usize::from(vga.cr[0x0d])) * 4
+}
+
+fn line_offset(vga: &Vga) -> usize {
+    usize::from(vga.cr[0x13]) << 3
+}
+
+fn line_compare(vga: &Vga) -> u32 {
+    let cr = &vga.cr;
+    u32::from(cr[0x18]) | (u32::from(cr[0x07] & 0x10) << 4) | (u32::from(cr[0x09] & 0x40) << 3)
+}
+
+struct TextGeometry {
+    cols: u32,
+    rows: u32,
+    cell_w: u32,
+    cell_h: u32,
+}
+
+fn text_geometry(vga: &Vga) -> Option<TextGeometry> {
+    let cell_h = u32::from(vga.cr[0x09] & 0x1f) + 1;
+    let cell_w = if vga.sr[SR_CLOCK] & 0x08 != 0 {
+        16
+    } else if vga.sr[SR_CLOCK] & 0x01 != 0 {
+        8
+    } else {
+        9
+    };
+    let cols = u32::from(vga.cr[0x01]) + 1;
+    let rows = vertical_display_end(vga) / cell_h;
+    let cells = cols * rows;
+    (cells > 1 && cells <= MAX_TEXT_CELLS).then_some(TextGeometry {
+        cols,
+        rows,
+        cell_w,
+        cell_h,
+    })
+}
+
+struct GraphicsGeometry {
+    /// Pixels the CRTC fetches per line before horizontal doubling.
+    width: u32,
+    out_width: u32,
+    height: u32,
+    shift: u8,
+}
+
+fn vga_graphics_geometry(vga: &Vga) -> GraphicsGeometry {
+    let shift = (vga.gr[GR_MODE] >> 5) & 3;
+    let width = (u32::from(vga.cr[0x01]) + 1) * 8;
+    let doubled = shift <= 1 && vga.sr[SR_CLOCK] & 0x08 != 0;
+    GraphicsGeometry {
+        width,
+        out_width: if doubled { width * 2 } else { width },
+        height: vertical_display_end(vga),
+        shift,
+    }
+}
+
+/// The mode the registers select.
+pub fn display_mode(vga: &Vga) -> DisplayMode {
+    // AR index bit 5 clear hands the palette to the CPU and blanks the screen.
+    if vga.ar_index & 0x20 == 0 {
+        return DisplayMode::Off;
+    }
+    if let Some(g) = vga.vbe.geometry() {
+        return DisplayMode::Graphics {
+            width: g.width,
+            height: g.height,
+            bpp: g.bpp,
+            stride: g.stride,
+        };
+    }
+    if vga.gr[GR_MISC] & 0x01 == 0 {
+        return match text_geometry(vga) {
+            Some(t) => DisplayMode::Text {
+                cols: t.cols,
+                rows: t.rows,
+            },
+            None => DisplayMode::Off,
+        };
+    }
+    let g = vga_graphics_geometry(vga);
+    let bpp = match g.shift {
+        0 => 4,
+        1 => 2,
+        _ => 8,
+    };
+    DisplayMode::Graphics {
+        width: g.out_width,
+        height: g.height,
+        bpp,
+        stride: line_offset(vga) as u32,
+    }
+}
+
+/// Render the current picture. `fb` is the VBE framebuffer; `blink_phase` is the
+/// visible half of the cursor/blink cycle (toggle it about every 267 ms as QEMU).
+/// A blanked screen yields a 0x0 frame: the caller keeps its last size, black.
+pub fn render(vga: &Vga, fb: &[u8], blink_phase: bool) -> Frame {
+    let mut frame = Frame::default();
+    render_into(vga, fb, blink_phase, &mut frame);
+    frame
+}
+
+/// As [`render`], reusing `frame`'s allocation.
+pub fn render_into(vga: &Vga, fb: &[u8], blink_phase: bool, frame: &mut Frame) {
+    match display_mode(vga) {
+        DisplayMode::Off => frame.reset(0, 0),
+        DisplayMode::Text { .. } => render_text(vga, blink_phase, frame),
+        DisplayMode::Graphics { .. } if vga.vbe.enabled() => render_vbe(vga, fb, frame),
+        DisplayMode::Graphics { .. } => render_vga_graphics(vga, frame),
+    }
+}
+
+fn render_text(vga: &Vga, blink_phase: bool, frame: &mut Frame) {
+    let Some(t) = text_geometry(vga) else {
+        frame.reset(0, 0);
+        return;
+    };
+    frame.reset(t.cols * t.cell_w, t.rows * t.cell_h);
+    let pal = palette16(vga);
+    // SR3 selects two 8 KiB font slots in plane 2; attribute bit 3 picks one.
+    let map = vga.sr[SR_CHAR_MAP];
+    let slot = |sel: u8| usize::from(sel) * 8192 * 4 + 2;
+    let fonts = [
+        slot(((map >> 4) & 1) | ((map << 1) & 6)),
+        slot(((map >> 5) & 1) | ((map >> 1) & 6)),
+    ];
+    let blink_enabled = vga.ar[AR_MODE] & 0x08 != 0;
+    let line_graphics = vga.ar[AR_MODE] & 0x04 != 0;
+    let cursor_addr = (usize::from(vga.cr[0x0e]) << 8 | usize::from(vga.cr[0x0f])) * 4;
+    let cursor_on = vga.cr[0x0a] & 0x20 == 0 && blink_phase;
+    let cursor_first = u32::from(vga.cr[0x0a] & 0x1f);
+    let cursor_last = u32::from(vga.cr[0x0b] & 0x1f).min(t.cell_h - 1);
+    let lc = line_compare(vga);
+    let width = frame.width as usize;
+
+    let mut offset = start_address(vga);
+    let mut line = 0u32;
+    for cy in 0..t.rows {
+        for cx in 0..t.cols {
+            let src = (offset + cx as usize * 4) & (VGA_MEM_SIZE - 1);
+            let ch = vram_byte(vga, src);
+            let attr = vram_byte(vga, src + 1);
+            let mut fg = pal[usize::from(attr & 0x0f)];
+            let bg;
+            if blink_enabled && attr & 0x80 != 0 {
+                // Bit 7 blinks instead of brightening the background.
+                bg = pal[usize::from((attr >> 4) & 7)];
+                if !blink_phase {
+                    fg = bg;
+                }
+            } else {
+                bg = pal[usize::from(attr >> 4)];
+            }
+            let glyph = fonts[usize::from((attr >> 3) & 1)] + usize::from(ch) * 128;
+            // Only the box-drawing range extends column 8 into the 9th column.
+            let dup9 = line_graphics && (0xc0..=0xdf).contains(&ch);
+            let is_cursor = cursor_on && src == (cursor_addr & (VGA_MEM_SIZE - 1));
+            for gy in 0..t.cell_h {
+                let in_cursor = is_cursor && gy >= cursor_first && gy <= cursor_last;
+                let bits = if in_cursor {
+                    0xff
+                } else {
+                    vram_byte(vga, glyph + gy as usize * 4)
+                };
+                let row = (cy * t.cell_h + gy) as usize * width + (cx * t.cell_w) as usize;
+                for gx in 0..t.cell_w {
+                    let on = match (t.cell_w, gx) {
+                        (16, _) => bits & (0x80 >> (gx / 2)) != 0,
+                        (9, 8) => (dup9 || in_cursor) && bits & 1 != 0,
+                        _ => bits & (0x80 >> gx) != 0,
+                    };
+                    frame.pixels[row + gx as usize] = if on { fg } else { bg };
+                }
+            }
+        }
+        let next = line + t.cell_h;
+        offset += line_offset(vga);
+        if line < lc && next >= lc {
+            offset = 0;
+        }
+        line = next;
+    }
+}
+
+fn render_vga_graphics(vga: &Vga, frame: &mut Frame) {
+    let g = vga_graphics_geometry(vga);
+    frame.reset(g.out_width, g.height);
+    let cr9 = vga.cr[0x09];
+    let cr17 = vga.cr[0x17];
+    let double_scan = u32::from(cr9 >> 7);
+    // Each fetched line is shown multi_scan + 1 times (CGA modes ignore CR9 rows).
+    let multi_scan = if g.shift != 1 {
+        ((u32::from(cr9 & 0x1f) + 1) << double_scan) - 1
+    } else {
+        double_scan
+    };
+    let pal16 = palette16(vga);
+    let pal256 = palette256(vga);
+    let plane_mask = vga.ar[AR_PLANE_ENABLE] & 0x0f;
+    let hdouble = g.out_width != g.width;
+    let lc = line_compare(vga);
+    let stride = line_offset(vga);
+    let out_w = g.out_width as usize;
+
+    let mut addr1 = start_address(vga);
+    let mut y1 = 0u32;
+    let mut multi_run = multi_scan;
+    for y in 0..g.height {
+        let mut addr = addr1;
+        // CRTC mode bits 0/1 clear: CGA/Hercules interleave of scanlines.
+        if cr17 & 1 == 0 {
+            let shift = 14 + ((cr17 >> 6) & 1);
+            addr = (addr & !(1 << shift)) | (((y1 & 1) as usize) << shift);
+        }
+        if cr17 & 2 == 0 {
+            addr = (addr & !0x8000) | (((y1 & 2) as usize) << 14);
+        }
+        let out = &mut frame.pixels[y as usize * out_w..(y as usize + 1) * out_w];
+        match g.shift {
+            0 | 1 => draw_planar_line(
+                vga, addr, g.width, g.shift, plane_mask, hdouble, &pal16, out,
+            ),
+            _ => {
+                // 256 colours: one byte per pixel, each shown twice (QEMU line8d2).
+                for (x, px) in out.iter_mut().enumerate() {
+                    *px = pal256[usize::from(vram_byte(vga, addr + x / 2))];
+                }
+            }
+        }
+        if multi_run == 0 {
+            let mask = u32::from(cr17 & 3) ^ 3;
+            if y1 & mask == mask {
+                addr1 += stride;
+            }
+            y1 += 1;
+            multi_run = multi_scan;
+        } else {
+            multi_run -= 1;
+        }
+        if y == lc {
+            addr1 = 0;
+        }
+    }
+}
+
+/// One scanline of a 16-colour (shift 0) or CGA 4-colour (shift 1) mode: every
+/// 4 bytes of interleaved memory hold one byte per plane for 8 pixels.
+#[allow(clippy::too_many_arguments)]
+fn draw_planar_line(
+    vga: &Vga,
+    addr: usize,
+    width: u32,
+    shift: u8,
+    plane_mask: u8,
+    hdouble: bool,
+    pal: &[u32; 16],
+    out: &mut [u32],
+) {
+    let rep = if hdouble { 2 } else { 1 };
+    for group in 0..(width / 8) as usize {
+        let base = addr + group * 4;
+        let planes: [u8; 4] = std::array::from_fn(|p| {
+            if plane_mask & (1 << p) != 0 {
+                vram_byte(vga, base + p)
+            } else {
+                0
+            }
+        });
+        for x in 0..8usize {
+            let index = if shift == 0 {
+                (0..4).fold(0u8, |acc, p| acc | (((planes[p] >> (7 - x)) & 1) << p))
+            } else {
+                // Planes 0/2 carry the first four pixels, 1/3 the next four,
+                // two bits per pixel each (low pair from 0/1, high from 2/3).
+                let (lo, hi) = if x < 4 {
+                    (planes[0], planes[2])
+                } else {
+                    (planes[1], planes[3])
+                };
+                let sh = 6 - 2 * (x % 4);
+                ((lo >> sh) & 3) | (((hi >> sh) & 3) << 2)
+            };
+            let colour = pal[usize::from(index)];
+            for r in 0..rep {
+                if let Some(px) = out.get_mut((group * 8 + x) * rep + r) {
+                    *px = colour;
+                }
+            }
+        }
+    }
+}
+
+fn render_vbe(vga: &Vga, fb: &[u8], frame: &mut Frame) {
+    let Some(g) = vga.vbe.geometry() else {
+        frame.reset(0, 0);
+        return;
+    };
+    frame.reset(g.width, g.height);
+    let bytes_pp = match g.bpp {
+        15 | 16 => 2,
+        24 => 3,
+        32 => 4,
+        _ => 1,
+    };
+    let pal = palette256(vga);
+    let w = g.width as usize;
+    for y in 0..g.height as usize {
+        let start = g.offset as usize + y * g.stride as usize;
+        let src = fb.get(start..).unwrap_or(&[]);
+        let out = &mut frame.pixels[y * w..(y + 1) * w];
+        for (px, chunk) in out.iter_mut().zip(src.chunks_exact(bytes_pp)) {
+            *px = match g.bpp {
+                15 => {
+                    let v = u32::from(u16::from_le_bytes([chunk[0], chunk[1]]));
+                    rgb((v >> 7) & 0xf8, (v >> 2) & 0xf8, (v << 3) & 0xf8)
+                }
+                16 => {
+                    let v = u32::from(u16::from_le_bytes([chunk[0], chunk[1]]));
+                    rgb((v >> 8) & 0xf8, (v >> 3) & 0xfc, (v << 3) & 0xf8)
+                }
+                24 | 32 => rgb(chunk[2].into(), chunk[1].into(), chunk[0].into()),
+                _ => pal[usize::from(chunk[0])],
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::vga::tests::{attr_write, inb, memr, memw, outb, outw_idx};
+
+    // -- SeaVGABIOS-style mode programming (register values of the standard modes) --
+
+    /// The 64-entry EGA palette SeaVGABIOS loads for text and 16-colour modes:
+    /// bits 0-2 add 0x2A to B/G/R, bits 3-5 add 0x15.
+    fn load_ega_palette(vga: &mut Vga) {
+        outb(vga, 0x3c8, 0);
+        for i in 0u8..64 {
+            for c in [2, 1, 0] {
+                let hi = (i >> c) & 1;
+                let lo = (i >> (c + 3)) & 1;
+                outb(vga, 0x3c9, hi * 0x2a + lo * 0x15);
+            }
+        }
+    }
+
+    struct ModeRegs {
+        misc: u8,
+        seq: [u8; 4],
+        crtc: [u8; 25],
+        attr: [u8; 20],
+        gfx: [u8; 9],
+    }
+
+    const MODE_03: ModeRegs = ModeRegs {
+        misc: 0x67,
+        seq: [0x00, 0x03, 0x00, 0x02],
+        crtc: [
+            0x5f, 0x4f, 0x50, 0x82, 0x55, 0x81, 0xbf, 0x1f, 0x00, 0x4f, 0x0d, 0x0e, 0x00, 0x00,
+            0x00, 0x00, 0x9c, 0x8e, 0x8f, 0x28, 0x1f, 0x96, 0xb9, 0xa3, 0xff,
+        ],
+        attr: [
+            0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x14, 0x07, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d,
+            0x3e, 0x3f, 0x0c, 0x00, 0x0f, 0x08,
+        ],
+        gfx: [0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x0e, 0x0f, 0xff],
+    };
+
+    const MODE_13: ModeRegs = ModeRegs {
+        misc: 0x63,
+        seq: [0x01, 0x0f, 0x00, 0x0e],
+        crtc: [
+            0x5f, 0x4f, 0x50, 0x82, 0x54, 0x80, 0xbf, 0x1f, 0x00, 0x41, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x9c, 0x8e, 0x8f, 0x28, 0x40, 0x96, 0xb9, 0xa3, 0xff,
+        ],
+        attr: [
+            0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d,
+            0x0e, 0x0f, 0x41, 0x00, 0x0f, 0x00,
+        ],
+        gfx: [0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x05, 0x0f, 0xff],
+    };
+
+    const MODE_12: ModeRegs = ModeRegs {
+        misc: 0xe3,
+        seq: [0x01, 0x0f, 0x00, 0x06],
+        crtc: [
+            0x5f, 0x4f, 0x50, 0x82, 0x54, 0x80, 0x0b, 0x3e, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0xea, 0x8c, 0xdf, 0x28, 0x00, 0xe7, 0x04, 0xe3, 0xff,
+        ],
+        attr: [
+            0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x14, 0x07, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d,
+            0x3e, 0x3f, 0x01, 0x00, 0x0f, 0x00,
+        ],
+        gfx: [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x0f, 0xff],
+    };
+
+    /// The order of stdvga_set_mode: attributes, sequencer (with a synchronous
+    /// reset around it), graphics controller, CRTC (unprotected first), misc,
+    /// then video on through AR index bit 5.
+    fn set_mode(vga: &mut Vga, m: &ModeRegs) {
+        // stdvga_setup at option ROM init: colour ports, more than 64 KiB.
+        outb(vga, 0x3c2, 0xc3);
+        outw_idx(vga, 0x3c4, 4, 0x02);
+        load_ega_palette(vga);
+        for (i, &v) in m.attr.iter().enumerate() {
+            attr_write(vga, i as u8, v);
+        }
+        attr_write(vga, 0x14, 0);
+        outw_idx(vga, 0x3c4, 0, 0x03);
+        for (i, &v) in m.seq.iter().enumerate() {
+            outw_idx(vga, 0x3c4, i as u8 + 1, v);
+        }
+        for (i, &v) in m.gfx.iter().enumerate() {
+            outw_idx(vga, 0x3ce, i as u8, v);
+        }
+        let crtc = if m.misc & 1 != 0 { 0x3d4 } else { 0x3b4 };
+        outw_idx(vga, crtc, 0x11, 0);
+        for (i, &v) in m.crtc.iter().enumerate() {
+            outw_idx(vga, crtc, i as u8, v);
+        }
+        outb(vga, 0x3c2, m.misc);
+        inb(vga, 0x3da);
+        outb(vga, 0x3c0, 0x20);
+    }
+
+    /// A test glyph: an "A"-like shape with a pixel in column 7 on row 4.
+    fn glyph(ch: u8, row: usize) -> u8 {
+        const A: [u8; 16] = [
+            0x00, 0x00, 0x18, 0x24, 0x43, 0x42, 0x7e, 0x42, 0x42, 0x42, 0x42, 0x00, 0x00, 0x00,
+            0x00, 0x00,
+        ];
+        match ch {
+            b'A' => A[row],
+            0xc4 | 0xb3 => 0x01, // right-edge column to test the 9th column
+            _ => 0,
+        }
+    }
+
+    /// stdvga_load_font: open plane 2 linearly at A0000, copy 32-byte glyph
+    /// slots, then restore the odd/even text mapping.
+    fn load_font(vga: &mut Vga) {
+        outw_idx(vga, 0x3c4, 0, 0x01);
+        outw_idx(vga, 0x3c4, 2, 0x04);
+        outw_idx(vga, 0x3c4, 4, 0x07);
+        outw_idx(vga, 0x3c4, 0, 0x03);
+        outw_idx(vga, 0x3ce, 4, 0x02);
+        outw_idx(vga, 0x3ce, 5, 0x00);
+        outw_idx(vga, 0x3ce, 6, 0x04);
+        for ch in 0..=255u8 {
+            for row in 0..16 {
+                memw(vga, u64::from(ch) * 32 + row as u64, glyph(ch, row));
+            }
+        }
+        outw_idx(vga, 0x3c4, 0, 0x01);
+        outw_idx(vga, 0x3c4, 2, 0x03);
+        outw_idx(vga, 0x3c4, 4, 0x03);
+        outw_idx(vga, 0x3c4, 0, 0x03);
+        let gr6 = if inb(vga, 0x3cc) & 1 != 0 { 0x0e } else { 0x0a };
+        outw_idx(vga, 0x3ce, 6, gr6);
+        outw_idx(vga, 0x3ce, 4, 0x00);
+        outw_idx(vga, 0x3ce, 5, 0x10);
+    }
+
+    fn mode3() -> Vga {
+        let mut vga = Vga::new(16 << 20);
+        set_mode(&mut vga, &MODE_03);
+        // clear_screen: 0x0720 words over B800.
+        for i in 0..0x4000u64 {
+            memw(&mut vga, 0x18000 + 2 * i, 0x20);
+            memw(&mut vga, 0x18000 + 2 * i + 1, 0x07);
+        }
+        load_font(&mut vga);
+        vga
+    }
+
+    fn put(vga: &mut Vga, cell: u64, ch: u8, attr: u8) {
+        memw(vga, 0x18000 + 2 * cell, ch);
+        memw(vga, 0x18000 + 2 * cell + 1, attr);
+    }
+
+    const WHITE: u32 = 0xffffff;
+    const BLUE: u32 = 0x0000aa;
+    const LIGHT_GREY: u32 = 0xaaaaaa;
+
+    fn assert_cell(f: &Frame, cx: u32, cy: u32, ch: u8, fg: u32, bg: u32, col9_dup: bool) {
+        for gy in 0..16 {
+            let bits = glyph(ch, gy as usize);
+            for gx in 0..9 {
+                let on = if gx < 8 {
+                    bits & (0x80 >> gx) != 0
+                } else {
+                    col9_dup && bits & 1 != 0
+                };
+                let want = if on { fg } else { bg };
+                assert_eq!(
+                    f.pixel(cx * 9 + gx, cy * 16 + gy),
+                    want,
+                    "cell ({cx},{cy}) pixel ({gx},{gy})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mode3_text_glyph_exact_pixels() {
+        let mut vga = mode3();
+        assert_eq!(display_mode(&vga), DisplayMode::Text { cols: 80, rows: 25 });
+        put(&mut vga, 0, b'A', 0x1f);
+        let f = render(&vga, &[], false);
+        assert_eq!((f.width, f.height), (720, 400));
+        assert_eq!(f.pixel(3, 2), WHITE);
+        assert_eq!(f.pixel(0, 0), BLUE);
+        assert_eq!(f.pixel(8, 4), BLUE, "column 9 is background for letters");
+        assert_cell(&f, 0, 0, b'A', WHITE, BLUE, false);
+        // The cleared screen: blanks, grey on black.
+        assert_cell(&f, 1, 0, b' ', LIGHT_GREY, 0, false);
+        assert_cell(&f, 79, 24, b' ', LIGHT_GREY, 0, false);
+    }
+
+    #[test]
+    fn mode3_cursor_follows_blink_phase() {
+        let mut vga = mode3();
+        put(&mut vga, 81, b'A', 0x1f);
+        outw_idx(&mut vga, 0x3d4, 0x0e, 0);
+        outw_idx(&mut vga, 0x3d4, 0x0f, 81);
+        let off = render(&vga, &[], false);
+        assert_cell(&off, 1, 1, b'A', WHITE, BLUE, false);
+        let on = render(&vga, &[], true);
+        // CR0A/0B = 0x0D/0x0E: scanlines 13 and 14 solid in the foreground.
+        for gy in 0..16 {
+            for gx in 0..9 {
+                let p = on.pixel(9 + gx, 16 + gy);
+                if (13..=14).contains(&gy) {
+                    assert_eq!(p, WHITE);
+                } else {
+                    assert_eq!(p, off.pixel(9 + gx, 16 + gy));
+                }
+            }
+        }
+        outw_idx(&mut vga, 0x3d4, 0x0a, 0x2d); // cursor disable bit
+        assert_eq!(render(&vga, &[], true), off);
+    }
+
+    #[test]
+    fn line_graphics_ninth_column_and_blink() {
+        let mut vga = mode3();
+        put(&mut vga, 0, 0xc4, 0x07);
+        put(&mut vga, 1, 0xb3, 0x07);
+        put(&mut vga, 2, b'A', 0x9f); // blinking, bg index 1
+        outw_idx(&mut vga, 0x3d4, 0x0e, 0x07); // cursor off screen (cell 2000)
+        outw_idx(&mut vga, 0x3d4, 0x0f, 0xd0);
+        let f = render(&vga, &[], true);
+        assert_cell(&f, 0, 0, 0xc4, LIGHT_GREY, 0, true);
+        assert_cell(&f, 1, 0, 0xb3, LIGHT_GREY, 0, false);
+        assert_cell(&f, 2, 0, b'A', WHITE, BLUE, false);
+        let f = render(&vga, &[], false);
+        assert_cell(&f, 2, 0, b'A', BLUE, BLUE, false);
+        // Without the line-graphics bit, no duplication; blink off: bright bg.
+        attr_write(&mut vga, 0x10, 0x00);
+        let f = render(&vga, &[], false);
+        assert_cell(&f, 0, 0, 0xc4, LIGHT_GREY, 0, false);
+        let bright_blue = 0x5555ff;
+        assert_cell(&f, 2, 0, b'A', WHITE, bright_blue, false);
+    }
+
+    #[test]
+    fn eight_dot_clock_and_blanking() {
+        let mut vga = mode3();
+        put(&mut vga, 0, b'A', 0x1f);
+        outw_idx(&mut vga, 0x3c4, 1, 0x01);
+        let f = render(&vga, &[], false);
+        assert_eq!((f.width, f.height), (640, 400));
+        assert_eq!(
+            f.pixel(8, 4),
+            0,
+            "column 8 already belongs to the next cell"
+        );
+        inb(&mut vga, 0x3da);
+        outb(&mut vga, 0x3c0, 0x00);
+        assert_eq!(display_mode(&vga), DisplayMode::Off);
+        assert_eq!(render(&vga, &[], false).pixels.len(), 0);
+    }
+
+    #[test]
+    fn mode13h_chain4_256_colours() {
+        let mut vga = Vga::new(16 << 20);
+        set_mode(&mut vga, &MODE_13);
+        assert_eq!(
+            display_mode(&vga),
+            DisplayMode::Graphics {
+                width: 640,
+                height: 400,
+                bpp: 8,
+                stride: 320
+            }
+        );
+        outb(&mut vga, 0x3c8, 0x80);
+        for v in [0x3f, 0x00, 0x2a] {
+            outb(&mut vga, 0x3c9, v);
+        }
+        memw(&mut vga, 320 + 2, 0x80); // (x 2, y 1) in 320x200
+        assert_eq!(memr(&mut vga, 320 + 2), 0x80);
+        let f = render(&vga, &[], false);
+        assert_eq!((f.width, f.height), (640, 400));
+        for (x, y) in [(4, 2), (5, 2), (4, 3), (5, 3)] {
+            assert_eq!(f.pixel(x, y), 0xff00aa);
+        }
+        assert_eq!(f.pixel(6, 2), 0);
+        assert_eq!(f.pixel(4, 4), 0);
+    }
+
+    #[test]
+    fn mode12h_planar_16_colours() {
+        let mut vga = Vga::new(16 << 20);
+        set_mode(&mut vga, &MODE_12);
+        assert_eq!(
+            display_mode(&vga),
+            DisplayMode::Graphics {
+                width: 640,
+                height: 480,
+                bpp: 4,
+                stride: 80 * 4
+            }
+        );
+        // Write mode 2, colour 12 into the leftmost pixel of line 1.
+        outw_idx(&mut vga, 0x3ce, 5, 0x02);
+        outw_idx(&mut vga, 0x3ce, 8, 0x80);
+        memr(&mut vga, 80);
+        memw(&mut vga, 80, 0x0c);
+        // And colour 1 into pixel 9 of line 0 via write mode 0 + set/reset.
+        outw_idx(&mut vga, 0x3ce, 5, 0x00);
+        outw_idx(&mut vga, 0x3ce, 0, 0x01);
+        outw_idx(&mut vga, 0x3ce, 1, 0x0f);
+        outw_idx(&mut vga, 0x3ce, 8, 0x40);
+        memr(&mut vga, 1);
+        memw(&mut vga, 1, 0);
+        let f = render(&vga, &[], false);
+        assert_eq!((f.width, f.height), (640, 480));
+        assert_eq!(f.pixel(0, 1), 0xff5555, "AR12 = 0x3C -> light red");
+        assert_eq!(f.pixel(1, 1), 0);
+        assert_eq!(f.pixel(9, 0), BLUE);
+        assert_eq!(f.pixel(8, 0), 0);
+    }
+
+    fn dispi(vga: &mut Vga, fb: &mut [u8], index: u16, value: u16) {
+        vga.port_write(0x1ce, &index.to_le_bytes(), fb);
+        vga.port_write(0x1cf, &value.to_le_bytes(), fb);
+    }
+
+    fn vbe_mode(vga: &mut Vga, fb: &mut [u8], w: u16, h: u16, bpp: u16) {
+        dispi(vga, fb, 4, 0);
+        dispi(vga, fb, 3, bpp);
+        dispi(vga, fb, 1, w);
+        dispi(vga, fb, 2, h);
+        dispi(vga, fb, 4, 0x41);
+    }
+
+    #[test]
+    fn vbe_32_and_16_bpp() {
+        let mut vga = mode3();
+        let mut fb = vec![0u8; 16 << 20];
+        vbe_mode(&mut vga, &mut fb, 1024, 768, 32);
+        assert_eq!(
+            display_mode(&vga),
+            DisplayMode::Graphics {
+                width: 1024,
+                height: 768,
+                bpp: 32,
+                stride: 4096
+            }
+        );
+        fb[4096 + 8..4096 + 12].copy_from_slice(&[0x11, 0x22, 0x33, 0xff]);
+        let f = render(&vga, &fb, false);
+        assert_eq!((f.width, f.height), (1024, 768));
+        assert_eq!(f.pixel(2, 1), 0x332211);
+        // Pan by one line: the pixel moves up.
+        dispi(&mut vga, &mut fb, 9, 1);
+        assert_eq!(render(&vga, &fb, false).pixel(2, 0), 0x332211);
+
+        vbe_mode(&mut vga, &mut fb, 640, 480, 16);
+        fb[0..2].copy_from_slice(&0xf81fu16.to_le_bytes());
+        fb[2..4].copy_from_slice(&0x07e0u16.to_le_bytes());
+        let f = render(&vga, &fb, false);
+        assert_eq!(f.pixel(0, 0), 0xf800f8);
+        assert_eq!(f.pixel(1, 0), 0x00fc00);
+        vbe_mode(&mut vga, &mut fb, 640, 480, 15);
+        fb[0..2].copy_from_slice(&0x7c00u16.to_le_bytes());
+        assert_eq!(render(&vga, &fb, false).pixel(0, 0), 0xf80000);
+        vbe_mode(&mut vga, &mut fb, 640, 480, 24);
+        fb[3..6].copy_from_slice(&[1, 2, 3]);
+        assert_eq!(render(&vga, &fb, false).pixel(1, 0), 0x030201);
+    }
+
+    #[test]
+    fn vbe_8bpp_uses_dac_and_8bit_dac() {
+        let mut vga = mode3();
+        let mut fb = vec![0u8; 16 << 20];
+        vbe_mode(&mut vga, &mut fb, 800, 600, 8);
+        outb(&mut vga, 0x3c8, 5);
+        for v in [0x3f, 0x2a, 0x00] {
+            outb(&mut vga, 0x3c9, v);
+        }
+        fb[10] = 5;
+        assert_eq!(render(&vga, &fb, false).pixel(10, 0), 0xffaa00);
+        dispi(&mut vga, &mut fb, 4, 0x41 | 0x20 | 0x80);
+        outb(&mut vga, 0x3c8, 5);
+        for v in [0x12, 0x34, 0x56] {
+            outb(&mut vga, 0x3c9, v);
+        }
+        assert_eq!(render(&vga, &fb, false).pixel(10, 0), 0x123456);
+        // VBE off: the VGA side keeps the chain-4 layout that enabling set up.
+        dispi(&mut vga, &mut fb, 4, 0);
+        assert!(matches!(
+            display_mode(&vga),
+            DisplayMode::Graphics { bpp: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn tiny_framebuffer_renders_black_not_panics() {
+        let mut vga = mode3();
+        let mut fb = vec![0xffu8; 100];
+        vbe_mode(&mut vga, &mut fb, 2560, 1600, 32);
+        let f = render(&vga, &fb, false);
+        assert_eq!(f.pixels.len(), 2560 * 1600);
+        assert_eq!(f.pixel(0, 0), 0, "enable cleared what fits");
+        assert_eq!(f.pixel(100, 100), 0);
+    }
+}
