@@ -5,6 +5,7 @@
 //! QXL PCI device embeds a [`Vga`] for its VGA-compatible half and owns the
 //! framebuffer (BAR0) that VBE modes scan out of.
 
+pub mod qxl;
 pub mod render;
 pub mod vbe;
 pub mod vga;

@@ -1,0 +1,1188 @@
+//! The QXL VGA PCI device (1b36:0100, "qxl-vga"): a VGA-compatible card whose
+//! native mode is the SPICE QXL command interface.
+//!
+//! Layout, as QEMU's `hw/display/qxl.c` presents it and spice-protocol's
+//! `qxl_dev.h` defines it:
+//! - BAR0 "RAM" (32-bit, prefetchable): the VGA/VBE framebuffer (surface 0 area,
+//!   `vgamem_size`) at the start, command pages after it and the `QXLRam` header
+//!   (interrupt state, log buffer, rings) in the last 4 KiB-aligned block.
+//! - BAR1 "VRAM": off-screen surface memory.
+//! - BAR2: the read-only `QXLRom` followed by the mode list.
+//! - BAR3: 32 I/O ports; the offset selects the command, the byte is its argument.
+//! - Expansion ROM: `vgabios-qxl.bin`.
+//!
+//! Native-mode command processing (rings, memslots, surfaces, releases) is not
+//! here yet: port commands for it are decoded into [`QxlCommandEvent`]s and queued.
+//! Async commands complete at once (QXL_INTERRUPT_IO_CMD), which the Linux driver
+//! accepts since it waits for that interrupt after each async port write.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tracing::{debug, info, trace, warn};
+
+use super::render::{self, DisplayMode, Frame};
+use super::vga::Vga;
+use crate::interrupt::IrqLine;
+use crate::pci::config::COMMAND;
+use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
+
+pub const VENDOR_ID: u16 = 0x1b36;
+pub const DEVICE_ID: u16 = 0x0100;
+pub const CLASS_VGA: u32 = 0x03_0000;
+/// QEMU's default `revision` property is 5 ("qxl-5", QXL_REVISION_STABLE_V12 + 1),
+/// written as-is to the PCI revision byte. Linux wants >= 4; 5 adds nothing the
+/// device must do differently, so we mirror QEMU.
+pub const REVISION: u8 = 5;
+pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
+pub const SUBSYSTEM_ID: u16 = 0x1100;
+
+pub const BAR_RAM: usize = 0;
+pub const BAR_VRAM: usize = 1;
+pub const BAR_ROM: usize = 2;
+pub const BAR_IO: usize = 3;
+
+const MIB: usize = 1 << 20;
+pub const DEFAULT_RAM_SIZE: usize = 64 * MIB;
+pub const DEFAULT_VRAM_SIZE: usize = 8 * MIB;
+/// QEMU's `vgamem_mb` default: the surface-0 area at the start of BAR0.
+pub const DEFAULT_VGAMEM_SIZE: usize = 16 * MIB;
+/// QEMU's QXL_ROM_SZ (one 4 KiB page would do, but 8 KiB is what it declares).
+pub const ROM_SIZE: usize = 8192;
+/// pow2ceil(QXL_IO_RANGE_SIZE = 25) for revision >= 4.
+pub const IO_SIZE: u64 = 32;
+/// Largest option ROM we accept (vgabios-qxl.bin is ~40 KiB).
+const MAX_OPTION_ROM: usize = 16 * MIB;
+
+/// `QXLRom` field offsets (packed).
+pub mod rom_off {
+    pub const MAGIC: usize = 0;
+    pub const ID: usize = 4;
+    pub const UPDATE_ID: usize = 8;
+    pub const COMPRESSION_LEVEL: usize = 12;
+    pub const LOG_LEVEL: usize = 16;
+    pub const MODE: usize = 20;
+    pub const MODES_OFFSET: usize = 24;
+    pub const NUM_PAGES: usize = 28;
+    pub const PAGES_OFFSET: usize = 32;
+    pub const DRAW_AREA_OFFSET: usize = 36;
+    pub const SURFACE0_AREA_SIZE: usize = 40;
+    pub const RAM_HEADER_OFFSET: usize = 44;
+    pub const MM_CLOCK: usize = 48;
+    pub const N_SURFACES: usize = 52;
+    pub const FLAGS: usize = 56;
+    pub const SLOTS_START: usize = 64;
+    pub const SLOTS_END: usize = 65;
+    pub const SLOT_GEN_BITS: usize = 66;
+    pub const SLOT_ID_BITS: usize = 67;
+    pub const SLOT_GENERATION: usize = 68;
+    pub const CLIENT_PRESENT: usize = 69;
+    pub const CLIENT_CAPABILITIES: usize = 70;
+    pub const CLIENT_MONITORS_CONFIG_CRC: usize = 128;
+    pub const CLIENT_MONITORS_CONFIG: usize = 132;
+    /// sizeof(QXLRom); the mode list follows.
+    pub const SIZE: usize = 1160;
+}
+
+/// `QXLRam` field offsets (packed), relative to `ram_header_offset` in BAR0.
+pub mod ram_off {
+    pub const MAGIC: usize = 0;
+    pub const INT_PENDING: usize = 4;
+    pub const INT_MASK: usize = 8;
+    pub const LOG_BUF: usize = 12;
+    pub const LOG_BUF_SIZE: usize = 4096;
+    pub const CMD_RING: usize = 4108;
+    pub const CURSOR_RING: usize = 4640;
+    pub const RELEASE_RING: usize = 5172;
+    pub const UPDATE_AREA: usize = 5256;
+    pub const UPDATE_SURFACE: usize = 5272;
+    pub const MEM_SLOT: usize = 5276;
+    pub const CREATE_SURFACE: usize = 5292;
+    pub const FLAGS: usize = 5332;
+    pub const MONITORS_CONFIG: usize = 5340;
+    /// sizeof(QXLRam).
+    pub const SIZE: usize = 5348;
+    /// Ring header: num_items, prod, notify_on_prod, cons, notify_on_cons; then items.
+    pub const RING_HEADER: usize = 20;
+}
+
+pub const ROM_MAGIC: u32 = 0x4f52_5851; // "QXRO"
+pub const RAM_MAGIC: u32 = 0x4152_5851; // "QXRA"
+const CMD_RING_SIZE: u32 = 32;
+const CURSOR_RING_SIZE: u32 = 32;
+const RELEASE_RING_SIZE: u32 = 8;
+/// QEMU: NUM_MEMSLOTS 8, 8 generation bits, 8 slot-id bits, 1024 surfaces.
+const NUM_MEMSLOTS: u8 = 8;
+const MEMSLOT_GENERATION_BITS: u8 = 8;
+const MEMSLOT_SLOT_BITS: u8 = 8;
+const NUM_SURFACES: u32 = 1024;
+const PAGE_SIZE: usize = 4096;
+const QXL_MODE_SIZE: usize = 32;
+
+pub const INTERRUPT_DISPLAY: u32 = 1 << 0;
+pub const INTERRUPT_CURSOR: u32 = 1 << 1;
+pub const INTERRUPT_IO_CMD: u32 = 1 << 2;
+pub const INTERRUPT_ERROR: u32 = 1 << 3;
+pub const INTERRUPT_CLIENT: u32 = 1 << 4;
+pub const INTERRUPT_CLIENT_MONITORS_CONFIG: u32 = 1 << 5;
+
+/// BAR3 port offsets (`QXL_IO_*`, qxl_dev.h "append only" enum).
+pub mod io {
+    pub const NOTIFY_CMD: u8 = 0;
+    pub const NOTIFY_CURSOR: u8 = 1;
+    pub const UPDATE_AREA: u8 = 2;
+    pub const UPDATE_IRQ: u8 = 3;
+    pub const NOTIFY_OOM: u8 = 4;
+    pub const RESET: u8 = 5;
+    pub const SET_MODE: u8 = 6;
+    pub const LOG: u8 = 7;
+    pub const MEMSLOT_ADD: u8 = 8;
+    pub const MEMSLOT_DEL: u8 = 9;
+    pub const DETACH_PRIMARY: u8 = 10;
+    pub const ATTACH_PRIMARY: u8 = 11;
+    pub const CREATE_PRIMARY: u8 = 12;
+    pub const DESTROY_PRIMARY: u8 = 13;
+    pub const DESTROY_SURFACE_WAIT: u8 = 14;
+    pub const DESTROY_ALL_SURFACES: u8 = 15;
+    pub const UPDATE_AREA_ASYNC: u8 = 16;
+    pub const MEMSLOT_ADD_ASYNC: u8 = 17;
+    pub const CREATE_PRIMARY_ASYNC: u8 = 18;
+    pub const DESTROY_PRIMARY_ASYNC: u8 = 19;
+    pub const DESTROY_SURFACE_ASYNC: u8 = 20;
+    pub const DESTROY_ALL_SURFACES_ASYNC: u8 = 21;
+    pub const FLUSH_SURFACES_ASYNC: u8 = 22;
+    pub const FLUSH_RELEASE: u8 = 23;
+    pub const MONITORS_CONFIG_ASYNC: u8 = 24;
+    pub const RANGE_SIZE: u8 = 25;
+}
+
+/// QEMU's `qxl_modes[]`: each resolution at 16 and 32 bpp, orientations 0 and 1.
+/// A mode's id is its index here, even when the list in the ROM skips some.
+const MODE_RESOLUTIONS: [(u32, u32); 37] = [
+    (640, 480),
+    (800, 480),
+    (800, 600),
+    (832, 624),
+    (960, 640),
+    (1024, 600),
+    (1024, 768),
+    (1152, 864),
+    (1152, 870),
+    (1280, 720),
+    (1280, 760),
+    (1280, 768),
+    (1280, 800),
+    (1280, 960),
+    (1280, 1024),
+    (1360, 768),
+    (1366, 768),
+    (1400, 1050),
+    (1440, 900),
+    (1600, 900),
+    (1600, 1200),
+    (1680, 1050),
+    (1920, 1080),
+    (1920, 1200),
+    (1920, 1440),
+    (2000, 2000),
+    (2048, 1536),
+    (2048, 2048),
+    (2560, 1440),
+    (2560, 1600),
+    (2560, 2048),
+    (2800, 2100),
+    (3200, 2400),
+    (3840, 2160),
+    (4096, 2160),
+    (7680, 4320),
+    (8192, 4320),
+];
+
+/// One `QXLMode` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QxlMode {
+    pub id: u32,
+    pub x_res: u32,
+    pub y_res: u32,
+    pub bits: u32,
+    pub stride: u32,
+    pub x_mili: u32,
+    pub y_mili: u32,
+    pub orientation: u32,
+}
+
+/// QEMU's mode list filtered as `init_qxl_rom` does: modes whose framebuffer
+/// (`y_res * stride`) exceeds `vgamem_size` are left out.
+pub fn mode_list(vgamem_size: usize) -> Vec<QxlMode> {
+    let mut modes = Vec::new();
+    let mut id = 0u32;
+    for &(x, y) in &MODE_RESOLUTIONS {
+        for orientation in 0..2 {
+            for bits in [16u32, 32] {
+                let stride = x * bits / 8;
+                // PIXEL_SIZE 0.2936875 mm = 4699/16000, truncated as C does.
+                let mode = QxlMode {
+                    id,
+                    x_res: x,
+                    y_res: y,
+                    bits,
+                    stride,
+                    x_mili: x * 4699 / 16000,
+                    y_mili: y * 4699 / 16000,
+                    orientation,
+                };
+                id += 1;
+                if (y as usize) * (stride as usize) <= vgamem_size {
+                    modes.push(mode);
+                }
+            }
+        }
+    }
+    modes
+}
+
+/// `QXLRect` (top, left, bottom, right).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QxlRect {
+    pub top: i32,
+    pub left: i32,
+    pub bottom: i32,
+    pub right: i32,
+}
+
+/// `QXLSurfaceCreate` as the guest left it in the RAM header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SurfaceCreate {
+    pub width: u32,
+    pub height: u32,
+    /// Negative: bottom-up.
+    pub stride: i32,
+    pub format: u32,
+    pub position: u32,
+    pub mouse_mode: u32,
+    pub flags: u32,
+    pub kind: u32,
+    /// QXLPHYSICAL (slot id, generation, address).
+    pub mem: u64,
+}
+
+/// A port command for the native-mode engine, with the RAM-header arguments it
+/// read at the time of the write (the guest may change them right after).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QxlCommandEvent {
+    /// QXL_IO_RESET or a machine reset: drop memslots, surfaces and cursor.
+    Reset,
+    NotifyCmd,
+    NotifyCursor,
+    NotifyOom,
+    UpdateArea {
+        surface_id: u32,
+        area: QxlRect,
+        is_async: bool,
+    },
+    SetMode {
+        mode: u8,
+    },
+    MemslotAdd {
+        slot: u8,
+        start: u64,
+        end: u64,
+        is_async: bool,
+    },
+    MemslotDel {
+        slot: u8,
+    },
+    CreatePrimary {
+        surface: SurfaceCreate,
+        is_async: bool,
+    },
+    DestroyPrimary {
+        is_async: bool,
+    },
+    DestroySurface {
+        surface_id: u8,
+        is_async: bool,
+    },
+    DestroyAllSurfaces {
+        is_async: bool,
+    },
+    FlushSurfaces,
+    FlushRelease,
+    MonitorsConfig {
+        config: u64,
+    },
+}
+
+/// Which half of the card drives the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceMode {
+    /// Legacy VGA/VBE registers and the BAR0 framebuffer.
+    Vga,
+    /// A primary surface created through CREATE_PRIMARY.
+    Native,
+    /// Native, but the primary surface was destroyed (QEMU's QXL_MODE_UNDEFINED).
+    Undefined,
+}
+
+/// Sizes of the device's memory; normalised by [`Qxl::new`] the way QEMU's
+/// `qxl_init_ramsize` does (powers of two, BAR0 >= 2 × vgamem).
+#[derive(Clone, Copy, Debug)]
+pub struct QxlConfig {
+    pub ram_size: usize,
+    pub vram_size: usize,
+    pub vgamem_size: usize,
+}
+
+impl Default for QxlConfig {
+    fn default() -> Self {
+        Self {
+            ram_size: DEFAULT_RAM_SIZE,
+            vram_size: DEFAULT_VRAM_SIZE,
+            vgamem_size: DEFAULT_VGAMEM_SIZE,
+        }
+    }
+}
+
+/// Bound on queued events: a guest hammering ports must not grow memory.
+const MAX_EVENTS: usize = 1024;
+
+/// Legacy VGA register ports whose writes, in native mode, drop back to VGA
+/// (QEMU's `qxl_vga_portio_list`; the VBE ports are not in it).
+fn is_vga_register_port(port: u16) -> bool {
+    matches!(
+        port,
+        0x3b4 | 0x3b5 | 0x3ba | 0x3c0..=0x3cf | 0x3d4 | 0x3d5 | 0x3da
+    )
+}
+
+fn get_u32(buf: &[u8], off: usize) -> u32 {
+    off.checked_add(4)
+        .and_then(|end| buf.get(off..end))
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn get_u64(buf: &[u8], off: usize) -> u64 {
+    u64::from(get_u32(buf, off)) | (u64::from(get_u32(buf, off.saturating_add(4))) << 32)
+}
+
+fn put_u32(buf: &mut [u8], off: usize, v: u32) {
+    if let Some(b) = off.checked_add(4).and_then(|end| buf.get_mut(off..end)) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Copy `buf[off..off + data.len()]` into `data`, all ones when out of range.
+fn read_range(buf: &[u8], off: u64, data: &mut [u8]) {
+    let src = usize::try_from(off)
+        .ok()
+        .and_then(|o| buf.get(o..o.checked_add(data.len())?));
+    match src {
+        Some(s) => data.copy_from_slice(s),
+        None => data.fill(0xff),
+    }
+}
+
+fn write_range(buf: &mut [u8], off: u64, data: &[u8]) {
+    let dst = usize::try_from(off)
+        .ok()
+        .and_then(|o| buf.get_mut(o..o.checked_add(data.len())?));
+    if let Some(d) = dst {
+        d.copy_from_slice(data);
+    }
+}
+
+pub struct Qxl {
+    config: PciConfig,
+    /// BAR0. Kept behind `ram()`/`ram_mut()` so that moving it into a KVM
+    /// memory slot later only changes those two.
+    ram: Vec<u8>,
+    /// BAR1.
+    vram: Vec<u8>,
+    /// BAR2 contents; guest writes are ignored.
+    rom: Vec<u8>,
+    /// Expansion ROM (vgabios-qxl.bin).
+    option_rom: Vec<u8>,
+    vgamem_size: usize,
+    ram_header_offset: usize,
+    vga: Vga,
+    mode: DeviceMode,
+    /// Set on a guest protocol error (as QEMU's `guest_bug`): further port
+    /// writes other than RESET are ignored until the device is reset.
+    guest_bug: bool,
+    irq: Arc<dyn IrqLine>,
+    irq_level: bool,
+    events: VecDeque<QxlCommandEvent>,
+}
+
+impl Qxl {
+    pub fn new(cfg: QxlConfig, option_rom: Vec<u8>, irq: Arc<dyn IrqLine>) -> Self {
+        let vgamem_size = cfg
+            .vgamem_size
+            .clamp(8 * MIB, 256 * MIB)
+            .next_power_of_two();
+        let ram_size = cfg.ram_size.max(2 * vgamem_size).next_power_of_two();
+        let vram_size = cfg.vram_size.max(PAGE_SIZE).next_power_of_two();
+        let ram_header_size = ram_off::SIZE.next_multiple_of(PAGE_SIZE);
+
+        let mut config = PciConfig::new(VENDOR_ID, DEVICE_ID, CLASS_VGA, REVISION);
+        config.set_subsystem(SUBSYSTEM_VENDOR_ID, SUBSYSTEM_ID);
+        config.set_interrupt_pin(1);
+        let prefetchable = BarKind::Mem32 { prefetchable: true };
+        config.add_bar(BAR_RAM, ram_size as u64, prefetchable);
+        config.add_bar(BAR_VRAM, vram_size as u64, prefetchable);
+        config.add_bar(
+            BAR_ROM,
+            ROM_SIZE as u64,
+            BarKind::Mem32 {
+                prefetchable: false,
+            },
+        );
+        config.add_bar(BAR_IO, IO_SIZE, BarKind::Io);
+        let option_rom = if option_rom.len() > MAX_OPTION_ROM {
+            warn!(
+                "qxl: option ROM of {} bytes too large, dropped",
+                option_rom.len()
+            );
+            Vec::new()
+        } else {
+            option_rom
+        };
+        if !option_rom.is_empty() {
+            config.add_rom(option_rom.len() as u64);
+        }
+        config.seal();
+
+        let mut qxl = Self {
+            config,
+            ram: vec![0; ram_size],
+            vram: vec![0; vram_size],
+            rom: vec![0; ROM_SIZE],
+            option_rom,
+            vgamem_size,
+            ram_header_offset: ram_size - ram_header_size,
+            // VBE may only use the surface-0 area, never the RAM header.
+            vga: Vga::new(vgamem_size),
+            mode: DeviceMode::Vga,
+            guest_bug: false,
+            irq,
+            irq_level: false,
+            events: VecDeque::new(),
+        };
+        qxl.init_rom();
+        qxl.init_ram_header();
+        qxl
+    }
+
+    /// BAR0 as the device sees it.
+    pub fn ram(&self) -> &[u8] {
+        &self.ram
+    }
+
+    fn ram_mut(&mut self) -> &mut [u8] {
+        &mut self.ram
+    }
+
+    /// BAR1 (surface memory).
+    pub fn vram(&self) -> &[u8] {
+        &self.vram
+    }
+
+    /// BAR2 contents (QXLRom + modes).
+    pub fn rom(&self) -> &[u8] {
+        &self.rom
+    }
+
+    pub fn ram_header_offset(&self) -> usize {
+        self.ram_header_offset
+    }
+
+    pub fn vgamem_size(&self) -> usize {
+        self.vgamem_size
+    }
+
+    pub fn mode(&self) -> DeviceMode {
+        self.mode
+    }
+
+    pub fn vga(&self) -> &Vga {
+        &self.vga
+    }
+
+    /// Commands queued for the native-mode engine, oldest first.
+    pub fn take_events(&mut self) -> Vec<QxlCommandEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// What the VGA registers select (meaningful in VGA mode).
+    pub fn display_mode(&self) -> DisplayMode {
+        render::display_mode(&self.vga)
+    }
+
+    /// Render the VGA/VBE picture from the surface-0 area of BAR0.
+    pub fn render(&self, blink_phase: bool) -> Frame {
+        render::render(&self.vga, self.framebuffer(), blink_phase)
+    }
+
+    fn framebuffer(&self) -> &[u8] {
+        let n = self.vgamem_size.min(self.ram().len());
+        &self.ram()[..n]
+    }
+
+    /// Ports 0x3B0–0x3DF and 0x1CE–0x1D0.
+    pub fn vga_port_read(&mut self, port: u16, data: &mut [u8]) {
+        self.vga.port_read(port, data);
+    }
+
+    pub fn vga_port_write(&mut self, port: u16, data: &[u8]) {
+        if self.mode != DeviceMode::Vga && is_vga_register_port(port) {
+            // A VGA BIOS call or vgacon took the screen back (QEMU: destroy the
+            // primary, soft reset, enter VGA mode).
+            debug!("qxl: VGA port {port:#x} written in native mode, back to VGA");
+            self.push_event(QxlCommandEvent::DestroyPrimary { is_async: false });
+            self.guest_bug = false;
+            self.mode = DeviceMode::Vga;
+        }
+        let n = self.vgamem_size.min(self.ram.len());
+        self.vga.port_write(port, data, &mut self.ram[..n]);
+    }
+
+    /// The 0xA0000–0xBFFFF window; `offset` is relative to 0xA0000.
+    pub fn vga_mem_read(&mut self, offset: u64, data: &mut [u8]) {
+        let n = self.vgamem_size.min(self.ram.len());
+        self.vga.mem_read(offset, data, &self.ram[..n]);
+    }
+
+    pub fn vga_mem_write(&mut self, offset: u64, data: &[u8]) {
+        let n = self.vgamem_size.min(self.ram.len());
+        self.vga.mem_write(offset, data, &mut self.ram[..n]);
+    }
+
+    fn init_rom(&mut self) {
+        let ram_header_size = ram_off::SIZE.next_multiple_of(PAGE_SIZE);
+        let surface0_area_size = self.vgamem_size.next_multiple_of(PAGE_SIZE);
+        let num_pages = self
+            .ram
+            .len()
+            .saturating_sub(ram_header_size + surface0_area_size)
+            / PAGE_SIZE;
+        let modes = mode_list(self.vgamem_size);
+        let rom = &mut self.rom;
+        rom.fill(0);
+        put_u32(rom, rom_off::MAGIC, ROM_MAGIC);
+        put_u32(rom, rom_off::MODES_OFFSET, rom_off::SIZE as u32);
+        put_u32(rom, rom_off::NUM_PAGES, num_pages as u32);
+        put_u32(rom, rom_off::PAGES_OFFSET, surface0_area_size as u32);
+        put_u32(rom, rom_off::DRAW_AREA_OFFSET, 0);
+        put_u32(rom, rom_off::SURFACE0_AREA_SIZE, surface0_area_size as u32);
+        put_u32(
+            rom,
+            rom_off::RAM_HEADER_OFFSET,
+            self.ram_header_offset as u32,
+        );
+        put_u32(rom, rom_off::N_SURFACES, NUM_SURFACES);
+        rom[rom_off::SLOTS_START] = 1;
+        rom[rom_off::SLOTS_END] = NUM_MEMSLOTS - 1;
+        rom[rom_off::SLOT_GEN_BITS] = MEMSLOT_GENERATION_BITS;
+        rom[rom_off::SLOT_ID_BITS] = MEMSLOT_SLOT_BITS;
+        let list = rom_off::SIZE;
+        put_u32(rom, list, modes.len() as u32);
+        for (i, m) in modes.iter().enumerate() {
+            let base = list + 4 + i * QXL_MODE_SIZE;
+            let fields = [
+                m.id,
+                m.x_res,
+                m.y_res,
+                m.bits,
+                m.stride,
+                m.x_mili,
+                m.y_mili,
+                m.orientation,
+            ];
+            for (k, v) in fields.into_iter().enumerate() {
+                put_u32(rom, base + 4 * k, v);
+            }
+        }
+    }
+
+    /// QEMU's `init_qxl_ram`: magic, interrupts off, empty rings.
+    fn init_ram_header(&mut self) {
+        let h = self.ram_header_offset;
+        let ram = self.ram_mut();
+        put_u32(ram, h + ram_off::MAGIC, RAM_MAGIC);
+        put_u32(ram, h + ram_off::INT_PENDING, 0);
+        put_u32(ram, h + ram_off::INT_MASK, 0);
+        put_u32(ram, h + ram_off::UPDATE_SURFACE, 0);
+        put_u32(ram, h + ram_off::MONITORS_CONFIG, 0);
+        put_u32(ram, h + ram_off::MONITORS_CONFIG + 4, 0);
+        for (ring, items) in [
+            (ram_off::CMD_RING, CMD_RING_SIZE),
+            (ram_off::CURSOR_RING, CURSOR_RING_SIZE),
+            (ram_off::RELEASE_RING, RELEASE_RING_SIZE),
+        ] {
+            // num_items, prod, notify_on_prod, cons, notify_on_cons.
+            for (k, v) in [items, 0, 1, 0, 0].into_iter().enumerate() {
+                put_u32(ram, h + ring + 4 * k, v);
+            }
+        }
+        // The release ring's first produce slot starts empty (id 0).
+        let slot0 = h + ram_off::RELEASE_RING + ram_off::RING_HEADER;
+        put_u32(ram, slot0, 0);
+        put_u32(ram, slot0 + 4, 0);
+    }
+
+    fn header_u32(&self, field: usize) -> u32 {
+        get_u32(self.ram(), self.ram_header_offset + field)
+    }
+
+    fn header_u64(&self, field: usize) -> u64 {
+        get_u64(self.ram(), self.ram_header_offset + field)
+    }
+
+    /// OR `bits` into the guest-visible int_pending and re-evaluate the line.
+    fn send_events(&mut self, bits: u32) {
+        let off = self.ram_header_offset + ram_off::INT_PENDING;
+        let pending = get_u32(self.ram(), off) | bits;
+        put_u32(self.ram_mut(), off, pending);
+        self.update_irq();
+    }
+
+    /// Level = (int_pending & int_mask) != 0, gated by COMMAND.INTX_DISABLE.
+    fn update_irq(&mut self) {
+        let pending = self.header_u32(ram_off::INT_PENDING) & self.header_u32(ram_off::INT_MASK);
+        let asserted = pending != 0;
+        self.config.set_interrupt_status(asserted);
+        let level = asserted && !self.config.intx_disabled();
+        if level != self.irq_level {
+            self.irq_level = level;
+            self.irq.set_level(level);
+        }
+    }
+
+    fn guest_error(&mut self, what: &str) {
+        warn!("qxl: guest bug: {what}");
+        self.guest_bug = true;
+        self.send_events(INTERRUPT_ERROR);
+    }
+
+    fn push_event(&mut self, ev: QxlCommandEvent) {
+        debug!("qxl: {ev:?} queued (native mode not yet implemented)");
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(ev);
+    }
+
+    /// QEMU's `qxl_hard_reset`: fresh ROM and RAM header, back to VGA mode.
+    fn hard_reset(&mut self) {
+        self.init_rom();
+        self.init_ram_header();
+        self.guest_bug = false;
+        self.mode = DeviceMode::Vga;
+        self.push_event(QxlCommandEvent::Reset);
+        self.update_irq();
+    }
+
+    fn log(&self) {
+        let start = self.ram_header_offset + ram_off::LOG_BUF;
+        let Some(buf) = self.ram().get(start..start + ram_off::LOG_BUF_SIZE) else {
+            return;
+        };
+        // The guest need not NUL-terminate it.
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let text = String::from_utf8_lossy(&buf[..len]);
+        info!("qxl guest: {}", text.trim_end());
+    }
+
+    fn io_write(&mut self, port: u8, val: u8) {
+        if self.guest_bug && port != io::RESET {
+            trace!("qxl: port {port} ignored after a guest bug");
+            return;
+        }
+        if port >= io::RANGE_SIZE {
+            debug!("qxl: write to unused port {port}");
+            return;
+        }
+        // In VGA mode only setup commands run; QEMU still completes stray async
+        // commands so that buggy drivers do not hang.
+        let allowed_in_vga = matches!(
+            port,
+            io::RESET
+                | io::SET_MODE
+                | io::MEMSLOT_ADD
+                | io::MEMSLOT_DEL
+                | io::CREATE_PRIMARY
+                | io::UPDATE_IRQ
+                | io::LOG
+                | io::MEMSLOT_ADD_ASYNC
+                | io::CREATE_PRIMARY_ASYNC
+        );
+        let is_async = matches!(
+            port,
+            io::UPDATE_AREA_ASYNC..=io::FLUSH_SURFACES_ASYNC | io::MONITORS_CONFIG_ASYNC
+        );
+        if self.mode == DeviceMode::Vga && !allowed_in_vga {
+            debug!("qxl: port {port} ignored in VGA mode");
+            if port >= io::UPDATE_AREA_ASYNC {
+                self.send_events(INTERRUPT_IO_CMD);
+            }
+            return;
+        }
+        trace!("qxl: io port {port} = {val:#x}");
+        match port {
+            io::UPDATE_IRQ => self.update_irq(),
+            io::LOG => self.log(),
+            io::RESET => self.hard_reset(),
+            io::NOTIFY_CMD => self.push_event(QxlCommandEvent::NotifyCmd),
+            io::NOTIFY_CURSOR => self.push_event(QxlCommandEvent::NotifyCursor),
+            io::NOTIFY_OOM => self.push_event(QxlCommandEvent::NotifyOom),
+            io::SET_MODE => self.push_event(QxlCommandEvent::SetMode { mode: val }),
+            io::UPDATE_AREA | io::UPDATE_AREA_ASYNC => {
+                let area = QxlRect {
+                    top: self.header_u32(ram_off::UPDATE_AREA) as i32,
+                    left: self.header_u32(ram_off::UPDATE_AREA + 4) as i32,
+                    bottom: self.header_u32(ram_off::UPDATE_AREA + 8) as i32,
+                    right: self.header_u32(ram_off::UPDATE_AREA + 12) as i32,
+                };
+                let surface_id = self.header_u32(ram_off::UPDATE_SURFACE);
+                self.push_event(QxlCommandEvent::UpdateArea {
+                    surface_id,
+                    area,
+                    is_async,
+                });
+            }
+            io::MEMSLOT_ADD | io::MEMSLOT_ADD_ASYNC => {
+                if val >= NUM_MEMSLOTS {
+                    self.guest_error("MEMSLOT_ADD: slot out of range");
+                } else {
+                    let start = self.header_u64(ram_off::MEM_SLOT);
+                    let end = self.header_u64(ram_off::MEM_SLOT + 8);
+                    self.push_event(QxlCommandEvent::MemslotAdd {
+                        slot: val,
+                        start,
+                        end,
+                        is_async,
+                    });
+                }
+            }
+            io::MEMSLOT_DEL => {
+                if val >= NUM_MEMSLOTS {
+                    self.guest_error("MEMSLOT_DEL: slot out of range");
+                } else {
+                    self.push_event(QxlCommandEvent::MemslotDel { slot: val });
+                }
+            }
+            io::CREATE_PRIMARY | io::CREATE_PRIMARY_ASYNC => self.create_primary(val, is_async),
+            io::DESTROY_PRIMARY | io::DESTROY_PRIMARY_ASYNC => {
+                if val != 0 {
+                    self.guest_error("DESTROY_PRIMARY: val != 0");
+                } else if self.mode == DeviceMode::Native {
+                    self.mode = DeviceMode::Undefined;
+                    self.push_event(QxlCommandEvent::DestroyPrimary { is_async });
+                }
+            }
+            io::DESTROY_SURFACE_WAIT | io::DESTROY_SURFACE_ASYNC => {
+                // val is a byte, always < NUM_SURFACES.
+                self.push_event(QxlCommandEvent::DestroySurface {
+                    surface_id: val,
+                    is_async,
+                });
+            }
+            io::DESTROY_ALL_SURFACES | io::DESTROY_ALL_SURFACES_ASYNC => {
+                self.mode = DeviceMode::Undefined;
+                self.push_event(QxlCommandEvent::DestroyAllSurfaces { is_async });
+            }
+            io::FLUSH_SURFACES_ASYNC => self.push_event(QxlCommandEvent::FlushSurfaces),
+            io::FLUSH_RELEASE => self.push_event(QxlCommandEvent::FlushRelease),
+            io::MONITORS_CONFIG_ASYNC => {
+                let config = self.header_u64(ram_off::MONITORS_CONFIG);
+                self.push_event(QxlCommandEvent::MonitorsConfig { config });
+            }
+            // DETACH/ATTACH_PRIMARY: QEMU treats them as guest bugs too.
+            _ => self.guest_error("unexpected io port"),
+        }
+        // Everything runs synchronously, so an async command is complete now.
+        // Until the native engine exists they are no-ops apart from the mode
+        // change (CREATE/DESTROY_PRIMARY) and the queued event.
+        if is_async {
+            self.send_events(INTERRUPT_IO_CMD);
+        }
+    }
+
+    fn create_primary(&mut self, val: u8, is_async: bool) {
+        if val != 0 {
+            self.guest_error("CREATE_PRIMARY: val != 0");
+            return;
+        }
+        let c = ram_off::CREATE_SURFACE;
+        let surface = SurfaceCreate {
+            width: self.header_u32(c),
+            height: self.header_u32(c + 4),
+            stride: self.header_u32(c + 8) as i32,
+            format: self.header_u32(c + 12),
+            position: self.header_u32(c + 16),
+            mouse_mode: self.header_u32(c + 20),
+            flags: self.header_u32(c + 24),
+            kind: self.header_u32(c + 28),
+            mem: self.header_u64(c + 32),
+        };
+        let bytes = u64::from(surface.stride.unsigned_abs()) * u64::from(surface.height);
+        if surface.stride == i32::MIN || bytes > self.vgamem_size as u64 {
+            self.guest_error("CREATE_PRIMARY: primary larger than the framebuffer");
+            return;
+        }
+        if surface.stride & 3 != 0 {
+            self.guest_error("CREATE_PRIMARY: stride not a multiple of 4");
+            return;
+        }
+        if self.mode == DeviceMode::Native {
+            debug!("qxl: CREATE_PRIMARY while a primary exists");
+        }
+        self.mode = DeviceMode::Native;
+        self.push_event(QxlCommandEvent::CreatePrimary { surface, is_async });
+    }
+}
+
+impl PciDevice for Qxl {
+    fn config(&self) -> &PciConfig {
+        &self.config
+    }
+
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.config
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) {
+        self.config.write(offset, data);
+        // INTX_DISABLE may have changed.
+        if offset < COMMAND + 2 && offset + data.len() > COMMAND {
+            self.update_irq();
+        }
+    }
+
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        match bar {
+            BAR_RAM => read_range(self.ram(), offset, data),
+            BAR_VRAM => read_range(&self.vram, offset, data),
+            BAR_ROM => read_range(&self.rom, offset, data),
+            ROM_BAR => {
+                // The ROM BAR is a power of two; past the image reads as zero.
+                data.fill(0);
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                for (i, b) in data.iter_mut().enumerate() {
+                    if let Some(&v) = start.checked_add(i).and_then(|o| self.option_rom.get(o)) {
+                        *b = v;
+                    }
+                }
+            }
+            // I/O port reads return all ones (QEMU's ioport_read).
+            _ => data.fill(0xff),
+        }
+    }
+
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        match bar {
+            BAR_RAM => write_range(self.ram_mut(), offset, data),
+            BAR_VRAM => write_range(&mut self.vram, offset, data),
+            BAR_IO => {
+                // QEMU accepts byte accesses only (valid.max_access_size = 1).
+                if data.len() != 1 || offset >= IO_SIZE {
+                    debug!("qxl: {}-byte io write at {offset:#x} ignored", data.len());
+                    return;
+                }
+                self.io_write(offset as u8, data[0]);
+            }
+            _ => trace!("qxl: write to read-only bar {bar} at {offset:#x} ignored"),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.config.reset();
+        self.vga.reset();
+        self.hard_reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interrupt::test_util::RecordingLine;
+    use crate::pci::config::{BAR0, INTERRUPT_PIN, ROM_ADDRESS, SUBSYSTEM_VENDOR_ID};
+
+    fn option_rom() -> Vec<u8> {
+        let mut r = vec![0u8; 40 * 1024];
+        r[0] = 0x55;
+        r[1] = 0xaa;
+        r[2] = 80; // 80 × 512 bytes
+        r
+    }
+
+    fn device() -> (Qxl, Arc<RecordingLine>) {
+        let line = Arc::new(RecordingLine::default());
+        let qxl = Qxl::new(QxlConfig::default(), option_rom(), line.clone());
+        (qxl, line)
+    }
+
+    fn rom_u32(q: &mut Qxl, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        q.bar_read(BAR_ROM, off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn hdr(q: &Qxl, field: usize) -> u32 {
+        q.header_u32(field)
+    }
+
+    fn set_hdr(q: &mut Qxl, field: usize, v: u32) {
+        let off = (q.ram_header_offset() + field) as u64;
+        q.bar_write(BAR_RAM, off, &v.to_le_bytes());
+    }
+
+    fn probe(q: &mut Qxl, off: usize) -> u32 {
+        q.config_write(off, &0xffff_ffffu32.to_le_bytes());
+        q.config_read(off)
+    }
+
+    #[test]
+    fn identity_and_bar_sizes() {
+        let (mut q, _) = device();
+        assert_eq!(q.config_read(0), 0x0100_1b36);
+        assert_eq!(q.config_read(8), 0x0300_0000 | u32::from(REVISION));
+        assert_eq!(q.config_read(SUBSYSTEM_VENDOR_ID), 0x1100_1af4);
+        assert_eq!(q.config().u8_at(INTERRUPT_PIN), 1);
+        // Size probes as SeaBIOS does: BAR0 64 MiB prefetchable, BAR1 8 MiB,
+        // BAR2 8 KiB, BAR3 32 ports, expansion ROM 64 KiB.
+        assert_eq!(probe(&mut q, BAR0), 0xfc00_0008);
+        assert_eq!(probe(&mut q, BAR0 + 4), 0xff80_0008);
+        assert_eq!(probe(&mut q, BAR0 + 8), 0xffff_e000);
+        assert_eq!(probe(&mut q, BAR0 + 12), 0x0000_ffe1);
+        assert_eq!(probe(&mut q, BAR0 + 16), 0);
+        assert_eq!(probe(&mut q, ROM_ADDRESS), 0xffff_0001);
+    }
+
+    #[test]
+    fn rom_header_and_modes_as_linux_reads_them() {
+        let (mut q, _) = device();
+        // qxl_kms.c: check the magic, then read the fields it prints and uses.
+        assert_eq!(rom_u32(&mut q, 0), ROM_MAGIC);
+        let modes_offset = rom_u32(&mut q, rom_off::MODES_OFFSET as u64);
+        assert_eq!(modes_offset, 1160);
+        let ram_header_offset = rom_u32(&mut q, rom_off::RAM_HEADER_OFFSET as u64);
+        assert_eq!(ram_header_offset as usize, 64 * MIB - 8192);
+        assert_eq!(
+            rom_u32(&mut q, rom_off::SURFACE0_AREA_SIZE as u64),
+            16 << 20
+        );
+        assert_eq!(rom_u32(&mut q, rom_off::PAGES_OFFSET as u64), 16 << 20);
+        assert_eq!(
+            rom_u32(&mut q, rom_off::NUM_PAGES as u64) as usize,
+            (64 * MIB - 16 * MIB - 8192) / 4096
+        );
+        assert_eq!(rom_u32(&mut q, rom_off::N_SURFACES as u64), 1024);
+        // slots_start, slots_end, slot_gen_bits, slot_id_bits.
+        assert_eq!(rom_u32(&mut q, rom_off::SLOTS_START as u64), 0x0808_0701);
+        // The RAM header the ROM points at carries its magic.
+        assert_eq!(get_u32(q.ram(), ram_header_offset as usize), RAM_MAGIC);
+
+        let n = rom_u32(&mut q, modes_offset as u64);
+        let expected = mode_list(DEFAULT_VGAMEM_SIZE);
+        assert_eq!(n as usize, expected.len());
+        assert!(modes_offset as usize + 4 + n as usize * 32 <= ROM_SIZE);
+        let mode =
+            |q: &mut Qxl, i: u64, f: u64| rom_u32(q, modes_offset as u64 + 4 + i * 32 + f * 4);
+        // First entry: 640x480x16, orientation 0, id 0; then x32; then orientation 1.
+        assert_eq!(
+            (0..8).map(|f| mode(&mut q, 0, f)).collect::<Vec<_>>(),
+            [0, 640, 480, 16, 1280, 187, 140, 0]
+        );
+        assert_eq!(mode(&mut q, 1, 3), 32);
+        assert_eq!(mode(&mut q, 2, 7), 1);
+        // 2560x1600x32 (16 000 000 bytes) fits in 16 MiB; 2560x2048x32 does not,
+        // but its 16 bpp variant does, keeping QEMU's ids.
+        let all: Vec<_> = (0..u64::from(n))
+            .map(|i| {
+                (
+                    mode(&mut q, i, 0),
+                    mode(&mut q, i, 1),
+                    mode(&mut q, i, 2),
+                    mode(&mut q, i, 3),
+                )
+            })
+            .collect();
+        assert!(all.contains(&(117, 2560, 1600, 32)));
+        assert!(!all
+            .iter()
+            .any(|&(_, x, y, b)| (x, y, b) == (2560, 2048, 32)));
+        assert!(all.contains(&(120, 2560, 2048, 16)));
+        // ids are strictly increasing, every listed mode fits.
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        // Writes to the ROM are ignored.
+        q.bar_write(BAR_ROM, 0, &[0; 4]);
+        assert_eq!(rom_u32(&mut q, 0), ROM_MAGIC);
+    }
+
+    #[test]
+    fn log_reads_the_ram_header_buffer() {
+        let (mut q, _) = device();
+        let off = (q.ram_header_offset() + ram_off::LOG_BUF) as u64;
+        q.bar_write(BAR_RAM, off, b"hello from the guest\n\0");
+        q.bar_write(BAR_IO, io::LOG as u64, &[0]);
+        // Without a NUL the buffer is bounded by its 4096 bytes.
+        q.bar_write(BAR_RAM, off, &[b'x'; ram_off::LOG_BUF_SIZE]);
+        q.bar_write(BAR_IO, io::LOG as u64, &[0]);
+        assert!(!q.guest_bug);
+    }
+
+    #[test]
+    fn reset_returns_to_vga_and_clears_interrupts() {
+        let (mut q, line) = device();
+        set_hdr(&mut q, ram_off::INT_MASK, INTERRUPT_IO_CMD);
+        // Linux: CREATE_PRIMARY_ASYNC with a 1024x768 xRGB surface.
+        let c = ram_off::CREATE_SURFACE;
+        set_hdr(&mut q, c, 1024);
+        set_hdr(&mut q, c + 4, 768);
+        set_hdr(&mut q, c + 8, 4096);
+        set_hdr(&mut q, c + 12, 32);
+        q.bar_write(BAR_IO, io::CREATE_PRIMARY_ASYNC as u64, &[0]);
+        assert_eq!(q.mode(), DeviceMode::Native);
+        assert!(line.is_high());
+        set_hdr(&mut q, ram_off::RELEASE_RING + 4, 5); // scribble on a ring
+        q.bar_write(BAR_IO, io::RESET as u64, &[0]);
+        assert_eq!(q.mode(), DeviceMode::Vga);
+        assert_eq!(hdr(&q, ram_off::INT_PENDING), 0);
+        assert_eq!(hdr(&q, ram_off::INT_MASK), 0);
+        assert_eq!(hdr(&q, ram_off::RELEASE_RING), RELEASE_RING_SIZE);
+        assert_eq!(hdr(&q, ram_off::RELEASE_RING + 4), 0);
+        assert_eq!(hdr(&q, ram_off::CMD_RING + 8), 1);
+        assert!(!line.is_high());
+        let ev = q.take_events();
+        assert!(matches!(
+            ev[0],
+            QxlCommandEvent::CreatePrimary {
+                surface: SurfaceCreate {
+                    width: 1024,
+                    height: 768,
+                    stride: 4096,
+                    ..
+                },
+                is_async: true
+            }
+        ));
+        assert_eq!(ev.last(), Some(&QxlCommandEvent::Reset));
+    }
+
+    #[test]
+    fn async_command_raises_io_cmd_and_update_irq_drops_it() {
+        let (mut q, line) = device();
+        let mask = INTERRUPT_DISPLAY | INTERRUPT_CURSOR | INTERRUPT_IO_CMD;
+        set_hdr(&mut q, ram_off::INT_MASK, mask);
+        // MEMSLOT_ADD_ASYNC slot 1 over the start of BAR0.
+        set_hdr(&mut q, ram_off::MEM_SLOT, 0xe000_0000);
+        set_hdr(&mut q, ram_off::MEM_SLOT + 8, 0xe3ff_e000);
+        q.bar_write(BAR_IO, io::MEMSLOT_ADD_ASYNC as u64, &[1]);
+        assert_eq!(hdr(&q, ram_off::INT_PENDING), INTERRUPT_IO_CMD);
+        assert!(line.is_high());
+        assert_ne!(q.config_read(4) & (1 << 19), 0, "status interrupt bit");
+        assert_eq!(
+            q.take_events(),
+            [QxlCommandEvent::MemslotAdd {
+                slot: 1,
+                start: 0xe000_0000,
+                end: 0xe3ff_e000,
+                is_async: true
+            }]
+        );
+        // The ISR: xchg(int_pending, 0), then outb(0, UPDATE_IRQ).
+        set_hdr(&mut q, ram_off::INT_PENDING, 0);
+        q.bar_write(BAR_IO, io::UPDATE_IRQ as u64, &[0]);
+        assert!(!line.is_high());
+        // A stray async command in VGA mode is still completed.
+        q.bar_write(BAR_IO, io::FLUSH_SURFACES_ASYNC as u64, &[0]);
+        assert!(line.is_high());
+        assert!(q.take_events().is_empty());
+        // Masked by COMMAND.INTX_DISABLE.
+        q.config_write(COMMAND, &[0x00, 0x04]);
+        assert!(!line.is_high());
+    }
+
+    #[test]
+    fn hostile_bar_sweep_does_not_panic() {
+        let (mut q, _) = device();
+        for bar in [BAR_ROM, BAR_IO, 4, 5, ROM_BAR, 99] {
+            for off in (0..70u64).chain([8190, 8191, 8192, u64::MAX - 3, u64::MAX]) {
+                for len in [1usize, 2, 3, 4, 8] {
+                    let mut buf = vec![0u8; len];
+                    q.bar_read(bar, off, &mut buf);
+                    for v in [0u8, 1, 7, 8, 0xff] {
+                        q.bar_write(bar, off, &vec![v; len]);
+                    }
+                }
+            }
+        }
+        // Every port with every value, in VGA and native mode.
+        for mode_switch in [false, true] {
+            if mode_switch {
+                q.bar_write(BAR_IO, io::RESET as u64, &[0]);
+                q.bar_write(BAR_IO, io::CREATE_PRIMARY as u64, &[0]);
+            }
+            for port in 0..IO_SIZE {
+                for v in [0u8, 1, 7, 8, 200, 0xff] {
+                    q.bar_write(BAR_IO, port, &[v]);
+                }
+            }
+        }
+        // Out-of-range RAM accesses read as ones and are dropped.
+        let mut b = [0u8; 4];
+        q.bar_read(BAR_RAM, (64 * MIB) as u64 - 2, &mut b);
+        assert_eq!(b, [0xff; 4]);
+        q.bar_write(BAR_RAM, u64::MAX, &[1, 2]);
+        assert_eq!(rom_u32(&mut q, 0), ROM_MAGIC);
+        q.reset();
+        assert_eq!(q.mode(), DeviceMode::Vga);
+    }
+
+    #[test]
+    fn expansion_rom_serves_the_given_bytes() {
+        let (mut q, _) = device();
+        let mut sig = [0u8; 3];
+        q.bar_read(ROM_BAR, 0, &mut sig);
+        assert_eq!(sig, [0x55, 0xaa, 80]);
+        // Beyond the image (the BAR is 64 KiB) reads as zero.
+        let mut b = [0xffu8; 4];
+        q.bar_read(ROM_BAR, 50 * 1024, &mut b);
+        assert_eq!(b, [0; 4]);
+        // No ROM bytes, no ROM BAR.
+        let mut q = Qxl::new(
+            QxlConfig::default(),
+            Vec::new(),
+            Arc::new(RecordingLine::default()),
+        );
+        assert_eq!(probe(&mut q, ROM_ADDRESS), 0);
+    }
+
+    #[test]
+    fn vga_port_write_leaves_native_mode_and_vbe_uses_bar0() {
+        let (mut q, _) = device();
+        q.bar_write(BAR_IO, io::CREATE_PRIMARY as u64, &[0]);
+        assert_eq!(q.mode(), DeviceMode::Native);
+        // VBE ports do not count as VGA register writes.
+        q.vga_port_write(0x1ce, &4u16.to_le_bytes());
+        assert_eq!(q.mode(), DeviceMode::Native);
+        q.vga_port_write(0x3c0, &[0x20]);
+        assert_eq!(q.mode(), DeviceMode::Vga);
+        // A VBE mode scans out of BAR0.
+        for (idx, val) in [(1u16, 8u16), (2, 2), (3, 32), (4, 0x41)] {
+            q.vga_port_write(0x1ce, &idx.to_le_bytes());
+            q.vga_port_write(0x1cf, &val.to_le_bytes());
+        }
+        q.bar_write(BAR_RAM, 4, &0x00ff_0000u32.to_le_bytes());
+        q.vga_port_read(0x3da, &mut [0]);
+        q.vga_port_write(0x3c0, &[0x20]);
+        let f = q.render(false);
+        assert_eq!((f.width, f.height), (8, 2));
+        assert_eq!(f.pixel(1, 0), 0x00ff_0000);
+        // The legacy window reaches BAR0's bank 0 with VBE on.
+        let mut b = [0u8; 4];
+        q.vga_mem_read(4, &mut b);
+        assert_eq!(u32::from_le_bytes(b), 0x00ff_0000);
+    }
+}
