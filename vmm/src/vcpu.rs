@@ -242,3 +242,38 @@ impl Vcpu {
         self.reset()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::kvm_cpuid_entry2;
+
+    #[test]
+    fn cpuid_carries_each_vcpus_apic_id() {
+        let entries = [
+            kvm_cpuid_entry2 {
+                function: 1,
+                ebx: 0xaabb_0800,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0xb,
+                edx: 0,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0x4000_0000,
+                ebx: 0x4b4d_564b,
+                ..Default::default()
+            },
+        ];
+        let supported = CpuId::from_entries(&entries).unwrap();
+        let c = cpuid_for(&supported, 3, 4);
+        let e = c.as_slice();
+        assert_eq!(e[0].ebx >> 24, 3, "initial APIC ID");
+        assert_eq!((e[0].ebx >> 16) & 0xff, 4, "logical processor count");
+        assert_eq!(e[0].ebx & 0xffff, 0x0800, "CLFLUSH size kept");
+        assert_eq!(e[1].edx, 3, "x2APIC ID");
+        assert_eq!(e[2].ebx, 0x4b4d_564b, "KVM signature leaf untouched");
+    }
+}
