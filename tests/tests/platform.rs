@@ -89,3 +89,30 @@ fn serial_on_a_unix_socket_carries_both_directions() {
     assert!(vm.wait_exit(Duration::from_secs(30)).success());
     assert!(vm.serial_text().is_empty(), "stdio must be unused");
 }
+
+#[test]
+fn qxl_vga_option_rom_runs_and_sets_text_mode() {
+    let dir = TempDir::new("qxlrom");
+    let disk = dir.join("poweroff.img");
+    images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
+    let log = dir.join("bios.log");
+    let mut vm = SpiceboxVm::start(&[
+        disk.to_str().unwrap(),
+        "--vga",
+        "qxl",
+        "--bios-log",
+        log.to_str().unwrap(),
+    ]);
+    vm.wait_for(images::POWEROFF_TEST_MARKER, BOOT);
+    assert!(vm.wait_exit(Duration::from_secs(20)).success());
+    let log = std::fs::read_to_string(&log).expect("BIOS log written");
+    // SeaBIOS found the QXL device as primary VGA, ran vgabios-qxl from its
+    // expansion ROM BAR, and the VGA BIOS programmed mode 3 through our ports.
+    for needle in [
+        "Using 00:02.0 for primary VGA",
+        "Start SeaVGABIOS",
+        "set VGA mode 3",
+    ] {
+        assert!(log.contains(needle), "missing {needle:?}:\n{log}");
+    }
+}

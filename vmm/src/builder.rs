@@ -16,15 +16,18 @@ use devices::pci::{i440fx::I440fx, intx::PciIntxRouter, piix3::Piix3, root::PciR
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
 use devices::{Bus, IrqChip, IrqLine};
 
-use crate::cli::{RunArgs, SerialSpec};
+use crate::cli::{RunArgs, SerialSpec, VgaKind};
+use crate::display::{VgaPorts, VgaWindow};
 use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
 use crate::memory::GuestRam;
 use crate::serial_io::{self, RawTerminal, SerialBackend};
 use crate::vcpu::Vcpu;
+use devices::display::qxl::{Qxl, QxlConfig};
 
 /// PCI slot of the boot disk. Slot 2 is kept for the QXL display, as in QEMU's
 /// `-vga qxl` machines.
 const DISK_SLOT: u8 = 3;
+const QXL_SLOT: u8 = 2;
 
 struct DiskFlush(Arc<Mutex<VirtioPciDevice<VirtioBlock>>>);
 
@@ -206,6 +209,19 @@ fn boot(
     let mut pci = PciRoot::new(requests.clone());
     pci.add_device(0, 0, Arc::new(Mutex::new(I440fx::new())))?;
     pci.add_device(1, 0, Arc::new(Mutex::new(piix3)))?;
+    let mmio = Bus::new();
+    if args.vga == VgaKind::Qxl {
+        let rom = firmware::seabios::vga_rom(firmware::seabios::QXL_VGA_ROM)?;
+        let qxl = Arc::new(Mutex::new(Qxl::new(
+            QxlConfig::default(),
+            rom,
+            router.line(QXL_SLOT, 1),
+        )));
+        pci.add_device(QXL_SLOT, 0, qxl.clone())?;
+        pio.insert(Arc::new(Mutex::new(VgaPorts(qxl.clone()))), 0x3b0, 0x30)?;
+        pio.insert(Arc::new(Mutex::new(VgaPorts(qxl.clone()))), 0x1ce, 3)?;
+        mmio.insert(Arc::new(Mutex::new(VgaWindow(qxl))), 0xa0000, 0x20000)?;
+    }
     let mut disks: Vec<Arc<dyn Flush>> = Vec::new();
     if let Some(path) = disk_path {
         let block = VirtioBlock::open(path, args.read_only)?;
@@ -220,11 +236,7 @@ fn boot(
     let pci = Arc::new(pci);
     pio.insert(pci.config_io_device(), 0xcf8, 8)?;
 
-    let buses = Arc::new(Buses {
-        pio,
-        mmio: Bus::new(),
-        pci,
-    });
+    let buses = Arc::new(Buses { pio, mmio, pci });
 
     let mut vcpus = Vec::new();
     for id in 0..args.smp {

@@ -63,6 +63,17 @@ pub struct RunArgs {
     /// Write SeaBIOS's debug output (port 0x402) to this file.
     #[arg(long)]
     pub bios_log: Option<PathBuf>,
+
+    /// Display device: none, or qxl (experimental: VGA-compatible side only, no
+    /// client can see it yet).
+    #[arg(long, value_enum, default_value_t = VgaKind::None)]
+    pub vga: VgaKind,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgaKind {
+    None,
+    Qxl,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

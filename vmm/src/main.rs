@@ -3,6 +3,7 @@
 mod builder;
 mod cli;
 mod control;
+mod display;
 mod error;
 mod machine;
 mod memory;

@@ -954,7 +954,7 @@ mod tests {
         assert_eq!(probe(&mut q, BAR0), 0xfc00_0008);
         assert_eq!(probe(&mut q, BAR0 + 4), 0xff80_0008);
         assert_eq!(probe(&mut q, BAR0 + 8), 0xffff_e000);
-        assert_eq!(probe(&mut q, BAR0 + 12), 0x0000_ffe1);
+        assert_eq!(probe(&mut q, BAR0 + 12), 0xffff_ffe1);
         assert_eq!(probe(&mut q, BAR0 + 16), 0);
         assert_eq!(probe(&mut q, ROM_ADDRESS), 0xffff_0001);
     }

@@ -114,11 +114,10 @@ impl PciConfig {
         if let BarKind::Mem64 { .. } = kind {
             assert!(index < 5, "64-bit BAR needs two slots");
             self.write_mask[off + 4..off + 8].copy_from_slice(&((mask >> 32) as u32).to_le_bytes());
-        } else if let BarKind::Io = kind {
-            // I/O space is 16 bits on x86; upper bits read back as zero.
-            let m = (mask as u32) & 0xffff;
-            self.write_mask[off..off + 4].copy_from_slice(&m.to_le_bytes());
         }
+        // I/O BARs keep all 32 address bits writable, as QEMU and real devices do:
+        // SeaBIOS sizes a BAR as !(readback & !3) + 1 with no 16-bit masking, so
+        // read-only upper zeros would make a 32-byte BAR look 4 GiB large.
         self.bars[index] = Some(Bar { size, kind });
     }
 
@@ -294,7 +293,7 @@ mod tests {
         c.add_bar(2, 0x4000, BarKind::Mem64 { prefetchable: true });
         // Size probe, as SeaBIOS pci_bar_size does.
         c.write(BAR0, &0xffff_ffffu32.to_le_bytes());
-        assert_eq!(c.read_dword(BAR0), 0x0000_ffc1);
+        assert_eq!(c.read_dword(BAR0), 0xffff_ffc1);
         c.write(BAR0 + 4, &0xffff_ffffu32.to_le_bytes());
         assert_eq!(c.read_dword(BAR0 + 4), 0xffff_f000);
         c.write(BAR0 + 8, &0xffff_ffffu32.to_le_bytes());
