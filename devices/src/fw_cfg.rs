@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use tracing::{debug, trace, warn};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::{BusDevice, Error, Result};
+use crate::{BusDevice, Error, Reset, Result};
 
 pub const PORT_BASE: u64 = 0x510;
 pub const PORT_LEN: u64 = 12;
@@ -140,13 +140,6 @@ impl FwCfg {
             dir.extend_from_slice(&n);
         }
         self.items.insert(FILE_DIR, dir);
-    }
-
-    /// Machine reset: back to the signature at offset 0, no DMA address pending.
-    pub fn reset(&mut self) {
-        self.selector = SIGNATURE;
-        self.offset = 0;
-        self.dma_addr = 0;
     }
 
     fn select(&mut self, key: u16) {
@@ -267,6 +260,15 @@ impl FwCfg {
             done += chunk;
         }
         true
+    }
+}
+
+impl Reset for FwCfg {
+    /// Machine reset: back to the signature at offset 0, no DMA address pending.
+    fn reset(&mut self) {
+        self.selector = SIGNATURE;
+        self.offset = 0;
+        self.dma_addr = 0;
     }
 }
 

@@ -17,3 +17,9 @@ pub mod virtio;
 pub use bus::{Bus, BusDevice, SharedDevice};
 pub use error::{Error, Result};
 pub use interrupt::{IrqChip, IrqLine, VmRequest, VmRequests};
+
+/// A device with power-on state that a machine reset restores. (PCI devices
+/// reset through `PciDevice::reset`, called by the root bus.)
+pub trait Reset {
+    fn reset(&mut self);
+}

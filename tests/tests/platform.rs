@@ -116,3 +116,22 @@ fn qxl_vga_option_rom_runs_and_sets_text_mode() {
         assert!(log.contains(needle), "missing {needle:?}:\n{log}");
     }
 }
+
+#[test]
+fn serial_to_a_file_with_an_explicit_bios() {
+    let dir = TempDir::new("serialfile");
+    let disk = dir.join("poweroff.img");
+    images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
+    let out = dir.join("com1.txt");
+    let mut vm = SpiceboxVm::start(&[
+        disk.to_str().unwrap(),
+        "--serial",
+        &format!("file:{}", out.display()),
+        "--bios",
+        "/usr/share/seabios/bios-256k.bin",
+    ]);
+    assert!(vm.wait_exit(BOOT).success(), "{}", vm.stderr_text());
+    let text = std::fs::read_to_string(&out).expect("serial file written");
+    assert!(text.contains(images::POWEROFF_TEST_MARKER), "{text:?}");
+    assert!(vm.serial_text().is_empty(), "stdout must stay unused");
+}

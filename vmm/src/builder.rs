@@ -9,12 +9,12 @@ use anyhow::{bail, Context};
 use tracing::info;
 use vm_memory::{Bytes, GuestAddress};
 
-use devices::fw_cfg::FwCfg;
+use devices::display::{vbe, vga};
 use devices::interrupt::GsiLine;
-use devices::legacy::{acpi_pm::AcpiPm, cmos::Cmos, debug_port, i8042::I8042, port92::Port92};
-use devices::pci::{i440fx::I440fx, intx::PciIntxRouter, piix3::Piix3, root::PciRoot};
+use devices::legacy::{acpi_pm, cmos, debug_port, i8042, port92, serial};
+use devices::pci::{i440fx::I440fx, intx::PciIntxRouter, piix3::Piix3, root, root::PciRoot};
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
-use devices::{Bus, IrqChip, IrqLine};
+use devices::{fw_cfg, Bus, IrqChip, IrqLine, Reset};
 
 use crate::cli::{RunArgs, SerialSpec, VgaKind};
 use crate::display::{VgaPorts, VgaWindow};
@@ -157,26 +157,31 @@ fn boot(
     // Port I/O devices.
     let pio = Bus::new();
     let mut backend = SerialBackend::open(serial_spec).context("open serial backend")?;
-    let serial = Arc::new(Mutex::new(devices::legacy::serial::Serial::new(
+    let serial = Arc::new(Mutex::new(serial::Serial::new(
         isa_irq(4),
         std::mem::replace(&mut backend.out, Box::new(std::io::sink())),
     )));
-    pio.insert(serial.clone(), 0x3f8, 8)?;
-    let i8042 = Arc::new(Mutex::new(I8042::new(
+    pio.insert(serial.clone(), serial::COM1_BASE, serial::LEN)?;
+    let i8042 = Arc::new(Mutex::new(i8042::I8042::new(
         isa_irq(1),
         isa_irq(12),
         requests.clone(),
     )));
-    pio.insert(i8042.clone(), 0x60, 5)?;
-    let cmos = Arc::new(Mutex::new(Cmos::new(
+    pio.insert(i8042.clone(), i8042::BASE, i8042::LEN)?;
+    let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
         args.smp,
         isa_irq(8),
     )));
-    pio.insert(cmos.clone(), 0x70, 2)?;
-    pio.insert(Arc::new(Mutex::new(debug_port::PostCode::new())), 0x80, 1)?;
-    pio.insert(Arc::new(Mutex::new(Port92::new(requests.clone()))), 0x92, 1)?;
+    pio.insert(cmos.clone(), cmos::BASE, cmos::LEN)?;
+    pio.insert(
+        Arc::new(Mutex::new(debug_port::PostCode::new())),
+        debug_port::POST_CODE_BASE,
+        debug_port::LEN,
+    )?;
+    let port92 = Arc::new(Mutex::new(port92::Port92::new(requests.clone())));
+    pio.insert(port92.clone(), port92::BASE, port92::LEN)?;
     let bios_log: Option<Box<dyn Write + Send>> = match &args.bios_log {
         Some(p) => Some(Box::new(
             File::create(p).with_context(|| format!("BIOS log {}", p.display()))?,
@@ -185,14 +190,14 @@ fn boot(
     };
     pio.insert(
         Arc::new(Mutex::new(debug_port::DebugCon::new(bios_log))),
-        0x402,
-        1,
+        debug_port::DEBUGCON_BASE,
+        debug_port::LEN,
     )?;
-    let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(requests.clone())));
-    pio.insert(acpi_pm.clone(), 0x600, 0x10)?;
+    let acpi_pm = Arc::new(Mutex::new(acpi_pm::AcpiPm::new(requests.clone())));
+    pio.insert(acpi_pm.clone(), acpi_pm::BASE, acpi_pm::LEN)?;
 
     // fw_cfg: what SeaBIOS reads about the machine.
-    let mut fw_cfg = FwCfg::new(mem.clone());
+    let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
     let content = firmware::FwCfgContent::for_machine(layout, args.smp as u16, DISK_SLOT);
     for (key, data) in content.items {
         fw_cfg.add_item(key, data);
@@ -201,7 +206,7 @@ fn boot(
         fw_cfg.add_file(&name, data)?;
     }
     let fw_cfg = Arc::new(Mutex::new(fw_cfg));
-    pio.insert(fw_cfg.clone(), 0x510, 12)?;
+    pio.insert(fw_cfg.clone(), fw_cfg::PORT_BASE, fw_cfg::PORT_LEN)?;
 
     // PCI: host bridge, ISA bridge, the disk.
     let piix3 = Piix3::new();
@@ -218,9 +223,19 @@ fn boot(
             router.line(QXL_SLOT, 1),
         )));
         pci.add_device(QXL_SLOT, 0, qxl.clone())?;
-        pio.insert(Arc::new(Mutex::new(VgaPorts(qxl.clone()))), 0x3b0, 0x30)?;
-        pio.insert(Arc::new(Mutex::new(VgaPorts(qxl.clone()))), 0x1ce, 3)?;
-        mmio.insert(Arc::new(Mutex::new(VgaWindow(qxl))), 0xa0000, 0x20000)?;
+        let vga_ports = Arc::new(Mutex::new(VgaPorts(qxl.clone())));
+        pio.insert(
+            vga_ports.clone(),
+            vga::PORT_BASE.into(),
+            vga::PORT_LEN.into(),
+        )?;
+        let vbe_len = vbe::PORT_DATA_ALT - vbe::PORT_INDEX + 1;
+        pio.insert(vga_ports, vbe::PORT_INDEX.into(), vbe_len.into())?;
+        mmio.insert(
+            Arc::new(Mutex::new(VgaWindow(qxl))),
+            vga::WINDOW_BASE,
+            vga::WINDOW_LEN,
+        )?;
     }
     let mut disks: Vec<Arc<dyn Flush>> = Vec::new();
     if let Some(path) = disk_path {
@@ -234,7 +249,11 @@ fn boot(
         disks.push(Arc::new(DiskFlush(disk_dev)));
     }
     let pci = Arc::new(pci);
-    pio.insert(pci.config_io_device(), 0xcf8, 8)?;
+    pio.insert(
+        pci.config_io_device(),
+        root::CONFIG_IO_BASE,
+        root::CONFIG_IO_LEN,
+    )?;
 
     let buses = Arc::new(Buses { pio, mmio, pci });
 
@@ -256,21 +275,8 @@ fn boot(
     }
     let chip_state = ChipPowerOnState::capture(&vm)?;
 
-    let device_resets: Vec<Box<dyn FnMut() + Send>> = vec![
-        {
-            let d = i8042.clone();
-            Box::new(move || d.lock().unwrap().reset())
-        },
-        {
-            let d = fw_cfg.clone();
-            Box::new(move || d.lock().unwrap().reset())
-        },
-        {
-            let d = acpi_pm.clone();
-            Box::new(move || d.lock().unwrap().reset())
-        },
-        Box::new(move || cmos.lock().unwrap().reset()),
-    ];
+    let device_resets: Vec<Arc<Mutex<dyn Reset + Send>>> =
+        vec![i8042, fw_cfg, acpi_pm, cmos, port92];
 
     let _raw_terminal = (*serial_spec == SerialSpec::Stdio).then(RawTerminal::enable);
     backend.spawn_input(move |bytes| serial.lock().unwrap().enqueue_input(bytes));

@@ -4,7 +4,11 @@
 //! signal; each vCPU thread parks at the top of its loop while the state is not
 //! `Running`. A signal can land just before a thread enters KVM_RUN and be lost, so
 //! `pause_all` keeps kicking until every thread has reported itself parked.
+//!
+//! `gate` runs before every KVM_RUN, i.e. once per exit, so while the machine is
+//! running it reads one atomic flag and takes no lock.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -18,12 +22,14 @@ pub enum RunState {
 struct Inner {
     state: RunState,
     parked: usize,
-    /// Bumped on every machine reset; a vCPU that sees a new value reloads its
-    /// power-on register state before running again.
-    reset_generation: u64,
 }
 
 pub struct CpuControl {
+    /// `state == Running`, readable without the lock; written only under it.
+    running: AtomicBool,
+    /// Bumped on every machine reset (before `running` is set again); a vCPU that
+    /// sees a new value reloads its power-on register state before running.
+    reset_generation: AtomicU64,
     inner: Mutex<Inner>,
     cond: Condvar,
 }
@@ -37,17 +43,29 @@ pub enum Gate {
 impl CpuControl {
     pub fn new(initial: RunState) -> Self {
         CpuControl {
+            running: AtomicBool::new(initial == RunState::Running),
+            reset_generation: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 state: initial,
                 parked: 0,
-                reset_generation: 0,
             }),
             cond: Condvar::new(),
         }
     }
 
+    fn set_state(&self, g: &mut Inner, state: RunState) {
+        g.state = state;
+        self.running
+            .store(state == RunState::Running, Ordering::Release);
+    }
+
     /// Called by a vCPU thread before each KVM_RUN.
     pub fn gate(&self) -> Gate {
+        if self.running.load(Ordering::Acquire) {
+            return Gate::Run {
+                reset_generation: self.reset_generation.load(Ordering::Acquire),
+            };
+        }
         let mut g = self.inner.lock().unwrap();
         if g.state != RunState::Running {
             g.parked += 1;
@@ -60,19 +78,15 @@ impl CpuControl {
         match g.state {
             RunState::Exiting => Gate::Exit,
             _ => Gate::Run {
-                reset_generation: g.reset_generation,
+                reset_generation: self.reset_generation.load(Ordering::Acquire),
             },
         }
-    }
-
-    pub fn state(&self) -> RunState {
-        self.inner.lock().unwrap().state
     }
 
     /// Move to `state`, then keep calling `kick` until `n` vCPU threads are parked
     /// (or, for `Exiting`, until the caller joins them).
     pub fn pause_all(&self, n: usize, kick: impl Fn()) {
-        self.inner.lock().unwrap().state = RunState::Paused;
+        self.set_state(&mut self.inner.lock().unwrap(), RunState::Paused);
         loop {
             kick();
             let g = self.inner.lock().unwrap();
@@ -93,15 +107,15 @@ impl CpuControl {
     pub fn resume(&self, reset: bool) {
         let mut g = self.inner.lock().unwrap();
         if reset {
-            g.reset_generation += 1;
+            self.reset_generation.fetch_add(1, Ordering::AcqRel);
         }
-        g.state = RunState::Running;
+        self.set_state(&mut g, RunState::Running);
         self.cond.notify_all();
     }
 
     pub fn exit(&self) {
         let mut g = self.inner.lock().unwrap();
-        g.state = RunState::Exiting;
+        self.set_state(&mut g, RunState::Exiting);
         self.cond.notify_all();
     }
 }

@@ -2,7 +2,7 @@
 //! VMM thread's event loop (reset, power-off, signals).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use kvm_bindings::{
@@ -15,9 +15,9 @@ use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use devices::pci::root::PciRoot;
-use devices::{Bus, IrqChip, VmRequest, VmRequests};
+use devices::{Bus, IrqChip, Reset, VmRequest, VmRequests};
 
-use crate::control::{CpuControl, RunState};
+use crate::control::CpuControl;
 use crate::error::{kvm, Error, Result};
 use crate::memory::GuestRam;
 use crate::vcpu::Vcpu;
@@ -133,10 +133,10 @@ pub fn create_vm() -> Result<(Kvm, Arc<VmFd>)> {
         }
     }
     let vm = kvm_dev.create_vm().map_err(kvm("create_vm"))?;
-    // The addresses QEMU uses: just below the BIOS flash, inside the e820 hole.
-    vm.set_identity_map_address(0xfeff_c000)
+    // Pages KVM needs for itself; the layout reserves them in the e820 map.
+    vm.set_identity_map_address(firmware::layout::IDENTITY_MAP_ADDR)
         .map_err(kvm("set_identity_map_address"))?;
-    vm.set_tss_address(0xfeff_d000)
+    vm.set_tss_address(firmware::layout::TSS_ADDR as usize)
         .map_err(kvm("set_tss_address"))?;
     vm.create_irq_chip().map_err(kvm("create_irq_chip"))?;
     let pit = kvm_pit_config {
@@ -216,7 +216,7 @@ pub struct Machine {
     pub rx: Receiver<VmEvent>,
     pub vcpus: Vec<Vcpu>,
     pub reset_hooks: Vec<Box<dyn ResetHook>>,
-    pub device_resets: Vec<Box<dyn FnMut() + Send>>,
+    pub device_resets: Vec<Arc<Mutex<dyn Reset + Send>>>,
     pub disks: Vec<Arc<dyn Flush>>,
 }
 
@@ -288,9 +288,7 @@ impl Machine {
         };
 
         // Stop every vCPU before touching disks, so no request is half done.
-        if self.ctl.state() != RunState::Exiting {
-            self.ctl.pause_all(n, || kick(&threads));
-        }
+        self.ctl.pause_all(n, || kick(&threads));
         self.ctl.exit();
         for t in threads {
             let _ = t.join();
@@ -306,8 +304,8 @@ impl Machine {
 
     fn reset_platform(&mut self) -> Result<()> {
         self.chip_state.restore(&self.vm)?;
-        for r in &mut self.device_resets {
-            r();
+        for d in &self.device_resets {
+            d.lock().unwrap().reset();
         }
         self.buses.pci.reset();
         for h in &mut self.reset_hooks {

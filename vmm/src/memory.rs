@@ -56,7 +56,7 @@ impl GuestRam {
         let r = kvm_userspace_memory_region {
             slot: self.next_slot,
             flags: KVM_MEM_READONLY,
-            guest_phys_addr: (1u64 << 32) - len as u64,
+            guest_phys_addr: firmware::MemoryLayout::bios_rom_addr(len as u64),
             memory_size: len as u64,
             userspace_addr: region.as_ptr() as u64,
         };

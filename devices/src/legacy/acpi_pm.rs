@@ -11,7 +11,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use crate::interrupt::NoIrq;
-use crate::{BusDevice, IrqLine, VmRequest, VmRequests};
+use crate::{BusDevice, IrqLine, Reset, VmRequest, VmRequests};
 
 pub const BASE: u64 = 0x600;
 /// PIIX4 decodes more, but only these 16 bytes hold PM1 registers.
@@ -71,14 +71,6 @@ impl AcpiPm {
         self.update_sci();
     }
 
-    /// Machine reset: events cleared and disabled; the timer keeps running.
-    pub fn reset(&mut self) {
-        self.sts = 0;
-        self.en = 0;
-        self.cnt = SCI_EN;
-        self.update_sci();
-    }
-
     /// The host pressed the (fixed-feature) power button: the guest's ACPI driver
     /// sees PWRBTN_STS and usually shuts down cleanly.
     pub fn power_button(&mut self) {
@@ -132,6 +124,16 @@ impl AcpiPm {
         } else {
             debug!(typ, "unsupported ACPI sleep type, ignored");
         }
+    }
+}
+
+impl Reset for AcpiPm {
+    /// Machine reset: events cleared and disabled; the timer keeps running.
+    fn reset(&mut self) {
+        self.sts = 0;
+        self.en = 0;
+        self.cnt = SCI_EN;
+        self.update_sci();
     }
 }
 

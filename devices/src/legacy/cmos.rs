@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, warn};
 
-use crate::{BusDevice, IrqLine};
+use crate::{BusDevice, IrqLine, Reset};
 
 pub const BASE: u64 = 0x70;
 pub const LEN: u64 = 2;
@@ -435,17 +435,6 @@ impl Cmos {
         }
     }
 
-    /// Machine reset: the RESET pin clears the interrupt enables and flags. Time
-    /// and CMOS RAM are battery-backed and survive.
-    pub fn reset(&mut self) {
-        self.index = 0;
-        self.nmi_masked = false;
-        let mut rtc = self.shared.lock();
-        rtc.regs[REG_B] &= !(B_PIE | B_AIE | B_UIE | B_SQWE);
-        rtc.regs[REG_C] = 0;
-        rtc.update_irq();
-    }
-
     /// Whether the guest last wrote the index port with bit 7 (NMI disable) set.
     pub fn nmi_masked(&self) -> bool {
         self.nmi_masked
@@ -459,6 +448,19 @@ impl Drop for Cmos {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Reset for Cmos {
+    /// Machine reset: the RESET pin clears the interrupt enables and flags. Time
+    /// and CMOS RAM are battery-backed and survive.
+    fn reset(&mut self) {
+        self.index = 0;
+        self.nmi_masked = false;
+        let mut rtc = self.shared.lock();
+        rtc.regs[REG_B] &= !(B_PIE | B_AIE | B_UIE | B_SQWE);
+        rtc.regs[REG_C] = 0;
+        rtc.update_irq();
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::ps2_keyboard::{translate_to_set1, Ps2Keyboard, BREAK_PREFIX};
 use super::ps2_mouse::Ps2Mouse;
-use crate::{BusDevice, IrqLine, VmRequest, VmRequests};
+use crate::{BusDevice, IrqLine, Reset, VmRequest, VmRequests};
 
 /// Register with this base and length; offsets 0 (0x60) and 4 (0x64) are decoded.
 pub const BASE: u64 = 0x60;
@@ -109,21 +109,6 @@ impl I8042 {
             aux_level: false,
             requests,
         }
-    }
-
-    /// Machine reset: controller, keyboard and mouse back to power-on state.
-    pub fn reset(&mut self) {
-        let (kbd_irq, aux_irq, requests) = (
-            self.kbd_irq.clone(),
-            self.aux_irq.clone(),
-            self.requests.clone(),
-        );
-        let (kbd_level, aux_level) = (self.kbd_level, self.aux_level);
-        *self = Self::new(kbd_irq, aux_irq, requests);
-        // Keep the recorded levels so update_irqs() lowers lines that were high.
-        self.kbd_level = kbd_level;
-        self.aux_level = aux_level;
-        self.update_irqs();
     }
 
     /// Host key press/release, as a PC XT (set 1) code; 0xE0xx for extended keys,
@@ -312,6 +297,23 @@ impl I8042 {
             }
         }
         self.refill();
+    }
+}
+
+impl Reset for I8042 {
+    /// Machine reset: controller, keyboard and mouse back to power-on state.
+    fn reset(&mut self) {
+        let (kbd_irq, aux_irq, requests) = (
+            self.kbd_irq.clone(),
+            self.aux_irq.clone(),
+            self.requests.clone(),
+        );
+        let (kbd_level, aux_level) = (self.kbd_level, self.aux_level);
+        *self = Self::new(kbd_irq, aux_irq, requests);
+        // Keep the recorded levels so update_irqs() lowers lines that were high.
+        self.kbd_level = kbd_level;
+        self.aux_level = aux_level;
+        self.update_irqs();
     }
 }
 

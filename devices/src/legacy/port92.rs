@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::{BusDevice, VmRequest, VmRequests};
+use crate::{BusDevice, Reset, VmRequest, VmRequests};
 
 pub const BASE: u64 = 0x92;
 pub const LEN: u64 = 1;
@@ -29,13 +29,15 @@ impl Port92 {
         }
     }
 
-    /// Machine reset: back to A20 enabled.
-    pub fn reset(&mut self) {
-        self.value = A20;
-    }
-
     pub fn a20(&self) -> bool {
         self.value & A20 != 0
+    }
+}
+
+impl Reset for Port92 {
+    /// Machine reset: back to A20 enabled.
+    fn reset(&mut self) {
+        self.value = A20;
     }
 }
 
