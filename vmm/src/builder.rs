@@ -18,6 +18,7 @@ use devices::{fw_cfg, Bus, IrqChip, IrqLine, Reset};
 
 use crate::cli::{RunArgs, SerialSpec, VgaKind};
 use crate::display::{VgaPorts, VgaWindow};
+use crate::linux_boot::LinuxImage;
 use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
 use crate::memory::GuestRam;
 use crate::serial_io::{self, RawTerminal, SerialBackend};
@@ -210,7 +211,10 @@ fn boot(
 
     // PCI: host bridge, ISA bridge, the disk.
     let piix3 = Piix3::new();
-    let router = Arc::new(PciIntxRouter::new(chip.clone(), piix3.pirq_registers()));
+    let pirq = piix3.pirq_registers();
+    let router = Arc::new(PciIntxRouter::new(chip.clone(), pirq.clone()));
+    // (slot, pin) of every INTx user, for the MP table of a direct kernel boot.
+    let mut intx_pins = Vec::new();
     let mut pci = PciRoot::new(requests.clone());
     pci.add_device(0, 0, Arc::new(Mutex::new(I440fx::new())))?;
     pci.add_device(1, 0, Arc::new(Mutex::new(piix3)))?;
@@ -223,6 +227,7 @@ fn boot(
             router.line(QXL_SLOT, 1),
         )));
         pci.add_device(QXL_SLOT, 0, qxl.clone())?;
+        intx_pins.push((QXL_SLOT, 1));
         let vga_ports = Arc::new(Mutex::new(VgaPorts(qxl.clone())));
         pio.insert(
             vga_ports.clone(),
@@ -246,6 +251,7 @@ fn boot(
             router.line(DISK_SLOT, 1),
         )));
         pci.add_device(DISK_SLOT, 0, disk_dev.clone())?;
+        intx_pins.push((DISK_SLOT, 1));
         disks.push(Arc::new(DiskFlush(disk_dev)));
     }
     let pci = Arc::new(pci);
@@ -268,6 +274,8 @@ fn boot(
             cmdline: args.append.clone().unwrap_or_default(),
             cpus: args.smp,
             layout: *layout,
+            pirq,
+            intx_pins,
         };
         let boot = linux.load(&mem)?;
         vcpus[0].set_boot_state(&boot.cpu)?;
@@ -304,44 +312,4 @@ fn boot(
         disks,
     };
     Ok(m.run()?)
-}
-
-/// A kernel for direct boot; reloaded on reset because the running kernel
-/// overwrites its own image and boot structures.
-struct LinuxImage {
-    kernel: PathBuf,
-    initrd: Option<PathBuf>,
-    cmdline: String,
-    cpus: u8,
-    layout: firmware::MemoryLayout,
-}
-
-impl LinuxImage {
-    fn load(
-        &self,
-        mem: &vm_memory::GuestMemoryMmap<()>,
-    ) -> crate::error::Result<firmware::LinuxBoot> {
-        let open = |p: &Path| {
-            File::open(p).map_err(|err| crate::error::Error::Io {
-                what: format!("open {}", p.display()),
-                err,
-            })
-        };
-        let mut kernel = open(&self.kernel)?;
-        let mut initrd = self.initrd.as_deref().map(open).transpose()?;
-        Ok(firmware::load_linux(
-            mem,
-            &self.layout,
-            &mut kernel,
-            initrd.as_mut(),
-            &self.cmdline,
-            self.cpus,
-        )?)
-    }
-}
-
-impl machine::ResetHook for LinuxImage {
-    fn on_reset(&mut self, mem: &vm_memory::GuestMemoryMmap<()>) -> crate::error::Result<()> {
-        self.load(mem).map(|_| ())
-    }
 }

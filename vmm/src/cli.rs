@@ -41,7 +41,7 @@ pub struct RunArgs {
     pub serial: Option<SerialSpec>,
 
     /// SeaBIOS image [default: /usr/share/seabios/bios-256k.bin].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kernel")]
     pub bios: Option<PathBuf>,
 
     /// Attach the disk read-only (the guest sees a read-only device).
@@ -61,7 +61,7 @@ pub struct RunArgs {
     pub append: Option<String>,
 
     /// Write SeaBIOS's debug output (port 0x402) to this file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kernel")]
     pub bios_log: Option<PathBuf>,
 
     /// Display device: none, or qxl (experimental: VGA-compatible side only, no
@@ -167,5 +167,10 @@ mod tests {
         assert_eq!(a.smp, 2);
         assert_eq!(a.disk, Some("d.img".into()));
         assert!(Cli::try_parse_from(["spicebox", "run", "--initrd", "x"]).is_err());
+        // The firmware options mean nothing without the firmware.
+        assert!(Cli::try_parse_from(["spicebox", "run", "--kernel", "k", "--bios", "b"]).is_err());
+        assert!(
+            Cli::try_parse_from(["spicebox", "run", "--kernel", "k", "--bios-log", "l"]).is_err()
+        );
     }
 }

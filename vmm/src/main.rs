@@ -5,6 +5,7 @@ mod cli;
 mod control;
 mod display;
 mod error;
+mod linux_boot;
 mod machine;
 mod memory;
 mod serial_io;
