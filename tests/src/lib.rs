@@ -24,24 +24,14 @@ pub fn require_kvm() {
     }
 }
 
-/// The `spicebox` binary: $SPICEBOX_BIN, or the workspace's target/{release,debug}.
-pub fn spicebox_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SPICEBOX_BIN") {
-        return p.into();
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    for profile in ["release", "debug"] {
-        let p = target.join(profile).join("spicebox");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "spicebox binary not found under {}: run `cargo build --release -p vmm` first",
-        target.display()
-    );
+/// The `spicebox` binary Cargo built for this test run. Only integration tests of
+/// the `vmm` package (the end-to-end tests are declared there) get this variable,
+/// so a test can never run a stale binary from an earlier build.
+#[macro_export]
+macro_rules! spicebox {
+    () => {
+        env!("CARGO_BIN_EXE_spicebox")
+    };
 }
 
 /// A scratch directory removed on drop.
@@ -112,10 +102,10 @@ fn pump(mut from: impl Read + Send + 'static, to: Arc<Output>) {
 impl SpiceboxVm {
     /// `spicebox run --serial stdio ARGS...` (no `--serial stdio` when ARGS has
     /// its own `--serial`).
-    pub fn start(args: &[&str]) -> Self {
+    pub fn start(bin: &str, args: &[&str]) -> Self {
         require_kvm();
         let lock = vm_lock();
-        let mut cmd = Command::new(spicebox_bin());
+        let mut cmd = Command::new(bin);
         cmd.arg("run");
         if !args.contains(&"--serial") {
             cmd.args(["--serial", "stdio"]);
@@ -203,10 +193,6 @@ impl SpiceboxVm {
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Wait for the process to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -237,8 +223,8 @@ impl Drop for SpiceboxVm {
 
 /// Run spicebox to completion with `args` (no VM expected to boot), returning
 /// (exit status, stderr).
-pub fn run_cli(args: &[&str]) -> (ExitStatus, String) {
-    let out = Command::new(spicebox_bin())
+pub fn run_cli(bin: &str, args: &[&str]) -> (ExitStatus, String) {
+    let out = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .output()

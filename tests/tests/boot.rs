@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use images::TestImage;
-use spicebox_tests::{run_cli, SpiceboxVm, TempDir};
+use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
 
 /// SeaBIOS reaches a boot sector in ~4 s here; leave room for a loaded machine.
 const BOOT: Duration = Duration::from_secs(90);
@@ -25,7 +25,7 @@ fn qemu_img(args: &[&str]) {
 
 #[test]
 fn demo_disk_boots_echoes_serial_input_and_powers_off() {
-    let mut vm = SpiceboxVm::start(&[]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[]);
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
     vm.send(b"hello");
     vm.wait_for("hello", Duration::from_secs(20));
@@ -39,7 +39,7 @@ fn demo_disk_boots_echoes_serial_input_and_powers_off() {
 fn guest_power_off_exits_zero() {
     let dir = TempDir::new("poweroff");
     let disk = raw_image(&dir, "poweroff.img", TestImage::PowerOff.bytes());
-    let mut vm = SpiceboxVm::start(&[&disk, "-m", "256M"]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[&disk, "-m", "256M"]);
     vm.wait_for(images::POWEROFF_TEST_MARKER, BOOT);
     let st = vm.wait_exit(Duration::from_secs(20));
     assert!(st.success(), "power-off must exit 0, got {st}");
@@ -51,7 +51,7 @@ fn qcow2_disk_boots() {
     let raw = raw_image(&dir, "poweroff.img", TestImage::PowerOff.bytes());
     let q = dir.join("poweroff.qcow2").to_string_lossy().into_owned();
     qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &raw, &q]);
-    let mut vm = SpiceboxVm::start(&[&q]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[&q]);
     vm.wait_for(images::POWEROFF_TEST_MARKER, BOOT);
     assert!(vm.wait_exit(Duration::from_secs(20)).success());
 }
@@ -60,7 +60,7 @@ fn qcow2_disk_boots() {
 fn cf9_i8042_and_triple_fault_resets_reboot_in_place() {
     let dir = TempDir::new("reset");
     let disk = raw_image(&dir, "reset.img", TestImage::Reset.bytes());
-    let mut vm = SpiceboxVm::start(&[&disk, "-m", "256M"]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[&disk, "-m", "256M"]);
     vm.wait_for(images::RESET_DONE_MARKER, BOOT * 3);
     let out = vm.serial_text();
     for n in 1..=4 {
@@ -75,7 +75,8 @@ fn cf9_i8042_and_triple_fault_resets_reboot_in_place() {
 
 fn sector_2048(path: &str) -> Vec<u8> {
     let data = std::fs::read(path).expect("read disk");
-    data[1 << 20..(1 << 20) + 512].to_vec()
+    let at = images::VIRTIO_TEST_SECTOR as usize * images::SECTOR_SIZE;
+    data[at..at + images::SECTOR_SIZE].to_vec()
 }
 
 fn assert_virtio_pattern(sector: &[u8]) {
@@ -90,7 +91,7 @@ fn virtio_blk_write_and_flush_reach_raw_file() {
     let dir = TempDir::new("vblk-raw");
     let disk = raw_image(&dir, "vblk.img", TestImage::VirtioBlk.bytes());
     assert!(sector_2048(&disk) != images::virtio_expected_sector());
-    let mut vm = SpiceboxVm::start(&[&disk, "-m", "256M"]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[&disk, "-m", "256M"]);
     vm.wait_for(images::VIRTIO_OK_MARKER, BOOT);
     assert!(vm.wait_exit(Duration::from_secs(20)).success());
     assert_virtio_pattern(&sector_2048(&disk));
@@ -102,7 +103,7 @@ fn virtio_blk_write_and_flush_reach_qcow2_file() {
     let raw = raw_image(&dir, "vblk.img", TestImage::VirtioBlk.bytes());
     let q = dir.join("vblk.qcow2").to_string_lossy().into_owned();
     qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &raw, &q]);
-    let mut vm = SpiceboxVm::start(&[&q, "-m", "256M"]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[&q, "-m", "256M"]);
     vm.wait_for(images::VIRTIO_OK_MARKER, BOOT);
     assert!(vm.wait_exit(Duration::from_secs(20)).success());
     let back = dir.join("back.raw").to_string_lossy().into_owned();
@@ -115,7 +116,7 @@ fn read_only_disk_refuses_guest_writes() {
     let dir = TempDir::new("vblk-ro");
     let disk = raw_image(&dir, "vblk.img", TestImage::VirtioBlk.bytes());
     let before = std::fs::read(&disk).unwrap();
-    let mut vm = SpiceboxVm::start(&[&disk, "--read-only", "-m", "256M"]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &[&disk, "--read-only", "-m", "256M"]);
     vm.wait_for(images::VIRTIO_FAIL_MARKER_PREFIX, BOOT);
     // Ctrl-C in a terminal: ends cleanly like SIGTERM.
     vm.signal(libc::SIGINT);
@@ -128,7 +129,7 @@ fn read_only_disk_refuses_guest_writes() {
 
 #[test]
 fn sigterm_stops_cleanly_and_smp_boots() {
-    let mut vm = SpiceboxVm::start(&["--smp", "2", "-m", "512M"]);
+    let mut vm = SpiceboxVm::start(spicebox!(), &["--smp", "2", "-m", "512M"]);
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
     vm.signal(libc::SIGTERM);
     let st = vm.wait_exit(Duration::from_secs(20));
@@ -139,6 +140,8 @@ fn sigterm_stops_cleanly_and_smp_boots() {
 fn bad_input_gives_one_line_errors() {
     let dir = TempDir::new("cli");
     let bad_qcow2 = dir.join("bad.qcow2").to_string_lossy().into_owned();
+    let small_bios = dir.join("small-bios.bin").to_string_lossy().into_owned();
+    std::fs::write(&small_bios, [0u8; 4096]).unwrap();
     std::fs::write(&bad_qcow2, b"QFI\xfb\x00\x00\x00\x09garbage").unwrap();
     // An overlay naming a backing file: refused unless asked for, so a guest cannot
     // plant a header that makes us open an arbitrary host file.
@@ -174,11 +177,16 @@ fn bad_input_gives_one_line_errors() {
         ),
         (vec!["run".into(), "-m".into(), "1M".into()], "memory"),
         (vec!["run".into(), bad_qcow2.clone()], "qcow2"),
+        // --bios is really read: a file of the wrong size is refused.
+        (
+            vec!["run".into(), "--bios".into(), small_bios.clone()],
+            "64 KiB",
+        ),
         (vec!["run".into(), overlay.clone()], "Backing file"),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (st, err) = run_cli(&args);
+        let (st, err) = run_cli(spicebox!(), &args);
         assert!(!st.success(), "{args:?} must fail");
         assert!(
             err.contains(needle),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use images::{
     LinuxStubReport, LINUX_STUB_E820_PREFIX, LINUX_STUB_INITRD_PREFIX, LINUX_STUB_MARKER,
 };
-use spicebox_tests::{SpiceboxVm, TempDir};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 /// No BIOS runs, so the stub prints within a second or two; the margin is
 /// for a loaded machine.
@@ -27,9 +27,12 @@ fn stub_kernel_sees_cmdline_e820_and_initrd() {
 
     let kernel = kernel.to_string_lossy().into_owned();
     let initrd = initrd.to_string_lossy().into_owned();
-    let mut vm = SpiceboxVm::start(&[
-        "--kernel", &kernel, "--append", CMDLINE, "--initrd", &initrd, "-m", "256M",
-    ]);
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[
+            "--kernel", &kernel, "--append", CMDLINE, "--initrd", &initrd, "-m", "256M",
+        ],
+    );
     vm.wait_for(LINUX_STUB_MARKER, BOOT);
     // The marker starts the line; the fields arrive a few bytes later.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -61,4 +64,33 @@ fn stub_kernel_sees_cmdline_e820_and_initrd() {
     let head = format!("{LINUX_STUB_MARKER}{CMDLINE}{LINUX_STUB_E820_PREFIX}");
     let tail = format!("{LINUX_STUB_INITRD_PREFIX}{INITRD_SIZE:x}\r\n");
     assert!(serial.contains(&head) && serial.contains(&tail), "{serial}");
+}
+
+/// `spicebox run disk.img --kernel …` as a user boots a kernel with its root disk:
+/// the disk's INTx routing goes into the MP table (unit-tested in vmm's
+/// linux_boot.rs); here the whole path must still load and enter the kernel.
+#[test]
+fn stub_kernel_boots_with_a_disk_attached() {
+    let dir = TempDir::new("linux-stub-disk");
+    let kernel = dir.join("linux-stub.bzImage");
+    images::write_image(images::linux_stub(), &kernel).expect("write kernel");
+    let disk = dir.join("root.img");
+    images::write_image(images::TestImage::PowerOff.bytes(), &disk).expect("write disk");
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[
+            disk.to_str().unwrap(),
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--append",
+            "root=/dev/vda",
+        ],
+    );
+    vm.wait_for(LINUX_STUB_MARKER, BOOT);
+    assert!(vm.wait_exit(Duration::from_secs(20)).success());
+    assert!(
+        vm.serial_text().contains("root=/dev/vda"),
+        "{}",
+        vm.serial_text()
+    );
 }

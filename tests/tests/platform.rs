@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use images::TestImage;
-use spicebox_tests::{SpiceboxVm, TempDir};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -16,15 +16,18 @@ fn seabios_sees_all_cpus_and_ram_above_4g() {
     let disk = dir.join("poweroff.img");
     images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
     let log = dir.join("bios.log");
-    let mut vm = SpiceboxVm::start(&[
-        disk.to_str().unwrap(),
-        "--smp",
-        "2",
-        "-m",
-        "5G",
-        "--bios-log",
-        log.to_str().unwrap(),
-    ]);
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[
+            disk.to_str().unwrap(),
+            "--smp",
+            "2",
+            "-m",
+            "5G",
+            "--bios-log",
+            log.to_str().unwrap(),
+        ],
+    );
     vm.wait_for(images::POWEROFF_TEST_MARKER, BOOT);
     assert!(vm.wait_exit(Duration::from_secs(20)).success());
     let log = std::fs::read_to_string(&log).expect("BIOS log written");
@@ -50,7 +53,10 @@ fn seabios_sees_all_cpus_and_ram_above_4g() {
 fn serial_on_a_unix_socket_carries_both_directions() {
     let dir = TempDir::new("unixserial");
     let sock = dir.join("com1.sock");
-    let mut vm = SpiceboxVm::start(&["--serial", &format!("unix:{}", sock.display())]);
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &["--serial", &format!("unix:{}", sock.display())],
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut conn = loop {
         match UnixStream::connect(&sock) {
@@ -96,13 +102,16 @@ fn qxl_vga_option_rom_runs_and_sets_text_mode() {
     let disk = dir.join("poweroff.img");
     images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
     let log = dir.join("bios.log");
-    let mut vm = SpiceboxVm::start(&[
-        disk.to_str().unwrap(),
-        "--vga",
-        "qxl",
-        "--bios-log",
-        log.to_str().unwrap(),
-    ]);
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[
+            disk.to_str().unwrap(),
+            "--vga",
+            "qxl",
+            "--bios-log",
+            log.to_str().unwrap(),
+        ],
+    );
     vm.wait_for(images::POWEROFF_TEST_MARKER, BOOT);
     assert!(vm.wait_exit(Duration::from_secs(20)).success());
     let log = std::fs::read_to_string(&log).expect("BIOS log written");
@@ -123,13 +132,19 @@ fn serial_to_a_file_with_an_explicit_bios() {
     let disk = dir.join("poweroff.img");
     images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
     let out = dir.join("com1.txt");
-    let mut vm = SpiceboxVm::start(&[
-        disk.to_str().unwrap(),
-        "--serial",
-        &format!("file:{}", out.display()),
-        "--bios",
-        "/usr/share/seabios/bios-256k.bin",
-    ]);
+    // A copy, so the boot cannot succeed through the default path by accident.
+    let bios = dir.join("my-bios.bin");
+    std::fs::copy("/usr/share/seabios/bios-256k.bin", &bios).expect("seabios installed");
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[
+            disk.to_str().unwrap(),
+            "--serial",
+            &format!("file:{}", out.display()),
+            "--bios",
+            bios.to_str().unwrap(),
+        ],
+    );
     assert!(vm.wait_exit(BOOT).success(), "{}", vm.stderr_text());
     let text = std::fs::read_to_string(&out).expect("serial file written");
     assert!(text.contains(images::POWEROFF_TEST_MARKER), "{text:?}");
