@@ -8,12 +8,19 @@
 //! `asm/linux-stub.S` is not a disk but a stand-in Linux kernel (a bzImage)
 //! for direct kernel boot. It is assembled as 64-bit code, linked at 0 (its
 //! code is position independent) and kept as is, unpadded.
+//!
+//! The guest conventions in `src/guest_abi.rs` (ports, values, the reset
+//! test's CMOS byte) reach every source as `--defsym` symbols, so the
+//! constants `src/lib.rs` exports are the ones the guests were built with.
 
 use std::env;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::Command;
+
+#[path = "src/guest_abi.rs"]
+mod guest_abi;
 
 struct Image {
     /// Source `asm/<name>.S`, output `$OUT_DIR/<name>.img`.
@@ -59,61 +66,102 @@ fn main() {
     // A directory path makes Cargo rerun us when any file under it changes.
     println!("cargo:rerun-if-changed=asm");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/guest_abi.rs");
     println!("cargo:rerun-if-env-changed=SPICEBOX_AS");
     println!("cargo:rerun-if-env-changed=SPICEBOX_LD");
 
-    // Overridable for hosts whose native binutils do not target x86 (for
-    // example x86_64-linux-gnu-as from binutils-x86-64-linux-gnu).
-    let assembler = env::var("SPICEBOX_AS").unwrap_or_else(|_| "as".to_owned());
-    let linker = env::var("SPICEBOX_LD").unwrap_or_else(|_| "ld".to_owned());
+    // The tools are overridable for hosts whose native binutils do not
+    // target x86 (for example x86_64-linux-gnu-as from
+    // binutils-x86-64-linux-gnu).
+    let tools = Tools {
+        assembler: env::var("SPICEBOX_AS").unwrap_or_else(|_| "as".to_owned()),
+        linker: env::var("SPICEBOX_LD").unwrap_or_else(|_| "ld".to_owned()),
+        asm_dir,
+        out_dir: out_dir.clone(),
+    };
 
     for image in IMAGES {
-        let source = asm_dir.join(format!("{}.S", image.name));
-        let object = out_dir.join(format!("{}.o", image.name));
-        let program = out_dir.join(format!("{}.bin", image.name));
-        let disk = out_dir.join(format!("{}.img", image.name));
-
-        run(Command::new(&assembler)
-            .arg("--32")
-            .arg("-I")
-            .arg(&asm_dir)
-            .arg("-o")
-            .arg(&object)
-            .arg(&source));
-        run(Command::new(&linker)
-            .args(["-m", "elf_i386", "-Ttext=0x7c00", "-e", "_start"])
-            .args(["--oformat", "binary", "-o"])
-            .arg(&program)
-            .arg(&object));
-
-        let bytes =
-            fs::read(&program).unwrap_or_else(|e| panic!("reading {}: {e}", program.display()));
+        // Linked at 0x7C00, where the BIOS loads the boot sector.
+        let bytes = tools.build(image.name, Arch::I386, 0x7C00);
         check_program(image.name, &bytes);
 
         let mut padded = bytes;
         padded.resize(image.disk_size, 0);
+        let disk = out_dir.join(format!("{}.img", image.name));
         fs::write(&disk, &padded).unwrap_or_else(|e| panic!("writing {}: {e}", disk.display()));
     }
 
-    let source = asm_dir.join("linux-stub.S");
-    let object = out_dir.join("linux-stub.o");
-    let kernel = out_dir.join("linux-stub.bin");
-    run(Command::new(&assembler)
-        .arg("--64")
-        .arg("-I")
-        .arg(&asm_dir)
-        .arg("-o")
-        .arg(&object)
-        .arg(&source));
     // File offsets are what matter (the setup header sits at fixed offsets
     // and the 64-bit code only uses RIP-relative addresses), so link at 0.
-    run(Command::new(&linker)
-        .args(["-m", "elf_x86_64", "-Ttext=0", "-e", "_start"])
-        .args(["--oformat", "binary", "-o"])
-        .arg(&kernel)
-        .arg(&object));
-    let bytes = fs::read(&kernel).unwrap_or_else(|e| panic!("reading {}: {e}", kernel.display()));
+    let bytes = tools.build("linux-stub", Arch::X86_64, 0);
     check_bzimage("linux-stub", &bytes);
+}
+
+/// `(name, value)` of every constant in `src/guest_abi.rs`, for `--defsym`.
+macro_rules! asm_symbols {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), guest_abi::$name as u64)),*]
+    };
+}
+
+const ASM_SYMBOLS: &[(&str, u64)] = asm_symbols!(
+    ACPI_PM1A_CNT_PORT,
+    ACPI_POWER_OFF_VALUE,
+    SERIAL_PORT,
+    RESET_BOOTS,
+    RESET_CMOS_INDEX,
+);
+
+/// What `as` assembles for and `ld` links as.
+#[derive(Clone, Copy)]
+enum Arch {
+    /// `as --32`, `ld -m elf_i386`: real- and protected-mode code.
+    I386,
+    /// `as --64`, `ld -m elf_x86_64`.
+    X86_64,
+}
+
+/// The binutils and directories every image is built with.
+struct Tools {
+    assembler: String,
+    linker: String,
+    asm_dir: PathBuf,
+    out_dir: PathBuf,
+}
+
+impl Tools {
+    /// Assembles `asm/<name>.S` and links it flat (`--oformat binary`) with
+    /// its text at `text_addr`; returns the bytes, also kept as
+    /// `$OUT_DIR/<name>.bin`.
+    fn build(&self, name: &str, arch: Arch, text_addr: u64) -> Vec<u8> {
+        let source = self.asm_dir.join(format!("{name}.S"));
+        let object = self.out_dir.join(format!("{name}.o"));
+        let program = self.out_dir.join(format!("{name}.bin"));
+        let (as_mode, emulation) = match arch {
+            Arch::I386 => ("--32", "elf_i386"),
+            Arch::X86_64 => ("--64", "elf_x86_64"),
+        };
+
+        let mut assemble = Command::new(&self.assembler);
+        assemble.arg(as_mode);
+        for (symbol, value) in ASM_SYMBOLS {
+            assemble.arg("--defsym").arg(format!("{symbol}={value:#x}"));
+        }
+        run(assemble
+            .arg("-I")
+            .arg(&self.asm_dir)
+            .arg("-o")
+            .arg(&object)
+            .arg(&source));
+        run(Command::new(&self.linker)
+            .args(["-m", emulation])
+            .arg(format!("-Ttext={text_addr:#x}"))
+            .args(["-e", "_start", "--oformat", "binary", "-o"])
+            .arg(&program)
+            .arg(&object));
+
+        fs::read(&program).unwrap_or_else(|e| panic!("reading {}: {e}", program.display()))
+    }
 }
 
 /// The minimum a boot loader checks before loading a bzImage: the boot

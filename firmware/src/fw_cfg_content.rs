@@ -20,9 +20,6 @@ pub const FW_CFG_BOOT_MENU: u16 = 0x0E;
 /// Legacy key: highest CPU count (u16), seen by SeaBIOS as `etc/max-cpus`.
 pub const FW_CFG_MAX_CPUS: u16 = 0x0F;
 
-/// COM1, where SeaBIOS's serial console mirrors the text screen.
-pub const COM1: u16 = 0x3F8;
-
 /// A device SeaBIOS may boot from, named the way QEMU names it in `bootorder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootDevice {

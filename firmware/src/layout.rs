@@ -30,6 +30,9 @@ pub const IDENTITY_MAP_ADDR: u64 = 0xFEFF_C000;
 pub const TSS_ADDR: u64 = 0xFEFF_D000;
 /// Identity map page plus the three TSS pages; reserved in every e820 table.
 pub const KVM_PRIVATE_SIZE: u64 = 0x4000;
+// The TSS pages follow the identity map page, and the reservation ends with them.
+const _: () = assert!(TSS_ADDR == IDENTITY_MAP_ADDR + 0x1000);
+const _: () = assert!(IDENTITY_MAP_ADDR + KVM_PRIVATE_SIZE == TSS_ADDR + 3 * 0x1000);
 
 /// The in-kernel IOAPIC's MMIO base.
 pub const IOAPIC_ADDR: u64 = 0xFEC0_0000;
@@ -95,16 +98,6 @@ impl MemoryLayout {
     /// that the reset vector 0xFFFFFFF0 lands in its last 16 bytes.
     pub fn bios_rom_addr(rom_size: u64) -> u64 {
         HIGH_RAM_START - rom_size
-    }
-
-    /// Address for `KVM_SET_IDENTITY_MAP_ADDR`.
-    pub fn identity_map_addr(&self) -> u64 {
-        IDENTITY_MAP_ADDR
-    }
-
-    /// Address for `KVM_SET_TSS_ADDR`.
-    pub fn tss_addr(&self) -> u64 {
-        TSS_ADDR
     }
 }
 
@@ -181,9 +174,6 @@ mod tests {
     fn fixed_addresses_match_qemu() {
         assert_eq!(MemoryLayout::bios_rom_addr(256 << 10), 0xFFFC_0000);
         assert_eq!(MemoryLayout::bios_rom_addr(128 << 10), 0xFFFE_0000);
-        let l = MemoryLayout::new(GIB).unwrap();
-        assert_eq!(l.identity_map_addr(), 0xFEFF_C000);
-        assert_eq!(l.tss_addr(), l.identity_map_addr() + 0x1000);
         // A 16 MiB BIOS still ends below nothing KVM owns.
         assert!(IDENTITY_MAP_ADDR + KVM_PRIVATE_SIZE <= MemoryLayout::bios_rom_addr(16 << 20));
     }

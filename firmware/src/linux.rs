@@ -2,6 +2,7 @@
 //! guest memory, and the 64-bit boot CPU state, following
 //! Documentation/arch/x86/boot.rst ("64-bit boot protocol").
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -9,7 +10,7 @@ use linux_loader::loader::bootparam::{
     boot_e820_entry, boot_params, setup_header, CAN_USE_HEAP, XLF_KERNEL_64,
 };
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
 
 use crate::boot_cpu::{setup_long_mode, BootCpuState};
 use crate::e820::{self, HIGH_MEMORY_START};
@@ -41,20 +42,16 @@ const ELF_CMDLINE_MAX: usize = 2047;
 const ELF_KERNEL_ALIGNMENT: u32 = 0x100_0000;
 const PAGE: u64 = 4096;
 
-/// Where everything went, and how to start the boot vCPU.
+/// Where the kernel and initrd went, and how to start the boot vCPU. The rest
+/// is at fixed addresses: the zero page at [`ZERO_PAGE_ADDR`] (`cpu.rsi`), the
+/// command line at [`CMDLINE_ADDR`] and the MP table at
+/// [`mptable::MPTABLE_START`]; the 64-bit entry point is `cpu.rip`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinuxBoot {
-    /// 64-bit entry point (also `cpu.rip`).
-    pub entry: u64,
-    /// Zero page address (also `cpu.rsi`).
-    pub boot_params: u64,
     /// First and one-past-last byte of the loaded kernel image.
     pub kernel: (u64, u64),
     /// Initrd as (address, size), if one was given.
     pub initrd: Option<(u64, u64)>,
-    pub cmdline_addr: u64,
-    /// Address of the MP floating pointer.
-    pub mptable: u64,
     pub cpu: BootCpuState,
 }
 
@@ -89,11 +86,11 @@ where
     let k = load_kernel(mem, kernel)?;
     let mut hdr = k.header;
 
-    let cmdline_addr = write_cmdline(mem, cmdline, k.cmdline_max)?;
+    write_cmdline(mem, cmdline, k.cmdline_max)?;
     hdr.type_of_loader = KERNEL_LOADER_OTHER;
     hdr.loadflags |= CAN_USE_HEAP;
     hdr.heap_end_ptr = HEAP_END_PTR;
-    hdr.cmd_line_ptr = cmdline_addr as u32;
+    hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
 
     let initrd = match initrd {
         Some(file) => {
@@ -119,14 +116,9 @@ where
         };
     }
     params.e820_entries = table.len() as u8;
-    mem.write_obj(params, GuestAddress(ZERO_PAGE_ADDR))
-        .map_err(|source| Error::GuestMemory {
-            addr: ZERO_PAGE_ADDR,
-            len: std::mem::size_of::<boot_params>(),
-            source,
-        })?;
+    write_guest(mem, ZERO_PAGE_ADDR, params.as_slice())?;
 
-    let mptable = mptable::write(mem, cpus, pci_irqs)?;
+    mptable::write(mem, cpus, pci_irqs)?;
     let cpu = setup_long_mode(mem, k.entry, ZERO_PAGE_ADDR)?;
     tracing::info!(
         entry = format_args!("{:#x}", k.entry),
@@ -135,12 +127,8 @@ where
         "Linux kernel loaded"
     );
     Ok(LinuxBoot {
-        entry: k.entry,
-        boot_params: ZERO_PAGE_ADDR,
         kernel: (k.start, k.end),
         initrd,
-        cmdline_addr,
-        mptable,
         cpu,
     })
 }
@@ -219,10 +207,7 @@ fn load_kernel<K: Read + ReadVolatile + Seek>(
     // The kernel decompresses to its preferred address (or where it was loaded,
     // if higher) and needs init_size bytes there.
     let run_at = start.max(pref_address);
-    let initrd_floor = r
-        .kernel_end
-        .max(run_at.saturating_add(init_size))
-        .max(start.saturating_add(init_size));
+    let initrd_floor = r.kernel_end.max(run_at.saturating_add(init_size));
     Ok(LoadedKernel {
         start,
         end: r.kernel_end,
@@ -234,22 +219,15 @@ fn load_kernel<K: Read + ReadVolatile + Seek>(
     })
 }
 
-fn write_cmdline(mem: &GuestMemoryMmap<()>, cmdline: &str, max: usize) -> Result<u64> {
-    if cmdline.as_bytes().contains(&0) {
-        return Err(Error::CmdlineNul);
-    }
+/// Write `cmdline`, NUL-terminated, at [`CMDLINE_ADDR`].
+fn write_cmdline(mem: &GuestMemoryMmap<()>, cmdline: &str, max: usize) -> Result<()> {
+    let cmdline = CString::new(cmdline).map_err(|_| Error::CmdlineNul)?;
     // cmdline_size excludes the terminating NUL.
-    if cmdline.len() > max {
-        return Err(Error::CmdlineTooLong {
-            len: cmdline.len(),
-            max,
-        });
+    let len = cmdline.as_bytes().len();
+    if len > max {
+        return Err(Error::CmdlineTooLong { len, max });
     }
-    let mut bytes = Vec::with_capacity(cmdline.len() + 1);
-    bytes.extend_from_slice(cmdline.as_bytes());
-    bytes.push(0);
-    write_guest(mem, CMDLINE_ADDR, &bytes)?;
-    Ok(CMDLINE_ADDR)
+    write_guest(mem, CMDLINE_ADDR, cmdline.as_bytes_with_nul())
 }
 
 /// Put the initrd as high as possible below `ceiling`, page-aligned, the way

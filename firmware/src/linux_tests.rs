@@ -7,7 +7,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::*;
 use crate::boot_cpu::{SegmentDesc, BOOT_CS, BOOT_DS, PDPT_ADDR, PD_ADDR, PML4_ADDR};
 use crate::e820::{E820Entry, E820_RAM, E820_RESERVED};
-use crate::mptable::MPTABLE_START;
+use crate::mptable::{sum, MPTABLE_START};
 
 const MIB: u64 = 1 << 20;
 const SETUP_SECTS: usize = 4;
@@ -126,8 +126,7 @@ fn bzimage_boot_lays_out_memory() {
     // Kernel and entry point.
     assert_eq!(read(&mem, 0x10_0000, PAYLOAD_LEN), payload());
     assert_eq!(b.kernel, (0x10_0000, 0x10_0000 + PAYLOAD_LEN as u64));
-    assert_eq!(b.entry, 0x10_0200);
-    assert_eq!((b.cpu.rip, b.cpu.rsi), (b.entry, ZERO_PAGE_ADDR));
+    assert_eq!((b.cpu.rip, b.cpu.rsi), (0x10_0200, ZERO_PAGE_ADDR));
 
     // Command line, NUL-terminated.
     let mut want = cmdline.as_bytes().to_vec();
@@ -178,8 +177,7 @@ fn bzimage_boot_lays_out_memory() {
 fn mp_table_is_in_memory_with_valid_checksums() {
     let layout = MemoryLayout::new(32 * MIB).unwrap();
     let (mem, r) = boot(&layout, fake_bzimage(&FakeHdr::default()), None, "");
-    assert_eq!(r.unwrap().mptable, MPTABLE_START);
-    let sum = |b: &[u8]| b.iter().fold(0u8, |a, x| a.wrapping_add(*x));
+    r.unwrap();
     let mpf = read(&mem, MPTABLE_START, 16);
     assert_eq!(&mpf[..4], b"_MP_");
     assert_eq!(sum(&mpf), 0);
@@ -306,7 +304,7 @@ fn elf_vmlinux_boots_at_its_physical_entry() {
     let layout = MemoryLayout::new(32 * MIB).unwrap();
     let (mem, r) = boot(&layout, fake_elf(0x20_0000), Some(vec![9; 100]), "quiet");
     let b = r.unwrap();
-    assert_eq!(b.entry, 0x20_0000);
+    assert_eq!((b.cpu.rip, b.cpu.rsi), (0x20_0000, ZERO_PAGE_ADDR));
     assert_eq!(
         b.kernel,
         (0x20_0000, 0x20_0000 + PAYLOAD_LEN as u64 + 0x1000)

@@ -165,12 +165,11 @@ pub fn build(cpus: u8, pci: &[PciIrqRoute]) -> Result<Vec<u8>> {
     Ok(table)
 }
 
-/// Build the table and write it at [`MPTABLE_START`]; returns that address.
-pub fn write(mem: &GuestMemoryMmap<()>, cpus: u8, pci: &[PciIrqRoute]) -> Result<u64> {
+/// Build the table and write it at [`MPTABLE_START`].
+pub fn write(mem: &GuestMemoryMmap<()>, cpus: u8, pci: &[PciIrqRoute]) -> Result<()> {
     let table = build(cpus, pci)?;
     debug_assert!(MPTABLE_START + table.len() as u64 <= MPTABLE_LIMIT);
-    write_guest(mem, MPTABLE_START, &table)?;
-    Ok(MPTABLE_START)
+    write_guest(mem, MPTABLE_START, &table)
 }
 
 fn bus_entry(id: u8, name: &[u8; 6]) -> [u8; 8] {
@@ -200,13 +199,16 @@ fn checksum_fix(bytes: &[u8]) -> u8 {
         .wrapping_neg()
 }
 
+/// Byte sum of an MP structure, 0 when its checksum is valid. Tests only, and
+/// kept apart from [`checksum_fix`] so they check it independently.
+#[cfg(test)]
+pub(crate) fn sum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sum(bytes: &[u8]) -> u8 {
-        bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b))
-    }
 
     /// Split the configuration table's entries by their type byte.
     fn entries(config: &[u8]) -> Vec<&[u8]> {

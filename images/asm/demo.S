@@ -24,11 +24,11 @@ main:
 main_loop:
         /* COM1 first: without a FIFO the UART holds a single byte, so it
          * must be drained before the next one arrives. */
-        mov     $0x3FD, %dx
+        mov     $SERIAL_LSR, %dx
         in      %dx, %al
         test    $0x01, %al              /* LSR.DR: a received byte is waiting */
         jz      1f
-        mov     $0x3F8, %dx
+        mov     $SERIAL_PORT, %dx
         in      %dx, %al
         call    handle_char
         jmp     input_seen

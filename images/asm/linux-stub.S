@@ -35,7 +35,7 @@
         .set    BP_RAMDISK_SIZE, 0x21C
         .set    BP_CMD_LINE_PTR, 0x228
 
-        .set    COM1, 0x3F8
+        .set    COM1, SERIAL_PORT       /* from build.rs (--defsym), as below */
         .set    COM1_LSR, COM1 + 5
         .set    LSR_THR_EMPTY, 0x20
 
@@ -57,8 +57,8 @@
         mov     $COM1, %dx
         out     %al, %dx
         jmp     101b
-103:    mov     $0x604, %dx
-        mov     $0x2000, %ax
+103:    mov     $ACPI_PM1A_CNT_PORT, %dx
+        mov     $ACPI_POWER_OFF_VALUE, %ax
         out     %ax, %dx
 104:    hlt
         jmp     104b

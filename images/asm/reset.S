@@ -15,13 +15,17 @@
  */
         .include "boot.inc"
 
-        .set    CMOS_BOOT_COUNTER, 0x7E
+        /* RESET_CMOS_INDEX and RESET_BOOTS come from build.rs (--defsym). */
+        .set    CMOS_BOOT_COUNTER, RESET_CMOS_INDEX
+        .if     RESET_BOOTS != 4
+        .error  "reset.S has one boot per reset method (3) and a last one: RESET_BOOTS must be 4"
+        .endif
 
 main:
         mov     $CMOS_BOOT_COUNTER, %al
         out     %al, $0x70
         in      $0x71, %al
-        cmp     $3, %al                 /* 0 = fresh; any value past 3 is stale garbage */
+        cmp     $(RESET_BOOTS - 1), %al /* 0 = fresh; any value past 3 is stale garbage */
         jbe     1f
         xor     %al, %al
 1:      inc     %al

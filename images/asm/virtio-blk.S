@@ -657,12 +657,12 @@ rtc_seconds32:
 serial_putc32:
         push    %edx
         push    %eax
-        mov     $0x3FD, %dx
+        mov     $SERIAL_LSR, %dx
 1:      in      %dx, %al
         test    $0x20, %al
         jz      1b
         pop     %eax
-        mov     $0x3F8, %dx
+        mov     $SERIAL_PORT, %dx
         out     %al, %dx
         pop     %edx
         ret
@@ -724,8 +724,8 @@ fail_value_tail:
 
 /* Same as the real-mode power_off, for protected mode. */
 power_off32:
-        mov     $0x604, %dx
-        mov     $0x2000, %ax
+        mov     $ACPI_PM1A_CNT_PORT, %dx
+        mov     $ACPI_POWER_OFF_VALUE, %ax
         out     %ax, %dx
         mov     $3, %ecx
         call    timeout_start

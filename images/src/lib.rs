@@ -24,14 +24,9 @@ pub const SECTOR_SIZE: usize = 512;
 // ---------------------------------------------------------------------------
 // Guest conventions shared with the VMM
 
-/// I/O port of ACPI PM1a_CNT the guests write to power off: SeaBIOS puts the
-/// PIIX4/ICH9 PM block at 0x600, and PM1a_CNT is at +4.
-pub const ACPI_PM1A_CNT_PORT: u16 = 0x604;
-/// Value the guests write to [`ACPI_PM1A_CNT_PORT`]: SLP_EN (bit 13) with
-/// SLP_TYP 0, which the DSDT's `\_S5` names as soft-off.
-pub const ACPI_POWER_OFF_VALUE: u16 = 0x2000;
-/// Serial port the guests print markers on (COM1).
-pub const SERIAL_PORT: u16 = 0x3F8;
+// ACPI_PM1A_CNT_PORT, ACPI_POWER_OFF_VALUE, SERIAL_PORT, RESET_BOOTS and
+// RESET_CMOS_INDEX: build.rs assembles the guests with these very values.
+include!("guest_abi.rs");
 
 /// Printed by any image when a step outside its own test fails, for example
 /// "SPICEBOX-FAIL disk-read" (the boot sector could not load the program) or
@@ -65,18 +60,11 @@ pub const POWEROFF_TEST_MARKER: &str = "SPICEBOX-POWEROFF-TEST";
 /// Printed by [`TestImage::Reset`] on every boot, followed by the boot number
 /// 1..=[`RESET_BOOTS`]; see [`reset_boot_marker`].
 pub const RESET_BOOT_MARKER_PREFIX: &str = "SPICEBOX-RESET-BOOT ";
-/// Boots the reset test goes through: 1 resets via port 0xCF9, 2 via the
-/// i8042 (command 0xFE to port 0x64), 3 by a triple fault; 4 reports done.
-pub const RESET_BOOTS: u8 = 4;
 /// Printed on the last boot, before powering off.
 pub const RESET_DONE_MARKER: &str = "SPICEBOX-RESET-DONE";
 /// Printed, followed by "cf9" or "i8042", when that reset did not happen
 /// within 2-3 s; the guest then powers off.
 pub const RESET_FAIL_MARKER_PREFIX: &str = "SPICEBOX-RESET-FAIL ";
-/// CMOS byte holding the reset test's boot counter. The VMM must keep CMOS
-/// contents across a guest reset (as battery-backed RAM does) for the test to
-/// advance; the guest clears it to 0 on its last boot.
-pub const RESET_CMOS_INDEX: u8 = 0x7E;
 
 /// The line [`TestImage::Reset`] prints on boot `n`.
 pub fn reset_boot_marker(n: u8) -> String {
@@ -223,12 +211,6 @@ impl TestImage {
             TestImage::Reset => RESET_DONE_MARKER,
             TestImage::VirtioBlk => VIRTIO_OK_MARKER,
         }
-    }
-
-    /// Whether the guest resets the machine on purpose (so a runner must not
-    /// treat a reset as the end of the run, unlike QEMU's `-no-reboot`).
-    pub fn reboots(self) -> bool {
-        matches!(self, TestImage::Reset)
     }
 }
 
@@ -483,11 +465,6 @@ mod tests {
         assert_eq!(LinuxStubReport::parse(&serial[..serial.len() - 2]), None);
         let empty = "SPICEBOX-LINUX-STUB  e820=3 initrd=0x0\r\n";
         assert_eq!(LinuxStubReport::parse(empty).unwrap().cmdline, "");
-    }
-
-    #[test]
-    fn reset_marker_format() {
-        assert_eq!(reset_boot_marker(3), "SPICEBOX-RESET-BOOT 3");
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn cf9_i8042_and_triple_fault_resets_reboot_in_place() {
     let mut vm = SpiceboxVm::start(spicebox!(), &[&disk, "-m", "256M"]);
     vm.wait_for(images::RESET_DONE_MARKER, BOOT * 3);
     let out = vm.serial_text();
-    for n in 1..=4 {
+    for n in 1..=images::RESET_BOOTS {
         assert_eq!(
             out.matches(&images::reset_boot_marker(n)).count(),
             1,
