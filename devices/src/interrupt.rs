@@ -47,6 +47,34 @@ impl IrqLine for NoIrq {
     fn set_level(&self, _high: bool) {}
 }
 
+/// A device's output pin: the line it drives plus the level last driven, so the
+/// line only sees changes (a repeated level would be a spurious edge to nobody and
+/// a wasted KVM_IRQ_LINE). Starts low. `Default` is a pin wired to `NoIrq`.
+pub struct LevelTracker {
+    line: Arc<dyn IrqLine>,
+    high: bool,
+}
+
+impl LevelTracker {
+    pub fn new(line: Arc<dyn IrqLine>) -> Self {
+        Self { line, high: false }
+    }
+
+    /// Drive the pin to `high`; the line hears about it only if that is a change.
+    pub fn set(&mut self, high: bool) {
+        if high != self.high {
+            self.high = high;
+            self.line.set_level(high);
+        }
+    }
+}
+
+impl Default for LevelTracker {
+    fn default() -> Self {
+        Self::new(Arc::new(NoIrq))
+    }
+}
+
 /// What a device may ask of the machine as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmRequest {
@@ -63,8 +91,10 @@ pub trait VmRequests: Send + Sync {
 
 #[cfg(test)]
 pub mod test_util {
-    //! Recording implementations for unit tests.
+    //! Recording implementations for unit tests: interrupt lines, the interrupt
+    //! controllers, machine requests and byte sinks.
     use super::*;
+    use std::io::Write;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -75,6 +105,17 @@ pub mod test_util {
     impl RecordingLine {
         pub fn is_high(&self) -> bool {
             *self.levels.lock().unwrap().last().unwrap_or(&false)
+        }
+
+        /// Low-to-high transitions so far (the line starts low): what an
+        /// edge-triggered PIC or IOAPIC pin counts as interrupts.
+        pub fn rising_edges(&self) -> usize {
+            let levels = self.levels.lock().unwrap();
+            let mut prev = false;
+            levels
+                .iter()
+                .filter(|&&high| !std::mem::replace(&mut prev, high) && high)
+                .count()
         }
     }
 
@@ -104,5 +145,58 @@ pub mod test_util {
         fn request(&self, req: VmRequest) {
             self.requests.lock().unwrap().push(req);
         }
+    }
+
+    /// A `Write` sink whose clones share one buffer: hand one to a device as its
+    /// output and read what it wrote through another.
+    #[derive(Clone, Default)]
+    pub struct RecordingWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl RecordingWriter {
+        pub fn contents(&self) -> Vec<u8> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Write for RecordingWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::RecordingLine;
+    use super::*;
+
+    #[test]
+    fn level_tracker_forwards_changes_only() {
+        let line = Arc::new(RecordingLine::default());
+        let mut pin = LevelTracker::new(line.clone());
+        pin.set(false);
+        pin.set(true);
+        pin.set(true);
+        pin.set(false);
+        pin.set(true);
+        assert_eq!(*line.levels.lock().unwrap(), [true, false, true]);
+        assert_eq!(line.rising_edges(), 2);
+        LevelTracker::default().set(true);
+    }
+
+    #[test]
+    fn rising_edges_counts_transitions() {
+        let line = RecordingLine::default();
+        assert_eq!(line.rising_edges(), 0);
+        for l in [true, true, false, false, true, false] {
+            line.set_level(l);
+        }
+        assert_eq!(line.rising_edges(), 2);
+        line.pulse();
+        assert_eq!(line.rising_edges(), 3);
     }
 }

@@ -156,7 +156,7 @@ fn boot(
     }
 
     // Port I/O devices.
-    let pio = Bus::new();
+    let mut pio = Bus::new();
     let mut backend = SerialBackend::open(serial_spec).context("open serial backend")?;
     let serial = Arc::new(Mutex::new(serial::Serial::new(
         isa_irq(4),
@@ -218,7 +218,7 @@ fn boot(
     let mut pci = PciRoot::new(requests.clone());
     pci.add_device(0, 0, Arc::new(Mutex::new(I440fx::new())))?;
     pci.add_device(1, 0, Arc::new(Mutex::new(piix3)))?;
-    let mmio = Bus::new();
+    let mut mmio = Bus::new();
     if args.vga == VgaKind::Qxl {
         let rom = firmware::seabios::vga_rom(firmware::seabios::QXL_VGA_ROM)?;
         let qxl = Arc::new(Mutex::new(Qxl::new(

@@ -24,7 +24,7 @@ use tracing::{debug, info, trace, warn};
 use super::render::{self, DisplayMode, Frame};
 use super::vga::Vga;
 use crate::interrupt::IrqLine;
-use crate::pci::config::COMMAND;
+use crate::pci::intx_pin::IntxPin;
 use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
 
 pub const VENDOR_ID: u16 = 0x1b36;
@@ -409,8 +409,7 @@ pub struct Qxl {
     /// Set on a guest protocol error (as QEMU's `guest_bug`): further port
     /// writes other than RESET are ignored until the device is reset.
     guest_bug: bool,
-    irq: Arc<dyn IrqLine>,
-    irq_level: bool,
+    intx: IntxPin,
     events: VecDeque<QxlCommandEvent>,
 }
 
@@ -464,8 +463,7 @@ impl Qxl {
             vga: Vga::new(vgamem_size),
             mode: DeviceMode::Vga,
             guest_bug: false,
-            irq,
-            irq_level: false,
+            intx: IntxPin::new(irq),
             events: VecDeque::new(),
         };
         qxl.init_rom();
@@ -482,16 +480,6 @@ impl Qxl {
         &mut self.ram
     }
 
-    /// BAR1 (surface memory).
-    pub fn vram(&self) -> &[u8] {
-        &self.vram
-    }
-
-    /// BAR2 contents (QXLRom + modes).
-    pub fn rom(&self) -> &[u8] {
-        &self.rom
-    }
-
     pub fn ram_header_offset(&self) -> usize {
         self.ram_header_offset
     }
@@ -502,10 +490,6 @@ impl Qxl {
 
     pub fn mode(&self) -> DeviceMode {
         self.mode
-    }
-
-    pub fn vga(&self) -> &Vga {
-        &self.vga
     }
 
     /// Commands queued for the native-mode engine, oldest first.
@@ -520,12 +504,20 @@ impl Qxl {
 
     /// Render the VGA/VBE picture from the surface-0 area of BAR0.
     pub fn render(&self, blink_phase: bool) -> Frame {
-        render::render(&self.vga, self.framebuffer(), blink_phase)
+        let mut frame = Frame::default();
+        self.render_into(blink_phase, &mut frame);
+        frame
     }
 
+    /// As [`Qxl::render`], reusing `frame`'s allocation.
+    pub fn render_into(&self, blink_phase: bool, frame: &mut Frame) {
+        render::render_into(&self.vga, self.framebuffer(), blink_phase, frame);
+    }
+
+    /// The surface-0 area: the start of BAR0 (which `new` makes at least twice
+    /// `vgamem_size`).
     fn framebuffer(&self) -> &[u8] {
-        let n = self.vgamem_size.min(self.ram().len());
-        &self.ram()[..n]
+        &self.ram()[..self.vgamem_size]
     }
 
     /// Ports 0x3B0–0x3DF and 0x1CE–0x1D0.
@@ -542,19 +534,19 @@ impl Qxl {
             self.guest_bug = false;
             self.mode = DeviceMode::Vga;
         }
-        let n = self.vgamem_size.min(self.ram.len());
-        self.vga.port_write(port, data, &mut self.ram[..n]);
+        self.vga
+            .port_write(port, data, &mut self.ram[..self.vgamem_size]);
     }
 
     /// The 0xA0000–0xBFFFF window; `offset` is relative to 0xA0000.
     pub fn vga_mem_read(&mut self, offset: u64, data: &mut [u8]) {
-        let n = self.vgamem_size.min(self.ram.len());
-        self.vga.mem_read(offset, data, &self.ram[..n]);
+        self.vga
+            .mem_read(offset, data, &self.ram[..self.vgamem_size]);
     }
 
     pub fn vga_mem_write(&mut self, offset: u64, data: &[u8]) {
-        let n = self.vgamem_size.min(self.ram.len());
-        self.vga.mem_write(offset, data, &mut self.ram[..n]);
+        self.vga
+            .mem_write(offset, data, &mut self.ram[..self.vgamem_size]);
     }
 
     fn init_rom(&mut self) {
@@ -646,16 +638,11 @@ impl Qxl {
         self.update_irq();
     }
 
-    /// Level = (int_pending & int_mask) != 0, gated by COMMAND.INTX_DISABLE.
+    /// Pending = (int_pending & int_mask) != 0; the pin gates it by
+    /// COMMAND.INTX_DISABLE.
     fn update_irq(&mut self) {
         let pending = self.header_u32(ram_off::INT_PENDING) & self.header_u32(ram_off::INT_MASK);
-        let asserted = pending != 0;
-        self.config.set_interrupt_status(asserted);
-        let level = asserted && !self.config.intx_disabled();
-        if level != self.irq_level {
-            self.irq_level = level;
-            self.irq.set_level(level);
-        }
+        self.intx.set_pending(pending != 0);
     }
 
     fn guest_error(&mut self, what: &str) {
@@ -851,12 +838,14 @@ impl PciDevice for Qxl {
         &mut self.config
     }
 
+    fn config_read(&mut self, offset: usize) -> u32 {
+        self.intx.mirror_status(&mut self.config);
+        self.config.read_dword(offset)
+    }
+
     fn config_write(&mut self, offset: usize, data: &[u8]) {
         self.config.write(offset, data);
-        // INTX_DISABLE may have changed.
-        if offset < COMMAND + 2 && offset + data.len() > COMMAND {
-            self.update_irq();
-        }
+        self.intx.follow_command(&self.config);
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
@@ -895,8 +884,10 @@ impl PciDevice for Qxl {
         }
     }
 
+    /// Machine reset; the root has already restored config space
+    /// (`pci::reset_device`).
     fn reset(&mut self) {
-        self.config.reset();
+        self.intx.follow_command(&self.config);
         self.vga.reset();
         self.hard_reset();
     }
@@ -906,7 +897,7 @@ impl PciDevice for Qxl {
 mod tests {
     use super::*;
     use crate::interrupt::test_util::RecordingLine;
-    use crate::pci::config::{BAR0, INTERRUPT_PIN, ROM_ADDRESS, SUBSYSTEM_VENDOR_ID};
+    use crate::pci::config::{BAR0, COMMAND, INTERRUPT_PIN, ROM_ADDRESS, SUBSYSTEM_VENDOR_ID};
 
     fn option_rom() -> Vec<u8> {
         let mut r = vec![0u8; 40 * 1024];
@@ -1136,7 +1127,7 @@ mod tests {
         assert_eq!(b, [0xff; 4]);
         q.bar_write(BAR_RAM, u64::MAX, &[1, 2]);
         assert_eq!(rom_u32(&mut q, 0), ROM_MAGIC);
-        q.reset();
+        crate::pci::reset_device(&mut q);
         assert_eq!(q.mode(), DeviceMode::Vga);
     }
 

@@ -5,6 +5,7 @@
 //! wide; mode 13h as 640x400 (pixels doubled both ways by the CRTC settings);
 //! planar modes from the four planes; VBE modes straight from the framebuffer.
 
+use super::vbe::VbeGeometry;
 use super::vga::{
     Vga, AR_COLOR_SELECT, AR_MODE, AR_PLANE_ENABLE, GR_MISC, GR_MODE, SR_CHAR_MAP, SR_CLOCK,
     VGA_MEM_SIZE,
@@ -39,10 +40,12 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn reset(&mut self, width: u32, height: u32) {
+    /// Take the size `width` x `height`. Pixel contents are left as they were
+    /// (a frame of unchanged size is not cleared), so every renderer writes each
+    /// pixel of the frame.
+    fn set_size(&mut self, width: u32, height: u32) {
         self.width = width;
         self.height = height;
-        self.pixels.clear();
         self.pixels.resize(width as usize * height as usize, 0);
     }
 
@@ -94,11 +97,11 @@ fn palette256(vga: &Vga) -> [u32; 256] {
     let mut pal = [0; 256];
     let eight = vga.vbe.dac_8bit();
     for (i, p) in pal.iter_mut().enumerate() {
-        let [r, g, b] = vga.dac_entry(i as u8);
         *p = if eight {
+            let [r, g, b] = vga.dac_entry(i as u8);
             rgb(r.into(), g.into(), b.into())
         } else {
-            rgb(dac6(r), dac6(g), dac6(b))
+            dac_color(vga, i as u8)
         };
     }
     pal
@@ -174,40 +177,52 @@ fn vga_graphics_geometry(vga: &Vga) -> GraphicsGeometry {
     }
 }
 
-/// The mode the registers select.
-pub fn display_mode(vga: &Vga) -> DisplayMode {
+/// The registers decoded once, with what the matching renderer needs.
+enum Decoded {
+    Off,
+    Text(TextGeometry),
+    Vbe(VbeGeometry),
+    VgaGraphics(GraphicsGeometry),
+}
+
+fn decode(vga: &Vga) -> Decoded {
     // AR index bit 5 clear hands the palette to the CPU and blanks the screen.
     if vga.ar_index & 0x20 == 0 {
-        return DisplayMode::Off;
+        return Decoded::Off;
     }
     if let Some(g) = vga.vbe.geometry() {
-        return DisplayMode::Graphics {
+        return Decoded::Vbe(g);
+    }
+    if vga.gr[GR_MISC] & 0x01 == 0 {
+        return text_geometry(vga).map_or(Decoded::Off, Decoded::Text);
+    }
+    Decoded::VgaGraphics(vga_graphics_geometry(vga))
+}
+
+/// The mode the registers select.
+pub fn display_mode(vga: &Vga) -> DisplayMode {
+    match decode(vga) {
+        Decoded::Off => DisplayMode::Off,
+        Decoded::Text(t) => DisplayMode::Text {
+            cols: t.cols,
+            rows: t.rows,
+        },
+        Decoded::Vbe(g) => DisplayMode::Graphics {
             width: g.width,
             height: g.height,
             bpp: g.bpp,
             stride: g.stride,
-        };
-    }
-    if vga.gr[GR_MISC] & 0x01 == 0 {
-        return match text_geometry(vga) {
-            Some(t) => DisplayMode::Text {
-                cols: t.cols,
-                rows: t.rows,
+        },
+        Decoded::VgaGraphics(g) => DisplayMode::Graphics {
+            width: g.out_width,
+            height: g.height,
+            bpp: match g.shift {
+                0 => 4,
+                1 => 2,
+                _ => 8,
             },
-            None => DisplayMode::Off,
-        };
-    }
-    let g = vga_graphics_geometry(vga);
-    let bpp = match g.shift {
-        0 => 4,
-        1 => 2,
-        _ => 8,
-    };
-    DisplayMode::Graphics {
-        width: g.out_width,
-        height: g.height,
-        bpp,
-        stride: line_offset(vga) as u32,
+            stride: line_offset(vga) as u32,
+        },
     }
 }
 
@@ -222,20 +237,17 @@ pub fn render(vga: &Vga, fb: &[u8], blink_phase: bool) -> Frame {
 
 /// As [`render`], reusing `frame`'s allocation.
 pub fn render_into(vga: &Vga, fb: &[u8], blink_phase: bool, frame: &mut Frame) {
-    match display_mode(vga) {
-        DisplayMode::Off => frame.reset(0, 0),
-        DisplayMode::Text { .. } => render_text(vga, blink_phase, frame),
-        DisplayMode::Graphics { .. } if vga.vbe.enabled() => render_vbe(vga, fb, frame),
-        DisplayMode::Graphics { .. } => render_vga_graphics(vga, frame),
+    match decode(vga) {
+        Decoded::Off => frame.set_size(0, 0),
+        Decoded::Text(t) => render_text(vga, &t, blink_phase, frame),
+        Decoded::Vbe(g) => render_vbe(vga, fb, &g, frame),
+        Decoded::VgaGraphics(g) => render_vga_graphics(vga, &g, frame),
     }
 }
 
-fn render_text(vga: &Vga, blink_phase: bool, frame: &mut Frame) {
-    let Some(t) = text_geometry(vga) else {
-        frame.reset(0, 0);
-        return;
-    };
-    frame.reset(t.cols * t.cell_w, t.rows * t.cell_h);
+fn render_text(vga: &Vga, t: &TextGeometry, blink_phase: bool, frame: &mut Frame) {
+    // Every cell is drawn whole, so this covers the frame.
+    frame.set_size(t.cols * t.cell_w, t.rows * t.cell_h);
     let pal = palette16(vga);
     // SR3 selects two 8 KiB font slots in plane 2; attribute bit 3 picks one.
     let map = vga.sr[SR_CHAR_MAP];
@@ -302,9 +314,9 @@ fn render_text(vga: &Vga, blink_phase: bool, frame: &mut Frame) {
     }
 }
 
-fn render_vga_graphics(vga: &Vga, frame: &mut Frame) {
-    let g = vga_graphics_geometry(vga);
-    frame.reset(g.out_width, g.height);
+fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
+    // Each line is drawn across out_width (width is whole 8-pixel groups).
+    frame.set_size(g.out_width, g.height);
     let cr9 = vga.cr[0x09];
     let cr17 = vga.cr[0x17];
     let double_scan = u32::from(cr9 >> 7);
@@ -410,38 +422,50 @@ fn draw_planar_line(
     }
 }
 
-fn render_vbe(vga: &Vga, fb: &[u8], frame: &mut Frame) {
-    let Some(g) = vga.vbe.geometry() else {
-        frame.reset(0, 0);
-        return;
-    };
-    frame.reset(g.width, g.height);
-    let bytes_pp = match g.bpp {
-        15 | 16 => 2,
-        24 => 3,
-        32 => 4,
-        _ => 1,
-    };
-    let pal = palette256(vga);
+fn render_vbe(vga: &Vga, fb: &[u8], g: &VbeGeometry, frame: &mut Frame) {
+    frame.set_size(g.width, g.height);
+    // One loop per pixel format, so the format is decided once per frame.
+    match g.bpp {
+        15 => vbe_lines(fb, g, 2, frame, |c| {
+            let v = u32::from(u16::from_le_bytes([c[0], c[1]]));
+            rgb((v >> 7) & 0xf8, (v >> 2) & 0xf8, (v << 3) & 0xf8)
+        }),
+        16 => vbe_lines(fb, g, 2, frame, |c| {
+            let v = u32::from(u16::from_le_bytes([c[0], c[1]]));
+            rgb((v >> 8) & 0xf8, (v >> 3) & 0xfc, (v << 3) & 0xf8)
+        }),
+        24 => vbe_lines(fb, g, 3, frame, |c| {
+            rgb(c[2].into(), c[1].into(), c[0].into())
+        }),
+        32 => vbe_lines(fb, g, 4, frame, |c| {
+            rgb(c[2].into(), c[1].into(), c[0].into())
+        }),
+        _ => {
+            let pal = palette256(vga);
+            vbe_lines(fb, g, 1, frame, |c| pal[usize::from(c[0])])
+        }
+    }
+}
+
+/// Convert each scanline from `fb` with `pixel` (given `bytes_pp` bytes). What
+/// lies past the end of `fb` is black.
+fn vbe_lines(
+    fb: &[u8],
+    g: &VbeGeometry,
+    bytes_pp: usize,
+    frame: &mut Frame,
+    pixel: impl Fn(&[u8]) -> u32,
+) {
     let w = g.width as usize;
     for y in 0..g.height as usize {
         let start = g.offset as usize + y * g.stride as usize;
         let src = fb.get(start..).unwrap_or(&[]);
-        let out = &mut frame.pixels[y * w..(y + 1) * w];
+        let (out, past_end) =
+            frame.pixels[y * w..(y + 1) * w].split_at_mut(w.min(src.len() / bytes_pp));
         for (px, chunk) in out.iter_mut().zip(src.chunks_exact(bytes_pp)) {
-            *px = match g.bpp {
-                15 => {
-                    let v = u32::from(u16::from_le_bytes([chunk[0], chunk[1]]));
-                    rgb((v >> 7) & 0xf8, (v >> 2) & 0xf8, (v << 3) & 0xf8)
-                }
-                16 => {
-                    let v = u32::from(u16::from_le_bytes([chunk[0], chunk[1]]));
-                    rgb((v >> 8) & 0xf8, (v >> 3) & 0xfc, (v << 3) & 0xf8)
-                }
-                24 | 32 => rgb(chunk[2].into(), chunk[1].into(), chunk[0].into()),
-                _ => pal[usize::from(chunk[0])],
-            };
+            *px = pixel(chunk);
         }
+        past_end.fill(0);
     }
 }
 
@@ -835,6 +859,49 @@ mod tests {
             display_mode(&vga),
             DisplayMode::Graphics { bpp: 8, .. }
         ));
+    }
+
+    #[test]
+    fn reused_frame_is_fully_redrawn() {
+        // A frame of the right size full of stale pixels must come out exactly
+        // as a fresh render, in every kind of mode.
+        let check = |vga: &Vga, fb: &[u8]| {
+            let fresh = render(vga, fb, false);
+            let mut reused = Frame {
+                width: fresh.width,
+                height: fresh.height,
+                pixels: vec![0xdead_beef; fresh.pixels.len()],
+            };
+            render_into(vga, fb, false, &mut reused);
+            assert!(reused == fresh, "{:?}", display_mode(vga));
+            // And from a frame of another size.
+            let mut other = Frame {
+                width: 3,
+                height: 5,
+                pixels: vec![0xdead_beef; 15],
+            };
+            render_into(vga, fb, false, &mut other);
+            assert!(other == fresh, "{:?}", display_mode(vga));
+        };
+        let mut vga = mode3();
+        put(&mut vga, 0, b'A', 0x1f);
+        check(&vga, &[]);
+        let mut vga13 = Vga::new(16 << 20);
+        set_mode(&mut vga13, &MODE_13);
+        memw(&mut vga13, 5, 0x0f);
+        check(&vga13, &[]);
+        let mut vga12 = Vga::new(16 << 20);
+        set_mode(&mut vga12, &MODE_12);
+        check(&vga12, &[]);
+        for (bpp, fb_len) in [(32, 16 << 20), (32, 100), (16, 1001), (24, 5), (8, 7)] {
+            let mut fb = vec![0x5au8; fb_len];
+            vbe_mode(&mut vga, &mut fb, 800, 600, bpp);
+            fb.fill(0x5a);
+            check(&vga, &fb);
+        }
+        inb(&mut vga, 0x3da);
+        outb(&mut vga, 0x3c0, 0x00);
+        check(&vga, &[]);
     }
 
     #[test]

@@ -92,10 +92,6 @@ impl Vbe {
         self.offset = 0;
     }
 
-    pub fn vram_size(&self) -> u32 {
-        self.vram_size
-    }
-
     fn reg(&self, index: u16) -> u16 {
         self.regs.get(usize::from(index)).copied().unwrap_or(0)
     }

@@ -149,11 +149,6 @@ impl Vga {
         self.vbe.reset();
     }
 
-    /// Plane memory, interleaved (`(offset << 2) | plane`).
-    pub fn vram(&self) -> &[u8] {
-        &self.vram
-    }
-
     /// The DAC entry `index` as 6-bit (or 8-bit with the VBE 8-bit DAC) R, G, B.
     pub fn dac_entry(&self, index: u8) -> [u8; 3] {
         let i = usize::from(index) * 3;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use crate::interrupt::NoIrq;
+use crate::interrupt::LevelTracker;
 use crate::{BusDevice, IrqLine, Reset, VmRequest, VmRequests};
 
 pub const BASE: u64 = 0x600;
@@ -43,8 +43,7 @@ pub struct AcpiPm {
     start: Instant,
     /// Bit 23 transitions of the timer seen so far (each one sets TMR_STS).
     timer_epochs: u64,
-    sci: Arc<dyn IrqLine>,
-    sci_level: bool,
+    sci: LevelTracker,
     requests: Arc<dyn VmRequests>,
 }
 
@@ -58,16 +57,14 @@ impl AcpiPm {
             cnt: SCI_EN,
             start: Instant::now(),
             timer_epochs: 0,
-            sci: Arc::new(NoIrq),
-            sci_level: false,
+            sci: LevelTracker::default(),
             requests,
         }
     }
 
     /// The SCI line (IRQ9 on PIIX4, level-triggered active high).
     pub fn connect_sci(&mut self, sci: Arc<dyn IrqLine>) {
-        self.sci = sci;
-        self.sci_level = false;
+        self.sci = LevelTracker::new(sci);
         self.update_sci();
     }
 
@@ -91,11 +88,7 @@ impl AcpiPm {
     }
 
     fn update_sci(&mut self) {
-        let level = self.sts & self.en & SCI_EVENTS != 0;
-        if level != self.sci_level {
-            self.sci_level = level;
-            self.sci.set_level(level);
-        }
+        self.sci.set(self.sts & self.en & SCI_EVENTS != 0);
     }
 
     fn write_byte(&mut self, off: u64, v: u8) {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, warn};
 
+use crate::interrupt::LevelTracker;
 use crate::{BusDevice, IrqLine, Reset};
 
 pub const BASE: u64 = 0x70;
@@ -65,8 +66,7 @@ struct Rtc {
     /// The guest second in which the update flag / alarm were last evaluated.
     last_sec: i64,
     next_periodic: Option<Instant>,
-    irq: Arc<dyn IrqLine>,
-    level: bool,
+    irq: LevelTracker,
     stop: bool,
 }
 
@@ -256,10 +256,7 @@ impl Rtc {
         } else {
             self.regs[REG_C] &= !C_IRQF;
         }
-        if high != self.level {
-            self.level = high;
-            self.irq.set_level(high);
-        }
+        self.irq.set(high);
     }
 
     /// How long the timer thread may sleep; None when no interrupt is enabled.
@@ -409,8 +406,7 @@ impl Cmos {
             last_sec: 0,
             next_periodic: None,
             clock,
-            irq,
-            level: false,
+            irq: LevelTracker::new(irq),
             stop: false,
         };
         let host = rtc.host_now();
@@ -663,8 +659,7 @@ mod tests {
         wait_high(&line);
         assert_eq!(get(&mut cmos, 0x0c) & (C_IRQF | C_PF), C_IRQF | C_PF);
         wait_high(&line);
-        let edges = line.levels.lock().unwrap().iter().filter(|&&l| l).count();
-        assert!(edges >= 2);
+        assert!(line.rising_edges() >= 2);
         cmos.write(BASE, 0, &[0x0b, 0x02]);
         get(&mut cmos, 0x0c);
         std::thread::sleep(Duration::from_millis(20));

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use tracing::{debug, trace};
 
+use crate::bus::read_byte_register;
 use crate::BusDevice;
 
 pub const DEBUGCON_BASE: u64 = 0x402;
@@ -28,13 +29,7 @@ impl DebugCon {
 
 impl BusDevice for DebugCon {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = if offset.checked_add(i as u64) == Some(0) {
-                DEBUGCON_READBACK
-            } else {
-                0xff
-            };
-        }
+        read_byte_register(offset, data, DEBUGCON_READBACK);
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
@@ -75,13 +70,7 @@ impl PostCode {
 
 impl BusDevice for PostCode {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = if offset.checked_add(i as u64) == Some(0) {
-                self.last
-            } else {
-                0xff
-            };
-        }
+        read_byte_register(offset, data, self.last);
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
@@ -95,19 +84,7 @@ impl BusDevice for PostCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::interrupt::test_util::RecordingWriter;
 
     struct Broken;
     impl Write for Broken {
@@ -121,7 +98,7 @@ mod tests {
 
     #[test]
     fn seabios_probe_and_log() {
-        let out = Shared::default();
+        let out = RecordingWriter::default();
         let mut d = DebugCon::new(Some(Box::new(out.clone())));
         let mut b = [0u8];
         d.read(DEBUGCON_BASE, 0, &mut b);
@@ -133,7 +110,7 @@ mod tests {
         d.write(DEBUGCON_BASE, 0, b"xy");
         d.write(DEBUGCON_BASE, 1, b"z");
         d.write(DEBUGCON_BASE, 0, &[]);
-        assert_eq!(&*out.0.lock().unwrap(), b"SeaBIOS\nx");
+        assert_eq!(out.contents(), b"SeaBIOS\nx");
         let mut w = [0u8; 4];
         d.read(DEBUGCON_BASE, 0, &mut w);
         assert_eq!(w, [0xe9, 0xff, 0xff, 0xff]);

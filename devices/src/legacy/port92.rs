@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use crate::bus::read_byte_register;
 use crate::{BusDevice, Reset, VmRequest, VmRequests};
 
 pub const BASE: u64 = 0x92;
@@ -43,13 +44,7 @@ impl Reset for Port92 {
 
 impl BusDevice for Port92 {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = if offset.checked_add(i as u64) == Some(0) {
-                self.value
-            } else {
-                0xff
-            };
-        }
+        read_byte_register(offset, data, self.value);
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {

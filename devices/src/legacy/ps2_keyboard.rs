@@ -105,11 +105,6 @@ impl Ps2Keyboard {
         }
     }
 
-    /// Power-on state; a keyboard reset by the machine also reports BAT like FF.
-    pub fn reset(&mut self) {
-        *self = Self::new();
-    }
-
     /// The last LED byte the guest sent with ED (bit 0 scroll, 1 num, 2 caps lock).
     pub fn leds(&self) -> u8 {
         self.leds

@@ -72,10 +72,6 @@ impl Ps2Mouse {
         }
     }
 
-    pub fn reset(&mut self) {
-        *self = Self::new();
-    }
-
     /// The next byte for the controller. Reading makes room for held-back motion.
     pub fn pop(&mut self) -> Option<u8> {
         let b = self.out.pop_front()?;

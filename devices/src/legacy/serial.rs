@@ -111,8 +111,7 @@ impl BusDevice for Serial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interrupt::test_util::RecordingLine;
-    use std::sync::Mutex;
+    use crate::interrupt::test_util::{RecordingLine, RecordingWriter};
 
     const RBR: u64 = 0;
     const IER: u64 = 1;
@@ -120,21 +119,9 @@ mod tests {
     const LCR: u64 = 3;
     const LSR: u64 = 5;
 
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn setup() -> (Serial, Arc<RecordingLine>, Shared) {
+    fn setup() -> (Serial, Arc<RecordingLine>, RecordingWriter) {
         let line = Arc::new(RecordingLine::default());
-        let out = Shared::default();
+        let out = RecordingWriter::default();
         (Serial::new(line.clone(), Box::new(out.clone())), line, out)
     }
 
@@ -146,10 +133,6 @@ mod tests {
 
     fn wr(s: &mut Serial, off: u64, v: u8) {
         s.write(COM1_BASE, off, &[v]);
-    }
-
-    fn pulses(line: &RecordingLine) -> usize {
-        line.levels.lock().unwrap().iter().filter(|&&l| l).count()
     }
 
     #[test]
@@ -167,7 +150,7 @@ mod tests {
         for &c in b"hi\n" {
             wr(&mut s, 0, c);
         }
-        assert_eq!(&*out.0.lock().unwrap(), b"hi\n");
+        assert_eq!(out.contents(), b"hi\n");
     }
 
     #[test]
@@ -175,7 +158,7 @@ mod tests {
         let (mut s, line, _) = setup();
         wr(&mut s, IER, 0x01); // receive-data interrupt
         s.enqueue_input(b"ok");
-        assert_eq!(pulses(&line), 1);
+        assert_eq!(line.rising_edges(), 1);
         assert!(!line.is_high(), "pulse ends low");
         assert_eq!(rd(&mut s, IIR) & 0x0f, 0x04); // RDA
         assert_eq!(rd(&mut s, LSR) & 1, 1);
@@ -196,7 +179,7 @@ mod tests {
         }
         assert_eq!(got, input);
         // One interrupt per FIFO load (64 + 64 + 64 + 8).
-        assert_eq!(pulses(&line), 4);
+        assert_eq!(line.rising_edges(), 4);
     }
 
     #[test]

@@ -229,10 +229,6 @@ impl PciConfig {
         self.set_u16(STATUS, s);
     }
 
-    pub fn bar_kind(&self, index: usize) -> Option<BarKind> {
-        self.bars.get(index)?.map(|b| b.kind)
-    }
-
     pub fn bar_size(&self, index: usize) -> Option<u64> {
         self.bars.get(index)?.map(|b| b.size)
     }

@@ -73,21 +73,14 @@ impl PciDevice for I440fx {
         &mut self.config
     }
 
-    fn bar_read(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
-        // No BARs and no expansion ROM: the root never routes here.
-        data.fill(0xff);
-    }
-
-    fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
-
-    fn reset(&mut self) {
-        self.config.reset();
-    }
+    // No BARs and no expansion ROM: the default bar_read/bar_write are never
+    // reached, and everything to reset lives in config space.
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pci::reset_device;
 
     /// Little helpers mirroring SeaBIOS `pci_config_readl/writel` on one device.
     fn readl(d: &mut I440fx, off: usize) -> u32 {
@@ -157,7 +150,7 @@ mod tests {
         // Byte 0x58 is not a PAM register: it stays read-only zero.
         writel(&mut d, 0x58, 0xffff_ffff);
         assert_eq!(readl(&mut d, 0x58), 0xffff_ff00);
-        d.reset();
+        reset_device(&mut d);
         assert_eq!(readl(&mut d, 0x58), 0);
         assert_eq!(readl(&mut d, 0x5c), 0);
     }
@@ -172,7 +165,7 @@ mod tests {
         // Neighbours stay read-only.
         d.config_write(0x71, &[0xff, 0x0a, 0xff]);
         assert_eq!(readl(&mut d, 0x70), 0x000a_0000);
-        d.reset();
+        reset_device(&mut d);
         assert_eq!(d.smram(), 0x02);
     }
 }

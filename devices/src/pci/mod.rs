@@ -3,12 +3,15 @@
 //! INTx routing.
 //!
 //! BAR decoding lives in the root bus (`PciRoot::pio_read` etc.): the VMM routes any
-//! port or MMIO exit that no fixed device claims to the root, which checks each
-//! device's enabled BARs. So a guest moving a BAR needs no re-registration.
+//! port or MMIO exit that no fixed device claims to the root, which looks the address
+//! up in its table of enabled BAR and ROM windows. The root refreshes a device's
+//! windows whenever a config cycle touches its COMMAND, BAR or ROM registers and on
+//! reset, so a guest moving a BAR needs no re-registration.
 
 pub mod config;
 pub mod i440fx;
 pub mod intx;
+pub mod intx_pin;
 pub mod piix3;
 pub mod root;
 
@@ -38,10 +41,24 @@ pub trait PciDevice: Send {
         self.config_mut().write(offset, data);
     }
 
-    /// Access inside BAR `bar` (0..=5, or `ROM_BAR`) at `offset` from its base.
-    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
-    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
+    /// Access inside BAR `bar` (0..=5, or `ROM_BAR`) at `offset` from its base;
+    /// `data` arrives zeroed. The root only routes here for BARs (and a ROM) the
+    /// device declared, so the defaults, for devices with none, read all ones and
+    /// drop writes.
+    fn bar_read(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
 
-    /// Return to power-on state (machine reset).
+    /// Return the state outside config space to power-on (machine reset). The
+    /// config space itself is restored to its sealed contents by `reset_device`
+    /// (which `PciRoot::reset` uses) just before this is called.
     fn reset(&mut self) {}
+}
+
+/// Machine reset of one PCI device: config space back to what `PciConfig::seal`
+/// captured, then the device's own `reset`.
+pub fn reset_device(dev: &mut dyn PciDevice) {
+    dev.config_mut().reset();
+    dev.reset();
 }

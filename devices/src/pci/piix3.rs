@@ -4,8 +4,9 @@
 //! `piix_isa_bridge_setup`, its $PIR table names 00:01.0 as the interrupt router,
 //! and Linux's PIRQ router code recognises it), the multi-function bit (so the bus
 //! scan looks at 00:01.1..7), and the PIRQ route registers 0x60..0x63, which live
-//! in the [`PirqRegs`] it shares with the INTx router (`pirq_registers`) so that a
-//! rewrite re-routes live lines.
+//! only in the [`PirqRegs`] it shares with the INTx router (`pirq_registers`) so that
+//! a rewrite re-routes live lines; config reads and writes of those bytes go there,
+//! and the `PciConfig` bytes behind them stay unused.
 //!
 //! The other chipset registers (0x40..0xFF) are plain storage with QEMU's reset
 //! values: nothing the firmware or Linux writes there has an effect on KVM (the
@@ -58,9 +59,6 @@ impl Piix3 {
         ] {
             c.set_u8(off, v);
         }
-        for i in 0..NUM_PIRQS {
-            c.set_u8(PIRQ_ROUTE + i, pirq.read(i));
-        }
         c.seal();
         Piix3 { config: c, pirq }
     }
@@ -89,7 +87,7 @@ impl PciDevice for Piix3 {
     fn config_read(&mut self, offset: usize) -> u32 {
         let offset = offset & 0xfc;
         if offset == PIRQ_ROUTE {
-            // The shared registers are the truth; the config bytes only mirror them.
+            // The shared registers are the only copy.
             let r = |i| self.pirq.read(i);
             return u32::from_le_bytes([r(0), r(1), r(2), r(3)]);
         }
@@ -100,24 +98,15 @@ impl PciDevice for Piix3 {
         for (i, &b) in data.iter().enumerate() {
             let o = offset.saturating_add(i);
             match o.checked_sub(PIRQ_ROUTE) {
-                Some(idx) if idx < NUM_PIRQS => {
-                    self.pirq.write(idx, b);
-                    self.config.set_u8(o, b);
-                }
+                Some(idx) if idx < NUM_PIRQS => self.pirq.write(idx, b),
                 _ => self.config.write(o, &[b]),
             }
         }
     }
 
-    fn bar_read(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
-        // No BARs: the root never routes here.
-        data.fill(0xff);
-    }
-
-    fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+    // No BARs: the default bar_read/bar_write are never reached.
 
     fn reset(&mut self) {
-        self.config.reset();
         self.pirq.reset();
     }
 }
@@ -127,6 +116,7 @@ mod tests {
     use super::*;
     use crate::interrupt::test_util::RecordingChip;
     use crate::pci::intx::PciIntxRouter;
+    use crate::pci::reset_device;
 
     #[test]
     fn identity() {
@@ -151,7 +141,8 @@ mod tests {
             p.config_write(0x60 + i, &[irq]);
         }
         assert_eq!(p.config_read(0x60), 0x0b0b_0a0a);
-        assert_eq!(p.config().u8_at(0x62), 11);
+        assert_eq!(regs.read(2), 11);
+        assert_eq!(p.config_read(0x60) >> 16 & 0xff, 11);
         let line = router.line(3, 1); // PIRQC
         line.set_level(true);
         assert_eq!(*chip.events.lock().unwrap(), vec![(11, true)]);
@@ -161,7 +152,7 @@ mod tests {
         assert_eq!(*chip.events.lock().unwrap(), vec![(11, true), (11, false)]);
         // Reset restores power-on values everywhere.
         p.config_write(0x4c, &[0x12]);
-        p.reset();
+        reset_device(&mut p);
         assert_eq!(p.config_read(0x60), 0x8080_8080);
         assert_eq!(p.config_read(0x4c), 0x0003_004d);
         assert_eq!(regs.read(0), 0x80);

@@ -3,20 +3,35 @@
 //!
 //! Thread-safety shape: devices are added with `&mut self` while the machine is
 //! built, then the root is frozen inside an `Arc<PciRoot>` shared by all vCPU
-//! threads. From then on the slot table is immutable, so lookups take no lock; each
-//! device sits behind its own `Mutex`, and the two registers of the root itself (the
-//! CF8 address latch and the reset control byte) are atomics. A config cycle is two
-//! guest accesses (latch, then data), as on hardware; guests serialise them with
-//! their own lock (Linux `pci_config_lock`, SeaBIOS is single-threaded), so sharing
-//! one latch between vCPUs is faithful. No root-level lock is ever held while a
-//! device lock is taken, so there is no lock order to get wrong.
+//! threads. From then on the slot table is immutable, so finding a device by devfn
+//! takes no lock; each device sits behind its own `Mutex`, and the two registers of
+//! the root itself (the CF8 address latch and the reset control byte) are atomics.
+//! A config cycle is two guest accesses (latch, then data), as on hardware; guests
+//! serialise them with their own lock (Linux `pci_config_lock`, SeaBIOS is
+//! single-threaded), so sharing one latch between vCPUs is faithful.
+//!
+//! BAR decoding uses a table of the windows every device decodes now (enabled BARs
+//! and expansion ROMs), behind a `RwLock`. A BAR access takes the read lock only
+//! long enough to copy out the matching window, then locks that one device, so it
+//! never touches (or waits for) any other device. The table is rewritten for a
+//! device, under the write lock, whenever a config write touches its COMMAND, BAR
+//! or ROM registers and on reset; that happens while the device's own lock is held,
+//! so the table always changes together with the config space it is computed from.
+//! Lock order: a device lock, then the window table; nothing takes the table lock
+//! and then a device lock, so there is no cycle.
+//!
+//! Config space must only change through this root (config cycles, `reset`) for the
+//! table to follow it. Should it change behind the root's back, an access through a
+//! stale window is still never misrouted: the window is checked against the locked
+//! device's config before the access is passed on, and refreshed when it differs.
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tracing::{debug, info, trace};
 
-use super::{PciDevice, ROM_BAR};
+use super::config::{BAR0, COMMAND, ROM_ADDRESS};
+use super::{reset_device, PciConfig, PciDevice, ROM_BAR};
 use crate::{BusDevice, Error, Result, SharedDevice, VmRequest, VmRequests};
 
 /// Port base and length to register `PciRoot::config_io_device` at.
@@ -34,6 +49,14 @@ const RCR_RST_CPU: u8 = 1 << 2;
 pub const NUM_SLOTS: u8 = 32;
 pub const NUM_FUNCTIONS: u8 = 8;
 
+/// Config registers whose contents decide what a device decodes: COMMAND (I/O and
+/// memory enables), BAR0..BAR5 and the expansion ROM BAR, as `[start, end)`.
+const DECODE_REGISTERS: [(usize, usize); 3] = [
+    (COMMAND, COMMAND + 2),
+    (BAR0, BAR0 + 6 * 4),
+    (ROM_ADDRESS, ROM_ADDRESS + 4),
+];
+
 /// A PCI device as stored on the root bus.
 pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
 
@@ -43,9 +66,43 @@ fn lock(dev: &SharedPciDevice) -> MutexGuard<'_, dyn PciDevice + 'static> {
     dev.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One address range a device decodes now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    base: u64,
+    /// Kept instead of an end address: a BAR at the top of the 64-bit space ends
+    /// at 2^64.
+    size: u64,
+    io: bool,
+    /// Index into `PciRoot::devices`.
+    devfn: usize,
+    /// 0..=5, or `ROM_BAR`.
+    bar: usize,
+}
+
+impl Window {
+    /// Offset of `addr` inside the window, if it is inside.
+    fn offset(&self, addr: u64, io: bool) -> Option<u64> {
+        addr.checked_sub(self.base)
+            .filter(|off| self.io == io && *off < self.size)
+    }
+}
+
+/// What BAR `bar` (or the ROM) of `config` decodes now: `(base, size, is_io)`.
+fn decoded(config: &PciConfig, bar: usize) -> Option<(u64, u64, bool)> {
+    if bar == ROM_BAR {
+        config.active_rom().map(|(base, size)| (base, size, false))
+    } else {
+        config.active_bar(bar)
+    }
+}
+
 pub struct PciRoot {
     /// Indexed by devfn (slot << 3 | function).
     devices: Vec<Option<SharedPciDevice>>,
+    /// Every enabled BAR and ROM window, sorted by (devfn, bar): when a guest makes
+    /// windows overlap, the first match wins, the lowest devfn and BAR first.
+    windows: RwLock<Vec<Window>>,
     config_address: AtomicU32,
     reset_control: AtomicU8,
     requests: Arc<dyn VmRequests>,
@@ -56,6 +113,7 @@ impl PciRoot {
     pub fn new(requests: Arc<dyn VmRequests>) -> Self {
         PciRoot {
             devices: vec![None; usize::from(NUM_SLOTS) * usize::from(NUM_FUNCTIONS)],
+            windows: RwLock::new(Vec::new()),
             config_address: AtomicU32::new(0),
             reset_control: AtomicU8::new(0),
             requests,
@@ -67,29 +125,57 @@ impl PciRoot {
         if slot >= NUM_SLOTS || func >= NUM_FUNCTIONS {
             return Err(Error::PciSlot(slot));
         }
-        let entry = &mut self.devices[usize::from(slot) << 3 | usize::from(func)];
-        if entry.is_some() {
+        let devfn = usize::from(slot) << 3 | usize::from(func);
+        if self.devices[devfn].is_some() {
             return Err(Error::PciSlot(slot));
         }
-        *entry = Some(dev);
+        // A device may come with decoding already enabled.
+        self.refresh_windows(devfn, lock(&dev).config());
+        self.devices[devfn] = Some(dev);
         Ok(())
     }
 
     /// The device at 00:`slot`.`func`, if any.
-    pub fn device(&self, slot: u8, func: u8) -> Option<SharedPciDevice> {
+    #[cfg(test)]
+    fn device(&self, slot: u8, func: u8) -> Option<SharedPciDevice> {
         if slot >= NUM_SLOTS || func >= NUM_FUNCTIONS {
             return None;
         }
         self.devices[usize::from(slot) << 3 | usize::from(func)].clone()
     }
 
-    /// Machine reset: clear the root's registers and reset every device.
+    /// Machine reset: clear the root's registers and reset every device (config
+    /// space to its power-on contents, then the device itself).
     pub fn reset(&self) {
         self.config_address.store(0, Ordering::Relaxed);
         self.reset_control.store(0, Ordering::Relaxed);
-        for dev in self.devices.iter().flatten() {
-            lock(dev).reset();
+        for (devfn, dev) in self.devices.iter().enumerate() {
+            if let Some(dev) = dev {
+                let mut d = lock(dev);
+                reset_device(&mut *d);
+                self.refresh_windows(devfn, d.config());
+            }
         }
+    }
+
+    /// Replace the windows of `devfn` with what `config` decodes now. Called with
+    /// that device's lock held (or before it is shared), so the table changes
+    /// together with its config space.
+    fn refresh_windows(&self, devfn: usize, config: &PciConfig) {
+        let now = (0..6).chain([ROM_BAR]).filter_map(|bar| {
+            let (base, size, io) = decoded(config, bar)?;
+            Some(Window {
+                base,
+                size,
+                io,
+                devfn,
+                bar,
+            })
+        });
+        let mut windows = self.windows.write().unwrap_or_else(|e| e.into_inner());
+        windows.retain(|w| w.devfn != devfn);
+        let at = windows.partition_point(|w| w.devfn < devfn);
+        windows.splice(at..at, now);
     }
 
     /// A `BusDevice` for the port bus at `CONFIG_IO_BASE`, length `CONFIG_IO_LEN`.
@@ -97,16 +183,16 @@ impl PciRoot {
         Arc::new(Mutex::new(PciConfigIo { root: self.clone() }))
     }
 
-    /// The device selected by the CF8 latch and the config offset of its dword,
+    /// The devfn selected by the CF8 latch and the config offset of its dword,
     /// or None when the latch is disabled, names another bus or an empty function.
-    fn selected(&self) -> Option<(&SharedPciDevice, usize)> {
+    fn selected(&self) -> Option<(usize, &SharedPciDevice, usize)> {
         let addr = self.config_address.load(Ordering::Relaxed);
         if addr & CONFIG_ENABLE == 0 || (addr >> 16) & 0xff != 0 {
             return None;
         }
         let devfn = ((addr >> 8) & 0xff) as usize;
         let dev = self.devices[devfn].as_ref()?;
-        Some((dev, (addr & 0xfc) as usize))
+        Some((devfn, dev, (addr & 0xfc) as usize))
     }
 
     /// Guest read at `CONFIG_IO_BASE + offset`.
@@ -127,7 +213,7 @@ impl PciRoot {
                     debug!(offset, len, "PCI config data read crosses the dword");
                     return;
                 }
-                if let Some((dev, reg)) = self.selected() {
+                if let Some((_, dev, reg)) = self.selected() {
                     let v = lock(dev).config_read(reg).to_le_bytes();
                     data.copy_from_slice(&v[k..k + len]);
                 }
@@ -150,8 +236,13 @@ impl PciRoot {
                     debug!(offset, len, "PCI config data write crosses the dword");
                     return;
                 }
-                if let Some((dev, reg)) = self.selected() {
-                    lock(dev).config_write(reg + k, data);
+                if let Some((devfn, dev, reg)) = self.selected() {
+                    let (start, end) = (reg + k, reg + k + len);
+                    let mut d = lock(dev);
+                    d.config_write(start, data);
+                    if DECODE_REGISTERS.iter().any(|&(s, e)| start < e && s < end) {
+                        self.refresh_windows(devfn, d.config());
+                    }
                 }
             }
             // Only a full dword write loads the latch (as in QEMU); Linux's conf1
@@ -169,54 +260,50 @@ impl PciRoot {
         }
     }
 
-    /// Find the enabled BAR (or ROM, for memory) containing `[addr, addr+len)` and
-    /// run `f(device, bar, offset)`. A hit that runs past the BAR's end is claimed
-    /// but not passed on (returns `Some(false)`), so devices only ever see accesses
-    /// inside their BARs.
+    /// Find the window containing `addr` and run `f(device, bar, offset)` with only
+    /// that device locked. A hit that runs past the window's end is claimed but not
+    /// passed on (returns `Some(false)`), so devices only ever see accesses inside
+    /// their BARs.
     fn dispatch(
         &self,
         addr: u64,
         len: usize,
         io: bool,
-        mut f: impl FnMut(&mut dyn PciDevice, usize, u64),
+        f: impl FnOnce(&mut dyn PciDevice, usize, u64),
     ) -> Option<bool> {
-        for dev in self.devices.iter().flatten() {
+        loop {
+            let (w, off) = {
+                let windows = self.windows.read().unwrap_or_else(|e| e.into_inner());
+                windows
+                    .iter()
+                    .find_map(|w| Some((*w, w.offset(addr, io)?)))?
+            };
+            let dev = self.devices[w.devfn]
+                .as_ref()
+                .expect("PCI window of an empty slot");
             let mut d = lock(dev);
-            let mut hit = None;
-            for bar in 0..6 {
-                if let Some((base, size, is_io)) = d.config().active_bar(bar) {
-                    if is_io == io {
-                        if let Some(off) = addr.checked_sub(base).filter(|o| *o < size) {
-                            hit = Some((bar, off, size));
-                            break;
-                        }
-                    }
-                }
+            if decoded(d.config(), w.bar) != Some((w.base, w.size, w.io)) {
+                // The config space changed without the root seeing it: bring this
+                // device's windows up to date and look again.
+                debug!(addr, devfn = w.devfn, bar = w.bar, "stale PCI window");
+                self.refresh_windows(w.devfn, d.config());
+                continue;
             }
-            if hit.is_none() && !io {
-                if let Some((base, size)) = d.config().active_rom() {
-                    if let Some(off) = addr.checked_sub(base).filter(|o| *o < size) {
-                        hit = Some((ROM_BAR, off, size));
-                    }
-                }
+            if off.checked_add(len as u64).is_some_and(|end| end <= w.size) {
+                f(&mut *d, w.bar, off);
+                return Some(true);
             }
-            if let Some((bar, off, size)) = hit {
-                if off.checked_add(len as u64).is_some_and(|end| end <= size) {
-                    f(&mut *d, bar, off);
-                    return Some(true);
-                }
-                debug!(addr, len, bar, "access runs past the end of a BAR");
-                return Some(false);
-            }
+            debug!(addr, len, bar = w.bar, "access runs past the end of a BAR");
+            return Some(false);
         }
-        None
     }
 
+    /// Returns false when no window decodes `addr`; `data` is then all zeros (the
+    /// zeroing `Bus::read` leaves to its last decoder).
     fn read(&self, addr: u64, data: &mut [u8], io: bool) -> bool {
-        let len = data.len();
-        match self.dispatch(addr, len, io, |d, bar, off| {
-            data.fill(0);
-            d.bar_read(bar, off, data);
+        data.fill(0);
+        match self.dispatch(addr, data.len(), io, |d, bar, off| {
+            d.bar_read(bar, off, data)
         }) {
             Some(true) => true,
             Some(false) => {
@@ -227,7 +314,8 @@ impl PciRoot {
         }
     }
 
-    /// Port read that no fixed device claimed. False when no I/O BAR decodes `port`.
+    /// Port read that no fixed device claimed. False when no I/O BAR decodes `port`
+    /// (`data` then reads as zeros).
     pub fn pio_read(&self, port: u64, data: &mut [u8]) -> bool {
         self.read(port, data, true)
     }
@@ -240,7 +328,7 @@ impl PciRoot {
     }
 
     /// MMIO read that no fixed device claimed. False when no memory BAR or enabled
-    /// expansion ROM decodes `addr`.
+    /// expansion ROM decodes `addr` (`data` then reads as zeros).
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) -> bool {
         self.read(addr, data, false)
     }
@@ -324,7 +412,6 @@ mod tests {
         }
         fn reset(&mut self) {
             self.resets += 1;
-            self.config.reset();
         }
     }
 
@@ -349,7 +436,7 @@ mod tests {
         let dev = Arc::new(Mutex::new(TestDev::new()));
         root.add_device(3, 0, dev.clone()).unwrap();
         let root = Arc::new(root);
-        let bus = Bus::new();
+        let mut bus = Bus::new();
         bus.insert(root.config_io_device(), CONFIG_IO_BASE, CONFIG_IO_LEN)
             .unwrap();
         Machine {
@@ -630,12 +717,174 @@ mod tests {
                     let mut b = [0u8; 4];
                     for _ in 0..500 {
                         assert!(root.mmio_read(0xfebf_f000, &mut b));
+                        assert_eq!(b, [0x10, 0x11, 0x12, 0x13]);
                         root.config_io_write(0, &0x8000_0000u32.to_le_bytes());
                         root.config_io_read(4, &mut b);
+                        // Every thread latches the same address, so whatever the
+                        // interleaving, the data port reads 00:00.0's ID.
+                        assert_eq!(u32::from_le_bytes(b), 0x1237_8086);
                     }
                 });
             }
         });
         assert_eq!(readl(&m.bus, 0, 0), 0x1237_8086);
+    }
+
+    /// Run `f` on another thread; fail if it has not finished within 10 s (it
+    /// would be blocked on a lock it should not need).
+    fn within_timeout<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("PCI access blocked (or panicked)")
+    }
+
+    #[test]
+    fn decoding_follows_every_kind_of_config_write() {
+        let m = machine();
+        program_bars(&m.bus);
+        writew(&m.bus, 0x18, 0x04, 0x0003);
+        let mut b = [0u8; 1];
+        assert!(m.root.pio_read(0xc000, &mut b));
+        // Byte write to the second byte of the I/O BAR: 0xc000 -> 0xd400.
+        writeb(&m.bus, 0x18, 0x11, 0xd4);
+        assert!(!m.root.pio_read(0xc000, &mut b));
+        assert!(m.root.pio_read(0xd43f, &mut b));
+        assert_eq!(b, [0x3f]);
+        // Word write to the upper half of the 32-bit memory BAR.
+        writew(&m.bus, 0x18, 0x16, 0xfe00);
+        assert!(!m.root.mmio_read(0xfebf_f000, &mut b));
+        assert!(m.root.mmio_read(0xfe00_f001, &mut b));
+        assert_eq!(b, [0x11]);
+        // The ROM moves, then its enable bit goes off while MEM stays on.
+        assert!(m.root.mmio_read(0xfeb0_0000, &mut b));
+        writel(&m.bus, 0x18, 0x30, 0xfea0_0001);
+        assert!(!m.root.mmio_read(0xfeb0_0000, &mut b));
+        assert!(m.root.mmio_read(0xfea0_0005, &mut b));
+        assert_eq!(b, [0x65]);
+        writeb(&m.bus, 0x18, 0x30, 0x00);
+        assert!(!m.root.mmio_read(0xfea0_0000, &mut b));
+        assert!(m.root.mmio_read(0xfe00_f000, &mut b));
+        // COMMAND byte write: memory off keeps I/O, I/O off keeps nothing.
+        writeb(&m.bus, 0x18, 0x04, 0x01);
+        assert!(!m.root.mmio_read(0xfe00_f000, &mut b));
+        assert!(!m.root.mmio_read(0xfebf_8000, &mut b));
+        assert!(m.root.pio_read(0xd400, &mut b));
+        writeb(&m.bus, 0x18, 0x04, 0x00);
+        assert!(!m.root.pio_read(0xd400, &mut b));
+        // A write to the high byte of COMMAND (no enable bits there) changes nothing.
+        writeb(&m.bus, 0x18, 0x04, 0x03);
+        writeb(&m.bus, 0x18, 0x05, 0x01);
+        assert!(m.root.pio_read(0xd400, &mut b));
+        assert!(m.root.mmio_read(0xfe00_f000, &mut b));
+        // Writes elsewhere in the header leave decoding alone.
+        writeb(&m.bus, 0x18, INTERRUPT_LINE as u32, 5);
+        assert!(m.root.pio_read(0xd400, &mut b));
+        // Reset takes every window away; accesses from before it do not linger.
+        m.root.reset();
+        assert!(!m.root.pio_read(0xd400, &mut b));
+        assert!(!m.root.mmio_read(0xfe00_f000, &mut b));
+        assert!(!m.root.mmio_read(0xfebf_8000, &mut b));
+    }
+
+    #[test]
+    fn overlapping_bars_go_to_the_lowest_devfn_and_bar() {
+        let reqs = Arc::new(RecordingRequests::default());
+        let mut root = PciRoot::new(reqs);
+        let low = Arc::new(Mutex::new(TestDev::new()));
+        let high = Arc::new(Mutex::new(TestDev::new()));
+        // Added out of order: priority follows devfn, not insertion.
+        root.add_device(5, 0, high.clone()).unwrap();
+        root.add_device(3, 0, low.clone()).unwrap();
+        let root = Arc::new(root);
+        let mut bus = Bus::new();
+        bus.insert(root.config_io_device(), CONFIG_IO_BASE, CONFIG_IO_LEN)
+            .unwrap();
+        for bdf in [0x18, 0x28] {
+            writel(&bus, bdf, 0x10, 0xc000);
+            writew(&bus, bdf, 0x04, 0x0001);
+        }
+        assert!(root.pio_write(0xc001, &[1]));
+        assert_eq!(low.lock().unwrap().log, vec![(0, 1, vec![1])]);
+        assert!(high.lock().unwrap().log.is_empty());
+        writew(&bus, 0x18, 0x04, 0x0000);
+        assert!(root.pio_write(0xc002, &[2]));
+        assert_eq!(high.lock().unwrap().log, vec![(0, 2, vec![2])]);
+        // Within one device, a memory BAR overlapping the ROM wins over it.
+        writel(&bus, 0x28, 0x14, 0xfe00_0000);
+        writel(&bus, 0x28, 0x30, 0xfe00_0001);
+        writew(&bus, 0x28, 0x04, 0x0002);
+        let mut b = [0u8; 1];
+        assert!(root.mmio_read(0xfe00_0004, &mut b));
+        assert_eq!(b, [0x14]);
+        // Once the BAR moves away, the ROM underneath is reached.
+        writel(&bus, 0x28, 0x14, 0xfd00_0000);
+        assert!(root.mmio_read(0xfe00_0004, &mut b));
+        assert_eq!(b, [0x64]);
+        assert!(root.mmio_read(0xfd00_0004, &mut b));
+        assert_eq!(b, [0x14]);
+    }
+
+    #[test]
+    fn device_added_with_decoding_on_decodes_at_once() {
+        let reqs = Arc::new(RecordingRequests::default());
+        let mut root = PciRoot::new(reqs);
+        let mut dev = TestDev::new();
+        dev.config.write(0x10, &0xc000u32.to_le_bytes());
+        dev.config.write(COMMAND, &[0x01, 0x00]);
+        root.add_device(2, 0, Arc::new(Mutex::new(dev))).unwrap();
+        let mut b = [0u8; 1];
+        assert!(root.pio_read(0xc002, &mut b));
+        assert_eq!(b, [0x02]);
+    }
+
+    #[test]
+    fn bar_access_locks_only_the_decoding_device() {
+        let m = machine();
+        program_bars(&m.bus);
+        writew(&m.bus, 0x18, 0x04, 0x0003);
+        // Devices with lower devfns, which a scan would reach first, are busy.
+        let host = m.root.device(0, 0).unwrap();
+        let isa = m.root.device(1, 0).unwrap();
+        let _host = host.lock().unwrap();
+        let _isa = isa.lock().unwrap();
+        let root = m.root.clone();
+        let got = within_timeout(move || {
+            let mut b = [0u8; 2];
+            let hit = root.mmio_read(0xfebf_f002, &mut b);
+            let wrote = root.pio_write(0xc001, &[7]);
+            let miss = root.mmio_read(0x1000, &mut [0u8; 4]);
+            (hit, b, wrote, miss)
+        });
+        assert_eq!(got, (true, [0x12, 0x13], true, false));
+        assert_eq!(m.dev.lock().unwrap().log, vec![(0, 1, vec![7])]);
+    }
+
+    #[test]
+    fn config_changed_behind_the_root_is_not_misrouted() {
+        let m = machine();
+        program_bars(&m.bus);
+        writew(&m.bus, 0x18, 0x04, 0x0001);
+        // Move the I/O BAR without a config cycle the root sees.
+        m.dev
+            .lock()
+            .unwrap()
+            .config
+            .write(0x10, &0xe000u32.to_le_bytes());
+        let root = m.root.clone();
+        let (old, new) = within_timeout(move || {
+            let mut b = [0xaau8; 1];
+            let old = root.pio_read(0xc000, &mut b);
+            assert_eq!(b, [0], "a miss reads as zeros");
+            // The stale window was refreshed on the way.
+            let new = root.pio_read(0xe001, &mut b);
+            assert_eq!(b, [0x01]);
+            (old, new)
+        });
+        assert!(!old);
+        assert!(new);
+        assert!(m.dev.lock().unwrap().log.is_empty());
     }
 }

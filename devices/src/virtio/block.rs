@@ -11,6 +11,7 @@
 //! goes on. Only a broken ring (bad avail index, head index out of range) is an
 //! error for the transport, which then marks the device as needing a reset.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use virtio_bindings::virtio_blk::{
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueT, Reader, Writer};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 use super::device::{next_chain, queue_needs_interrupt, VirtioDevice, VirtioInterrupt};
@@ -42,7 +43,7 @@ pub const MAX_REQUEST_BYTES: u64 = SEG_MAX as u64 * SIZE_MAX as u64;
 pub const SECTOR_SIZE: u64 = 512;
 /// PCI class: mass storage, SCSI (what QEMU uses for virtio-blk).
 const PCI_CLASS_STORAGE_SCSI: u32 = 0x010000;
-const HEADER_LEN: u64 = 16;
+const HEADER_LEN: usize = 16;
 /// Disk I/O goes through this bounce buffer, so memory use does not follow the
 /// guest's request sizes.
 const BOUNCE_LEN: usize = 128 * 1024;
@@ -57,64 +58,6 @@ enum Fail {
 
 fn ioerr(why: impl Into<String>) -> Fail {
     Fail::IoErr(why.into())
-}
-
-/// A scatter list of guest buffers.
-#[derive(Default)]
-struct SgList {
-    segs: Vec<(GuestAddress, u64)>,
-}
-
-impl SgList {
-    fn push(&mut self, addr: GuestAddress, len: u64) {
-        if len > 0 {
-            self.segs.push((addr, len));
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.segs.iter().map(|s| s.1).sum()
-    }
-
-    /// Split off the first `n` bytes (fewer if the list is shorter).
-    fn take_front(&mut self, mut n: u64) -> SgList {
-        let mut front = SgList::default();
-        while n > 0 && !self.segs.is_empty() {
-            let (addr, len) = self.segs[0];
-            if len <= n {
-                front.push(addr, len);
-                self.segs.remove(0);
-                n -= len;
-            } else {
-                front.push(addr, n);
-                // addr + n < addr + len, which the guest-memory check below covers;
-                // an overflowing descriptor fails that check.
-                self.segs[0] = (GuestAddress(addr.0.wrapping_add(n)), len - n);
-                n = 0;
-            }
-        }
-        front
-    }
-
-    /// Every segment lies in guest memory: checked before any I/O, so a bad
-    /// address fails the request before the disk is touched.
-    fn check(
-        &self,
-        mem: &GuestMemoryMmap<()>,
-        access: Permissions,
-    ) -> std::result::Result<(), Fail> {
-        for &(addr, len) in &self.segs {
-            let ok = addr.0.checked_add(len).is_some()
-                && usize::try_from(len).is_ok_and(|l| mem.check_range(addr, l, access));
-            if !ok {
-                return Err(ioerr(format!(
-                    "buffer {:#x}+{len:#x} outside guest memory",
-                    addr.0
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The disk and what the request handlers need of the device state.
@@ -140,7 +83,8 @@ impl Backend {
         let head = chain.head_index();
         // Iteration stops after queue-size descriptors, at an out-of-range `next`
         // or an unreadable descriptor; any of those leaves NEXT set on the last one.
-        let descs: Vec<Descriptor> = chain.collect();
+        // (virtio-queue's Reader/Writer stop there silently, so look first.)
+        let descs: Vec<Descriptor> = chain.clone().collect();
         let Some(last) = descs.last().copied() else {
             warn!("virtio-blk: empty or unreadable chain at head {head}; dropped");
             return 0;
@@ -163,7 +107,7 @@ impl Backend {
             );
             return 0;
         }
-        let (status, written) = match self.execute(mem, &descs) {
+        let (status, written) = match self.execute(mem, chain, &descs) {
             Ok(n) => (VIRTIO_BLK_S_OK, n),
             Err(Fail::IoErr(why)) => {
                 warn!("virtio-blk: request at head {head} failed: {why}");
@@ -181,12 +125,15 @@ impl Backend {
     }
 
     /// Run a request whose status byte is known good; returns data bytes written
-    /// to the guest.
+    /// to the guest. `descs` is `chain` as `handle` checked it.
     fn execute(
         &mut self,
         mem: &GuestMemoryMmap<()>,
+        chain: DescriptorChain<&GuestMemoryMmap<()>>,
         descs: &[Descriptor],
     ) -> std::result::Result<u32, Fail> {
+        // The Reader takes every device-readable descriptor wherever it sits, so
+        // the spec's order is ours to enforce.
         let first_w = descs
             .iter()
             .position(|d| d.is_write_only())
@@ -196,55 +143,61 @@ impl Backend {
                 "device-readable descriptor after a device-writable one",
             ));
         }
-        let mut readable = SgList::default();
-        for d in &descs[..first_w] {
-            readable.push(d.addr(), d.len() as u64);
-        }
-        let mut writable = SgList::default();
-        for d in &descs[first_w..] {
-            writable.push(d.addr(), d.len() as u64);
-        }
-        // Drop the status byte from the data area.
-        let data_w = writable.len() - 1;
-        let writable = writable.take_front(data_w);
-
-        let header = readable.take_front(HEADER_LEN);
-        if header.len() < HEADER_LEN {
-            return Err(ioerr("header shorter than 16 bytes"));
-        }
-        header.check(mem, Permissions::Read)?;
-        let mut hdr = [0u8; HEADER_LEN as usize];
-        self.gather(mem, &header, &mut hdr)?;
+        // Both walk the chain again and check every buffer lies in guest memory,
+        // so a bad address fails the request before the disk is touched. A guest
+        // rewriting its descriptors meanwhile only garbles its own request.
+        let mut header = chain
+            .clone()
+            .reader(mem)
+            .map_err(|e| ioerr(format!("device-readable buffers: {e}")))?;
+        let mut writable = chain
+            .writer(mem)
+            .map_err(|e| ioerr(format!("device-writable buffers: {e}")))?;
+        // The status byte (the last writable byte) is written by `handle`.
+        let data_w = writable
+            .available_bytes()
+            .checked_sub(1)
+            .ok_or_else(|| ioerr("status byte vanished"))?;
+        writable
+            .split_at(data_w)
+            .map_err(|e| ioerr(format!("status byte: {e}")))?;
+        let mut readable = header
+            .split_at(HEADER_LEN)
+            .map_err(|_| ioerr("header shorter than 16 bytes"))?;
+        let mut hdr = [0u8; HEADER_LEN];
+        header
+            .read_exact(&mut hdr)
+            .map_err(|e| ioerr(format!("guest read: {e}")))?;
         let req_type = u32::from_le_bytes(hdr[0..4].try_into().unwrap());
         let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+        let readable_len = readable.available_bytes() as u64;
+        let writable_len = writable.available_bytes() as u64;
 
         match req_type {
             VIRTIO_BLK_T_IN => {
-                if readable.len() != 0 {
+                if readable_len != 0 {
                     return Err(ioerr("read request with device-readable data"));
                 }
-                let offset = self.check_range(sector, writable.len())?;
-                writable.check(mem, Permissions::Write)?;
-                self.disk_to_guest(mem, &writable, offset)?;
-                Ok(writable.len() as u32)
+                let offset = self.check_range(sector, writable_len)?;
+                self.disk_to_guest(&mut writable, offset)?;
+                Ok(writable_len as u32)
             }
             VIRTIO_BLK_T_OUT => {
-                if writable.len() != 0 {
+                if writable_len != 0 {
                     return Err(ioerr("write request with device-writable data"));
                 }
                 if self.read_only {
                     return Err(ioerr("write to a read-only disk"));
                 }
-                let offset = self.check_range(sector, readable.len())?;
-                readable.check(mem, Permissions::Read)?;
-                self.guest_to_disk(mem, &readable, offset)?;
+                let offset = self.check_range(sector, readable_len)?;
+                self.guest_to_disk(&mut readable, offset)?;
                 if !self.writeback {
                     self.disk.flush().map_err(|e| ioerr(format!("sync: {e}")))?;
                 }
                 Ok(0)
             }
             VIRTIO_BLK_T_FLUSH => {
-                if readable.len() != 0 || writable.len() != 0 {
+                if readable_len != 0 || writable_len != 0 {
                     return Err(ioerr("flush request with data"));
                 }
                 // Durable before the request completes: that is what FLUSH promises.
@@ -254,13 +207,13 @@ impl Backend {
                 Ok(0)
             }
             VIRTIO_BLK_T_GET_ID => {
-                if readable.len() != 0 || writable.len() == 0 {
+                if readable_len != 0 || writable_len == 0 {
                     return Err(ioerr("bad GET_ID buffers"));
                 }
-                writable.check(mem, Permissions::Write)?;
-                let n = writable.len().min(self.serial.len() as u64) as usize;
-                let serial = self.serial;
-                self.scatter(mem, &writable, &serial[..n])?;
+                let n = writable.available_bytes().min(self.serial.len());
+                writable
+                    .write_all(&self.serial[..n])
+                    .map_err(|e| ioerr(format!("guest write: {e}")))?;
                 Ok(n as u32)
             }
             t => Err(Fail::Unsupported(t)),
@@ -286,79 +239,44 @@ impl Backend {
         }
     }
 
-    fn gather(
-        &self,
-        mem: &GuestMemoryMmap<()>,
-        sg: &SgList,
-        out: &mut [u8],
-    ) -> std::result::Result<(), Fail> {
-        let mut pos = 0;
-        for &(addr, len) in &sg.segs {
-            let n = len as usize;
-            mem.read_slice(&mut out[pos..pos + n], addr)
-                .map_err(|e| ioerr(format!("guest read: {e}")))?;
-            pos += n;
-        }
-        Ok(())
-    }
-
-    fn scatter(
-        &self,
-        mem: &GuestMemoryMmap<()>,
-        sg: &SgList,
-        mut data: &[u8],
-    ) -> std::result::Result<(), Fail> {
-        for &(addr, len) in &sg.segs {
-            let n = (len as usize).min(data.len());
-            mem.write_slice(&data[..n], addr)
-                .map_err(|e| ioerr(format!("guest write: {e}")))?;
-            data = &data[n..];
-        }
-        Ok(())
-    }
-
+    /// Fill the guest buffers from the disk at byte `offset`, through the bounce
+    /// buffer.
     fn disk_to_guest(
         &mut self,
-        mem: &GuestMemoryMmap<()>,
-        sg: &SgList,
+        guest: &mut Writer<'_>,
         mut offset: u64,
     ) -> std::result::Result<(), Fail> {
-        for &(addr, len) in &sg.segs {
-            let mut done = 0;
-            while done < len {
-                let n = (len - done).min(BOUNCE_LEN as u64) as usize;
-                let buf = &mut self.bounce[..n];
-                self.disk
-                    .read_at(buf, offset)
-                    .map_err(|e| ioerr(format!("disk read at {offset:#x}: {e}")))?;
-                mem.write_slice(buf, GuestAddress(addr.0 + done))
-                    .map_err(|e| ioerr(format!("guest write: {e}")))?;
-                done += n as u64;
-                offset += n as u64;
-            }
+        while guest.available_bytes() > 0 {
+            let n = guest.available_bytes().min(BOUNCE_LEN);
+            let buf = &mut self.bounce[..n];
+            self.disk
+                .read_at(buf, offset)
+                .map_err(|e| ioerr(format!("disk read at {offset:#x}: {e}")))?;
+            guest
+                .write_all(buf)
+                .map_err(|e| ioerr(format!("guest write: {e}")))?;
+            offset += n as u64;
         }
         Ok(())
     }
 
+    /// Write the guest buffers to the disk at byte `offset`, through the bounce
+    /// buffer.
     fn guest_to_disk(
         &mut self,
-        mem: &GuestMemoryMmap<()>,
-        sg: &SgList,
+        guest: &mut Reader<'_>,
         mut offset: u64,
     ) -> std::result::Result<(), Fail> {
-        for &(addr, len) in &sg.segs {
-            let mut done = 0;
-            while done < len {
-                let n = (len - done).min(BOUNCE_LEN as u64) as usize;
-                let buf = &mut self.bounce[..n];
-                mem.read_slice(buf, GuestAddress(addr.0 + done))
-                    .map_err(|e| ioerr(format!("guest read: {e}")))?;
-                self.disk
-                    .write_at(buf, offset)
-                    .map_err(|e| ioerr(format!("disk write at {offset:#x}: {e}")))?;
-                done += n as u64;
-                offset += n as u64;
-            }
+        while guest.available_bytes() > 0 {
+            let n = guest.available_bytes().min(BOUNCE_LEN);
+            let buf = &mut self.bounce[..n];
+            guest
+                .read_exact(buf)
+                .map_err(|e| ioerr(format!("guest read: {e}")))?;
+            self.disk
+                .write_at(buf, offset)
+                .map_err(|e| ioerr(format!("disk write at {offset:#x}: {e}")))?;
+            offset += n as u64;
         }
         Ok(())
     }
@@ -434,10 +352,8 @@ impl VirtioBlock {
     }
 
     /// Make every completed write durable; the VMM calls this on every exit path.
+    /// (The backends make that a no-op for read-only images.)
     pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.backend.read_only {
-            return Ok(());
-        }
         self.backend.disk.flush()
     }
 }
@@ -529,7 +445,9 @@ mod tests {
     use super::*;
     use crate::pci::PciDevice;
     use crate::virtio::disk::test_util::{patterned_raw, qemu_img, TempDir};
+    use crate::virtio::disk::RawDisk;
     use crate::virtio::pci::testing::{TestDriver, TestQueue, MEM_SIZE};
+    use std::sync::Mutex;
     use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 
     const HDR: u64 = 0x20000;
@@ -551,31 +469,110 @@ mod tests {
         VIRTIO_BLK_F_SIZE_MAX,
     ];
 
+    /// What the device did to its disk, in order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum DiskOp {
+        Write,
+        /// With the used ring's index at that moment: a request flushed before
+        /// it completes has not been published yet.
+        Flush {
+            used_idx: u16,
+        },
+    }
+
+    #[derive(Default)]
+    struct DiskLog {
+        ops: Vec<DiskOp>,
+        /// Guest memory and the used ring's idx field, once the queue is set up.
+        used_idx_at: Option<(GuestMemoryMmap<()>, GuestAddress)>,
+        fail_flush: bool,
+    }
+
+    /// A disk that records writes and flushes, passing them on to `inner`.
+    struct CountingDisk {
+        inner: Box<dyn DiskImage>,
+        log: Arc<Mutex<DiskLog>>,
+    }
+
+    impl DiskImage for CountingDisk {
+        fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            self.inner.read_at(buf, offset)
+        }
+        fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            self.log.lock().unwrap().ops.push(DiskOp::Write);
+            self.inner.write_at(buf, offset)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            let mut log = self.log.lock().unwrap();
+            let used_idx = log
+                .used_idx_at
+                .as_ref()
+                .map_or(u16::MAX, |(mem, at)| mem.read_obj(*at).unwrap());
+            log.ops.push(DiskOp::Flush { used_idx });
+            if log.fail_flush {
+                return Err(std::io::Error::other("flush failed"));
+            }
+            self.inner.flush()
+        }
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+    }
+
     struct Rig {
         d: TestDriver<VirtioBlock>,
         q: TestQueue,
         data: Vec<u8>,
         path: std::path::PathBuf,
+        disk_log: Arc<Mutex<DiskLog>>,
         _dir: TempDir,
+    }
+
+    /// `disk` behind a counting wrapper, set up by a driver acking `features`.
+    fn counted_rig(
+        disk: Box<dyn DiskImage>,
+        read_only: bool,
+        serial: &str,
+        features: u64,
+    ) -> (TestDriver<VirtioBlock>, TestQueue, Arc<Mutex<DiskLog>>) {
+        let disk_log = Arc::new(Mutex::new(DiskLog::default()));
+        let disk = CountingDisk {
+            inner: disk,
+            log: disk_log.clone(),
+        };
+        let blk = VirtioBlock::new(Box::new(disk), read_only, serial);
+        let mut d = TestDriver::new(blk);
+        let q = d.init(features, 16);
+        disk_log.lock().unwrap().used_idx_at = Some((d.mem.clone(), GuestAddress(q.used + 2)));
+        (d, q, disk_log)
     }
 
     fn rig(read_only: bool, features: u64) -> Rig {
         let dir = TempDir::new();
         let path = dir.path().join("vda.img");
         let data = patterned_raw(&path, (SECTORS * SECTOR_SIZE) as usize);
-        let blk = VirtioBlock::open(&path, read_only).unwrap();
-        let mut d = TestDriver::new(blk);
-        let q = d.init(features, 16);
+        let disk = Box::new(RawDisk::open(&path, read_only).unwrap());
+        let (d, q, disk_log) = counted_rig(disk, read_only, "vda.img", features);
         Rig {
             d,
             q,
             data,
             path,
+            disk_log,
             _dir: dir,
         }
     }
 
     impl Rig {
+        /// The disk operations since the last call.
+        fn take_ops(&self) -> Vec<DiskOp> {
+            std::mem::take(&mut self.disk_log.lock().unwrap().ops)
+        }
+
+        fn used_idx(&self) -> u16 {
+            self.d.mem.read_obj(GuestAddress(self.q.used + 2)).unwrap()
+        }
+
         fn header(&self, req_type: u32, sector: u64) {
             let mut h = [0u8; 16];
             h[0..4].copy_from_slice(&req_type.to_le_bytes());
@@ -653,14 +650,35 @@ mod tests {
         assert_eq!(s, (VIRTIO_BLK_S_OK as u8, 2049));
         assert_eq!(r.guest(DATA, 2048), &r.data[1024..3072]);
         assert!(!r.d.line.is_high());
+        assert_eq!(r.take_ops(), [], "reads neither write nor flush");
         r.d.mem
             .write_slice(&[0x77; 1024], GuestAddress(DATA))
             .unwrap();
+        let before = r.used_idx();
         let s = r.request(VIRTIO_BLK_T_OUT, 10, Some((DATA, 1024, false)));
         assert_eq!(s, (VIRTIO_BLK_S_OK as u8, 1));
-        // Write-through: already in the file.
+        // Write-through: the data is written, then synced once, before the
+        // request completes.
+        assert_eq!(
+            r.take_ops(),
+            [DiskOp::Write, DiskOp::Flush { used_idx: before }]
+        );
         let file = std::fs::read(&r.path).unwrap();
         assert_eq!(&file[5120..6144], &[0x77; 1024][..]);
+        // A second write is synced on its own.
+        let before = r.used_idx();
+        let s = r.request(VIRTIO_BLK_T_OUT, 12, Some((DATA, 512, false)));
+        assert_eq!(s, (VIRTIO_BLK_S_OK as u8, 1));
+        assert_eq!(
+            r.take_ops(),
+            [DiskOp::Write, DiskOp::Flush { used_idx: before }]
+        );
+        // A failing sync fails the write.
+        r.disk_log.lock().unwrap().fail_flush = true;
+        let s = r.request(VIRTIO_BLK_T_OUT, 12, Some((DATA, 512, false)));
+        assert_eq!(s, (VIRTIO_BLK_S_IOERR as u8, 1));
+        r.disk_log.lock().unwrap().fail_flush = false;
+        r.take_ops();
         // The last sector, and a read of the whole disk in one request.
         assert_eq!(
             r.request(VIRTIO_BLK_T_IN, SECTORS - 1, Some((DATA, 512, true)))
@@ -700,11 +718,29 @@ mod tests {
         assert_eq!(r.kick(), (VIRTIO_BLK_S_OK as u8, 1));
         assert!(r.d.line.is_high());
         assert_eq!(r.d.isr_read(), 1);
+        // FLUSH negotiated: writes are not synced on their own...
+        let ops = r.take_ops();
+        assert!(
+            !ops.is_empty() && ops.iter().all(|op| *op == DiskOp::Write),
+            "{ops:?}"
+        );
+        // ...but a FLUSH request syncs exactly once, before it completes.
+        let before = r.used_idx();
         assert_eq!(r.request(VIRTIO_BLK_T_FLUSH, 0, None), (0, 1));
+        assert_eq!(r.take_ops(), [DiskOp::Flush { used_idx: before }]);
+        assert_eq!(r.used_idx(), before.wrapping_add(1));
         let file = std::fs::read(&r.path).unwrap();
         assert_eq!(&file[2048..3072], &[1; 1024][..]);
         assert_eq!(&file[3072..3584], &[2; 512][..]);
         assert_eq!(&file[3584..4608], &[3; 1024][..]);
+        // A failed flush is reported, not completed as OK.
+        r.disk_log.lock().unwrap().fail_flush = true;
+        assert_eq!(
+            r.request(VIRTIO_BLK_T_FLUSH, 0, None),
+            (VIRTIO_BLK_S_IOERR as u8, 1)
+        );
+        r.disk_log.lock().unwrap().fail_flush = false;
+        assert_eq!(r.take_ops().len(), 1);
         // Header split over two descriptors; data and status share one buffer.
         let buf = DATA + 0x8000;
         r.header(VIRTIO_BLK_T_IN, 4);
@@ -879,15 +915,17 @@ mod tests {
             raw.to_str().unwrap(),
             qs,
         ]);
-        let blk = VirtioBlock::open(&qcow, false).unwrap();
-        assert_eq!(blk.capacity(), 2048);
-        let mut d = TestDriver::new(blk);
-        let q = d.init(f(VIRTIO_F_VERSION_1) | f(VIRTIO_BLK_F_FLUSH), 16);
+        assert_eq!(VirtioBlock::open(&qcow, false).unwrap().capacity(), 2048);
+        let disk = open_disk(&qcow, false).unwrap();
+        let feats = f(VIRTIO_F_VERSION_1) | f(VIRTIO_BLK_F_FLUSH);
+        let (d, q, disk_log) = counted_rig(disk, false, "vda.qcow2", feats);
+        assert_eq!(d.dev.device().capacity(), 2048);
         let mut r = Rig {
             d,
             q,
             data: data.clone(),
             path: qcow.clone(),
+            disk_log,
             _dir: dir,
         };
         r.assert_works();
@@ -899,7 +937,10 @@ mod tests {
                 .0,
             0
         );
+        assert_eq!(r.take_ops(), [DiskOp::Write]);
+        let before = r.used_idx();
         assert_eq!(r.request(VIRTIO_BLK_T_FLUSH, 0, None).0, 0);
+        assert_eq!(r.take_ops(), [DiskOp::Flush { used_idx: before }]);
         // After FLUSH the image is consistent on disk even before we close it.
         let out = r._dir.path().join("out.raw");
         qemu_img(&[

@@ -11,6 +11,8 @@ use virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::pci::intx_pin::IntxPin;
+use crate::pci::PciConfig;
 use crate::{IrqLine, Result};
 
 /// ISR bit 0: a queue has new used buffers.
@@ -65,10 +67,8 @@ pub trait VirtioDevice: Send {
 
 struct IrqState {
     isr: u8,
-    /// PCI command register INTx Disable.
-    masked: bool,
-    /// What we last drove the line to, so we only emit edges.
-    level: bool,
+    /// The INTx pin; pending while any ISR bit is set.
+    pin: IntxPin,
     config_generation: u8,
 }
 
@@ -79,7 +79,6 @@ struct IrqState {
 /// not disabled) and drops when the driver reads the ISR, which clears it.
 pub struct VirtioInterrupt {
     state: Mutex<IrqState>,
-    line: Arc<dyn IrqLine>,
 }
 
 impl VirtioInterrupt {
@@ -87,24 +86,19 @@ impl VirtioInterrupt {
         Self {
             state: Mutex::new(IrqState {
                 isr: 0,
-                masked: false,
-                level: false,
+                pin: IntxPin::new(line),
                 config_generation: 0,
             }),
-            line,
         }
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut IrqState) -> T) -> T {
         let mut st = self.state.lock().expect("virtio interrupt lock poisoned");
         let ret = f(&mut st);
-        let want = st.isr != 0 && !st.masked;
-        if want != st.level {
-            st.level = want;
-            // Called under the lock so two racing updates cannot leave the line
-            // disagreeing with the ISR.
-            self.line.set_level(want);
-        }
+        // Under the lock, so two racing updates cannot leave the line
+        // disagreeing with the ISR.
+        let pending = st.isr != 0;
+        st.pin.set_pending(pending);
         ret
     }
 
@@ -137,14 +131,20 @@ impl VirtioInterrupt {
         self.with_state(|st| std::mem::take(&mut st.isr))
     }
 
-    /// Whether an interrupt is pending (PCI status Interrupt bit), masked or not.
+    /// Whether an interrupt is pending, masked or not.
     pub fn pending(&self) -> bool {
-        self.with_state(|st| st.isr != 0)
+        self.with_state(|st| st.pin.pending())
     }
 
-    /// Follow the PCI command register's INTx Disable bit.
-    pub fn set_masked(&self, masked: bool) {
-        self.with_state(|st| st.masked = masked);
+    /// Follow `config`'s COMMAND register (after a config write or reset).
+    pub fn follow_command(&self, config: &PciConfig) {
+        self.with_state(|st| st.pin.follow_command(config));
+    }
+
+    /// Mirror the pending state into `config`'s STATUS.Interrupt (before a
+    /// config read).
+    pub fn mirror_status(&self, config: &mut PciConfig) {
+        self.with_state(|st| st.pin.mirror_status(config));
     }
 
     /// Device reset: forget pending interrupts.
@@ -182,6 +182,7 @@ pub fn queue_needs_interrupt(queue: &mut Queue, mem: &GuestMemoryMmap<()>) -> Re
 mod tests {
     use super::*;
     use crate::interrupt::test_util::RecordingLine;
+    use crate::pci::config::{COMMAND, COMMAND_INTX_DISABLE, STATUS, STATUS_INTERRUPT};
 
     #[test]
     fn level_follows_isr_and_mask() {
@@ -192,13 +193,20 @@ mod tests {
         // A second event while high emits no new edge.
         irq.signal_config();
         assert_eq!(line.levels.lock().unwrap().len(), 1);
-        irq.set_masked(true);
+        let mut config = PciConfig::new(0x1af4, 0x1042, 0x010000, 1);
+        config.write(COMMAND, &COMMAND_INTX_DISABLE.to_le_bytes());
+        irq.follow_command(&config);
         assert!(!line.is_high());
         assert!(irq.pending());
-        irq.set_masked(false);
+        irq.mirror_status(&mut config);
+        assert_ne!(config.u16_at(STATUS) & STATUS_INTERRUPT, 0);
+        config.write(COMMAND, &[0, 0]);
+        irq.follow_command(&config);
         assert!(line.is_high());
         assert_eq!(irq.read_and_clear_isr(), ISR_QUEUE | ISR_CONFIG);
         assert!(!line.is_high());
+        irq.mirror_status(&mut config);
+        assert_eq!(config.u16_at(STATUS) & STATUS_INTERRUPT, 0);
         assert_eq!(irq.read_and_clear_isr(), 0);
         irq.config_changed();
         assert_eq!(irq.config_generation(), 1);

@@ -26,31 +26,28 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::device::{VirtioDevice, VirtioInterrupt};
-use crate::pci::config::COMMAND;
 use crate::pci::{BarKind, PciConfig, PciDevice};
 use crate::IrqLine;
 
-pub const VIRTIO_PCI_VENDOR_ID: u16 = 0x1af4;
+const VIRTIO_PCI_VENDOR_ID: u16 = 0x1af4;
 /// Modern (non-transitional) device IDs are 0x1040 + virtio device type.
-pub const VIRTIO_PCI_DEVICE_ID_BASE: u16 = 0x1040;
+const VIRTIO_PCI_DEVICE_ID_BASE: u16 = 0x1040;
 /// The BAR holding all virtio regions.
-pub const VIRTIO_BAR: usize = 4;
-pub const VIRTIO_BAR_SIZE: u64 = 0x4000;
+const VIRTIO_BAR: usize = 4;
+const VIRTIO_BAR_SIZE: u64 = 0x4000;
 const REGION_SIZE: u64 = 0x1000;
-/// Largest split-queue size the spec allows.
-const MAX_QUEUE_SIZE: u16 = 32768;
-pub const COMMON_CFG_OFFSET: u64 = 0x0000;
-pub const ISR_CFG_OFFSET: u64 = 0x1000;
-pub const DEVICE_CFG_OFFSET: u64 = 0x2000;
-pub const NOTIFY_CFG_OFFSET: u64 = 0x3000;
-pub const NOTIFY_OFF_MULTIPLIER: u32 = 4;
+const COMMON_CFG_OFFSET: u64 = 0x0000;
+const ISR_CFG_OFFSET: u64 = 0x1000;
+const DEVICE_CFG_OFFSET: u64 = 0x2000;
+const NOTIFY_CFG_OFFSET: u64 = 0x3000;
+const NOTIFY_OFF_MULTIPLIER: u32 = 4;
 
 const PCI_CAP_ID_VNDR: u8 = 0x09;
-pub const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
-pub const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
-pub const VIRTIO_PCI_CAP_ISR_CFG: u8 = 3;
-pub const VIRTIO_PCI_CAP_DEVICE_CFG: u8 = 4;
-pub const VIRTIO_PCI_CAP_PCI_CFG: u8 = 5;
+const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
+const VIRTIO_PCI_CAP_ISR_CFG: u8 = 3;
+const VIRTIO_PCI_CAP_DEVICE_CFG: u8 = 4;
+const VIRTIO_PCI_CAP_PCI_CFG: u8 = 5;
 /// Offsets inside a virtio capability (from its ID byte).
 const CAP_BAR: usize = 4;
 const CAP_OFFSET: usize = 8;
@@ -193,11 +190,11 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             "virtio device type {dev_type} out of range"
         );
         let sizes = device.queue_max_sizes();
+        // Queue::new refuses what the split-ring rules refuse (0, not a power of
+        // two, above 32768); it is what activation calls, so ask it now.
         assert!(
-            sizes
-                .iter()
-                .all(|s| s.is_power_of_two() && *s <= MAX_QUEUE_SIZE),
-            "virtio queue sizes must be powers of two"
+            sizes.iter().all(|&s| Queue::new(s).is_ok()),
+            "virtio queue sizes must be powers of two, 1..=32768"
         );
         assert!(sizes.len() as u64 * NOTIFY_OFF_MULTIPLIER as u64 <= REGION_SIZE);
         let queues = sizes.iter().map(|&s| QueueConfig::new(s)).collect();
@@ -569,9 +566,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         if let Some((offset, len)) = self.pci_cfg_window() {
             self.bar_read(VIRTIO_BAR, offset, &mut buf[..len]);
         }
-        for (i, b) in buf.iter().enumerate() {
-            self.config.set_u8(data_off + i, *b);
-        }
+        self.config.set_u32(data_off, u32::from_le_bytes(buf));
     }
 
     fn pci_cfg_window_write(&mut self) {
@@ -601,22 +596,20 @@ impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
         if dword == self.pci_cfg_cap + CAP_PCI_CFG_DATA {
             self.pci_cfg_window_read();
         }
-        self.config.set_interrupt_status(self.interrupt.pending());
+        self.interrupt.mirror_status(&mut self.config);
         self.config.read_dword(dword)
     }
 
     fn config_write(&mut self, offset: usize, data: &[u8]) {
         self.config.write(offset, data);
-        if overlaps(offset, data.len(), COMMAND, 2) {
-            self.interrupt.set_masked(self.config.intx_disabled());
-        }
+        self.interrupt.follow_command(&self.config);
         if overlaps(offset, data.len(), self.pci_cfg_cap + CAP_PCI_CFG_DATA, 4) {
             self.pci_cfg_window_write();
         }
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-        data.fill(0);
+        // The root hands over a zeroed buffer.
         let region_off = offset % REGION_SIZE;
         if bar != VIRTIO_BAR || region_off + data.len() as u64 > REGION_SIZE {
             debug!("virtio-pci: read of bar {bar} offset {offset:#x} ignored");
@@ -647,10 +640,11 @@ impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
         }
     }
 
+    /// Machine reset; the root has already restored config space
+    /// (`pci::reset_device`).
     fn reset(&mut self) {
         self.reset_device();
-        self.config.reset();
-        self.interrupt.set_masked(self.config.intx_disabled());
+        self.interrupt.follow_command(&self.config);
     }
 }
 
@@ -661,7 +655,7 @@ pub(crate) mod testing {
     //! rings in guest memory, notify, and read back the used ring.
     use super::*;
     use crate::interrupt::test_util::RecordingLine;
-    use crate::pci::config::{BAR0, CAPABILITIES_PTR, COMMAND_MASTER, COMMAND_MEMORY};
+    use crate::pci::config::{BAR0, CAPABILITIES_PTR, COMMAND, COMMAND_MASTER, COMMAND_MEMORY};
     use virtio_bindings::virtio_config::{VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER};
     use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use vm_memory::Bytes;
@@ -970,7 +964,9 @@ mod tests {
     use super::testing::*;
     use super::*;
     use crate::interrupt::NoIrq;
-    use crate::pci::config::{COMMAND_INTX_DISABLE, COMMAND_MASTER, COMMAND_MEMORY, STATUS};
+    use crate::pci::config::{
+        COMMAND, COMMAND_INTX_DISABLE, COMMAND_MASTER, COMMAND_MEMORY, STATUS,
+    };
     use crate::{Error, Result};
     use std::sync::Mutex;
     use vm_memory::Bytes;
@@ -1211,14 +1207,28 @@ mod tests {
         d.mem.write_obj(100u16, GuestAddress(q.avail + 2)).unwrap();
         d.notify(&q);
         assert_ne!(d.status() & STATUS_NEEDS_RESET, 0);
-        // Further kicks are ignored until reset; then everything works again.
+        let kicks = |log: &Mutex<Vec<String>>| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| *l == "kick 0")
+                .count()
+        };
+        assert_eq!(kicks(&log), 1);
+        // Further kicks are ignored until reset: the device is not called and
+        // nothing is completed, even with a good chain available.
+        d.mem.write_obj(0u16, GuestAddress(q.avail + 2)).unwrap();
+        q.add_chain(&d.mem, &[(0x20000, 16, false)]);
         d.notify(&q);
+        assert_eq!(kicks(&log), 1);
+        assert_eq!(q.pop_used(&d.mem), None);
+        // Then everything works again.
         let mut q2 = d.init(VERSION_1, 16);
         q2.add_chain(&d.mem, &[(0x20000, 16, false)]);
         d.notify(&q2);
         assert_eq!(q2.pop_used(&d.mem), Some((0, 0)));
+        assert_eq!(kicks(&log), 2);
         assert!(log.lock().unwrap().iter().any(|l| l == "reset"));
-        let _ = q.pop_used(&d.mem);
     }
 
     #[test]
@@ -1281,7 +1291,7 @@ mod tests {
     fn machine_reset_restores_power_on_state() {
         let (mut d, _) = driver();
         d.init(VERSION_1, 16);
-        d.dev.reset();
+        crate::pci::reset_device(&mut d.dev);
         assert_eq!(d.dev.status(), 0);
         assert_eq!(d.dev.config().bar_address(VIRTIO_BAR), Some(0));
         // A device without an interrupt line still works.
@@ -1290,9 +1300,11 @@ mod tests {
         let mut b = [0u8; 2];
         p.bar_read(VIRTIO_BAR, 0x12, &mut b);
         assert_eq!(u16::from_le_bytes(b), 2);
-        // Accesses crossing a region edge or hitting other BARs are ignored.
+        // Accesses crossing a region edge or hitting other BARs are ignored: the
+        // buffer (zeroed by the root in a real machine) is left untouched.
+        let mut b = [0xaa; 2];
         p.bar_read(VIRTIO_BAR, 0xfff, &mut b);
-        assert_eq!(b, [0, 0]);
+        assert_eq!(b, [0xaa, 0xaa]);
         p.bar_write(0, 0x14, &[1]);
         p.bar_write(VIRTIO_BAR, ISR_CFG_OFFSET, &[1]);
         assert_eq!(p.status(), 0);
