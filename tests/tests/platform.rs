@@ -10,11 +10,17 @@ use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
 
+/// A fresh copy of the image that prints its marker and powers off.
+fn poweroff_disk(dir: &TempDir) -> std::path::PathBuf {
+    let disk = dir.join("poweroff.img");
+    images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
+    disk
+}
+
 #[test]
 fn seabios_sees_all_cpus_and_ram_above_4g() {
     let dir = TempDir::new("platform");
-    let disk = dir.join("poweroff.img");
-    images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
+    let disk = poweroff_disk(&dir);
     let log = dir.join("bios.log");
     let mut vm = SpiceboxVm::start(
         spicebox!(),
@@ -99,8 +105,7 @@ fn serial_on_a_unix_socket_carries_both_directions() {
 #[test]
 fn qxl_vga_option_rom_runs_and_sets_text_mode() {
     let dir = TempDir::new("qxlrom");
-    let disk = dir.join("poweroff.img");
-    images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
+    let disk = poweroff_disk(&dir);
     let log = dir.join("bios.log");
     let mut vm = SpiceboxVm::start(
         spicebox!(),
@@ -129,8 +134,7 @@ fn qxl_vga_option_rom_runs_and_sets_text_mode() {
 #[test]
 fn serial_to_a_file_with_an_explicit_bios() {
     let dir = TempDir::new("serialfile");
-    let disk = dir.join("poweroff.img");
-    images::write_image(TestImage::PowerOff.bytes(), &disk).unwrap();
+    let disk = poweroff_disk(&dir);
     let out = dir.join("com1.txt");
     // A copy, so the boot cannot succeed through the default path by accident.
     let bios = dir.join("my-bios.bin");
