@@ -65,17 +65,18 @@ def main():
     qemu = ["qemu-system-x86_64", "-enable-kvm", "-m", args.memory, "-display", "none",
             "-serial", "stdio", "-monitor", "none",
             "-drive", f"file={disk},format=raw,if=virtio"]
-    rows = [("spicebox", spicebox), ("qemu -vga qxl", qemu + ["-vga", "qxl"]),
-            ("qemu -vga none", qemu + ["-vga", "none"])]
+    rows = [("spicebox", spicebox), ("spicebox --vga qxl", spicebox + ["--vga", "qxl"]),
+            ("qemu -vga none", qemu + ["-vga", "none"]),
+            ("qemu -vga qxl", qemu + ["-vga", "qxl"])]
     print(f"demo disk to '{MARKER.decode()}' on serial, -m {args.memory}, "
           f"median of {args.runs} runs")
-    print(f"{'vmm':<16}{'boot s':>10}{'RSS MiB':>10}{'peak MiB':>10}")
+    print(f"{'vmm':<20}{'boot s':>10}{'RSS MiB':>10}{'peak MiB':>10}")
     for name, cmd in rows:
         results = [boot_once(cmd, args.timeout) for _ in range(args.runs)]
         t = statistics.median(r[0] for r in results)
         rss = statistics.median(r[1] for r in results) / 1024
         hwm = statistics.median(r[2] for r in results) / 1024
-        print(f"{name:<16}{t:>10.2f}{rss:>10.1f}{hwm:>10.1f}")
+        print(f"{name:<20}{t:>10.2f}{rss:>10.1f}{hwm:>10.1f}")
     shutil.rmtree(tmp)
 
 
