@@ -127,6 +127,7 @@ pub fn create_vm() -> Result<(Kvm, Arc<VmFd>)> {
         (Cap::SetTssAddr, "TSS address"),
         (Cap::Pit2, "in-kernel PIT"),
         (Cap::ReadonlyMem, "read-only memory slots"),
+        (Cap::VcpuEvents, "vCPU event state"),
     ] {
         if !kvm_dev.check_extension(cap) {
             return Err(Error::KvmCap(name));

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use kvm_bindings::{
-    kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, CpuId, KVM_MAX_CPUID_ENTRIES,
-    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+    kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, CpuId,
+    KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use tracing::{debug, error, trace};
@@ -20,6 +20,10 @@ struct PowerOnState {
     fpu: kvm_fpu,
     lapic: kvm_lapic_state,
     mp_state: kvm_mp_state,
+    /// No exception, interrupt or NMI pending or half-injected: without it, an
+    /// event KVM was delivering when the reset kicked the vCPU would be delivered
+    /// after the reset, through the previous boot's interrupt table.
+    events: kvm_vcpu_events,
 }
 
 pub struct Vcpu {
@@ -66,6 +70,7 @@ impl Vcpu {
             fpu: fd.get_fpu().map_err(kvm("get_fpu"))?,
             lapic: fd.get_lapic().map_err(kvm("get_lapic"))?,
             mp_state,
+            events: fd.get_vcpu_events().map_err(kvm("get_vcpu_events"))?,
         };
         Ok(Vcpu { id, fd, power_on })
     }
@@ -81,6 +86,9 @@ impl Vcpu {
         self.fd
             .set_mp_state(p.mp_state)
             .map_err(kvm("set_mp_state"))?;
+        self.fd
+            .set_vcpu_events(&p.events)
+            .map_err(kvm("set_vcpu_events"))?;
         Ok(())
     }
 
