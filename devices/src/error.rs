@@ -25,6 +25,8 @@ pub enum Error {
     DiskIo(#[from] std::io::Error),
     #[error("disk image format: {0}")]
     DiskFormat(String),
+    #[error("cannot allocate device memory: {0}")]
+    HostMemory(String),
     #[error("fw_cfg: {0}")]
     FwCfg(String),
 }

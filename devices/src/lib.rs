@@ -9,6 +9,7 @@ pub mod bus;
 pub mod display;
 pub mod error;
 pub mod fw_cfg;
+pub mod host_memory;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
@@ -16,6 +17,7 @@ pub mod virtio;
 
 pub use bus::{Bus, BusDevice, SharedDevice};
 pub use error::{Error, Result};
+pub use host_memory::HostMemory;
 pub use interrupt::{IrqChip, IrqLine, VmRequest, VmRequests};
 
 /// A device with power-on state that a machine reset restores. (PCI devices

@@ -5,11 +5,16 @@
 //! QXL PCI device embeds a [`Vga`] for its VGA-compatible half and owns the
 //! framebuffer (BAR0) that VBE modes scan out of.
 
+pub mod fb;
+pub mod image_file;
 pub mod qxl;
 pub mod render;
+pub mod screen;
 pub mod vbe;
 pub mod vga;
 
+pub use fb::FrameMemory;
 pub use render::{display_mode, render, render_into, DisplayMode, Frame};
+pub use screen::{FbDirty, Rect, Screen, Update};
 pub use vbe::{Vbe, VbeGeometry};
 pub use vga::Vga;

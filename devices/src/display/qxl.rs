@@ -17,7 +17,10 @@
 //! accepts since it waits for that interrupt after each async port write.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
+
+use vm_memory::VolatileSlice;
 
 use tracing::{debug, info, trace, warn};
 
@@ -26,6 +29,7 @@ use super::vga::Vga;
 use crate::interrupt::IrqLine;
 use crate::pci::intx_pin::IntxPin;
 use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
+use crate::{HostMemory, Result};
 
 pub const VENDOR_ID: u16 = 0x1b36;
 pub const DEVICE_ID: u16 = 0x0100;
@@ -355,14 +359,9 @@ fn is_vga_register_port(port: u16) -> bool {
     )
 }
 
-fn get_u32(buf: &[u8], off: usize) -> u32 {
-    off.checked_add(4)
-        .and_then(|end| buf.get(off..end))
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn get_u64(buf: &[u8], off: usize) -> u64 {
-    u64::from(get_u32(buf, off)) | (u64::from(get_u32(buf, off.saturating_add(4))) << 32)
+/// The surface-0 area of BAR0 (a free function so that it borrows only `ram`).
+fn surface0(ram: &HostMemory, vgamem_size: usize) -> VolatileSlice<'_, ()> {
+    ram.subslice(0, vgamem_size).unwrap_or_else(|| ram.slice())
 }
 
 fn put_u32(buf: &mut [u8], off: usize, v: u32) {
@@ -393,9 +392,8 @@ fn write_range(buf: &mut [u8], off: u64, data: &[u8]) {
 
 pub struct Qxl {
     config: PciConfig,
-    /// BAR0. Kept behind `ram()`/`ram_mut()` so that moving it into a KVM
-    /// memory slot later only changes those two.
-    ram: Vec<u8>,
+    /// BAR0, which the VMM also maps into the guest (see `HostMemory`).
+    ram: HostMemory,
     /// BAR1.
     vram: Vec<u8>,
     /// BAR2 contents; guest writes are ignored.
@@ -414,7 +412,7 @@ pub struct Qxl {
 }
 
 impl Qxl {
-    pub fn new(cfg: QxlConfig, option_rom: Vec<u8>, irq: Arc<dyn IrqLine>) -> Self {
+    pub fn new(cfg: QxlConfig, option_rom: Vec<u8>, irq: Arc<dyn IrqLine>) -> Result<Self> {
         let vgamem_size = cfg
             .vgamem_size
             .clamp(8 * MIB, 256 * MIB)
@@ -453,7 +451,7 @@ impl Qxl {
 
         let mut qxl = Self {
             config,
-            ram: vec![0; ram_size],
+            ram: HostMemory::new(ram_size)?,
             vram: vec![0; vram_size],
             rom: vec![0; ROM_SIZE],
             option_rom,
@@ -468,16 +466,12 @@ impl Qxl {
         };
         qxl.init_rom();
         qxl.init_ram_header();
-        qxl
+        Ok(qxl)
     }
 
-    /// BAR0 as the device sees it.
-    pub fn ram(&self) -> &[u8] {
+    /// BAR0: the VMM maps it into the guest; the display model reads it.
+    pub fn ram(&self) -> &HostMemory {
         &self.ram
-    }
-
-    fn ram_mut(&mut self) -> &mut [u8] {
-        &mut self.ram
     }
 
     pub fn ram_header_offset(&self) -> usize {
@@ -511,13 +505,29 @@ impl Qxl {
 
     /// As [`Qxl::render`], reusing `frame`'s allocation.
     pub fn render_into(&self, blink_phase: bool, frame: &mut Frame) {
-        render::render_into(&self.vga, self.framebuffer(), blink_phase, frame);
+        render::render_into(&self.vga, &self.framebuffer(), blink_phase, frame);
+    }
+
+    /// As [`render::render_rows_into`]: in VBE modes only `rows` are redrawn.
+    pub fn render_rows_into(&self, blink_phase: bool, frame: &mut Frame, rows: Range<u32>) {
+        render::render_rows_into(
+            &self.vga,
+            &self.framebuffer(),
+            blink_phase,
+            frame,
+            Some(rows),
+        );
+    }
+
+    /// The VGA/VBE state, for the display model.
+    pub fn vga(&self) -> &Vga {
+        &self.vga
     }
 
     /// The surface-0 area: the start of BAR0 (which `new` makes at least twice
     /// `vgamem_size`).
-    fn framebuffer(&self) -> &[u8] {
-        &self.ram()[..self.vgamem_size]
+    fn framebuffer(&self) -> VolatileSlice<'_, ()> {
+        surface0(&self.ram, self.vgamem_size)
     }
 
     /// Ports 0x3B0–0x3DF and 0x1CE–0x1D0.
@@ -534,19 +544,19 @@ impl Qxl {
             self.guest_bug = false;
             self.mode = DeviceMode::Vga;
         }
-        self.vga
-            .port_write(port, data, &mut self.ram[..self.vgamem_size]);
+        let mut fb = surface0(&self.ram, self.vgamem_size);
+        self.vga.port_write(port, data, &mut fb);
     }
 
     /// The 0xA0000–0xBFFFF window; `offset` is relative to 0xA0000.
     pub fn vga_mem_read(&mut self, offset: u64, data: &mut [u8]) {
-        self.vga
-            .mem_read(offset, data, &self.ram[..self.vgamem_size]);
+        let fb = surface0(&self.ram, self.vgamem_size);
+        self.vga.mem_read(offset, data, &fb);
     }
 
     pub fn vga_mem_write(&mut self, offset: u64, data: &[u8]) {
-        self.vga
-            .mem_write(offset, data, &mut self.ram[..self.vgamem_size]);
+        let mut fb = surface0(&self.ram, self.vgamem_size);
+        self.vga.mem_write(offset, data, &mut fb);
     }
 
     fn init_rom(&mut self) {
@@ -599,13 +609,13 @@ impl Qxl {
     /// QEMU's `init_qxl_ram`: magic, interrupts off, empty rings.
     fn init_ram_header(&mut self) {
         let h = self.ram_header_offset;
-        let ram = self.ram_mut();
-        put_u32(ram, h + ram_off::MAGIC, RAM_MAGIC);
-        put_u32(ram, h + ram_off::INT_PENDING, 0);
-        put_u32(ram, h + ram_off::INT_MASK, 0);
-        put_u32(ram, h + ram_off::UPDATE_SURFACE, 0);
-        put_u32(ram, h + ram_off::MONITORS_CONFIG, 0);
-        put_u32(ram, h + ram_off::MONITORS_CONFIG + 4, 0);
+        let ram = &self.ram;
+        ram.write_u32(h + ram_off::MAGIC, RAM_MAGIC);
+        ram.write_u32(h + ram_off::INT_PENDING, 0);
+        ram.write_u32(h + ram_off::INT_MASK, 0);
+        ram.write_u32(h + ram_off::UPDATE_SURFACE, 0);
+        ram.write_u32(h + ram_off::MONITORS_CONFIG, 0);
+        ram.write_u32(h + ram_off::MONITORS_CONFIG + 4, 0);
         for (ring, items) in [
             (ram_off::CMD_RING, CMD_RING_SIZE),
             (ram_off::CURSOR_RING, CURSOR_RING_SIZE),
@@ -613,28 +623,28 @@ impl Qxl {
         ] {
             // num_items, prod, notify_on_prod, cons, notify_on_cons.
             for (k, v) in [items, 0, 1, 0, 0].into_iter().enumerate() {
-                put_u32(ram, h + ring + 4 * k, v);
+                ram.write_u32(h + ring + 4 * k, v);
             }
         }
         // The release ring's first produce slot starts empty (id 0).
         let slot0 = h + ram_off::RELEASE_RING + ram_off::RING_HEADER;
-        put_u32(ram, slot0, 0);
-        put_u32(ram, slot0 + 4, 0);
+        ram.write_u32(slot0, 0);
+        ram.write_u32(slot0 + 4, 0);
     }
 
     fn header_u32(&self, field: usize) -> u32 {
-        get_u32(self.ram(), self.ram_header_offset + field)
+        self.ram.read_u32(self.ram_header_offset + field)
     }
 
     fn header_u64(&self, field: usize) -> u64 {
-        get_u64(self.ram(), self.ram_header_offset + field)
+        self.ram.read_u64(self.ram_header_offset + field)
     }
 
     /// OR `bits` into the guest-visible int_pending and re-evaluate the line.
     fn send_events(&mut self, bits: u32) {
         let off = self.ram_header_offset + ram_off::INT_PENDING;
-        let pending = get_u32(self.ram(), off) | bits;
-        put_u32(self.ram_mut(), off, pending);
+        let pending = self.ram.read_u32(off) | bits;
+        self.ram.write_u32(off, pending);
         self.update_irq();
     }
 
@@ -671,9 +681,8 @@ impl Qxl {
 
     fn log(&self) {
         let start = self.ram_header_offset + ram_off::LOG_BUF;
-        let Some(buf) = self.ram().get(start..start + ram_off::LOG_BUF_SIZE) else {
-            return;
-        };
+        let mut buf = vec![0u8; ram_off::LOG_BUF_SIZE];
+        self.ram.read(start as u64, &mut buf);
         // The guest need not NUL-terminate it.
         let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
         let text = String::from_utf8_lossy(&buf[..len]);
@@ -850,7 +859,7 @@ impl PciDevice for Qxl {
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         match bar {
-            BAR_RAM => read_range(self.ram(), offset, data),
+            BAR_RAM => self.ram.read(offset, data),
             BAR_VRAM => read_range(&self.vram, offset, data),
             BAR_ROM => read_range(&self.rom, offset, data),
             ROM_BAR => {
@@ -868,9 +877,13 @@ impl PciDevice for Qxl {
         }
     }
 
+    fn host_memory_bar(&self, bar: usize) -> Option<HostMemory> {
+        (bar == BAR_RAM).then(|| self.ram.clone())
+    }
+
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
         match bar {
-            BAR_RAM => write_range(self.ram_mut(), offset, data),
+            BAR_RAM => self.ram.write(offset, data),
             BAR_VRAM => write_range(&mut self.vram, offset, data),
             BAR_IO => {
                 // QEMU accepts byte accesses only (valid.max_access_size = 1).
@@ -909,7 +922,7 @@ mod tests {
 
     fn device() -> (Qxl, Arc<RecordingLine>) {
         let line = Arc::new(RecordingLine::default());
-        let qxl = Qxl::new(QxlConfig::default(), option_rom(), line.clone());
+        let qxl = Qxl::new(QxlConfig::default(), option_rom(), line.clone()).unwrap();
         (qxl, line)
     }
 
@@ -972,7 +985,7 @@ mod tests {
         // slots_start, slots_end, slot_gen_bits, slot_id_bits.
         assert_eq!(rom_u32(&mut q, rom_off::SLOTS_START as u64), 0x0808_0701);
         // The RAM header the ROM points at carries its magic.
-        assert_eq!(get_u32(q.ram(), ram_header_offset as usize), RAM_MAGIC);
+        assert_eq!(q.ram().read_u32(ram_header_offset as usize), RAM_MAGIC);
 
         let n = rom_u32(&mut q, modes_offset as u64);
         let expected = mode_list(DEFAULT_VGAMEM_SIZE);
@@ -1146,7 +1159,8 @@ mod tests {
             QxlConfig::default(),
             Vec::new(),
             Arc::new(RecordingLine::default()),
-        );
+        )
+        .unwrap();
         assert_eq!(probe(&mut q, ROM_ADDRESS), 0);
     }
 

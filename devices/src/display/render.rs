@@ -5,6 +5,9 @@
 //! wide; mode 13h as 640x400 (pixels doubled both ways by the CRTC settings);
 //! planar modes from the four planes; VBE modes straight from the framebuffer.
 
+use std::ops::Range;
+
+use super::fb::FrameMemory;
 use super::vbe::VbeGeometry;
 use super::vga::{
     Vga, AR_COLOR_SELECT, AR_MODE, AR_PLANE_ENABLE, GR_MISC, GR_MODE, SR_CHAR_MAP, SR_CLOCK,
@@ -199,6 +202,15 @@ fn decode(vga: &Vga) -> Decoded {
     Decoded::VgaGraphics(vga_graphics_geometry(vga))
 }
 
+/// The VBE scanout geometry when a VBE mode is on screen (the picture comes
+/// straight from the framebuffer), else `None`.
+pub fn vbe_scanout(vga: &Vga) -> Option<VbeGeometry> {
+    match decode(vga) {
+        Decoded::Vbe(g) => Some(g),
+        _ => None,
+    }
+}
+
 /// The mode the registers select.
 pub fn display_mode(vga: &Vga) -> DisplayMode {
     match decode(vga) {
@@ -229,18 +241,45 @@ pub fn display_mode(vga: &Vga) -> DisplayMode {
 /// Render the current picture. `fb` is the VBE framebuffer; `blink_phase` is the
 /// visible half of the cursor/blink cycle (toggle it about every 267 ms as QEMU).
 /// A blanked screen yields a 0x0 frame: the caller keeps its last size, black.
-pub fn render(vga: &Vga, fb: &[u8], blink_phase: bool) -> Frame {
+pub fn render<F: FrameMemory + ?Sized>(vga: &Vga, fb: &F, blink_phase: bool) -> Frame {
     let mut frame = Frame::default();
     render_into(vga, fb, blink_phase, &mut frame);
     frame
 }
 
 /// As [`render`], reusing `frame`'s allocation.
-pub fn render_into(vga: &Vga, fb: &[u8], blink_phase: bool, frame: &mut Frame) {
+pub fn render_into<F: FrameMemory + ?Sized>(
+    vga: &Vga,
+    fb: &F,
+    blink_phase: bool,
+    frame: &mut Frame,
+) {
+    render_rows_into(vga, fb, blink_phase, frame, None);
+}
+
+/// As [`render_into`], but in VBE modes only scanlines `rows` are converted
+/// (the caller knows from dirty tracking that the others did not change, and
+/// `frame` already holds them at this size). Other modes render whole.
+pub fn render_rows_into<F: FrameMemory + ?Sized>(
+    vga: &Vga,
+    fb: &F,
+    blink_phase: bool,
+    frame: &mut Frame,
+    rows: Option<Range<u32>>,
+) {
     match decode(vga) {
         Decoded::Off => frame.set_size(0, 0),
         Decoded::Text(t) => render_text(vga, &t, blink_phase, frame),
-        Decoded::Vbe(g) => render_vbe(vga, fb, &g, frame),
+        Decoded::Vbe(g) => {
+            let all = 0..g.height;
+            let rows = match rows {
+                Some(r) if frame.width == g.width && frame.height == g.height => {
+                    r.start.min(g.height)..r.end.min(g.height)
+                }
+                _ => all,
+            };
+            render_vbe(vga, fb, &g, frame, rows)
+        }
         Decoded::VgaGraphics(g) => render_vga_graphics(vga, &g, frame),
     }
 }
@@ -422,47 +461,55 @@ fn draw_planar_line(
     }
 }
 
-fn render_vbe(vga: &Vga, fb: &[u8], g: &VbeGeometry, frame: &mut Frame) {
+fn render_vbe<F: FrameMemory + ?Sized>(
+    vga: &Vga,
+    fb: &F,
+    g: &VbeGeometry,
+    frame: &mut Frame,
+    rows: Range<u32>,
+) {
     frame.set_size(g.width, g.height);
     // One loop per pixel format, so the format is decided once per frame.
     match g.bpp {
-        15 => vbe_lines(fb, g, 2, frame, |c| {
+        15 => vbe_lines(fb, g, rows.clone(), 2, frame, |c| {
             let v = u32::from(u16::from_le_bytes([c[0], c[1]]));
             rgb((v >> 7) & 0xf8, (v >> 2) & 0xf8, (v << 3) & 0xf8)
         }),
-        16 => vbe_lines(fb, g, 2, frame, |c| {
+        16 => vbe_lines(fb, g, rows.clone(), 2, frame, |c| {
             let v = u32::from(u16::from_le_bytes([c[0], c[1]]));
             rgb((v >> 8) & 0xf8, (v >> 3) & 0xfc, (v << 3) & 0xf8)
         }),
-        24 => vbe_lines(fb, g, 3, frame, |c| {
+        24 => vbe_lines(fb, g, rows.clone(), 3, frame, |c| {
             rgb(c[2].into(), c[1].into(), c[0].into())
         }),
-        32 => vbe_lines(fb, g, 4, frame, |c| {
+        32 => vbe_lines(fb, g, rows.clone(), 4, frame, |c| {
             rgb(c[2].into(), c[1].into(), c[0].into())
         }),
         _ => {
             let pal = palette256(vga);
-            vbe_lines(fb, g, 1, frame, |c| pal[usize::from(c[0])])
+            vbe_lines(fb, g, rows.clone(), 1, frame, |c| pal[usize::from(c[0])])
         }
     }
 }
 
-/// Convert each scanline from `fb` with `pixel` (given `bytes_pp` bytes). What
-/// lies past the end of `fb` is black.
-fn vbe_lines(
-    fb: &[u8],
+/// Convert scanlines `rows` from `fb` with `pixel` (given `bytes_pp` bytes).
+/// What lies past the end of `fb` is black. Each line is copied out of `fb`
+/// first: the guest may be writing it (see `fb`).
+fn vbe_lines<F: FrameMemory + ?Sized>(
+    fb: &F,
     g: &VbeGeometry,
+    rows: Range<u32>,
     bytes_pp: usize,
     frame: &mut Frame,
     pixel: impl Fn(&[u8]) -> u32,
 ) {
     let w = g.width as usize;
-    for y in 0..g.height as usize {
+    let mut line = vec![0u8; w * bytes_pp];
+    for y in rows.start as usize..rows.end as usize {
         let start = g.offset as usize + y * g.stride as usize;
-        let src = fb.get(start..).unwrap_or(&[]);
-        let (out, past_end) =
-            frame.pixels[y * w..(y + 1) * w].split_at_mut(w.min(src.len() / bytes_pp));
-        for (px, chunk) in out.iter_mut().zip(src.chunks_exact(bytes_pp)) {
+        let n = fb.read_at(start, &mut line) / bytes_pp;
+        let (out, past_end) = frame.pixels[y * w..(y + 1) * w].split_at_mut(n);
+        for (px, chunk) in out.iter_mut().zip(line.chunks_exact(bytes_pp)) {
             *px = pixel(chunk);
         }
         past_end.fill(0);
@@ -473,6 +520,8 @@ fn vbe_lines(
 mod tests {
     use super::*;
     use crate::display::vga::tests::{attr_write, inb, memr, memw, outb, outw_idx};
+
+    const NO_FB: &[u8] = &[];
 
     // -- SeaVGABIOS-style mode programming (register values of the standard modes) --
 
@@ -651,7 +700,7 @@ mod tests {
         let mut vga = mode3();
         assert_eq!(display_mode(&vga), DisplayMode::Text { cols: 80, rows: 25 });
         put(&mut vga, 0, b'A', 0x1f);
-        let f = render(&vga, &[], false);
+        let f = render(&vga, NO_FB, false);
         assert_eq!((f.width, f.height), (720, 400));
         assert_eq!(f.pixel(3, 2), WHITE);
         assert_eq!(f.pixel(0, 0), BLUE);
@@ -668,9 +717,9 @@ mod tests {
         put(&mut vga, 81, b'A', 0x1f);
         outw_idx(&mut vga, 0x3d4, 0x0e, 0);
         outw_idx(&mut vga, 0x3d4, 0x0f, 81);
-        let off = render(&vga, &[], false);
+        let off = render(&vga, NO_FB, false);
         assert_cell(&off, 1, 1, b'A', WHITE, BLUE, false);
-        let on = render(&vga, &[], true);
+        let on = render(&vga, NO_FB, true);
         // CR0A/0B = 0x0D/0x0E: scanlines 13 and 14 solid in the foreground.
         for gy in 0..16 {
             for gx in 0..9 {
@@ -683,7 +732,7 @@ mod tests {
             }
         }
         outw_idx(&mut vga, 0x3d4, 0x0a, 0x2d); // cursor disable bit
-        assert_eq!(render(&vga, &[], true), off);
+        assert_eq!(render(&vga, NO_FB, true), off);
     }
 
     #[test]
@@ -694,15 +743,15 @@ mod tests {
         put(&mut vga, 2, b'A', 0x9f); // blinking, bg index 1
         outw_idx(&mut vga, 0x3d4, 0x0e, 0x07); // cursor off screen (cell 2000)
         outw_idx(&mut vga, 0x3d4, 0x0f, 0xd0);
-        let f = render(&vga, &[], true);
+        let f = render(&vga, NO_FB, true);
         assert_cell(&f, 0, 0, 0xc4, LIGHT_GREY, 0, true);
         assert_cell(&f, 1, 0, 0xb3, LIGHT_GREY, 0, false);
         assert_cell(&f, 2, 0, b'A', WHITE, BLUE, false);
-        let f = render(&vga, &[], false);
+        let f = render(&vga, NO_FB, false);
         assert_cell(&f, 2, 0, b'A', BLUE, BLUE, false);
         // Without the line-graphics bit, no duplication; blink off: bright bg.
         attr_write(&mut vga, 0x10, 0x00);
-        let f = render(&vga, &[], false);
+        let f = render(&vga, NO_FB, false);
         assert_cell(&f, 0, 0, 0xc4, LIGHT_GREY, 0, false);
         let bright_blue = 0x5555ff;
         assert_cell(&f, 2, 0, b'A', WHITE, bright_blue, false);
@@ -713,7 +762,7 @@ mod tests {
         let mut vga = mode3();
         put(&mut vga, 0, b'A', 0x1f);
         outw_idx(&mut vga, 0x3c4, 1, 0x01);
-        let f = render(&vga, &[], false);
+        let f = render(&vga, NO_FB, false);
         assert_eq!((f.width, f.height), (640, 400));
         assert_eq!(
             f.pixel(8, 4),
@@ -723,7 +772,7 @@ mod tests {
         inb(&mut vga, 0x3da);
         outb(&mut vga, 0x3c0, 0x00);
         assert_eq!(display_mode(&vga), DisplayMode::Off);
-        assert_eq!(render(&vga, &[], false).pixels.len(), 0);
+        assert_eq!(render(&vga, NO_FB, false).pixels.len(), 0);
     }
 
     #[test]
@@ -745,7 +794,7 @@ mod tests {
         }
         memw(&mut vga, 320 + 2, 0x80); // (x 2, y 1) in 320x200
         assert_eq!(memr(&mut vga, 320 + 2), 0x80);
-        let f = render(&vga, &[], false);
+        let f = render(&vga, NO_FB, false);
         assert_eq!((f.width, f.height), (640, 400));
         for (x, y) in [(4, 2), (5, 2), (4, 3), (5, 3)] {
             assert_eq!(f.pixel(x, y), 0xff00aa);
@@ -779,7 +828,7 @@ mod tests {
         outw_idx(&mut vga, 0x3ce, 8, 0x40);
         memr(&mut vga, 1);
         memw(&mut vga, 1, 0);
-        let f = render(&vga, &[], false);
+        let f = render(&vga, NO_FB, false);
         assert_eq!((f.width, f.height), (640, 480));
         assert_eq!(f.pixel(0, 1), 0xff5555, "AR12 = 0x3C -> light red");
         assert_eq!(f.pixel(1, 1), 0);
@@ -885,14 +934,14 @@ mod tests {
         };
         let mut vga = mode3();
         put(&mut vga, 0, b'A', 0x1f);
-        check(&vga, &[]);
+        check(&vga, NO_FB);
         let mut vga13 = Vga::new(16 << 20);
         set_mode(&mut vga13, &MODE_13);
         memw(&mut vga13, 5, 0x0f);
-        check(&vga13, &[]);
+        check(&vga13, NO_FB);
         let mut vga12 = Vga::new(16 << 20);
         set_mode(&mut vga12, &MODE_12);
-        check(&vga12, &[]);
+        check(&vga12, NO_FB);
         for (bpp, fb_len) in [(32, 16 << 20), (32, 100), (16, 1001), (24, 5), (8, 7)] {
             let mut fb = vec![0x5au8; fb_len];
             vbe_mode(&mut vga, &mut fb, 800, 600, bpp);
@@ -901,7 +950,7 @@ mod tests {
         }
         inb(&mut vga, 0x3da);
         outb(&mut vga, 0x3c0, 0x00);
-        check(&vga, &[]);
+        check(&vga, NO_FB);
     }
 
     #[test]

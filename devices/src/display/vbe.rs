@@ -8,6 +8,8 @@
 
 use tracing::debug;
 
+use super::fb::FrameMemory;
+
 pub const PORT_INDEX: u16 = 0x1ce;
 pub const PORT_DATA: u16 = 0x1cf;
 /// QEMU also decodes 0x1D0 as data (what a split 32-bit access lands on).
@@ -147,7 +149,11 @@ impl Vbe {
     }
 
     /// A data-port write. `fb` is cleared on enable unless NOCLEARMEM is set.
-    pub fn write_data(&mut self, value: u16, fb: &mut [u8]) -> Option<VbeEvent> {
+    pub fn write_data<F: FrameMemory + ?Sized>(
+        &mut self,
+        value: u16,
+        fb: &mut F,
+    ) -> Option<VbeEvent> {
         debug!(index = self.index, value, "vbe write");
         let i = usize::from(self.index);
         match self.index {
@@ -174,8 +180,8 @@ impl Vbe {
                     self.fixup();
                     if value & NOCLEARMEM == 0 {
                         let len = (u64::from(self.reg(INDEX_YRES)) * u64::from(self.stride))
-                            .min(fb.len() as u64) as usize;
-                        fb[..len].fill(0);
+                            .min(fb.size() as u64) as usize;
+                        fb.clear_prefix(len);
                     }
                 } else if value & ENABLED == 0 {
                     self.regs[INDEX_BANK as usize] = 0;

@@ -12,6 +12,7 @@
 
 use tracing::{debug, trace};
 
+use super::fb::FrameMemory;
 use super::vbe::{self, Vbe, VbeEvent};
 
 /// 64 KiB per plane, four planes.
@@ -91,6 +92,10 @@ pub struct Vga {
     /// 256 × (R, G, B); 6-bit values unless the VBE 8-bit DAC is on.
     pub(super) palette: [u8; 768],
     pub vbe: Vbe,
+    /// Bumped by every register or window write: the display model re-renders
+    /// and compares when it moves (these writes all arrive as exits, so the
+    /// framebuffer's dirty log does not see them).
+    generation: u64,
 }
 
 impl Vga {
@@ -119,13 +124,20 @@ impl Vga {
             pel_mask: 0xff,
             palette: [0; 768],
             vbe: Vbe::new(vram_size),
+            generation: 0,
         };
         vga.reset();
         vga
     }
 
+    /// Changes with every write through the VGA/VBE ports or the 0xA0000 window.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Machine reset: registers cleared (the VGA BIOS programs a mode), memory kept.
     pub fn reset(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
         self.latch = 0;
         self.sr_index = 0;
         self.sr = [0; 8];
@@ -190,7 +202,8 @@ impl Vga {
     }
 
     /// Port write of any width. `fb` is only touched when a VBE enable clears it.
-    pub fn port_write(&mut self, port: u16, data: &[u8], fb: &mut [u8]) {
+    pub fn port_write<F: FrameMemory + ?Sized>(&mut self, port: u16, data: &[u8], fb: &mut F) {
+        self.generation = self.generation.wrapping_add(1);
         if Self::is_vbe_port(port) {
             for (k, chunk) in data.chunks(2).enumerate() {
                 let p = port.wrapping_add(2 * k as u16);
@@ -363,14 +376,15 @@ impl Vga {
     }
 
     /// Read from the 0xA0000 window; `addr` is the offset inside it.
-    pub fn mem_read(&mut self, addr: u64, data: &mut [u8], fb: &[u8]) {
+    pub fn mem_read<F: FrameMemory + ?Sized>(&mut self, addr: u64, data: &mut [u8], fb: &F) {
         for (i, b) in data.iter_mut().enumerate() {
             *b = self.mem_read_byte(addr.wrapping_add(i as u64), fb);
         }
     }
 
     /// Write to the 0xA0000 window; `addr` is the offset inside it.
-    pub fn mem_write(&mut self, addr: u64, data: &[u8], fb: &mut [u8]) {
+    pub fn mem_write<F: FrameMemory + ?Sized>(&mut self, addr: u64, data: &[u8], fb: &mut F) {
+        self.generation = self.generation.wrapping_add(1);
         for (i, &b) in data.iter().enumerate() {
             self.mem_write_byte(addr.wrapping_add(i as u64), b, fb);
         }
@@ -394,12 +408,13 @@ impl Vga {
         (a < 0x10000).then(|| self.vbe.bank_offset() as usize + a)
     }
 
-    fn mem_read_byte(&mut self, addr: u64, fb: &[u8]) -> u8 {
+    fn mem_read_byte<F: FrameMemory + ?Sized>(&mut self, addr: u64, fb: &F) -> u8 {
         if self.vbe.enabled() {
-            return self
-                .vbe_window(addr)
-                .and_then(|o| fb.get(o).copied())
-                .unwrap_or(0xff);
+            let mut b = [0xff];
+            if let Some(o) = self.vbe_window(addr) {
+                fb.read_at(o, &mut b);
+            }
+            return b[0];
         }
         let Some(a) = self.map_window(addr) else {
             return 0xff;
@@ -431,10 +446,10 @@ impl Vga {
         }
     }
 
-    fn mem_write_byte(&mut self, addr: u64, val: u8, fb: &mut [u8]) {
+    fn mem_write_byte<F: FrameMemory + ?Sized>(&mut self, addr: u64, val: u8, fb: &mut F) {
         if self.vbe.enabled() {
-            if let Some(b) = self.vbe_window(addr).and_then(|o| fb.get_mut(o)) {
-                *b = val;
+            if let Some(o) = self.vbe_window(addr) {
+                fb.write_at(o, &[val]);
             }
             return;
         }
@@ -527,12 +542,12 @@ pub(super) mod tests {
     }
 
     pub fn memw(vga: &mut Vga, addr: u64, v: u8) {
-        vga.mem_write(addr, &[v], &mut []);
+        vga.mem_write(addr, &[v], &mut Vec::new());
     }
 
     pub fn memr(vga: &mut Vga, addr: u64) -> u8 {
         let mut b = [0];
-        vga.mem_read(addr, &mut b, &[]);
+        vga.mem_read(addr, &mut b, &Vec::new());
         b[0]
     }
 

@@ -19,7 +19,9 @@ pub use config::{BarKind, PciConfig};
 pub use i440fx::I440fx;
 pub use intx::{PciIntxRouter, PirqRegs};
 pub use piix3::Piix3;
-pub use root::{PciRoot, SharedPciDevice};
+pub use root::{BarMapper, PciRoot, SharedPciDevice};
+
+use crate::HostMemory;
 
 /// Index used for the expansion ROM in `PciDevice::bar_read`.
 pub const ROM_BAR: usize = 6;
@@ -49,6 +51,14 @@ pub trait PciDevice: Send {
         data.fill(0xff);
     }
     fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+
+    /// Host memory backing memory BAR `bar`, for BARs the VMM should map straight
+    /// into the guest (no exit per access) wherever the guest places them. While
+    /// the BAR is not mapped (decoding off, or the mapping failed), accesses still
+    /// arrive through `bar_read`/`bar_write`, which must use the same memory.
+    fn host_memory_bar(&self, _bar: usize) -> Option<HostMemory> {
+        None
+    }
 
     /// Return the state outside config space to power-on (machine reset). The
     /// config space itself is restored to its sealed contents by `reset_device`

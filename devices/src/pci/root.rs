@@ -32,7 +32,7 @@ use tracing::{debug, info, trace};
 
 use super::config::{BAR0, COMMAND, ROM_ADDRESS};
 use super::{reset_device, PciConfig, PciDevice, ROM_BAR};
-use crate::{BusDevice, Error, Result, SharedDevice, VmRequest, VmRequests};
+use crate::{BusDevice, Error, HostMemory, Result, SharedDevice, VmRequest, VmRequests};
 
 /// Port base and length to register `PciRoot::config_io_device` at.
 pub const CONFIG_IO_BASE: u64 = 0xcf8;
@@ -56,6 +56,13 @@ const DECODE_REGISTERS: [(usize, usize); 3] = [
     (BAR0, BAR0 + 6 * 4),
     (ROM_ADDRESS, ROM_ADDRESS + 4),
 ];
+
+/// Maps host-memory BARs (`PciDevice::host_memory_bar`) into the guest as the
+/// guest moves them. Called from the vCPU thread doing the config write, with
+/// that device's lock held; `base` is `None` when the BAR stops decoding.
+pub trait BarMapper: Send + Sync {
+    fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory);
+}
 
 /// A PCI device as stored on the root bus.
 pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
@@ -106,6 +113,7 @@ pub struct PciRoot {
     config_address: AtomicU32,
     reset_control: AtomicU8,
     requests: Arc<dyn VmRequests>,
+    bar_mapper: Option<Arc<dyn BarMapper>>,
 }
 
 impl PciRoot {
@@ -117,7 +125,13 @@ impl PciRoot {
             config_address: AtomicU32::new(0),
             reset_control: AtomicU8::new(0),
             requests,
+            bar_mapper: None,
         }
+    }
+
+    /// Set the mapper for host-memory BARs; before devices are added.
+    pub fn set_bar_mapper(&mut self, mapper: Arc<dyn BarMapper>) {
+        self.bar_mapper = Some(mapper);
     }
 
     /// Put `dev` at 00:`slot`.`func`. Fails if out of range or taken.
@@ -130,7 +144,7 @@ impl PciRoot {
             return Err(Error::PciSlot(slot));
         }
         // A device may come with decoding already enabled.
-        self.refresh_windows(devfn, lock(&dev).config());
+        self.refresh_windows(devfn, &*lock(&dev));
         self.devices[devfn] = Some(dev);
         Ok(())
     }
@@ -153,15 +167,24 @@ impl PciRoot {
             if let Some(dev) = dev {
                 let mut d = lock(dev);
                 reset_device(&mut *d);
-                self.refresh_windows(devfn, d.config());
+                self.refresh_windows(devfn, &*d);
             }
         }
     }
 
-    /// Replace the windows of `devfn` with what `config` decodes now. Called with
-    /// that device's lock held (or before it is shared), so the table changes
-    /// together with its config space.
-    fn refresh_windows(&self, devfn: usize, config: &PciConfig) {
+    /// Replace the windows of `devfn` with what its config decodes now, and move
+    /// its host-memory BARs. Called with that device's lock held (or before it is
+    /// shared), so the table changes together with its config space.
+    fn refresh_windows(&self, devfn: usize, dev: &dyn PciDevice) {
+        let config = dev.config();
+        if let Some(mapper) = &self.bar_mapper {
+            for bar in 0..6 {
+                if let Some(mem) = dev.host_memory_bar(bar) {
+                    let base = decoded(config, bar).filter(|w| !w.2).map(|w| w.0);
+                    mapper.bar_moved(devfn, bar, base, &mem);
+                }
+            }
+        }
         let now = (0..6).chain([ROM_BAR]).filter_map(|bar| {
             let (base, size, io) = decoded(config, bar)?;
             Some(Window {
@@ -241,7 +264,7 @@ impl PciRoot {
                     let mut d = lock(dev);
                     d.config_write(start, data);
                     if DECODE_REGISTERS.iter().any(|&(s, e)| start < e && s < end) {
-                        self.refresh_windows(devfn, d.config());
+                        self.refresh_windows(devfn, &*d);
                     }
                 }
             }
@@ -286,7 +309,7 @@ impl PciRoot {
                 // The config space changed without the root seeing it: bring this
                 // device's windows up to date and look again.
                 debug!(addr, devfn = w.devfn, bar = w.bar, "stale PCI window");
-                self.refresh_windows(w.devfn, d.config());
+                self.refresh_windows(w.devfn, &*d);
                 continue;
             }
             if off.checked_add(len as u64).is_some_and(|end| end <= w.size) {
@@ -630,6 +653,70 @@ mod tests {
         writel(bus, d, 0x18, 0xfebf_8000);
         writel(bus, d, 0x1c, 0);
         writel(bus, d, 0x30, 0xfeb0_0000 | 1);
+    }
+
+    /// A device whose 32-bit memory BAR 1 is host memory.
+    struct MappedDev {
+        inner: TestDev,
+        mem: HostMemory,
+    }
+
+    impl PciDevice for MappedDev {
+        fn config(&self) -> &PciConfig {
+            &self.inner.config
+        }
+        fn config_mut(&mut self) -> &mut PciConfig {
+            &mut self.inner.config
+        }
+        fn host_memory_bar(&self, bar: usize) -> Option<HostMemory> {
+            (bar == 1).then(|| self.mem.clone())
+        }
+    }
+
+    #[derive(Default)]
+    struct RecordingMapper(Mutex<Vec<(usize, usize, Option<u64>, usize)>>);
+
+    impl BarMapper for RecordingMapper {
+        fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory) {
+            self.0.lock().unwrap().push((devfn, bar, base, mem.len()));
+        }
+    }
+
+    #[test]
+    fn host_memory_bar_follows_placement_and_decoding() {
+        let mapper = Arc::new(RecordingMapper::default());
+        let mut root = PciRoot::new(Arc::new(RecordingRequests::default()));
+        root.set_bar_mapper(mapper.clone());
+        let dev = MappedDev {
+            inner: TestDev::new(),
+            mem: HostMemory::new(0x1000).unwrap(),
+        };
+        root.add_device(3, 0, Arc::new(Mutex::new(dev))).unwrap();
+        let root = Arc::new(root);
+        let mut bus = Bus::new();
+        bus.insert(root.config_io_device(), CONFIG_IO_BASE, CONFIG_IO_LEN)
+            .unwrap();
+        program_bars(&bus);
+        writew(&bus, 0x18, 0x04, 0x0102); // memory decoding on
+        writel(&bus, 0x18, 0x14, 0xfe00_0000); // moved
+        writew(&bus, 0x18, 0x04, 0x0100); // memory decoding off
+        root.reset();
+        let calls = mapper.0.lock().unwrap().clone();
+        let last_base = |calls: &[(usize, usize, Option<u64>, usize)]| calls.last().unwrap().2;
+        assert!(calls
+            .iter()
+            .all(|c| c.0 == 0x18 && c.1 == 1 && c.3 == 0x1000));
+        assert!(calls.contains(&(0x18, 1, Some(0xfebf_f000), 0x1000)));
+        assert!(calls.contains(&(0x18, 1, Some(0xfe00_0000), 0x1000)));
+        let on_at = calls.iter().position(|c| c.2 == Some(0xfe00_0000)).unwrap();
+        assert_eq!(
+            calls[on_at + 1..]
+                .iter()
+                .find(|c| c.2.is_none())
+                .map(|c| c.2),
+            Some(None)
+        );
+        assert_eq!(last_base(&calls), None, "reset leaves it unmapped");
     }
 
     #[test]
