@@ -110,6 +110,13 @@ const ASM_SYMBOLS: &[(&str, u64)] = asm_symbols!(
     SERIAL_PORT,
     RESET_BOOTS,
     RESET_CMOS_INDEX,
+    SCENE_WIDTH,
+    SCENE_HEIGHT,
+    SCENE_BAR_WIDTH,
+    SCENE_BOX_X,
+    SCENE_BOX_Y,
+    SCENE_BOX_W,
+    SCENE_BOX_H,
 );
 
 /// What `as` assembles for and `ld` links as.

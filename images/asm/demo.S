@@ -8,8 +8,8 @@
  * would.
  *
  * Commands are looked up in `command_table` (key byte + handler address);
- * any other character is echoed. A later feature (a VBE graphics scene on
- * its own key) is added by writing a handler and one table entry.
+ * any other character is echoed. 'g' and 't' switch to the graphics scene
+ * and back (scene.inc).
  */
         .include "boot.inc"
 
@@ -100,7 +100,13 @@ cmd_power_off:
 command_table:
         .byte   'p'
         .word   cmd_power_off
+        .byte   'g'
+        .word   cmd_graphics
+        .byte   't'
+        .word   cmd_text
         .byte   0                       /* end of table */
+
+        .include "scene.inc"
 
 last_input_tick:
         .word   0
@@ -108,7 +114,7 @@ last_was_cr:
         .byte   0
 
 msg_banner:
-        .asciz  "spicebox demo: type to echo, p = power off\r\n"
+        .asciz  "spicebox demo: type to echo, g = graphics, t = text, p = power off\r\n"
 msg_ready:
         .asciz  "SPICEBOX-DEMO-READY\r\n"
 msg_poweroff:

@@ -22,3 +22,14 @@ pub const RESET_BOOTS: u8 = 4;
 /// contents across a guest reset (as battery-backed RAM does) for the test to
 /// advance; the guest clears it to 0 on its last boot.
 pub const RESET_CMOS_INDEX: u8 = 0x7E;
+
+/// The demo's graphics scene (`asm/scene.inc`): a 1024x768x32 VBE mode.
+pub const SCENE_WIDTH: u16 = 1024;
+pub const SCENE_HEIGHT: u16 = 768;
+/// Width of each of the eight colour bars in the top half.
+pub const SCENE_BAR_WIDTH: u16 = 128;
+/// The white box drawn over the bottom half's ramp.
+pub const SCENE_BOX_X: u16 = 412;
+pub const SCENE_BOX_Y: u16 = 500;
+pub const SCENE_BOX_W: u16 = 200;
+pub const SCENE_BOX_H: u16 = 100;

@@ -38,7 +38,8 @@ pub const FAIL_MARKER_PREFIX: &str = "SPICEBOX-FAIL ";
 // demo
 
 /// First line the demo prints, on screen (int 10h) and COM1.
-pub const DEMO_BANNER: &str = "spicebox demo: type to echo, p = power off";
+pub const DEMO_BANNER: &str =
+    "spicebox demo: type to echo, g = graphics, t = text, p = power off";
 /// Line printed on COM1 once the demo is waiting for input.
 pub const DEMO_READY_MARKER: &str = "SPICEBOX-DEMO-READY";
 /// Key (keyboard) or byte (COM1) that makes the demo power off.
@@ -47,6 +48,36 @@ pub const DEMO_POWER_OFF_KEY: u8 = b'p';
 /// echoed as is on screen and COM1, except that CR, LF and CR LF each echo as
 /// CR LF.
 pub const DEMO_POWEROFF_MARKER: &str = "SPICEBOX-POWEROFF";
+/// Key or COM1 byte that switches the demo to its graphics scene, and the
+/// line it prints on COM1 once the scene is painted.
+pub const DEMO_GRAPHICS_KEY: u8 = b'g';
+pub const DEMO_GRAPHICS_MARKER: &str = "SPICEBOX-GRAPHICS-READY";
+/// Key or COM1 byte that switches back to text mode 3 (the banner is shown
+/// again), and the line printed after it.
+pub const DEMO_TEXT_KEY: u8 = b't';
+pub const DEMO_TEXT_MARKER: &str = "SPICEBOX-TEXT-READY";
+/// Colours of the scene's eight bars, left to right.
+pub const DEMO_SCENE_BARS: [u32; 8] = [
+    0xffffff, 0xffff00, 0x00ffff, 0x00ff00, 0xff00ff, 0xff0000, 0x0000ff, 0x000000,
+];
+
+/// The colour (0xRRGGBB) the demo's graphics scene puts at (x, y); see
+/// `asm/scene.inc` for the picture.
+pub fn demo_scene_pixel(x: u32, y: u32) -> u32 {
+    let (w, h) = (u32::from(SCENE_WIDTH), u32::from(SCENE_HEIGHT));
+    if y < h / 2 {
+        return DEMO_SCENE_BARS[(x / u32::from(SCENE_BAR_WIDTH)).min(7) as usize];
+    }
+    let in_box = (u32::from(SCENE_BOX_X)..u32::from(SCENE_BOX_X + SCENE_BOX_W)).contains(&x)
+        && (u32::from(SCENE_BOX_Y)..u32::from(SCENE_BOX_Y + SCENE_BOX_H)).contains(&y);
+    if in_box {
+        return 0xffffff;
+    }
+    let _ = w;
+    let b = 64 + (y - h / 2) / 2;
+    let g = b.saturating_sub(64);
+    g << 8 | b
+}
 
 // ---------------------------------------------------------------------------
 // poweroff

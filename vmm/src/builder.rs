@@ -17,10 +17,10 @@ use devices::virtio::{VirtioBlock, VirtioPciDevice};
 use devices::{fw_cfg, Bus, IrqChip, IrqLine, Reset};
 
 use crate::cli::{RunArgs, SerialSpec, VgaKind};
-use crate::display::{VgaPorts, VgaWindow};
+use crate::display::{Display, VgaPorts, VgaWindow};
 use crate::linux_boot::LinuxImage;
 use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
-use crate::memory::GuestRam;
+use crate::memory::{BarSlots, GuestRam};
 use crate::serial_io::{self, RawTerminal, SerialBackend};
 use crate::vcpu::Vcpu;
 use devices::display::qxl::{Qxl, QxlConfig};
@@ -119,7 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(dir);
     }
     match result? {
-        Outcome::PowerOff | Outcome::Signal(_) => Ok(()),
+        Outcome::PowerOff | Outcome::Signal(_) | Outcome::Quit => Ok(()),
     }
 }
 
@@ -216,17 +216,25 @@ fn boot(
     // (slot, pin) of every INTx user, for the MP table of a direct kernel boot.
     let mut intx_pins = Vec::new();
     let mut pci = PciRoot::new(requests.clone());
+    let bar_slots = Arc::new(BarSlots::new(vm.clone(), ram.next_free_slot()));
+    pci.set_bar_mapper(bar_slots.clone());
     pci.add_device(0, 0, Arc::new(Mutex::new(I440fx::new())))?;
     pci.add_device(1, 0, Arc::new(Mutex::new(piix3)))?;
     let mut mmio = Bus::new();
+    let mut display = None;
     if args.vga == VgaKind::Qxl {
         let rom = firmware::seabios::vga_rom(firmware::seabios::QXL_VGA_ROM)?;
         let qxl = Arc::new(Mutex::new(Qxl::new(
             QxlConfig::default(),
             rom,
             router.line(QXL_SLOT, 1),
-        )));
+        )?));
         pci.add_device(QXL_SLOT, 0, qxl.clone())?;
+        display = Some(Arc::new(Display::new(
+            qxl.clone(),
+            bar_slots.clone(),
+            usize::from(QXL_SLOT) << 3,
+        )));
         intx_pins.push((QXL_SLOT, 1));
         let vga_ports = Arc::new(Mutex::new(VgaPorts(qxl.clone())));
         pio.insert(
@@ -243,8 +251,18 @@ fn boot(
         )?;
     }
     let mut disks: Vec<Arc<dyn Flush>> = Vec::new();
+    let mut disk_info = Vec::new();
     if let Some(path) = disk_path {
         let block = VirtioBlock::open(path, args.read_only)?;
+        disk_info.push(crate::qmp::DiskInfo {
+            file: path.display().to_string(),
+            format: match devices::virtio::disk::probe_format(path)? {
+                devices::virtio::disk::DiskFormat::Raw => "raw",
+                devices::virtio::disk::DiskFormat::Qcow2 => "qcow2",
+            },
+            read_only: args.read_only,
+            virtual_size: block.capacity() * 512,
+        });
         let disk_dev = Arc::new(Mutex::new(VirtioPciDevice::new(
             block,
             mem.clone(),
@@ -284,7 +302,33 @@ fn boot(
     let chip_state = ChipPowerOnState::capture(&vm)?;
 
     let device_resets: Vec<Arc<Mutex<dyn Reset + Send>>> =
-        vec![i8042, fw_cfg, acpi_pm, cmos, port92];
+        vec![i8042.clone(), fw_cfg, acpi_pm, cmos, port92];
+
+    if let Some(display) = &display {
+        display.spawn_refresher().context("start the display thread")?;
+    }
+
+    let monitor = crate::qmp::Monitor::new();
+    let qmp_backend = Arc::new(crate::qmp::MachineBackend {
+        events: events.clone(),
+        monitor: monitor.clone(),
+        i8042,
+        name: args.name.clone(),
+        disks: disk_info,
+        display: display
+            .clone()
+            .map(|d| d as Arc<dyn crate::qmp::Screendump>),
+        // Wiring point for the SPICE server (an `impl qmp::SpiceControl`).
+        spice: None,
+        buttons: Default::default(),
+    });
+    let control = crate::qmp::ControlServer::start(
+        args.control.as_ref(),
+        args.control_allow_remote,
+        qmp_backend,
+        monitor.clone(),
+    )
+    .context("control socket")?;
 
     let _raw_terminal = (*serial_spec == SerialSpec::Stdio).then(RawTerminal::enable);
     backend.spawn_input(move |bytes| serial.lock().unwrap().enqueue_input(bytes));
@@ -296,6 +340,9 @@ fn boot(
     );
     // Printed once everything that can fail on bad input has succeeded.
     eprintln!("{banner}");
+    if let Some(c) = &control {
+        eprintln!("control: {}", c.description);
+    }
     let m = Machine {
         vm,
         ram,
@@ -310,6 +357,12 @@ fn boot(
         reset_hooks,
         device_resets,
         disks,
+        monitor,
     };
-    Ok(m.run()?)
+    let outcome = m.run();
+    // Clients read the SHUTDOWN event, then the socket goes away.
+    if let Some(c) = control {
+        c.shutdown();
+    }
+    Ok(outcome?)
 }

@@ -64,10 +64,24 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "kernel")]
     pub bios_log: Option<PathBuf>,
 
-    /// Display device: none, or qxl (experimental: VGA-compatible side only, no
-    /// client can see it yet).
-    #[arg(long, value_enum, default_value_t = VgaKind::None)]
+    /// Display device: qxl (QXL VGA: the VGA/VBE side; QXL native commands are
+    /// not implemented yet), or none.
+    #[arg(long, value_enum, default_value_t = VgaKind::Qxl)]
     pub vga: VgaKind,
+
+    /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
+    /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
+    #[arg(long)]
+    pub control: Option<crate::qmp::ControlSpec>,
+
+    /// Allow --control tcp: on a non-loopback address (whoever can connect
+    /// controls the VM; there is no authentication).
+    #[arg(long)]
+    pub control_allow_remote: bool,
+
+    /// A name for the VM, reported by QMP query-name.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,5 +186,11 @@ mod tests {
         assert!(
             Cli::try_parse_from(["spicebox", "run", "--kernel", "k", "--bios-log", "l"]).is_err()
         );
+        let cli = Cli::try_parse_from(["spicebox", "run", "--control", "none", "--name", "vm1"])
+            .unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!(a.control, Some(crate::qmp::ControlSpec::None));
+        assert_eq!(a.name.as_deref(), Some("vm1"));
+        assert!(Cli::try_parse_from(["spicebox", "run", "--control", "stdio"]).is_err());
     }
 }

@@ -1,10 +1,17 @@
-//! Wiring of the QXL VGA device's legacy side: its VGA/VBE ports and the
-//! 0xA0000 window are fixed ISA addresses, not BARs, so they sit on the buses.
+//! The QXL VGA card in the machine: its legacy side (VGA/VBE ports and the
+//! 0xA0000 window are fixed ISA addresses, not BARs, so they sit on the buses),
+//! and the display model that frontends and screendump read.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use devices::display::qxl::Qxl;
+use devices::display::image_file;
+use devices::display::qxl::{Qxl, BAR_RAM};
+use devices::display::{Frame, Rect, Screen, Update};
 use devices::BusDevice;
+
+use crate::memory::BarSlots;
 
 /// VGA (0x3B0–0x3DF) and Bochs VBE (0x1CE–0x1D0) ports of the QXL device.
 pub struct VgaPorts(pub Arc<Mutex<Qxl>>);
@@ -29,5 +36,118 @@ impl BusDevice for VgaWindow {
     }
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
         self.0.lock().unwrap().vga_mem_write(offset, data);
+    }
+}
+
+/// How often the screen is looked at, as QEMU's default GUI refresh (30 ms).
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(30);
+
+/// Something that shows the screen: the SPICE server.
+pub trait Frontend: Send + Sync {
+    /// `update` says what changed in `frame` since the last call.
+    fn show(&self, frame: &Frame, update: &Update);
+}
+
+/// File format for `screendump`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScreenFormat {
+    Png,
+    Ppm,
+}
+
+/// The display model of the machine's QXL card, refreshed on a timer and on
+/// demand (screendump), feeding the frontends.
+pub struct Display {
+    qxl: Arc<Mutex<Qxl>>,
+    slots: Arc<BarSlots>,
+    devfn: usize,
+    state: Mutex<State>,
+}
+
+struct State {
+    screen: Screen,
+    frontends: Vec<Arc<dyn Frontend>>,
+}
+
+impl Display {
+    pub fn new(qxl: Arc<Mutex<Qxl>>, slots: Arc<BarSlots>, devfn: usize) -> Self {
+        Display {
+            qxl,
+            slots,
+            devfn,
+            state: Mutex::new(State {
+                screen: Screen::new(),
+                frontends: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn add_frontend(&self, f: Arc<dyn Frontend>) {
+        let mut st = self.lock_state();
+        // A new frontend starts from the whole current picture.
+        let frame = st.screen.frame().clone();
+        if frame.width > 0 {
+            let whole = Update {
+                mode_changed: true,
+                rects: vec![Rect {
+                    x: 0,
+                    y: 0,
+                    width: frame.width,
+                    height: frame.height,
+                }],
+            };
+            f.show(&frame, &whole);
+        }
+        st.frontends.push(f);
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bring the model up to date and tell the frontends what changed.
+    pub fn refresh(&self) -> Update {
+        let mut st = self.lock_state();
+        let dirty = self.slots.dirty_log(self.devfn, BAR_RAM);
+        let update = {
+            let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+            st.screen.refresh(&qxl, dirty, Instant::now())
+        };
+        if !update.is_empty() {
+            for f in &st.frontends {
+                f.show(st.screen.frame(), &update);
+            }
+        }
+        update
+    }
+
+    /// The current picture (after a refresh).
+    pub fn snapshot(&self) -> Frame {
+        self.refresh();
+        self.lock_state().screen.frame().clone()
+    }
+
+    /// Write the current picture to `path`.
+    pub fn screendump(&self, path: &Path, format: ScreenFormat) -> std::io::Result<()> {
+        let frame = self.snapshot();
+        let out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        match format {
+            ScreenFormat::Png => image_file::write_png(&frame, out),
+            ScreenFormat::Ppm => image_file::write_ppm(&frame, out),
+        }
+    }
+
+    /// Refresh every `REFRESH_INTERVAL` on a thread of its own, for the life of
+    /// the process.
+    pub fn spawn_refresher(self: &Arc<Self>) -> std::io::Result<()> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("display".into())
+            .spawn(move || loop {
+                let start = Instant::now();
+                me.refresh();
+                std::thread::sleep(REFRESH_INTERVAL.saturating_sub(start.elapsed()));
+            })
+            .map(|_| ())
     }
 }

@@ -1,6 +1,13 @@
 //! Guest physical memory: anonymous mappings registered as KVM memory slots.
 
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use devices::display::FbDirty;
+use devices::pci::BarMapper;
+use devices::HostMemory;
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY};
+use tracing::{debug, warn};
 use kvm_ioctls::VmFd;
 use vm_memory::{
     Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion,
@@ -46,6 +53,11 @@ impl GuestRam {
         })
     }
 
+    /// The first KVM slot number not used for RAM or the ROM.
+    pub fn next_free_slot(&self) -> u32 {
+        self.next_slot
+    }
+
     /// Map `image` read-only so that it ends at 4 GiB (the reset vector's flash).
     pub fn map_rom_below_4g(&mut self, vm: &VmFd, image: &[u8]) -> Result<()> {
         let len = image.len();
@@ -66,5 +78,111 @@ impl GuestRam {
         self.next_slot += 1;
         self._rom = Some(region);
         Ok(())
+    }
+}
+
+/// KVM memory slots for PCI BARs backed by device memory (QXL's BAR0), moved
+/// as the guest programs the BARs, with dirty-page logging so the display
+/// model learns which framebuffer pages the guest wrote.
+pub struct BarSlots {
+    vm: Arc<VmFd>,
+    next_slot: Mutex<u32>,
+    bars: Mutex<HashMap<(usize, usize), MappedBar>>,
+}
+
+struct MappedBar {
+    slot: u32,
+    base: Option<u64>,
+    /// Kept so the mapping outlives its registration with KVM.
+    mem: HostMemory,
+    /// Set when the slot was (re)created since the last dirty-log read: the
+    /// log restarted, so earlier writes are unknown.
+    log_restarted: bool,
+}
+
+impl BarSlots {
+    /// Slots from `first_slot` upward are free for BARs.
+    pub fn new(vm: Arc<VmFd>, first_slot: u32) -> Self {
+        BarSlots {
+            vm,
+            next_slot: Mutex::new(first_slot),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn set_region(&self, slot: u32, base: u64, mem: &HostMemory, flags: u32) -> Result<()> {
+        let delete = flags == DELETE;
+        let r = kvm_userspace_memory_region {
+            slot,
+            flags: if delete { 0 } else { flags },
+            guest_phys_addr: base,
+            memory_size: if delete { 0 } else { mem.len() as u64 },
+            userspace_addr: mem.region().as_ptr() as u64,
+        };
+        // SAFETY: `mem` is a live anonymous mapping of `mem.len()` bytes; a clone
+        // of it is kept in `bars` for as long as the slot is registered (and for
+        // the VM's life after that), so KVM never sees freed memory. A size of 0
+        // deletes the slot.
+        unsafe { self.vm.set_user_memory_region(r) }.map_err(kvm("set_user_memory_region (BAR)"))
+    }
+
+    /// Pages of BAR `bar` of `devfn` written by the guest since the last call,
+    /// or `Unknown` when it is not mapped or its log just restarted.
+    pub fn dirty_log(&self, devfn: usize, bar: usize) -> FbDirty {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(m) = bars.get_mut(&(devfn, bar)) else {
+            return FbDirty::Unknown;
+        };
+        if m.base.is_none() {
+            return FbDirty::Unknown;
+        }
+        match self.vm.get_dirty_log(m.slot, m.mem.len()) {
+            Ok(pages) if !std::mem::take(&mut m.log_restarted) => FbDirty::Pages(pages),
+            Ok(_) => FbDirty::Unknown,
+            Err(e) => {
+                warn!("KVM_GET_DIRTY_LOG on slot {}: {e}", m.slot);
+                FbDirty::Unknown
+            }
+        }
+    }
+}
+
+/// `flags` value that `set_region` takes as "delete the slot".
+const DELETE: u32 = u32::MAX;
+
+impl BarMapper for BarSlots {
+    fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let m = bars.entry((devfn, bar)).or_insert_with(|| {
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            MappedBar {
+                slot: *next - 1,
+                base: None,
+                mem: mem.clone(),
+                log_restarted: true,
+            }
+        });
+        if m.base == base {
+            return;
+        }
+        if let Some(old) = m.base.take() {
+            if let Err(e) = self.set_region(m.slot, old, &m.mem, DELETE) {
+                warn!("unmapping BAR {bar} of {devfn:#x} at {old:#x}: {e}");
+            }
+        }
+        m.mem = mem.clone();
+        m.log_restarted = true;
+        if let Some(new) = base {
+            // A guest can place a BAR over RAM or another slot; KVM refuses and
+            // the BAR keeps working through exits.
+            match self.set_region(m.slot, new, &m.mem, KVM_MEM_LOG_DIRTY_PAGES) {
+                Ok(()) => {
+                    debug!("BAR {bar} of {devfn:#x} mapped at {new:#x}");
+                    m.base = Some(new);
+                }
+                Err(e) => warn!("cannot map BAR {bar} of {devfn:#x} at {new:#x}: {e}"),
+            }
+        }
     }
 }
