@@ -64,10 +64,14 @@ impl Frame {
 /// QEMU refuses text screens beyond this many cells; so do we.
 const MAX_TEXT_CELLS: u32 = 160 * 100;
 
-/// 6-bit DAC component to 8 bits, replicating the top bits (0x2A → 0xAA).
+/// 6-bit DAC component to 8 bits as QEMU converts it (the low bit fills the
+/// two new ones: 0x2A → 0xA8, 0x15 → 0x57, 0x3F → 0xFF), so both show the
+/// same pixels. (A real DAC is analog; replicating the top bits would give
+/// 0xAA and 0x55.)
 fn dac6(v: u8) -> u32 {
     let v = u32::from(v & 0x3f);
-    (v << 2) | (v >> 4)
+    let b = v & 1;
+    (v << 2) | (b << 1) | b
 }
 
 fn rgb(r: u32, g: u32, b: u32) -> u32 {
@@ -673,8 +677,8 @@ mod tests {
     }
 
     const WHITE: u32 = 0xffffff;
-    const BLUE: u32 = 0x0000aa;
-    const LIGHT_GREY: u32 = 0xaaaaaa;
+    const BLUE: u32 = 0x0000a8;
+    const LIGHT_GREY: u32 = 0xa8a8a8;
 
     fn assert_cell(f: &Frame, cx: u32, cy: u32, ch: u8, fg: u32, bg: u32, col9_dup: bool) {
         for gy in 0..16 {
@@ -753,7 +757,7 @@ mod tests {
         attr_write(&mut vga, 0x10, 0x00);
         let f = render(&vga, NO_FB, false);
         assert_cell(&f, 0, 0, 0xc4, LIGHT_GREY, 0, false);
-        let bright_blue = 0x5555ff;
+        let bright_blue = 0x5757ff;
         assert_cell(&f, 2, 0, b'A', WHITE, bright_blue, false);
     }
 
@@ -797,7 +801,7 @@ mod tests {
         let f = render(&vga, NO_FB, false);
         assert_eq!((f.width, f.height), (640, 400));
         for (x, y) in [(4, 2), (5, 2), (4, 3), (5, 3)] {
-            assert_eq!(f.pixel(x, y), 0xff00aa);
+            assert_eq!(f.pixel(x, y), 0xff00a8);
         }
         assert_eq!(f.pixel(6, 2), 0);
         assert_eq!(f.pixel(4, 4), 0);
@@ -830,7 +834,7 @@ mod tests {
         memw(&mut vga, 1, 0);
         let f = render(&vga, NO_FB, false);
         assert_eq!((f.width, f.height), (640, 480));
-        assert_eq!(f.pixel(0, 1), 0xff5555, "AR12 = 0x3C -> light red");
+        assert_eq!(f.pixel(0, 1), 0xff5757, "AR12 = 0x3C -> light red");
         assert_eq!(f.pixel(1, 1), 0);
         assert_eq!(f.pixel(9, 0), BLUE);
         assert_eq!(f.pixel(8, 0), 0);
@@ -895,7 +899,7 @@ mod tests {
             outb(&mut vga, 0x3c9, v);
         }
         fb[10] = 5;
-        assert_eq!(render(&vga, &fb, false).pixel(10, 0), 0xffaa00);
+        assert_eq!(render(&vga, &fb, false).pixel(10, 0), 0xffa800);
         dispi(&mut vga, &mut fb, 4, 0x41 | 0x20 | 0x80);
         outb(&mut vga, 0x3c8, 5);
         for v in [0x12, 0x34, 0x56] {
