@@ -1,1 +1,144 @@
-//! spice
+//! spice: a SPICE (protocol 2.2) server for spicebox, plus a test client.
+//!
+//! # Architecture
+//!
+//! [`SpiceServer::start`] generates the RSA ticket key, binds the TCP or unix
+//! listener and starts a small tokio runtime on background threads. Every accepted
+//! connection runs the link stage (`link.rs`: header checks, SpiceLinkReply with the
+//! public key, auth mechanism, RSA-OAEP ticket) and then one task per channel
+//! (`channel/{main,display,inputs,cursor}.rs`) on top of `channel/conn.rs`, which
+//! frames messages (mini or full header), bounds their size, runs the ack window and
+//! handles base messages. A malformed message closes only its channel.
+//!
+//! The caller is never blocked by a client: [`SpiceServer::update`] stores the newest
+//! surface and merges the dirty rectangles into each display client's pending region
+//! (a short mutex hold, no I/O), then wakes the client's task. That task sends
+//! DRAW_COPYs of the *current* pixels while the client's ack window has room, so a
+//! slow client sees fewer, fresher frames and memory stays bounded whatever it does.
+//!
+//! Images are LZ4 when the client announced LZ4_COMPRESSION, else SPICE LZ, and a raw
+//! top-down 32-bit bitmap when compression does not help or [`Config::force_raw_images`]
+//! is set (see `codec.rs`).
+//!
+//! # Several clients
+//!
+//! Like spice-server without `SPICE_DEBUG_ALLOW_MC`: one session at a time. A new MAIN
+//! channel connection replaces the current session; every channel of the old session
+//! is closed (an orderly TCP shutdown, a Disconnected event per channel). Other
+//! channels join a session by its id (MAIN_INIT.session_id), else BAD_CONNECTION_ID.
+//! When a session's MAIN channel closes, its other channels close too.
+
+mod auth;
+mod channel;
+mod codec;
+mod cursor_shape;
+mod header;
+pub mod image;
+mod link;
+pub mod proto;
+mod server;
+mod wire;
+
+#[cfg(any(test, feature = "test-client"))]
+pub mod client;
+
+pub use server::SpiceServer;
+
+/// Where the server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+pub struct Config {
+    pub listen: Listen,
+    /// None = ticketing disabled (any client may connect).
+    pub password: Option<String>,
+    /// Always send raw bitmaps (debugging, or clients without LZ support).
+    pub force_raw_images: bool,
+}
+
+/// Where client input goes (the guest's keyboard and mouse).
+pub trait InputSink: Send + Sync + 'static {
+    /// PC set-1 scancode; 0xE0-prefixed keys as 0xE0xx; Pause as 0xE11D. `pressed` false = release.
+    fn key(&self, xt_scancode: u16, pressed: bool);
+    /// Relative motion; buttons in PS/2 order (bit0 left, bit1 right, bit2 middle); dz wheel (+ = down).
+    fn mouse(&self, dx: i32, dy: i32, dz: i32, buttons: u8);
+    /// PS/2 LED bits: scroll 1, num 2, caps 4.
+    fn leds(&self) -> u8;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The primary surface: `pixels` are 0x00RRGGBB, row-major, stride = width.
+pub struct Surface {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: std::sync::Arc<[u32]>,
+}
+
+/// When the password stops being accepted (checked at link time, as spice-server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    Now,
+    At(std::time::SystemTime),
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub host: String,
+    pub port: u16,
+    /// "ipv4" | "ipv6" | "unix"
+    pub family: String,
+    pub connection_id: u32,
+    pub channel_type: u8,
+    pub channel_id: u8,
+    pub tls: bool,
+}
+
+/// Per channel, as QEMU's SPICE_CONNECTED / SPICE_INITIALIZED / SPICE_DISCONNECTED.
+#[derive(Clone, Debug)]
+pub enum SpiceEvent {
+    Connected {
+        server: ClientInfo,
+        client: ClientInfo,
+    },
+    Initialized {
+        client: ClientInfo,
+    },
+    Disconnected {
+        client: ClientInfo,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the SPICE runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("RSA: {0}")]
+    Crypto(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("link refused with error {0}")]
+    LinkRefused(u32),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,9 @@
 //! VMs run one at a time (each vCPU takes a whole core on the 2-core test machines):
 //! `SpiceboxVm::start` takes an exclusive `flock` that works across test processes.
 
+pub mod qmp;
+pub mod screen;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
@@ -39,12 +42,14 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
+        // Process id plus a per-process counter: unique, and free of the
+        // characters (commas, colons) that QEMU's option syntax treats specially.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!(
-            "spicebox-test-{tag}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
+            "spicebox-test-{tag}-{}-{n}",
+            std::process::id()
         ));
-        let p = PathBuf::from(p.to_string_lossy().replace([' ', '{', '}', ':'], ""));
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
     }
@@ -103,15 +108,21 @@ impl SpiceboxVm {
     /// `spicebox run --serial stdio ARGS...` (no `--serial stdio` when ARGS has
     /// its own `--serial`).
     pub fn start(bin: &str, args: &[&str]) -> Self {
-        require_kvm();
-        let lock = vm_lock();
         let mut cmd = Command::new(bin);
         cmd.arg("run");
         if !args.contains(&"--serial") {
             cmd.args(["--serial", "stdio"]);
         }
+        cmd.args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Any VM program (QEMU, for comparisons) with its COM1 on stdio, under the
+    /// same one-VM-at-a-time lock.
+    pub fn start_command(mut cmd: Command) -> Self {
+        require_kvm();
+        let lock = vm_lock();
         let mut child = cmd
-            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -30,6 +30,14 @@ pub enum VmEvent {
     /// SIGINT/SIGTERM/SIGHUP from the host.
     Terminate(i32),
     Fatal(String),
+    /// QMP `stop`: park the vCPUs, then answer on the sender.
+    Stop(Sender<()>),
+    /// QMP `cont`: run again (after a pending reset, from the reset vector).
+    Cont(Sender<()>),
+    /// QMP `system_reset`.
+    HostReset,
+    /// QMP `quit`.
+    Quit,
 }
 
 /// A cloneable sender of `VmEvent`s, also handed to devices as `VmRequests`.
@@ -219,6 +227,8 @@ pub struct Machine {
     pub reset_hooks: Vec<Box<dyn ResetHook>>,
     pub device_resets: Vec<Arc<Mutex<dyn Reset + Send>>>,
     pub disks: Vec<Arc<dyn Flush>>,
+    /// Run status and events for the QMP control socket.
+    pub monitor: Arc<crate::qmp::Monitor>,
 }
 
 /// How the machine ended.
@@ -226,6 +236,8 @@ pub struct Machine {
 pub enum Outcome {
     PowerOff,
     Signal(i32),
+    /// QMP `quit`.
+    Quit,
 }
 
 impl Machine {
@@ -255,34 +267,66 @@ impl Machine {
             }
         };
 
+        // Paused by QMP `stop`; a reset meanwhile takes effect on `cont`.
+        let mut paused = false;
+        let mut reset_pending = false;
         let outcome = loop {
             let event = match self.rx.recv() {
                 Ok(e) => e,
                 Err(_) => break Err(Error::Vcpu("event channel closed".into())),
             };
             match event {
-                VmEvent::Reset => {
-                    info!("guest reset");
+                ev @ (VmEvent::Reset | VmEvent::HostReset) => {
+                    let guest = matches!(ev, VmEvent::Reset);
+                    info!(guest, "machine reset");
                     self.ctl.pause_all(n, || kick(&threads));
                     // Several vCPUs may have asked at once; one reset serves them all.
                     let later: Vec<_> = self.rx.try_iter().collect();
                     if let Err(e) = self.reset_platform() {
                         break Err(e);
                     }
-                    self.ctl.resume(true);
+                    if paused {
+                        reset_pending = true;
+                    } else {
+                        self.ctl.resume(true);
+                    }
+                    self.monitor.reset(guest);
                     for e in later {
-                        if !matches!(e, VmEvent::Reset) {
+                        if !matches!(e, VmEvent::Reset | VmEvent::HostReset) {
                             self.events.send(e);
                         }
                     }
                 }
+                VmEvent::Stop(reply) => {
+                    if !paused {
+                        self.ctl.pause_all(n, || kick(&threads));
+                        paused = true;
+                        self.monitor.stopped();
+                    }
+                    let _ = reply.send(());
+                }
+                VmEvent::Cont(reply) => {
+                    if paused {
+                        self.ctl.resume(std::mem::take(&mut reset_pending));
+                        paused = false;
+                        self.monitor.resumed();
+                    }
+                    let _ = reply.send(());
+                }
                 VmEvent::PowerOff => {
                     info!("guest powered off");
+                    self.monitor.shutdown(true, "guest-shutdown");
                     break Ok(Outcome::PowerOff);
                 }
                 VmEvent::Terminate(sig) => {
                     info!(signal = sig, "terminating on signal");
+                    self.monitor.shutdown(false, "host-signal");
                     break Ok(Outcome::Signal(sig));
+                }
+                VmEvent::Quit => {
+                    info!("quit requested over QMP");
+                    self.monitor.shutdown(false, "host-qmp-quit");
+                    break Ok(Outcome::Quit);
                 }
                 VmEvent::Fatal(msg) => break Err(Error::Vcpu(msg)),
             }

@@ -8,6 +8,7 @@ mod error;
 mod linux_boot;
 mod machine;
 mod memory;
+mod qmp;
 mod serial_io;
 mod vcpu;
 

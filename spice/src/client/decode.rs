@@ -1,0 +1,343 @@
+//! Strict decoding of server messages for the test client. Anything unexpected, of
+//! the wrong size, or undecodable is an error: the test client exists to catch a
+//! server that a real client would misread.
+
+use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, MAX_DIMENSION};
+use crate::proto::{
+    channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
+    BITMAP_FMT_32BIT, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4,
+    IMAGE_TYPE_LZ_RGB, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+};
+use crate::wire::Reader;
+
+/// A decoded server message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMsg {
+    SetAck {
+        generation: u32,
+        window: u32,
+    },
+    Ping {
+        id: u32,
+        timestamp: u64,
+    },
+    Notify {
+        message: Vec<u8>,
+    },
+    Disconnecting {
+        reason: u32,
+    },
+    MainInit {
+        session_id: u32,
+        supported_mouse_modes: u32,
+        current_mouse_mode: u32,
+        agent_connected: u32,
+    },
+    ChannelsList(Vec<(u8, u8)>),
+    MouseMode {
+        supported: u16,
+        current: u16,
+    },
+    MultiMediaTime(u32),
+    SurfaceCreate {
+        surface_id: u32,
+        width: u32,
+        height: u32,
+        format: u32,
+        flags: u32,
+    },
+    SurfaceDestroy {
+        surface_id: u32,
+    },
+    /// Destination rectangle (x, y, w, h), the decoded pixels and the image type used.
+    DrawCopy {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        pixels: Vec<u32>,
+        image_type: u8,
+    },
+    Mark,
+    Reset,
+    InvalAllPalettes,
+    InputsInit {
+        modifiers: u16,
+    },
+    KeyModifiers(u16),
+    MotionAck,
+    CursorInit {
+        visible: bool,
+        width: u16,
+        height: u16,
+    },
+    CursorOther(u16),
+}
+
+type R<T> = Result<T, String>;
+
+fn need<T>(v: Option<T>, what: &str) -> R<T> {
+    v.ok_or_else(|| format!("truncated {what}"))
+}
+
+fn exact(r: &Reader, what: &str) -> R<()> {
+    need(r.end(), &format!("{what}: trailing bytes"))
+}
+
+/// SPICE Rect {top, left, bottom, right} → (x, y, w, h), rejecting inverted ones.
+fn rect(r: &mut Reader) -> R<(u32, u32, u32, u32)> {
+    let top = need(r.i32(), "rect")?;
+    let left = need(r.i32(), "rect")?;
+    let bottom = need(r.i32(), "rect")?;
+    let right = need(r.i32(), "rect")?;
+    if top < 0 || left < 0 || bottom < top || right < left {
+        return Err(format!("bad rect {top},{left},{bottom},{right}"));
+    }
+    Ok((
+        left as u32,
+        top as u32,
+        (right - left) as u32,
+        (bottom - top) as u32,
+    ))
+}
+
+pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let m = match (channel, t) {
+        (_, msg::SET_ACK) => ServerMsg::SetAck {
+            generation: need(r.u32(), "SET_ACK")?,
+            window: need(r.u32(), "SET_ACK")?,
+        },
+        (_, msg::PING) => {
+            let id = need(r.u32(), "PING")?;
+            let timestamp = need(r.u64(), "PING")?;
+            r.rest(); // optional padding
+            ServerMsg::Ping { id, timestamp }
+        }
+        (_, msg::DISCONNECTING) => {
+            need(r.u64(), "DISCONNECTING")?;
+            ServerMsg::Disconnecting {
+                reason: need(r.u32(), "DISCONNECTING")?,
+            }
+        }
+        (_, msg::NOTIFY) => {
+            need(r.u64(), "NOTIFY")?;
+            for _ in 0..3 {
+                need(r.u32(), "NOTIFY")?;
+            }
+            let len = need(r.u32(), "NOTIFY")? as usize;
+            ServerMsg::Notify {
+                message: need(r.bytes(len), "NOTIFY text")?.to_vec(),
+            }
+        }
+        (ch::MAIN, main_msg::INIT) => {
+            let session_id = need(r.u32(), "INIT")?;
+            need(r.u32(), "INIT")?;
+            let supported_mouse_modes = need(r.u32(), "INIT")?;
+            let current_mouse_mode = need(r.u32(), "INIT")?;
+            let agent_connected = need(r.u32(), "INIT")?;
+            for _ in 0..3 {
+                need(r.u32(), "INIT")?;
+            }
+            ServerMsg::MainInit {
+                session_id,
+                supported_mouse_modes,
+                current_mouse_mode,
+                agent_connected,
+            }
+        }
+        (ch::MAIN, main_msg::CHANNELS_LIST) => {
+            let n = need(r.u32(), "CHANNELS_LIST")?;
+            let mut v = Vec::new();
+            for _ in 0..n {
+                v.push((
+                    need(r.u8(), "CHANNELS_LIST")?,
+                    need(r.u8(), "CHANNELS_LIST")?,
+                ));
+            }
+            ServerMsg::ChannelsList(v)
+        }
+        (ch::MAIN, main_msg::MOUSE_MODE) => ServerMsg::MouseMode {
+            supported: need(r.u16(), "MOUSE_MODE")?,
+            current: need(r.u16(), "MOUSE_MODE")?,
+        },
+        (ch::MAIN, main_msg::MULTI_MEDIA_TIME) => {
+            ServerMsg::MultiMediaTime(need(r.u32(), "MULTI_MEDIA_TIME")?)
+        }
+        (ch::DISPLAY, display_msg::SURFACE_CREATE) => ServerMsg::SurfaceCreate {
+            surface_id: need(r.u32(), "SURFACE_CREATE")?,
+            width: need(r.u32(), "SURFACE_CREATE")?,
+            height: need(r.u32(), "SURFACE_CREATE")?,
+            format: need(r.u32(), "SURFACE_CREATE")?,
+            flags: need(r.u32(), "SURFACE_CREATE")?,
+        },
+        (ch::DISPLAY, display_msg::SURFACE_DESTROY) => ServerMsg::SurfaceDestroy {
+            surface_id: need(r.u32(), "SURFACE_DESTROY")?,
+        },
+        (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
+        (ch::DISPLAY, display_msg::MARK) => ServerMsg::Mark,
+        (ch::DISPLAY, display_msg::RESET) => ServerMsg::Reset,
+        (ch::DISPLAY, display_msg::INVAL_ALL_PALETTES) => ServerMsg::InvalAllPalettes,
+        (ch::INPUTS, inputs_msg::INIT) => ServerMsg::InputsInit {
+            modifiers: need(r.u16(), "INPUTS_INIT")?,
+        },
+        (ch::INPUTS, inputs_msg::KEY_MODIFIERS) => {
+            ServerMsg::KeyModifiers(need(r.u16(), "KEY_MODIFIERS")?)
+        }
+        (ch::INPUTS, inputs_msg::MOUSE_MOTION_ACK) => ServerMsg::MotionAck,
+        (ch::CURSOR, cursor_msg::INIT) => return cursor_init(body),
+        (ch::CURSOR, t @ (cursor_msg::RESET | cursor_msg::HIDE)) => ServerMsg::CursorOther(t),
+        _ => return Err(format!("unexpected message {t} on channel type {channel}")),
+    };
+    exact(&r, &format!("message {t}"))?;
+    Ok(m)
+}
+
+fn cursor_init(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    need(r.i16(), "CURSOR_INIT")?;
+    need(r.i16(), "CURSOR_INIT")?;
+    need(r.u16(), "CURSOR_INIT")?;
+    need(r.u16(), "CURSOR_INIT")?;
+    let visible = need(r.u8(), "CURSOR_INIT")? != 0;
+    let flags = need(r.u16(), "CURSOR_INIT")?;
+    if flags & CURSOR_FLAGS_NONE != 0 {
+        exact(&r, "CURSOR_INIT")?;
+        return Ok(ServerMsg::CursorInit {
+            visible,
+            width: 0,
+            height: 0,
+        });
+    }
+    need(r.u64(), "cursor header")?;
+    let ty = need(r.u8(), "cursor header")?;
+    let width = need(r.u16(), "cursor header")?;
+    let height = need(r.u16(), "cursor header")?;
+    let hx = need(r.u16(), "cursor header")?;
+    let hy = need(r.u16(), "cursor header")?;
+    if ty != CURSOR_TYPE_ALPHA || hx >= width || hy >= height {
+        return Err(format!(
+            "cursor type {ty} hot spot {hx},{hy} size {width}x{height}"
+        ));
+    }
+    need(
+        r.bytes(width as usize * height as usize * 4),
+        "cursor pixels",
+    )?;
+    exact(&r, "CURSOR_INIT")?;
+    Ok(ServerMsg::CursorInit {
+        visible,
+        width,
+        height,
+    })
+}
+
+fn draw_copy(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "DRAW_COPY")?;
+    let (x, y, width, height) = rect(&mut r)?;
+    let clip = need(r.u8(), "DRAW_COPY clip")?;
+    let src_ptr = need(r.u32(), "DRAW_COPY")? as usize;
+    let src_area = rect(&mut r)?;
+    let rop = need(r.u16(), "DRAW_COPY")?;
+    let _scale = need(r.u8(), "DRAW_COPY")?;
+    let mask_flags = need(r.u8(), "DRAW_COPY mask")?;
+    need(r.i32(), "DRAW_COPY mask")?;
+    need(r.i32(), "DRAW_COPY mask")?;
+    let mask_ptr = need(r.u32(), "DRAW_COPY mask")?;
+    if surface != 0 || clip != 0 || rop != ROPD_OP_PUT || mask_flags != 0 || mask_ptr != 0 {
+        return Err(format!(
+            "DRAW_COPY surface {surface} clip {clip} rop {rop} mask {mask_flags}/{mask_ptr}"
+        ));
+    }
+    if src_area != (0, 0, width, height) {
+        return Err(format!(
+            "DRAW_COPY src_area {src_area:?} for {width}x{height}"
+        ));
+    }
+    if src_ptr != r.pos() {
+        return Err(format!(
+            "DRAW_COPY image at {src_ptr}, fixed part is {}",
+            r.pos()
+        ));
+    }
+    let mut img = Reader::new(&body[src_ptr..]);
+    need(img.u64(), "image id")?;
+    let image_type = need(img.u8(), "image type")?;
+    let flags = need(img.u8(), "image flags")?;
+    let iw = need(img.u32(), "image width")?;
+    let ih = need(img.u32(), "image height")?;
+    if flags != 0 || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
+        return Err(format!(
+            "image flags {flags} size {iw}x{ih} for box {width}x{height}"
+        ));
+    }
+    if iw > MAX_DIMENSION || ih > MAX_DIMENSION {
+        return Err(format!("image {iw}x{ih} too large"));
+    }
+    let pixels = match image_type {
+        IMAGE_TYPE_BITMAP => {
+            let fmt = need(img.u8(), "bitmap")?;
+            let bflags = need(img.u8(), "bitmap")?;
+            let bw = need(img.u32(), "bitmap")?;
+            let bh = need(img.u32(), "bitmap")?;
+            let stride = need(img.u32(), "bitmap")?;
+            let palette = need(img.u32(), "bitmap")?;
+            if fmt != BITMAP_FMT_32BIT
+                || bflags != BITMAP_FLAGS_TOP_DOWN
+                || (bw, bh) != (iw, ih)
+                || stride != iw * 4
+                || palette != 0
+            {
+                return Err(format!(
+                    "bitmap fmt {fmt} flags {bflags} {bw}x{bh} stride {stride}"
+                ));
+            }
+            let data = need(img.bytes(stride as usize * bh as usize), "bitmap pixels")?;
+            data.chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+                .collect()
+        }
+        IMAGE_TYPE_LZ_RGB => {
+            let n = need(img.u32(), "LZ size")? as usize;
+            let data = need(img.bytes(n), "LZ data")?;
+            let (lw, lh, px) = decode_lz_rgb32(data).map_err(|e| format!("LZ: {e}"))?;
+            if (lw, lh) != (iw, ih) {
+                return Err(format!("LZ image {lw}x{lh} in a {iw}x{ih} descriptor"));
+            }
+            px
+        }
+        IMAGE_TYPE_LZ4 => {
+            let n = need(img.u32(), "LZ4 size")? as usize;
+            let data = need(img.bytes(n), "LZ4 data")?;
+            decode_lz4_rgb32(data, iw, ih).map_err(|e| format!("LZ4: {e}"))?
+        }
+        t => return Err(format!("image type {t} not expected")),
+    };
+    exact(&img, "DRAW_COPY image")?;
+    Ok(ServerMsg::DrawCopy {
+        x,
+        y,
+        width,
+        height,
+        pixels,
+        image_type,
+    })
+}
+
+/// Checks a SURFACE_CREATE is the 32-bit xRGB primary surface 0.
+pub fn check_surface_create(surface_id: u32, w: u32, h: u32, format: u32, flags: u32) -> R<()> {
+    if surface_id != 0
+        || format != SURFACE_FMT_32_XRGB
+        || flags != SURFACE_FLAGS_PRIMARY
+        || w == 0
+        || h == 0
+        || w > MAX_DIMENSION
+        || h > MAX_DIMENSION
+    {
+        return Err(format!(
+            "SURFACE_CREATE {surface_id} {w}x{h} fmt {format} flags {flags}"
+        ));
+    }
+    Ok(())
+}

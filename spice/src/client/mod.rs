@@ -1,0 +1,583 @@
+//! A blocking SPICE test client (feature `test-client`, always in this crate's tests).
+//!
+//! [`TestClient::connect`] links MAIN, reads MAIN_INIT, asks for the channel list, then
+//! links DISPLAY, INPUTS and CURSOR with the session id. One reader thread per channel
+//! decodes every server message strictly (see `decode.rs`), answers SET_ACK and PING,
+//! ACKs the display window unless told not to, and keeps a copy of the primary surface
+//! by applying DRAW_COPY. Tests wait on [`TestClient::wait`] for a condition on the
+//! shared [`ClientState`].
+
+pub mod decode;
+pub mod link;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::header::Framing;
+use crate::proto::{self, channel as ch, inputs_msgc, main_msgc, msgc};
+use crate::wire::Writer;
+use crate::{Error, Listen};
+use decode::{check_surface_create, decode, ServerMsg};
+use link::{default_common_caps, LinkParams, Linked};
+
+/// A TCP or unix stream, blocking.
+pub enum AnyStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AnyStream {
+    pub fn connect(listen: &Listen) -> std::io::Result<AnyStream> {
+        let s = match listen {
+            Listen::Tcp(a) => {
+                let s = TcpStream::connect(a)?;
+                s.set_nodelay(true)?;
+                AnyStream::Tcp(s)
+            }
+            Listen::Unix(p) => AnyStream::Unix(UnixStream::connect(p)?),
+        };
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        Ok(s)
+    }
+    pub fn try_clone(&self) -> std::io::Result<AnyStream> {
+        Ok(match self {
+            AnyStream::Tcp(s) => AnyStream::Tcp(s.try_clone()?),
+            AnyStream::Unix(s) => AnyStream::Unix(s.try_clone()?),
+        })
+    }
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            AnyStream::Tcp(s) => s.set_read_timeout(d),
+            AnyStream::Unix(s) => s.set_read_timeout(d),
+        }
+    }
+    pub fn shutdown(&self) {
+        let _ = match self {
+            AnyStream::Tcp(s) => s.shutdown(Shutdown::Both),
+            AnyStream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for AnyStream {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            AnyStream::Tcp(s) => s.read(b),
+            AnyStream::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for AnyStream {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            AnyStream::Tcp(s) => s.write(b),
+            AnyStream::Unix(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub password: String,
+    /// Announce DISPLAY LZ4_COMPRESSION.
+    pub lz4: bool,
+    /// Announce MINI_HEADER (spice-gtk always does).
+    pub mini_header: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            password: String::new(),
+            lz4: true,
+            mini_header: true,
+        }
+    }
+}
+
+/// The client's copy of primary surface 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSurface {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u32>,
+}
+
+/// Everything the reader threads learned. Read it through [`TestClient::state`] or `wait`.
+#[derive(Default, Debug)]
+pub struct ClientState {
+    pub session_id: u32,
+    pub channels_list: Option<Vec<(u8, u8)>>,
+    pub main_init: Option<ServerMsg>,
+    pub mouse_mode: Option<(u16, u16)>,
+    pub surface: Option<ClientSurface>,
+    pub surface_creates: u32,
+    pub surface_destroys: u32,
+    pub draw_copies: u64,
+    pub image_types: Vec<u8>,
+    pub marks: u32,
+    /// Display messages received since the last SET_ACK (all counted, acked or not).
+    pub display_msgs: u64,
+    pub inputs_init: Option<u16>,
+    pub modifiers: Vec<u16>,
+    pub motion_acks: u32,
+    pub cursor_init: Option<ServerMsg>,
+    /// Channel types whose connection ended.
+    pub closed: Vec<u8>,
+    /// Decoding or protocol errors; a correct server leaves this empty.
+    pub errors: Vec<String>,
+}
+
+type Shared = Arc<(Mutex<ClientState>, Condvar)>;
+
+/// One linked channel: the writer side; the reader thread owns the other clone.
+struct Chan {
+    writer: Arc<Mutex<(AnyStream, Framing)>>,
+    /// (window from SET_ACK, messages received and not yet acknowledged)
+    ack: Arc<Mutex<(Option<u32>, u32)>>,
+    stream: AnyStream,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Chan {
+    fn send(&self, t: u16, body: &[u8]) -> Result<(), Error> {
+        send_on(&self.writer, t, body)
+    }
+}
+
+fn send_on(w: &Mutex<(AnyStream, Framing)>, t: u16, body: &[u8]) -> Result<(), Error> {
+    let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    g.1.encode(&mut out, t, body);
+    g.0.write_all(&out)?;
+    Ok(())
+}
+
+pub struct TestClient {
+    state: Shared,
+    auto_ack: Arc<AtomicBool>,
+    main: Option<Chan>,
+    display: Option<Chan>,
+    inputs: Option<Chan>,
+    cursor: Option<Chan>,
+}
+
+/// Links one channel and returns the stream and what the server advertised.
+pub fn link_channel(
+    listen: &Listen,
+    connection_id: u32,
+    channel_type: u8,
+    channel_caps: Vec<u32>,
+    opts: &ClientOptions,
+) -> Result<(AnyStream, Linked), Error> {
+    let mut s = AnyStream::connect(listen)?;
+    let mut common = default_common_caps();
+    if !opts.mini_header {
+        common[0] &= !(1 << proto::common_cap::MINI_HEADER);
+    }
+    let linked = link::link(
+        &mut s,
+        &LinkParams {
+            connection_id,
+            channel_type,
+            channel_id: 0,
+            common_caps: common,
+            channel_caps,
+            password: &opts.password,
+        },
+    )?;
+    Ok((s, linked))
+}
+
+impl TestClient {
+    /// Links display, inputs and cursor to an existing session (a second view on it,
+    /// without a main channel of its own).
+    pub fn attach(
+        listen: &Listen,
+        session_id: u32,
+        opts: ClientOptions,
+    ) -> Result<TestClient, Error> {
+        let mut c = TestClient {
+            state: Arc::default(),
+            auto_ack: Arc::new(AtomicBool::new(true)),
+            main: None,
+            display: None,
+            inputs: None,
+            cursor: None,
+        };
+        c.state().session_id = session_id;
+        c.link_others(listen, &opts)?;
+        Ok(c)
+    }
+
+    /// Links main, display, inputs and cursor.
+    pub fn connect(listen: &Listen, opts: ClientOptions) -> Result<TestClient, Error> {
+        let state: Shared = Arc::default();
+        let auto_ack = Arc::new(AtomicBool::new(true));
+        let mini = |l: &Linked| l.mini_header() && opts.mini_header;
+        let (s, l) = link_channel(listen, 0, ch::MAIN, vec![], &opts)?;
+        let main = start_chan(s, ch::MAIN, mini(&l), &state, &auto_ack)?;
+        let mut c = TestClient {
+            state,
+            auto_ack,
+            main: Some(main),
+            display: None,
+            inputs: None,
+            cursor: None,
+        };
+        c.wait(Duration::from_secs(20), |s| s.session_id != 0)?;
+        c.send_main(main_msgc::ATTACH_CHANNELS, &[])?;
+        c.wait(Duration::from_secs(20), |s| s.channels_list.is_some())?;
+        c.link_others(listen, &opts)?;
+        Ok(c)
+    }
+
+    fn link_others(&mut self, listen: &Listen, opts: &ClientOptions) -> Result<(), Error> {
+        let c = self;
+        let mini = |l: &Linked| l.mini_header() && opts.mini_header;
+        let id = c.state().session_id;
+        let lz4 = if opts.lz4 {
+            vec![1 << proto::DISPLAY_CAP_LZ4_COMPRESSION]
+        } else {
+            vec![]
+        };
+        let (s, l) = link_channel(listen, id, ch::DISPLAY, lz4, opts)?;
+        let display = start_chan(s, ch::DISPLAY, mini(&l), &c.state, &c.auto_ack)?;
+        // spice-gtk's DISPLAY_INIT: cache id 1, 80 MiB / 4 pixels, GLZ dictionary 1.
+        let mut w = Writer::new();
+        w.u8(1).u64(20 * 1024 * 1024).u8(1).i32(16 * 1024 * 1024);
+        display.send(proto::display_msgc::INIT, &w.finish())?;
+        c.display = Some(display);
+        let (s, l) = link_channel(listen, id, ch::INPUTS, vec![], opts)?;
+        c.inputs = Some(start_chan(s, ch::INPUTS, mini(&l), &c.state, &c.auto_ack)?);
+        let (s, l) = link_channel(listen, id, ch::CURSOR, vec![], opts)?;
+        c.cursor = Some(start_chan(s, ch::CURSOR, mini(&l), &c.state, &c.auto_ack)?);
+        Ok(())
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ClientState> {
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `pred` holds. Fails on timeout or if a decoding error was recorded.
+    pub fn wait(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ClientState) -> bool,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.state();
+        loop {
+            if !g.errors.is_empty() {
+                return Err(Error::Protocol(g.errors.join("; ")));
+            }
+            if pred(&g) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(format!("state: {:?}", Summary(&g))));
+            }
+            g = self
+                .state
+                .1
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops (false) or resumes (true) display/cursor ACKs; resuming sends what is owed.
+    pub fn set_auto_ack(&self, on: bool) {
+        self.auto_ack.store(on, Ordering::SeqCst);
+        if on {
+            for c in [&self.display, &self.cursor].into_iter().flatten() {
+                let _ = settle_acks(&c.writer, &c.ack);
+            }
+        }
+    }
+
+    fn inputs(&self) -> Result<&Chan, Error> {
+        self.inputs
+            .as_ref()
+            .ok_or_else(|| Error::Protocol("no inputs channel".into()))
+    }
+
+    pub fn key_down(&self, code: u32) -> Result<(), Error> {
+        self.inputs()?
+            .send(inputs_msgc::KEY_DOWN, &code.to_le_bytes())
+    }
+    pub fn key_up(&self, code: u32) -> Result<(), Error> {
+        self.inputs()?
+            .send(inputs_msgc::KEY_UP, &code.to_le_bytes())
+    }
+    pub fn key_scancode(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.inputs()?.send(inputs_msgc::KEY_SCANCODE, bytes)
+    }
+    pub fn key_modifiers(&self, modifiers: u16) -> Result<(), Error> {
+        self.inputs()?
+            .send(inputs_msgc::KEY_MODIFIERS, &modifiers.to_le_bytes())
+    }
+    pub fn motion(&self, dx: i32, dy: i32, buttons: u16) -> Result<(), Error> {
+        let mut w = Writer::new();
+        w.i32(dx).i32(dy).u16(buttons);
+        self.inputs()?.send(inputs_msgc::MOUSE_MOTION, &w.finish())
+    }
+    pub fn press(&self, button: u8, buttons: u16) -> Result<(), Error> {
+        let mut w = Writer::new();
+        w.u8(button).u16(buttons);
+        self.inputs()?.send(inputs_msgc::MOUSE_PRESS, &w.finish())
+    }
+    pub fn release(&self, button: u8, buttons: u16) -> Result<(), Error> {
+        let mut w = Writer::new();
+        w.u8(button).u16(buttons);
+        self.inputs()?.send(inputs_msgc::MOUSE_RELEASE, &w.finish())
+    }
+    /// Sends any message on the main channel (e.g. MOUSE_MODE_REQUEST).
+    pub fn send_main(&self, t: u16, body: &[u8]) -> Result<(), Error> {
+        self.send_raw(ch::MAIN, t, body)
+    }
+    /// Sends any message on the channel of the given type (malformed ones too).
+    pub fn send_raw(&self, channel: u8, t: u16, body: &[u8]) -> Result<(), Error> {
+        let c = match channel {
+            ch::MAIN => self.main.as_ref(),
+            ch::DISPLAY => self.display.as_ref(),
+            ch::INPUTS => self.inputs.as_ref(),
+            _ => self.cursor.as_ref(),
+        };
+        c.ok_or_else(|| Error::Protocol(format!("no channel {channel}")))?
+            .send(t, body)
+    }
+
+    /// Closes every channel and joins the reader threads.
+    pub fn close(mut self) {
+        self.close_all();
+    }
+
+    fn close_all(&mut self) {
+        for c in [
+            self.main.as_mut(),
+            self.display.as_mut(),
+            self.inputs.as_mut(),
+            self.cursor.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            c.stream.shutdown();
+            if let Some(h) = c.reader.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
+struct Summary<'a>(&'a ClientState);
+impl std::fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "session {} surface {:?} creates {} draws {} marks {} closed {:?} errors {:?}",
+            s.session_id,
+            s.surface.as_ref().map(|s| (s.width, s.height)),
+            s.surface_creates,
+            s.draw_copies,
+            s.marks,
+            s.closed,
+            s.errors
+        )
+    }
+}
+
+fn start_chan(
+    stream: AnyStream,
+    channel: u8,
+    mini: bool,
+    state: &Shared,
+    auto_ack: &Arc<AtomicBool>,
+) -> Result<Chan, Error> {
+    // No read timeout on the reader thread: a quiet channel is normal.
+    stream.set_read_timeout(None)?;
+    let writer = Arc::new(Mutex::new((stream.try_clone()?, Framing::new(mini))));
+    let rd = stream.try_clone()?;
+    let ack = Arc::new(Mutex::new((None, 0)));
+    let (st, w, a, auto) = (state.clone(), writer.clone(), ack.clone(), auto_ack.clone());
+    let reader = std::thread::Builder::new()
+        .name(format!("spice-client-{channel}"))
+        .spawn(move || read_loop(rd, channel, mini, st, w, a, auto))?;
+    Ok(Chan {
+        writer,
+        ack,
+        stream,
+        reader: Some(reader),
+    })
+}
+
+/// spice-gtk's rule: one ACK per `window` messages received.
+fn settle_acks(
+    writer: &Mutex<(AnyStream, Framing)>,
+    ack: &Mutex<(Option<u32>, u32)>,
+) -> Result<(), Error> {
+    let mut a = ack.lock().unwrap_or_else(|e| e.into_inner());
+    if let (Some(w), n) = *a {
+        let owed = n / w.max(1);
+        for _ in 0..owed {
+            send_on(writer, msgc::ACK, &[])?;
+        }
+        a.1 -= owed * w.max(1);
+    }
+    Ok(())
+}
+
+/// Largest server message the client accepts (a 4K raw frame is ~33 MB).
+const MAX_SERVER_MSG: u32 = 128 << 20;
+
+fn read_loop(
+    mut s: AnyStream,
+    channel: u8,
+    mini: bool,
+    state: Shared,
+    writer: Arc<Mutex<(AnyStream, Framing)>>,
+    ack: Arc<Mutex<(Option<u32>, u32)>>,
+    auto_ack: Arc<AtomicBool>,
+) {
+    let mut framing = Framing::new(mini);
+    let mut hdr = [0u8; crate::header::FULL_HEADER_SIZE];
+    let result: Result<(), String> = (|| loop {
+        let hs = framing.header_size();
+        if s.read_exact(&mut hdr[..hs]).is_err() {
+            return Ok(());
+        }
+        let (t, size) = framing.decode(&hdr[..hs]);
+        if size > MAX_SERVER_MSG {
+            return Err(format!("server message {t} of {size} bytes"));
+        }
+        let mut body = vec![0u8; size as usize];
+        if s.read_exact(&mut body).is_err() {
+            return Err(format!("connection closed inside message {t}"));
+        }
+        let m = decode(channel, t, &body)?;
+        match &m {
+            ServerMsg::SetAck {
+                generation,
+                window: w,
+            } => {
+                send_on(&writer, msgc::ACK_SYNC, &generation.to_le_bytes())
+                    .map_err(|e| e.to_string())?;
+                *ack.lock().unwrap_or_else(|e| e.into_inner()) = (Some(*w), 0);
+            }
+            ServerMsg::Ping { id, timestamp } => {
+                let mut w = Writer::new();
+                w.u32(*id).u64(*timestamp);
+                send_on(&writer, msgc::PONG, &w.finish()).map_err(|e| e.to_string())?;
+            }
+            _ => {
+                ack.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+                if auto_ack.load(Ordering::SeqCst) {
+                    settle_acks(&writer, &ack).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        let (lock, cv) = &*state;
+        let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        apply(&mut g, channel, m)?;
+        cv.notify_all();
+    })();
+    let (lock, cv) = &*state;
+    let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = result {
+        g.errors.push(format!("channel {channel}: {e}"));
+    }
+    g.closed.push(channel);
+    cv.notify_all();
+}
+
+fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
+    if channel == ch::DISPLAY && !matches!(m, ServerMsg::SetAck { .. } | ServerMsg::Ping { .. }) {
+        g.display_msgs += 1;
+    }
+    match m {
+        ServerMsg::MainInit { session_id, .. } => {
+            g.session_id = session_id;
+            g.main_init = Some(m);
+        }
+        ServerMsg::ChannelsList(l) => g.channels_list = Some(l),
+        ServerMsg::MouseMode { supported, current } => g.mouse_mode = Some((supported, current)),
+        ServerMsg::SurfaceCreate {
+            surface_id,
+            width,
+            height,
+            format,
+            flags,
+        } => {
+            check_surface_create(surface_id, width, height, format, flags)?;
+            if g.surface.is_some() {
+                return Err("second primary surface without SURFACE_DESTROY".into());
+            }
+            g.surface = Some(ClientSurface {
+                width,
+                height,
+                pixels: vec![0; width as usize * height as usize],
+            });
+            g.surface_creates += 1;
+        }
+        ServerMsg::SurfaceDestroy { surface_id } => {
+            if surface_id != 0 || g.surface.take().is_none() {
+                return Err(format!("SURFACE_DESTROY of absent surface {surface_id}"));
+            }
+            g.surface_destroys += 1;
+        }
+        ServerMsg::DrawCopy {
+            x,
+            y,
+            width,
+            height,
+            pixels,
+            image_type,
+        } => {
+            let s = g
+                .surface
+                .as_mut()
+                .ok_or("DRAW_COPY before SURFACE_CREATE")?;
+            if x as u64 + width as u64 > s.width as u64
+                || y as u64 + height as u64 > s.height as u64
+            {
+                return Err(format!(
+                    "DRAW_COPY {x},{y} {width}x{height} outside surface"
+                ));
+            }
+            for row in 0..height as usize {
+                let dst = (y as usize + row) * s.width as usize + x as usize;
+                let src = row * width as usize;
+                s.pixels[dst..dst + width as usize]
+                    .copy_from_slice(&pixels[src..src + width as usize]);
+            }
+            g.draw_copies += 1;
+            g.image_types.push(image_type);
+        }
+        ServerMsg::Mark => g.marks += 1,
+        ServerMsg::InputsInit { modifiers } => g.inputs_init = Some(modifiers),
+        ServerMsg::KeyModifiers(m) => g.modifiers.push(m),
+        ServerMsg::MotionAck => g.motion_acks += 1,
+        ServerMsg::CursorInit { .. } => g.cursor_init = Some(m),
+        ServerMsg::SetAck { .. } => g.display_msgs = 0,
+        _ => {}
+    }
+    Ok(())
+}

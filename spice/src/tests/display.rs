@@ -1,0 +1,183 @@
+//! Display: the client's copy of the surface follows update(), resizes, and a still
+//! server sends nothing.
+
+use super::*;
+use crate::proto::{IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB};
+
+#[test]
+fn initial_full_update_then_partial_updates() {
+    let (server, _) = start(None);
+    let s1 = picture(200, 150, 1);
+    server.update(s1.clone(), &[full(&s1)]);
+    let c = connect(&server);
+    wait_surface(&c, &s1);
+    c.wait(T, |s| s.marks == 1 && s.surface_creates == 1)
+        .unwrap();
+    // Partial: change two rectangles and report only those.
+    let mut px = s1.pixels.to_vec();
+    let r1 = Rect {
+        x: 10,
+        y: 20,
+        width: 30,
+        height: 5,
+    };
+    let r2 = Rect {
+        x: 150,
+        y: 100,
+        width: 50,
+        height: 50,
+    };
+    for r in [r1, r2] {
+        for y in r.y..r.y + r.height {
+            for x in r.x..r.x + r.width {
+                px[(y * 200 + x) as usize] = 0x00ff0000 | x << 8 | y;
+            }
+        }
+    }
+    let s2 = Arc::new(Surface {
+        width: 200,
+        height: 150,
+        pixels: px.into(),
+    });
+    let before = c.state().draw_copies;
+    server.update(s2.clone(), &[r1, r2]);
+    wait_surface(&c, &s2);
+    let st = c.state();
+    assert!(
+        st.draw_copies - before <= 2,
+        "only the dirty rectangles are sent"
+    );
+    assert_eq!(st.surface_creates, 1);
+    assert!(st.errors.is_empty());
+}
+
+#[test]
+fn resize_recreates_the_primary_surface() {
+    let (server, _) = start(None);
+    let a = picture(100, 80, 3);
+    server.update(a.clone(), &[full(&a)]);
+    let c = connect(&server);
+    wait_surface(&c, &a);
+    let b = picture(320, 200, 4);
+    // Dirty rectangles of a resize are irrelevant: the whole new surface is sent.
+    server.update(b.clone(), &[]);
+    wait_surface(&c, &b);
+    c.wait(T, |s| {
+        s.surface_destroys == 1 && s.surface_creates == 2 && s.marks == 2
+    })
+    .unwrap();
+    let small = picture(17, 9, 5);
+    server.update(small.clone(), &[full(&small)]);
+    wait_surface(&c, &small);
+}
+
+#[test]
+fn client_connecting_before_the_first_frame_gets_it() {
+    let (server, _) = start(None);
+    let c = connect(&server);
+    c.wait(T, |s| s.cursor_init.is_some()).unwrap();
+    assert!(c.state().surface.is_none());
+    let s = picture(64, 64, 9);
+    server.update(s.clone(), &[full(&s)]);
+    wait_surface(&c, &s);
+}
+
+#[test]
+fn still_server_sends_no_draw_copy() {
+    let (server, _) = start(None);
+    let s = picture(128, 96, 2);
+    server.update(s.clone(), &[full(&s)]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    c.wait(T, |s| s.marks == 1).unwrap();
+    let n = c.state().draw_copies;
+    // Updates with nothing dirty, and none at all.
+    server.update(s.clone(), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.state().draw_copies, n);
+    assert_eq!(c.state().draw_copies, 1);
+}
+
+#[test]
+fn out_of_bounds_and_empty_dirty_rects_are_clipped() {
+    let (server, _) = start(None);
+    let s = picture(50, 40, 6);
+    server.update(s.clone(), &[full(&s)]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    let s2 = picture(50, 40, 7);
+    server.update(
+        s2.clone(),
+        &[
+            Rect {
+                x: 0,
+                y: 0,
+                width: 0,
+                height: 10,
+            },
+            Rect {
+                x: 60,
+                y: 0,
+                width: 10,
+                height: 10,
+            },
+            Rect {
+                x: 0,
+                y: 0,
+                width: u32::MAX,
+                height: u32::MAX,
+            },
+        ],
+    );
+    wait_surface(&c, &s2);
+}
+
+#[test]
+fn many_small_rects_fall_back_to_fewer_draws() {
+    let (server, _) = start(None);
+    let s = picture(400, 300, 1);
+    server.update(s.clone(), &[full(&s)]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    let before = c.state().draw_copies;
+    let s2 = picture(400, 300, 2);
+    let rects: Vec<Rect> = (0..300)
+        .map(|i| Rect {
+            x: (i * 13) % 390,
+            y: (i * 7) % 290,
+            width: 10,
+            height: 10,
+        })
+        .chain(std::iter::once(full(&s)))
+        .collect();
+    server.update(s2.clone(), &rects);
+    wait_surface(&c, &s2);
+    assert!(c.state().draw_copies - before <= 16);
+}
+
+#[test]
+fn image_encodings_follow_client_caps_and_config() {
+    let s = picture(256, 128, 11);
+    for (lz4, force_raw, expect) in [
+        (true, false, IMAGE_TYPE_LZ4),
+        (false, false, IMAGE_TYPE_LZ_RGB),
+        (true, true, IMAGE_TYPE_BITMAP),
+    ] {
+        let (server, _) = start_with(None, force_raw);
+        server.update(s.clone(), &[full(&s)]);
+        let c = TestClient::connect(
+            &server.local_addr(),
+            ClientOptions {
+                lz4,
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        wait_surface(&c, &s);
+        assert_eq!(
+            c.state().image_types,
+            vec![expect],
+            "lz4 {lz4} raw {force_raw}"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! End-to-end: the QMP control socket of the real binary, driven with raw JSON
+//! lines and with the `qemu.qmp` Python library, while the demo disk runs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
+
+const BOOT: Duration = Duration::from_secs(90);
+const REPLY: Duration = Duration::from_secs(30);
+
+trait Conn: Read + Write + Send {}
+impl Conn for UnixStream {}
+impl Conn for TcpStream {}
+
+/// A QMP client on raw JSON lines; events seen while waiting for replies are kept.
+struct Qmp {
+    w: Box<dyn Conn>,
+    r: BufReader<Box<dyn Conn>>,
+    events: Vec<Value>,
+}
+
+impl Qmp {
+    fn unix(path: &Path) -> (Qmp, Value) {
+        let s = UnixStream::connect(path).expect("connect to the control socket");
+        s.set_read_timeout(Some(REPLY)).unwrap();
+        let r = s.try_clone().unwrap();
+        Qmp::start(Box::new(s), Box::new(r))
+    }
+
+    fn tcp(addr: &str) -> (Qmp, Value) {
+        let s = TcpStream::connect(addr).expect("connect to the control port");
+        s.set_read_timeout(Some(REPLY)).unwrap();
+        let r = s.try_clone().unwrap();
+        Qmp::start(Box::new(s), Box::new(r))
+    }
+
+    fn start(w: Box<dyn Conn>, r: Box<dyn Conn>) -> (Qmp, Value) {
+        let mut q = Qmp {
+            w,
+            r: BufReader::new(r),
+            events: Vec::new(),
+        };
+        let greeting = q.read().expect("greeting");
+        (q, greeting)
+    }
+
+    /// Negotiated, ready for commands.
+    fn ready(path: &Path) -> Qmp {
+        let (mut q, _) = Qmp::unix(path);
+        assert_eq!(q.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
+        q
+    }
+
+    fn read(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.r.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                assert!(line.ends_with("\r\n"), "QMP lines end with CR LF: {line:?}");
+                Some(serde_json::from_str(&line).expect("server sent JSON"))
+            }
+            Err(e) => panic!("reading QMP: {e}"),
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).expect("write to QMP");
+    }
+
+    /// The next reply (return or error), keeping events aside.
+    fn reply(&mut self) -> Value {
+        loop {
+            let v = self.read().expect("connection closed before the reply");
+            if v.get("event").is_some() {
+                self.events.push(v);
+            } else {
+                return v;
+            }
+        }
+    }
+
+    fn cmd(&mut self, name: &str, args: Value) -> Value {
+        let req = json!({"execute": name, "arguments": args});
+        self.send_raw(req.to_string().as_bytes());
+        self.reply()
+    }
+
+    fn ok(&mut self, name: &str, args: Value) -> Value {
+        let r = self.cmd(name, args);
+        r.get("return")
+            .unwrap_or_else(|| panic!("{name} failed: {r}"))
+            .clone()
+    }
+
+    fn error_desc(&mut self, raw: &[u8]) -> String {
+        self.send_raw(raw);
+        let r = self.reply();
+        r["error"]["desc"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected an error for {raw:?}, got {r}"))
+            .to_string()
+    }
+
+    /// Wait for an event by name (already seen or still to come).
+    fn event(&mut self, name: &str) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+            return self.events.remove(i);
+        }
+        loop {
+            let v = self
+                .read()
+                .unwrap_or_else(|| panic!("closed before event {name}"));
+            if v["event"] == name {
+                return v;
+            }
+            if v.get("event").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+}
+
+fn wait_for_path(p: &Path, vm: &SpiceboxVm) {
+    let deadline = Instant::now() + BOOT;
+    while !p.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no control socket at {}\n--- stderr ---\n{}",
+            p.display(),
+            vm.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `control: ...` startup line's address.
+fn control_line(vm: &SpiceboxVm) -> String {
+    let deadline = Instant::now() + BOOT;
+    loop {
+        let err = vm.stderr_text();
+        if let Some(l) = err.lines().find_map(|l| l.strip_prefix("control: ")) {
+            return l.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "no control line:\n{err}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
+    let dir = TempDir::new("qmp-raw");
+    let sock = dir.join("ctl.qmp");
+    let ctl = format!("unix:{}", sock.display());
+    let mut vm = SpiceboxVm::start(spicebox!(), &["--control", &ctl, "--name", "demo-vm"]);
+    wait_for_path(&sock, &vm);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket file mode");
+    vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+
+    let (mut a, greeting) = Qmp::unix(&sock);
+    assert_eq!(greeting["QMP"]["version"]["qemu"]["major"], 8);
+    assert_eq!(greeting["QMP"]["capabilities"], json!([]));
+    let r = a.cmd("query-status", json!({}));
+    assert_eq!(r["error"]["class"], "CommandNotFound", "before negotiation: {r}");
+    assert_eq!(a.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
+    // A second client at the same time.
+    let mut b = Qmp::ready(&sock);
+
+    assert_eq!(a.ok("query-name", json!({})), json!({"name": "demo-vm"}));
+    assert_eq!(
+        a.ok("query-status", json!({})),
+        json!({"running": true, "singlestep": false, "status": "running"})
+    );
+    let cpus = a.ok("query-cpus-fast", json!({}));
+    let tid = cpus[0]["thread-id"].as_i64().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{tid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "vcpu0", "thread-id {tid} is the vCPU thread");
+
+    // stop: STOP to every client, paused; keys typed now wait for cont.
+    assert_eq!(a.ok("stop", json!({})), json!({}));
+    a.event("STOP");
+    b.event("STOP");
+    assert_eq!(a.ok("query-status", json!({}))["status"], "paused");
+    let key = |k: &str| json!({"type": "qcode", "data": k});
+    a.ok("send-key", json!({"keys": [key("z")]}));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!vm.serial_text().contains('z'), "a paused guest echoed a key");
+    assert_eq!(b.ok("cont", json!({})), json!({}));
+    a.event("RESUME");
+    b.event("RESUME");
+    assert_eq!(a.ok("query-status", json!({}))["status"], "running");
+    for k in ["a", "b", "q"] {
+        a.ok("send-key", json!({"keys": [key(k)], "hold-time": 50}));
+    }
+    // A number key (0x2d = x) and a key through input-send-event.
+    a.ok("send-key", json!({"keys": [{"type": "number", "data": 0x2d}]}));
+    for down in [true, false] {
+        a.ok(
+            "input-send-event",
+            json!({"events": [{"type": "key", "data": {"down": down, "key": key("1")}}]}),
+        );
+    }
+    vm.wait_for("zabqx1", Duration::from_secs(20));
+
+    // system_reset: RESET, and the demo boots again.
+    a.ok("system_reset", json!({}));
+    let ev = a.event("RESET");
+    assert_eq!(ev["data"], json!({"guest": false, "reason": "host-qmp-system-reset"}));
+    b.event("RESET");
+    vm.wait_for_count(images::DEMO_READY_MARKER, 2, BOOT);
+
+    // Bad input: an error each, and the connection keeps working.
+    assert!(a.error_desc(b"{\"execute\": }").starts_with("JSON parse error, "));
+    assert_eq!(a.error_desc(b"[1,2]"), "QMP input must be a JSON object");
+    assert_eq!(
+        a.error_desc(b"{\"execute\": \"frobnicate\"}"),
+        "The command frobnicate has not been found"
+    );
+    assert_eq!(
+        a.error_desc(br#"{"execute": "screendump", "arguments": {"filename": 1}}"#),
+        "Invalid parameter type for 'filename', expected: string"
+    );
+    assert_eq!(
+        a.error_desc(br#"{"execute": "screendump"}"#),
+        "Parameter 'filename' is missing"
+    );
+    assert_eq!(
+        a.error_desc(br#"{"execute": "stop", "arguments": {"now": true}}"#),
+        "Parameter 'now' is unexpected"
+    );
+    assert_eq!(a.ok("query-kvm", json!({})), json!({"enabled": true, "present": true}));
+
+    // Megabytes without an end: an error, then the server closes.
+    let (mut big, _) = Qmp::unix(&sock);
+    big.send_raw(b"{\"execute\": \"");
+    let chunk = vec![b'x'; 256 * 1024];
+    for _ in 0..8 {
+        if big.w.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let r = big.read().expect("an error before the close");
+    assert_eq!(r["error"]["desc"], "JSON token size limit exceeded");
+    assert!(big.read().is_none(), "closed after the error");
+
+    // A client that never reads: dropped, without holding up anyone else.
+    let mut deaf = UnixStream::connect(&sock).unwrap();
+    deaf.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    deaf.set_read_timeout(Some(REPLY)).unwrap();
+    deaf.write_all(br#"{"execute": "qmp_capabilities"}"#).unwrap();
+    let req = br#"{"execute": "query-commands"}"#.repeat(64);
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut cut_off = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        if deaf.write_all(&req).is_err() {
+            cut_off = true;
+            break;
+        }
+        sent += 1;
+        if sent % 64 == 0 {
+            // Meanwhile the others are served promptly.
+            let t = Instant::now();
+            assert_eq!(a.ok("query-status", json!({}))["running"], true);
+            assert!(t.elapsed() < Duration::from_secs(2), "slowed by a deaf client");
+        }
+    }
+    assert!(cut_off, "a client that never reads must be disconnected");
+    // What was queued before the cut, then EOF (not a read timeout).
+    let mut rest = Vec::new();
+    deaf.read_to_end(&mut rest)
+        .expect("EOF after the server dropped the client");
+    assert_eq!(b.ok("query-status", json!({}))["status"], "running");
+
+    // quit: reply, SHUTDOWN to everyone, exit 0, socket gone.
+    assert_eq!(a.cmd("quit", json!({})), json!({"return": {}}));
+    for q in [&mut a, &mut b] {
+        let ev = q.event("SHUTDOWN");
+        assert_eq!(ev["data"], json!({"guest": false, "reason": "host-qmp-quit"}));
+    }
+    let st = vm.wait_exit(Duration::from_secs(20));
+    assert!(st.success(), "quit must exit 0, got {st}");
+    assert!(!sock.exists(), "socket file removed on exit");
+}
+
+/// `python3` with `qemu.qmp`, installed with pip when missing.
+fn python_with_qemu_qmp() -> &'static str {
+    let has = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import qemu.qmp"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !has("python3") {
+        let st = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "qemu.qmp"])
+            .status()
+            .expect("python3 is needed for the qemu.qmp test");
+        assert!(st.success(), "pip install qemu.qmp failed");
+        assert!(has("python3"), "qemu.qmp still missing after pip install");
+    }
+    "python3"
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/qmp")
+        .join(name)
+}
+
+#[test]
+fn qemu_qmp_library_over_tcp() {
+    let py = python_with_qemu_qmp();
+    let dir = TempDir::new("qmp-py");
+    let mut vm = SpiceboxVm::start(spicebox!(), &["--control", "tcp:127.0.0.1:0"]);
+    let addr = control_line(&vm);
+    assert!(addr.starts_with("tcp:127.0.0.1:"), "{addr}");
+    vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+    // Raw lines over TCP too, alongside the library's connection.
+    let (mut raw, greeting) = Qmp::tcp(addr.strip_prefix("tcp:").unwrap());
+    assert!(greeting["QMP"].is_object());
+    assert_eq!(raw.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
+    let out = Command::new(py)
+        .arg(script("qemu_qmp_client.py"))
+        .arg(&addr)
+        .arg(dir.path())
+        .output()
+        .expect("run the qemu.qmp client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "qemu.qmp client failed:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+    // The raw client saw the library's stop/cont and the final SHUTDOWN.
+    raw.event("STOP");
+    raw.event("RESUME");
+    assert_eq!(raw.event("SHUTDOWN")["data"]["reason"], "host-qmp-quit");
+    assert!(vm.wait_exit(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn default_socket_in_runtime_dir_and_signal_shutdown() {
+    let mut vm = SpiceboxVm::start(spicebox!(), &[]);
+    let addr = control_line(&vm);
+    let path = PathBuf::from(addr.strip_prefix("unix:").expect("a unix socket by default"));
+    // Named after the process: <pid>.qmp.
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let pid = name.strip_suffix(".qmp").expect("PID.qmp");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "spicebox", "{name} names the spicebox process");
+    let dir_mode = std::fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "runtime directory mode");
+    wait_for_path(&path, &vm);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+    let mut q = Qmp::ready(&path);
+    assert_eq!(
+        q.cmd("system_powerdown", json!({}))["error"]["class"],
+        "GenericError"
+    );
+    vm.signal(libc::SIGTERM);
+    let ev = q.event("SHUTDOWN");
+    assert_eq!(ev["data"], json!({"guest": false, "reason": "host-signal"}));
+    assert!(vm.wait_exit(Duration::from_secs(20)).success());
+    assert!(!path.exists(), "socket removed on exit");
+}
+
+#[test]
+fn control_option_errors() {
+    for (arg, needle) in [
+        ("tcp:0.0.0.0:0", "--control-allow-remote"),
+        ("serial:x", "control socket"),
+    ] {
+        let (st, err) = run_cli(spicebox!(), &["run", "--control", arg]);
+        assert!(!st.success(), "--control {arg} must fail");
+        assert!(err.contains(needle), "--control {arg}: {err}");
+        assert!(!err.contains("booting"), "{err}");
+    }
+}

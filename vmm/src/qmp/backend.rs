@@ -1,0 +1,117 @@
+//! What the QMP commands need from the machine, as a trait: the commands and the
+//! protocol are tested against a fake, and `vm::MachineBackend` is the real one.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::protocol::QmpError;
+
+/// QEMU's `RunState` values that spicebox can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Paused,
+    Shutdown,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuInfo {
+    pub index: u32,
+    /// Host thread id of the vCPU thread (what `taskset`/`perf` want).
+    pub thread_id: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskInfo {
+    pub file: String,
+    /// "raw" or "qcow2", QEMU's driver names.
+    pub format: &'static str,
+    pub read_only: bool,
+    pub virtual_size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    Ppm,
+    Png,
+}
+
+/// The display, for `screendump`. The display code implements it.
+pub trait Screendump: Send + Sync {
+    fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String>;
+}
+
+/// When the SPICE password stops working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    Now,
+    At(SystemTime),
+}
+
+/// One SPICE channel connection, as `query-spice` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpiceChannel {
+    pub addr: SocketAddr,
+    pub connection_id: i64,
+    pub channel_type: i64,
+    pub channel_id: i64,
+    pub tls: bool,
+}
+
+/// SPICE server lifecycle news, turned into SPICE_* events.
+#[allow(dead_code)] // Built by the SPICE wiring, which is not in yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpiceEvent {
+    Connected { server: SocketAddr, client: SocketAddr },
+    Initialized { server: SocketAddr, channel: SpiceChannel },
+    Disconnected { server: SocketAddr, client: SocketAddr },
+}
+
+/// The SPICE server as the monitor sees it. Kept as a trait here so that this
+/// module builds whatever state the `spice` crate is in; the wiring implements
+/// it over `spice::SpiceServer`.
+pub trait SpiceControl: Send + Sync {
+    fn set_password(&self, password: Option<String>);
+    fn expire_password(&self, expiry: Expiry);
+    /// "spice" (password) or "none".
+    fn auth(&self) -> &'static str;
+    fn channels(&self) -> Vec<SpiceChannel>;
+    fn local_addr(&self) -> SocketAddr;
+    /// Close every client connection (`set_password connected=disconnect`).
+    fn disconnect_all(&self);
+}
+
+/// Everything the commands ask of the machine.
+pub trait QmpBackend: Send + Sync {
+    fn status(&self) -> RunStatus;
+    /// Pause the vCPUs; returns once they are parked (STOP is emitted first).
+    fn stop(&self) -> Result<(), QmpError>;
+    fn cont(&self) -> Result<(), QmpError>;
+    /// Ask for a reset; RESET follows as an event.
+    fn system_reset(&self) -> Result<(), QmpError>;
+    fn system_powerdown(&self) -> Result<(), QmpError>;
+    /// Called after the reply to `quit` is queued: end the machine.
+    fn quit(&self);
+    fn name(&self) -> Option<String>;
+    fn cpus(&self) -> Vec<CpuInfo>;
+    fn disks(&self) -> Vec<DiskInfo>;
+    fn display(&self) -> Option<&dyn Screendump>;
+    fn key_event(&self, xt_scancode: u16, down: bool);
+    /// Relative motion and the new button state (bit 0 left, 1 right, 2 middle).
+    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8);
+    /// The buttons the guest last saw held.
+    fn mouse_buttons(&self) -> u8;
+    fn spice(&self) -> Option<&dyn SpiceControl>;
+}

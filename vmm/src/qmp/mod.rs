@@ -1,0 +1,34 @@
+//! The control socket, speaking QEMU's QMP so that QEMU users' scripts, the
+//! `qemu.qmp` library and `qmp-shell` work unchanged for the commands we have.
+//!
+//! `protocol` (framing, envelope, errors) → `session` (one client: negotiation,
+//! dispatch) → `commands`/`input`/`spice` (QEMU's commands) → `backend` (what
+//! they need, a trait) ← `vm` (the real machine). `events` carries the machine's
+//! run status and broadcasts events; `server` owns sockets and threads.
+
+mod args;
+mod backend;
+mod commands;
+mod display_link;
+mod events;
+mod input;
+mod keys;
+mod protocol;
+mod session;
+mod socket_path;
+mod spice;
+mod server;
+#[cfg(test)]
+mod tests;
+mod vm;
+
+// Part of the wiring API (display, SPICE) even where nothing uses them yet.
+#[allow(unused_imports)]
+pub use backend::{
+    DiskInfo, Expiry, ImageFormat, Screendump, SpiceChannel, SpiceControl, SpiceEvent,
+};
+pub use events::Monitor;
+pub use server::{ControlServer, ControlSpec};
+#[allow(unused_imports)]
+pub use spice::forward_spice_events;
+pub use vm::MachineBackend;

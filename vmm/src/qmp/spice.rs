@@ -1,0 +1,224 @@
+//! SPICE commands (`query-spice`, `set_password`, `expire_password`) and the
+//! SPICE_* events, over the `SpiceControl` trait.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::args::Args;
+use super::backend::{Expiry, QmpBackend, SpiceChannel, SpiceControl, SpiceEvent};
+use super::protocol::{ErrorClass, QmpError};
+
+fn not_in_use() -> QmpError {
+    QmpError::new(ErrorClass::DeviceNotActive, "SPICE is not in use")
+}
+
+fn basic_info(a: &SocketAddr) -> Value {
+    json!({
+        "host": a.ip().to_string(),
+        // A string in QEMU's schema (SpiceBasicInfo.port).
+        "port": a.port().to_string(),
+        "family": if a.is_ipv4() { "ipv4" } else { "ipv6" },
+    })
+}
+
+fn channel_info(c: &SpiceChannel) -> Value {
+    let mut v = basic_info(&c.addr);
+    let m = v.as_object_mut().expect("basic_info is an object");
+    m.insert("connection-id".into(), c.connection_id.into());
+    m.insert("channel-type".into(), c.channel_type.into());
+    m.insert("channel-id".into(), c.channel_id.into());
+    m.insert("tls".into(), c.tls.into());
+    v
+}
+
+pub fn query_spice(b: &dyn QmpBackend, args: Args) -> Result<Value, QmpError> {
+    args.finish()?;
+    let Some(s) = b.spice() else {
+        // "mouse-mode" is mandatory in SpiceInfo; QEMU reports its zero value.
+        return Ok(json!({"enabled": false, "migrated": false, "mouse-mode": "client"}));
+    };
+    let addr = s.local_addr();
+    let channels: Vec<Value> = s.channels().iter().map(channel_info).collect();
+    Ok(json!({
+        "enabled": true,
+        "migrated": false,
+        "host": addr.ip().to_string(),
+        "port": addr.port(),
+        "auth": s.auth(),
+        "compiled-version": concat!("spicebox ", env!("CARGO_PKG_VERSION")),
+        // A relative PS/2 mouse: the guest draws the pointer.
+        "mouse-mode": "server",
+        "channels": channels,
+    }))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    Spice,
+    Vnc,
+}
+
+const PROTOCOLS: &[(&str, Protocol)] = &[("vnc", Protocol::Vnc), ("spice", Protocol::Spice)];
+
+fn no_vnc() -> QmpError {
+    QmpError::new(
+        ErrorClass::DeviceNotActive,
+        "VNC is not in use (spicebox has no VNC server; use protocol 'spice')",
+    )
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Connected {
+    Keep,
+    Fail,
+    Disconnect,
+}
+
+pub fn set_password(b: &dyn QmpBackend, mut args: Args) -> Result<Value, QmpError> {
+    let protocol = args.enumeration("protocol", PROTOCOLS)?;
+    let password = args.str("password")?;
+    let connected = args
+        .opt_enumeration(
+            "connected",
+            &[
+                ("keep", Connected::Keep),
+                ("fail", Connected::Fail),
+                ("disconnect", Connected::Disconnect),
+            ],
+        )?
+        .unwrap_or(Connected::Keep);
+    if protocol == Protocol::Vnc {
+        let _display = args.opt_str("display")?;
+        args.finish()?;
+        return Err(no_vnc());
+    }
+    args.finish()?;
+    let s = b.spice().ok_or_else(not_in_use)?;
+    set_spice_password(s, password, connected)?;
+    Ok(json!({}))
+}
+
+/// The SPICE side of `set_password`: with `fail`, refuse while clients are
+/// connected; with `disconnect`, drop them so they must log in again.
+fn set_spice_password(
+    s: &dyn SpiceControl,
+    password: String,
+    connected: Connected,
+) -> Result<(), QmpError> {
+    if connected == Connected::Fail && !s.channels().is_empty() {
+        return Err(QmpError::generic("Could not set password"));
+    }
+    s.set_password(Some(password));
+    if connected == Connected::Disconnect {
+        s.disconnect_all();
+    }
+    Ok(())
+}
+
+/// `time`: "now", "never", "+SECONDS" from now, or SECONDS since the epoch.
+fn parse_expiry(time: &str, now: SystemTime) -> Result<Expiry, QmpError> {
+    let bad = || {
+        QmpError::generic(format!(
+            "Parameter 'time' expects 'now', 'never', '+SECONDS' or SECONDS since the epoch, got '{time}'"
+        ))
+    };
+    Ok(match time {
+        "now" => Expiry::Now,
+        "never" => Expiry::Never,
+        _ => {
+            let (rel, digits) = match time.strip_prefix('+') {
+                Some(d) => (true, d),
+                None => (false, time),
+            };
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let secs = Duration::from_secs(digits.parse().map_err(|_| bad())?);
+            let base = if rel { now } else { SystemTime::UNIX_EPOCH };
+            Expiry::At(base.checked_add(secs).ok_or_else(bad)?)
+        }
+    })
+}
+
+pub fn expire_password(b: &dyn QmpBackend, mut args: Args) -> Result<Value, QmpError> {
+    let protocol = args.enumeration("protocol", PROTOCOLS)?;
+    let time = args.str("time")?;
+    if protocol == Protocol::Vnc {
+        let _display = args.opt_str("display")?;
+        args.finish()?;
+        return Err(no_vnc());
+    }
+    args.finish()?;
+    let expiry = parse_expiry(&time, SystemTime::now())?;
+    let s = b.spice().ok_or_else(not_in_use)?;
+    s.expire_password(expiry);
+    Ok(json!({}))
+}
+
+/// Turn the SPICE server's lifecycle news into SPICE_* events, on a thread
+/// that ends when the server drops its sender.
+#[allow(dead_code)] // Called by the wiring once the SPICE server runs in the VMM.
+pub fn forward_spice_events(
+    rx: std::sync::mpsc::Receiver<SpiceEvent>,
+    spice: std::sync::Arc<dyn SpiceControl>,
+    monitor: std::sync::Arc<super::events::Monitor>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("qmp-spice-events".into())
+        .spawn(move || {
+            for e in rx {
+                let (name, data) = event(&e, spice.auth());
+                monitor.emit(name, Some(data));
+            }
+        })
+        .map(drop)
+}
+
+/// A SPICE server event as a QMP event (name, data).
+pub fn event(e: &SpiceEvent, auth: &str) -> (&'static str, Value) {
+    match e {
+        SpiceEvent::Connected { server, client } => (
+            "SPICE_CONNECTED",
+            json!({"server": basic_info(server), "client": basic_info(client)}),
+        ),
+        SpiceEvent::Initialized { server, channel } => {
+            let mut srv = basic_info(server);
+            srv.as_object_mut()
+                .expect("object")
+                .insert("auth".into(), auth.into());
+            (
+                "SPICE_INITIALIZED",
+                json!({"server": srv, "client": channel_info(channel)}),
+            )
+        }
+        SpiceEvent::Disconnected { server, client } => (
+            "SPICE_DISCONNECTED",
+            json!({"server": basic_info(server), "client": basic_info(client)}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_times() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(parse_expiry("now", now), Ok(Expiry::Now));
+        assert_eq!(parse_expiry("never", now), Ok(Expiry::Never));
+        assert_eq!(
+            parse_expiry("+60", now),
+            Ok(Expiry::At(now + Duration::from_secs(60)))
+        );
+        assert_eq!(
+            parse_expiry("5000", now),
+            Ok(Expiry::At(SystemTime::UNIX_EPOCH + Duration::from_secs(5000)))
+        );
+        for bad in ["", "+", "soon", "-5", "+1x", "99999999999999999999999"] {
+            assert!(parse_expiry(bad, now).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The real `QmpBackend`: requests to the VMM thread, input to the i8042, and
+//! what the builder learnt about disks, display and SPICE.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use devices::legacy::i8042::I8042;
+
+use super::backend::{
+    CpuInfo, DiskInfo, QmpBackend, RunStatus, Screendump, SpiceControl,
+};
+use super::events::Monitor;
+use super::protocol::QmpError;
+use crate::machine::{VmEvent, VmEvents};
+
+/// Pausing waits for every vCPU to leave KVM_RUN; far more than that means the
+/// VMM thread is gone or stuck.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct MachineBackend {
+    pub events: VmEvents,
+    pub monitor: Arc<Monitor>,
+    pub i8042: Arc<Mutex<I8042>>,
+    pub name: Option<String>,
+    pub disks: Vec<DiskInfo>,
+    pub display: Option<Arc<dyn Screendump>>,
+    pub spice: Option<Arc<dyn SpiceControl>>,
+    pub buttons: AtomicU8,
+}
+
+impl MachineBackend {
+    /// Send a request carrying a reply channel and wait for the VMM thread.
+    fn request(&self, make: impl FnOnce(std::sync::mpsc::Sender<()>) -> VmEvent) -> Result<(), QmpError> {
+        let (tx, rx) = channel();
+        self.events.send(make(tx));
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| QmpError::generic("The virtual machine is shutting down"))
+    }
+}
+
+/// vCPU threads by their names ("vcpu0", ...), read from /proc so that the
+/// machine need not report them.
+fn vcpu_threads() -> Vec<CpuInfo> {
+    let mut cpus = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return cpus;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if let Some(index) = comm.trim().strip_prefix("vcpu").and_then(|i| i.parse().ok()) {
+            cpus.push(CpuInfo {
+                index,
+                thread_id: tid,
+            });
+        }
+    }
+    cpus.sort_by_key(|c| c.index);
+    cpus
+}
+
+impl QmpBackend for MachineBackend {
+    fn status(&self) -> RunStatus {
+        self.monitor.status()
+    }
+
+    fn stop(&self) -> Result<(), QmpError> {
+        self.request(VmEvent::Stop)
+    }
+
+    fn cont(&self) -> Result<(), QmpError> {
+        self.request(VmEvent::Cont)
+    }
+
+    fn system_reset(&self) -> Result<(), QmpError> {
+        self.events.send(VmEvent::HostReset);
+        Ok(())
+    }
+
+    fn system_powerdown(&self) -> Result<(), QmpError> {
+        // The guest learns of a power button press through ACPI (an SCI and
+        // the PM1 status bit its DSDT describes); spicebox has no ACPI tables yet.
+        Err(QmpError::generic(
+            "system_powerdown needs an ACPI power button, which this machine does not have yet; use 'quit' or 'system_reset'",
+        ))
+    }
+
+    fn quit(&self) {
+        self.events.send(VmEvent::Quit);
+    }
+
+    fn name(&self) -> Option<String> {
+        self.name.clone()
+    }
+
+    fn cpus(&self) -> Vec<CpuInfo> {
+        vcpu_threads()
+    }
+
+    fn disks(&self) -> Vec<DiskInfo> {
+        self.disks.clone()
+    }
+
+    fn display(&self) -> Option<&dyn Screendump> {
+        self.display.as_deref()
+    }
+
+    fn key_event(&self, xt_scancode: u16, down: bool) {
+        self.i8042.lock().unwrap().key_event(xt_scancode, down);
+    }
+
+    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
+        self.buttons.store(buttons, Ordering::Relaxed);
+        self.i8042
+            .lock()
+            .unwrap()
+            .mouse_event(dx, dy, dz, buttons);
+    }
+
+    fn mouse_buttons(&self) -> u8 {
+        self.buttons.load(Ordering::Relaxed)
+    }
+
+    fn spice(&self) -> Option<&dyn SpiceControl> {
+        self.spice.as_deref()
+    }
+}
