@@ -65,7 +65,8 @@ def main():
     qemu = ["qemu-system-x86_64", "-enable-kvm", "-m", args.memory, "-display", "none",
             "-serial", "stdio", "-monitor", "none",
             "-drive", f"file={disk},format=raw,if=virtio"]
-    rows = [("spicebox", spicebox), ("spicebox --vga qxl", spicebox + ["--vga", "qxl"]),
+    rows = [("spicebox --vga none", spicebox + ["--vga", "none"]),
+            ("spicebox (qxl)", spicebox),
             ("qemu -vga none", qemu + ["-vga", "none"]),
             ("qemu -vga qxl", qemu + ["-vga", "qxl"])]
     print(f"demo disk to '{MARKER.decode()}' on serial, -m {args.memory}, "
