@@ -217,6 +217,15 @@ impl SpiceServer {
         self.shared.leds.send_replace(Some(leds & 7));
     }
 
+    /// Close the current client session, all of its channels (QMP
+    /// `set_password connected=disconnect`).
+    pub fn disconnect_all(&self) {
+        if let Some(old) = lock(&self.shared.session).take() {
+            info!(session_id = old.id, "SPICE client disconnected by request");
+            old.kill.send_replace(true);
+        }
+    }
+
     pub fn auth(&self) -> &'static str {
         if lock(&self.shared.ticket).password.is_some() {
             "spice"

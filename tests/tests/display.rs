@@ -30,7 +30,11 @@ fn screendump(qmp: &mut Qmp, path: &Path) -> Frame {
 }
 
 fn text_of(frame: &Frame) -> Vec<String> {
-    assert_eq!((frame.width, frame.height), (720, 400), "80x25 text at 9x16");
+    assert_eq!(
+        (frame.width, frame.height),
+        (720, 400),
+        "80x25 text at 9x16"
+    );
     screen::text_rows(frame, &screen::system_vga_font())
 }
 
@@ -105,7 +109,10 @@ fn qemu_screen(dir: &TempDir, disk: &Path, key: u8, marker: &str) -> Frame {
 fn spicebox_screen(dir: &TempDir, disk: &Path, key: u8, marker: &str) -> Frame {
     let sock = dir.join("qmp.sock");
     let control = format!("unix:{}", sock.display());
-    let mut vm = SpiceboxVm::start(spicebox!(), &[disk.to_str().unwrap(), "--control", &control]);
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[disk.to_str().unwrap(), "--control", &control],
+    );
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
     vm.send(&[key]);
     vm.wait_for(marker, Duration::from_secs(30));
@@ -135,7 +142,10 @@ fn require_qemu() {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(ok, "qemu-system-x86_64 is needed (apt-get install qemu-system-x86)");
+    assert!(
+        ok,
+        "qemu-system-x86_64 is needed (apt-get install qemu-system-x86)"
+    );
 }
 
 #[test]
@@ -147,8 +157,16 @@ fn text_and_graphics_match_qemu_pixel_for_pixel() {
     for (key, marker, skip) in [
         // After 't' the screen holds the banner and the cursor, which blinks
         // on its own clock in each VMM: its cell (column 0, row 1) is skipped.
-        (images::DEMO_TEXT_KEY, images::DEMO_TEXT_MARKER, Some((0, 16, 9, 16))),
-        (images::DEMO_GRAPHICS_KEY, images::DEMO_GRAPHICS_MARKER, None),
+        (
+            images::DEMO_TEXT_KEY,
+            images::DEMO_TEXT_MARKER,
+            Some((0, 16, 9, 16)),
+        ),
+        (
+            images::DEMO_GRAPHICS_KEY,
+            images::DEMO_GRAPHICS_MARKER,
+            None,
+        ),
     ] {
         let theirs = qemu_screen(&dir, &disk, key, marker);
         let ours = spicebox_screen(&dir, &disk, key, marker);

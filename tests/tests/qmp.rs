@@ -168,7 +168,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     assert_eq!(greeting["QMP"]["version"]["qemu"]["major"], 8);
     assert_eq!(greeting["QMP"]["capabilities"], json!([]));
     let r = a.cmd("query-status", json!({}));
-    assert_eq!(r["error"]["class"], "CommandNotFound", "before negotiation: {r}");
+    assert_eq!(
+        r["error"]["class"], "CommandNotFound",
+        "before negotiation: {r}"
+    );
     assert_eq!(a.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
     // A second client at the same time.
     let mut b = Qmp::ready(&sock);
@@ -191,7 +194,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     let key = |k: &str| json!({"type": "qcode", "data": k});
     a.ok("send-key", json!({"keys": [key("z")]}));
     std::thread::sleep(Duration::from_millis(500));
-    assert!(!vm.serial_text().contains('z'), "a paused guest echoed a key");
+    assert!(
+        !vm.serial_text().contains('z'),
+        "a paused guest echoed a key"
+    );
     assert_eq!(b.ok("cont", json!({})), json!({}));
     a.event("RESUME");
     b.event("RESUME");
@@ -200,7 +206,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
         a.ok("send-key", json!({"keys": [key(k)], "hold-time": 50}));
     }
     // A number key (0x2d = x) and a key through input-send-event.
-    a.ok("send-key", json!({"keys": [{"type": "number", "data": 0x2d}]}));
+    a.ok(
+        "send-key",
+        json!({"keys": [{"type": "number", "data": 0x2d}]}),
+    );
     for down in [true, false] {
         a.ok(
             "input-send-event",
@@ -212,12 +221,17 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     // system_reset: RESET, and the demo boots again.
     a.ok("system_reset", json!({}));
     let ev = a.event("RESET");
-    assert_eq!(ev["data"], json!({"guest": false, "reason": "host-qmp-system-reset"}));
+    assert_eq!(
+        ev["data"],
+        json!({"guest": false, "reason": "host-qmp-system-reset"})
+    );
     b.event("RESET");
     vm.wait_for_count(images::DEMO_READY_MARKER, 2, BOOT);
 
     // Bad input: an error each, and the connection keeps working.
-    assert!(a.error_desc(b"{\"execute\": }").starts_with("JSON parse error, "));
+    assert!(a
+        .error_desc(b"{\"execute\": }")
+        .starts_with("JSON parse error, "));
     assert_eq!(a.error_desc(b"[1,2]"), "QMP input must be a JSON object");
     assert_eq!(
         a.error_desc(b"{\"execute\": \"frobnicate\"}"),
@@ -235,7 +249,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
         a.error_desc(br#"{"execute": "stop", "arguments": {"now": true}}"#),
         "Parameter 'now' is unexpected"
     );
-    assert_eq!(a.ok("query-kvm", json!({})), json!({"enabled": true, "present": true}));
+    assert_eq!(
+        a.ok("query-kvm", json!({})),
+        json!({"enabled": true, "present": true})
+    );
 
     // Megabytes without an end: an error, then the server closes.
     let (mut big, _) = Qmp::unix(&sock);
@@ -252,9 +269,11 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
 
     // A client that never reads: dropped, without holding up anyone else.
     let mut deaf = UnixStream::connect(&sock).unwrap();
-    deaf.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    deaf.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     deaf.set_read_timeout(Some(REPLY)).unwrap();
-    deaf.write_all(br#"{"execute": "qmp_capabilities"}"#).unwrap();
+    deaf.write_all(br#"{"execute": "qmp_capabilities"}"#)
+        .unwrap();
     let req = br#"{"execute": "query-commands"}"#.repeat(64);
     let started = Instant::now();
     let mut sent = 0;
@@ -269,7 +288,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
             // Meanwhile the others are served promptly.
             let t = Instant::now();
             assert_eq!(a.ok("query-status", json!({}))["running"], true);
-            assert!(t.elapsed() < Duration::from_secs(2), "slowed by a deaf client");
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "slowed by a deaf client"
+            );
         }
     }
     assert!(cut_off, "a client that never reads must be disconnected");
@@ -283,7 +305,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     assert_eq!(a.cmd("quit", json!({})), json!({"return": {}}));
     for q in [&mut a, &mut b] {
         let ev = q.event("SHUTDOWN");
-        assert_eq!(ev["data"], json!({"guest": false, "reason": "host-qmp-quit"}));
+        assert_eq!(
+            ev["data"],
+            json!({"guest": false, "reason": "host-qmp-quit"})
+        );
     }
     let st = vm.wait_exit(Duration::from_secs(20));
     assert!(st.success(), "quit must exit 0, got {st}");
@@ -327,7 +352,10 @@ fn qemu_qmp_library_over_tcp() {
     // Raw lines over TCP too, alongside the library's connection.
     let (mut raw, greeting) = Qmp::tcp(addr.strip_prefix("tcp:").unwrap());
     assert!(greeting["QMP"].is_object());
-    assert_eq!(raw.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
+    assert_eq!(
+        raw.cmd("qmp_capabilities", json!({})),
+        json!({"return": {}})
+    );
     let out = Command::new(py)
         .arg(script("qemu_qmp_client.py"))
         .arg(&addr)
@@ -352,7 +380,10 @@ fn qemu_qmp_library_over_tcp() {
 fn default_socket_in_runtime_dir_and_signal_shutdown() {
     let mut vm = SpiceboxVm::start(spicebox!(), &[]);
     let addr = control_line(&vm);
-    let path = PathBuf::from(addr.strip_prefix("unix:").expect("a unix socket by default"));
+    let path = PathBuf::from(
+        addr.strip_prefix("unix:")
+            .expect("a unix socket by default"),
+    );
     // Named after the process: <pid>.qmp.
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let pid = name.strip_suffix(".qmp").expect("PID.qmp");

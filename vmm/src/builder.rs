@@ -16,12 +16,13 @@ use devices::pci::{i440fx::I440fx, intx::PciIntxRouter, piix3::Piix3, root, root
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
 use devices::{fw_cfg, Bus, IrqChip, IrqLine, Reset};
 
-use crate::cli::{RunArgs, SerialSpec, VgaKind};
+use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::display::{Display, VgaPorts, VgaWindow};
 use crate::linux_boot::LinuxImage;
 use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
 use crate::memory::{BarSlots, GuestRam};
 use crate::serial_io::{self, RawTerminal, SerialBackend};
+use crate::spice_link;
 use crate::vcpu::Vcpu;
 use devices::display::qxl::{Qxl, QxlConfig};
 
@@ -305,8 +306,12 @@ fn boot(
         vec![i8042.clone(), fw_cfg, acpi_pm, cmos, port92];
 
     if let Some(display) = &display {
-        display.spawn_refresher().context("start the display thread")?;
+        display
+            .spawn_refresher()
+            .context("start the display thread")?;
     }
+
+    let spice = start_spice(args, &i8042, display.as_ref())?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -340,6 +345,9 @@ fn boot(
     );
     // Printed once everything that can fail on bad input has succeeded.
     eprintln!("{banner}");
+    if let Some((_, uri)) = &spice {
+        eprintln!("spice: {uri}");
+    }
     if let Some(c) = &control {
         eprintln!("control: {}", c.description);
     }
@@ -365,4 +373,59 @@ fn boot(
         c.shutdown();
     }
     Ok(outcome?)
+}
+
+/// Start the SPICE server for `--spice`, feeding it the display's frames and
+/// the PS/2 devices its clients' input; returns it with the URI to print.
+fn start_spice(
+    args: &RunArgs,
+    i8042: &Arc<Mutex<i8042::I8042>>,
+    display: Option<&Arc<Display>>,
+) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
+    let listen = match &args.spice {
+        SpiceSpec::None => return Ok(None),
+        SpiceSpec::Tcp(a) => spice::Listen::Tcp(*a),
+        SpiceSpec::Unix(p) => spice::Listen::Unix(p.clone()),
+    };
+    let password = if args.disable_ticketing {
+        if let spice::Listen::Tcp(a) = &listen {
+            if !a.ip().is_loopback() && !args.spice_allow_remote {
+                bail!(
+                    "--disable-ticketing on {a} lets anyone who can reach it see and drive \
+                     the VM; add --spice-allow-remote if that is what you want"
+                );
+            }
+        }
+        None
+    } else if let Some(pw) = &args.password {
+        Some(pw.clone())
+    } else if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("password file {}", path.display()))?;
+        let pw = text.lines().next().unwrap_or("").to_string();
+        if pw.is_empty() {
+            bail!("password file {} is empty", path.display());
+        }
+        Some(pw)
+    } else {
+        Some(spice_link::generate_password())
+    };
+    let config = spice::Config {
+        listen,
+        password: password.clone(),
+        force_raw_images: false,
+    };
+    let server = spice::SpiceServer::start(config, Arc::new(spice_link::Ps2Input(i8042.clone())))
+        .context("SPICE server")?;
+    let server = Arc::new(server);
+    if let Some(d) = display {
+        d.add_frontend(Arc::new(spice_link::SpiceFrontend(server.clone())));
+    }
+    // Only a password we made up goes in the URI: one the user chose stays
+    // out of the terminal scrollback.
+    let shown = (args.password.is_none() && args.password_file.is_none())
+        .then_some(password.as_deref())
+        .flatten();
+    let uri = spice_link::uri(&server.local_addr(), shown);
+    Ok(Some((server, uri)))
 }

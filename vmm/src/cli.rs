@@ -82,6 +82,57 @@ pub struct RunArgs {
     /// A name for the VM, reported by QMP query-name.
     #[arg(long)]
     pub name: Option<String>,
+
+    /// SPICE server: HOST:PORT, unix:PATH or none.
+    #[arg(long, default_value = "127.0.0.1:5930")]
+    pub spice: SpiceSpec,
+
+    /// SPICE password (other users can see it in `ps`; prefer --password-file).
+    /// Without this, --password-file or --disable-ticketing, a random password
+    /// is generated and printed in the URI.
+    #[arg(long, conflicts_with_all = ["password_file", "disable_ticketing"])]
+    pub password: Option<String>,
+
+    /// Read the SPICE password from the first line of this file.
+    #[arg(long, conflicts_with = "disable_ticketing")]
+    pub password_file: Option<PathBuf>,
+
+    /// Let SPICE clients connect without a password.
+    #[arg(long)]
+    pub disable_ticketing: bool,
+
+    /// Allow --disable-ticketing on a non-loopback SPICE address (anyone who
+    /// can reach it sees and drives the VM).
+    #[arg(long)]
+    pub spice_allow_remote: bool,
+}
+
+/// Where the SPICE server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpiceSpec {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+    None,
+}
+
+impl FromStr for SpiceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use std::net::ToSocketAddrs;
+        if s == "none" {
+            return Ok(SpiceSpec::None);
+        }
+        if let Some(p) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
+            return Ok(SpiceSpec::Unix(p.into()));
+        }
+        let bad = || format!("'{s}' is not a SPICE address: use HOST:PORT, unix:PATH or none");
+        s.to_socket_addrs()
+            .map_err(|_| bad())?
+            .next()
+            .map(SpiceSpec::Tcp)
+            .ok_or_else(bad)
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,8 +237,8 @@ mod tests {
         assert!(
             Cli::try_parse_from(["spicebox", "run", "--kernel", "k", "--bios-log", "l"]).is_err()
         );
-        let cli = Cli::try_parse_from(["spicebox", "run", "--control", "none", "--name", "vm1"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["spicebox", "run", "--control", "none", "--name", "vm1"]).unwrap();
         let Command::Run(a) = cli.command;
         assert_eq!(a.control, Some(crate::qmp::ControlSpec::None));
         assert_eq!(a.name.as_deref(), Some("vm1"));

@@ -10,6 +10,7 @@ mod machine;
 mod memory;
 mod qmp;
 mod serial_io;
+mod spice_link;
 mod vcpu;
 
 use std::process::ExitCode;

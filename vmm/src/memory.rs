@@ -7,8 +7,8 @@ use devices::display::FbDirty;
 use devices::pci::BarMapper;
 use devices::HostMemory;
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY};
-use tracing::{debug, warn};
 use kvm_ioctls::VmFd;
+use tracing::{debug, warn};
 use vm_memory::{
     Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion,
 };

@@ -157,7 +157,7 @@ fn emit_match(len: usize, dist: usize, out: &mut Vec<u8>) {
     let len_code = len.min(7) as u8;
     let near = biased < NEAR_LIMIT;
     let high = if near { (biased >> 8) as u8 } else { 31 };
-    out.push(len_code << 5 | high);
+    out.push((len_code << 5) | high);
     if len >= 7 {
         let mut rest = len - 7;
         while rest >= 255 {
@@ -259,11 +259,11 @@ pub fn decode_lz_rgb32(data: &[u8]) -> Result<(u32, u32, Vec<u32>), ImageError> 
             }
         }
         let low = read_u8(data, &mut pos)?;
-        let mut biased = usize::from(ctrl & 31) << 8 | usize::from(low);
+        let mut biased = (usize::from(ctrl & 31) << 8) | usize::from(low);
         if biased == NEAR_LIMIT {
             let hi = read_u8(data, &mut pos)?;
             let lo = read_u8(data, &mut pos)?;
-            biased = (usize::from(hi) << 8 | usize::from(lo)) + NEAR_LIMIT;
+            biased = ((usize::from(hi) << 8) | usize::from(lo)) + NEAR_LIMIT;
         }
         let dist = biased + 1;
         if dist > out.len() {
@@ -309,7 +309,7 @@ mod tests {
         for dist in dists {
             for len in lens {
                 // Distinct pixels so that a wrong distance shows.
-                let prefix: Vec<u32> = (0..dist as u32).map(|i| i * 7919 & RGB_MASK).collect();
+                let prefix: Vec<u32> = (0..dist as u32).map(|i| (i * 7919) & RGB_MASK).collect();
                 let mut want: Vec<u32> = prefix.iter().cycle().take(dist + len).copied().collect();
                 // Pad with literal black to whole rows of at most 16384 pixels.
                 let width = want.len().min(16384);

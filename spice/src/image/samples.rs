@@ -253,8 +253,9 @@ pub fn desktop_text(width: u32, height: u32, seed: u64) -> Vec<u32> {
     fill(&mut pixels, wx0, wy0 + 28, wx1, wy1, rgb(255, 255, 255)); // document
     let font = Font::generate(8, 16, 96, seed);
     let mut rng = Rng::new(seed ^ 0xD0C);
-    let cols = (wx1 - wx0).saturating_sub(32) / font.cell_w;
-    let rows = (wy1 - wy0).saturating_sub(48) / font.cell_h;
+    // Saturating: a screen smaller than the margins simply has no document text.
+    let cols = wx1.saturating_sub(wx0 + 32) / font.cell_w;
+    let rows = wy1.saturating_sub(wy0 + 48) / font.cell_h;
     draw_text(
         &mut pixels,
         width,

@@ -482,7 +482,7 @@ fn lz4_matches_reference_liblz4() {
             (s, enc)
         })
         .collect();
-    let (w, h) = (300, 40);
+    let (w, h) = (320, 200);
     let chained_px = samples::desktop_text(w, h, 3);
     let chained = chained_lz4(&chained_px, 3, w as usize, true);
     cases.push((sample("chained", w, h, chained_px), chained));

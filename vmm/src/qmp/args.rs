@@ -148,9 +148,7 @@ pub fn lookup<T: Copy>(name: &str, s: &str, values: &[(&str, T)]) -> Result<T, Q
         .iter()
         .find(|(n, _)| *n == s)
         .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            QmpError::generic(format!("Parameter '{name}' does not accept value '{s}'"))
-        })
+        .ok_or_else(|| QmpError::generic(format!("Parameter '{name}' does not accept value '{s}'")))
 }
 
 #[cfg(test)]
@@ -187,7 +185,10 @@ mod tests {
             "Parameter 'keys[0].type' does not accept value 'bogus'"
         );
         assert_eq!(
-            Args::nested(json!(3), "events[1]".into()).err().unwrap().desc,
+            Args::nested(json!(3), "events[1]".into())
+                .err()
+                .unwrap()
+                .desc,
             "Invalid parameter type for 'events[1]', expected: object"
         );
         let mut a = args(json!({"b": "yes"}));

@@ -1,7 +1,6 @@
 //! What the QMP commands need from the machine, as a trait: the commands and the
 //! protocol are tested against a fake, and `vm::MachineBackend` is the real one.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -60,37 +59,18 @@ pub enum Expiry {
     At(SystemTime),
 }
 
-/// One SPICE channel connection, as `query-spice` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpiceChannel {
-    pub addr: SocketAddr,
-    pub connection_id: i64,
-    pub channel_type: i64,
-    pub channel_id: i64,
-    pub tls: bool,
-}
-
-/// SPICE server lifecycle news, turned into SPICE_* events.
-#[allow(dead_code)] // Built by the SPICE wiring, which is not in yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SpiceEvent {
-    Connected { server: SocketAddr, client: SocketAddr },
-    Initialized { server: SocketAddr, channel: SpiceChannel },
-    Disconnected { server: SocketAddr, client: SocketAddr },
-}
-
-/// The SPICE server as the monitor sees it. Kept as a trait here so that this
-/// module builds whatever state the `spice` crate is in; the wiring implements
-/// it over `spice::SpiceServer`.
+/// The SPICE server as the monitor sees it: a trait so that commands are
+/// tested with a fake; `spice_link` implements it over `spice::SpiceServer`.
 pub trait SpiceControl: Send + Sync {
     fn set_password(&self, password: Option<String>);
     fn expire_password(&self, expiry: Expiry);
     /// "spice" (password) or "none".
     fn auth(&self) -> &'static str;
-    fn channels(&self) -> Vec<SpiceChannel>;
-    fn local_addr(&self) -> SocketAddr;
+    fn channels(&self) -> Vec<spice::ClientInfo>;
+    /// Host (or socket path) and TCP port the server listens on.
+    fn listen(&self) -> (String, Option<u16>);
     /// Close every client connection (`set_password connected=disconnect`).
-    fn disconnect_all(&self);
+    fn disconnect_all(&self) -> Result<(), String>;
 }
 
 /// Everything the commands ask of the machine.

@@ -211,9 +211,7 @@ fn screendump(b: &dyn QmpBackend, mut args: Args) -> Result<Value, QmpError> {
             ))
         }
         (Some(d), Some(h)) if h != 0 => {
-            return Err(QmpError::generic(format!(
-                "Device '{d}' has no head {h}"
-            )))
+            return Err(QmpError::generic(format!("Device '{d}' has no head {h}")))
         }
         _ => {}
     }

@@ -133,7 +133,10 @@ pub mod tests {
         }
         pub fn values(&self) -> Vec<Value> {
             let lines = self.lines.lock().unwrap();
-            lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+            lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
         }
     }
 
@@ -165,7 +168,10 @@ pub mod tests {
         assert_eq!(names, ["STOP", "RESUME", "RESET", "SHUTDOWN"]);
         let v = a.values();
         assert!(v[0].get("data").is_none(), "STOP has no data");
-        assert_eq!(v[2]["data"], json!({"guest": false, "reason": "host-qmp-system-reset"}));
+        assert_eq!(
+            v[2]["data"],
+            json!({"guest": false, "reason": "host-qmp-system-reset"})
+        );
         assert!(v[3]["timestamp"]["seconds"].as_u64().unwrap() > 1_600_000_000);
         assert!(v[3]["timestamp"]["microseconds"].as_u64().unwrap() < 1_000_000);
         assert_eq!(b.values().len(), 1);

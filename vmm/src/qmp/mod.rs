@@ -14,19 +14,18 @@ mod events;
 mod input;
 mod keys;
 mod protocol;
+mod server;
 mod session;
 mod socket_path;
 mod spice;
-mod server;
+mod spice_link;
 #[cfg(test)]
 mod tests;
 mod vm;
 
 // Part of the wiring API (display, SPICE) even where nothing uses them yet.
 #[allow(unused_imports)]
-pub use backend::{
-    DiskInfo, Expiry, ImageFormat, Screendump, SpiceChannel, SpiceControl, SpiceEvent,
-};
+pub use backend::{DiskInfo, Expiry, ImageFormat, Screendump, SpiceControl};
 pub use events::Monitor;
 pub use server::{ControlServer, ControlSpec};
 #[allow(unused_imports)]

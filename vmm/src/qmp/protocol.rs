@@ -272,7 +272,13 @@ mod tests {
         let out = split(&[b"42 \"str\"[1] } garbage\n"]);
         assert_eq!(
             out,
-            vec![msg("42"), msg("\"str\""), msg("[1]"), msg("}"), msg("garbage")]
+            vec![
+                msg("42"),
+                msg("\"str\""),
+                msg("[1]"),
+                msg("}"),
+                msg("garbage")
+            ]
         );
         assert!(parse_frame(b"}").is_err());
         let e = parse_frame(b"garbage").unwrap_err();

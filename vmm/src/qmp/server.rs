@@ -48,7 +48,10 @@ impl FromStr for ControlSpec {
         if let Some(p) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
             return Ok(ControlSpec::Unix(p.into()));
         }
-        if let Some(a) = s.strip_prefix("tcp:").filter(|a| a.rsplit_once(':').is_some()) {
+        if let Some(a) = s
+            .strip_prefix("tcp:")
+            .filter(|a| a.rsplit_once(':').is_some())
+        {
             return Ok(ControlSpec::Tcp(a.into()));
         }
         Err(format!(

@@ -118,6 +118,7 @@ impl Session {
         }
         let enable = args.opt_list("enable")?.unwrap_or_default();
         args.finish()?;
+        let mut caps = Vec::new();
         for (i, cap) in enable.into_iter().enumerate() {
             let name = format!("enable[{i}]");
             let Value::String(cap) = cap else {
@@ -125,9 +126,11 @@ impl Session {
                     "Invalid parameter type for '{name}', expected: string"
                 )));
             };
-            // "oob" is QEMU's only capability, and we do not offer it.
-            let known = super::args::lookup(&name, &cap, &[("oob", ())]);
-            known?;
+            super::args::lookup(&name, &cap, &[("oob", ())])?;
+            caps.push(cap);
+        }
+        // "oob" is QEMU's only capability, and we do not offer it.
+        if let Some(cap) = caps.first() {
             return Err(QmpError::generic(format!(
                 "Capability '{cap}' not available"
             )));

@@ -1,30 +1,33 @@
 //! SPICE commands (`query-spice`, `set_password`, `expire_password`) and the
 //! SPICE_* events, over the `SpiceControl` trait.
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
 use super::args::Args;
-use super::backend::{Expiry, QmpBackend, SpiceChannel, SpiceControl, SpiceEvent};
+use spice::{ClientInfo, SpiceEvent};
+
+use super::backend::{Expiry, QmpBackend, SpiceControl};
 use super::protocol::{ErrorClass, QmpError};
 
 fn not_in_use() -> QmpError {
     QmpError::new(ErrorClass::DeviceNotActive, "SPICE is not in use")
 }
 
-fn basic_info(a: &SocketAddr) -> Value {
+/// QEMU's SpiceBasicInfo.
+fn basic_info(c: &ClientInfo) -> Value {
     json!({
-        "host": a.ip().to_string(),
-        // A string in QEMU's schema (SpiceBasicInfo.port).
-        "port": a.port().to_string(),
-        "family": if a.is_ipv4() { "ipv4" } else { "ipv6" },
+        "host": c.host,
+        // A string in QEMU's schema.
+        "port": c.port.to_string(),
+        "family": c.family,
     })
 }
 
-fn channel_info(c: &SpiceChannel) -> Value {
-    let mut v = basic_info(&c.addr);
+/// QEMU's SpiceChannel.
+fn channel_info(c: &ClientInfo) -> Value {
+    let mut v = basic_info(c);
     let m = v.as_object_mut().expect("basic_info is an object");
     m.insert("connection-id".into(), c.connection_id.into());
     m.insert("channel-type".into(), c.channel_type.into());
@@ -33,25 +36,46 @@ fn channel_info(c: &SpiceChannel) -> Value {
     v
 }
 
+/// QEMU's SpiceServerInfo: where we listen, and the auth scheme.
+fn server_info(s: &dyn SpiceControl) -> Value {
+    let (host, port) = s.listen();
+    let family = if port.is_none() {
+        "unix"
+    } else if host.contains(':') {
+        "ipv6"
+    } else {
+        "ipv4"
+    };
+    json!({
+        "host": host,
+        "port": port.map(|p| p.to_string()).unwrap_or_default(),
+        "family": family,
+        "auth": s.auth(),
+    })
+}
+
 pub fn query_spice(b: &dyn QmpBackend, args: Args) -> Result<Value, QmpError> {
     args.finish()?;
     let Some(s) = b.spice() else {
         // "mouse-mode" is mandatory in SpiceInfo; QEMU reports its zero value.
         return Ok(json!({"enabled": false, "migrated": false, "mouse-mode": "client"}));
     };
-    let addr = s.local_addr();
+    let (host, port) = s.listen();
     let channels: Vec<Value> = s.channels().iter().map(channel_info).collect();
-    Ok(json!({
+    let mut info = json!({
         "enabled": true,
         "migrated": false,
-        "host": addr.ip().to_string(),
-        "port": addr.port(),
+        "host": host,
         "auth": s.auth(),
         "compiled-version": concat!("spicebox ", env!("CARGO_PKG_VERSION")),
         // A relative PS/2 mouse: the guest draws the pointer.
         "mouse-mode": "server",
         "channels": channels,
-    }))
+    });
+    if let Some(p) = port {
+        info["port"] = p.into();
+    }
+    Ok(info)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -112,7 +136,7 @@ fn set_spice_password(
     }
     s.set_password(Some(password));
     if connected == Connected::Disconnect {
-        s.disconnect_all();
+        s.disconnect_all().map_err(QmpError::generic)?;
     }
     Ok(())
 }
@@ -169,34 +193,32 @@ pub fn forward_spice_events(
         .name("qmp-spice-events".into())
         .spawn(move || {
             for e in rx {
-                let (name, data) = event(&e, spice.auth());
+                let (name, data) = event(&e, &*spice);
                 monitor.emit(name, Some(data));
             }
         })
         .map(drop)
 }
 
-/// A SPICE server event as a QMP event (name, data).
-pub fn event(e: &SpiceEvent, auth: &str) -> (&'static str, Value) {
+/// A SPICE server event as a QMP event (name, data), in QEMU's shapes.
+pub fn event(e: &SpiceEvent, s: &dyn SpiceControl) -> (&'static str, Value) {
     match e {
         SpiceEvent::Connected { server, client } => (
             "SPICE_CONNECTED",
             json!({"server": basic_info(server), "client": basic_info(client)}),
         ),
-        SpiceEvent::Initialized { server, channel } => {
-            let mut srv = basic_info(server);
-            srv.as_object_mut()
-                .expect("object")
-                .insert("auth".into(), auth.into());
+        SpiceEvent::Initialized { client } => (
+            "SPICE_INITIALIZED",
+            json!({"server": server_info(s), "client": channel_info(client)}),
+        ),
+        SpiceEvent::Disconnected { client } => {
+            let mut server = server_info(s);
+            server.as_object_mut().expect("object").remove("auth");
             (
-                "SPICE_INITIALIZED",
-                json!({"server": srv, "client": channel_info(channel)}),
+                "SPICE_DISCONNECTED",
+                json!({"server": server, "client": basic_info(client)}),
             )
         }
-        SpiceEvent::Disconnected { server, client } => (
-            "SPICE_DISCONNECTED",
-            json!({"server": basic_info(server), "client": basic_info(client)}),
-        ),
     }
 }
 
@@ -215,7 +237,9 @@ mod tests {
         );
         assert_eq!(
             parse_expiry("5000", now),
-            Ok(Expiry::At(SystemTime::UNIX_EPOCH + Duration::from_secs(5000)))
+            Ok(Expiry::At(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(5000)
+            ))
         );
         for bad in ["", "+", "soon", "-5", "+1x", "99999999999999999999999"] {
             assert!(parse_expiry(bad, now).is_err(), "{bad:?}");

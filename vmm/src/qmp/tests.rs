@@ -188,7 +188,9 @@ impl Client {
 
     fn error(&mut self, name: &str, args: Value) -> (String, String) {
         let r = self.cmd(name, args);
-        let e = r.get("error").unwrap_or_else(|| panic!("{name}: no error in {r}"));
+        let e = r
+            .get("error")
+            .unwrap_or_else(|| panic!("{name}: no error in {r}"));
         (
             e["class"].as_str().unwrap().to_string(),
             e["desc"].as_str().unwrap().to_string(),
@@ -287,7 +289,10 @@ fn bad_input_keeps_the_connection() {
         "QMP input member 'exec-oob' is unexpected"
     );
     // Still serving.
-    assert_eq!(c.cmd("query-name", json!({})), json!({"return": {"name": "vm1"}}));
+    assert_eq!(
+        c.cmd("query-name", json!({})),
+        json!({"return": {"name": "vm1"}})
+    );
 }
 
 #[test]
@@ -338,11 +343,17 @@ fn argument_errors() {
         generic("Parameter 'keys[0].data' is missing")
     );
     assert_eq!(
-        c.error("send-key", json!({"keys": [{"type": "qcode", "data": "A"}]})),
+        c.error(
+            "send-key",
+            json!({"keys": [{"type": "qcode", "data": "A"}]})
+        ),
         generic("Parameter 'keys[0].data' does not accept value 'A'")
     );
     assert_eq!(
-        c.error("send-key", json!({"keys": [{"type": "number", "data": "30"}]})),
+        c.error(
+            "send-key",
+            json!({"keys": [{"type": "number", "data": "30"}]})
+        ),
         generic("Invalid parameter type for 'keys[0].data', expected: integer")
     );
     assert_eq!(
@@ -363,7 +374,10 @@ fn argument_errors() {
         ),
         generic("Parameter 'events[0].data.axis' does not accept value 'z'")
     );
-    assert!(c.fake.take_log().is_empty(), "nothing sent on a bad request");
+    assert!(
+        c.fake.take_log().is_empty(),
+        "nothing sent on a bad request"
+    );
 }
 
 #[test]
@@ -379,7 +393,10 @@ fn lifecycle_and_queries() {
     );
     assert_eq!(c.error("system_powerdown", json!({})), generic("no ACPI"));
     let v = c.cmd("query-version", json!({}));
-    assert_eq!(v["return"]["qemu"], json!({"micro": 0, "minor": 2, "major": 8}));
+    assert_eq!(
+        v["return"]["qemu"],
+        json!({"micro": 0, "minor": 2, "major": 8})
+    );
     let cmds = c.cmd("query-commands", json!({}));
     let names: Vec<_> = cmds["return"]
         .as_array()
@@ -387,13 +404,22 @@ fn lifecycle_and_queries() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
-    for n in ["qmp_capabilities", "quit", "send-key", "query-cpus-fast", "expire_password"] {
+    for n in [
+        "qmp_capabilities",
+        "quit",
+        "send-key",
+        "query-cpus-fast",
+        "expire_password",
+    ] {
         assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
     }
     let cpus = c.cmd("query-cpus-fast", json!({}));
     assert_eq!(cpus["return"][0]["thread-id"], 4242);
     assert_eq!(cpus["return"][0]["target"], "x86_64");
-    assert_eq!(cpus["return"][0]["qom-path"], "/machine/unattached/device[0]");
+    assert_eq!(
+        cpus["return"][0]["qom-path"],
+        "/machine/unattached/device[0]"
+    );
     let block = c.cmd("query-block", json!({}));
     let d = &block["return"][0];
     assert_eq!(d["device"], "virtio0");
@@ -405,7 +431,10 @@ fn lifecycle_and_queries() {
         json!({"name": "QEMU PS/2 Mouse", "index": 0, "current": true, "absolute": false})
     );
     // quit: the reply is queued before the machine is told.
-    assert_eq!(c.exec(json!({"execute": "quit", "id": 9})), json!({"return": {}, "id": 9}));
+    assert_eq!(
+        c.exec(json!({"execute": "quit", "id": 9})),
+        json!({"return": {}, "id": 9})
+    );
     assert_eq!(c.fake.take_log(), ["quit"]);
 }
 
@@ -440,7 +469,10 @@ fn screendump() {
         ("DeviceNotFound".into(), "Device 'vga9' not found".into())
     );
     assert_eq!(
-        c.cmd("screendump", json!({"filename": f, "device": "video0", "head": 0})),
+        c.cmd(
+            "screendump",
+            json!({"filename": f, "device": "video0", "head": 0})
+        ),
         json!({"return": {}})
     );
     std::fs::remove_file(&p).unwrap();
@@ -473,7 +505,10 @@ fn send_key_presses_in_order_and_releases_in_reverse() {
         ]
     );
     assert_eq!(
-        c.error("send-key", json!({"keys": [{"type": "number", "data": 300}]})),
+        c.error(
+            "send-key",
+            json!({"keys": [{"type": "number", "data": 300}]})
+        ),
         generic("Parameter 'keys[0].data' expects a scancode from 1 to 255")
     );
 }
@@ -525,13 +560,22 @@ fn spice_without_server() {
         c.cmd("query-spice", json!({}))["return"],
         json!({"enabled": false, "migrated": false, "mouse-mode": "client"})
     );
-    let not_in_use = ("DeviceNotActive".to_string(), "SPICE is not in use".to_string());
+    let not_in_use = (
+        "DeviceNotActive".to_string(),
+        "SPICE is not in use".to_string(),
+    );
     assert_eq!(
-        c.error("set_password", json!({"protocol": "spice", "password": "x"})),
+        c.error(
+            "set_password",
+            json!({"protocol": "spice", "password": "x"})
+        ),
         not_in_use
     );
     assert_eq!(
-        c.error("expire_password", json!({"protocol": "spice", "time": "now"})),
+        c.error(
+            "expire_password",
+            json!({"protocol": "spice", "time": "now"})
+        ),
         not_in_use
     );
     assert_eq!(
@@ -550,7 +594,8 @@ fn spice_without_server() {
         generic("Parameter 'display' is unexpected")
     );
     assert_eq!(
-        c.error("set_password", json!({"protocol": "vnc", "password": "x"})).0,
+        c.error("set_password", json!({"protocol": "vnc", "password": "x"}))
+            .0,
         "DeviceNotActive"
     );
 }
@@ -597,21 +642,24 @@ fn spice_with_server() {
     let spice = c.fake.spice.as_ref().unwrap();
     assert_eq!(spice.password.lock().unwrap().as_deref(), Some("s3cret"));
     assert!(*spice.disconnected.lock().unwrap());
-    c.cmd("expire_password", json!({"protocol": "spice", "time": "never"}));
-    assert_eq!(*c.fake.spice.as_ref().unwrap().expiry.lock().unwrap(), Some(Expiry::Never));
+    c.cmd(
+        "expire_password",
+        json!({"protocol": "spice", "time": "never"}),
+    );
+    assert_eq!(
+        *c.fake.spice.as_ref().unwrap().expiry.lock().unwrap(),
+        Some(Expiry::Never)
+    );
     assert!(c
-        .error("expire_password", json!({"protocol": "spice", "time": "soon"}))
+        .error(
+            "expire_password",
+            json!({"protocol": "spice", "time": "soon"})
+        )
         .1
         .contains("'time'"));
     // SPICE_* events carry QEMU's SpiceBasicInfo / SpiceChannel shapes.
     let server: SocketAddr = "127.0.0.1:5900".parse().unwrap();
-    let (name, data) = super::spice::event(
-        &SpiceEvent::Initialized {
-            server,
-            channel,
-        },
-        "spice",
-    );
+    let (name, data) = super::spice::event(&SpiceEvent::Initialized { server, channel }, "spice");
     assert_eq!(name, "SPICE_INITIALIZED");
     assert_eq!(data["server"]["auth"], "spice");
     assert_eq!(data["client"]["connection-id"], 7);
@@ -624,7 +672,10 @@ fn slow_client_is_dropped_without_blocking() {
     // Room for the greeting and one reply only.
     let out = Collect::new(2);
     let (mut s, _) = Session::start(fake, monitor.clone(), out.clone());
-    assert_eq!(s.feed(b"{\"execute\":\"qmp_capabilities\"}"), Flow::Continue);
+    assert_eq!(
+        s.feed(b"{\"execute\":\"qmp_capabilities\"}"),
+        Flow::Continue
+    );
     monitor.stopped(); // Does not fit: the sink refuses and is unsubscribed.
     assert_eq!(s.feed(b"{\"execute\":\"qmp_capabilities\"}"), Flow::Close);
 }

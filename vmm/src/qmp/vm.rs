@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use devices::legacy::i8042::I8042;
 
-use super::backend::{
-    CpuInfo, DiskInfo, QmpBackend, RunStatus, Screendump, SpiceControl,
-};
+use super::backend::{CpuInfo, DiskInfo, QmpBackend, RunStatus, Screendump, SpiceControl};
 use super::events::Monitor;
 use super::protocol::QmpError;
 use crate::machine::{VmEvent, VmEvents};
@@ -32,7 +30,10 @@ pub struct MachineBackend {
 
 impl MachineBackend {
     /// Send a request carrying a reply channel and wait for the VMM thread.
-    fn request(&self, make: impl FnOnce(std::sync::mpsc::Sender<()>) -> VmEvent) -> Result<(), QmpError> {
+    fn request(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::Sender<()>) -> VmEvent,
+    ) -> Result<(), QmpError> {
         let (tx, rx) = channel();
         self.events.send(make(tx));
         rx.recv_timeout(REPLY_TIMEOUT)
@@ -48,13 +49,21 @@ fn vcpu_threads() -> Vec<CpuInfo> {
         return cpus;
     };
     for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
             continue;
         };
         let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
             continue;
         };
-        if let Some(index) = comm.trim().strip_prefix("vcpu").and_then(|i| i.parse().ok()) {
+        if let Some(index) = comm
+            .trim()
+            .strip_prefix("vcpu")
+            .and_then(|i| i.parse().ok())
+        {
             cpus.push(CpuInfo {
                 index,
                 thread_id: tid,
@@ -117,10 +126,7 @@ impl QmpBackend for MachineBackend {
 
     fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
         self.buttons.store(buttons, Ordering::Relaxed);
-        self.i8042
-            .lock()
-            .unwrap()
-            .mouse_event(dx, dy, dz, buttons);
+        self.i8042.lock().unwrap().mouse_event(dx, dy, dz, buttons);
     }
 
     fn mouse_buttons(&self) -> u8 {
