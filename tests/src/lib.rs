@@ -113,6 +113,10 @@ impl SpiceboxVm {
         if !args.contains(&"--serial") {
             cmd.args(["--serial", "stdio"]);
         }
+        // Never the default port 5930: a user's VM (or a leftover) may hold it.
+        if !args.contains(&"--spice") {
+            cmd.args(["--spice", "127.0.0.1:0"]);
+        }
         cmd.args(args);
         Self::start_command(cmd)
     }
