@@ -34,7 +34,9 @@ fn setup(w: u16, h: u16) -> (Qxl, Screen) {
 fn time(mut f: impl FnMut()) -> Duration {
     let mut samples = Vec::new();
     let start = Instant::now();
-    while samples.len() < 5 || (start.elapsed() < Duration::from_millis(500) && samples.len() < 1000) {
+    while samples.len() < 5
+        || (start.elapsed() < Duration::from_millis(500) && samples.len() < 1000)
+    {
         let t = Instant::now();
         f();
         samples.push(t.elapsed());

@@ -38,8 +38,7 @@ pub const FAIL_MARKER_PREFIX: &str = "SPICEBOX-FAIL ";
 // demo
 
 /// First line the demo prints, on screen (int 10h) and COM1.
-pub const DEMO_BANNER: &str =
-    "spicebox demo: type to echo, g = graphics, t = text, p = power off";
+pub const DEMO_BANNER: &str = "spicebox demo: type to echo, g = graphics, t = text, p = power off";
 /// Line printed on COM1 once the demo is waiting for input.
 pub const DEMO_READY_MARKER: &str = "SPICEBOX-DEMO-READY";
 /// Key (keyboard) or byte (COM1) that makes the demo power off.

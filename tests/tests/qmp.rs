@@ -424,3 +424,89 @@ fn control_option_errors() {
         assert!(!err.contains("booting"), "{err}");
     }
 }
+
+/// A free TCP port on loopback (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `spicy-screenshot` with `password`; true if it got a picture.
+fn spicy_screenshot(port: u16, password: &str, out: &Path) -> bool {
+    let _ = std::fs::remove_file(out);
+    let status = Command::new("spicy-screenshot")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-w", password])
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("spicy-screenshot is needed (apt-get install spice-client-gtk)");
+    status.success() && out.exists()
+}
+
+#[test]
+fn spice_password_commands_and_events() {
+    let dir = TempDir::new("qmp-spice");
+    let sock = dir.join("qmp.sock");
+    let port = free_port();
+    let spice = format!("127.0.0.1:{port}");
+    let control = format!("unix:{}", sock.display());
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &[
+            "--spice",
+            &spice,
+            "--password",
+            "first",
+            "--control",
+            &control,
+        ],
+    );
+    vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+    let mut q = Qmp::ready(&sock);
+    let info = q.ok("query-spice", json!({}));
+    assert_eq!(info["enabled"], true, "{info}");
+    assert_eq!(info["auth"], "spice", "{info}");
+    assert_eq!(info["port"], port, "{info}");
+
+    let shot = dir.join("shot.ppm");
+    assert!(
+        spicy_screenshot(port, "first", &shot),
+        "the start-up password"
+    );
+    assert!(!spicy_screenshot(port, "wrong", &shot), "a wrong password");
+    // A client's channels announce themselves as QMP events.
+    let connected = q.event("SPICE_CONNECTED");
+    assert_eq!(
+        connected["data"]["client"]["host"], "127.0.0.1",
+        "{connected}"
+    );
+    let init = q.event("SPICE_INITIALIZED");
+    assert_eq!(init["data"]["server"]["auth"], "spice", "{init}");
+    q.event("SPICE_DISCONNECTED");
+
+    q.ok(
+        "set_password",
+        json!({"protocol": "spice", "password": "second"}),
+    );
+    assert!(
+        !spicy_screenshot(port, "first", &shot),
+        "old password after set_password"
+    );
+    assert!(spicy_screenshot(port, "second", &shot), "new password");
+    q.ok(
+        "expire_password",
+        json!({"protocol": "spice", "time": "now"}),
+    );
+    assert!(!spicy_screenshot(port, "second", &shot), "expired password");
+    q.ok(
+        "expire_password",
+        json!({"protocol": "spice", "time": "never"}),
+    );
+    assert!(spicy_screenshot(port, "second", &shot), "expiry lifted");
+    q.ok("quit", json!({}));
+    assert!(vm.wait_exit(Duration::from_secs(30)).success());
+}

@@ -60,6 +60,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.disk {
         check_readable(d, "disk image")?;
     }
+    if let Some(c) = &args.control {
+        c.validate(args.control_allow_remote)
+            .context("control socket")?;
+    }
     for (p, what) in [
         (&args.kernel, "kernel"),
         (&args.initrd, "initrd"),
@@ -323,10 +327,15 @@ fn boot(
         display: display
             .clone()
             .map(|d| d as Arc<dyn crate::qmp::Screendump>),
-        // Wiring point for the SPICE server (an `impl qmp::SpiceControl`).
-        spice: None,
+        spice: spice
+            .as_ref()
+            .map(|(s, _)| s.clone() as Arc<dyn crate::qmp::SpiceControl>),
         buttons: Default::default(),
     });
+    if let Some((s, _)) = &spice {
+        crate::qmp::forward_spice_events(s.subscribe(), s.clone(), monitor.clone())
+            .context("start the SPICE event thread")?;
+    }
     let control = crate::qmp::ControlServer::start(
         args.control.as_ref(),
         args.control_allow_remote,

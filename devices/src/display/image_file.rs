@@ -35,9 +35,7 @@ pub fn read_png(data: &[u8]) -> std::io::Result<Frame> {
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = dec.read_info().map_err(std::io::Error::other)?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(std::io::Error::other)?;
+    let info = reader.next_frame(&mut buf).map_err(std::io::Error::other)?;
     let step = match info.color_type {
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,

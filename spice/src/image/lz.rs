@@ -35,7 +35,10 @@ const NEAR_LIMIT: usize = 8191;
 const MAX_DISTANCE: usize = NEAR_LIMIT + 0xFFFF + 1;
 /// Hash table size for the match finder: 2^15 entries of the last position seen.
 const HASH_BITS: u32 = 15;
-const NO_POSITION: u32 = u32::MAX;
+/// Pixels hashed per position. Two-pixel contexts on text are dominated by "background then
+/// stroke" pairs whose latest occurrence is a poor match; about a glyph's width picks out
+/// repeated glyphs (on the text screens of examples/image_bench.rs: 15% smaller than 2).
+const HASH_PIXELS: usize = 8;
 const RGB_MASK: u32 = 0x00FF_FFFF;
 
 /// Encodes a top-down xRGB image as `SpiceLZRGBData.data`. Returns an empty vector if a side
@@ -81,33 +84,40 @@ fn match_len(px: &[u32], r: usize, ip: usize) -> usize {
         .count()
 }
 
-fn hash(a: u32, b: u32) -> usize {
-    ((a ^ b.rotate_left(13)).wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+/// Hash of the HASH_PIXELS pixels at `ip` (fewer near the end of the image).
+fn hash(px: &[u32], ip: usize) -> usize {
+    let h = px[ip..].iter().take(HASH_PIXELS).fold(0u32, |h, &p| {
+        (h.rotate_left(11) ^ p).wrapping_mul(0x9E37_79B1)
+    });
+    (h >> (32 - HASH_BITS)) as usize
 }
 
 /// Greedy LZ77 over pixels. At each position three candidates are tried: the previous pixel
 /// (a run), the pixel one row up (vertical repeats in text and UI), and the last position
-/// with the same two-pixel hash (repeated glyphs, icons). The longest wins.
+/// whose next pixels hashed the same (repeated glyphs, icons). The longest wins.
 fn compress(px: &[u32], width: usize, out: &mut Vec<u8>) {
     let n = px.len();
-    let mut table = vec![NO_POSITION; 1 << HASH_BITS];
+    // Each slot holds (position + 1, first pixel); 0 is empty. Keeping the pixel lets a
+    // mismatching candidate be rejected without touching its (likely uncached) image memory,
+    // which is most of the cost on noisy content.
+    let mut table = vec![(0u32, 0u32); 1 << HASH_BITS];
     let mut literal_start = 0;
     let mut ip = 0;
     while ip + 1 < n {
-        let h = hash(px[ip], px[ip + 1]);
-        let hashed = table[h];
+        let slot = &mut table[hash(px, ip)];
+        let (hashed, hashed_pixel) = *slot;
         // Positions are below 2^28 (MAX_DIMENSION squared), so they fit a u32.
-        table[h] = ip as u32;
+        *slot = (ip as u32 + 1, px[ip]);
 
         let mut best_len = 0;
         let mut best_dist = 0;
         let candidates = [
             1,
             width,
-            if hashed == NO_POSITION {
+            if hashed == 0 || hashed_pixel != px[ip] {
                 0
             } else {
-                ip - hashed as usize
+                ip + 1 - hashed as usize
             },
         ];
         for dist in candidates {

@@ -60,6 +60,30 @@ impl FromStr for ControlSpec {
     }
 }
 
+impl ControlSpec {
+    /// Check what can be checked before the machine is built: TCP addresses
+    /// resolve, and are loopback unless `allow_remote`.
+    pub fn validate(&self, allow_remote: bool) -> anyhow::Result<()> {
+        if let ControlSpec::Tcp(a) = self {
+            tcp_addrs(a, allow_remote)?;
+        }
+        Ok(())
+    }
+}
+
+fn tcp_addrs(a: &str, allow_remote: bool) -> anyhow::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = a
+        .to_socket_addrs()
+        .with_context(|| format!("control address {a}"))?
+        .collect();
+    if !allow_remote && addrs.iter().any(|s| !s.ip().is_loopback()) {
+        bail!(
+            "--control tcp:{a} is not a loopback address: anyone who can reach it controls the VM (add --control-allow-remote to mean it)"
+        );
+    }
+    Ok(addrs)
+}
+
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
@@ -241,15 +265,7 @@ impl ControlServer {
             Some(ControlSpec::Unix(p)) => Listener::Unix(socket_path::bind(p)?),
             None => Listener::Unix(socket_path::bind(&socket_path::default_path()?)?),
             Some(ControlSpec::Tcp(a)) => {
-                let addrs: Vec<SocketAddr> = a
-                    .to_socket_addrs()
-                    .with_context(|| format!("control address {a}"))?
-                    .collect();
-                if !allow_remote && addrs.iter().any(|s| !s.ip().is_loopback()) {
-                    bail!(
-                        "--control tcp:{a} is not a loopback address: anyone who can reach it controls the VM (add --control-allow-remote to mean it)"
-                    );
-                }
+                let addrs = tcp_addrs(a, allow_remote)?;
                 Listener::Tcp(
                     TcpListener::bind(&addrs[..]).with_context(|| format!("listen on {a}"))?,
                 )

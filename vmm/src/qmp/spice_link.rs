@@ -36,7 +36,7 @@ impl SpiceControl for SpiceServer {
     }
 
     fn disconnect_all(&self) -> Result<(), String> {
-        // The spice crate has no call for this yet (see the QMP report).
-        Err("connected=disconnect is not supported yet; use 'keep' or 'fail'".into())
+        SpiceServer::disconnect_all(self);
+        Ok(())
     }
 }

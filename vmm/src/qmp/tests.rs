@@ -1,7 +1,6 @@
 //! The protocol and the commands against a fake machine: every reply shape and
 //! every error case a client can provoke.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +33,7 @@ impl Screendump for FakeDisplay {
 struct FakeSpice {
     password: Mutex<Option<String>>,
     expiry: Mutex<Option<Expiry>>,
-    channels: Vec<SpiceChannel>,
+    channels: Vec<spice::ClientInfo>,
     disconnected: Mutex<bool>,
 }
 
@@ -48,14 +47,15 @@ impl SpiceControl for FakeSpice {
     fn auth(&self) -> &'static str {
         "spice"
     }
-    fn channels(&self) -> Vec<SpiceChannel> {
+    fn channels(&self) -> Vec<spice::ClientInfo> {
         self.channels.clone()
     }
-    fn local_addr(&self) -> SocketAddr {
-        "127.0.0.1:5900".parse().unwrap()
+    fn listen(&self) -> (String, Option<u16>) {
+        ("127.0.0.1".into(), Some(5900))
     }
-    fn disconnect_all(&self) {
+    fn disconnect_all(&self) -> Result<(), String> {
         *self.disconnected.lock().unwrap() = true;
+        Ok(())
     }
 }
 
@@ -602,8 +602,10 @@ fn spice_without_server() {
 
 #[test]
 fn spice_with_server() {
-    let channel = SpiceChannel {
-        addr: "127.0.0.1:40000".parse().unwrap(),
+    let channel = spice::ClientInfo {
+        host: "127.0.0.1".into(),
+        port: 40000,
+        family: "ipv4".into(),
         connection_id: 7,
         channel_type: 1,
         channel_id: 0,
@@ -658,11 +660,35 @@ fn spice_with_server() {
         .1
         .contains("'time'"));
     // SPICE_* events carry QEMU's SpiceBasicInfo / SpiceChannel shapes.
-    let server: SocketAddr = "127.0.0.1:5900".parse().unwrap();
-    let (name, data) = super::spice::event(&SpiceEvent::Initialized { server, channel }, "spice");
+    let spice = c.fake.spice.as_ref().unwrap();
+    let (name, data) = super::spice::event(
+        &spice::SpiceEvent::Initialized {
+            client: channel.clone(),
+        },
+        spice,
+    );
     assert_eq!(name, "SPICE_INITIALIZED");
-    assert_eq!(data["server"]["auth"], "spice");
+    assert_eq!(
+        data["server"],
+        json!({"host": "127.0.0.1", "port": "5900", "family": "ipv4", "auth": "spice"})
+    );
     assert_eq!(data["client"]["connection-id"], 7);
+    let (name, data) = super::spice::event(
+        &spice::SpiceEvent::Connected {
+            server: channel.clone(),
+            client: channel.clone(),
+        },
+        spice,
+    );
+    assert_eq!(name, "SPICE_CONNECTED");
+    assert_eq!(
+        data["client"],
+        json!({"host": "127.0.0.1", "port": "40000", "family": "ipv4"})
+    );
+    let (name, data) =
+        super::spice::event(&spice::SpiceEvent::Disconnected { client: channel }, spice);
+    assert_eq!(name, "SPICE_DISCONNECTED");
+    assert!(data["server"].get("auth").is_none());
 }
 
 #[test]

@@ -4,7 +4,8 @@ LZ4_createStreamDecode + LZ4_decompress_safe_continue into one contiguous buffer
 
 Usage: python3 lz4_reference.py FILE:WIDTH:HEIGHT...
 Writes FILE.bgrx: the decoded buffer, rows top-down, 4 bytes per pixel (B G R X).
-Exits non-zero on any error the client would report.
+Exits non-zero on any error the client would report, and also when the blocks do not fill
+the image exactly (the client would leave the rest of the surface undefined).
 """
 import ctypes
 import sys

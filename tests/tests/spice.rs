@@ -1,0 +1,738 @@
+//! The SPICE server end to end, under KVM, with real clients: spicy-screenshot
+//! (spice-client-gtk), remote-viewer (virt-viewer) typing under Xvfb with
+//! xdotool, a tshark capture decoded by Wireshark's SPICE dissector, and the
+//! in-repo `spice::client::TestClient` for what stock clients cannot show
+//! (no updates for a still screen, session replacement).
+//!
+//! Every test boots the built-in demo with `--spice 127.0.0.1:PORT` on a port
+//! picked here (bound then released), so the same port can be given to stock
+//! clients. Missing tools fail the test with the command that installs them.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use spice::client::{ClientOptions, TestClient};
+use spice::Listen;
+use spicebox_tests::qmp::Qmp;
+use spicebox_tests::screen::{self, Frame};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+
+const BOOT: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "s3cret-pw";
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// Panics with the install command when `tool` is not on PATH.
+fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            let p = d.join(tool);
+            p.is_file()
+                && std::fs::metadata(&p).is_ok_and(|m| {
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+        })
+    });
+    assert!(
+        found,
+        "this test needs `{tool}`: apt-get install {package} (or scripts/deps test)"
+    );
+}
+
+/// A child process killed (and reaped) when the guard goes out of scope, so a
+/// failing assertion leaves no Xvfb, viewer or capture behind.
+struct Guard {
+    child: Child,
+    what: &'static str,
+}
+
+impl Guard {
+    fn spawn(mut cmd: Command, what: &'static str) -> Guard {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Guard { child, what }
+    }
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    /// Still running? Panics with `what` if it exited.
+    fn check_alive(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("{} exited early: {st}", self.what);
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion with its output captured; kills it and panics
+/// after `timeout`.
+fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{what} did not finish within {timeout:?}");
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A demo VM with SPICE on a fresh loopback port and QMP on a unix socket.
+struct Vm {
+    vm: SpiceboxVm,
+    qmp: Qmp,
+    port: u16,
+}
+
+impl Vm {
+    /// `auth`: `Some(pw)` = `--password pw`, `None` = `--disable-ticketing`.
+    fn start(dir: &TempDir, auth: Option<&str>) -> Vm {
+        let port = free_port();
+        let sock = dir.join("qmp.sock");
+        let control = format!("unix:{}", sock.display());
+        let spice = format!("127.0.0.1:{port}");
+        let mut args = vec!["--control", &control, "--spice", &spice];
+        match auth {
+            Some(pw) => args.extend(["--password", pw]),
+            None => args.push("--disable-ticketing"),
+        }
+        let mut vm = SpiceboxVm::start(spicebox!(), &args);
+        vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+        assert!(
+            vm.stderr_text()
+                .contains(&format!("spice: spice://127.0.0.1:{port}")),
+            "no SPICE URI on stderr:\n{}",
+            vm.stderr_text()
+        );
+        let qmp = Qmp::connect(&sock, Duration::from_secs(10));
+        Vm { vm, qmp, port }
+    }
+
+    fn listen(&self) -> Listen {
+        Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port)))
+    }
+
+    fn screendump(&mut self, path: &Path) -> Frame {
+        self.qmp.execute(
+            "screendump",
+            json!({"filename": path.to_str().unwrap(), "format": "ppm"}),
+        );
+        screen::load(path)
+    }
+
+    fn to_graphics(&mut self) {
+        self.vm.send(&[images::DEMO_GRAPHICS_KEY]);
+        self.vm.wait_for(images::DEMO_GRAPHICS_MARKER, STEP);
+    }
+
+    /// What the guest echoed on COM1 after its ready marker.
+    fn echoed(&self) -> String {
+        let s = self.vm.serial_text();
+        let i = s.find(images::DEMO_READY_MARKER).expect("ready marker")
+            + images::DEMO_READY_MARKER.len();
+        s[i..].to_string()
+    }
+
+    /// Waits until the echo after the ready marker contains `want`.
+    fn wait_echo(&mut self, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.echoed().contains(want) {
+            assert!(
+                Instant::now() < deadline,
+                "the demo did not echo {want:?} on serial within {timeout:?}\n--- serial ---\n{}\n--- stderr ---\n{}",
+                self.vm.serial_text(),
+                self.vm.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn text_rows(&mut self, dir: &TempDir) -> Vec<String> {
+        let f = self.screendump(&dir.join("rows.ppm"));
+        assert_eq!((f.width, f.height), (720, 400), "80x25 text at 9x16");
+        screen::text_rows(&f, &screen::system_vga_font())
+    }
+}
+
+/// `spicy-screenshot` against the VM; `password` None = no `--password`.
+fn spicy_screenshot(port: u16, password: Option<&str>, out: &Path) -> Output {
+    require_tool("spicy-screenshot", "spice-client-gtk");
+    let mut cmd = Command::new("spicy-screenshot");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-o"])
+        .arg(out);
+    if let Some(pw) = password {
+        cmd.args(["--password", pw]);
+    }
+    run_timeout(cmd, STEP)
+}
+
+/// Pixels that differ; panics on a size mismatch.
+fn differences(ours: &Frame, reference: &Frame) -> Vec<(u32, u32)> {
+    assert_eq!(
+        (ours.width, ours.height),
+        (reference.width, reference.height),
+        "sizes differ"
+    );
+    let mut d = Vec::new();
+    for y in 0..ours.height {
+        for x in 0..ours.width {
+            if ours.pixel(x, y) != reference.pixel(x, y) {
+                d.push((x, y));
+            }
+        }
+    }
+    d
+}
+
+fn describe(diff: &[(u32, u32)], a: &Frame, b: &Frame) -> String {
+    if diff.is_empty() {
+        return "equal".into();
+    }
+    let (x0, y0) = diff[0];
+    let xs = diff.iter().map(|p| p.0);
+    let ys = diff.iter().map(|p| p.1);
+    format!(
+        "{} pixels differ in x {}..={}, y {}..={}; first ({x0}, {y0}): {:06x} vs {:06x}",
+        diff.len(),
+        xs.clone().min().unwrap(),
+        xs.max().unwrap(),
+        ys.clone().min().unwrap(),
+        ys.max().unwrap(),
+        a.pixel(x0, y0),
+        b.pixel(x0, y0)
+    )
+}
+
+/// spicy-screenshot's picture equals QMP screendump taken right after. The
+/// text cursor blinks on its own clock, so a text screen is retried until a
+/// pair matches (each attempt must at least be equal outside one 9x16 cell).
+fn screenshot_matches_screendump(vm: &mut Vm, dir: &TempDir, tag: &str, attempts: u32) -> Frame {
+    let mut last = String::new();
+    for i in 0..attempts {
+        let shot = dir.join(&format!("{tag}-{i}-spicy.ppm"));
+        let out = spicy_screenshot(vm.port, Some(PASSWORD), &shot);
+        assert!(
+            out.status.success() && shot.exists(),
+            "spicy-screenshot failed ({}): {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let theirs = screen::load(&shot);
+        let model = vm.screendump(&dir.join(&format!("{tag}-{i}-qmp.ppm")));
+        let diff = differences(&theirs, &model);
+        if diff.is_empty() {
+            return theirs;
+        }
+        last = describe(&diff, &theirs, &model);
+        let in_one_cell = diff
+            .iter()
+            .all(|&(x, y)| (x / 9, y / 16) == (diff[0].0 / 9, diff[0].1 / 16));
+        assert!(
+            in_one_cell && attempts > 1,
+            "{tag}: spicy-screenshot differs from screendump: {last}"
+        );
+    }
+    panic!("{tag}: spicy-screenshot never equalled screendump in {attempts} attempts: {last}");
+}
+
+// ---------------------------------------------------------------------------
+// 1. spicy-screenshot shows the guest's screen
+
+#[test]
+fn spicy_screenshot_equals_screendump_in_text_and_graphics() {
+    let dir = TempDir::new("spice-shot");
+    let mut vm = Vm::start(&dir, Some(PASSWORD));
+
+    let text_shot = screenshot_matches_screendump(&mut vm, &dir, "text", 8);
+    assert_eq!((text_shot.width, text_shot.height), (720, 400));
+    let rows = screen::text_rows(&text_shot, &screen::system_vga_font());
+    assert!(
+        rows.iter().any(|r| r.trim_end() == images::DEMO_BANNER),
+        "demo banner missing from spicy-screenshot's picture:\n{}",
+        rows.join("\n")
+    );
+
+    vm.to_graphics();
+    let scene = screenshot_matches_screendump(&mut vm, &dir, "scene", 1);
+    assert_eq!((scene.width, scene.height), (1024, 768));
+    let wrong = (0..768)
+        .flat_map(|y| (0..1024).map(move |x| (x, y)))
+        .filter(|&(x, y)| scene.pixel(x, y) != images::demo_scene_pixel(x, y))
+        .count();
+    assert_eq!(
+        wrong, 0,
+        "spicy-screenshot's scene differs from the demo's picture"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. passwords
+
+#[test]
+fn wrong_password_is_refused_and_right_one_works() {
+    let dir = TempDir::new("spice-auth");
+    let vm = Vm::start(&dir, Some(PASSWORD));
+    for (name, pw) in [("wrong", Some("not-the-password")), ("empty", None)] {
+        let out_file = dir.join(&format!("{name}.ppm"));
+        let out = spicy_screenshot(vm.port, pw, &out_file);
+        assert!(
+            !out.status.success(),
+            "spicy-screenshot with the {name} password succeeded"
+        );
+        assert!(
+            !out_file.exists(),
+            "spicy-screenshot with the {name} password wrote a picture"
+        );
+    }
+    let good = dir.join("good.ppm");
+    let out = spicy_screenshot(vm.port, Some(PASSWORD), &good);
+    assert!(
+        out.status.success() && good.exists(),
+        "the right password was refused ({}): {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let f = screen::load(&good);
+    assert_eq!((f.width, f.height), (720, 400));
+    // The refusals did not hurt the server or the guest.
+    drop(vm);
+}
+
+#[test]
+fn disable_ticketing_lets_a_client_in_without_password() {
+    let dir = TempDir::new("spice-noauth");
+    let vm = Vm::start(&dir, None);
+    let shot = dir.join("shot.ppm");
+    let out = spicy_screenshot(vm.port, None, &shot);
+    assert!(
+        out.status.success() && shot.exists(),
+        "spicy-screenshot without a password failed under --disable-ticketing ({}): {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let f = screen::load(&shot);
+    assert_eq!((f.width, f.height), (720, 400));
+}
+
+// ---------------------------------------------------------------------------
+// 3. remote-viewer under Xvfb, typing with xdotool
+
+/// An Xvfb server on a display it picks itself (-displayfd).
+struct Xvfb {
+    _guard: Guard,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        require_tool("Xvfb", "xvfb");
+        let mut cmd = Command::new("Xvfb");
+        cmd.args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x1024x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        let mut guard = Guard::spawn(cmd, "Xvfb");
+        let mut stdout = guard.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut s = String::new();
+            let mut b = [0u8; 1];
+            while stdout.read(&mut b).is_ok_and(|n| n == 1) && b[0] != b'\n' {
+                s.push(b[0] as char);
+            }
+            let _ = tx.send(s);
+        });
+        let n = rx
+            .recv_timeout(STEP)
+            .expect("Xvfb did not report its display number");
+        assert!(!n.is_empty(), "Xvfb exited without a display");
+        Xvfb {
+            _guard: guard,
+            display: format!(":{n}"),
+        }
+    }
+
+    fn xdotool(&self, args: &[&str]) -> String {
+        require_tool("xdotool", "xdotool");
+        let mut cmd = Command::new("xdotool");
+        cmd.args(args).env("DISPLAY", &self.display);
+        let out = run_timeout(cmd, STEP);
+        assert!(
+            out.status.success(),
+            "xdotool {args:?} failed ({}): {}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+/// remote-viewer connected to the VM, its window focused.
+fn remote_viewer(x: &Xvfb, dir: &TempDir, port: u16) -> Guard {
+    require_tool("remote-viewer", "virt-viewer");
+    // A .vv file keeps the password out of the process list.
+    let vv = dir.join("session.vv");
+    std::fs::write(
+        &vv,
+        format!(
+            "[virt-viewer]\ntype=spice\nhost=127.0.0.1\nport={port}\npassword={PASSWORD}\ntitle=spicebox-under-test\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("remote-viewer");
+    cmd.arg(&vv)
+        .env("DISPLAY", &x.display)
+        .env("GDK_BACKEND", "x11")
+        .env("NO_AT_BRIDGE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("remote-viewer.log")).unwrap(),
+        ));
+    let mut viewer = Guard::spawn(cmd, "remote-viewer");
+    let found = x.xdotool(&["search", "--sync", "--name", "spicebox-under-test"]);
+    let win = found
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no remote-viewer window: {found:?}"))
+        .to_string();
+    viewer.check_alive();
+    x.xdotool(&["windowfocus", "--sync", &win]);
+    x.xdotool(&["mousemove", "--window", &win, "200", "200"]);
+    win_settle();
+    viewer
+}
+
+/// remote-viewer links its channels after the window appears.
+fn win_settle() {
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// Types `s` into the focused viewer, one key at a time.
+fn type_keys(x: &Xvfb, s: &str) {
+    x.xdotool(&["type", "--delay", "120", s]);
+}
+
+#[test]
+fn remote_viewer_typing_under_xvfb_reaches_the_guest() {
+    let dir = TempDir::new("spice-viewer");
+    let mut vm = Vm::start(&dir, Some(PASSWORD));
+    let x = Xvfb::start();
+    let mut viewer = remote_viewer(&x, &dir, vm.port);
+    // No 'g', 't' or 'p': those are the demo's command keys.
+    let typed = "hello world";
+    type_keys(&x, typed);
+    vm.wait_echo(typed, STEP);
+    viewer.check_alive();
+    let rows = vm.text_rows(&dir);
+    assert!(
+        rows[1].starts_with(typed),
+        "the typed text is not on screen row 1:\n{}",
+        rows.join("\n")
+    );
+    // Upper case goes through the Shift modifier.
+    type_keys(&x, "ABC");
+    vm.wait_echo("hello worldABC", STEP);
+}
+
+// ---------------------------------------------------------------------------
+// 4. a capture decodes in tshark's SPICE dissector
+
+#[test]
+fn tshark_decodes_a_captured_session_without_malformed_packets() {
+    require_tool("tshark", "tshark");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "capturing on lo needs root (run this test as root, or give dumpcap cap_net_raw)"
+    );
+    let dir = TempDir::new("spice-tshark");
+    let mut vm = Vm::start(&dir, Some(PASSWORD));
+    let pcap = dir.join("session.pcapng");
+    let log = dir.join("tshark.log");
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-i", "lo", "-f", &format!("tcp port {}", vm.port), "-w"])
+        .arg(&pcap)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let mut tshark = Guard::spawn(cmd, "tshark");
+    let deadline = Instant::now() + STEP;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Capturing on")
+    {
+        tshark.check_alive();
+        assert!(Instant::now() < deadline, "tshark did not start capturing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // spicy-screenshot links main and display; remote-viewer adds inputs and
+    // cursor, and typing sends key messages.
+    let shot = dir.join("shot.ppm");
+    let out = spicy_screenshot(vm.port, Some(PASSWORD), &shot);
+    assert!(
+        out.status.success(),
+        "spicy-screenshot: {}",
+        text(&out.stderr)
+    );
+    {
+        let x = Xvfb::start();
+        let _viewer = remote_viewer(&x, &dir, vm.port);
+        type_keys(&x, "abc");
+        vm.wait_echo("abc", STEP);
+        vm.to_graphics();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: SIGINT to the capture we started; it writes out and exits.
+    unsafe { libc::kill(tshark.pid(), libc::SIGINT) };
+    let deadline = Instant::now() + STEP;
+    while tshark.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "tshark did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let decode_as = format!("tcp.port=={},spice", vm.port);
+    let read = |filter: &str, fields: bool| {
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r")
+            .arg(&pcap)
+            .args(["-d", &decode_as, "-Y", filter]);
+        if fields {
+            cmd.args([
+                "-T",
+                "fields",
+                "-e",
+                "_ws.col.Protocol",
+                "-e",
+                "_ws.col.Info",
+            ]);
+        }
+        let out = run_timeout(cmd, STEP);
+        assert!(out.status.success(), "tshark -r: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bad = read("_ws.malformed || _ws.expert.severity == error", false);
+    assert!(
+        bad.trim().is_empty(),
+        "malformed or erroneous SPICE packets:\n{bad}"
+    );
+
+    let decoded = read("spice", true);
+    let lines: Vec<&str> = decoded.lines().collect();
+    let has = |proto: &str, info: &str| {
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("Spice {proto}")) && l.contains(info))
+    };
+    for ch in ["MAIN", "DISPLAY", "INPUTS", "CURSOR"] {
+        assert!(
+            has(ch, "Server link message") && has(ch, "Server ticket"),
+            "no {ch} link in the capture:\n{decoded}"
+        );
+    }
+    for (ch, msg) in [
+        ("MAIN", "Server INIT"),
+        ("MAIN", "CHANNELS_LIST"),
+        ("DISPLAY", "SURFACE_CREATE"),
+        ("DISPLAY", "DRAW_COPY"),
+        ("DISPLAY", "MARK"),
+        ("INPUTS", "Server INIT"),
+        ("INPUTS", "KEY_DOWN"),
+        ("CURSOR", "Server INIT"),
+    ] {
+        assert!(has(ch, msg), "no {ch} {msg} in the capture:\n{decoded}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5 and 6. the in-repo test client against the VM
+
+fn client(vm: &Vm) -> TestClient {
+    TestClient::connect(
+        &vm.listen(),
+        ClientOptions {
+            password: PASSWORD.into(),
+            ..ClientOptions::default()
+        },
+    )
+    .expect("TestClient::connect")
+}
+
+/// Waits until the client's surface equals `f`.
+fn wait_surface(c: &TestClient, f: &Frame, what: &str) {
+    c.wait(STEP, |s| {
+        s.surface.as_ref().is_some_and(|cs| {
+            (cs.width, cs.height) == (f.width, f.height) && cs.pixels[..] == f.pixels[..]
+        })
+    })
+    .unwrap_or_else(|e| {
+        let st = c.state();
+        let got = st.surface.as_ref().map(|s| (s.width, s.height));
+        panic!("{what}: the client's surface never equalled the screen ({got:?}): {e}")
+    });
+}
+
+#[test]
+fn still_screen_sends_nothing_and_changes_do() {
+    let dir = TempDir::new("spice-still");
+    let mut vm = Vm::start(&dir, Some(PASSWORD));
+    vm.to_graphics();
+    let scene = vm.screendump(&dir.join("scene.ppm"));
+    let c = client(&vm);
+    wait_surface(&c, &scene, "graphics scene");
+    // Let any trailing update of the first frame arrive, then watch 2 s.
+    std::thread::sleep(Duration::from_millis(300));
+    let (draws, msgs) = {
+        let s = c.state();
+        (s.draw_copies, s.image_types.len())
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    {
+        let s = c.state();
+        assert_eq!(
+            s.draw_copies,
+            draws,
+            "a still screen sent {} DRAW_COPY in 2 s",
+            s.draw_copies - draws
+        );
+        assert_eq!(s.image_types.len(), msgs);
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+    }
+    // Back to text: a new primary surface and fresh pixels.
+    let creates = c.state().surface_creates;
+    vm.vm.send(&[images::DEMO_TEXT_KEY]);
+    vm.vm.wait_for(images::DEMO_TEXT_MARKER, STEP);
+    c.wait(STEP, |s| {
+        s.surface_creates > creates
+            && s.draw_copies > draws
+            && s.surface
+                .as_ref()
+                .is_some_and(|f| (f.width, f.height) == (720, 400))
+    })
+    .expect("no text-mode surface and updates after 't'");
+    // The client converges on the model's picture (the cursor blinks, so wait
+    // for a screendump that the client also shows).
+    let deadline = Instant::now() + STEP;
+    loop {
+        let f = vm.screendump(&dir.join("text.ppm"));
+        if c.wait(Duration::from_millis(700), |s| {
+            s.surface
+                .as_ref()
+                .is_some_and(|cs| cs.pixels[..] == f.pixels[..])
+        })
+        .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client never showed the text screen"
+        );
+    }
+    assert!(c.state().errors.is_empty());
+}
+
+#[test]
+fn test_client_keys_are_echoed_by_the_guest() {
+    let dir = TempDir::new("spice-keys");
+    let mut vm = Vm::start(&dir, Some(PASSWORD));
+    let c = client(&vm);
+    c.wait(STEP, |s| s.inputs_init.is_some())
+        .expect("no INPUTS_INIT");
+    // Set-1 scancodes: 'a' 0x1e, 'b' 0x30; release = code | 0x80 (spice-gtk).
+    for code in [0x1e, 0x30] {
+        c.key_down(code).unwrap();
+        c.key_up(code | 0x80).unwrap();
+    }
+    vm.wait_echo("ab", STEP);
+    // KEY_SCANCODE (press and release in one message): 'c' 0x2e.
+    c.key_scancode(&[0x2e, 0xae]).unwrap();
+    vm.wait_echo("abc", STEP);
+    let rows = vm.text_rows(&dir);
+    assert!(rows[1].starts_with("abc"), "{}", rows.join("\n"));
+    assert!(c.state().errors.is_empty());
+}
+
+#[test]
+fn second_client_replaces_the_first_cleanly() {
+    let dir = TempDir::new("spice-replace");
+    let mut vm = Vm::start(&dir, Some(PASSWORD));
+    vm.to_graphics();
+    let scene = vm.screendump(&dir.join("scene.ppm"));
+    let c1 = client(&vm);
+    wait_surface(&c1, &scene, "first client");
+    c1.wait(STEP, |s| s.inputs_init.is_some() && s.cursor_init.is_some())
+        .expect("first client: inputs and cursor");
+    let id1 = c1.state().session_id;
+
+    let c2 = client(&vm);
+    c1.wait(STEP, |s| s.closed.len() == 4)
+        .expect("the first client's four channels were not all closed");
+    assert!(
+        c1.state().errors.is_empty(),
+        "the first client was not disconnected cleanly: {:?}",
+        c1.state().errors
+    );
+    wait_surface(&c2, &scene, "second client");
+    c2.wait(STEP, |s| s.inputs_init.is_some() && s.cursor_init.is_some())
+        .expect("second client: inputs and cursor");
+    assert_ne!(c2.state().session_id, id1);
+    assert!(c2.state().closed.is_empty());
+    // The second client drives the guest.
+    vm.vm.send(&[images::DEMO_TEXT_KEY]);
+    vm.vm.wait_for(images::DEMO_TEXT_MARKER, STEP);
+    for code in [0x30, 0x1e] {
+        c2.key_down(code).unwrap();
+        c2.key_up(code | 0x80).unwrap();
+    }
+    vm.wait_echo("ba", STEP);
+    assert!(c2.state().errors.is_empty());
+}
