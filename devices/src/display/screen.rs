@@ -96,10 +96,9 @@ impl Screen {
     pub fn refresh(&mut self, qxl: &Qxl, dirty: FbDirty, now: Instant) -> Update {
         let vga = qxl.vga();
         let mode = qxl.display_mode();
-        let blink = (now.saturating_duration_since(self.epoch).as_millis()
-            / BLINK_HALF_PERIOD.as_millis())
-            % 2
-            == 0;
+        let half_periods = now.saturating_duration_since(self.epoch).as_millis()
+            / BLINK_HALF_PERIOD.as_millis();
+        let blink = half_periods.is_multiple_of(2);
         let generation = vga.generation();
 
         if self.mode != Some(mode) {
