@@ -96,8 +96,8 @@ impl Screen {
     pub fn refresh(&mut self, qxl: &Qxl, dirty: FbDirty, now: Instant) -> Update {
         let vga = qxl.vga();
         let mode = qxl.display_mode();
-        let half_periods = now.saturating_duration_since(self.epoch).as_millis()
-            / BLINK_HALF_PERIOD.as_millis();
+        let half_periods =
+            now.saturating_duration_since(self.epoch).as_millis() / BLINK_HALF_PERIOD.as_millis();
         let blink = half_periods.is_multiple_of(2);
         let generation = vga.generation();
 
