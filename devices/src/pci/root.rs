@@ -673,8 +673,11 @@ mod tests {
         }
     }
 
+    /// (devfn, bar, base, memory size) of one `bar_moved` call.
+    type MapCall = (usize, usize, Option<u64>, usize);
+
     #[derive(Default)]
-    struct RecordingMapper(Mutex<Vec<(usize, usize, Option<u64>, usize)>>);
+    struct RecordingMapper(Mutex<Vec<MapCall>>);
 
     impl BarMapper for RecordingMapper {
         fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory) {
@@ -702,7 +705,7 @@ mod tests {
         writew(&bus, 0x18, 0x04, 0x0100); // memory decoding off
         root.reset();
         let calls = mapper.0.lock().unwrap().clone();
-        let last_base = |calls: &[(usize, usize, Option<u64>, usize)]| calls.last().unwrap().2;
+        let last_base = |calls: &[MapCall]| calls.last().unwrap().2;
         assert!(calls
             .iter()
             .all(|c| c.0 == 0x18 && c.1 == 1 && c.3 == 0x1000));
