@@ -105,7 +105,8 @@ impl Screen {
             self.mode = Some(mode);
             self.generation = Some(generation);
             self.blink = blink;
-            qxl.render_into(blink, &mut self.frame);
+            let last = (self.frame.width, self.frame.height);
+            draw(qxl, blink, &mut self.frame, last);
             return Update {
                 mode_changed: true,
                 rects: full(&self.frame),
@@ -132,13 +133,40 @@ impl Screen {
         if !(registers_moved || blink_moved || vbe.is_some()) {
             return Update::default();
         }
-        qxl.render_into(blink, &mut self.scratch);
+        draw(
+            qxl,
+            blink,
+            &mut self.scratch,
+            (self.frame.width, self.frame.height),
+        );
         let rects = diff(&self.frame, &self.scratch);
         std::mem::swap(&mut self.frame, &mut self.scratch);
         Update {
             mode_changed: false,
             rects,
         }
+    }
+}
+
+/// Size of the picture before the guest sets any mode (QEMU's too).
+pub const BLANK_SIZE: (u32, u32) = (640, 480);
+
+/// Render into `frame`. A blanked screen (no picture: palette access, bad
+/// geometry) keeps the size `last` and turns black, as a monitor does and as
+/// QEMU shows it, so frontends keep their surface and screendump always has an
+/// image.
+fn draw(qxl: &Qxl, blink: bool, frame: &mut Frame, last: (u32, u32)) {
+    qxl.render_into(blink, frame);
+    if frame.width == 0 || frame.height == 0 {
+        let (w, h) = if last.0 == 0 || last.1 == 0 {
+            BLANK_SIZE
+        } else {
+            last
+        };
+        frame.width = w;
+        frame.height = h;
+        frame.pixels.clear();
+        frame.pixels.resize(w as usize * h as usize, 0);
     }
 }
 
@@ -370,6 +398,31 @@ mod tests {
         dispi(q, 1, w);
         dispi(q, 2, h);
         dispi(q, 4, 0x41);
+    }
+
+    #[test]
+    fn blanked_screen_is_black_at_the_last_size() {
+        let mut q = Qxl::new(QxlConfig::default(), Vec::new(), Arc::new(NoIrq)).unwrap();
+        let mut screen = Screen::new();
+        let t = Instant::now();
+        // Power-on: nothing programmed yet.
+        let u = screen.refresh(&q, FbDirty::Unknown, t);
+        assert!(u.mode_changed);
+        assert_eq!((screen.frame().width, screen.frame().height), BLANK_SIZE);
+        assert!(screen.frame().pixels.iter().all(|&p| p == 0));
+        q.vga_port_write(0x3c0, &[0x20]);
+        vbe_mode(&mut q, 800, 600, 32);
+        q.ram().write(0, &[0xff, 0xff, 0xff, 0]);
+        screen.refresh(&q, FbDirty::Unknown, t);
+        assert_eq!(screen.frame().pixel(0, 0), 0xffffff);
+        // Palette access (AR index bit 5 clear) blanks the picture: black, 800x600.
+        // Input status 1 (0x3BA with MSR's colour bit clear, as here) resets
+        // the attribute flip-flop to "index".
+        q.vga_port_read(0x3ba, &mut [0]);
+        q.vga_port_write(0x3c0, &[0x00]);
+        screen.refresh(&q, FbDirty::Unknown, t);
+        assert_eq!((screen.frame().width, screen.frame().height), (800, 600));
+        assert_eq!(screen.frame().pixel(0, 0), 0);
     }
 
     #[test]
