@@ -1,16 +1,20 @@
-//! SPICE ticket authentication: an RSA-1024 key whose public half goes in every
-//! SpiceLinkReply, and the password/expiry check spice-server's `reds_handle_ticket` does.
+//! SPICE ticket authentication: a fresh RSA-1024 key per link whose public half goes
+//! in that link's SpiceLinkReply, and the password/expiry check spice-server's
+//! `reds_handle_ticket` does.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
 use rsa::pkcs8::EncodePublicKey;
 use rsa::{Oaep, RsaPrivateKey};
+use subtle::ConstantTimeEq;
 
 use crate::proto::{TICKET_BYTES, TICKET_PUBKEY_BYTES};
+use crate::server::lock;
 use crate::{Error, Expiry};
 
-/// The server's ticket key. spice-server makes one per link; one per server is as
-/// good for a password check and keeps the ~100 ms key generation off the link path.
+/// One link's ticket key. Like spice-server, every link gets its own and drops it
+/// afterwards, so a ticket captured from one connection is useless on another.
 pub struct TicketKey {
     key: RsaPrivateKey,
     der: [u8; TICKET_PUBKEY_BYTES],
@@ -36,14 +40,97 @@ impl TicketKey {
         &self.der
     }
 
-    /// RSA-OAEP (SHA-1, MGF1-SHA-1, empty label) decryption, then the C string up to
-    /// the first NUL, as spice-server compares with `strcmp`.
+    /// RSA-OAEP (SHA-1, MGF1-SHA-1, empty label) decryption with blinding (no timing
+    /// side channel on the private key), then the C string up to the first NUL, as
+    /// spice-server compares with `strcmp`.
     pub fn decrypt_ticket(&self, blob: &[u8; TICKET_BYTES]) -> Option<Vec<u8>> {
-        let mut plain = self.key.decrypt(Oaep::new::<sha1::Sha1>(), blob).ok()?;
+        let mut plain = self
+            .key
+            .decrypt_blinded(&mut rand::rngs::OsRng, Oaep::new::<sha1::Sha1>(), blob)
+            .ok()?;
         if let Some(nul) = plain.iter().position(|&b| b == 0) {
             plain.truncate(nul);
         }
         Some(plain)
+    }
+}
+
+/// Keys made ahead of time (key generation takes tens of milliseconds) by a
+/// background thread, so a link does not usually wait for one. Each key is handed
+/// out once.
+pub struct KeyPool {
+    state: Mutex<PoolState>,
+    /// Wakes the refill thread when a key was taken or the pool is stopped.
+    cv: Condvar,
+    size: usize,
+}
+
+struct PoolState {
+    keys: Vec<TicketKey>,
+    stopped: bool,
+}
+
+impl KeyPool {
+    /// Starts the refill thread, which keeps `size` keys ready until `stop`.
+    pub fn start(size: usize) -> Result<Arc<KeyPool>, Error> {
+        let pool = Arc::new(KeyPool {
+            state: Mutex::new(PoolState {
+                keys: Vec::with_capacity(size),
+                stopped: false,
+            }),
+            cv: Condvar::new(),
+            size,
+        });
+        let p = pool.clone();
+        std::thread::Builder::new()
+            .name("spice-keygen".into())
+            .spawn(move || p.refill())
+            .map_err(Error::Runtime)?;
+        Ok(pool)
+    }
+
+    fn refill(&self) {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                while !st.stopped && st.keys.len() >= self.size {
+                    st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                if st.stopped {
+                    return;
+                }
+            }
+            match TicketKey::generate() {
+                Ok(k) => lock(&self.state).keys.push(k),
+                Err(e) => {
+                    tracing::warn!("SPICE ticket key generation failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// A ready key if there is one (the refill thread is told to make another).
+    pub fn try_take(&self) -> Option<TicketKey> {
+        let k = lock(&self.state).keys.pop();
+        self.cv.notify_one();
+        k
+    }
+
+    /// A key never handed out before: from the pool, else made now off the runtime.
+    pub async fn take(&self) -> Result<TicketKey, Error> {
+        if let Some(k) = self.try_take() {
+            return Ok(k);
+        }
+        tokio::task::spawn_blocking(TicketKey::generate)
+            .await
+            .map_err(|e| Error::Crypto(format!("key generation task: {e}")))?
+    }
+
+    /// Ends the refill thread (it finishes the key it is making, if any).
+    pub fn stop(&self) {
+        lock(&self.state).stopped = true;
+        self.cv.notify_all();
     }
 }
 
@@ -68,7 +155,9 @@ impl Ticket {
             Expiry::Now => true,
             Expiry::At(t) => t <= now,
         };
-        !expired && given == password.as_bytes()
+        // Constant time: how much of a guess matched must not show in the timing.
+        let matches: bool = given.ct_eq(password.as_bytes()).into();
+        !expired && matches
     }
 }
 
@@ -109,5 +198,32 @@ mod key_tests {
         let mut bad = blob;
         bad[5] ^= 1;
         assert!(k.decrypt_ticket(&bad).is_none());
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::KeyPool;
+
+    #[test]
+    fn pool_hands_out_each_key_once_and_refills() {
+        let pool = KeyPool::start(2).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // More keys than the pool holds: the rest are made on demand or refilled.
+        let ders: Vec<_> = (0..5)
+            .map(|_| *rt.block_on(pool.take()).unwrap().public_der())
+            .collect();
+        for (i, a) in ders.iter().enumerate() {
+            assert!(ders[i + 1..].iter().all(|b| b != a), "key {i} reused");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while crate::server::lock(&pool.state).keys.len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "pool never refilled");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        pool.stop();
     }
 }

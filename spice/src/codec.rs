@@ -32,13 +32,26 @@ pub struct ImagePolicy {
 }
 
 /// Copies a rectangle's pixels out of the surface (row-major, stride = rect width).
-/// The rectangle must already be clipped to the surface.
+/// The rectangle should already be clipped to the surface. The result always has
+/// `r.width * r.height` pixels: whatever lies outside the surface or its pixel
+/// buffer (a malformed surface) reads as black instead of panicking.
 pub fn extract(surface: &Surface, r: &Rect) -> Vec<u32> {
-    let mut out = Vec::with_capacity(r.width as usize * r.height as usize);
+    let (w, h) = (r.width as usize, r.height as usize);
+    let mut out = Vec::with_capacity(w.saturating_mul(h));
     let stride = surface.width as usize;
-    for y in r.y..r.y + r.height {
-        let start = y as usize * stride + r.x as usize;
-        out.extend_from_slice(&surface.pixels[start..start + r.width as usize]);
+    let x = r.x as usize;
+    // Columns of the rectangle that exist in a row of the surface.
+    let inside = stride.saturating_sub(x).min(w);
+    for y in (r.y as usize..).take(h) {
+        let row = y
+            .checked_mul(stride)
+            .and_then(|s| s.checked_add(x))
+            .and_then(|start| surface.pixels.get(start..start.checked_add(inside)?));
+        match row {
+            Some(px) => out.extend_from_slice(px),
+            None => out.resize(out.len() + inside, 0),
+        }
+        out.resize(out.len() + (w - inside), 0);
     }
     out
 }
@@ -108,6 +121,36 @@ pub fn encode_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extract_never_panics() {
+        let s = Surface {
+            width: 4,
+            height: 3,
+            pixels: (0..12).collect::<Vec<u32>>().into(),
+        };
+        let r = |x, y, width, height| Rect {
+            x,
+            y,
+            width,
+            height,
+        };
+        assert_eq!(extract(&s, &r(1, 1, 2, 2)), vec![5, 6, 9, 10]);
+        // Partly outside the surface: the missing pixels are black.
+        assert_eq!(extract(&s, &r(3, 2, 2, 2)), vec![11, 0, 0, 0]);
+        // A pixel buffer shorter than width * height (a malformed surface).
+        let short = Surface {
+            width: 4,
+            height: 3,
+            pixels: (0..6).collect::<Vec<u32>>().into(),
+        };
+        assert_eq!(extract(&short, &r(0, 0, 4, 3)), {
+            let mut v: Vec<u32> = (0..4).collect();
+            v.extend([0; 8]);
+            v
+        });
+        assert_eq!(extract(&short, &r(u32::MAX, u32::MAX, 1, 1)), vec![0]);
+    }
 
     #[test]
     fn raw_layout_and_fallback() {

@@ -2,10 +2,13 @@
 //!
 //! # Architecture
 //!
-//! [`SpiceServer::start`] generates the RSA ticket key, binds the TCP or unix
-//! listener and starts a small tokio runtime on background threads. Every accepted
-//! connection runs the link stage (`link.rs`: header checks, SpiceLinkReply with the
-//! public key, auth mechanism, RSA-OAEP ticket) and then one task per channel
+//! [`SpiceServer::start`] binds the TCP or unix listener, starts a small tokio
+//! runtime on background threads and a key thread that keeps a few RSA-1024 keys
+//! ready. Every accepted connection (at most 32 in the link stage; TCP keepalive on)
+//! runs the link stage (`link.rs`: header checks, SpiceLinkReply with a public key
+//! used for this link only, so a captured ticket cannot be replayed; auth mechanism;
+//! RSA-OAEP ticket, decrypted with blinding, compared in constant time, a refusal
+//! answered after 200 ms). A session links each channel type once; then one task per channel
 //! (`channel/{main,display,inputs,cursor}.rs`) on top of `channel/conn.rs`, which
 //! frames messages (mini or full header), bounds their size, runs the ack window and
 //! handles base messages. A malformed message closes only its channel.

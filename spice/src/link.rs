@@ -5,16 +5,20 @@
 //!   size outside 18..=4096, more than 1024 caps or caps outside the message → INVALID_DATA
 //!   (all as a full SpiceLinkReply carrying the error, then close);
 //! * unknown auth mechanism → INVALID_DATA reply;
-//! * undecryptable ticket, wrong or expired password → 4-byte result PERMISSION_DENIED.
+//! * undecryptable ticket, wrong or expired password → 4-byte result PERMISSION_DENIED,
+//!   after a short delay (spice-server answers at once; the delay slows guessing).
+//!
+//! Every link gets its own RSA key (from `auth::KeyPool`), taken only once the link
+//! message passed its checks and dropped when the link stage ends.
 //!
 //! The caller then sends the final 4-byte result (OK, BAD_CONNECTION_ID) itself, because
 //! that depends on the session table.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::TicketKey;
+use crate::auth::{KeyPool, TicketKey};
 use crate::proto::{self, common_cap, has_cap, link_err};
 use crate::wire::{Reader, Writer};
 
@@ -152,10 +156,12 @@ async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, code: u32, reason: &str) -> Li
 }
 
 /// Runs the link stage up to and including ticket validation.
-/// `ticket` is consulted after the ticket arrives, so a password change applies at once.
+/// `ticket` is consulted after the ticket arrives, so a password change applies at once;
+/// a refused ticket is answered after `denied_delay`.
 pub async fn accept_link<S, F>(
     s: &mut S,
-    key: &TicketKey,
+    keys: &KeyPool,
+    denied_delay: Duration,
     ticket: F,
 ) -> Result<LinkRequest, LinkFailure>
 where
@@ -196,7 +202,12 @@ where
     let common = (1 << common_cap::PROTOCOL_AUTH_SELECTION)
         | (1 << common_cap::AUTH_SPICE)
         | (1 << common_cap::MINI_HEADER);
-    send(s, &link_ok_reply(key, common, &channel_caps)).await?;
+    // A fresh key for this link only, so a ticket seen on another link is useless.
+    let key = keys
+        .take()
+        .await
+        .map_err(|e| fail(None, format!("ticket key: {e}")))?;
+    send(s, &link_ok_reply(&key, common, &channel_caps)).await?;
 
     if has_cap(&req.common_caps, common_cap::PROTOCOL_AUTH_SELECTION) {
         let mut mech = [0u8; 4];
@@ -211,7 +222,9 @@ where
         Some(plain) => ticket(&plain, SystemTime::now()),
         None => false,
     };
+    drop(key);
     if !accepted {
+        tokio::time::sleep(denied_delay).await;
         let _ = send(s, &link_err::PERMISSION_DENIED.to_le_bytes()).await;
         return Err(fail(Some(link_err::PERMISSION_DENIED), "ticket refused"));
     }

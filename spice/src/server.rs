@@ -1,7 +1,7 @@
 //! The public server object, its runtime and listener, the session table and the
 //! client registry that feeds `clients()` and `subscribe()`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::auth::{Ticket, TicketKey};
+use crate::auth::{KeyPool, Ticket};
 use crate::channel::{self, display::DisplayHub};
 use crate::link::{accept_link, LinkRequest};
 use crate::proto::{channel as ch, link_err};
@@ -25,6 +25,35 @@ pub type BoxStream = Box<dyn Stream>;
 
 /// A client that does not finish the link stage in this time is dropped.
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in the link stage at once (spice-server has no such limit).
+const MAX_LINKS: usize = 32;
+/// A refused ticket is answered after this long, to slow down password guessing.
+const DENIED_DELAY: Duration = Duration::from_millis(200);
+/// Ticket keys kept ready (each link uses a fresh one).
+const KEY_POOL: usize = 4;
+/// TCP keepalive: first probe after this much silence, then every KEEPALIVE_INTERVAL,
+/// so a client that vanished (no FIN, no RST) is noticed within about a minute.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// The link-stage limits; tests shorten them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub link_timeout: Duration,
+    pub max_links: usize,
+    pub denied_delay: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            link_timeout: LINK_TIMEOUT,
+            max_links: MAX_LINKS,
+            denied_delay: DENIED_DELAY,
+        }
+    }
+}
 /// Events are dropped (with a warning) for a subscriber this far behind.
 const EVENT_QUEUE: usize = 1024;
 
@@ -37,10 +66,15 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct SessionEntry {
     id: u32,
     kill: watch::Sender<bool>,
+    /// (channel type, channel id) of the linked channels: at most one of each, as
+    /// spice-server (`red_client_add_channel`: "duplicate channel type %d id %d").
+    channels: HashSet<(u8, u8)>,
 }
 
 pub struct Shared {
-    key: TicketKey,
+    keys: Arc<KeyPool>,
+    limits: Limits,
+    links: LinkGate,
     ticket: Mutex<Ticket>,
     pub input: Arc<dyn InputSink>,
     pub force_raw: bool,
@@ -151,9 +185,16 @@ pub struct SpiceServer {
 }
 
 impl SpiceServer {
-    /// Generates the ticket key, binds, and starts serving on background threads.
+    /// Binds, starts making ticket keys, and starts serving on background threads.
     pub fn start(config: Config, input: Arc<dyn InputSink>) -> Result<SpiceServer, Error> {
-        let key = TicketKey::generate()?;
+        SpiceServer::start_with_limits(config, input, Limits::default())
+    }
+
+    pub(crate) fn start_with_limits(
+        config: Config,
+        input: Arc<dyn InputSink>,
+        limits: Limits,
+    ) -> Result<SpiceServer, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("spice")
@@ -164,8 +205,11 @@ impl SpiceServer {
             let _enter = runtime.enter();
             bind(&config.listen)?
         };
+        let keys = KeyPool::start(KEY_POOL)?;
         let shared = Arc::new(Shared {
-            key,
+            keys,
+            limits,
+            links: LinkGate::new(limits.max_links),
             ticket: Mutex::new(Ticket {
                 password: config.password,
                 expiry: Expiry::Never,
@@ -253,6 +297,7 @@ impl SpiceServer {
             return;
         };
         self.shared.shutdown.send_replace(true);
+        self.shared.keys.stop();
         if let Some(s) = lock(&self.shared.session).take() {
             s.kill.send_replace(true);
         }
@@ -325,6 +370,9 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     Listener::Tcp(l) => {
                         let (s, a) = l.accept().await?;
                         let _ = s.set_nodelay(true);
+                        if let Err(e) = set_keepalive(&s) {
+                            debug!("SPICE: cannot enable TCP keepalive: {e}");
+                        }
                         let local = s.local_addr()?;
                         Ok((Box::new(s) as BoxStream, tcp_peer(a), tcp_peer(local)))
                     }
@@ -359,14 +407,105 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     }
 }
 
+/// Keepalive probes on an accepted TCP connection, so one whose peer vanished
+/// (power loss, NAT timeout) ends instead of holding its session forever.
+fn set_keepalive(s: &tokio::net::TcpStream) -> std::io::Result<()> {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    socket2::SockRef::from(s).set_tcp_keepalive(&ka)
+}
+
+/// Bounds the connections in the link stage (before the ticket is checked). When
+/// full, a new connection evicts the *oldest* one rather than being refused: a
+/// legitimate link takes milliseconds, so idle or stalled sockets are what pile up,
+/// and refusing newcomers would let `max` idle sockets lock everyone out for the
+/// whole link timeout.
+struct LinkGate {
+    max: usize,
+    next: AtomicU64,
+    /// Links in progress, oldest first; dropping a sender evicts that link.
+    waiting: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+}
+
+/// A place in the link stage; its receiver fires if the link is evicted.
+struct LinkPass<'a> {
+    gate: &'a LinkGate,
+    seq: u64,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl LinkGate {
+    fn new(max: usize) -> LinkGate {
+        LinkGate {
+            max: max.max(1),
+            next: AtomicU64::new(0),
+            waiting: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn admit(&self) -> LinkPass<'_> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, evicted) = oneshot::channel();
+        let mut w = lock(&self.waiting);
+        while w.len() >= self.max {
+            // Dropping the sender wakes that link's task, which closes its socket.
+            if w.pop_first().is_some() {
+                debug!("too many SPICE connections in the link stage; dropping the oldest");
+            }
+        }
+        w.insert(seq, tx);
+        LinkPass {
+            gate: self,
+            seq,
+            evicted,
+        }
+    }
+}
+
+impl Drop for LinkPass<'_> {
+    fn drop(&mut self) {
+        lock(&self.gate.waiting).remove(&self.seq);
+    }
+}
+
+/// Frees a channel's (type, id) in its session when the channel ends.
+struct ChannelSlot<'a> {
+    shared: &'a Shared,
+    session_id: u32,
+    pair: (u8, u8),
+}
+
+impl Drop for ChannelSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = lock(&self.shared.session).as_mut() {
+            if s.id == self.session_id {
+                s.channels.remove(&self.pair);
+            }
+        }
+    }
+}
+
 async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Peer, local: Peer) {
     let mut stop = shared.shutdown.subscribe();
+    let mut pass = shared.links.admit();
+    let limits = shared.limits;
     let linked = tokio::select! {
         _ = stop.wait_for(|s| *s) => return,
-        r = tokio::time::timeout(LINK_TIMEOUT, accept_link(&mut stream, &shared.key, |given, now| {
-            lock(&shared.ticket).accepts(given, now)
-        })) => r,
+        _ = &mut pass.evicted => {
+            debug!(host = %peer.host, "SPICE link dropped: too many connections linking");
+            return;
+        }
+        r = tokio::time::timeout(
+            limits.link_timeout,
+            accept_link(&mut stream, &shared.keys, limits.denied_delay, |given, now| {
+                lock(&shared.ticket).accepts(given, now)
+            }),
+        ) => r,
     };
+    // Out of the link stage: no longer counted against MAX_LINKS.
+    drop(pass);
     let req = match linked {
         Ok(Ok(req)) => req,
         Ok(Err(f)) => {
@@ -378,15 +517,17 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
             return;
         }
     };
-    let Some((session_id, kill)) = join_session(shared, &req) else {
-        warn!(
-            connection_id = req.connection_id,
-            "SPICE link with unknown connection id"
-        );
-        let _ = stream
-            .write_all(&link_err::BAD_CONNECTION_ID.to_le_bytes())
-            .await;
-        return;
+    let (session_id, kill) = match join_session(shared, &req) {
+        Ok(joined) => joined,
+        Err(code) => {
+            let _ = stream.write_all(&code.to_le_bytes()).await;
+            return;
+        }
+    };
+    let _slot = ChannelSlot {
+        shared,
+        session_id,
+        pair: (req.channel_type, req.channel_id),
     };
     if stream.write_all(&link_err::OK.to_le_bytes()).await.is_err() {
         end_session_if_main(shared, &req, session_id);
@@ -411,8 +552,9 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
 }
 
 /// MAIN starts a new session (closing the current one, as spice-server does without
-/// multi-client support); other channels must name the current session.
-fn join_session(shared: &Shared, req: &LinkRequest) -> Option<(u32, watch::Receiver<bool>)> {
+/// multi-client support); other channels must name the current session and may be
+/// linked once per session. Err is the link result to send.
+fn join_session(shared: &Shared, req: &LinkRequest) -> Result<(u32, watch::Receiver<bool>), u32> {
     let mut session = lock(&shared.session);
     if req.channel_type == ch::MAIN {
         if let Some(old) = session.take() {
@@ -429,13 +571,27 @@ fn join_session(shared: &Shared, req: &LinkRequest) -> Option<(u32, watch::Recei
             }
         };
         let (kill, rx) = watch::channel(false);
-        *session = Some(SessionEntry { id, kill });
-        return Some((id, rx));
+        let channels = HashSet::from([(req.channel_type, req.channel_id)]);
+        *session = Some(SessionEntry { id, kill, channels });
+        return Ok((id, rx));
     }
-    match &*session {
-        Some(s) if s.id == req.connection_id => Some((s.id, s.kill.subscribe())),
-        _ => None,
+    let Some(s) = session.as_mut().filter(|s| s.id == req.connection_id) else {
+        warn!(
+            connection_id = req.connection_id,
+            "SPICE link with unknown connection id"
+        );
+        return Err(link_err::BAD_CONNECTION_ID);
+    };
+    if !s.channels.insert((req.channel_type, req.channel_id)) {
+        // spice-server sends OK and then closes the stream when creating the channel
+        // client fails; saying why is kinder, with the code used for unknown channels.
+        warn!(
+            session_id = s.id,
+            "SPICE duplicate channel type {} id {}", req.channel_type, req.channel_id
+        );
+        return Err(link_err::CHANNEL_NOT_AVAILABLE);
     }
+    Ok((s.id, s.kill.subscribe()))
 }
 
 /// A session lives as long as its MAIN channel.
@@ -448,5 +604,36 @@ fn end_session_if_main(shared: &Shared, req: &LinkRequest, session_id: u32) {
         if let Some(s) = session.take() {
             s.kill.send_replace(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keepalive_options_are_set() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let sock = socket2::SockRef::from(&s);
+            assert!(!sock.keepalive().unwrap());
+            super::set_keepalive(&s).unwrap();
+            assert!(sock.keepalive().unwrap());
+            assert_eq!(sock.tcp_keepalive_time().unwrap(), super::KEEPALIVE_TIME);
+            assert_eq!(
+                sock.tcp_keepalive_interval().unwrap(),
+                super::KEEPALIVE_INTERVAL
+            );
+            assert_eq!(
+                sock.tcp_keepalive_retries().unwrap(),
+                super::KEEPALIVE_RETRIES
+            );
+        });
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::region::{clip, Region};
@@ -29,6 +29,8 @@ use crate::{Rect, Surface};
 pub struct DisplayHub {
     surface: Option<Arc<Surface>>,
     clients: Vec<Weak<DisplayClient>>,
+    /// A malformed surface was reported since the last good one (warn once per run).
+    malformed: bool,
 }
 
 #[derive(Default)]
@@ -38,19 +40,44 @@ struct DisplayClient {
 }
 
 impl DisplayHub {
+    /// Stores the newest surface and queues its dirty rectangles for every client.
+    /// A surface whose pixel count is not width x height (or that is empty) is
+    /// dropped: the clients keep the last good one.
     pub fn update(&mut self, surface: Arc<Surface>, dirty: &[Rect]) {
+        let (w, h) = (surface.width, surface.height);
+        let expected = (w as usize).checked_mul(h as usize);
+        if w == 0 || h == 0 || expected != Some(surface.pixels.len()) {
+            if !std::mem::replace(&mut self.malformed, true) {
+                warn!(
+                    width = w,
+                    height = h,
+                    pixels = surface.pixels.len(),
+                    "SPICE display update with a malformed surface dropped"
+                );
+            }
+            return;
+        }
+        self.malformed = false;
         let resized = self
             .surface
             .as_ref()
-            .is_none_or(|s| (s.width, s.height) != (surface.width, surface.height));
-        let (w, h) = (surface.width, surface.height);
+            .is_none_or(|s| (s.width, s.height) != (w, h));
         self.surface = Some(surface);
-        self.clients.retain(|c| c.strong_count() > 0);
+        self.prune();
         for c in self.clients.iter().filter_map(Weak::upgrade) {
             let mut p = lock(&c.pending);
             if resized {
-                // The task notices the new size and redraws everything.
+                // The whole new surface is due, whatever was dirty. The task
+                // recreates the surface if its size differs from what the client
+                // has; if the size went back to that one (A → B → A before the task
+                // ran), this full rectangle is what redraws it.
                 p.clear();
+                p.add(Rect {
+                    x: 0,
+                    y: 0,
+                    width: w,
+                    height: h,
+                });
             } else {
                 for r in dirty.iter().filter_map(|r| clip(r, w, h)) {
                     p.add(r);
@@ -62,9 +89,15 @@ impl DisplayHub {
     }
 
     fn register(&mut self) -> Arc<DisplayClient> {
+        self.prune();
         let c = Arc::new(DisplayClient::default());
         self.clients.push(Arc::downgrade(&c));
         c
+    }
+
+    /// Forgets display channels that have ended.
+    fn prune(&mut self) {
+        self.clients.retain(|c| c.strong_count() > 0);
     }
 }
 
@@ -193,10 +226,14 @@ async fn pump(shared: &Shared, conn: &mut Conn, st: &mut State) -> Result<(), En
     let mut unsent = rects.into_iter().filter_map(|r| clip(&r, size.0, size.1));
     while conn.window_open() {
         let Some(r) = unsent.next() else { break };
-        let pixels = extract(&surface, &r);
-        let id = shared.next_image_id.fetch_add(1, Ordering::Relaxed);
-        let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
-        conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
+        {
+            // The pixel copy, the image and the message body end here, before the
+            // flush awaits a slow client.
+            let pixels = extract(&surface, &r);
+            let id = shared.next_image_id.fetch_add(1, Ordering::Relaxed);
+            let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
+            conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
+        }
         // Write per rectangle so a big update does not sit in one huge buffer.
         conn.flush().await?;
     }
@@ -213,4 +250,69 @@ async fn pump(shared: &Shared, conn: &mut Conn, st: &mut State) -> Result<(), En
     }
     conn.flush().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn surface(width: u32, height: u32, len: usize) -> Arc<Surface> {
+        Arc::new(Surface {
+            width,
+            height,
+            pixels: vec![0; len].into(),
+        })
+    }
+
+    fn full(width: u32, height: u32) -> Rect {
+        Rect {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn a_resize_marks_the_whole_new_surface_pending() {
+        let mut hub = DisplayHub::default();
+        let c = hub.register();
+        hub.update(surface(100, 80, 8000), &[full(100, 80)]);
+        // The task sent A.
+        lock(&c.pending).take();
+        // A → B → A2 before the task runs again: the task still has a 100x80
+        // surface, so only the pending region can make it redraw.
+        hub.update(surface(320, 200, 64000), &[]);
+        hub.update(surface(100, 80, 8000), &[]);
+        assert_eq!(lock(&c.pending).take(), vec![full(100, 80)]);
+    }
+
+    #[test]
+    fn register_prunes_ended_clients() {
+        let mut hub = DisplayHub::default();
+        for _ in 0..100 {
+            drop(hub.register());
+        }
+        let _live = hub.register();
+        assert_eq!(hub.clients.len(), 1);
+    }
+
+    #[test]
+    fn malformed_surfaces_are_dropped() {
+        let mut hub = DisplayHub::default();
+        let c = hub.register();
+        hub.update(surface(10, 10, 100), &[full(10, 10)]);
+        lock(&c.pending).take();
+        for bad in [
+            surface(10, 10, 99),
+            surface(10, 10, 101),
+            surface(0, 10, 0),
+            surface(u32::MAX, u32::MAX, 1),
+        ] {
+            hub.update(bad, &[full(10, 10)]);
+            let s = hub.surface.as_ref().unwrap();
+            assert_eq!((s.width, s.height, s.pixels.len()), (10, 10, 100));
+            assert!(lock(&c.pending).take().is_empty());
+        }
+    }
 }

@@ -116,6 +116,15 @@ pub fn encrypt_ticket(pubkey_der: &[u8], password: &str) -> Result<Vec<u8>, Erro
 
 /// The whole link stage; Ok only when the server's final result is OK.
 pub fn link<S: Read + Write>(s: &mut S, p: &LinkParams) -> Result<Linked, Error> {
+    link_capture(s, p).map(|(linked, _)| linked)
+}
+
+/// `link`, also returning the bytes sent after the server's reply (auth mechanism and
+/// encrypted ticket), e.g. to replay them on another connection.
+pub fn link_capture<S: Read + Write>(
+    s: &mut S,
+    p: &LinkParams,
+) -> Result<(Linked, Vec<u8>), Error> {
     s.write_all(&encode_link_mess(p))?;
     let (key, linked) = read_link_reply(s)?;
     let mut out = Vec::new();
@@ -129,7 +138,7 @@ pub fn link<S: Read + Write>(s: &mut S, p: &LinkParams) -> Result<Linked, Error>
     let mut result = [0u8; 4];
     s.read_exact(&mut result)?;
     match u32::from_le_bytes(result) {
-        link_err::OK => Ok(linked),
+        link_err::OK => Ok((linked, out)),
         e => Err(Error::LinkRefused(e)),
     }
 }

@@ -1,7 +1,8 @@
 //! A blocking SPICE test client (feature `test-client`, always in this crate's tests).
 //!
 //! [`TestClient::connect`] links MAIN, reads MAIN_INIT, asks for the channel list, then
-//! links DISPLAY, INPUTS and CURSOR with the session id. One reader thread per channel
+//! links DISPLAY, INPUTS and CURSOR (or those in [`ClientOptions::channels`]) with the
+//! session id. One reader thread per channel
 //! decodes every server message strictly (see `decode.rs`), answers SET_ACK and PING,
 //! ACKs the display window unless told not to, and keeps a copy of the primary surface
 //! by applying DRAW_COPY. Tests wait on [`TestClient::wait`] for a condition on the
@@ -56,6 +57,13 @@ impl AnyStream {
             AnyStream::Unix(s) => s.set_read_timeout(d),
         }
     }
+    /// Half-close: the server sees EOF, replies can still be read.
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            AnyStream::Tcp(s) => s.shutdown(Shutdown::Write),
+            AnyStream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
     pub fn shutdown(&self) {
         let _ = match self {
             AnyStream::Tcp(s) => s.shutdown(Shutdown::Both),
@@ -92,6 +100,8 @@ pub struct ClientOptions {
     pub lz4: bool,
     /// Announce MINI_HEADER (spice-gtk always does).
     pub mini_header: bool,
+    /// Which of DISPLAY, INPUTS and CURSOR to link after MAIN (all by default).
+    pub channels: Vec<u8>,
 }
 
 impl Default for ClientOptions {
@@ -100,6 +110,7 @@ impl Default for ClientOptions {
             password: String::new(),
             lz4: true,
             mini_header: true,
+            channels: vec![ch::DISPLAY, ch::INPUTS, ch::CURSOR],
         }
     }
 }
@@ -199,8 +210,9 @@ pub fn link_channel(
 }
 
 impl TestClient {
-    /// Links display, inputs and cursor to an existing session (a second view on it,
-    /// without a main channel of its own).
+    /// Links display, inputs and cursor (or those in `opts.channels`) to an existing
+    /// session, without a main channel of its own. The server links each channel once
+    /// per session, so these must be ones the session does not have yet.
     pub fn attach(
         listen: &Listen,
         session_id: u32,
@@ -250,17 +262,23 @@ impl TestClient {
         } else {
             vec![]
         };
-        let (s, l) = link_channel(listen, id, ch::DISPLAY, lz4, opts)?;
-        let display = start_chan(s, ch::DISPLAY, mini(&l), &c.state, &c.auto_ack)?;
-        // spice-gtk's DISPLAY_INIT: cache id 1, 80 MiB / 4 pixels, GLZ dictionary 1.
-        let mut w = Writer::new();
-        w.u8(1).u64(20 * 1024 * 1024).u8(1).i32(16 * 1024 * 1024);
-        display.send(proto::display_msgc::INIT, &w.finish())?;
-        c.display = Some(display);
-        let (s, l) = link_channel(listen, id, ch::INPUTS, vec![], opts)?;
-        c.inputs = Some(start_chan(s, ch::INPUTS, mini(&l), &c.state, &c.auto_ack)?);
-        let (s, l) = link_channel(listen, id, ch::CURSOR, vec![], opts)?;
-        c.cursor = Some(start_chan(s, ch::CURSOR, mini(&l), &c.state, &c.auto_ack)?);
+        if opts.channels.contains(&ch::DISPLAY) {
+            let (s, l) = link_channel(listen, id, ch::DISPLAY, lz4, opts)?;
+            let display = start_chan(s, ch::DISPLAY, mini(&l), &c.state, &c.auto_ack)?;
+            // spice-gtk's DISPLAY_INIT: cache id 1, 80 MiB / 4 pixels, GLZ dictionary 1.
+            let mut w = Writer::new();
+            w.u8(1).u64(20 * 1024 * 1024).u8(1).i32(16 * 1024 * 1024);
+            display.send(proto::display_msgc::INIT, &w.finish())?;
+            c.display = Some(display);
+        }
+        if opts.channels.contains(&ch::INPUTS) {
+            let (s, l) = link_channel(listen, id, ch::INPUTS, vec![], opts)?;
+            c.inputs = Some(start_chan(s, ch::INPUTS, mini(&l), &c.state, &c.auto_ack)?);
+        }
+        if opts.channels.contains(&ch::CURSOR) {
+            let (s, l) = link_channel(listen, id, ch::CURSOR, vec![], opts)?;
+            c.cursor = Some(start_chan(s, ch::CURSOR, mini(&l), &c.state, &c.auto_ack)?);
+        }
         Ok(())
     }
 
@@ -473,24 +491,25 @@ fn read_loop(
             return Err(format!("connection closed inside message {t}"));
         }
         let m = decode(channel, t, &body)?;
+        // Replies may fail when the server has just closed the connection (it may close
+        // at any time: session replaced, shutdown); the next read then ends the loop.
         match &m {
             ServerMsg::SetAck {
                 generation,
                 window: w,
             } => {
-                send_on(&writer, msgc::ACK_SYNC, &generation.to_le_bytes())
-                    .map_err(|e| e.to_string())?;
+                let _ = send_on(&writer, msgc::ACK_SYNC, &generation.to_le_bytes());
                 *ack.lock().unwrap_or_else(|e| e.into_inner()) = (Some(*w), 0);
             }
             ServerMsg::Ping { id, timestamp } => {
                 let mut w = Writer::new();
                 w.u32(*id).u64(*timestamp);
-                send_on(&writer, msgc::PONG, &w.finish()).map_err(|e| e.to_string())?;
+                let _ = send_on(&writer, msgc::PONG, &w.finish());
             }
             _ => {
                 ack.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
                 if auto_ack.load(Ordering::SeqCst) {
-                    settle_acks(&writer, &ack).map_err(|e| e.to_string())?;
+                    let _ = settle_acks(&writer, &ack);
                 }
             }
         }
@@ -576,7 +595,8 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         ServerMsg::KeyModifiers(m) => g.modifiers.push(m),
         ServerMsg::MotionAck => g.motion_acks += 1,
         ServerMsg::CursorInit { .. } => g.cursor_init = Some(m),
-        ServerMsg::SetAck { .. } => g.display_msgs = 0,
+        // Only the display channel's: every channel gets a SET_ACK of its own.
+        ServerMsg::SetAck { .. } if channel == ch::DISPLAY => g.display_msgs = 0,
         _ => {}
     }
     Ok(())

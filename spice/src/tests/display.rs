@@ -13,8 +13,10 @@ fn initial_full_update_then_partial_updates() {
     wait_surface(&c, &s1);
     c.wait(T, |s| s.marks == 1 && s.surface_creates == 1)
         .unwrap();
-    // Partial: change two rectangles and report only those.
-    let mut px = s1.pixels.to_vec();
+    // Partial: every pixel changes, but only two rectangles are reported. The
+    // client must end up with the new pixels inside them and the old ones
+    // everywhere else: a DRAW_COPY reaching outside the dirty rectangles would
+    // bring new pixels there.
     let r1 = Rect {
         x: 10,
         y: 20,
@@ -27,21 +29,37 @@ fn initial_full_update_then_partial_updates() {
         width: 50,
         height: 50,
     };
-    for r in [r1, r2] {
-        for y in r.y..r.y + r.height {
-            for x in r.x..r.x + r.width {
-                px[(y * 200 + x) as usize] = 0x00ff0000 | x << 8 | y;
-            }
-        }
-    }
+    let inside = |x: u32, y: u32| {
+        [r1, r2]
+            .iter()
+            .any(|r| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height)
+    };
     let s2 = Arc::new(Surface {
         width: 200,
         height: 150,
-        pixels: px.into(),
+        pixels: s1.pixels.iter().map(|p| p ^ 0x00ff_ffff).collect(),
     });
+    let expect = Surface {
+        width: 200,
+        height: 150,
+        pixels: (0..150u32)
+            .flat_map(|y| (0..200u32).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let i = (y * 200 + x) as usize;
+                if inside(x, y) {
+                    s2.pixels[i]
+                } else {
+                    s1.pixels[i]
+                }
+            })
+            .collect(),
+    };
     let before = c.state().draw_copies;
     server.update(s2.clone(), &[r1, r2]);
-    wait_surface(&c, &s2);
+    wait_surface(&c, &expect);
+    // Nothing else arrives later either.
+    std::thread::sleep(Duration::from_millis(300));
+    wait_surface(&c, &expect);
     let st = c.state();
     assert!(
         st.draw_copies - before <= 2,
@@ -140,7 +158,8 @@ fn many_small_rects_fall_back_to_fewer_draws() {
     let c = connect(&server);
     wait_surface(&c, &s);
     let before = c.state().draw_copies;
-    let s2 = picture(400, 300, 2);
+    // 300 small rectangles and no full one; only they change, so whatever the
+    // server merges them into, the client must end up with exactly `s2`.
     let rects: Vec<Rect> = (0..300)
         .map(|i| Rect {
             x: (i * 13) % 390,
@@ -148,11 +167,29 @@ fn many_small_rects_fall_back_to_fewer_draws() {
             width: 10,
             height: 10,
         })
-        .chain(std::iter::once(full(&s)))
         .collect();
+    let mut px = s.pixels.to_vec();
+    for r in &rects {
+        for y in r.y..r.y + r.height {
+            for x in r.x..r.x + r.width {
+                px[(y * 400 + x) as usize] = 0x00ff_ffff ^ s.pixels[(y * 400 + x) as usize];
+            }
+        }
+    }
+    let s2 = Arc::new(Surface {
+        width: 400,
+        height: 300,
+        pixels: px.into(),
+    });
     server.update(s2.clone(), &rects);
     wait_surface(&c, &s2);
-    assert!(c.state().draw_copies - before <= 16);
+    let st = c.state();
+    assert!(
+        st.draw_copies - before <= 16,
+        "{} draws for 300 small rectangles",
+        st.draw_copies - before
+    );
+    assert!(st.errors.is_empty());
 }
 
 #[test]
@@ -188,4 +225,57 @@ fn image_encodings_follow_client_caps_and_config() {
             "lz4 {lz4} raw {force_raw}"
         );
     }
+}
+
+#[test]
+fn resize_back_to_the_old_size_redraws() {
+    // A (100x80) → B (320x200) → A2 (100x80) faster than the display task runs
+    // (`channel::display` unit tests pin that interleaving down); whatever the
+    // task sees, the client must end with A2.
+    let (server, _) = start(None);
+    let a = picture(100, 80, 3);
+    server.update(a.clone(), &[full(&a)]);
+    let c = connect(&server);
+    wait_surface(&c, &a);
+    for i in 0..20 {
+        let b = picture(320, 200, 100 + i);
+        let a2 = picture(100, 80, 200 + i);
+        server.update(b, &[]);
+        server.update(a2.clone(), &[full(&a2)]);
+        wait_surface(&c, &a2);
+    }
+    assert!(c.state().errors.is_empty());
+}
+
+#[test]
+fn malformed_surfaces_are_dropped_and_the_display_goes_on() {
+    let (server, _) = start(None);
+    let bad = |width, height, len| {
+        Arc::new(Surface {
+            width,
+            height,
+            pixels: vec![0x00ff_0000; len].into(),
+        })
+    };
+    // Before any client: dropped, so the first client does not get it.
+    server.update(bad(64, 64, 10), &[]);
+    let c = connect(&server);
+    c.wait(T, |s| s.cursor_init.is_some()).unwrap();
+    let s = picture(64, 48, 1);
+    server.update(s.clone(), &[full(&s)]);
+    wait_surface(&c, &s);
+    // Too few pixels, too many, nothing at all, a size that does not fit a usize
+    // product on 32-bit hosts: the client keeps the last good frame.
+    server.update(bad(64, 48, 64 * 48 - 1), &[full(&s)]);
+    server.update(bad(64, 48, 64 * 48 + 1), &[full(&s)]);
+    server.update(bad(0, 0, 0), &[]);
+    server.update(bad(u32::MAX, u32::MAX, 4), &[]);
+    server.update(bad(200, 100, 64 * 48), &[]);
+    let s2 = picture(64, 48, 2);
+    server.update(s2.clone(), &[full(&s2)]);
+    wait_surface(&c, &s2);
+    let st = c.state();
+    assert_eq!(st.surface_creates, 1);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert!(st.closed.is_empty(), "{:?}", st.closed);
 }

@@ -1,10 +1,13 @@
 //! Link stage: passwords, expiry, and hostile or broken link messages.
 
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
-use crate::client::link::{default_common_caps, link, LinkParams};
+use crate::client::link::{
+    default_common_caps, encode_link_mess, encrypt_ticket, link, link_capture, read_link_reply,
+    LinkParams,
+};
 use crate::client::{link_channel, AnyStream};
 use crate::proto::{channel as ch, link_err};
 use crate::{Error, Expiry};
@@ -36,6 +39,8 @@ fn refused(r: Result<(), Error>) -> u32 {
 fn raw_link(server: &SpiceServer, bytes: &[u8]) -> Option<u32> {
     let mut s = AnyStream::connect(&server.local_addr()).unwrap();
     s.write_all(bytes).unwrap();
+    // Then the client leaves (else a truncated link waits for the link timeout).
+    s.shutdown_write();
     let mut reply = Vec::new();
     // The server closes after an error; read to EOF.
     let _ = s.read_to_end(&mut reply);
@@ -250,4 +255,54 @@ fn full_header_clients_work() {
     wait_surface(&c, &picture(64, 48, 1));
     c.wait(T, |s| s.inputs_init.is_some() && s.cursor_init.is_some())
         .unwrap();
+}
+
+#[test]
+fn captured_ticket_cannot_be_replayed() {
+    let (server, _) = start(Some("s3cret"));
+    let addr = server.local_addr();
+    let p = params(ch::MAIN, 0, "s3cret");
+    let mut s = AnyStream::connect(&addr).unwrap();
+    let (_, captured) = link_capture(&mut s, &p).unwrap();
+    assert_eq!(captured.len(), 4 + 128, "auth mechanism + ticket");
+    // An eavesdropper replays the link message, then the captured auth + ticket.
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let mut r = AnyStream::connect(&addr).unwrap();
+        r.write_all(&encode_link_mess(&p)).unwrap();
+        let (key, _) = read_link_reply(&mut r).unwrap();
+        keys.push(key);
+        r.write_all(&captured).unwrap();
+        let mut result = [0u8; 4];
+        r.read_exact(&mut result).unwrap();
+        assert_eq!(u32::from_le_bytes(result), link_err::PERMISSION_DENIED);
+    }
+    // Every link has its own key.
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3);
+    drop(s);
+    assert_still_serves(&server, "s3cret");
+}
+
+#[test]
+fn refused_ticket_is_answered_after_a_delay() {
+    let (server, _) = start(Some("pw"));
+    let p = params(ch::MAIN, 0, "wrong");
+    let mut s = AnyStream::connect(&server.local_addr()).unwrap();
+    s.write_all(&encode_link_mess(&p)).unwrap();
+    let (key, _) = read_link_reply(&mut s).unwrap();
+    let mut out = crate::proto::common_cap::AUTH_SPICE.to_le_bytes().to_vec();
+    out.extend_from_slice(&encrypt_ticket(&key, "wrong").unwrap());
+    let t0 = Instant::now();
+    s.write_all(&out).unwrap();
+    let mut result = [0u8; 4];
+    s.read_exact(&mut result).unwrap();
+    let took = t0.elapsed();
+    assert_eq!(u32::from_le_bytes(result), link_err::PERMISSION_DENIED);
+    assert!(
+        took >= Duration::from_millis(190),
+        "answered after {took:?}"
+    );
+    link_main(&server, "pw").unwrap();
 }

@@ -1,7 +1,11 @@
-//! Inputs: keys (plain, E0, Pause, scancode sequences), mouse, motion acks, lock keys.
+//! Inputs: keys (plain, E0, Pause, scancode sequences), mouse, motion acks, lock keys,
+//! releases when the channel ends.
+//!
+//! The `Recorder`'s LEDs model a guest whose LEDs lag: injected lock keys never
+//! change them by themselves; a test sets them when the guest "catches up".
 
 use super::*;
-use crate::proto::{button, button_mask};
+use crate::proto::{button, button_mask, channel as ch, inputs_msgc};
 
 #[test]
 fn keys_reach_the_sink_as_set1_scancodes() {
@@ -102,8 +106,11 @@ fn modifiers_both_ways() {
         rec.wait_for(2),
         vec![Input::Key(0x3a, true), Input::Key(0x3a, false)]
     );
-    // Client wants nothing: Num Lock toggled.
-    c.key_modifiers(0).unwrap();
+    // The guest's LEDs catch up; polled and pushed.
+    *rec.leds.lock().unwrap() = 2 | 4;
+    c.wait(T, |s| s.modifiers.last() == Some(&6)).unwrap();
+    // Client wants Caps only: Num Lock toggled.
+    c.key_modifiers(4).unwrap();
     assert_eq!(
         rec.wait_for(2),
         vec![Input::Key(0x45, true), Input::Key(0x45, false)]
@@ -115,4 +122,138 @@ fn modifiers_both_ways() {
     *rec.leds.lock().unwrap() = 0;
     server.set_keyboard_leds(0);
     c.wait(T, |s| s.modifiers.last() == Some(&0)).unwrap();
+}
+
+/// Sends a key (A) after `f` and returns every input up to it: the server handles
+/// inputs messages in order, so whatever `f` caused has reached the sink by then.
+fn inputs_until_marker(c: &TestClient, rec: &Recorder, f: impl FnOnce()) -> Vec<Input> {
+    f();
+    c.key_scancode(&[0x1e, 0x9e]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    while !got.ends_with(&[Input::Key(0x1e, true), Input::Key(0x1e, false)]) {
+        assert!(std::time::Instant::now() < deadline, "marker never came");
+        got.extend(rec.wait_for(1));
+    }
+    got.truncate(got.len() - 2);
+    got
+}
+
+#[test]
+fn lock_requests_are_compared_with_the_assumed_guest_state() {
+    let (server, rec) = start(None);
+    let c = connect(&server);
+    c.wait(T, |s| s.inputs_init.is_some()).unwrap();
+    let caps = vec![Input::Key(0x3a, true), Input::Key(0x3a, false)];
+    let num = vec![Input::Key(0x45, true), Input::Key(0x45, false)];
+    // Two requests for Caps before the guest's LEDs show it: one toggle.
+    let got = inputs_until_marker(&c, &rec, || {
+        c.key_modifiers(4).unwrap();
+        c.key_modifiers(4).unwrap();
+    });
+    assert_eq!(got, caps);
+    // The LEDs still say "off" at every poll: that is no news, Caps stays assumed on.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        inputs_until_marker(&c, &rec, || c.key_modifiers(4).unwrap()),
+        vec![]
+    );
+    // The guest catches up; the client hears of it.
+    *rec.leds.lock().unwrap() = 4;
+    c.wait(T, |s| s.modifiers.last() == Some(&4)).unwrap();
+    // Off twice: one toggle.
+    let got = inputs_until_marker(&c, &rec, || {
+        c.key_modifiers(0).unwrap();
+        c.key_modifiers(0).unwrap();
+    });
+    assert_eq!(got, caps);
+    // set_keyboard_leds reporting a change overrides the assumption.
+    *rec.leds.lock().unwrap() = 2;
+    server.set_keyboard_leds(2);
+    c.wait(T, |s| s.modifiers.last() == Some(&2)).unwrap();
+    assert_eq!(
+        inputs_until_marker(&c, &rec, || c.key_modifiers(2).unwrap()),
+        vec![]
+    );
+    assert_eq!(
+        inputs_until_marker(&c, &rec, || {
+            c.key_modifiers(0).unwrap();
+            c.key_modifiers(0).unwrap();
+        }),
+        num
+    );
+    // A Caps key typed on the client toggles the guest too; the client's next
+    // request (Caps on) needs no injection, although the LEDs lag.
+    let got = inputs_until_marker(&c, &rec, || {
+        c.key_down(0x3a).unwrap();
+        c.key_down(0x3a).unwrap(); // auto-repeat: no second toggle
+        c.key_up(0xba).unwrap();
+        c.key_modifiers(4).unwrap();
+    });
+    assert_eq!(
+        got,
+        vec![
+            Input::Key(0x3a, true),
+            Input::Key(0x3a, true),
+            Input::Key(0x3a, false)
+        ]
+    );
+}
+
+#[test]
+fn held_keys_and_buttons_are_released_when_the_channel_ends() {
+    for how in ["client closes", "session replaced", "protocol error"] {
+        let (server, rec) = start(None);
+        let c = connect(&server);
+        c.wait(T, |s| s.inputs_init.is_some()).unwrap();
+        c.key_down(0x1e).unwrap(); // A, held
+        c.key_down(0x1de0).unwrap(); // Right Ctrl, held
+        c.key_scancode(&[0x2a, 0xaa]).unwrap(); // Left Shift, released
+        c.key_down(0x3a).unwrap(); // Caps, held
+        c.press(button::LEFT, button_mask::LEFT).unwrap();
+        assert_eq!(rec.wait_for(6).len(), 6, "{how}");
+        let mut other = None;
+        match how {
+            "client closes" => c.close(),
+            "session replaced" => {
+                let c2 = connect(&server);
+                c2.wait(T, |s| s.inputs_init.is_some()).unwrap();
+                other = Some(c2);
+                c.wait(T, |s| s.closed.contains(&ch::INPUTS)).unwrap();
+            }
+            _ => {
+                c.send_raw(ch::INPUTS, inputs_msgc::KEY_DOWN, &[1]).unwrap();
+                c.wait(T, |s| s.closed.contains(&ch::INPUTS)).unwrap();
+            }
+        }
+        assert_eq!(
+            rec.wait_for(4),
+            vec![
+                Input::Key(0x1e, false),
+                Input::Key(0x3a, false),
+                Input::Key(0xe01d, false),
+                Input::Mouse(0, 0, 0, 0),
+            ],
+            "{how}"
+        );
+        // Released once only.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(rec.take(), vec![], "{how}");
+        drop(other);
+    }
+}
+
+#[test]
+fn nothing_held_nothing_released() {
+    let (server, rec) = start(None);
+    let c = connect(&server);
+    c.wait(T, |s| s.inputs_init.is_some()).unwrap();
+    c.key_scancode(&[0x1e, 0x9e, 0xe0, 0x1d, 0xe0, 0x9d])
+        .unwrap();
+    c.press(button::RIGHT, button_mask::RIGHT).unwrap();
+    c.release(button::RIGHT, 0).unwrap();
+    assert_eq!(rec.wait_for(6).len(), 6);
+    c.close();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rec.take(), vec![]);
 }

@@ -4,6 +4,7 @@ mod display;
 mod flow;
 mod handshake;
 mod inputs;
+mod limits;
 mod sessions;
 
 use std::net::SocketAddr;

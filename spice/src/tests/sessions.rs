@@ -5,9 +5,9 @@ use std::io::Read;
 
 use super::*;
 use crate::client::link::{default_common_caps, link, LinkParams};
-use crate::client::AnyStream;
-use crate::proto::channel as ch;
-use crate::SpiceEvent;
+use crate::client::{link_channel, AnyStream};
+use crate::proto::{channel as ch, link_err};
+use crate::{Error, SpiceEvent};
 
 fn wait_clients(server: &SpiceServer, n: usize) {
     let deadline = std::time::Instant::now() + T;
@@ -131,6 +131,8 @@ fn unix_socket_and_shutdown() {
     server.update(s.clone(), &[full(&s)]);
     let c = TestClient::connect(&server.local_addr(), opts("pw")).unwrap();
     wait_surface(&c, &s);
+    c.wait(T, |s| s.cursor_init.is_some() && s.inputs_init.is_some())
+        .unwrap();
     wait_clients(&server, 4);
     assert!(server
         .clients()
@@ -201,4 +203,56 @@ fn main_channel_behaviour() {
             height: 19
         })
     ));
+}
+
+#[test]
+fn a_session_links_each_channel_once() {
+    let (server, rec) = start(None);
+    let addr = server.local_addr();
+    let o = ClientOptions::default();
+    let c = connect(&server);
+    c.wait(T, |s| s.inputs_init.is_some() && s.cursor_init.is_some())
+        .unwrap();
+    let id = c.state().session_id;
+    // Every further DISPLAY, INPUTS or CURSOR on the session is refused at link time
+    // (each used to get its own task and display state: unbounded memory).
+    for t in [ch::DISPLAY, ch::INPUTS, ch::CURSOR] {
+        for _ in 0..3 {
+            match link_channel(&addr, id, t, vec![], &o) {
+                Err(Error::LinkRefused(link_err::CHANNEL_NOT_AVAILABLE)) => {}
+                Err(e) => panic!("channel {t}: {e}"),
+                Ok(_) => panic!("channel {t}: a second one was linked"),
+            }
+        }
+    }
+    wait_clients(&server, 4);
+    // The session's own channels carry on.
+    c.key_scancode(&[0x1e, 0x9e]).unwrap();
+    assert_eq!(rec.wait_for(2).len(), 2);
+    // When a channel ends, the session may link that type again.
+    c.send_raw(
+        ch::DISPLAY,
+        crate::proto::display_msgc::INIT,
+        &vec![0; 100_000],
+    )
+    .unwrap();
+    c.wait(T, |s| s.closed.contains(&ch::DISPLAY)).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    let _display = loop {
+        match link_channel(&addr, id, ch::DISPLAY, vec![], &o) {
+            Ok((s, _)) => break s,
+            Err(Error::LinkRefused(link_err::CHANNEL_NOT_AVAILABLE))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("display not linked again: {e}"),
+        }
+    };
+    wait_clients(&server, 4);
+    // A new session starts with none of them.
+    let c2 = connect(&server);
+    c2.wait(T, |s| s.inputs_init.is_some() && s.cursor_init.is_some())
+        .unwrap();
+    assert!(c.state().errors.is_empty() && c2.state().errors.is_empty());
 }
