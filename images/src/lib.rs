@@ -63,7 +63,7 @@ pub const DEMO_SCENE_BARS: [u32; 8] = [
 /// The colour (0xRRGGBB) the demo's graphics scene puts at (x, y); see
 /// `asm/scene.inc` for the picture.
 pub fn demo_scene_pixel(x: u32, y: u32) -> u32 {
-    let (w, h) = (u32::from(SCENE_WIDTH), u32::from(SCENE_HEIGHT));
+    let h = u32::from(SCENE_HEIGHT);
     if y < h / 2 {
         return DEMO_SCENE_BARS[(x / u32::from(SCENE_BAR_WIDTH)).min(7) as usize];
     }
@@ -72,7 +72,6 @@ pub fn demo_scene_pixel(x: u32, y: u32) -> u32 {
     if in_box {
         return 0xffffff;
     }
-    let _ = w;
     let b = 64 + (y - h / 2) / 2;
     let g = b.saturating_sub(64);
     g << 8 | b
