@@ -7,6 +7,7 @@
 
 pub mod qmp;
 pub mod screen;
+pub mod tools;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -81,3 +81,21 @@ pub fn load(path: &Path) -> Frame {
     };
     frame.unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Pixels that differ between two frames of the same size (panics when the
+/// sizes differ), outside `skip` (x, y, width, height) if given.
+pub fn differences(a: &Frame, b: &Frame, skip: Option<(u32, u32, u32, u32)>) -> Vec<(u32, u32)> {
+    assert_eq!((a.width, a.height), (b.width, b.height), "sizes differ");
+    let skipped = |x: u32, y: u32| {
+        skip.is_some_and(|(sx, sy, w, h)| (sx..sx + w).contains(&x) && (sy..sy + h).contains(&y))
+    };
+    let mut out = Vec::new();
+    for y in 0..a.height {
+        for x in 0..a.width {
+            if !skipped(x, y) && a.pixel(x, y) != b.pixel(x, y) {
+                out.push((x, y));
+            }
+        }
+    }
+    out
+}

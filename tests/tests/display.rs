@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use spicebox_tests::qmp::Qmp;
-use spicebox_tests::screen::{self, Frame};
+use spicebox_tests::screen::{self, differences, Frame};
+use spicebox_tests::tools::require_tool;
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(60);
@@ -120,37 +121,9 @@ fn spicebox_screen(dir: &TempDir, disk: &Path, key: u8, marker: &str) -> Frame {
     screendump(&mut qmp, &dir.join("ours.png"))
 }
 
-/// Pixels that differ, outside `skip` (x, y, w, h).
-fn differences(a: &Frame, b: &Frame, skip: Option<(u32, u32, u32, u32)>) -> Vec<(u32, u32)> {
-    assert_eq!((a.width, a.height), (b.width, b.height));
-    let mut out = Vec::new();
-    for y in 0..a.height {
-        for x in 0..a.width {
-            let skipped = skip.is_some_and(|(sx, sy, w, h)| {
-                (sx..sx + w).contains(&x) && (sy..sy + h).contains(&y)
-            });
-            if !skipped && a.pixel(x, y) != b.pixel(x, y) {
-                out.push((x, y));
-            }
-        }
-    }
-    out
-}
-
-fn require_qemu() {
-    let ok = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "qemu-system-x86_64 is needed (apt-get install qemu-system-x86)"
-    );
-}
-
 #[test]
 fn text_and_graphics_match_qemu_pixel_for_pixel() {
-    require_qemu();
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
     let dir = TempDir::new("display-qemu");
     let disk = dir.join("demo.img");
     images::write_image(images::demo_disk(), &disk).unwrap();

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use spicebox_tests::tools::{free_port, spicy_screenshot};
 use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -425,28 +426,6 @@ fn control_option_errors() {
     }
 }
 
-/// A free TCP port on loopback (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// `spicy-screenshot` with `password`; true if it got a picture.
-fn spicy_screenshot(port: u16, password: &str, out: &Path) -> bool {
-    let _ = std::fs::remove_file(out);
-    let status = Command::new("spicy-screenshot")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-w", password])
-        .arg("-o")
-        .arg(out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("spicy-screenshot is needed (apt-get install spice-client-gtk)");
-    status.success() && out.exists()
-}
-
 #[test]
 fn spice_password_commands_and_events() {
     let dir = TempDir::new("qmp-spice");
@@ -473,11 +452,16 @@ fn spice_password_commands_and_events() {
     assert_eq!(info["port"], port, "{info}");
 
     let shot = dir.join("shot.ppm");
-    assert!(
-        spicy_screenshot(port, "first", &shot),
-        "the start-up password"
-    );
-    assert!(!spicy_screenshot(port, "wrong", &shot), "a wrong password");
+    // A picture came back: spicy-screenshot succeeded and wrote the file.
+    let screenshot_ok = |password: &str| {
+        let _ = std::fs::remove_file(&shot);
+        spicy_screenshot(port, Some(password), &shot)
+            .status
+            .success()
+            && shot.exists()
+    };
+    assert!(screenshot_ok("first"), "the start-up password");
+    assert!(!screenshot_ok("wrong"), "a wrong password");
     // A client's channels announce themselves as QMP events.
     let connected = q.event("SPICE_CONNECTED");
     assert_eq!(
@@ -492,21 +476,18 @@ fn spice_password_commands_and_events() {
         "set_password",
         json!({"protocol": "spice", "password": "second"}),
     );
-    assert!(
-        !spicy_screenshot(port, "first", &shot),
-        "old password after set_password"
-    );
-    assert!(spicy_screenshot(port, "second", &shot), "new password");
+    assert!(!screenshot_ok("first"), "old password after set_password");
+    assert!(screenshot_ok("second"), "new password");
     q.ok(
         "expire_password",
         json!({"protocol": "spice", "time": "now"}),
     );
-    assert!(!spicy_screenshot(port, "second", &shot), "expired password");
+    assert!(!screenshot_ok("second"), "expired password");
     q.ok(
         "expire_password",
         json!({"protocol": "spice", "time": "never"}),
     );
-    assert!(spicy_screenshot(port, "second", &shot), "expiry lifted");
+    assert!(screenshot_ok("second"), "expiry lifted");
     q.ok("quit", json!({}));
     assert!(vm.wait_exit(Duration::from_secs(30)).success());
 }

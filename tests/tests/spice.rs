@@ -8,17 +8,18 @@
 //! picked here (bound then released), so the same port can be given to stock
 //! clients. Missing tools fail the test with the command that installs them.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use spice::client::{ClientOptions, TestClient};
 use spice::Listen;
 use spicebox_tests::qmp::Qmp;
-use spicebox_tests::screen::{self, Frame};
-use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+use spicebox_tests::screen::{self, differences, Frame};
+use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
+use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(60);
 const STEP: Duration = Duration::from_secs(30);
@@ -26,29 +27,6 @@ const PASSWORD: &str = "s3cret-pw";
 
 // ---------------------------------------------------------------------------
 // helpers
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// Panics with the install command when `tool` is not on PATH.
-fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| {
-            let p = d.join(tool);
-            p.is_file()
-                && std::fs::metadata(&p).is_ok_and(|m| {
-                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-                })
-        })
-    });
-    assert!(
-        found,
-        "this test needs `{tool}`: apt-get install {package} (or scripts/deps test)"
-    );
-}
 
 /// A child process killed (and reaped) when the guard goes out of scope, so a
 /// failing assertion leaves no Xvfb, viewer or capture behind.
@@ -81,31 +59,6 @@ impl Drop for Guard {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
-    }
-}
-
-/// Runs `cmd` to completion with its output captured; kills it and panics
-/// after `timeout`.
-fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let what = format!("{cmd:?}");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{what} did not finish within {timeout:?}");
-        }
     }
 }
 
@@ -200,36 +153,6 @@ impl Vm {
     }
 }
 
-/// `spicy-screenshot` against the VM; `password` None = no `--password`.
-fn spicy_screenshot(port: u16, password: Option<&str>, out: &Path) -> Output {
-    require_tool("spicy-screenshot", "spice-client-gtk");
-    let mut cmd = Command::new("spicy-screenshot");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-o"])
-        .arg(out);
-    if let Some(pw) = password {
-        cmd.args(["--password", pw]);
-    }
-    run_timeout(cmd, STEP)
-}
-
-/// Pixels that differ; panics on a size mismatch.
-fn differences(ours: &Frame, reference: &Frame) -> Vec<(u32, u32)> {
-    assert_eq!(
-        (ours.width, ours.height),
-        (reference.width, reference.height),
-        "sizes differ"
-    );
-    let mut d = Vec::new();
-    for y in 0..ours.height {
-        for x in 0..ours.width {
-            if ours.pixel(x, y) != reference.pixel(x, y) {
-                d.push((x, y));
-            }
-        }
-    }
-    d
-}
-
 fn describe(diff: &[(u32, u32)], a: &Frame, b: &Frame) -> String {
     if diff.is_empty() {
         return "equal".into();
@@ -266,7 +189,7 @@ fn screenshot_matches_screendump(vm: &mut Vm, dir: &TempDir, tag: &str, attempts
         );
         let theirs = screen::load(&shot);
         let model = vm.screendump(&dir.join(&format!("{tag}-{i}-qmp.ppm")));
-        let diff = differences(&theirs, &model);
+        let diff = differences(&theirs, &model, None);
         if diff.is_empty() {
             return theirs;
         }
@@ -751,4 +674,85 @@ fn second_client_replaces_the_first_cleanly() {
     }
     vm.wait_echo("ba", STEP);
     assert!(c2.state().errors.is_empty());
+}
+
+/// The secure default as a user meets it: with no password option the printed
+/// URI carries a generated password, which the server requires; a password
+/// from `--password-file` (its first line) works and is not printed.
+#[test]
+fn printed_uri_password_and_password_file() {
+    let dir = TempDir::new("spice-uri");
+    let shot = dir.join("shot.ppm");
+    let screenshot_ok = |port: u16, password: Option<&str>| {
+        let _ = std::fs::remove_file(&shot);
+        spicy_screenshot(port, password, &shot).status.success() && shot.exists()
+    };
+
+    let port = free_port();
+    let spice = format!("127.0.0.1:{port}");
+    let mut vm = SpiceboxVm::start(spicebox!(), &["--spice", &spice]);
+    vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+    let stderr = vm.stderr_text();
+    let prefix = format!("spice: spice://127.0.0.1:{port}?password=");
+    let password = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no URI with a password on stderr:\n{stderr}"))
+        .to_string();
+    assert!(password.len() >= 16, "weak generated password {password:?}");
+    assert!(!screenshot_ok(port, None), "no password got in");
+    assert!(
+        screenshot_ok(port, Some(&password)),
+        "the URI's password was refused"
+    );
+    drop(vm);
+
+    let port = free_port();
+    let spice = format!("127.0.0.1:{port}");
+    let file = dir.join("password");
+    std::fs::write(&file, "from-a-file\nsecond line\n").unwrap();
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &["--spice", &spice, "--password-file", file.to_str().unwrap()],
+    );
+    vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+    let stderr = vm.stderr_text();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == format!("spice: spice://127.0.0.1:{port}")),
+        "a chosen password must not be printed:\n{stderr}"
+    );
+    assert!(!screenshot_ok(port, Some("second line")));
+    assert!(screenshot_ok(port, Some("from-a-file")), "--password-file");
+}
+
+#[test]
+fn unsafe_or_broken_spice_options_are_refused() {
+    let (status, stderr) = run_cli(
+        spicebox!(),
+        &["run", "--spice", "0.0.0.0:0", "--disable-ticketing"],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--spice-allow-remote"), "{stderr}");
+
+    let dir = TempDir::new("spice-opts");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let (status, stderr) = run_cli(
+        spicebox!(),
+        &[
+            "run",
+            "--spice",
+            "127.0.0.1:0",
+            "--password-file",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("is empty"), "{stderr}");
+
+    let (status, stderr) = run_cli(spicebox!(), &["run", "--spice", "nowhere"]);
+    assert!(!status.success());
+    assert!(stderr.contains("not a SPICE address"), "{stderr}");
 }

@@ -1,0 +1,70 @@
+//! Host programs the end-to-end tests drive (SPICE clients, QEMU) and the
+//! small pieces every such test needs: a free port, a tool check that fails
+//! with the install command, a run with a deadline.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A loopback port that was free a moment ago (bound, read, released), so the
+/// same port can be given to the VM and to a stock client.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// Panics with the install command when `tool` is not on PATH.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            let p = d.join(tool);
+            p.is_file()
+                && std::fs::metadata(&p).is_ok_and(|m| {
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+        })
+    });
+    assert!(
+        found,
+        "this test needs `{tool}`: apt-get install {package} (or scripts/deps test)"
+    );
+}
+
+/// Runs `cmd` to completion with its output captured; kills it and panics
+/// after `timeout`.
+pub fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{what} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// `spicy-screenshot` (spice-client-gtk) of the SPICE server on loopback
+/// `port`, into `out` (PPM); `password` None = no `--password`.
+pub fn spicy_screenshot(port: u16, password: Option<&str>, out: &Path) -> Output {
+    require_tool("spicy-screenshot", "spice-client-gtk");
+    let mut cmd = Command::new("spicy-screenshot");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-o"])
+        .arg(out);
+    if let Some(pw) = password {
+        cmd.args(["--password", pw]);
+    }
+    run_timeout(cmd, Duration::from_secs(30))
+}
