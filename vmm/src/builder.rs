@@ -330,7 +330,6 @@ fn boot(
         spice: spice
             .as_ref()
             .map(|(s, _)| s.clone() as Arc<dyn crate::qmp::SpiceControl>),
-        buttons: Default::default(),
     });
     if let Some((s, _)) = &spice {
         crate::qmp::forward_spice_events(s.subscribe(), s.clone(), monitor.clone())

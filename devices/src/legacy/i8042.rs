@@ -135,6 +135,13 @@ impl I8042 {
         self.refill();
     }
 
+    /// The mouse buttons held now (bit 0 left, 1 right, 2 middle), from every
+    /// input source (SPICE, QMP), so each can press or release one without
+    /// undoing the others.
+    pub fn mouse_buttons(&self) -> u8 {
+        self.mouse.buttons()
+    }
+
     /// The last LED byte the guest sent to the keyboard (bit 0 scroll, 1 num, 2 caps).
     pub fn leds(&self) -> u8 {
         self.kbd.leds()
@@ -616,6 +623,20 @@ mod tests {
         r.put(0x05);
         assert_eq!(r.kbd_bytes(), [0xfa, 0xfa]);
         assert_eq!(r.dev.leds(), 0x05);
+    }
+
+    #[test]
+    fn mouse_buttons_are_shared_by_every_input_source() {
+        let mut r = rig();
+        // One source presses right, another moves: the held state is the
+        // device's, so the second source can keep it held.
+        r.dev.mouse_event(0, 0, 0, 0b010);
+        assert_eq!(r.dev.mouse_buttons(), 0b010);
+        let held = r.dev.mouse_buttons();
+        r.dev.mouse_event(5, 0, 0, held | 0b001);
+        assert_eq!(r.dev.mouse_buttons(), 0b011);
+        r.dev.mouse_event(0, 0, 0, 0);
+        assert_eq!(r.dev.mouse_buttons(), 0);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! protocol are tested against a fake, and `vm::MachineBackend` is the real one.
 
 use std::path::Path;
-use std::time::SystemTime;
 
 use super::protocol::QmpError;
+pub use crate::display::ScreenFormat;
+pub use spice::Expiry;
 
 /// QEMU's `RunState` values that spicebox can be in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,23 +41,9 @@ pub struct DiskInfo {
     pub virtual_size: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageFormat {
-    Ppm,
-    Png,
-}
-
 /// The display, for `screendump`. The display code implements it.
 pub trait Screendump: Send + Sync {
-    fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String>;
-}
-
-/// When the SPICE password stops working.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expiry {
-    Never,
-    Now,
-    At(SystemTime),
+    fn screendump(&self, path: &Path, format: ScreenFormat) -> Result<(), String>;
 }
 
 /// The SPICE server as the monitor sees it: a trait so that commands are
@@ -70,7 +57,7 @@ pub trait SpiceControl: Send + Sync {
     /// Host (or socket path) and TCP port the server listens on.
     fn listen(&self) -> (String, Option<u16>);
     /// Close every client connection (`set_password connected=disconnect`).
-    fn disconnect_all(&self) -> Result<(), String>;
+    fn disconnect_all(&self);
 }
 
 /// Everything the commands ask of the machine.

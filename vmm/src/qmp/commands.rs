@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::args::Args;
-use super::backend::{ImageFormat, QmpBackend};
+use super::backend::{QmpBackend, ScreenFormat};
 use super::protocol::{ErrorClass, QmpError, QEMU_VERSION};
 use super::{input, spice};
 
@@ -194,9 +194,9 @@ fn screendump(b: &dyn QmpBackend, mut args: Args) -> Result<Value, QmpError> {
     let format = args
         .opt_enumeration(
             "format",
-            &[("ppm", ImageFormat::Ppm), ("png", ImageFormat::Png)],
+            &[("ppm", ScreenFormat::Ppm), ("png", ScreenFormat::Png)],
         )?
-        .unwrap_or(ImageFormat::Ppm);
+        .unwrap_or(ScreenFormat::Ppm);
     args.finish()?;
     match (&device, head) {
         (None, Some(_)) => {

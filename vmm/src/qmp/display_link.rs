@@ -2,15 +2,11 @@
 
 use std::path::Path;
 
-use super::backend::{ImageFormat, Screendump};
+use super::backend::Screendump;
 use crate::display::{Display, ScreenFormat};
 
 impl Screendump for Display {
-    fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String> {
-        let format = match format {
-            ImageFormat::Png => ScreenFormat::Png,
-            ImageFormat::Ppm => ScreenFormat::Ppm,
-        };
+    fn screendump(&self, path: &Path, format: ScreenFormat) -> Result<(), String> {
         // The inherent method writes the file; its errors are I/O errors.
         Display::screendump(self, path, format)
             .map_err(|e| format!("failed to write '{}': {e}", path.display()))

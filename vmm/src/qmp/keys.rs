@@ -3,8 +3,8 @@
 //! Values follow the "AT set1" column of QEMU's keycodemapdb, which is what
 //! QEMU's own PS/2 keyboard sends.
 
-/// Pause/Break has no make/break pair; the keyboard model sends its E1 sequence.
-pub const XT_PAUSE: u16 = 0xE11D;
+// Pause/Break has no make/break pair; the keyboard model sends its E1 sequence.
+use devices::legacy::ps2_keyboard::XT_PAUSE;
 
 /// Every QKeyCode name; `None` for keys a PS/2 keyboard in set 1 cannot send
 /// (QEMU drops those too).

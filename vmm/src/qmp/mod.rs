@@ -23,11 +23,8 @@ mod spice_link;
 mod tests;
 mod vm;
 
-// Part of the wiring API (display, SPICE) even where nothing uses them yet.
-#[allow(unused_imports)]
-pub use backend::{DiskInfo, Expiry, ImageFormat, Screendump, SpiceControl};
+pub use backend::{DiskInfo, Screendump, SpiceControl};
 pub use events::Monitor;
 pub use server::{ControlServer, ControlSpec};
-#[allow(unused_imports)]
 pub use spice::forward_spice_events;
 pub use vm::MachineBackend;

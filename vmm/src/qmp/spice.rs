@@ -136,7 +136,7 @@ fn set_spice_password(
     }
     s.set_password(Some(password));
     if connected == Connected::Disconnect {
-        s.disconnect_all().map_err(QmpError::generic)?;
+        s.disconnect_all();
     }
     Ok(())
 }
@@ -183,7 +183,6 @@ pub fn expire_password(b: &dyn QmpBackend, mut args: Args) -> Result<Value, QmpE
 
 /// Turn the SPICE server's lifecycle news into SPICE_* events, on a thread
 /// that ends when the server drops its sender.
-#[allow(dead_code)] // Called by the wiring once the SPICE server runs in the VMM.
 pub fn forward_spice_events(
     rx: std::sync::mpsc::Receiver<SpiceEvent>,
     spice: std::sync::Arc<dyn SpiceControl>,

@@ -10,14 +10,7 @@ impl SpiceControl for SpiceServer {
     }
 
     fn expire_password(&self, expiry: Expiry) {
-        SpiceServer::expire_password(
-            self,
-            match expiry {
-                Expiry::Never => spice::Expiry::Never,
-                Expiry::Now => spice::Expiry::Now,
-                Expiry::At(t) => spice::Expiry::At(t),
-            },
-        );
+        SpiceServer::expire_password(self, expiry);
     }
 
     fn auth(&self) -> &'static str {
@@ -35,8 +28,7 @@ impl SpiceControl for SpiceServer {
         }
     }
 
-    fn disconnect_all(&self) -> Result<(), String> {
+    fn disconnect_all(&self) {
         SpiceServer::disconnect_all(self);
-        Ok(())
     }
 }

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use super::backend::*;
 use super::events::tests::Collect;
 use super::events::Monitor;
-use super::keys::XT_PAUSE;
 use super::protocol::QmpError;
 use super::session::{Flow, Session};
+use devices::legacy::ps2_keyboard::XT_PAUSE;
 
 #[derive(Default)]
 struct Fake {
@@ -24,7 +24,7 @@ struct Fake {
 struct FakeDisplay;
 
 impl Screendump for FakeDisplay {
-    fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String> {
+    fn screendump(&self, path: &Path, format: ScreenFormat) -> Result<(), String> {
         std::fs::write(path, format!("{format:?}")).map_err(|e| e.to_string())
     }
 }
@@ -53,9 +53,8 @@ impl SpiceControl for FakeSpice {
     fn listen(&self) -> (String, Option<u16>) {
         ("127.0.0.1".into(), Some(5900))
     }
-    fn disconnect_all(&self) -> Result<(), String> {
+    fn disconnect_all(&self) {
         *self.disconnected.lock().unwrap() = true;
-        Ok(())
     }
 }
 
@@ -689,19 +688,4 @@ fn spice_with_server() {
         super::spice::event(&spice::SpiceEvent::Disconnected { client: channel }, spice);
     assert_eq!(name, "SPICE_DISCONNECTED");
     assert!(data["server"].get("auth").is_none());
-}
-
-#[test]
-fn slow_client_is_dropped_without_blocking() {
-    let fake = Arc::new(Fake::default());
-    let monitor = Monitor::new();
-    // Room for the greeting and one reply only.
-    let out = Collect::new(2);
-    let (mut s, _) = Session::start(fake, monitor.clone(), out.clone());
-    assert_eq!(
-        s.feed(b"{\"execute\":\"qmp_capabilities\"}"),
-        Flow::Continue
-    );
-    monitor.stopped(); // Does not fit: the sink refuses and is unsubscribed.
-    assert_eq!(s.feed(b"{\"execute\":\"qmp_capabilities\"}"), Flow::Close);
 }

@@ -1,7 +1,6 @@
 //! The real `QmpBackend`: requests to the VMM thread, input to the i8042, and
 //! what the builder learnt about disks, display and SPICE.
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +24,6 @@ pub struct MachineBackend {
     pub disks: Vec<DiskInfo>,
     pub display: Option<Arc<dyn Screendump>>,
     pub spice: Option<Arc<dyn SpiceControl>>,
-    pub buttons: AtomicU8,
 }
 
 impl MachineBackend {
@@ -125,12 +123,11 @@ impl QmpBackend for MachineBackend {
     }
 
     fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
-        self.buttons.store(buttons, Ordering::Relaxed);
         self.i8042.lock().unwrap().mouse_event(dx, dy, dz, buttons);
     }
 
     fn mouse_buttons(&self) -> u8 {
-        self.buttons.load(Ordering::Relaxed)
+        self.i8042.lock().unwrap().mouse_buttons()
     }
 
     fn spice(&self) -> Option<&dyn SpiceControl> {
