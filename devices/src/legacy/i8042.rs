@@ -628,8 +628,10 @@ mod tests {
     #[test]
     fn mouse_buttons_are_shared_by_every_input_source() {
         let mut r = rig();
-        // One source presses right, another moves: the held state is the
-        // device's, so the second source can keep it held.
+        r.cmd(0xd4); // next byte to the mouse:
+        r.put(0xf4); // enable reporting
+                     // One source presses right, another moves: the held state is the
+                     // device's, so the second source can keep it held.
         r.dev.mouse_event(0, 0, 0, 0b010);
         assert_eq!(r.dev.mouse_buttons(), 0b010);
         let held = r.dev.mouse_buttons();

@@ -197,16 +197,16 @@ impl Ps2Mouse {
         self.push(&[ACK]);
     }
 
-    /// Host motion. `dx` positive = right, `dy` positive = **down** (screen
-    /// convention; negated here because PS/2 counts up as positive), `dz` positive
-    /// = wheel towards the user (as on the wire). `buttons`: bit 0 left, bit 1
-    /// right, bit 2 middle (the PS/2 packet order). Ignored unless the guest
-    /// enabled reporting.
     /// The buttons held now (bit 0 left, 1 right, 2 middle), whoever pressed them.
     pub fn buttons(&self) -> u8 {
         self.buttons
     }
 
+    /// Host motion. `dx` positive = right, `dy` positive = **down** (screen
+    /// convention; negated here because PS/2 counts up as positive), `dz` positive
+    /// = wheel towards the user (as on the wire). `buttons`: bit 0 left, bit 1
+    /// right, bit 2 middle (the PS/2 packet order). Ignored unless the guest
+    /// enabled reporting.
     pub fn mouse_event(&mut self, dx: i32, dy: i32, dz: i32, buttons: u8) {
         if !self.enabled || self.wrap {
             return;
