@@ -103,12 +103,15 @@ impl CpuControl {
         }
     }
 
-    /// Resume from a pause; with `reset` every vCPU reloads its power-on state.
-    pub fn resume(&self, reset: bool) {
+    /// Make every vCPU reload its power-on state the next time it passes the
+    /// gate (while paused: when resumed). Call with the vCPUs paused.
+    pub fn mark_reset(&self) {
+        self.reset_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Resume from a pause.
+    pub fn resume(&self) {
         let mut g = self.inner.lock().unwrap();
-        if reset {
-            self.reset_generation.fetch_add(1, Ordering::AcqRel);
-        }
         self.set_state(&mut g, RunState::Running);
         self.cond.notify_all();
     }
@@ -164,7 +167,8 @@ mod tests {
         let frozen = runs.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(runs.load(Ordering::SeqCst), frozen);
-        ctl.resume(true);
+        ctl.mark_reset();
+        ctl.resume();
         std::thread::sleep(Duration::from_millis(20));
         assert!(runs.load(Ordering::SeqCst) > frozen);
         ctl.exit();

@@ -267,9 +267,9 @@ impl Machine {
             }
         };
 
-        // Paused by QMP `stop`; a reset meanwhile takes effect on `cont`.
+        // Paused by QMP `stop`; a reset meanwhile takes effect on `cont` (the
+        // vCPUs see the new reset generation when they leave the gate).
         let mut paused = false;
-        let mut reset_pending = false;
         let outcome = loop {
             let event = match self.rx.recv() {
                 Ok(e) => e,
@@ -285,10 +285,9 @@ impl Machine {
                     if let Err(e) = self.reset_platform() {
                         break Err(e);
                     }
-                    if paused {
-                        reset_pending = true;
-                    } else {
-                        self.ctl.resume(true);
+                    self.ctl.mark_reset();
+                    if !paused {
+                        self.ctl.resume();
                     }
                     self.monitor.reset(guest);
                     for e in later {
@@ -307,7 +306,7 @@ impl Machine {
                 }
                 VmEvent::Cont(reply) => {
                     if paused {
-                        self.ctl.resume(std::mem::take(&mut reset_pending));
+                        self.ctl.resume();
                         paused = false;
                         self.monitor.resumed();
                     }
