@@ -261,10 +261,7 @@ fn boot(
         let block = VirtioBlock::open(path, args.read_only)?;
         disk_info.push(crate::qmp::DiskInfo {
             file: path.display().to_string(),
-            format: match devices::virtio::disk::probe_format(path)? {
-                devices::virtio::disk::DiskFormat::Raw => "raw",
-                devices::virtio::disk::DiskFormat::Qcow2 => "qcow2",
-            },
+            format: block.format().as_str(),
             read_only: args.read_only,
             virtual_size: block.capacity() * 512,
         });

@@ -346,6 +346,11 @@ impl VirtioBlock {
         Ok(Self::new(disk, read_only, &serial))
     }
 
+    /// The image format of the open disk.
+    pub fn format(&self) -> crate::virtio::disk::DiskFormat {
+        self.backend.disk.format()
+    }
+
     /// Capacity in 512-byte sectors.
     pub fn capacity(&self) -> u64 {
         self.backend.capacity
@@ -495,6 +500,9 @@ mod tests {
     }
 
     impl DiskImage for CountingDisk {
+        fn format(&self) -> crate::virtio::disk::DiskFormat {
+            self.inner.format()
+        }
         fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
             self.inner.read_at(buf, offset)
         }

@@ -34,6 +34,8 @@ pub trait DiskImage: Send {
     fn flush(&mut self) -> io::Result<()>;
     /// Virtual size in bytes.
     fn size(&self) -> u64;
+    /// The image format, as probed when it was opened.
+    fn format(&self) -> DiskFormat;
 }
 
 fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
@@ -82,6 +84,9 @@ impl RawDisk {
 }
 
 impl DiskImage for RawDisk {
+    fn format(&self) -> DiskFormat {
+        DiskFormat::Raw
+    }
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(offset, buf.len(), self.size)?;
         self.file.read_exact_at(buf, offset)
@@ -166,6 +171,9 @@ impl Qcow2Disk {
 }
 
 impl DiskImage for Qcow2Disk {
+    fn format(&self) -> DiskFormat {
+        DiskFormat::Qcow2
+    }
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(offset, buf.len(), self.size())?;
         block_on(self.access.read(buf, offset))
@@ -209,6 +217,16 @@ impl Drop for Qcow2Disk {
 pub enum DiskFormat {
     Raw,
     Qcow2,
+}
+
+impl DiskFormat {
+    /// QEMU's driver name ("raw", "qcow2"), as QMP `query-block` reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
 }
 
 const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
@@ -321,6 +339,7 @@ mod tests {
         assert_eq!(&on_disk[512..1024], &[0xab; 512][..]);
 
         let mut ro = open_disk(&path, true).unwrap();
+        assert_eq!(ro.format().as_str(), "raw");
         assert!(ro.write_at(&[0; 512], 0).is_err());
         ro.read_at(&mut buf, 512).unwrap();
         assert_eq!(buf, [0xab; 512]);
@@ -343,6 +362,7 @@ mod tests {
         assert_eq!(probe_format(&qcow).unwrap(), DiskFormat::Qcow2);
 
         let mut disk = open_disk(&qcow, false).unwrap();
+        assert_eq!(disk.format().as_str(), "qcow2");
         assert_eq!(disk.size(), 1 << 20);
         let mut buf = vec![0u8; 4096];
         disk.read_at(&mut buf, 65536 - 1024).unwrap();
