@@ -86,7 +86,8 @@ impl GuestRam {
 /// model learns which framebuffer pages the guest wrote.
 pub struct BarSlots {
     vm: Arc<VmFd>,
-    next_slot: Mutex<u32>,
+    /// BAR `k` seen (entries are never removed) uses slot `first_slot + k`.
+    first_slot: u32,
     bars: Mutex<HashMap<(usize, usize), MappedBar>>,
 }
 
@@ -105,7 +106,7 @@ impl BarSlots {
     pub fn new(vm: Arc<VmFd>, first_slot: u32) -> Self {
         BarSlots {
             vm,
-            next_slot: Mutex::new(first_slot),
+            first_slot,
             bars: Mutex::new(HashMap::new()),
         }
     }
@@ -153,15 +154,12 @@ const DELETE: u32 = u32::MAX;
 impl BarMapper for BarSlots {
     fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-        let m = bars.entry((devfn, bar)).or_insert_with(|| {
-            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
-            *next += 1;
-            MappedBar {
-                slot: *next - 1,
-                base: None,
-                mem: mem.clone(),
-                log_restarted: true,
-            }
+        let slot = self.first_slot + bars.len() as u32;
+        let m = bars.entry((devfn, bar)).or_insert_with(|| MappedBar {
+            slot,
+            base: None,
+            mem: mem.clone(),
+            log_restarted: true,
         });
         if m.base == base {
             return;

@@ -359,7 +359,8 @@ fn is_vga_register_port(port: u16) -> bool {
     )
 }
 
-/// The surface-0 area of BAR0 (a free function so that it borrows only `ram`).
+/// The surface-0 area: the start of BAR0 (which `new` makes at least twice
+/// `vgamem_size`). A free function so that it borrows only `ram`.
 fn surface0(ram: &HostMemory, vgamem_size: usize) -> VolatileSlice<'_, ()> {
     ram.subslice(0, vgamem_size).unwrap_or_else(|| ram.slice())
 }
@@ -505,14 +506,19 @@ impl Qxl {
 
     /// As [`Qxl::render`], reusing `frame`'s allocation.
     pub fn render_into(&self, blink_phase: bool, frame: &mut Frame) {
-        render::render_into(&self.vga, &self.framebuffer(), blink_phase, frame);
+        render::render_into(
+            &self.vga,
+            &surface0(&self.ram, self.vgamem_size),
+            blink_phase,
+            frame,
+        );
     }
 
     /// As [`render::render_rows_into`]: in VBE modes only `rows` are redrawn.
     pub fn render_rows_into(&self, blink_phase: bool, frame: &mut Frame, rows: Range<u32>) {
         render::render_rows_into(
             &self.vga,
-            &self.framebuffer(),
+            &surface0(&self.ram, self.vgamem_size),
             blink_phase,
             frame,
             Some(rows),
@@ -522,12 +528,6 @@ impl Qxl {
     /// The VGA/VBE state, for the display model.
     pub fn vga(&self) -> &Vga {
         &self.vga
-    }
-
-    /// The surface-0 area: the start of BAR0 (which `new` makes at least twice
-    /// `vgamem_size`).
-    fn framebuffer(&self) -> VolatileSlice<'_, ()> {
-        surface0(&self.ram, self.vgamem_size)
     }
 
     /// Ports 0x3B0–0x3DF and 0x1CE–0x1D0.
