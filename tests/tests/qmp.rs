@@ -1,132 +1,20 @@
 //! End-to-end: the QMP control socket of the real binary, driven with raw JSON
 //! lines and with the `qemu.qmp` Python library, while the demo disk runs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
+use spicebox_tests::qmp::Qmp;
 use spicebox_tests::tools::{free_port, spicy_screenshot};
 use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
 const REPLY: Duration = Duration::from_secs(30);
-
-trait Conn: Read + Write + Send {}
-impl Conn for UnixStream {}
-impl Conn for TcpStream {}
-
-/// A QMP client on raw JSON lines; events seen while waiting for replies are kept.
-struct Qmp {
-    w: Box<dyn Conn>,
-    r: BufReader<Box<dyn Conn>>,
-    events: Vec<Value>,
-}
-
-impl Qmp {
-    fn unix(path: &Path) -> (Qmp, Value) {
-        let s = UnixStream::connect(path).expect("connect to the control socket");
-        s.set_read_timeout(Some(REPLY)).unwrap();
-        let r = s.try_clone().unwrap();
-        Qmp::start(Box::new(s), Box::new(r))
-    }
-
-    fn tcp(addr: &str) -> (Qmp, Value) {
-        let s = TcpStream::connect(addr).expect("connect to the control port");
-        s.set_read_timeout(Some(REPLY)).unwrap();
-        let r = s.try_clone().unwrap();
-        Qmp::start(Box::new(s), Box::new(r))
-    }
-
-    fn start(w: Box<dyn Conn>, r: Box<dyn Conn>) -> (Qmp, Value) {
-        let mut q = Qmp {
-            w,
-            r: BufReader::new(r),
-            events: Vec::new(),
-        };
-        let greeting = q.read().expect("greeting");
-        (q, greeting)
-    }
-
-    /// Negotiated, ready for commands.
-    fn ready(path: &Path) -> Qmp {
-        let (mut q, _) = Qmp::unix(path);
-        assert_eq!(q.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
-        q
-    }
-
-    fn read(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        match self.r.read_line(&mut line) {
-            Ok(0) => None,
-            Ok(_) => {
-                assert!(line.ends_with("\r\n"), "QMP lines end with CR LF: {line:?}");
-                Some(serde_json::from_str(&line).expect("server sent JSON"))
-            }
-            Err(e) => panic!("reading QMP: {e}"),
-        }
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).expect("write to QMP");
-    }
-
-    /// The next reply (return or error), keeping events aside.
-    fn reply(&mut self) -> Value {
-        loop {
-            let v = self.read().expect("connection closed before the reply");
-            if v.get("event").is_some() {
-                self.events.push(v);
-            } else {
-                return v;
-            }
-        }
-    }
-
-    fn cmd(&mut self, name: &str, args: Value) -> Value {
-        let req = json!({"execute": name, "arguments": args});
-        self.send_raw(req.to_string().as_bytes());
-        self.reply()
-    }
-
-    fn ok(&mut self, name: &str, args: Value) -> Value {
-        let r = self.cmd(name, args);
-        r.get("return")
-            .unwrap_or_else(|| panic!("{name} failed: {r}"))
-            .clone()
-    }
-
-    fn error_desc(&mut self, raw: &[u8]) -> String {
-        self.send_raw(raw);
-        let r = self.reply();
-        r["error"]["desc"]
-            .as_str()
-            .unwrap_or_else(|| panic!("expected an error for {raw:?}, got {r}"))
-            .to_string()
-    }
-
-    /// Wait for an event by name (already seen or still to come).
-    fn event(&mut self, name: &str) -> Value {
-        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
-            return self.events.remove(i);
-        }
-        loop {
-            let v = self
-                .read()
-                .unwrap_or_else(|| panic!("closed before event {name}"));
-            if v["event"] == name {
-                return v;
-            }
-            if v.get("event").is_some() {
-                self.events.push(v);
-            }
-        }
-    }
-}
 
 fn wait_for_path(p: &Path, vm: &SpiceboxVm) {
     let deadline = Instant::now() + BOOT;
@@ -165,54 +53,58 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     assert_eq!(mode, 0o600, "socket file mode");
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
 
-    let (mut a, greeting) = Qmp::unix(&sock);
+    let mut a = Qmp::unix(&sock);
+    let greeting = a.greeting.clone();
     assert_eq!(greeting["QMP"]["version"]["qemu"]["major"], 8);
     assert_eq!(greeting["QMP"]["capabilities"], json!([]));
-    let r = a.cmd("query-status", json!({}));
+    let r = a.call("query-status", json!({}));
     assert_eq!(
         r["error"]["class"], "CommandNotFound",
         "before negotiation: {r}"
     );
-    assert_eq!(a.cmd("qmp_capabilities", json!({})), json!({"return": {}}));
+    assert_eq!(a.call("qmp_capabilities", json!({})), json!({"return": {}}));
     // A second client at the same time.
-    let mut b = Qmp::ready(&sock);
+    let mut b = Qmp::connect(&sock, REPLY);
 
-    assert_eq!(a.ok("query-name", json!({})), json!({"name": "demo-vm"}));
     assert_eq!(
-        a.ok("query-status", json!({})),
+        a.execute("query-name", json!({})),
+        json!({"name": "demo-vm"})
+    );
+    assert_eq!(
+        a.execute("query-status", json!({})),
         json!({"running": true, "singlestep": false, "status": "running"})
     );
-    let cpus = a.ok("query-cpus-fast", json!({}));
+    let cpus = a.execute("query-cpus-fast", json!({}));
     let tid = cpus[0]["thread-id"].as_i64().unwrap();
     let comm = std::fs::read_to_string(format!("/proc/{tid}/comm")).unwrap_or_default();
     assert_eq!(comm.trim(), "vcpu0", "thread-id {tid} is the vCPU thread");
 
     // stop: STOP to every client, paused; keys typed now wait for cont.
-    assert_eq!(a.ok("stop", json!({})), json!({}));
+    assert_eq!(a.execute("stop", json!({})), json!({}));
     a.event("STOP");
     b.event("STOP");
-    assert_eq!(a.ok("query-status", json!({}))["status"], "paused");
+    assert_eq!(a.execute("query-status", json!({}))["status"], "paused");
     let key = |k: &str| json!({"type": "qcode", "data": k});
-    a.ok("send-key", json!({"keys": [key("z")]}));
+    a.execute("send-key", json!({"keys": [key("z")]}));
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !vm.serial_text().contains('z'),
         "a paused guest echoed a key"
     );
-    assert_eq!(b.ok("cont", json!({})), json!({}));
+    assert_eq!(b.execute("cont", json!({})), json!({}));
     a.event("RESUME");
     b.event("RESUME");
-    assert_eq!(a.ok("query-status", json!({}))["status"], "running");
+    assert_eq!(a.execute("query-status", json!({}))["status"], "running");
     for k in ["a", "b", "q"] {
-        a.ok("send-key", json!({"keys": [key(k)], "hold-time": 50}));
+        a.execute("send-key", json!({"keys": [key(k)], "hold-time": 50}));
     }
     // A number key (0x2d = x) and a key through input-send-event.
-    a.ok(
+    a.execute(
         "send-key",
         json!({"keys": [{"type": "number", "data": 0x2d}]}),
     );
     for down in [true, false] {
-        a.ok(
+        a.execute(
             "input-send-event",
             json!({"events": [{"type": "key", "data": {"down": down, "key": key("1")}}]}),
         );
@@ -220,7 +112,7 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     vm.wait_for("zabqx1", Duration::from_secs(20));
 
     // system_reset: RESET, and the demo boots again.
-    a.ok("system_reset", json!({}));
+    a.execute("system_reset", json!({}));
     let ev = a.event("RESET");
     assert_eq!(
         ev["data"],
@@ -251,16 +143,16 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
         "Parameter 'now' is unexpected"
     );
     assert_eq!(
-        a.ok("query-kvm", json!({})),
+        a.execute("query-kvm", json!({})),
         json!({"enabled": true, "present": true})
     );
 
     // Megabytes without an end: an error, then the server closes.
-    let (mut big, _) = Qmp::unix(&sock);
+    let mut big = Qmp::unix(&sock);
     big.send_raw(b"{\"execute\": \"");
     let chunk = vec![b'x'; 256 * 1024];
     for _ in 0..8 {
-        if big.w.write_all(&chunk).is_err() {
+        if big.try_send_raw(&chunk).is_err() {
             break;
         }
     }
@@ -288,7 +180,7 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
         if sent % 64 == 0 {
             // Meanwhile the others are served promptly.
             let t = Instant::now();
-            assert_eq!(a.ok("query-status", json!({}))["running"], true);
+            assert_eq!(a.execute("query-status", json!({}))["running"], true);
             assert!(
                 t.elapsed() < Duration::from_secs(2),
                 "slowed by a deaf client"
@@ -300,10 +192,10 @@ fn raw_json_lifecycle_keys_reset_bad_input_and_quit() {
     let mut rest = Vec::new();
     deaf.read_to_end(&mut rest)
         .expect("EOF after the server dropped the client");
-    assert_eq!(b.ok("query-status", json!({}))["status"], "running");
+    assert_eq!(b.execute("query-status", json!({}))["status"], "running");
 
     // quit: reply, SHUTDOWN to everyone, exit 0, socket gone.
-    assert_eq!(a.cmd("quit", json!({})), json!({"return": {}}));
+    assert_eq!(a.call("quit", json!({})), json!({"return": {}}));
     for q in [&mut a, &mut b] {
         let ev = q.event("SHUTDOWN");
         assert_eq!(
@@ -351,10 +243,11 @@ fn qemu_qmp_library_over_tcp() {
     assert!(addr.starts_with("tcp:127.0.0.1:"), "{addr}");
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
     // Raw lines over TCP too, alongside the library's connection.
-    let (mut raw, greeting) = Qmp::tcp(addr.strip_prefix("tcp:").unwrap());
+    let mut raw = Qmp::tcp(addr.strip_prefix("tcp:").unwrap());
+    let greeting = raw.greeting.clone();
     assert!(greeting["QMP"].is_object());
     assert_eq!(
-        raw.cmd("qmp_capabilities", json!({})),
+        raw.call("qmp_capabilities", json!({})),
         json!({"return": {}})
     );
     let out = Command::new(py)
@@ -401,9 +294,9 @@ fn default_socket_in_runtime_dir_and_signal_shutdown() {
         0o600
     );
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
-    let mut q = Qmp::ready(&path);
+    let mut q = Qmp::connect(&path, REPLY);
     assert_eq!(
-        q.cmd("system_powerdown", json!({}))["error"]["class"],
+        q.call("system_powerdown", json!({}))["error"]["class"],
         "GenericError"
     );
     vm.signal(libc::SIGTERM);
@@ -445,8 +338,8 @@ fn spice_password_commands_and_events() {
         ],
     );
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
-    let mut q = Qmp::ready(&sock);
-    let info = q.ok("query-spice", json!({}));
+    let mut q = Qmp::connect(&sock, REPLY);
+    let info = q.execute("query-spice", json!({}));
     assert_eq!(info["enabled"], true, "{info}");
     assert_eq!(info["auth"], "spice", "{info}");
     assert_eq!(info["port"], port, "{info}");
@@ -472,22 +365,22 @@ fn spice_password_commands_and_events() {
     assert_eq!(init["data"]["server"]["auth"], "spice", "{init}");
     q.event("SPICE_DISCONNECTED");
 
-    q.ok(
+    q.execute(
         "set_password",
         json!({"protocol": "spice", "password": "second"}),
     );
     assert!(!screenshot_ok("first"), "old password after set_password");
     assert!(screenshot_ok("second"), "new password");
-    q.ok(
+    q.execute(
         "expire_password",
         json!({"protocol": "spice", "time": "now"}),
     );
     assert!(!screenshot_ok("second"), "expired password");
-    q.ok(
+    q.execute(
         "expire_password",
         json!({"protocol": "spice", "time": "never"}),
     );
     assert!(screenshot_ok("second"), "expiry lifted");
-    q.ok("quit", json!({}));
+    q.execute("quit", json!({}));
     assert!(vm.wait_exit(Duration::from_secs(30)).success());
 }
