@@ -1,6 +1,6 @@
-//! SpiceImage encoding for DRAW_COPY: the smaller of SPICE LZ and (if the client can
-//! decode it) LZ4, and a raw top-down 32-bit bitmap when compression does not pay or
-//! is disabled.
+//! SpiceImage encoding for DRAW_COPY: SPICE LZ, or LZ4 (if the client can decode
+//! it) where LZ did poorly and LZ4 is smaller, and a raw top-down 32-bit bitmap when
+//! compression does not pay or is disabled.
 //! No image cache: flags are 0 and every id is fresh.
 
 use crate::proto::{
@@ -85,35 +85,37 @@ pub fn encode_image(
     policy: ImagePolicy,
     enc: Encoders,
 ) -> Vec<u8> {
-    // Both compressors when the client takes both, and the smaller result wins:
-    // measured on screens (spice/examples/image_bench.rs), SPICE LZ is 3-4x
-    // smaller than LZ4 on text and solid areas at about the same encode time,
-    // while LZ4 is faster on photos; trying both costs ~3 ms per 1024x768 image.
-    let candidates = [
-        (!policy.force_raw)
-            .then_some(enc.lz)
-            .flatten()
-            .map(|f| (IMAGE_TYPE_LZ_RGB, f)),
-        (!policy.force_raw && policy.lz4)
-            .then_some(enc.lz4)
-            .flatten()
-            .map(|f| (IMAGE_TYPE_LZ4, f)),
-    ];
-    let best = candidates
-        .into_iter()
-        .flatten()
-        .map(|(image_type, f)| (image_type, f(width, height, pixels)))
+    if policy.force_raw {
+        return raw(id, width, height, pixels);
+    }
+    // A compressed image is worth sending only if smaller than the raw pixels.
+    let raw_len = pixels.len() * 4;
+    let mut best: Option<(u8, Vec<u8>)> = None;
+    let consider = |best: &mut Option<(u8, Vec<u8>)>, image_type: u8, data: Vec<u8>| {
         // An empty result means the encoder refused the image (e.g. too large).
-        .filter(|(_, data)| !data.is_empty())
-        .min_by_key(|(_, data)| data.len());
-    if let Some((image_type, data)) = best {
-        // Worth it only if smaller than the raw pixels.
-        if data.len() < pixels.len() * 4 {
-            let mut w = Writer::with_capacity(22 + data.len());
-            descriptor(&mut w, id, image_type, width, height);
-            w.u32(data.len() as u32).bytes(&data);
-            return w.finish();
+        let smaller = best.as_ref().is_none_or(|(_, b)| data.len() < b.len());
+        if !data.is_empty() && data.len() < raw_len && smaller {
+            *best = Some((image_type, data));
         }
+    };
+    if let Some(lz) = enc.lz {
+        consider(&mut best, IMAGE_TYPE_LZ_RGB, lz(width, height, pixels));
+    }
+    // Measured on screens (spice/examples/image_bench.rs), SPICE LZ is 3-4x
+    // smaller than LZ4 on text and flat areas at about the same encode time, so
+    // LZ4 is tried only where LZ did poorly (photo-like content, worse than
+    // 2:1), sparing a second encode of every ordinary update.
+    let lz_did_poorly = best.as_ref().is_none_or(|(_, b)| b.len() * 2 > raw_len);
+    if policy.lz4 && lz_did_poorly {
+        if let Some(lz4) = enc.lz4 {
+            consider(&mut best, IMAGE_TYPE_LZ4, lz4(width, height, pixels));
+        }
+    }
+    if let Some((image_type, data)) = best {
+        let mut w = Writer::with_capacity(22 + data.len());
+        descriptor(&mut w, id, image_type, width, height);
+        w.u32(data.len() as u32).bytes(&data);
+        return w.finish();
     }
     raw(id, width, height, pixels)
 }
@@ -198,8 +200,9 @@ mod tests {
         );
         // LZ4 wins when it is the smaller, and only for a client that takes it;
         // an encoder that refuses (empty output) is never sent.
+        // LZ did poorly (over half the raw 16 KiB): LZ4 is tried and wins.
         let lz4_smaller = Encoders {
-            lz: Some(|_, _, _| vec![1; 100]),
+            lz: Some(|_, _, _| vec![1; 9000]),
             lz4: Some(|_, _, _| vec![2; 50]),
         };
         assert_eq!(
@@ -208,6 +211,15 @@ mod tests {
         );
         assert_eq!(
             encode_image(1, 64, 64, &flat, pol(false), lz4_smaller)[8],
+            IMAGE_TYPE_LZ_RGB
+        );
+        // LZ did well: LZ4 is not even tried.
+        let lz_good = Encoders {
+            lz: Some(|_, _, _| vec![1; 100]),
+            lz4: Some(|_, _, _| panic!("LZ4 tried although LZ compressed well")),
+        };
+        assert_eq!(
+            encode_image(1, 64, 64, &flat, pol(true), lz_good)[8],
             IMAGE_TYPE_LZ_RGB
         );
         let refuses = Encoders {

@@ -195,10 +195,12 @@ fn many_small_rects_fall_back_to_fewer_draws() {
 #[test]
 fn image_encodings_follow_client_caps_and_config() {
     let s = picture(256, 128, 11);
-    // An LZ4 client gets whichever of the two is smaller for this picture.
+    // An LZ4 client gets LZ4 only where LZ did poorly (over half the raw size)
+    // and LZ4 came out smaller.
     let lz_len = crate::image::lz_rgb32(s.width, s.height, &s.pixels).len();
     let lz4_len = crate::image::lz4_rgb32(s.width, s.height, &s.pixels).len();
-    let for_lz4_client = if lz4_len < lz_len {
+    let raw_len = s.pixels.len() * 4;
+    let for_lz4_client = if lz_len * 2 > raw_len && lz4_len < lz_len {
         IMAGE_TYPE_LZ4
     } else {
         IMAGE_TYPE_LZ_RGB
