@@ -55,7 +55,7 @@ impl MemoryLayout {
         if ram_bytes > MAX_RAM {
             return Err(Error::RamTooLarge(ram_bytes));
         }
-        if ram_bytes % 4096 != 0 {
+        if !ram_bytes.is_multiple_of(4096) {
             return Err(Error::RamUnaligned(ram_bytes));
         }
         let below_4g = ram_bytes.min(LOW_RAM_MAX);

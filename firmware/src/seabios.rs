@@ -46,7 +46,7 @@ pub fn load_bios(path: Option<&Path>) -> Result<Vec<u8>> {
 
 /// The size rule for a flash image mapped just below 4 GiB.
 fn check_bios_size(path: &Path, size: u64) -> Result<()> {
-    if !(BIOS_GRANULE..=BIOS_MAX).contains(&size) || size % BIOS_GRANULE != 0 {
+    if !(BIOS_GRANULE..=BIOS_MAX).contains(&size) || !size.is_multiple_of(BIOS_GRANULE) {
         return Err(Error::BiosSize {
             path: path.to_path_buf(),
             size,

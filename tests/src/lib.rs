@@ -11,7 +11,6 @@ pub mod tools;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -84,9 +83,8 @@ pub struct SpiceboxVm {
 
 fn vm_lock() -> File {
     let f = File::create(std::env::temp_dir().join("spicebox-tests.vm.lock")).expect("lock file");
-    // SAFETY: flock on a file descriptor we own; blocks until no other VM runs.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock failed");
+    // flock(2), exclusive: blocks until no other VM runs (`flock FILE cmd` by hand).
+    f.lock().expect("flock failed");
     f
 }
 
@@ -203,8 +201,7 @@ impl SpiceboxVm {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: sends a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        tools::send_signal(self.child.id(), sig);
     }
 
     /// Wait for the process to exit on its own.

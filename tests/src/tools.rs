@@ -31,6 +31,19 @@ pub fn require_tool(tool: &str, package: &str) {
     );
 }
 
+/// Send signal `sig` to process `pid` (a child we spawned and have not reaped),
+/// through the shell's `kill`, so the harness needs no unsafe code.
+pub fn send_signal(pid: u32, sig: i32) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{sig} {pid}")])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run sh -c kill");
+    if !status.success() {
+        eprintln!("kill -{sig} {pid} failed ({status}): the process is gone");
+    }
+}
+
 /// Runs `cmd` to completion with its output captured; kills it and panics
 /// after `timeout`.
 pub fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
@@ -41,7 +54,7 @@ pub fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let pid = child.id() as i32;
+    let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -49,8 +62,7 @@ pub fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
     match rx.recv_timeout(timeout) {
         Ok(out) => out.expect("wait"),
         Err(_) => {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            send_signal(pid, libc::SIGKILL);
             panic!("{what} did not finish within {timeout:?}");
         }
     }
