@@ -27,6 +27,10 @@ pub enum Error {
     DiskFormat(String),
     #[error("cannot allocate device memory: {0}")]
     HostMemory(String),
+    #[error("MSI vector: {0}")]
+    Msi(String),
+    #[error("device worker: {0}")]
+    Worker(String),
     #[error("fw_cfg: {0}")]
     FwCfg(String),
 }

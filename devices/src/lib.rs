@@ -14,6 +14,7 @@ pub mod interrupt;
 pub mod legacy;
 pub mod pci;
 pub mod virtio;
+pub mod worker;
 
 pub use bus::{Bus, BusDevice, SharedDevice};
 pub use error::{Error, Result};
@@ -24,4 +25,21 @@ pub use interrupt::{IrqChip, IrqLine, VmRequest, VmRequests};
 /// reset through `PciDevice::reset`, called by the root bus.)
 pub trait Reset {
     fn reset(&mut self);
+}
+
+/// What the VMM does to every device with threads or host resources (device
+/// workers, disk images) when the machine pauses, resumes and exits. Resets go
+/// through `Reset` and `PciDevice::reset`.
+pub trait Lifecycle: Send {
+    /// Park worker threads once the work in progress is complete; the machine
+    /// is paused (QMP `stop`) or about to reset.
+    fn pause(&mut self) {}
+
+    fn resume(&mut self) {}
+
+    /// The machine is exiting: stop worker threads and make everything the
+    /// guest wrote durable.
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -10,34 +10,20 @@ use tracing::info;
 use vm_memory::{Bytes, GuestAddress};
 
 use devices::display::{vbe, vga};
-use devices::interrupt::GsiLine;
 use devices::legacy::{acpi_pm, cmos, debug_port, i8042, port92, serial};
-use devices::pci::{i440fx::I440fx, intx::PciIntxRouter, piix3::Piix3, root, root::PciRoot};
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
-use devices::{fw_cfg, Bus, IrqChip, IrqLine, Reset};
+use devices::{fw_cfg, IrqChip};
 
 use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
+use crate::devices::{DeviceManager, IsaKind, Slot, FIRST_FREE_SLOT};
 use crate::display::{Display, VgaPorts, VgaWindow};
 use crate::linux_boot::LinuxImage;
-use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
+use crate::machine::{self, ChipPowerOnState, KvmIrqChip, Machine, Outcome};
 use crate::memory::{BarSlots, GuestRam};
 use crate::serial_io::{self, RawTerminal, SerialBackend};
 use crate::spice_link;
 use crate::vcpu::Vcpu;
 use devices::display::qxl::{Qxl, QxlConfig};
-
-/// PCI slot of the boot disk. Slot 2 is kept for the QXL display, as in QEMU's
-/// `-vga qxl` machines.
-const DISK_SLOT: u8 = 3;
-const QXL_SLOT: u8 = 2;
-
-struct DiskFlush(Arc<Mutex<VirtioPciDevice<VirtioBlock>>>);
-
-impl Flush for DiskFlush {
-    fn flush(&self) -> std::io::Result<()> {
-        self.0.lock().unwrap().device_mut().flush()
-    }
-}
 
 fn check_readable(path: &Path, what: &str) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
@@ -146,7 +132,6 @@ fn boot(
     let mem = ram.mem.clone();
     let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip(vm.clone()));
     let requests: Arc<dyn devices::VmRequests> = Arc::new(events.clone());
-    let isa_irq = |n: u32| -> Arc<dyn IrqLine> { Arc::new(GsiLine::new(chip.clone(), n)) };
 
     let mut reset_hooks: Vec<Box<dyn machine::ResetHook>> = Vec::new();
     if let Some(bios) = &bios {
@@ -160,51 +145,113 @@ fn boot(
         }));
     }
 
-    // Port I/O devices.
-    let mut pio = Bus::new();
+    // Fixed devices, then PCI: the device manager places them (ports, slots,
+    // IRQs) and describes the result for the firmware tables.
+    let bar_slots = Arc::new(BarSlots::new(vm.clone(), ram.next_free_slot()));
+    let mut dm = DeviceManager::new(
+        &vm,
+        mem.clone(),
+        chip.clone(),
+        requests.clone(),
+        bar_slots.clone(),
+    )?;
     let mut backend = SerialBackend::open(serial_spec).context("open serial backend")?;
     let serial = Arc::new(Mutex::new(serial::Serial::new(
-        isa_irq(4),
+        dm.isa_irq(4),
         std::mem::replace(&mut backend.out, Box::new(std::io::sink())),
     )));
-    pio.insert(serial.clone(), serial::COM1_BASE, serial::LEN)?;
+    let com1 = IsaKind::Serial { com: 1 };
+    dm.add_isa(
+        com1,
+        serial.clone(),
+        &[(serial::COM1_BASE, serial::LEN)],
+        &[4],
+    )?;
     let i8042 = Arc::new(Mutex::new(i8042::I8042::new(
-        isa_irq(1),
-        isa_irq(12),
+        dm.isa_irq(1),
+        dm.isa_irq(12),
         requests.clone(),
     )));
-    pio.insert(i8042.clone(), i8042::BASE, i8042::LEN)?;
+    let ps2 = IsaKind::Ps2Controller;
+    dm.add_isa_with_reset(ps2, &i8042, &[(i8042::BASE, i8042::LEN)], &[1, 12])?;
     let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
         args.smp,
-        isa_irq(8),
+        dm.isa_irq(8),
     )));
-    pio.insert(cmos.clone(), cmos::BASE, cmos::LEN)?;
-    pio.insert(
-        Arc::new(Mutex::new(debug_port::PostCode::new())),
-        debug_port::POST_CODE_BASE,
-        debug_port::LEN,
-    )?;
+    dm.add_isa_with_reset(IsaKind::Rtc, &cmos, &[(cmos::BASE, cmos::LEN)], &[8])?;
+    let post_code = Arc::new(Mutex::new(debug_port::PostCode::new()));
+    let post_ports = [(debug_port::POST_CODE_BASE, debug_port::LEN)];
+    dm.add_isa(IsaKind::PostCode, post_code, &post_ports, &[])?;
     let port92 = Arc::new(Mutex::new(port92::Port92::new(requests.clone())));
-    pio.insert(port92.clone(), port92::BASE, port92::LEN)?;
+    dm.add_isa_with_reset(
+        IsaKind::Port92,
+        &port92,
+        &[(port92::BASE, port92::LEN)],
+        &[],
+    )?;
     let bios_log: Option<Box<dyn Write + Send>> = match &args.bios_log {
         Some(p) => Some(Box::new(
             File::create(p).with_context(|| format!("BIOS log {}", p.display()))?,
         )),
         None => None,
     };
-    pio.insert(
-        Arc::new(Mutex::new(debug_port::DebugCon::new(bios_log))),
-        debug_port::DEBUGCON_BASE,
-        debug_port::LEN,
-    )?;
+    let debugcon = Arc::new(Mutex::new(debug_port::DebugCon::new(bios_log)));
+    let debugcon_ports = [(debug_port::DEBUGCON_BASE, debug_port::LEN)];
+    dm.add_isa(IsaKind::DebugCon, debugcon, &debugcon_ports, &[])?;
     let acpi_pm = Arc::new(Mutex::new(acpi_pm::AcpiPm::new(requests.clone())));
-    pio.insert(acpi_pm.clone(), acpi_pm::BASE, acpi_pm::LEN)?;
+    dm.add_isa_with_reset(
+        IsaKind::AcpiPm,
+        &acpi_pm,
+        &[(acpi_pm::BASE, acpi_pm::LEN)],
+        &[],
+    )?;
 
-    // fw_cfg: what SeaBIOS reads about the machine.
+    // PCI: the display, the disk.
+    let mut display = None;
+    if args.vga == VgaKind::Qxl {
+        let rom = firmware::seabios::vga_rom(firmware::seabios::QXL_VGA_ROM)?;
+        let (slot, qxl) = dm.add_pci("qxl-vga", Slot::Vga, |w| {
+            Qxl::new(QxlConfig::default(), rom, w.intx)
+        })?;
+        display = Some(Arc::new(Display::new(
+            qxl.clone(),
+            bar_slots.clone(),
+            usize::from(slot) << 3,
+        )));
+        let vga_ports = Arc::new(Mutex::new(VgaPorts(qxl.clone())));
+        let vbe_len = vbe::PORT_DATA_ALT - vbe::PORT_INDEX + 1;
+        let ranges = [
+            (vga::PORT_BASE.into(), vga::PORT_LEN.into()),
+            (vbe::PORT_INDEX.into(), vbe_len.into()),
+        ];
+        dm.add_isa(IsaKind::Vga, vga_ports, &ranges, &[])?;
+        let window = Arc::new(Mutex::new(VgaWindow(qxl)));
+        dm.add_legacy_mmio(window, vga::WINDOW_BASE, vga::WINDOW_LEN)?;
+    }
+    let mut disk_info = Vec::new();
+    if let Some(path) = disk_path {
+        let mut block = VirtioBlock::open(path, args.read_only)?;
+        disk_info.push(crate::qmp::DiskInfo {
+            file: path.display().to_string(),
+            format: block.format().as_str(),
+            read_only: args.read_only,
+            virtual_size: block.capacity() * 512,
+        });
+        dm.add_pci("virtio-blk", Slot::Next, |w| {
+            block.set_thread_name(&format!("virtio-blk@{:02x}", w.slot));
+            VirtioPciDevice::new(block, w.mem.clone(), w.intx, w.msi)
+        })?;
+    }
+
+    // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
-    let content = firmware::FwCfgContent::for_machine(layout, args.smp as u16, DISK_SLOT);
+    let boot_slot = dm
+        .description()
+        .slot_of("virtio-blk")
+        .unwrap_or(FIRST_FREE_SLOT);
+    let content = firmware::FwCfgContent::for_machine(layout, args.smp as u16, boot_slot);
     for (key, data) in content.items {
         fw_cfg.add_item(key, data);
     }
@@ -212,76 +259,13 @@ fn boot(
         fw_cfg.add_file(&name, data)?;
     }
     let fw_cfg = Arc::new(Mutex::new(fw_cfg));
-    pio.insert(fw_cfg.clone(), fw_cfg::PORT_BASE, fw_cfg::PORT_LEN)?;
+    let fw_cfg_ports = [(fw_cfg::PORT_BASE, fw_cfg::PORT_LEN)];
+    dm.add_isa_with_reset(IsaKind::FwCfg, &fw_cfg, &fw_cfg_ports, &[])?;
 
-    // PCI: host bridge, ISA bridge, the disk.
-    let piix3 = Piix3::new();
-    let pirq = piix3.pirq_registers();
-    let router = Arc::new(PciIntxRouter::new(chip.clone(), pirq.clone()));
+    let pirq = dm.pirq_registers();
     // (slot, pin) of every INTx user, for the MP table of a direct kernel boot.
-    let mut intx_pins = Vec::new();
-    let mut pci = PciRoot::new(requests.clone());
-    let bar_slots = Arc::new(BarSlots::new(vm.clone(), ram.next_free_slot()));
-    pci.set_bar_mapper(bar_slots.clone());
-    pci.add_device(0, 0, Arc::new(Mutex::new(I440fx::new())))?;
-    pci.add_device(1, 0, Arc::new(Mutex::new(piix3)))?;
-    let mut mmio = Bus::new();
-    let mut display = None;
-    if args.vga == VgaKind::Qxl {
-        let rom = firmware::seabios::vga_rom(firmware::seabios::QXL_VGA_ROM)?;
-        let qxl = Arc::new(Mutex::new(Qxl::new(
-            QxlConfig::default(),
-            rom,
-            router.line(QXL_SLOT, 1),
-        )?));
-        pci.add_device(QXL_SLOT, 0, qxl.clone())?;
-        display = Some(Arc::new(Display::new(
-            qxl.clone(),
-            bar_slots.clone(),
-            usize::from(QXL_SLOT) << 3,
-        )));
-        intx_pins.push((QXL_SLOT, 1));
-        let vga_ports = Arc::new(Mutex::new(VgaPorts(qxl.clone())));
-        pio.insert(
-            vga_ports.clone(),
-            vga::PORT_BASE.into(),
-            vga::PORT_LEN.into(),
-        )?;
-        let vbe_len = vbe::PORT_DATA_ALT - vbe::PORT_INDEX + 1;
-        pio.insert(vga_ports, vbe::PORT_INDEX.into(), vbe_len.into())?;
-        mmio.insert(
-            Arc::new(Mutex::new(VgaWindow(qxl))),
-            vga::WINDOW_BASE,
-            vga::WINDOW_LEN,
-        )?;
-    }
-    let mut disks: Vec<Arc<dyn Flush>> = Vec::new();
-    let mut disk_info = Vec::new();
-    if let Some(path) = disk_path {
-        let block = VirtioBlock::open(path, args.read_only)?;
-        disk_info.push(crate::qmp::DiskInfo {
-            file: path.display().to_string(),
-            format: block.format().as_str(),
-            read_only: args.read_only,
-            virtual_size: block.capacity() * 512,
-        });
-        let disk_dev = Arc::new(Mutex::new(VirtioPciDevice::new(
-            block,
-            mem.clone(),
-            router.line(DISK_SLOT, 1),
-        )));
-        pci.add_device(DISK_SLOT, 0, disk_dev.clone())?;
-        intx_pins.push((DISK_SLOT, 1));
-        disks.push(Arc::new(DiskFlush(disk_dev)));
-    }
-    let pci = Arc::new(pci);
-    pio.insert(
-        pci.config_io_device(),
-        root::CONFIG_IO_BASE,
-        root::CONFIG_IO_LEN,
-    )?;
-
-    let buses = Arc::new(Buses { pio, mmio, pci });
+    let intx_pins = dm.description().intx_pins();
+    let (buses, devices) = dm.finish()?;
 
     let mut vcpus = Vec::new();
     for id in 0..args.smp {
@@ -302,9 +286,6 @@ fn boot(
         reset_hooks.push(Box::new(linux));
     }
     let chip_state = ChipPowerOnState::capture(&vm)?;
-
-    let device_resets: Vec<Arc<Mutex<dyn Reset + Send>>> =
-        vec![i8042.clone(), fw_cfg, acpi_pm, cmos, port92];
 
     if let Some(display) = &display {
         display
@@ -368,8 +349,7 @@ fn boot(
         rx,
         vcpus,
         reset_hooks,
-        device_resets,
-        disks,
+        devices,
         monitor,
     };
     let outcome = m.run();

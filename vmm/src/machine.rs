@@ -2,7 +2,7 @@
 //! VMM thread's event loop (reset, power-off, signals).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use kvm_bindings::{
@@ -15,9 +15,10 @@ use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use devices::pci::root::PciRoot;
-use devices::{Bus, IrqChip, Reset, VmRequest, VmRequests};
+use devices::{Bus, IrqChip, VmRequest, VmRequests};
 
 use crate::control::CpuControl;
+use crate::devices::MachineDevices;
 use crate::error::{kvm, Error, Result};
 use crate::memory::GuestRam;
 use crate::vcpu::Vcpu;
@@ -210,11 +211,6 @@ impl ResetHook for ReloadBytes {
     }
 }
 
-/// Flushable disks, so that every exit path leaves the data on stable storage.
-pub trait Flush: Send + Sync {
-    fn flush(&self) -> std::io::Result<()>;
-}
-
 pub struct Machine {
     pub vm: Arc<VmFd>,
     pub ram: GuestRam,
@@ -225,8 +221,8 @@ pub struct Machine {
     pub rx: Receiver<VmEvent>,
     pub vcpus: Vec<Vcpu>,
     pub reset_hooks: Vec<Box<dyn ResetHook>>,
-    pub device_resets: Vec<Arc<Mutex<dyn Reset + Send>>>,
-    pub disks: Vec<Arc<dyn Flush>>,
+    /// Every device: reset, pause/resume with the vCPUs, shutdown at exit.
+    pub devices: MachineDevices,
     /// Run status and events for the QMP control socket.
     pub monitor: Arc<crate::qmp::Monitor>,
 }
@@ -280,6 +276,8 @@ impl Machine {
                     let guest = matches!(ev, VmEvent::Reset);
                     info!(guest, "machine reset");
                     self.ctl.pause_all(n, || kick(&threads));
+                    // No device worker may interrupt into the chips being reset.
+                    self.devices.pause();
                     // Several vCPUs may have asked at once; one reset serves them all.
                     let later: Vec<_> = self.rx.try_iter().collect();
                     if let Err(e) = self.reset_platform() {
@@ -287,6 +285,7 @@ impl Machine {
                     }
                     self.ctl.mark_reset();
                     if !paused {
+                        self.devices.resume();
                         self.ctl.resume();
                     }
                     self.monitor.reset(guest);
@@ -299,6 +298,7 @@ impl Machine {
                 VmEvent::Stop(reply) => {
                     if !paused {
                         self.ctl.pause_all(n, || kick(&threads));
+                        self.devices.pause();
                         paused = true;
                         self.monitor.stopped();
                     }
@@ -306,6 +306,7 @@ impl Machine {
                 }
                 VmEvent::Cont(reply) => {
                     if paused {
+                        self.devices.resume();
                         self.ctl.resume();
                         paused = false;
                         self.monitor.resumed();
@@ -331,27 +332,21 @@ impl Machine {
             }
         };
 
-        // Stop every vCPU before touching disks, so no request is half done.
+        // Stop every vCPU, then every device worker (each after the request it
+        // is on), then flush the disks: no request is half done.
         self.ctl.pause_all(n, || kick(&threads));
         self.ctl.exit();
         for t in threads {
             let _ = t.join();
         }
-        for d in &self.disks {
-            if let Err(e) = d.flush() {
-                warn!("flushing disk at exit failed: {e}");
-            }
-        }
+        self.devices.shutdown();
         debug!("machine stopped");
         outcome
     }
 
     fn reset_platform(&mut self) -> Result<()> {
         self.chip_state.restore(&self.vm)?;
-        for d in &self.device_resets {
-            d.lock().unwrap().reset();
-        }
-        self.buses.pci.reset();
+        self.devices.reset();
         for h in &mut self.reset_hooks {
             h.on_reset(&self.ram.mem)?;
         }

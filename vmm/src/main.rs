@@ -3,11 +3,14 @@
 mod builder;
 mod cli;
 mod control;
+mod devices;
 mod display;
 mod error;
+mod ioeventfd;
 mod linux_boot;
 mod machine;
 mod memory;
+mod msi;
 mod qmp;
 mod serial_io;
 mod spice_link;

@@ -27,7 +27,7 @@ use tracing::{debug, info, trace, warn};
 use super::render::{self, DisplayMode, Frame};
 use super::vga::Vga;
 use crate::interrupt::IrqLine;
-use crate::pci::intx_pin::IntxPin;
+use crate::pci::PciInterrupt;
 use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
 use crate::{HostMemory, Result};
 
@@ -408,7 +408,7 @@ pub struct Qxl {
     /// Set on a guest protocol error (as QEMU's `guest_bug`): further port
     /// writes other than RESET are ignored until the device is reset.
     guest_bug: bool,
-    intx: IntxPin,
+    irq: Arc<PciInterrupt>,
     events: VecDeque<QxlCommandEvent>,
 }
 
@@ -424,7 +424,7 @@ impl Qxl {
 
         let mut config = PciConfig::new(VENDOR_ID, DEVICE_ID, CLASS_VGA, REVISION);
         config.set_subsystem(SUBSYSTEM_VENDOR_ID, SUBSYSTEM_ID);
-        config.set_interrupt_pin(1);
+        let irq = Arc::new(PciInterrupt::new(&mut config, irq));
         let prefetchable = BarKind::Mem32 { prefetchable: true };
         config.add_bar(BAR_RAM, ram_size as u64, prefetchable);
         config.add_bar(BAR_VRAM, vram_size as u64, prefetchable);
@@ -462,7 +462,7 @@ impl Qxl {
             vga: Vga::new(vgamem_size),
             mode: DeviceMode::Vga,
             guest_bug: false,
-            intx: IntxPin::new(irq),
+            irq,
             events: VecDeque::new(),
         };
         qxl.init_rom();
@@ -648,11 +648,11 @@ impl Qxl {
         self.update_irq();
     }
 
-    /// Pending = (int_pending & int_mask) != 0; the pin gates it by
+    /// Pending = (int_pending & int_mask) != 0; `PciInterrupt` gates it by
     /// COMMAND.INTX_DISABLE.
     fn update_irq(&mut self) {
         let pending = self.header_u32(ram_off::INT_PENDING) & self.header_u32(ram_off::INT_MASK);
-        self.intx.set_pending(pending != 0);
+        self.irq.set_intx(pending != 0);
     }
 
     fn guest_error(&mut self, what: &str) {
@@ -838,6 +838,9 @@ impl Qxl {
     }
 }
 
+/// No worker threads or host resources to manage yet.
+impl crate::Lifecycle for Qxl {}
+
 impl PciDevice for Qxl {
     fn config(&self) -> &PciConfig {
         &self.config
@@ -847,14 +850,8 @@ impl PciDevice for Qxl {
         &mut self.config
     }
 
-    fn config_read(&mut self, offset: usize) -> u32 {
-        self.intx.mirror_status(&mut self.config);
-        self.config.read_dword(offset)
-    }
-
-    fn config_write(&mut self, offset: usize, data: &[u8]) {
-        self.config.write(offset, data);
-        self.intx.follow_command(&self.config);
+    fn interrupt(&self) -> Option<Arc<PciInterrupt>> {
+        Some(self.irq.clone())
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
@@ -900,7 +897,6 @@ impl PciDevice for Qxl {
     /// Machine reset; the root has already restored config space
     /// (`pci::reset_device`).
     fn reset(&mut self) {
-        self.intx.follow_command(&self.config);
         self.vga.reset();
         self.hard_reset();
     }
@@ -910,6 +906,7 @@ impl PciDevice for Qxl {
 mod tests {
     use super::*;
     use crate::interrupt::test_util::RecordingLine;
+    use crate::pci;
     use crate::pci::config::{BAR0, COMMAND, INTERRUPT_PIN, ROM_ADDRESS, SUBSYSTEM_VENDOR_ID};
 
     fn option_rom() -> Vec<u8> {
@@ -942,16 +939,19 @@ mod tests {
     }
 
     fn probe(q: &mut Qxl, off: usize) -> u32 {
-        q.config_write(off, &0xffff_ffffu32.to_le_bytes());
-        q.config_read(off)
+        pci::config_write(q, off, &0xffff_ffffu32.to_le_bytes());
+        pci::config_read(q, off)
     }
 
     #[test]
     fn identity_and_bar_sizes() {
         let (mut q, _) = device();
-        assert_eq!(q.config_read(0), 0x0100_1b36);
-        assert_eq!(q.config_read(8), 0x0300_0000 | u32::from(REVISION));
-        assert_eq!(q.config_read(SUBSYSTEM_VENDOR_ID), 0x1100_1af4);
+        assert_eq!(pci::config_read(&mut q, 0), 0x0100_1b36);
+        assert_eq!(
+            pci::config_read(&mut q, 8),
+            0x0300_0000 | u32::from(REVISION)
+        );
+        assert_eq!(pci::config_read(&mut q, SUBSYSTEM_VENDOR_ID), 0x1100_1af4);
         assert_eq!(q.config().u8_at(INTERRUPT_PIN), 1);
         // Size probes as SeaBIOS does: BAR0 64 MiB prefetchable, BAR1 8 MiB,
         // BAR2 8 KiB, BAR3 32 ports, expansion ROM 64 KiB.
@@ -1085,7 +1085,11 @@ mod tests {
         q.bar_write(BAR_IO, io::MEMSLOT_ADD_ASYNC as u64, &[1]);
         assert_eq!(hdr(&q, ram_off::INT_PENDING), INTERRUPT_IO_CMD);
         assert!(line.is_high());
-        assert_ne!(q.config_read(4) & (1 << 19), 0, "status interrupt bit");
+        assert_ne!(
+            pci::config_read(&mut q, 4) & (1 << 19),
+            0,
+            "status interrupt bit"
+        );
         assert_eq!(
             q.take_events(),
             [QxlCommandEvent::MemslotAdd {
@@ -1104,7 +1108,7 @@ mod tests {
         assert!(line.is_high());
         assert!(q.take_events().is_empty());
         // Masked by COMMAND.INTX_DISABLE.
-        q.config_write(COMMAND, &[0x00, 0x04]);
+        pci::config_write(&mut q, COMMAND, &[0x00, 0x04]);
         assert!(!line.is_high());
     }
 

@@ -201,6 +201,12 @@ impl PciConfig {
     pub fn u32_at(&self, offset: usize) -> u32 {
         self.read_dword(offset)
     }
+    /// Set the guest write mask of the bytes at `offset` (a capability's
+    /// registers whose writable bits are not whole bytes).
+    pub fn set_write_mask(&mut self, offset: usize, mask: &[u8]) {
+        self.write_mask[offset..offset + mask.len()].copy_from_slice(mask);
+    }
+
     /// Make config bytes `[offset, offset+len)` writable by the guest.
     pub fn set_writable(&mut self, offset: usize, len: usize) {
         self.write_mask[offset..offset + len].fill(0xff);

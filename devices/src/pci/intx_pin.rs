@@ -29,6 +29,7 @@ impl IntxPin {
     }
 
     /// Whether the device has an interrupt pending, masked or not.
+    #[cfg(test)]
     pub fn pending(&self) -> bool {
         self.pending
     }

@@ -29,9 +29,11 @@ use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tracing::{debug, info, trace};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::config::{BAR0, COMMAND, ROM_ADDRESS};
-use super::{reset_device, PciConfig, PciDevice, ROM_BAR};
+use super::{bar_read, bar_write, config_read, config_write, reset_device};
+use super::{PciConfig, PciDevice, ROM_BAR};
 use crate::{BusDevice, Error, HostMemory, Result, SharedDevice, VmRequest, VmRequests};
 
 /// Port base and length to register `PciRoot::config_io_device` at.
@@ -57,11 +59,23 @@ const DECODE_REGISTERS: [(usize, usize); 3] = [
     (ROM_ADDRESS, ROM_ADDRESS + 4),
 ];
 
-/// Maps host-memory BARs (`PciDevice::host_memory_bar`) into the guest as the
-/// guest moves them. Called from the vCPU thread doing the config write, with
-/// that device's lock held; `base` is `None` when the BAR stops decoding.
+/// Maps host-memory BARs (`PciDevice::host_memory_bar`) into the guest, and
+/// places doorbell eventfds (`PciDevice::ioeventfds`), as the guest moves the
+/// BARs. Called from the vCPU thread doing the config write, with that device's
+/// lock held; `base` is `None` when the BAR stops decoding.
 pub trait BarMapper: Send + Sync {
     fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory);
+
+    /// `fds` (offset in the BAR, eventfd) now sit at `base + offset`, or
+    /// nowhere. Called on every refresh of the device's windows, moved or not.
+    fn ioeventfds_moved(
+        &self,
+        _devfn: usize,
+        _bar: usize,
+        _base: Option<u64>,
+        _fds: &[(u64, Arc<EventFd>)],
+    ) {
+    }
 }
 
 /// A PCI device as stored on the root bus.
@@ -179,9 +193,13 @@ impl PciRoot {
         let config = dev.config();
         if let Some(mapper) = &self.bar_mapper {
             for bar in 0..6 {
+                let base = decoded(config, bar).filter(|w| !w.2).map(|w| w.0);
                 if let Some(mem) = dev.host_memory_bar(bar) {
-                    let base = decoded(config, bar).filter(|w| !w.2).map(|w| w.0);
                     mapper.bar_moved(devfn, bar, base, &mem);
+                }
+                let fds = dev.ioeventfds(bar);
+                if !fds.is_empty() {
+                    mapper.ioeventfds_moved(devfn, bar, base, &fds);
                 }
             }
         }
@@ -237,7 +255,7 @@ impl PciRoot {
                     return;
                 }
                 if let Some((_, dev, reg)) = self.selected() {
-                    let v = lock(dev).config_read(reg).to_le_bytes();
+                    let v = config_read(&mut *lock(dev), reg).to_le_bytes();
                     data.copy_from_slice(&v[k..k + len]);
                 }
             }
@@ -262,7 +280,7 @@ impl PciRoot {
                 if let Some((devfn, dev, reg)) = self.selected() {
                     let (start, end) = (reg + k, reg + k + len);
                     let mut d = lock(dev);
-                    d.config_write(start, data);
+                    config_write(&mut *d, start, data);
                     if DECODE_REGISTERS.iter().any(|&(s, e)| start < e && s < end) {
                         self.refresh_windows(devfn, &*d);
                     }
@@ -326,7 +344,7 @@ impl PciRoot {
     fn read(&self, addr: u64, data: &mut [u8], io: bool) -> bool {
         data.fill(0);
         match self.dispatch(addr, data.len(), io, |d, bar, off| {
-            d.bar_read(bar, off, data)
+            bar_read(d, bar, off, data)
         }) {
             Some(true) => true,
             Some(false) => {
@@ -345,7 +363,7 @@ impl PciRoot {
 
     pub fn pio_write(&self, port: u64, data: &[u8]) -> bool {
         self.dispatch(port, data.len(), true, |d, bar, off| {
-            d.bar_write(bar, off, data)
+            bar_write(d, bar, off, data)
         })
         .is_some()
     }
@@ -358,7 +376,7 @@ impl PciRoot {
 
     pub fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
         self.dispatch(addr, data.len(), false, |d, bar, off| {
-            d.bar_write(bar, off, data)
+            bar_write(d, bar, off, data)
         })
         .is_some()
     }

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
     VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
@@ -24,12 +24,16 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueT, Reader, Writer};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vmm_sys_util::eventfd::EventFd;
 
-use super::device::{next_chain, queue_needs_interrupt, VirtioDevice, VirtioInterrupt};
+use super::device::{next_chain, queue_needs_interrupt, ActivateContext};
+use super::device::{VirtioDevice, VirtioInterrupt};
 use super::disk::{open_disk, DiskImage};
+use crate::worker::{Token, Worker, WorkerEvents, WorkerHandler};
 use crate::Result;
 
 pub const QUEUE_SIZE: u16 = 256;
@@ -70,6 +74,8 @@ struct Backend {
     /// FLUSH negotiated: the guest flushes when it needs to. Otherwise we are
     /// write-through and sync after every write (SeaBIOS does not ask for FLUSH).
     writeback: bool,
+    /// Written since the last flush: a worker stopping flushes then.
+    unflushed: bool,
     bounce: Vec<u8>,
 }
 
@@ -190,9 +196,11 @@ impl Backend {
                     return Err(ioerr("write to a read-only disk"));
                 }
                 let offset = self.check_range(sector, readable_len)?;
+                self.unflushed = true;
                 self.guest_to_disk(&mut readable, offset)?;
                 if !self.writeback {
                     self.disk.flush().map_err(|e| ioerr(format!("sync: {e}")))?;
+                    self.unflushed = false;
                 }
                 Ok(0)
             }
@@ -204,6 +212,7 @@ impl Backend {
                 self.disk
                     .flush()
                     .map_err(|e| ioerr(format!("flush: {e}")))?;
+                self.unflushed = false;
                 Ok(0)
             }
             VIRTIO_BLK_T_GET_ID => {
@@ -282,18 +291,86 @@ impl Backend {
     }
 }
 
-struct Running {
+/// What the worker thread owns while the device runs: the disk and the queue.
+struct BlockWorker {
+    backend: Backend,
     mem: GuestMemoryMmap<()>,
     queue: Queue,
+    kick: Arc<EventFd>,
     interrupt: Arc<VirtioInterrupt>,
 }
 
+const KICK: Token = 0;
+
+impl BlockWorker {
+    /// Complete every available request, then interrupt once.
+    fn process(&mut self) -> Result<()> {
+        let Self {
+            backend,
+            mem,
+            queue,
+            interrupt,
+            ..
+        } = self;
+        let mut completed = false;
+        loop {
+            // No kicks while we drain (the driver sees VRING_USED_F_NO_NOTIFY or
+            // our avail_event); re-enabling reports whatever arrived meanwhile.
+            queue.disable_notification(mem)?;
+            while let Some(chain) = next_chain(queue, mem)? {
+                let head = chain.head_index();
+                let len = backend.handle(mem, chain);
+                queue.add_used(&*mem, head, len)?;
+                completed = true;
+            }
+            if !queue.enable_notification(mem)? {
+                break;
+            }
+        }
+        if completed && queue_needs_interrupt(queue, mem)? {
+            interrupt.signal_used_queue(0);
+        }
+        Ok(())
+    }
+}
+
+impl WorkerHandler for BlockWorker {
+    fn register(&mut self, events: &WorkerEvents) -> std::io::Result<()> {
+        events.add(&*self.kick, KICK)
+    }
+
+    fn handle(&mut self, _token: Token, _events: &WorkerEvents) {
+        let _ = self.kick.read();
+        if self.interrupt.needs_reset() {
+            debug!("virtio-blk: kick while the device needs a reset ignored");
+            return;
+        }
+        if !self.interrupt.dma_enabled() {
+            warn!("virtio-blk: kick with bus mastering disabled ignored");
+            return;
+        }
+        if let Err(e) = self.process() {
+            self.interrupt
+                .signal_needs_reset(&format!("virtio-blk queue: {e}"));
+        }
+    }
+}
+
 /// A virtio-blk device model. Put it behind `VirtioPciDevice` to give it to a guest.
+///
+/// While the driver has it running, its queue is served by a worker thread
+/// that owns the disk; reset and shutdown stop the worker (after the request
+/// in progress), take the disk back and flush it.
 pub struct VirtioBlock {
-    backend: Backend,
+    /// The disk while no worker runs.
+    backend: Option<Backend>,
+    worker: Option<Worker<BlockWorker>>,
+    /// Thread name of the worker.
+    name: String,
     features: u64,
     config: [u8; CONFIG_LEN],
-    run: Option<Running>,
+    capacity: u64,
+    format: crate::virtio::disk::DiskFormat,
 }
 
 impl VirtioBlock {
@@ -309,6 +386,7 @@ impl VirtioBlock {
         id[..n].copy_from_slice(&serial.as_bytes()[..n]);
 
         let mut features = 1u64 << VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_RING_F_EVENT_IDX
             | 1 << VIRTIO_BLK_F_FLUSH
             | 1 << VIRTIO_BLK_F_SEG_MAX
             | 1 << VIRTIO_BLK_F_SIZE_MAX
@@ -321,18 +399,23 @@ impl VirtioBlock {
         config[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
         config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
         config[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        let format = disk.format();
         Self {
-            backend: Backend {
+            backend: Some(Backend {
                 disk,
                 read_only,
                 capacity,
                 serial: id,
                 writeback: false,
+                unflushed: false,
                 bounce: vec![0; BOUNCE_LEN],
-            },
+            }),
+            worker: None,
+            name: "virtio-blk".into(),
             features,
             config,
-            run: None,
+            capacity,
+            format,
         }
     }
 
@@ -346,20 +429,42 @@ impl VirtioBlock {
         Ok(Self::new(disk, read_only, &serial))
     }
 
+    /// Name the worker thread (15 bytes show in `ps`), e.g. after the PCI slot.
+    pub fn set_thread_name(&mut self, name: &str) {
+        self.name = name.to_owned();
+    }
+
     /// The image format of the open disk.
     pub fn format(&self) -> crate::virtio::disk::DiskFormat {
-        self.backend.disk.format()
+        self.format
     }
 
     /// Capacity in 512-byte sectors.
     pub fn capacity(&self) -> u64 {
-        self.backend.capacity
+        self.capacity
     }
 
-    /// Make every completed write durable; the VMM calls this on every exit path.
-    /// (The backends make that a no-op for read-only images.)
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.backend.disk.flush()
+    /// Stop the worker (if any) and take the disk back; flush it if the guest
+    /// wrote to it since the last flush.
+    fn stop_worker(&mut self) -> std::io::Result<()> {
+        if let Some(worker) = self.worker.take() {
+            match worker.stop() {
+                Some(w) => self.backend = Some(w.backend),
+                None => {
+                    return Err(std::io::Error::other(
+                        "virtio-blk worker died; its disk was closed unflushed",
+                    ))
+                }
+            }
+        }
+        match &mut self.backend {
+            Some(b) if b.unflushed => {
+                b.disk.flush()?;
+                b.unflushed = false;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -381,7 +486,9 @@ impl VirtioDevice for VirtioBlock {
     }
 
     fn ack_features(&mut self, features: u64) {
-        self.backend.writeback = features & (1 << VIRTIO_BLK_F_FLUSH) != 0;
+        if let Some(b) = &mut self.backend {
+            b.writeback = features & (1 << VIRTIO_BLK_F_FLUSH) != 0;
+        }
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -396,52 +503,56 @@ impl VirtioDevice for VirtioBlock {
         debug!("virtio-blk: config write at {offset:#x} ignored");
     }
 
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap<()>,
-        queues: Vec<Queue>,
-        interrupt: Arc<VirtioInterrupt>,
-    ) -> Result<()> {
-        let queue = queues
-            .into_iter()
-            .next()
-            .ok_or(crate::Error::BadRequest("virtio-blk needs its queue"))?;
-        self.run = Some(Running {
-            mem,
-            queue,
-            interrupt,
-        });
-        Ok(())
-    }
-
-    fn process_queue(&mut self, index: usize) -> Result<()> {
-        let Self { backend, run, .. } = self;
-        let Some(run) = run.as_mut() else {
-            return Ok(());
+    fn activate(&mut self, ctx: ActivateContext) -> Result<()> {
+        let (Some(queue), Some(kick)) = (ctx.queues.into_iter().next(), ctx.kicks.first()) else {
+            return Err(crate::Error::BadRequest("virtio-blk needs its queue"));
         };
-        if index != 0 || !run.queue.ready() {
-            debug!("virtio-blk: kick of queue {index} that is not running");
-            return Ok(());
+        if !queue.ready() {
+            return Err(crate::Error::BadRequest("virtio-blk queue 0 not enabled"));
         }
-        let mem = &run.mem;
-        let mut completed = false;
-        // Drain everything available: the driver may have queued several requests
-        // behind one notification.
-        while let Some(chain) = next_chain(&mut run.queue, mem)? {
-            let head = chain.head_index();
-            let len = backend.handle(mem, chain);
-            run.queue.add_used(mem, head, len)?;
-            completed = true;
-        }
-        if completed && queue_needs_interrupt(&mut run.queue, mem)? {
-            run.interrupt.signal_used_queue();
-        }
+        let backend = self
+            .backend
+            .take()
+            .ok_or(crate::Error::Worker("virtio-blk disk lost".into()))?;
+        let worker = BlockWorker {
+            backend,
+            mem: ctx.mem,
+            queue,
+            kick: kick.clone(),
+            interrupt: ctx.interrupt,
+        };
+        self.worker = Some(Worker::spawn(&self.name, worker)?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.run = None;
-        self.backend.writeback = false;
+        if let Err(e) = self.stop_worker() {
+            error!("virtio-blk reset: {e}");
+        }
+        if let Some(b) = &mut self.backend {
+            b.writeback = false;
+        }
+    }
+
+    fn pause(&mut self) {
+        if let Some(w) = &self.worker {
+            w.pause();
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(w) = &self.worker {
+            w.resume();
+        }
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        let stopped = self.stop_worker();
+        // Unconditionally durable at exit, whatever the bookkeeping says.
+        match &mut self.backend {
+            Some(b) => stopped.and(b.disk.flush()),
+            None => stopped,
+        }
     }
 }
 
@@ -904,7 +1015,7 @@ mod tests {
         r.assert_works();
         // Machine reset too.
         r.d.dev.reset();
-        assert!(r.d.dev.device().run.is_none());
+        assert!(r.d.dev.device().worker.is_none() && r.d.dev.device().backend.is_some());
     }
 
     #[test]
@@ -963,5 +1074,143 @@ mod tests {
         let mut expect = data;
         expect[1000 * 512..1000 * 512 + 4096].fill(0xee);
         assert!(std::fs::read(&out).unwrap() == expect);
+    }
+
+    /// Queue `n` one-sector reads of sectors `first..first + n`, each its own
+    /// three-descriptor chain (data at DATA + 4 KiB * i, status at STATUS + i).
+    fn queue_reads(r: &mut Rig, first: u64, n: u16) {
+        let mem = r.d.mem.clone();
+        for i in 0..n {
+            let hdr = HDR + 0x20 * u64::from(i);
+            let mut h = [0u8; 16];
+            h[0..4].copy_from_slice(&VIRTIO_BLK_T_IN.to_le_bytes());
+            h[8..16].copy_from_slice(&(first + u64::from(i)).to_le_bytes());
+            mem.write_slice(&h, GuestAddress(hdr)).unwrap();
+            let d0 = 3 * i;
+            r.q.write_desc(&mem, d0, hdr, 16, NEXT, d0 + 1);
+            let data = DATA + 0x1000 * u64::from(i);
+            r.q.write_desc(&mem, d0 + 1, data, 512, NEXT | WRITE, d0 + 2);
+            r.q.write_desc(&mem, d0 + 2, STATUS + u64::from(i), 1, WRITE, 0);
+            r.q.push_avail(&mem, d0);
+        }
+    }
+
+    #[test]
+    fn worker_completes_many_requests_on_their_msix_vector() {
+        let mut r = rig(false, f(VIRTIO_F_VERSION_1));
+        // The driver as vp_find_vqs_msix leaves it: config on 0, the queue on 1.
+        r.d.enable_msix();
+        r.d.common_write(0x10, 2, 0);
+        r.d.common_write(0x16, 2, 0);
+        r.d.common_write(0x1a, 2, 1);
+        r.d.msix_mask(0, false);
+        r.d.msix_mask(1, false);
+        // Eight requests in flight behind one kick: all complete, one message.
+        queue_reads(&mut r, 8, 5);
+        r.d.notify(&r.q);
+        let mut heads = Vec::new();
+        while let Some((id, len)) = r.q.pop_used(&r.d.mem) {
+            assert_eq!(len, 513);
+            heads.push(id);
+        }
+        assert_eq!(heads, [0, 3, 6, 9, 12]);
+        for i in 0..5usize {
+            let got = r.guest(DATA + 0x1000 * i as u64, 512);
+            assert_eq!(got, &r.data[(8 + i) * 512..(9 + i) * 512]);
+        }
+        assert_eq!(r.d.fired(1), [0x41]);
+        assert!(r.d.fired(0).is_empty());
+        assert!(!r.d.line.is_high());
+        // Masked: the completion leaves its PBA bit, the message comes on unmask.
+        r.d.msix_mask(1, true);
+        r.assert_works();
+        assert!(r.d.fired(1).is_empty());
+        assert_eq!(r.d.msix_pba(), 0b10);
+        r.d.msix_mask(1, false);
+        assert_eq!(r.d.fired(1), [0x41]);
+        // A broken ring found by the worker: NEEDS_RESET and a config message.
+        r.q.push_avail(&r.d.mem, 999);
+        r.d.notify(&r.q);
+        assert_ne!(r.d.status() & 64, 0);
+        assert_eq!(r.d.fired(0), [0x40]);
+    }
+
+    #[test]
+    fn event_idx_suppresses_kicks_and_interrupts() {
+        let feats = f(VIRTIO_F_VERSION_1) | f(VIRTIO_RING_F_EVENT_IDX);
+        let mut r = rig(false, feats);
+        // used_event (after the avail ring) = 0: interrupt after the first used.
+        let used_event = GuestAddress(r.q.avail + 4 + 2 * u64::from(r.q.size));
+        let avail_event = GuestAddress(r.q.used + 4 + 8 * u64::from(r.q.size));
+        r.d.mem.write_obj(0u16, used_event).unwrap();
+        r.assert_works();
+        assert!(r.d.line.is_high());
+        r.d.isr_read();
+        // The device asks to be kicked for the next new buffer.
+        let ae: u16 = r.d.mem.read_obj(avail_event).unwrap();
+        assert_eq!(ae, 1);
+        // used_event far ahead: completions without an interrupt.
+        r.d.mem.write_obj(100u16, used_event).unwrap();
+        r.assert_works();
+        assert!(!r.d.line.is_high());
+    }
+
+    #[test]
+    fn reset_and_shutdown_stop_the_worker_and_flush() {
+        let feats = f(VIRTIO_F_VERSION_1) | f(VIRTIO_BLK_F_FLUSH);
+        let mut r = rig(false, feats);
+        r.d.mem
+            .write_slice(&[0x5a; 512], GuestAddress(DATA))
+            .unwrap();
+        let s = r.request(VIRTIO_BLK_T_OUT, 7, Some((DATA, 512, false)));
+        assert_eq!(s.0, VIRTIO_BLK_S_OK as u8);
+        assert_eq!(r.take_ops(), [DiskOp::Write], "writeback: no flush yet");
+        // Driver reset: the worker stops and the unflushed write is flushed.
+        r.d.set_status(0);
+        assert!(r.d.dev.device().worker.is_none());
+        assert_eq!(r.take_ops().len(), 1, "flushed on reset");
+        // Nothing is processed without a worker; a new one starts at DRIVER_OK.
+        r.q = r.d.init(feats, 16);
+        assert!(r.d.dev.device().worker.is_some());
+        r.assert_works();
+        // Paused (QMP stop): a kick waits for resume.
+        r.d.dev.device_mut().pause();
+        r.header(VIRTIO_BLK_T_IN, 3);
+        r.q.add_chain(
+            &r.d.mem,
+            &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
+        );
+        let a = r.d.caps.notify.unwrap().1 + crate::virtio::pci::testing::BAR_ADDR;
+        r.d.mmio_write(a, 2, 0);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(r.q.pop_used(&r.d.mem), None);
+        r.d.dev.device_mut().resume();
+        r.d.sync();
+        assert_eq!(r.q.pop_used(&r.d.mem), Some((0, 513)));
+        // A write, then shutdown (machine exit): stopped and durable.
+        let s = r.request(VIRTIO_BLK_T_OUT, 9, Some((DATA, 512, false)));
+        assert_eq!(s.0, VIRTIO_BLK_S_OK as u8);
+        r.take_ops();
+        r.d.dev.device_mut().shutdown().unwrap();
+        assert!(r.d.dev.device().worker.is_none());
+        assert!(matches!(r.take_ops()[..], [DiskOp::Flush { .. }, ..]));
+        let file = std::fs::read(&r.path).unwrap();
+        assert_eq!(&file[7 * 512..8 * 512], &[0x5a; 512][..]);
+    }
+
+    #[test]
+    fn kicks_without_bus_mastering_are_ignored() {
+        let mut r = rig(false, f(VIRTIO_F_VERSION_1));
+        r.d.cfg_write(
+            crate::pci::config::COMMAND,
+            &crate::pci::config::COMMAND_MEMORY.to_le_bytes(),
+        );
+        r.header(VIRTIO_BLK_T_IN, 0);
+        r.q.add_chain(
+            &r.d.mem,
+            &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
+        );
+        r.d.notify(&r.q);
+        assert_eq!(r.q.pop_used(&r.d.mem), None);
     }
 }

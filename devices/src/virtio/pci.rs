@@ -6,17 +6,23 @@
 //! the BAR through config space, for firmware that cannot reach the BAR directly.
 //! 32-bit and below 4 GiB means SeaBIOS can use plain MMIO.
 //!
-//! Interrupts are INTx only (no MSI-X yet): vectors read back as NO_VECTOR, and the
-//! ISR byte drives a level-triggered line held high until the driver reads the ISR.
+//! Interrupts: MSI-X with a table of queues + 1 vectors in BAR 1 (table at 0,
+//! PBA at 2 KiB, as QEMU lays it out), `msix_config` and `queue_msix_vector`
+//! assigning them the way Linux's `vp_find_vqs_msix` and the Windows drivers do:
+//! a vector per queue, one shared by all queues, or NO_VECTOR; a vector number
+//! past the table reads back as NO_VECTOR, which is how a driver learns the
+//! assignment failed. Until the driver enables MSI-X, the ISR byte drives INTA,
+//! level-triggered, held high until the driver reads the ISR.
 //!
-//! Queue notifications are handled synchronously: the notify write calls the
-//! device's `process_queue` on the caller's thread (the vCPU that trapped the MMIO
-//! write), so the request is complete when the vCPU resumes. Simple and correct; a
-//! worker thread (ioeventfd) can come later for throughput.
+//! Queue notifications: each queue has a kick eventfd. The VMM registers them
+//! with KVM (ioeventfd) at the notify addresses wherever the guest places BAR 4
+//! (`PciDevice::ioeventfds`), so a guest notify wakes the device's worker with no
+//! exit to user space; a notify that still traps (no ioeventfd, or through the
+//! PCI_CFG window) writes the same eventfd from the vCPU.
 
 use std::sync::Arc;
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK,
     VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
@@ -24,16 +30,19 @@ use virtio_bindings::virtio_config::{
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::device::{VirtioDevice, VirtioInterrupt};
-use crate::pci::{BarKind, PciConfig, PciDevice};
-use crate::IrqLine;
+use super::device::{ActivateContext, VirtioDevice, VirtioInterrupt, NO_VECTOR};
+use crate::pci::{BarKind, MsiController, MsixLayout, PciConfig, PciDevice, PciInterrupt};
+use crate::{Error, IrqLine, Lifecycle, Result};
 
 const VIRTIO_PCI_VENDOR_ID: u16 = 0x1af4;
 /// Modern (non-transitional) device IDs are 0x1040 + virtio device type.
 const VIRTIO_PCI_DEVICE_ID_BASE: u16 = 0x1040;
 /// The BAR holding all virtio regions.
 const VIRTIO_BAR: usize = 4;
+/// The BAR holding the MSI-X table and PBA.
+const MSIX_BAR: usize = 1;
 const VIRTIO_BAR_SIZE: u64 = 0x4000;
 const REGION_SIZE: u64 = 0x1000;
 const COMMON_CFG_OFFSET: u64 = 0x0000;
@@ -54,8 +63,6 @@ const CAP_OFFSET: usize = 8;
 const CAP_LENGTH: usize = 12;
 const CAP_PCI_CFG_DATA: usize = 16;
 
-/// MSI-X "no vector": all we can answer without an MSI-X capability.
-const NO_VECTOR: u16 = 0xffff;
 const STATUS_FEATURES_OK: u8 = VIRTIO_CONFIG_S_FEATURES_OK as u8;
 const STATUS_DRIVER_OK: u8 = VIRTIO_CONFIG_S_DRIVER_OK as u8;
 const STATUS_NEEDS_RESET: u8 = VIRTIO_CONFIG_S_NEEDS_RESET as u8;
@@ -127,7 +134,11 @@ impl QueueConfig {
     }
 
     /// A `Queue` with this configuration, checked against guest memory.
-    fn build(&self, event_idx: bool, mem: &GuestMemoryMmap<()>) -> Result<Queue, String> {
+    fn build(
+        &self,
+        event_idx: bool,
+        mem: &GuestMemoryMmap<()>,
+    ) -> std::result::Result<Queue, String> {
         let mut q = Queue::new(self.max_size).map_err(|e| e.to_string())?;
         q.try_set_size(self.size).map_err(|e| e.to_string())?;
         q.try_set_desc_table_address(GuestAddress(self.desc))
@@ -156,8 +167,11 @@ pub struct VirtioPciDevice<D: VirtioDevice> {
     config: PciConfig,
     device: D,
     mem: GuestMemoryMmap<()>,
+    pci_irq: Arc<PciInterrupt>,
     interrupt: Arc<VirtioInterrupt>,
     queues: Vec<QueueConfig>,
+    /// Queue `i`'s notifications (see the module comment).
+    kicks: Vec<Arc<EventFd>>,
     device_feature_select: u32,
     driver_feature_select: u32,
     driver_features: u64,
@@ -179,11 +193,17 @@ fn cap_body(cfg_type: u8, offset: u64, length: u64, extra: &[u8]) -> Vec<u8> {
 }
 
 impl<D: VirtioDevice> VirtioPciDevice<D> {
-    /// Wrap `device`. `irq` is the device's INTx line (level-triggered, INTA).
+    /// Wrap `device`. `intx` is the device's INTA line (level-triggered); `msi`
+    /// provides the MSI-X vectors (None: INTx only, no MSI-X capability).
     ///
     /// Panics if the device describes itself inconsistently (type > 0x3f, a queue
     /// size that is not a power of two): programming errors, not guest input.
-    pub fn new(device: D, mem: GuestMemoryMmap<()>, irq: Arc<dyn IrqLine>) -> Self {
+    pub fn new(
+        device: D,
+        mem: GuestMemoryMmap<()>,
+        intx: Arc<dyn IrqLine>,
+        msi: Option<&dyn MsiController>,
+    ) -> Result<Self> {
         let dev_type = device.device_type();
         assert!(
             dev_type <= 0x3f,
@@ -206,7 +226,17 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             1,
         );
         config.set_subsystem(VIRTIO_PCI_VENDOR_ID, dev_type as u16);
-        config.set_interrupt_pin(1);
+        let mut pci_irq = PciInterrupt::new(&mut config, intx);
+        if let Some(msi) = msi {
+            // A vector per queue plus one for configuration changes: what Linux
+            // asks for first, and QEMU's default.
+            let layout = MsixLayout::own_bar(MSIX_BAR, sizes.len() as u16 + 1);
+            let mem32 = BarKind::Mem32 {
+                prefetchable: false,
+            };
+            config.add_bar(MSIX_BAR, layout.bar_size(), mem32);
+            pci_irq = pci_irq.with_msix(&mut config, layout, msi)?;
+        }
         config.add_bar(
             VIRTIO_BAR,
             VIRTIO_BAR_SIZE,
@@ -237,12 +267,19 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         let pci_cfg_cap = config.add_capability(PCI_CAP_ID_VNDR, &body, &writable);
         config.seal();
 
-        Self {
+        let kicks = (0..sizes.len())
+            .map(|_| EventFd::new(EFD_NONBLOCK).map(Arc::new))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::Worker(format!("queue eventfd: {e}")))?;
+        let pci_irq = Arc::new(pci_irq);
+        Ok(Self {
             config,
+            interrupt: Arc::new(VirtioInterrupt::new(pci_irq.clone(), sizes.len())),
+            pci_irq,
             device,
             mem,
-            interrupt: Arc::new(VirtioInterrupt::new(irq)),
             queues,
+            kicks,
             device_feature_select: 0,
             driver_feature_select: 0,
             driver_features: 0,
@@ -250,7 +287,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             queue_select: 0,
             active: false,
             pci_cfg_cap,
-        }
+        })
     }
 
     pub fn device(&self) -> &D {
@@ -266,9 +303,15 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         &self.interrupt
     }
 
-    /// The virtio device status byte.
+    /// The virtio device status byte: the driver's bits plus NEEDS_RESET when
+    /// the device (possibly its worker) failed.
     pub fn status(&self) -> u8 {
-        self.status
+        let failed = if self.interrupt.needs_reset() {
+            STATUS_NEEDS_RESET
+        } else {
+            0
+        };
+        self.status | failed
     }
 
     fn reset_device(&mut self) {
@@ -291,9 +334,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
     /// The device cannot go on: tell the driver (status bit 64 plus a config
     /// interrupt) and ignore notifications until it resets us.
     fn needs_reset(&mut self, why: &str) {
-        error!("virtio-pci: device needs reset: {why}");
-        self.status |= STATUS_NEEDS_RESET;
-        self.interrupt.signal_config();
+        self.interrupt.signal_needs_reset(why);
     }
 
     fn negotiate(&mut self) -> bool {
@@ -333,10 +374,18 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
                 Err(e) => return self.needs_reset(&e),
             }
         }
-        match self
-            .device
-            .activate(self.mem.clone(), queues, self.interrupt.clone())
-        {
+        for k in &self.kicks {
+            // Notifications from before DRIVER_OK (KVM signals them whatever the
+            // state) are stale.
+            let _ = k.read();
+        }
+        let ctx = ActivateContext {
+            mem: self.mem.clone(),
+            queues,
+            kicks: self.kicks.clone(),
+            interrupt: self.interrupt.clone(),
+        };
+        match self.device.activate(ctx) {
             Ok(()) => {
                 self.active = true;
                 debug!(
@@ -353,8 +402,9 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             return self.reset_device();
         }
         let old = self.status;
-        // NEEDS_RESET is the device's bit: the driver cannot clear it.
-        let mut new = value | (old & STATUS_NEEDS_RESET);
+        // NEEDS_RESET is the device's bit (`status()` adds it): the driver
+        // can neither set nor clear it.
+        let mut new = value & !STATUS_NEEDS_RESET;
         if new & STATUS_FEATURES_OK != 0 && old & STATUS_FEATURES_OK == 0 && !self.negotiate() {
             new &= !STATUS_FEATURES_OK;
         }
@@ -415,9 +465,10 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
                 1 => self.driver_features >> 32,
                 _ => 0,
             },
-            Field::MsixConfig | Field::QueueMsixVector => NO_VECTOR as u64,
+            Field::MsixConfig => self.interrupt.config_vector().into(),
+            Field::QueueMsixVector => self.interrupt.queue_vector(self.queue_select.into()).into(),
             Field::NumQueues => self.queues.len() as u64,
-            Field::DeviceStatus => self.status as u64,
+            Field::DeviceStatus => self.status() as u64,
             Field::ConfigGeneration => self.interrupt.config_generation() as u64,
             Field::QueueSelect => self.queue_select as u64,
             // A nonexistent queue reads as size 0: that is how drivers find the end.
@@ -478,13 +529,37 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
                     q.device = value;
                 }
             }
-            // No MSI-X: vectors stay NO_VECTOR, which is how the driver learns it.
-            Field::MsixConfig | Field::QueueMsixVector => {}
+            Field::MsixConfig => {
+                let v = self.checked_vector(value as u16, "config");
+                self.interrupt.set_config_vector(v);
+            }
+            Field::QueueMsixVector => {
+                let sel = usize::from(self.queue_select);
+                if sel >= self.queues.len() {
+                    warn!("virtio-pci: vector for nonexistent queue {sel} ignored");
+                    return;
+                }
+                let v = self.checked_vector(value as u16, "queue");
+                self.interrupt.set_queue_vector(sel, v);
+            }
             Field::DeviceFeature
             | Field::NumQueues
             | Field::ConfigGeneration
             | Field::QueueNotifyOff => debug!("virtio-pci: write to read-only {field:?}"),
         }
+    }
+
+    /// `vector` if the MSI-X table has it, else NO_VECTOR: the driver reads the
+    /// field back and sees that its assignment failed (QEMU does the same).
+    fn checked_vector(&self, vector: u16, what: &str) -> u16 {
+        if vector != NO_VECTOR && vector >= self.pci_irq.msix_vectors() {
+            warn!(
+                "virtio-pci: {what} vector {vector} out of range ({} vectors); NO_VECTOR",
+                self.pci_irq.msix_vectors()
+            );
+            return NO_VECTOR;
+        }
+        vector
     }
 
     /// The common config structure as the driver would see it now. Reads have no
@@ -525,22 +600,18 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         }
     }
 
+    /// A notify that trapped (no ioeventfd there): wake the worker as KVM
+    /// would have. Whether the queue may run is the worker's to check, since
+    /// ioeventfd kicks reach it without passing here.
     fn notify(&mut self, offset: u64) {
         let index = (offset / NOTIFY_OFF_MULTIPLIER as u64) as usize;
-        if !self.active || self.status & STATUS_NEEDS_RESET != 0 {
-            debug!("virtio-pci: notify of queue {index} while inactive ignored");
-            return;
-        }
-        if index >= self.queues.len() {
-            warn!("virtio-pci: notify of nonexistent queue {index}");
-            return;
-        }
-        if !self.config.bus_master() {
-            warn!("virtio-pci: notify with bus mastering disabled ignored");
-            return;
-        }
-        if let Err(e) = self.device.process_queue(index) {
-            self.needs_reset(&format!("queue {index}: {e}"));
+        match self.kicks.get(index) {
+            Some(kick) => {
+                if let Err(e) = kick.write(1) {
+                    warn!("virtio-pci: kick of queue {index}: {e}");
+                }
+            }
+            None => warn!("virtio-pci: notify of nonexistent queue {index} ignored"),
         }
     }
 
@@ -596,13 +667,12 @@ impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
         if dword == self.pci_cfg_cap + CAP_PCI_CFG_DATA {
             self.pci_cfg_window_read();
         }
-        self.interrupt.mirror_status(&mut self.config);
         self.config.read_dword(dword)
     }
 
     fn config_write(&mut self, offset: usize, data: &[u8]) {
         self.config.write(offset, data);
-        self.interrupt.follow_command(&self.config);
+        self.interrupt.set_dma_enabled(self.config.bus_master());
         if overlaps(offset, data.len(), self.pci_cfg_cap + CAP_PCI_CFG_DATA, 4) {
             self.pci_cfg_window_write();
         }
@@ -640,11 +710,40 @@ impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
         }
     }
 
-    /// Machine reset; the root has already restored config space
-    /// (`pci::reset_device`).
+    fn interrupt(&self) -> Option<Arc<PciInterrupt>> {
+        Some(self.pci_irq.clone())
+    }
+
+    fn ioeventfds(&self, bar: usize) -> Vec<(u64, Arc<EventFd>)> {
+        if bar != VIRTIO_BAR {
+            return Vec::new();
+        }
+        let mult = u64::from(NOTIFY_OFF_MULTIPLIER);
+        (0u64..)
+            .zip(&self.kicks)
+            .map(|(i, k)| (NOTIFY_CFG_OFFSET + i * mult, k.clone()))
+            .collect()
+    }
+
+    /// Machine reset; the root has already restored config space and the
+    /// function's interrupts (`pci::reset_device`).
     fn reset(&mut self) {
         self.reset_device();
-        self.interrupt.follow_command(&self.config);
+        self.interrupt.set_dma_enabled(self.config.bus_master());
+    }
+}
+
+impl<D: VirtioDevice> Lifecycle for VirtioPciDevice<D> {
+    fn pause(&mut self) {
+        self.device.pause();
+    }
+
+    fn resume(&mut self) {
+        self.device.resume();
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        self.device.shutdown()
     }
 }
 
@@ -655,13 +754,19 @@ pub(crate) mod testing {
     //! rings in guest memory, notify, and read back the used ring.
     use super::*;
     use crate::interrupt::test_util::RecordingLine;
+    use crate::pci;
     use crate::pci::config::{BAR0, CAPABILITIES_PTR, COMMAND, COMMAND_MASTER, COMMAND_MEMORY};
+    use crate::pci::msi::test_util::RecordingMsi;
+    use crate::pci::msix::MSIX_CAP_ID;
     use virtio_bindings::virtio_config::{VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER};
     use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use vm_memory::Bytes;
 
     pub const MEM_SIZE: u64 = 0x10_0000;
     pub const BAR_ADDR: u64 = 0xfebf_0000;
+    pub const MSIX_BAR_ADDR: u64 = 0xfebf_8000;
+    /// The address Linux programs for vector messages to CPU 0.
+    pub const MSI_ADDR: u32 = 0xfee0_0000;
     pub const ACK_DRIVER: u8 = (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER) as u8;
 
     /// Where the driver found each region: (bar, offset) from the capabilities.
@@ -673,12 +778,15 @@ pub(crate) mod testing {
         pub isr: Option<(usize, u64)>,
         pub device: Option<(usize, u64)>,
         pub pci_cfg: Option<usize>,
+        /// Config offset of the MSI-X capability.
+        pub msix: Option<usize>,
     }
 
     pub struct TestDriver<D: VirtioDevice> {
         pub dev: VirtioPciDevice<D>,
         pub mem: GuestMemoryMmap<()>,
         pub line: Arc<RecordingLine>,
+        pub msi: Arc<RecordingMsi>,
         pub caps: Caps,
     }
 
@@ -700,28 +808,45 @@ pub(crate) mod testing {
             let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)])
                 .unwrap();
             let line = Arc::new(RecordingLine::default());
-            let dev = VirtioPciDevice::new(device, mem.clone(), line.clone());
+            let msi = Arc::new(RecordingMsi::default());
+            let dev = VirtioPciDevice::new(device, mem.clone(), line.clone(), Some(&*msi)).unwrap();
             let mut d = Self {
                 dev,
                 mem,
                 line,
+                msi,
                 caps: Caps::default(),
             };
-            let bar_reg = BAR0 + VIRTIO_BAR * 4;
-            d.dev.config_write(bar_reg, &0xffff_ffffu32.to_le_bytes());
-            let size = !(d.cfg_read(bar_reg, 4) & !0xf) + 1;
-            assert_eq!(size as u64, VIRTIO_BAR_SIZE);
-            d.dev
-                .config_write(bar_reg, &(BAR_ADDR as u32).to_le_bytes());
-            d.dev
-                .config_write(COMMAND, &(COMMAND_MEMORY | COMMAND_MASTER).to_le_bytes());
+            for (bar, addr, len) in [
+                (VIRTIO_BAR, BAR_ADDR, VIRTIO_BAR_SIZE),
+                (MSIX_BAR, MSIX_BAR_ADDR, 0x1000),
+            ] {
+                let bar_reg = BAR0 + bar * 4;
+                d.cfg_write(bar_reg, &0xffff_ffffu32.to_le_bytes());
+                let size = !(d.cfg_read(bar_reg, 4) & !0xf) + 1;
+                assert_eq!(size as u64, len);
+                d.cfg_write(bar_reg, &(addr as u32).to_le_bytes());
+            }
+            d.cfg_write(COMMAND, &(COMMAND_MEMORY | COMMAND_MASTER).to_le_bytes());
             d.find_caps();
             d
         }
 
+        /// A config write, as the PCI root does it.
+        pub fn cfg_write(&mut self, offset: usize, data: &[u8]) {
+            pci::config_write(&mut self.dev, offset, data);
+        }
+
+        /// Wait until the device's worker (if it has one) has handled every
+        /// kick so far.
+        pub fn sync(&mut self) {
+            self.dev.device_mut().pause();
+            self.dev.device_mut().resume();
+        }
+
         /// A config read of `len` bytes, done as the PCI root does: whole dwords.
         pub fn cfg_read(&mut self, offset: usize, len: usize) -> u32 {
-            let dword = self.dev.config_read(offset & !3);
+            let dword = pci::config_read(&mut self.dev, offset & !3);
             let v = dword >> ((offset & 3) * 8);
             match len {
                 1 => v & 0xff,
@@ -733,6 +858,9 @@ pub(crate) mod testing {
         fn find_caps(&mut self) {
             let mut ptr = self.cfg_read(CAPABILITIES_PTR, 1) as usize;
             while ptr != 0 {
+                if self.cfg_read(ptr, 1) as u8 == MSIX_CAP_ID {
+                    self.caps.msix = Some(ptr);
+                }
                 if self.cfg_read(ptr, 1) as u8 == PCI_CAP_ID_VNDR {
                     let cfg_type = self.cfg_read(ptr + 3, 1) as u8;
                     let bar = self.cfg_read(ptr + CAP_BAR, 1) as usize;
@@ -755,19 +883,63 @@ pub(crate) mod testing {
         }
 
         /// MMIO through the decoded BAR, as the PCI root routes it.
+        /// The BAR decoding `addr` and the offset in it, as the root finds it.
+        fn bar_of(&self, addr: u64, len: usize) -> (usize, u64) {
+            for bar in [VIRTIO_BAR, MSIX_BAR] {
+                if let Some((base, size, _)) = self.dev.config().active_bar(bar) {
+                    if addr >= base && addr + len as u64 <= base + size {
+                        return (bar, addr - base);
+                    }
+                }
+            }
+            panic!("no BAR decodes {addr:#x}");
+        }
+
         pub fn mmio_read(&mut self, addr: u64, len: usize) -> u64 {
-            let (base, size, _) = self.dev.config().active_bar(VIRTIO_BAR).unwrap();
-            assert!(addr >= base && addr + len as u64 <= base + size);
+            let (bar, off) = self.bar_of(addr, len);
             let mut buf = [0u8; 8];
-            self.dev.bar_read(VIRTIO_BAR, addr - base, &mut buf[..len]);
+            pci::bar_read(&mut self.dev, bar, off, &mut buf[..len]);
             u64::from_le_bytes(buf)
         }
 
         pub fn mmio_write(&mut self, addr: u64, len: usize, value: u64) {
-            let (base, size, _) = self.dev.config().active_bar(VIRTIO_BAR).unwrap();
-            assert!(addr >= base && addr + len as u64 <= base + size);
-            self.dev
-                .bar_write(VIRTIO_BAR, addr - base, &value.to_le_bytes()[..len]);
+            let (bar, off) = self.bar_of(addr, len);
+            pci::bar_write(&mut self.dev, bar, off, &value.to_le_bytes()[..len]);
+        }
+
+        /// Linux `msix_capability_init`: MSI-X on with every vector held by the
+        /// function mask, entries programmed, then the function mask cleared.
+        /// Vector `i` gets data `0x40 + i`; all stay individually masked.
+        pub fn enable_msix(&mut self) {
+            let cap = self.caps.msix.expect("no MSI-X capability");
+            self.cfg_write(cap + 3, &[0xc0]);
+            let n = (self.cfg_read(cap + 2, 2) & 0x7ff) as u64 + 1;
+            let table = self.cfg_read(cap + 4, 4);
+            assert_eq!(table & 7, MSIX_BAR as u32);
+            for i in 0..n {
+                let e = MSIX_BAR_ADDR + u64::from(table & !7) + 16 * i;
+                self.mmio_write(e, 4, MSI_ADDR.into());
+                self.mmio_write(e + 4, 4, 0);
+                self.mmio_write(e + 8, 4, 0x40 + i);
+            }
+            self.cfg_write(cap + 3, &[0x80]);
+        }
+
+        /// Set or clear vector `i`'s mask bit.
+        pub fn msix_mask(&mut self, i: u64, masked: bool) {
+            self.mmio_write(MSIX_BAR_ADDR + 16 * i + 12, 4, masked as u64);
+        }
+
+        /// The PBA's first qword.
+        pub fn msix_pba(&mut self) -> u64 {
+            let cap = self.caps.msix.expect("no MSI-X capability");
+            let pba = self.cfg_read(cap + 8, 4);
+            self.mmio_read(MSIX_BAR_ADDR + u64::from(pba & !7), 8)
+        }
+
+        /// Messages sent on vector `i` so far (their data), forgotten after.
+        pub fn fired(&self, i: usize) -> Vec<u32> {
+            self.msi.take_fired(i)
         }
 
         fn region_addr(&self, loc: Option<(usize, u64)>) -> u64 {
@@ -867,32 +1039,30 @@ pub(crate) mod testing {
             q
         }
 
+        /// The notify write a driver does (it traps: no ioeventfd here), then
+        /// wait for the worker to handle it.
         pub fn notify(&mut self, q: &TestQueue) {
             let a =
                 self.region_addr(self.caps.notify) + q.index as u64 * self.caps.notify_mult as u64;
             self.mmio_write(a, 2, q.index as u64);
+            self.sync();
         }
 
         /// PCI_CFG window access: program bar/offset/length, then touch the data.
         pub fn window_read(&mut self, bar_off: u64, len: usize) -> u32 {
             let cap = self.caps.pci_cfg.expect("no PCI_CFG capability");
-            self.dev.config_write(cap + CAP_BAR, &[VIRTIO_BAR as u8]);
-            self.dev
-                .config_write(cap + CAP_OFFSET, &(bar_off as u32).to_le_bytes());
-            self.dev
-                .config_write(cap + CAP_LENGTH, &(len as u32).to_le_bytes());
+            self.cfg_write(cap + CAP_BAR, &[VIRTIO_BAR as u8]);
+            self.cfg_write(cap + CAP_OFFSET, &(bar_off as u32).to_le_bytes());
+            self.cfg_write(cap + CAP_LENGTH, &(len as u32).to_le_bytes());
             self.cfg_read(cap + CAP_PCI_CFG_DATA, len)
         }
 
         pub fn window_write(&mut self, bar_off: u64, len: usize, value: u32) {
             let cap = self.caps.pci_cfg.expect("no PCI_CFG capability");
-            self.dev.config_write(cap + CAP_BAR, &[VIRTIO_BAR as u8]);
-            self.dev
-                .config_write(cap + CAP_OFFSET, &(bar_off as u32).to_le_bytes());
-            self.dev
-                .config_write(cap + CAP_LENGTH, &(len as u32).to_le_bytes());
-            self.dev
-                .config_write(cap + CAP_PCI_CFG_DATA, &value.to_le_bytes()[..len]);
+            self.cfg_write(cap + CAP_BAR, &[VIRTIO_BAR as u8]);
+            self.cfg_write(cap + CAP_OFFSET, &(bar_off as u32).to_le_bytes());
+            self.cfg_write(cap + CAP_LENGTH, &(len as u32).to_le_bytes());
+            self.cfg_write(cap + CAP_PCI_CFG_DATA, &value.to_le_bytes()[..len]);
         }
     }
 
@@ -960,27 +1130,58 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::super::device::next_chain;
+    use super::super::device::{next_chain, queue_needs_interrupt};
     use super::testing::*;
     use super::*;
     use crate::interrupt::NoIrq;
-    use crate::pci::config::{
-        COMMAND, COMMAND_INTX_DISABLE, COMMAND_MASTER, COMMAND_MEMORY, STATUS,
-    };
-    use crate::{Error, Result};
+    use crate::pci;
+    use crate::pci::config::{COMMAND, COMMAND_INTX_DISABLE, COMMAND_MASTER, COMMAND_MEMORY};
+    use crate::pci::config::{STATUS, STATUS_INTERRUPT};
+    use crate::pci::msi::test_util::RecordingMsi;
     use std::sync::Mutex;
     use vm_memory::Bytes;
 
     const VERSION_1: u64 = 1 << VIRTIO_F_VERSION_1;
 
-    /// A two-queue device that records what the transport tells it; on a kick it
-    /// consumes every available chain and completes it with length 0.
+    /// A two-queue device that records what the transport tells it. It has no
+    /// worker: a test plays the worker with `complete_all`.
     #[derive(Default)]
     struct Dummy {
         log: Arc<Mutex<Vec<String>>>,
         acked: u64,
-        run: Option<(GuestMemoryMmap<()>, Vec<Queue>, Arc<VirtioInterrupt>)>,
+        run: Option<ActivateContext>,
         fail_activate: bool,
+    }
+
+    impl Dummy {
+        /// What a worker woken by queue `index`'s kick does: consume every
+        /// available chain, complete it with length 0, interrupt if asked.
+        /// A broken ring marks the device as needing a reset.
+        fn complete_all(&mut self, index: usize) {
+            let run = self.run.as_mut().expect("not active");
+            let _ = run.kicks[index].read();
+            let (mem, irq) = (&run.mem, &run.interrupt);
+            let q = &mut run.queues[index];
+            let r = (|| -> Result<()> {
+                while let Some(chain) = next_chain(q, mem)? {
+                    q.add_used(mem, chain.head_index(), 0)?;
+                }
+                if queue_needs_interrupt(q, mem)? {
+                    irq.signal_used_queue(index);
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                irq.signal_needs_reset(&e.to_string());
+            }
+        }
+
+        /// Kicks of queue `index` since the last look.
+        fn kicks(&self, index: usize) -> u64 {
+            self.run.as_ref().expect("not active").kicks[index]
+                .read()
+                .unwrap_or(0)
+        }
     }
 
     impl VirtioDevice for Dummy {
@@ -1010,30 +1211,13 @@ mod tests {
                 .unwrap()
                 .push(format!("cfg {offset} {data:?}"));
         }
-        fn activate(
-            &mut self,
-            mem: GuestMemoryMmap<()>,
-            queues: Vec<Queue>,
-            interrupt: Arc<VirtioInterrupt>,
-        ) -> Result<()> {
+        fn activate(&mut self, ctx: ActivateContext) -> Result<()> {
             if self.fail_activate {
                 return Err(Error::BadRequest("nope"));
             }
-            let ready: Vec<bool> = queues.iter().map(|q| q.ready()).collect();
+            let ready: Vec<bool> = ctx.queues.iter().map(|q| q.ready()).collect();
             self.log.lock().unwrap().push(format!("activate {ready:?}"));
-            self.run = Some((mem, queues, interrupt));
-            Ok(())
-        }
-        fn process_queue(&mut self, index: usize) -> Result<()> {
-            self.log.lock().unwrap().push(format!("kick {index}"));
-            let (mem, queues, irq) = self.run.as_mut().unwrap();
-            let q = &mut queues[index];
-            while let Some(chain) = next_chain(q, mem)? {
-                q.add_used(&*mem, chain.head_index(), 0)?;
-            }
-            if super::super::device::queue_needs_interrupt(q, mem)? {
-                irq.signal_used_queue();
-            }
+            self.run = Some(ctx);
             Ok(())
         }
         fn reset(&mut self) {
@@ -1049,14 +1233,29 @@ mod tests {
         (TestDriver::new(d), log)
     }
 
+    impl TestDriver<Dummy> {
+        fn region_notify(&self) -> u64 {
+            BAR_ADDR + NOTIFY_CFG_OFFSET
+        }
+
+        fn complete_all(&mut self, index: usize) {
+            self.dev.device_mut().complete_all(index);
+        }
+
+        fn kicks(&self, index: usize) -> u64 {
+            self.dev.device().kicks(index)
+        }
+    }
+
     #[test]
-    fn identity_bar_and_capabilities() {
+    fn identity_bars_and_capabilities() {
         let (mut d, _) = driver();
         assert_eq!(d.cfg_read(0x00, 4), 0x1045_1af4);
         assert_eq!(d.cfg_read(0x08, 4), 0xff00_0001);
         assert_eq!(d.cfg_read(0x2c, 4), 0x0005_1af4);
         assert_eq!(d.cfg_read(0x3d, 1), 1);
-        // Mem32, non-prefetchable.
+        // BAR 1: MSI-X (mem32); BAR 4: the virtio regions (mem32, non-prefetchable).
+        assert_eq!(d.cfg_read(0x10 + 4 * MSIX_BAR, 4), MSIX_BAR_ADDR as u32);
         assert_eq!(d.cfg_read(0x10 + 4 * VIRTIO_BAR, 4) & 0xf, 0);
         assert_eq!(d.caps.common, Some((VIRTIO_BAR, COMMON_CFG_OFFSET)));
         assert_eq!(d.caps.isr, Some((VIRTIO_BAR, ISR_CFG_OFFSET)));
@@ -1065,12 +1264,27 @@ mod tests {
         assert_eq!(d.caps.notify_mult, NOTIFY_OFF_MULTIPLIER);
         let cap = d.caps.pci_cfg.unwrap();
         assert_eq!(d.cfg_read(cap + 2, 1), 20);
+        // MSI-X: queues + 1 vectors, table at 0 and PBA at 2 KiB of BAR 1.
+        let msix = d.caps.msix.unwrap();
+        assert_eq!(d.cfg_read(msix + 2, 2), 2);
+        assert_eq!(d.cfg_read(msix + 4, 4), MSIX_BAR as u32);
+        assert_eq!(d.cfg_read(msix + 8, 4), 0x800 | MSIX_BAR as u32);
+        assert_eq!(d.msi.vectors.lock().unwrap().len(), 3);
         // Linux checks each region's length covers its structure.
-        let common = d.dev.config().read_dword(0x40 + CAP_LENGTH);
+        let common_cap = (0x40..0x100)
+            .step_by(4)
+            .find(|&o| d.dev.config().u8_at(o) == PCI_CAP_ID_VNDR)
+            .unwrap();
+        let common = d.dev.config().read_dword(common_cap + CAP_LENGTH);
         assert!(common as usize >= COMMON_CFG_LEN);
         assert_eq!(d.common_read(0x12, 2), 2);
         assert_eq!(d.common_read(0x10, 2), NO_VECTOR as u64);
         assert_eq!(d.device_cfg_read(1, 2), 0xa2a1);
+        // A doorbell per queue for the VMM to register with KVM.
+        let fds = d.dev.ioeventfds(VIRTIO_BAR);
+        let offsets: Vec<u64> = fds.iter().map(|f| f.0).collect();
+        assert_eq!(offsets, [NOTIFY_CFG_OFFSET, NOTIFY_CFG_OFFSET + 4]);
+        assert!(d.dev.ioeventfds(MSIX_BAR).is_empty());
     }
 
     #[test]
@@ -1118,6 +1332,8 @@ mod tests {
         d.common_write(0x18, 2, 4);
         d.common_write(0x1c, 2, 1);
         d.common_write(0x20, 8, 0x1000);
+        d.common_write(0x1a, 2, 0);
+        assert_eq!(d.common_read(0x1a, 2), NO_VECTOR as u64);
         assert_eq!(d.status() & STATUS_NEEDS_RESET, 0);
         // Queue 0 set up properly, queue 1 left disabled.
         let q = d.setup_queue(0, 16, 0x10000);
@@ -1133,51 +1349,155 @@ mod tests {
     }
 
     #[test]
-    fn notify_processes_and_interrupts() {
-        let (mut d, log) = driver();
+    fn notify_kicks_and_intx_completes() {
+        let (mut d, _) = driver();
+        // A notify before DRIVER_OK (KVM would count it too) is dropped at
+        // activation: the worker starts with nothing stale.
+        d.mmio_write(d.region_notify(), 2, 0);
         let mut q = d.init(VERSION_1, 16);
+        assert_eq!(d.kicks(0), 0);
         q.add_chain(&d.mem, &[(0x20000, 16, false)]);
         d.notify(&q);
+        assert_eq!(d.kicks(0), 1);
+        assert_eq!(d.kicks(1), 0);
+        d.complete_all(0);
         assert_eq!(q.pop_used(&d.mem), Some((0, 0)));
         assert!(d.line.is_high());
         // PCI status mirrors the pending interrupt.
-        assert_ne!(d.cfg_read(STATUS, 2) as u16 & (1 << 3), 0);
+        assert_ne!(d.cfg_read(STATUS, 2) as u16 & STATUS_INTERRUPT, 0);
         // INTx Disable lowers the line but keeps the interrupt pending.
         let cmd = COMMAND_MEMORY | COMMAND_MASTER;
-        d.dev
-            .config_write(COMMAND, &(cmd | COMMAND_INTX_DISABLE).to_le_bytes());
+        d.cfg_write(COMMAND, &(cmd | COMMAND_INTX_DISABLE).to_le_bytes());
         assert!(!d.line.is_high());
-        d.dev.config_write(COMMAND, &cmd.to_le_bytes());
+        d.cfg_write(COMMAND, &cmd.to_le_bytes());
         assert!(d.line.is_high());
         assert_eq!(d.isr_read(), 1);
         assert!(!d.line.is_high());
-        assert_eq!(d.cfg_read(STATUS, 2) as u16 & (1 << 3), 0);
+        assert_eq!(d.cfg_read(STATUS, 2) as u16 & STATUS_INTERRUPT, 0);
         // A polling driver (SeaBIOS) asks for no interrupts.
         q.set_no_interrupt(&d.mem, true);
         q.add_chain(&d.mem, &[(0x20000, 16, false)]);
         d.notify(&q);
+        d.complete_all(0);
         assert_eq!(q.pop_used(&d.mem), Some((0, 0)));
         assert!(!d.line.is_high());
-        // Nonexistent queue notify is ignored; bus master off blocks DMA.
+        // Notify of a queue that does not exist: logged, nothing kicked. Notify
+        // reads are harmless.
         let n = d.region_notify();
         d.mmio_write(n + 4 * 7, 2, 7);
-        d.dev.config_write(COMMAND, &COMMAND_MEMORY.to_le_bytes());
-        q.add_chain(&d.mem, &[(0x20000, 16, false)]);
-        d.notify(&q);
-        assert_eq!(q.pop_used(&d.mem), None);
-        let kicks = log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| *l == "kick 0")
-            .count();
-        assert_eq!(kicks, 2);
+        d.mmio_write(n + 0xffc, 4, 0);
+        assert_eq!(d.mmio_read(n, 4), 0);
+        assert_eq!((d.kicks(0), d.kicks(1)), (0, 0));
+        // Bus mastering is what the worker checks (it sees ioeventfd kicks the
+        // transport never does).
+        let irq = d.dev.interrupt.clone();
+        assert!(irq.dma_enabled());
+        d.cfg_write(COMMAND, &COMMAND_MEMORY.to_le_bytes());
+        assert!(!irq.dma_enabled());
     }
 
-    impl TestDriver<Dummy> {
-        fn region_notify(&self) -> u64 {
-            BAR_ADDR + NOTIFY_CFG_OFFSET
+    #[test]
+    fn msix_vectors_as_vp_find_vqs_msix_assigns_them() {
+        let (mut d, _) = driver();
+        d.negotiate(VERSION_1);
+        d.enable_msix();
+        // Per-queue vectors: config on 0, queue 0 on 1, queue 1 on 2; each is
+        // read back, as Linux does to see whether the device took it.
+        d.common_write(0x10, 2, 0);
+        assert_eq!(d.common_read(0x10, 2), 0);
+        let mut q0 = d.setup_queue(0, 16, 0x10000);
+        let mut q1 = d.setup_queue(1, 8, 0x14000);
+        for (q, v) in [(0u64, 1u64), (1, 2)] {
+            d.common_write(0x16, 2, q);
+            d.common_write(0x1a, 2, v);
+            assert_eq!(d.common_read(0x1a, 2), v);
         }
+        // A vector past the table: refused, reads back NO_VECTOR.
+        d.common_write(0x1a, 2, 3);
+        assert_eq!(d.common_read(0x1a, 2), NO_VECTOR as u64);
+        d.common_write(0x10, 2, 0x7ff);
+        assert_eq!(d.common_read(0x10, 2), NO_VECTOR as u64);
+        d.common_write(0x10, 2, 0);
+        d.common_write(0x1a, 2, 2);
+        d.driver_ok();
+        for v in 0..3 {
+            d.msix_mask(v, false);
+        }
+        q0.add_chain(&d.mem, &[(0x20000, 16, false)]);
+        d.notify(&q0);
+        d.complete_all(0);
+        q1.add_chain(&d.mem, &[(0x20000, 16, false)]);
+        d.notify(&q1);
+        d.complete_all(1);
+        assert_eq!(d.fired(1), [0x41]);
+        assert_eq!(d.fired(2), [0x42]);
+        assert!(!d.line.is_high(), "no INTx with MSI-X on");
+        assert_eq!(d.cfg_read(STATUS, 2) as u16 & STATUS_INTERRUPT, 0);
+        // A masked vector: its PBA bit, then the message on unmask.
+        d.msix_mask(1, true);
+        q0.add_chain(&d.mem, &[(0x20000, 16, false)]);
+        d.notify(&q0);
+        d.complete_all(0);
+        assert!(d.fired(1).is_empty());
+        assert_eq!(d.msix_pba(), 0b10);
+        d.msix_mask(1, false);
+        assert_eq!(d.fired(1), [0x41]);
+        assert_eq!(d.msix_pba(), 0);
+        // Config changes go to msix_config's vector.
+        d.dev.interrupt().config_changed();
+        assert_eq!(d.fired(0), [0x40]);
+        // Shared: both queues on vector 1 (Linux's second try).
+        d.common_write(0x16, 2, 1);
+        d.common_write(0x1a, 2, 1);
+        q1.add_chain(&d.mem, &[(0x20000, 16, false)]);
+        d.notify(&q1);
+        d.complete_all(1);
+        assert_eq!(d.fired(1), [0x41]);
+        // NO_VECTOR: a queue without a callback interrupts nobody.
+        d.common_write(0x1a, 2, NO_VECTOR.into());
+        q1.add_chain(&d.mem, &[(0x20000, 16, false)]);
+        d.notify(&q1);
+        d.complete_all(1);
+        assert!(d.fired(1).is_empty() && d.fired(2).is_empty());
+        // A device reset unassigns the vectors; the MSI-X table stays.
+        d.set_status(0);
+        assert_eq!(d.common_read(0x10, 2), NO_VECTOR as u64);
+        d.common_write(0x16, 2, 0);
+        assert_eq!(d.common_read(0x1a, 2), NO_VECTOR as u64);
+        assert!(d.dev.pci_irq.msix_enabled());
+    }
+
+    #[test]
+    fn without_msix_enabled_vectors_fall_back_to_intx() {
+        let (mut d, _) = driver();
+        d.negotiate(VERSION_1);
+        // Vectors written but MSI-X never enabled (a driver that gave up on it).
+        d.common_write(0x10, 2, 0);
+        let mut q = d.setup_queue(0, 16, 0x10000);
+        d.common_write(0x1a, 2, 1);
+        d.driver_ok();
+        q.add_chain(&d.mem, &[(0x20000, 16, false)]);
+        d.notify(&q);
+        d.complete_all(0);
+        assert!(d.line.is_high());
+        assert!(d.fired(1).is_empty());
+        assert_eq!(d.isr_read(), 1);
+        // A transport built without MSI-X has no capability and no BAR 1.
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        let p = VirtioPciDevice::new(Dummy::default(), mem, Arc::new(NoIrq), None).unwrap();
+        assert_eq!(p.config().bar_size(MSIX_BAR), None);
+        assert_eq!(p.pci_irq.msix_vectors(), 0);
+    }
+
+    #[test]
+    fn msix_vectors_that_cannot_be_allocated_fail_construction() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        let msi = RecordingMsi {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let r = VirtioPciDevice::new(Dummy::default(), mem, Arc::new(NoIrq), Some(&msi));
+        assert!(matches!(r, Err(Error::Msi(_))));
     }
 
     #[test]
@@ -1202,32 +1522,19 @@ mod tests {
         d.common_write(0x20, 8, 0x10008);
         d.common_write(0x1c, 2, 1);
         assert_ne!(d.status() & STATUS_NEEDS_RESET, 0);
-        // A broken avail index (too far ahead) during processing.
-        let mut q = d.init(VERSION_1, 16);
+        // A broken avail index (too far ahead), found by the worker.
+        let q = d.init(VERSION_1, 16);
         d.mem.write_obj(100u16, GuestAddress(q.avail + 2)).unwrap();
         d.notify(&q);
+        d.complete_all(0);
         assert_ne!(d.status() & STATUS_NEEDS_RESET, 0);
-        let kicks = |log: &Mutex<Vec<String>>| {
-            log.lock()
-                .unwrap()
-                .iter()
-                .filter(|l| *l == "kick 0")
-                .count()
-        };
-        assert_eq!(kicks(&log), 1);
-        // Further kicks are ignored until reset: the device is not called and
-        // nothing is completed, even with a good chain available.
-        d.mem.write_obj(0u16, GuestAddress(q.avail + 2)).unwrap();
-        q.add_chain(&d.mem, &[(0x20000, 16, false)]);
-        d.notify(&q);
-        assert_eq!(kicks(&log), 1);
-        assert_eq!(q.pop_used(&d.mem), None);
-        // Then everything works again.
+        assert_eq!(d.isr_read() & 2, 2);
+        // Then everything works again after a reset.
         let mut q2 = d.init(VERSION_1, 16);
         q2.add_chain(&d.mem, &[(0x20000, 16, false)]);
         d.notify(&q2);
+        d.complete_all(0);
         assert_eq!(q2.pop_used(&d.mem), Some((0, 0)));
-        assert_eq!(kicks(&log), 2);
         assert!(log.lock().unwrap().iter().any(|l| l == "reset"));
     }
 
@@ -1269,11 +1576,11 @@ mod tests {
             (4, 0x13, 2),
             (4, 0x4000, 4),
         ] {
-            d.dev.config_write(cap + CAP_BAR, &[bar]);
-            d.dev.config_write(cap + CAP_OFFSET, &off.to_le_bytes());
-            d.dev.config_write(cap + CAP_LENGTH, &len.to_le_bytes());
+            d.cfg_write(cap + CAP_BAR, &[bar]);
+            d.cfg_write(cap + CAP_OFFSET, &off.to_le_bytes());
+            d.cfg_write(cap + CAP_LENGTH, &len.to_le_bytes());
             assert_eq!(d.cfg_read(cap + CAP_PCI_CFG_DATA, 4), 0);
-            d.dev.config_write(cap + CAP_PCI_CFG_DATA, &[0xff; 4]);
+            d.cfg_write(cap + CAP_PCI_CFG_DATA, &[0xff; 4]);
         }
         // Notify through the window, as SeaBIOS does for an unreachable BAR.
         d.negotiate(VERSION_1);
@@ -1281,6 +1588,8 @@ mod tests {
         d.driver_ok();
         q.add_chain(&d.mem, &[(0x20000, 16, false)]);
         d.window_write(NOTIFY_CFG_OFFSET, 2, 0);
+        assert_eq!(d.kicks(0), 1);
+        d.complete_all(0);
         assert_eq!(q.pop_used(&d.mem), Some((0, 0)));
         // ISR read through the window clears it.
         assert_eq!(d.window_read(ISR_CFG_OFFSET, 1), 1);
@@ -1291,12 +1600,15 @@ mod tests {
     fn machine_reset_restores_power_on_state() {
         let (mut d, _) = driver();
         d.init(VERSION_1, 16);
-        crate::pci::reset_device(&mut d.dev);
+        d.enable_msix();
+        pci::reset_device(&mut d.dev);
         assert_eq!(d.dev.status(), 0);
         assert_eq!(d.dev.config().bar_address(VIRTIO_BAR), Some(0));
+        assert!(!d.dev.pci_irq.msix_enabled());
+        assert!(!d.dev.interrupt.dma_enabled());
         // A device without an interrupt line still works.
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
-        let mut p = VirtioPciDevice::new(Dummy::default(), mem, Arc::new(NoIrq));
+        let mut p = VirtioPciDevice::new(Dummy::default(), mem, Arc::new(NoIrq), None).unwrap();
         let mut b = [0u8; 2];
         p.bar_read(VIRTIO_BAR, 0x12, &mut b);
         assert_eq!(u16::from_le_bytes(b), 2);
