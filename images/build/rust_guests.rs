@@ -117,7 +117,11 @@ pub fn build(manifest_dir: &Path, out_dir: &Path, loader: &[u8], payload_lba: u3
             .unwrap_or_else(|e| {
                 panic!("running {objcopy}: {e} (install binutils, or set SPICEBOX_OBJCOPY)")
             });
-        assert!(status.success(), "{objcopy} -O binary {} failed", elf.display());
+        assert!(
+            status.success(),
+            "{objcopy} -O binary {} failed",
+            elf.display()
+        );
         let payload = fs::read(&flat).unwrap_or_else(|e| panic!("{}: {e}", flat.display()));
         check_payload(guest.name, &payload);
 
@@ -152,8 +156,16 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 /// The header the loader relies on, checked here so that a layout mistake
 /// fails the build instead of the boot.
 fn check_payload(name: &str, payload: &[u8]) {
-    assert!(payload.len() >= 0x28, "{name}: image of {} bytes", payload.len());
-    assert_eq!(&payload[..8], HEADER_MAGIC, "{name}: header magic (link.ld)");
+    assert!(
+        payload.len() >= 0x28,
+        "{name}: image of {} bytes",
+        payload.len()
+    );
+    assert_eq!(
+        &payload[..8],
+        HEADER_MAGIC,
+        "{name}: header magic (link.ld)"
+    );
     assert_eq!(le_u64(payload, 0x08), LOAD_ADDR, "{name}: load address");
     assert_eq!(
         le_u64(payload, 0x10),

@@ -474,7 +474,10 @@ mod tests {
         // Incomplete line: not yet.
         let cut = &serial[..serial.len() - 2];
         assert_eq!(RustGuestException::parse(cut, CRASH_EXCEPTION_PREFIX), None);
-        assert_eq!(RustGuestException::parse(serial, "SPICEBOX-X-FAIL exception "), None);
+        assert_eq!(
+            RustGuestException::parse(serial, "SPICEBOX-X-FAIL exception "),
+            None
+        );
     }
 
     fn success_marker_of(name: &str) -> &'static str {

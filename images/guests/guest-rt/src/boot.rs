@@ -150,9 +150,10 @@ extern "C" fn start(boot_info: *mut BootInfo) -> ! {
         ("stack", info.stack_bottom, info.stack_top),
         ("image", info.image_start, info.image_end),
     ] {
-        if !e820().iter().any(|e| {
-            e.kind == E820_RAM && e.base <= start && end <= e.base.saturating_add(e.len)
-        }) {
+        if !e820()
+            .iter()
+            .any(|e| e.kind == E820_RAM && e.base <= start && end <= e.base.saturating_add(e.len))
+        {
             crate::fail!(
                 "guest-rt",
                 "the {what} at {start:#x}-{end:#x} is not RAM in the e820 map"

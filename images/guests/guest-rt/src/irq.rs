@@ -50,7 +50,10 @@ pub fn if_flag() -> bool {
 pub(crate) fn init() {
     disable();
     if !if_flag() {
-        crate::fail!("guest-rt", "RFLAGS.IF is clear at CPL 3: no interrupt can arrive");
+        crate::fail!(
+            "guest-rt",
+            "RFLAGS.IF is clear at CPL 3: no interrupt can arrive"
+        );
     }
 }
 
@@ -160,7 +163,8 @@ pub mod lapic {
 }
 
 /// The I/O APIC at its default address 0xFEC00000. ISA IRQs are edge,
-/// active high; PCI INTx lines are level, active low.
+/// active high; PCI INTx lines level, on the input the function's
+/// interrupt-line register names, with the MADT's polarity (QEMU: high).
 pub mod ioapic {
     use crate::mmio::Mmio;
 

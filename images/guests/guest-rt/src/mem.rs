@@ -83,7 +83,10 @@ fn bump(size: u64, align: u64) -> Option<u64> {
 /// two, at least [`PAGE_SIZE`] for DMA buffers); its address is what a
 /// device is given. Fails the test when memory runs out.
 pub fn alloc(size: u64, align: u64) -> u64 {
-    assert!(align.is_power_of_two(), "alignment {align} is not a power of two");
+    assert!(
+        align.is_power_of_two(),
+        "alignment {align} is not a power of two"
+    );
     let Some(addr) = bump(size, align) else {
         crate::fail!(
             "guest-rt",
@@ -153,19 +156,26 @@ impl Dma {
         (self.addr + offset) as *mut T
     }
 
-    /// A volatile read of a `T` at `offset` (unaligned is allowed).
+    /// A read of a `T` at `offset`: volatile when aligned (unaligned is
+    /// allowed, as a plain read). Use integer types for device fields: any
+    /// bit pattern the device wrote is then valid.
     #[track_caller]
     pub fn read<T: Copy>(&self, offset: u64) -> T {
-        // SAFETY: inside the buffer; T: Copy so any bit pattern the device
-        // wrote is read as plain data (use integer types for device fields).
-        unsafe { self.at::<T>(offset).read_unaligned() }
+        let p = self.at::<T>(offset);
+        if (p as usize).is_multiple_of(core::mem::align_of::<T>()) {
+            // SAFETY: inside the buffer and aligned.
+            unsafe { read_volatile(p) }
+        } else {
+            // SAFETY: inside the buffer.
+            unsafe { p.read_unaligned() }
+        }
     }
 
-    /// A volatile write of a `T` at `offset`.
+    /// A write of a `T` at `offset`, volatile when aligned.
     #[track_caller]
     pub fn write<T: Copy>(&self, offset: u64, v: T) {
         let p = self.at::<T>(offset);
-        if (p as usize) % core::mem::align_of::<T>() == 0 {
+        if (p as usize).is_multiple_of(core::mem::align_of::<T>()) {
             // SAFETY: inside the buffer and aligned.
             unsafe { write_volatile(p, v) }
         } else {
@@ -174,20 +184,12 @@ impl Dma {
         }
     }
 
-    /// Volatile read of an aligned `T`: for fields a device updates (ring
-    /// indices, status bytes).
-    #[track_caller]
-    pub fn read_volatile<T: Copy>(&self, offset: u64) -> T {
-        let p = self.at::<T>(offset);
-        assert!((p as usize) % core::mem::align_of::<T>() == 0, "unaligned");
-        // SAFETY: inside the buffer and aligned.
-        unsafe { read_volatile(p) }
-    }
-
     /// Copies `src` into the buffer at `offset`.
     #[track_caller]
     pub fn copy_from(&self, offset: u64, src: &[u8]) {
-        assert!(offset.checked_add(src.len() as u64).is_some_and(|e| e <= self.len));
+        assert!(offset
+            .checked_add(src.len() as u64)
+            .is_some_and(|e| e <= self.len));
         // SAFETY: inside the buffer; `src` is guest memory that cannot overlap
         // an allocation the bump allocator handed out separately.
         unsafe {
@@ -198,10 +200,16 @@ impl Dma {
     /// Copies from the buffer at `offset` into `dst`.
     #[track_caller]
     pub fn copy_to(&self, offset: u64, dst: &mut [u8]) {
-        assert!(offset.checked_add(dst.len() as u64).is_some_and(|e| e <= self.len));
+        assert!(offset
+            .checked_add(dst.len() as u64)
+            .is_some_and(|e| e <= self.len));
         // SAFETY: as copy_from.
         unsafe {
-            core::ptr::copy_nonoverlapping((self.addr + offset) as *const u8, dst.as_mut_ptr(), dst.len())
+            core::ptr::copy_nonoverlapping(
+                (self.addr + offset) as *const u8,
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
         }
     }
 
@@ -209,7 +217,7 @@ impl Dma {
     ///
     /// # Safety
     /// No device may write the buffer while the slice lives.
-    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
         core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len as usize)
     }
 }

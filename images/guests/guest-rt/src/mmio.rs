@@ -48,7 +48,7 @@ impl Mmio {
     #[track_caller]
     fn check(&self, offset: u64, width: u64, align: u64) {
         assert!(
-            offset.checked_add(width).is_some_and(|end| end <= self.len) && offset % align == 0,
+            offset.checked_add(width).is_some_and(|end| end <= self.len) && offset.is_multiple_of(align),
             "MMIO access at {offset:#x} (width {width}) outside or misaligned in the {:#x}-byte window at {:#x}",
             self.len,
             self.base

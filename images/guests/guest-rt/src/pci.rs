@@ -2,6 +2,8 @@
 //! space, BARs, capabilities. Each access is two port exits (~55 µs here),
 //! so enumeration walks bus 0 and the buses behind bridges, never all 256.
 
+use alloc::vec::Vec;
+
 use crate::mmio::Mmio;
 use crate::port::{inb, inl, inw, outb, outl, outw};
 
@@ -137,20 +139,28 @@ impl Function {
 
     /// BAR `index` (0-5) with its size, found the standard way: decoding
     /// off, all ones written, read back, original value restored. `None` for
-    /// an unimplemented BAR or the upper half of a 64-bit one.
+    /// an unimplemented BAR, the upper half of a 64-bit one, or a function
+    /// that is not a plain device (header type 0).
     pub fn bar(self, index: u8) -> Option<Bar> {
         assert!(index < 6);
         if self.header_type() != 0 {
             return None;
         }
-        let off = 0x10 + 4 * index;
-        let lo = self.read32(off);
         let command = self.command();
         self.set_command(command & !(COMMAND_IO | COMMAND_MEMORY));
+        let bar = self.size_bar(index);
+        self.set_command(command);
+        bar
+    }
+
+    /// Sizes BAR `index` with decoding already off.
+    fn size_bar(self, index: u8) -> Option<Bar> {
+        let off = 0x10 + 4 * index;
+        let lo = self.read32(off);
         self.write32(off, u32::MAX);
         let mask_lo = self.read32(off);
         self.write32(off, lo);
-        let bar = if lo & 1 == 1 {
+        if lo & 1 == 1 {
             let mask = mask_lo & !0x3;
             (mask != 0).then(|| Bar {
                 index,
@@ -181,30 +191,29 @@ impl Function {
                 size: u64::from((!mask).wrapping_add(1)),
                 prefetchable: lo & 0x8 != 0,
             })
-        };
-        self.set_command(command);
-        bar
+        }
     }
 
-    /// Every implemented BAR.
+    /// Every implemented BAR, sized with decoding off once for all of them
+    /// (each config access is two VM exits).
     pub fn bars(self) -> impl Iterator<Item = Bar> {
-        let mut index = 0;
-        core::iter::from_fn(move || {
+        let mut bars = [None; 6];
+        if self.header_type() == 0 {
+            let command = self.command();
+            self.set_command(command & !(COMMAND_IO | COMMAND_MEMORY));
+            let mut index = 0;
             while index < 6 {
-                let bar = self.bar(index);
-                index += match bar {
-                    Some(Bar {
-                        kind: BarKind::Mem64,
-                        ..
-                    }) => 2,
-                    _ => 1,
+                let bar = self.size_bar(index);
+                bars[usize::from(index)] = bar;
+                index += if matches!(bar, Some(b) if b.kind == BarKind::Mem64) {
+                    2
+                } else {
+                    1
                 };
-                if bar.is_some() {
-                    return bar;
-                }
             }
-            None
-        })
+            self.set_command(command);
+        }
+        bars.into_iter().flatten()
     }
 
     /// Sets the address of BAR `bar.index` (both halves for a 64-bit BAR).
@@ -223,36 +232,41 @@ impl Function {
         self.set_command(command);
     }
 
-    /// Gives every BAR the firmware left at address 0 an address: memory
-    /// BARs (64-bit ones too) after the highest memory BAR in use below the
-    /// IOAPIC at 0xFEC00000, I/O BARs after the highest I/O BAR in use
-    /// (from 0xC000). Call before [`Function::enable`].
+    /// Gives every BAR the firmware left at address 0 an address: the
+    /// highest free, naturally aligned one below the IOAPIC (0xFEC00000) and
+    /// above 2 GiB for memory BARs (64-bit ones too), the lowest free one
+    /// from 0xC000 for I/O BARs. Free means clear of every other function's
+    /// BARs and every e820 range. Call before [`Function::enable`].
     pub fn assign_bars(self) -> Result<(), &'static str> {
-        let (mut mem_next, mut io_next) = (0xE000_0000u64, 0xC000u64);
+        let mut mem_used: Vec<(u64, u64)> = crate::boot::e820()
+            .iter()
+            .map(|e| (e.base, e.base.saturating_add(e.len)))
+            .collect();
+        mem_used.push((MEM_WINDOW.1, u64::MAX));
+        let mut io_used = Vec::new();
         for f in functions() {
-            for b in f.bars() {
-                match b.kind {
-                    BarKind::Io if b.addr != 0 => io_next = io_next.max(b.addr + b.size),
-                    BarKind::Mem32 | BarKind::Mem64 if b.addr != 0 && b.addr < 0xFEC0_0000 => {
-                        mem_next = mem_next.max(b.addr + b.size)
-                    }
-                    _ => {}
+            for b in f.bars().filter(|b| b.addr != 0) {
+                let range = (b.addr, b.addr + b.size);
+                if b.is_io() {
+                    io_used.push(range)
+                } else {
+                    mem_used.push(range)
                 }
             }
         }
-        for b in self.bars() {
-            if b.addr != 0 {
-                continue;
+        for b in self.bars().filter(|b| b.addr == 0) {
+            let addr = if b.is_io() {
+                lowest_free(&io_used, IO_WINDOW, b.size)
+            } else {
+                highest_free(&mem_used, MEM_WINDOW, b.size)
             }
-            let (next, limit) = match b.kind {
-                BarKind::Io => (&mut io_next, 0x1_0000),
-                _ => (&mut mem_next, 0xFEC0_0000),
+            .ok_or("no room for a BAR")?;
+            let used = if b.is_io() {
+                &mut io_used
+            } else {
+                &mut mem_used
             };
-            let addr = next.next_multiple_of(b.size);
-            if addr + b.size > limit {
-                return Err("no room for a BAR");
-            }
-            *next = addr + b.size;
+            used.push((addr, addr + b.size));
             self.set_bar(&b, addr);
         }
         Ok(())
@@ -281,7 +295,9 @@ impl Function {
 
     /// Offset of the first capability with `id`.
     pub fn find_capability(self, id: u8) -> Option<u8> {
-        self.capabilities().find(|&(c, _)| c == id).map(|(_, at)| at)
+        self.capabilities()
+            .find(|&(c, _)| c == id)
+            .map(|(_, at)| at)
     }
 }
 
@@ -338,6 +354,40 @@ impl core::fmt::Display for Bar {
             if self.prefetchable { " pref" } else { "" }
         )
     }
+}
+
+/// Where [`Function::assign_bars`] places memory and I/O BARs.
+const MEM_WINDOW: (u64, u64) = (0x8000_0000, 0xFEC0_0000);
+const IO_WINDOW: (u64, u64) = (0xC000, 0x1_0000);
+
+fn overlap(used: &[(u64, u64)], start: u64, end: u64) -> Option<(u64, u64)> {
+    used.iter().copied().find(|&(s, e)| start < e && s < end)
+}
+
+/// The highest `size`-aligned `[a, a + size)` inside `window` that overlaps
+/// nothing in `used`.
+fn highest_free(used: &[(u64, u64)], window: (u64, u64), size: u64) -> Option<u64> {
+    let mut addr = window.1.checked_sub(size)? & !(size - 1);
+    while addr >= window.0 {
+        match overlap(used, addr, addr + size) {
+            None => return Some(addr),
+            Some((s, _)) => addr = s.checked_sub(size)? & !(size - 1),
+        }
+    }
+    None
+}
+
+/// The lowest `size`-aligned `[a, a + size)` inside `window` that overlaps
+/// nothing in `used`.
+fn lowest_free(used: &[(u64, u64)], window: (u64, u64), size: u64) -> Option<u64> {
+    let mut addr = window.0.next_multiple_of(size);
+    while addr + size <= window.1 {
+        match overlap(used, addr, addr + size) {
+            None => return Some(addr),
+            Some((_, e)) => addr = e.next_multiple_of(size),
+        }
+    }
+    None
 }
 
 /// Every function: bus 0, then the buses behind PCI-PCI bridges.

@@ -23,7 +23,9 @@ static TSC_START: AtomicU64 = AtomicU64::new(0);
 pub fn tsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: rdtsc reads a counter (CR4.TSD is clear, so CPL 3 may).
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     u64::from(hi) << 32 | u64::from(lo)
 }
 
@@ -103,7 +105,10 @@ fn calibrate_pit() -> u64 {
     while inb(0x61) & 0x20 == 0 {
         spins += 1;
         if spins > 1_000_000 {
-            crate::fail!("guest-rt", "neither the ACPI PM timer nor PIT channel 2 counts");
+            crate::fail!(
+                "guest-rt",
+                "neither the ACPI PM timer nor PIT channel 2 counts"
+            );
         }
     }
     (tsc() - start) * PIT_HZ / count
