@@ -24,6 +24,8 @@ use std::process::Command;
 
 #[path = "src/guest_abi.rs"]
 mod guest_abi;
+#[path = "build/nested_cargo.rs"]
+mod nested_cargo;
 #[path = "build/rust_guests.rs"]
 mod rust_guests;
 

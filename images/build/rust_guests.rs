@@ -1,19 +1,16 @@
 //! Builds the 64-bit Rust test guests (`guests/`, a Cargo workspace of its
 //! own) and packs each one behind `asm/rust-loader.S` into a raw disk image.
 //!
-//! The nested `cargo build` runs with its own `--target-dir` under `OUT_DIR`
-//! (so it never waits for the outer build's lock) from `guests/`, so that
-//! `guests/.cargo/config.toml` supplies the codegen flags, in an environment
-//! built from an allow-list: nothing of the outer build (RUSTFLAGS,
-//! CARGO_ENCODED_RUSTFLAGS, CARGO_BUILD_TARGET, CARGO_TARGET_DIR, profile or
-//! wrapper variables, ...) reaches it. It shares the outer build's jobserver
-//! (CARGO_MAKEFLAGS), so the two together never run more jobs than `-j`.
+//! The nested `cargo build` (see `nested_cargo.rs`) has its own
+//! `--target-dir` under `OUT_DIR`, so it never waits for the outer build's
+//! lock.
 
 use std::env;
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::nested_cargo::{nested_cargo, GUEST_TARGET};
 
 const MIB: usize = 1024 * 1024;
 
@@ -36,29 +33,10 @@ const RUST_GUESTS: &[RustGuest] = &[
     },
 ];
 
-/// The host target: this machine kind has no rust-src and no
-/// x86_64-unknown-none, so guests use the host's precompiled core/alloc.
-const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
-
 /// The header `guests/guest-rt/link.ld` puts first in every image, which the
 /// loader checks too.
 const HEADER_MAGIC: &[u8; 8] = b"SPBXRTG1";
 const LOAD_ADDR: u64 = 0x10_0000;
-
-/// Environment variables the nested cargo keeps; everything else is
-/// dropped.
-const KEEP_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "TMPDIR",
-    "CARGO_HOME",
-    "RUSTUP_HOME",
-    // The toolchain the outer build runs with (rustup sets it for nested
-    // invocations), so both builds use one compiler.
-    "RUSTUP_TOOLCHAIN",
-    // The outer build's jobserver: one token pool for both builds.
-    "CARGO_MAKEFLAGS",
-];
 
 pub fn build(manifest_dir: &Path, out_dir: &Path, loader: &[u8], payload_lba: u32) {
     let guests_dir = manifest_dir.join("guests");
@@ -66,25 +44,7 @@ pub fn build(manifest_dir: &Path, out_dir: &Path, loader: &[u8], payload_lba: u3
     println!("cargo:rerun-if-env-changed=SPICEBOX_OBJCOPY");
 
     let target_dir = out_dir.join("guests-target");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(&guests_dir)
-        .env_clear()
-        .args(["build", "--release", "--offline", "--locked", "--target"])
-        .arg(GUEST_TARGET)
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for var in KEEP_ENV {
-        if let Some(value) = env::var_os(var) {
-            command.env(var, value);
-        }
-    }
-    // The compiler Cargo resolved for the outer build.
-    if let Some(rustc) = env::var_os("RUSTC") {
-        command.env("RUSTC", rustc);
-    }
-    let output = command
+    let output = nested_cargo(&guests_dir, &target_dir, "build")
         .output()
         .unwrap_or_else(|e| panic!("running cargo for the Rust test guests: {e}"));
     if !output.status.success() {

@@ -362,6 +362,11 @@ pub fn write_image(bytes: &[u8], path: impl AsRef<Path>) -> Result<(), ImageErro
 }
 
 #[cfg(test)]
+#[path = "../build/nested_cargo.rs"]
+#[allow(dead_code)]
+mod nested_cargo;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -453,6 +458,36 @@ mod tests {
             assert_eq!(&elf[..4], b"\x7fELF", "{name}: ELF");
         }
         assert!(TestImage::VirtioBlk.elf().is_none());
+    }
+
+    /// The guests' workspace is not part of the main one, so the main
+    /// `cargo fmt` / `cargo clippy` do not see it: check it here.
+    #[test]
+    fn rust_guests_pass_rustfmt_and_clippy() {
+        let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let fmt = std::process::Command::new(cargo)
+            .current_dir(&guests)
+            .args(["fmt", "--all", "--", "--check"])
+            .output()
+            .expect("run cargo fmt");
+        assert!(
+            fmt.status.success(),
+            "run `cargo fmt` in {}:\n{}",
+            guests.display(),
+            String::from_utf8_lossy(&fmt.stdout)
+        );
+        let target = Path::new(env!("OUT_DIR")).join("guests-clippy");
+        let clippy = nested_cargo::nested_cargo(&guests, &target, "clippy")
+            .args(["--", "-D", "warnings"])
+            .output()
+            .expect("run cargo clippy");
+        assert!(
+            clippy.status.success(),
+            "clippy on {}:\n{}",
+            guests.display(),
+            String::from_utf8_lossy(&clippy.stderr)
+        );
     }
 
     #[test]
