@@ -213,7 +213,8 @@ pub const CRASH_EXCEPTION_PREFIX: &str = "SPICEBOX-CRASH-FAIL exception ";
 pub const CRASH_ADDRESS: u64 = 0x10;
 
 /// The line a Rust guest's CPL-0 exception handler prints:
-/// `SPICEBOX-<NAME>-FAIL exception <vector> rip=<hex> err=<hex> cr2=<hex> rsp=<hex> cs=<hex>`.
+/// `SPICEBOX-<NAME>-FAIL exception <vector> rip=<hex> err=<hex> cr2=<hex> rsp=<hex> cs=<hex> rflags=<hex>`
+/// (all hex, without 0x).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RustGuestException {
     pub vector: u8,
@@ -222,6 +223,7 @@ pub struct RustGuestException {
     pub cr2: u64,
     pub rsp: u64,
     pub cs: u16,
+    pub rflags: u64,
 }
 
 impl RustGuestException {
@@ -242,6 +244,7 @@ impl RustGuestException {
             cr2: field("cr2")?,
             rsp: field("rsp")?,
             cs: field("cs")?.try_into().ok()?,
+            rflags: field("rflags")?,
         })
     }
 }
@@ -494,7 +497,7 @@ mod tests {
     fn rust_guest_exception_line_parses() {
         let serial = "crash: writing to 0x10\r\nSPICEBOX-CRASH-FAIL exception 0e \
             rip=0000000000100123 err=00000006 cr2=0000000000000010 \
-            rsp=000000000008ffa8 cs=003b\r\n";
+            rsp=000000000008ffa8 cs=003b rflags=00010246\r\n";
         assert_eq!(
             RustGuestException::parse(serial, CRASH_EXCEPTION_PREFIX),
             Some(RustGuestException {
@@ -504,6 +507,7 @@ mod tests {
                 cr2: 0x10,
                 rsp: 0x8ffa8,
                 cs: 0x3b,
+                rflags: 0x10246,
             })
         );
         // Incomplete line: not yet.

@@ -169,6 +169,7 @@ fn crash_guest_reports_its_exception_on_spicebox_and_qemu() {
         assert_eq!(e.error_code, 0b110, "{vmm:?}:\n{serial}");
         assert_eq!(e.cr2, images::CRASH_ADDRESS, "{vmm:?}:\n{serial}");
         assert_eq!(e.cs & 3, 3, "{vmm:?}: the fault must come from CPL 3");
+        assert_ne!(e.rflags & 0x200, 0, "{vmm:?}: IF is set at CPL 3");
         // The faulting instruction is in the guest's code (loaded at 1 MiB).
         assert!(
             (0x10_0000..0x10_0000 + loaded).contains(&e.rip),

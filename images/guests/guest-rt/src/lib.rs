@@ -1,10 +1,11 @@
 //! Runtime for spicebox's 64-bit Rust test guests.
 //!
 //! `images/asm/rust-loader.S` boots the guest: identity paging (virtual =
-//! physical = device address), long mode, and an `iretq` to `_start` ([`boot`]) at
-//! **CPL 3 with IOPL=3**, so the guest does port I/O, MMIO and DMA with no
-//! system calls, at native speed (CPL 0 is emulated on the test machines,
-//! ~1000x slower). This crate is what the guest sees:
+//! physical = device address), long mode, and an `iretq` to `_start`
+//! ([`boot`]) at **CPL 3** with every I/O port open (the TSS's I/O bitmap),
+//! so the guest does port I/O, MMIO and DMA with no system calls, at native
+//! speed (CPL 0 is emulated on the test machines, ~1000x slower). This crate
+//! is what the guest sees:
 //!
 //! - [`guest!`] names the guest and its `main`; returning from `main` prints
 //!   `SPICEBOX-<NAME>-OK` and powers off; [`fail!`], [`check!`],

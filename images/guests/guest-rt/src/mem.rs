@@ -1,6 +1,6 @@
 //! Physical memory: one bump allocator over the e820 RAM above the image and
 //! below 4 GiB (so every buffer suits 32-bit DMA), serving page-aligned DMA
-//! buffers ([`Dma`], [`alloc`]) and the `alloc` crate's heap alike. Nothing
+//! buffers ([`Dma`], [`alloc()`]) and the `alloc` crate's heap alike. Nothing
 //! is ever freed: test guests are short. Virtual = physical = device
 //! address everywhere; [`map`] extends the identity mapping above 4 GiB.
 
@@ -224,7 +224,7 @@ impl Dma {
 
 /// Identity-maps `[base, base + len)` if any of it lies at or above 4 GiB
 /// (the loader maps 0-4 GiB), with 2 MiB user pages. Page-table pages come
-/// from [`alloc`]. Only ever turns not-present entries present, which needs
+/// from [`alloc()`]. Only ever turns not-present entries present, which needs
 /// no TLB flush (and CPL 3 could not do one).
 pub fn map(base: u64, len: u64) {
     let end = base.saturating_add(len);
