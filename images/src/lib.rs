@@ -205,10 +205,18 @@ pub fn linux_stub() -> &'static [u8] {
 pub const PCI_LIST_OK_MARKER: &str = "SPICEBOX-PCI-LIST-OK";
 /// Printed, followed by the failed step and details, when a check failed.
 pub const PCI_LIST_FAIL_MARKER_PREFIX: &str = "SPICEBOX-PCI-LIST-FAIL ";
-/// What [`TestImage::Crash`] prints when its deliberate null-page write
-/// faults (the CPL-0 exception handler's line; see
-/// [`RustGuestException`]).
+/// Printed by [`TestImage::Crash`] when it waits for [`CRASH_FAULT_KEY`] or
+/// [`CRASH_PANIC_KEY`] on COM1.
+pub const CRASH_READY_MARKER: &str = "SPICEBOX-CRASH-READY";
+/// Makes [`TestImage::Crash`] write to [`CRASH_ADDRESS`], in the unmapped
+/// null page: the CPL-0 exception handler then prints a line starting with
+/// [`CRASH_EXCEPTION_PREFIX`] (see [`RustGuestException`]).
+pub const CRASH_FAULT_KEY: u8 = b'f';
+/// Makes [`TestImage::Crash`] panic: the panic handler prints
+/// [`CRASH_PANIC_MARKER`] followed by ` at <file>:<line>`.
+pub const CRASH_PANIC_KEY: u8 = b'p';
 pub const CRASH_EXCEPTION_PREFIX: &str = "SPICEBOX-CRASH-FAIL exception ";
+pub const CRASH_PANIC_MARKER: &str = "SPICEBOX-CRASH-FAIL panic deliberate panic 42";
 /// The address [`TestImage::Crash`] writes to (in the null page).
 pub const CRASH_ADDRESS: u64 = 0x10;
 
@@ -267,8 +275,9 @@ pub enum TestImage {
     /// PCI functions, checks memory, LAPIC-timer and IOAPIC interrupts,
     /// times a CPL-3 loop, prints [`PCI_LIST_OK_MARKER`] (1 MiB raw).
     PciList,
-    /// 64-bit Rust guest that writes to the null page; its exception line
-    /// starts with [`CRASH_EXCEPTION_PREFIX`] (1 MiB raw).
+    /// 64-bit Rust guest that fails on purpose: prints
+    /// [`CRASH_READY_MARKER`], then faults or panics on the byte it reads
+    /// from COM1 ([`CRASH_FAULT_KEY`], [`CRASH_PANIC_KEY`]) (1 MiB raw).
     Crash,
 }
 
@@ -322,7 +331,7 @@ impl TestImage {
             TestImage::Reset => RESET_DONE_MARKER,
             TestImage::VirtioBlk => VIRTIO_OK_MARKER,
             TestImage::PciList => PCI_LIST_OK_MARKER,
-            TestImage::Crash => CRASH_EXCEPTION_PREFIX,
+            TestImage::Crash => CRASH_READY_MARKER,
         }
     }
 }
@@ -438,7 +447,6 @@ mod tests {
             // A Rust guest builds its markers at run time from its name.
             let marker = match name {
                 "pci-list" => "PCI-LIST",
-                "crash" => "CRASH",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

@@ -1,8 +1,8 @@
 //! End-to-end: the 64-bit Rust guest framework (images/guests/) boots and
 //! works on spicebox and on QEMU, with the same devices, in the same test:
 //! `pci-list` (PCI enumeration, memory, LAPIC-timer and IOAPIC interrupts, a
-//! CPL-3 loop) and `crash` (a CPU exception at CPL 3 fails fast with the
-//! vector, RIP, error code and CR2).
+//! CPL-3 loop) and `crash` (a CPU exception at CPL 3, and a panic, fail
+//! fast: the vector, RIP, error code and CR2, or the message and location).
 
 use std::path::Path;
 use std::process::Command;
@@ -30,9 +30,16 @@ enum Vmm {
 const MEMORY: &str = "4608M";
 
 /// Runs `image` to power-off on `vmm` with the same devices (QXL VGA at
-/// 00:02.0, a modern-only virtio-blk disk at 00:03.0) and memory; returns
-/// COM1's output and the time from the VM's start to `marker`.
-fn run(vmm: Vmm, dir: &TempDir, image: TestImage, marker: &str) -> (String, Duration) {
+/// 00:02.0, a modern-only virtio-blk disk at 00:03.0) and memory, typing
+/// `input` on COM1 once `ready` appears; returns COM1's output and the time
+/// from the VM's start to `marker`.
+fn run(
+    vmm: Vmm,
+    dir: &TempDir,
+    image: TestImage,
+    input: Option<(&str, u8)>,
+    marker: &str,
+) -> (String, Duration) {
     let disk = dir.join(&format!("{}-{vmm:?}.img", image.name()));
     images::write_image(image.bytes(), &disk).expect("write image");
     let mut vm = match vmm {
@@ -41,6 +48,10 @@ fn run(vmm: Vmm, dir: &TempDir, image: TestImage, marker: &str) -> (String, Dura
     };
     // From the spawn (after the one-VM-at-a-time lock) to the marker.
     let start = Instant::now();
+    if let Some((ready, byte)) = input {
+        vm.wait_for(ready, BOOT);
+        vm.send(&[byte]);
+    }
     vm.wait_for(marker, BOOT);
     let to_marker = start.elapsed();
     let status = vm.wait_exit(Duration::from_secs(20));
@@ -131,7 +142,13 @@ fn pci_list_runs_on_spicebox_and_qemu() {
     let dir = TempDir::new("rust-guest");
     let mut rows = Vec::new();
     for vmm in [Vmm::Qemu, Vmm::Spicebox] {
-        let (serial, took) = run(vmm, &dir, TestImage::PciList, images::PCI_LIST_OK_MARKER);
+        let (serial, took) = run(
+            vmm,
+            &dir,
+            TestImage::PciList,
+            None,
+            images::PCI_LIST_OK_MARKER,
+        );
         check_pci_list(vmm, &serial);
         rows.push((
             vmm,
@@ -154,14 +171,20 @@ fn pci_list_runs_on_spicebox_and_qemu() {
 }
 
 #[test]
-fn crash_guest_reports_its_exception_on_spicebox_and_qemu() {
+fn crash_guest_fault_and_panic_fail_fast_on_spicebox_and_qemu() {
     let dir = TempDir::new("rust-guest-crash");
     // The image's loaded bytes (the header's size field), from 1 MiB.
     let bytes = TestImage::Crash.bytes();
     let header = images::RUST_GUEST_PAYLOAD_LBA as usize * images::SECTOR_SIZE;
     let loaded = u64::from_le_bytes(bytes[header + 0x10..header + 0x18].try_into().unwrap());
     for vmm in [Vmm::Qemu, Vmm::Spicebox] {
-        let (serial, _) = run(vmm, &dir, TestImage::Crash, images::CRASH_EXCEPTION_PREFIX);
+        let (serial, _) = run(
+            vmm,
+            &dir,
+            TestImage::Crash,
+            Some((images::CRASH_READY_MARKER, images::CRASH_FAULT_KEY)),
+            images::CRASH_EXCEPTION_PREFIX,
+        );
         let e = RustGuestException::parse(&serial, images::CRASH_EXCEPTION_PREFIX)
             .unwrap_or_else(|| panic!("{vmm:?}: no complete exception line:\n{serial}"));
         assert_eq!(e.vector, 14, "{vmm:?}: #PF expected:\n{serial}");
@@ -177,5 +200,21 @@ fn crash_guest_reports_its_exception_on_spicebox_and_qemu() {
             e.rip
         );
         assert!(!serial.contains("SPICEBOX-CRASH-FAIL still-running"));
+
+        let (serial, _) = run(
+            vmm,
+            &dir,
+            TestImage::Crash,
+            Some((images::CRASH_READY_MARKER, images::CRASH_PANIC_KEY)),
+            images::CRASH_PANIC_MARKER,
+        );
+        let line = serial
+            .lines()
+            .find(|l| l.starts_with(images::CRASH_PANIC_MARKER))
+            .unwrap();
+        assert!(
+            line.contains(" at programs/src/bin/crash.rs:"),
+            "{vmm:?}: the panic's location: {line:?}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! COM1 output. The boot sector set the UART to 115200 8N1 with interrupts
+//! COM1. The boot sector set the UART to 115200 8N1 with interrupts
 //! off; `init` turns its FIFO on so that one LSR poll covers 16 bytes (every
 //! port access is a VM exit, ~27 µs here: a 60-character line costs ~2 ms).
 
@@ -9,12 +9,26 @@ use crate::port::{inb, outb};
 
 const FCR: u16 = SERIAL_PORT + 2;
 const LSR: u16 = SERIAL_PORT + 5;
+const LSR_DATA_READY: u8 = 0x01;
 const LSR_THR_EMPTY: u8 = 0x20;
 const FIFO_LEN: usize = 16;
 
 pub(crate) fn init() {
-    // Enable and clear both FIFOs.
+    // Enable and clear both FIFOs (input sent before this is dropped: a
+    // host that types to the guest waits for a line saying it is ready).
     outb(FCR, 0x07);
+}
+
+/// A byte from COM1 if one arrives within `timeout` (polled).
+pub fn read_byte(timeout: core::time::Duration) -> Option<u8> {
+    let mut byte = None;
+    crate::time::wait_until(timeout, || {
+        if inb(LSR) & LSR_DATA_READY != 0 {
+            byte = Some(inb(SERIAL_PORT));
+        }
+        byte.is_some()
+    });
+    byte
 }
 
 /// Writes raw bytes to COM1.
