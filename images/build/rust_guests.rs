@@ -31,6 +31,15 @@ const RUST_GUESTS: &[RustGuest] = &[
         name: "crash",
         disk_size: MIB,
     },
+    RustGuest {
+        name: "virtio-msix",
+        disk_size: MIB,
+    },
+    // scripts/bench_blk extends it to 256 MiB (images::virtio_bench_disk).
+    RustGuest {
+        name: "virtio-bench",
+        disk_size: MIB,
+    },
 ];
 
 /// The header `guests/guest-rt/link.ld` puts first in every image, which the

@@ -21,6 +21,10 @@ static PCI_LIST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pci-list.img"
 static PCI_LIST_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pci-list.elf"));
 static CRASH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.img"));
 static CRASH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.elf"));
+static VIRTIO_MSIX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.img"));
+static VIRTIO_MSIX_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.elf"));
+static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.img"));
+static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -217,6 +221,34 @@ pub const CRASH_FAULT_KEY: u8 = b'f';
 pub const CRASH_PANIC_KEY: u8 = b'p';
 pub const CRASH_EXCEPTION_PREFIX: &str = "SPICEBOX-CRASH-FAIL exception ";
 pub const CRASH_PANIC_MARKER: &str = "SPICEBOX-CRASH-FAIL panic deliberate panic 42";
+/// Printed by [`TestImage::VirtioMsix`] when every check passed.
+pub const VIRTIO_MSIX_OK_MARKER: &str = "SPICEBOX-VIRTIO-MSIX-OK";
+pub const VIRTIO_MSIX_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-MSIX-FAIL ";
+/// Printed by [`TestImage::VirtioBench`] after both phases.
+pub const VIRTIO_BENCH_OK_MARKER: &str = "SPICEBOX-VIRTIO-BENCH-OK";
+/// [`TestImage::VirtioBench`] reads only sectors from here on, and expects
+/// each to start with its own sector number (u64, little-endian): see
+/// [`virtio_bench_disk`].
+pub const VIRTIO_BENCH_DATA_START: u64 = 16 * 1024 * 1024;
+/// Lines [`TestImage::VirtioBench`] prints around each phase; it then waits
+/// for any byte on COM1 (the host samples CPU times in between).
+pub const VIRTIO_BENCH_READY_PREFIX: &str = "BENCH-READY ";
+pub const VIRTIO_BENCH_DONE_PREFIX: &str = "BENCH-DONE ";
+
+/// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
+/// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
+pub fn virtio_bench_disk(size: usize) -> Vec<u8> {
+    let mut disk = TestImage::VirtioBench.bytes().to_vec();
+    let start = VIRTIO_BENCH_DATA_START as usize;
+    assert!(disk.len() <= start && size >= start + SECTOR_SIZE);
+    disk.resize(size, 0);
+    for (i, sector) in disk[start..].chunks_mut(SECTOR_SIZE).enumerate() {
+        let n = (start / SECTOR_SIZE + i) as u64;
+        sector[..8].copy_from_slice(&n.to_le_bytes());
+    }
+    disk
+}
+
 /// The address [`TestImage::Crash`] writes to (in the null page).
 pub const CRASH_ADDRESS: u64 = 0x10;
 
@@ -279,16 +311,26 @@ pub enum TestImage {
     /// [`CRASH_READY_MARKER`], then faults or panics on the byte it reads
     /// from COM1 ([`CRASH_FAULT_KEY`], [`CRASH_PANIC_KEY`]) (1 MiB raw).
     Crash,
+    /// 64-bit Rust guest driving virtio-blk interrupts as Linux's
+    /// virtio_pci does: INTx through the IOAPIC, then MSI-X with a vector per
+    /// queue, masking and pending bits; prints [`VIRTIO_MSIX_OK_MARKER`]
+    /// (1 MiB raw; boot it from the virtio disk).
+    VirtioMsix,
+    /// 64-bit Rust guest measuring virtio-blk reads from CPL 3, driven by
+    /// `scripts/bench_blk` ([`virtio_bench_disk`] makes its disk).
+    VirtioBench,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 5] = [
+    pub const ALL: [TestImage; 7] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
         TestImage::PciList,
         TestImage::Crash,
+        TestImage::VirtioMsix,
+        TestImage::VirtioBench,
     ];
 
     /// The raw disk image.
@@ -299,6 +341,8 @@ impl TestImage {
             TestImage::VirtioBlk => VIRTIO_BLK,
             TestImage::PciList => PCI_LIST,
             TestImage::Crash => CRASH,
+            TestImage::VirtioMsix => VIRTIO_MSIX,
+            TestImage::VirtioBench => VIRTIO_BENCH,
         }
     }
 
@@ -308,6 +352,8 @@ impl TestImage {
         match self {
             TestImage::PciList => Some(PCI_LIST_ELF),
             TestImage::Crash => Some(CRASH_ELF),
+            TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
+            TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
             _ => None,
         }
     }
@@ -320,6 +366,8 @@ impl TestImage {
             TestImage::VirtioBlk => "virtio-blk",
             TestImage::PciList => "pci-list",
             TestImage::Crash => "crash",
+            TestImage::VirtioMsix => "virtio-msix",
+            TestImage::VirtioBench => "virtio-bench",
         }
     }
 
@@ -332,6 +380,8 @@ impl TestImage {
             TestImage::VirtioBlk => VIRTIO_OK_MARKER,
             TestImage::PciList => PCI_LIST_OK_MARKER,
             TestImage::Crash => CRASH_READY_MARKER,
+            TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
+            TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
         }
     }
 }
@@ -447,6 +497,8 @@ mod tests {
             // A Rust guest builds its markers at run time from its name.
             let marker = match name {
                 "pci-list" => "PCI-LIST",
+                "virtio-msix" => "VIRTIO-MSIX",
+                "virtio-bench" => "VIRTIO-BENCH",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

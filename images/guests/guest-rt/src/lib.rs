@@ -14,7 +14,9 @@
 //! - [`println!`] on COM1; [`port`] I/O; [`mmio`]; [`pci`] configuration
 //!   mechanism #1; [`mem`] (bump page allocator, DMA buffers, `alloc`, mapping
 //!   above 4 GiB); [`time`] (TSC calibrated against the ACPI PM timer);
-//!   [`irq`] (interrupt counters, LAPIC, IOAPIC, MSI); [`power`].
+//!   [`irq`] (interrupt counters, LAPIC, IOAPIC, MSI); [`msix`] (a driver's
+//!   side of MSI-X); [`virtio`] (a modern virtio-PCI driver core and split
+//!   virtqueues); [`power`].
 //!
 //! See images/README.md, "Writing a Rust test guest".
 #![no_std]
@@ -26,11 +28,13 @@ mod builtins;
 pub mod irq;
 pub mod mem;
 pub mod mmio;
+pub mod msix;
 pub mod pci;
 pub mod port;
 pub mod power;
 pub mod serial;
 pub mod time;
+pub mod virtio;
 
 /// The conventions the VMM and the tests share with every guest
 /// (`images/src/guest_abi.rs`): COM1, the ACPI power-off port and value.
