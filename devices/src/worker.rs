@@ -9,14 +9,16 @@
 //! eventfds and the control calls here, and the worker never takes the device's
 //! lock. That is what lets a vCPU thread stop a worker while holding it.
 //!
-//! Guarantees: `pause` returns once the worker is parked between events, and
-//! `stop` once the thread has ended; both come after the worker has handled
-//! every event it was woken for, so work that was kicked before the call is done
-//! (no request is left half-done), and a kick written before `pause` is handled
-//! before the pause takes effect.
+//! Guarantees: `pause` returns once the worker is parked between events, after
+//! it has handled every event it was woken for, so a kick written before
+//! `pause` is handled before the pause takes effect. `stop` returns once the
+//! thread has ended: a handler may cut a long stretch of work short when it
+//! sees `WorkerEvents::yield_requested`, but never in the middle of an item
+//! (no request is left half-done).
 
 use std::io;
 use std::os::unix::io::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -37,9 +39,19 @@ const MAX_EVENTS: usize = 16;
 /// The event sources a worker waits on; handlers add and remove their own.
 pub struct WorkerEvents {
     epoll: Epoll,
+    wanted: Arc<AtomicBool>,
 }
 
 impl WorkerEvents {
+    /// Whether the owner is stopping the worker. A handler with a long
+    /// stretch of work (a queue that another vCPU keeps filling while this
+    /// one resets the device) checks this between items and returns early,
+    /// leaving the rest. (A pause waits for the work: it comes with the vCPUs
+    /// parked, so nothing refills the queue and the work is bounded.)
+    pub fn yield_requested(&self) -> bool {
+        self.wanted.load(Ordering::Acquire)
+    }
+
     /// Wake the worker with `token` whenever `fd` is readable.
     pub fn add(&self, fd: &impl AsRawFd, token: Token) -> io::Result<()> {
         let event = EpollEvent::new(EventSet::IN, u64::from(token));
@@ -81,6 +93,8 @@ struct ControlState {
 struct Control {
     kill: EventFd,
     pause: EventFd,
+    /// Set once a stop is requested (`WorkerEvents::yield_requested`).
+    wanted: Arc<AtomicBool>,
     state: Mutex<ControlState>,
     cond: Condvar,
 }
@@ -119,6 +133,7 @@ impl<H: WorkerHandler> Worker<H> {
         let control = Arc::new(Control {
             kill: EventFd::new(EFD_NONBLOCK).map_err(|e| werr("eventfd", e))?,
             pause: EventFd::new(EFD_NONBLOCK).map_err(|e| werr("eventfd", e))?,
+            wanted: Arc::new(AtomicBool::new(false)),
             state: Mutex::new(ControlState {
                 request: Request::Run,
                 parked: false,
@@ -127,6 +142,7 @@ impl<H: WorkerHandler> Worker<H> {
         });
         let events = WorkerEvents {
             epoll: Epoll::new().map_err(|e| werr("epoll", e))?,
+            wanted: control.wanted.clone(),
         };
         for (fd, token) in [(&control.kill, KILL), (&control.pause, PAUSE)] {
             let ev = EpollEvent::new(EventSet::IN, token);
@@ -209,6 +225,7 @@ impl<H: WorkerHandler> Worker<H> {
         {
             let mut st = self.control.lock();
             st.request = Request::Stop;
+            self.control.wanted.store(true, Ordering::Release);
             self.control.cond.notify_all();
         }
         if let Err(e) = self.control.kill.write(1) {
@@ -376,6 +393,47 @@ mod tests {
             "kick after pause stays queued"
         );
         assert_eq!(c.kick.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn long_work_yields_to_stop() {
+        /// Works through `left` items, one per millisecond, yielding when asked.
+        struct Long {
+            kick: EventFd,
+            left: u32,
+            done: Arc<AtomicUsize>,
+        }
+        impl WorkerHandler for Long {
+            fn register(&mut self, events: &WorkerEvents) -> io::Result<()> {
+                events.add(&self.kick, 1)
+            }
+            fn handle(&mut self, _: Token, events: &WorkerEvents) {
+                let _ = self.kick.read();
+                while self.left > 0 && !events.yield_requested() {
+                    std::thread::sleep(Duration::from_millis(1));
+                    self.left -= 1;
+                    self.done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let done = Arc::new(AtomicUsize::new(0));
+        let kick = EventFd::new(EFD_NONBLOCK).unwrap();
+        kick.write(1).unwrap();
+        let w = Worker::spawn(
+            "test-long",
+            Long {
+                kick,
+                left: 5000,
+                done: done.clone(),
+            },
+        )
+        .unwrap();
+        wait_until("work started", || done.load(Ordering::SeqCst) > 0);
+        // The stop does not wait for 5 s of work.
+        let t = Instant::now();
+        let h = w.stop().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(h.left > 0, "stopped before the end");
     }
 
     #[test]

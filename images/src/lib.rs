@@ -591,6 +591,21 @@ mod tests {
     }
 
     #[test]
+    fn bench_disk_sectors_carry_their_numbers() {
+        let disk = virtio_bench_disk(17 * MIB);
+        assert_eq!(disk.len(), 17 * MIB);
+        let bench = TestImage::VirtioBench.bytes();
+        assert_eq!(&disk[..bench.len()], bench);
+        let start = VIRTIO_BENCH_DATA_START as usize;
+        assert!(disk[bench.len()..start].iter().all(|&b| b == 0));
+        for sector in [start / SECTOR_SIZE, 17 * MIB / SECTOR_SIZE - 1] {
+            let at = sector * SECTOR_SIZE;
+            assert_eq!(disk[at..at + 8], (sector as u64).to_le_bytes());
+            assert!(disk[at + 8..at + SECTOR_SIZE].iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
     fn virtio_image_leaves_the_test_sector_blank() {
         // A host test can only tell that the guest wrote the sector if the
         // image does not already hold the pattern there.

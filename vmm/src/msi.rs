@@ -243,3 +243,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod kvm_tests {
+    use super::*;
+
+    #[test]
+    fn kvm_takes_the_routes_and_irqfds() {
+        let (_kvm, vm) = crate::machine::create_vm().expect("this test needs /dev/kvm");
+        let msi = KvmMsi::new(vm).expect("KVM with GSI routing and irqfd");
+        let a = msi.new_vector().unwrap();
+        let b = msi.new_vector().unwrap();
+        a.set_route(MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x41,
+        });
+        b.set_route(MsiMessage {
+            address: 0xfee0_1000,
+            data: 0x42,
+        });
+        a.fire();
+        {
+            let t = msi.0.lock();
+            assert_eq!(t.msi.keys().copied().collect::<Vec<_>>(), [24, 25]);
+            // KVM accepted the whole table (irqchip routes included) again.
+            msi.0.commit(&t).unwrap();
+        }
+        // A dropped vector gives its GSI back.
+        drop(a);
+        assert_eq!(msi.0.lock().msi.len(), 1);
+        let c = msi.new_vector().unwrap();
+        c.set_route(MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x43,
+        });
+        assert!(msi.0.lock().msi.contains_key(&24));
+    }
+}

@@ -21,6 +21,7 @@ use imago::{
     StorageOpenOptions,
 };
 use tracing::{debug, error};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::{Error, Result};
 
@@ -36,6 +37,57 @@ pub trait DiskImage: Send {
     fn size(&self) -> u64;
     /// The image format, as probed when it was opened.
     fn format(&self) -> DiskFormat;
+
+    /// Read `len` bytes from byte `offset` into guest memory at `addr`. This
+    /// default goes through `bounce`; a backend that can read into guest
+    /// memory directly (a raw file) overrides it and saves the copy.
+    fn read_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+        bounce: &mut [u8],
+    ) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(bounce.len());
+            self.read_at(&mut bounce[..n], offset + done as u64)?;
+            let at = guest_offset(addr, done)?;
+            mem.write_slice(&bounce[..n], at)
+                .map_err(io::Error::other)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Write `len` bytes of guest memory at `addr` to byte `offset`; as
+    /// `read_to_guest`, through `bounce` unless the backend can do better.
+    fn write_from_guest(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+        bounce: &mut [u8],
+    ) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(bounce.len());
+            let at = guest_offset(addr, done)?;
+            mem.read_slice(&mut bounce[..n], at)
+                .map_err(io::Error::other)?;
+            self.write_at(&bounce[..n], offset + done as u64)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// `addr + done`, or an error if that wraps.
+fn guest_offset(addr: GuestAddress, done: usize) -> io::Result<GuestAddress> {
+    addr.checked_add(done as u64)
+        .ok_or_else(|| io::Error::other("guest buffer wraps the address space"))
 }
 
 fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
@@ -110,6 +162,59 @@ impl DiskImage for RawDisk {
 
     fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Straight from the file into guest memory (the kernel's copy only).
+    fn read_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+        _bounce: &mut [u8],
+    ) -> io::Result<()> {
+        check_range(offset, len, self.size)?;
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut done = 0;
+        while done < len {
+            let at = guest_offset(addr, done)?;
+            let n = mem
+                .read_volatile_from(at, &mut self.file, len - done)
+                .map_err(io::Error::other)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Straight from guest memory into the file.
+    fn write_from_guest(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+        _bounce: &mut [u8],
+    ) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only_error());
+        }
+        check_range(offset, len, self.size)?;
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut done = 0;
+        while done < len {
+            let at = guest_offset(addr, done)?;
+            let n = mem
+                .write_volatile_to(at, &mut self.file, len - done)
+                .map_err(io::Error::other)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
     }
 }
 
@@ -315,6 +420,76 @@ pub(crate) mod test_util {
 mod tests {
     use super::test_util::*;
     use super::*;
+
+    /// A disk that only has `read_at`/`write_at`: the default, bounce-buffer
+    /// guest transfers.
+    struct Plain(RawDisk);
+
+    impl DiskImage for Plain {
+        fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_at(buf, offset)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn format(&self) -> DiskFormat {
+            DiskFormat::Raw
+        }
+    }
+
+    #[test]
+    fn guest_transfers_direct_and_bounced_agree() {
+        let dir = TempDir::new();
+        let path = dir.path().join("d.raw");
+        patterned_raw(&path, 64 * 1024);
+        // Two RAM regions with a hole between them, as below/above the PCI hole.
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[
+            (GuestAddress(0), 0x10000),
+            (GuestAddress(0x10000), 0x10000),
+            (GuestAddress(0x40000), 0x1000),
+        ])
+        .unwrap();
+        let open = || RawDisk::open(&path, false).unwrap();
+        let mut bounce = vec![0u8; 4096];
+        let disks: [Box<dyn DiskImage>; 2] = [Box::new(open()), Box::new(Plain(open()))];
+        for mut disk in disks {
+            // Across the boundary between two regions, through a small bounce.
+            disk.read_to_guest(&mem, GuestAddress(0xf000), 0x3000, 0x800, &mut bounce)
+                .unwrap();
+            let mut got = vec![0u8; 0x3000];
+            mem.read_slice(&mut got, GuestAddress(0xf000)).unwrap();
+            let data = std::fs::read(&path).unwrap();
+            assert!(got == data[0x800..0x3800], "read differs from the file");
+            mem.write_slice(&[0x5a; 0x1800], GuestAddress(0xff00))
+                .unwrap();
+            disk.write_from_guest(&mem, GuestAddress(0xff00), 0x1800, 0x2000, &mut bounce)
+                .unwrap();
+            let mut back = vec![0u8; 0x1800];
+            disk.read_at(&mut back, 0x2000).unwrap();
+            assert!(back == [0x5a; 0x1800], "write did not reach the file");
+            mem.write_slice(&[0; 0x1800], GuestAddress(0xff00)).unwrap();
+            // Into the hole, past the end of memory, past the end of the disk.
+            for (addr, len, off) in [
+                (0x1_f000u64, 0x2000usize, 0u64),
+                (0x40800, 0x1000, 0),
+                (u64::MAX - 10, 0x100, 0),
+                (0x1000, 0x1000, 64 * 1024 - 0x800),
+            ] {
+                assert!(disk
+                    .read_to_guest(&mem, GuestAddress(addr), len, off, &mut bounce)
+                    .is_err());
+                assert!(disk
+                    .write_from_guest(&mem, GuestAddress(addr), len, off, &mut bounce)
+                    .is_err());
+            }
+        }
+    }
 
     #[test]
     fn raw_read_write_bounds_and_read_only() {
