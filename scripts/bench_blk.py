@@ -13,6 +13,11 @@ in between. Reported per phase:
 - all host µs/request: the same over every thread of the process (device
   workers, QEMU's main loop and AIO threads included).
 
+The kernel samples guest time at each tick, so the vCPU column is good to
+about a tick per phase (the phases last seconds: well under 0.1 µs/request)
+on a quiet machine, and worse on a busy one, where a descheduled vCPU thread
+is charged guest ticks it did not run. Run it with nothing else going on.
+
 The guest polls, so its own spinning is guest time, counted by neither column.
 Each VM takes the one-VM-at-a-time lock the test harness uses.
 """
@@ -129,6 +134,8 @@ def main():
     ap.add_argument("--spicebox", default=os.path.join(ROOT, "target/release/spicebox"))
     ap.add_argument("--also", action="append", default=[], metavar="NAME=BINARY",
                     help="another spicebox binary to compare (e.g. an older build)")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="run only these rows (spicebox, qemu, or an --also NAME)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-blk-")
@@ -141,7 +148,9 @@ def main():
         return [binary, "run", disk, "-m", "512M", "--serial", "stdio", "--vga", "none",
                 "--spice", "none", "--control", "none"]
 
-    qemu = ["qemu-system-x86_64", "-enable-kvm", "-machine", "pc", "-m", "512M",
+    # debug-threads names the vCPU thread "CPU 0/KVM" (else it is "qemu-system-x86").
+    qemu = ["qemu-system-x86_64", "-enable-kvm", "-name", "bench,debug-threads=on",
+            "-machine", "pc", "-m", "512M",
             "-nodefaults", "-vga", "none", "-display", "none", "-serial", "stdio",
             "-no-reboot", "-drive", f"file={disk},format=raw,if=virtio",
             "-global", "virtio-blk-pci.disable-legacy=on"]
@@ -150,6 +159,8 @@ def main():
         name, _, binary = extra.partition("=")
         vmms.append((name, spicebox(binary)))
     vmms.append(("qemu", qemu))
+    if args.only:
+        vmms = [v for v in vmms if v[0] in args.only]
 
     print(f"virtio-blk from a CPL-3 guest, 16 requests in flight, {args.disk_mib} MiB raw "
           f"disk (page cache), median of {args.runs} runs")

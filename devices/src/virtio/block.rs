@@ -540,7 +540,9 @@ impl VirtioDevice for VirtioBlock {
             return Err(crate::Error::BadRequest("virtio-blk needs its queue"));
         };
         if !queue.ready() {
-            return Err(crate::Error::BadRequest("virtio-blk queue 0 not enabled"));
+            // Nothing to serve (odd, but not wrong): no worker until a reset.
+            debug!("virtio-blk: DRIVER_OK without queue 0 enabled");
+            return Ok(());
         }
         let backend = self
             .backend

@@ -39,9 +39,10 @@ const DEPTH: usize = 16;
 const DATA_START: u64 = 16 * 1024 * 1024 / 512;
 const SEQ_LEN: u32 = 64 * 1024;
 const RAND_LEN: u32 = 4096;
-/// 1 GiB of sequential reads (several passes over a 256 MiB disk).
-const SEQ_REQUESTS: u64 = 16 * 1024;
-const RAND_REQUESTS: u64 = 64 * 1024;
+/// 4 GiB of sequential reads (many passes over a 256 MiB disk): phases of
+/// seconds, so that tick-sampled CPU times mean something.
+const SEQ_REQUESTS: u64 = 64 * 1024;
+const RAND_REQUESTS: u64 = 256 * 1024;
 const HEADER: u64 = 0;
 const STATUS: u64 = 16;
 const DATA: u64 = 4096;
