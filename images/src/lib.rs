@@ -16,6 +16,7 @@ static DEMO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.img"));
 static POWEROFF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poweroff.img"));
 static RESET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reset.img"));
 static VIRTIO_BLK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-blk.img"));
+static ACPI: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/acpi.img"));
 static LINUX_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/linux-stub.bin"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
@@ -128,6 +129,81 @@ pub fn virtio_expected_sector() -> [u8; SECTOR_SIZE] {
 }
 
 // ---------------------------------------------------------------------------
+// acpi
+
+/// Starts the line on which [`TestImage::Acpi`] reports what it found in the
+/// tables ([`AcpiReport`]).
+pub const ACPI_TABLES_MARKER: &str = "SPICEBOX-ACPI-TABLES ";
+/// Printed once the power-button event is enabled: press it now (QMP
+/// `system_powerdown`).
+pub const ACPI_READY_MARKER: &str = "SPICEBOX-ACPI-READY";
+/// Printed when PWRBTN_STS and the SCI were seen, followed by `irr=` and the
+/// 8259 IRR byte in hex.
+pub const ACPI_PWRBTN_MARKER: &str = "SPICEBOX-ACPI-PWRBTN";
+/// Printed after the SCI dropped again, just before the S5 write.
+pub const ACPI_OK_MARKER: &str = "SPICEBOX-ACPI-OK";
+/// Printed, followed by the step (and sometimes a hex value), on failure.
+pub const ACPI_FAIL_MARKER_PREFIX: &str = "SPICEBOX-ACPI-FAIL ";
+/// The failure of a machine without ACPI tables: no RSDP anywhere.
+pub const ACPI_FAIL_NO_RSDP: &str = "SPICEBOX-ACPI-FAIL rsdp";
+
+/// What [`TestImage::Acpi`] found, parsed from its `key=hex` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AcpiReport {
+    /// Where the RSDP was found, and its revision (0: ACPI 1.0, 2: 2.0+).
+    pub rsdp: u32,
+    pub revision: u32,
+    /// RSDT and XSDT addresses (XSDT 0 when the RSDP has none).
+    pub rsdt: u32,
+    pub xsdt: u32,
+    /// Enabled processor local APICs in the MADT.
+    pub lapics: u32,
+    /// The first IOAPIC's address.
+    pub ioapic: u32,
+    /// PM1a event and control blocks (FADT).
+    pub pm1a_evt: u32,
+    pub pm1a_cnt: u32,
+    /// SCI_INT, and the MPS INTI flags of its MADT interrupt source override
+    /// (0 when there is none).
+    pub sci: u32,
+    pub sci_flags: u32,
+    /// SMI_CMD (0: the machine starts in ACPI mode).
+    pub smi_cmd: u32,
+    /// SLP_TYPa of `\_S5`.
+    pub s5: u32,
+}
+
+impl AcpiReport {
+    /// Find the report line in `serial` and parse it; `None` until the whole
+    /// line (up to its CR LF) is there, or if a field is missing.
+    pub fn parse(serial: &str) -> Option<AcpiReport> {
+        let start = serial.find(ACPI_TABLES_MARKER)? + ACPI_TABLES_MARKER.len();
+        let line = &serial[start..];
+        let line = &line[..line.find("\r\n")?];
+        let mut fields = std::collections::HashMap::new();
+        for pair in line.split(' ') {
+            let (key, value) = pair.split_once('=')?;
+            fields.insert(key, u32::from_str_radix(value, 16).ok()?);
+        }
+        let get = |k: &str| fields.get(k).copied();
+        Some(AcpiReport {
+            rsdp: get("rsdp")?,
+            revision: get("revision")?,
+            rsdt: get("rsdt")?,
+            xsdt: get("xsdt")?,
+            lapics: get("lapics")?,
+            ioapic: get("ioapic")?,
+            pm1a_evt: get("pm1a_evt")?,
+            pm1a_cnt: get("pm1a_cnt")?,
+            sci: get("sci")?,
+            sci_flags: get("sci_flags")?,
+            smi_cmd: get("smi_cmd")?,
+            s5: get("s5")?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
 // linux-stub
 
 /// Start of the one line [`linux_stub`] prints; the rest is the boot
@@ -208,11 +284,21 @@ pub enum TestImage {
     /// [`VIRTIO_OK_MARKER`] and powers off. Boot it from that device: the
     /// write lands in the image itself (2 MiB raw).
     VirtioBlk,
+    /// Finds and checks the ACPI tables as an OS does, reports them
+    /// ([`AcpiReport`]), arms the power button, prints [`ACPI_READY_MARKER`],
+    /// waits for a press and its SCI, prints [`ACPI_OK_MARKER`] and enters S5
+    /// (1 MiB raw).
+    Acpi,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 3] = [TestImage::PowerOff, TestImage::Reset, TestImage::VirtioBlk];
+    pub const ALL: [TestImage; 4] = [
+        TestImage::PowerOff,
+        TestImage::Reset,
+        TestImage::VirtioBlk,
+        TestImage::Acpi,
+    ];
 
     /// The raw disk image.
     pub fn bytes(self) -> &'static [u8] {
@@ -220,6 +306,7 @@ impl TestImage {
             TestImage::PowerOff => POWEROFF,
             TestImage::Reset => RESET,
             TestImage::VirtioBlk => VIRTIO_BLK,
+            TestImage::Acpi => ACPI,
         }
     }
 
@@ -229,6 +316,7 @@ impl TestImage {
             TestImage::PowerOff => "poweroff",
             TestImage::Reset => "reset",
             TestImage::VirtioBlk => "virtio-blk",
+            TestImage::Acpi => "acpi",
         }
     }
 
@@ -239,6 +327,7 @@ impl TestImage {
             TestImage::PowerOff => POWEROFF_TEST_MARKER,
             TestImage::Reset => RESET_DONE_MARKER,
             TestImage::VirtioBlk => VIRTIO_OK_MARKER,
+            TestImage::Acpi => ACPI_OK_MARKER,
         }
     }
 }
@@ -339,6 +428,17 @@ mod tests {
             VIRTIO_WRITE_PREFIX,
         ] {
             assert!(contains(virtio, marker), "virtio-blk lacks {marker:?}");
+        }
+
+        let acpi = TestImage::Acpi.bytes();
+        for marker in [
+            ACPI_TABLES_MARKER.trim_end(),
+            ACPI_READY_MARKER,
+            ACPI_PWRBTN_MARKER,
+            ACPI_OK_MARKER,
+            ACPI_FAIL_MARKER_PREFIX,
+        ] {
+            assert!(contains(acpi, marker), "acpi lacks {marker:?}");
         }
 
         for (name, bytes) in all_images() {
@@ -477,6 +577,25 @@ mod tests {
     fn linux_stub_is_small() {
         // Tiny is the point: every instruction of it is emulated.
         assert!(linux_stub().len() <= 4096, "{} bytes", linux_stub().len());
+    }
+
+    #[test]
+    fn acpi_report_parses_the_line() {
+        let line = "x\r\nSPICEBOX-ACPI-TABLES rsdp=000F5A40 revision=00000002 rsdt=3FFFFF00 \
+            xsdt=3FFFFF40 lapics=00000002 ioapic=FEC00000 pm1a_evt=00000600 \
+            pm1a_cnt=00000604 sci=00000009 sci_flags=0000000D smi_cmd=00000000 s5=00000000\r\n";
+        let r = AcpiReport::parse(line).unwrap();
+        assert_eq!((r.rsdp, r.revision, r.lapics), (0xF5A40, 2, 2));
+        assert_eq!(
+            (r.pm1a_evt, r.pm1a_cnt, r.sci, r.sci_flags),
+            (0x600, 0x604, 9, 0xD)
+        );
+        assert_eq!(
+            (r.ioapic, r.smi_cmd, r.s5, r.xsdt),
+            (0xFEC0_0000, 0, 0, 0x3FFF_FF40)
+        );
+        assert_eq!(AcpiReport::parse(&line[..line.len() - 2]), None);
+        assert_eq!(AcpiReport::parse(&line.replace(" s5=00000000", "")), None);
     }
 
     #[test]

@@ -142,6 +142,7 @@ fn boot(
     machine::install_kick_handler()?;
 
     let (kvm_dev, vm) = machine::create_vm()?;
+    crate::irq_routing::install(&vm)?;
     let mut ram = GuestRam::new(&vm, &layout.ram_regions())?;
     let mem = ram.mem.clone();
     let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip(vm.clone()));
@@ -201,6 +202,8 @@ fn boot(
     )?;
     let acpi_pm = Arc::new(Mutex::new(acpi_pm::AcpiPm::new(requests.clone())));
     pio.insert(acpi_pm.clone(), acpi_pm::BASE, acpi_pm::LEN)?;
+    let acpi_config = crate::acpi::machine_config(args.smp, *layout, args.vga == VgaKind::Qxl);
+    let acpi = crate::acpi::Acpi::new(!args.no_acpi, &acpi_config, &acpi_pm, &chip)?;
 
     // fw_cfg: what SeaBIOS reads about the machine.
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
@@ -208,7 +211,7 @@ fn boot(
     for (key, data) in content.items {
         fw_cfg.add_item(key, data);
     }
-    for (name, data) in content.files {
+    for (name, data) in content.files.into_iter().chain(acpi.fw_cfg_files()) {
         fw_cfg.add_file(&name, data)?;
     }
     let fw_cfg = Arc::new(Mutex::new(fw_cfg));
@@ -296,6 +299,7 @@ fn boot(
             layout: *layout,
             pirq,
             intx_pins,
+            acpi: acpi.tables.clone(),
         };
         let boot = linux.load(&mem)?;
         vcpus[0].set_boot_state(&boot.cpu)?;
@@ -327,6 +331,7 @@ fn boot(
         spice: spice
             .as_ref()
             .map(|(s, _)| s.clone() as Arc<dyn crate::qmp::SpiceControl>),
+        power_button: acpi.power_button,
     });
     if let Some((s, _)) = &spice {
         crate::qmp::forward_spice_events(s.subscribe(), s.clone(), monitor.clone())

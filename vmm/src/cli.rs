@@ -60,6 +60,11 @@ pub struct RunArgs {
     #[arg(long, requires = "kernel")]
     pub append: Option<String>,
 
+    /// Offer no ACPI tables (for guests that mishandle them); the machine
+    /// then has no power button, so QMP system_powerdown fails.
+    #[arg(long)]
+    pub no_acpi: bool,
+
     /// Write SeaBIOS's debug output (port 0x402) to this file.
     #[arg(long, conflicts_with = "kernel")]
     pub bios_log: Option<PathBuf>,
@@ -243,5 +248,11 @@ mod tests {
         assert_eq!(a.control, Some(crate::qmp::ControlSpec::None));
         assert_eq!(a.name.as_deref(), Some("vm1"));
         assert!(Cli::try_parse_from(["spicebox", "run", "--control", "stdio"]).is_err());
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run"]).unwrap().command;
+        assert!(!a.no_acpi, "ACPI by default");
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--no-acpi"])
+            .unwrap()
+            .command;
+        assert!(a.no_acpi);
     }
 }

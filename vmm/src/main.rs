@@ -1,10 +1,12 @@
 //! `spicebox`: boot a disk image on KVM.
 
+mod acpi;
 mod builder;
 mod cli;
 mod control;
 mod display;
 mod error;
+mod irq_routing;
 mod linux_boot;
 mod machine;
 mod memory;

@@ -20,6 +20,9 @@ use crate::{BusDevice, IrqLine, Reset, VmRequest, VmRequests};
 /// Register with this base and length; offsets 0 (0x60) and 4 (0x64) are decoded.
 pub const BASE: u64 = 0x60;
 pub const LEN: u64 = 5;
+/// The keyboard (port 1) and mouse (port 2) ISA IRQs.
+pub const KEYBOARD_IRQ: u8 = 1;
+pub const MOUSE_IRQ: u8 = 12;
 const DATA: u64 = 0;
 const STATUS_CMD: u64 = 4;
 

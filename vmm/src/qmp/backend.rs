@@ -41,6 +41,11 @@ pub struct DiskInfo {
     pub virtual_size: u64,
 }
 
+/// The ACPI power button, for `system_powerdown`.
+pub trait PowerButton: Send + Sync {
+    fn press(&self);
+}
+
 /// The display, for `screendump`. The display code implements it.
 pub trait Screendump: Send + Sync {
     fn screendump(&self, path: &Path, format: ScreenFormat) -> Result<(), String>;

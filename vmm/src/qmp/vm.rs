@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use devices::legacy::i8042::I8042;
 
-use super::backend::{CpuInfo, DiskInfo, QmpBackend, RunStatus, Screendump, SpiceControl};
+use super::backend::{
+    CpuInfo, DiskInfo, PowerButton, QmpBackend, RunStatus, Screendump, SpiceControl,
+};
 use super::events::Monitor;
 use super::protocol::QmpError;
 use crate::machine::{VmEvent, VmEvents};
@@ -24,6 +26,8 @@ pub struct MachineBackend {
     pub disks: Vec<DiskInfo>,
     pub display: Option<Arc<dyn Screendump>>,
     pub spice: Option<Arc<dyn SpiceControl>>,
+    /// None with `--no-acpi`: the guest has no way to hear the button.
+    pub power_button: Option<Arc<dyn PowerButton>>,
 }
 
 impl MachineBackend {
@@ -91,11 +95,16 @@ impl QmpBackend for MachineBackend {
     }
 
     fn system_powerdown(&self) -> Result<(), QmpError> {
-        // The guest learns of a power button press through ACPI (an SCI and
-        // the PM1 status bit its DSDT describes); spicebox has no ACPI tables yet.
-        Err(QmpError::generic(
-            "system_powerdown needs an ACPI power button, which this machine does not have yet; use 'quit' or 'system_reset'",
-        ))
+        // The guest learns of the press through ACPI: PWRBTN_STS in PM1, and
+        // an SCI if it enabled the event. Shutting down is up to the guest.
+        let Some(button) = &self.power_button else {
+            return Err(QmpError::generic(
+                "system_powerdown needs ACPI, which this machine was started without (--no-acpi); use 'quit' or 'system_reset'",
+            ));
+        };
+        button.press();
+        self.monitor.emit("POWERDOWN", None);
+        Ok(())
     }
 
     fn quit(&self) {
