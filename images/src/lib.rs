@@ -215,6 +215,11 @@ pub const LINUX_STUB_E820_PREFIX: &str = " e820=";
 /// Follows the e820 count; then `ramdisk_size` in lowercase hex, no leading
 /// zeros (0 without an initrd).
 pub const LINUX_STUB_INITRD_PREFIX: &str = " initrd=0x";
+/// Follows the initrd size; then boot_params `acpi_rsdp_addr` in lowercase
+/// hex (0 when the loader gave none).
+pub const LINUX_STUB_RSDP_PREFIX: &str = " rsdp=0x";
+/// Ends the line: 1 if an RSDP with a valid checksum is at that address.
+pub const LINUX_STUB_RSDP_OK_PREFIX: &str = " rsdp_ok=";
 /// Where a loader puts the stub's protected-mode part (`code32_start` and
 /// `pref_address`): 1 MiB, like every bzImage.
 pub const LINUX_STUB_LOAD_ADDR: u64 = 0x10_0000;
@@ -228,6 +233,10 @@ pub struct LinuxStubReport {
     pub e820_entries: u32,
     /// `ramdisk_size` of the setup header (with `ext_ramdisk_size` on top).
     pub initrd_size: u64,
+    /// boot_params `acpi_rsdp_addr`.
+    pub acpi_rsdp_addr: u64,
+    /// An RSDP (signature and checksum) is at `acpi_rsdp_addr`.
+    pub rsdp_valid: bool,
 }
 
 impl LinuxStubReport {
@@ -240,11 +249,19 @@ impl LinuxStubReport {
         // The command line is free text; the fields after it are not, so
         // split from the right.
         let (cmdline, rest) = line.rsplit_once(LINUX_STUB_E820_PREFIX)?;
-        let (e820, initrd) = rest.split_once(LINUX_STUB_INITRD_PREFIX)?;
+        let (e820, rest) = rest.split_once(LINUX_STUB_INITRD_PREFIX)?;
+        let (initrd, rest) = rest.split_once(LINUX_STUB_RSDP_PREFIX)?;
+        let (rsdp, ok) = rest.split_once(LINUX_STUB_RSDP_OK_PREFIX)?;
         Some(LinuxStubReport {
             cmdline: cmdline.to_owned(),
             e820_entries: e820.parse().ok()?,
             initrd_size: u64::from_str_radix(initrd, 16).ok()?,
+            acpi_rsdp_addr: u64::from_str_radix(rsdp, 16).ok()?,
+            rsdp_valid: match ok {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
         })
     }
 }
@@ -600,19 +617,26 @@ mod tests {
 
     #[test]
     fn linux_stub_report_parses_the_line() {
-        let serial = "noise\r\nSPICEBOX-LINUX-STUB console=ttyS0 a e820=b e820=7 initrd=0x3039\r\n";
+        let serial = "noise\r\nSPICEBOX-LINUX-STUB console=ttyS0 a e820=b e820=7 initrd=0x3039 \
+                      rsdp=0xe0000 rsdp_ok=1\r\n";
         assert_eq!(
             LinuxStubReport::parse(serial),
             Some(LinuxStubReport {
                 cmdline: "console=ttyS0 a e820=b".into(),
                 e820_entries: 7,
                 initrd_size: 0x3039,
+                acpi_rsdp_addr: 0xe0000,
+                rsdp_valid: true,
             })
         );
         // Incomplete line: not yet.
         assert_eq!(LinuxStubReport::parse(&serial[..serial.len() - 2]), None);
-        let empty = "SPICEBOX-LINUX-STUB  e820=3 initrd=0x0\r\n";
-        assert_eq!(LinuxStubReport::parse(empty).unwrap().cmdline, "");
+        let empty = "SPICEBOX-LINUX-STUB  e820=3 initrd=0x0 rsdp=0x0 rsdp_ok=0\r\n";
+        let r = LinuxStubReport::parse(empty).unwrap();
+        assert_eq!(
+            (r.cmdline.as_str(), r.acpi_rsdp_addr, r.rsdp_valid),
+            ("", 0, false)
+        );
     }
 
     #[test]
