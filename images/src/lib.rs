@@ -277,8 +277,9 @@ pub fn demo_disk() -> &'static [u8] {
 /// A stand-in Linux kernel for `spicebox run --kernel`: a bzImage (boot
 /// protocol 2.12, 64-bit entry point, relocatable) small enough to run where
 /// guest kernel code is emulated. Its 64-bit entry prints
-/// [`LINUX_STUB_MARKER`], the command line, the e820 entry count and the
-/// initrd size from boot_params on COM1 as one line ([`LinuxStubReport`]),
+/// [`LINUX_STUB_MARKER`], the command line, the e820 entry count, the initrd
+/// size and `acpi_rsdp_addr` from boot_params on COM1 as one line
+/// ([`LinuxStubReport`]),
 /// then powers off via ACPI. Its 16-bit (setup code, what QEMU's `-kernel`
 /// runs) and 32-bit entries are not implemented: they print
 /// [`FAIL_MARKER_PREFIX`] and `linux-stub-entry16` / `linux-stub-entry32`,
