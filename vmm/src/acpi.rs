@@ -97,7 +97,7 @@ impl Acpi {
         )));
         Ok(Acpi {
             tables: Some(Arc::new(tables)),
-            power_button: Some(Arc::new(PowerButton(pm.clone()))),
+            power_button: Some(Arc::new(AcpiPowerButton(pm.clone()))),
         })
     }
 
@@ -111,9 +111,9 @@ impl Acpi {
 }
 
 /// QMP's `system_powerdown`: the fixed-feature power button of the PM block.
-pub struct PowerButton(pub Arc<Mutex<acpi_pm::AcpiPm>>);
+pub struct AcpiPowerButton(pub Arc<Mutex<acpi_pm::AcpiPm>>);
 
-impl crate::qmp::PowerButton for PowerButton {
+impl crate::qmp::PowerButton for AcpiPowerButton {
     fn press(&self) {
         self.0.lock().unwrap().power_button();
     }
