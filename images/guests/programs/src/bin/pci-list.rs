@@ -1,15 +1,14 @@
 //! pci-list: proves the Rust guest framework end to end. Prints the boot
-//! timing, checks that its ~250 KiB image arrived intact (several of the
-//! loader's disk reads), prints every PCI function with its BARs and
-//! capabilities, moves a BAR and assigns it again, checks the page
+//! timing and its size (~170 KiB: several of the loader's disk reads, which
+//! guest-rt's image checksum verifies), prints every PCI function with its
+//! BARs and capabilities, moves a BAR and assigns it again, checks the page
 //! allocator, the heap and RAM above 4 GiB, takes interrupts from the LAPIC
 //! timer and from the RTC through the IOAPIC, and times a compute loop at
-//! CPL 3. Lines (parsed by
-//! tests/tests/rust_guest.rs):
+//! CPL 3. Lines (parsed by tests/tests/rust_guest.rs):
 //!
 //! ```text
 //! boot loader_us=<n> tsc_mhz=<n> reference=<pm-timer|pit>
-//! image bytes=<n> blob_fnv=<hex>
+//! image bytes=<n> blob_bytes=<n>
 //! pci 00:02.0 1b36:0100 class 03.00.00 irq pin 1 line 11
 //! pci 00:02.0 BAR0 mem32 0xf4000000 size 0x4000000 pref
 //! pci 00:02.0 cap 0x09 at 0x40
@@ -57,7 +56,7 @@ fn main() {
         }
     );
 
-    check_image_integrity();
+    report_image();
     list_pci();
     check_bar_assignment();
     check_memory();
@@ -69,48 +68,30 @@ fn main() {
     println!("elapsed guest_us={}", time::now_ns() / 1000);
 }
 
-/// 200 KiB of pseudo-random bytes computed at compile time, so that the
-/// image spans several of the loader's 32 KiB disk reads and copies.
-static BLOB: [u8; 200 * 1024] = blob();
+/// ~128 KiB of data, so that the image spans several of the loader's 32 KiB
+/// disk reads (guest-rt checks the whole image's checksum before main). A
+/// 251-byte period makes any chunk misplaced by a multiple of 512 bytes
+/// change the checksum; building it is cheap for the compiler (unlike a
+/// 128 Ki-step const loop).
+static BLOB: [[u8; 251]; 522] = [pattern(); 522];
 
-const fn blob() -> [u8; 200 * 1024] {
-    let mut out = [0u8; 200 * 1024];
-    let mut x: u32 = 0x1234_5678;
+const fn pattern() -> [u8; 251] {
+    let mut out = [0u8; 251];
     let mut i = 0;
     while i < out.len() {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out[i] = x as u8;
+        out[i] = (i as u8).wrapping_mul(167).wrapping_add(13);
         i += 1;
     }
     out
 }
 
-const fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        h = (h ^ bytes[i] as u64).wrapping_mul(0x100_0000_01B3);
-        i += 1;
-    }
-    h
-}
-
-/// What the compiler put in the image, checked against what the loader put
-/// in memory: a chunk read to the wrong place or not at all changes it.
-fn check_image_integrity() {
-    const EXPECTED: u64 = fnv1a(&BLOB);
-    let got = fnv1a(black_box(&BLOB));
+fn report_image() {
     let info = guest_rt::boot::info();
+    let blob = black_box(&BLOB);
     println!(
-        "image bytes={} blob_fnv={got:#018x}",
-        info.image_end - info.image_start
-    );
-    check!(
-        got == EXPECTED,
-        "image-integrity",
-        "{got:#x} != {EXPECTED:#x}"
+        "image bytes={} blob_bytes={}",
+        info.image_end - info.image_start,
+        blob.len() * blob[0].len()
     );
 }
 
