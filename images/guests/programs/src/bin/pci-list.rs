@@ -1,6 +1,7 @@
 //! pci-list: proves the Rust guest framework end to end. Prints the boot
 //! timing and its size (~170 KiB: several of the loader's disk reads, which
-//! guest-rt's image checksum verifies), prints every PCI function with its
+//! guest-rt's image checksum verifies), cross-checks the TSC calibration
+//! against the PIT, prints every PCI function with its
 //! BARs and capabilities, moves a BAR and assigns it again, checks the page
 //! allocator, the heap and RAM above 4 GiB, takes interrupts from the LAPIC
 //! timer and from the RTC through the IOAPIC, and times a compute loop at
@@ -9,6 +10,7 @@
 //! ```text
 //! boot loader_us=<n> tsc_mhz=<n> reference=<pm-timer|pit>
 //! image bytes=<n> blob_bytes=<n>
+//! time tsc_khz_pm=<n> tsc_khz_pit=<n>
 //! pci 00:02.0 1b36:0100 class 03.00.00 irq pin 1 line 11
 //! pci 00:02.0 BAR0 mem32 0xf4000000 size 0x4000000 pref
 //! pci 00:02.0 cap 0x09 at 0x40
@@ -57,6 +59,7 @@ fn main() {
     );
 
     report_image();
+    check_clocks();
     list_pci();
     check_bar_assignment();
     check_memory();
@@ -92,6 +95,19 @@ fn report_image() {
         "image bytes={} blob_bytes={}",
         info.image_end - info.image_start,
         blob.len() * blob[0].len()
+    );
+}
+
+/// The TSC measured against the PIT (the fallback reference) agrees with
+/// the PM-timer calibration within 2%.
+fn check_clocks() {
+    let pm = time::measure_tsc_hz(time::Reference::AcpiPmTimer).or_fail("pm-timer");
+    let pit = time::measure_tsc_hz(time::Reference::Pit).or_fail("pit");
+    println!("time tsc_khz_pm={} tsc_khz_pit={}", pm / 1000, pit / 1000);
+    check!(
+        pm.abs_diff(pit) * 50 <= pm,
+        "tsc-calibration",
+        "PM timer {pm} Hz, PIT {pit} Hz"
     );
 }
 
