@@ -134,13 +134,20 @@ fn check_pci_list(vmm: Vmm, serial: &str) {
         "{vmm:?}: RAM at 4 GiB not reached:\n{serial}"
     );
     let hz = field(serial, "irq lapic-timer ", "hz");
-    assert!((70..=130).contains(&hz), "{vmm:?}: LAPIC timer at {hz} Hz");
+    // 100 Hz programmed; late ticks coalesce on a loaded machine.
+    assert!((40..=130).contains(&hz), "{vmm:?}: LAPIC timer at {hz} Hz");
+    // The TSC calibrated against the PM timer and the PIT agrees.
+    let (pm, pit) = (
+        field(serial, "time ", "tsc_khz_pm"),
+        field(serial, "time ", "tsc_khz_pit"),
+    );
+    assert!(pm.abs_diff(pit) * 50 <= pm, "{vmm:?}: {pm} vs {pit} kHz");
     assert!(field(serial, "irq rtc-ioapic ", "count") >= 8, "{vmm:?}");
-    // 18.2 Hz for 300 ms. QEMU routes the PIT to IOAPIC input 2 (what the
+    // 18.2 Hz for 250 ms. QEMU routes the PIT to IOAPIC input 2 (what the
     // MADT's override says); spicebox so far to input 0 (no MADT yet). Either
     // proves the IOAPIC delivers an in-kernel source.
     let pit = field(serial, "irq pit ", "gsi0") + field(serial, "irq pit ", "gsi2");
-    assert!(pit >= 2, "{vmm:?}: {pit} PIT interrupts in 300 ms");
+    assert!(pit >= 2, "{vmm:?}: {pit} PIT interrupts in 250 ms");
     let speed = field(serial, "compute ", "iterations_per_ms");
     assert!(
         speed >= NATIVE_ITERATIONS_PER_MS,
