@@ -50,6 +50,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn build(manifest_dir: &Path, out_dir: &Path, loader: &[u8], payload_lba: u32) {
     let guests_dir = manifest_dir.join("guests");
     rerun_if_guest_sources_change(&guests_dir);
+    check_every_guest_is_listed(&guests_dir.join("programs/src/bin"));
     println!("cargo:rerun-if-env-changed=SPICEBOX_OBJCOPY");
 
     let target_dir = out_dir.join("guests-target");
@@ -119,6 +120,29 @@ fn rerun_if_guest_sources_change(guests_dir: &Path) {
             continue;
         }
         println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
+/// A binary in `programs/src/bin/` (`<name>.rs` or `<name>/main.rs`) that
+/// `RUST_GUESTS` lacks would be built and never packed: say so.
+fn check_every_guest_is_listed(bin_dir: &Path) {
+    let entries =
+        fs::read_dir(bin_dir).unwrap_or_else(|e| panic!("reading {}: {e}", bin_dir.display()));
+    for entry in entries {
+        let path = entry.expect("src/bin entry").path();
+        let name = if path.is_dir() {
+            path.file_name()
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            path.file_stem()
+        } else {
+            continue;
+        };
+        let name = name.and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(
+            RUST_GUESTS.iter().any(|g| g.name == name),
+            "guest {name} ({}) is not in RUST_GUESTS in images/build/rust_guests.rs",
+            path.display()
+        );
     }
 }
 
