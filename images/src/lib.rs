@@ -1,6 +1,7 @@
 //! Boot disks built from source in this crate (`asm/*.S`, assembled by
-//! `build.rs` with GNU binutils): the demo disk spicebox boots by default and
-//! the test guests its end-to-end tests run.
+//! `build.rs` with GNU binutils, and the 64-bit Rust guests in `guests/`,
+//! booted by `asm/rust-loader.S`): the demo disk spicebox boots by default
+//! and the test guests its end-to-end tests run.
 //!
 //! Every image is a raw disk: a boot sector that SeaBIOS (or any PC BIOS)
 //! loads at 0x7C00, the program sectors it loads after itself, and zero
@@ -324,7 +325,8 @@ impl TestImage {
     }
 
     /// The line the guest prints when its test passed, just before it powers
-    /// off.
+    /// off ([`TestImage::Crash`], which only fails: the line saying it waits
+    /// for its key).
     pub fn success_marker(self) -> &'static str {
         match self {
             TestImage::PowerOff => POWEROFF_TEST_MARKER,
