@@ -9,6 +9,9 @@
 //! for direct kernel boot. It is assembled as 64-bit code, linked at 0 (its
 //! code is position independent) and kept as is, unpadded.
 //!
+//! `asm/rust-loader.S` boots the 64-bit Rust guests in `guests/`, which
+//! `build/rust_guests.rs` builds with a nested cargo and packs behind it.
+//!
 //! The guest conventions in `src/guest_abi.rs` (ports, values, the reset
 //! test's CMOS byte) reach every source as `--defsym` symbols, so the
 //! constants `src/lib.rs` exports are the ones the guests were built with.
@@ -21,6 +24,10 @@ use std::process::Command;
 
 #[path = "src/guest_abi.rs"]
 mod guest_abi;
+#[path = "build/nested_cargo.rs"]
+mod nested_cargo;
+#[path = "build/rust_guests.rs"]
+mod rust_guests;
 
 struct Image {
     /// Source `asm/<name>.S`, output `$OUT_DIR/<name>.img`.
@@ -70,6 +77,7 @@ fn main() {
     // A directory path makes Cargo rerun us when any file under it changes.
     println!("cargo:rerun-if-changed=asm");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=src/guest_abi.rs");
     println!("cargo:rerun-if-env-changed=SPICEBOX_AS");
     println!("cargo:rerun-if-env-changed=SPICEBOX_LD");
@@ -99,6 +107,17 @@ fn main() {
     // and the 64-bit code only uses RIP-relative addresses), so link at 0.
     let bytes = tools.build("linux-stub", Arch::X86_64, 0);
     check_bzimage("linux-stub", &bytes);
+
+    // The 64-bit Rust guests' loader: a boot sector like the others, with
+    // 16-, 32- and 64-bit code, so assembled as x86-64.
+    let loader = tools.build("rust-loader", Arch::X86_64, 0x7C00);
+    check_program("rust-loader", &loader);
+    rust_guests::build(
+        &manifest_dir,
+        &out_dir,
+        &loader,
+        guest_abi::RUST_GUEST_PAYLOAD_LBA,
+    );
 }
 
 /// `(name, value)` of every constant in `src/guest_abi.rs`, for `--defsym`.
@@ -114,6 +133,7 @@ const ASM_SYMBOLS: &[(&str, u64)] = asm_symbols!(
     SERIAL_PORT,
     RESET_BOOTS,
     RESET_CMOS_INDEX,
+    RUST_GUEST_PAYLOAD_LBA,
     SCENE_WIDTH,
     SCENE_HEIGHT,
     SCENE_BAR_WIDTH,

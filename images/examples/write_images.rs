@@ -20,6 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let path = dir.join(format!("{}.img", image.name()));
         images::write_image(image.bytes(), &path)?;
         println!("{}", path.display());
+        // A Rust guest's symbols, for the RIP of an exception line.
+        if let Some(elf) = image.elf() {
+            let path = dir.join(format!("{}.elf", image.name()));
+            images::write_image(elf, &path)?;
+            println!("{}", path.display());
+        }
     }
     // Not a disk: boot it with `spicebox run --kernel` (or QEMU's -kernel).
     let path = dir.join("linux-stub.bin");

@@ -33,3 +33,8 @@ pub const SCENE_BOX_X: u16 = 412;
 pub const SCENE_BOX_Y: u16 = 500;
 pub const SCENE_BOX_W: u16 = 200;
 pub const SCENE_BOX_H: u16 = 100;
+
+/// Sector where a Rust test guest's flat image starts on its disk: the boot
+/// sector and `asm/rust-loader.S` (at most 63 sectors) come first, padded to
+/// this many sectors.
+pub const RUST_GUEST_PAYLOAD_LBA: u32 = 64;

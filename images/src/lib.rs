@@ -1,6 +1,7 @@
 //! Boot disks built from source in this crate (`asm/*.S`, assembled by
-//! `build.rs` with GNU binutils): the demo disk spicebox boots by default and
-//! the test guests its end-to-end tests run.
+//! `build.rs` with GNU binutils, and the 64-bit Rust guests in `guests/`,
+//! booted by `asm/rust-loader.S`): the demo disk spicebox boots by default
+//! and the test guests its end-to-end tests run.
 //!
 //! Every image is a raw disk: a boot sector that SeaBIOS (or any PC BIOS)
 //! loads at 0x7C00, the program sectors it loads after itself, and zero
@@ -18,6 +19,10 @@ static RESET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reset.img"));
 static VIRTIO_BLK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-blk.img"));
 static ACPI: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/acpi.img"));
 static LINUX_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/linux-stub.bin"));
+static PCI_LIST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pci-list.img"));
+static PCI_LIST_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pci-list.elf"));
+static CRASH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.img"));
+static CRASH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -288,6 +293,65 @@ pub fn linux_stub() -> &'static [u8] {
     LINUX_STUB
 }
 
+// ---------------------------------------------------------------------------
+// 64-bit Rust guests (guests/, booted by asm/rust-loader.S)
+
+/// Printed by [`TestImage::PciList`] when every check passed.
+pub const PCI_LIST_OK_MARKER: &str = "SPICEBOX-PCI-LIST-OK";
+/// Printed, followed by the failed step and details, when a check failed.
+pub const PCI_LIST_FAIL_MARKER_PREFIX: &str = "SPICEBOX-PCI-LIST-FAIL ";
+/// Printed by [`TestImage::Crash`] when it waits for [`CRASH_FAULT_KEY`] or
+/// [`CRASH_PANIC_KEY`] on COM1.
+pub const CRASH_READY_MARKER: &str = "SPICEBOX-CRASH-READY";
+/// Makes [`TestImage::Crash`] write to [`CRASH_ADDRESS`], in the unmapped
+/// null page: the CPL-0 exception handler then prints a line starting with
+/// [`CRASH_EXCEPTION_PREFIX`] (see [`RustGuestException`]).
+pub const CRASH_FAULT_KEY: u8 = b'f';
+/// Makes [`TestImage::Crash`] panic: the panic handler prints
+/// [`CRASH_PANIC_MARKER`] followed by ` at <file>:<line>`.
+pub const CRASH_PANIC_KEY: u8 = b'p';
+pub const CRASH_EXCEPTION_PREFIX: &str = "SPICEBOX-CRASH-FAIL exception ";
+pub const CRASH_PANIC_MARKER: &str = "SPICEBOX-CRASH-FAIL panic deliberate panic 42";
+/// The address [`TestImage::Crash`] writes to (in the null page).
+pub const CRASH_ADDRESS: u64 = 0x10;
+
+/// The line a Rust guest's CPL-0 exception handler prints:
+/// `SPICEBOX-<NAME>-FAIL exception <vector> rip=<hex> err=<hex> cr2=<hex> rsp=<hex> cs=<hex> rflags=<hex>`
+/// (all hex, without 0x).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RustGuestException {
+    pub vector: u8,
+    pub rip: u64,
+    pub error_code: u32,
+    pub cr2: u64,
+    pub rsp: u64,
+    pub cs: u16,
+    pub rflags: u64,
+}
+
+impl RustGuestException {
+    /// The first complete exception line after `prefix` in `serial`.
+    pub fn parse(serial: &str, prefix: &str) -> Option<Self> {
+        let rest = &serial[serial.find(prefix)? + prefix.len()..];
+        let line = &rest[..rest.find("\r\n")?];
+        let mut words = line.split(' ');
+        let vector = u8::from_str_radix(words.next()?, 16).ok()?;
+        let mut field = |name: &str| -> Option<u64> {
+            let word = words.next()?;
+            u64::from_str_radix(word.strip_prefix(name)?.strip_prefix('=')?, 16).ok()
+        };
+        Some(RustGuestException {
+            vector,
+            rip: field("rip")?,
+            error_code: field("err")?.try_into().ok()?,
+            cr2: field("cr2")?,
+            rsp: field("rsp")?,
+            cs: field("cs")?.try_into().ok()?,
+            rflags: field("rflags")?,
+        })
+    }
+}
+
 /// Test guests for spicebox's end-to-end tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TestImage {
@@ -307,15 +371,25 @@ pub enum TestImage {
     /// waits for a press and its SCI, prints [`ACPI_OK_MARKER`] and enters S5
     /// (1 MiB raw).
     Acpi,
+    /// 64-bit Rust guest (`guests/programs/src/bin/pci-list.rs`): lists the
+    /// PCI functions, checks memory, LAPIC-timer and IOAPIC interrupts,
+    /// times a CPL-3 loop, prints [`PCI_LIST_OK_MARKER`] (1 MiB raw).
+    PciList,
+    /// 64-bit Rust guest that fails on purpose: prints
+    /// [`CRASH_READY_MARKER`], then faults or panics on the byte it reads
+    /// from COM1 ([`CRASH_FAULT_KEY`], [`CRASH_PANIC_KEY`]) (1 MiB raw).
+    Crash,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 4] = [
+    pub const ALL: [TestImage; 6] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
         TestImage::Acpi,
+        TestImage::PciList,
+        TestImage::Crash,
     ];
 
     /// The raw disk image.
@@ -325,6 +399,18 @@ impl TestImage {
             TestImage::Reset => RESET,
             TestImage::VirtioBlk => VIRTIO_BLK,
             TestImage::Acpi => ACPI,
+            TestImage::PciList => PCI_LIST,
+            TestImage::Crash => CRASH,
+        }
+    }
+
+    /// For a Rust guest, its ELF (symbols and line tables for the RIP in an
+    /// exception line: `addr2line -e <name>.elf -f <rip>`).
+    pub fn elf(self) -> Option<&'static [u8]> {
+        match self {
+            TestImage::PciList => Some(PCI_LIST_ELF),
+            TestImage::Crash => Some(CRASH_ELF),
+            _ => None,
         }
     }
 
@@ -335,17 +421,22 @@ impl TestImage {
             TestImage::Reset => "reset",
             TestImage::VirtioBlk => "virtio-blk",
             TestImage::Acpi => "acpi",
+            TestImage::PciList => "pci-list",
+            TestImage::Crash => "crash",
         }
     }
 
     /// The line the guest prints when its test passed, just before it powers
-    /// off.
+    /// off ([`TestImage::Crash`], which only fails: the line saying it waits
+    /// for its key).
     pub fn success_marker(self) -> &'static str {
         match self {
             TestImage::PowerOff => POWEROFF_TEST_MARKER,
             TestImage::Reset => RESET_DONE_MARKER,
             TestImage::VirtioBlk => VIRTIO_OK_MARKER,
             TestImage::Acpi => ACPI_OK_MARKER,
+            TestImage::PciList => PCI_LIST_OK_MARKER,
+            TestImage::Crash => CRASH_READY_MARKER,
         }
     }
 }
@@ -386,6 +477,11 @@ pub fn write_image(bytes: &[u8], path: impl AsRef<Path>) -> Result<(), ImageErro
     tracing::debug!(path = %path.display(), len = bytes.len(), "wrote disk image");
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "../build/nested_cargo.rs"]
+#[allow(dead_code)]
+mod nested_cargo;
 
 #[cfg(test)]
 mod tests {
@@ -464,8 +560,87 @@ mod tests {
                 contains(bytes, FAIL_MARKER_PREFIX),
                 "{name} lacks the fail marker"
             );
-            assert!(contains(bytes, success_marker_of(name)), "{name}");
+            // A Rust guest builds its markers at run time from its name.
+            let marker = match name {
+                "pci-list" => "PCI-LIST",
+                _ => success_marker_of(name),
+            };
+            assert!(contains(bytes, marker), "{name} lacks {marker:?}");
         }
+    }
+
+    /// Loader in the first sectors, the guest's header at
+    /// RUST_GUEST_PAYLOAD_LBA, the ELF alongside.
+    #[test]
+    fn rust_guest_layout() {
+        let at = RUST_GUEST_PAYLOAD_LBA as usize * SECTOR_SIZE;
+        for image in [TestImage::PciList, TestImage::Crash] {
+            let bytes = image.bytes();
+            let name = image.name();
+            assert!(contains(&bytes[..at], "SPICEBOX-FAIL loader "), "{name}");
+            assert_eq!(&bytes[at..at + 8], b"SPBXRTG1", "{name}: header");
+            let load = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+            assert_eq!(load, 0x10_0000, "{name}: load address");
+            let elf = image.elf().unwrap();
+            assert_eq!(&elf[..4], b"\x7fELF", "{name}: ELF");
+        }
+        assert!(TestImage::VirtioBlk.elf().is_none());
+    }
+
+    /// The guests' workspace is not part of the main one, so the main
+    /// `cargo fmt` / `cargo clippy` do not see it: check it here.
+    #[test]
+    fn rust_guests_pass_rustfmt_and_clippy() {
+        let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let fmt = std::process::Command::new(cargo)
+            .current_dir(&guests)
+            .args(["fmt", "--all", "--", "--check"])
+            .output()
+            .expect("run cargo fmt");
+        assert!(
+            fmt.status.success(),
+            "run `cargo fmt` in {}:\n{}",
+            guests.display(),
+            String::from_utf8_lossy(&fmt.stdout)
+        );
+        let target = Path::new(env!("OUT_DIR")).join("guests-clippy");
+        let clippy = nested_cargo::nested_cargo(&guests, &target, "clippy")
+            .args(["--", "-D", "warnings"])
+            .output()
+            .expect("run cargo clippy");
+        assert!(
+            clippy.status.success(),
+            "clippy on {}:\n{}",
+            guests.display(),
+            String::from_utf8_lossy(&clippy.stderr)
+        );
+    }
+
+    #[test]
+    fn rust_guest_exception_line_parses() {
+        let serial = "crash: writing to 0x10\r\nSPICEBOX-CRASH-FAIL exception 0e \
+            rip=0000000000100123 err=00000006 cr2=0000000000000010 \
+            rsp=000000000008ffa8 cs=003b rflags=00010246\r\n";
+        assert_eq!(
+            RustGuestException::parse(serial, CRASH_EXCEPTION_PREFIX),
+            Some(RustGuestException {
+                vector: 0x0e,
+                rip: 0x100123,
+                error_code: 6,
+                cr2: 0x10,
+                rsp: 0x8ffa8,
+                cs: 0x3b,
+                rflags: 0x10246,
+            })
+        );
+        // Incomplete line: not yet.
+        let cut = &serial[..serial.len() - 2];
+        assert_eq!(RustGuestException::parse(cut, CRASH_EXCEPTION_PREFIX), None);
+        assert_eq!(
+            RustGuestException::parse(serial, "SPICEBOX-X-FAIL exception "),
+            None
+        );
     }
 
     fn success_marker_of(name: &str) -> &'static str {
