@@ -66,6 +66,9 @@ pub trait InputPort: Send + Sync + 'static {
     /// Called once when the server starts: the VM pushes LED changes through
     /// `notifier` as the guest makes them, so the server never polls.
     fn attach(&self, notifier: LedNotifier);
+    /// An INPUTS channel ended, after releasing the keys and buttons it knew it
+    /// held: the VM side may release anything else its clients still hold.
+    fn detached(&self);
 }
 
 /// Pushes the guest's keyboard LEDs to the server's INPUTS channels. Cheap, never

@@ -5,6 +5,7 @@ mod cli;
 mod control;
 mod display;
 mod error;
+mod input;
 mod linux_boot;
 mod machine;
 mod memory;

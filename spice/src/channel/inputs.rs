@@ -162,6 +162,7 @@ impl Drop for Guest {
         if self.buttons != 0 {
             self.buttons(0, 0);
         }
+        self.sink.detached();
     }
 }
 

@@ -262,9 +262,14 @@ fn held_keys_and_buttons_are_released_when_the_channel_ends() {
             ],
             "{how}"
         );
-        // Released once only.
+        // Released once only, and the port told afterwards.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(rec.take(), vec![], "{how}");
+        assert_eq!(
+            rec.detached.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{how}"
+        );
         drop(other);
     }
 }

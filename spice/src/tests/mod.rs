@@ -38,6 +38,8 @@ pub struct Recorder {
     pub notifier: Mutex<Option<LedNotifier>>,
     /// Offer an absolute pointer.
     pub absolute: bool,
+    /// INPUTS channels that ended.
+    pub detached: std::sync::atomic::AtomicUsize,
 }
 
 impl Recorder {
@@ -91,6 +93,10 @@ impl InputPort for Recorder {
     }
     fn attach(&self, notifier: LedNotifier) {
         *self.notifier.lock().unwrap() = Some(notifier);
+    }
+    fn detached(&self) {
+        self.detached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
