@@ -60,6 +60,9 @@ mod wire;
 #[cfg(any(test, feature = "test-client"))]
 pub mod client;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+
 pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
 pub use server::SpiceServer;
 

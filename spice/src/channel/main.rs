@@ -189,13 +189,14 @@ impl MainChannel {
                         relay.tokens(n);
                     }
                 }
-                main_msgc::AGENT_DATA => match relay.as_mut() {
-                    Some(relay) => relay.client_data(&body)?,
-                    // No agent: its data has nowhere to go (the client sends none
-                    // while agent_connected is 0, but a late message must not kill
-                    // the session).
-                    None => {}
-                },
+                main_msgc::AGENT_DATA => {
+                    // Without an agent port the data has nowhere to go (the client
+                    // sends none while agent_connected is 0, but a late message
+                    // must not kill the session).
+                    if let Some(relay) = relay.as_mut() {
+                        relay.client_data(&body)?;
+                    }
+                }
                 main_msgc::CLIENT_INFO => {}
                 // Migration and quality-indicator messages: nothing to do without migration.
                 102 | 103 | 109..=112 => {}

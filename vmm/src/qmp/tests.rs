@@ -57,7 +57,7 @@ impl Fake {
         let input = InputRouter::new(
             dev.clone(),
             dev.clone(),
-            tablet.then(|| dev as Arc<dyn devices::input::AbsolutePointer>),
+            tablet.then_some(dev as Arc<dyn devices::input::AbsolutePointer>),
         );
         Fake {
             log,
