@@ -67,13 +67,3 @@ impl RelativePointer for Mutex<I8042> {
         lock(self).mouse_buttons()
     }
 }
-
-/// Records the last LED state pushed to it.
-#[derive(Default)]
-pub struct LastLeds(pub std::sync::atomic::AtomicU8);
-
-impl LedListener for LastLeds {
-    fn leds_changed(&self, leds: u8) {
-        self.0.store(leds, std::sync::atomic::Ordering::SeqCst);
-    }
-}
