@@ -156,20 +156,14 @@ mod tests {
         .unwrap();
         let t = Duration::from_secs(20);
         c.wait(t, |s| s.inputs_init == Some(0)).unwrap();
-        // The guest's keyboard driver turns Num Lock on (ED 02): the client hears
-        // it at once, with nothing polling.
-        let t0 = Instant::now();
+        // The guest's keyboard driver turns Num Lock on (ED 02): the i8042 pushes
+        // it through the router to the server, which tells the client.
         {
             let mut k = i8042.lock().unwrap();
             k.write(0x60, 0, &[0xed]);
             k.write(0x60, 0, &[0x02]);
         }
         c.wait(t, |s| s.modifiers.last() == Some(&2)).unwrap();
-        assert!(
-            t0.elapsed() < Duration::from_millis(90),
-            "{:?}",
-            t0.elapsed()
-        );
         // A key from the client arrives at the same keyboard QMP types on.
         drain(&i8042);
         c.key_scancode(&[0x1e, 0x9e]).unwrap();

