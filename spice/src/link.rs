@@ -4,6 +4,8 @@
 //! * bad magic → INVALID_MAGIC; major ≠ 2 → VERSION_MISMATCH (nothing if major is 0);
 //!   size outside 18..=4096, more than 1024 caps or caps outside the message → INVALID_DATA
 //!   (all as a full SpiceLinkReply carrying the error, then close);
+//! * a (channel type, id) the server does not offer (`offered` says None) →
+//!   CHANNEL_NOT_AVAILABLE reply;
 //! * unknown auth mechanism → INVALID_DATA reply;
 //! * undecryptable ticket, wrong or expired password → 4-byte result PERMISSION_DENIED,
 //!   after a short delay (spice-server answers at once; the delay slows guessing).
@@ -120,18 +122,6 @@ pub fn parse_link_mess(mess: &[u8]) -> Option<LinkRequest> {
     })
 }
 
-/// Channel capabilities this server advertises per channel type; None = no such channel.
-pub fn server_channel_caps(channel_type: u8, channel_id: u8) -> Option<Vec<u32>> {
-    if channel_id != 0 {
-        return None;
-    }
-    match channel_type {
-        proto::channel::MAIN | proto::channel::DISPLAY | proto::channel::CURSOR => Some(vec![]),
-        proto::channel::INPUTS => Some(vec![1 << proto::INPUTS_CAP_KEY_SCANCODE]),
-        _ => None,
-    }
-}
-
 async fn send<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> Result<(), LinkFailure> {
     s.write_all(bytes)
         .await
@@ -156,16 +146,20 @@ async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, code: u32, reason: &str) -> Li
 }
 
 /// Runs the link stage up to and including ticket validation.
+/// `offered` gives the channel capabilities of a (type, id) the server offers (the
+/// channel registry), None for any other.
 /// `ticket` is consulted after the ticket arrives, so a password change applies at once;
 /// a refused ticket is answered after `denied_delay`.
-pub async fn accept_link<S, F>(
+pub async fn accept_link<S, C, F>(
     s: &mut S,
     keys: &KeyPool,
     denied_delay: Duration,
+    offered: C,
     ticket: F,
 ) -> Result<LinkRequest, LinkFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: FnOnce(u8, u8) -> Option<Vec<u32>>,
     F: FnOnce(&[u8], SystemTime) -> bool,
 {
     let mut hdr = [0u8; 16];
@@ -194,7 +188,7 @@ where
     let Some(req) = parse_link_mess(&mess) else {
         return Err(refuse(s, link_err::INVALID_DATA, "bad capabilities").await);
     };
-    let Some(channel_caps) = server_channel_caps(req.channel_type, req.channel_id) else {
+    let Some(channel_caps) = offered(req.channel_type, req.channel_id) else {
         // spice-server closes without a word here; telling the client why is kinder
         // and uses the code spice-server reserves for the same situation later on.
         return Err(refuse(s, link_err::CHANNEL_NOT_AVAILABLE, "no such channel").await);

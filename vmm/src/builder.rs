@@ -18,6 +18,7 @@ use devices::{fw_cfg, Bus, IrqChip, IrqLine, Reset};
 
 use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::display::{Display, VgaPorts, VgaWindow};
+use crate::input::InputRouter;
 use crate::linux_boot::LinuxImage;
 use crate::machine::{self, Buses, ChipPowerOnState, Flush, KvmIrqChip, Machine, Outcome};
 use crate::memory::{BarSlots, GuestRam};
@@ -175,6 +176,10 @@ fn boot(
         requests.clone(),
     )));
     pio.insert(i8042.clone(), i8042::BASE, i8042::LEN)?;
+    // Every input source (SPICE, QMP) reaches the PS/2 devices through one router,
+    // which the keyboard tells about LED changes.
+    let input = InputRouter::new(i8042.clone(), i8042.clone(), None);
+    i8042.lock().unwrap().set_led_listener(input.clone());
     let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
@@ -316,13 +321,13 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &i8042, display.as_ref())?;
+    let spice = start_spice(args, &input, display.as_ref())?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
         events: events.clone(),
         monitor: monitor.clone(),
-        i8042,
+        input,
         name: args.name.clone(),
         disks: disk_info,
         display: display
@@ -385,11 +390,11 @@ fn boot(
     Ok(outcome?)
 }
 
-/// Start the SPICE server for `--spice`, feeding it the display's frames and
-/// the PS/2 devices its clients' input; returns it with the URI to print.
+/// Start the SPICE server for `--spice` with the machine's ports (the display's
+/// frames, the input router); returns it with the URI to print.
 fn start_spice(
     args: &RunArgs,
-    i8042: &Arc<Mutex<i8042::I8042>>,
+    input: &Arc<InputRouter>,
     display: Option<&Arc<Display>>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
@@ -425,8 +430,12 @@ fn start_spice(
         password: password.clone(),
         force_raw_images: false,
     };
-    let server = spice::SpiceServer::start(config, Arc::new(spice_link::Ps2Input(i8042.clone())))
-        .context("SPICE server")?;
+    let ports = spice::Ports {
+        display_heads: u8::from(display.is_some()),
+        input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
+        agent: None,
+    };
+    let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);
     if let Some(d) = display {
         d.add_frontend(Arc::new(spice_link::SpiceFrontend(server.clone())));

@@ -6,6 +6,7 @@ mod cli;
 mod control;
 mod display;
 mod error;
+mod input;
 mod irq_routing;
 mod linux_boot;
 mod machine;

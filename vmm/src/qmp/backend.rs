@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::protocol::QmpError;
 pub use crate::display::ScreenFormat;
+pub use crate::input::{InputRouter, Source};
 pub use spice::Expiry;
 
 /// QEMU's `RunState` values that spicebox can be in.
@@ -80,10 +81,7 @@ pub trait QmpBackend: Send + Sync {
     fn cpus(&self) -> Vec<CpuInfo>;
     fn disks(&self) -> Vec<DiskInfo>;
     fn display(&self) -> Option<&dyn Screendump>;
-    fn key_event(&self, xt_scancode: u16, down: bool);
-    /// Relative motion and the new button state (bit 0 left, 1 right, 2 middle).
-    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8);
-    /// The buttons the guest last saw held.
-    fn mouse_buttons(&self) -> u8;
+    /// The machine's input router; QMP's events go in as `Source::Qmp`.
+    fn input(&self) -> &InputRouter;
     fn spice(&self) -> Option<&dyn SpiceControl>;
 }

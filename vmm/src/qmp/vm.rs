@@ -1,14 +1,12 @@
-//! The real `QmpBackend`: requests to the VMM thread, input to the i8042, and
-//! what the builder learnt about disks, display and SPICE.
+//! The real `QmpBackend`: requests to the VMM thread, input to the input router,
+//! and what the builder learnt about disks, display and SPICE.
 
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use devices::legacy::i8042::I8042;
-
 use super::backend::{
-    CpuInfo, DiskInfo, PowerButton, QmpBackend, RunStatus, Screendump, SpiceControl,
+    CpuInfo, DiskInfo, InputRouter, PowerButton, QmpBackend, RunStatus, Screendump, SpiceControl,
 };
 use super::events::Monitor;
 use super::protocol::QmpError;
@@ -21,7 +19,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct MachineBackend {
     pub events: VmEvents,
     pub monitor: Arc<Monitor>,
-    pub i8042: Arc<Mutex<I8042>>,
+    pub input: Arc<InputRouter>,
     pub name: Option<String>,
     pub disks: Vec<DiskInfo>,
     pub display: Option<Arc<dyn Screendump>>,
@@ -127,16 +125,8 @@ impl QmpBackend for MachineBackend {
         self.display.as_deref()
     }
 
-    fn key_event(&self, xt_scancode: u16, down: bool) {
-        self.i8042.lock().unwrap().key_event(xt_scancode, down);
-    }
-
-    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
-        self.i8042.lock().unwrap().mouse_event(dx, dy, dz, buttons);
-    }
-
-    fn mouse_buttons(&self) -> u8 {
-        self.i8042.lock().unwrap().mouse_buttons()
+    fn input(&self) -> &InputRouter {
+        &self.input
     }
 
     fn spice(&self) -> Option<&dyn SpiceControl> {
