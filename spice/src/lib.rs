@@ -19,6 +19,16 @@
 //! DRAW_COPYs of the *current* pixels while the client's ack window has room, so a
 //! slow client sees fewer, fresher frames and memory stays bounded whatever it does.
 //!
+//! # Transports and authentication
+//!
+//! Before the link stage, `transport/` takes each connection from `accept()` to the
+//! SPICE magic: TLS on the second listener (rustls, `--spice-tls`), and on either
+//! listener a connection starting `GET ` is HTTP: a WebSocket upgrade carries SPICE
+//! (spice-html5 without websockify), anything else gets the browser page or a
+//! spice-html5 file. Channels in `TransportConfig::secure_channels` refuse plaintext
+//! with NEED_SECURED. With SASL (`sasl/`, PLAIN and SCRAM-SHA-256 from `rsasl`, TLS
+//! only) the link stage runs the Cyrus-compatible SASL exchange instead of the ticket.
+//!
 //! Images are LZ4 when the client announced LZ4_COMPRESSION, else SPICE LZ, and a raw
 //! top-down 32-bit bitmap when compression does not help or [`Config::force_raw_images`]
 //! is set (see `codec.rs`).
@@ -39,13 +49,16 @@ mod header;
 pub mod image;
 mod link;
 pub mod proto;
+pub mod sasl;
 mod server;
+pub mod transport;
 mod wire;
 
 #[cfg(any(test, feature = "test-client"))]
 pub mod client;
 
 pub use server::SpiceServer;
+pub use transport::{ChannelSet, TlsListen, TransportConfig};
 
 /// Where the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +73,8 @@ pub struct Config {
     pub password: Option<String>,
     /// Always send raw bitmaps (debugging, or clients without LZ support).
     pub force_raw_images: bool,
+    /// TLS listener, secure channels, SASL, the browser page.
+    pub transport: TransportConfig,
 }
 
 /// Where client input goes (the guest's keyboard and mouse).
@@ -141,6 +156,20 @@ pub enum Error {
     LinkRefused(u32),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error("{}: {reason}", path.display())]
+    X509 {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("SASL: {0}")]
+    Sasl(String),
+    #[error("SASL users file {}: {reason}", path.display())]
+    SaslUsers {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => builder::run(args),
+        Command::SaslUser(args) => spice_link::print_sasl_user(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

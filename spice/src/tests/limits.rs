@@ -14,6 +14,7 @@ fn start_limits(limits: Limits) -> SpiceServer {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: None,
             force_raw_images: false,
+            transport: Default::default(),
         },
         Arc::new(Recorder::default()),
         limits,

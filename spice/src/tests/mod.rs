@@ -70,6 +70,7 @@ pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<
             listen: Listen::Tcp(addr),
             password: password.map(str::to_string),
             force_raw_images: force_raw,
+            transport: Default::default(),
         },
         rec.clone(),
     )
