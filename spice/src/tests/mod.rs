@@ -6,6 +6,7 @@ mod handshake;
 mod inputs;
 mod limits;
 mod sessions;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -89,6 +89,11 @@ pub async fn serve(req: &Request, spice_html5: Option<&Path>) -> Served {
             ok("text/html; charset=utf-8", INDEX.as_bytes())
         }
         "/spicebox.js" => ok("text/javascript; charset=utf-8", SCRIPT.as_bytes()),
+        // Browsers ask for it; an empty answer keeps their consoles quiet.
+        "/favicon.ico" => Served {
+            status: 204,
+            bytes: http::response(204, &[], b""),
+        },
         p => {
             let Some(rel) = p.strip_prefix("/spice-html5/").and_then(clean_relative) else {
                 return error(404, "not found");
