@@ -109,14 +109,19 @@ impl Vm {
 /// The frame is exactly the demo's 1024x768 scene.
 fn assert_scene(f: &Frame, who: &str) {
     assert_eq!((f.width, f.height), (1024, 768), "{who}: size");
-    let wrong = (0..768)
-        .flat_map(|y| (0..1024).map(move |x| (x, y)))
-        .filter(|&(x, y)| f.pixel(x, y) != images::demo_scene_pixel(x, y))
-        .count();
+    let wrong = scene_errors(f);
     assert_eq!(
         wrong, 0,
         "{who}: {wrong} pixels differ from the demo's scene"
     );
+}
+
+/// Pixels of a 1024x768 frame that differ from the demo's scene.
+fn scene_errors(f: &Frame) -> usize {
+    (0..768)
+        .flat_map(|y| (0..1024).map(move |x| (x, y)))
+        .filter(|&(x, y)| f.pixel(x, y) != images::demo_scene_pixel(x, y))
+        .count()
 }
 
 /// SpiceClientGLib (tests/py/spice_glib.py) with these options; Ok(frame) or
@@ -378,6 +383,19 @@ fn browser_page_shows_the_demo_and_types() {
         json!(""),
         "the password stays in the address bar"
     );
+    // Keys typed in the page reach the demo (spice-html5 listens on its canvas).
+    browser.wait_true("document.querySelector('canvas')?.width === 720", STEP);
+    browser.eval("document.querySelector('canvas').focus(); true");
+    for (k, code, vk) in [("h", "KeyH", 72), ("i", "KeyI", 73)] {
+        browser.key(k, code, vk);
+    }
+    vm.wait_echo("hi");
+    let chans = channel_tls(&mut vm);
+    assert!(
+        chans.iter().any(|&(t, tls)| t == 1 && tls),
+        "main over wss: {chans:?}"
+    );
+
     vm.show_graphics();
     let canvas_png = |b: &mut Chromium| -> Option<Frame> {
         let data = b.eval(
@@ -394,7 +412,8 @@ fn browser_page_shows_the_demo_and_types() {
     let deadline = Instant::now() + STEP;
     let page = loop {
         if let Some(f) = canvas_png(&mut browser) {
-            if (0..1024).all(|x| f.pixel(x, 700) == images::demo_scene_pixel(x, 700)) {
+            // Updates arrive as several rectangles: wait for the whole picture.
+            if scene_errors(&f) == 0 {
                 break f;
             }
         }
@@ -406,6 +425,7 @@ fn browser_page_shows_the_demo_and_types() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_scene(&page, "spice-html5 in Chromium");
+    // spicy-screenshot last: its session replaces the page's (one client at a time).
     let shot = dir.join("spicy.ppm");
     let out = spicy_screenshot(vm.port, Some(&password), &shot);
     assert!(
@@ -417,18 +437,5 @@ fn browser_page_shows_the_demo_and_types() {
     assert!(
         differences(&page, &spicy, None).is_empty(),
         "page and spicy-screenshot differ"
-    );
-
-    // Keys typed in the page: spice-html5 listens on its canvas.
-    vm.show_text();
-    browser.eval("document.querySelector('canvas').focus(); true");
-    for (k, code, vk) in [("h", "KeyH", 72), ("i", "KeyI", 73)] {
-        browser.key(k, code, vk);
-    }
-    vm.wait_echo("hi");
-    let chans = channel_tls(&mut vm);
-    assert!(
-        chans.iter().any(|&(t, tls)| t == 1 && tls),
-        "main over wss: {chans:?}"
     );
 }
