@@ -57,6 +57,9 @@ mod wire;
 #[cfg(any(test, feature = "test-client"))]
 pub mod client;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use server::SpiceServer;
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
 
