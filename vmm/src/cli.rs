@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Boot a disk image (raw or qcow2) through SeaBIOS, or the built-in demo when none is given.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print a line for --spice-sasl-users: the user NAME with the password read
     /// from the first line of standard input, stored as a salted SCRAM-SHA-256 verifier.
     SaslUser(SaslUserArgs),

@@ -247,9 +247,8 @@ mod tests {
         client.send(Message::binary(&b" world"[..])).await.unwrap();
         let mut reply = Vec::new();
         while reply.len() < 4 {
-            match client.next().await.unwrap().unwrap() {
-                Message::Binary(b) => reply.extend_from_slice(&b),
-                _ => {}
+            if let Message::Binary(b) = client.next().await.unwrap().unwrap() {
+                reply.extend_from_slice(&b);
             }
         }
         assert_eq!(reply, b"pong");
