@@ -9,9 +9,9 @@ Chromium through python3-websocket).
     (spicebox's own page and spice-html5) and a probe in the page records when the
     canvas first shows the text screen, counted from navigation start; median of N;
   * server CPU for the same screen traffic: characters typed on COM1 at a steady rate
-    while a client stays connected (remote-viewer over TLS; the Chromium page over
-    WebSocket); CPU of the VMM process without its vCPU threads, plus websockify's
-    for QEMU's WebSocket row.
+    while a client stays connected (remote-viewer over TLS, and over plain TCP as the
+    baseline; the Chromium page over WebSocket); CPU of the VMM process without its
+    vCPU threads, plus websockify's for QEMU's WebSocket row.
 """
 import argparse
 import json
@@ -143,9 +143,9 @@ def typing_cpu(vm, seconds, rate, extra_pids=()):
 
 
 class Viewer:
-    """remote-viewer over TLS on its own Xvfb display."""
+    """remote-viewer on its own Xvfb display: over TLS when `ca` is given."""
 
-    def __init__(self, tls_port, ca):
+    def __init__(self, port, ca=None):
         r, w = os.pipe()
         self.x = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x1024x24",
                                    "-nolisten", "tcp"], pass_fds=(w,),
@@ -160,8 +160,9 @@ class Viewer:
         os.close(r)
         env = dict(os.environ, DISPLAY=":" + num.decode().strip(), GDK_BACKEND="x11",
                    NO_AT_BRIDGE="1")
-        self.v = subprocess.Popen(["remote-viewer", f"--spice-ca-file={ca}",
-                                   f"spice://127.0.0.1?tls-port={tls_port}"], env=env,
+        cmd = (["remote-viewer", f"--spice-ca-file={ca}", f"spice://127.0.0.1?tls-port={port}"]
+               if ca else ["remote-viewer", f"spice://127.0.0.1:{port}"])
+        self.v = subprocess.Popen(cmd, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(3)
         if self.v.poll() is not None:
@@ -173,7 +174,7 @@ class Viewer:
             p.wait()
 
 
-def bench(name, cmd, tls_port, page_url, ca, args, tmp, extra_pids=()):
+def bench(name, cmd, port, tls_port, page_url, ca, args, tmp, extra_pids=()):
     vm = Vm(cmd, args.timeout)
     try:
         time.sleep(0.5)
@@ -186,11 +187,12 @@ def bench(name, cmd, tls_port, page_url, ca, args, tmp, extra_pids=()):
             r["cpu_ws"] = typing_cpu(vm, args.seconds, args.rate, extra_pids)
         finally:
             chrome.stop()
-        viewer = Viewer(tls_port, ca)
-        try:
-            r["cpu_tls"] = typing_cpu(vm, args.seconds, args.rate)
-        finally:
-            viewer.stop()
+        for key, viewer_port, viewer_ca in (("cpu_tls", tls_port, ca), ("cpu_plain", port, None)):
+            viewer = Viewer(viewer_port, viewer_ca)
+            try:
+                r[key] = typing_cpu(vm, args.seconds, args.rate)
+            finally:
+                viewer.stop()
         return r
     finally:
         vm.stop()
@@ -232,7 +234,8 @@ def main():
                     "--serial", "stdio", "--control", "none", "--spice", f"127.0.0.1:{port}",
                     "--spice-tls", f"127.0.0.1:{tls}", "--spice-x509-dir", x509,
                     "--disable-ticketing"]
-        rows = [bench("spicebox", spicebox, tls, f"http://127.0.0.1:{port}/", ca, args, tmp)]
+        rows = [bench("spicebox", spicebox, port, tls, f"http://127.0.0.1:{port}/", ca, args,
+                      tmp)]
 
         port, tls, wsport = free_port(), free_port(), free_port()
         qemu = ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", "1G", "-nodefaults",
@@ -243,8 +246,8 @@ def main():
         websockify = subprocess.Popen(["websockify", "--web", web, str(wsport),
                                        f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
-        rows.append(bench("qemu -vga qxl", qemu, tls, f"http://127.0.0.1:{wsport}/", ca, args,
-                          tmp, extra_pids=(websockify.pid,)))
+        rows.append(bench("qemu -vga qxl", qemu, port, tls, f"http://127.0.0.1:{wsport}/", ca,
+                          args, tmp, extra_pids=(websockify.pid,)))
     finally:
         if websockify:
             websockify.kill()
@@ -258,6 +261,7 @@ def main():
         f"{fmt.format(r[key]):>16}" for r in rows))
     line("first frame over TLS (spicy-screenshot)", "ff_tls", "{:.3f} s")
     line("first frame over WebSocket (page load on)", "ff_ws", "{:.3f} s")
+    line(f"typing {args.rate:g} ch/s, plain TCP: CPU % (no vCPU)", "cpu_plain", "{:.1f}")
     line(f"typing {args.rate:g} ch/s over TLS: CPU % (no vCPU)", "cpu_tls", "{:.1f}")
     line(f"typing {args.rate:g} ch/s over WebSocket: CPU %", "cpu_ws", "{:.1f}")
 

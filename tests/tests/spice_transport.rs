@@ -238,6 +238,30 @@ fn tls_clients_see_and_drive_the_demo_and_a_wrong_ca_is_refused() {
         t0.elapsed()
     );
 
+    // Hostile clients get an answer or a close and a log line; the viewer below
+    // still connects.
+    use std::io::{Read, Write};
+    let hostile = |port: u16, bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(STEP)).unwrap();
+        let _ = s.write_all(bytes);
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    hostile(tls_port, b"REDQ this is not TLS");
+    let mut endless = b"GET / HTTP/1.1\r\n".to_vec();
+    endless.resize(32 * 1024, b'a');
+    assert!(hostile(port, &endless).starts_with("HTTP/1.1 431 "));
+    let deadline = Instant::now() + STEP;
+    while !["TLS handshake failed", "request head over"]
+        .iter()
+        .all(|m| vm.vm.stderr_text().contains(m))
+    {
+        assert!(Instant::now() < deadline, "no log lines:\n{}", vm.vm.stderr_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // remote-viewer with the printed URI (plus the password) and the CA file.
     vm.show_text();
     require_tool("remote-viewer", "virt-viewer");
