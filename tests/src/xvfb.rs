@@ -20,6 +20,10 @@ impl Guard {
         Guard { child, what }
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// Panics with `what` if it exited.
     pub fn check_alive(&mut self) {
         if let Ok(Some(st)) = self.child.try_wait() {

@@ -238,6 +238,29 @@ fn tls_clients_see_and_drive_the_demo_and_a_wrong_ca_is_refused() {
         t0.elapsed()
     );
 
+    // TLS 1.2 and 1.3 only: an OpenSSL client limited to 1.1 (and allowed to use it)
+    // is refused by the server.
+    let s_client = |version: &str| {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{tls_port}"),
+            version,
+        ])
+        .args(["-cipher", "DEFAULT@SECLEVEL=0", "-CAfile"])
+        .arg(&ca);
+        let out = run_timeout(cmd, STEP);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "New, TLSv1.3, Cipher is ..." on success, "Cipher is (NONE)" on failure.
+        text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)")
+    };
+    assert!(
+        s_client("-tls1_3") && s_client("-tls1_2"),
+        "TLS 1.2/1.3 refused"
+    );
+    assert!(!s_client("-tls1_1"), "TLS 1.1 accepted");
+
     // Hostile clients get an answer or a close and a log line; the viewer below
     // still connects.
     use std::io::{Read, Write};
@@ -258,7 +281,11 @@ fn tls_clients_see_and_drive_the_demo_and_a_wrong_ca_is_refused() {
         .iter()
         .all(|m| vm.vm.stderr_text().contains(m))
     {
-        assert!(Instant::now() < deadline, "no log lines:\n{}", vm.vm.stderr_text());
+        assert!(
+            Instant::now() < deadline,
+            "no log lines:\n{}",
+            vm.vm.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
