@@ -112,9 +112,11 @@ fn main_params(password: &str) -> LinkParams<'_> {
     }
 }
 
-fn link_tls(server: &SpiceServer, certs: &Certs) -> Result<(), Error> {
+/// Links MAIN over TLS; the stream keeps the channel open until dropped.
+fn link_tls(server: &SpiceServer, certs: &Certs) -> Result<Tls, Error> {
     let mut s = tls_connect(server.tls_addr().unwrap(), &certs.ca_der)?;
-    link(&mut s, &main_params(PW)).map(|_| ())
+    link(&mut s, &main_params(PW))?;
+    Ok(s)
 }
 
 #[test]
@@ -125,7 +127,7 @@ fn tls_links_and_plaintext_secure_channels_need_tls() {
         ChannelSet::parse("main").unwrap(),
         Limits::default(),
     );
-    link_tls(&server, &certs).unwrap();
+    let _main = link_tls(&server, &certs).unwrap();
     let deadline = Instant::now() + T;
     while !server
         .clients()

@@ -161,10 +161,10 @@ mod tests {
             "/spice-html5/",
             "/spice-html5/sub",
             "/etc/passwd",
-            "/favicon.ico",
         ] {
             assert_eq!(serve(&get(p), Some(&dir)).await.status, 404, "{p}");
         }
+        assert_eq!(serve(&get("/favicon.ico"), Some(&dir)).await.status, 204);
         assert_eq!(serve(&get("/"), None).await.status, 404);
         std::fs::remove_file(dir.join("main.js")).unwrap();
         assert_eq!(serve(&get("/"), Some(&dir)).await.status, 503);
