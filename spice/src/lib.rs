@@ -32,6 +32,16 @@
 //! memory stays bounded whatever it does. Guest LED changes arrive the same way,
 //! pushed through the input port's notifier.
 //!
+//! # Transports and authentication
+//!
+//! Before the link stage, `transport/` takes each connection from `accept()` to the
+//! SPICE magic: TLS on the second listener (rustls, `--spice-tls`), and on either
+//! listener a connection starting `GET ` is HTTP: a WebSocket upgrade carries SPICE
+//! (spice-html5 without websockify), anything else gets the browser page or a
+//! spice-html5 file. Channels in `TransportConfig::secure_channels` refuse plaintext
+//! with NEED_SECURED. With SASL (`sasl/`, PLAIN and SCRAM-SHA-256 from `rsasl`, TLS
+//! only) the link stage runs the Cyrus-compatible SASL exchange instead of the ticket.
+//!
 //! Images are LZ4 when the client announced LZ4_COMPRESSION, else SPICE LZ, and a raw
 //! top-down 32-bit bitmap when compression does not help or [`Config::force_raw_images`]
 //! is set (see `codec.rs`).
@@ -54,7 +64,9 @@ pub mod image;
 mod link;
 pub mod port;
 pub mod proto;
+pub mod sasl;
 mod server;
+pub mod transport;
 mod wire;
 
 #[cfg(any(test, feature = "test-client"))]
@@ -65,6 +77,7 @@ pub mod fuzz;
 
 pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
 pub use server::SpiceServer;
+pub use transport::{ChannelSet, TlsListen, TransportConfig};
 
 use std::sync::Arc;
 
@@ -81,6 +94,8 @@ pub struct Config {
     pub password: Option<String>,
     /// Always send raw bitmaps (debugging, or clients without LZ support).
     pub force_raw_images: bool,
+    /// TLS listener, secure channels, SASL, the browser page.
+    pub transport: TransportConfig,
 }
 
 /// The machine's side of the server: which channels exist follows from which
@@ -152,6 +167,20 @@ pub enum Error {
     Timeout(String),
     #[error("server configuration: {0}")]
     Config(String),
+    #[error("{}: {reason}", path.display())]
+    X509 {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("SASL: {0}")]
+    Sasl(String),
+    #[error("SASL users file {}: {reason}", path.display())]
+    SaslUsers {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 #[cfg(test)]

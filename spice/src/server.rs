@@ -1,4 +1,5 @@
-//! The public server object, its runtime and listener, and the session table.
+//! The public server object, its runtime and listeners (plain, TLS), and the
+//! session table.
 //! The channels it offers come from its ports (`channel::Registry`); the linked
 //! channels and their events are kept in `clients.rs`.
 
@@ -18,8 +19,10 @@ use crate::auth::{KeyPool, Ticket};
 use crate::channel::display::DisplayChannel;
 use crate::channel::{self, ChannelKind, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
-use crate::link::{accept_link, LinkRequest};
+use crate::link::{accept_link, LinkPolicy, LinkRequest};
 use crate::proto::{channel as ch, link_err};
+use crate::sasl::SaslAuth;
+use crate::transport::{self, ChannelSet, Established, Transport};
 use crate::{ClientInfo, Config, Error, Expiry, Frame, Listen, Ports, Rect, SpiceEvent};
 
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -75,6 +78,9 @@ pub struct Shared {
     keys: Arc<KeyPool>,
     limits: Limits,
     links: LinkGate,
+    transport: Transport,
+    secure_channels: ChannelSet,
+    sasl: Option<SaslAuth>,
     ticket: Mutex<Ticket>,
     session: Mutex<Option<SessionEntry>>,
     clients: Arc<Clients>,
@@ -119,6 +125,7 @@ pub struct SpiceServer {
     display: Option<Arc<DisplayChannel>>,
     runtime: Option<tokio::runtime::Runtime>,
     local: Listen,
+    tls_local: Option<std::net::SocketAddr>,
     unix_path: Option<PathBuf>,
 }
 
@@ -147,11 +154,47 @@ impl SpiceServer {
             let _enter = runtime.enter();
             bind(&config.listen)?
         };
+        let tc = &config.transport;
+        let tls = match &tc.tls {
+            Some(t) => {
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(transport::tls::server_config(&t.x509_dir)?);
+                let _enter = runtime.enter();
+                let (l, local, _) = bind(&Listen::Tcp(t.listen))?;
+                let Listen::Tcp(addr) = local else {
+                    unreachable!("a TCP bind gives a TCP address")
+                };
+                Some((acceptor, l, addr))
+            }
+            None => None,
+        };
+        if tls.is_none() && (tc.sasl.is_some() || !tc.secure_channels.is_empty()) {
+            return Err(Error::Tls(
+                "SASL and secure channels need the TLS listener".into(),
+            ));
+        }
+        let sasl = tc.sasl.clone().map(SaslAuth::new).transpose()?;
+        // SASL's mechanisms are offered over TLS only, so every channel must come that way.
+        let secure_channels = if sasl.is_some() {
+            ChannelSet::ALL
+        } else {
+            tc.secure_channels
+        };
+        let (tls_acceptor, tls_listener, tls_local) = match tls {
+            Some((a, l, addr)) => (Some(a), Some(l), Some(addr)),
+            None => (None, None, None),
+        };
         let keys = KeyPool::start(KEY_POOL)?;
         let shared = Arc::new(Shared {
             keys,
             limits,
             links: LinkGate::new(limits.max_links),
+            transport: Transport {
+                tls: tls_acceptor,
+                spice_html5: tc.spice_html5.clone(),
+            },
+            secure_channels,
+            sasl,
             ticket: Mutex::new(Ticket {
                 password: config.password,
                 expiry: Expiry::Never,
@@ -166,19 +209,28 @@ impl SpiceServer {
             },
             channels: built.registry,
         });
-        runtime.spawn(accept_loop(listener, shared.clone()));
-        info!(listen = ?local, "SPICE server listening");
+        runtime.spawn(accept_loop(listener, shared.clone(), false));
+        if let Some(l) = tls_listener {
+            runtime.spawn(accept_loop(l, shared.clone(), true));
+        }
+        info!(listen = ?local, tls = ?tls_local, "SPICE server listening");
         Ok(SpiceServer {
             shared,
             display: built.display,
             runtime: Some(runtime),
             local,
+            tls_local,
             unix_path,
         })
     }
 
     pub fn local_addr(&self) -> Listen {
         self.local.clone()
+    }
+
+    /// Where the TLS listener is (QEMU's tls-port), if there is one.
+    pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tls_local
     }
 
     /// Publishes display head 0's new frame: `dirty` says what changed since the
@@ -212,8 +264,11 @@ impl SpiceServer {
         }
     }
 
+    /// QEMU's query-spice `auth`: "sasl", "spice" (password) or "none".
     pub fn auth(&self) -> &'static str {
-        if lock(&self.shared.ticket).password.is_some() {
+        if self.shared.sasl.is_some() {
+            "sasl"
+        } else if lock(&self.shared.ticket).password.is_some() {
             "spice"
         } else {
             "none"
@@ -305,7 +360,8 @@ fn remove_stale_socket(path: &std::path::Path) {
     }
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+/// `tls`: this is the TLS listener.
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, tls: bool) {
     let mut stop = shared.shutdown.subscribe();
     loop {
         let accepted: std::io::Result<(BoxStream, Peer, Peer)> = tokio::select! {
@@ -339,7 +395,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 shared.live.fetch_add(1, Ordering::SeqCst);
                 let live = Live(shared.clone());
                 tokio::spawn(async move {
-                    handle_connection(&live.0, stream, peer, local).await;
+                    handle_connection(&live.0, stream, peer, local, tls).await;
                     drop(live);
                 });
             }
@@ -432,7 +488,15 @@ impl Drop for ChannelSlot<'_> {
     }
 }
 
-async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Peer, local: Peer) {
+/// The transport (TLS, HTTP, WebSocket) and link stages of one connection, then its
+/// channel. `tls`: it came in on the TLS listener.
+async fn handle_connection(
+    shared: &Arc<Shared>,
+    stream: BoxStream,
+    peer: Peer,
+    local: Peer,
+    tls: bool,
+) {
     let mut stop = shared.shutdown.subscribe();
     let mut pass = shared.links.admit();
     let limits = shared.limits;
@@ -442,23 +506,46 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
             debug!(host = %peer.host, "SPICE link dropped: too many connections linking");
             return;
         }
-        r = tokio::time::timeout(
-            limits.link_timeout,
-            accept_link(
+        r = tokio::time::timeout(limits.link_timeout, async {
+            let (mut stream, carrier) = match transport::establish(&shared.transport, stream, tls).await {
+                Ok(Established::Spice(s, c)) => (s, c),
+                Ok(Established::Page(status, path)) => return Err(Ended::Page(status, path)),
+                Err(why) => return Err(Ended::Transport(why)),
+            };
+            let policy = LinkPolicy {
+                keys: &shared.keys,
+                denied_delay: limits.denied_delay,
+                secure: carrier.secure(),
+                secure_channels: shared.secure_channels,
+                sasl: shared.sasl.as_ref(),
+            };
+            let linked = accept_link(
                 &mut stream,
-                &shared.keys,
-                limits.denied_delay,
+                &policy,
                 |t, id| shared.channels.link_caps(t, id),
                 |given, now| lock(&shared.ticket).accepts(given, now),
-            ),
-        ) => r,
+            )
+            .await;
+            match linked {
+                Ok(req) => Ok((stream, carrier, req)),
+                Err(f) => Err(Ended::Link(f, carrier)),
+            }
+        }) => r,
     };
     // Out of the link stage: no longer counted against MAX_LINKS.
     drop(pass);
-    let req = match linked {
-        Ok(Ok(req)) => req,
-        Ok(Err(f)) => {
-            warn!(host = %peer.host, code = ?f.code, "SPICE link refused: {}", f.reason);
+    let (mut stream, carrier, req) = match linked {
+        Ok(Ok(linked)) => linked,
+        Ok(Err(Ended::Page(status, path))) => {
+            debug!(host = %peer.host, status, path, "SPICE port answered an HTTP request");
+            return;
+        }
+        Ok(Err(Ended::Transport(why))) => {
+            warn!(host = %peer.host, tls, "SPICE connection refused: {why}");
+            return;
+        }
+        Ok(Err(Ended::Link(f, carrier))) => {
+            warn!(host = %peer.host, code = ?f.code, ?carrier, "SPICE link refused: {}", f.reason);
             return;
         }
         Err(_) => {
@@ -489,7 +576,7 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
         connection_id: session_id,
         channel_type: req.channel_type,
         channel_id: req.channel_id,
-        tls: false,
+        tls: carrier.secure(),
     };
     // The link stage refused any (type, id) the registry does not offer.
     let Some(kind) = shared.channels.find(req.channel_type, req.channel_id) else {
@@ -511,6 +598,16 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
     )
     .await;
     end_session_if_main(shared, &req, session_id);
+}
+
+/// How a connection ended before its channel started.
+enum Ended {
+    /// An HTTP request that was not a WebSocket was answered.
+    Page(u16, String),
+    /// TLS, HTTP or WebSocket failed.
+    Transport(String),
+    /// The link stage refused it.
+    Link(crate::link::LinkFailure, transport::Carrier),
 }
 
 /// MAIN starts a new session (closing the current one, as spice-server does without

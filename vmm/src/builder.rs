@@ -360,8 +360,8 @@ fn boot(
     );
     // Printed once everything that can fail on bad input has succeeded.
     eprintln!("{banner}");
-    if let Some((_, uri)) = &spice {
-        eprintln!("spice: {uri}");
+    if let Some((_, lines)) = &spice {
+        eprintln!("{lines}");
     }
     if let Some(c) = &control {
         eprintln!("control: {}", c.description);
@@ -391,7 +391,8 @@ fn boot(
 }
 
 /// Start the SPICE server for `--spice` with the machine's ports (the display's
-/// frames, the input router); returns it with the URI to print.
+/// frames, the input router) and its transports; returns it with the lines to
+/// print (the `spice://` URI, the browser page's address).
 fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
@@ -402,7 +403,10 @@ fn start_spice(
         SpiceSpec::Tcp(a) => spice::Listen::Tcp(*a),
         SpiceSpec::Unix(p) => spice::Listen::Unix(p.clone()),
     };
-    let password = if args.disable_ticketing {
+    let transport = spice_link::transport_config(args)?;
+    let password = if transport.sasl.is_some() {
+        None
+    } else if args.disable_ticketing {
         if let spice::Listen::Tcp(a) = &listen {
             if !a.ip().is_loopback() && !args.spice_allow_remote {
                 bail!(
@@ -429,6 +433,7 @@ fn start_spice(
         listen,
         password: password.clone(),
         force_raw_images: false,
+        transport,
     };
     let ports = spice::Ports {
         display_heads: u8::from(display.is_some()),
@@ -445,6 +450,10 @@ fn start_spice(
     let shown = (args.password.is_none() && args.password_file.is_none())
         .then_some(password.as_deref())
         .flatten();
-    let uri = spice_link::uri(&server.local_addr(), shown);
-    Ok(Some((server, uri)))
+    let (listen, tls) = (server.local_addr(), server.tls_addr());
+    let mut lines = format!("spice: {}", spice_link::uri(&listen, tls, shown));
+    if let Some(url) = spice_link::browser_url(&listen, tls, shown, server.auth() == "sasl") {
+        lines.push_str(&format!("\nbrowser: {url}"));
+    }
+    Ok(Some((server, lines)))
 }

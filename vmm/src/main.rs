@@ -33,7 +33,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Run(args) => builder::run(args),
+        Command::Run(args) => builder::run(*args),
+        Command::SaslUser(args) => spice_link::print_sasl_user(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ mod inputs;
 mod limits;
 mod registration;
 mod sessions;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -105,6 +106,7 @@ pub fn config(password: Option<&str>) -> Config {
         listen: Listen::Tcp("127.0.0.1:0".parse::<SocketAddr>().unwrap()),
         password: password.map(str::to_string),
         force_raw_images: false,
+        transport: Default::default(),
     }
 }
 

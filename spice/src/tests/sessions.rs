@@ -122,6 +122,7 @@ fn unix_socket_and_shutdown() {
             listen: Listen::Unix(path.clone()),
             password: Some("pw".into()),
             force_raw_images: false,
+            transport: Default::default(),
         },
         ports(&rec),
     )
@@ -149,6 +150,7 @@ fn unix_socket_and_shutdown() {
             listen: Listen::Unix(path.clone()),
             password: None,
             force_raw_images: false,
+            transport: Default::default(),
         },
         ports(&Arc::new(Recorder::default())),
     )

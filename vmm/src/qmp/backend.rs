@@ -57,11 +57,15 @@ pub trait Screendump: Send + Sync {
 pub trait SpiceControl: Send + Sync {
     fn set_password(&self, password: Option<String>);
     fn expire_password(&self, expiry: Expiry);
-    /// "spice" (password) or "none".
+    /// "spice" (password), "sasl" or "none".
     fn auth(&self) -> &'static str;
     fn channels(&self) -> Vec<spice::ClientInfo>;
     /// Host (or socket path) and TCP port the server listens on.
     fn listen(&self) -> (String, Option<u16>);
+    /// The TLS listener's port (QEMU's `tls-port`), if there is one.
+    fn tls_port(&self) -> Option<u16> {
+        None
+    }
     /// Close every client connection (`set_password connected=disconnect`).
     fn disconnect_all(&self);
 }

@@ -1,6 +1,8 @@
 //! Entry points for cargo-fuzz (feature `fuzzing`; `fuzz/` outside the workspace).
 //!
-//! [`channel_dispatch`] runs one registered channel kind's real task, on an
+//! [`link`], [`transport`] and [`http`] (`connection.rs`) drive the stages before a
+//! channel: the link stage against the registry below, TLS-less sniffing, HTTP and
+//! WebSocket. [`channel_dispatch`] runs one registered channel kind's real task, on an
 //! in-memory connection, over arbitrary client bytes: framing, size limits, base
 //! messages and each kind's message handling, with the ports a machine has
 //! (a display head with a picture, an input port, an agent port). Whatever the
@@ -19,6 +21,9 @@ use crate::port::{AgentLink, AgentPort, InputPort, LedNotifier};
 use crate::proto::common_cap;
 use crate::server::BoxStream;
 use crate::{ClientInfo, Frame, Ports, Rect};
+
+mod connection;
+pub use connection::{http, link, transport};
 
 /// Input and agent ports that take everything at once.
 struct Sink {
