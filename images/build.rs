@@ -51,6 +51,10 @@ const IMAGES: &[Image] = &[
         name: "reset",
         disk_size: MIB,
     },
+    Image {
+        name: "acpi",
+        disk_size: MIB,
+    },
     // Writes sector 2048 (offset 1 MiB), so the disk must extend past it.
     Image {
         name: "virtio-blk",

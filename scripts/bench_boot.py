@@ -10,6 +10,7 @@ import select
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -53,6 +54,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--memory", default="1G")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--baseline", metavar="SPICEBOX",
+                    help="another spicebox binary (e.g. main's) to boot too, for regressions")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-")
@@ -67,17 +70,21 @@ def main():
             "-drive", f"file={disk},format=raw,if=virtio"]
     rows = [("spicebox --vga none", spicebox + ["--vga", "none"]),
             ("spicebox (qxl)", spicebox),
+            # Without ACPI tables: what SeaBIOS's table-loader run costs.
+            ("spicebox --no-acpi", spicebox + ["--no-acpi"]),
+            *([("baseline (qxl)", [args.baseline] + spicebox[1:])] if args.baseline else []),
             ("qemu -vga none", qemu + ["-vga", "none"]),
             ("qemu -vga qxl", qemu + ["-vga", "qxl"])]
     print(f"demo disk to '{MARKER.decode()}' on serial, -m {args.memory}, "
           f"median of {args.runs} runs")
     print(f"{'vmm':<20}{'boot s':>10}{'RSS MiB':>10}{'peak MiB':>10}")
+    sys.stdout.flush()
     for name, cmd in rows:
         results = [boot_once(cmd, args.timeout) for _ in range(args.runs)]
         t = statistics.median(r[0] for r in results)
         rss = statistics.median(r[1] for r in results) / 1024
         hwm = statistics.median(r[2] for r in results) / 1024
-        print(f"{name:<20}{t:>10.2f}{rss:>10.1f}{hwm:>10.1f}")
+        print(f"{name:<20}{t:>10.2f}{rss:>10.1f}{hwm:>10.1f}", flush=True)
     shutil.rmtree(tmp)
 
 

@@ -210,7 +210,15 @@ impl FwCfg {
         let ok = if control & DMA_READ != 0 {
             self.dma_read(address, length)
         } else if control & DMA_WRITE != 0 {
-            // No writable items: any non-empty write is refused.
+            // No writable items: any non-empty write is refused. (QEMU lets
+            // the guest write a few files, e.g. for the table loader's
+            // WRITE_POINTER command, which spicebox's loader never uses.)
+            if length != 0 {
+                debug!(
+                    key = self.selector,
+                    length, "fw_cfg: DMA write refused, nothing is writable"
+                );
+            }
             length == 0
         } else if control & DMA_SKIP != 0 {
             let avail = self.current().len().saturating_sub(self.offset);
@@ -291,7 +299,7 @@ impl BusDevice for FwCfg {
             (PORT_SELECT, 2) => self.select(u16::from_le_bytes([data[0], data[1]])),
             (PORT_DMA..PORT_LEN, _) => self.dma_write(offset, data),
             // Data-port writes were removed from QEMU in 2.4; nothing is writable.
-            _ => trace!(offset, len = data.len(), "fw_cfg: ignored write"),
+            _ => debug!(offset, len = data.len(), "fw_cfg: ignored write"),
         }
     }
 }
@@ -480,6 +488,68 @@ mod tests {
         let mut b8 = [0u8; 8];
         f.read(PORT_BASE, 4, &mut b8);
         assert_eq!(&b8, DMA_SIGNATURE);
+    }
+
+    /// Log lines emitted while `f` runs, at every level.
+    fn logs_of(f: impl FnOnce()) -> String {
+        let out = crate::interrupt::test_util::RecordingWriter::default();
+        let w = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(out.contents()).unwrap()
+    }
+
+    /// The guest's side of the ACPI table loader is fw_cfg: whatever it does
+    /// to the loader's files (write them, read them into memory it does not
+    /// have, select past them) is refused with a log line, and the files stay
+    /// as they were for the next reader.
+    #[test]
+    fn table_loader_abuse_is_logged_and_changes_nothing() {
+        let mut f = fw();
+        let loader: Vec<u8> = (0..256u32).map(|i| i as u8).collect();
+        let key = f.add_file("etc/table-loader", loader.clone()).unwrap();
+        let tables = f.add_file("etc/acpi/tables", vec![0x5a; 5000]).unwrap();
+        let sel = |k: u16| u32::from(k) << 16 | DMA_SELECT;
+        f.mem.write_slice(&[0xee; 128], GuestAddress(BUF)).unwrap();
+
+        let log = logs_of(|| {
+            // Overwrite a command, whole or at an offset.
+            assert_eq!(dma(&mut f, sel(key) | DMA_WRITE, 128, BUF), DMA_ERROR);
+            assert_eq!(dma(&mut f, DMA_SKIP, 64, 0), 0);
+            assert_eq!(dma(&mut f, DMA_WRITE, 8, BUF), DMA_ERROR);
+            // Through the data port, byte and word wide.
+            outw(&mut f, 0x510, key);
+            f.write(PORT_BASE, 1, &[0xee]);
+            f.write(PORT_BASE, 1, &[0xee, 0xee]);
+            // Read the tables into memory that is not there, or all of it.
+            assert_eq!(
+                dma(&mut f, sel(tables) | DMA_READ, 5000, RAM - 16),
+                DMA_ERROR
+            );
+            assert_eq!(
+                dma(&mut f, sel(tables) | DMA_READ, u32::MAX, BUF),
+                DMA_ERROR
+            );
+            // A descriptor past RAM: no status to write, nothing else.
+            f.write(PORT_BASE, 8, &((RAM + 0x1000) as u32).to_be_bytes());
+        });
+        for line in [
+            "DMA write refused",
+            "ignored write",
+            "DMA read to bad guest memory",
+            "unreadable DMA descriptor",
+        ] {
+            assert!(log.contains(line), "no {line:?} in:\n{log}");
+        }
+        // The loader reads back intact, by DMA and by port.
+        assert_eq!(dma(&mut f, sel(key) | DMA_READ, 256, BUF), 0);
+        assert_eq!(guest(&f, BUF, 256), loader);
+        outw(&mut f, 0x510, key);
+        assert_eq!(insb(&mut f, 4), loader[..4]);
     }
 
     #[test]

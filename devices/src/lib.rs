@@ -10,6 +10,7 @@ pub mod display;
 pub mod error;
 pub mod fw_cfg;
 pub mod host_memory;
+pub mod input;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;

@@ -59,6 +59,8 @@ pub enum Error {
     CpuCount(u16),
     #[error("invalid PCI interrupt route: {0}")]
     PciRoute(&'static str),
+    #[error("ACPI tables: {0}")]
+    Acpi(String),
     #[error("guest memory write of {len} bytes at {addr:#x} failed: {source}")]
     GuestMemory {
         addr: u64,

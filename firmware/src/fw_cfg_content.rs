@@ -19,6 +19,11 @@ pub const FW_CFG_NB_CPUS: u16 = 0x05;
 pub const FW_CFG_BOOT_MENU: u16 = 0x0E;
 /// Legacy key: highest CPU count (u16), seen by SeaBIOS as `etc/max-cpus`.
 pub const FW_CFG_MAX_CPUS: u16 = 0x0F;
+/// Legacy x86 key (FW_CFG_ARCH_LOCAL + 2), seen by SeaBIOS as
+/// `etc/irq0-override`: nonzero means ISA IRQ 0 reaches IOAPIC pin 2, which its
+/// MP table then says (as the VMM routes it and our ACPI MADT says). QEMU
+/// serves 1 whenever KVM's irqchip allows the override.
+pub const FW_CFG_IRQ0_OVERRIDE: u16 = 0x8002;
 
 /// A device SeaBIOS may boot from, named the way QEMU names it in `bootorder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +99,8 @@ impl FwCfgContent {
             .push((FW_CFG_RAM_SIZE, layout.ram_size().to_le_bytes().to_vec()));
         c.items.push((FW_CFG_NB_CPUS, cpus.to_le_bytes().to_vec()));
         c.items.push((FW_CFG_MAX_CPUS, cpus.to_le_bytes().to_vec()));
+        c.items
+            .push((FW_CFG_IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec()));
         let menu = u16::from(options.boot_menu_wait_ms.is_some());
         c.items
             .push((FW_CFG_BOOT_MENU, menu.to_le_bytes().to_vec()));
@@ -165,6 +172,7 @@ mod tests {
         assert_eq!(c.item(FW_CFG_NB_CPUS), Some(&[2u8, 0][..]));
         assert_eq!(c.item(FW_CFG_MAX_CPUS), Some(&[2u8, 0][..]));
         assert_eq!(c.item(FW_CFG_BOOT_MENU), Some(&[0u8, 0][..]));
+        assert_eq!(c.item(FW_CFG_IRQ0_OVERRIDE), Some(&[1u8, 0, 0, 0][..]));
     }
 
     #[test]

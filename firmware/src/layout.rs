@@ -39,6 +39,10 @@ pub const IOAPIC_ADDR: u64 = 0xFEC0_0000;
 /// The local APICs' MMIO base.
 pub const LAPIC_ADDR: u64 = 0xFEE0_0000;
 
+/// Size of the 64-bit PCI window the ACPI tables offer above RAM (QEMU's q35
+/// default; SeaBIOS only maps BARs there when the 32-bit hole is full).
+pub const PCI_HOLE64_SIZE: u64 = 32 << 30;
+
 /// How the guest's RAM is split around the PCI hole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLayout {
@@ -92,6 +96,21 @@ impl MemoryLayout {
             regions.push((HIGH_RAM_START, self.above_4g));
         }
         regions
+    }
+
+    /// The 32-bit PCI memory window, first and last byte: from the end of low
+    /// RAM up to the IOAPIC. SeaBIOS places BARs inside it (from 2 or 3 GiB up
+    /// to 0xFEC00000), and an OS that assigns BARs itself uses all of it.
+    pub fn pci_hole32(&self) -> (u64, u64) {
+        (self.below_4g, IOAPIC_ADDR - 1)
+    }
+
+    /// The 64-bit PCI memory window, first and last byte: from the first
+    /// gigabyte boundary above RAM, where SeaBIOS puts 64-bit BARs that do not
+    /// fit below 4 GiB.
+    pub fn pci_hole64(&self) -> (u64, u64) {
+        let start = (HIGH_RAM_START + self.above_4g).next_multiple_of(1 << 30);
+        (start, start + PCI_HOLE64_SIZE - 1)
     }
 
     /// Where a BIOS image of `rom_size` bytes is mapped: it must end at 4 GiB so
@@ -168,6 +187,16 @@ mod tests {
         ));
         assert!(MemoryLayout::new(MIN_RAM).is_ok());
         assert!(MemoryLayout::new(MAX_RAM).is_ok());
+    }
+
+    #[test]
+    fn pci_windows_sit_beside_ram() {
+        let l = MemoryLayout::new(GIB).unwrap();
+        assert_eq!(l.pci_hole32(), (GIB, 0xFEBF_FFFF));
+        assert_eq!(l.pci_hole64(), (4 * GIB, 4 * GIB + PCI_HOLE64_SIZE - 1));
+        let l = MemoryLayout::new(5 * GIB + 4096).unwrap();
+        assert_eq!(l.pci_hole32().0, 3 * GIB);
+        assert_eq!(l.pci_hole64().0, 7 * GIB);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! What goes into a spicebox guest before its first instruction, as plain data:
 //! the PC memory map, e820 tables, the SeaBIOS image and its fw_cfg content, and
-//! for direct Linux boot the kernel, zero page, MP table and 64-bit CPU state.
+//! for direct Linux boot the kernel, zero page, MP table and 64-bit CPU state,
+//! and the ACPI tables for both.
 //! Nothing here touches KVM; the `vmm` crate applies the results.
 
+pub mod acpi;
 pub mod boot_cpu;
 pub mod e820;
 mod error;

@@ -65,11 +65,15 @@ pub fn load_linux(
     cmdline: &str,
     cpus: u8,
 ) -> Result<LinuxBoot> {
-    load_linux_with_pci(mem, layout, kernel, initrd, cmdline, cpus, &[])
+    load_linux_with_pci(mem, layout, kernel, initrd, cmdline, cpus, &[], None)
 }
 
 /// [`load_linux`] for any seekable source, with PCI INTx routes for the MP table
-/// (without them Linux falls back to the Interrupt Line register of each device).
+/// (without them Linux falls back to the Interrupt Line register of each device)
+/// and the address of ACPI tables already in memory, for boot_params
+/// `acpi_rsdp_addr` (boot protocol 2.14; older kernels find the RSDP by
+/// scanning 0xE0000-0xFFFFF, where `acpi::AcpiTables` puts it).
+#[allow(clippy::too_many_arguments)] // each is one thing the boot protocol needs
 pub fn load_linux_with_pci<K, I>(
     mem: &GuestMemoryMmap<()>,
     layout: &MemoryLayout,
@@ -78,6 +82,7 @@ pub fn load_linux_with_pci<K, I>(
     cmdline: &str,
     cpus: u8,
     pci_irqs: &[PciIrqRoute],
+    acpi_rsdp_addr: Option<u64>,
 ) -> Result<LinuxBoot>
 where
     K: Read + ReadVolatile + Seek,
@@ -116,6 +121,7 @@ where
         };
     }
     params.e820_entries = table.len() as u8;
+    params.acpi_rsdp_addr = acpi_rsdp_addr.unwrap_or(0);
     write_guest(mem, ZERO_PAGE_ADDR, params.as_slice())?;
 
     mptable::write(mem, cpus, pci_irqs)?;

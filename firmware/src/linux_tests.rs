@@ -106,6 +106,7 @@ fn boot(
         cmdline,
         2,
         &[],
+        None,
     );
     (mem, r)
 }
@@ -171,6 +172,72 @@ fn bzimage_boot_lays_out_memory() {
     assert_eq!(table[0], E820Entry::new(0, 0x9FC00, E820_RAM));
     assert_eq!(table[1].kind, E820_RESERVED);
     assert_eq!(table[2], E820Entry::new(MIB, 63 * MIB, E820_RAM));
+}
+
+#[test]
+fn acpi_rsdp_addr_points_at_the_tables_in_reserved_memory() {
+    use crate::acpi::{AcpiConfig, AcpiTables, PciInterrupts, PmBlock, DIRECT_BOOT_BASE};
+    let layout = MemoryLayout::new(64 * MIB).unwrap();
+    let cfg = AcpiConfig {
+        cpus: 2,
+        layout,
+        pm: PmBlock {
+            event_port: 0x600,
+            control_port: 0x604,
+            timer_port: None,
+            sci_irq: 9,
+            s5_sleep_type: 0,
+        },
+        reset: None,
+        pci: PciInterrupts {
+            isa_bridge_slot: 1,
+            pirq_route_offset: 0x60,
+            link_irqs: vec![10, 11],
+        },
+        isa: vec![],
+        irq0_gsi: 2,
+        vga: false,
+        rtc_century: None,
+    };
+    let mem = memory(&layout);
+    let rsdp = AcpiTables::build(&cfg)
+        .unwrap()
+        .write_for_direct_boot(&mem)
+        .unwrap();
+    let r = load_linux_with_pci(
+        &mem,
+        &layout,
+        &mut Cursor::new(fake_bzimage(&FakeHdr::default())),
+        None::<&mut Cursor<Vec<u8>>>,
+        "",
+        2,
+        &[],
+        Some(rsdp),
+    );
+    r.unwrap();
+    // boot_params.acpi_rsdp_addr at 0x070 of the zero page.
+    assert_eq!(u64_at(&mem, ZERO_PAGE_ADDR + 0x70), DIRECT_BOOT_BASE);
+    assert_eq!(&read(&mem, DIRECT_BOOT_BASE, 8), b"RSD PTR ");
+    // The tables live in a range the kernel's e820 map reserves, clear of the
+    // MP table that follows.
+    let rsdt = u64::from(u32_at(&mem, DIRECT_BOOT_BASE + 16));
+    let xsdt = u64_at(&mem, DIRECT_BOOT_BASE + 24);
+    for t in [rsdt, xsdt] {
+        let len = u64::from(u32_at(&mem, t + 4));
+        assert_eq!(sum(&read(&mem, t, len as usize)), 0);
+        assert!(t > DIRECT_BOOT_BASE && t + len <= MPTABLE_START);
+    }
+    let reserved = e820::linux_table(&layout)
+        .into_iter()
+        .find(|e| e.addr <= DIRECT_BOOT_BASE && DIRECT_BOOT_BASE < e.addr + e.size)
+        .unwrap();
+    assert_eq!(reserved.kind, E820_RESERVED);
+    assert!(reserved.addr + reserved.size >= MPTABLE_START);
+
+    // Without tables the field stays 0.
+    let (mem, r) = boot(&layout, fake_bzimage(&FakeHdr::default()), None, "");
+    r.unwrap();
+    assert_eq!(u64_at(&mem, ZERO_PAGE_ADDR + 0x70), 0);
 }
 
 #[test]

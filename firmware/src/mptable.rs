@@ -19,9 +19,13 @@ const MPTABLE_LIMIT: u64 = 0x10_0000;
 /// be below the xAPIC broadcast ID 0xFF.
 pub const MAX_CPUS: u8 = 254;
 
-/// ISA IRQs 0-15 come in on the IOAPIC pins of the same number. This matches
-/// KVM's default GSI routing (GSI n → IOAPIC pin n, the PIT on GSI 0).
+/// ISA IRQs 0-15 come in on the IOAPIC pins of the same number, except the
+/// PIT's IRQ 0, which the VMM routes to pin 2 as QEMU does (the ACPI MADT has
+/// the matching interrupt source override; SeaBIOS's MP table does the same
+/// when fw_cfg `etc/irq0-override` says so). IRQ 2, the cascade, has no pin.
 pub const ISA_IRQS: u8 = 16;
+/// The IOAPIC pin of ISA IRQ 0.
+pub const IRQ0_IOAPIC_PIN: u8 = 2;
 const IOAPIC_PINS: u8 = 24;
 
 const FLOATING_LEN: usize = 16;
@@ -97,7 +101,8 @@ pub fn build(cpus: u8, pci: &[PciIrqRoute]) -> Result<Vec<u8>> {
     // Like SeaBIOS, leave out ISA IRQs whose pins carry PCI interrupts, so each
     // pin has one trigger mode.
     let pci_pins: Vec<u8> = pci.iter().map(|r| r.ioapic_pin).collect();
-    for irq in (0..ISA_IRQS).filter(|i| !pci_pins.contains(i)) {
+    for irq in (0..ISA_IRQS).filter(|i| !pci_pins.contains(i) && *i != IRQ0_IOAPIC_PIN) {
+        let pin = if irq == 0 { IRQ0_IOAPIC_PIN } else { irq };
         // Flags 0: "conforms to the bus", i.e. edge/active high for ISA.
         add(&int_entry(
             ENTRY_INTSRC,
@@ -106,7 +111,7 @@ pub fn build(cpus: u8, pci: &[PciIrqRoute]) -> Result<Vec<u8>> {
             ISA_BUS,
             irq,
             ioapic_id,
-            irq,
+            pin,
         ));
     }
     for r in pci {
@@ -256,9 +261,12 @@ mod tests {
             .iter()
             .filter(|x| x[0] == ENTRY_INTSRC && x[4] == ISA_BUS)
             .collect();
-        assert_eq!(isa.len(), 16);
-        for (i, x) in isa.iter().enumerate() {
-            assert_eq!((x[5], x[6], x[7]), (i as u8, 2, i as u8));
+        // IRQ 0 on pin 2 (the PIT's route), no IRQ 2, the rest identity.
+        assert_eq!(isa.len(), 15);
+        assert_eq!((isa[0][5], isa[0][6], isa[0][7]), (0, 2, 2));
+        for x in &isa[1..] {
+            assert_ne!(x[5], 2);
+            assert_eq!((x[6], x[7]), (2, x[5]));
         }
         let buses: Vec<_> = e.iter().filter(|x| x[0] == ENTRY_BUS).collect();
         assert_eq!(&buses[1][2..8], b"ISA   ");
@@ -281,13 +289,13 @@ mod tests {
         assert_eq!(pci[0][5], 3 << 2);
         assert_eq!(pci[0][7], 11);
         assert_eq!(u16::from_le_bytes([pci[0][2], pci[0][3]]), IRQ_FLAGS_PCI);
-        // Pin 11 now belongs to PCI: no ISA IRQ 11 entry, the other 15 remain.
+        // Pin 11 now belongs to PCI: no ISA IRQ 11 entry, the other 14 remain.
         let isa: Vec<u8> = e
             .iter()
             .filter(|x| x[0] == ENTRY_INTSRC && x[4] == ISA_BUS)
             .map(|x| x[7])
             .collect();
-        assert_eq!(isa.len(), 15);
+        assert_eq!(isa.len(), 14);
         assert!(!isa.contains(&11));
     }
 

@@ -19,6 +19,8 @@
  * put a relocatable kernel anywhere, and the stub never relocates itself.
  * It prints one line:
  *   SPICEBOX-LINUX-STUB <cmdline> e820=<entries, decimal> initrd=0x<size, hex>
+ *     rsdp=0x<acpi_rsdp_addr, hex> rsdp_ok=<1 if an RSDP with a valid
+ *     checksum is there, else 0>
  * Every instruction of it is emulated on the test machines, so it does the
  * least work that proves the loader filled the zero page right.
  */
@@ -28,6 +30,7 @@
         .set    LOAD_ADDR, 0x100000     /* code32_start and pref_address */
 
         /* boot_params (the zero page) offsets; RSI points at it on entry */
+        .set    BP_ACPI_RSDP_ADDR, 0x070
         .set    BP_EXT_RAMDISK_SIZE, 0x0C4
         .set    BP_EXT_CMD_LINE_PTR, 0x0C8
         .set    BP_SCRATCH, 0x1E4
@@ -197,6 +200,34 @@ startup_64:
         mov     $16, %ecx
         call    print_number
 
+        /* boot_params.acpi_rsdp_addr (protocol 2.14), and whether an RSDP
+         * is really there: "RSD PTR " and the first 20 bytes summing to 0. */
+        lea     msg_rsdp(%rip), %rsi
+        call    puts
+        mov     BP_ACPI_RSDP_ADDR(%rbx), %r12
+        mov     %r12, %rax
+        mov     $16, %ecx
+        call    print_number
+        lea     msg_rsdp_ok(%rip), %rsi
+        call    puts
+        xor     %eax, %eax
+        test    %r12, %r12
+        jz      2f
+        movabs  $0x2052545020445352, %rcx /* "RSD PTR " */
+        cmp     %rcx, (%r12)
+        jne     2f
+        mov     $20, %ecx
+        xor     %edx, %edx
+        mov     %r12, %rsi
+1:      add     (%rsi), %dl
+        inc     %rsi
+        loop    1b
+        test    %dl, %dl
+        jnz     2f
+        mov     $1, %eax
+2:      mov     $10, %ecx
+        call    print_number
+
         lea     msg_eol(%rip), %rsi
         PUTS_AND_POWER_OFF
 
@@ -249,6 +280,10 @@ msg_e820:
         .asciz  " e820="
 msg_initrd:
         .asciz  " initrd=0x"
+msg_rsdp:
+        .asciz  " rsdp=0x"
+msg_rsdp_ok:
+        .asciz  " rsdp_ok="
 msg_eol:
         .asciz  "\r\n"
 digits:

@@ -77,7 +77,7 @@
         .set    BI_IMAGE_END, 0x38
         .set    BI_TSC_LOADER, 0x40             /* TSC when the loader started */
         .set    BI_TSC_ENTRY, 0x48              /* TSC just before the iretq */
-        .set    BI_BOOT_DRIVE, 0x50             /* u8 */
+        .set    BI_BOOT_DRIVE, 0x50             /* u32: the BIOS drive number */
         .set    BI_E820_COUNT, 0x54             /* u32 */
         .set    BI_NAME, 0x58                   /* [u8; 32], set by the guest */
         .set    BI_E820, 0x78                   /* [E820Entry; E820_MAX] */

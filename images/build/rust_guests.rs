@@ -46,10 +46,20 @@ const RUST_GUESTS: &[RustGuest] = &[
 /// loader checks too.
 const HEADER_MAGIC: &[u8; 8] = b"SPBXRTG1";
 const LOAD_ADDR: u64 = 0x10_0000;
+/// Header offset of the image checksum (FNV-1a 64 over the flat image with
+/// these 8 bytes zero).
+const CHECKSUM_AT: usize = 0x28;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    })
+}
 
 pub fn build(manifest_dir: &Path, out_dir: &Path, loader: &[u8], payload_lba: u32) {
     let guests_dir = manifest_dir.join("guests");
     rerun_if_guest_sources_change(&guests_dir);
+    check_every_guest_is_listed(&guests_dir.join("programs/src/bin"));
     println!("cargo:rerun-if-env-changed=SPICEBOX_OBJCOPY");
 
     let target_dir = out_dir.join("guests-target");
@@ -91,8 +101,12 @@ pub fn build(manifest_dir: &Path, out_dir: &Path, loader: &[u8], payload_lba: u3
             "{objcopy} -O binary {} failed",
             elf.display()
         );
-        let payload = fs::read(&flat).unwrap_or_else(|e| panic!("{}: {e}", flat.display()));
+        let mut payload = fs::read(&flat).unwrap_or_else(|e| panic!("{}: {e}", flat.display()));
         check_payload(guest.name, &payload);
+        // The checksum guest-rt verifies before main: a loader that put a
+        // chunk in the wrong place fails the boot with a clear line.
+        let checksum = fnv1a(&payload);
+        payload[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&checksum.to_le_bytes());
 
         let mut disk = loader.to_vec();
         disk.resize(payload_offset, 0);
@@ -118,6 +132,29 @@ fn rerun_if_guest_sources_change(guests_dir: &Path) {
     }
 }
 
+/// A binary in `programs/src/bin/` (`<name>.rs` or `<name>/main.rs`) that
+/// `RUST_GUESTS` lacks would be built and never packed: say so.
+fn check_every_guest_is_listed(bin_dir: &Path) {
+    let entries =
+        fs::read_dir(bin_dir).unwrap_or_else(|e| panic!("reading {}: {e}", bin_dir.display()));
+    for entry in entries {
+        let path = entry.expect("src/bin entry").path();
+        let name = if path.is_dir() {
+            path.file_name()
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            path.file_stem()
+        } else {
+            continue;
+        };
+        let name = name.and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(
+            RUST_GUESTS.iter().any(|g| g.name == name),
+            "guest {name} ({}) is not in RUST_GUESTS in images/build/rust_guests.rs",
+            path.display()
+        );
+    }
+}
+
 fn le_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
@@ -126,7 +163,7 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 /// fails the build instead of the boot.
 fn check_payload(name: &str, payload: &[u8]) {
     assert!(
-        payload.len() >= 0x28,
+        payload.len() >= CHECKSUM_AT + 8,
         "{name}: image of {} bytes",
         payload.len()
     );
@@ -141,6 +178,7 @@ fn check_payload(name: &str, payload: &[u8]) {
         payload.len() as u64,
         "{name}: the header's size must be the flat image's (a section outside .header..__load_end?)"
     );
+    assert_eq!(le_u64(payload, CHECKSUM_AT), 0, "{name}: checksum field");
     let end = le_u64(payload, 0x18);
     let entry = le_u64(payload, 0x20);
     assert!(end >= LOAD_ADDR + payload.len() as u64, "{name}: image end");

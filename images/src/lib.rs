@@ -1,6 +1,7 @@
 //! Boot disks built from source in this crate (`asm/*.S`, assembled by
-//! `build.rs` with GNU binutils): the demo disk spicebox boots by default and
-//! the test guests its end-to-end tests run.
+//! `build.rs` with GNU binutils, and the 64-bit Rust guests in `guests/`,
+//! booted by `asm/rust-loader.S`): the demo disk spicebox boots by default
+//! and the test guests its end-to-end tests run.
 //!
 //! Every image is a raw disk: a boot sector that SeaBIOS (or any PC BIOS)
 //! loads at 0x7C00, the program sectors it loads after itself, and zero
@@ -16,6 +17,7 @@ static DEMO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.img"));
 static POWEROFF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poweroff.img"));
 static RESET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reset.img"));
 static VIRTIO_BLK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-blk.img"));
+static ACPI: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/acpi.img"));
 static LINUX_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/linux-stub.bin"));
 static PCI_LIST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pci-list.img"));
 static PCI_LIST_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pci-list.elf"));
@@ -136,6 +138,81 @@ pub fn virtio_expected_sector() -> [u8; SECTOR_SIZE] {
 }
 
 // ---------------------------------------------------------------------------
+// acpi
+
+/// Starts the line on which [`TestImage::Acpi`] reports what it found in the
+/// tables ([`AcpiReport`]).
+pub const ACPI_TABLES_MARKER: &str = "SPICEBOX-ACPI-TABLES ";
+/// Printed once the power-button event is enabled: press it now (QMP
+/// `system_powerdown`).
+pub const ACPI_READY_MARKER: &str = "SPICEBOX-ACPI-READY";
+/// Printed when PWRBTN_STS and the SCI were seen, followed by `irr=` and the
+/// 8259 IRR byte in hex.
+pub const ACPI_PWRBTN_MARKER: &str = "SPICEBOX-ACPI-PWRBTN";
+/// Printed after the SCI dropped again, just before the S5 write.
+pub const ACPI_OK_MARKER: &str = "SPICEBOX-ACPI-OK";
+/// Printed, followed by the step (and sometimes a hex value), on failure.
+pub const ACPI_FAIL_MARKER_PREFIX: &str = "SPICEBOX-ACPI-FAIL ";
+/// The failure of a machine without ACPI tables: no RSDP anywhere.
+pub const ACPI_FAIL_NO_RSDP: &str = "SPICEBOX-ACPI-FAIL rsdp";
+
+/// What [`TestImage::Acpi`] found, parsed from its `key=hex` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AcpiReport {
+    /// Where the RSDP was found, and its revision (0: ACPI 1.0, 2: 2.0+).
+    pub rsdp: u32,
+    pub revision: u32,
+    /// RSDT and XSDT addresses (XSDT 0 when the RSDP has none).
+    pub rsdt: u32,
+    pub xsdt: u32,
+    /// Enabled processor local APICs in the MADT.
+    pub lapics: u32,
+    /// The first IOAPIC's address.
+    pub ioapic: u32,
+    /// PM1a event and control blocks (FADT).
+    pub pm1a_evt: u32,
+    pub pm1a_cnt: u32,
+    /// SCI_INT, and the MPS INTI flags of its MADT interrupt source override
+    /// (0 when there is none).
+    pub sci: u32,
+    pub sci_flags: u32,
+    /// SMI_CMD (0: the machine starts in ACPI mode).
+    pub smi_cmd: u32,
+    /// SLP_TYPa of `\_S5`.
+    pub s5: u32,
+}
+
+impl AcpiReport {
+    /// Find the report line in `serial` and parse it; `None` until the whole
+    /// line (up to its CR LF) is there, or if a field is missing.
+    pub fn parse(serial: &str) -> Option<AcpiReport> {
+        let start = serial.find(ACPI_TABLES_MARKER)? + ACPI_TABLES_MARKER.len();
+        let line = &serial[start..];
+        let line = &line[..line.find("\r\n")?];
+        let mut fields = std::collections::HashMap::new();
+        for pair in line.split(' ') {
+            let (key, value) = pair.split_once('=')?;
+            fields.insert(key, u32::from_str_radix(value, 16).ok()?);
+        }
+        let get = |k: &str| fields.get(k).copied();
+        Some(AcpiReport {
+            rsdp: get("rsdp")?,
+            revision: get("revision")?,
+            rsdt: get("rsdt")?,
+            xsdt: get("xsdt")?,
+            lapics: get("lapics")?,
+            ioapic: get("ioapic")?,
+            pm1a_evt: get("pm1a_evt")?,
+            pm1a_cnt: get("pm1a_cnt")?,
+            sci: get("sci")?,
+            sci_flags: get("sci_flags")?,
+            smi_cmd: get("smi_cmd")?,
+            s5: get("s5")?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
 // linux-stub
 
 /// Start of the one line [`linux_stub`] prints; the rest is the boot
@@ -147,6 +224,11 @@ pub const LINUX_STUB_E820_PREFIX: &str = " e820=";
 /// Follows the e820 count; then `ramdisk_size` in lowercase hex, no leading
 /// zeros (0 without an initrd).
 pub const LINUX_STUB_INITRD_PREFIX: &str = " initrd=0x";
+/// Follows the initrd size; then boot_params `acpi_rsdp_addr` in lowercase
+/// hex (0 when the loader gave none).
+pub const LINUX_STUB_RSDP_PREFIX: &str = " rsdp=0x";
+/// Ends the line: 1 if an RSDP with a valid checksum is at that address.
+pub const LINUX_STUB_RSDP_OK_PREFIX: &str = " rsdp_ok=";
 /// Where a loader puts the stub's protected-mode part (`code32_start` and
 /// `pref_address`): 1 MiB, like every bzImage.
 pub const LINUX_STUB_LOAD_ADDR: u64 = 0x10_0000;
@@ -160,6 +242,10 @@ pub struct LinuxStubReport {
     pub e820_entries: u32,
     /// `ramdisk_size` of the setup header (with `ext_ramdisk_size` on top).
     pub initrd_size: u64,
+    /// boot_params `acpi_rsdp_addr`.
+    pub acpi_rsdp_addr: u64,
+    /// An RSDP (signature and checksum) is at `acpi_rsdp_addr`.
+    pub rsdp_valid: bool,
 }
 
 impl LinuxStubReport {
@@ -172,11 +258,19 @@ impl LinuxStubReport {
         // The command line is free text; the fields after it are not, so
         // split from the right.
         let (cmdline, rest) = line.rsplit_once(LINUX_STUB_E820_PREFIX)?;
-        let (e820, initrd) = rest.split_once(LINUX_STUB_INITRD_PREFIX)?;
+        let (e820, rest) = rest.split_once(LINUX_STUB_INITRD_PREFIX)?;
+        let (initrd, rest) = rest.split_once(LINUX_STUB_RSDP_PREFIX)?;
+        let (rsdp, ok) = rest.split_once(LINUX_STUB_RSDP_OK_PREFIX)?;
         Some(LinuxStubReport {
             cmdline: cmdline.to_owned(),
             e820_entries: e820.parse().ok()?,
             initrd_size: u64::from_str_radix(initrd, 16).ok()?,
+            acpi_rsdp_addr: u64::from_str_radix(rsdp, 16).ok()?,
+            rsdp_valid: match ok {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
         })
     }
 }
@@ -192,8 +286,9 @@ pub fn demo_disk() -> &'static [u8] {
 /// A stand-in Linux kernel for `spicebox run --kernel`: a bzImage (boot
 /// protocol 2.12, 64-bit entry point, relocatable) small enough to run where
 /// guest kernel code is emulated. Its 64-bit entry prints
-/// [`LINUX_STUB_MARKER`], the command line, the e820 entry count and the
-/// initrd size from boot_params on COM1 as one line ([`LinuxStubReport`]),
+/// [`LINUX_STUB_MARKER`], the command line, the e820 entry count, the initrd
+/// size and `acpi_rsdp_addr` from boot_params on COM1 as one line
+/// ([`LinuxStubReport`]),
 /// then powers off via ACPI. Its 16-bit (setup code, what QEMU's `-kernel`
 /// runs) and 32-bit entries are not implemented: they print
 /// [`FAIL_MARKER_PREFIX`] and `linux-stub-entry16` / `linux-stub-entry32`,
@@ -303,6 +398,11 @@ pub enum TestImage {
     /// [`VIRTIO_OK_MARKER`] and powers off. Boot it from that device: the
     /// write lands in the image itself (2 MiB raw).
     VirtioBlk,
+    /// Finds and checks the ACPI tables as an OS does, reports them
+    /// ([`AcpiReport`]), arms the power button, prints [`ACPI_READY_MARKER`],
+    /// waits for a press and its SCI, prints [`ACPI_OK_MARKER`] and enters S5
+    /// (1 MiB raw).
+    Acpi,
     /// 64-bit Rust guest (`guests/programs/src/bin/pci-list.rs`): lists the
     /// PCI functions, checks memory, LAPIC-timer and IOAPIC interrupts,
     /// times a CPL-3 loop, prints [`PCI_LIST_OK_MARKER`] (1 MiB raw).
@@ -323,10 +423,11 @@ pub enum TestImage {
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 7] = [
+    pub const ALL: [TestImage; 8] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
+        TestImage::Acpi,
         TestImage::PciList,
         TestImage::Crash,
         TestImage::VirtioMsix,
@@ -339,6 +440,7 @@ impl TestImage {
             TestImage::PowerOff => POWEROFF,
             TestImage::Reset => RESET,
             TestImage::VirtioBlk => VIRTIO_BLK,
+            TestImage::Acpi => ACPI,
             TestImage::PciList => PCI_LIST,
             TestImage::Crash => CRASH,
             TestImage::VirtioMsix => VIRTIO_MSIX,
@@ -364,6 +466,7 @@ impl TestImage {
             TestImage::PowerOff => "poweroff",
             TestImage::Reset => "reset",
             TestImage::VirtioBlk => "virtio-blk",
+            TestImage::Acpi => "acpi",
             TestImage::PciList => "pci-list",
             TestImage::Crash => "crash",
             TestImage::VirtioMsix => "virtio-msix",
@@ -372,12 +475,14 @@ impl TestImage {
     }
 
     /// The line the guest prints when its test passed, just before it powers
-    /// off.
+    /// off ([`TestImage::Crash`], which only fails: the line saying it waits
+    /// for its key).
     pub fn success_marker(self) -> &'static str {
         match self {
             TestImage::PowerOff => POWEROFF_TEST_MARKER,
             TestImage::Reset => RESET_DONE_MARKER,
             TestImage::VirtioBlk => VIRTIO_OK_MARKER,
+            TestImage::Acpi => ACPI_OK_MARKER,
             TestImage::PciList => PCI_LIST_OK_MARKER,
             TestImage::Crash => CRASH_READY_MARKER,
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
@@ -487,6 +592,17 @@ mod tests {
             VIRTIO_WRITE_PREFIX,
         ] {
             assert!(contains(virtio, marker), "virtio-blk lacks {marker:?}");
+        }
+
+        let acpi = TestImage::Acpi.bytes();
+        for marker in [
+            ACPI_TABLES_MARKER.trim_end(),
+            ACPI_READY_MARKER,
+            ACPI_PWRBTN_MARKER,
+            ACPI_OK_MARKER,
+            ACPI_FAIL_MARKER_PREFIX,
+        ] {
+            assert!(contains(acpi, marker), "acpi lacks {marker:?}");
         }
 
         for (name, bytes) in all_images() {
@@ -724,20 +840,46 @@ mod tests {
     }
 
     #[test]
+    fn acpi_report_parses_the_line() {
+        let line = "x\r\nSPICEBOX-ACPI-TABLES rsdp=000F5A40 revision=00000002 rsdt=3FFFFF00 \
+            xsdt=3FFFFF40 lapics=00000002 ioapic=FEC00000 pm1a_evt=00000600 \
+            pm1a_cnt=00000604 sci=00000009 sci_flags=0000000D smi_cmd=00000000 s5=00000000\r\n";
+        let r = AcpiReport::parse(line).unwrap();
+        assert_eq!((r.rsdp, r.revision, r.lapics), (0xF5A40, 2, 2));
+        assert_eq!(
+            (r.pm1a_evt, r.pm1a_cnt, r.sci, r.sci_flags),
+            (0x600, 0x604, 9, 0xD)
+        );
+        assert_eq!(
+            (r.ioapic, r.smi_cmd, r.s5, r.xsdt),
+            (0xFEC0_0000, 0, 0, 0x3FFF_FF40)
+        );
+        assert_eq!(AcpiReport::parse(&line[..line.len() - 2]), None);
+        assert_eq!(AcpiReport::parse(&line.replace(" s5=00000000", "")), None);
+    }
+
+    #[test]
     fn linux_stub_report_parses_the_line() {
-        let serial = "noise\r\nSPICEBOX-LINUX-STUB console=ttyS0 a e820=b e820=7 initrd=0x3039\r\n";
+        let serial = "noise\r\nSPICEBOX-LINUX-STUB console=ttyS0 a e820=b e820=7 initrd=0x3039 \
+                      rsdp=0xe0000 rsdp_ok=1\r\n";
         assert_eq!(
             LinuxStubReport::parse(serial),
             Some(LinuxStubReport {
                 cmdline: "console=ttyS0 a e820=b".into(),
                 e820_entries: 7,
                 initrd_size: 0x3039,
+                acpi_rsdp_addr: 0xe0000,
+                rsdp_valid: true,
             })
         );
         // Incomplete line: not yet.
         assert_eq!(LinuxStubReport::parse(&serial[..serial.len() - 2]), None);
-        let empty = "SPICEBOX-LINUX-STUB  e820=3 initrd=0x0\r\n";
-        assert_eq!(LinuxStubReport::parse(empty).unwrap().cmdline, "");
+        let empty = "SPICEBOX-LINUX-STUB  e820=3 initrd=0x0 rsdp=0x0 rsdp_ok=0\r\n";
+        let r = LinuxStubReport::parse(empty).unwrap();
+        assert_eq!(
+            (r.cmdline.as_str(), r.acpi_rsdp_addr, r.rsdp_valid),
+            ("", 0, false)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::proto::{
     BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
 };
 use crate::wire::Writer;
-use crate::{Rect, Surface};
+use crate::{Frame, Rect};
 
 /// An encoder: (width, height, 0x00RRGGBB pixels, stride = width) → payload bytes.
 pub type EncodeFn = fn(u32, u32, &[u32]) -> Vec<u8>;
@@ -35,7 +35,7 @@ pub struct ImagePolicy {
 /// The rectangle should already be clipped to the surface. The result always has
 /// `r.width * r.height` pixels: whatever lies outside the surface or its pixel
 /// buffer (a malformed surface) reads as black instead of panicking.
-pub fn extract(surface: &Surface, r: &Rect) -> Vec<u32> {
+pub fn extract(surface: &Frame, r: &Rect) -> Vec<u32> {
     let (w, h) = (r.width as usize, r.height as usize);
     let mut out = Vec::with_capacity(w.saturating_mul(h));
     let stride = surface.width as usize;
@@ -126,10 +126,10 @@ mod tests {
 
     #[test]
     fn extract_never_panics() {
-        let s = Surface {
+        let s = Frame {
             width: 4,
             height: 3,
-            pixels: (0..12).collect::<Vec<u32>>().into(),
+            pixels: (0..12).collect(),
         };
         let r = |x, y, width, height| Rect {
             x,
@@ -141,10 +141,10 @@ mod tests {
         // Partly outside the surface: the missing pixels are black.
         assert_eq!(extract(&s, &r(3, 2, 2, 2)), vec![11, 0, 0, 0]);
         // A pixel buffer shorter than width * height (a malformed surface).
-        let short = Surface {
+        let short = Frame {
             width: 4,
             height: 3,
-            pixels: (0..6).collect::<Vec<u32>>().into(),
+            pixels: (0..6).collect(),
         };
         assert_eq!(extract(&short, &r(0, 0, 4, 3)), {
             let mut v: Vec<u32> = (0..4).collect();

@@ -1,9 +1,10 @@
-//! The default pointer: a small white arrow with a black outline, as an ALPHA cursor
-//! (B,G,R,A bytes per pixel). In server mouse mode the client hides its own pointer,
-//! so without this the user would see none.
+//! The default pointer: a small white arrow with a black outline. In server mouse
+//! mode the client hides its own pointer, so without this the user would see none.
 
-pub const WIDTH: u16 = 12;
-pub const HEIGHT: u16 = 19;
+use crate::CursorShape;
+
+const WIDTH: u16 = 12;
+const HEIGHT: u16 = 19;
 
 /// Is (x, y) inside the arrow: a triangle with a short tail.
 fn inside(x: i32, y: i32) -> bool {
@@ -12,25 +13,30 @@ fn inside(x: i32, y: i32) -> bool {
     (0..WIDTH as i32).contains(&x) && (head || tail)
 }
 
-/// Pixels, row-major, B,G,R,A.
-pub fn arrow() -> Vec<u8> {
-    let mut out = Vec::with_capacity(WIDTH as usize * HEIGHT as usize * 4);
+/// The arrow, hot spot at its tip (0, 0).
+pub fn arrow() -> CursorShape {
+    let mut pixels = Vec::with_capacity(WIDTH as usize * HEIGHT as usize);
     for y in 0..HEIGHT as i32 {
         for x in 0..WIDTH as i32 {
-            let px: [u8; 4] = if !inside(x, y) {
-                [0, 0, 0, 0]
+            pixels.push(if !inside(x, y) {
+                0
             } else if [(-1, 0), (1, 0), (0, -1), (0, 1)]
                 .iter()
                 .all(|(dx, dy)| inside(x + dx, y + dy))
             {
-                [255, 255, 255, 255]
+                0xffff_ffff
             } else {
-                [0, 0, 0, 255]
-            };
-            out.extend_from_slice(&px);
+                0xff00_0000
+            });
         }
     }
-    out
+    CursorShape {
+        width: WIDTH,
+        height: HEIGHT,
+        hot_x: 0,
+        hot_y: 0,
+        pixels,
+    }
 }
 
 #[cfg(test)]
@@ -38,11 +44,12 @@ mod tests {
     #[test]
     fn arrow_has_outline_and_fill() {
         let a = super::arrow();
-        assert_eq!(a.len(), 12 * 19 * 4);
-        let opaque = a.chunks(4).filter(|p| p[3] == 255).count();
-        let white = a.chunks(4).filter(|p| p == &[255, 255, 255, 255]).count();
+        assert!(a.is_valid());
+        assert_eq!((a.width, a.height), (12, 19));
+        let opaque = a.pixels.iter().filter(|p| *p >> 24 == 0xff).count();
+        let white = a.pixels.iter().filter(|p| **p == 0xffff_ffff).count();
         assert!(opaque > 40 && white > 10, "opaque {opaque} white {white}");
         // The hot spot (0,0) is drawn.
-        assert_eq!(a[3], 255);
+        assert_eq!(a.pixels[0] >> 24, 0xff);
     }
 }

@@ -8,16 +8,39 @@
 //! runs the link stage (`link.rs`: header checks, SpiceLinkReply with a public key
 //! used for this link only, so a captured ticket cannot be replayed; auth mechanism;
 //! RSA-OAEP ticket, decrypted with blinding, compared in constant time, a refusal
-//! answered after 200 ms). A session links each channel type once; then one task per channel
-//! (`channel/{main,display,inputs,cursor}.rs`) on top of `channel/conn.rs`, which
-//! frames messages (mini or full header), bounds their size, runs the ack window and
-//! handles base messages. A malformed message closes only its channel.
+//! answered after 200 ms).
 //!
-//! The caller is never blocked by a client: [`SpiceServer::update`] stores the newest
-//! surface and merges the dirty rectangles into each display client's pending region
-//! (a short mutex hold, no I/O), then wakes the client's task. That task sends
-//! DRAW_COPYs of the *current* pixels while the client's ack window has room, so a
-//! slow client sees fewer, fresher frames and memory stays bounded whatever it does.
+//! # Channels and ports
+//!
+//! The server is built with the [`Ports`] of its machine (`port.rs`: input, agent,
+//! display heads; audio and byte-stream ports are defined for the channels of later
+//! devices). Each channel kind is one module in `channel/` implementing
+//! `channel::ChannelKind` (type, ids, capabilities, message size limit, task) and
+//! owning its state; `channel::Registry` holds the kinds built for the ports (a
+//! channel exists only when its port does), and the link stage's capabilities,
+//! CHANNELS_LIST, size limits and dispatch all derive from it. A session links each
+//! (type, id) the registry offers once: several displays (one per head), one
+//! inputs. Every task runs on `channel/conn.rs`, which frames messages (mini or full
+//! header), bounds their size, runs the ack window and handles base messages. A
+//! malformed message closes only its channel.
+//!
+//! The caller is never blocked by a client: [`SpiceServer::update`] copies the dirty
+//! rectangles of the newest frame into the head's own copy and merges them into each
+//! display client's pending region (a short mutex hold, no I/O), then wakes the
+//! client's task. That task sends DRAW_COPYs of the *current* pixels while the
+//! client's ack window has room, so a slow client sees fewer, fresher frames and
+//! memory stays bounded whatever it does. Guest LED changes arrive the same way,
+//! pushed through the input port's notifier.
+//!
+//! # Transports and authentication
+//!
+//! Before the link stage, `transport/` takes each connection from `accept()` to the
+//! SPICE magic: TLS on the second listener (rustls, `--spice-tls`), and on either
+//! listener a connection starting `GET ` is HTTP: a WebSocket upgrade carries SPICE
+//! (spice-html5 without websockify), anything else gets the browser page or a
+//! spice-html5 file. Channels in `TransportConfig::secure_channels` refuse plaintext
+//! with NEED_SECURED. With SASL (`sasl/`, PLAIN and SCRAM-SHA-256 from `rsasl`, TLS
+//! only) the link stage runs the Cyrus-compatible SASL exchange instead of the ticket.
 //!
 //! Images are LZ4 when the client announced LZ4_COMPRESSION, else SPICE LZ, and a raw
 //! top-down 32-bit bitmap when compression does not help or [`Config::force_raw_images`]
@@ -33,19 +56,30 @@
 
 mod auth;
 mod channel;
+mod clients;
 mod codec;
 mod cursor_shape;
 mod header;
 pub mod image;
 mod link;
+pub mod port;
 pub mod proto;
+pub mod sasl;
 mod server;
+pub mod transport;
 mod wire;
 
 #[cfg(any(test, feature = "test-client"))]
 pub mod client;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+
+pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
 pub use server::SpiceServer;
+pub use transport::{ChannelSet, TlsListen, TransportConfig};
+
+use std::sync::Arc;
 
 /// Where the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,31 +94,21 @@ pub struct Config {
     pub password: Option<String>,
     /// Always send raw bitmaps (debugging, or clients without LZ support).
     pub force_raw_images: bool,
+    /// TLS listener, secure channels, SASL, the browser page.
+    pub transport: TransportConfig,
 }
 
-/// Where client input goes (the guest's keyboard and mouse).
-pub trait InputSink: Send + Sync + 'static {
-    /// PC set-1 scancode; 0xE0-prefixed keys as 0xE0xx; Pause as 0xE11D. `pressed` false = release.
-    fn key(&self, xt_scancode: u16, pressed: bool);
-    /// Relative motion; buttons in PS/2 order (bit0 left, bit1 right, bit2 middle); dz wheel (+ = down).
-    fn mouse(&self, dx: i32, dy: i32, dz: i32, buttons: u8);
-    /// PS/2 LED bits: scroll 1, num 2, caps 4.
-    fn leds(&self) -> u8;
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rect {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// The primary surface: `pixels` are 0x00RRGGBB, row-major, stride = width.
-pub struct Surface {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: std::sync::Arc<[u32]>,
+/// The machine's side of the server: which channels exist follows from which
+/// ports are given (see `port.rs`).
+#[derive(Clone, Default)]
+pub struct Ports {
+    /// Display heads, each a DISPLAY and a CURSOR channel (ids 0..n), fed by
+    /// [`SpiceServer::update_head`]. 0: no display channels.
+    pub display_heads: u8,
+    /// The guest's keyboard and pointers: the INPUTS channel.
+    pub input: Option<Arc<dyn port::InputPort>>,
+    /// The guest agent: MAIN offers the agent (and its tokens) only with one.
+    pub agent: Option<Arc<dyn port::AgentPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).
@@ -141,6 +165,22 @@ pub enum Error {
     LinkRefused(u32),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error("server configuration: {0}")]
+    Config(String),
+    #[error("{}: {reason}", path.display())]
+    X509 {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("SASL: {0}")]
+    Sasl(String),
+    #[error("SASL users file {}: {reason}", path.display())]
+    SaslUsers {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 #[cfg(test)]

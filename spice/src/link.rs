@@ -4,9 +4,16 @@
 //! * bad magic → INVALID_MAGIC; major ≠ 2 → VERSION_MISMATCH (nothing if major is 0);
 //!   size outside 18..=4096, more than 1024 caps or caps outside the message → INVALID_DATA
 //!   (all as a full SpiceLinkReply carrying the error, then close);
+//! * a (channel type, id) the server does not offer (`offered` says None) →
+//!   CHANNEL_NOT_AVAILABLE reply;
 //! * unknown auth mechanism → INVALID_DATA reply;
 //! * undecryptable ticket, wrong or expired password → 4-byte result PERMISSION_DENIED,
-//!   after a short delay (spice-server answers at once; the delay slows guessing).
+//!   after a short delay (spice-server answers at once; the delay slows guessing);
+//! * a channel that must be secure, reached over plaintext → NEED_SECURED, so spice-gtk
+//!   reconnects it on the TLS port by itself;
+//! * with SASL, the link reply offers AUTH_SASL instead of AUTH_SPICE (and no key) and
+//!   `sasl::authenticate` runs the exchange; a client without auth selection gets
+//!   VERSION_MISMATCH, one that picks the ticket INVALID_DATA, as spice-server does.
 //!
 //! Every link gets its own RSA key (from `auth::KeyPool`), taken only once the link
 //! message passed its checks and dropped when the link stage ends.
@@ -20,7 +27,22 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::{KeyPool, TicketKey};
 use crate::proto::{self, common_cap, has_cap, link_err};
+use crate::sasl::{self, SaslAuth};
+use crate::transport::ChannelSet;
 use crate::wire::{Reader, Writer};
+
+/// What the link stage needs to know beyond the bytes: keys, where the stream came
+/// from, and the security rules.
+pub struct LinkPolicy<'a> {
+    pub keys: &'a KeyPool,
+    pub denied_delay: Duration,
+    /// The stream is TLS (directly or as wss).
+    pub secure: bool,
+    /// Channel types that refuse plaintext (NEED_SECURED).
+    pub secure_channels: ChannelSet,
+    /// SASL instead of the ticket.
+    pub sasl: Option<&'a SaslAuth>,
+}
 
 /// What a client asked for in SpiceLinkMess.
 #[derive(Debug, Clone)]
@@ -45,7 +67,7 @@ pub struct LinkFailure {
     pub reason: String,
 }
 
-fn fail(code: Option<u32>, reason: impl Into<String>) -> LinkFailure {
+pub(crate) fn fail(code: Option<u32>, reason: impl Into<String>) -> LinkFailure {
     LinkFailure {
         code,
         reason: reason.into(),
@@ -64,7 +86,8 @@ pub fn link_error_reply(error: u32) -> Vec<u8> {
     w.finish()
 }
 
-fn link_ok_reply(key: &TicketKey, common_caps: u32, channel_caps: &[u32]) -> Vec<u8> {
+/// `key` None: no ticket (SASL), the key bytes are zero as spice-server sends them.
+fn link_ok_reply(key: Option<&TicketKey>, common_caps: u32, channel_caps: &[u32]) -> Vec<u8> {
     let ncaps = 1 + channel_caps.len();
     let mut w = Writer::with_capacity(16 + proto::LINK_REPLY_SIZE + 4 * ncaps);
     w.bytes(proto::MAGIC)
@@ -72,7 +95,7 @@ fn link_ok_reply(key: &TicketKey, common_caps: u32, channel_caps: &[u32]) -> Vec
         .u32(proto::VERSION_MINOR)
         .u32((proto::LINK_REPLY_SIZE + 4 * ncaps) as u32)
         .u32(link_err::OK)
-        .bytes(key.public_der())
+        .bytes(key.map_or(&[0; proto::TICKET_PUBKEY_BYTES], |k| k.public_der()))
         .u32(1)
         .u32(channel_caps.len() as u32)
         .u32(proto::LINK_REPLY_SIZE as u32)
@@ -120,18 +143,6 @@ pub fn parse_link_mess(mess: &[u8]) -> Option<LinkRequest> {
     })
 }
 
-/// Channel capabilities this server advertises per channel type; None = no such channel.
-pub fn server_channel_caps(channel_type: u8, channel_id: u8) -> Option<Vec<u32>> {
-    if channel_id != 0 {
-        return None;
-    }
-    match channel_type {
-        proto::channel::MAIN | proto::channel::DISPLAY | proto::channel::CURSOR => Some(vec![]),
-        proto::channel::INPUTS => Some(vec![1 << proto::INPUTS_CAP_KEY_SCANCODE]),
-        _ => None,
-    }
-}
-
 async fn send<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> Result<(), LinkFailure> {
     s.write_all(bytes)
         .await
@@ -155,17 +166,21 @@ async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, code: u32, reason: &str) -> Li
     fail(Some(code), reason)
 }
 
-/// Runs the link stage up to and including ticket validation.
+/// Runs the link stage up to and including ticket (or SASL) validation.
+/// `offered` gives the channel capabilities of a (type, id) the server offers (the
+/// channel registry), None for any other; only an offered channel is checked against
+/// `policy.secure_channels`, so an unknown one is CHANNEL_NOT_AVAILABLE on either port.
 /// `ticket` is consulted after the ticket arrives, so a password change applies at once;
-/// a refused ticket is answered after `denied_delay`.
-pub async fn accept_link<S, F>(
+/// a refused ticket is answered after `policy.denied_delay`.
+pub async fn accept_link<S, C, F>(
     s: &mut S,
-    keys: &KeyPool,
-    denied_delay: Duration,
+    policy: &LinkPolicy<'_>,
+    offered: C,
     ticket: F,
 ) -> Result<LinkRequest, LinkFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: FnOnce(u8, u8) -> Option<Vec<u32>>,
     F: FnOnce(&[u8], SystemTime) -> bool,
 {
     let mut hdr = [0u8; 16];
@@ -194,20 +209,27 @@ where
     let Some(req) = parse_link_mess(&mess) else {
         return Err(refuse(s, link_err::INVALID_DATA, "bad capabilities").await);
     };
-    let Some(channel_caps) = server_channel_caps(req.channel_type, req.channel_id) else {
+    let Some(channel_caps) = offered(req.channel_type, req.channel_id) else {
         // spice-server closes without a word here; telling the client why is kinder
         // and uses the code spice-server reserves for the same situation later on.
         return Err(refuse(s, link_err::CHANNEL_NOT_AVAILABLE, "no such channel").await);
     };
+    if !policy.secure && policy.secure_channels.contains(req.channel_type) {
+        return Err(refuse(s, link_err::NEED_SECURED, "channel needs TLS").await);
+    }
+    if let Some(auth) = policy.sasl {
+        return sasl_link(s, policy, auth, req, &channel_caps).await;
+    }
     let common = (1 << common_cap::PROTOCOL_AUTH_SELECTION)
         | (1 << common_cap::AUTH_SPICE)
         | (1 << common_cap::MINI_HEADER);
     // A fresh key for this link only, so a ticket seen on another link is useless.
-    let key = keys
+    let key = policy
+        .keys
         .take()
         .await
         .map_err(|e| fail(None, format!("ticket key: {e}")))?;
-    send(s, &link_ok_reply(&key, common, &channel_caps)).await?;
+    send(s, &link_ok_reply(Some(&key), common, &channel_caps)).await?;
 
     if has_cap(&req.common_caps, common_cap::PROTOCOL_AUTH_SELECTION) {
         let mut mech = [0u8; 4];
@@ -224,11 +246,55 @@ where
     };
     drop(key);
     if !accepted {
-        tokio::time::sleep(denied_delay).await;
+        tokio::time::sleep(policy.denied_delay).await;
         let _ = send(s, &link_err::PERMISSION_DENIED.to_le_bytes()).await;
         return Err(fail(Some(link_err::PERMISSION_DENIED), "ticket refused"));
     }
     Ok(req)
+}
+
+/// The link reply and auth when SASL replaces the ticket.
+async fn sasl_link<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    policy: &LinkPolicy<'_>,
+    auth: &SaslAuth,
+    req: LinkRequest,
+    channel_caps: &[u32],
+) -> Result<LinkRequest, LinkFailure> {
+    let common = (1 << common_cap::PROTOCOL_AUTH_SELECTION)
+        | (1 << common_cap::AUTH_SASL)
+        | (1 << common_cap::MINI_HEADER);
+    send(s, &link_ok_reply(None, common, channel_caps)).await?;
+    if !has_cap(&req.common_caps, common_cap::PROTOCOL_AUTH_SELECTION) {
+        return Err(refuse(s, link_err::VERSION_MISMATCH, "SASL needs auth selection").await);
+    }
+    let mut mech = [0u8; 4];
+    read_exact(s, &mut mech).await?;
+    if u32::from_le_bytes(mech) != common_cap::AUTH_SASL {
+        return Err(refuse(
+            s,
+            link_err::INVALID_DATA,
+            "SASL required, client chose another auth",
+        )
+        .await);
+    }
+    match sasl::authenticate(s, auth, policy.secure, policy.denied_delay).await {
+        Ok((user, mechanism)) => {
+            tracing::info!(user, mechanism, channel = req.channel_type, "SASL login");
+            Ok(req)
+        }
+        Err(sasl::Failure::BadMechanism(m)) => Err(refuse(
+            s,
+            link_err::INVALID_DATA,
+            &format!("SASL mechanism {m:?} not offered"),
+        )
+        .await),
+        Err(sasl::Failure::Rejected(why)) => Err(fail(
+            Some(link_err::PERMISSION_DENIED),
+            format!("SASL login refused: {why}"),
+        )),
+        Err(sasl::Failure::Protocol(why)) => Err(fail(None, format!("SASL: {why}"))),
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,20 @@ pub mod channel {
     pub const DISPLAY: u8 = 2;
     pub const INPUTS: u8 = 3;
     pub const CURSOR: u8 = 4;
+    pub const PLAYBACK: u8 = 5;
+    pub const RECORD: u8 = 6;
+    pub const SMARTCARD: u8 = 8;
+    pub const USBREDIR: u8 = 9;
+    pub const PORT: u8 = 10;
+    pub const WEBDAV: u8 = 11;
+}
+
+/// MAIN channel capabilities.
+pub mod main_cap {
+    pub const SEMI_SEAMLESS_MIGRATE: u32 = 0;
+    pub const NAME_AND_UUID: u32 = 1;
+    pub const AGENT_CONNECTED_TOKENS: u32 = 2;
+    pub const SEAMLESS_MIGRATE: u32 = 3;
 }
 
 pub const INPUTS_CAP_KEY_SCANCODE: u32 = 0;
@@ -65,6 +79,11 @@ pub mod main_msg {
     pub const CHANNELS_LIST: u16 = 104;
     pub const MOUSE_MODE: u16 = 105;
     pub const MULTI_MEDIA_TIME: u16 = 106;
+    pub const AGENT_CONNECTED: u16 = 107;
+    pub const AGENT_DISCONNECTED: u16 = 108;
+    pub const AGENT_DATA: u16 = 109;
+    pub const AGENT_TOKEN: u16 = 110;
+    pub const AGENT_CONNECTED_TOKENS: u16 = 115;
 }
 
 pub mod main_msgc {
@@ -131,12 +150,18 @@ pub mod button {
     pub const RIGHT: u8 = 3;
     pub const UP: u8 = 4;
     pub const DOWN: u8 = 5;
+    pub const SIDE: u8 = 6;
+    pub const EXTRA: u8 = 7;
 }
 
 pub mod button_mask {
     pub const LEFT: u16 = 1;
     pub const MIDDLE: u16 = 2;
     pub const RIGHT: u16 = 4;
+    pub const UP: u16 = 8;
+    pub const DOWN: u16 = 16;
+    pub const SIDE: u16 = 32;
+    pub const EXTRA: u16 = 64;
 }
 
 pub mod cursor_msg {

@@ -1,10 +1,12 @@
-//! The public server object, its runtime and listener, the session table and the
-//! client registry that feeds `clients()` and `subscribe()`.
+//! The public server object, its runtime and listeners (plain, TLS), and the
+//! session table.
+//! The channels it offers come from its ports (`channel::Registry`); the linked
+//! channels and their events are kept in `clients.rs`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,10 +16,14 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::auth::{KeyPool, Ticket};
-use crate::channel::{self, display::DisplayHub};
-use crate::link::{accept_link, LinkRequest};
+use crate::channel::display::DisplayChannel;
+use crate::channel::{self, ChannelKind, Registry, ServerInfo};
+use crate::clients::{Clients, Registration};
+use crate::link::{accept_link, LinkPolicy, LinkRequest};
 use crate::proto::{channel as ch, link_err};
-use crate::{ClientInfo, Config, Error, Expiry, InputSink, Listen, Rect, SpiceEvent, Surface};
+use crate::sasl::SaslAuth;
+use crate::transport::{self, ChannelSet, Established, Transport};
+use crate::{ClientInfo, Config, Error, Expiry, Frame, Listen, Ports, Rect, SpiceEvent};
 
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
@@ -54,9 +60,6 @@ impl Default for Limits {
         }
     }
 }
-/// Events are dropped (with a warning) for a subscriber this far behind.
-const EVENT_QUEUE: usize = 1024;
-
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the data
 /// consistent, and a panic elsewhere must not take the display down.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,77 +78,17 @@ pub struct Shared {
     keys: Arc<KeyPool>,
     limits: Limits,
     links: LinkGate,
+    transport: Transport,
+    secure_channels: ChannelSet,
+    sasl: Option<SaslAuth>,
     ticket: Mutex<Ticket>,
-    pub input: Arc<dyn InputSink>,
-    pub force_raw: bool,
     session: Mutex<Option<SessionEntry>>,
-    pub display: Mutex<DisplayHub>,
-    clients: Mutex<BTreeMap<u64, ClientInfo>>,
-    next_conn: AtomicU64,
-    subscribers: Mutex<Vec<SyncSender<SpiceEvent>>>,
-    /// LED state pushed by `set_keyboard_leds` (None until first call).
-    pub leds: watch::Sender<Option<u8>>,
+    clients: Arc<Clients>,
     shutdown: watch::Sender<bool>,
-    /// Epoch of the multimedia clock (MAIN_INIT.multi_media_time).
-    pub epoch: Instant,
     live: AtomicUsize,
-    pub next_image_id: AtomicU64,
-}
-
-impl Shared {
-    fn emit(&self, ev: SpiceEvent) {
-        let mut subs = lock(&self.subscribers);
-        subs.retain(|s| match s.try_send(ev.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                warn!("SPICE event subscriber is not reading; event dropped");
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        });
-    }
-
-    pub fn mm_time(&self) -> u32 {
-        self.epoch.elapsed().as_millis() as u32
-    }
-}
-
-/// One registered channel: listed by `clients()` until dropped, then Disconnected.
-pub struct Registration {
-    shared: Arc<Shared>,
-    key: u64,
-    pub info: ClientInfo,
-}
-
-impl Registration {
-    fn new(shared: &Arc<Shared>, info: ClientInfo, server: ClientInfo) -> Registration {
-        let key = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.clients).insert(key, info.clone());
-        shared.emit(SpiceEvent::Connected {
-            server,
-            client: info.clone(),
-        });
-        Registration {
-            shared: shared.clone(),
-            key,
-            info,
-        }
-    }
-
-    pub fn initialized(&self) {
-        self.shared.emit(SpiceEvent::Initialized {
-            client: self.info.clone(),
-        });
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        lock(&self.shared.clients).remove(&self.key);
-        self.shared.emit(SpiceEvent::Disconnected {
-            client: self.info.clone(),
-        });
-    }
+    /// The channel kinds this server offers, built from its ports.
+    channels: Registry,
+    info: ServerInfo,
 }
 
 /// Counts connection tasks so shutdown can wait for them briefly.
@@ -179,22 +122,28 @@ fn tcp_peer(a: std::net::SocketAddr) -> Peer {
 
 pub struct SpiceServer {
     shared: Arc<Shared>,
+    display: Option<Arc<DisplayChannel>>,
     runtime: Option<tokio::runtime::Runtime>,
     local: Listen,
+    tls_local: Option<std::net::SocketAddr>,
     unix_path: Option<PathBuf>,
 }
 
 impl SpiceServer {
-    /// Binds, starts making ticket keys, and starts serving on background threads.
-    pub fn start(config: Config, input: Arc<dyn InputSink>) -> Result<SpiceServer, Error> {
-        SpiceServer::start_with_limits(config, input, Limits::default())
+    /// Binds, starts making ticket keys, and starts serving on background threads
+    /// the channels that `ports` call for.
+    pub fn start(config: Config, ports: Ports) -> Result<SpiceServer, Error> {
+        SpiceServer::start_with(config, ports, Limits::default(), Vec::new())
     }
 
-    pub(crate) fn start_with_limits(
+    /// `start`, with other link limits and extra channel kinds (tests).
+    pub(crate) fn start_with(
         config: Config,
-        input: Arc<dyn InputSink>,
+        ports: Ports,
         limits: Limits,
+        extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<SpiceServer, Error> {
+        let built = Registry::for_ports(ports, config.force_raw_images, extra)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("spice")
@@ -205,34 +154,72 @@ impl SpiceServer {
             let _enter = runtime.enter();
             bind(&config.listen)?
         };
+        let tc = &config.transport;
+        let tls = match &tc.tls {
+            Some(t) => {
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(transport::tls::server_config(&t.x509_dir)?);
+                let _enter = runtime.enter();
+                let (l, local, _) = bind(&Listen::Tcp(t.listen))?;
+                let Listen::Tcp(addr) = local else {
+                    unreachable!("a TCP bind gives a TCP address")
+                };
+                Some((acceptor, l, addr))
+            }
+            None => None,
+        };
+        if tls.is_none() && (tc.sasl.is_some() || !tc.secure_channels.is_empty()) {
+            return Err(Error::Tls(
+                "SASL and secure channels need the TLS listener".into(),
+            ));
+        }
+        let sasl = tc.sasl.clone().map(SaslAuth::new).transpose()?;
+        // SASL's mechanisms are offered over TLS only, so every channel must come that way.
+        let secure_channels = if sasl.is_some() {
+            ChannelSet::ALL
+        } else {
+            tc.secure_channels
+        };
+        let (tls_acceptor, tls_listener, tls_local) = match tls {
+            Some((a, l, addr)) => (Some(a), Some(l), Some(addr)),
+            None => (None, None, None),
+        };
         let keys = KeyPool::start(KEY_POOL)?;
         let shared = Arc::new(Shared {
             keys,
             limits,
             links: LinkGate::new(limits.max_links),
+            transport: Transport {
+                tls: tls_acceptor,
+                spice_html5: tc.spice_html5.clone(),
+            },
+            secure_channels,
+            sasl,
             ticket: Mutex::new(Ticket {
                 password: config.password,
                 expiry: Expiry::Never,
             }),
-            input,
-            force_raw: config.force_raw_images,
             session: Mutex::new(None),
-            display: Mutex::new(DisplayHub::default()),
-            clients: Mutex::new(BTreeMap::new()),
-            next_conn: AtomicU64::new(1),
-            subscribers: Mutex::new(Vec::new()),
-            leds: watch::channel(None).0,
+            clients: Arc::default(),
             shutdown: watch::channel(false).0,
-            epoch: Instant::now(),
             live: AtomicUsize::new(0),
-            next_image_id: AtomicU64::new(1),
+            info: ServerInfo {
+                epoch: Instant::now(),
+                channels: built.registry.channels_list(),
+            },
+            channels: built.registry,
         });
-        runtime.spawn(accept_loop(listener, shared.clone()));
-        info!(listen = ?local, "SPICE server listening");
+        runtime.spawn(accept_loop(listener, shared.clone(), false));
+        if let Some(l) = tls_listener {
+            runtime.spawn(accept_loop(l, shared.clone(), true));
+        }
+        info!(listen = ?local, tls = ?tls_local, "SPICE server listening");
         Ok(SpiceServer {
             shared,
+            display: built.display,
             runtime: Some(runtime),
             local,
+            tls_local,
             unix_path,
         })
     }
@@ -241,10 +228,23 @@ impl SpiceServer {
         self.local.clone()
     }
 
-    /// Publishes a new frame. Never blocks on clients: it records the surface and the
-    /// dirty rectangles for each display client and wakes them.
-    pub fn update(&self, surface: Arc<Surface>, dirty: &[Rect]) {
-        lock(&self.shared.display).update(surface, dirty);
+    /// Where the TLS listener is (QEMU's tls-port), if there is one.
+    pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tls_local
+    }
+
+    /// Publishes display head 0's new frame: `dirty` says what changed since the
+    /// last call (a new size means all of it). Never blocks on clients: it copies
+    /// the dirty rectangles' pixels (not the frame) and wakes the display channels.
+    pub fn update(&self, frame: &Frame, dirty: &[Rect]) {
+        self.update_head(0, frame, dirty);
+    }
+
+    /// `update` for any display head (channel id). Ignored without a display.
+    pub fn update_head(&self, head: u8, frame: &Frame, dirty: &[Rect]) {
+        if let Some(d) = &self.display {
+            d.update(head, frame, dirty);
+        }
     }
 
     pub fn set_password(&self, password: Option<String>) {
@@ -253,12 +253,6 @@ impl SpiceServer {
 
     pub fn expire_password(&self, expiry: Expiry) {
         lock(&self.shared.ticket).expiry = expiry;
-    }
-
-    /// Pushes the guest keyboard LEDs (PS/2 bits) to inputs clients at once, instead of
-    /// waiting for the next poll of `InputSink::leds`.
-    pub fn set_keyboard_leds(&self, leds: u8) {
-        self.shared.leds.send_replace(Some(leds & 7));
     }
 
     /// Close the current client session, all of its channels (QMP
@@ -270,8 +264,11 @@ impl SpiceServer {
         }
     }
 
+    /// QEMU's query-spice `auth`: "sasl", "spice" (password) or "none".
     pub fn auth(&self) -> &'static str {
-        if lock(&self.shared.ticket).password.is_some() {
+        if self.shared.sasl.is_some() {
+            "sasl"
+        } else if lock(&self.shared.ticket).password.is_some() {
             "spice"
         } else {
             "none"
@@ -279,13 +276,16 @@ impl SpiceServer {
     }
 
     pub fn clients(&self) -> Vec<ClientInfo> {
-        lock(&self.shared.clients).values().cloned().collect()
+        self.shared.clients.list()
     }
 
     pub fn subscribe(&self) -> Receiver<SpiceEvent> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
-        lock(&self.shared.subscribers).push(tx);
-        rx
+        self.shared.clients.subscribe()
+    }
+
+    /// What CHANNELS_LIST offers: (channel type, id), MAIN not included.
+    pub fn channels(&self) -> Vec<(u8, u8)> {
+        self.shared.info.channels.clone()
     }
 
     pub fn shutdown(mut self) {
@@ -360,7 +360,8 @@ fn remove_stale_socket(path: &std::path::Path) {
     }
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+/// `tls`: this is the TLS listener.
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, tls: bool) {
     let mut stop = shared.shutdown.subscribe();
     loop {
         let accepted: std::io::Result<(BoxStream, Peer, Peer)> = tokio::select! {
@@ -394,7 +395,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 shared.live.fetch_add(1, Ordering::SeqCst);
                 let live = Live(shared.clone());
                 tokio::spawn(async move {
-                    handle_connection(&live.0, stream, peer, local).await;
+                    handle_connection(&live.0, stream, peer, local, tls).await;
                     drop(live);
                 });
             }
@@ -487,7 +488,15 @@ impl Drop for ChannelSlot<'_> {
     }
 }
 
-async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Peer, local: Peer) {
+/// The transport (TLS, HTTP, WebSocket) and link stages of one connection, then its
+/// channel. `tls`: it came in on the TLS listener.
+async fn handle_connection(
+    shared: &Arc<Shared>,
+    stream: BoxStream,
+    peer: Peer,
+    local: Peer,
+    tls: bool,
+) {
     let mut stop = shared.shutdown.subscribe();
     let mut pass = shared.links.admit();
     let limits = shared.limits;
@@ -497,19 +506,46 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
             debug!(host = %peer.host, "SPICE link dropped: too many connections linking");
             return;
         }
-        r = tokio::time::timeout(
-            limits.link_timeout,
-            accept_link(&mut stream, &shared.keys, limits.denied_delay, |given, now| {
-                lock(&shared.ticket).accepts(given, now)
-            }),
-        ) => r,
+        r = tokio::time::timeout(limits.link_timeout, async {
+            let (mut stream, carrier) = match transport::establish(&shared.transport, stream, tls).await {
+                Ok(Established::Spice(s, c)) => (s, c),
+                Ok(Established::Page(status, path)) => return Err(Ended::Page(status, path)),
+                Err(why) => return Err(Ended::Transport(why)),
+            };
+            let policy = LinkPolicy {
+                keys: &shared.keys,
+                denied_delay: limits.denied_delay,
+                secure: carrier.secure(),
+                secure_channels: shared.secure_channels,
+                sasl: shared.sasl.as_ref(),
+            };
+            let linked = accept_link(
+                &mut stream,
+                &policy,
+                |t, id| shared.channels.link_caps(t, id),
+                |given, now| lock(&shared.ticket).accepts(given, now),
+            )
+            .await;
+            match linked {
+                Ok(req) => Ok((stream, carrier, req)),
+                Err(f) => Err(Ended::Link(f, carrier)),
+            }
+        }) => r,
     };
     // Out of the link stage: no longer counted against MAX_LINKS.
     drop(pass);
-    let req = match linked {
-        Ok(Ok(req)) => req,
-        Ok(Err(f)) => {
-            warn!(host = %peer.host, code = ?f.code, "SPICE link refused: {}", f.reason);
+    let (mut stream, carrier, req) = match linked {
+        Ok(Ok(linked)) => linked,
+        Ok(Err(Ended::Page(status, path))) => {
+            debug!(host = %peer.host, status, path, "SPICE port answered an HTTP request");
+            return;
+        }
+        Ok(Err(Ended::Transport(why))) => {
+            warn!(host = %peer.host, tls, "SPICE connection refused: {why}");
+            return;
+        }
+        Ok(Err(Ended::Link(f, carrier))) => {
+            warn!(host = %peer.host, code = ?f.code, ?carrier, "SPICE link refused: {}", f.reason);
             return;
         }
         Err(_) => {
@@ -540,15 +576,38 @@ async fn handle_connection(shared: &Arc<Shared>, mut stream: BoxStream, peer: Pe
         connection_id: session_id,
         channel_type: req.channel_type,
         channel_id: req.channel_id,
-        tls: false,
+        tls: carrier.secure(),
     };
-    let reg = Registration::new(shared, info(&peer), info(&local));
+    // The link stage refused any (type, id) the registry does not offer.
+    let Some(kind) = shared.channels.find(req.channel_type, req.channel_id) else {
+        return;
+    };
+    let reg = Registration::new(&shared.clients, info(&peer), info(&local));
     debug!(
         channel = req.channel_type,
         session_id, "SPICE channel linked"
     );
-    channel::run(shared, stream, &req, session_id, kill, &reg).await;
+    channel::run(
+        kind.as_ref(),
+        stream,
+        &req,
+        session_id,
+        kill,
+        &reg,
+        &shared.info,
+    )
+    .await;
     end_session_if_main(shared, &req, session_id);
+}
+
+/// How a connection ended before its channel started.
+enum Ended {
+    /// An HTTP request that was not a WebSocket was answered.
+    Page(u16, String),
+    /// TLS, HTTP or WebSocket failed.
+    Transport(String),
+    /// The link stage refused it.
+    Link(crate::link::LinkFailure, transport::Carrier),
 }
 
 /// MAIN starts a new session (closing the current one, as spice-server does without

@@ -4,19 +4,9 @@
 //! Fails loudly (does not skip) when the tool is missing.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spice::{Config, InputSink, Listen, Rect, SpiceServer, Surface};
-
-struct NoInput;
-impl InputSink for NoInput {
-    fn key(&self, _: u16, _: bool) {}
-    fn mouse(&self, _: i32, _: i32, _: i32, _: u8) {}
-    fn leds(&self) -> u8 {
-        0
-    }
-}
+use spice::{Config, Frame, Listen, Ports, Rect, SpiceServer};
 
 /// Binary PPM (P6, maxval 255) → 0x00RRGGBB pixels.
 fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
@@ -50,7 +40,7 @@ fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
     (w, h, px)
 }
 
-fn picture(w: u32, h: u32) -> Arc<Surface> {
+fn picture(w: u32, h: u32) -> Frame {
     let pixels: Vec<u32> = (0..h)
         .flat_map(|y| {
             (0..w).map(move |x| {
@@ -59,11 +49,11 @@ fn picture(w: u32, h: u32) -> Arc<Surface> {
             })
         })
         .collect();
-    Arc::new(Surface {
+    Frame {
         width: w,
         height: h,
-        pixels: pixels.into(),
-    })
+        pixels,
+    }
 }
 
 fn screenshot(server: &SpiceServer, password: &str, out: &std::path::Path) -> (u32, u32, Vec<u32>) {
@@ -109,22 +99,19 @@ fn spicy_screenshot_sees_the_served_surface() {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: Some("hunter2".into()),
             force_raw_images: false,
+            transport: Default::default(),
         },
-        Arc::new(NoInput),
+        // A display and nothing else: no inputs channel is offered.
+        Ports {
+            display_heads: 1,
+            ..Ports::default()
+        },
     )
     .unwrap();
     let out = std::env::temp_dir().join(format!("spicy-{}.ppm", std::process::id()));
     for (w, h) in [(320, 200), (123, 77)] {
         let s = picture(w, h);
-        server.update(
-            s.clone(),
-            &[Rect {
-                x: 0,
-                y: 0,
-                width: w,
-                height: h,
-            }],
-        );
+        server.update(&s, &[Rect::full(w, h)]);
         let (gw, gh, got) = screenshot(&server, "hunter2", &out);
         assert_eq!((gw, gh), (w, h));
         let diff = got

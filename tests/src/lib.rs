@@ -5,9 +5,12 @@
 //! VMs run one at a time (each vCPU takes a whole core on the 2-core test machines):
 //! `SpiceboxVm::start` takes an exclusive `flock` that works across test processes.
 
+pub mod cdp;
 pub mod qmp;
 pub mod screen;
 pub mod tools;
+pub mod x509;
+pub mod xvfb;
 
 use std::fs::File;
 use std::io::{Read, Write};

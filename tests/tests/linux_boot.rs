@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use images::{
     LinuxStubReport, LINUX_STUB_E820_PREFIX, LINUX_STUB_INITRD_PREFIX, LINUX_STUB_MARKER,
+    LINUX_STUB_RSDP_PREFIX,
 };
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
@@ -33,21 +34,7 @@ fn stub_kernel_sees_cmdline_e820_and_initrd() {
             "--kernel", &kernel, "--append", CMDLINE, "--initrd", &initrd, "-m", "256M",
         ],
     );
-    vm.wait_for(LINUX_STUB_MARKER, BOOT);
-    // The marker starts the line; the fields arrive a few bytes later.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let report = loop {
-        if let Some(report) = LinuxStubReport::parse(&vm.serial_text()) {
-            break report;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no complete stub line\n--- serial ---\n{}\n--- stderr ---\n{}",
-            vm.serial_text(),
-            vm.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let report = stub_report(&mut vm);
     let status = vm.wait_exit(Duration::from_secs(20));
     let serial = vm.serial_text();
     assert!(
@@ -62,8 +49,49 @@ fn stub_kernel_sees_cmdline_e820_and_initrd() {
     assert_eq!(report.initrd_size, INITRD_SIZE as u64, "{serial}");
     // The line as a reader of the log sees it: 12345 bytes is 0x3039.
     let head = format!("{LINUX_STUB_MARKER}{CMDLINE}{LINUX_STUB_E820_PREFIX}");
-    let tail = format!("{LINUX_STUB_INITRD_PREFIX}{INITRD_SIZE:x}\r\n");
+    let tail = format!("{LINUX_STUB_INITRD_PREFIX}{INITRD_SIZE:x}{LINUX_STUB_RSDP_PREFIX}");
     assert!(serial.contains(&head) && serial.contains(&tail), "{serial}");
+    // boot_params.acpi_rsdp_addr names the RSDP spicebox put in reserved memory.
+    assert_eq!(
+        report.acpi_rsdp_addr,
+        firmware::acpi::DIRECT_BOOT_BASE,
+        "{serial}"
+    );
+    assert!(report.rsdp_valid, "no valid RSDP there: {serial}");
+}
+
+/// Waits for the stub's whole line and parses it.
+fn stub_report(vm: &mut SpiceboxVm) -> LinuxStubReport {
+    vm.wait_for(LINUX_STUB_MARKER, BOOT);
+    // The marker starts the line; the fields arrive a few bytes later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(report) = LinuxStubReport::parse(&vm.serial_text()) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete stub line\n--- serial ---\n{}\n--- stderr ---\n{}",
+            vm.serial_text(),
+            vm.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--no-acpi`: no tables, so no RSDP address in boot_params.
+#[test]
+fn no_acpi_leaves_acpi_rsdp_addr_zero() {
+    let dir = TempDir::new("linux-stub-noacpi");
+    let kernel = dir.join("linux-stub.bzImage");
+    images::write_image(images::linux_stub(), &kernel).expect("write kernel");
+    let mut vm = SpiceboxVm::start(
+        spicebox!(),
+        &["--kernel", kernel.to_str().unwrap(), "--no-acpi"],
+    );
+    let report = stub_report(&mut vm);
+    assert!(vm.wait_exit(Duration::from_secs(20)).success());
+    assert_eq!((report.acpi_rsdp_addr, report.rsdp_valid), (0, false));
 }
 
 /// `spicebox run disk.img --kernel …` as a user boots a kernel with its root disk:

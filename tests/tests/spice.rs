@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -19,6 +19,7 @@ use spice::Listen;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::screen::{self, differences, Frame};
 use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
+use spicebox_tests::xvfb::{Guard, Xvfb};
 use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(60);
@@ -27,40 +28,6 @@ const PASSWORD: &str = "s3cret-pw";
 
 // ---------------------------------------------------------------------------
 // helpers
-
-/// A child process killed (and reaped) when the guard goes out of scope, so a
-/// failing assertion leaves no Xvfb, viewer or capture behind.
-struct Guard {
-    child: Child,
-    what: &'static str,
-}
-
-impl Guard {
-    fn spawn(mut cmd: Command, what: &'static str) -> Guard {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Guard { child, what }
-    }
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-    /// Still running? Panics with `what` if it exited.
-    fn check_alive(&mut self) {
-        if let Ok(Some(st)) = self.child.try_wait() {
-            panic!("{} exited early: {st}", self.what);
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -286,65 +253,6 @@ fn disable_ticketing_lets_a_client_in_without_password() {
 
 // ---------------------------------------------------------------------------
 // 3. remote-viewer under Xvfb, typing with xdotool
-
-/// An Xvfb server on a display it picks itself (-displayfd).
-struct Xvfb {
-    _guard: Guard,
-    display: String,
-}
-
-impl Xvfb {
-    fn start() -> Xvfb {
-        require_tool("Xvfb", "xvfb");
-        let mut cmd = Command::new("Xvfb");
-        cmd.args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1280x1024x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        let mut guard = Guard::spawn(cmd, "Xvfb");
-        let mut stdout = guard.child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut s = String::new();
-            let mut b = [0u8; 1];
-            while stdout.read(&mut b).is_ok_and(|n| n == 1) && b[0] != b'\n' {
-                s.push(b[0] as char);
-            }
-            let _ = tx.send(s);
-        });
-        let n = rx
-            .recv_timeout(STEP)
-            .expect("Xvfb did not report its display number");
-        assert!(!n.is_empty(), "Xvfb exited without a display");
-        Xvfb {
-            _guard: guard,
-            display: format!(":{n}"),
-        }
-    }
-
-    fn xdotool(&self, args: &[&str]) -> String {
-        require_tool("xdotool", "xdotool");
-        let mut cmd = Command::new("xdotool");
-        cmd.args(args).env("DISPLAY", &self.display);
-        let out = run_timeout(cmd, STEP);
-        assert!(
-            out.status.success(),
-            "xdotool {args:?} failed ({}): {}",
-            out.status,
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-}
 
 /// remote-viewer connected to the VM, its window focused.
 fn remote_viewer(x: &Xvfb, dir: &TempDir, port: u16) -> Guard {

@@ -17,6 +17,7 @@ use devices::{fw_cfg, IrqChip};
 use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::devices::{DeviceManager, IsaKind, Slot, FIRST_FREE_SLOT};
 use crate::display::{Display, VgaPorts, VgaWindow};
+use crate::input::InputRouter;
 use crate::linux_boot::LinuxImage;
 use crate::machine::{self, ChipPowerOnState, KvmIrqChip, Machine, Outcome};
 use crate::memory::{BarSlots, GuestRam};
@@ -128,6 +129,7 @@ fn boot(
     machine::install_kick_handler()?;
 
     let (kvm_dev, vm) = machine::create_vm()?;
+    crate::irq_routing::install(&vm)?;
     let mut ram = GuestRam::new(&vm, &layout.ram_regions())?;
     let mem = ram.mem.clone();
     let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip(vm.clone()));
@@ -174,6 +176,10 @@ fn boot(
     )));
     let ps2 = IsaKind::Ps2Controller;
     dm.add_isa_with_reset(ps2, &i8042, &[(i8042::BASE, i8042::LEN)], &[1, 12])?;
+    // Every input source (SPICE, QMP) reaches the PS/2 devices through one router,
+    // which the keyboard tells about LED changes.
+    let input = InputRouter::new(i8042.clone(), i8042.clone(), None);
+    i8042.lock().unwrap().set_led_listener(input.clone());
     let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
@@ -207,6 +213,8 @@ fn boot(
         &[(acpi_pm::BASE, acpi_pm::LEN)],
         &[],
     )?;
+    let acpi_config = crate::acpi::machine_config(args.smp, *layout, args.vga == VgaKind::Qxl);
+    let acpi = crate::acpi::Acpi::new(!args.no_acpi, &acpi_config, &acpi_pm, &chip)?;
 
     // PCI: the display, the disk.
     let mut display = None;
@@ -255,7 +263,7 @@ fn boot(
     for (key, data) in content.items {
         fw_cfg.add_item(key, data);
     }
-    for (name, data) in content.files {
+    for (name, data) in content.files.into_iter().chain(acpi.fw_cfg_files()) {
         fw_cfg.add_file(&name, data)?;
     }
     let fw_cfg = Arc::new(Mutex::new(fw_cfg));
@@ -280,6 +288,7 @@ fn boot(
             layout: *layout,
             pirq,
             intx_pins,
+            acpi: acpi.tables.clone(),
         };
         let boot = linux.load(&mem)?;
         vcpus[0].set_boot_state(&boot.cpu)?;
@@ -293,13 +302,13 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &i8042, display.as_ref())?;
+    let spice = start_spice(args, &input, display.as_ref())?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
         events: events.clone(),
         monitor: monitor.clone(),
-        i8042,
+        input,
         name: args.name.clone(),
         disks: disk_info,
         display: display
@@ -308,6 +317,7 @@ fn boot(
         spice: spice
             .as_ref()
             .map(|(s, _)| s.clone() as Arc<dyn crate::qmp::SpiceControl>),
+        power_button: acpi.power_button,
     });
     if let Some((s, _)) = &spice {
         crate::qmp::forward_spice_events(s.subscribe(), s.clone(), monitor.clone())
@@ -331,8 +341,8 @@ fn boot(
     );
     // Printed once everything that can fail on bad input has succeeded.
     eprintln!("{banner}");
-    if let Some((_, uri)) = &spice {
-        eprintln!("spice: {uri}");
+    if let Some((_, lines)) = &spice {
+        eprintln!("{lines}");
     }
     if let Some(c) = &control {
         eprintln!("control: {}", c.description);
@@ -360,11 +370,12 @@ fn boot(
     Ok(outcome?)
 }
 
-/// Start the SPICE server for `--spice`, feeding it the display's frames and
-/// the PS/2 devices its clients' input; returns it with the URI to print.
+/// Start the SPICE server for `--spice` with the machine's ports (the display's
+/// frames, the input router) and its transports; returns it with the lines to
+/// print (the `spice://` URI, the browser page's address).
 fn start_spice(
     args: &RunArgs,
-    i8042: &Arc<Mutex<i8042::I8042>>,
+    input: &Arc<InputRouter>,
     display: Option<&Arc<Display>>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
@@ -372,7 +383,10 @@ fn start_spice(
         SpiceSpec::Tcp(a) => spice::Listen::Tcp(*a),
         SpiceSpec::Unix(p) => spice::Listen::Unix(p.clone()),
     };
-    let password = if args.disable_ticketing {
+    let transport = spice_link::transport_config(args)?;
+    let password = if transport.sasl.is_some() {
+        None
+    } else if args.disable_ticketing {
         if let spice::Listen::Tcp(a) = &listen {
             if !a.ip().is_loopback() && !args.spice_allow_remote {
                 bail!(
@@ -399,9 +413,14 @@ fn start_spice(
         listen,
         password: password.clone(),
         force_raw_images: false,
+        transport,
     };
-    let server = spice::SpiceServer::start(config, Arc::new(spice_link::Ps2Input(i8042.clone())))
-        .context("SPICE server")?;
+    let ports = spice::Ports {
+        display_heads: u8::from(display.is_some()),
+        input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
+        agent: None,
+    };
+    let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);
     if let Some(d) = display {
         d.add_frontend(Arc::new(spice_link::SpiceFrontend(server.clone())));
@@ -411,6 +430,10 @@ fn start_spice(
     let shown = (args.password.is_none() && args.password_file.is_none())
         .then_some(password.as_deref())
         .flatten();
-    let uri = spice_link::uri(&server.local_addr(), shown);
-    Ok(Some((server, uri)))
+    let (listen, tls) = (server.local_addr(), server.tls_addr());
+    let mut lines = format!("spice: {}", spice_link::uri(&listen, tls, shown));
+    if let Some(url) = spice_link::browser_url(&listen, tls, shown, server.auth() == "sasl") {
+        lines.push_str(&format!("\nbrowser: {url}"));
+    }
+    Ok(Some((server, lines)))
 }

@@ -19,7 +19,19 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Boot a disk image (raw or qcow2) through SeaBIOS, or the built-in demo when none is given.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Print a line for --spice-sasl-users: the user NAME with the password read
+    /// from the first line of standard input, stored as a salted SCRAM-SHA-256 verifier.
+    SaslUser(SaslUserArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SaslUserArgs {
+    /// User name (letters, digits, '.', '_', '@', '-').
+    pub name: String,
+    /// PBKDF2 iterations (at least 4096).
+    #[arg(long, default_value_t = spice::sasl::users::DEFAULT_ITERATIONS)]
+    pub iterations: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -59,6 +71,11 @@ pub struct RunArgs {
     /// Kernel command line for --kernel.
     #[arg(long, requires = "kernel")]
     pub append: Option<String>,
+
+    /// Offer no ACPI tables (for guests that mishandle them); the machine
+    /// then has no power button, so QMP system_powerdown fails.
+    #[arg(long)]
+    pub no_acpi: bool,
 
     /// Write SeaBIOS's debug output (port 0x402) to this file.
     #[arg(long, conflicts_with = "kernel")]
@@ -105,6 +122,49 @@ pub struct RunArgs {
     /// can reach it sees and drives the VM).
     #[arg(long)]
     pub spice_allow_remote: bool,
+
+    #[command(flatten)]
+    pub spice_transport: SpiceTransportArgs,
+}
+
+/// TLS, SASL and the browser page (see `spice_link::transport_config`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SpiceTransportArgs {
+    /// SPICE over TLS on a second port, HOST:PORT (QEMU: tls-port); needs --spice-x509-dir.
+    #[arg(long, value_name = "HOST:PORT", requires = "spice_x509_dir", value_parser = parse_socket_addr)]
+    pub spice_tls: Option<std::net::SocketAddr>,
+
+    /// Directory with ca-cert.pem, server-cert.pem and server-key.pem (QEMU: x509-dir).
+    #[arg(long, value_name = "DIR", requires = "spice_tls")]
+    pub spice_x509_dir: Option<PathBuf>,
+
+    /// Channels that must use TLS: all, or names such as main,display,inputs,cursor
+    /// (QEMU: tls-channel). On the plain port they are refused with NEED_SECURED, and
+    /// clients reconnect them on the TLS port by themselves.
+    #[arg(long, value_name = "all|CHANNELS", requires = "spice_tls", value_parser = spice::ChannelSet::parse)]
+    pub spice_secure_channels: Option<spice::ChannelSet>,
+
+    /// Log in with SASL (SCRAM-SHA-256 or PLAIN, over TLS only) instead of a password
+    /// (QEMU: sasl=on); needs --spice-tls and --spice-sasl-users.
+    #[arg(long, requires_all = ["spice_tls", "spice_sasl_users"])]
+    pub spice_sasl: bool,
+
+    /// SASL users, one line each as printed by `spicebox sasl-user NAME`.
+    #[arg(long, value_name = "FILE", requires = "spice_sasl")]
+    pub spice_sasl_users: Option<PathBuf>,
+
+    /// Where spice-html5 is installed, for the browser page on the SPICE port, or
+    /// none to turn the page off [default: /usr/share/spice-html5].
+    #[arg(long, value_name = "DIR|none")]
+    pub spice_html5: Option<String>,
+}
+
+fn parse_socket_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("'{s}' is not HOST:PORT"))
 }
 
 /// Where the SPICE server listens.
@@ -227,7 +287,9 @@ mod tests {
     fn cli_parses_run() {
         let cli =
             Cli::try_parse_from(["spicebox", "run", "d.img", "-m", "2G", "--smp", "2"]).unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.memory, 2 << 30);
         assert_eq!(a.smp, 2);
         assert_eq!(a.disk, Some("d.img".into()));
@@ -239,9 +301,76 @@ mod tests {
         );
         let cli =
             Cli::try_parse_from(["spicebox", "run", "--control", "none", "--name", "vm1"]).unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.control, Some(crate::qmp::ControlSpec::None));
         assert_eq!(a.name.as_deref(), Some("vm1"));
         assert!(Cli::try_parse_from(["spicebox", "run", "--control", "stdio"]).is_err());
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert!(!a.no_acpi, "ACPI by default");
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--no-acpi"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert!(a.no_acpi);
+    }
+
+    #[test]
+    fn cli_parses_spice_transport_options() {
+        let cli = Cli::try_parse_from([
+            "spicebox",
+            "run",
+            "--spice-tls",
+            "127.0.0.1:5931",
+            "--spice-x509-dir",
+            "/etc/pki/spice",
+            "--spice-secure-channels",
+            "main,inputs",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        let t = a.spice_transport;
+        assert_eq!(t.spice_tls, Some("127.0.0.1:5931".parse().unwrap()));
+        let ch = t.spice_secure_channels.unwrap();
+        assert!(ch.contains(1) && ch.contains(3) && !ch.contains(2));
+        // TLS needs its certificates, secure channels and SASL need TLS, SASL its users.
+        for bad in [
+            &["run", "--spice-tls", "127.0.0.1:1"][..],
+            &["run", "--spice-x509-dir", "d"],
+            &["run", "--spice-secure-channels", "all"],
+            &[
+                "run",
+                "--spice-tls",
+                "127.0.0.1:1",
+                "--spice-x509-dir",
+                "d",
+                "--spice-sasl",
+            ],
+            &[
+                "run",
+                "--spice-tls",
+                "127.0.0.1:1",
+                "--spice-x509-dir",
+                "d",
+                "--spice-secure-channels",
+                "mian",
+            ],
+        ] {
+            let argv: Vec<&str> = std::iter::once("spicebox")
+                .chain(bad.iter().copied())
+                .collect();
+            assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from(["spicebox", "sasl-user", "alice"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::SaslUser(a) if a.name == "alice" && a.iterations == 4096)
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct LinuxImage {
     pub pirq: Arc<PirqRegs>,
     /// (slot, INTx pin) of every PCI device that interrupts through INTx.
     pub intx_pins: Vec<(u8, u8)>,
+    /// ACPI tables to link in place and point boot_params at; None with --no-acpi.
+    pub acpi: Option<Arc<firmware::acpi::AcpiTables>>,
 }
 
 impl LinuxImage {
@@ -60,6 +62,10 @@ impl LinuxImage {
         let mut kernel = open(&self.kernel)?;
         let mut initrd = self.initrd.as_deref().map(open).transpose()?;
         let routes = route_intx(&self.pirq, &self.intx_pins);
+        let rsdp = match &self.acpi {
+            Some(tables) => Some(tables.write_for_direct_boot(mem)?),
+            None => None,
+        };
         Ok(firmware::linux::load_linux_with_pci(
             mem,
             &self.layout,
@@ -68,6 +74,7 @@ impl LinuxImage {
             &self.cmdline,
             self.cpus,
             &routes,
+            rsdp,
         )?)
     }
 }

@@ -1,12 +1,15 @@
 //! `spicebox`: boot a disk image on KVM.
 
+mod acpi;
 mod builder;
 mod cli;
 mod control;
 mod devices;
 mod display;
 mod error;
+mod input;
 mod ioeventfd;
+mod irq_routing;
 mod linux_boot;
 mod machine;
 mod memory;
@@ -33,7 +36,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Run(args) => builder::run(args),
+        Command::Run(args) => builder::run(*args),
+        Command::SaslUser(args) => spice_link::print_sasl_user(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

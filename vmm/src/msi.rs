@@ -4,53 +4,18 @@
 //! without a trip through this process.
 //!
 //! `KVM_SET_GSI_ROUTING` replaces the whole table, so every update re-sends the
-//! interrupt-controller routes KVM starts with (`kvm_setup_default_irq_routing`:
-//! GSI 0-15 to both the PIC and the IOAPIC pin of the same number, 16-23 to
-//! the IOAPIC), which `KVM_IRQ_LINE` from the ISA devices and PCI INTx keeps using.
-//! MSI routes take GSIs from 24 up.
+//! PC's interrupt-controller routes (`irq_routing::legacy_routes`: QEMU's layout,
+//! PIT on IOAPIC pin 2), which `KVM_IRQ_LINE` from the ISA devices and PCI INTx
+//! keeps using. MSI routes take GSIs from 24 up.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use devices::pci::{MsiController, MsiMessage, MsiVector};
-use kvm_bindings::{
-    kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
-    KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_MAX_IRQ_ROUTES,
-};
+use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI, KVM_MAX_IRQ_ROUTES};
 use kvm_ioctls::{Cap, VmFd};
 use tracing::{debug, warn};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
-/// IOAPIC inputs; GSIs below this belong to the interrupt controllers.
-const IOAPIC_PINS: u32 = 24;
-const PIC_PINS: u32 = 16;
-
-/// The routes KVM sets up with the in-kernel irqchip.
-pub fn irqchip_routes() -> Vec<kvm_irq_routing_entry> {
-    let route = |gsi: u32, chip: u32, pin: u32| {
-        let mut e = kvm_irq_routing_entry {
-            gsi,
-            type_: KVM_IRQ_ROUTING_IRQCHIP,
-            ..Default::default()
-        };
-        e.u.irqchip.irqchip = chip;
-        e.u.irqchip.pin = pin;
-        e
-    };
-    let mut routes = Vec::new();
-    for gsi in 0..IOAPIC_PINS {
-        routes.push(route(gsi, KVM_IRQCHIP_IOAPIC, gsi));
-        if gsi < PIC_PINS {
-            let chip = if gsi < 8 {
-                KVM_IRQCHIP_PIC_MASTER
-            } else {
-                KVM_IRQCHIP_PIC_SLAVE
-            };
-            routes.push(route(gsi, chip, gsi % 8));
-        }
-    }
-    routes
-}
 
 fn msi_route(gsi: u32, msg: MsiMessage) -> kvm_irq_routing_entry {
     let mut e = kvm_irq_routing_entry {
@@ -84,7 +49,7 @@ impl Inner {
     /// Send the whole table to KVM. Called with the table locked, so updates
     /// reach KVM in the order they were made.
     fn commit(&self, table: &Table) -> Result<(), kvm_ioctls::Error> {
-        let mut entries = irqchip_routes();
+        let mut entries = crate::irq_routing::legacy_routes();
         entries.extend(table.msi.values().copied());
         let routing = KvmIrqRouting::from_entries(&entries)
             .map_err(|_| kvm_ioctls::Error::new(libc::E2BIG))?;
@@ -110,7 +75,7 @@ impl KvmMsi {
             vm,
             table: Mutex::new(Table {
                 msi: BTreeMap::new(),
-                next_gsi: IOAPIC_PINS,
+                next_gsi: crate::irq_routing::IOAPIC_PINS,
                 free: Vec::new(),
             }),
         })))
@@ -207,27 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn irqchip_routes_match_kvms_defaults() {
-        let routes = irqchip_routes();
-        // 24 IOAPIC pins plus 16 PIC pins.
-        assert_eq!(routes.len(), 40);
-        let find = |gsi: u32, chip: u32| {
-            routes
-                .iter()
-                .find(|r| {
-                    // SAFETY: every entry built by irqchip_routes is an irqchip route.
-                    r.gsi == gsi && unsafe { r.u.irqchip.irqchip } == chip
-                })
-                // SAFETY: as above.
-                .map(|r| unsafe { r.u.irqchip.pin })
-        };
-        assert_eq!(find(0, KVM_IRQCHIP_IOAPIC), Some(0));
-        assert_eq!(find(0, KVM_IRQCHIP_PIC_MASTER), Some(0));
-        assert_eq!(find(9, KVM_IRQCHIP_PIC_SLAVE), Some(1));
-        assert_eq!(find(11, KVM_IRQCHIP_IOAPIC), Some(11));
-        assert_eq!(find(23, KVM_IRQCHIP_IOAPIC), Some(23));
-        assert_eq!(find(16, KVM_IRQCHIP_PIC_SLAVE), None);
-        assert!(routes.iter().all(|r| r.type_ == KVM_IRQ_ROUTING_IRQCHIP));
+    fn msi_routes_encode_the_message() {
         let m = msi_route(
             30,
             MsiMessage {

@@ -1,39 +1,59 @@
-//! The SPICE server in the machine: client input into the PS/2 devices, the
-//! display model's frames out to clients, and the URI a user connects to.
-//! (QMP's view of the server is in `qmp/spice_link.rs`.)
+//! The SPICE server in the machine: its ports (client input into the input
+//! router, the guest's LEDs pushed back), the display model's frames out to
+//! clients, and the URI a user connects to. (QMP's view of the server is in
+//! `qmp/spice_link.rs`.)
 
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
 
 use devices::display::{Frame, Update};
-use devices::legacy::i8042::I8042;
-use spice::{InputSink, SpiceServer, Surface};
+use spice::port::{InputPort, LedNotifier};
+use spice::SpiceServer;
 
+use crate::cli::{RunArgs, SaslUserArgs};
 use crate::display::Frontend;
+use crate::input::{InputRouter, Source};
 
-/// Client keys and mouse go to the i8042's keyboard and mouse ports, exactly
-/// like a local PS/2 keyboard and mouse.
-pub struct Ps2Input(pub Arc<Mutex<I8042>>);
+/// The SPICE server's input port: client input enters the router as
+/// `Source::Spice`, the same path QMP's takes, and the router's LED changes are
+/// pushed to the server. (The port's button bits and absolute range are the
+/// devices' own: PS/2 order, 0..=0x7fff.)
+pub struct SpiceInput(pub Arc<InputRouter>);
 
-impl Ps2Input {
-    fn i8042(&self) -> std::sync::MutexGuard<'_, I8042> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl InputSink for Ps2Input {
+impl InputPort for SpiceInput {
     fn key(&self, xt_scancode: u16, pressed: bool) {
-        self.i8042().key_event(xt_scancode, pressed);
+        self.0.key(Source::Spice, xt_scancode, pressed);
     }
-    fn mouse(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
-        self.i8042().mouse_event(dx, dy, dz, buttons);
+    fn relative(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
+        self.0.relative(Source::Spice, dx, dy, dz, buttons);
+    }
+    fn absolute(&self, _head: u8, x: u32, y: u32, dz: i32, buttons: u8) {
+        // One head: the tablet spans it. The server offers client mouse mode
+        // only when `has_absolute`, so this cannot fail.
+        let _ = self
+            .0
+            .absolute(Source::Spice, Some(x), Some(y), dz, buttons);
+    }
+    fn has_absolute(&self) -> bool {
+        self.0.has_absolute()
     }
     fn leds(&self) -> u8 {
-        self.i8042().leds()
+        self.0.leds()
+    }
+    fn attach(&self, notifier: LedNotifier) {
+        self.0.on_leds(move |leds| notifier.set(leds));
+    }
+    fn detached(&self) {
+        // The channel released what it decoded; this also catches what it does
+        // not track (Pause) and anything pressed through it by other means.
+        self.0.release_all(Source::Spice);
     }
 }
 
-/// Frames from the display model to the server's clients.
+/// Frames from the display model to the server's clients: the frame is lent,
+/// and the server copies only the changed rectangles' pixels.
 pub struct SpiceFrontend(pub Arc<SpiceServer>);
 
 impl Frontend for SpiceFrontend {
@@ -41,22 +61,7 @@ impl Frontend for SpiceFrontend {
         if frame.width == 0 || frame.height == 0 {
             return;
         }
-        let surface = Arc::new(Surface {
-            width: frame.width,
-            height: frame.height,
-            pixels: Arc::from(frame.pixels.as_slice()),
-        });
-        let rects: Vec<spice::Rect> = update
-            .rects
-            .iter()
-            .map(|r| spice::Rect {
-                x: r.x,
-                y: r.y,
-                width: r.width,
-                height: r.height,
-            })
-            .collect();
-        self.0.update(surface, &rects);
+        self.0.update(frame, &update.rects);
     }
 }
 
@@ -71,24 +76,188 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-/// The URI a user pastes into remote-viewer, with the password if one is set.
-pub fn uri(listen: &spice::Listen, password: Option<&str>) -> String {
+/// TLS, secure channels, SASL and the browser page from the command line.
+pub fn transport_config(args: &RunArgs) -> anyhow::Result<spice::TransportConfig> {
+    let t = &args.spice_transport;
+    let mut config = spice::TransportConfig::default();
+    if let (Some(listen), Some(dir)) = (t.spice_tls, &t.spice_x509_dir) {
+        config.tls = Some(spice::TlsListen {
+            listen,
+            x509_dir: dir.clone(),
+        });
+    }
+    config.secure_channels = t.spice_secure_channels.unwrap_or_default();
+    if t.spice_sasl {
+        if args.password.is_some() || args.password_file.is_some() || args.disable_ticketing {
+            bail!("--spice-sasl replaces the SPICE password: drop --password, --password-file and --disable-ticketing");
+        }
+        let path = t
+            .spice_sasl_users
+            .as_ref()
+            .context("--spice-sasl needs --spice-sasl-users FILE")?;
+        config.sasl = Some(Arc::new(spice::sasl::Users::load(path)?));
+    }
+    config.spice_html5 = match t.spice_html5.as_deref() {
+        Some("none") => None,
+        Some(dir) => Some(dir.into()),
+        None => config.spice_html5,
+    };
+    Ok(config)
+}
+
+/// `spicebox sasl-user NAME`: the password from stdin's first line, never from argv.
+pub fn print_sasl_user(args: &SaslUserArgs) -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    let entry = spice::sasl::users::entry(&args.name, password, args.iterations)
+        .map_err(anyhow::Error::msg)?;
+    println!("{entry}");
+    Ok(())
+}
+
+fn host_port(a: &SocketAddr) -> String {
+    match a.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]:{}", a.port()),
+        IpAddr::V4(ip) => format!("{ip}:{}", a.port()),
+    }
+}
+
+/// The URI a user pastes into remote-viewer, with `tls-port` when there is a TLS
+/// listener and the password if one is set.
+pub fn uri(listen: &spice::Listen, tls: Option<SocketAddr>, password: Option<&str>) -> String {
     let base = match listen {
-        spice::Listen::Tcp(a) => match a.ip() {
-            IpAddr::V6(ip) => format!("spice://[{ip}]:{}", a.port()),
-            IpAddr::V4(ip) => format!("spice://{ip}:{}", a.port()),
-        },
+        spice::Listen::Tcp(a) => format!("spice://{}", host_port(a)),
         spice::Listen::Unix(p) => format!("spice+unix://{}", p.display()),
     };
-    match password {
-        Some(pw) => format!("{base}?password={pw}"),
-        None => base,
+    let mut query = Vec::new();
+    if let Some(t) = tls {
+        query.push(format!("tls-port={}", t.port()));
     }
+    if let Some(pw) = password {
+        query.push(format!("password={pw}"));
+    }
+    if query.is_empty() {
+        base
+    } else {
+        format!("{base}?{}", query.join("&"))
+    }
+}
+
+/// The browser page's address (on the TLS port when there is one), the password in
+/// the fragment, which browsers never send; None where no browser can log in (a
+/// unix socket, or SASL, which spice-html5 does not speak).
+pub fn browser_url(
+    listen: &spice::Listen,
+    tls: Option<SocketAddr>,
+    password: Option<&str>,
+    sasl: bool,
+) -> Option<String> {
+    if sasl {
+        return None;
+    }
+    let base = match (tls, listen) {
+        (Some(t), _) => format!("https://{}/", host_port(&t)),
+        (None, spice::Listen::Tcp(a)) => format!("http://{}/", host_port(a)),
+        (None, spice::Listen::Unix(_)) => return None,
+    };
+    Some(match password {
+        Some(pw) => format!("{base}#password={pw}"),
+        None => base,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use devices::interrupt::NoIrq;
+    use devices::legacy::i8042::I8042;
+    use devices::{BusDevice, VmRequest, VmRequests};
+    use spice::client::{ClientOptions, TestClient};
+    use spice::proto::channel as ch;
+
+    struct NoRequests;
+    impl VmRequests for NoRequests {
+        fn request(&self, _: VmRequest) {}
+    }
+
+    /// Keyboard bytes waiting in the controller, read as the guest reads them.
+    fn drain(i8042: &Mutex<I8042>) -> Vec<u8> {
+        let mut k = i8042.lock().unwrap();
+        let mut got = Vec::new();
+        loop {
+            let mut st = [0u8];
+            k.read(0x60, 4, &mut st);
+            if st[0] & 1 == 0 {
+                return got;
+            }
+            let mut b = [0u8];
+            k.read(0x60, 0, &mut b);
+            got.push(b[0]);
+        }
+    }
+
+    /// The keyboard side as the builder wires it (i8042 → router → SPICE server),
+    /// driven at the i8042's ports as a guest driver drives them.
+    #[test]
+    fn guest_leds_reach_a_spice_client_pushed_and_keys_come_back() {
+        let i8042 = Arc::new(Mutex::new(I8042::new(
+            Arc::new(NoIrq),
+            Arc::new(NoIrq),
+            Arc::new(NoRequests),
+        )));
+        let router = InputRouter::new(i8042.clone(), i8042.clone(), None);
+        i8042.lock().unwrap().set_led_listener(router.clone());
+        let server = SpiceServer::start(
+            spice::Config {
+                listen: spice::Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+                password: None,
+                force_raw_images: false,
+                transport: Default::default(),
+            },
+            spice::Ports {
+                input: Some(Arc::new(SpiceInput(router.clone()))),
+                ..spice::Ports::default()
+            },
+        )
+        .unwrap();
+        // No display port, no display channel.
+        assert_eq!(server.channels(), vec![(ch::INPUTS, 0)]);
+        let c = TestClient::connect(
+            &server.local_addr(),
+            ClientOptions {
+                channels: vec![ch::INPUTS],
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        let t = Duration::from_secs(20);
+        c.wait(t, |s| s.inputs_init == Some(0)).unwrap();
+        // The guest's keyboard driver turns Num Lock on (ED 02): the i8042 pushes
+        // it through the router to the server, which tells the client.
+        {
+            let mut k = i8042.lock().unwrap();
+            k.write(0x60, 0, &[0xed]);
+            k.write(0x60, 0, &[0x02]);
+        }
+        c.wait(t, |s| s.modifiers.last() == Some(&2)).unwrap();
+        // A key from the client arrives at the same keyboard QMP types on.
+        drain(&i8042);
+        c.key_scancode(&[0x1e, 0x9e]).unwrap();
+        let deadline = Instant::now() + t;
+        let mut got = Vec::new();
+        while got.len() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            got.extend(drain(&i8042));
+        }
+        // Set 2 (untranslated): A make 1C, break F0 1C.
+        assert_eq!(got, vec![0x1c, 0xf0, 0x1c]);
+    }
 
     #[test]
     fn generated_passwords_differ_and_fit_a_uri() {
@@ -98,11 +267,26 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
         let l = spice::Listen::Tcp("127.0.0.1:5930".parse().unwrap());
         assert_eq!(
-            uri(&l, Some(&a)),
+            uri(&l, None, Some(&a)),
             format!("spice://127.0.0.1:5930?password={a}")
         );
-        assert_eq!(uri(&l, None), "spice://127.0.0.1:5930");
+        assert_eq!(uri(&l, None, None), "spice://127.0.0.1:5930");
         let u = spice::Listen::Unix("/tmp/s.sock".into());
-        assert_eq!(uri(&u, None), "spice+unix:///tmp/s.sock");
+        assert_eq!(uri(&u, None, None), "spice+unix:///tmp/s.sock");
+        let tls = Some("127.0.0.1:5931".parse().unwrap());
+        assert_eq!(
+            uri(&l, tls, Some("pw")),
+            "spice://127.0.0.1:5930?tls-port=5931&password=pw"
+        );
+        assert_eq!(
+            browser_url(&l, None, Some("pw"), false).as_deref(),
+            Some("http://127.0.0.1:5930/#password=pw")
+        );
+        assert_eq!(
+            browser_url(&l, tls, None, false).as_deref(),
+            Some("https://127.0.0.1:5931/")
+        );
+        assert_eq!(browser_url(&l, tls, None, true), None);
+        assert_eq!(browser_url(&u, None, None, false), None);
     }
 }

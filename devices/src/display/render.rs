@@ -34,32 +34,7 @@ pub enum DisplayMode {
     },
 }
 
-/// A rendered picture: `pixels[y * width + x]` = 0x00RRGGBB.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Frame {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: Vec<u32>,
-}
-
-impl Frame {
-    /// Take the size `width` x `height`. Pixel contents are left as they were
-    /// (a frame of unchanged size is not cleared), so every renderer writes each
-    /// pixel of the frame.
-    fn set_size(&mut self, width: u32, height: u32) {
-        self.width = width;
-        self.height = height;
-        self.pixels.resize(width as usize * height as usize, 0);
-    }
-
-    /// Pixel at (x, y), 0 outside the frame.
-    pub fn pixel(&self, x: u32, y: u32) -> u32 {
-        if x >= self.width || y >= self.height {
-            return 0;
-        }
-        self.pixels[(y * self.width + x) as usize]
-    }
-}
+pub use display_types::Frame;
 
 /// QEMU refuses text screens beyond this many cells; so do we.
 const MAX_TEXT_CELLS: u32 = 160 * 100;
@@ -272,7 +247,7 @@ pub fn render_rows_into<F: FrameMemory + ?Sized>(
     rows: Option<Range<u32>>,
 ) {
     match decode(vga) {
-        Decoded::Off => frame.set_size(0, 0),
+        Decoded::Off => frame.resize(0, 0),
         Decoded::Text(t) => render_text(vga, &t, blink_phase, frame),
         Decoded::Vbe(g) => {
             let all = 0..g.height;
@@ -290,7 +265,7 @@ pub fn render_rows_into<F: FrameMemory + ?Sized>(
 
 fn render_text(vga: &Vga, t: &TextGeometry, blink_phase: bool, frame: &mut Frame) {
     // Every cell is drawn whole, so this covers the frame.
-    frame.set_size(t.cols * t.cell_w, t.rows * t.cell_h);
+    frame.resize(t.cols * t.cell_w, t.rows * t.cell_h);
     let pal = palette16(vga);
     // SR3 selects two 8 KiB font slots in plane 2; attribute bit 3 picks one.
     let map = vga.sr[SR_CHAR_MAP];
@@ -359,7 +334,7 @@ fn render_text(vga: &Vga, t: &TextGeometry, blink_phase: bool, frame: &mut Frame
 
 fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
     // Each line is drawn across out_width (width is whole 8-pixel groups).
-    frame.set_size(g.out_width, g.height);
+    frame.resize(g.out_width, g.height);
     let cr9 = vga.cr[0x09];
     let cr17 = vga.cr[0x17];
     let double_scan = u32::from(cr9 >> 7);
@@ -472,7 +447,7 @@ fn render_vbe<F: FrameMemory + ?Sized>(
     frame: &mut Frame,
     rows: Range<u32>,
 ) {
-    frame.set_size(g.width, g.height);
+    frame.resize(g.width, g.height);
     // One loop per pixel format, so the format is decided once per frame.
     match g.bpp {
         15 => vbe_lines(fb, g, rows.clone(), 2, frame, |c| {

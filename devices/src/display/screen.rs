@@ -17,14 +17,7 @@ use std::time::{Duration, Instant};
 use super::qxl::Qxl;
 use super::render::{self, DisplayMode, Frame};
 
-/// A changed region, in frame pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rect {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
+pub use display_types::Rect;
 
 /// What is known about guest writes to the framebuffer (BAR0) since the last
 /// refresh.

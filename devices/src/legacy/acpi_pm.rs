@@ -16,6 +16,11 @@ use crate::{BusDevice, IrqLine, Reset, VmRequest, VmRequests};
 pub const BASE: u64 = 0x600;
 /// PIIX4 decodes more, but only these 16 bytes hold PM1 registers.
 pub const LEN: u64 = 0x10;
+/// Offsets in the block: PM1a_EVT (status, enable) at 0, then these.
+pub const PM1_CNT_OFFSET: u64 = 4;
+pub const PM_TMR_OFFSET: u64 = 8;
+/// The SCI's ISA IRQ on PIIX4 (level-triggered, active high).
+pub const SCI_IRQ: u8 = 9;
 
 const PM_TIMER_HZ: u128 = 3_579_545;
 
@@ -34,7 +39,7 @@ const GBL_RLS: u16 = 1 << 2;
 const SLP_EN: u16 = 1 << 13;
 const SLP_TYP_SHIFT: u16 = 10;
 /// SLP_TYP for S5 in the DSDT's \_S5 package.
-const SLP_TYP_S5: u16 = 0;
+pub const SLP_TYP_S5: u16 = 0;
 
 pub struct AcpiPm {
     sts: u16,

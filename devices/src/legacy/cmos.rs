@@ -17,6 +17,8 @@ use crate::{BusDevice, IrqLine, Reset};
 
 pub const BASE: u64 = 0x70;
 pub const LEN: u64 = 2;
+/// The RTC's ISA IRQ.
+pub const IRQ: u8 = 8;
 
 const SEC: usize = 0x00;
 const ALARM_SEC: usize = 0x01;
@@ -32,7 +34,8 @@ const REG_A: usize = 0x0a;
 const REG_B: usize = 0x0b;
 const REG_C: usize = 0x0c;
 const REG_D: usize = 0x0d;
-const CENTURY: usize = 0x32;
+/// Index of the century byte (the FADT names it for the OS).
+pub const CENTURY: usize = 0x32;
 
 const A_UIP: u8 = 0x80;
 const B_SET: u8 = 0x80;

@@ -14,12 +14,16 @@ use tracing::debug;
 
 use super::ps2_keyboard::{translate_to_set1, Ps2Keyboard, BREAK_PREFIX};
 use super::ps2_mouse::Ps2Mouse;
+use crate::input::LedListener;
 use crate::interrupt::LevelTracker;
 use crate::{BusDevice, IrqLine, Reset, VmRequest, VmRequests};
 
 /// Register with this base and length; offsets 0 (0x60) and 4 (0x64) are decoded.
 pub const BASE: u64 = 0x60;
 pub const LEN: u64 = 5;
+/// The keyboard (port 1) and mouse (port 2) ISA IRQs.
+pub const KEYBOARD_IRQ: u8 = 1;
+pub const MOUSE_IRQ: u8 = 12;
 const DATA: u64 = 0;
 const STATUS_CMD: u64 = 4;
 
@@ -79,6 +83,9 @@ pub struct I8042 {
     kbd_irq: LevelTracker,
     aux_irq: LevelTracker,
     requests: Arc<dyn VmRequests>,
+    /// Told when the guest changes the keyboard LEDs, and the state it was last told.
+    led_listener: Option<Arc<dyn LedListener>>,
+    told_leds: u8,
 }
 
 impl I8042 {
@@ -118,6 +125,25 @@ impl I8042 {
             kbd_irq,
             aux_irq,
             requests,
+            led_listener: None,
+            told_leds: 0,
+        }
+    }
+
+    /// Pushes every change of the keyboard LEDs the guest makes (command 0xED,
+    /// and the resets that clear them) to `listener`, so nobody needs to poll.
+    pub fn set_led_listener(&mut self, listener: Arc<dyn LedListener>) {
+        self.told_leds = self.kbd.leds();
+        self.led_listener = Some(listener);
+    }
+
+    fn tell_leds(&mut self) {
+        let leds = self.kbd.leds();
+        if leds != self.told_leds {
+            self.told_leds = leds;
+            if let Some(l) = &self.led_listener {
+                l.leds_changed(leds);
+            }
         }
     }
 
@@ -318,7 +344,11 @@ impl Reset for I8042 {
         // were high.
         let kbd_irq = std::mem::take(&mut self.kbd_irq);
         let aux_irq = std::mem::take(&mut self.aux_irq);
+        let (listener, told) = (self.led_listener.take(), self.told_leds);
         *self = Self::power_on(kbd_irq, aux_irq, self.requests.clone());
+        self.led_listener = listener;
+        self.told_leds = told;
+        self.tell_leds();
         self.update_irqs();
     }
 }
@@ -345,6 +375,7 @@ impl BusDevice for I8042 {
                 _ => debug!(offset, "i8042 write to an undecoded port"),
             }
         }
+        self.tell_leds();
     }
 }
 
@@ -623,6 +654,52 @@ mod tests {
         r.put(0x05);
         assert_eq!(r.kbd_bytes(), [0xfa, 0xfa]);
         assert_eq!(r.dev.leds(), 0x05);
+    }
+
+    #[test]
+    fn led_changes_are_pushed_to_the_listener() {
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+        /// (changes told, last state told)
+        #[derive(Default)]
+        struct Count(AtomicUsize, AtomicU8);
+        impl LedListener for Count {
+            fn leds_changed(&self, leds: u8) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                self.1.store(leds, Ordering::SeqCst);
+            }
+        }
+        let mut r = rig();
+        let l = Arc::new(Count::default());
+        r.dev.set_led_listener(l.clone());
+        // The guest's ED command, as Linux's atkbd sends it.
+        r.put(0xed);
+        assert_eq!(
+            l.0.load(Ordering::SeqCst),
+            0,
+            "no change before the argument"
+        );
+        r.put(0x04);
+        assert_eq!(l.1.load(Ordering::SeqCst), 4);
+        // The same state again is no change.
+        r.put(0xed);
+        r.put(0x04);
+        assert_eq!(l.0.load(Ordering::SeqCst), 1);
+        // A keyboard reset (FF) clears them; so does a machine reset.
+        r.put(0xed);
+        r.put(0x02);
+        r.put(0xff);
+        assert_eq!(l.0.load(Ordering::SeqCst), 3);
+        assert_eq!(l.1.load(Ordering::SeqCst), 0);
+        r.put(0xed);
+        r.put(0x01);
+        r.dev.reset();
+        assert_eq!(l.0.load(Ordering::SeqCst), 5);
+        assert_eq!(l.1.load(Ordering::SeqCst), 0);
+        // The listener survives the reset.
+        r.put(0xed);
+        r.put(0x07);
+        assert_eq!(l.1.load(Ordering::SeqCst), 7);
+        r.drain();
     }
 
     #[test]

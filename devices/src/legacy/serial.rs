@@ -17,6 +17,8 @@ use crate::{BusDevice, IrqLine};
 
 /// Where COM1 sits and how many ports it decodes.
 pub const COM1_BASE: u64 = 0x3f8;
+/// COM1's ISA IRQ.
+pub const COM1_IRQ: u8 = 4;
 pub const LEN: u64 = 8;
 
 /// Host input waiting for room in the receive FIFO. Beyond this, input is dropped:

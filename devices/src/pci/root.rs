@@ -47,6 +47,9 @@ const CONFIG_ENABLE: u32 = 1 << 31;
 const RCR_SYS_RST: u8 = 1 << 1;
 /// RCR bit 2: writing 1 resets the machine.
 const RCR_RST_CPU: u8 = 1 << 2;
+/// The port and value that hard-reset the machine (the FADT's RESET_REG).
+pub const RESET_PORT: u16 = (CONFIG_IO_BASE + RCR_OFFSET) as u16;
+pub const RESET_VALUE: u8 = RCR_SYS_RST | RCR_RST_CPU;
 
 pub const NUM_SLOTS: u8 = 32;
 pub const NUM_FUNCTIONS: u8 = 8;

@@ -1,35 +1,46 @@
-//! DISPLAY channel. On connect: SET_ACK, then (once a surface exists) SURFACE_CREATE of
-//! primary surface 0, a DRAW_COPY of the whole screen and MARK. Afterwards each
-//! update's dirty rectangles become DRAW_COPYs of the latest pixels, sent only while
-//! the ack window is open; a resize is SURFACE_DESTROY + SURFACE_CREATE + full draw +
-//! MARK. We do not advertise MONITORS_CONFIG, so spice-gtk derives the monitor from
-//! the primary surface and we never have to send one.
+//! DISPLAY channel, one id per display head. On connect: SET_ACK, then (once the
+//! head has a picture) SURFACE_CREATE of primary surface 0, a DRAW_COPY of the
+//! whole screen and MARK. Afterwards each update's dirty rectangles become
+//! DRAW_COPYs of the latest pixels, sent only while the ack window is open; a
+//! resize is SURFACE_DESTROY + SURFACE_CREATE + full draw + MARK. We do not
+//! advertise MONITORS_CONFIG, so spice-gtk derives the monitor from the primary
+//! surface and we never have to send one.
+//!
+//! Each head keeps its own copy of the picture, kept current with only the
+//! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
+//! dirty rectangles, not of the frame, and never waits for a client.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::conn::Conn;
-use super::region::{clip, Region};
-use super::{next_message, End, Next};
+use super::region::Region;
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::codec::{encode_image, extract, ImagePolicy, ENCODERS};
-use crate::link::LinkRequest;
 use crate::proto::{
-    display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION, ROPD_OP_PUT,
+    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION, ROPD_OP_PUT,
     SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
-use crate::server::{lock, Registration, Shared};
+use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Rect, Surface};
+use crate::{Frame, Rect};
 
-/// What `update` shares with every display channel task.
+/// The display kind: one [`Head`] per channel id.
+pub struct DisplayChannel {
+    heads: Vec<Mutex<Head>>,
+    force_raw: bool,
+    next_image_id: AtomicU64,
+}
+
+/// What `update` shares with a head's display channel task.
 #[derive(Default)]
-pub struct DisplayHub {
-    surface: Option<Arc<Surface>>,
+pub struct Head {
+    surface: Option<Frame>,
     clients: Vec<Weak<DisplayClient>>,
-    /// A malformed surface was reported since the last good one (warn once per run).
+    /// A malformed frame was reported since the last good one (warn once per run).
     malformed: bool,
 }
 
@@ -39,30 +50,64 @@ struct DisplayClient {
     wake: Notify,
 }
 
-impl DisplayHub {
-    /// Stores the newest surface and queues its dirty rectangles for every client.
-    /// A surface whose pixel count is not width x height (or that is empty) is
-    /// dropped: the clients keep the last good one.
-    pub fn update(&mut self, surface: Arc<Surface>, dirty: &[Rect]) {
-        let (w, h) = (surface.width, surface.height);
-        let expected = (w as usize).checked_mul(h as usize);
-        if w == 0 || h == 0 || expected != Some(surface.pixels.len()) {
+impl DisplayChannel {
+    pub fn new(heads: u8, force_raw: bool) -> DisplayChannel {
+        DisplayChannel {
+            heads: (0..heads).map(|_| Mutex::new(Head::default())).collect(),
+            force_raw,
+            next_image_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Publishes `head`'s picture: copies the dirty rectangles of `frame` into the
+    /// head's copy and queues them for every client of that head. Never waits for
+    /// a client. A head this display does not have is ignored.
+    pub fn update(&self, head: u8, frame: &Frame, dirty: &[Rect]) {
+        match self.heads.get(usize::from(head)) {
+            Some(h) => lock(h).update(frame, dirty),
+            None => debug!(head, "update for a display head that does not exist"),
+        }
+    }
+
+    /// The size of `head`'s picture, if it has one.
+    pub fn size(&self, head: u8) -> Option<(u32, u32)> {
+        let h = lock(self.heads.get(usize::from(head))?);
+        h.surface.as_ref().map(|s| (s.width, s.height))
+    }
+}
+
+impl Head {
+    /// Takes the dirty rectangles of the newest frame and queues them for every
+    /// client. A frame whose pixel count is not width x height (or that is empty)
+    /// is dropped: the clients keep the last good one.
+    pub fn update(&mut self, frame: &Frame, dirty: &[Rect]) {
+        if !frame.is_well_formed() {
             if !std::mem::replace(&mut self.malformed, true) {
                 warn!(
-                    width = w,
-                    height = h,
-                    pixels = surface.pixels.len(),
-                    "SPICE display update with a malformed surface dropped"
+                    width = frame.width,
+                    height = frame.height,
+                    pixels = frame.pixels.len(),
+                    "SPICE display update with a malformed frame dropped"
                 );
             }
             return;
         }
         self.malformed = false;
-        let resized = self
-            .surface
-            .as_ref()
-            .is_none_or(|s| (s.width, s.height) != (w, h));
-        self.surface = Some(surface);
+        let (w, h) = (frame.width, frame.height);
+        let resized = match &mut self.surface {
+            Some(s) if (s.width, s.height) == (w, h) => {
+                for r in dirty {
+                    s.copy_rect_from(frame, r);
+                }
+                false
+            }
+            // New size: the one whole-frame copy, as a client needs the whole
+            // picture anyway.
+            _ => {
+                self.surface = Some(frame.clone());
+                true
+            }
+        };
         self.prune();
         for c in self.clients.iter().filter_map(Weak::upgrade) {
             let mut p = lock(&c.pending);
@@ -72,14 +117,9 @@ impl DisplayHub {
                 // has; if the size went back to that one (A → B → A before the task
                 // ran), this full rectangle is what redraws it.
                 p.clear();
-                p.add(Rect {
-                    x: 0,
-                    y: 0,
-                    width: w,
-                    height: h,
-                });
+                p.add(Rect::full(w, h));
             } else {
-                for r in dirty.iter().filter_map(|r| clip(r, w, h)) {
+                for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
                     p.add(r);
                 }
             }
@@ -115,8 +155,8 @@ fn surface_create(w: u32, h: u32) -> Vec<u8> {
 fn rect(w: &mut Writer, r: &Rect) {
     w.i32(r.y as i32)
         .i32(r.x as i32)
-        .i32((r.y + r.height) as i32)
-        .i32((r.x + r.width) as i32);
+        .i32(r.bottom() as i32)
+        .i32(r.right() as i32);
 }
 
 /// Size of DRAW_COPY's fixed part without clip rects or mask: where the image starts.
@@ -128,15 +168,7 @@ fn draw_copy(r: &Rect, image: &[u8]) -> Vec<u8> {
     rect(&mut w, r); // box
     w.u8(0); // clip NONE
     w.u32(DRAW_COPY_FIXED); // src_bitmap: offset of the image in the body
-    rect(
-        &mut w,
-        &Rect {
-            x: 0,
-            y: 0,
-            width: r.width,
-            height: r.height,
-        },
-    ); // src_area
+    rect(&mut w, &Rect::full(r.width, r.height)); // src_area
     w.u16(ROPD_OP_PUT).u8(0); // rop, scale mode
     w.u8(0).i32(0).i32(0).u32(0); // no mask
     debug_assert_eq!(w.written(), DRAW_COPY_FIXED as usize);
@@ -152,144 +184,185 @@ struct State {
     policy: ImagePolicy,
 }
 
-pub async fn run(
-    shared: &Arc<Shared>,
-    conn: &mut Conn,
-    req: &LinkRequest,
-    reg: &Registration,
-) -> Result<(), End> {
-    let mut st = State {
-        client: lock(&shared.display).register(),
-        created: None,
-        mark_due: false,
-        policy: ImagePolicy {
-            lz4: has_cap(&req.channel_caps, DISPLAY_CAP_LZ4_COMPRESSION),
-            force_raw: shared.force_raw,
-        },
-    };
-    conn.queue_set_ack();
-    conn.flush().await?;
-    reg.initialized();
-    loop {
-        pump(shared, conn, &mut st).await?;
-        let client = st.client.clone();
-        let next = tokio::select! {
-            n = next_message(conn) => n?,
-            _ = client.wake.notified() => continue,
-        };
-        match next {
-            Next::Closed => return Ok(()),
-            Next::Base => {}
-            Next::Msg(t, body) => match t {
-                display_msgc::INIT
-                | display_msgc::STREAM_REPORT
-                | display_msgc::PREFERRED_COMPRESSION
-                | display_msgc::GL_DRAW_DONE
-                | display_msgc::PREFERRED_VIDEO_CODEC_TYPE => {
-                    debug!(msg_type = t, len = body.len(), "display message ignored");
-                }
-                _ => debug!(msg_type = t, "ignoring unknown display message"),
-            },
-        }
+impl ChannelKind for DisplayChannel {
+    fn channel_type(&self) -> u8 {
+        ch::DISPLAY
+    }
+    fn name(&self) -> &'static str {
+        "display"
+    }
+    fn ids(&self) -> Vec<u8> {
+        (0..self.heads.len() as u8).collect()
+    }
+    fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a> {
+        Box::pin(self.serve(link))
     }
 }
 
-/// Sends what the client is missing, as far as the ack window allows.
-async fn pump(shared: &Shared, conn: &mut Conn, st: &mut State) -> Result<(), End> {
-    // Snapshot and pending rectangles are taken under the hub lock, so the pixels
-    // are never older than the rectangles they answer.
-    let (surface, mut rects) = {
-        let hub = lock(&shared.display);
-        let Some(s) = hub.surface.clone() else {
+impl DisplayChannel {
+    async fn serve(&self, link: Link<'_>) -> Result<(), End> {
+        let head = usize::from(link.req.channel_id);
+        let Some(hub) = self.heads.get(head) else {
             return Ok(());
         };
-        let rects = lock(&st.client.pending).take();
-        (s, rects)
-    };
-    let size = (surface.width, surface.height);
-    if st.created != Some(size) {
-        if st.created.is_some() {
-            let mut w = Writer::new();
-            w.u32(0);
-            conn.queue(display_msg::SURFACE_DESTROY, &w.finish());
-        }
-        conn.queue(display_msg::SURFACE_CREATE, &surface_create(size.0, size.1));
-        st.created = Some(size);
-        st.mark_due = true;
-        rects = vec![Rect {
-            x: 0,
-            y: 0,
-            width: size.0,
-            height: size.1,
-        }];
-    }
-    let mut unsent = rects.into_iter().filter_map(|r| clip(&r, size.0, size.1));
-    while conn.window_open() {
-        let Some(r) = unsent.next() else { break };
-        {
-            // The pixel copy, the image and the message body end here, before the
-            // flush awaits a slow client.
-            let pixels = extract(&surface, &r);
-            let id = shared.next_image_id.fetch_add(1, Ordering::Relaxed);
-            let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
-            conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
-        }
-        // Write per rectangle so a big update does not sit in one huge buffer.
+        let conn = link.conn;
+        let mut st = State {
+            client: lock(hub).register(),
+            created: None,
+            mark_due: false,
+            policy: ImagePolicy {
+                lz4: has_cap(&link.req.channel_caps, DISPLAY_CAP_LZ4_COMPRESSION),
+                force_raw: self.force_raw,
+            },
+        };
+        conn.queue_set_ack();
         conn.flush().await?;
-    }
-    let rest: Vec<Rect> = unsent.collect();
-    if !rest.is_empty() {
-        // Window full: keep them; they will be drawn from newer pixels later.
-        let mut p = lock(&st.client.pending);
-        for r in rest {
-            p.add(r);
+        link.reg.initialized();
+        loop {
+            self.pump(hub, conn, &mut st).await?;
+            let client = st.client.clone();
+            let next = tokio::select! {
+                n = next_message(conn) => n?,
+                _ = client.wake.notified() => continue,
+            };
+            match next {
+                Next::Closed => return Ok(()),
+                Next::Base => {}
+                Next::Msg(t, body) => match t {
+                    display_msgc::INIT
+                    | display_msgc::STREAM_REPORT
+                    | display_msgc::PREFERRED_COMPRESSION
+                    | display_msgc::GL_DRAW_DONE
+                    | display_msgc::PREFERRED_VIDEO_CODEC_TYPE => {
+                        debug!(msg_type = t, len = body.len(), "display message ignored");
+                    }
+                    _ => debug!(msg_type = t, "ignoring unknown display message"),
+                },
+            }
         }
-    } else if st.mark_due && conn.window_open() {
-        conn.queue(display_msg::MARK, &[]);
-        st.mark_due = false;
     }
-    conn.flush().await?;
-    Ok(())
+
+    /// Sends what the client is missing, as far as the ack window allows. The
+    /// head's lock is held only to take the rectangles and to copy one
+    /// rectangle's pixels out, never across encoding or a write.
+    async fn pump(&self, hub: &Mutex<Head>, conn: &mut Conn, st: &mut State) -> Result<(), End> {
+        // The rectangles are taken under the head's lock, and pixels are copied
+        // later, so they are never older than the rectangles they answer.
+        let mut rects = {
+            let h = lock(hub);
+            if h.surface.is_none() {
+                return Ok(());
+            }
+            lock(&st.client.pending).take()
+        };
+        loop {
+            if !conn.window_open() {
+                break;
+            }
+            let (r, pixels) = {
+                let h = lock(hub);
+                let Some(s) = h.surface.as_ref() else { break };
+                let size = (s.width, s.height);
+                if st.created != Some(size) {
+                    if st.created.is_some() {
+                        let mut w = Writer::new();
+                        w.u32(0);
+                        conn.queue(display_msg::SURFACE_DESTROY, &w.finish());
+                    }
+                    conn.queue(display_msg::SURFACE_CREATE, &surface_create(size.0, size.1));
+                    st.created = Some(size);
+                    st.mark_due = true;
+                    // The whole new surface replaces whatever was pending.
+                    lock(&st.client.pending).clear();
+                    rects = vec![Rect::full(size.0, size.1)];
+                }
+                let Some(r) = next_clipped(&mut rects, size) else {
+                    break;
+                };
+                (r, extract(s, &r))
+            };
+            // The image and the message body end here, before the flush awaits
+            // a slow client.
+            {
+                let id = self.next_image_id.fetch_add(1, Ordering::Relaxed);
+                let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
+                drop(pixels);
+                conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
+            }
+            // Write per rectangle so a big update does not sit in one huge buffer.
+            conn.flush().await?;
+        }
+        if !rects.is_empty() {
+            // Window full: keep them; they will be drawn from newer pixels later.
+            let mut p = lock(&st.client.pending);
+            for r in rects {
+                p.add(r);
+            }
+        } else if st.mark_due && conn.window_open() && st.created.is_some() {
+            conn.queue(display_msg::MARK, &[]);
+            st.mark_due = false;
+        }
+        conn.flush().await?;
+        Ok(())
+    }
+}
+
+/// The next rectangle that is still inside a `size` surface.
+fn next_clipped(rects: &mut Vec<Rect>, size: (u32, u32)) -> Option<Rect> {
+    while !rects.is_empty() {
+        if let Some(r) = rects.remove(0).clip(size.0, size.1) {
+            return Some(r);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn surface(width: u32, height: u32, len: usize) -> Arc<Surface> {
-        Arc::new(Surface {
+    fn frame(width: u32, height: u32, len: usize) -> Frame {
+        Frame {
             width,
             height,
-            pixels: vec![0; len].into(),
-        })
-    }
-
-    fn full(width: u32, height: u32) -> Rect {
-        Rect {
-            x: 0,
-            y: 0,
-            width,
-            height,
+            pixels: vec![0; len],
         }
     }
 
     #[test]
     fn a_resize_marks_the_whole_new_surface_pending() {
-        let mut hub = DisplayHub::default();
+        let mut hub = Head::default();
         let c = hub.register();
-        hub.update(surface(100, 80, 8000), &[full(100, 80)]);
+        hub.update(&frame(100, 80, 8000), &[Rect::full(100, 80)]);
         // The task sent A.
         lock(&c.pending).take();
         // A → B → A2 before the task runs again: the task still has a 100x80
         // surface, so only the pending region can make it redraw.
-        hub.update(surface(320, 200, 64000), &[]);
-        hub.update(surface(100, 80, 8000), &[]);
-        assert_eq!(lock(&c.pending).take(), vec![full(100, 80)]);
+        hub.update(&frame(320, 200, 64000), &[]);
+        hub.update(&frame(100, 80, 8000), &[]);
+        assert_eq!(lock(&c.pending).take(), vec![Rect::full(100, 80)]);
+    }
+
+    #[test]
+    fn updates_copy_only_dirty_pixels() {
+        let mut hub = Head::default();
+        let mut f = frame(8, 4, 32);
+        hub.update(&f, &[]);
+        // Pixels outside the dirty rectangle are not taken: the frontend promised
+        // nothing changed there.
+        f.pixels.iter_mut().for_each(|p| *p = 7);
+        hub.update(&f, &[Rect::new(2, 1, 3, 2)]);
+        let s = hub.surface.as_ref().unwrap();
+        let sevens: Vec<(u32, u32)> = (0..32)
+            .filter(|i| s.pixels[*i as usize] == 7)
+            .map(|i| (i % 8, i / 8))
+            .collect();
+        assert_eq!(sevens, vec![(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2)]);
     }
 
     #[test]
     fn register_prunes_ended_clients() {
-        let mut hub = DisplayHub::default();
+        let mut hub = Head::default();
         for _ in 0..100 {
             drop(hub.register());
         }
@@ -298,21 +371,33 @@ mod tests {
     }
 
     #[test]
-    fn malformed_surfaces_are_dropped() {
-        let mut hub = DisplayHub::default();
+    fn malformed_frames_are_dropped() {
+        let mut hub = Head::default();
         let c = hub.register();
-        hub.update(surface(10, 10, 100), &[full(10, 10)]);
+        hub.update(&frame(10, 10, 100), &[Rect::full(10, 10)]);
         lock(&c.pending).take();
         for bad in [
-            surface(10, 10, 99),
-            surface(10, 10, 101),
-            surface(0, 10, 0),
-            surface(u32::MAX, u32::MAX, 1),
+            frame(10, 10, 99),
+            frame(10, 10, 101),
+            frame(0, 10, 0),
+            frame(u32::MAX, u32::MAX, 1),
         ] {
-            hub.update(bad, &[full(10, 10)]);
+            hub.update(&bad, &[Rect::full(10, 10)]);
             let s = hub.surface.as_ref().unwrap();
             assert_eq!((s.width, s.height, s.pixels.len()), (10, 10, 100));
             assert!(lock(&c.pending).take().is_empty());
         }
+    }
+
+    #[test]
+    fn heads_are_separate() {
+        let d = DisplayChannel::new(2, false);
+        d.update(1, &frame(4, 3, 12), &[]);
+        d.update(7, &frame(4, 3, 12), &[]);
+        assert_eq!(
+            (d.size(0), d.size(1), d.size(7)),
+            (None, Some((4, 3)), None)
+        );
+        assert_eq!(d.ids(), vec![0, 1]);
     }
 }

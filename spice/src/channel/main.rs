@@ -1,92 +1,207 @@
-//! MAIN channel: MAIN_INIT, CHANNELS_LIST on ATTACH_CHANNELS, server mouse mode only,
-//! and agent messages accepted and dropped (we announce agent_connected = 0).
+//! MAIN channel: MAIN_INIT, CHANNELS_LIST (from the registry) on ATTACH_CHANNELS,
+//! mouse modes (client mode only when the input port has an absolute pointer),
+//! and, when the server has an agent port, the agent relay with its tokens
+//! (`agent.rs`). Without an agent port MAIN_INIT says no agent and no tokens, and
+//! agent messages are accepted and dropped.
 
 use std::sync::Arc;
 
 use tracing::debug;
 
-use super::conn::{violation, Conn};
-use super::{next_message, End, Next};
-use crate::proto::{channel as ch, main_msg, main_msgc, MOUSE_MODE_SERVER};
-use crate::server::{Registration, Shared};
+use super::agent::{AgentLink, AgentRelay};
+use super::conn::violation;
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use crate::port::{AgentPort, InputPort};
+use crate::proto::{
+    channel as ch, has_cap, main_cap, main_msg, main_msgc, MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER,
+};
 use crate::wire::{Reader, Writer};
 
 /// spice-server's MM_TIME_DELTA: streams and audio get this much buffering.
 const MM_TIME_DELTA: u32 = 400;
 /// Only a hint for the client's GLZ window, which we never use.
 const RAM_HINT: u32 = 64 << 20;
+/// AGENT_DATA payloads are at most 2048 bytes; other messages are small.
+const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The channels a client may open. Like spice-server, MAIN itself is not listed
-/// (spice-gtk would create a second main channel for it).
-pub const CHANNELS: [(u8, u8); 3] = [(ch::DISPLAY, 0), (ch::INPUTS, 0), (ch::CURSOR, 0)];
+pub struct MainChannel {
+    /// Client mouse mode is possible (an absolute pointer exists).
+    client_mouse: bool,
+    agent: Option<(Arc<dyn AgentPort>, AgentLink)>,
+}
 
-pub fn init_body(session_id: u32, mm_time: u32) -> Vec<u8> {
+impl MainChannel {
+    pub fn new(input: Option<&Arc<dyn InputPort>>, agent: Option<Arc<dyn AgentPort>>) -> Self {
+        let agent = agent.map(|port| {
+            let link = AgentLink::new();
+            port.attach(link.clone());
+            (port, link)
+        });
+        MainChannel {
+            client_mouse: input.is_some_and(|i| i.has_absolute()),
+            agent,
+        }
+    }
+
+    fn supported_modes(&self) -> u16 {
+        if self.client_mouse {
+            MOUSE_MODE_SERVER | MOUSE_MODE_CLIENT
+        } else {
+            MOUSE_MODE_SERVER
+        }
+    }
+}
+
+pub struct Init {
+    pub session_id: u32,
+    pub display_channels: u32,
+    pub supported_modes: u16,
+    pub mode: u16,
+    pub agent_connected: u32,
+    pub agent_tokens: u32,
+    pub mm_time: u32,
+}
+
+pub fn init_body(i: &Init) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u32(session_id)
-        .u32(1) // display_channels_hint
-        .u32(MOUSE_MODE_SERVER as u32) // supported modes
-        .u32(MOUSE_MODE_SERVER as u32) // current mode
-        .u32(0) // agent_connected
-        .u32(0) // agent_tokens: no agent, so no tokens
-        .u32(mm_time.wrapping_sub(MM_TIME_DELTA))
+    w.u32(i.session_id)
+        .u32(i.display_channels)
+        .u32(i.supported_modes.into())
+        .u32(i.mode.into())
+        .u32(i.agent_connected)
+        .u32(i.agent_tokens)
+        .u32(i.mm_time.wrapping_sub(MM_TIME_DELTA))
         .u32(RAM_HINT);
     w.finish()
 }
 
-fn channels_list() -> Vec<u8> {
+fn channels_list(list: &[(u8, u8)]) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u32(CHANNELS.len() as u32);
-    for (t, id) in CHANNELS {
-        w.u8(t).u8(id);
+    w.u32(list.len() as u32);
+    for (t, id) in list {
+        w.u8(*t).u8(*id);
     }
     w.finish()
 }
 
-fn mouse_mode() -> Vec<u8> {
+fn mouse_mode(supported: u16, current: u16) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u16(MOUSE_MODE_SERVER).u16(MOUSE_MODE_SERVER);
+    w.u16(supported).u16(current);
     w.finish()
 }
 
-pub async fn run(
-    shared: &Arc<Shared>,
-    conn: &mut Conn,
-    session_id: u32,
-    reg: &Registration,
-) -> Result<(), End> {
-    conn.send(main_msg::INIT, &init_body(session_id, shared.mm_time()))
-        .await?;
-    reg.initialized();
-    loop {
-        let (t, body) = match next_message(conn).await? {
-            Next::Msg(t, b) => (t, b),
-            Next::Base => continue,
-            Next::Closed => return Ok(()),
+/// Waits for the agent port, or forever without one.
+async fn agent_changed(relay: &mut Option<AgentRelay>) {
+    match relay {
+        Some(r) => r.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl ChannelKind for MainChannel {
+    fn channel_type(&self) -> u8 {
+        ch::MAIN
+    }
+    fn name(&self) -> &'static str {
+        "main"
+    }
+    fn max_message(&self) -> usize {
+        MAX_MESSAGE
+    }
+    fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a> {
+        Box::pin(self.serve(link))
+    }
+}
+
+impl MainChannel {
+    async fn serve(&self, link: Link<'_>) -> Result<(), End> {
+        let conn = link.conn;
+        let mut relay = self.agent.as_ref().map(|(port, agent)| {
+            let cap = has_cap(&link.req.channel_caps, main_cap::AGENT_CONNECTED_TOKENS);
+            AgentRelay::new(port.clone(), agent.clone(), cap)
+        });
+        // No agent port: no agent, and no tokens to spend on one.
+        let (agent_connected, agent_tokens) = relay.as_ref().map_or((0, 0), |r| r.init_fields());
+        let supported = self.supported_modes();
+        let mut mode = MOUSE_MODE_SERVER;
+        let init = Init {
+            session_id: link.session_id,
+            display_channels: link
+                .server
+                .channels
+                .iter()
+                .filter(|(t, _)| *t == ch::DISPLAY)
+                .count() as u32,
+            supported_modes: supported,
+            mode,
+            agent_connected,
+            agent_tokens,
+            mm_time: link.server.mm_time(),
         };
-        let mut r = Reader::new(&body);
-        match t {
-            main_msgc::ATTACH_CHANNELS => {
-                conn.send(main_msg::CHANNELS_LIST, &channels_list()).await?;
+        conn.send(main_msg::INIT, &init_body(&init)).await?;
+        link.reg.initialized();
+        let mut due = Vec::new();
+        loop {
+            if let Some(r) = relay.as_mut() {
+                r.due(&mut due);
+                for (t, body) in due.drain(..) {
+                    conn.queue(t, &body);
+                }
+                conn.flush().await?;
             }
-            main_msgc::MOUSE_MODE_REQUEST => {
-                let mode = r
-                    .u16()
-                    .ok_or_else(|| violation("short MOUSE_MODE_REQUEST"))?;
-                debug!(
-                    mode,
-                    "client asked for a mouse mode; only server mode exists"
-                );
-                conn.send(main_msg::MOUSE_MODE, &mouse_mode()).await?;
+            let (t, body) = tokio::select! {
+                n = next_message(conn) => match n? {
+                    Next::Msg(t, b) => (t, b),
+                    Next::Base => continue,
+                    Next::Closed => return Ok(()),
+                },
+                _ = agent_changed(&mut relay) => continue,
+            };
+            let mut r = Reader::new(&body);
+            let short = || violation(format!("malformed main message {t}"));
+            match t {
+                main_msgc::ATTACH_CHANNELS => {
+                    conn.send(
+                        main_msg::CHANNELS_LIST,
+                        &channels_list(&link.server.channels),
+                    )
+                    .await?;
+                }
+                main_msgc::MOUSE_MODE_REQUEST => {
+                    let want = r.u16().ok_or_else(short)?;
+                    if want & supported != 0 && want.is_power_of_two() {
+                        mode = want;
+                    } else {
+                        debug!(want, supported, "unsupported mouse mode requested");
+                    }
+                    conn.send(main_msg::MOUSE_MODE, &mouse_mode(supported, mode))
+                        .await?;
+                }
+                main_msgc::AGENT_START => {
+                    let tokens = r.u32().ok_or_else(short)?;
+                    if let Some(relay) = relay.as_mut() {
+                        relay.start(tokens);
+                    }
+                }
+                main_msgc::AGENT_TOKEN => {
+                    let n = r.u32().ok_or_else(short)?;
+                    if let Some(relay) = relay.as_mut() {
+                        relay.tokens(n);
+                    }
+                }
+                main_msgc::AGENT_DATA => {
+                    // Without an agent port the data has nowhere to go (the client
+                    // sends none while agent_connected is 0, but a late message
+                    // must not kill the session).
+                    if let Some(relay) = relay.as_mut() {
+                        relay.client_data(&body)?;
+                    }
+                }
+                main_msgc::CLIENT_INFO => {}
+                // Migration and quality-indicator messages: nothing to do without migration.
+                102 | 103 | 109..=112 => {}
+                _ => debug!(msg_type = t, "ignoring unknown main message"),
             }
-            main_msgc::AGENT_START | main_msgc::AGENT_TOKEN => {
-                r.u32().ok_or_else(|| violation("short agent message"))?;
-            }
-            // No agent: its data has nowhere to go (the client sends none while
-            // agent_connected is 0, but a late message must not kill the session).
-            main_msgc::AGENT_DATA | main_msgc::CLIENT_INFO => {}
-            // Migration and quality-indicator messages: nothing to do without migration.
-            102 | 103 | 109..=112 => {}
-            _ => debug!(msg_type = t, "ignoring unknown main message"),
         }
     }
 }

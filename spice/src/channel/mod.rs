@@ -1,22 +1,36 @@
-//! Data-stage channel tasks. `run` picks the channel by type; each one returns when
-//! the client leaves, misbehaves, or the session is closed.
+//! Data-stage channels, as plug-ins. Each channel kind is one module with a type
+//! implementing [`ChannelKind`]: its channel type, the ids a session may link,
+//! its capabilities, its message size limit and its task, plus the state it owns
+//! (the display its surfaces, inputs its port and LED state, main its agent
+//! relay). The server's [`Registry`] holds the kinds built for its ports, and the
+//! link stage's capabilities, CHANNELS_LIST, the size limits and dispatch all come
+//! from it; a (type, id) it does not hold is refused at link time.
 
+pub mod agent;
 pub mod conn;
 pub mod cursor;
 pub mod display;
 pub mod inputs;
 pub mod main;
 pub mod region;
+pub mod registry;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
 
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::clients::Registration;
 use crate::link::LinkRequest;
-use crate::proto::channel as ch;
-use crate::server::{BoxStream, Registration, Shared};
+use crate::server::BoxStream;
 use conn::{Conn, Violation};
+pub use registry::Registry;
+
+/// Message size limit for channels that declare none: their client messages
+/// are small and fixed.
+pub const DEFAULT_MAX_MESSAGE: usize = 4096;
 
 /// Why a channel task ended.
 pub enum End {
@@ -40,44 +54,77 @@ impl From<Violation> for End {
     }
 }
 
-/// Largest message body accepted per channel. MAIN carries agent data (≤ 2048 per
-/// message in practice); the others only small fixed messages.
-fn max_body(channel_type: u8) -> usize {
-    match channel_type {
-        ch::MAIN => 64 * 1024,
-        _ => 4096,
+/// What every channel task may know of its server.
+pub struct ServerInfo {
+    /// Epoch of the multimedia clock (MAIN_INIT.multi_media_time).
+    pub epoch: Instant,
+    /// CHANNELS_LIST: every registered (type, id) but MAIN's.
+    pub channels: Vec<(u8, u8)>,
+}
+
+impl ServerInfo {
+    pub fn mm_time(&self) -> u32 {
+        self.epoch.elapsed().as_millis() as u32
     }
 }
 
+/// A linked channel, handed to its kind's task.
+pub struct Link<'a> {
+    pub conn: &'a mut Conn,
+    pub req: &'a LinkRequest,
+    pub reg: &'a Registration,
+    pub session_id: u32,
+    pub server: &'a ServerInfo,
+}
+
+pub type ChannelTask<'a> = Pin<Box<dyn Future<Output = Result<(), End>> + Send + 'a>>;
+
+/// One kind of channel.
+pub trait ChannelKind: Send + Sync + 'static {
+    /// SPICE channel type (`proto::channel`).
+    fn channel_type(&self) -> u8;
+    /// For logs.
+    fn name(&self) -> &'static str;
+    /// The channel ids a session may link, each once. A kind the protocol allows
+    /// several of (display per head, usbredir, port) lists them all.
+    fn ids(&self) -> Vec<u8> {
+        vec![0]
+    }
+    /// Channel capabilities advertised in the link reply.
+    fn caps(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    /// Largest client message body accepted; a bigger one closes the channel.
+    fn max_message(&self) -> usize {
+        DEFAULT_MAX_MESSAGE
+    }
+    /// Serves one linked channel until the client leaves, misbehaves or the
+    /// session ends.
+    fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a>;
+}
+
+/// Runs a linked channel's task on its connection, then closes it.
 pub async fn run(
-    shared: &Arc<Shared>,
+    kind: &dyn ChannelKind,
     stream: BoxStream,
     req: &LinkRequest,
     session_id: u32,
     kill: watch::Receiver<bool>,
     reg: &Registration,
+    server: &ServerInfo,
 ) {
-    let name = match req.channel_type {
-        ch::MAIN => "main",
-        ch::DISPLAY => "display",
-        ch::INPUTS => "inputs",
-        _ => "cursor",
-    };
-    let mut conn = Conn::new(
-        stream,
-        req.mini_header(),
-        max_body(req.channel_type),
-        kill,
-        name,
-    );
-    let result = match req.channel_type {
-        ch::MAIN => main::run(shared, &mut conn, session_id, reg).await,
-        ch::DISPLAY => display::run(shared, &mut conn, req, reg).await,
-        ch::INPUTS => inputs::run(shared, &mut conn, reg).await,
-        _ => cursor::run(&mut conn, reg).await,
-    };
-    let end = result.err().unwrap_or(End::Closed);
-    match end {
+    let name = kind.name();
+    let mut conn = Conn::new(stream, req.mini_header(), kind.max_message(), kill, name);
+    let result = kind
+        .run(Link {
+            conn: &mut conn,
+            req,
+            reg,
+            session_id,
+            server,
+        })
+        .await;
+    match result.err().unwrap_or(End::Closed) {
         End::Closed => debug!(channel = name, "SPICE channel closed"),
         End::Io(e) => debug!(channel = name, "SPICE channel I/O ended: {e}"),
         End::Protocol(v) => warn!(channel = name, "SPICE client protocol error: {}", v.0),

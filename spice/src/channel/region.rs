@@ -11,54 +11,19 @@ pub struct Region {
     rects: Vec<Rect>,
 }
 
-fn right(r: &Rect) -> u64 {
-    r.x as u64 + r.width as u64
-}
-fn bottom(r: &Rect) -> u64 {
-    r.y as u64 + r.height as u64
-}
-
-fn contains(a: &Rect, b: &Rect) -> bool {
-    a.x <= b.x && a.y <= b.y && right(a) >= right(b) && bottom(a) >= bottom(b)
-}
-
-pub fn bounding(a: &Rect, b: &Rect) -> Rect {
-    let x = a.x.min(b.x);
-    let y = a.y.min(b.y);
-    Rect {
-        x,
-        y,
-        width: (right(a).max(right(b)) - x as u64) as u32,
-        height: (bottom(a).max(bottom(b)) - y as u64) as u32,
-    }
-}
-
-/// Clips to a `w` x `h` surface; None if nothing is left.
-pub fn clip(r: &Rect, w: u32, h: u32) -> Option<Rect> {
-    if r.x >= w || r.y >= h || r.width == 0 || r.height == 0 {
-        return None;
-    }
-    Some(Rect {
-        x: r.x,
-        y: r.y,
-        width: (right(r).min(w as u64) - r.x as u64) as u32,
-        height: (bottom(r).min(h as u64) - r.y as u64) as u32,
-    })
-}
-
 impl Region {
     pub fn add(&mut self, r: Rect) {
-        if r.width == 0 || r.height == 0 || self.rects.iter().any(|e| contains(e, &r)) {
+        if r.is_empty() || self.rects.iter().any(|e| e.contains(&r)) {
             return;
         }
-        self.rects.retain(|e| !contains(&r, e));
+        self.rects.retain(|e| !r.contains(e));
         self.rects.push(r);
         if self.rects.len() > MAX_RECTS {
             let bb = self
                 .rects
                 .iter()
                 .skip(1)
-                .fold(self.rects[0], |acc, e| bounding(&acc, e));
+                .fold(self.rects[0], |acc, e| acc.bounding(e));
             self.rects = vec![bb];
         }
     }
@@ -82,12 +47,7 @@ mod tests {
     use super::*;
 
     fn r(x: u32, y: u32, width: u32, height: u32) -> Rect {
-        Rect {
-            x,
-            y,
-            width,
-            height,
-        }
+        Rect::new(x, y, width, height)
     }
 
     #[test]
@@ -104,18 +64,7 @@ mod tests {
         assert!(g.len() <= MAX_RECTS);
         let all = g.take();
         for i in 0..100 {
-            assert!(all.iter().any(|e| contains(e, &r(i * 30, i, 5, 5))));
+            assert!(all.iter().any(|e| e.contains(&r(i * 30, i, 5, 5))));
         }
-    }
-
-    #[test]
-    fn clipping() {
-        assert_eq!(clip(&r(5, 5, 100, 100), 10, 8), Some(r(5, 5, 5, 3)));
-        assert_eq!(clip(&r(10, 0, 1, 1), 10, 8), None);
-        assert_eq!(clip(&r(u32::MAX, 0, u32::MAX, 1), 10, 8), None);
-        assert_eq!(
-            clip(&r(0, 0, u32::MAX, u32::MAX), 10, 8),
-            Some(r(0, 0, 10, 8))
-        );
     }
 }

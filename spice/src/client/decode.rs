@@ -29,10 +29,17 @@ pub enum ServerMsg {
     },
     MainInit {
         session_id: u32,
+        display_channels: u32,
         supported_mouse_modes: u32,
         current_mouse_mode: u32,
         agent_connected: u32,
+        agent_tokens: u32,
     },
+    /// AGENT_CONNECTED (None) or AGENT_CONNECTED_TOKENS (Some(tokens)).
+    AgentConnected(Option<u32>),
+    AgentDisconnected(u32),
+    AgentData(Vec<u8>),
+    AgentToken(u32),
     ChannelsList(Vec<(u8, u8)>),
     MouseMode {
         supported: u16,
@@ -132,19 +139,37 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
         }
         (ch::MAIN, main_msg::INIT) => {
             let session_id = need(r.u32(), "INIT")?;
-            need(r.u32(), "INIT")?;
+            let display_channels = need(r.u32(), "INIT")?;
             let supported_mouse_modes = need(r.u32(), "INIT")?;
             let current_mouse_mode = need(r.u32(), "INIT")?;
             let agent_connected = need(r.u32(), "INIT")?;
-            for _ in 0..3 {
+            let agent_tokens = need(r.u32(), "INIT")?;
+            for _ in 0..2 {
                 need(r.u32(), "INIT")?;
             }
             ServerMsg::MainInit {
                 session_id,
+                display_channels,
                 supported_mouse_modes,
                 current_mouse_mode,
                 agent_connected,
+                agent_tokens,
             }
+        }
+        (ch::MAIN, main_msg::AGENT_CONNECTED) => ServerMsg::AgentConnected(None),
+        (ch::MAIN, main_msg::AGENT_CONNECTED_TOKENS) => {
+            ServerMsg::AgentConnected(Some(need(r.u32(), "AGENT_CONNECTED_TOKENS")?))
+        }
+        (ch::MAIN, main_msg::AGENT_DISCONNECTED) => {
+            ServerMsg::AgentDisconnected(need(r.u32(), "AGENT_DISCONNECTED")?)
+        }
+        (ch::MAIN, main_msg::AGENT_TOKEN) => ServerMsg::AgentToken(need(r.u32(), "AGENT_TOKEN")?),
+        (ch::MAIN, main_msg::AGENT_DATA) => {
+            let data = r.rest().to_vec();
+            if data.is_empty() || data.len() > crate::port::AGENT_MAX_DATA {
+                return Err(format!("AGENT_DATA of {} bytes", data.len()));
+            }
+            ServerMsg::AgentData(data)
         }
         (ch::MAIN, main_msg::CHANNELS_LIST) => {
             let n = need(r.u32(), "CHANNELS_LIST")?;

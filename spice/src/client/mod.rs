@@ -102,6 +102,10 @@ pub struct ClientOptions {
     pub mini_header: bool,
     /// Which of DISPLAY, INPUTS and CURSOR to link after MAIN (all by default).
     pub channels: Vec<u8>,
+    /// MAIN channel caps (none by default; spice-gtk sends all four).
+    pub main_caps: Vec<u32>,
+    /// The DISPLAY (and CURSOR) channel id to link: the display head.
+    pub display_id: u8,
 }
 
 impl Default for ClientOptions {
@@ -111,6 +115,8 @@ impl Default for ClientOptions {
             lz4: true,
             mini_header: true,
             channels: vec![ch::DISPLAY, ch::INPUTS, ch::CURSOR],
+            main_caps: vec![],
+            display_id: 0,
         }
     }
 }
@@ -142,6 +148,8 @@ pub struct ClientState {
     pub modifiers: Vec<u16>,
     pub motion_acks: u32,
     pub cursor_init: Option<ServerMsg>,
+    /// Agent messages on MAIN, in order.
+    pub agent: Vec<ServerMsg>,
     /// Channel types whose connection ended.
     pub closed: Vec<u8>,
     /// Decoding or protocol errors; a correct server leaves this empty.
@@ -182,11 +190,23 @@ pub struct TestClient {
     cursor: Option<Chan>,
 }
 
-/// Links one channel and returns the stream and what the server advertised.
+/// Links one channel (id 0) and returns the stream and what the server advertised.
 pub fn link_channel(
     listen: &Listen,
     connection_id: u32,
     channel_type: u8,
+    channel_caps: Vec<u32>,
+    opts: &ClientOptions,
+) -> Result<(AnyStream, Linked), Error> {
+    link_channel_id(listen, connection_id, channel_type, 0, channel_caps, opts)
+}
+
+/// `link_channel` for any channel id.
+pub fn link_channel_id(
+    listen: &Listen,
+    connection_id: u32,
+    channel_type: u8,
+    channel_id: u8,
     channel_caps: Vec<u32>,
     opts: &ClientOptions,
 ) -> Result<(AnyStream, Linked), Error> {
@@ -200,7 +220,7 @@ pub fn link_channel(
         &LinkParams {
             connection_id,
             channel_type,
-            channel_id: 0,
+            channel_id,
             common_caps: common,
             channel_caps,
             password: &opts.password,
@@ -236,7 +256,7 @@ impl TestClient {
         let state: Shared = Arc::default();
         let auto_ack = Arc::new(AtomicBool::new(true));
         let mini = |l: &Linked| l.mini_header() && opts.mini_header;
-        let (s, l) = link_channel(listen, 0, ch::MAIN, vec![], &opts)?;
+        let (s, l) = link_channel(listen, 0, ch::MAIN, opts.main_caps.clone(), &opts)?;
         let main = start_chan(s, ch::MAIN, mini(&l), &state, &auto_ack)?;
         let mut c = TestClient {
             state,
@@ -263,7 +283,7 @@ impl TestClient {
             vec![]
         };
         if opts.channels.contains(&ch::DISPLAY) {
-            let (s, l) = link_channel(listen, id, ch::DISPLAY, lz4, opts)?;
+            let (s, l) = link_channel_id(listen, id, ch::DISPLAY, opts.display_id, lz4, opts)?;
             let display = start_chan(s, ch::DISPLAY, mini(&l), &c.state, &c.auto_ack)?;
             // spice-gtk's DISPLAY_INIT: cache id 1, 80 MiB / 4 pixels, GLZ dictionary 1.
             let mut w = Writer::new();
@@ -276,7 +296,7 @@ impl TestClient {
             c.inputs = Some(start_chan(s, ch::INPUTS, mini(&l), &c.state, &c.auto_ack)?);
         }
         if opts.channels.contains(&ch::CURSOR) {
-            let (s, l) = link_channel(listen, id, ch::CURSOR, vec![], opts)?;
+            let (s, l) = link_channel_id(listen, id, ch::CURSOR, opts.display_id, vec![], opts)?;
             c.cursor = Some(start_chan(s, ch::CURSOR, mini(&l), &c.state, &c.auto_ack)?);
         }
         Ok(())
@@ -354,6 +374,13 @@ impl TestClient {
         let mut w = Writer::new();
         w.u8(button).u16(buttons);
         self.inputs()?.send(inputs_msgc::MOUSE_PRESS, &w.finish())
+    }
+    /// MOUSE_POSITION (client mouse mode): pixels of display `display`'s surface.
+    pub fn position(&self, x: u32, y: u32, buttons: u16, display: u8) -> Result<(), Error> {
+        let mut w = Writer::new();
+        w.u32(x).u32(y).u16(buttons).u8(display);
+        self.inputs()?
+            .send(inputs_msgc::MOUSE_POSITION, &w.finish())
     }
     pub fn release(&self, button: u8, buttons: u16) -> Result<(), Error> {
         let mut w = Writer::new();
@@ -595,6 +622,10 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         ServerMsg::KeyModifiers(m) => g.modifiers.push(m),
         ServerMsg::MotionAck => g.motion_acks += 1,
         ServerMsg::CursorInit { .. } => g.cursor_init = Some(m),
+        ServerMsg::AgentConnected(_)
+        | ServerMsg::AgentDisconnected(_)
+        | ServerMsg::AgentData(_)
+        | ServerMsg::AgentToken(_) => g.agent.push(m),
         // Only the display channel's: every channel gets a SET_ACK of its own.
         ServerMsg::SetAck { .. } if channel == ch::DISPLAY => g.display_msgs = 0,
         _ => {}

@@ -8,7 +8,7 @@ use crate::proto::{IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB};
 fn initial_full_update_then_partial_updates() {
     let (server, _) = start(None);
     let s1 = picture(200, 150, 1);
-    server.update(s1.clone(), &[full(&s1)]);
+    server.update(&s1, &[full(&s1)]);
     let c = connect(&server);
     wait_surface(&c, &s1);
     c.wait(T, |s| s.marks == 1 && s.surface_creates == 1)
@@ -34,12 +34,12 @@ fn initial_full_update_then_partial_updates() {
             .iter()
             .any(|r| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height)
     };
-    let s2 = Arc::new(Surface {
+    let s2 = Frame {
         width: 200,
         height: 150,
         pixels: s1.pixels.iter().map(|p| p ^ 0x00ff_ffff).collect(),
-    });
-    let expect = Surface {
+    };
+    let expect = Frame {
         width: 200,
         height: 150,
         pixels: (0..150u32)
@@ -55,7 +55,7 @@ fn initial_full_update_then_partial_updates() {
             .collect(),
     };
     let before = c.state().draw_copies;
-    server.update(s2.clone(), &[r1, r2]);
+    server.update(&s2, &[r1, r2]);
     wait_surface(&c, &expect);
     // Nothing else arrives later either.
     std::thread::sleep(Duration::from_millis(300));
@@ -73,19 +73,19 @@ fn initial_full_update_then_partial_updates() {
 fn resize_recreates_the_primary_surface() {
     let (server, _) = start(None);
     let a = picture(100, 80, 3);
-    server.update(a.clone(), &[full(&a)]);
+    server.update(&a, &[full(&a)]);
     let c = connect(&server);
     wait_surface(&c, &a);
     let b = picture(320, 200, 4);
     // Dirty rectangles of a resize are irrelevant: the whole new surface is sent.
-    server.update(b.clone(), &[]);
+    server.update(&b, &[]);
     wait_surface(&c, &b);
     c.wait(T, |s| {
         s.surface_destroys == 1 && s.surface_creates == 2 && s.marks == 2
     })
     .unwrap();
     let small = picture(17, 9, 5);
-    server.update(small.clone(), &[full(&small)]);
+    server.update(&small, &[full(&small)]);
     wait_surface(&c, &small);
 }
 
@@ -96,7 +96,7 @@ fn client_connecting_before_the_first_frame_gets_it() {
     c.wait(T, |s| s.cursor_init.is_some()).unwrap();
     assert!(c.state().surface.is_none());
     let s = picture(64, 64, 9);
-    server.update(s.clone(), &[full(&s)]);
+    server.update(&s, &[full(&s)]);
     wait_surface(&c, &s);
 }
 
@@ -104,13 +104,13 @@ fn client_connecting_before_the_first_frame_gets_it() {
 fn still_server_sends_no_draw_copy() {
     let (server, _) = start(None);
     let s = picture(128, 96, 2);
-    server.update(s.clone(), &[full(&s)]);
+    server.update(&s, &[full(&s)]);
     let c = connect(&server);
     wait_surface(&c, &s);
     c.wait(T, |s| s.marks == 1).unwrap();
     let n = c.state().draw_copies;
     // Updates with nothing dirty, and none at all.
-    server.update(s.clone(), &[]);
+    server.update(&s, &[]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.state().draw_copies, n);
     assert_eq!(c.state().draw_copies, 1);
@@ -120,12 +120,12 @@ fn still_server_sends_no_draw_copy() {
 fn out_of_bounds_and_empty_dirty_rects_are_clipped() {
     let (server, _) = start(None);
     let s = picture(50, 40, 6);
-    server.update(s.clone(), &[full(&s)]);
+    server.update(&s, &[full(&s)]);
     let c = connect(&server);
     wait_surface(&c, &s);
     let s2 = picture(50, 40, 7);
     server.update(
-        s2.clone(),
+        &s2,
         &[
             Rect {
                 x: 0,
@@ -154,7 +154,7 @@ fn out_of_bounds_and_empty_dirty_rects_are_clipped() {
 fn many_small_rects_fall_back_to_fewer_draws() {
     let (server, _) = start(None);
     let s = picture(400, 300, 1);
-    server.update(s.clone(), &[full(&s)]);
+    server.update(&s, &[full(&s)]);
     let c = connect(&server);
     wait_surface(&c, &s);
     let before = c.state().draw_copies;
@@ -176,12 +176,12 @@ fn many_small_rects_fall_back_to_fewer_draws() {
             }
         }
     }
-    let s2 = Arc::new(Surface {
+    let s2 = Frame {
         width: 400,
         height: 300,
-        pixels: px.into(),
-    });
-    server.update(s2.clone(), &rects);
+        pixels: px,
+    };
+    server.update(&s2, &rects);
     wait_surface(&c, &s2);
     let st = c.state();
     assert!(
@@ -211,7 +211,7 @@ fn image_encodings_follow_client_caps_and_config() {
         (true, true, IMAGE_TYPE_BITMAP),
     ] {
         let (server, _) = start_with(None, force_raw);
-        server.update(s.clone(), &[full(&s)]);
+        server.update(&s, &[full(&s)]);
         let c = TestClient::connect(
             &server.local_addr(),
             ClientOptions {
@@ -236,14 +236,14 @@ fn resize_back_to_the_old_size_redraws() {
     // task sees, the client must end with A2.
     let (server, _) = start(None);
     let a = picture(100, 80, 3);
-    server.update(a.clone(), &[full(&a)]);
+    server.update(&a, &[full(&a)]);
     let c = connect(&server);
     wait_surface(&c, &a);
     for i in 0..20 {
         let b = picture(320, 200, 100 + i);
         let a2 = picture(100, 80, 200 + i);
-        server.update(b, &[]);
-        server.update(a2.clone(), &[full(&a2)]);
+        server.update(&b, &[]);
+        server.update(&a2, &[full(&a2)]);
         wait_surface(&c, &a2);
     }
     assert!(c.state().errors.is_empty());
@@ -252,29 +252,27 @@ fn resize_back_to_the_old_size_redraws() {
 #[test]
 fn malformed_surfaces_are_dropped_and_the_display_goes_on() {
     let (server, _) = start(None);
-    let bad = |width, height, len| {
-        Arc::new(Surface {
-            width,
-            height,
-            pixels: vec![0x00ff_0000; len].into(),
-        })
+    let bad = |width, height, len| Frame {
+        width,
+        height,
+        pixels: vec![0x00ff_0000; len],
     };
     // Before any client: dropped, so the first client does not get it.
-    server.update(bad(64, 64, 10), &[]);
+    server.update(&bad(64, 64, 10), &[]);
     let c = connect(&server);
     c.wait(T, |s| s.cursor_init.is_some()).unwrap();
     let s = picture(64, 48, 1);
-    server.update(s.clone(), &[full(&s)]);
+    server.update(&s, &[full(&s)]);
     wait_surface(&c, &s);
     // Too few pixels, too many, nothing at all, a size that does not fit a usize
     // product on 32-bit hosts: the client keeps the last good frame.
-    server.update(bad(64, 48, 64 * 48 - 1), &[full(&s)]);
-    server.update(bad(64, 48, 64 * 48 + 1), &[full(&s)]);
-    server.update(bad(0, 0, 0), &[]);
-    server.update(bad(u32::MAX, u32::MAX, 4), &[]);
-    server.update(bad(200, 100, 64 * 48), &[]);
+    server.update(&bad(64, 48, 64 * 48 - 1), &[full(&s)]);
+    server.update(&bad(64, 48, 64 * 48 + 1), &[full(&s)]);
+    server.update(&bad(0, 0, 0), &[]);
+    server.update(&bad(u32::MAX, u32::MAX, 4), &[]);
+    server.update(&bad(200, 100, 64 * 48), &[]);
     let s2 = picture(64, 48, 2);
-    server.update(s2.clone(), &[full(&s2)]);
+    server.update(&s2, &[full(&s2)]);
     wait_surface(&c, &s2);
     let st = c.state();
     assert_eq!(st.surface_creates, 1);

@@ -21,7 +21,7 @@ fn non_acking_client_gets_at_most_the_window() {
     let stalled = connect(&server);
     stalled.set_auto_ack(false);
     stalled.wait(T, |s| s.inputs_init.is_some()).unwrap();
-    let frames: Vec<Arc<Surface>> = (0..8).map(|i| picture(160, 120, i)).collect();
+    let frames: Vec<Frame> = (0..8).map(|i| picture(160, 120, i)).collect();
     // Spaced updates, each its own DRAW_COPY unless the server merges them (a busy
     // machine), until the window is full.
     let deadline = Instant::now() + T;
@@ -40,7 +40,7 @@ fn non_acking_client_gets_at_most_the_window() {
             width: 10,
             height: 10,
         };
-        server.update(frames[i as usize % 8].clone(), &[r]);
+        server.update(&frames[i as usize % 8], &[r]);
         std::thread::sleep(Duration::from_millis(3));
         i += 1;
     }
@@ -55,7 +55,7 @@ fn non_acking_client_gets_at_most_the_window() {
             height: 10,
         };
         let t0 = Instant::now();
-        server.update(f.clone(), &[r]);
+        server.update(f, &[r]);
         slowest = slowest.max(t0.elapsed());
     }
     assert!(
@@ -63,7 +63,7 @@ fn non_acking_client_gets_at_most_the_window() {
         "update() blocked for {slowest:?}"
     );
     let last = frames[999 % 8].clone();
-    server.update(last.clone(), &[full(&last)]);
+    server.update(&last, &[full(&last)]);
     // The stalled display does not hold up the session's other channels.
     stalled.key_scancode(&[0x1e, 0x9e]).unwrap();
     assert_eq!(rec.wait_for(2).len(), 2);
@@ -84,7 +84,7 @@ fn non_acking_client_gets_at_most_the_window() {
 fn client_that_stops_reading_does_not_block_update_or_others() {
     let (server, rec) = start(None);
     let first = picture(640, 480, 0);
-    server.update(first.clone(), &[full(&first)]);
+    server.update(&first, &[full(&first)]);
     // A session whose display channel never reads its socket (and never ACKs); its
     // main and inputs channels are read as usual.
     let stalled = TestClient::connect(
@@ -106,13 +106,13 @@ fn client_that_stops_reading_does_not_block_update_or_others() {
     )
     .unwrap();
     // Frames are made up front: building pixels is slow in debug builds.
-    let frames: Vec<Arc<Surface>> = (1..=4).map(|i| picture(640, 480, i)).collect();
+    let frames: Vec<Frame> = (1..=4).map(|i| picture(640, 480, i)).collect();
     let rss0 = rss_bytes();
     let mut slowest = Duration::ZERO;
     for i in 0..1000 {
         let f = &frames[i % frames.len()];
         let t0 = Instant::now();
-        server.update(f.clone(), &[full(f)]);
+        server.update(f, &[full(f)]);
         slowest = slowest.max(t0.elapsed());
         if i % 100 == 0 {
             // Let the display task run into the full socket meanwhile.

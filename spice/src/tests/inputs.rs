@@ -2,7 +2,7 @@
 //! releases when the channel ends.
 //!
 //! The `Recorder`'s LEDs model a guest whose LEDs lag: injected lock keys never
-//! change them by themselves; a test sets them when the guest "catches up".
+//! change them by themselves; a test pushes them when the guest "catches up".
 
 use super::*;
 use crate::proto::{button, button_mask, channel as ch, inputs_msgc};
@@ -106,8 +106,8 @@ fn modifiers_both_ways() {
         rec.wait_for(2),
         vec![Input::Key(0x3a, true), Input::Key(0x3a, false)]
     );
-    // The guest's LEDs catch up; polled and pushed.
-    *rec.leds.lock().unwrap() = 2 | 4;
+    // The guest's LEDs catch up and are pushed.
+    rec.push_leds(2 | 4);
     c.wait(T, |s| s.modifiers.last() == Some(&6)).unwrap();
     // Client wants Caps only: Num Lock toggled.
     c.key_modifiers(4).unwrap();
@@ -115,13 +115,35 @@ fn modifiers_both_ways() {
         rec.wait_for(2),
         vec![Input::Key(0x45, true), Input::Key(0x45, false)]
     );
-    // Guest LEDs change: polled and pushed.
-    *rec.leds.lock().unwrap() = 1 | 4;
+    // Guest LEDs change by themselves.
+    rec.push_leds(1 | 4);
     c.wait(T, |s| s.modifiers.last() == Some(&5)).unwrap();
-    // Pushed explicitly.
-    *rec.leds.lock().unwrap() = 0;
-    server.set_keyboard_leds(0);
+    rec.push_leds(0);
     c.wait(T, |s| s.modifiers.last() == Some(&0)).unwrap();
+    // Pushing the same state again sends nothing.
+    rec.push_leds(0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(c.state().modifiers, vec![6, 5, 0]);
+}
+
+#[test]
+fn leds_are_pushed_not_polled() {
+    use std::sync::atomic::Ordering;
+    let (server, rec) = start(None);
+    *rec.leds.lock().unwrap() = 4;
+    let c = connect(&server);
+    c.wait(T, |s| s.inputs_init == Some(4)).unwrap();
+    // Read once when the server started (the notifier's first value) and once
+    // when the channel opened; never again, however long the channel lives.
+    let reads = rec.led_reads.load(Ordering::SeqCst);
+    assert_eq!(reads, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rec.led_reads.load(Ordering::SeqCst), reads);
+    // A push reaches the client with no read of the port: the notifier is the
+    // only way the server learned it.
+    rec.push_leds(2);
+    c.wait(T, |s| s.modifiers.last() == Some(&2)).unwrap();
+    assert_eq!(rec.led_reads.load(Ordering::SeqCst), reads);
 }
 
 /// Sends a key (A) after `f` and returns every input up to it: the server handles
@@ -152,14 +174,14 @@ fn lock_requests_are_compared_with_the_assumed_guest_state() {
         c.key_modifiers(4).unwrap();
     });
     assert_eq!(got, caps);
-    // The LEDs still say "off" at every poll: that is no news, Caps stays assumed on.
+    // The LEDs are still "off": no news, Caps stays assumed on.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         inputs_until_marker(&c, &rec, || c.key_modifiers(4).unwrap()),
         vec![]
     );
     // The guest catches up; the client hears of it.
-    *rec.leds.lock().unwrap() = 4;
+    rec.push_leds(4);
     c.wait(T, |s| s.modifiers.last() == Some(&4)).unwrap();
     // Off twice: one toggle.
     let got = inputs_until_marker(&c, &rec, || {
@@ -167,9 +189,8 @@ fn lock_requests_are_compared_with_the_assumed_guest_state() {
         c.key_modifiers(0).unwrap();
     });
     assert_eq!(got, caps);
-    // set_keyboard_leds reporting a change overrides the assumption.
-    *rec.leds.lock().unwrap() = 2;
-    server.set_keyboard_leds(2);
+    // A pushed change overrides the assumption.
+    rec.push_leds(2);
     c.wait(T, |s| s.modifiers.last() == Some(&2)).unwrap();
     assert_eq!(
         inputs_until_marker(&c, &rec, || c.key_modifiers(2).unwrap()),
@@ -236,9 +257,14 @@ fn held_keys_and_buttons_are_released_when_the_channel_ends() {
             ],
             "{how}"
         );
-        // Released once only.
+        // Released once only, and the port told afterwards.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(rec.take(), vec![], "{how}");
+        assert_eq!(
+            rec.detached.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{how}"
+        );
         drop(other);
     }
 }
@@ -256,4 +282,64 @@ fn nothing_held_nothing_released() {
     c.close();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rec.take(), vec![]);
+}
+
+#[test]
+fn client_mouse_mode_with_an_absolute_pointer() {
+    use crate::port::ABS_MAX;
+    use crate::proto::{main_msgc, MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER};
+    let rec = Arc::new(Recorder {
+        absolute: true,
+        ..Recorder::default()
+    });
+    let server = SpiceServer::start(config(None), ports(&rec)).unwrap();
+    let s = picture(101, 51, 1);
+    server.update(&s, &[full(&s)]);
+    let c = connect(&server);
+    c.wait(T, |s| s.inputs_init.is_some()).unwrap();
+    assert!(matches!(
+        c.state().main_init,
+        Some(crate::client::decode::ServerMsg::MainInit {
+            supported_mouse_modes: 3,
+            current_mouse_mode: 1,
+            ..
+        })
+    ));
+    c.send_main(
+        main_msgc::MOUSE_MODE_REQUEST,
+        &MOUSE_MODE_CLIENT.to_le_bytes(),
+    )
+    .unwrap();
+    c.wait(T, |s| s.mouse_mode == Some((3, MOUSE_MODE_CLIENT)))
+        .unwrap();
+    // Pixels of the 101x51 surface scale to 0..=ABS_MAX; buttons and the wheel
+    // follow the absolute pointer while positions come.
+    c.position(50, 50, 0, 0).unwrap();
+    c.position(100, 0, button_mask::LEFT, 0).unwrap();
+    c.press(button::DOWN, button_mask::LEFT).unwrap();
+    c.release(button::LEFT, 0).unwrap();
+    // A head that does not exist points nowhere.
+    c.position(1, 1, 0, 3).unwrap();
+    // Relative motion switches back.
+    c.motion(2, 3, 0).unwrap();
+    c.press(button::RIGHT, button_mask::RIGHT).unwrap();
+    assert_eq!(
+        rec.wait_for(6),
+        vec![
+            Input::Abs(0, ABS_MAX / 2, ABS_MAX, 0, 0),
+            Input::Abs(0, ABS_MAX, 0, 0, 1),
+            Input::Abs(0, ABS_MAX, 0, 1, 1),
+            Input::Abs(0, ABS_MAX, 0, 0, 0),
+            Input::Mouse(2, 3, 0, 0),
+            Input::Mouse(0, 0, 0, 2),
+        ]
+    );
+    // Back to server mode on request.
+    c.send_main(
+        main_msgc::MOUSE_MODE_REQUEST,
+        &MOUSE_MODE_SERVER.to_le_bytes(),
+    )
+    .unwrap();
+    c.wait(T, |s| s.mouse_mode == Some((3, MOUSE_MODE_SERVER)))
+        .unwrap();
 }

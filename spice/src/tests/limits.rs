@@ -9,14 +9,11 @@ use super::*;
 use crate::server::Limits;
 
 fn start_limits(limits: Limits) -> SpiceServer {
-    SpiceServer::start_with_limits(
-        Config {
-            listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
-            password: None,
-            force_raw_images: false,
-        },
-        Arc::new(Recorder::default()),
+    SpiceServer::start_with(
+        config(None),
+        ports(&Arc::new(Recorder::default())),
         limits,
+        Vec::new(),
     )
     .unwrap()
 }
@@ -79,7 +76,7 @@ fn idle_connections_do_not_lock_out_a_client() {
         t0.elapsed()
     );
     let s = picture(32, 32, 3);
-    server.update(s.clone(), &[full(&s)]);
+    server.update(&s, &[full(&s)]);
     wait_surface(&c, &s);
 }
 

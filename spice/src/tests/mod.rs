@@ -1,18 +1,22 @@
 //! End-to-end tests of the server against the in-crate test client (no KVM).
 
+mod agent;
 mod display;
 mod flow;
 mod handshake;
 mod inputs;
 mod limits;
+mod registration;
 mod sessions;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{ClientOptions, TestClient};
-use crate::{Config, InputSink, Listen, Rect, SpiceServer, Surface};
+use crate::port::{InputPort, LedNotifier};
+use crate::{Config, Frame, Listen, Ports, Rect, SpiceServer};
 
 pub const T: Duration = Duration::from_secs(20);
 
@@ -20,16 +24,36 @@ pub const T: Duration = Duration::from_secs(20);
 pub enum Input {
     Key(u16, bool),
     Mouse(i32, i32, i32, u8),
+    /// head, x, y, dz, buttons
+    Abs(u8, u32, u32, i32, u8),
 }
 
-/// Records input; `leds` is settable to play the guest keyboard.
+/// Records input and plays the guest keyboard's LEDs: `leds` is what the port
+/// reports when asked, `push_leds` what the guest pushes.
 #[derive(Default)]
 pub struct Recorder {
     pub events: Mutex<Vec<Input>>,
     pub leds: Mutex<u8>,
+    /// How often the server asked for the LEDs (once per INPUTS channel: never polled).
+    pub led_reads: std::sync::atomic::AtomicUsize,
+    pub notifier: Mutex<Option<LedNotifier>>,
+    /// Offer an absolute pointer.
+    pub absolute: bool,
+    /// INPUTS channels that ended.
+    pub detached: std::sync::atomic::AtomicUsize,
 }
 
 impl Recorder {
+    /// The guest changes its LEDs: what a keyboard device reports and pushes.
+    pub fn push_leds(&self, leds: u8) {
+        *self.leds.lock().unwrap() = leds;
+        self.notifier
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("the server attached the port")
+            .set(leds);
+    }
     pub fn take(&self) -> Vec<Input> {
         std::mem::take(&mut *self.events.lock().unwrap())
     }
@@ -43,18 +67,55 @@ impl Recorder {
     }
 }
 
-impl InputSink for Recorder {
+impl InputPort for Recorder {
     fn key(&self, sc: u16, pressed: bool) {
         self.events.lock().unwrap().push(Input::Key(sc, pressed));
     }
-    fn mouse(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
+    fn relative(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
         self.events
             .lock()
             .unwrap()
             .push(Input::Mouse(dx, dy, dz, buttons));
     }
+    fn absolute(&self, head: u8, x: u32, y: u32, dz: i32, buttons: u8) {
+        assert!(self.absolute, "absolute input without an absolute pointer");
+        self.events
+            .lock()
+            .unwrap()
+            .push(Input::Abs(head, x, y, dz, buttons));
+    }
+    fn has_absolute(&self) -> bool {
+        self.absolute
+    }
     fn leds(&self) -> u8 {
+        self.led_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *self.leds.lock().unwrap()
+    }
+    fn attach(&self, notifier: LedNotifier) {
+        *self.notifier.lock().unwrap() = Some(notifier);
+    }
+    fn detached(&self) {
+        self.detached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+pub fn config(password: Option<&str>) -> Config {
+    Config {
+        listen: Listen::Tcp("127.0.0.1:0".parse::<SocketAddr>().unwrap()),
+        password: password.map(str::to_string),
+        force_raw_images: false,
+        transport: Default::default(),
+    }
+}
+
+/// One display head and the recorder as input: the machine spicebox builds.
+pub fn ports(rec: &Arc<Recorder>) -> Ports {
+    Ports {
+        display_heads: 1,
+        input: Some(rec.clone()),
+        ..Ports::default()
     }
 }
 
@@ -64,14 +125,12 @@ pub fn start(password: Option<&str>) -> (SpiceServer, Arc<Recorder>) {
 
 pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = SpiceServer::start(
         Config {
-            listen: Listen::Tcp(addr),
-            password: password.map(str::to_string),
             force_raw_images: force_raw,
+            ..config(password)
         },
-        rec.clone(),
+        ports(&rec),
     )
     .unwrap();
     (server, rec)
@@ -90,7 +149,7 @@ pub fn connect(server: &SpiceServer) -> TestClient {
 
 /// A picture with structure (compresses) and detail (every pixel differs from its
 /// neighbours somewhere), seeded so different frames differ.
-pub fn picture(width: u32, height: u32, seed: u32) -> Arc<Surface> {
+pub fn picture(width: u32, height: u32, seed: u32) -> Frame {
     let pixels: Vec<u32> = (0..height)
         .flat_map(|y| {
             (0..width).map(move |x| {
@@ -99,24 +158,19 @@ pub fn picture(width: u32, height: u32, seed: u32) -> Arc<Surface> {
             })
         })
         .collect();
-    Arc::new(Surface {
+    Frame {
         width,
         height,
-        pixels: pixels.into(),
-    })
-}
-
-pub fn full(s: &Surface) -> Rect {
-    Rect {
-        x: 0,
-        y: 0,
-        width: s.width,
-        height: s.height,
+        pixels,
     }
 }
 
+pub fn full(s: &Frame) -> Rect {
+    Rect::full(s.width, s.height)
+}
+
 /// Waits until the client's surface equals `s`.
-pub fn wait_surface(c: &TestClient, s: &Surface) {
+pub fn wait_surface(c: &TestClient, s: &Frame) {
     c.wait(T, |st| {
         st.surface.as_ref().is_some_and(|cs| {
             cs.width == s.width && cs.height == s.height && cs.pixels[..] == s.pixels[..]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::protocol::QmpError;
 pub use crate::display::ScreenFormat;
+pub use crate::input::{InputRouter, Source};
 pub use spice::Expiry;
 
 /// QEMU's `RunState` values that spicebox can be in.
@@ -41,6 +42,11 @@ pub struct DiskInfo {
     pub virtual_size: u64,
 }
 
+/// The ACPI power button, for `system_powerdown`.
+pub trait PowerButton: Send + Sync {
+    fn press(&self);
+}
+
 /// The display, for `screendump`. The display code implements it.
 pub trait Screendump: Send + Sync {
     fn screendump(&self, path: &Path, format: ScreenFormat) -> Result<(), String>;
@@ -51,11 +57,15 @@ pub trait Screendump: Send + Sync {
 pub trait SpiceControl: Send + Sync {
     fn set_password(&self, password: Option<String>);
     fn expire_password(&self, expiry: Expiry);
-    /// "spice" (password) or "none".
+    /// "spice" (password), "sasl" or "none".
     fn auth(&self) -> &'static str;
     fn channels(&self) -> Vec<spice::ClientInfo>;
     /// Host (or socket path) and TCP port the server listens on.
     fn listen(&self) -> (String, Option<u16>);
+    /// The TLS listener's port (QEMU's `tls-port`), if there is one.
+    fn tls_port(&self) -> Option<u16> {
+        None
+    }
     /// Close every client connection (`set_password connected=disconnect`).
     fn disconnect_all(&self);
 }
@@ -75,10 +85,7 @@ pub trait QmpBackend: Send + Sync {
     fn cpus(&self) -> Vec<CpuInfo>;
     fn disks(&self) -> Vec<DiskInfo>;
     fn display(&self) -> Option<&dyn Screendump>;
-    fn key_event(&self, xt_scancode: u16, down: bool);
-    /// Relative motion and the new button state (bit 0 left, 1 right, 2 middle).
-    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8);
-    /// The buttons the guest last saw held.
-    fn mouse_buttons(&self) -> u8;
+    /// The machine's input router; QMP's events go in as `Source::Qmp`.
+    fn input(&self) -> &InputRouter;
     fn spice(&self) -> Option<&dyn SpiceControl>;
 }

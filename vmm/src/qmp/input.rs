@@ -1,12 +1,14 @@
 //! Keyboard and mouse commands: `send-key`, `input-send-event`, `query-mice`.
-//! Both go to the i8042's PS/2 keyboard and mouse.
+//! They go through the machine's input router (as `Source::Qmp`), the same path
+//! SPICE clients' input takes: the PS/2 keyboard and mouse, and the absolute
+//! pointer once the machine has one (until then `abs` events get QEMU's error).
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::args::{lookup, Args};
-use super::backend::QmpBackend;
+use super::backend::{QmpBackend, Source};
 use super::keys;
 use super::protocol::QmpError;
 
@@ -63,12 +65,13 @@ pub fn send_key(b: &dyn QmpBackend, mut args: Args) -> Result<Value, QmpError> {
     }
     let codes: Vec<u16> = codes.into_iter().flatten().collect();
     // Press in order, hold, release in reverse: a chord like ctrl-alt-delete.
+    let input = b.input();
     for &c in &codes {
-        b.key_event(c, true);
+        input.key(Source::Qmp, c, true);
     }
     std::thread::sleep(Duration::from_millis(hold.clamp(0, MAX_HOLD_MS) as u64));
     for &c in codes.iter().rev() {
-        b.key_event(c, false);
+        input.key(Source::Qmp, c, false);
     }
     Ok(json!({}))
 }
@@ -86,7 +89,9 @@ enum Button {
 enum Event {
     Key(Option<u16>, bool),
     Btn(Button, bool),
+    /// (is the x axis, value)
     Rel(bool, i64),
+    Abs(bool, i64),
 }
 
 const BUTTONS: &[(&str, Button)] = &[
@@ -102,8 +107,13 @@ const BUTTONS: &[(&str, Button)] = &[
     ("touch", Button::Absent),
 ];
 
-/// Parse one `InputEvent`; `Err(Some(kind))` is a kind no handler takes.
-fn parse_event(v: Value, path: String) -> Result<Result<Event, &'static str>, QmpError> {
+/// Parse one `InputEvent`; `Err(kind)` is a kind no handler takes (`abs` without
+/// an absolute pointer, `mtt` always).
+fn parse_event(
+    v: Value,
+    path: String,
+    absolute: bool,
+) -> Result<Result<Event, &'static str>, QmpError> {
     let mut a = Args::nested(v, path.clone())?;
     let kind = a.enumeration(
         "type",
@@ -132,10 +142,10 @@ fn parse_event(v: Value, path: String) -> Result<Result<Event, &'static str>, Qm
             let s = d.str("axis")?;
             let x = lookup(&d.name("axis"), &s, &[("x", true), ("y", false)])?;
             let value = d.int("value")?;
-            if kind == "abs" {
-                Err("abs")
-            } else {
-                Ok(Event::Rel(x, value))
+            match kind {
+                "rel" => Ok(Event::Rel(x, value)),
+                _ if absolute => Ok(Event::Abs(x, value)),
+                _ => Err("abs"),
             }
         }
         // Multi-touch: its members are not worth checking with no handler.
@@ -151,9 +161,14 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
     let _head = args.opt_int("head")?;
     let list = args.list("events")?;
     args.finish()?;
+    let input = b.input();
     let mut events = Vec::with_capacity(list.len());
     for (i, v) in list.into_iter().enumerate() {
-        events.push(parse_event(v, format!("events[{i}]"))?);
+        events.push(parse_event(
+            v,
+            format!("events[{i}]"),
+            input.has_absolute(),
+        )?);
     }
     // As QEMU: every event must have a handler before any is sent.
     let events = events
@@ -163,12 +178,15 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
             QmpError::generic(format!("Input handler not found for event type {kind}"))
         })?;
     let (mut dx, mut dy, mut dz) = (0i32, 0i32, 0i32);
-    let mut buttons = b.mouse_buttons();
+    let (mut ax, mut ay) = (None, None);
+    let mut buttons = input.buttons(Source::Qmp);
     let mut mouse = false;
     let clamp = |v: i64| v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    // QEMU clamps absolute values to the axis range.
+    let axis = |v: i64| v.clamp(0, i64::from(devices::input::ABS_MAX)) as u32;
     for ev in events {
         match ev {
-            Event::Key(Some(code), down) => b.key_event(code, down),
+            Event::Key(Some(code), down) => input.key(Source::Qmp, code, down),
             Event::Key(None, _) => {}
             Event::Btn(Button::Mask(m), down) => {
                 buttons = if down { buttons | m } else { buttons & !m };
@@ -192,11 +210,19 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
                 dy = dy.saturating_add(clamp(v));
                 mouse = true;
             }
+            Event::Abs(true, v) => ax = Some(axis(v)),
+            Event::Abs(false, v) => ay = Some(axis(v)),
         }
     }
-    // One report for the whole batch, as QEMU syncs once per command.
-    if mouse {
-        b.mouse_event(dx, dy, dz, buttons);
+    // One report for the whole batch, as QEMU syncs once per command. Buttons and
+    // the wheel go with the pointer that moves: the absolute one if it does.
+    let absolute = ax.is_some() || ay.is_some();
+    if absolute {
+        let _ = input.absolute(Source::Qmp, ax, ay, dz, buttons);
+        dz = 0;
+    }
+    if mouse && (dx != 0 || dy != 0 || dz != 0 || !absolute) {
+        input.relative(Source::Qmp, dx, dy, dz, buttons);
     }
     Ok(json!({}))
 }

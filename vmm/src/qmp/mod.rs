@@ -23,7 +23,7 @@ mod spice_link;
 mod tests;
 mod vm;
 
-pub use backend::{DiskInfo, Screendump, SpiceControl};
+pub use backend::{DiskInfo, PowerButton, Screendump, SpiceControl};
 pub use events::Monitor;
 pub use server::{ControlServer, ControlSpec};
 pub use spice::forward_spice_events;

@@ -75,6 +75,9 @@ pub fn query_spice(b: &dyn QmpBackend, args: Args) -> Result<Value, QmpError> {
     if let Some(p) = port {
         info["port"] = p.into();
     }
+    if let Some(p) = s.tls_port() {
+        info["tls-port"] = p.into();
+    }
     Ok(info)
 }
 

@@ -28,6 +28,10 @@ impl SpiceControl for SpiceServer {
         }
     }
 
+    fn tls_port(&self) -> Option<u16> {
+        self.tls_addr().map(|a| a.port())
+    }
+
     fn disconnect_all(&self) {
         SpiceServer::disconnect_all(self);
     }

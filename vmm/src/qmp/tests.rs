@@ -13,12 +13,65 @@ use super::protocol::QmpError;
 use super::session::{Flow, Session};
 use devices::legacy::ps2_keyboard::XT_PAUSE;
 
-#[derive(Default)]
 struct Fake {
-    log: Mutex<Vec<String>>,
-    buttons: Mutex<u8>,
+    log: Arc<Mutex<Vec<String>>>,
+    input: Arc<InputRouter>,
     display: Option<FakeDisplay>,
     spice: Option<FakeSpice>,
+}
+
+/// Input devices that log what reaches them, behind a real input router.
+struct LogDevices(Arc<Mutex<Vec<String>>>);
+
+impl LogDevices {
+    fn log(&self, s: String) {
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+impl devices::input::Keyboard for LogDevices {
+    fn key(&self, xt: u16, down: bool) {
+        self.log(format!("key {xt:#x} {}", if down { "down" } else { "up" }));
+    }
+}
+
+impl devices::input::RelativePointer for LogDevices {
+    fn motion(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
+        self.log(format!("mouse {dx} {dy} {dz} {buttons}"));
+    }
+    fn buttons(&self) -> u8 {
+        0
+    }
+}
+
+impl devices::input::AbsolutePointer for LogDevices {
+    fn position(&self, x: u32, y: u32, dz: i32, buttons: u8) {
+        self.log(format!("tablet {x} {y} {dz} {buttons}"));
+    }
+}
+
+impl Fake {
+    fn with_input(tablet: bool) -> Fake {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let dev = Arc::new(LogDevices(log.clone()));
+        let input = InputRouter::new(
+            dev.clone(),
+            dev.clone(),
+            tablet.then_some(dev as Arc<dyn devices::input::AbsolutePointer>),
+        );
+        Fake {
+            log,
+            input,
+            display: None,
+            spice: None,
+        }
+    }
+}
+
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake::with_input(false)
+    }
 }
 
 struct FakeDisplay;
@@ -109,15 +162,8 @@ impl QmpBackend for Fake {
     fn display(&self) -> Option<&dyn Screendump> {
         self.display.as_ref().map(|d| d as &dyn Screendump)
     }
-    fn key_event(&self, xt: u16, down: bool) {
-        self.log(format!("key {xt:#x} {}", if down { "down" } else { "up" }));
-    }
-    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
-        *self.buttons.lock().unwrap() = buttons;
-        self.log(format!("mouse {dx} {dy} {dz} {buttons}"));
-    }
-    fn mouse_buttons(&self) -> u8 {
-        *self.buttons.lock().unwrap()
+    fn input(&self) -> &InputRouter {
+        &self.input
     }
     fn spice(&self) -> Option<&dyn SpiceControl> {
         self.spice.as_ref().map(|s| s as &dyn SpiceControl)
@@ -550,6 +596,55 @@ fn input_send_event() {
         generic("Input handler not found for event type abs")
     );
     assert!(c.fake.take_log().is_empty());
+}
+
+#[test]
+fn input_events_share_the_router_with_spice() {
+    let mut c = Client::ready(Fake::default());
+    let ev = |t: &str, d: Value| json!({"type": t, "data": d});
+    // A SPICE client holds the right button; QMP's moves and clicks keep it held.
+    c.fake.input.relative(Source::Spice, 0, 0, 0, 2);
+    c.fake.take_log();
+    c.cmd(
+        "input-send-event",
+        json!({"events": [ev("rel", json!({"axis": "x", "value": 3}))]}),
+    );
+    c.cmd(
+        "input-send-event",
+        json!({"events": [ev("btn", json!({"down": true, "button": "left"}))]}),
+    );
+    c.cmd(
+        "input-send-event",
+        json!({"events": [ev("btn", json!({"down": false, "button": "left"}))]}),
+    );
+    assert_eq!(
+        c.fake.take_log(),
+        ["mouse 3 0 0 2", "mouse 0 0 0 3", "mouse 0 0 0 2"]
+    );
+    assert_eq!(c.fake.input.buttons(Source::Qmp), 0);
+}
+
+#[test]
+fn abs_events_reach_an_absolute_pointer_once_there_is_one() {
+    let mut c = Client::ready(Fake::with_input(true));
+    let ev = |t: &str, d: Value| json!({"type": t, "data": d});
+    let r = c.cmd(
+        "input-send-event",
+        json!({"events": [
+            ev("abs", json!({"axis": "x", "value": 100})),
+            ev("abs", json!({"axis": "y", "value": 40000})),
+            ev("btn", json!({"down": true, "button": "left"}))]}),
+    );
+    assert_eq!(r, json!({"return": {}}));
+    // One axis alone keeps the other; values clamp to 0..=0x7fff.
+    c.cmd(
+        "input-send-event",
+        json!({"events": [ev("abs", json!({"axis": "x", "value": -5}))]}),
+    );
+    assert_eq!(
+        c.fake.take_log(),
+        ["tablet 100 32767 0 1", "tablet 0 32767 0 1"]
+    );
 }
 
 #[test]

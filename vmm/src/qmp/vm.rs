@@ -1,13 +1,13 @@
-//! The real `QmpBackend`: requests to the VMM thread, input to the i8042, and
-//! what the builder learnt about disks, display and SPICE.
+//! The real `QmpBackend`: requests to the VMM thread, input to the input router,
+//! and what the builder learnt about disks, display and SPICE.
 
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use devices::legacy::i8042::I8042;
-
-use super::backend::{CpuInfo, DiskInfo, QmpBackend, RunStatus, Screendump, SpiceControl};
+use super::backend::{
+    CpuInfo, DiskInfo, InputRouter, PowerButton, QmpBackend, RunStatus, Screendump, SpiceControl,
+};
 use super::events::Monitor;
 use super::protocol::QmpError;
 use crate::machine::{VmEvent, VmEvents};
@@ -19,11 +19,13 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct MachineBackend {
     pub events: VmEvents,
     pub monitor: Arc<Monitor>,
-    pub i8042: Arc<Mutex<I8042>>,
+    pub input: Arc<InputRouter>,
     pub name: Option<String>,
     pub disks: Vec<DiskInfo>,
     pub display: Option<Arc<dyn Screendump>>,
     pub spice: Option<Arc<dyn SpiceControl>>,
+    /// None with `--no-acpi`: the guest has no way to hear the button.
+    pub power_button: Option<Arc<dyn PowerButton>>,
 }
 
 impl MachineBackend {
@@ -91,11 +93,16 @@ impl QmpBackend for MachineBackend {
     }
 
     fn system_powerdown(&self) -> Result<(), QmpError> {
-        // The guest learns of a power button press through ACPI (an SCI and
-        // the PM1 status bit its DSDT describes); spicebox has no ACPI tables yet.
-        Err(QmpError::generic(
-            "system_powerdown needs an ACPI power button, which this machine does not have yet; use 'quit' or 'system_reset'",
-        ))
+        // The guest learns of the press through ACPI: PWRBTN_STS in PM1, and
+        // an SCI if it enabled the event. Shutting down is up to the guest.
+        let Some(button) = &self.power_button else {
+            return Err(QmpError::generic(
+                "system_powerdown needs ACPI, which this machine was started without (--no-acpi); use 'quit' or 'system_reset'",
+            ));
+        };
+        button.press();
+        self.monitor.emit("POWERDOWN", None);
+        Ok(())
     }
 
     fn quit(&self) {
@@ -118,16 +125,8 @@ impl QmpBackend for MachineBackend {
         self.display.as_deref()
     }
 
-    fn key_event(&self, xt_scancode: u16, down: bool) {
-        self.i8042.lock().unwrap().key_event(xt_scancode, down);
-    }
-
-    fn mouse_event(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
-        self.i8042.lock().unwrap().mouse_event(dx, dy, dz, buttons);
-    }
-
-    fn mouse_buttons(&self) -> u8 {
-        self.i8042.lock().unwrap().mouse_buttons()
+    fn input(&self) -> &InputRouter {
+        &self.input
     }
 
     fn spice(&self) -> Option<&dyn SpiceControl> {

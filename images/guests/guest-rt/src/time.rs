@@ -4,7 +4,7 @@
 //! calibration-free waits.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::port::{inb, inl, outb};
@@ -41,10 +41,10 @@ pub enum Reference {
     Pit,
 }
 
-static REFERENCE_IS_PIT: AtomicU64 = AtomicU64::new(0);
+static REFERENCE_IS_PIT: AtomicBool = AtomicBool::new(false);
 
 pub fn reference() -> Reference {
-    if REFERENCE_IS_PIT.load(Ordering::Relaxed) != 0 {
+    if REFERENCE_IS_PIT.load(Ordering::Relaxed) {
         Reference::Pit
     } else {
         Reference::AcpiPmTimer
@@ -54,7 +54,7 @@ pub fn reference() -> Reference {
 pub(crate) fn init() {
     TSC_START.store(crate::boot::info().tsc_entry, Ordering::Relaxed);
     let hz = calibrate_pm_timer().unwrap_or_else(|| {
-        REFERENCE_IS_PIT.store(1, Ordering::Relaxed);
+        REFERENCE_IS_PIT.store(true, Ordering::Relaxed);
         calibrate_pit()
     });
     if hz < 1_000_000 {
@@ -63,55 +63,79 @@ pub(crate) fn init() {
     TSC_HZ.store(hz, Ordering::Relaxed);
 }
 
+/// Measures the TSC frequency against `reference` (10 ms) without changing
+/// what [`tsc_hz`] says; None if the reference does not count. For
+/// cross-checks: start-up already calibrated against the best one.
+pub fn measure_tsc_hz(reference: Reference) -> Option<u64> {
+    match reference {
+        Reference::AcpiPmTimer => calibrate_pm_timer(),
+        Reference::Pit => Some(calibrate_pit()),
+    }
+}
+
 fn pm_timer() -> u64 {
     u64::from(inl(PM_TIMER_PORT) & 0x00FF_FFFF)
 }
 
-fn calibrate_pm_timer() -> Option<u64> {
-    let want = PM_TIMER_HZ * CALIBRATION.as_micros() as u64 / 1_000_000;
-    let t0 = pm_timer();
-    // The timer advances ~100 ticks between two reads here; one that does
-    // not move over a few reads is not there.
-    let mut moved = false;
-    for _ in 0..8 {
-        if pm_timer() != t0 {
-            moved = true;
-            break;
+/// The TSC in the middle of the quickest of a few reads of a reference
+/// clock, and what it read: each read is a VM exit, and one that happened to
+/// wait for the host scheduler would skew the calibration.
+fn sample(read: &mut impl FnMut() -> u64) -> (u64, u64) {
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..5 {
+        let t0 = tsc();
+        let v = read();
+        let took = tsc() - t0;
+        if took < best.0 {
+            best = (took, t0 + took / 2, v);
         }
     }
-    if !moved {
-        return None;
-    }
-    let start_pm = pm_timer();
-    let start_tsc = tsc();
-    loop {
-        let elapsed = (pm_timer().wrapping_sub(start_pm)) & 0x00FF_FFFF;
-        if elapsed >= want {
-            let ticks = tsc() - start_tsc;
-            return Some(ticks * PM_TIMER_HZ / elapsed);
-        }
-    }
+    (best.1, best.2)
 }
 
-/// PIT channel 2 in mode 0 (gate through port 0x61, output in its bit 5).
+/// TSC ticks per second against a reference counting at `hz`, whose
+/// `elapsed(from, to)` ticks must not wrap within the calibration window.
+fn calibrate(hz: u64, mut read: impl FnMut() -> u64, elapsed: impl Fn(u64, u64) -> u64) -> u64 {
+    let want = hz * CALIBRATION.as_micros() as u64 / 1_000_000;
+    let (t0, v0) = sample(&mut read);
+    while elapsed(v0, read()) < want {}
+    let (t1, v1) = sample(&mut read);
+    (u128::from(t1 - t0) * u128::from(hz) / u128::from(elapsed(v0, v1).max(1))) as u64
+}
+
+fn calibrate_pm_timer() -> Option<u64> {
+    // The timer advances ~100 ticks between two reads here; one that does
+    // not move over a few reads is not there.
+    let t0 = pm_timer();
+    if !(0..8).any(|_| pm_timer() != t0) {
+        return None;
+    }
+    Some(calibrate(PM_TIMER_HZ, pm_timer, |a, b| {
+        b.wrapping_sub(a) & 0x00FF_FFFF
+    }))
+}
+
+/// PIT channel 2 counting down from 0xFFFF (55 ms per wrap), gated on
+/// through port 0x61, read with the latch command.
 fn calibrate_pit() -> u64 {
-    let count = PIT_HZ * CALIBRATION.as_micros() as u64 / 1_000_000;
     outb(0x61, (inb(0x61) & !0x02) | 0x01); // gate on, speaker off
     outb(0x43, 0xB0); // channel 2, lobyte/hibyte, mode 0, binary
-    let start = tsc();
-    outb(0x42, count as u8);
-    outb(0x42, (count >> 8) as u8);
-    let mut spins = 0u64;
-    while inb(0x61) & 0x20 == 0 {
-        spins += 1;
-        if spins > 1_000_000 {
-            crate::fail!(
-                "guest-rt",
-                "neither the ACPI PM timer nor PIT channel 2 counts"
-            );
-        }
+    outb(0x42, 0xFF);
+    outb(0x42, 0xFF);
+    let read = || {
+        outb(0x43, 0x80); // latch channel 2
+        let lo = inb(0x42);
+        let hi = inb(0x42);
+        u64::from(u16::from_le_bytes([lo, hi]))
+    };
+    let first = read();
+    if !(0..8).any(|_| read() != first) {
+        crate::fail!(
+            "guest-rt",
+            "neither the ACPI PM timer nor PIT channel 2 counts"
+        );
     }
-    (tsc() - start) * PIT_HZ / count
+    calibrate(PIT_HZ, read, |a, b| a.wrapping_sub(b) & 0xFFFF)
 }
 
 /// Nanoseconds since the loader handed over to the guest.

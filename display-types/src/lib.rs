@@ -1,0 +1,19 @@
+//! The picture types that the display devices (`devices`) and the SPICE server
+//! (`spice`) both speak, defined once. Neither crate may depend on the other, so
+//! they meet here: plain data and the geometry both need, no device or protocol
+//! logic.
+//!
+//! - [`Rect`]: a region of a frame, in pixels (x, y, width, height).
+//! - [`Frame`]: a picture, 0x00RRGGBB pixels, row-major, stride = width.
+//! - [`CursorShape`]: a pointer image with its hot spot (ARGB, straight alpha).
+//! - [`MonitorLayout`]: where the heads of a display sit on the virtual desktop.
+
+mod cursor;
+mod frame;
+mod monitor;
+mod rect;
+
+pub use cursor::{CursorShape, MAX_CURSOR_SIDE};
+pub use frame::Frame;
+pub use monitor::{Monitor, MonitorLayout, MAX_MONITORS};
+pub use rect::Rect;

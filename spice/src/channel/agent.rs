@@ -1,0 +1,389 @@
+//! The agent relay of the MAIN channel: [`AgentLink`], the handle an
+//! [`AgentPort`] pushes guest data and state through, and [`AgentRelay`], one
+//! main channel's side of SPICE's token flow control (see `port.rs` for the rules).
+//!
+//! Only one main channel relays at a time: the one whose client sent AGENT_START
+//! last ("the owner"). A session being replaced may still run its task for a
+//! moment; it neither takes the new client's data nor detaches it when it ends.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::conn::{violation, Violation};
+use crate::port::{AgentPort, Full, AGENT_CLIENT_TOKENS, AGENT_MAX_DATA, AGENT_QUEUE};
+use crate::proto::main_msg;
+use crate::server::lock;
+
+/// The server's end of an agent port, handed to [`AgentPort::attach`]. Clone it
+/// freely; every method returns at once.
+#[derive(Clone)]
+pub struct AgentLink(Arc<AgentShared>);
+
+pub(crate) struct AgentShared {
+    state: Mutex<AgentState>,
+    /// Bumped on every change, so relays wake without polling.
+    bell: watch::Sender<u64>,
+    next_relay: AtomicU64,
+}
+
+#[derive(Default)]
+struct AgentState {
+    connected: bool,
+    /// Bumped on every connect and disconnect, so a quick off-on is not missed.
+    epoch: u64,
+    /// The relay that owns the client side (0 = none).
+    owner: u64,
+    to_client: VecDeque<Vec<u8>>,
+    /// Client messages the guest took, not yet returned to the client as tokens.
+    consumed: u32,
+    /// `send` refused since the last `resume`.
+    refused: bool,
+}
+
+impl AgentLink {
+    pub(crate) fn new() -> AgentLink {
+        AgentLink(Arc::new(AgentShared {
+            state: Mutex::new(AgentState::default()),
+            bell: watch::channel(0).0,
+            next_relay: AtomicU64::new(1),
+        }))
+    }
+
+    fn change<T>(&self, f: impl FnOnce(&mut AgentState) -> T) -> T {
+        let r = f(&mut lock(&self.0.state));
+        self.0.bell.send_modify(|v| *v = v.wrapping_add(1));
+        r
+    }
+
+    /// The guest agent opened (true) or closed its port. The client hears of it
+    /// (AGENT_CONNECTED_TOKENS / AGENT_DISCONNECTED); on close, data still queued
+    /// for the client is dropped.
+    pub fn set_connected(&self, connected: bool) {
+        self.change(|s| {
+            if s.connected != connected {
+                s.connected = connected;
+                s.epoch += 1;
+                s.to_client.clear();
+                s.consumed = 0;
+            }
+        });
+    }
+
+    pub fn connected(&self) -> bool {
+        lock(&self.0.state).connected
+    }
+
+    /// Guest bytes for the client, at most [`AGENT_MAX_DATA`] per call (longer
+    /// data is split). Without a client they are dropped (as spice-server does, so
+    /// the agent never stalls); with one, `Err(Full)` once [`AGENT_QUEUE`] pieces
+    /// wait for client tokens, and [`AgentPort::resume`] follows when there is room.
+    pub fn send(&self, data: &[u8]) -> Result<(), Full> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.change(|s| {
+            if s.owner == 0 || !s.connected {
+                return Ok(());
+            }
+            let pieces = data.len().div_ceil(AGENT_MAX_DATA);
+            if s.to_client.len() + pieces > AGENT_QUEUE {
+                s.refused = true;
+                return Err(Full);
+            }
+            s.to_client
+                .extend(data.chunks(AGENT_MAX_DATA).map(<[u8]>::to_vec));
+            Ok(())
+        })
+    }
+
+    /// The guest took `messages` of the client's AGENT_DATA messages: their tokens
+    /// go back to the client.
+    pub fn consumed(&self, messages: u32) {
+        self.change(|s| s.consumed = s.consumed.saturating_add(messages));
+    }
+}
+
+/// One main channel's agent state.
+pub(crate) struct AgentRelay {
+    port: Arc<dyn AgentPort>,
+    link: AgentLink,
+    id: u64,
+    bell: watch::Receiver<u64>,
+    /// Guest → client messages the client allows now.
+    client_tokens: u32,
+    /// Client → guest messages not yet consumed.
+    in_flight: u32,
+    /// The agent epoch the client was last told about.
+    told_epoch: u64,
+    told_connected: bool,
+    /// The client understands AGENT_CONNECTED_TOKENS.
+    connected_tokens_cap: bool,
+}
+
+impl AgentRelay {
+    pub fn new(port: Arc<dyn AgentPort>, link: AgentLink, connected_tokens_cap: bool) -> Self {
+        let id = link.0.next_relay.fetch_add(1, Ordering::Relaxed);
+        let mut bell = link.0.bell.subscribe();
+        bell.mark_unchanged();
+        let (epoch, connected) = {
+            let s = lock(&link.0.state);
+            (s.epoch, s.connected)
+        };
+        AgentRelay {
+            port,
+            link,
+            id,
+            bell,
+            client_tokens: 0,
+            in_flight: 0,
+            told_epoch: epoch,
+            told_connected: connected,
+            connected_tokens_cap,
+        }
+    }
+
+    /// MAIN_INIT's (agent_connected, agent_tokens), matching what `new` recorded.
+    pub fn init_fields(&self) -> (u32, u32) {
+        (u32::from(self.told_connected), AGENT_CLIENT_TOKENS)
+    }
+
+    fn owns(&self, s: &AgentState) -> bool {
+        s.owner == self.id
+    }
+
+    /// AGENT_START: the client grants `tokens` and takes over the agent.
+    pub fn start(&mut self, tokens: u32) {
+        self.client_tokens = tokens;
+        self.in_flight = 0;
+        let fresh = self.link.change(|s| {
+            let fresh = s.owner != self.id;
+            s.owner = self.id;
+            s.consumed = 0;
+            s.to_client.clear();
+            fresh
+        });
+        if fresh {
+            self.port.client_attached(true);
+        }
+    }
+
+    /// AGENT_TOKEN: the client grants more.
+    pub fn tokens(&mut self, n: u32) {
+        self.client_tokens = self.client_tokens.saturating_add(n);
+    }
+
+    /// AGENT_DATA from the client.
+    pub fn client_data(&mut self, data: &[u8]) -> Result<(), Violation> {
+        if data.len() > AGENT_MAX_DATA {
+            return Err(violation(format!("agent data of {} bytes", data.len())));
+        }
+        let usable = {
+            let s = lock(&self.link.0.state);
+            self.owns(&s) && s.connected && self.told_connected
+        };
+        if !usable {
+            // Sent before the client heard the agent left, or without AGENT_START.
+            debug!(
+                len = data.len(),
+                "agent data with no agent to take it dropped"
+            );
+            return Ok(());
+        }
+        if self.in_flight >= AGENT_CLIENT_TOKENS {
+            return Err(violation("agent data without a token"));
+        }
+        self.in_flight += 1;
+        self.port.client_data(data);
+        Ok(())
+    }
+
+    /// Messages due to the client now: agent (dis)connection, returned tokens and
+    /// guest data within the client's tokens, in that order.
+    pub fn due(&mut self, out: &mut Vec<(u16, Vec<u8>)>) {
+        let mut resume = false;
+        {
+            let mut s = lock(&self.link.0.state);
+            if s.epoch != self.told_epoch {
+                self.told_epoch = s.epoch;
+                if s.connected {
+                    // A new agent: the client's window starts afresh; spice-gtk
+                    // answers with AGENT_START.
+                    self.in_flight = 0;
+                    if self.connected_tokens_cap {
+                        out.push((
+                            main_msg::AGENT_CONNECTED_TOKENS,
+                            AGENT_CLIENT_TOKENS.to_le_bytes().to_vec(),
+                        ));
+                    } else {
+                        out.push((main_msg::AGENT_CONNECTED, Vec::new()));
+                    }
+                } else if self.told_connected {
+                    self.in_flight = 0;
+                    self.client_tokens = 0;
+                    out.push((main_msg::AGENT_DISCONNECTED, 0u32.to_le_bytes().to_vec()));
+                }
+                self.told_connected = s.connected;
+            }
+            if !self.owns(&s) {
+                return;
+            }
+            if s.consumed > 0 {
+                let n = std::mem::take(&mut s.consumed);
+                self.in_flight = self.in_flight.saturating_sub(n);
+                out.push((main_msg::AGENT_TOKEN, n.to_le_bytes().to_vec()));
+            }
+            while self.client_tokens > 0 {
+                let Some(piece) = s.to_client.pop_front() else {
+                    break;
+                };
+                self.client_tokens -= 1;
+                out.push((main_msg::AGENT_DATA, piece));
+            }
+            if s.refused && s.to_client.len() < AGENT_QUEUE {
+                s.refused = false;
+                resume = true;
+            }
+        }
+        if resume {
+            self.port.resume();
+        }
+    }
+
+    /// Waits until the port changed something.
+    pub async fn changed(&mut self) {
+        if self.bell.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for AgentRelay {
+    fn drop(&mut self) {
+        let owned = self.link.change(|s| {
+            let owned = s.owner == self.id;
+            if owned {
+                s.owner = 0;
+                s.to_client.clear();
+                s.consumed = 0;
+                s.refused = false;
+            }
+            owned
+        });
+        if owned {
+            self.port.client_attached(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Port {
+        log: Mutex<Vec<String>>,
+    }
+
+    impl AgentPort for Port {
+        fn attach(&self, _: AgentLink) {}
+        fn client_data(&self, data: &[u8]) {
+            lock(&self.log).push(format!("data {}", data.len()));
+        }
+        fn client_attached(&self, attached: bool) {
+            lock(&self.log).push(format!("attached {attached}"));
+        }
+        fn resume(&self) {
+            lock(&self.log).push("resume".into());
+        }
+    }
+
+    fn take(p: &Port) -> Vec<String> {
+        std::mem::take(&mut lock(&p.log))
+    }
+
+    fn due(r: &mut AgentRelay) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        r.due(&mut out);
+        out
+    }
+
+    #[test]
+    fn tokens_both_ways() {
+        let port = Arc::new(Port::default());
+        let link = AgentLink::new();
+        link.set_connected(true);
+        let mut r = AgentRelay::new(port.clone(), link.clone(), true);
+        assert_eq!(r.init_fields(), (1, AGENT_CLIENT_TOKENS));
+        // Without a client, guest data is dropped, never refused.
+        assert_eq!(link.send(&[1; 100]), Ok(()));
+        r.start(2);
+        assert_eq!(take(&port), ["attached true"]);
+        assert!(due(&mut r).is_empty());
+        // Client → guest: ten in flight, the eleventh is a violation.
+        for _ in 0..AGENT_CLIENT_TOKENS {
+            r.client_data(&[0; 10]).unwrap();
+        }
+        assert!(r.client_data(&[0; 10]).is_err());
+        assert!(r.client_data(&[0; AGENT_MAX_DATA + 1]).is_err());
+        link.consumed(3);
+        assert_eq!(
+            due(&mut r),
+            vec![(main_msg::AGENT_TOKEN, 3u32.to_le_bytes().to_vec())]
+        );
+        r.client_data(&[0; 10]).unwrap();
+        // Guest → client: two tokens, so two pieces; the queue fills and refuses.
+        link.send(&[7; AGENT_MAX_DATA + 1]).unwrap();
+        for _ in 0..3 {
+            link.send(&[8]).unwrap();
+        }
+        assert_eq!(link.send(&[9]), Err(Full));
+        let out = due(&mut r);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1.len(), AGENT_MAX_DATA);
+        assert_eq!(out[1].1, vec![7]);
+        assert!(take(&port).iter().any(|l| l == "resume"));
+        r.tokens(10);
+        assert_eq!(due(&mut r).len(), 3);
+        // The agent leaves: the client is told once, late client data is dropped.
+        link.set_connected(false);
+        assert_eq!(
+            due(&mut r),
+            vec![(main_msg::AGENT_DISCONNECTED, vec![0; 4])]
+        );
+        r.client_data(&[0; 10]).unwrap();
+        assert!(due(&mut r).is_empty());
+        take(&port);
+        // And comes back.
+        link.set_connected(true);
+        assert_eq!(
+            due(&mut r),
+            vec![(
+                main_msg::AGENT_CONNECTED_TOKENS,
+                AGENT_CLIENT_TOKENS.to_le_bytes().to_vec()
+            )]
+        );
+        drop(r);
+        assert_eq!(take(&port), ["attached false"]);
+    }
+
+    #[test]
+    fn a_replaced_relay_does_not_detach_its_successor() {
+        let port = Arc::new(Port::default());
+        let link = AgentLink::new();
+        link.set_connected(true);
+        let mut old = AgentRelay::new(port.clone(), link.clone(), false);
+        old.start(10);
+        let mut new = AgentRelay::new(port.clone(), link.clone(), false);
+        new.start(10);
+        assert_eq!(take(&port), ["attached true", "attached true"]);
+        link.send(&[1]).unwrap();
+        assert!(due(&mut old).is_empty(), "only the owner takes guest data");
+        drop(old);
+        assert!(take(&port).is_empty());
+        assert_eq!(due(&mut new), vec![(main_msg::AGENT_DATA, vec![1])]);
+    }
+}

@@ -1,0 +1,244 @@
+//! Entry points for cargo-fuzz (feature `fuzzing`; `fuzz/` outside the workspace).
+//!
+//! [`link`], [`transport`] and [`http`] (`connection.rs`) drive the stages before a
+//! channel: the link stage against the registry below, TLS-less sniffing, HTTP and
+//! WebSocket. [`channel_dispatch`] runs one registered channel kind's real task, on an
+//! in-memory connection, over arbitrary client bytes: framing, size limits, base
+//! messages and each kind's message handling, with the ports a machine has
+//! (a display head with a picture, an input port, an agent port). Whatever the
+//! bytes, the task must neither panic nor outlive the client's end of stream.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::channel::display::DisplayChannel;
+use crate::channel::{self, Registry, ServerInfo};
+use crate::clients::{Clients, Registration};
+use crate::link::LinkRequest;
+use crate::port::{AgentLink, AgentPort, InputPort, LedNotifier};
+use crate::proto::common_cap;
+use crate::server::BoxStream;
+use crate::{ClientInfo, Frame, Ports, Rect};
+
+mod connection;
+pub use connection::{http, link, transport};
+
+/// Input and agent ports that take everything at once.
+struct Sink {
+    agent: Mutex<Option<AgentLink>>,
+}
+
+impl InputPort for Sink {
+    fn key(&self, _: u16, _: bool) {}
+    fn relative(&self, _: i32, _: i32, _: i32, _: u8) {}
+    fn absolute(&self, _: u8, _: u32, _: u32, _: i32, _: u8) {}
+    fn has_absolute(&self) -> bool {
+        true
+    }
+    fn leds(&self) -> u8 {
+        0
+    }
+    fn attach(&self, _: LedNotifier) {}
+    fn detached(&self) {}
+}
+
+impl AgentPort for Sink {
+    fn attach(&self, link: AgentLink) {
+        link.set_connected(true);
+        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some(link);
+    }
+    fn client_data(&self, data: &[u8]) {
+        if let Some(link) = &*self.agent.lock().unwrap_or_else(|e| e.into_inner()) {
+            link.consumed(1);
+            let _ = link.send(data);
+        }
+    }
+    fn client_attached(&self, _: bool) {}
+    fn resume(&self) {}
+}
+
+struct World {
+    registry: Registry,
+    info: ServerInfo,
+    clients: Arc<Clients>,
+    _display: Option<Arc<DisplayChannel>>,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let sink = Arc::new(Sink {
+            agent: Mutex::new(None),
+        });
+        let built = Registry::for_ports(
+            Ports {
+                display_heads: 2,
+                input: Some(sink.clone()),
+                agent: Some(sink),
+            },
+            false,
+            Vec::new(),
+        )
+        .expect("the fuzzing machine's ports are valid");
+        if let Some(d) = &built.display {
+            let f = Frame {
+                width: 48,
+                height: 20,
+                pixels: (0..48 * 20).map(|i| i * 0x010203).collect(),
+            };
+            d.update(0, &f, &[Rect::full(48, 20)]);
+        }
+        World {
+            info: ServerInfo {
+                epoch: Instant::now(),
+                channels: built.registry.channels_list(),
+            },
+            registry: built.registry,
+            clients: Arc::default(),
+            _display: built.display,
+        }
+    })
+}
+
+/// `data`: [channel type, channel id, flags (bit 0: mini header), 4 bytes of
+/// channel caps, then the client's bytes after the link stage]. A (type, id) the
+/// server does not offer is refused, as at link time.
+pub fn channel_dispatch(data: &[u8]) {
+    let [channel_type, channel_id, flags, c0, c1, c2, c3, client @ ..] = data else {
+        return;
+    };
+    let w = world();
+    let Some(kind) = w.registry.find(*channel_type, *channel_id) else {
+        return;
+    };
+    let mini = flags & 1 != 0;
+    let req = LinkRequest {
+        connection_id: 1,
+        channel_type: *channel_type,
+        channel_id: *channel_id,
+        common_caps: vec![if mini {
+            1 << common_cap::MINI_HEADER
+        } else {
+            0
+        }],
+        channel_caps: vec![u32::from_le_bytes([*c0, *c1, *c2, *c3])],
+    };
+    // The channel tasks use no timers but the close's bounded shutdown, so
+    // real time costs nothing; the timeout below only catches a hang.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (server, mut peer) = tokio::io::duplex(64 * 1024);
+        let client = client.to_vec();
+        // The client writes everything, then ends its stream, and reads whatever
+        // the server sends until the server closes.
+        let io = tokio::spawn(async move {
+            let (mut rd, mut wr) = tokio::io::split(&mut peer);
+            let write = async {
+                let _ = wr.write_all(&client).await;
+                let _ = wr.shutdown().await;
+            };
+            let read = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+            };
+            tokio::join!(write, read);
+        });
+        let info = ClientInfo {
+            host: "fuzz".into(),
+            port: 0,
+            family: "unix".into(),
+            connection_id: 1,
+            channel_type: *channel_type,
+            channel_id: *channel_id,
+            tls: false,
+        };
+        let reg = Registration::new(&w.clients, info.clone(), info);
+        // Never killed: the task must end because the client's stream ended.
+        let (_keep, kill) = tokio::sync::watch::channel(false);
+        let task = channel::run(
+            kind.as_ref(),
+            Box::new(server) as BoxStream,
+            &req,
+            1,
+            kill,
+            &reg,
+            &w.info,
+        );
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("a channel task outlived its client's end of stream");
+        let _ = io.await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::Framing;
+    use crate::proto::channel as ch;
+
+    /// Messages framed as a client sends them.
+    fn framed(mini: bool, msgs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut f = Framing::new(mini);
+        for (t, body) in msgs {
+            f.encode(&mut out, *t, body);
+        }
+        out
+    }
+
+    fn input(t: u8, id: u8, mini: bool, caps: u32, client: &[u8]) -> Vec<u8> {
+        let mut v = vec![t, id, u8::from(mini)];
+        v.extend(caps.to_le_bytes());
+        v.extend_from_slice(client);
+        v
+    }
+
+    #[test]
+    fn every_kind_survives_well_formed_and_garbage_input() {
+        // A deterministic stand-in for the fuzzer: each kind gets its own
+        // messages with every type in its range and bodies of every short length,
+        // then pseudo-random bytes.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (t, id) in [
+            (ch::MAIN, 0),
+            (ch::DISPLAY, 0),
+            (ch::DISPLAY, 1),
+            (ch::INPUTS, 0),
+            (ch::CURSOR, 1),
+        ] {
+            for mini in [true, false] {
+                let mut msgs = Vec::new();
+                for msg_type in (1..8).chain(101..116).chain(300..320) {
+                    for len in [0usize, 1, 2, 4, 6, 10, 11, 14, 40] {
+                        let body = (0..len).map(|_| rnd() as u8).collect();
+                        msgs.push((msg_type, body));
+                    }
+                }
+                let bytes = framed(mini, &msgs);
+                // Malformed messages end a channel early; feed them in slices so
+                // later types are reached too.
+                for chunk in bytes.chunks(97) {
+                    channel_dispatch(&input(t, id, mini, rnd() as u32, chunk));
+                }
+                let garbage: Vec<u8> = (0..4000).map(|_| rnd() as u8).collect();
+                channel_dispatch(&input(t, id, mini, u32::MAX, &garbage));
+            }
+        }
+        // Kinds and ids the server does not have are refused, as at link time.
+        channel_dispatch(&input(9, 0, true, 0, &[1, 2, 3]));
+        channel_dispatch(&input(ch::INPUTS, 1, true, 0, &[1, 2, 3]));
+        channel_dispatch(&[ch::MAIN]);
+    }
+}
