@@ -139,10 +139,26 @@ fn describe(diff: &[(u32, u32)], a: &Frame, b: &Frame) -> String {
     )
 }
 
-/// spicy-screenshot's picture equals QMP screendump taken right after. The
-/// text cursor blinks on its own clock, so a text screen is retried until a
-/// pair matches (each attempt must at least be equal outside one 9x16 cell).
-fn screenshot_matches_screendump(vm: &mut Vm, dir: &TempDir, tag: &str, attempts: u32) -> Frame {
+/// How a picture may differ from screendump and still be retried.
+#[derive(Clone, Copy, PartialEq)]
+enum Retry {
+    /// The text cursor blinks on its own clock: a pair may differ in one 9x16 cell.
+    CursorCell,
+    /// The guest's last writes reach the SPICE server at the display thread's
+    /// next refresh, which a loaded host may delay past the guest's marker: a
+    /// new client then sees the finished picture.
+    Refresh,
+}
+
+/// spicy-screenshot's picture equals QMP screendump taken right after, within
+/// `attempts` tries that may differ only as `retry` allows.
+fn screenshot_matches_screendump(
+    vm: &mut Vm,
+    dir: &TempDir,
+    tag: &str,
+    attempts: u32,
+    retry: Retry,
+) -> Frame {
     let mut last = String::new();
     for i in 0..attempts {
         let shot = dir.join(&format!("{tag}-{i}-spicy.ppm"));
@@ -165,7 +181,7 @@ fn screenshot_matches_screendump(vm: &mut Vm, dir: &TempDir, tag: &str, attempts
             .iter()
             .all(|&(x, y)| (x / 9, y / 16) == (diff[0].0 / 9, diff[0].1 / 16));
         assert!(
-            in_one_cell && attempts > 1,
+            (in_one_cell || retry == Retry::Refresh) && attempts > 1,
             "{tag}: spicy-screenshot differs from screendump: {last}"
         );
     }
@@ -180,7 +196,7 @@ fn spicy_screenshot_equals_screendump_in_text_and_graphics() {
     let dir = TempDir::new("spice-shot");
     let mut vm = Vm::start(&dir, Some(PASSWORD));
 
-    let text_shot = screenshot_matches_screendump(&mut vm, &dir, "text", 8);
+    let text_shot = screenshot_matches_screendump(&mut vm, &dir, "text", 8, Retry::CursorCell);
     assert_eq!((text_shot.width, text_shot.height), (720, 400));
     let rows = screen::text_rows(&text_shot, &screen::system_vga_font());
     assert!(
@@ -190,7 +206,7 @@ fn spicy_screenshot_equals_screendump_in_text_and_graphics() {
     );
 
     vm.show_graphics();
-    let scene = screenshot_matches_screendump(&mut vm, &dir, "scene", 1);
+    let scene = screenshot_matches_screendump(&mut vm, &dir, "scene", 3, Retry::Refresh);
     assert_eq!((scene.width, scene.height), (1024, 768));
     let wrong = (0..768)
         .flat_map(|y| (0..1024).map(move |x| (x, y)))
