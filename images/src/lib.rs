@@ -13,6 +13,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod linux_guest;
+
 static DEMO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.img"));
 static POWEROFF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poweroff.img"));
 static RESET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reset.img"));
