@@ -1,6 +1,6 @@
 //! The Linux test guest: a small Linux 6.1 kernel built from Debian's
-//! `linux-source-6.1` by `images/linux/build.sh` (tinyconfig + `config.fragment`
-//! + the host-quirk patches in `images/linux/patches/`), and an initramfs of
+//! `linux-source-6.1` by `images/linux/build.sh` (tinyconfig, `config.fragment`
+//! and the host-quirk patches in `images/linux/patches/`), and an initramfs of
 //! Debian's static busybox whose `/init` is `images/linux/init.sh`.
 //!
 //! The kernel takes minutes to build, so it is built at run time, not by
@@ -308,8 +308,11 @@ impl Cpio {
 mod tests {
     use super::*;
 
-    /// Walks a newc archive: (name, mode, rdev, data) per entry.
-    fn entries(mut b: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// (name, mode, rdev, data) of one archive entry.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Walks a newc archive.
+    fn entries(mut b: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut offset = 0usize;
         loop {

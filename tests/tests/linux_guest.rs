@@ -1,0 +1,379 @@
+//! End-to-end: the Linux test guest (`images::linux_guest`: Linux 6.1 built
+//! from Debian's source with the host-quirk patches, busybox `/init`) booted
+//! directly (`--kernel`/`--initrd`, QEMU's `-kernel` PVH entry) on QEMU and on
+//! spicebox with the same devices, in the same test. `/init` reports what the
+//! stock drivers found; every driver QEMU's kernel binds must bind on spicebox
+//! too. The first run on a machine builds the kernel (minutes; cached under
+//! target/linux-guest).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use images::linux_guest::{
+    linux_guest, LinuxGuest, LINUX_GUEST_FBPAGE_BANDS, LINUX_GUEST_FBPAGE_BAND_ROWS,
+    LINUX_GUEST_FBPAGE_DONE, LINUX_GUEST_HOLD_WAITING, LINUX_GUEST_HOST_SWITCHES,
+    LINUX_GUEST_INIT_MARKER, LINUX_GUEST_LINE, LINUX_GUEST_POWEROFF, LINUX_GUEST_REPORT_DONE,
+};
+use spicebox_tests::screen::{self, Frame};
+use spicebox_tests::tools::{free_port, require_tool, spicy_screenshot};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+
+/// Measured ~2-2.5 min to /init on these hosts (kernel code is emulated);
+/// the margin is for a loaded machine.
+const BOOT: Duration = Duration::from_secs(480);
+/// After the report: the actions and the power-off.
+const AFTER_REPORT: Duration = Duration::from_secs(120);
+const MEMORY: &str = "256M";
+/// The disk the guest checksums (blkread action): small, since the guest
+/// kernel copies every byte at emulated speed.
+const DISK_SIZE: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vmm {
+    Qemu,
+    Spicebox,
+}
+
+impl Vmm {
+    fn name(self) -> &'static str {
+        match self {
+            Vmm::Qemu => "qemu",
+            Vmm::Spicebox => "spicebox",
+        }
+    }
+}
+
+fn cmdline(actions: &str) -> String {
+    format!("console=ttyS0 {LINUX_GUEST_HOST_SWITCHES} spicebox.actions={actions}")
+}
+
+fn start(vmm: Vmm, guest: &LinuxGuest, disk: &Path, port: u16, actions: &str) -> SpiceboxVm {
+    let kernel = guest.vmlinux.to_str().unwrap();
+    let initrd = guest.initramfs.to_str().unwrap();
+    let append = cmdline(actions);
+    match vmm {
+        Vmm::Qemu => {
+            require_tool("qemu-system-x86_64", "qemu-system-x86");
+            let mut cmd = Command::new("qemu-system-x86_64");
+            cmd.args(["-enable-kvm", "-machine", "pc", "-m", MEMORY, "-nodefaults"])
+                .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+                .args(["-kernel", kernel, "-initrd", initrd, "-append", &append])
+                .arg("-drive")
+                .arg(format!("file={},format=raw,if=virtio", disk.display()))
+                .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
+                .arg("-spice")
+                .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
+            SpiceboxVm::start_command(cmd)
+        }
+        Vmm::Spicebox => {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "--kernel",
+                    kernel,
+                    "--initrd",
+                    initrd,
+                    "--append",
+                    &append,
+                    "-m",
+                    MEMORY,
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        }
+    }
+}
+
+/// Waits for `marker` on COM1; on a kernel panic, an emulation failure or an
+/// early exit, fails at once with the log and the failing instruction.
+fn wait_for(vm: &mut SpiceboxVm, vmm: Vmm, guest: &LinuxGuest, marker: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let serial = vm.serial_text();
+        if serial.contains(marker) {
+            return;
+        }
+        let stderr = vm.stderr_text();
+        let died = serial.contains("Kernel panic")
+            || stderr.contains("emulation failure")
+            || stderr.contains("KVM internal error");
+        if died || Instant::now() >= deadline {
+            panic!(
+                "{}: {} while waiting for {marker:?}\n{}--- serial ---\n{serial}\n--- stderr ---\n{stderr}",
+                vmm.name(),
+                if died { "the guest died" } else { "timed out" },
+                failing_instruction(&guest.vmlinux, &stderr),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The instruction at the rip the VMM reported (spicebox: "rip=0x...",
+/// QEMU's register dump: "RIP=..."), read from vmlinux, with the symbol it is
+/// in: what the emulator could not run, so the next gap is found in one boot.
+fn failing_instruction(vmlinux: &Path, stderr: &str) -> String {
+    let rip = stderr.split(['\n', ' ']).find_map(|w| {
+        let hex = w
+            .strip_prefix("rip=0x")
+            .or_else(|| w.strip_prefix("RIP="))?;
+        u64::from_str_radix(hex.trim(), 16).ok()
+    });
+    let Some(rip) = rip else {
+        return String::new();
+    };
+    let Ok(elf) = std::fs::read(vmlinux) else {
+        return format!("failing rip {rip:#x} (vmlinux unreadable)\n");
+    };
+    let bytes = elf_bytes_at(&elf, rip, 16)
+        .map(|b| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "not in vmlinux (user mode or module?)".into());
+    format!(
+        "failing instruction at rip {rip:#x} ({}): {bytes}\n",
+        symbol_at(vmlinux, rip).unwrap_or_else(|| "?".into())
+    )
+}
+
+/// `len` bytes at virtual address `addr` of a 64-bit ELF file, through its
+/// PT_LOAD program headers.
+fn elf_bytes_at(elf: &[u8], addr: u64, len: u64) -> Option<&[u8]> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let (phentsize, phnum) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    (0..phnum).find_map(|i| {
+        let ph = phoff + i * phentsize;
+        let (kind, offset, vaddr, filesz) = (
+            u32_at(ph)?,
+            u64_at(ph + 8)?,
+            u64_at(ph + 16)?,
+            u64_at(ph + 32)?,
+        );
+        if kind != 1 || addr < vaddr || addr >= vaddr + filesz {
+            return None;
+        }
+        let start = usize::try_from(offset + (addr - vaddr)).ok()?;
+        let end = usize::try_from(offset + filesz.min(addr - vaddr + len)).ok()?;
+        elf.get(start..end)
+    })
+}
+
+/// "function+0xoffset" from `nm -n` (binutils).
+fn symbol_at(vmlinux: &Path, addr: u64) -> Option<String> {
+    let out = Command::new("nm").arg("-n").arg(vmlinux).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut best = None;
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(a), Some(_), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        match u64::from_str_radix(a, 16) {
+            Ok(a) if a <= addr => best = Some((a, name.to_string())),
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    best.map(|(a, name)| format!("{name}+{:#x}", addr - a))
+}
+
+/// One boot: the report, the fbcon page's screenshot and the checksum line.
+struct Boot {
+    serial: String,
+    to_init: Duration,
+    shot: Option<Frame>,
+}
+
+impl Boot {
+    /// The `SBX <kind> ...` lines, without the prefix and kind.
+    fn lines<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let prefix = format!("{LINUX_GUEST_LINE}{kind} ");
+        self.serial
+            .lines()
+            .filter_map(move |l| l.trim_end().strip_prefix(prefix.as_str()))
+    }
+
+    /// (vendor:device, driver) of every PCI function a driver bound.
+    fn bound_pci_drivers(&self) -> Vec<(String, String)> {
+        self.lines("pci")
+            .filter_map(|l| {
+                let field = |k: &str| {
+                    l.split(' ')
+                        .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+                        .map(str::to_string)
+                };
+                let driver = field("driver")?;
+                (driver != "-").then_some((field("id")?, driver))
+            })
+            .collect()
+    }
+}
+
+fn boot(vmm: Vmm, guest: &LinuxGuest, disk: &Path, dir: &TempDir) -> Boot {
+    let port = free_port();
+    let started = Instant::now();
+    let mut vm = start(vmm, guest, disk, port, "fbpage,blkread,hold");
+    wait_for(&mut vm, vmm, guest, LINUX_GUEST_INIT_MARKER, BOOT);
+    let to_init = started.elapsed();
+    wait_for(&mut vm, vmm, guest, LINUX_GUEST_REPORT_DONE, AFTER_REPORT);
+    wait_for(&mut vm, vmm, guest, LINUX_GUEST_FBPAGE_DONE, AFTER_REPORT);
+    wait_for(&mut vm, vmm, guest, LINUX_GUEST_HOLD_WAITING, AFTER_REPORT);
+    // The page is on the VT; give the display a refresh or two to show it.
+    std::thread::sleep(Duration::from_secs(2));
+    let path = dir.join(&format!("fbpage-{}.ppm", vmm.name()));
+    let out = spicy_screenshot(port, None, &path);
+    let shot = (out.status.success() && path.exists()).then(|| screen::load(&path));
+    vm.send(b"\n");
+    wait_for(&mut vm, vmm, guest, LINUX_GUEST_POWEROFF, AFTER_REPORT);
+    let status = vm.wait_exit(AFTER_REPORT);
+    let serial = vm.serial_text();
+    assert!(
+        status.success(),
+        "{}: power-off must exit 0, got {status}\n--- serial ---\n{serial}\n--- stderr ---\n{}",
+        vmm.name(),
+        vm.stderr_text()
+    );
+    eprintln!("{}: /init after {to_init:.1?}", vmm.name());
+    Boot {
+        serial,
+        to_init,
+        shot,
+    }
+}
+
+/// Where each fbpage band was found: the mean row of the pixels of its
+/// colour, if at least most of a band's area has it.
+fn fbpage_bands(frame: &Frame) -> Result<Vec<f64>, String> {
+    // fbcon's font is 16 pixels high on these modes; 60 % of the band's
+    // area tolerates a narrower visible width and the text row.
+    let min = u64::from(frame.width) * u64::from(LINUX_GUEST_FBPAGE_BAND_ROWS * 16) * 6 / 10;
+    let mut rows = Vec::new();
+    for colour in LINUX_GUEST_FBPAGE_BANDS {
+        let (mut count, mut sum) = (0u64, 0u64);
+        for y in 0..frame.height {
+            for x in 0..frame.width {
+                if frame.pixel(x, y) & 0xFF_FFFF == colour {
+                    count += 1;
+                    sum += u64::from(y);
+                }
+            }
+        }
+        if count < min {
+            return Err(format!(
+                "{count} pixels of {colour:06x} in a {}x{} screen, want >= {min}",
+                frame.width, frame.height
+            ));
+        }
+        rows.push(sum as f64 / count as f64);
+    }
+    if rows.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("bands out of order (mean rows {rows:?})"));
+    }
+    Ok(rows)
+}
+
+fn md5_of(path: &Path) -> String {
+    let out = Command::new("md5sum").arg(path).output().expect("md5sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("md5sum output")
+        .to_string()
+}
+
+fn build_guest() -> LinuxGuest {
+    let guest = linux_guest().unwrap_or_else(|e| panic!("building the Linux test guest: {e}"));
+    if let Some(t) = guest.built_in {
+        eprintln!("Linux test guest kernel built in {t:.1?}");
+    }
+    guest
+}
+
+fn test_disk(dir: &TempDir, vmm: Vmm) -> PathBuf {
+    let path = dir.join(&format!("disk-{}.img", vmm.name()));
+    let bytes: Vec<u8> = (0..DISK_SIZE).map(|i| (i * 7 % 253) as u8).collect();
+    images::write_image(&bytes, &path).unwrap();
+    path
+}
+
+#[test]
+fn stock_linux_drivers_bind_on_spicebox_as_on_qemu() {
+    let guest = build_guest();
+    let dir = TempDir::new("linux-guest");
+    let qemu_disk = test_disk(&dir, Vmm::Qemu);
+    let want_md5 = md5_of(&qemu_disk);
+    let qemu = boot(Vmm::Qemu, &guest, &qemu_disk, &dir);
+    let spicebox_disk = test_disk(&dir, Vmm::Spicebox);
+    let ours = boot(Vmm::Spicebox, &guest, &spicebox_disk, &dir);
+
+    let qemu_drivers = qemu.bound_pci_drivers();
+    // The comparison proves something only if QEMU's kernel bound the drivers
+    // of the devices both machines have.
+    for driver in ["qxl", "virtio-pci"] {
+        assert!(
+            qemu_drivers.iter().any(|(_, d)| d == driver),
+            "QEMU's kernel did not bind {driver}:\n{}",
+            qemu.serial
+        );
+    }
+    let ours_drivers = ours.bound_pci_drivers();
+    for (id, driver) in &qemu_drivers {
+        assert!(
+            ours_drivers.iter().any(|(i, d)| i == id && d == driver),
+            "{driver} bound to {id} on QEMU but not on spicebox (spicebox: {ours_drivers:?})\n--- spicebox serial ---\n{}",
+            ours.serial
+        );
+    }
+    // The virtio disk reads back what the host wrote, through virtio_blk.
+    for boot in [&qemu, &ours] {
+        let line = format!("/dev/vda md5={want_md5}");
+        assert!(
+            boot.lines("action").any(|l| l == format!("blkread {line}")),
+            "no {line:?}:\n{}",
+            boot.serial
+        );
+    }
+    // The qxl DRM driver's fbcon shows the page on QEMU's SPICE display.
+    let shot = qemu.shot.as_ref().expect("spicy-screenshot of QEMU failed");
+    if let Err(e) = fbpage_bands(shot) {
+        panic!("QEMU: the fbcon page is not on the SPICE display: {e}");
+    }
+    // On spicebox this needs native QXL (issue 11): asserted in the ignored
+    // test below; reported here.
+    match ours.shot.as_ref().map(fbpage_bands) {
+        Some(Ok(_)) => eprintln!("spicebox: the fbcon page is on the SPICE display"),
+        Some(Err(e)) => eprintln!("spicebox: the fbcon page is not on the display yet: {e}"),
+        None => eprintln!("spicebox: spicy-screenshot failed"),
+    }
+    eprintln!(
+        "boot to /init: qemu {:.1?}, spicebox {:.1?}",
+        qemu.to_init, ours.to_init
+    );
+}
+
+#[test]
+#[ignore = "native QXL: issue 11"]
+fn fbcon_page_through_stock_qxl_shows_on_spicebox() {
+    let guest = build_guest();
+    let dir = TempDir::new("linux-guest-qxl");
+    let disk = test_disk(&dir, Vmm::Spicebox);
+    let ours = boot(Vmm::Spicebox, &guest, &disk, &dir);
+    let shot = ours
+        .shot
+        .as_ref()
+        .expect("spicy-screenshot of spicebox failed");
+    if let Err(e) = fbpage_bands(shot) {
+        panic!("spicebox: the fbcon page is not on the SPICE display: {e}");
+    }
+}
