@@ -73,10 +73,10 @@ fn source_dir() -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir).join("linux-guest"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/linux-guest")
-            .components()
-            .collect(),
+        None => {
+            let images = Path::new(env!("CARGO_MANIFEST_DIR"));
+            images.parent().unwrap_or(images).join("target/linux-guest")
+        }
     }
 }
 
