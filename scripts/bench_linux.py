@@ -72,10 +72,7 @@ def main():
     qemu = ["qemu-system-x86_64", "-enable-kvm", "-machine", "pc", "-m", args.memory,
             "-nodefaults", "-vga", "qxl", "-display", "none", "-serial", "stdio",
             "-monitor", "none", "-no-reboot",
-            # pci=noacpi: QEMU's _PRT is an AML loop that times out at emulated
-            # speed (see tests/tests/linux_guest.rs).
-            "-kernel", args.vmlinux, "-initrd", args.initramfs,
-            "-append", append + " pci=noacpi",
+            "-kernel", args.vmlinux, "-initrd", args.initramfs, "-append", append,
             "-drive", f"file={disk},format=raw,if=virtio",
             "-global", "virtio-blk-pci.disable-legacy=on"]
     print(f"Linux test guest: start to /init and to the end of its report, "
