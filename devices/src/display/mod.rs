@@ -10,6 +10,7 @@ pub mod image_file;
 pub mod qxl;
 pub mod render;
 pub mod screen;
+pub mod text_cells;
 pub mod vbe;
 pub mod vga;
 

@@ -5,9 +5,10 @@
 //! Change comes from two places, and each is tracked where it is cheap:
 //! - Register and 0xA0000-window writes (text, planar and mode-13h screens, VBE
 //!   mode switches, palette and panning) all trap to the device, which counts
-//!   them (`Vga::generation`). When the count moves, the screen is rendered
-//!   afresh and compared with the last frame, row by row; at 720x400 that costs
-//!   well under a millisecond.
+//!   them (`Vga::generation`). When the count moves, a text screen whose look
+//!   (palette, fonts, geometry) held redraws only the cells that changed
+//!   (`text_cells`); anything else is rendered afresh and compared with the
+//!   last frame, row by row (at 720x400 well under a millisecond).
 //! - The VBE linear framebuffer lives in BAR0, which the guest writes directly
 //!   (no exits). The VMM gives us the hypervisor's dirty-page log for it; only
 //!   scanlines on dirty pages are converted, and those bands are reported.
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::qxl::Qxl;
 use super::render::{self, DisplayMode, Frame};
+use super::text_cells::TextCells;
 
 pub use display_types::Rect;
 
@@ -55,6 +57,8 @@ pub struct Screen {
     generation: Option<u64>,
     blink: bool,
     epoch: Instant,
+    /// What the text screen in `frame` was drawn from, so typing redraws cells.
+    text: TextCells,
 }
 
 impl Default for Screen {
@@ -72,6 +76,7 @@ impl Screen {
             generation: None,
             blink: true,
             epoch: Instant::now(),
+            text: TextCells::default(),
         }
     }
 
@@ -100,6 +105,7 @@ impl Screen {
             self.blink = blink;
             let last = (self.frame.width, self.frame.height);
             draw(qxl, blink, &mut self.frame, last);
+            self.text.remember(vga, blink);
             return Update {
                 mode_changed: true,
                 rects: full(&self.frame),
@@ -126,6 +132,14 @@ impl Screen {
         if !(registers_moved || blink_moved || vbe.is_some()) {
             return Update::default();
         }
+        if vbe.is_none() {
+            if let Some(rects) = self.text.redraw_changed(vga, blink, &mut self.frame) {
+                return Update {
+                    mode_changed: false,
+                    rects,
+                };
+            }
+        }
         draw(
             qxl,
             blink,
@@ -134,6 +148,7 @@ impl Screen {
         );
         let rects = diff(&self.frame, &self.scratch);
         std::mem::swap(&mut self.frame, &mut self.scratch);
+        self.text.remember(vga, blink);
         Update {
             mode_changed: false,
             rects,
