@@ -7,6 +7,7 @@
 //! at once or later; later answers wake the controller's worker through
 //! the waker it is given ([`UsbDevice::set_waker`]).
 
+pub mod redir;
 pub mod xhci;
 
 use std::sync::Arc;
