@@ -419,6 +419,7 @@ fn start_spice(
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
         agent: None,
+        streams: Vec::new(),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);
