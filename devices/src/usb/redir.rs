@@ -291,10 +291,27 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Called (outside every lock of this module) when the controller's side
+/// queued bytes for the peer: the transport takes them with `take_output`.
+pub type OutputNotify = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Notifier(Arc<Mutex<Option<OutputNotify>>>);
+
+impl Notifier {
+    fn call(&self) {
+        let f = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(f) = f {
+            f();
+        }
+    }
+}
+
 /// The transport's half of one usbredir connection.
 #[derive(Clone)]
 pub struct RedirConnection {
     shared: Arc<Mutex<Shared>>,
+    notify: Notifier,
 }
 
 /// Capabilities we announce: all of usbredir 0.7 but bulk streams and bulk
@@ -327,7 +344,13 @@ impl RedirConnection {
                 completions: Vec::new(),
                 waker: None,
             })),
+            notify: Notifier::default(),
         }
+    }
+
+    /// Where to say that the device side queued output (see [`OutputNotify`]).
+    pub fn set_output_notify(&self, f: OutputNotify) {
+        *self.notify.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
     /// Bytes from the peer; what the machine must do is returned. A malformed
@@ -371,6 +394,7 @@ impl RedirConnection {
         Some(RedirDevice {
             shared: self.shared.clone(),
             speed,
+            notify: self.notify.clone(),
         })
     }
 }
@@ -385,6 +409,7 @@ impl Default for RedirConnection {
 pub struct RedirDevice {
     shared: Arc<Mutex<Shared>>,
     speed: UsbSpeed,
+    notify: Notifier,
 }
 
 impl UsbDevice for RedirDevice {
@@ -393,6 +418,39 @@ impl UsbDevice for RedirDevice {
     }
 
     fn submit(&mut self, r: UsbRequest) -> Option<UsbCompletion> {
+        let done = self.submit_locked(r);
+        self.notify.call();
+        done
+    }
+
+    fn take_completions(&mut self) -> Vec<UsbCompletion> {
+        std::mem::take(&mut lock(&self.shared).completions)
+    }
+
+    fn cancel(&mut self, request: u64) {
+        self.cancel_locked(request);
+        self.notify.call();
+    }
+
+    fn reset(&mut self) {
+        {
+            let mut s = lock(&self.shared);
+            if s.speed.is_some() {
+                s.send(0, &Packet::Reset);
+            }
+            s.receiving.clear();
+            s.reports.clear();
+        }
+        self.notify.call();
+    }
+
+    fn set_waker(&mut self, waker: Arc<EventFd>) {
+        lock(&self.shared).waker = Some(waker);
+    }
+}
+
+impl RedirDevice {
+    fn submit_locked(&mut self, r: UsbRequest) -> Option<UsbCompletion> {
         let mut s = lock(&self.shared);
         let fail = |status| {
             Some(UsbCompletion {
@@ -503,11 +561,7 @@ impl UsbDevice for RedirDevice {
         None
     }
 
-    fn take_completions(&mut self) -> Vec<UsbCompletion> {
-        std::mem::take(&mut lock(&self.shared).completions)
-    }
-
-    fn cancel(&mut self, request: u64) {
+    fn cancel_locked(&mut self, request: u64) {
         let mut s = lock(&self.shared);
         for q in s.waiting.values_mut() {
             q.retain(|(id, _)| *id != request);
@@ -521,19 +575,6 @@ impl UsbDevice for RedirDevice {
             s.pending.remove(&id);
             s.send(id, &Packet::CancelDataPacket);
         }
-    }
-
-    fn reset(&mut self) {
-        let mut s = lock(&self.shared);
-        if s.speed.is_some() {
-            s.send(0, &Packet::Reset);
-        }
-        s.receiving.clear();
-        s.reports.clear();
-    }
-
-    fn set_waker(&mut self, waker: Arc<EventFd>) {
-        lock(&self.shared).waker = Some(waker);
     }
 }
 

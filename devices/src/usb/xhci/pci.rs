@@ -171,13 +171,9 @@ impl PciDevice for XhciPci {
     }
 
     fn reset(&mut self) {
-        if let Some(w) = &self.worker {
-            w.pause();
-        }
+        // The worker only runs with the controller locked: it sees the reset
+        // state next time, with no rung doorbells left.
         lock(&self.core).reset();
-        if let Some(w) = &self.worker {
-            w.resume();
-        }
     }
 }
 
