@@ -17,6 +17,7 @@ mod codec;
 pub mod filter;
 mod packet;
 mod parser;
+pub mod peer;
 mod proto;
 
 #[cfg(test)]
