@@ -55,6 +55,11 @@ impl<D: EmulatedDevice> HostPeer<D> {
         }
     }
 
+    /// The guest side's capabilities, once its hello arrived.
+    pub fn peer_caps(&self) -> Option<Caps> {
+        self.parser.peer_caps()
+    }
+
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
     }
