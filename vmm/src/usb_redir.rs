@@ -72,12 +72,7 @@ impl UsbRedirStream {
                     };
                     match self.xhci.attach(Box::new(device)) {
                         Some(port) => {
-                            info!(
-                                channel = self.index,
-                                port,
-                                ?speed,
-                                "usbredir: device attached"
-                            );
+                            info!("usbredir: device attached to port {port} ({speed:?}) by channel {}", self.index);
                             self.lock().port = Some(port);
                         }
                         None => warn!(
@@ -95,7 +90,10 @@ impl UsbRedirStream {
     fn detach(&self) {
         let port = self.lock().port.take();
         if let Some(port) = port {
-            info!(channel = self.index, port, "usbredir: device detached");
+            info!(
+                "usbredir: device detached from port {port} by channel {}",
+                self.index
+            );
             self.xhci.detach(port);
         }
     }
