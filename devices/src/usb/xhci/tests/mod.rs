@@ -427,5 +427,6 @@ fn code(ev: &Trb) -> u8 {
 }
 
 mod hostile;
+mod pci;
 mod redir;
 mod transfers;
