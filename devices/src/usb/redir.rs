@@ -137,10 +137,20 @@ impl Shared {
                 debug!(version, caps = caps.0, "usbredir: peer hello")
             }
             Packet::DeviceConnect(c) => {
+                // As QEMU: SuperSpeed needs the peer to carry max packet sizes,
+                // 32-bit bulk lengths and 64-bit ids; else it runs at high speed.
+                let super_ok = [
+                    Cap::EpInfoMaxPacketSize,
+                    Cap::BulkLength32Bit,
+                    Cap::Ids64Bit,
+                ]
+                .iter()
+                .all(|&cap| self.parser.negotiated(cap));
                 let speed = match c.speed {
                     Speed::LOW => UsbSpeed::Low,
                     Speed::HIGH => UsbSpeed::High,
-                    Speed::SUPER => UsbSpeed::Super,
+                    Speed::SUPER if super_ok => UsbSpeed::Super,
+                    Speed::SUPER => UsbSpeed::High,
                     _ => UsbSpeed::Full,
                 };
                 if self.speed.is_some() {

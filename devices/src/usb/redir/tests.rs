@@ -382,3 +382,36 @@ fn hostile_peer_bytes_are_dropped() {
     };
     assert!(peer.send(&conn, 0, Packet::DeviceConnect(c)).is_empty());
 }
+
+#[test]
+fn superspeed_needs_the_usb3_capabilities() {
+    let c = DeviceConnect {
+        speed: Speed::SUPER,
+        device_class: 0,
+        device_subclass: 0,
+        device_protocol: 0,
+        vendor_id: 1,
+        product_id: 2,
+        device_version_bcd: 0,
+    };
+    let conn = RedirConnection::new();
+    let peer = Peer::new(&conn);
+    assert_eq!(
+        peer.send(&conn, 0, Packet::DeviceConnect(c)),
+        vec![RedirEvent::Connected(UsbSpeed::Super)]
+    );
+    // A peer without 64-bit ids (usbredir < 0.6): the device runs at high speed.
+    let conn = RedirConnection::new();
+    let mut old = Parser::new(
+        Role::Host,
+        Caps(Caps::ALL.0 & !(1 << Cap::Ids64Bit as u8)),
+        Limits::default(),
+    );
+    old.feed(&conn.take_output());
+    assert!(old.next().unwrap().is_ok());
+    conn.received(&old.hello("old")).unwrap();
+    let events = conn
+        .received(&old.encode(0, &Packet::DeviceConnect(c)).unwrap())
+        .unwrap();
+    assert_eq!(events, vec![RedirEvent::Connected(UsbSpeed::High)]);
+}
