@@ -188,7 +188,11 @@ impl Xhci {
         for slot in &mut self.slots {
             if slot.port == Some(index) {
                 for ep in &mut slot.eps {
-                    ep.inflight = None;
+                    // Not completed: the ring (and so the context the driver
+                    // reads after stopping the endpoint) is back at the TD.
+                    if let Some(td) = ep.inflight.take() {
+                        ep.ring = td.start;
+                    }
                 }
             }
         }
