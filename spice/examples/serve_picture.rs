@@ -55,6 +55,7 @@ fn main() {
             display_heads: 1,
             input: Some(Arc::new(Print)),
             agent: None,
+            streams: Vec::new(),
         },
     )
     .expect("start");

@@ -109,6 +109,9 @@ pub struct Ports {
     pub input: Option<Arc<dyn port::InputPort>>,
     /// The guest agent: MAIN offers the agent (and its tokens) only with one.
     pub agent: Option<Arc<dyn port::AgentPort>>,
+    /// Named byte streams (the spicevmc family); usbredir streams become the
+    /// USBREDIR channels, ids 0..n in this order.
+    pub streams: Vec<Arc<dyn port::StreamPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

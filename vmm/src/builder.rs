@@ -253,6 +253,17 @@ fn boot(
         })?;
     }
 
+    // USB: the xHCI controller the SPICE usbredir channels attach devices to.
+    let xhci = if args.usb_redir > 0 {
+        let (_, xhci) = dm.add_pci("xhci", Slot::Next, |w| {
+            devices::usb::xhci::XhciPci::new(w.mem.clone(), w.intx, w.msi)
+        })?;
+        let handle = xhci.lock().unwrap_or_else(|e| e.into_inner()).controller();
+        Some(handle)
+    } else {
+        None
+    };
+
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
     let boot_slot = dm
@@ -302,7 +313,7 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &input, display.as_ref())?;
+    let spice = start_spice(args, &input, display.as_ref(), xhci.as_ref())?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -377,6 +388,7 @@ fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
     display: Option<&Arc<Display>>,
+    xhci: Option<&devices::usb::xhci::XhciHandle>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
         SpiceSpec::None => return Ok(None),
@@ -419,6 +431,16 @@ fn start_spice(
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
         agent: None,
+        streams: xhci
+            .map(|x| {
+                (0..args.usb_redir)
+                    .map(|i| {
+                        crate::usb_redir::UsbRedirStream::new(i, x.clone())
+                            as Arc<dyn spice::port::StreamPort>
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);

@@ -123,6 +123,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub spice_allow_remote: bool,
 
+    /// SPICE USB redirection channels, each able to redirect one client USB
+    /// device into the VM through the xHCI controller (qemu-xhci); 0 leaves the
+    /// controller out.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub usb_redir: u8,
+
     #[command(flatten)]
     pub spice_transport: SpiceTransportArgs,
 }

@@ -17,6 +17,7 @@ mod msi;
 mod qmp;
 mod serial_io;
 mod spice_link;
+mod usb_redir;
 mod vcpu;
 
 use std::process::ExitCode;

@@ -14,6 +14,7 @@ pub mod inputs;
 pub mod main;
 pub mod region;
 pub mod registry;
+pub mod usbredir;
 
 use std::future::Future;
 use std::pin::Pin;

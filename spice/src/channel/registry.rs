@@ -7,6 +7,7 @@ use super::cursor::CursorChannel;
 use super::display::DisplayChannel;
 use super::inputs::InputsChannel;
 use super::main::MainChannel;
+use super::usbredir::UsbredirChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
 use crate::{Error, Ports};
@@ -55,6 +56,10 @@ impl Registry {
         }
         if display.is_some() {
             kinds.push(Arc::new(CursorChannel::new(ports.display_heads)));
+        }
+        let usbredir = UsbredirChannel::new(ports.streams.clone());
+        if !usbredir.is_empty() {
+            kinds.push(Arc::new(usbredir));
         }
         kinds.extend(extra);
         Ok(Built {

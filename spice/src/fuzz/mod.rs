@@ -17,7 +17,9 @@ use crate::channel::display::DisplayChannel;
 use crate::channel::{self, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
 use crate::link::LinkRequest;
-use crate::port::{AgentLink, AgentPort, InputPort, LedNotifier};
+use crate::port::{
+    AgentLink, AgentPort, Full, InputPort, LedNotifier, StreamKind, StreamPort, StreamSink,
+};
 use crate::proto::common_cap;
 use crate::server::BoxStream;
 use crate::{ClientInfo, Frame, Ports, Rect};
@@ -59,6 +61,33 @@ impl AgentPort for Sink {
     fn resume(&self) {}
 }
 
+/// A usbredir stream that echoes client bytes back as guest bytes, so the
+/// USBREDIR channel's both directions (and LZ4) run under the fuzzer.
+#[derive(Default)]
+struct EchoStream {
+    sink: Mutex<Option<Arc<dyn StreamSink>>>,
+}
+
+impl StreamPort for EchoStream {
+    fn kind(&self) -> StreamKind {
+        StreamKind::Usbredir
+    }
+    fn name(&self) -> &str {
+        "usbredir"
+    }
+    fn attach(&self, sink: Arc<dyn StreamSink>) {
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+    fn client_data(&self, data: &[u8]) -> Result<(), Full> {
+        if let Some(sink) = &*self.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = sink.guest_data(data);
+        }
+        Ok(())
+    }
+    fn client_opened(&self, _: bool) {}
+    fn resume(&self) {}
+}
+
 struct World {
     registry: Registry,
     info: ServerInfo,
@@ -77,6 +106,10 @@ fn world() -> &'static World {
                 display_heads: 2,
                 input: Some(sink.clone()),
                 agent: Some(sink),
+                streams: vec![
+                    Arc::new(EchoStream::default()),
+                    Arc::new(EchoStream::default()),
+                ],
             },
             false,
             Vec::new(),

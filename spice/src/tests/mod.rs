@@ -9,6 +9,7 @@ mod limits;
 mod registration;
 mod sessions;
 mod transport;
+mod usbredir;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
