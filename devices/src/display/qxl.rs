@@ -11,25 +11,31 @@
 //! - BAR3: 32 I/O ports; the offset selects the command, the byte is its argument.
 //! - Expansion ROM: `vgabios-qxl.bin`.
 //!
-//! Native-mode command processing (rings, memslots, surfaces, releases) is not
-//! here yet: port commands for it are decoded into [`QxlCommandEvent`]s and queued.
-//! Async commands complete at once (QXL_INTERRUPT_IO_CMD), which the Linux driver
-//! accepts since it waits for that interrupt after each async port write.
+//! Native mode: port commands are decoded here into [`QxlCommandEvent`]s (with
+//! the RAM-header arguments read once, at the write) and executed by the
+//! [`Engine`] (memslots, surfaces, releases); the command and cursor rings are
+//! served by the device worker that NOTIFY_CMD / NOTIFY_CURSOR wake
+//! (`qxl_engine`). Async commands complete at once (QXL_INTERRUPT_IO_CMD),
+//! which the Linux driver accepts since it waits for that interrupt after each
+//! async port write.
 
-use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vm_memory::VolatileSlice;
 
 use tracing::{debug, info, trace, warn};
 
+use super::qxl_engine::{self as engine, CursorSink, Engine, PrimaryView, QxlIrq, QxlWorker};
 use super::render::{self, DisplayMode, Frame};
 use super::vga::Vga;
 use crate::interrupt::IrqLine;
 use crate::pci::PciInterrupt;
 use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
+use crate::worker::Worker;
 use crate::{HostMemory, Result};
+use display_types::Rect;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub const VENDOR_ID: u16 = 0x1b36;
 pub const DEVICE_ID: u16 = 0x0100;
@@ -119,7 +125,7 @@ const RELEASE_RING_SIZE: u32 = 8;
 const NUM_MEMSLOTS: u8 = 8;
 const MEMSLOT_GENERATION_BITS: u8 = 8;
 const MEMSLOT_SLOT_BITS: u8 = 8;
-const NUM_SURFACES: u32 = 1024;
+pub const NUM_SURFACES: u32 = 1024;
 const PAGE_SIZE: usize = 4096;
 const QXL_MODE_SIZE: usize = 32;
 
@@ -347,9 +353,6 @@ impl Default for QxlConfig {
     }
 }
 
-/// Bound on queued events: a guest hammering ports must not grow memory.
-const MAX_EVENTS: usize = 1024;
-
 /// Legacy VGA register ports whose writes, in native mode, drop back to VGA
 /// (QEMU's `qxl_vga_portio_list`; the VBE ports are not in it).
 fn is_vga_register_port(port: u16) -> bool {
@@ -382,21 +385,12 @@ fn read_range(buf: &[u8], off: u64, data: &mut [u8]) {
     }
 }
 
-fn write_range(buf: &mut [u8], off: u64, data: &[u8]) {
-    let dst = usize::try_from(off)
-        .ok()
-        .and_then(|o| buf.get_mut(o..o.checked_add(data.len())?));
-    if let Some(d) = dst {
-        d.copy_from_slice(data);
-    }
-}
-
 pub struct Qxl {
     config: PciConfig,
     /// BAR0, which the VMM also maps into the guest (see `HostMemory`).
     ram: HostMemory,
-    /// BAR1.
-    vram: Vec<u8>,
+    /// BAR1 (surface memory), mapped into the guest like BAR0.
+    vram: HostMemory,
     /// BAR2 contents; guest writes are ignored.
     rom: Vec<u8>,
     /// Expansion ROM (vgabios-qxl.bin).
@@ -408,8 +402,14 @@ pub struct Qxl {
     /// Set on a guest protocol error (as QEMU's `guest_bug`): further port
     /// writes other than RESET are ignored until the device is reset.
     guest_bug: bool,
-    irq: Arc<PciInterrupt>,
-    events: VecDeque<QxlCommandEvent>,
+    irq: Arc<QxlIrq>,
+    engine: Arc<Mutex<Engine>>,
+    cmd_kick: Arc<EventFd>,
+    cursor_kick: Arc<EventFd>,
+    worker: Option<Worker<QxlWorker>>,
+    /// Every port command executed, for the unit tests to inspect.
+    #[cfg(test)]
+    events: Vec<QxlCommandEvent>,
 }
 
 impl Qxl {
@@ -450,20 +450,49 @@ impl Qxl {
         }
         config.seal();
 
+        let ram = HostMemory::new(ram_size)?;
+        let vram = HostMemory::new(vram_size)?;
+        let ram_header_offset = ram_size - ram_header_size;
+        let irq = Arc::new(QxlIrq::new(ram.clone(), ram_header_offset, irq));
+        let engine = Arc::new(Mutex::new(Engine::new(
+            ram.clone(),
+            vram.clone(),
+            ram_header_offset,
+            irq.clone(),
+        )));
+        let kick = || {
+            EventFd::new(EFD_NONBLOCK)
+                .map(Arc::new)
+                .map_err(|e| crate::Error::Worker(format!("qxl eventfd: {e}")))
+        };
+        let (cmd_kick, cursor_kick) = (kick()?, kick()?);
+        let worker = Worker::spawn(
+            "qxl",
+            QxlWorker {
+                engine: engine.clone(),
+                cmd_kick: cmd_kick.clone(),
+                cursor_kick: cursor_kick.clone(),
+            },
+        )?;
         let mut qxl = Self {
             config,
-            ram: HostMemory::new(ram_size)?,
-            vram: vec![0; vram_size],
+            ram,
+            vram,
             rom: vec![0; ROM_SIZE],
             option_rom,
             vgamem_size,
-            ram_header_offset: ram_size - ram_header_size,
+            ram_header_offset,
             // VBE may only use the surface-0 area, never the RAM header.
             vga: Vga::new(vgamem_size),
             mode: DeviceMode::Vga,
             guest_bug: false,
             irq,
-            events: VecDeque::new(),
+            engine,
+            cmd_kick,
+            cursor_kick,
+            worker: Some(worker),
+            #[cfg(test)]
+            events: Vec::new(),
         };
         qxl.init_rom();
         qxl.init_ram_header();
@@ -487,9 +516,43 @@ impl Qxl {
         self.mode
     }
 
-    /// Commands queued for the native-mode engine, oldest first.
+    /// Port commands executed since the last call, oldest first.
+    #[cfg(test)]
     pub fn take_events(&mut self) -> Vec<QxlCommandEvent> {
-        self.events.drain(..).collect()
+        std::mem::take(&mut self.events)
+    }
+
+    /// BAR1, the surface memory the VMM maps into the guest.
+    pub fn vram(&self) -> &HostMemory {
+        &self.vram
+    }
+
+    /// The native-mode engine (shared with the ring worker).
+    pub fn engine(&self) -> &Arc<Mutex<Engine>> {
+        &self.engine
+    }
+
+    /// Cursor commands go to `sink` from now on (it first gets the current one).
+    pub fn set_cursor_sink(&self, sink: Arc<dyn CursorSink>) {
+        engine::lock(&self.engine).set_cursor_sink(sink);
+    }
+
+    /// In native mode: bring `frame` up to date with the primary surface.
+    /// Some((whole frame is new, changed rects)); None without a primary.
+    pub fn refresh_native(
+        &self,
+        frame: &mut Frame,
+        view: &mut PrimaryView,
+    ) -> Option<(bool, Vec<Rect>)> {
+        engine::lock(&self.engine).refresh_primary(frame, view)
+    }
+
+    /// Wait until the ring worker has handled every notify written so far.
+    pub fn sync_worker(&self) {
+        if let Some(w) = &self.worker {
+            w.pause();
+            w.resume();
+        }
     }
 
     /// What the VGA registers select (meaningful in VGA mode).
@@ -642,17 +705,20 @@ impl Qxl {
 
     /// OR `bits` into the guest-visible int_pending and re-evaluate the line.
     fn send_events(&mut self, bits: u32) {
-        let off = self.ram_header_offset + ram_off::INT_PENDING;
-        let pending = self.ram.read_u32(off) | bits;
-        self.ram.write_u32(off, pending);
-        self.update_irq();
+        self.irq.send(bits);
     }
 
     /// Pending = (int_pending & int_mask) != 0; `PciInterrupt` gates it by
     /// COMMAND.INTX_DISABLE.
     fn update_irq(&mut self) {
-        let pending = self.header_u32(ram_off::INT_PENDING) & self.header_u32(ram_off::INT_MASK);
-        self.irq.set_intx(pending != 0);
+        self.irq.update();
+    }
+
+    /// Guest addresses of BAR0 and BAR1 (memslots must lie inside one).
+    fn bar_bases(&self) -> [Option<u64>; 2] {
+        let c = &self.config;
+        let decoded = |bar| c.active_bar(bar).map(|(base, _, _)| base);
+        [decoded(BAR_RAM), decoded(BAR_VRAM)]
     }
 
     fn guest_error(&mut self, what: &str) {
@@ -662,11 +728,25 @@ impl Qxl {
     }
 
     fn push_event(&mut self, ev: QxlCommandEvent) {
-        debug!("qxl: {ev:?} queued (native mode not yet implemented)");
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
+        trace!("qxl: {ev:?}");
+        #[cfg(test)]
+        self.events.push(ev);
+        let kick = match ev {
+            QxlCommandEvent::NotifyCmd => Some(&self.cmd_kick),
+            QxlCommandEvent::NotifyCursor => Some(&self.cursor_kick),
+            _ => None,
+        };
+        if let Some(k) = kick {
+            if let Err(e) = k.write(1) {
+                warn!("qxl: worker kick: {e}");
+            }
+            return;
         }
-        self.events.push_back(ev);
+        let bases = self.bar_bases();
+        let result = engine::lock(&self.engine).execute(&ev, &bases);
+        if let Err(what) = result {
+            self.guest_error(what);
+        }
     }
 
     /// QEMU's `qxl_hard_reset`: fresh ROM and RAM header, back to VGA mode.
@@ -838,8 +918,27 @@ impl Qxl {
     }
 }
 
-/// No worker threads or host resources to manage yet.
-impl crate::Lifecycle for Qxl {}
+/// The ring worker parks with the machine and ends with it.
+impl crate::Lifecycle for Qxl {
+    fn pause(&mut self) {
+        if let Some(w) = &self.worker {
+            w.pause();
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(w) = &self.worker {
+            w.resume();
+        }
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.worker.take() {
+            w.stop();
+        }
+        Ok(())
+    }
+}
 
 impl PciDevice for Qxl {
     fn config(&self) -> &PciConfig {
@@ -851,13 +950,13 @@ impl PciDevice for Qxl {
     }
 
     fn interrupt(&self) -> Option<Arc<PciInterrupt>> {
-        Some(self.irq.clone())
+        Some(self.irq.interrupt().clone())
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         match bar {
             BAR_RAM => self.ram.read(offset, data),
-            BAR_VRAM => read_range(&self.vram, offset, data),
+            BAR_VRAM => self.vram.read(offset, data),
             BAR_ROM => read_range(&self.rom, offset, data),
             ROM_BAR => {
                 // The ROM BAR is a power of two; past the image reads as zero.
@@ -875,13 +974,17 @@ impl PciDevice for Qxl {
     }
 
     fn host_memory_bar(&self, bar: usize) -> Option<HostMemory> {
-        (bar == BAR_RAM).then(|| self.ram.clone())
+        match bar {
+            BAR_RAM => Some(self.ram.clone()),
+            BAR_VRAM => Some(self.vram.clone()),
+            _ => None,
+        }
     }
 
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
         match bar {
             BAR_RAM => self.ram.write(offset, data),
-            BAR_VRAM => write_range(&mut self.vram, offset, data),
+            BAR_VRAM => self.vram.write(offset, data),
             BAR_IO => {
                 // QEMU accepts byte accesses only (valid.max_access_size = 1).
                 if data.len() != 1 || offset >= IO_SIZE {
@@ -1079,7 +1182,9 @@ mod tests {
         let (mut q, line) = device();
         let mask = INTERRUPT_DISPLAY | INTERRUPT_CURSOR | INTERRUPT_IO_CMD;
         set_hdr(&mut q, ram_off::INT_MASK, mask);
-        // MEMSLOT_ADD_ASYNC slot 1 over the start of BAR0.
+        // MEMSLOT_ADD_ASYNC slot 1 over the start of BAR0, placed by firmware.
+        pci::config_write(&mut q, BAR0, &0xe000_0000u32.to_le_bytes());
+        pci::config_write(&mut q, COMMAND, &[0x03, 0x00]);
         set_hdr(&mut q, ram_off::MEM_SLOT, 0xe000_0000);
         set_hdr(&mut q, ram_off::MEM_SLOT + 8, 0xe3ff_e000);
         q.bar_write(BAR_IO, io::MEMSLOT_ADD_ASYNC as u64, &[1]);

@@ -14,7 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::qxl::Qxl;
+use super::qxl::{DeviceMode, Qxl};
+use super::qxl_engine::PrimaryView;
 use super::render::{self, DisplayMode, Frame};
 
 pub use display_types::Rect;
@@ -55,6 +56,8 @@ pub struct Screen {
     generation: Option<u64>,
     blink: bool,
     epoch: Instant,
+    /// The QXL primary surface as last copied (native mode).
+    native: PrimaryView,
 }
 
 impl Default for Screen {
@@ -72,6 +75,7 @@ impl Screen {
             generation: None,
             blink: true,
             epoch: Instant::now(),
+            native: PrimaryView::default(),
         }
     }
 
@@ -87,6 +91,19 @@ impl Screen {
 
     /// Bring the frame up to date with `qxl` and report what changed.
     pub fn refresh(&mut self, qxl: &Qxl, dirty: FbDirty, now: Instant) -> Update {
+        if qxl.mode() != DeviceMode::Vga {
+            // Native QXL: the primary surface's canvas, its drawn rects. With
+            // no primary (destroyed, not yet re-created) the last picture stays.
+            // Forget the VGA mode so a return to VGA redraws everything.
+            self.mode = None;
+            return match qxl.refresh_native(&mut self.frame, &mut self.native) {
+                Some((mode_changed, rects)) => Update {
+                    mode_changed,
+                    rects,
+                },
+                None => Update::default(),
+            };
+        }
         let vga = qxl.vga();
         let mode = qxl.display_mode();
         let half_periods =
