@@ -1,6 +1,7 @@
 //! QXL guest addresses: a `QXLPHYSICAL` names a memory slot (its top 8 bits),
-//! the slot's generation (the next 8) and a guest-physical address (the low
-//! 48 bits) inside the slot. The guest adds slots with QXL_IO_MEMSLOT_ADD over
+//! the slot's generation (the next 8) and an offset from the slot's start (the
+//! low 48 bits: QEMU adds a slot with delta 0, and Linux's
+//! `qxl_bo_physical_address` is the BO's offset in the BAR the slot begins at). The guest adds slots with QXL_IO_MEMSLOT_ADD over
 //! ranges of the card's own BARs (Linux: slot 1 over BAR0 up to the RAM header,
 //! slot 2 over the surface BAR), so every command, image and chunk is read from
 //! memory the device owns: the BARs' `HostMemory`, through bounds-checked
@@ -132,7 +133,7 @@ impl Memslots {
     fn translate(&self, addr: u64, len: usize) -> Result<(&HostMemory, u64), MemError> {
         let id = (addr >> 56) as u8;
         let generation = (addr >> ADDRESS_BITS) as u8;
-        let phys = addr & ADDRESS_MASK;
+        let off = addr & ADDRESS_MASK;
         let slot = self.slot(id).ok_or(MemError::NoSlot(id))?;
         if generation != self.generation {
             return Err(MemError::Generation {
@@ -141,12 +142,12 @@ impl Memslots {
             });
         }
         let out = MemError::OutOfSlot { addr, len };
-        let end = phys.checked_add(len as u64).ok_or(out)?;
-        if phys < slot.start || end > slot.end {
+        let end = off.checked_add(len as u64).ok_or(out)?;
+        if end > slot.end - slot.start {
             return Err(out);
         }
         let mem = self.regions.get(slot.region).ok_or(out)?;
-        Ok((mem, slot.region_offset + (phys - slot.start)))
+        Ok((mem, slot.region_offset + off))
     }
 }
 
@@ -182,8 +183,10 @@ impl QxlMemory for Memslots {
 mod tests {
     use super::*;
 
+    /// QXLPHYSICAL of guest address `addr` in slot `slot` starting at `base`.
     fn phys(slot: u8, addr: u64) -> u64 {
-        u64::from(slot) << 56 | addr
+        let base = if slot == 2 { 0xe100_0000 } else { 0xe000_0000 };
+        u64::from(slot) << 56 | addr.wrapping_sub(base) & ADDRESS_MASK
     }
 
     #[test]
@@ -237,7 +240,7 @@ mod tests {
         assert!(m.read(phys(1, 0xe000_0000), &mut big).is_err());
         m.del(1);
         assert!(m.read(phys(1, 0xe000_1000), &mut b).is_err());
-        assert_eq!(offset_addr(phys(1, 0x10), 0x20), Ok(phys(1, 0x30)));
-        assert!(offset_addr(phys(1, ADDRESS_MASK), 1).is_err());
+        assert_eq!(offset_addr(1 << 56 | 0x10, 0x20), Ok(1 << 56 | 0x30));
+        assert!(offset_addr(1 << 56 | ADDRESS_MASK, 1).is_err());
     }
 }

@@ -28,9 +28,10 @@ struct Guest {
     release_cons: u32,
 }
 
-/// QXLPHYSICAL of BAR0 offset `off` in the main slot (id 1, generation 0).
+/// QXLPHYSICAL of BAR0 offset `off` in the main slot (id 1, generation 0),
+/// which starts at BAR0: the offset is the address.
 fn main_phys(off: usize) -> u64 {
-    1u64 << 56 | (BAR0_BASE + off as u64)
+    1u64 << 56 | off as u64
 }
 
 impl Guest {
@@ -144,7 +145,7 @@ impl Guest {
             while id != 0 {
                 ids.push(id);
                 let addr = by_id.iter().find(|(i, _)| *i == id).expect("known id").1;
-                let off = (addr & ((1 << 48) - 1)) - BAR0_BASE;
+                let off = addr & ((1 << 48) - 1);
                 id = self.q.ram().read_u64(off as usize);
             }
         }

@@ -24,6 +24,8 @@ pub struct Built {
     pub registry: Registry,
     /// The display kind, fed by `SpiceServer::update`.
     pub display: Option<Arc<DisplayChannel>>,
+    /// The cursor kind, fed by `SpiceServer::cursor_update`.
+    pub cursor: Option<Arc<CursorChannel>>,
 }
 
 impl Registry {
@@ -53,13 +55,17 @@ impl Registry {
         if let Some(input) = ports.input {
             kinds.push(Arc::new(InputsChannel::new(input, display.clone())));
         }
-        if display.is_some() {
-            kinds.push(Arc::new(CursorChannel::new(ports.display_heads)));
+        let cursor = display
+            .is_some()
+            .then(|| Arc::new(CursorChannel::new(ports.display_heads)));
+        if let Some(c) = &cursor {
+            kinds.push(c.clone());
         }
         kinds.extend(extra);
         Ok(Built {
             registry: Registry::new(kinds)?,
             display,
+            cursor,
         })
     }
 
