@@ -469,3 +469,70 @@ fn cursor_ring_set_move_hide() {
     g.out(io::RESET, 0);
     assert_eq!(sink.0.lock().unwrap().last(), Some(&CursorEvent::Reset));
 }
+
+#[test]
+fn client_monitors_config_as_linux_reads_it() {
+    use display_types::{Monitor, MonitorLayout};
+    let mut g = Guest::new();
+    let layout = MonitorLayout::new(vec![
+        Monitor {
+            id: 0,
+            x: 0,
+            y: 0,
+            width: 1280,
+            height: 800,
+        },
+        Monitor {
+            id: 1,
+            x: 1280,
+            y: 0,
+            width: 1024,
+            height: 768,
+        },
+    ])
+    .unwrap();
+    // Before the driver unmasks the interrupt nothing is written.
+    assert!(!g.q.client_monitors_config(&layout));
+    g.init();
+    g.set_hdr_u32(
+        ram_off::INT_MASK,
+        INTERRUPT_DISPLAY | INTERRUPT_CURSOR | INTERRUPT_IO_CMD | INTERRUPT_CLIENT_MONITORS_CONFIG,
+    );
+    assert!(g.q.client_monitors_config(&layout));
+    assert!(g.line.is_high());
+    assert_eq!(g.isr(), INTERRUPT_CLIENT_MONITORS_CONFIG);
+    // qxl_display_copy_rom_client_monitors_config: CRC first, then the heads.
+    let rom = |g: &mut Guest, off: usize| {
+        let mut b = [0u8; 4];
+        g.q.bar_read(BAR_ROM, off as u64, &mut b);
+        u32::from_le_bytes(b)
+    };
+    let at = rom_off::CLIENT_MONITORS_CONFIG;
+    let mut cfg = Vec::new();
+    for k in (0..CLIENT_MONITORS_CONFIG_SIZE).step_by(4) {
+        cfg.extend_from_slice(&rom(&mut g, at + k).to_le_bytes());
+    }
+    assert_eq!(
+        rom(&mut g, rom_off::CLIENT_MONITORS_CONFIG_CRC),
+        client_monitors_crc(&cfg)
+    );
+    assert_eq!(u16::from_le_bytes([cfg[0], cfg[1]]), 2);
+    let head = |i: usize, k: usize| {
+        let o = 4 + i * 16 + k * 4;
+        u32::from_le_bytes([cfg[o], cfg[o + 1], cfg[o + 2], cfg[o + 3]])
+    };
+    // QXLURect {top, left, bottom, right}.
+    assert_eq!(
+        [head(0, 0), head(0, 1), head(0, 2), head(0, 3)],
+        [0, 0, 800, 1280]
+    );
+    assert_eq!(
+        [head(1, 0), head(1, 1), head(1, 2), head(1, 3)],
+        [0, 1280, 768, 2304]
+    );
+    // Old drivers' all-ones mask gets nothing.
+    g.set_hdr_u32(ram_off::INT_MASK, u32::MAX);
+    assert!(!g.q.client_monitors_config(&layout));
+    // The checksum is QEMU's (zlib crc32(~0) ^ ~0).
+    assert_eq!(client_monitors_crc(b"123456789"), 0x2dfd_2d88);
+}
