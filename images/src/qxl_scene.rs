@@ -91,3 +91,19 @@ pub fn expected(x: u32, y: u32) -> u32 {
         before_copy_bits(x, y)
     }
 }
+
+/// The guest's cursor: a 32x32 ALPHA shape, hot spot (0, 0), set at
+/// `CURSOR_AT` and then moved to `CURSOR_MOVED_TO`.
+pub const CURSOR_SIDE: u32 = 32;
+pub const CURSOR_AT: (i16, i16) = (100, 100);
+pub const CURSOR_MOVED_TO: (i16, i16) = (300, 200);
+
+/// 0xAARRGGBB of the cursor's pixel (x, y): an opaque red frame on two sides
+/// and the diagonal, translucent blue elsewhere.
+pub fn cursor_pixel(x: u32, y: u32) -> u32 {
+    if x < 2 || y < 2 || x == y {
+        0xffff_0000
+    } else {
+        0x4000_00ff
+    }
+}

@@ -1,9 +1,10 @@
 //! End-to-end: QXL native mode as Linux's qxl driver drives it
 //! (images/guests/programs/src/bin/qxl-native.rs: memslots, an async primary
 //! surface, drawables on the command ring, the cursor ring, releases), on
-//! spicebox and on QEMU (`-vga qxl -spice`) in the same test. A real client,
-//! spicy-screenshot, must show exactly the picture of images::qxl_scene on
-//! both.
+//! spicebox and on QEMU (`-vga qxl -spice`) in the same test. Real clients
+//! must see the same on both: spicy-screenshot exactly the picture of
+//! images::qxl_scene, spice-gtk's cursor channel (SpiceClientGLib,
+//! tests/py/spice_cursor.py) the guest's cursor shape.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use images::{qxl_scene, TestImage};
 use spicebox_tests::screen::{self, Frame};
-use spicebox_tests::tools::{free_port, require_tool, spicy_screenshot};
+use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -61,10 +62,31 @@ fn screenshot(dir: &TempDir, name: &str, port: u16) -> Frame {
     last.unwrap_or_else(|| panic!("{name}: spicy-screenshot never produced a picture"))
 }
 
+/// The cursor shape SpiceClientGLib's cursor channel reports.
+fn client_cursor(port: u16) -> String {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
+            .exists(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_cursor.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let r = run_timeout(cmd, Duration::from_secs(60));
+    assert!(
+        r.status.success(),
+        "spice_cursor.py: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8_lossy(&r.stdout).trim().to_owned()
+}
+
 #[test]
 fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
     let dir = TempDir::new("qxl-native");
     let want = expected();
+    let mut cursors = Vec::new();
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
         let disk = dir.join(&format!("qxl-native-{name}.img"));
@@ -103,8 +125,18 @@ fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
             got.pixel(diff[0].0, diff[0].1),
             want.pixel(diff[0].0, diff[0].1)
         );
+        // The same client must see the same shape from both (its pixel bytes'
+        // CRC included), and it is the guest's.
+        let cursor = client_cursor(port);
+        let side = qxl_scene::CURSOR_SIDE;
+        assert!(
+            cursor.starts_with(&format!("cursor {side}x{side} hot=0,0 ")),
+            "{name}: {cursor}"
+        );
+        cursors.push(cursor);
         vm.send(b"q");
         vm.wait_for(images::QXL_NATIVE_OK_MARKER, Duration::from_secs(30));
         assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
     }
+    assert_eq!(cursors[0], cursors[1], "cursor on QEMU vs spicebox");
 }

@@ -432,20 +432,14 @@ fn main() {
     // 4. The cursor: SET a 32x32 ALPHA shape, then MOVE it.
     let mut shape = Vec::new();
     shape.extend_from_slice(&1u64.to_le_bytes()); // unique
-    for v in [0u16, 32, 32, 0, 0] {
+    let side16 = scene::CURSOR_SIDE as u16;
+    for v in [0u16, side16, side16, 0, 0] {
         shape.extend_from_slice(&v.to_le_bytes()); // ALPHA, size, hot spot
     }
-    shape.extend_from_slice(&(32u32 * 32 * 4).to_le_bytes());
-    let cursor_px: Vec<u8> = (0..32 * 32u32)
-        .flat_map(|i| {
-            let (x, y) = (i % 32, i / 32);
-            let v: u32 = if x < 2 || y < 2 || x == y {
-                0xffff_0000
-            } else {
-                0x4000_00ff
-            };
-            v.to_le_bytes()
-        })
+    shape.extend_from_slice(&(scene::CURSOR_SIDE * scene::CURSOR_SIDE * 4).to_le_bytes());
+    let side = scene::CURSOR_SIDE;
+    let cursor_px: Vec<u8> = (0..side * side)
+        .flat_map(|i| scene::cursor_pixel(i % side, i / side).to_le_bytes())
         .collect();
     shape.extend(chunk(&cursor_px, 0));
     let shape = c.put(&shape);
@@ -453,8 +447,8 @@ fn main() {
     let mut set = [0u8; 150];
     set[0..8].copy_from_slice(&set_id.to_le_bytes());
     set[8] = 0; // QXL_CURSOR_SET
-    set[9..11].copy_from_slice(&100i16.to_le_bytes());
-    set[11..13].copy_from_slice(&100i16.to_le_bytes());
+    set[9..11].copy_from_slice(&scene::CURSOR_AT.0.to_le_bytes());
+    set[11..13].copy_from_slice(&scene::CURSOR_AT.1.to_le_bytes());
     set[13] = 1;
     set[14..22].copy_from_slice(&c.phys(shape).to_le_bytes());
     let set_off = c.put(&set);
@@ -470,8 +464,8 @@ fn main() {
     let mut mv = [0u8; 150];
     mv[0..8].copy_from_slice(&move_id.to_le_bytes());
     mv[8] = 1; // QXL_CURSOR_MOVE
-    mv[9..11].copy_from_slice(&300i16.to_le_bytes());
-    mv[11..13].copy_from_slice(&200i16.to_le_bytes());
+    mv[9..11].copy_from_slice(&scene::CURSOR_MOVED_TO.0.to_le_bytes());
+    mv[11..13].copy_from_slice(&scene::CURSOR_MOVED_TO.1.to_le_bytes());
     let mv_off = c.put(&mv);
     c.pushed.push((move_id, mv_off));
     c.push(
