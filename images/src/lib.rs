@@ -25,6 +25,8 @@ static CRASH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.img"));
 static CRASH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.elf"));
 static VIRTIO_MSIX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.img"));
 static VIRTIO_MSIX_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.elf"));
+static QXL_NATIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qxl-native.img"));
+static QXL_NATIVE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qxl-native.elf"));
 static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.img"));
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
 
@@ -319,6 +321,17 @@ pub const CRASH_PANIC_MARKER: &str = "SPICEBOX-CRASH-FAIL panic deliberate panic
 /// Printed by [`TestImage::VirtioMsix`] when every check passed.
 pub const VIRTIO_MSIX_OK_MARKER: &str = "SPICEBOX-VIRTIO-MSIX-OK";
 pub const VIRTIO_MSIX_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-MSIX-FAIL ";
+/// Printed by [`TestImage::QxlNative`] once its picture is drawn and every
+/// command released; it then waits for any byte on COM1.
+pub const QXL_NATIVE_READY_MARKER: &str = "QXL-NATIVE-READY";
+pub const QXL_NATIVE_OK_MARKER: &str = "SPICEBOX-QXL-NATIVE-OK";
+pub const QXL_NATIVE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-QXL-NATIVE-FAIL ";
+
+/// The picture [`TestImage::QxlNative`] draws through QXL commands (the
+/// guest includes this file too).
+pub mod qxl_scene {
+    include!("qxl_scene.rs");
+}
 /// Printed by [`TestImage::VirtioBench`] after both phases.
 pub const VIRTIO_BENCH_OK_MARKER: &str = "SPICEBOX-VIRTIO-BENCH-OK";
 /// [`TestImage::VirtioBench`] reads only sectors from here on, and expects
@@ -416,6 +429,12 @@ pub enum TestImage {
     /// queue, masking and pending bits; prints [`VIRTIO_MSIX_OK_MARKER`]
     /// (1 MiB raw; boot it from the virtio disk).
     VirtioMsix,
+    /// 64-bit Rust guest driving the QXL card's native mode as Linux's qxl
+    /// driver does (memslots, primary surface, command and cursor rings,
+    /// release ring) to draw [`qxl_scene`]; prints
+    /// [`QXL_NATIVE_READY_MARKER`], waits for a byte on COM1, then
+    /// [`QXL_NATIVE_OK_MARKER`] (1 MiB raw).
+    QxlNative,
     /// 64-bit Rust guest measuring virtio-blk reads from CPL 3, driven by
     /// `scripts/bench_blk` ([`virtio_bench_disk`] makes its disk).
     VirtioBench,
@@ -423,7 +442,7 @@ pub enum TestImage {
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 8] = [
+    pub const ALL: [TestImage; 9] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -432,6 +451,7 @@ impl TestImage {
         TestImage::Crash,
         TestImage::VirtioMsix,
         TestImage::VirtioBench,
+        TestImage::QxlNative,
     ];
 
     /// The raw disk image.
@@ -444,6 +464,7 @@ impl TestImage {
             TestImage::PciList => PCI_LIST,
             TestImage::Crash => CRASH,
             TestImage::VirtioMsix => VIRTIO_MSIX,
+            TestImage::QxlNative => QXL_NATIVE,
             TestImage::VirtioBench => VIRTIO_BENCH,
         }
     }
@@ -455,6 +476,7 @@ impl TestImage {
             TestImage::PciList => Some(PCI_LIST_ELF),
             TestImage::Crash => Some(CRASH_ELF),
             TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
+            TestImage::QxlNative => Some(QXL_NATIVE_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
             _ => None,
         }
@@ -470,6 +492,7 @@ impl TestImage {
             TestImage::PciList => "pci-list",
             TestImage::Crash => "crash",
             TestImage::VirtioMsix => "virtio-msix",
+            TestImage::QxlNative => "qxl-native",
             TestImage::VirtioBench => "virtio-bench",
         }
     }
@@ -486,6 +509,7 @@ impl TestImage {
             TestImage::PciList => PCI_LIST_OK_MARKER,
             TestImage::Crash => CRASH_READY_MARKER,
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
+            TestImage::QxlNative => QXL_NATIVE_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
         }
     }
@@ -614,6 +638,7 @@ mod tests {
             let marker = match name {
                 "pci-list" => "PCI-LIST",
                 "virtio-msix" => "VIRTIO-MSIX",
+                "qxl-native" => "QXL-NATIVE",
                 "virtio-bench" => "VIRTIO-BENCH",
                 _ => success_marker_of(name),
             };

@@ -75,6 +75,7 @@ pub mod client;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 
+pub use channel::cursor::CursorUpdate;
 pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
 pub use server::SpiceServer;
 pub use transport::{ChannelSet, TlsListen, TransportConfig};

@@ -446,6 +446,7 @@ fn start_spice(
     let server = Arc::new(server);
     if let Some(d) = display {
         d.add_frontend(Arc::new(spice_link::SpiceFrontend(server.clone())));
+        d.set_cursor_sink(Arc::new(spice_link::SpiceCursor(server.clone())));
     }
     // Only a password we made up goes in the URI: one the user chose stays
     // out of the terminal scrollback.

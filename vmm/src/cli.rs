@@ -81,8 +81,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "kernel")]
     pub bios_log: Option<PathBuf>,
 
-    /// Display device: qxl (QXL VGA: the VGA/VBE side; QXL native commands are
-    /// not implemented yet), or none.
+    /// Display device: qxl (QXL VGA: VGA/VBE modes and QXL's native 2D
+    /// commands, as the Linux qxl driver uses them), or none.
     #[arg(long, value_enum, default_value_t = VgaKind::Qxl)]
     pub vga: VgaKind,
 

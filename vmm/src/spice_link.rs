@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
+use devices::display::qxl_engine::{CursorEvent, CursorSink};
 use devices::display::{Frame, Update};
 use spice::port::{InputPort, LedNotifier};
 use spice::SpiceServer;
@@ -62,6 +63,31 @@ impl Frontend for SpiceFrontend {
             return;
         }
         self.0.update(frame, &update.rects);
+    }
+}
+
+/// The guest's QXL cursor to the server's cursor channel (head 0).
+pub struct SpiceCursor(pub Arc<SpiceServer>);
+
+impl CursorSink for SpiceCursor {
+    fn cursor(&self, ev: CursorEvent) {
+        let update = match ev {
+            CursorEvent::Set {
+                shape,
+                x,
+                y,
+                visible,
+            } => spice::CursorUpdate::Set {
+                shape,
+                x,
+                y,
+                visible,
+            },
+            CursorEvent::Move { x, y } => spice::CursorUpdate::Move { x, y },
+            CursorEvent::Hide => spice::CursorUpdate::Hide,
+            CursorEvent::Reset => spice::CursorUpdate::Reset,
+        };
+        self.0.cursor_update(0, update);
     }
 }
 

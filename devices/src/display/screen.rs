@@ -15,7 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::qxl::Qxl;
+use super::qxl::{DeviceMode, Qxl};
+use super::qxl_engine::PrimaryView;
 use super::render::{self, DisplayMode, Frame};
 use super::text_cells::TextCells;
 
@@ -59,6 +60,8 @@ pub struct Screen {
     epoch: Instant,
     /// What the text screen in `frame` was drawn from, so typing redraws cells.
     text: TextCells,
+    /// The QXL primary surface as last copied (native mode).
+    native: PrimaryView,
 }
 
 impl Default for Screen {
@@ -77,6 +80,7 @@ impl Screen {
             blink: true,
             epoch: Instant::now(),
             text: TextCells::default(),
+            native: PrimaryView::default(),
         }
     }
 
@@ -92,6 +96,20 @@ impl Screen {
 
     /// Bring the frame up to date with `qxl` and report what changed.
     pub fn refresh(&mut self, qxl: &Qxl, dirty: FbDirty, now: Instant) -> Update {
+        if qxl.mode() != DeviceMode::Vga {
+            // Native QXL: the primary surface's canvas, its drawn rects. With
+            // no primary (destroyed, not yet re-created) the last picture stays.
+            // Forget the VGA mode so a return to VGA redraws everything.
+            self.mode = None;
+            self.text.forget();
+            return match qxl.refresh_native(&mut self.frame, &mut self.native) {
+                Some((mode_changed, rects)) => Update {
+                    mode_changed,
+                    rects,
+                },
+                None => Update::default(),
+            };
+        }
         let vga = qxl.vga();
         let mode = qxl.display_mode();
         let half_periods =

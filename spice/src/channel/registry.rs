@@ -25,6 +25,8 @@ pub struct Built {
     pub registry: Registry,
     /// The display kind, fed by `SpiceServer::update`.
     pub display: Option<Arc<DisplayChannel>>,
+    /// The cursor kind, fed by `SpiceServer::cursor_update`.
+    pub cursor: Option<Arc<CursorChannel>>,
 }
 
 impl Registry {
@@ -54,8 +56,11 @@ impl Registry {
         if let Some(input) = ports.input {
             kinds.push(Arc::new(InputsChannel::new(input, display.clone())));
         }
-        if display.is_some() {
-            kinds.push(Arc::new(CursorChannel::new(ports.display_heads)));
+        let cursor = display
+            .is_some()
+            .then(|| Arc::new(CursorChannel::new(ports.display_heads)));
+        if let Some(c) = &cursor {
+            kinds.push(c.clone());
         }
         let usbredir = UsbredirChannel::new(ports.streams.clone());
         if !usbredir.is_empty() {
@@ -65,6 +70,7 @@ impl Registry {
         Ok(Built {
             registry: Registry::new(kinds)?,
             display,
+            cursor,
         })
     }
 
