@@ -14,7 +14,7 @@ use devices::legacy::{acpi_pm, cmos, debug_port, i8042, port92, serial};
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
 use devices::{fw_cfg, IrqChip};
 
-use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
+use crate::cli::{AudioKind, RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::devices::{DeviceManager, IsaKind, Slot, FIRST_FREE_SLOT};
 use crate::display::{Display, VgaPorts, VgaWindow};
 use crate::input::InputRouter;
@@ -253,6 +253,18 @@ fn boot(
         })?;
     }
 
+    // Sound: an AC97 card, after the disk so the boot disk keeps 00:03.0.
+    if audio_enabled(args)? {
+        let backend = devices::audio::ac97::Ac97Backend {
+            out: Arc::new(devices::audio::NoAudio),
+            input: Arc::new(devices::audio::NoAudio),
+        };
+        dm.add_pci("ac97", Slot::Next, |w| {
+            let name = format!("ac97@{:02x}", w.slot);
+            devices::audio::ac97::Ac97::new(w.mem.clone(), w.intx, backend, &name)
+        })?;
+    }
+
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
     let boot_slot = dm
@@ -368,6 +380,17 @@ fn boot(
         c.shutdown();
     }
     Ok(outcome?)
+}
+
+/// Whether the machine gets a sound card: `--audio`, by default when SPICE is on.
+fn audio_enabled(args: &RunArgs) -> anyhow::Result<bool> {
+    let spice = args.spice != SpiceSpec::None;
+    match args.audio {
+        None => Ok(spice),
+        Some(AudioKind::None) => Ok(false),
+        Some(AudioKind::Spice) if !spice => bail!("--audio spice needs SPICE (not --spice none)"),
+        Some(AudioKind::Spice) => Ok(true),
+    }
 }
 
 /// Start the SPICE server for `--spice` with the machine's ports (the display's
