@@ -54,7 +54,7 @@ fn main() {
         spice::Ports {
             display_heads: 1,
             input: Some(Arc::new(Print)),
-            agent: None,
+            ..Default::default()
         },
     )
     .expect("start");

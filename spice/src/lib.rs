@@ -62,6 +62,7 @@ mod cursor_shape;
 mod header;
 pub mod image;
 mod link;
+mod pcm;
 pub mod port;
 pub mod proto;
 pub mod sasl;
@@ -109,6 +110,8 @@ pub struct Ports {
     pub input: Option<Arc<dyn port::InputPort>>,
     /// The guest agent: MAIN offers the agent (and its tokens) only with one.
     pub agent: Option<Arc<dyn port::AgentPort>>,
+    /// The sound card's output: the PLAYBACK channel.
+    pub audio_out: Option<Arc<dyn port::AudioOutPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

@@ -254,10 +254,11 @@ fn boot(
     }
 
     // Sound: an AC97 card, after the disk so the boot disk keeps 00:03.0.
-    if audio_enabled(args)? {
+    let audio = audio_enabled(args)?.then(|| Arc::new(crate::audio::SpiceAudio::default()));
+    if let Some(audio) = &audio {
         let backend = devices::audio::ac97::Ac97Backend {
-            out: Arc::new(devices::audio::NoAudio),
-            input: Arc::new(devices::audio::NoAudio),
+            out: audio.clone(),
+            input: audio.clone(),
         };
         dm.add_pci("ac97", Slot::Next, |w| {
             let name = format!("ac97@{:02x}", w.slot);
@@ -314,7 +315,7 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &input, display.as_ref())?;
+    let spice = start_spice(args, &input, display.as_ref(), audio)?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -400,6 +401,7 @@ fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
     display: Option<&Arc<Display>>,
+    audio: Option<Arc<crate::audio::SpiceAudio>>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
         SpiceSpec::None => return Ok(None),
@@ -442,6 +444,7 @@ fn start_spice(
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
         agent: None,
+        audio_out: audio.map(|a| a as Arc<dyn spice::port::AudioOutPort>),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);

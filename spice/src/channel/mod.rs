@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod display;
 pub mod inputs;
 pub mod main;
+pub mod playback;
 pub mod region;
 pub mod registry;
 

@@ -7,6 +7,7 @@ use super::cursor::CursorChannel;
 use super::display::DisplayChannel;
 use super::inputs::InputsChannel;
 use super::main::MainChannel;
+use super::playback::PlaybackChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
 use crate::{Error, Ports};
@@ -28,7 +29,8 @@ pub struct Built {
 
 impl Registry {
     /// MAIN always; DISPLAY and CURSOR with ids 0..heads when there are display
-    /// heads; INPUTS when there is an input port; then `extra` kinds (channels of
+    /// heads; INPUTS when there is an input port; PLAYBACK with an audio out
+    /// port; then `extra` kinds (channels of
     /// later ports, and test kinds), in that order, which is CHANNELS_LIST's.
     pub fn for_ports(
         ports: Ports,
@@ -55,6 +57,9 @@ impl Registry {
         }
         if display.is_some() {
             kinds.push(Arc::new(CursorChannel::new(ports.display_heads)));
+        }
+        if let Some(out) = ports.audio_out {
+            kinds.push(Arc::new(PlaybackChannel::new(out)));
         }
         kinds.extend(extra);
         Ok(Built {

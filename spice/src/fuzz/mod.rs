@@ -77,6 +77,7 @@ fn world() -> &'static World {
                 display_heads: 2,
                 input: Some(sink.clone()),
                 agent: Some(sink),
+                audio_out: None,
             },
             false,
             Vec::new(),

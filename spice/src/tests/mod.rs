@@ -6,6 +6,7 @@ mod flow;
 mod handshake;
 mod inputs;
 mod limits;
+mod playback;
 mod registration;
 mod sessions;
 mod transport;
