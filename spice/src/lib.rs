@@ -112,6 +112,8 @@ pub struct Ports {
     pub agent: Option<Arc<dyn port::AgentPort>>,
     /// The sound card's output: the PLAYBACK channel.
     pub audio_out: Option<Arc<dyn port::AudioOutPort>>,
+    /// The sound card's input: the RECORD channel.
+    pub audio_in: Option<Arc<dyn port::AudioInPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

@@ -1,13 +1,16 @@
 //! Interleaved S16 PCM between a guest's rate and SPICE's 48 kHz, cut into the
-//! 10 ms frames the audio channels carry. Resampling is rubato's polynomial
-//! (cubic) resampler: guests play at 8-48 kHz, so the conversion to 48 kHz
-//! only ever goes up and needs no anti-aliasing filter, and cubic
-//! interpolation is cheap enough to run on the device's thread.
+//! 10 ms frames the audio channels carry. Resampling is rubato's: guests play
+//! at 8-48 kHz, so playback only ever goes up to 48 kHz, which needs no
+//! anti-aliasing filter, and cubic polynomial interpolation is cheap enough
+//! to run on the device's thread; recording goes down from 48 kHz, which does
+//! (a windowed sinc filter, rubato's).
 
 use std::collections::VecDeque;
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Async, FixedAsync, PolynomialDegree, Resampler};
+use rubato::{
+    Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters, WindowFunction,
+};
 use tracing::warn;
 
 /// Input frames the resampler takes per call: 10 ms at the input rate.
@@ -28,18 +31,26 @@ pub struct Converter {
 
 impl Converter {
     pub fn new(from: u32, to: u32, channels: usize, frame: usize) -> Converter {
+        let ratio = f64::from(to) / f64::from(from.max(1));
+        let chunk = chunk_frames(from);
         let resampler = (from != to)
             .then(|| {
-                Async::<f32>::new_poly(
-                    f64::from(to) / f64::from(from.max(1)),
-                    1.0,
-                    PolynomialDegree::Cubic,
-                    chunk_frames(from),
-                    channels,
-                    FixedAsync::Input,
-                )
-                .map_err(|e| warn!("audio: no resampler {from} -> {to} Hz: {e}"))
-                .ok()
+                let r = if to > from {
+                    Async::<f32>::new_poly(
+                        ratio,
+                        1.0,
+                        PolynomialDegree::Cubic,
+                        chunk,
+                        channels,
+                        FixedAsync::Input,
+                    )
+                } else {
+                    let params =
+                        SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
+                    Async::<f32>::new_sinc(ratio, 1.0, &params, chunk, channels, FixedAsync::Input)
+                };
+                r.map_err(|e| warn!("audio: no resampler {from} -> {to} Hz: {e}"))
+                    .ok()
             })
             .flatten();
         Converter {
@@ -96,6 +107,21 @@ impl Converter {
         }
     }
 
+    /// Take up to `out.len()` converted samples (interleaved); returns how
+    /// many there were.
+    pub fn take(&mut self, out: &mut [i16]) -> usize {
+        let n = out.len().min(self.ready.len());
+        for (o, s) in out.iter_mut().zip(self.ready.drain(..n)) {
+            *o = s;
+        }
+        n
+    }
+
+    /// Samples converted and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.ready.len()
+    }
+
     /// The next whole frame, if there is one.
     pub fn frame(&mut self) -> Option<Vec<i16>> {
         let n = self.frame * self.channels;
@@ -141,6 +167,19 @@ mod tests {
         assert!((47_000..=48_000).contains(&frames), "{frames} frames");
         let hz = crossings_hz(&out[4800..], 2, 48_000);
         assert!((hz - 440.0).abs() < 2.0, "{hz} Hz");
+    }
+
+    #[test]
+    fn resamples_a_recorded_tone_down_to_the_guest_rate() {
+        let mut c = Converter::new(48_000, 22_050, 2, 480);
+        for piece in tone(1000.0, 48_000, 48_000).chunks(960) {
+            c.push(piece);
+        }
+        let mut out = vec![0; 2 * 22_050];
+        let n = c.take(&mut out);
+        assert!((21_500 * 2..=22_050 * 2).contains(&n), "{n} samples");
+        let hz = crossings_hz(&out[2205..n], 2, 22_050);
+        assert!((hz - 1000.0).abs() < 3.0, "{hz} Hz");
     }
 
     #[test]

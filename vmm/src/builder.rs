@@ -444,7 +444,10 @@ fn start_spice(
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
         agent: None,
-        audio_out: audio.map(|a| a as Arc<dyn spice::port::AudioOutPort>),
+        audio_out: audio
+            .clone()
+            .map(|a| a as Arc<dyn spice::port::AudioOutPort>),
+        audio_in: audio.map(|a| a as Arc<dyn spice::port::AudioInPort>),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);

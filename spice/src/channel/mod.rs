@@ -13,6 +13,7 @@ pub mod display;
 pub mod inputs;
 pub mod main;
 pub mod playback;
+pub mod record;
 pub mod region;
 pub mod registry;
 

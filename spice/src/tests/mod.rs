@@ -7,6 +7,7 @@ mod handshake;
 mod inputs;
 mod limits;
 mod playback;
+mod record;
 mod registration;
 mod sessions;
 mod transport;
