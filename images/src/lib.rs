@@ -27,6 +27,8 @@ static VIRTIO_MSIX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msi
 static VIRTIO_MSIX_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.elf"));
 static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.img"));
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
+static AC97_PLAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.img"));
+static AC97_PLAY_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -329,6 +331,9 @@ pub const VIRTIO_BENCH_DATA_START: u64 = 16 * 1024 * 1024;
 /// for any byte on COM1 (the host samples CPU times in between).
 pub const VIRTIO_BENCH_READY_PREFIX: &str = "BENCH-READY ";
 pub const VIRTIO_BENCH_DONE_PREFIX: &str = "BENCH-DONE ";
+/// Printed by [`TestImage::Ac97Play`] after playing and checking its rate.
+pub const AC97_PLAY_OK_MARKER: &str = "SPICEBOX-AC97-PLAY-OK";
+pub const AC97_PLAY_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-PLAY-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -419,11 +424,15 @@ pub enum TestImage {
     /// 64-bit Rust guest measuring virtio-blk reads from CPL 3, driven by
     /// `scripts/bench_blk` ([`virtio_bench_disk`] makes its disk).
     VirtioBench,
+    /// 64-bit Rust guest playing a 440 Hz tone at 44.1 kHz on an AC97 for
+    /// 32 s as snd-intel8x0 does (interrupt per period, LVI kept ahead);
+    /// prints `ac97 ... rate=<frames/s>` and [`AC97_PLAY_OK_MARKER`].
+    Ac97Play,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 8] = [
+    pub const ALL: [TestImage; 9] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -432,6 +441,7 @@ impl TestImage {
         TestImage::Crash,
         TestImage::VirtioMsix,
         TestImage::VirtioBench,
+        TestImage::Ac97Play,
     ];
 
     /// The raw disk image.
@@ -445,6 +455,7 @@ impl TestImage {
             TestImage::Crash => CRASH,
             TestImage::VirtioMsix => VIRTIO_MSIX,
             TestImage::VirtioBench => VIRTIO_BENCH,
+            TestImage::Ac97Play => AC97_PLAY,
         }
     }
 
@@ -456,6 +467,7 @@ impl TestImage {
             TestImage::Crash => Some(CRASH_ELF),
             TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
+            TestImage::Ac97Play => Some(AC97_PLAY_ELF),
             _ => None,
         }
     }
@@ -471,6 +483,7 @@ impl TestImage {
             TestImage::Crash => "crash",
             TestImage::VirtioMsix => "virtio-msix",
             TestImage::VirtioBench => "virtio-bench",
+            TestImage::Ac97Play => "ac97-play",
         }
     }
 
@@ -487,6 +500,7 @@ impl TestImage {
             TestImage::Crash => CRASH_READY_MARKER,
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
+            TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
         }
     }
 }
@@ -615,6 +629,7 @@ mod tests {
                 "pci-list" => "PCI-LIST",
                 "virtio-msix" => "VIRTIO-MSIX",
                 "virtio-bench" => "VIRTIO-BENCH",
+                "ac97-play" => "AC97-PLAY",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");
