@@ -29,6 +29,8 @@ static QXL_NATIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qxl-native.
 static QXL_NATIVE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qxl-native.elf"));
 static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.img"));
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
+static AC97_PLAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.img"));
+static AC97_PLAY_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -342,6 +344,9 @@ pub const VIRTIO_BENCH_DATA_START: u64 = 16 * 1024 * 1024;
 /// for any byte on COM1 (the host samples CPU times in between).
 pub const VIRTIO_BENCH_READY_PREFIX: &str = "BENCH-READY ";
 pub const VIRTIO_BENCH_DONE_PREFIX: &str = "BENCH-DONE ";
+/// Printed by [`TestImage::Ac97Play`] after playing and checking its rate.
+pub const AC97_PLAY_OK_MARKER: &str = "SPICEBOX-AC97-PLAY-OK";
+pub const AC97_PLAY_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-PLAY-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -438,11 +443,15 @@ pub enum TestImage {
     /// 64-bit Rust guest measuring virtio-blk reads from CPL 3, driven by
     /// `scripts/bench_blk` ([`virtio_bench_disk`] makes its disk).
     VirtioBench,
+    /// 64-bit Rust guest playing a 440 Hz tone at 44.1 kHz on an AC97 for
+    /// 32 s as snd-intel8x0 does (interrupt per period, LVI kept ahead);
+    /// prints `ac97 ... rate=<frames/s>` and [`AC97_PLAY_OK_MARKER`].
+    Ac97Play,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 9] = [
+    pub const ALL: [TestImage; 10] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -452,6 +461,7 @@ impl TestImage {
         TestImage::VirtioMsix,
         TestImage::VirtioBench,
         TestImage::QxlNative,
+        TestImage::Ac97Play,
     ];
 
     /// The raw disk image.
@@ -466,6 +476,7 @@ impl TestImage {
             TestImage::VirtioMsix => VIRTIO_MSIX,
             TestImage::QxlNative => QXL_NATIVE,
             TestImage::VirtioBench => VIRTIO_BENCH,
+            TestImage::Ac97Play => AC97_PLAY,
         }
     }
 
@@ -478,6 +489,7 @@ impl TestImage {
             TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
             TestImage::QxlNative => Some(QXL_NATIVE_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
+            TestImage::Ac97Play => Some(AC97_PLAY_ELF),
             _ => None,
         }
     }
@@ -494,6 +506,7 @@ impl TestImage {
             TestImage::VirtioMsix => "virtio-msix",
             TestImage::QxlNative => "qxl-native",
             TestImage::VirtioBench => "virtio-bench",
+            TestImage::Ac97Play => "ac97-play",
         }
     }
 
@@ -511,6 +524,7 @@ impl TestImage {
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
             TestImage::QxlNative => QXL_NATIVE_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
+            TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
         }
     }
 }
@@ -640,6 +654,7 @@ mod tests {
                 "virtio-msix" => "VIRTIO-MSIX",
                 "qxl-native" => "QXL-NATIVE",
                 "virtio-bench" => "VIRTIO-BENCH",
+                "ac97-play" => "AC97-PLAY",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

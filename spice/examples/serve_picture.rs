@@ -56,6 +56,7 @@ fn main() {
             input: Some(Arc::new(Print)),
             agent: None,
             streams: Vec::new(),
+            ..Default::default()
         },
     )
     .expect("start");

@@ -62,6 +62,7 @@ mod cursor_shape;
 mod header;
 pub mod image;
 mod link;
+mod pcm;
 pub mod port;
 pub mod proto;
 pub mod sasl;
@@ -113,6 +114,10 @@ pub struct Ports {
     /// Named byte streams (the spicevmc family); usbredir streams become the
     /// USBREDIR channels, ids 0..n in this order.
     pub streams: Vec<Arc<dyn port::StreamPort>>,
+    /// The sound card's output: the PLAYBACK channel.
+    pub audio_out: Option<Arc<dyn port::AudioOutPort>>,
+    /// The sound card's input: the RECORD channel.
+    pub audio_in: Option<Arc<dyn port::AudioInPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

@@ -14,7 +14,7 @@ use devices::legacy::{acpi_pm, cmos, debug_port, i8042, port92, serial};
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
 use devices::{fw_cfg, IrqChip};
 
-use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
+use crate::cli::{AudioKind, RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::devices::{DeviceManager, IsaKind, Slot, FIRST_FREE_SLOT};
 use crate::display::{Display, VgaPorts, VgaWindow};
 use crate::input::InputRouter;
@@ -264,6 +264,19 @@ fn boot(
         None
     };
 
+    // Sound: an AC97 card, after the disk so the boot disk keeps 00:03.0.
+    let audio = audio_enabled(args)?.then(|| Arc::new(crate::audio::SpiceAudio::default()));
+    if let Some(audio) = &audio {
+        let backend = devices::audio::ac97::Ac97Backend {
+            out: audio.clone(),
+            input: audio.clone(),
+        };
+        dm.add_pci("ac97", Slot::Next, |w| {
+            let name = format!("ac97@{:02x}", w.slot);
+            devices::audio::ac97::Ac97::new(w.mem.clone(), w.intx, backend, &name)
+        })?;
+    }
+
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
     let boot_slot = dm
@@ -313,7 +326,7 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &input, display.as_ref(), xhci.as_ref())?;
+    let spice = start_spice(args, &input, display.as_ref(), xhci.as_ref(), audio)?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -381,6 +394,17 @@ fn boot(
     Ok(outcome?)
 }
 
+/// Whether the machine gets a sound card: `--audio`, by default when SPICE is on.
+fn audio_enabled(args: &RunArgs) -> anyhow::Result<bool> {
+    let spice = args.spice != SpiceSpec::None;
+    match args.audio {
+        None => Ok(spice),
+        Some(AudioKind::None) => Ok(false),
+        Some(AudioKind::Spice) if !spice => bail!("--audio spice needs SPICE (not --spice none)"),
+        Some(AudioKind::Spice) => Ok(true),
+    }
+}
+
 /// Start the SPICE server for `--spice` with the machine's ports (the display's
 /// frames, the input router) and its transports; returns it with the lines to
 /// print (the `spice://` URI, the browser page's address).
@@ -389,6 +413,7 @@ fn start_spice(
     input: &Arc<InputRouter>,
     display: Option<&Arc<Display>>,
     xhci: Option<&devices::usb::xhci::XhciHandle>,
+    audio: Option<Arc<crate::audio::SpiceAudio>>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
         SpiceSpec::None => return Ok(None),
@@ -441,6 +466,10 @@ fn start_spice(
                     .collect()
             })
             .unwrap_or_default(),
+        audio_out: audio
+            .clone()
+            .map(|a| a as Arc<dyn spice::port::AudioOutPort>),
+        audio_in: audio.map(|a| a as Arc<dyn spice::port::AudioInPort>),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);

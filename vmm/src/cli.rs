@@ -86,6 +86,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = VgaKind::Qxl)]
     pub vga: VgaKind,
 
+    /// Sound card: spice (an AC97 card, Intel 82801AA, played and recorded
+    /// through the SPICE playback and record channels) or none
+    /// [default: spice when SPICE is on, else none].
+    #[arg(long, value_enum)]
+    pub audio: Option<AudioKind>,
+
     /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
     /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
     #[arg(long)]
@@ -205,6 +211,12 @@ impl FromStr for SpiceSpec {
 pub enum VgaKind {
     None,
     Qxl,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioKind {
+    None,
+    Spice,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,6 +12,8 @@ pub mod cursor;
 pub mod display;
 pub mod inputs;
 pub mod main;
+pub mod playback;
+pub mod record;
 pub mod region;
 pub mod registry;
 pub mod usbredir;

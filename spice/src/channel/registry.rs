@@ -8,6 +8,8 @@ use super::display::DisplayChannel;
 use super::inputs::InputsChannel;
 use super::main::MainChannel;
 use super::usbredir::UsbredirChannel;
+use super::playback::PlaybackChannel;
+use super::record::RecordChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
 use crate::{Error, Ports};
@@ -31,7 +33,8 @@ pub struct Built {
 
 impl Registry {
     /// MAIN always; DISPLAY and CURSOR with ids 0..heads when there are display
-    /// heads; INPUTS when there is an input port; then `extra` kinds (channels of
+    /// heads; INPUTS when there is an input port; PLAYBACK with an audio out
+    /// port, RECORD with an audio in port; then `extra` kinds (channels of
     /// later ports, and test kinds), in that order, which is CHANNELS_LIST's.
     pub fn for_ports(
         ports: Ports,
@@ -65,6 +68,12 @@ impl Registry {
         let usbredir = UsbredirChannel::new(ports.streams.clone());
         if !usbredir.is_empty() {
             kinds.push(Arc::new(usbredir));
+        }
+        if let Some(out) = ports.audio_out {
+            kinds.push(Arc::new(PlaybackChannel::new(out)));
+        }
+        if let Some(input) = ports.audio_in {
+            kinds.push(Arc::new(RecordChannel::new(input)));
         }
         kinds.extend(extra);
         Ok(Built {

@@ -6,6 +6,8 @@ mod flow;
 mod handshake;
 mod inputs;
 mod limits;
+mod playback;
+mod record;
 mod registration;
 mod sessions;
 mod transport;
