@@ -19,8 +19,8 @@ use crate::channel::{self, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
 use crate::link::LinkRequest;
 use crate::port::{
-    AgentLink, AgentPort, AudioInControl, AudioInPort, AudioOutPort, AudioOutSink, Full,
-    InputPort, LedNotifier, PcmFormat, StreamKind, StreamPort, StreamSink,
+    AgentLink, AgentPort, AudioInControl, AudioInPort, AudioOutPort, AudioOutSink, Full, InputPort,
+    LedNotifier, PcmFormat, StreamKind, StreamPort, StreamSink,
 };
 use crate::proto::common_cap;
 use crate::server::BoxStream;
