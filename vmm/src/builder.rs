@@ -176,10 +176,6 @@ fn boot(
     )));
     let ps2 = IsaKind::Ps2Controller;
     dm.add_isa_with_reset(ps2, &i8042, &[(i8042::BASE, i8042::LEN)], &[1, 12])?;
-    // Every input source (SPICE, QMP) reaches the PS/2 devices through one router,
-    // which the keyboard tells about LED changes.
-    let input = InputRouter::new(i8042.clone(), i8042.clone(), None);
-    i8042.lock().unwrap().set_led_listener(input.clone());
     let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
@@ -252,6 +248,10 @@ fn boot(
             VirtioPciDevice::new(block, w.mem.clone(), w.intx, w.msi)
         })?;
     }
+
+    // Every input source (SPICE, QMP) reaches the input devices through one
+    // router, which the keyboards tell about LED changes.
+    let input = crate::input_devices::add(&mut dm, args.input, &i8042)?;
 
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());

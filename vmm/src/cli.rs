@@ -86,6 +86,13 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = VgaKind::Qxl)]
     pub vga: VgaKind,
 
+    /// Where keys and pointer input go: both (the PS/2 keyboard and mouse plus a
+    /// virtio keyboard and tablet; keys reach the virtio keyboard once its
+    /// driver runs, PS/2 before), ps2 (no virtio input devices), or virtio (the
+    /// virtio devices get all keys and absolute input).
+    #[arg(long, value_enum, default_value_t = InputMode::Both)]
+    pub input: InputMode,
+
     /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
     /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
     #[arg(long)]
@@ -193,6 +200,13 @@ impl FromStr for SpiceSpec {
             .map(SpiceSpec::Tcp)
             .ok_or_else(bad)
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputMode {
+    Both,
+    Ps2,
+    Virtio,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,6 +325,15 @@ mod tests {
             panic!("not run")
         };
         assert!(!a.no_acpi, "ACPI by default");
+        assert_eq!(a.input, InputMode::Both, "PS/2 and virtio input by default");
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--input", "ps2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(a.input, InputMode::Ps2);
+        assert!(Cli::try_parse_from(["spicebox", "run", "--input", "usb"]).is_err());
         let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--no-acpi"])
             .unwrap()
             .command

@@ -8,6 +8,7 @@ mod devices;
 mod display;
 mod error;
 mod input;
+mod input_devices;
 mod ioeventfd;
 mod irq_routing;
 mod linux_boot;

@@ -20,9 +20,12 @@
 pub mod block;
 pub mod device;
 pub mod disk;
+pub mod input;
+pub mod input_config;
 pub mod pci;
 
 pub use block::VirtioBlock;
 pub use device::{VirtioDevice, VirtioInterrupt};
 pub use disk::{open_disk, DiskImage};
+pub use input::{VirtioInput, VirtioKeyboard, VirtioTablet};
 pub use pci::VirtioPciDevice;

@@ -967,6 +967,11 @@ pub(crate) mod testing {
             self.mmio_read(a, len)
         }
 
+        pub fn device_cfg_write(&mut self, off: u64, len: usize, value: u64) {
+            let a = self.region_addr(self.caps.device) + off;
+            self.mmio_write(a, len, value)
+        }
+
         pub fn status(&mut self) -> u8 {
             self.common_read(0x14, 1) as u8
         }
