@@ -27,6 +27,8 @@ static VIRTIO_MSIX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msi
 static VIRTIO_MSIX_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.elf"));
 static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.img"));
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
+static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.img"));
+static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -329,6 +331,12 @@ pub const VIRTIO_BENCH_DATA_START: u64 = 16 * 1024 * 1024;
 /// for any byte on COM1 (the host samples CPU times in between).
 pub const VIRTIO_BENCH_READY_PREFIX: &str = "BENCH-READY ";
 pub const VIRTIO_BENCH_DONE_PREFIX: &str = "BENCH-DONE ";
+/// Printed by [`TestImage::VirtioInput`] once both devices run and it reports
+/// events (`event <keyboard|tablet> <type> <code> <value>`).
+pub const VIRTIO_INPUT_READY_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-READY";
+/// Printed by [`TestImage::VirtioInput`] after Q was released on the keyboard.
+pub const VIRTIO_INPUT_OK_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-OK";
+pub const VIRTIO_INPUT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-INPUT-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -419,11 +427,16 @@ pub enum TestImage {
     /// 64-bit Rust guest measuring virtio-blk reads from CPL 3, driven by
     /// `scripts/bench_blk` ([`virtio_bench_disk`] makes its disk).
     VirtioBench,
+    /// 64-bit Rust guest driving a virtio keyboard and tablet as Linux's
+    /// virtio_input does (config probe, MSI-X, status-queue LEDs), then
+    /// printing their events from [`VIRTIO_INPUT_READY_MARKER`] until Q is
+    /// released; prints [`VIRTIO_INPUT_OK_MARKER`] (1 MiB raw).
+    VirtioInput,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 8] = [
+    pub const ALL: [TestImage; 9] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -432,6 +445,7 @@ impl TestImage {
         TestImage::Crash,
         TestImage::VirtioMsix,
         TestImage::VirtioBench,
+        TestImage::VirtioInput,
     ];
 
     /// The raw disk image.
@@ -445,6 +459,7 @@ impl TestImage {
             TestImage::Crash => CRASH,
             TestImage::VirtioMsix => VIRTIO_MSIX,
             TestImage::VirtioBench => VIRTIO_BENCH,
+            TestImage::VirtioInput => VIRTIO_INPUT,
         }
     }
 
@@ -456,6 +471,7 @@ impl TestImage {
             TestImage::Crash => Some(CRASH_ELF),
             TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
+            TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
             _ => None,
         }
     }
@@ -471,6 +487,7 @@ impl TestImage {
             TestImage::Crash => "crash",
             TestImage::VirtioMsix => "virtio-msix",
             TestImage::VirtioBench => "virtio-bench",
+            TestImage::VirtioInput => "virtio-input",
         }
     }
 
@@ -487,6 +504,7 @@ impl TestImage {
             TestImage::Crash => CRASH_READY_MARKER,
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
+            TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
         }
     }
 }
@@ -615,6 +633,7 @@ mod tests {
                 "pci-list" => "PCI-LIST",
                 "virtio-msix" => "VIRTIO-MSIX",
                 "virtio-bench" => "VIRTIO-BENCH",
+                "virtio-input" => "VIRTIO-INPUT",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

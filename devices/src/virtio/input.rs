@@ -199,8 +199,15 @@ impl Keyboard for VirtioKeyboard {
 /// The input router's side of a virtio tablet.
 pub struct VirtioTablet {
     shared: Arc<Shared>,
-    /// Buttons last reported, so only changes are sent.
-    buttons: Mutex<u8>,
+    /// What the guest was last told, so only changes are sent.
+    last: Mutex<TabletState>,
+}
+
+#[derive(Default)]
+struct TabletState {
+    /// None: nothing sent since the driver started.
+    position: Option<(i32, i32)>,
+    buttons: u8,
 }
 
 impl VirtioTablet {
@@ -216,13 +223,26 @@ const BUTTON_CODES: [(u8, u16); 5] = [
 ];
 
 impl AbsolutePointer for VirtioTablet {
+    /// Sends the axes and buttons that changed (a guest that just started
+    /// gets both axes), as QEMU sends only what an input event carries.
     fn position(&self, x: u32, y: u32, dz: i32, buttons: u8) {
-        let mut held = lock(&self.buttons);
+        let mut last = lock(&self.last);
+        if !self.shared.active.load(Ordering::Acquire) {
+            // Dropped; the next driver starts from nothing known.
+            *last = TabletState::default();
+            return;
+        }
         let x = x.min(crate::input::ABS_MAX) as i32;
         let y = y.min(crate::input::ABS_MAX) as i32;
-        let mut events = vec![event(ev::ABS, ev::ABS_X, x), event(ev::ABS, ev::ABS_Y, y)];
+        let mut events = Vec::new();
+        if last.position.is_none_or(|(lx, _)| lx != x) {
+            events.push(event(ev::ABS, ev::ABS_X, x));
+        }
+        if last.position.is_none_or(|(_, ly)| ly != y) {
+            events.push(event(ev::ABS, ev::ABS_Y, y));
+        }
         for (bit, code) in BUTTON_CODES {
-            if (buttons ^ *held) & bit != 0 {
+            if (buttons ^ last.buttons) & bit != 0 {
                 events.push(event(ev::KEY, code, i32::from(buttons & bit != 0)));
             }
         }
@@ -231,9 +251,10 @@ impl AbsolutePointer for VirtioTablet {
             events.push(event(ev::REL, ev::REL_WHEEL, dz.saturating_neg()));
         }
         self.shared.send(&events);
-        if self.shared.active.load(Ordering::Acquire) {
-            *held = buttons;
-        }
+        *last = TabletState {
+            position: Some((x, y)),
+            buttons,
+        };
     }
 
     fn active(&self) -> bool {
@@ -403,7 +424,7 @@ impl VirtioInput {
         let dev = Self::new(InputKind::Tablet)?;
         let handle = Arc::new(VirtioTablet {
             shared: dev.shared.clone(),
-            buttons: Mutex::new(0),
+            last: Mutex::new(TabletState::default()),
         });
         Ok((dev, handle))
     }

@@ -31,7 +31,11 @@ struct Rig {
 
 impl Rig {
     fn new(dev: VirtioInput) -> Rig {
-        let mut d = TestDriver::new(dev);
+        Rig::new_on(TestDriver::new(dev))
+    }
+
+    /// Driver bring-up (again) on a device.
+    fn new_on(mut d: TestDriver<VirtioInput>) -> Rig {
         d.negotiate(1 << VIRTIO_F_VERSION_1);
         let eventq = d.setup_queue(0, 64, 0x10000);
         let statusq = d.setup_queue(1, 64, 0x20000);
@@ -180,6 +184,9 @@ fn tablet_reports_positions_buttons_and_wheel() {
     handle.position(100, 0x7fff, 0, buttons::LEFT);
     handle.position(200, 300, 1, buttons::LEFT);
     handle.position(u32::MAX, 0, -2, 0);
+    // Only what changed: a click where the pointer is.
+    handle.position(u32::MAX, 0, 0, buttons::RIGHT);
+    handle.position(u32::MAX, 0, 0, buttons::RIGHT);
     assert_eq!(
         r.events(),
         [
@@ -196,6 +203,22 @@ fn tablet_reports_positions_buttons_and_wheel() {
             (ev::KEY, ev::BTN_LEFT, 0),
             (ev::REL, ev::REL_WHEEL, 2),
             (ev::SYN, 0, 0),
+            (ev::KEY, ev::BTN_RIGHT, 1),
+            (ev::SYN, 0, 0),
+        ]
+    );
+    // A restarted driver is told the whole position again.
+    r.d.set_status(0);
+    handle.position(5, 6, 0, 0);
+    let mut r = Rig::new_on(r.d);
+    r.post(4);
+    handle.position(5, 6, 0, 0);
+    assert_eq!(
+        r.events(),
+        [
+            (ev::ABS, ev::ABS_X, 5),
+            (ev::ABS, ev::ABS_Y, 6),
+            (ev::SYN, 0, 0)
         ]
     );
 }

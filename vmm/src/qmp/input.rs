@@ -211,8 +211,10 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
         }
     }
     // One report for the whole batch, as QEMU syncs once per command. Buttons and
-    // the wheel go with the pointer that moves: the absolute one if it does.
-    let absolute = ax.is_some() || ay.is_some();
+    // the wheel go with the pointer that moves: the absolute one if it does;
+    // without motion, the current one (the tablet once its driver runs).
+    let absolute =
+        ax.is_some() || ay.is_some() || (mouse && dx == 0 && dy == 0 && input.has_absolute());
     if absolute {
         let _ = input.absolute(Source::Qmp, ax, ay, dz, buttons);
         dz = 0;
