@@ -1006,7 +1006,7 @@ pub(crate) mod testing {
         pub fn setup_queue(&mut self, index: u16, size: u16, base: u64) -> TestQueue {
             self.common_write(0x16, 2, index as u64);
             let max = self.common_read(0x18, 2) as u16;
-            assert!(size <= max);
+            assert!(size <= max, "queue {index}: size {size} max {max}");
             self.common_write(0x18, 2, size as u64);
             assert_eq!(self.common_read(0x1c, 2), 0, "queue already enabled");
             let desc = base;
