@@ -14,6 +14,7 @@ pub mod input;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
+pub mod vdagent;
 pub mod virtio;
 pub mod worker;
 

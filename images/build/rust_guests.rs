@@ -44,6 +44,10 @@ const RUST_GUESTS: &[RustGuest] = &[
         name: "virtio-input",
         disk_size: MIB,
     },
+    RustGuest {
+        name: "vdagent",
+        disk_size: MIB,
+    },
 ];
 
 /// The header `guests/guest-rt/link.ld` puts first in every image, which the

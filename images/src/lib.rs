@@ -29,6 +29,8 @@ static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-be
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
 static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.img"));
 static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
+static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"));
+static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -337,6 +339,11 @@ pub const VIRTIO_INPUT_READY_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-READY";
 /// Printed by [`TestImage::VirtioInput`] after Q was released on the keyboard.
 pub const VIRTIO_INPUT_OK_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-OK";
 pub const VIRTIO_INPUT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-INPUT-FAIL ";
+/// Printed by [`TestImage::Vdagent`] once its agent port is open.
+pub const VDAGENT_READY_MARKER: &str = "SPICEBOX-VDAGENT-READY";
+/// Printed by [`TestImage::Vdagent`] after the server's CLIENT_DISCONNECTED.
+pub const VDAGENT_OK_MARKER: &str = "SPICEBOX-VDAGENT-OK";
+pub const VDAGENT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VDAGENT-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -432,11 +439,16 @@ pub enum TestImage {
     /// printing their events from [`VIRTIO_INPUT_READY_MARKER`] until Q is
     /// released; prints [`VIRTIO_INPUT_OK_MARKER`] (1 MiB raw).
     VirtioInput,
+    /// 64-bit Rust guest playing spice-vdagentd's transport: virtio-serial
+    /// MULTIPORT as virtio_console.c, the `com.redhat.spice.0` port opened,
+    /// client messages reported and echoed in agent chunks until the server's
+    /// CLIENT_DISCONNECTED; prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
+    Vdagent,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 9] = [
+    pub const ALL: [TestImage; 10] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -446,6 +458,7 @@ impl TestImage {
         TestImage::VirtioMsix,
         TestImage::VirtioBench,
         TestImage::VirtioInput,
+        TestImage::Vdagent,
     ];
 
     /// The raw disk image.
@@ -460,6 +473,7 @@ impl TestImage {
             TestImage::VirtioMsix => VIRTIO_MSIX,
             TestImage::VirtioBench => VIRTIO_BENCH,
             TestImage::VirtioInput => VIRTIO_INPUT,
+            TestImage::Vdagent => VDAGENT,
         }
     }
 
@@ -472,6 +486,7 @@ impl TestImage {
             TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
             TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
+            TestImage::Vdagent => Some(VDAGENT_ELF),
             _ => None,
         }
     }
@@ -488,6 +503,7 @@ impl TestImage {
             TestImage::VirtioMsix => "virtio-msix",
             TestImage::VirtioBench => "virtio-bench",
             TestImage::VirtioInput => "virtio-input",
+            TestImage::Vdagent => "vdagent",
         }
     }
 
@@ -505,6 +521,7 @@ impl TestImage {
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
             TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
+            TestImage::Vdagent => VDAGENT_OK_MARKER,
         }
     }
 }
@@ -634,6 +651,7 @@ mod tests {
                 "virtio-msix" => "VIRTIO-MSIX",
                 "virtio-bench" => "VIRTIO-BENCH",
                 "virtio-input" => "VIRTIO-INPUT",
+                "vdagent" => "VDAGENT",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

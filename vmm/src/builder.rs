@@ -252,6 +252,10 @@ fn boot(
     // Every input source (SPICE, QMP) reaches the input devices through one
     // router, which the keyboards tell about LED changes.
     let input = crate::input_devices::add(&mut dm, args.input, &i8042)?;
+    let agent = match args.no_agent {
+        false => Some(crate::agent::add(&mut dm)?),
+        true => None,
+    };
 
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
@@ -302,7 +306,7 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &input, display.as_ref())?;
+    let spice = start_spice(args, &input, agent, display.as_ref())?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -376,6 +380,7 @@ fn boot(
 fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
+    agent: Option<Arc<crate::agent::AgentBridge>>,
     display: Option<&Arc<Display>>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
@@ -418,7 +423,7 @@ fn start_spice(
     let ports = spice::Ports {
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
-        agent: None,
+        agent: agent.map(|a| a as Arc<dyn spice::port::AgentPort>),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);

@@ -93,6 +93,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = InputMode::Both)]
     pub input: InputMode,
 
+    /// No virtio-serial port for the SPICE guest agent (com.redhat.spice.0,
+    /// present by default as in the VMs virt-manager creates).
+    #[arg(long)]
+    pub no_agent: bool,
+
     /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
     /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! `spicebox`: boot a disk image on KVM.
 
 mod acpi;
+mod agent;
 mod builder;
 mod cli;
 mod control;

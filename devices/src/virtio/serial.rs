@@ -261,8 +261,10 @@ impl SerialWorker {
                     return;
                 }
                 self.state[i - 1].ready = true;
-                let name = self.ports[i - 1].name.clone();
-                self.queue_control(id, control::PORT_NAME, 1, name.as_bytes());
+                // NUL-terminated, as QEMU sends it.
+                let mut name = self.ports[i - 1].name.clone().into_bytes();
+                name.push(0);
+                self.queue_control(id, control::PORT_NAME, 1, &name);
                 // The host side (the SPICE server) is always there.
                 self.queue_control(id, control::PORT_OPEN, 1, &[]);
             }

@@ -113,7 +113,7 @@ fn multiport_handshake_as_virtio_console_does_it() {
     assert_eq!(
         r.received(2),
         [
-            control_msg(1, control::PORT_NAME, 1, b"com.redhat.spice.0"),
+            control_msg(1, control::PORT_NAME, 1, b"com.redhat.spice.0\0"),
             control_msg(1, control::PORT_OPEN, 1, &[]),
         ]
     );
