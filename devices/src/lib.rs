@@ -16,6 +16,7 @@ pub mod interrupt;
 pub mod legacy;
 pub mod pci;
 pub mod usb;
+pub mod vdagent;
 pub mod virtio;
 pub mod worker;
 

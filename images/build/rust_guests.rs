@@ -48,6 +48,14 @@ const RUST_GUESTS: &[RustGuest] = &[
         name: "ac97-play",
         disk_size: MIB,
     },
+    RustGuest {
+        name: "virtio-input",
+        disk_size: MIB,
+    },
+    RustGuest {
+        name: "vdagent",
+        disk_size: MIB,
+    },
 ];
 
 /// The header `guests/guest-rt/link.ld` puts first in every image, which the

@@ -31,6 +31,10 @@ static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-be
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
 static AC97_PLAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.img"));
 static AC97_PLAY_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.elf"));
+static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.img"));
+static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
+static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"));
+static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -347,6 +351,17 @@ pub const VIRTIO_BENCH_DONE_PREFIX: &str = "BENCH-DONE ";
 /// Printed by [`TestImage::Ac97Play`] after playing and checking its rate.
 pub const AC97_PLAY_OK_MARKER: &str = "SPICEBOX-AC97-PLAY-OK";
 pub const AC97_PLAY_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-PLAY-FAIL ";
+/// Printed by [`TestImage::VirtioInput`] once both devices run and it reports
+/// events (`event <keyboard|tablet> <type> <code> <value>`).
+pub const VIRTIO_INPUT_READY_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-READY";
+/// Printed by [`TestImage::VirtioInput`] after Q was released on the keyboard.
+pub const VIRTIO_INPUT_OK_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-OK";
+pub const VIRTIO_INPUT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-INPUT-FAIL ";
+/// Printed by [`TestImage::Vdagent`] once its agent port is open.
+pub const VDAGENT_READY_MARKER: &str = "SPICEBOX-VDAGENT-READY";
+/// Printed by [`TestImage::Vdagent`] after the server's CLIENT_DISCONNECTED.
+pub const VDAGENT_OK_MARKER: &str = "SPICEBOX-VDAGENT-OK";
+pub const VDAGENT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VDAGENT-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -447,11 +462,21 @@ pub enum TestImage {
     /// 32 s as snd-intel8x0 does (interrupt per period, LVI kept ahead);
     /// prints `ac97 ... rate=<frames/s>` and [`AC97_PLAY_OK_MARKER`].
     Ac97Play,
+    /// 64-bit Rust guest driving a virtio keyboard and tablet as Linux's
+    /// virtio_input does (config probe, MSI-X, status-queue LEDs), then
+    /// printing their events from [`VIRTIO_INPUT_READY_MARKER`] until Q is
+    /// released; prints [`VIRTIO_INPUT_OK_MARKER`] (1 MiB raw).
+    VirtioInput,
+    /// 64-bit Rust guest playing spice-vdagentd's transport: virtio-serial
+    /// MULTIPORT as virtio_console.c, the `com.redhat.spice.0` port opened,
+    /// client messages reported and echoed in agent chunks until the server's
+    /// CLIENT_DISCONNECTED; prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
+    Vdagent,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 10] = [
+    pub const ALL: [TestImage; 12] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -462,6 +487,8 @@ impl TestImage {
         TestImage::VirtioBench,
         TestImage::QxlNative,
         TestImage::Ac97Play,
+        TestImage::VirtioInput,
+        TestImage::Vdagent,
     ];
 
     /// The raw disk image.
@@ -477,6 +504,8 @@ impl TestImage {
             TestImage::QxlNative => QXL_NATIVE,
             TestImage::VirtioBench => VIRTIO_BENCH,
             TestImage::Ac97Play => AC97_PLAY,
+            TestImage::VirtioInput => VIRTIO_INPUT,
+            TestImage::Vdagent => VDAGENT,
         }
     }
 
@@ -490,6 +519,8 @@ impl TestImage {
             TestImage::QxlNative => Some(QXL_NATIVE_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
             TestImage::Ac97Play => Some(AC97_PLAY_ELF),
+            TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
+            TestImage::Vdagent => Some(VDAGENT_ELF),
             _ => None,
         }
     }
@@ -507,6 +538,8 @@ impl TestImage {
             TestImage::QxlNative => "qxl-native",
             TestImage::VirtioBench => "virtio-bench",
             TestImage::Ac97Play => "ac97-play",
+            TestImage::VirtioInput => "virtio-input",
+            TestImage::Vdagent => "vdagent",
         }
     }
 
@@ -525,6 +558,8 @@ impl TestImage {
             TestImage::QxlNative => QXL_NATIVE_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
             TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
+            TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
+            TestImage::Vdagent => VDAGENT_OK_MARKER,
         }
     }
 }
@@ -655,6 +690,8 @@ mod tests {
                 "qxl-native" => "QXL-NATIVE",
                 "virtio-bench" => "VIRTIO-BENCH",
                 "ac97-play" => "AC97-PLAY",
+                "virtio-input" => "VIRTIO-INPUT",
+                "vdagent" => "VDAGENT",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

@@ -176,10 +176,6 @@ fn boot(
     )));
     let ps2 = IsaKind::Ps2Controller;
     dm.add_isa_with_reset(ps2, &i8042, &[(i8042::BASE, i8042::LEN)], &[1, 12])?;
-    // Every input source (SPICE, QMP) reaches the PS/2 devices through one router,
-    // which the keyboard tells about LED changes.
-    let input = InputRouter::new(i8042.clone(), i8042.clone(), None);
-    i8042.lock().unwrap().set_led_listener(input.clone());
     let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
@@ -277,6 +273,14 @@ fn boot(
         })?;
     }
 
+    // Every input source (SPICE, QMP) reaches the input devices through one
+    // router, which the keyboards tell about LED changes.
+    let input = crate::input_devices::add(&mut dm, args.input, &i8042)?;
+    let agent = match args.no_agent {
+        false => Some(crate::agent::add(&mut dm)?),
+        true => None,
+    };
+
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
     let boot_slot = dm
@@ -326,7 +330,7 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &input, display.as_ref(), xhci.as_ref(), audio)?;
+    let spice = start_spice(args, &input, agent, display.as_ref(), xhci.as_ref(), audio)?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -411,6 +415,7 @@ fn audio_enabled(args: &RunArgs) -> anyhow::Result<bool> {
 fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
+    agent: Option<Arc<crate::agent::AgentBridge>>,
     display: Option<&Arc<Display>>,
     xhci: Option<&devices::usb::xhci::XhciHandle>,
     audio: Option<Arc<crate::audio::SpiceAudio>>,
@@ -455,7 +460,7 @@ fn start_spice(
     let ports = spice::Ports {
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
-        agent: None,
+        agent: agent.map(|a| a as Arc<dyn spice::port::AgentPort>),
         streams: xhci
             .map(|x| {
                 (0..args.usb_redir)

@@ -91,6 +91,17 @@ pub struct RunArgs {
     /// [default: spice when SPICE is on, else none].
     #[arg(long, value_enum)]
     pub audio: Option<AudioKind>,
+    /// Where keys and pointer input go: both (the PS/2 keyboard and mouse plus a
+    /// virtio keyboard and tablet; keys reach the virtio keyboard once its
+    /// driver runs, PS/2 before), ps2 (no virtio input devices), or virtio (the
+    /// virtio devices get all keys and absolute input).
+    #[arg(long, value_enum, default_value_t = InputMode::Both)]
+    pub input: InputMode,
+
+    /// No virtio-serial port for the SPICE guest agent (com.redhat.spice.0,
+    /// present by default as in the VMs virt-manager creates).
+    #[arg(long)]
+    pub no_agent: bool,
 
     /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
     /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
@@ -205,6 +216,13 @@ impl FromStr for SpiceSpec {
             .map(SpiceSpec::Tcp)
             .ok_or_else(bad)
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputMode {
+    Both,
+    Ps2,
+    Virtio,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,6 +347,15 @@ mod tests {
             panic!("not run")
         };
         assert!(!a.no_acpi, "ACPI by default");
+        assert_eq!(a.input, InputMode::Both, "PS/2 and virtio input by default");
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--input", "ps2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(a.input, InputMode::Ps2);
+        assert!(Cli::try_parse_from(["spicebox", "run", "--input", "usb"]).is_err());
         let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--no-acpi"])
             .unwrap()
             .command

@@ -1,6 +1,7 @@
 //! `spicebox`: boot a disk image on KVM.
 
 mod acpi;
+mod agent;
 mod audio;
 mod builder;
 mod cli;
@@ -9,6 +10,7 @@ mod devices;
 mod display;
 mod error;
 mod input;
+mod input_devices;
 mod ioeventfd;
 mod irq_routing;
 mod linux_boot;

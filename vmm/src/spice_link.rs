@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 
 use devices::display::qxl_engine::{CursorEvent, CursorSink};
 use devices::display::{Frame, Update};
-use spice::port::{InputPort, LedNotifier};
+use spice::port::{AbsoluteNotifier, InputPort, LedNotifier};
 use spice::SpiceServer;
 
 use crate::cli::{RunArgs, SaslUserArgs};
@@ -32,7 +32,7 @@ impl InputPort for SpiceInput {
     }
     fn absolute(&self, _head: u8, x: u32, y: u32, dz: i32, buttons: u8) {
         // One head: the tablet spans it. The server offers client mouse mode
-        // only when `has_absolute`, so this cannot fail.
+        // only when `has_absolute` (a tablet exists), so this cannot fail.
         let _ = self
             .0
             .absolute(Source::Spice, Some(x), Some(y), dz, buttons);
@@ -45,6 +45,9 @@ impl InputPort for SpiceInput {
     }
     fn attach(&self, notifier: LedNotifier) {
         self.0.on_leds(move |leds| notifier.set(leds));
+    }
+    fn attach_absolute(&self, notifier: AbsoluteNotifier) {
+        self.0.on_absolute_change(move |a| notifier.set(a));
     }
     fn detached(&self) {
         // The channel released what it decoded; this also catches what it does
