@@ -7,16 +7,18 @@ on COM1, and this script samples every thread's CPU time (/proc/PID/task/*/stat)
 in between. Reported per phase:
 
 - MB/s and requests/s, timed by the guest (TSC);
-- vCPU host µs/request: what the vCPU thread spent outside the guest (user +
-  system - guest time): trapping notifies, handling exits, and (spicebox
-  before device workers) the disk I/O itself;
-- all host µs/request: the same over every thread of the process (device
-  workers, QEMU's main loop and AIO threads included).
-
-The kernel samples guest time at each tick, so the vCPU column is good to
-about a tick per phase (the phases last seconds: well under 0.1 µs/request)
-on a quiet machine, and worse on a busy one, where a descheduled vCPU thread
-is charged guest ticks it did not run. Run it with nothing else going on.
+- notifies/request, and vCPU µs/request in notifies: how many times the
+  guest wrote the queue's notify register, and how long those writes held the
+  vCPU, timed by the guest itself (TSC) around each write. A notify traps: to
+  the host kernel only (ioeventfd), or out to the VMM's user space, where
+  (spicebox before device workers) the disk I/O itself ran. This is the vCPU
+  time the guest loses to the device per request; the guest's own work is
+  the same under every VMM.
+- other threads' host µs/request: CPU time (schedstat, exact) of every thread
+  of the process but the vCPUs: device workers, QEMU's main loop and AIO
+  threads. (Host time of the vCPU thread itself cannot be told apart from the
+  guest's here: the kernel samples guest time at ticks, and on these nested
+  machines the difference came out negative.)
 
 The guest polls, so its own spinning is guest time, counted by neither column.
 Each VM takes the one-VM-at-a-time lock the test harness uses.
@@ -40,10 +42,7 @@ PHASES = ["seq64k", "rand4k"]
 
 
 def thread_times(pid):
-    """{tid: (comm, host seconds)} for every thread of `pid`: its CPU time
-    (schedstat, ns) minus its time in the guest (stat field 43, in ticks:
-    the kernel samples guest time at each tick, so a phase's figure is
-    good to about a tick)."""
+    """{tid: (comm, CPU seconds)} for every thread of `pid` (schedstat, ns)."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -54,9 +53,7 @@ def thread_times(pid):
         except (FileNotFoundError, ProcessLookupError):
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        guest = int(fields[40]) / CLK_TCK
-        out[tid] = (comm, run_ns / 1e9 - guest)
+        out[tid] = (comm, run_ns / 1e9)
     return out
 
 
@@ -65,12 +62,12 @@ def is_vcpu(comm):
     return comm.startswith("vcpu") or comm.endswith("/KVM")
 
 
-def host_seconds(before, after, vcpu_only):
+def other_threads_seconds(before, after):
+    """CPU seconds of every thread but the vCPUs between two samples."""
     total = 0
-    for tid, (comm, host) in after.items():
-        if vcpu_only and not is_vcpu(comm):
-            continue
-        total += host - before.get(tid, (comm, 0))[1]
+    for tid, (comm, cpu) in after.items():
+        if not is_vcpu(comm):
+            total += cpu - before.get(tid, (comm, 0))[1]
     return total
 
 
@@ -109,8 +106,9 @@ def run_once(cmd, timeout):
                         results[words[1]] = {
                             "mb_s": nbytes / ns * 1e3,
                             "req_s": n / ns * 1e9,
-                            "vcpu_us": host_seconds(sample, after, True) / n * 1e6,
-                            "all_us": host_seconds(sample, after, False) / n * 1e6,
+                            "notifies": int(kv["notifies"]) / n,
+                            "notify_us": int(kv["notify_ns"]) / n / 1e3,
+                            "other_us": other_threads_seconds(sample, after) / n * 1e6,
                         }
                         p.stdin.write(b"g")
                         p.stdin.flush()
@@ -165,17 +163,19 @@ def main():
     print(f"virtio-blk from a CPL-3 guest, 16 requests in flight, {args.disk_mib} MiB raw "
           f"disk (page cache), median of {args.runs} runs")
     print()
-    print("| vmm | reads | MB/s | requests/s | vCPU host µs/request | all host µs/request |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| vmm | reads | MB/s | requests/s | notifies/request | vCPU µs/request in notifies "
+          "| other threads' host µs/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     try:
         for name, cmd in vmms:
             runs = [run_once(cmd, args.timeout) for _ in range(args.runs)]
             for phase in PHASES:
                 med = {k: statistics.median(r[phase][k] for r in runs)
-                       for k in ("mb_s", "req_s", "vcpu_us", "all_us")}
+                       for k in ("mb_s", "req_s", "notifies", "notify_us", "other_us")}
                 label = {"seq64k": "sequential 64 KiB", "rand4k": "random 4 KiB"}[phase]
                 print(f"| {name} | {label} | {med['mb_s']:.0f} | {med['req_s']:.0f} | "
-                      f"{med['vcpu_us']:.1f} | {med['all_us']:.1f} |", flush=True)
+                      f"{med['notifies']:.3f} | {med['notify_us']:.2f} | "
+                      f"{med['other_us']:.1f} |", flush=True)
     finally:
         os.remove(disk)
         os.rmdir(tmp)

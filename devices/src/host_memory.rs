@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use vm_memory::{MmapRegion, VolatileMemory, VolatileSlice};
 
 use crate::{Error, Result};
@@ -93,6 +95,22 @@ impl HostMemory {
             s.copy_from(&v.to_le_bytes());
         }
     }
+
+    pub fn write_u64(&self, off: usize, v: u64) {
+        if let Some(s) = self.subslice(off, 8) {
+            s.copy_from(&v.to_le_bytes());
+        }
+    }
+
+    /// Atomically OR `bits` into the aligned u32 at `off` (a register the
+    /// guest updates with atomic instructions too, such as QXL's
+    /// int_pending); returns the old value, 0 when out of range or unaligned.
+    pub fn fetch_or_u32(&self, off: usize, bits: u32) -> u32 {
+        match self.region.get_atomic_ref::<AtomicU32>(off) {
+            Ok(a) => u32::from_le(a.fetch_or(bits.to_le(), Ordering::SeqCst)),
+            Err(_) => 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +131,12 @@ mod tests {
         m.write(4094, &[1, 2]);
         m.read(4094, &mut b);
         assert_eq!(b, [1, 2]);
+        m.write_u32(8, 1);
+        assert_eq!(m.fetch_or_u32(8, 6), 1);
+        assert_eq!(m.read_u32(8), 7);
+        assert_eq!(m.fetch_or_u32(9, 1), 0, "unaligned");
+        m.write_u64(16, 0x1122_3344_5566_7788);
+        assert_eq!(m.read_u64(16), 0x1122_3344_5566_7788);
         let clone = m.clone();
         assert_eq!(clone.read_u32(4092), 0x0201_beef, "clones share memory");
     }

@@ -24,6 +24,11 @@ pub trait Keyboard: Send + Sync {
     /// A key press or release as a PC set-1 code: 0xE0xx for extended keys,
     /// 0xE11D for Pause.
     fn key(&self, xt_scancode: u16, pressed: bool);
+    /// Whether the guest's driver takes events now (a virtio keyboard only once
+    /// its driver is up; PS/2 always).
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 pub trait RelativePointer: Send + Sync {
@@ -38,6 +43,10 @@ pub trait AbsolutePointer: Send + Sync {
     /// Position 0..=[`ABS_MAX`] on each axis, wheel and buttons as for
     /// [`RelativePointer::motion`].
     fn position(&self, x: u32, y: u32, dz: i32, buttons: u8);
+    /// Whether the guest's driver takes events now.
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 /// Told whenever the guest changes its keyboard LEDs (bit 0 scroll, 1 num, 2 caps).

@@ -5,6 +5,7 @@
 //! (reset, power-off) through `VmRequests`. Nothing here knows about KVM, so each
 //! model is unit-tested by driving its registers the way firmware and drivers do.
 
+pub mod audio;
 pub mod bus;
 pub mod display;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod input;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
+pub mod usb;
+pub mod vdagent;
 pub mod virtio;
 pub mod worker;
 

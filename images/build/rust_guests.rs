@@ -35,9 +35,25 @@ const RUST_GUESTS: &[RustGuest] = &[
         name: "virtio-msix",
         disk_size: MIB,
     },
+    RustGuest {
+        name: "qxl-native",
+        disk_size: MIB,
+    },
     // scripts/bench_blk extends it to 256 MiB (images::virtio_bench_disk).
     RustGuest {
         name: "virtio-bench",
+        disk_size: MIB,
+    },
+    RustGuest {
+        name: "ac97-play",
+        disk_size: MIB,
+    },
+    RustGuest {
+        name: "virtio-input",
+        disk_size: MIB,
+    },
+    RustGuest {
+        name: "vdagent",
         disk_size: MIB,
     },
 ];

@@ -27,8 +27,16 @@ static CRASH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.img"));
 static CRASH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crash.elf"));
 static VIRTIO_MSIX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.img"));
 static VIRTIO_MSIX_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-msix.elf"));
+static QXL_NATIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qxl-native.img"));
+static QXL_NATIVE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qxl-native.elf"));
 static VIRTIO_BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.img"));
 static VIRTIO_BENCH_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-bench.elf"));
+static AC97_PLAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.img"));
+static AC97_PLAY_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-play.elf"));
+static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.img"));
+static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
+static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"));
+static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -321,6 +329,17 @@ pub const CRASH_PANIC_MARKER: &str = "SPICEBOX-CRASH-FAIL panic deliberate panic
 /// Printed by [`TestImage::VirtioMsix`] when every check passed.
 pub const VIRTIO_MSIX_OK_MARKER: &str = "SPICEBOX-VIRTIO-MSIX-OK";
 pub const VIRTIO_MSIX_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-MSIX-FAIL ";
+/// Printed by [`TestImage::QxlNative`] once its picture is drawn and every
+/// command released; it then waits for any byte on COM1.
+pub const QXL_NATIVE_READY_MARKER: &str = "QXL-NATIVE-READY";
+pub const QXL_NATIVE_OK_MARKER: &str = "SPICEBOX-QXL-NATIVE-OK";
+pub const QXL_NATIVE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-QXL-NATIVE-FAIL ";
+
+/// The picture [`TestImage::QxlNative`] draws through QXL commands (the
+/// guest includes this file too).
+pub mod qxl_scene {
+    include!("qxl_scene.rs");
+}
 /// Printed by [`TestImage::VirtioBench`] after both phases.
 pub const VIRTIO_BENCH_OK_MARKER: &str = "SPICEBOX-VIRTIO-BENCH-OK";
 /// [`TestImage::VirtioBench`] reads only sectors from here on, and expects
@@ -331,6 +350,20 @@ pub const VIRTIO_BENCH_DATA_START: u64 = 16 * 1024 * 1024;
 /// for any byte on COM1 (the host samples CPU times in between).
 pub const VIRTIO_BENCH_READY_PREFIX: &str = "BENCH-READY ";
 pub const VIRTIO_BENCH_DONE_PREFIX: &str = "BENCH-DONE ";
+/// Printed by [`TestImage::Ac97Play`] after playing and checking its rate.
+pub const AC97_PLAY_OK_MARKER: &str = "SPICEBOX-AC97-PLAY-OK";
+pub const AC97_PLAY_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-PLAY-FAIL ";
+/// Printed by [`TestImage::VirtioInput`] once both devices run and it reports
+/// events (`event <keyboard|tablet> <type> <code> <value>`).
+pub const VIRTIO_INPUT_READY_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-READY";
+/// Printed by [`TestImage::VirtioInput`] after Q was released on the keyboard.
+pub const VIRTIO_INPUT_OK_MARKER: &str = "SPICEBOX-VIRTIO-INPUT-OK";
+pub const VIRTIO_INPUT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-INPUT-FAIL ";
+/// Printed by [`TestImage::Vdagent`] once its agent port is open.
+pub const VDAGENT_READY_MARKER: &str = "SPICEBOX-VDAGENT-READY";
+/// Printed by [`TestImage::Vdagent`] after the server's CLIENT_DISCONNECTED.
+pub const VDAGENT_OK_MARKER: &str = "SPICEBOX-VDAGENT-OK";
+pub const VDAGENT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VDAGENT-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -418,14 +451,34 @@ pub enum TestImage {
     /// queue, masking and pending bits; prints [`VIRTIO_MSIX_OK_MARKER`]
     /// (1 MiB raw; boot it from the virtio disk).
     VirtioMsix,
+    /// 64-bit Rust guest driving the QXL card's native mode as Linux's qxl
+    /// driver does (memslots, primary surface, command and cursor rings,
+    /// release ring) to draw [`qxl_scene`]; prints
+    /// [`QXL_NATIVE_READY_MARKER`], waits for a byte on COM1, then
+    /// [`QXL_NATIVE_OK_MARKER`] (1 MiB raw).
+    QxlNative,
     /// 64-bit Rust guest measuring virtio-blk reads from CPL 3, driven by
     /// `scripts/bench_blk` ([`virtio_bench_disk`] makes its disk).
     VirtioBench,
+    /// 64-bit Rust guest playing a 440 Hz tone at 44.1 kHz on an AC97 for
+    /// 32 s as snd-intel8x0 does (interrupt per period, LVI kept ahead);
+    /// prints `ac97 ... rate=<frames/s>` and [`AC97_PLAY_OK_MARKER`].
+    Ac97Play,
+    /// 64-bit Rust guest driving a virtio keyboard and tablet as Linux's
+    /// virtio_input does (config probe, MSI-X, status-queue LEDs), then
+    /// printing their events from [`VIRTIO_INPUT_READY_MARKER`] until Q is
+    /// released; prints [`VIRTIO_INPUT_OK_MARKER`] (1 MiB raw).
+    VirtioInput,
+    /// 64-bit Rust guest playing spice-vdagentd's transport: virtio-serial
+    /// MULTIPORT as virtio_console.c, the `com.redhat.spice.0` port opened,
+    /// client messages reported and echoed in agent chunks until the server's
+    /// CLIENT_DISCONNECTED; prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
+    Vdagent,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 8] = [
+    pub const ALL: [TestImage; 12] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -434,6 +487,10 @@ impl TestImage {
         TestImage::Crash,
         TestImage::VirtioMsix,
         TestImage::VirtioBench,
+        TestImage::QxlNative,
+        TestImage::Ac97Play,
+        TestImage::VirtioInput,
+        TestImage::Vdagent,
     ];
 
     /// The raw disk image.
@@ -446,7 +503,11 @@ impl TestImage {
             TestImage::PciList => PCI_LIST,
             TestImage::Crash => CRASH,
             TestImage::VirtioMsix => VIRTIO_MSIX,
+            TestImage::QxlNative => QXL_NATIVE,
             TestImage::VirtioBench => VIRTIO_BENCH,
+            TestImage::Ac97Play => AC97_PLAY,
+            TestImage::VirtioInput => VIRTIO_INPUT,
+            TestImage::Vdagent => VDAGENT,
         }
     }
 
@@ -457,7 +518,11 @@ impl TestImage {
             TestImage::PciList => Some(PCI_LIST_ELF),
             TestImage::Crash => Some(CRASH_ELF),
             TestImage::VirtioMsix => Some(VIRTIO_MSIX_ELF),
+            TestImage::QxlNative => Some(QXL_NATIVE_ELF),
             TestImage::VirtioBench => Some(VIRTIO_BENCH_ELF),
+            TestImage::Ac97Play => Some(AC97_PLAY_ELF),
+            TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
+            TestImage::Vdagent => Some(VDAGENT_ELF),
             _ => None,
         }
     }
@@ -472,7 +537,11 @@ impl TestImage {
             TestImage::PciList => "pci-list",
             TestImage::Crash => "crash",
             TestImage::VirtioMsix => "virtio-msix",
+            TestImage::QxlNative => "qxl-native",
             TestImage::VirtioBench => "virtio-bench",
+            TestImage::Ac97Play => "ac97-play",
+            TestImage::VirtioInput => "virtio-input",
+            TestImage::Vdagent => "vdagent",
         }
     }
 
@@ -488,7 +557,11 @@ impl TestImage {
             TestImage::PciList => PCI_LIST_OK_MARKER,
             TestImage::Crash => CRASH_READY_MARKER,
             TestImage::VirtioMsix => VIRTIO_MSIX_OK_MARKER,
+            TestImage::QxlNative => QXL_NATIVE_OK_MARKER,
             TestImage::VirtioBench => VIRTIO_BENCH_OK_MARKER,
+            TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
+            TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
+            TestImage::Vdagent => VDAGENT_OK_MARKER,
         }
     }
 }
@@ -616,7 +689,11 @@ mod tests {
             let marker = match name {
                 "pci-list" => "PCI-LIST",
                 "virtio-msix" => "VIRTIO-MSIX",
+                "qxl-native" => "QXL-NATIVE",
                 "virtio-bench" => "VIRTIO-BENCH",
+                "ac97-play" => "AC97-PLAY",
+                "virtio-input" => "VIRTIO-INPUT",
+                "vdagent" => "VDAGENT",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

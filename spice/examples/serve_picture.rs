@@ -55,6 +55,8 @@ fn main() {
             display_heads: 1,
             input: Some(Arc::new(Print)),
             agent: None,
+            streams: Vec::new(),
+            ..Default::default()
         },
     )
     .expect("start");

@@ -43,11 +43,23 @@ impl TicketKey {
     /// RSA-OAEP (SHA-1, MGF1-SHA-1, empty label) decryption with blinding (no timing
     /// side channel on the private key), then the C string up to the first NUL, as
     /// spice-server compares with `strcmp`.
+    ///
+    /// spice-html5 (every release to date) writes the ciphertext's hex digits without
+    /// their leading zero bytes and left-aligns the result in the 128-byte field, so
+    /// about one link in 200 arrives as `c << 8k` with k zero bytes at the end: the
+    /// browser then fails to connect at random. When the plain reading fails and the
+    /// blob ends in zero bytes, the short readings are tried too (at most two, as a
+    /// third leading zero byte is a 1-in-16M event). That gives a guesser no more
+    /// than three tries per link, each still behind the per-link key.
     pub fn decrypt_ticket(&self, blob: &[u8; TICKET_BYTES]) -> Option<Vec<u8>> {
-        let mut plain = self
-            .key
-            .decrypt_blinded(&mut rand::rngs::OsRng, Oaep::new::<sha1::Sha1>(), blob)
-            .ok()?;
+        let trailing_zeros = blob.iter().rev().take_while(|&&b| b == 0).count();
+        let mut plain = (0..=trailing_zeros.min(2)).find_map(|shift| {
+            let mut c = [0u8; TICKET_BYTES];
+            c[shift..].copy_from_slice(&blob[..TICKET_BYTES - shift]);
+            self.key
+                .decrypt_blinded(&mut rand::rngs::OsRng, Oaep::new::<sha1::Sha1>(), &c)
+                .ok()
+        })?;
         if let Some(nul) = plain.iter().position(|&b| b == 0) {
             plain.truncate(nul);
         }
@@ -197,6 +209,25 @@ mod key_tests {
         assert_eq!(k.decrypt_ticket(&blob).unwrap(), b"secret");
         let mut bad = blob;
         bad[5] ^= 1;
+        assert!(k.decrypt_ticket(&bad).is_none());
+    }
+
+    /// spice-html5's `rsa_encrypt` drops the ciphertext's leading zero bytes and its
+    /// ticket message pads on the right: that shape must still log in.
+    #[test]
+    fn left_aligned_short_ciphertext_from_spice_html5_is_accepted() {
+        let k = super::TicketKey::generate().unwrap();
+        let short = (0..20_000)
+            .map(|_| crate::client::link::encrypt_ticket(k.public_der(), "secret").unwrap())
+            .find(|c| c[0] == 0)
+            .expect("one ciphertext in ~256 starts with a zero byte");
+        let mut html5 = [0u8; 128];
+        let digits = &short[1..];
+        html5[..digits.len()].copy_from_slice(digits);
+        assert_eq!(k.decrypt_ticket(&html5).unwrap(), b"secret");
+        // A blob that decrypts under no reading is still refused.
+        let mut bad = html5;
+        bad[3] ^= 1;
         assert!(k.decrypt_ticket(&bad).is_none());
     }
 }

@@ -62,6 +62,7 @@ mod cursor_shape;
 mod header;
 pub mod image;
 mod link;
+mod pcm;
 pub mod port;
 pub mod proto;
 pub mod sasl;
@@ -75,6 +76,7 @@ pub mod client;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 
+pub use channel::cursor::CursorUpdate;
 pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
 pub use server::SpiceServer;
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
@@ -109,6 +111,13 @@ pub struct Ports {
     pub input: Option<Arc<dyn port::InputPort>>,
     /// The guest agent: MAIN offers the agent (and its tokens) only with one.
     pub agent: Option<Arc<dyn port::AgentPort>>,
+    /// Named byte streams (the spicevmc family); usbredir streams become the
+    /// USBREDIR channels, ids 0..n in this order.
+    pub streams: Vec<Arc<dyn port::StreamPort>>,
+    /// The sound card's output: the PLAYBACK channel.
+    pub audio_out: Option<Arc<dyn port::AudioOutPort>>,
+    /// The sound card's input: the RECORD channel.
+    pub audio_in: Option<Arc<dyn port::AudioInPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

@@ -69,6 +69,25 @@ pub trait InputPort: Send + Sync + 'static {
     /// An INPUTS channel ended, after releasing the keys and buttons it knew it
     /// held: the VM side may release anything else its clients still hold.
     fn detached(&self);
+    /// Called once when the server starts: the VM pushes `has_absolute` through
+    /// `notifier` whenever it changes (a tablet's driver starting or stopping),
+    /// and the MAIN channel offers or withdraws client mouse mode. A port whose
+    /// answer never changes need not keep it.
+    fn attach_absolute(&self, notifier: AbsoluteNotifier) {
+        let _ = notifier;
+    }
+}
+
+/// Pushes whether the VM has an absolute pointer now (see
+/// [`InputPort::attach_absolute`]). Cheap, never blocks.
+#[derive(Clone)]
+pub struct AbsoluteNotifier(pub(crate) Arc<watch::Sender<bool>>);
+
+impl AbsoluteNotifier {
+    pub fn set(&self, has_absolute: bool) {
+        self.0
+            .send_if_modified(|v| std::mem::replace(v, has_absolute) != has_absolute);
+    }
 }
 
 /// Pushes the guest's keyboard LEDs to the server's INPUTS channels. Cheap, never

@@ -180,3 +180,43 @@ pub fn has_cap(caps: &[u32], bit: u32) -> bool {
     caps.get((bit / 32) as usize)
         .is_some_and(|w| w & (1 << (bit % 32)) != 0)
 }
+
+/// PLAYBACK and RECORD channels (spice-protocol `enums.h`).
+pub mod audio {
+    pub const PLAYBACK_CAP_VOLUME: u32 = 1;
+    pub const PLAYBACK_CAP_LATENCY: u32 = 2;
+    pub const PLAYBACK_CAP_OPUS: u32 = 3;
+    pub const RECORD_CAP_VOLUME: u32 = 1;
+    pub const RECORD_CAP_OPUS: u32 = 2;
+    pub const MODE_RAW: u16 = 1;
+    pub const MODE_OPUS: u16 = 3;
+    pub const FMT_S16: u16 = 1;
+    /// The rate clients play and record at (and Opus's).
+    pub const RATE: u32 = 48_000;
+    pub const CHANNELS: u32 = 2;
+    /// Samples per channel in one DATA message: 10 ms.
+    pub const FRAME_SAMPLES: usize = 480;
+}
+
+pub mod playback_msg {
+    pub const DATA: u16 = 101;
+    pub const MODE: u16 = 102;
+    pub const START: u16 = 103;
+    pub const STOP: u16 = 104;
+    pub const VOLUME: u16 = 105;
+    pub const MUTE: u16 = 106;
+    pub const LATENCY: u16 = 107;
+}
+
+pub mod record_msg {
+    pub const START: u16 = 101;
+    pub const STOP: u16 = 102;
+    pub const VOLUME: u16 = 103;
+    pub const MUTE: u16 = 104;
+}
+
+pub mod record_msgc {
+    pub const DATA: u16 = 101;
+    pub const MODE: u16 = 102;
+    pub const START_MARK: u16 = 103;
+}

@@ -123,6 +123,7 @@ fn tcp_peer(a: std::net::SocketAddr) -> Peer {
 pub struct SpiceServer {
     shared: Arc<Shared>,
     display: Option<Arc<DisplayChannel>>,
+    cursor: Option<Arc<crate::channel::cursor::CursorChannel>>,
     runtime: Option<tokio::runtime::Runtime>,
     local: Listen,
     tls_local: Option<std::net::SocketAddr>,
@@ -217,6 +218,7 @@ impl SpiceServer {
         Ok(SpiceServer {
             shared,
             display: built.display,
+            cursor: built.cursor,
             runtime: Some(runtime),
             local,
             tls_local,
@@ -244,6 +246,14 @@ impl SpiceServer {
     pub fn update_head(&self, head: u8, frame: &Frame, dirty: &[Rect]) {
         if let Some(d) = &self.display {
             d.update(head, frame, dirty);
+        }
+    }
+
+    /// The guest's cursor on display head `head` changed (QXL cursor
+    /// commands). Never blocks; ignored without a display.
+    pub fn cursor_update(&self, head: u8, update: crate::CursorUpdate) {
+        if let Some(c) = &self.cursor {
+            c.update(head, update);
         }
     }
 

@@ -62,6 +62,12 @@ fn start(vmm: Vmm, guest: &LinuxGuest, disk: &Path, port: u16, actions: &str) ->
                 .arg("-drive")
                 .arg(format!("file={},format=raw,if=virtio", disk.display()))
                 .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
+                // The rest of spicebox's default machine, so every driver that binds
+                // there is judged against QEMU's.
+                .args(["-device", "qemu-xhci", "-device", "AC97,audiodev=snd0"])
+                .args(["-audiodev", "spice,id=snd0"])
+                .args(["-device", "virtio-keyboard-pci", "-device", "virtio-tablet-pci"])
+                .args(["-device", "virtio-serial-pci,disable-legacy=on"])
                 .arg("-spice")
                 .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
             SpiceboxVm::start_command(cmd)
@@ -320,7 +326,7 @@ fn stock_linux_drivers_bind_on_spicebox_as_on_qemu() {
     let qemu_drivers = qemu.bound_pci_drivers();
     // The comparison proves something only if QEMU's kernel bound the drivers
     // of the devices both machines have.
-    for driver in ["qxl", "virtio-pci"] {
+    for driver in ["qxl", "virtio-pci", "xhci_hcd", "snd_intel8x0"] {
         assert!(
             qemu_drivers.iter().any(|(_, d)| d == driver),
             "QEMU's kernel did not bind {driver}:\n{}",

@@ -14,7 +14,7 @@ use devices::legacy::{acpi_pm, cmos, debug_port, i8042, port92, serial};
 use devices::virtio::{VirtioBlock, VirtioPciDevice};
 use devices::{fw_cfg, IrqChip};
 
-use crate::cli::{RunArgs, SerialSpec, SpiceSpec, VgaKind};
+use crate::cli::{AudioKind, RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::devices::{DeviceManager, IsaKind, Slot, FIRST_FREE_SLOT};
 use crate::display::{Display, VgaPorts, VgaWindow};
 use crate::input::InputRouter;
@@ -176,10 +176,6 @@ fn boot(
     )));
     let ps2 = IsaKind::Ps2Controller;
     dm.add_isa_with_reset(ps2, &i8042, &[(i8042::BASE, i8042::LEN)], &[1, 12])?;
-    // Every input source (SPICE, QMP) reaches the PS/2 devices through one router,
-    // which the keyboard tells about LED changes.
-    let input = InputRouter::new(i8042.clone(), i8042.clone(), None);
-    i8042.lock().unwrap().set_led_listener(input.clone());
     let cmos = Arc::new(Mutex::new(cmos::Cmos::new(
         layout.below_4g(),
         layout.above_4g(),
@@ -253,6 +249,38 @@ fn boot(
         })?;
     }
 
+    // USB: the xHCI controller the SPICE usbredir channels attach devices to.
+    let xhci = if args.usb_redir > 0 {
+        let (_, xhci) = dm.add_pci("xhci", Slot::Next, |w| {
+            devices::usb::xhci::XhciPci::new(w.mem.clone(), w.intx, w.msi)
+        })?;
+        let handle = xhci.lock().unwrap_or_else(|e| e.into_inner()).controller();
+        Some(handle)
+    } else {
+        None
+    };
+
+    // Sound: an AC97 card, after the disk so the boot disk keeps 00:03.0.
+    let audio = audio_enabled(args)?.then(|| Arc::new(crate::audio::SpiceAudio::default()));
+    if let Some(audio) = &audio {
+        let backend = devices::audio::ac97::Ac97Backend {
+            out: audio.clone(),
+            input: audio.clone(),
+        };
+        dm.add_pci("ac97", Slot::Next, |w| {
+            let name = format!("ac97@{:02x}", w.slot);
+            devices::audio::ac97::Ac97::new(w.mem.clone(), w.intx, backend, &name)
+        })?;
+    }
+
+    // Every input source (SPICE, QMP) reaches the input devices through one
+    // router, which the keyboards tell about LED changes.
+    let input = crate::input_devices::add(&mut dm, args.input, &i8042)?;
+    let agent = match args.no_agent {
+        false => Some(crate::agent::add(&mut dm)?),
+        true => None,
+    };
+
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
     let boot_slot = dm
@@ -302,7 +330,7 @@ fn boot(
             .context("start the display thread")?;
     }
 
-    let spice = start_spice(args, &input, display.as_ref())?;
+    let spice = start_spice(args, &input, agent, display.as_ref(), xhci.as_ref(), audio)?;
 
     let monitor = crate::qmp::Monitor::new();
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
@@ -370,13 +398,27 @@ fn boot(
     Ok(outcome?)
 }
 
+/// Whether the machine gets a sound card: `--audio`, by default when SPICE is on.
+fn audio_enabled(args: &RunArgs) -> anyhow::Result<bool> {
+    let spice = args.spice != SpiceSpec::None;
+    match args.audio {
+        None => Ok(spice),
+        Some(AudioKind::None) => Ok(false),
+        Some(AudioKind::Spice) if !spice => bail!("--audio spice needs SPICE (not --spice none)"),
+        Some(AudioKind::Spice) => Ok(true),
+    }
+}
+
 /// Start the SPICE server for `--spice` with the machine's ports (the display's
 /// frames, the input router) and its transports; returns it with the lines to
 /// print (the `spice://` URI, the browser page's address).
 fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
+    agent: Option<Arc<crate::agent::AgentBridge>>,
     display: Option<&Arc<Display>>,
+    xhci: Option<&devices::usb::xhci::XhciHandle>,
+    audio: Option<Arc<crate::audio::SpiceAudio>>,
 ) -> anyhow::Result<Option<(Arc<spice::SpiceServer>, String)>> {
     let listen = match &args.spice {
         SpiceSpec::None => return Ok(None),
@@ -418,12 +460,27 @@ fn start_spice(
     let ports = spice::Ports {
         display_heads: u8::from(display.is_some()),
         input: Some(Arc::new(spice_link::SpiceInput(input.clone()))),
-        agent: None,
+        agent: agent.map(|a| a as Arc<dyn spice::port::AgentPort>),
+        streams: xhci
+            .map(|x| {
+                (0..args.usb_redir)
+                    .map(|i| {
+                        crate::usb_redir::UsbRedirStream::new(i, x.clone())
+                            as Arc<dyn spice::port::StreamPort>
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        audio_out: audio
+            .clone()
+            .map(|a| a as Arc<dyn spice::port::AudioOutPort>),
+        audio_in: audio.map(|a| a as Arc<dyn spice::port::AudioInPort>),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);
     if let Some(d) = display {
         d.add_frontend(Arc::new(spice_link::SpiceFrontend(server.clone())));
+        d.set_cursor_sink(Arc::new(spice_link::SpiceCursor(server.clone())));
     }
     // Only a password we made up goes in the URI: one the user chose stays
     // out of the terminal scrollback.

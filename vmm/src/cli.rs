@@ -81,10 +81,27 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "kernel")]
     pub bios_log: Option<PathBuf>,
 
-    /// Display device: qxl (QXL VGA: the VGA/VBE side; QXL native commands are
-    /// not implemented yet), or none.
+    /// Display device: qxl (QXL VGA: VGA/VBE modes and QXL's native 2D
+    /// commands, as the Linux qxl driver uses them), or none.
     #[arg(long, value_enum, default_value_t = VgaKind::Qxl)]
     pub vga: VgaKind,
+
+    /// Sound card: spice (an AC97 card, Intel 82801AA, played and recorded
+    /// through the SPICE playback and record channels) or none
+    /// [default: spice when SPICE is on, else none].
+    #[arg(long, value_enum)]
+    pub audio: Option<AudioKind>,
+    /// Where keys and pointer input go: both (the PS/2 keyboard and mouse plus a
+    /// virtio keyboard and tablet; keys reach the virtio keyboard once its
+    /// driver runs, PS/2 before), ps2 (no virtio input devices), or virtio (the
+    /// virtio devices get all keys and absolute input).
+    #[arg(long, value_enum, default_value_t = InputMode::Both)]
+    pub input: InputMode,
+
+    /// No virtio-serial port for the SPICE guest agent (com.redhat.spice.0,
+    /// present by default as in the VMs virt-manager creates).
+    #[arg(long)]
+    pub no_agent: bool,
 
     /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
     /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
@@ -122,6 +139,12 @@ pub struct RunArgs {
     /// can reach it sees and drives the VM).
     #[arg(long)]
     pub spice_allow_remote: bool,
+
+    /// SPICE USB redirection channels, each able to redirect one client USB
+    /// device into the VM through the xHCI controller (qemu-xhci); 0 leaves the
+    /// controller out.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub usb_redir: u8,
 
     #[command(flatten)]
     pub spice_transport: SpiceTransportArgs,
@@ -196,9 +219,22 @@ impl FromStr for SpiceSpec {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputMode {
+    Both,
+    Ps2,
+    Virtio,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VgaKind {
     None,
     Qxl,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioKind {
+    None,
+    Spice,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,6 +347,15 @@ mod tests {
             panic!("not run")
         };
         assert!(!a.no_acpi, "ACPI by default");
+        assert_eq!(a.input, InputMode::Both, "PS/2 and virtio input by default");
+        let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--input", "ps2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(a.input, InputMode::Ps2);
+        assert!(Cli::try_parse_from(["spicebox", "run", "--input", "usb"]).is_err());
         let Command::Run(a) = Cli::try_parse_from(["spicebox", "run", "--no-acpi"])
             .unwrap()
             .command

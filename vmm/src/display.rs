@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use devices::display::image_file;
 use devices::display::qxl::{Qxl, BAR_RAM};
+use devices::display::qxl_engine::CursorSink;
 use devices::display::{Frame, Rect, Screen, Update};
 use devices::BusDevice;
 
@@ -99,6 +100,12 @@ impl Display {
             f.show(&frame, &whole);
         }
         st.frontends.push(f);
+    }
+
+    /// The guest's QXL cursor commands go to `sink`.
+    pub fn set_cursor_sink(&self, sink: Arc<dyn CursorSink>) {
+        let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+        qxl.set_cursor_sink(sink);
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {

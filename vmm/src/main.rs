@@ -1,6 +1,8 @@
 //! `spicebox`: boot a disk image on KVM.
 
 mod acpi;
+mod agent;
+mod audio;
 mod builder;
 mod cli;
 mod control;
@@ -8,6 +10,7 @@ mod devices;
 mod display;
 mod error;
 mod input;
+mod input_devices;
 mod ioeventfd;
 mod irq_routing;
 mod linux_boot;
@@ -17,6 +20,7 @@ mod msi;
 mod qmp;
 mod serial_io;
 mod spice_link;
+mod usb_redir;
 mod vcpu;
 
 use std::process::ExitCode;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
+use devices::display::qxl_engine::{CursorEvent, CursorSink};
 use devices::display::{Frame, Update};
-use spice::port::{InputPort, LedNotifier};
+use spice::port::{AbsoluteNotifier, InputPort, LedNotifier};
 use spice::SpiceServer;
 
 use crate::cli::{RunArgs, SaslUserArgs};
@@ -31,7 +32,7 @@ impl InputPort for SpiceInput {
     }
     fn absolute(&self, _head: u8, x: u32, y: u32, dz: i32, buttons: u8) {
         // One head: the tablet spans it. The server offers client mouse mode
-        // only when `has_absolute`, so this cannot fail.
+        // only when `has_absolute` (a tablet exists), so this cannot fail.
         let _ = self
             .0
             .absolute(Source::Spice, Some(x), Some(y), dz, buttons);
@@ -44,6 +45,9 @@ impl InputPort for SpiceInput {
     }
     fn attach(&self, notifier: LedNotifier) {
         self.0.on_leds(move |leds| notifier.set(leds));
+    }
+    fn attach_absolute(&self, notifier: AbsoluteNotifier) {
+        self.0.on_absolute_change(move |a| notifier.set(a));
     }
     fn detached(&self) {
         // The channel released what it decoded; this also catches what it does
@@ -62,6 +66,31 @@ impl Frontend for SpiceFrontend {
             return;
         }
         self.0.update(frame, &update.rects);
+    }
+}
+
+/// The guest's QXL cursor to the server's cursor channel (head 0).
+pub struct SpiceCursor(pub Arc<SpiceServer>);
+
+impl CursorSink for SpiceCursor {
+    fn cursor(&self, ev: CursorEvent) {
+        let update = match ev {
+            CursorEvent::Set {
+                shape,
+                x,
+                y,
+                visible,
+            } => spice::CursorUpdate::Set {
+                shape,
+                x,
+                y,
+                visible,
+            },
+            CursorEvent::Move { x, y } => spice::CursorUpdate::Move { x, y },
+            CursorEvent::Hide => spice::CursorUpdate::Hide,
+            CursorEvent::Reset => spice::CursorUpdate::Reset,
+        };
+        self.0.cursor_update(0, update);
     }
 }
 

@@ -8,8 +8,17 @@
 pub mod fb;
 pub mod image_file;
 pub mod qxl;
+pub mod qxl_canvas;
+mod qxl_draw;
+pub mod qxl_engine;
+pub mod qxl_layout;
+pub mod qxl_mem;
+#[cfg(test)]
+mod qxl_native_tests;
+pub mod qxl_parse;
 pub mod render;
 pub mod screen;
+pub mod text_cells;
 pub mod vbe;
 pub mod vga;
 

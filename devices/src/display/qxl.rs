@@ -11,239 +11,32 @@
 //! - BAR3: 32 I/O ports; the offset selects the command, the byte is its argument.
 //! - Expansion ROM: `vgabios-qxl.bin`.
 //!
-//! Native-mode command processing (rings, memslots, surfaces, releases) is not
-//! here yet: port commands for it are decoded into [`QxlCommandEvent`]s and queued.
-//! Async commands complete at once (QXL_INTERRUPT_IO_CMD), which the Linux driver
-//! accepts since it waits for that interrupt after each async port write.
+//! Native mode: port commands are decoded here into [`QxlCommandEvent`]s (with
+//! the RAM-header arguments read once, at the write) and executed by the
+//! [`Engine`] (memslots, surfaces, releases); the command and cursor rings are
+//! served by the device worker that NOTIFY_CMD / NOTIFY_CURSOR wake
+//! (`qxl_engine`). Async commands complete at once (QXL_INTERRUPT_IO_CMD),
+//! which the Linux driver accepts since it waits for that interrupt after each
+//! async port write.
 
-use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vm_memory::VolatileSlice;
 
 use tracing::{debug, info, trace, warn};
 
+use super::qxl_engine::{self as engine, CursorSink, Engine, PrimaryView, QxlIrq, QxlWorker};
+pub use super::qxl_layout::*;
 use super::render::{self, DisplayMode, Frame};
 use super::vga::Vga;
 use crate::interrupt::IrqLine;
 use crate::pci::PciInterrupt;
 use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
+use crate::worker::Worker;
 use crate::{HostMemory, Result};
-
-pub const VENDOR_ID: u16 = 0x1b36;
-pub const DEVICE_ID: u16 = 0x0100;
-pub const CLASS_VGA: u32 = 0x03_0000;
-/// QEMU's default `revision` property is 5 ("qxl-5", QXL_REVISION_STABLE_V12 + 1),
-/// written as-is to the PCI revision byte. Linux wants >= 4; 5 adds nothing the
-/// device must do differently, so we mirror QEMU.
-pub const REVISION: u8 = 5;
-pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
-pub const SUBSYSTEM_ID: u16 = 0x1100;
-
-pub const BAR_RAM: usize = 0;
-pub const BAR_VRAM: usize = 1;
-pub const BAR_ROM: usize = 2;
-pub const BAR_IO: usize = 3;
-
-const MIB: usize = 1 << 20;
-pub const DEFAULT_RAM_SIZE: usize = 64 * MIB;
-pub const DEFAULT_VRAM_SIZE: usize = 8 * MIB;
-/// QEMU's `vgamem_mb` default: the surface-0 area at the start of BAR0.
-pub const DEFAULT_VGAMEM_SIZE: usize = 16 * MIB;
-/// QEMU's QXL_ROM_SZ (one 4 KiB page would do, but 8 KiB is what it declares).
-pub const ROM_SIZE: usize = 8192;
-/// pow2ceil(QXL_IO_RANGE_SIZE = 25) for revision >= 4.
-pub const IO_SIZE: u64 = 32;
-/// Largest option ROM we accept (vgabios-qxl.bin is ~40 KiB).
-const MAX_OPTION_ROM: usize = 16 * MIB;
-
-/// `QXLRom` field offsets (packed).
-pub mod rom_off {
-    pub const MAGIC: usize = 0;
-    pub const ID: usize = 4;
-    pub const UPDATE_ID: usize = 8;
-    pub const COMPRESSION_LEVEL: usize = 12;
-    pub const LOG_LEVEL: usize = 16;
-    pub const MODE: usize = 20;
-    pub const MODES_OFFSET: usize = 24;
-    pub const NUM_PAGES: usize = 28;
-    pub const PAGES_OFFSET: usize = 32;
-    pub const DRAW_AREA_OFFSET: usize = 36;
-    pub const SURFACE0_AREA_SIZE: usize = 40;
-    pub const RAM_HEADER_OFFSET: usize = 44;
-    pub const MM_CLOCK: usize = 48;
-    pub const N_SURFACES: usize = 52;
-    pub const FLAGS: usize = 56;
-    pub const SLOTS_START: usize = 64;
-    pub const SLOTS_END: usize = 65;
-    pub const SLOT_GEN_BITS: usize = 66;
-    pub const SLOT_ID_BITS: usize = 67;
-    pub const SLOT_GENERATION: usize = 68;
-    pub const CLIENT_PRESENT: usize = 69;
-    pub const CLIENT_CAPABILITIES: usize = 70;
-    pub const CLIENT_MONITORS_CONFIG_CRC: usize = 128;
-    pub const CLIENT_MONITORS_CONFIG: usize = 132;
-    /// sizeof(QXLRom); the mode list follows.
-    pub const SIZE: usize = 1160;
-}
-
-/// `QXLRam` field offsets (packed), relative to `ram_header_offset` in BAR0.
-pub mod ram_off {
-    pub const MAGIC: usize = 0;
-    pub const INT_PENDING: usize = 4;
-    pub const INT_MASK: usize = 8;
-    pub const LOG_BUF: usize = 12;
-    pub const LOG_BUF_SIZE: usize = 4096;
-    pub const CMD_RING: usize = 4108;
-    pub const CURSOR_RING: usize = 4640;
-    pub const RELEASE_RING: usize = 5172;
-    pub const UPDATE_AREA: usize = 5256;
-    pub const UPDATE_SURFACE: usize = 5272;
-    pub const MEM_SLOT: usize = 5276;
-    pub const CREATE_SURFACE: usize = 5292;
-    pub const FLAGS: usize = 5332;
-    pub const MONITORS_CONFIG: usize = 5340;
-    /// sizeof(QXLRam).
-    pub const SIZE: usize = 5348;
-    /// Ring header: num_items, prod, notify_on_prod, cons, notify_on_cons; then items.
-    pub const RING_HEADER: usize = 20;
-}
-
-pub const ROM_MAGIC: u32 = 0x4f52_5851; // "QXRO"
-pub const RAM_MAGIC: u32 = 0x4152_5851; // "QXRA"
-const CMD_RING_SIZE: u32 = 32;
-const CURSOR_RING_SIZE: u32 = 32;
-const RELEASE_RING_SIZE: u32 = 8;
-/// QEMU: NUM_MEMSLOTS 8, 8 generation bits, 8 slot-id bits, 1024 surfaces.
-const NUM_MEMSLOTS: u8 = 8;
-const MEMSLOT_GENERATION_BITS: u8 = 8;
-const MEMSLOT_SLOT_BITS: u8 = 8;
-const NUM_SURFACES: u32 = 1024;
-const PAGE_SIZE: usize = 4096;
-const QXL_MODE_SIZE: usize = 32;
-
-pub const INTERRUPT_DISPLAY: u32 = 1 << 0;
-pub const INTERRUPT_CURSOR: u32 = 1 << 1;
-pub const INTERRUPT_IO_CMD: u32 = 1 << 2;
-pub const INTERRUPT_ERROR: u32 = 1 << 3;
-pub const INTERRUPT_CLIENT: u32 = 1 << 4;
-pub const INTERRUPT_CLIENT_MONITORS_CONFIG: u32 = 1 << 5;
-
-/// BAR3 port offsets (`QXL_IO_*`, qxl_dev.h "append only" enum).
-pub mod io {
-    pub const NOTIFY_CMD: u8 = 0;
-    pub const NOTIFY_CURSOR: u8 = 1;
-    pub const UPDATE_AREA: u8 = 2;
-    pub const UPDATE_IRQ: u8 = 3;
-    pub const NOTIFY_OOM: u8 = 4;
-    pub const RESET: u8 = 5;
-    pub const SET_MODE: u8 = 6;
-    pub const LOG: u8 = 7;
-    pub const MEMSLOT_ADD: u8 = 8;
-    pub const MEMSLOT_DEL: u8 = 9;
-    pub const DETACH_PRIMARY: u8 = 10;
-    pub const ATTACH_PRIMARY: u8 = 11;
-    pub const CREATE_PRIMARY: u8 = 12;
-    pub const DESTROY_PRIMARY: u8 = 13;
-    pub const DESTROY_SURFACE_WAIT: u8 = 14;
-    pub const DESTROY_ALL_SURFACES: u8 = 15;
-    pub const UPDATE_AREA_ASYNC: u8 = 16;
-    pub const MEMSLOT_ADD_ASYNC: u8 = 17;
-    pub const CREATE_PRIMARY_ASYNC: u8 = 18;
-    pub const DESTROY_PRIMARY_ASYNC: u8 = 19;
-    pub const DESTROY_SURFACE_ASYNC: u8 = 20;
-    pub const DESTROY_ALL_SURFACES_ASYNC: u8 = 21;
-    pub const FLUSH_SURFACES_ASYNC: u8 = 22;
-    pub const FLUSH_RELEASE: u8 = 23;
-    pub const MONITORS_CONFIG_ASYNC: u8 = 24;
-    pub const RANGE_SIZE: u8 = 25;
-}
-
-/// QEMU's `qxl_modes[]`: each resolution at 16 and 32 bpp, orientations 0 and 1.
-/// A mode's id is its index here, even when the list in the ROM skips some.
-const MODE_RESOLUTIONS: [(u32, u32); 37] = [
-    (640, 480),
-    (800, 480),
-    (800, 600),
-    (832, 624),
-    (960, 640),
-    (1024, 600),
-    (1024, 768),
-    (1152, 864),
-    (1152, 870),
-    (1280, 720),
-    (1280, 760),
-    (1280, 768),
-    (1280, 800),
-    (1280, 960),
-    (1280, 1024),
-    (1360, 768),
-    (1366, 768),
-    (1400, 1050),
-    (1440, 900),
-    (1600, 900),
-    (1600, 1200),
-    (1680, 1050),
-    (1920, 1080),
-    (1920, 1200),
-    (1920, 1440),
-    (2000, 2000),
-    (2048, 1536),
-    (2048, 2048),
-    (2560, 1440),
-    (2560, 1600),
-    (2560, 2048),
-    (2800, 2100),
-    (3200, 2400),
-    (3840, 2160),
-    (4096, 2160),
-    (7680, 4320),
-    (8192, 4320),
-];
-
-/// One `QXLMode` entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QxlMode {
-    pub id: u32,
-    pub x_res: u32,
-    pub y_res: u32,
-    pub bits: u32,
-    pub stride: u32,
-    pub x_mili: u32,
-    pub y_mili: u32,
-    pub orientation: u32,
-}
-
-/// QEMU's mode list filtered as `init_qxl_rom` does: modes whose framebuffer
-/// (`y_res * stride`) exceeds `vgamem_size` are left out.
-pub fn mode_list(vgamem_size: usize) -> Vec<QxlMode> {
-    let mut modes = Vec::new();
-    let mut id = 0u32;
-    for &(x, y) in &MODE_RESOLUTIONS {
-        for orientation in 0..2 {
-            for bits in [16u32, 32] {
-                let stride = x * bits / 8;
-                // PIXEL_SIZE 0.2936875 mm = 4699/16000, truncated as C does.
-                let mode = QxlMode {
-                    id,
-                    x_res: x,
-                    y_res: y,
-                    bits,
-                    stride,
-                    x_mili: x * 4699 / 16000,
-                    y_mili: y * 4699 / 16000,
-                    orientation,
-                };
-                id += 1;
-                if (y as usize) * (stride as usize) <= vgamem_size {
-                    modes.push(mode);
-                }
-            }
-        }
-    }
-    modes
-}
+use display_types::Rect;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// `QXLRect` (top, left, bottom, right).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -347,9 +140,6 @@ impl Default for QxlConfig {
     }
 }
 
-/// Bound on queued events: a guest hammering ports must not grow memory.
-const MAX_EVENTS: usize = 1024;
-
 /// Legacy VGA register ports whose writes, in native mode, drop back to VGA
 /// (QEMU's `qxl_vga_portio_list`; the VBE ports are not in it).
 fn is_vga_register_port(port: u16) -> bool {
@@ -382,21 +172,12 @@ fn read_range(buf: &[u8], off: u64, data: &mut [u8]) {
     }
 }
 
-fn write_range(buf: &mut [u8], off: u64, data: &[u8]) {
-    let dst = usize::try_from(off)
-        .ok()
-        .and_then(|o| buf.get_mut(o..o.checked_add(data.len())?));
-    if let Some(d) = dst {
-        d.copy_from_slice(data);
-    }
-}
-
 pub struct Qxl {
     config: PciConfig,
     /// BAR0, which the VMM also maps into the guest (see `HostMemory`).
     ram: HostMemory,
-    /// BAR1.
-    vram: Vec<u8>,
+    /// BAR1 (surface memory), mapped into the guest like BAR0.
+    vram: HostMemory,
     /// BAR2 contents; guest writes are ignored.
     rom: Vec<u8>,
     /// Expansion ROM (vgabios-qxl.bin).
@@ -408,8 +189,14 @@ pub struct Qxl {
     /// Set on a guest protocol error (as QEMU's `guest_bug`): further port
     /// writes other than RESET are ignored until the device is reset.
     guest_bug: bool,
-    irq: Arc<PciInterrupt>,
-    events: VecDeque<QxlCommandEvent>,
+    irq: Arc<QxlIrq>,
+    engine: Arc<Mutex<Engine>>,
+    cmd_kick: Arc<EventFd>,
+    cursor_kick: Arc<EventFd>,
+    worker: Option<Worker<QxlWorker>>,
+    /// Every port command executed, for the unit tests to inspect.
+    #[cfg(test)]
+    events: Vec<QxlCommandEvent>,
 }
 
 impl Qxl {
@@ -450,20 +237,49 @@ impl Qxl {
         }
         config.seal();
 
+        let ram = HostMemory::new(ram_size)?;
+        let vram = HostMemory::new(vram_size)?;
+        let ram_header_offset = ram_size - ram_header_size;
+        let irq = Arc::new(QxlIrq::new(ram.clone(), ram_header_offset, irq));
+        let engine = Arc::new(Mutex::new(Engine::new(
+            ram.clone(),
+            vram.clone(),
+            ram_header_offset,
+            irq.clone(),
+        )));
+        let kick = || {
+            EventFd::new(EFD_NONBLOCK)
+                .map(Arc::new)
+                .map_err(|e| crate::Error::Worker(format!("qxl eventfd: {e}")))
+        };
+        let (cmd_kick, cursor_kick) = (kick()?, kick()?);
+        let worker = Worker::spawn(
+            "qxl",
+            QxlWorker {
+                engine: engine.clone(),
+                cmd_kick: cmd_kick.clone(),
+                cursor_kick: cursor_kick.clone(),
+            },
+        )?;
         let mut qxl = Self {
             config,
-            ram: HostMemory::new(ram_size)?,
-            vram: vec![0; vram_size],
+            ram,
+            vram,
             rom: vec![0; ROM_SIZE],
             option_rom,
             vgamem_size,
-            ram_header_offset: ram_size - ram_header_size,
+            ram_header_offset,
             // VBE may only use the surface-0 area, never the RAM header.
             vga: Vga::new(vgamem_size),
             mode: DeviceMode::Vga,
             guest_bug: false,
             irq,
-            events: VecDeque::new(),
+            engine,
+            cmd_kick,
+            cursor_kick,
+            worker: Some(worker),
+            #[cfg(test)]
+            events: Vec::new(),
         };
         qxl.init_rom();
         qxl.init_ram_header();
@@ -487,9 +303,58 @@ impl Qxl {
         self.mode
     }
 
-    /// Commands queued for the native-mode engine, oldest first.
+    /// Port commands executed since the last call, oldest first.
+    #[cfg(test)]
     pub fn take_events(&mut self) -> Vec<QxlCommandEvent> {
-        self.events.drain(..).collect()
+        std::mem::take(&mut self.events)
+    }
+
+    /// BAR1, the surface memory the VMM maps into the guest.
+    pub fn vram(&self) -> &HostMemory {
+        &self.vram
+    }
+
+    /// The native-mode engine (shared with the ring worker).
+    pub fn engine(&self) -> &Arc<Mutex<Engine>> {
+        &self.engine
+    }
+
+    /// Cursor commands go to `sink` from now on (it first gets the current one).
+    pub fn set_cursor_sink(&self, sink: Arc<dyn CursorSink>) {
+        engine::lock(&self.engine).set_cursor_sink(sink);
+    }
+
+    /// In native mode: bring `frame` up to date with the primary surface.
+    /// Some((whole frame is new, changed rects)); None without a primary.
+    pub fn refresh_native(
+        &self,
+        frame: &mut Frame,
+        view: &mut PrimaryView,
+    ) -> Option<(bool, Vec<Rect>)> {
+        engine::lock(&self.engine).refresh_primary(frame, view)
+    }
+
+    /// A client's monitor layout (its window sizes): written to the ROM with
+    /// its CRC, then CLIENT_MONITORS_CONFIG raised, as QEMU does, if the
+    /// driver listens for it (its int_mask has the bit and is neither 0 nor
+    /// all ones, which old Windows drivers use). Returns whether it was told.
+    pub fn client_monitors_config(&mut self, layout: &display_types::MonitorLayout) -> bool {
+        let mask = self.header_u32(ram_off::INT_MASK);
+        if mask == 0 || mask == u32::MAX || mask & INTERRUPT_CLIENT_MONITORS_CONFIG == 0 {
+            debug!("qxl: guest does not take client monitors configs (int_mask {mask:#x})");
+            return false;
+        }
+        write_client_monitors_config(&mut self.rom, layout);
+        self.send_events(INTERRUPT_CLIENT_MONITORS_CONFIG);
+        true
+    }
+
+    /// Wait until the ring worker has handled every notify written so far.
+    pub fn sync_worker(&self) {
+        if let Some(w) = &self.worker {
+            w.pause();
+            w.resume();
+        }
     }
 
     /// What the VGA registers select (meaningful in VGA mode).
@@ -642,17 +507,20 @@ impl Qxl {
 
     /// OR `bits` into the guest-visible int_pending and re-evaluate the line.
     fn send_events(&mut self, bits: u32) {
-        let off = self.ram_header_offset + ram_off::INT_PENDING;
-        let pending = self.ram.read_u32(off) | bits;
-        self.ram.write_u32(off, pending);
-        self.update_irq();
+        self.irq.send(bits);
     }
 
     /// Pending = (int_pending & int_mask) != 0; `PciInterrupt` gates it by
     /// COMMAND.INTX_DISABLE.
     fn update_irq(&mut self) {
-        let pending = self.header_u32(ram_off::INT_PENDING) & self.header_u32(ram_off::INT_MASK);
-        self.irq.set_intx(pending != 0);
+        self.irq.update();
+    }
+
+    /// Guest addresses of BAR0 and BAR1 (memslots must lie inside one).
+    fn bar_bases(&self) -> [Option<u64>; 2] {
+        let c = &self.config;
+        let decoded = |bar| c.active_bar(bar).map(|(base, _, _)| base);
+        [decoded(BAR_RAM), decoded(BAR_VRAM)]
     }
 
     fn guest_error(&mut self, what: &str) {
@@ -662,11 +530,25 @@ impl Qxl {
     }
 
     fn push_event(&mut self, ev: QxlCommandEvent) {
-        debug!("qxl: {ev:?} queued (native mode not yet implemented)");
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
+        trace!("qxl: {ev:?}");
+        #[cfg(test)]
+        self.events.push(ev);
+        let kick = match ev {
+            QxlCommandEvent::NotifyCmd => Some(&self.cmd_kick),
+            QxlCommandEvent::NotifyCursor => Some(&self.cursor_kick),
+            _ => None,
+        };
+        if let Some(k) = kick {
+            if let Err(e) = k.write(1) {
+                warn!("qxl: worker kick: {e}");
+            }
+            return;
         }
-        self.events.push_back(ev);
+        let bases = self.bar_bases();
+        let result = engine::lock(&self.engine).execute(&ev, &bases);
+        if let Err(what) = result {
+            self.guest_error(what);
+        }
     }
 
     /// QEMU's `qxl_hard_reset`: fresh ROM and RAM header, back to VGA mode.
@@ -838,8 +720,27 @@ impl Qxl {
     }
 }
 
-/// No worker threads or host resources to manage yet.
-impl crate::Lifecycle for Qxl {}
+/// The ring worker parks with the machine and ends with it.
+impl crate::Lifecycle for Qxl {
+    fn pause(&mut self) {
+        if let Some(w) = &self.worker {
+            w.pause();
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(w) = &self.worker {
+            w.resume();
+        }
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.worker.take() {
+            w.stop();
+        }
+        Ok(())
+    }
+}
 
 impl PciDevice for Qxl {
     fn config(&self) -> &PciConfig {
@@ -851,13 +752,13 @@ impl PciDevice for Qxl {
     }
 
     fn interrupt(&self) -> Option<Arc<PciInterrupt>> {
-        Some(self.irq.clone())
+        Some(self.irq.interrupt().clone())
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         match bar {
             BAR_RAM => self.ram.read(offset, data),
-            BAR_VRAM => read_range(&self.vram, offset, data),
+            BAR_VRAM => self.vram.read(offset, data),
             BAR_ROM => read_range(&self.rom, offset, data),
             ROM_BAR => {
                 // The ROM BAR is a power of two; past the image reads as zero.
@@ -875,13 +776,17 @@ impl PciDevice for Qxl {
     }
 
     fn host_memory_bar(&self, bar: usize) -> Option<HostMemory> {
-        (bar == BAR_RAM).then(|| self.ram.clone())
+        match bar {
+            BAR_RAM => Some(self.ram.clone()),
+            BAR_VRAM => Some(self.vram.clone()),
+            _ => None,
+        }
     }
 
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
         match bar {
             BAR_RAM => self.ram.write(offset, data),
-            BAR_VRAM => write_range(&mut self.vram, offset, data),
+            BAR_VRAM => self.vram.write(offset, data),
             BAR_IO => {
                 // QEMU accepts byte accesses only (valid.max_access_size = 1).
                 if data.len() != 1 || offset >= IO_SIZE {
@@ -1079,7 +984,9 @@ mod tests {
         let (mut q, line) = device();
         let mask = INTERRUPT_DISPLAY | INTERRUPT_CURSOR | INTERRUPT_IO_CMD;
         set_hdr(&mut q, ram_off::INT_MASK, mask);
-        // MEMSLOT_ADD_ASYNC slot 1 over the start of BAR0.
+        // MEMSLOT_ADD_ASYNC slot 1 over the start of BAR0, placed by firmware.
+        pci::config_write(&mut q, BAR0, &0xe000_0000u32.to_le_bytes());
+        pci::config_write(&mut q, COMMAND, &[0x03, 0x00]);
         set_hdr(&mut q, ram_off::MEM_SLOT, 0xe000_0000);
         set_hdr(&mut q, ram_off::MEM_SLOT + 8, 0xe3ff_e000);
         q.bar_write(BAR_IO, io::MEMSLOT_ADD_ASYNC as u64, &[1]);

@@ -266,62 +266,179 @@ pub fn render_rows_into<F: FrameMemory + ?Sized>(
 fn render_text(vga: &Vga, t: &TextGeometry, blink_phase: bool, frame: &mut Frame) {
     // Every cell is drawn whole, so this covers the frame.
     frame.resize(t.cols * t.cell_w, t.rows * t.cell_h);
-    let pal = palette16(vga);
-    // SR3 selects two 8 KiB font slots in plane 2; attribute bit 3 picks one.
-    let map = vga.sr[SR_CHAR_MAP];
-    let slot = |sel: u8| usize::from(sel) * 8192 * 4 + 2;
-    let fonts = [
-        slot(((map >> 4) & 1) | ((map << 1) & 6)),
-        slot(((map >> 5) & 1) | ((map >> 1) & 6)),
-    ];
-    let blink_enabled = vga.ar[AR_MODE] & 0x08 != 0;
-    let line_graphics = vga.ar[AR_MODE] & 0x04 != 0;
-    let cursor_addr = (usize::from(vga.cr[0x0e]) << 8 | usize::from(vga.cr[0x0f])) * 4;
-    let cursor_on = vga.cr[0x0a] & 0x20 == 0 && blink_phase;
-    let cursor_first = u32::from(vga.cr[0x0a] & 0x1f);
-    let cursor_last = u32::from(vga.cr[0x0b] & 0x1f).min(t.cell_h - 1);
-    let lc = line_compare(vga);
-    let width = frame.width as usize;
+    let look = TextLook::new(vga, t, blink_phase);
+    for_each_text_cell(vga, t, |cx, cy, src| {
+        look.draw_cell(vga, frame, cx, cy, src)
+    });
+}
 
+/// Everything a text screen's pixels depend on besides the cells themselves
+/// and the cursor's position: what [`crate::display::text_cells`] compares to
+/// know that redrawing only changed cells gives the same picture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TextLook {
+    cols: u32,
+    rows: u32,
+    cell_w: u32,
+    cell_h: u32,
+    pal: [u32; 16],
+    fonts: [usize; 2],
+    /// The glyph rows of both font slots, as drawn (256 × `cell_h` each).
+    glyphs: Vec<u8>,
+    blink_enabled: bool,
+    line_graphics: bool,
+    /// CR0A bit 5 clear: the cursor is on (when the blink phase shows it).
+    cursor_enabled: bool,
+    /// The half of the blink cycle being drawn: the cursor and blinking
+    /// characters show in it. Two looks are compared with it set alike.
+    blink_phase: bool,
+    cursor_first: u32,
+    cursor_last: u32,
+    start: usize,
+    line_offset: usize,
+    line_compare: u32,
+}
+
+impl TextLook {
+    fn new(vga: &Vga, t: &TextGeometry, blink_phase: bool) -> Self {
+        // SR3 selects two 8 KiB font slots in plane 2; attribute bit 3 picks one.
+        let map = vga.sr[SR_CHAR_MAP];
+        let slot = |sel: u8| usize::from(sel) * 8192 * 4 + 2;
+        let fonts = [
+            slot(((map >> 4) & 1) | ((map << 1) & 6)),
+            slot(((map >> 5) & 1) | ((map >> 1) & 6)),
+        ];
+        Self {
+            cols: t.cols,
+            rows: t.rows,
+            cell_w: t.cell_w,
+            cell_h: t.cell_h,
+            pal: palette16(vga),
+            fonts,
+            glyphs: Vec::new(),
+            blink_enabled: vga.ar[AR_MODE] & 0x08 != 0,
+            line_graphics: vga.ar[AR_MODE] & 0x04 != 0,
+            cursor_enabled: vga.cr[0x0a] & 0x20 == 0,
+            blink_phase,
+            cursor_first: u32::from(vga.cr[0x0a] & 0x1f),
+            cursor_last: u32::from(vga.cr[0x0b] & 0x1f).min(t.cell_h - 1),
+            start: start_address(vga),
+            line_offset: line_offset(vga),
+            line_compare: line_compare(vga),
+        }
+    }
+
+    /// As `new`, with the glyphs copied out so two looks can be compared
+    /// (16 KiB at most; the font lives in plane memory the guest may rewrite).
+    pub(super) fn of(vga: &Vga) -> Option<Self> {
+        let Decoded::Text(t) = decode(vga) else {
+            return None;
+        };
+        // The blink phase changes single cells, which each cell's key covers.
+        let mut look = Self::new(vga, &t, true);
+        let mut glyphs = Vec::with_capacity(2 * 256 * t.cell_h as usize);
+        for font in look.fonts {
+            for ch in 0..256usize {
+                for gy in 0..t.cell_h as usize {
+                    glyphs.push(vram_byte(vga, font + ch * 128 + gy * 4));
+                }
+            }
+        }
+        look.glyphs = glyphs;
+        Some(look)
+    }
+
+    pub(super) fn size(&self) -> (u32, u32, u32, u32) {
+        (self.cols, self.rows, self.cell_w, self.cell_h)
+    }
+
+    /// This look drawn in the given half of the blink cycle.
+    pub(super) fn in_blink_phase(&self, blink_phase: bool) -> Self {
+        Self {
+            blink_phase,
+            glyphs: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Calls `f(cx, cy, src)` for every cell in this look's layout.
+    pub(super) fn for_each_cell(&self, vga: &Vga, f: impl FnMut(u32, u32, usize)) {
+        let t = TextGeometry {
+            cols: self.cols,
+            rows: self.rows,
+            cell_w: self.cell_w,
+            cell_h: self.cell_h,
+        };
+        for_each_text_cell(vga, &t, f);
+    }
+
+    /// A number that changes whenever the cell at `src` would be drawn
+    /// differently in this look: character, attribute, whether the cursor
+    /// covers it now, and whether blinking hides its foreground now.
+    pub(super) fn cell_key(&self, vga: &Vga, src: usize, blink_phase: bool) -> u32 {
+        let ch = vram_byte(vga, src);
+        let attr = vram_byte(vga, src + 1);
+        let cursor = self.cursor_enabled && blink_phase && src == cursor_address(vga);
+        let hidden = self.blink_enabled && attr & 0x80 != 0 && !blink_phase;
+        u32::from(ch) | u32::from(attr) << 8 | u32::from(cursor) << 16 | u32::from(hidden) << 17
+    }
+
+    /// Draws the cell at column `cx`, row `cy` whose (char, attr) is at `src`.
+    pub(super) fn draw_cell(&self, vga: &Vga, frame: &mut Frame, cx: u32, cy: u32, src: usize) {
+        let ch = vram_byte(vga, src);
+        let attr = vram_byte(vga, src + 1);
+        let pal = &self.pal;
+        let mut fg = pal[usize::from(attr & 0x0f)];
+        let bg;
+        if self.blink_enabled && attr & 0x80 != 0 {
+            // Bit 7 blinks instead of brightening the background.
+            bg = pal[usize::from((attr >> 4) & 7)];
+            if !self.blink_phase {
+                fg = bg;
+            }
+        } else {
+            bg = pal[usize::from(attr >> 4)];
+        }
+        let glyph = self.fonts[usize::from((attr >> 3) & 1)] + usize::from(ch) * 128;
+        // Only the box-drawing range extends column 8 into the 9th column.
+        let dup9 = self.line_graphics && (0xc0..=0xdf).contains(&ch);
+        let is_cursor = self.cursor_enabled && self.blink_phase && src == cursor_address(vga);
+        let width = frame.width as usize;
+        for gy in 0..self.cell_h {
+            let in_cursor = is_cursor && gy >= self.cursor_first && gy <= self.cursor_last;
+            let bits = if in_cursor {
+                0xff
+            } else {
+                vram_byte(vga, glyph + gy as usize * 4)
+            };
+            let row = (cy * self.cell_h + gy) as usize * width + (cx * self.cell_w) as usize;
+            for gx in 0..self.cell_w {
+                let on = match (self.cell_w, gx) {
+                    (16, _) => bits & (0x80 >> (gx / 2)) != 0,
+                    (9, 8) => (dup9 || in_cursor) && bits & 1 != 0,
+                    _ => bits & (0x80 >> gx) != 0,
+                };
+                frame.pixels[row + gx as usize] = if on { fg } else { bg };
+            }
+        }
+    }
+}
+
+/// Plane-memory address of the cell the CRTC's cursor registers point at.
+fn cursor_address(vga: &Vga) -> usize {
+    ((usize::from(vga.cr[0x0e]) << 8 | usize::from(vga.cr[0x0f])) * 4) & (VGA_MEM_SIZE - 1)
+}
+
+/// Calls `f(cx, cy, src)` for each cell in display order, with the address of
+/// its (char, attr) in plane memory, following the start address, the line
+/// offset and the line-compare split (which restarts at address 0).
+fn for_each_text_cell(vga: &Vga, t: &TextGeometry, mut f: impl FnMut(u32, u32, usize)) {
+    let lc = line_compare(vga);
     let mut offset = start_address(vga);
     let mut line = 0u32;
     for cy in 0..t.rows {
         for cx in 0..t.cols {
-            let src = (offset + cx as usize * 4) & (VGA_MEM_SIZE - 1);
-            let ch = vram_byte(vga, src);
-            let attr = vram_byte(vga, src + 1);
-            let mut fg = pal[usize::from(attr & 0x0f)];
-            let bg;
-            if blink_enabled && attr & 0x80 != 0 {
-                // Bit 7 blinks instead of brightening the background.
-                bg = pal[usize::from((attr >> 4) & 7)];
-                if !blink_phase {
-                    fg = bg;
-                }
-            } else {
-                bg = pal[usize::from(attr >> 4)];
-            }
-            let glyph = fonts[usize::from((attr >> 3) & 1)] + usize::from(ch) * 128;
-            // Only the box-drawing range extends column 8 into the 9th column.
-            let dup9 = line_graphics && (0xc0..=0xdf).contains(&ch);
-            let is_cursor = cursor_on && src == (cursor_addr & (VGA_MEM_SIZE - 1));
-            for gy in 0..t.cell_h {
-                let in_cursor = is_cursor && gy >= cursor_first && gy <= cursor_last;
-                let bits = if in_cursor {
-                    0xff
-                } else {
-                    vram_byte(vga, glyph + gy as usize * 4)
-                };
-                let row = (cy * t.cell_h + gy) as usize * width + (cx * t.cell_w) as usize;
-                for gx in 0..t.cell_w {
-                    let on = match (t.cell_w, gx) {
-                        (16, _) => bits & (0x80 >> (gx / 2)) != 0,
-                        (9, 8) => (dup9 || in_cursor) && bits & 1 != 0,
-                        _ => bits & (0x80 >> gx) != 0,
-                    };
-                    frame.pixels[row + gx as usize] = if on { fg } else { bg };
-                }
-            }
+            f(cx, cy, (offset + cx as usize * 4) & (VGA_MEM_SIZE - 1));
         }
         let next = line + t.cell_h;
         offset += line_offset(vga);
@@ -331,7 +448,6 @@ fn render_text(vga: &Vga, t: &TextGeometry, blink_phase: bool, frame: &mut Frame
         line = next;
     }
 }
-
 fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
     // Each line is drawn across out_width (width is whole 8-pixel groups).
     frame.resize(g.out_width, g.height);
@@ -496,7 +612,7 @@ fn vbe_lines<F: FrameMemory + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::display::vga::tests::{attr_write, inb, memr, memw, outb, outw_idx};
 
@@ -634,7 +750,7 @@ mod tests {
         outw_idx(vga, 0x3ce, 5, 0x10);
     }
 
-    fn mode3() -> Vga {
+    pub(in crate::display) fn mode3() -> Vga {
         let mut vga = Vga::new(16 << 20);
         set_mode(&mut vga, &MODE_03);
         // clear_screen: 0x0720 words over B800.
@@ -646,7 +762,7 @@ mod tests {
         vga
     }
 
-    fn put(vga: &mut Vga, cell: u64, ch: u8, attr: u8) {
+    pub(in crate::display) fn put(vga: &mut Vga, cell: u64, ch: u8, attr: u8) {
         memw(vga, 0x18000 + 2 * cell, ch);
         memw(vga, 0x18000 + 2 * cell + 1, attr);
     }

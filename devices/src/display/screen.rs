@@ -5,17 +5,20 @@
 //! Change comes from two places, and each is tracked where it is cheap:
 //! - Register and 0xA0000-window writes (text, planar and mode-13h screens, VBE
 //!   mode switches, palette and panning) all trap to the device, which counts
-//!   them (`Vga::generation`). When the count moves, the screen is rendered
-//!   afresh and compared with the last frame, row by row; at 720x400 that costs
-//!   well under a millisecond.
+//!   them (`Vga::generation`). When the count moves, a text screen whose look
+//!   (palette, fonts, geometry) held redraws only the cells that changed
+//!   (`text_cells`); anything else is rendered afresh and compared with the
+//!   last frame, row by row (at 720x400 well under a millisecond).
 //! - The VBE linear framebuffer lives in BAR0, which the guest writes directly
 //!   (no exits). The VMM gives us the hypervisor's dirty-page log for it; only
 //!   scanlines on dirty pages are converted, and those bands are reported.
 
 use std::time::{Duration, Instant};
 
-use super::qxl::Qxl;
+use super::qxl::{DeviceMode, Qxl};
+use super::qxl_engine::PrimaryView;
 use super::render::{self, DisplayMode, Frame};
+use super::text_cells::TextCells;
 
 pub use display_types::Rect;
 
@@ -55,6 +58,10 @@ pub struct Screen {
     generation: Option<u64>,
     blink: bool,
     epoch: Instant,
+    /// What the text screen in `frame` was drawn from, so typing redraws cells.
+    text: TextCells,
+    /// The QXL primary surface as last copied (native mode).
+    native: PrimaryView,
 }
 
 impl Default for Screen {
@@ -72,6 +79,8 @@ impl Screen {
             generation: None,
             blink: true,
             epoch: Instant::now(),
+            text: TextCells::default(),
+            native: PrimaryView::default(),
         }
     }
 
@@ -87,6 +96,20 @@ impl Screen {
 
     /// Bring the frame up to date with `qxl` and report what changed.
     pub fn refresh(&mut self, qxl: &Qxl, dirty: FbDirty, now: Instant) -> Update {
+        if qxl.mode() != DeviceMode::Vga {
+            // Native QXL: the primary surface's canvas, its drawn rects. With
+            // no primary (destroyed, not yet re-created) the last picture stays.
+            // Forget the VGA mode so a return to VGA redraws everything.
+            self.mode = None;
+            self.text.forget();
+            return match qxl.refresh_native(&mut self.frame, &mut self.native) {
+                Some((mode_changed, rects)) => Update {
+                    mode_changed,
+                    rects,
+                },
+                None => Update::default(),
+            };
+        }
         let vga = qxl.vga();
         let mode = qxl.display_mode();
         let half_periods =
@@ -100,6 +123,7 @@ impl Screen {
             self.blink = blink;
             let last = (self.frame.width, self.frame.height);
             draw(qxl, blink, &mut self.frame, last);
+            self.text.remember(vga, blink);
             return Update {
                 mode_changed: true,
                 rects: full(&self.frame),
@@ -126,6 +150,14 @@ impl Screen {
         if !(registers_moved || blink_moved || vbe.is_some()) {
             return Update::default();
         }
+        if vbe.is_none() {
+            if let Some(rects) = self.text.redraw_changed(vga, blink, &mut self.frame) {
+                return Update {
+                    mode_changed: false,
+                    rects,
+                };
+            }
+        }
         draw(
             qxl,
             blink,
@@ -134,6 +166,7 @@ impl Screen {
         );
         let rects = diff(&self.frame, &self.scratch);
         std::mem::swap(&mut self.frame, &mut self.scratch);
+        self.text.remember(vga, blink);
         Update {
             mode_changed: false,
             rects,

@@ -20,9 +20,14 @@
 pub mod block;
 pub mod device;
 pub mod disk;
+pub mod input;
+pub mod input_config;
 pub mod pci;
+pub mod serial;
 
 pub use block::VirtioBlock;
 pub use device::{VirtioDevice, VirtioInterrupt};
 pub use disk::{open_disk, DiskImage};
+pub use input::{VirtioInput, VirtioKeyboard, VirtioTablet};
 pub use pci::VirtioPciDevice;
+pub use serial::{SerialBackend, SerialPort, VirtioSerial};

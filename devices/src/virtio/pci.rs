@@ -967,6 +967,11 @@ pub(crate) mod testing {
             self.mmio_read(a, len)
         }
 
+        pub fn device_cfg_write(&mut self, off: u64, len: usize, value: u64) {
+            let a = self.region_addr(self.caps.device) + off;
+            self.mmio_write(a, len, value)
+        }
+
         pub fn status(&mut self) -> u8 {
             self.common_read(0x14, 1) as u8
         }
@@ -1001,7 +1006,7 @@ pub(crate) mod testing {
         pub fn setup_queue(&mut self, index: u16, size: u16, base: u64) -> TestQueue {
             self.common_write(0x16, 2, index as u64);
             let max = self.common_read(0x18, 2) as u16;
-            assert!(size <= max);
+            assert!(size <= max, "queue {index}: size {size} max {max}");
             self.common_write(0x18, 2, size as u64);
             assert_eq!(self.common_read(0x1c, 2), 0, "queue already enabled");
             let desc = base;

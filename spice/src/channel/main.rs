@@ -1,17 +1,20 @@
 //! MAIN channel: MAIN_INIT, CHANNELS_LIST (from the registry) on ATTACH_CHANNELS,
-//! mouse modes (client mode only when the input port has an absolute pointer),
+//! mouse modes (client mode only while the input port has an absolute pointer:
+//! when that changes, MOUSE_MODE tells the client, which then asks for client
+//! mode as spice-gtk does, or is moved back to server mode),
 //! and, when the server has an agent port, the agent relay with its tokens
 //! (`agent.rs`). Without an agent port MAIN_INIT says no agent and no tokens, and
 //! agent messages are accepted and dropped.
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tracing::debug;
 
 use super::agent::{AgentLink, AgentRelay};
 use super::conn::violation;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::port::{AgentPort, InputPort};
+use crate::port::{AbsoluteNotifier, AgentPort, InputPort};
 use crate::proto::{
     channel as ch, has_cap, main_cap, main_msg, main_msgc, MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER,
 };
@@ -25,8 +28,9 @@ const RAM_HINT: u32 = 64 << 20;
 const MAX_MESSAGE: usize = 64 * 1024;
 
 pub struct MainChannel {
-    /// Client mouse mode is possible (an absolute pointer exists).
-    client_mouse: bool,
+    /// Client mouse mode is possible (an absolute pointer exists), as the input
+    /// port pushes it.
+    client_mouse: Arc<watch::Sender<bool>>,
     agent: Option<(Arc<dyn AgentPort>, AgentLink)>,
 }
 
@@ -37,18 +41,22 @@ impl MainChannel {
             port.attach(link.clone());
             (port, link)
         });
+        let client_mouse = Arc::new(watch::channel(input.is_some_and(|i| i.has_absolute())).0);
+        if let Some(i) = input {
+            i.attach_absolute(AbsoluteNotifier(client_mouse.clone()));
+        }
         MainChannel {
-            client_mouse: input.is_some_and(|i| i.has_absolute()),
+            client_mouse,
             agent,
         }
     }
+}
 
-    fn supported_modes(&self) -> u16 {
-        if self.client_mouse {
-            MOUSE_MODE_SERVER | MOUSE_MODE_CLIENT
-        } else {
-            MOUSE_MODE_SERVER
-        }
+fn supported_modes(client_mouse: bool) -> u16 {
+    if client_mouse {
+        MOUSE_MODE_SERVER | MOUSE_MODE_CLIENT
+    } else {
+        MOUSE_MODE_SERVER
     }
 }
 
@@ -122,7 +130,9 @@ impl MainChannel {
         });
         // No agent port: no agent, and no tokens to spend on one.
         let (agent_connected, agent_tokens) = relay.as_ref().map_or((0, 0), |r| r.init_fields());
-        let supported = self.supported_modes();
+        // Subscribed first: a change from here on wakes the loop below.
+        let mut client_mouse = self.client_mouse.subscribe();
+        let mut supported = supported_modes(*client_mouse.borrow_and_update());
         let mut mode = MOUSE_MODE_SERVER;
         let init = Init {
             session_id: link.session_id,
@@ -156,6 +166,19 @@ impl MainChannel {
                     Next::Closed => return Ok(()),
                 },
                 _ = agent_changed(&mut relay) => continue,
+                r = client_mouse.changed() => {
+                    if r.is_err() {
+                        // Cannot happen: this kind holds the sender.
+                        return Ok(());
+                    }
+                    supported = supported_modes(*client_mouse.borrow_and_update());
+                    if supported & mode == 0 {
+                        mode = MOUSE_MODE_SERVER;
+                    }
+                    conn.send(main_msg::MOUSE_MODE, &mouse_mode(supported, mode))
+                        .await?;
+                    continue;
+                }
             };
             let mut r = Reader::new(&body);
             let short = || violation(format!("malformed main message {t}"));

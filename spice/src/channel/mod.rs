@@ -12,8 +12,11 @@ pub mod cursor;
 pub mod display;
 pub mod inputs;
 pub mod main;
+pub mod playback;
+pub mod record;
 pub mod region;
 pub mod registry;
+pub mod usbredir;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -7,6 +7,9 @@ use super::cursor::CursorChannel;
 use super::display::DisplayChannel;
 use super::inputs::InputsChannel;
 use super::main::MainChannel;
+use super::playback::PlaybackChannel;
+use super::record::RecordChannel;
+use super::usbredir::UsbredirChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
 use crate::{Error, Ports};
@@ -24,11 +27,14 @@ pub struct Built {
     pub registry: Registry,
     /// The display kind, fed by `SpiceServer::update`.
     pub display: Option<Arc<DisplayChannel>>,
+    /// The cursor kind, fed by `SpiceServer::cursor_update`.
+    pub cursor: Option<Arc<CursorChannel>>,
 }
 
 impl Registry {
     /// MAIN always; DISPLAY and CURSOR with ids 0..heads when there are display
-    /// heads; INPUTS when there is an input port; then `extra` kinds (channels of
+    /// heads; INPUTS when there is an input port; PLAYBACK with an audio out
+    /// port, RECORD with an audio in port; then `extra` kinds (channels of
     /// later ports, and test kinds), in that order, which is CHANNELS_LIST's.
     pub fn for_ports(
         ports: Ports,
@@ -53,13 +59,27 @@ impl Registry {
         if let Some(input) = ports.input {
             kinds.push(Arc::new(InputsChannel::new(input, display.clone())));
         }
-        if display.is_some() {
-            kinds.push(Arc::new(CursorChannel::new(ports.display_heads)));
+        let cursor = display
+            .is_some()
+            .then(|| Arc::new(CursorChannel::new(ports.display_heads)));
+        if let Some(c) = &cursor {
+            kinds.push(c.clone());
+        }
+        let usbredir = UsbredirChannel::new(ports.streams.clone());
+        if !usbredir.is_empty() {
+            kinds.push(Arc::new(usbredir));
+        }
+        if let Some(out) = ports.audio_out {
+            kinds.push(Arc::new(PlaybackChannel::new(out)));
+        }
+        if let Some(input) = ports.audio_in {
+            kinds.push(Arc::new(RecordChannel::new(input)));
         }
         kinds.extend(extra);
         Ok(Built {
             registry: Registry::new(kinds)?,
             display,
+            cursor,
         })
     }
 

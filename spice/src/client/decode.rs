@@ -79,6 +79,19 @@ pub enum ServerMsg {
         height: u16,
     },
     CursorOther(u16),
+    /// CURSOR_SET: position, visibility and the shape's size and first pixel.
+    CursorSet {
+        x: i16,
+        y: i16,
+        visible: bool,
+        width: u16,
+        height: u16,
+        first_pixel: u32,
+    },
+    CursorMove {
+        x: i16,
+        y: i16,
+    },
 }
 
 type R<T> = Result<T, String>;
@@ -211,6 +224,11 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
         }
         (ch::INPUTS, inputs_msg::MOUSE_MOTION_ACK) => ServerMsg::MotionAck,
         (ch::CURSOR, cursor_msg::INIT) => return cursor_init(body),
+        (ch::CURSOR, cursor_msg::SET) => return cursor_set(body),
+        (ch::CURSOR, cursor_msg::MOVE) => ServerMsg::CursorMove {
+            x: need(r.i16(), "CURSOR_MOVE")?,
+            y: need(r.i16(), "CURSOR_MOVE")?,
+        },
         (ch::CURSOR, t @ (cursor_msg::RESET | cursor_msg::HIDE)) => ServerMsg::CursorOther(t),
         _ => return Err(format!("unexpected message {t} on channel type {channel}")),
     };
@@ -254,6 +272,41 @@ fn cursor_init(body: &[u8]) -> R<ServerMsg> {
         visible,
         width,
         height,
+    })
+}
+
+fn cursor_set(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let x = need(r.i16(), "CURSOR_SET")?;
+    let y = need(r.i16(), "CURSOR_SET")?;
+    let visible = need(r.u8(), "CURSOR_SET")? != 0;
+    let flags = need(r.u16(), "CURSOR_SET")?;
+    if flags & CURSOR_FLAGS_NONE != 0 {
+        return Err("CURSOR_SET without a shape".into());
+    }
+    need(r.u64(), "cursor header")?;
+    let ty = need(r.u8(), "cursor header")?;
+    let width = need(r.u16(), "cursor header")?;
+    let height = need(r.u16(), "cursor header")?;
+    let hx = need(r.u16(), "cursor header")?;
+    let hy = need(r.u16(), "cursor header")?;
+    if ty != CURSOR_TYPE_ALPHA || hx >= width || hy >= height {
+        return Err(format!(
+            "cursor type {ty} hot spot {hx},{hy} size {width}x{height}"
+        ));
+    }
+    let px = need(
+        r.bytes(width as usize * height as usize * 4),
+        "cursor pixels",
+    )?;
+    exact(&r, "CURSOR_SET")?;
+    Ok(ServerMsg::CursorSet {
+        x,
+        y,
+        visible,
+        width,
+        height,
+        first_pixel: u32::from_le_bytes([px[0], px[1], px[2], px[3]]),
     })
 }
 

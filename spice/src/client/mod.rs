@@ -148,6 +148,8 @@ pub struct ClientState {
     pub modifiers: Vec<u16>,
     pub motion_acks: u32,
     pub cursor_init: Option<ServerMsg>,
+    /// CURSOR_SET / MOVE / HIDE / RESET after the init, in order.
+    pub cursor: Vec<ServerMsg>,
     /// Agent messages on MAIN, in order.
     pub agent: Vec<ServerMsg>,
     /// Channel types whose connection ended.
@@ -622,6 +624,9 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         ServerMsg::KeyModifiers(m) => g.modifiers.push(m),
         ServerMsg::MotionAck => g.motion_acks += 1,
         ServerMsg::CursorInit { .. } => g.cursor_init = Some(m),
+        ServerMsg::CursorSet { .. } | ServerMsg::CursorMove { .. } | ServerMsg::CursorOther(_) => {
+            g.cursor.push(m)
+        }
         ServerMsg::AgentConnected(_)
         | ServerMsg::AgentDisconnected(_)
         | ServerMsg::AgentData(_)

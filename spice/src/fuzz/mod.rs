@@ -5,7 +5,8 @@
 //! WebSocket. [`channel_dispatch`] runs one registered channel kind's real task, on an
 //! in-memory connection, over arbitrary client bytes: framing, size limits, base
 //! messages and each kind's message handling, with the ports a machine has
-//! (a display head with a picture, an input port, an agent port). Whatever the
+//! (a display head with a picture, an input port, an agent port, a sound card
+//! capturing). Whatever the
 //! bytes, the task must neither panic nor outlive the client's end of stream.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,7 +18,10 @@ use crate::channel::display::DisplayChannel;
 use crate::channel::{self, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
 use crate::link::LinkRequest;
-use crate::port::{AgentLink, AgentPort, InputPort, LedNotifier};
+use crate::port::{
+    AgentLink, AgentPort, AudioInControl, AudioInPort, AudioOutPort, AudioOutSink, Full, InputPort,
+    LedNotifier, PcmFormat, StreamKind, StreamPort, StreamSink,
+};
 use crate::proto::common_cap;
 use crate::server::BoxStream;
 use crate::{ClientInfo, Frame, Ports, Rect};
@@ -59,6 +63,50 @@ impl AgentPort for Sink {
     fn resume(&self) {}
 }
 
+/// A usbredir stream that echoes client bytes back as guest bytes, so the
+/// USBREDIR channel's both directions (and LZ4) run under the fuzzer.
+#[derive(Default)]
+struct EchoStream {
+    sink: Mutex<Option<Arc<dyn StreamSink>>>,
+}
+
+impl StreamPort for EchoStream {
+    fn kind(&self) -> StreamKind {
+        StreamKind::Usbredir
+    }
+    fn name(&self) -> &str {
+        "usbredir"
+    }
+    fn attach(&self, sink: Arc<dyn StreamSink>) {
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+    fn client_data(&self, data: &[u8]) -> Result<(), Full> {
+        if let Some(sink) = &*self.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = sink.guest_data(data);
+        }
+        Ok(())
+    }
+    fn client_opened(&self, _: bool) {}
+    fn resume(&self) {}
+}
+
+/// The sound card: it captures at 44.1 kHz from the start (so client DATA is
+/// converted) and takes whatever the RECORD channel delivers.
+impl AudioInPort for Sink {
+    fn attach(&self, control: Arc<dyn AudioInControl>) {
+        control.start(PcmFormat {
+            channels: 2,
+            rate: 44_100,
+        });
+    }
+    fn captured(&self, _: &[i16]) {}
+}
+
+impl AudioOutPort for Sink {
+    fn attach(&self, _: Arc<dyn AudioOutSink>) {}
+    fn client_attached(&self, _: bool) {}
+}
+
 struct World {
     registry: Registry,
     info: ServerInfo,
@@ -76,7 +124,13 @@ fn world() -> &'static World {
             Ports {
                 display_heads: 2,
                 input: Some(sink.clone()),
-                agent: Some(sink),
+                agent: Some(sink.clone()),
+                streams: vec![
+                    Arc::new(EchoStream::default()),
+                    Arc::new(EchoStream::default()),
+                ],
+                audio_out: Some(sink.clone()),
+                audio_in: Some(sink),
             },
             false,
             Vec::new(),

@@ -279,3 +279,88 @@ fn malformed_surfaces_are_dropped_and_the_display_goes_on() {
     assert!(st.errors.is_empty(), "{:?}", st.errors);
     assert!(st.closed.is_empty(), "{:?}", st.closed);
 }
+
+#[test]
+fn guest_cursor_reaches_the_cursor_channel() {
+    use crate::client::decode::ServerMsg;
+    use crate::proto::cursor_msg;
+    use crate::CursorUpdate;
+    let (server, _) = start(None);
+    let s1 = picture(64, 48, 1);
+    server.update(&s1, &[full(&s1)]);
+    // Defined before the client connects: CURSOR_INIT carries it.
+    let shape = crate::CursorShape {
+        width: 4,
+        height: 2,
+        hot_x: 1,
+        hot_y: 1,
+        pixels: (0..8).map(|i| 0xff00_0000 | i).collect(),
+    };
+    server.cursor_update(
+        0,
+        CursorUpdate::Set {
+            shape: shape.clone(),
+            x: 5,
+            y: 6,
+            visible: true,
+        },
+    );
+    let c = connect(&server);
+    c.wait(T, |s| {
+        matches!(
+            s.cursor_init,
+            Some(ServerMsg::CursorInit {
+                visible: true,
+                width: 4,
+                height: 2
+            })
+        )
+    })
+    .unwrap();
+    server.cursor_update(0, CursorUpdate::Move { x: 30, y: 20 });
+    c.wait(T, |s| {
+        s.cursor.contains(&ServerMsg::CursorMove { x: 30, y: 20 })
+    })
+    .unwrap();
+    server.cursor_update(0, CursorUpdate::Hide);
+    c.wait(T, |s| {
+        s.cursor.contains(&ServerMsg::CursorOther(cursor_msg::HIDE))
+    })
+    .unwrap();
+    // Shown again by a move: the shape is sent again with the new position.
+    server.cursor_update(0, CursorUpdate::Move { x: 1, y: 2 });
+    c.wait(T, |s| {
+        s.cursor.iter().any(|m| {
+            *m == ServerMsg::CursorSet {
+                x: 1,
+                y: 2,
+                visible: true,
+                width: 4,
+                height: 2,
+                first_pixel: 0xff00_0000,
+            }
+        })
+    })
+    .unwrap();
+    // An invalid shape (hot spot outside) is ignored; a reset brings the arrow.
+    server.cursor_update(
+        0,
+        CursorUpdate::Set {
+            shape: crate::CursorShape { hot_x: 9, ..shape },
+            x: 0,
+            y: 0,
+            visible: true,
+        },
+    );
+    server.cursor_update(0, CursorUpdate::Reset);
+    c.wait(T, |s| {
+        s.cursor
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::CursorSet { .. }))
+            .count()
+            == 2
+            && matches!(s.cursor.last(), Some(ServerMsg::CursorSet { x: 0, y: 0, width, .. }) if *width != 4)
+    })
+    .unwrap();
+    assert!(c.state().errors.is_empty(), "{:?}", c.state().errors);
+}

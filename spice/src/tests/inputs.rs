@@ -343,3 +343,42 @@ fn client_mouse_mode_with_an_absolute_pointer() {
     c.wait(T, |s| s.mouse_mode == Some((3, MOUSE_MODE_SERVER)))
         .unwrap();
 }
+
+#[test]
+fn client_mouse_mode_follows_the_absolute_pointer() {
+    use crate::port::ABS_MAX;
+    use crate::proto::{main_msgc, MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER};
+    // No tablet driver yet: server mode only.
+    let (server, rec) = start(None);
+    let s = picture(64, 48, 1);
+    server.update(&s, &[full(&s)]);
+    let c = connect(&server);
+    c.wait(T, |s| s.inputs_init.is_some()).unwrap();
+    assert!(matches!(
+        c.state().main_init,
+        Some(crate::client::decode::ServerMsg::MainInit {
+            supported_mouse_modes: 1,
+            ..
+        })
+    ));
+    // The driver starts: client mode is offered, and taken on request.
+    rec.set_absolute(true);
+    c.wait(T, |s| s.mouse_mode == Some((3, MOUSE_MODE_SERVER)))
+        .unwrap();
+    c.send_main(
+        main_msgc::MOUSE_MODE_REQUEST,
+        &MOUSE_MODE_CLIENT.to_le_bytes(),
+    )
+    .unwrap();
+    c.wait(T, |s| s.mouse_mode == Some((3, MOUSE_MODE_CLIENT)))
+        .unwrap();
+    c.position(63, 0, 0, 0).unwrap();
+    assert_eq!(rec.wait_for(1), vec![Input::Abs(0, ABS_MAX, 0, 0, 0)]);
+    // It stops (the guest reset): back to server mode, positions dropped.
+    rec.set_absolute(false);
+    c.wait(T, |s| s.mouse_mode == Some((1, MOUSE_MODE_SERVER)))
+        .unwrap();
+    c.position(1, 1, 0, 0).unwrap();
+    c.motion(1, 1, 0).unwrap();
+    assert_eq!(rec.wait_for(1), vec![Input::Mouse(1, 1, 0, 0)]);
+}

@@ -6,16 +6,19 @@ mod flow;
 mod handshake;
 mod inputs;
 mod limits;
+mod playback;
+mod record;
 mod registration;
 mod sessions;
 mod transport;
+mod usbredir;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{ClientOptions, TestClient};
-use crate::port::{InputPort, LedNotifier};
+use crate::port::{AbsoluteNotifier, InputPort, LedNotifier};
 use crate::{Config, Frame, Listen, Ports, Rect, SpiceServer};
 
 pub const T: Duration = Duration::from_secs(20);
@@ -39,6 +42,9 @@ pub struct Recorder {
     pub notifier: Mutex<Option<LedNotifier>>,
     /// Offer an absolute pointer.
     pub absolute: bool,
+    /// An absolute pointer that came later (`set_absolute`).
+    pub absolute_now: std::sync::atomic::AtomicBool,
+    pub abs_notifier: Mutex<Option<AbsoluteNotifier>>,
     /// INPUTS channels that ended.
     pub detached: std::sync::atomic::AtomicUsize,
 }
@@ -53,6 +59,17 @@ impl Recorder {
             .as_ref()
             .expect("the server attached the port")
             .set(leds);
+    }
+    /// A tablet's driver starts or stops: what the VM side pushes.
+    pub fn set_absolute(&self, on: bool) {
+        self.absolute_now
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        self.abs_notifier
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("the server attached the port")
+            .set(on);
     }
     pub fn take(&self) -> Vec<Input> {
         std::mem::take(&mut *self.events.lock().unwrap())
@@ -78,14 +95,20 @@ impl InputPort for Recorder {
             .push(Input::Mouse(dx, dy, dz, buttons));
     }
     fn absolute(&self, head: u8, x: u32, y: u32, dz: i32, buttons: u8) {
-        assert!(self.absolute, "absolute input without an absolute pointer");
+        assert!(
+            self.has_absolute(),
+            "absolute input without an absolute pointer"
+        );
         self.events
             .lock()
             .unwrap()
             .push(Input::Abs(head, x, y, dz, buttons));
     }
     fn has_absolute(&self) -> bool {
-        self.absolute
+        self.absolute || self.absolute_now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn attach_absolute(&self, notifier: AbsoluteNotifier) {
+        *self.abs_notifier.lock().unwrap() = Some(notifier);
     }
     fn leds(&self) -> u8 {
         self.led_reads

@@ -1,7 +1,7 @@
 //! Keyboard and mouse commands: `send-key`, `input-send-event`, `query-mice`.
 //! They go through the machine's input router (as `Source::Qmp`), the same path
-//! SPICE clients' input takes: the PS/2 keyboard and mouse, and the absolute
-//! pointer once the machine has one (until then `abs` events get QEMU's error).
+//! SPICE clients' input takes: the keyboards, the PS/2 mouse, and the tablet
+//! when the machine has one (without one `abs` events get QEMU's error).
 
 use std::time::Duration;
 
@@ -164,11 +164,7 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
     let input = b.input();
     let mut events = Vec::with_capacity(list.len());
     for (i, v) in list.into_iter().enumerate() {
-        events.push(parse_event(
-            v,
-            format!("events[{i}]"),
-            input.has_absolute(),
-        )?);
+        events.push(parse_event(v, format!("events[{i}]"), input.has_tablet())?);
     }
     // As QEMU: every event must have a handler before any is sent.
     let events = events
@@ -215,8 +211,10 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
         }
     }
     // One report for the whole batch, as QEMU syncs once per command. Buttons and
-    // the wheel go with the pointer that moves: the absolute one if it does.
-    let absolute = ax.is_some() || ay.is_some();
+    // the wheel go with the pointer that moves: the absolute one if it does;
+    // without motion, the current one (the tablet once its driver runs).
+    let absolute =
+        ax.is_some() || ay.is_some() || (mouse && dx == 0 && dy == 0 && input.has_absolute());
     if absolute {
         let _ = input.absolute(Source::Qmp, ax, ay, dz, buttons);
         dz = 0;
@@ -227,12 +225,20 @@ pub fn input_send_event(b: &dyn QmpBackend, mut args: Args) -> Result<Value, Qmp
     Ok(json!({}))
 }
 
-pub fn query_mice(_: &dyn QmpBackend, args: Args) -> Result<Value, QmpError> {
+pub fn query_mice(b: &dyn QmpBackend, args: Args) -> Result<Value, QmpError> {
     args.finish()?;
-    Ok(json!([{
-        "name": "QEMU PS/2 Mouse",
-        "index": 0,
-        "current": true,
-        "absolute": false,
-    }]))
+    let mice: Vec<Value> = b
+        .input()
+        .mice()
+        .into_iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "index": m.index,
+                "current": m.current,
+                "absolute": m.absolute,
+            })
+        })
+        .collect();
+    Ok(Value::Array(mice))
 }

@@ -645,6 +645,14 @@ fn abs_events_reach_an_absolute_pointer_once_there_is_one() {
         c.fake.take_log(),
         ["tablet 100 32767 0 1", "tablet 0 32767 0 1"]
     );
+    // The tablet is the current mouse (its driver counts as running here).
+    assert_eq!(
+        c.cmd("query-mice", json!({}))["return"],
+        json!([
+            {"name": "QEMU Virtio Tablet", "index": 1, "current": true, "absolute": true},
+            {"name": "QEMU PS/2 Mouse", "index": 0, "current": false, "absolute": false},
+        ])
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::time;
 pub const VENDOR_ID: u16 = 0x1AF4;
 /// Modern device IDs are 0x1040 + the virtio device type.
 pub const BLOCK_DEVICE_ID: u16 = 0x1042;
+pub const INPUT_DEVICE_ID: u16 = 0x1052;
 
 pub const F_VERSION_1: u64 = 1 << 32;
 pub const F_RING_EVENT_IDX: u64 = 1 << 29;
@@ -72,7 +73,21 @@ impl VirtioPci {
     /// The first function with `device_id`, decoding and bus mastering on,
     /// its regions found through the vendor capabilities (`vp_modern_probe`).
     pub fn find(device_id: u16) -> Option<VirtioPci> {
-        let function = pci::find(VENDOR_ID, device_id)?;
+        Self::from_function(pci::find(VENDOR_ID, device_id)?)
+    }
+
+    /// Every function with `device_id` (a machine may have several devices
+    /// of one type: a virtio keyboard and a tablet), as `find` sets them up.
+    pub fn find_all(device_id: u16) -> alloc::vec::Vec<VirtioPci> {
+        pci::functions()
+            .filter(|f| f.vendor_id() == VENDOR_ID && f.device_id() == device_id)
+            .filter_map(Self::from_function)
+            .collect()
+    }
+
+    /// `function` (a virtio device), decoding and bus mastering on, its
+    /// regions found through the vendor capabilities.
+    pub fn from_function(function: Function) -> Option<VirtioPci> {
         function.enable();
         let mut regions: [Option<Mmio>; 5] = [None, None, None, None, None];
         let mut notify_mult = 0;

@@ -1,0 +1,335 @@
+//! The software canvas a QXL surface is drawn on: xRGB pixels on the host,
+//! with QXL's drawing rules (bbox, clip rectangles, ROP descriptors) and the
+//! changed region kept for the display model. Every coordinate comes from the
+//! guest, so everything is clipped to the canvas first, in i64, and nothing
+//! indexes outside `pixels`.
+
+use super::qxl::QxlRect;
+use display_types::Rect;
+
+/// `SPICE_ROPD_*` bits of a ROP descriptor.
+pub mod ropd {
+    pub const INVERS_SRC: u16 = 1 << 0;
+    pub const INVERS_BRUSH: u16 = 1 << 1;
+    pub const INVERS_DEST: u16 = 1 << 2;
+    pub const OP_PUT: u16 = 1 << 3;
+    pub const OP_OR: u16 = 1 << 4;
+    pub const OP_AND: u16 = 1 << 5;
+    pub const OP_XOR: u16 = 1 << 6;
+    pub const OP_BLACKNESS: u16 = 1 << 7;
+    pub const OP_WHITENESS: u16 = 1 << 8;
+    pub const OP_INVERS: u16 = 1 << 9;
+    pub const INVERS_RES: u16 = 1 << 10;
+}
+
+/// Largest surface side (QEMU's modes stop at 8192; spice-server at 16384).
+pub const MAX_SIDE: u32 = 16384;
+/// Dirty rectangles kept before they are merged into their bounding box.
+const MAX_DIRTY: usize = 64;
+
+const RGB: u32 = 0x00ff_ffff;
+
+/// `src` combined with `dst` by the descriptor `rop` (colors 0x00RRGGBB).
+pub fn apply_rop(rop: u16, src: u32, dst: u32) -> u32 {
+    let s = if rop & (ropd::INVERS_SRC | ropd::INVERS_BRUSH) != 0 {
+        !src
+    } else {
+        src
+    };
+    let d = if rop & ropd::INVERS_DEST != 0 {
+        !dst
+    } else {
+        dst
+    };
+    let r = if rop & ropd::OP_OR != 0 {
+        s | d
+    } else if rop & ropd::OP_AND != 0 {
+        s & d
+    } else if rop & ropd::OP_XOR != 0 {
+        s ^ d
+    } else if rop & ropd::OP_BLACKNESS != 0 {
+        0
+    } else if rop & ropd::OP_WHITENESS != 0 {
+        RGB
+    } else if rop & ropd::OP_INVERS != 0 {
+        !dst
+    } else {
+        // OP_PUT, and a descriptor with no op (drivers send 0 for PUT too).
+        s
+    };
+    (if rop & ropd::INVERS_RES != 0 { !r } else { r }) & RGB
+}
+
+/// A drawing region in canvas pixels (half-open, clipped, non-empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Area {
+    pub left: u32,
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+}
+
+impl Area {
+    fn width(&self) -> u32 {
+        self.right - self.left
+    }
+    fn height(&self) -> u32 {
+        self.bottom - self.top
+    }
+    fn rect(&self) -> Rect {
+        Rect::new(self.left, self.top, self.width(), self.height())
+    }
+}
+
+/// A surface's pixels.
+#[derive(Clone, Debug, Default)]
+pub struct Canvas {
+    width: u32,
+    height: u32,
+    pixels: Vec<u32>,
+    dirty: Vec<Rect>,
+}
+
+impl Canvas {
+    /// A black canvas; None if a side is 0 or too large.
+    pub fn new(width: u32, height: u32) -> Option<Self> {
+        if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+            return None;
+        }
+        Some(Self {
+            width,
+            height,
+            pixels: vec![0; width as usize * height as usize],
+            dirty: Vec::new(),
+        })
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Pixel at (x, y), None outside.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<u32> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        self.pixels
+            .get(y as usize * self.width as usize + x as usize)
+            .copied()
+    }
+
+    /// Row `y` from column `x`, `len` pixels (clipped).
+    pub fn row(&self, y: u32, x: u32, len: u32) -> &[u32] {
+        if y >= self.height || x >= self.width {
+            return &[];
+        }
+        let start = y as usize * self.width as usize + x as usize;
+        let end = start + (len.min(self.width - x)) as usize;
+        self.pixels.get(start..end).unwrap_or(&[])
+    }
+
+    /// The regions changed since the last call.
+    pub fn take_dirty(&mut self) -> Vec<Rect> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    fn mark(&mut self, a: Area) {
+        let r = a.rect();
+        if self.dirty.iter().any(|d| d.contains(&r)) {
+            return;
+        }
+        self.dirty.push(r);
+        if self.dirty.len() > MAX_DIRTY {
+            let all = self
+                .dirty
+                .iter()
+                .skip(1)
+                .fold(self.dirty[0], |acc, d| acc.bounding(d));
+            self.dirty = vec![all];
+        }
+    }
+
+    /// `r` (guest coordinates) within the canvas.
+    pub fn clip_rect(&self, r: &QxlRect) -> Option<Area> {
+        let c = |v: i32, max: u32| i64::from(v).clamp(0, i64::from(max)) as u32;
+        let a = Area {
+            left: c(r.left, self.width),
+            top: c(r.top, self.height),
+            right: c(r.right, self.width),
+            bottom: c(r.bottom, self.height),
+        };
+        (a.left < a.right && a.top < a.bottom).then_some(a)
+    }
+
+    /// The areas a drawable touches: its bbox, cut by each clip rectangle.
+    pub fn areas(&self, bbox: &QxlRect, clip: Option<&[QxlRect]>) -> Vec<Area> {
+        let Some(b) = self.clip_rect(bbox) else {
+            return Vec::new();
+        };
+        match clip {
+            None => vec![b],
+            Some(rects) => rects
+                .iter()
+                .filter_map(|r| {
+                    let c = self.clip_rect(r)?;
+                    let a = Area {
+                        left: c.left.max(b.left),
+                        top: c.top.max(b.top),
+                        right: c.right.min(b.right),
+                        bottom: c.bottom.min(b.bottom),
+                    };
+                    (a.left < a.right && a.top < a.bottom).then_some(a)
+                })
+                .collect(),
+        }
+    }
+
+    /// Set each pixel of `a` to `f(x, y, old)`; None leaves it.
+    pub fn paint(&mut self, a: Area, mut f: impl FnMut(u32, u32, u32) -> Option<u32>) {
+        let w = self.width as usize;
+        for y in a.top..a.bottom.min(self.height) {
+            let start = y as usize * w;
+            let Some(row) = self.pixels.get_mut(start..start + w) else {
+                return;
+            };
+            for x in a.left..a.right.min(self.width) {
+                let p = &mut row[x as usize];
+                if let Some(v) = f(x, y, *p) {
+                    *p = v & RGB;
+                }
+            }
+        }
+        self.mark(a);
+    }
+
+    /// Copy the canvas region `src` (top-left) to `dst` (what COPY_BITS does);
+    /// overlapping regions move as a whole.
+    pub fn copy_within(&mut self, dst: Area, src_x: i64, src_y: i64) {
+        let (w, h) = (dst.width(), dst.height());
+        let mut tmp = Vec::with_capacity(w as usize * h as usize);
+        for dy in 0..h {
+            for dx in 0..w {
+                let (sx, sy) = (src_x + i64::from(dx), src_y + i64::from(dy));
+                let p = u32::try_from(sx)
+                    .ok()
+                    .zip(u32::try_from(sy).ok())
+                    .and_then(|(x, y)| self.pixel(x, y));
+                tmp.push(p);
+            }
+        }
+        self.paint(dst, |x, y, _| {
+            tmp.get(((y - dst.top) * w + (x - dst.left)) as usize)
+                .copied()
+                .flatten()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(left: i32, top: i32, right: i32, bottom: i32) -> QxlRect {
+        QxlRect {
+            top,
+            left,
+            bottom,
+            right,
+        }
+    }
+
+    #[test]
+    fn clipping_and_painting() {
+        let mut c = Canvas::new(8, 4).unwrap();
+        assert!(Canvas::new(0, 4).is_none());
+        assert!(Canvas::new(MAX_SIDE + 1, 4).is_none());
+        // A bbox hanging off every edge is cut to the canvas.
+        let areas = c.areas(&r(-5, -5, 100, 100), None);
+        assert_eq!(
+            areas,
+            vec![Area {
+                left: 0,
+                top: 0,
+                right: 8,
+                bottom: 4
+            }]
+        );
+        // Clip rects cut the bbox; empty and inverted ones vanish.
+        let clip = [
+            r(1, 1, 3, 2),
+            r(5, 0, 4, 4),
+            r(i32::MIN, i32::MIN, i32::MAX, 1),
+        ];
+        let areas = c.areas(&r(0, 0, 6, 4), Some(&clip));
+        assert_eq!(
+            areas,
+            vec![
+                Area {
+                    left: 1,
+                    top: 1,
+                    right: 3,
+                    bottom: 2
+                },
+                Area {
+                    left: 0,
+                    top: 0,
+                    right: 6,
+                    bottom: 1
+                }
+            ]
+        );
+        for a in areas {
+            c.paint(a, |_, _, _| Some(0xff12_3456));
+        }
+        assert_eq!(c.pixel(2, 1), Some(0x12_3456), "alpha dropped");
+        assert_eq!(c.pixel(3, 1), Some(0));
+        assert_eq!(c.pixel(9, 1), None);
+        assert_eq!(c.take_dirty().len(), 2);
+        assert!(c.take_dirty().is_empty());
+        // COPY_BITS: scroll up by one row, overlapping.
+        c.copy_within(
+            Area {
+                left: 0,
+                top: 0,
+                right: 8,
+                bottom: 3,
+            },
+            0,
+            1,
+        );
+        assert_eq!(c.pixel(2, 0), Some(0x12_3456));
+        assert_eq!(c.pixel(2, 1), Some(0));
+        // A source partly outside leaves those pixels alone.
+        c.copy_within(
+            Area {
+                left: 0,
+                top: 0,
+                right: 8,
+                bottom: 4,
+            },
+            -4,
+            0,
+        );
+        assert_eq!(c.pixel(2, 0), Some(0x12_3456));
+        assert_eq!(c.pixel(6, 0), Some(0x12_3456));
+    }
+
+    #[test]
+    fn rops() {
+        assert_eq!(apply_rop(ropd::OP_PUT, 0x123456, 0xffffff), 0x123456);
+        assert_eq!(apply_rop(0, 0x123456, 0xffffff), 0x123456);
+        assert_eq!(apply_rop(ropd::OP_XOR, 0x00ff00, 0x0f0f0f), 0x0ff00f);
+        assert_eq!(apply_rop(ropd::OP_AND, 0x00ff00, 0x0f0f0f), 0x000f00);
+        assert_eq!(
+            apply_rop(ropd::OP_OR | ropd::INVERS_RES, 0, 0x0f0f0f),
+            0xf0f0f0
+        );
+        assert_eq!(apply_rop(ropd::OP_PUT | ropd::INVERS_SRC, 0, 0), 0xffffff);
+        assert_eq!(apply_rop(ropd::OP_INVERS, 0, 0x00ff00), 0xff00ff);
+        assert_eq!(apply_rop(ropd::OP_BLACKNESS, 5, 5), 0);
+        assert_eq!(apply_rop(ropd::OP_WHITENESS, 5, 5), 0xffffff);
+    }
+}

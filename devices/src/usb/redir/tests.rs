@@ -1,0 +1,417 @@
+//! The guest side against a usbredir host peer built from the `usbredir` crate
+//! (the role spice-gtk's usbredirhost plays).
+
+use super::*;
+use crate::usb::SetupPacket;
+use usbredir::{BulkPacket, DeviceConnect, Received};
+
+struct Peer {
+    parser: Parser,
+}
+
+impl Peer {
+    fn new(conn: &RedirConnection) -> Peer {
+        let mut parser = Parser::new(Role::Host, Caps::ALL, Limits::default());
+        parser.feed(&conn.take_output());
+        assert!(matches!(
+            parser.next(),
+            Some(Ok(Received {
+                packet: Packet::Hello { .. },
+                ..
+            }))
+        ));
+        let hello = parser.hello("test peer");
+        assert!(conn.received(&hello).unwrap().is_empty());
+        Peer { parser }
+    }
+
+    fn send(&self, conn: &RedirConnection, id: u64, p: Packet) -> Vec<RedirEvent> {
+        conn.received(&self.parser.encode(id, &p).unwrap()).unwrap()
+    }
+
+    fn recv(&mut self, conn: &RedirConnection) -> Vec<Received> {
+        self.parser.feed(&conn.take_output());
+        std::iter::from_fn(|| self.parser.next())
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn connect(&self, conn: &RedirConnection) -> RedirDevice {
+        let c = DeviceConnect {
+            speed: Speed::HIGH,
+            device_class: 0,
+            device_subclass: 0,
+            device_protocol: 0,
+            vendor_id: 0x46f4,
+            product_id: 1,
+            device_version_bcd: 0x100,
+        };
+        assert_eq!(
+            self.send(conn, 0, Packet::DeviceConnect(c)),
+            vec![RedirEvent::Connected(UsbSpeed::High)]
+        );
+        conn.device().unwrap()
+    }
+}
+
+fn control(
+    id: u64,
+    request_type: u8,
+    request: u8,
+    value: u16,
+    index: u16,
+    length: u16,
+) -> UsbRequest {
+    let setup = SetupPacket {
+        request_type,
+        request,
+        value,
+        index,
+        length,
+    };
+    UsbRequest {
+        id,
+        endpoint: if setup.is_in() { 0x80 } else { 0 },
+        kind: TransferKind::Control(setup),
+        data: vec![],
+        length: u32::from(length),
+    }
+}
+
+#[test]
+fn control_transfer_round_trip() {
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    assert!(peer.parser.negotiated(Cap::Ids64Bit));
+    let mut dev = peer.connect(&conn);
+    assert_eq!(dev.speed(), UsbSpeed::High);
+    let waker = Arc::new(EventFd::new(0).unwrap());
+    dev.set_waker(waker.clone());
+    assert_eq!(dev.submit(control(77, 0x80, 6, 0x100, 0, 18)), None);
+    let got = peer.recv(&conn);
+    let Packet::Control(c) = &got[0].packet else {
+        panic!("{got:?}")
+    };
+    assert_eq!(
+        (c.endpoint, c.request, c.requesttype, c.value, c.length),
+        (0x80, 6, 0x80, 0x100, 18)
+    );
+    let reply = ControlPacket {
+        data: vec![18, 1, 0, 2],
+        length: 4,
+        ..c.clone()
+    };
+    peer.send(&conn, got[0].id, Packet::Control(reply));
+    assert_eq!(waker.read().unwrap(), 1);
+    assert_eq!(
+        dev.take_completions(),
+        vec![UsbCompletion {
+            id: 77,
+            status: UsbStatus::Success,
+            data: vec![18, 1, 0, 2],
+            actual: 4
+        }]
+    );
+    // A stall comes back as a stall.
+    dev.submit(control(78, 0x80, 6, 0x600, 0, 10));
+    let got = peer.recv(&conn);
+    let Packet::Control(c) = &got[0].packet else {
+        panic!()
+    };
+    peer.send(
+        &conn,
+        got[0].id,
+        Packet::Control(ControlPacket {
+            status: Status::STALL,
+            length: 0,
+            ..c.clone()
+        }),
+    );
+    assert_eq!(dev.take_completions()[0].status, UsbStatus::Stall);
+}
+
+#[test]
+fn configuration_and_interface_requests_become_usbredir_packets() {
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    dev.submit(control(1, 0x00, 9, 1, 0, 0));
+    let got = peer.recv(&conn);
+    assert_eq!(got[0].packet, Packet::SetConfiguration { configuration: 1 });
+    peer.send(
+        &conn,
+        got[0].id,
+        Packet::ConfigurationStatus {
+            status: Status::SUCCESS,
+            configuration: 1,
+        },
+    );
+    dev.submit(control(2, 0x80, 8, 0, 0, 1));
+    let got = peer.recv(&conn);
+    assert_eq!(got[0].packet, Packet::GetConfiguration);
+    peer.send(
+        &conn,
+        got[0].id,
+        Packet::ConfigurationStatus {
+            status: Status::SUCCESS,
+            configuration: 1,
+        },
+    );
+    dev.submit(control(3, 0x01, 11, 2, 1, 0));
+    let got = peer.recv(&conn);
+    assert_eq!(
+        got[0].packet,
+        Packet::SetAltSetting {
+            interface: 1,
+            alt: 2
+        }
+    );
+    peer.send(
+        &conn,
+        got[0].id,
+        Packet::AltSettingStatus {
+            status: Status::SUCCESS,
+            interface: 1,
+            alt: 2,
+        },
+    );
+    let done = dev.take_completions();
+    assert_eq!(
+        done.iter().map(|c| (c.id, c.status)).collect::<Vec<_>>(),
+        [
+            (1, UsbStatus::Success),
+            (2, UsbStatus::Success),
+            (3, UsbStatus::Success)
+        ]
+    );
+    assert_eq!(done[1].data, [1]);
+}
+
+#[test]
+fn bulk_out_and_in() {
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    dev.submit(UsbRequest {
+        id: 5,
+        endpoint: 0x02,
+        kind: TransferKind::Bulk,
+        data: b"USBC".to_vec(),
+        length: 4,
+    });
+    dev.submit(UsbRequest {
+        id: 6,
+        endpoint: 0x81,
+        kind: TransferKind::Bulk,
+        data: vec![],
+        length: 512,
+    });
+    let got = peer.recv(&conn);
+    let Packet::Bulk(out) = &got[0].packet else {
+        panic!()
+    };
+    assert_eq!(
+        (out.endpoint, out.length, out.data.as_slice()),
+        (0x02, 4, b"USBC".as_slice())
+    );
+    let Packet::Bulk(inp) = &got[1].packet else {
+        panic!()
+    };
+    assert_eq!((inp.endpoint, inp.length, inp.data.len()), (0x81, 512, 0));
+    // Replies in the other order: matched by id.
+    let data = vec![7u8; 13];
+    peer.send(
+        &conn,
+        got[1].id,
+        Packet::Bulk(BulkPacket {
+            endpoint: 0x81,
+            status: Status::SUCCESS,
+            length: 13,
+            stream_id: 0,
+            data: data.clone(),
+        }),
+    );
+    peer.send(
+        &conn,
+        got[0].id,
+        Packet::Bulk(BulkPacket {
+            endpoint: 0x02,
+            status: Status::SUCCESS,
+            length: 4,
+            stream_id: 0,
+            data: vec![],
+        }),
+    );
+    let done = dev.take_completions();
+    assert_eq!((done[0].id, done[0].data.clone()), (6, data));
+    assert_eq!((done[1].id, done[1].actual), (5, 4));
+}
+
+#[test]
+fn interrupt_in_uses_interrupt_receiving_with_a_bounded_buffer() {
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    assert_eq!(
+        dev.submit(UsbRequest {
+            id: 9,
+            endpoint: 0x81,
+            kind: TransferKind::Interrupt,
+            data: vec![],
+            length: 8
+        }),
+        None
+    );
+    let got = peer.recv(&conn);
+    assert_eq!(
+        got[0].packet,
+        Packet::StartInterruptReceiving { endpoint: 0x81 }
+    );
+    peer.send(
+        &conn,
+        got[0].id,
+        Packet::InterruptReceivingStatus {
+            status: Status::SUCCESS,
+            endpoint: 0x81,
+        },
+    );
+    let report = |key: u8| {
+        Packet::Interrupt(SmallPacket {
+            endpoint: 0x81,
+            status: Status::SUCCESS,
+            length: 8,
+            data: vec![0, 0, key, 0, 0, 0, 0, 0],
+        })
+    };
+    peer.send(&conn, 0, report(4));
+    assert_eq!(dev.take_completions()[0].data[2], 4);
+    // Reports without a waiting request are buffered, at most 64; the oldest go.
+    for key in 0..100u8 {
+        peer.send(&conn, 0, report(key));
+    }
+    dev.submit(UsbRequest {
+        id: 10,
+        endpoint: 0x81,
+        kind: TransferKind::Interrupt,
+        data: vec![],
+        length: 8,
+    });
+    assert!(peer.recv(&conn).is_empty(), "receiving starts once");
+    assert_eq!(dev.take_completions()[0].data[2], 36);
+    // A cancelled waiting request gets nothing later.
+    dev.submit(UsbRequest {
+        id: 11,
+        endpoint: 0x82,
+        kind: TransferKind::Interrupt,
+        data: vec![],
+        length: 8,
+    });
+    dev.cancel(11);
+    peer.send(
+        &conn,
+        0,
+        Packet::Interrupt(SmallPacket {
+            endpoint: 0x82,
+            status: Status::SUCCESS,
+            length: 1,
+            data: vec![1],
+        }),
+    );
+    assert!(dev.take_completions().is_empty());
+}
+
+#[test]
+fn disconnect_fails_pending_and_acks() {
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    dev.submit(control(1, 0x80, 6, 0x100, 0, 18));
+    peer.recv(&conn);
+    assert_eq!(
+        peer.send(&conn, 0, Packet::DeviceDisconnect),
+        vec![RedirEvent::Disconnected]
+    );
+    assert_eq!(dev.take_completions()[0].status, UsbStatus::Error);
+    assert_eq!(peer.recv(&conn)[0].packet, Packet::DeviceDisconnectAck);
+    assert!(conn.device().is_none());
+    // After the device is gone, submissions fail at once.
+    assert_eq!(
+        dev.submit(control(2, 0x80, 6, 0x100, 0, 18))
+            .unwrap()
+            .status,
+        UsbStatus::Error
+    );
+    // A new device can come; the channel closing detaches it.
+    peer.connect(&conn);
+    assert_eq!(conn.closed(), vec![RedirEvent::Disconnected]);
+}
+
+#[test]
+fn hostile_peer_bytes_are_dropped() {
+    // Garbage is an error: the channel closes.
+    let conn = RedirConnection::new();
+    let _peer = Peer::new(&conn);
+    assert_eq!(
+        conn.received(&[0xff; 100]),
+        Err(usbredir::Error::UnknownType(u32::MAX))
+    );
+    // A reply to nothing and a second device_connect are dropped.
+    let conn = RedirConnection::new();
+    let peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    peer.send(
+        &conn,
+        12345,
+        Packet::Bulk(BulkPacket {
+            endpoint: 0x81,
+            status: Status::SUCCESS,
+            length: 1,
+            stream_id: 0,
+            data: vec![1],
+        }),
+    );
+    assert!(dev.take_completions().is_empty());
+    let c = DeviceConnect {
+        speed: Speed::FULL,
+        device_class: 0,
+        device_subclass: 0,
+        device_protocol: 0,
+        vendor_id: 1,
+        product_id: 1,
+        device_version_bcd: 0,
+    };
+    assert!(peer.send(&conn, 0, Packet::DeviceConnect(c)).is_empty());
+}
+
+#[test]
+fn superspeed_needs_the_usb3_capabilities() {
+    let c = DeviceConnect {
+        speed: Speed::SUPER,
+        device_class: 0,
+        device_subclass: 0,
+        device_protocol: 0,
+        vendor_id: 1,
+        product_id: 2,
+        device_version_bcd: 0,
+    };
+    let conn = RedirConnection::new();
+    let peer = Peer::new(&conn);
+    assert_eq!(
+        peer.send(&conn, 0, Packet::DeviceConnect(c)),
+        vec![RedirEvent::Connected(UsbSpeed::Super)]
+    );
+    // A peer without 64-bit ids (usbredir < 0.6): the device runs at high speed.
+    let conn = RedirConnection::new();
+    let mut old = Parser::new(
+        Role::Host,
+        Caps(Caps::ALL.0 & !(1 << Cap::Ids64Bit as u8)),
+        Limits::default(),
+    );
+    old.feed(&conn.take_output());
+    assert!(old.next().unwrap().is_ok());
+    conn.received(&old.hello("old")).unwrap();
+    let events = conn
+        .received(&old.encode(0, &Packet::DeviceConnect(c)).unwrap())
+        .unwrap();
+    assert_eq!(events, vec![RedirEvent::Connected(UsbSpeed::High)]);
+}

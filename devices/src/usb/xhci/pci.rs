@@ -1,0 +1,201 @@
+//! The xHCI PCI function (1b36:000d, class 0C0330): BAR 0 (64-bit, 16 KiB) with
+//! the registers and, at 0x3000/0x3800, the MSI-X table and PBA; INTA.
+//!
+//! Register accesses run on the vCPU under the controller's lock and only
+//! record work; a doorbell wakes the worker thread ("xhci"), which walks the
+//! rings and talks to the devices. Devices that answer later (usbredir) write
+//! the same wake-up eventfd.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tracing::error;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::controller::{Xhci, BAR_SIZE, MAX_INTRS, MSIX_PBA, MSIX_TABLE};
+use crate::pci::{BarKind, MsiController, MsixLayout, PciConfig, PciDevice, PciInterrupt};
+use crate::usb::UsbDevice;
+use crate::worker::{Token, Worker, WorkerEvents, WorkerHandler};
+use crate::{IrqLine, Lifecycle, Result};
+
+const KICK: Token = 0;
+
+struct XhciWorker {
+    core: Arc<Mutex<Xhci>>,
+    kick: Arc<EventFd>,
+}
+
+fn lock(core: &Mutex<Xhci>) -> MutexGuard<'_, Xhci> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl WorkerHandler for XhciWorker {
+    fn register(&mut self, events: &WorkerEvents) -> std::io::Result<()> {
+        events.add(&*self.kick, KICK)
+    }
+
+    fn handle(&mut self, _token: Token, _events: &WorkerEvents) {
+        let _ = self.kick.read();
+        let mut core = lock(&self.core);
+        core.process();
+        if core.has_pending() {
+            // Bounded rounds: the rest after other events had their turn.
+            let _ = self.kick.write(1);
+        }
+    }
+}
+
+pub struct XhciPci {
+    config: PciConfig,
+    interrupt: Arc<PciInterrupt>,
+    core: Arc<Mutex<Xhci>>,
+    kick: Arc<EventFd>,
+    worker: Option<Worker<XhciWorker>>,
+}
+
+impl XhciPci {
+    pub fn new(
+        mem: GuestMemoryMmap<()>,
+        intx: Arc<dyn IrqLine>,
+        msi: Option<&dyn MsiController>,
+    ) -> Result<Self> {
+        let mut config = PciConfig::new(0x1b36, 0x000d, 0x0c_03_30, 1);
+        config.set_subsystem(0x1af4, 0x1100);
+        config.add_bar(
+            0,
+            BAR_SIZE,
+            BarKind::Mem64 {
+                prefetchable: false,
+            },
+        );
+        // SBRN (USB 3.0) and FLADJ, as QEMU.
+        config.set_u8(0x60, 0x30);
+        config.set_u8(0x61, 0x20);
+        let mut interrupt = PciInterrupt::new(&mut config, intx);
+        if let Some(msi) = msi {
+            let layout = MsixLayout {
+                vectors: MAX_INTRS as u16,
+                bar: 0,
+                table_offset: MSIX_TABLE,
+                pba_offset: MSIX_PBA,
+            };
+            interrupt = interrupt.with_msix(&mut config, layout, msi)?;
+        }
+        config.seal();
+        let interrupt = Arc::new(interrupt);
+        let kick =
+            Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| crate::Error::Worker(e.to_string()))?);
+        let mut core = Xhci::new(mem, interrupt.clone());
+        core.set_waker(kick.clone());
+        let core = Arc::new(Mutex::new(core));
+        let worker = Worker::spawn(
+            "xhci",
+            XhciWorker {
+                core: core.clone(),
+                kick: kick.clone(),
+            },
+        )?;
+        Ok(XhciPci {
+            config,
+            interrupt,
+            core,
+            kick,
+            worker: Some(worker),
+        })
+    }
+
+    /// The controller, to attach and detach devices from other threads
+    /// (a SPICE usbredir channel).
+    pub fn controller(&self) -> XhciHandle {
+        XhciHandle {
+            core: self.core.clone(),
+            kick: self.kick.clone(),
+        }
+    }
+}
+
+/// Plugs devices into a running controller.
+#[derive(Clone)]
+pub struct XhciHandle {
+    core: Arc<Mutex<Xhci>>,
+    kick: Arc<EventFd>,
+}
+
+impl XhciHandle {
+    /// Attach to a free root port of the device's speed; the port number.
+    pub fn attach(&self, device: Box<dyn UsbDevice>) -> Option<u8> {
+        lock(&self.core).attach(device)
+    }
+
+    pub fn detach(&self, port: u8) -> Option<Box<dyn UsbDevice>> {
+        let dev = lock(&self.core).detach(port);
+        let _ = self.kick.write(1);
+        dev
+    }
+}
+
+impl PciDevice for XhciPci {
+    fn config(&self) -> &PciConfig {
+        &self.config
+    }
+
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.config
+    }
+
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if bar == 0 {
+            lock(&self.core).read(offset, data);
+        } else {
+            data.fill(0xff);
+        }
+    }
+
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if bar != 0 {
+            return;
+        }
+        if !self.config.bus_master() {
+            // No DMA without bus mastering: registers only.
+            let mut core = lock(&self.core);
+            core.write(offset, data);
+            return;
+        }
+        if lock(&self.core).write(offset, data) {
+            let _ = self.kick.write(1);
+        }
+    }
+
+    fn interrupt(&self) -> Option<Arc<PciInterrupt>> {
+        Some(self.interrupt.clone())
+    }
+
+    fn reset(&mut self) {
+        // The worker only runs with the controller locked: it sees the reset
+        // state next time, with no rung doorbells left.
+        lock(&self.core).reset();
+    }
+}
+
+impl Lifecycle for XhciPci {
+    fn pause(&mut self) {
+        if let Some(w) = &self.worker {
+            w.pause();
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(w) = &self.worker {
+            w.resume();
+        }
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.worker.take() {
+            if w.stop().is_none() {
+                error!("xhci: worker ended abnormally");
+            }
+        }
+        Ok(())
+    }
+}

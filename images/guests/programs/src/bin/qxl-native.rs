@@ -1,0 +1,533 @@
+//! qxl-native: drives the QXL card (1b36:0100) the way Linux's qxl DRM
+//! driver does, and draws a known picture (images/src/qxl_scene.rs).
+//!
+//! 1. qxl_device_init: ROM magic and layout, the RAM header's magic, INTx
+//!    routed through the IOAPIC, QXL_IO_RESET, int_mask, then
+//!    qxl_reinit_memslots: MEMSLOT_ADD_ASYNC for the main slot (BAR0 up to
+//!    the RAM header) and the surfaces slot (BAR1), each completing with the
+//!    IO_CMD interrupt (the first one checked on its vector too).
+//! 2. Modeset: CREATE_PRIMARY_ASYNC (640x480 xRGB in BAR0), then
+//!    MONITORS_CONFIG_ASYNC with one head.
+//! 3. Drawing as qxl_draw_dirty_fb and friends: QXL_CMD_DRAW drawables
+//!    pushed on the command ring (qxl_ring_push, NOTIFY_CMD when
+//!    notify_on_prod says so): FILL, COPY of 32-bit bitmaps in one chunk and
+//!    in three chunks of different sizes under two clip rects, 16- and 24-bit bitmaps,
+//!    COPY_BITS, FILL.
+//! 4. The cursor ring: a 32x32 ALPHA cursor SET, then a MOVE.
+//! 5. FLUSH_SURFACES_ASYNC, FLUSH_RELEASE, and the release ring walked as
+//!    qxl_garbage_collect does (ids chained through `next`): every drawable
+//!    and the MOVE come back exactly once, with a DISPLAY interrupt bit.
+//!
+//! Prints `QXL-NATIVE-READY`, waits for a byte on COM1 (the host takes its
+//! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
+
+use guest_rt::irq::{self, ioapic, lapic};
+use guest_rt::mmio::Mmio;
+use guest_rt::{check, fail, pci, port, println, serial, time, OrFail};
+
+#[allow(dead_code)]
+mod scene {
+    include!("../../../../src/qxl_scene.rs");
+}
+
+guest_rt::guest!("QXL-NATIVE", main);
+
+const WAIT: Duration = Duration::from_secs(10);
+const VECTOR: u8 = 0x50;
+
+const ROM_MAGIC: u32 = 0x4f52_5851;
+const RAM_MAGIC: u32 = 0x4152_5851;
+// QXLRom offsets.
+const ROM_PAGES_OFFSET: u64 = 32;
+const ROM_RAM_HEADER_OFFSET: u64 = 44;
+const ROM_SLOTS_START: u64 = 64;
+const ROM_SLOT_GEN_BITS: u64 = 66;
+const ROM_SLOT_ID_BITS: u64 = 67;
+const ROM_SLOT_GENERATION: u64 = 68;
+// QXLRam offsets.
+const INT_PENDING: u64 = 4;
+const INT_MASK: u64 = 8;
+const CMD_RING: u64 = 4108;
+const CURSOR_RING: u64 = 4640;
+const RELEASE_RING: u64 = 5172;
+const MEM_SLOT: u64 = 5276;
+const CREATE_SURFACE: u64 = 5292;
+const MONITORS_CONFIG: u64 = 5340;
+// Ports.
+const IO_NOTIFY_CMD: u16 = 0;
+const IO_NOTIFY_CURSOR: u16 = 1;
+const IO_UPDATE_IRQ: u16 = 3;
+const IO_RESET: u16 = 5;
+const IO_MEMSLOT_ADD_ASYNC: u16 = 17;
+const IO_CREATE_PRIMARY_ASYNC: u16 = 18;
+const IO_FLUSH_SURFACES_ASYNC: u16 = 22;
+const IO_FLUSH_RELEASE: u16 = 23;
+const IO_MONITORS_CONFIG_ASYNC: u16 = 24;
+// Interrupts.
+const INT_DISPLAY: u32 = 1;
+const INT_CURSOR: u32 = 2;
+const INT_IO_CMD: u32 = 4;
+const INT_CLIENT_MONITORS_CONFIG: u32 = 32;
+
+const CMD_DRAW: u32 = 1;
+const CMD_CURSOR: u32 = 3;
+const DRAW_FILL: u8 = 1;
+const DRAW_COPY: u8 = 3;
+const COPY_BITS: u8 = 4;
+const ROPD_OP_PUT: u16 = 1 << 3;
+
+type Rect = (i32, i32, i32, i32);
+
+struct Card {
+    ram: Mmio,
+    io: u16,
+    hdr: u64,
+    bar0: u64,
+    /// QXLPHYSICAL high bits of the main slot.
+    main_high: u64,
+    /// Next free offset in BAR0's command pages.
+    next: u64,
+    /// (release id, BAR0 offset of its command) of everything pushed.
+    pushed: Vec<(u64, u64)>,
+    seen_display: bool,
+}
+
+fn bytes_of_rect(r: Rect) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (k, v) in [r.1, r.0, r.3, r.2].into_iter().enumerate() {
+        b[k * 4..k * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+fn chunk(data: &[u8], next: u64) -> Vec<u8> {
+    let mut c = Vec::with_capacity(20 + data.len());
+    c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    c.extend_from_slice(&0u64.to_le_bytes());
+    c.extend_from_slice(&next.to_le_bytes());
+    c.extend_from_slice(data);
+    c
+}
+
+impl Card {
+    fn out(&self, port_off: u16) {
+        port::outb(self.io + port_off, 0);
+    }
+    fn out_val(&self, port_off: u16, v: u8) {
+        port::outb(self.io + port_off, v);
+    }
+    fn hdr32(&self, off: u64) -> u32 {
+        self.ram.read32(self.hdr + off)
+    }
+    fn set_hdr32(&self, off: u64, v: u32) {
+        self.ram.write32(self.hdr + off, v);
+    }
+    /// A u64 field of the packed RAM header (4-byte aligned at best).
+    fn set_hdr64(&self, off: u64, v: u64) {
+        self.ram.write32(self.hdr + off, v as u32);
+        self.ram.write32(self.hdr + off + 4, (v >> 32) as u32);
+    }
+
+    /// QXLPHYSICAL of BAR0 offset `off`: the main slot starts at BAR0 and
+    /// addresses are offsets in it (qxl_bo_physical_address).
+    fn phys(&self, off: u64) -> u64 {
+        self.main_high | off
+    }
+
+    /// Copy `bytes` into fresh command memory (8-byte aligned); its offset.
+    fn put(&mut self, bytes: &[u8]) -> u64 {
+        let off = self.next;
+        let mut i = 0;
+        while i + 4 <= bytes.len() {
+            let w = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+            self.ram.write32(off + i as u64, w);
+            i += 4;
+        }
+        while i < bytes.len() {
+            self.ram.write8(off + i as u64, bytes[i]);
+            i += 1;
+        }
+        self.next = (off + bytes.len() as u64 + 7) & !7;
+        check!(self.next < self.hdr, "alloc", "command memory exhausted");
+        off
+    }
+
+    /// The ISR: take int_pending (xchg), count what came, UPDATE_IRQ.
+    fn ack(&mut self) -> u32 {
+        let addr = self.ram.base() + self.hdr + INT_PENDING;
+        // SAFETY: int_pending in the device's RAM BAR, 4-byte aligned.
+        let pending = unsafe { (*(addr as *const AtomicU32)).swap(0, Ordering::SeqCst) };
+        if pending & INT_DISPLAY != 0 {
+            self.seen_display = true;
+        }
+        self.out(IO_UPDATE_IRQ);
+        pending
+    }
+
+    /// qxl's wait_for_io_cmd after an async port write.
+    fn async_io(&mut self, port_off: u16, val: u8, step: &str) {
+        self.out_val(port_off, val);
+        let mut got = 0;
+        let done = time::wait_until(WAIT, || {
+            got |= self.ack();
+            got & INT_IO_CMD != 0
+        });
+        check!(
+            done,
+            step,
+            "no IO_CMD interrupt within {WAIT:?} (pending {got:#x})"
+        );
+    }
+
+    /// qxl_ring_push: wait for room, store, bump prod, notify if asked.
+    fn push(&mut self, ring: u64, notify: u16, data_off: u64, kind: u32, step: &str) {
+        let room = time::wait_until(WAIT, || {
+            let (prod, cons) = (self.hdr32(ring + 4), self.hdr32(ring + 12));
+            if prod.wrapping_sub(cons) < 32 {
+                return true;
+            }
+            self.set_hdr32(ring + 16, cons + 1);
+            self.ack();
+            false
+        });
+        check!(room, step, "ring stayed full");
+        let prod = self.hdr32(ring + 4);
+        let item = self.hdr + ring + 20 + u64::from(prod & 31) * 16;
+        // The cursor ring's items are only 4-byte aligned.
+        let data = self.phys(data_off);
+        self.ram.write32(item, data as u32);
+        self.ram.write32(item + 4, (data >> 32) as u32);
+        self.ram.write32(item + 8, kind);
+        self.ram.write32(item + 12, 0);
+        let prod = prod.wrapping_add(1);
+        self.set_hdr32(ring + 4, prod);
+        if self.hdr32(ring + 8) == prod {
+            self.out(notify);
+        }
+    }
+
+    /// A QXLDrawable with the union `u`, pushed on the command ring.
+    fn draw(&mut self, kind: u8, bbox: Rect, clip: Option<u64>, u: &[u8], step: &str) {
+        let id = self.pushed.len() as u64 + 1;
+        let mut d = [0u8; 200];
+        d[0..8].copy_from_slice(&id.to_le_bytes());
+        d[12] = 1; // QXL_EFFECT_OPAQUE
+        d[13] = kind;
+        d[31..47].copy_from_slice(&bytes_of_rect(bbox));
+        if let Some(c) = clip {
+            d[47..51].copy_from_slice(&1u32.to_le_bytes()); // SPICE_CLIP_TYPE_RECTS
+            d[51..59].copy_from_slice(&self.phys(c).to_le_bytes());
+        }
+        for k in 0..3 {
+            d[63 + 4 * k..67 + 4 * k].copy_from_slice(&(-1i32).to_le_bytes());
+        }
+        d[123..123 + u.len()].copy_from_slice(u);
+        let off = self.put(&d);
+        self.pushed.push((id, off));
+        self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, step);
+    }
+
+    fn fill(&mut self, r: Rect, color: u32, step: &str) {
+        let mut u = Vec::new();
+        u.extend_from_slice(&1u32.to_le_bytes()); // SPICE_BRUSH_TYPE_SOLID
+        u.extend_from_slice(&color.to_le_bytes());
+        u.extend_from_slice(&[0; 12]);
+        u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
+        u.extend_from_slice(&[0; 17]); // no mask
+        self.draw(DRAW_FILL, r, None, &u, step);
+    }
+
+    /// A top-down bitmap QXLImage whose pixel rows are split into chunks at
+    /// the byte offsets `cuts`; its offset.
+    fn image(&mut self, format: u8, w: u32, h: u32, stride: u32, px: &[u8], cuts: &[usize]) -> u64 {
+        // Chunks are written last first, so each knows its successor.
+        let mut bounds = Vec::from(cuts);
+        bounds.insert(0, 0);
+        bounds.push(px.len());
+        let mut next = 0u64;
+        for pair in bounds.windows(2).rev() {
+            let off = self.put(&chunk(&px[pair[0]..pair[1]], next));
+            next = self.phys(off);
+        }
+        let mut img = [0u8; 48];
+        img[8] = 0; // SPICE_IMAGE_TYPE_BITMAP
+        img[10..14].copy_from_slice(&w.to_le_bytes());
+        img[14..18].copy_from_slice(&h.to_le_bytes());
+        img[18] = format;
+        img[19] = 4; // QXL_BITMAP_TOP_DOWN
+        img[20..24].copy_from_slice(&w.to_le_bytes());
+        img[24..28].copy_from_slice(&h.to_le_bytes());
+        img[28..32].copy_from_slice(&stride.to_le_bytes());
+        img[40..48].copy_from_slice(&next.to_le_bytes());
+        self.put(&img)
+    }
+
+    fn copy(&mut self, image: u64, at: (i32, i32), w: u32, h: u32, clip: Option<u64>, step: &str) {
+        let mut u = Vec::new();
+        u.extend_from_slice(&self.phys(image).to_le_bytes());
+        u.extend_from_slice(&bytes_of_rect((0, 0, w as i32, h as i32)));
+        u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
+        u.extend_from_slice(&[0; 18]); // scale mode, mask
+        let bbox = (at.0, at.1, at.0 + w as i32, at.1 + h as i32);
+        self.draw(DRAW_COPY, bbox, clip, &u, step);
+    }
+}
+
+fn find_card() -> (pci::Function, Card) {
+    let f = pci::find(0x1b36, 0x0100).or_fail("pci-find");
+    f.enable();
+    let bars: Vec<pci::Bar> = f.bars().collect();
+    let bar = |i: u8| *bars.iter().find(|b| b.index == i).or_fail("bars");
+    let (ram_bar, rom_bar, io_bar) = (bar(0), bar(2), bar(3));
+    let rom = rom_bar.mmio();
+    check!(
+        rom.read32(0) == ROM_MAGIC,
+        "rom",
+        "magic {:#x}",
+        rom.read32(0)
+    );
+    let hdr = u64::from(rom.read32(ROM_RAM_HEADER_OFFSET));
+    let ram = ram_bar.mmio();
+    check!(hdr + 8192 <= ram.len(), "rom", "ram_header_offset {hdr:#x}");
+    check!(
+        ram.read32(hdr) == RAM_MAGIC,
+        "ram",
+        "magic {:#x}",
+        ram.read32(hdr)
+    );
+    let (start, gen_bits, id_bits) = (
+        u64::from(rom.read8(ROM_SLOTS_START)),
+        u32::from(rom.read8(ROM_SLOT_GEN_BITS)),
+        u32::from(rom.read8(ROM_SLOT_ID_BITS)),
+    );
+    let generation = u64::from(rom.read8(ROM_SLOT_GENERATION));
+    check!(
+        gen_bits + id_bits < 64,
+        "rom",
+        "slot bits {gen_bits} {id_bits}"
+    );
+    let main_high = ((start << gen_bits) | generation) << (64 - gen_bits - id_bits);
+    let next = u64::from(rom.read32(ROM_PAGES_OFFSET));
+    let card = Card {
+        ram,
+        io: io_bar.port(),
+        hdr,
+        bar0: ram_bar.addr,
+        main_high,
+        next,
+        pushed: Vec::new(),
+        seen_display: false,
+    };
+    (f, card)
+}
+
+fn main() {
+    let (f, mut c) = find_card();
+    let surfaces = f.bars().find(|b| b.index == 1).or_fail("bar1");
+
+    // 1. Interrupt routing, reset, memslots.
+    let (pin, line) = f.interrupt();
+    check!(
+        pin == 1 && u32::from(line) < ioapic::inputs(),
+        "intx",
+        "pin {pin} line {line}"
+    );
+    lapic::enable();
+    ioapic::route(
+        line.into(),
+        VECTOR,
+        ioapic::Trigger::Level,
+        ioapic::Polarity::High,
+        lapic::id(),
+    );
+    c.out(IO_RESET);
+    c.set_hdr32(
+        INT_MASK,
+        INT_DISPLAY | INT_CURSOR | INT_IO_CMD | INT_CLIENT_MONITORS_CONFIG,
+    );
+    c.set_hdr64(MEM_SLOT, c.bar0);
+    c.set_hdr64(MEM_SLOT + 8, c.bar0 + c.hdr);
+    // The first completion is taken as an interrupt on its vector; the rest
+    // are polled (the level stays up until the ISR's UPDATE_IRQ).
+    let before = irq::count(VECTOR);
+    irq::enable();
+    c.out_val(IO_MEMSLOT_ADD_ASYNC, 1);
+    irq::wait(VECTOR, before + 1, WAIT).or_fail("io-cmd-irq");
+    irq::disable();
+    check!(c.ack() & INT_IO_CMD != 0, "io-cmd", "IO_CMD not pending");
+    c.set_hdr64(MEM_SLOT, surfaces.addr);
+    c.set_hdr64(MEM_SLOT + 8, surfaces.addr + surfaces.size);
+    c.async_io(IO_MEMSLOT_ADD_ASYNC, 2, "memslot-2");
+
+    // 2. Modeset: the primary at the start of BAR0, cleared first.
+    let (w, h) = (scene::WIDTH, scene::HEIGHT);
+    for i in 0..u64::from(w * h) {
+        c.ram.write32(i * 4, 0);
+    }
+    for (k, v) in [w, h, w * 4, 32, 0, 0, 0, 0].into_iter().enumerate() {
+        c.set_hdr32(CREATE_SURFACE + 4 * k as u64, v);
+    }
+    c.set_hdr64(CREATE_SURFACE + 32, c.phys(0));
+    c.async_io(IO_CREATE_PRIMARY_ASYNC, 0, "create-primary");
+    let mut heads = Vec::new();
+    heads.extend_from_slice(&1u16.to_le_bytes());
+    heads.extend_from_slice(&1u16.to_le_bytes());
+    for v in [0u32, 0, w, h, 0, 0, 0] {
+        heads.extend_from_slice(&v.to_le_bytes());
+    }
+    let mc = c.put(&heads);
+    c.set_hdr64(MONITORS_CONFIG, c.phys(mc));
+    c.async_io(IO_MONITORS_CONFIG_ASYNC, 0, "monitors-config");
+
+    // 3. The scene.
+    c.fill((0, 0, w as i32, h as i32), scene::BACKGROUND, "background");
+    let (bw, bh) = (scene::B32_W, scene::B32_H);
+    let mut px = Vec::new();
+    for y in 0..bh {
+        for x in 0..bw {
+            px.extend_from_slice(&scene::bitmap32(x, y).to_le_bytes());
+        }
+    }
+    let one = c.image(8, bw, bh, bw * 4, &px, &[]);
+    c.copy(one, scene::COPY1_AT, bw, bh, None, "copy-one-chunk");
+    // Chunks end on row boundaries, as spice-server's encoders need.
+    let three = c.image(8, bw, bh, bw * 4, &px, &[10 * 512, 70 * 512]);
+    let mut clips = Vec::new();
+    clips.extend_from_slice(&2u32.to_le_bytes());
+    let rects: Vec<u8> = scene::COPY2_CLIPS
+        .iter()
+        .flat_map(|&r| bytes_of_rect(r))
+        .collect();
+    clips.extend(chunk(&rects, 0));
+    let clips = c.put(&clips);
+    c.copy(three, scene::COPY2_AT, bw, bh, Some(clips), "copy-clipped");
+    let s = scene::SMALL;
+    let px16: Vec<u8> = (0..s * s)
+        .flat_map(|i| scene::bitmap16(i % s, i / s).to_le_bytes())
+        .collect();
+    let b16 = c.image(6, s, s, s * 2, &px16, &[2048]);
+    c.copy(b16, scene::B16_AT, s, s, None, "copy-16");
+    let px24: Vec<u8> = (0..s * s)
+        .flat_map(|i| {
+            let p = scene::bitmap24(i % s, i / s).to_le_bytes();
+            [p[0], p[1], p[2]]
+        })
+        .collect();
+    let b24 = c.image(7, s, s, s * 3, &px24, &[]);
+    c.copy(b24, scene::B24_AT, s, s, None, "copy-24");
+    let mut bits = Vec::new();
+    bits.extend_from_slice(&scene::COPY1_AT.0.to_le_bytes());
+    bits.extend_from_slice(&scene::COPY1_AT.1.to_le_bytes());
+    c.draw(COPY_BITS, scene::copy_bits_dst(), None, &bits, "copy-bits");
+    c.fill(scene::FILL_RECT, scene::FILL_COLOR, "fill");
+
+    // 4. The cursor: SET a 32x32 ALPHA shape, then MOVE it.
+    let mut shape = Vec::new();
+    shape.extend_from_slice(&1u64.to_le_bytes()); // unique
+    let side16 = scene::CURSOR_SIDE as u16;
+    for v in [0u16, side16, side16, 0, 0] {
+        shape.extend_from_slice(&v.to_le_bytes()); // ALPHA, size, hot spot
+    }
+    shape.extend_from_slice(&(scene::CURSOR_SIDE * scene::CURSOR_SIDE * 4).to_le_bytes());
+    let side = scene::CURSOR_SIDE;
+    let cursor_px: Vec<u8> = (0..side * side)
+        .flat_map(|i| scene::cursor_pixel(i % side, i / side).to_le_bytes())
+        .collect();
+    shape.extend(chunk(&cursor_px, 0));
+    let shape = c.put(&shape);
+    let set_id = c.pushed.len() as u64 + 1;
+    let mut set = [0u8; 150];
+    set[0..8].copy_from_slice(&set_id.to_le_bytes());
+    set[8] = 0; // QXL_CURSOR_SET
+    set[9..11].copy_from_slice(&scene::CURSOR_AT.0.to_le_bytes());
+    set[11..13].copy_from_slice(&scene::CURSOR_AT.1.to_le_bytes());
+    set[13] = 1;
+    set[14..22].copy_from_slice(&c.phys(shape).to_le_bytes());
+    let set_off = c.put(&set);
+    c.pushed.push((set_id, set_off));
+    c.push(
+        CURSOR_RING,
+        IO_NOTIFY_CURSOR,
+        set_off,
+        CMD_CURSOR,
+        "cursor-set",
+    );
+    let move_id = set_id + 1;
+    let mut mv = [0u8; 150];
+    mv[0..8].copy_from_slice(&move_id.to_le_bytes());
+    mv[8] = 1; // QXL_CURSOR_MOVE
+    mv[9..11].copy_from_slice(&scene::CURSOR_MOVED_TO.0.to_le_bytes());
+    mv[11..13].copy_from_slice(&scene::CURSOR_MOVED_TO.1.to_le_bytes());
+    let mv_off = c.put(&mv);
+    c.pushed.push((move_id, mv_off));
+    c.push(
+        CURSOR_RING,
+        IO_NOTIFY_CURSOR,
+        mv_off,
+        CMD_CURSOR,
+        "cursor-move",
+    );
+
+    // 5. Everything rendered and released (qxl_garbage_collect).
+    c.async_io(IO_FLUSH_SURFACES_ASYNC, 0, "flush-surfaces");
+    let mut released: Vec<u64> = Vec::new();
+    let mut cons = c.hdr32(RELEASE_RING + 12);
+    let all = time::wait_until(WAIT, || {
+        c.out(IO_FLUSH_RELEASE);
+        c.ack();
+        loop {
+            let prod = c.hdr32(RELEASE_RING + 4);
+            if cons == prod {
+                c.set_hdr32(RELEASE_RING + 8, prod.wrapping_add(1));
+                break;
+            }
+            let mut id = c
+                .ram
+                .read64(c.hdr + RELEASE_RING + 20 + u64::from(cons & 7) * 8);
+            cons = cons.wrapping_add(1);
+            c.set_hdr32(RELEASE_RING + 12, cons);
+            while id != 0 {
+                let Some(&(_, off)) = c.pushed.iter().find(|p| p.0 == id) else {
+                    fail!("release", "unknown id {id}");
+                };
+                check!(!released.contains(&id), "release", "id {id} released twice");
+                released.push(id);
+                id = c.ram.read64(off);
+            }
+        }
+        // The SET stays the device's cursor until replaced: it may stay held.
+        c.pushed
+            .iter()
+            .all(|p| p.0 == set_id || released.contains(&p.0))
+    });
+    check!(
+        all,
+        "release",
+        "released {released:?} of {} commands",
+        c.pushed.len()
+    );
+    check!(
+        c.seen_display,
+        "release",
+        "no DISPLAY interrupt for the release ring"
+    );
+    println!(
+        "qxl released={} irqs={}",
+        released.len(),
+        irq::count(VECTOR)
+    );
+
+    println!("QXL-NATIVE-READY");
+    match serial::read_byte(Duration::from_secs(300)) {
+        Some(_) => {}
+        None => fail!("input", "nothing on COM1 within 300 s"),
+    }
+}

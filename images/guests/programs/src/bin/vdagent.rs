@@ -1,0 +1,301 @@
+//! vdagent: a SPICE guest agent's transport, as spice-vdagentd uses it through
+//! Linux's virtio_console.c (virtio-serial MULTIPORT, 1af4:1043).
+//!
+//! 1. Bring-up (`virtcons_probe`, `init_vqs`): VERSION_1 + MULTIPORT, every
+//!    queue of the `max_nr_ports` ports, DRIVER_OK, control receive buffers,
+//!    DEVICE_READY; for each PORT_ADD, receive buffers and PORT_READY; then
+//!    the port's PORT_NAME and the host's PORT_OPEN. The port named
+//!    `com.redhat.spice.0` is opened (PORT_OPEN 1, what an open(2) sends).
+//! 2. Prints `SPICEBOX-VDAGENT-READY`, then speaks the agent framing
+//!    (VDIChunkHeader + VDAgentMessage): every message from the client is
+//!    reported as `agent-rx port=<p> type=<t> size=<n> sum=<fnv1a32>`; an
+//!    ANNOUNCE_CAPABILITIES is answered with one, any other client message
+//!    is echoed back (split into 2048-byte chunks, as the agent does), and
+//!    CLIENT_DISCONNECTED from the server ends the test: PORT_OPEN 0.
+//!
+//! Prints `SPICEBOX-VDAGENT-OK`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use guest_rt::mem::Dma;
+use guest_rt::virtio::{self, VirtioPci, Virtqueue};
+use guest_rt::{check, println, time, OrFail};
+
+guest_rt::guest!("VDAGENT", main);
+
+const SERIAL_DEVICE_ID: u16 = 0x1043;
+const F_MULTIPORT: u64 = 1 << 1;
+const PORT_NAME: &[u8] = b"com.redhat.spice.0";
+
+const DEVICE_READY: u16 = 0;
+const PORT_ADD: u16 = 1;
+const PORT_READY: u16 = 3;
+const PORT_OPEN: u16 = 6;
+const PORT_NAME_EVENT: u16 = 7;
+
+const CHUNK_CLIENT: u32 = 1;
+const CHUNK_SERVER: u32 = 2;
+const MAX_CHUNK: usize = 2048;
+const ANNOUNCE_CAPABILITIES: u32 = 6;
+const CLIENT_DISCONNECTED: u32 = 13;
+
+const QUEUE_SIZE: u16 = 32;
+const BUF: u64 = 4096;
+const WAIT: Duration = Duration::from_secs(5);
+const CLIENT_WAIT: Duration = Duration::from_secs(120);
+
+fn fnv1a32(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// A receive queue full of BUF-byte buffers (`fill_queue`).
+struct RxQueue {
+    q: Virtqueue,
+    bufs: Dma,
+    head_buf: Vec<u16>,
+}
+
+impl RxQueue {
+    fn new(dev: &VirtioPci, q: Virtqueue) -> RxQueue {
+        let mut rx = RxQueue {
+            bufs: Dma::new(BUF * u64::from(q.size)),
+            head_buf: alloc::vec![0; usize::from(q.size)],
+            q,
+        };
+        for i in 0..rx.q.size {
+            rx.post(i);
+        }
+        rx.q.publish();
+        dev.notify(&rx.q);
+        rx
+    }
+
+    fn post(&mut self, i: u16) {
+        let addr = self.bufs.addr() + BUF * u64::from(i);
+        let head = self.q.add(&[(addr, BUF as u32, true)]).or_fail("rx-full");
+        self.head_buf[usize::from(head)] = i;
+    }
+
+    /// The next buffer the device filled, given back to it afterwards.
+    fn take(&mut self, dev: &VirtioPci) -> Option<Vec<u8>> {
+        let (head, len) = self.q.pop_used()?;
+        check!(u64::from(len) <= BUF, "rx-len", "used len {len}");
+        let i = self.head_buf[usize::from(head)];
+        let mut data = alloc::vec![0u8; len as usize];
+        self.bufs.copy_to(BUF * u64::from(i), &mut data);
+        self.post(i);
+        self.q.publish();
+        dev.notify(&self.q);
+        Some(data)
+    }
+}
+
+/// Write `data` on a transmit queue and wait until the device has it.
+fn send(dev: &VirtioPci, q: &mut Virtqueue, data: &[u8]) {
+    let buf = Dma::new(data.len().max(1) as u64);
+    buf.copy_from(0, data);
+    q.add(&[(buf.addr(), data.len() as u32, false)])
+        .or_fail("tx-full");
+    q.publish();
+    dev.notify(q);
+    let done = time::wait_until(WAIT, || q.pop_used().is_some());
+    check!(done, "tx-used", "device did not take {} bytes", data.len());
+}
+
+fn control(dev: &VirtioPci, ctrl_tx: &mut Virtqueue, id: u32, event: u16, value: u16) {
+    let mut m = [0u8; 8];
+    m[0..4].copy_from_slice(&id.to_le_bytes());
+    m[4..6].copy_from_slice(&event.to_le_bytes());
+    m[6..8].copy_from_slice(&value.to_le_bytes());
+    send(dev, ctrl_tx, &m);
+}
+
+/// One agent message from the client, in chunks (the VDIChunkHeader's port
+/// and the whole VDAgentMessage).
+fn message(msg_type: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&1u32.to_le_bytes()); // protocol
+    m.extend_from_slice(&msg_type.to_le_bytes());
+    m.extend_from_slice(&0u64.to_le_bytes()); // opaque
+    m.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    m.extend_from_slice(data);
+    let mut out = Vec::new();
+    for piece in m.chunks(MAX_CHUNK) {
+        out.extend_from_slice(&CHUNK_CLIENT.to_le_bytes());
+        out.extend_from_slice(&(piece.len() as u32).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Reassembles messages from the port's byte stream: chunks, then messages
+/// across chunks of the same port.
+#[derive(Default)]
+struct Deframer {
+    stream: Vec<u8>,
+    /// (port, message bytes so far)
+    msg: Option<(u32, Vec<u8>)>,
+}
+
+impl Deframer {
+    /// Complete messages (port, type, data) in `data`.
+    fn feed(&mut self, data: &[u8]) -> Vec<(u32, u32, Vec<u8>)> {
+        self.stream.extend_from_slice(data);
+        let mut out = Vec::new();
+        while self.stream.len() >= 8 {
+            let port = u32_at(&self.stream, 0);
+            let size = u32_at(&self.stream, 4) as usize;
+            check!(size <= MAX_CHUNK, "chunk-size", "chunk of {size} bytes");
+            if self.stream.len() < 8 + size {
+                break;
+            }
+            let chunk: Vec<u8> = self.stream.drain(..8 + size).skip(8).collect();
+            let (p, mut msg) = self.msg.take().unwrap_or((port, Vec::new()));
+            check!(
+                p == port,
+                "chunk-port",
+                "message on {p} continued on {port}"
+            );
+            msg.extend_from_slice(&chunk);
+            if msg.len() >= 20 {
+                let need = 20 + u32_at(&msg, 16) as usize;
+                check!(msg.len() <= need, "msg-size", "{} > {need}", msg.len());
+                if msg.len() == need {
+                    out.push((port, u32_at(&msg, 4), msg.split_off(20)));
+                    continue;
+                }
+            }
+            self.msg = Some((p, msg));
+        }
+        out
+    }
+}
+
+/// What the control queue told us.
+#[derive(Default)]
+struct Ports {
+    /// Our port's id, once PORT_NAME named it com.redhat.spice.0.
+    named: Option<u32>,
+    rx: Option<RxQueue>,
+    host_open: bool,
+}
+
+impl Ports {
+    fn control(
+        &mut self,
+        dev: &VirtioPci,
+        ctrl_tx: &mut Virtqueue,
+        m: &[u8],
+        max_ports: u32,
+        take: &mut impl FnMut(u16) -> Virtqueue,
+    ) {
+        check!(m.len() >= 8, "control-len", "{}", m.len());
+        let id = u32_at(m, 0);
+        let event = u16::from_le_bytes([m[4], m[5]]);
+        let value = u16::from_le_bytes([m[6], m[7]]);
+        println!("vserial control id={id} event={event} value={value}");
+        check!(id >= 1 && id < max_ports, "port-id", "{id}");
+        match event {
+            PORT_ADD => {
+                self.rx = Some(RxQueue::new(dev, take(2 * id as u16 + 2)));
+                control(dev, ctrl_tx, id, PORT_READY, 1);
+            }
+            PORT_NAME_EVENT => {
+                // QEMU ends the name with a NUL; Linux takes it up to one.
+                let name = m[8..].split(|&b| b == 0).next().unwrap_or(&[]);
+                check!(name == PORT_NAME, "port-name", "{:?}", &m[8..]);
+                self.named = Some(id);
+            }
+            PORT_OPEN if Some(id) == self.named => self.host_open = value == 1,
+            _ => {}
+        }
+    }
+}
+
+fn main() {
+    let dev = VirtioPci::find(SERIAL_DEVICE_ID).or_fail("pci-scan");
+    let features = dev
+        .negotiate(virtio::F_VERSION_1 | F_MULTIPORT)
+        .or_fail("features");
+    check!(features & F_MULTIPORT != 0, "multiport", "not offered");
+    let max_ports = dev.device_cfg().read32(4);
+    check!((1..=31).contains(&max_ports), "max-nr-ports", "{max_ports}");
+    let nq = 2 * (max_ports as u16 + 1);
+    check!(dev.num_queues() >= nq, "num-queues", "{}", dev.num_queues());
+    let mut queues: Vec<Option<Virtqueue>> = (0..nq)
+        .map(|i| {
+            let q = dev.setup_queue(i, QUEUE_SIZE).or_fail("queue");
+            dev.enable_queue(&q);
+            Some(q)
+        })
+        .collect();
+    dev.driver_ok();
+    let mut take = |i: u16| queues[usize::from(i)].take().or_fail("queue-taken");
+    let mut ctrl_rx = RxQueue::new(&dev, take(2));
+    let mut ctrl_tx = take(3);
+    control(&dev, &mut ctrl_tx, 0, DEVICE_READY, 1);
+
+    // PORT_ADD, then PORT_NAME for our port. The host's PORT_OPEN may come
+    // now (spicebox) or once a SPICE client is there (QEMU's spicevmc).
+    let mut ports = Ports::default();
+    let deadline = time::Deadline::after(WAIT);
+    while ports.named.is_none() {
+        check!(!deadline.passed(), "handshake", "no PORT_NAME");
+        if let Some(m) = ctrl_rx.take(&dev) {
+            ports.control(&dev, &mut ctrl_tx, &m, max_ports, &mut take);
+        }
+    }
+    let id = ports.named.unwrap_or(0);
+    let mut rx = ports.rx.take().or_fail("port-rx");
+    let mut tx = take(2 * id as u16 + 3);
+    control(&dev, &mut ctrl_tx, id, PORT_OPEN, 1);
+    println!("SPICEBOX-VDAGENT-READY");
+
+    let mut deframer = Deframer::default();
+    let mut received = 0;
+    let deadline = time::Deadline::after(CLIENT_WAIT);
+    loop {
+        check!(!deadline.passed(), "client-wait", "{received} messages");
+        if let Some(m) = ctrl_rx.take(&dev) {
+            ports.control(&dev, &mut ctrl_tx, &m, max_ports, &mut take);
+        }
+        let Some(data) = rx.take(&dev) else {
+            continue;
+        };
+        for (p, t, body) in deframer.feed(&data) {
+            received += 1;
+            println!(
+                "agent-rx port={p} type={t} size={} sum={:08x}",
+                body.len(),
+                fnv1a32(&body)
+            );
+            if p == CHUNK_SERVER && t == CLIENT_DISCONNECTED {
+                control(&dev, &mut ctrl_tx, id, PORT_OPEN, 0);
+                println!("agent-done messages={received}");
+                dev.reset();
+                return;
+            }
+            check!(p == CHUNK_CLIENT, "chunk-port", "{p}");
+            // virtio_console blocks writers until the host side is open.
+            check!(ports.host_open, "host-open", "client data before PORT_OPEN");
+            let reply = if t == ANNOUNCE_CAPABILITIES {
+                // request = 0, no capabilities.
+                message(ANNOUNCE_CAPABILITIES, &[0; 8])
+            } else {
+                message(t, &body)
+            };
+            send(&dev, &mut tx, &reply);
+        }
+    }
+}

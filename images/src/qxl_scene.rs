@@ -1,0 +1,109 @@
+// The picture the qxl-native test guest draws through QXL commands, shared by
+// the guest (which includes this file: no_std, no dependencies) and the
+// end-to-end test (which compares client screenshots with `expected`).
+//
+// In drawing order: a full-screen FILL; a 32-bit bitmap COPY in one chunk; the
+// same bitmap again in three chunks, clipped by two rectangles; a
+// 16-bit (x1r5g5b5) and a 24-bit bitmap; a COPY_BITS of the first copy further
+// down; a second FILL. Rectangles are (left, top, right, bottom).
+
+/// The primary surface.
+pub const WIDTH: u32 = 640;
+pub const HEIGHT: u32 = 480;
+pub const BACKGROUND: u32 = 0x20_3040;
+pub const FILL_COLOR: u32 = 0xc0_ffee;
+pub const FILL_RECT: (i32, i32, i32, i32) = (400, 200, 600, 300);
+/// The 32-bit bitmap, drawn twice.
+pub const B32_W: u32 = 128;
+pub const B32_H: u32 = 96;
+pub const COPY1_AT: (i32, i32) = (32, 32);
+pub const COPY2_AT: (i32, i32) = (192, 32);
+pub const COPY2_CLIPS: [(i32, i32, i32, i32); 2] = [(192, 32, 256, 128), (256, 64, 320, 96)];
+/// The 16- and 24-bit bitmaps (64x64 each).
+pub const SMALL: u32 = 64;
+pub const B16_AT: (i32, i32) = (352, 32);
+pub const B24_AT: (i32, i32) = (448, 32);
+/// COPY_BITS: the first copy's area, moved down by `COPY_BITS_DY`.
+pub const COPY_BITS_DY: i32 = 128;
+
+/// 0x00RRGGBB of the 32-bit bitmap's pixel (x, y).
+pub fn bitmap32(x: u32, y: u32) -> u32 {
+    (x * 2) << 16 | (y * 2) << 8 | 0x80
+}
+
+/// The 16-bit bitmap's x1r5g5b5 pixel.
+pub fn bitmap16(x: u32, y: u32) -> u16 {
+    ((x / 2) << 10 | (y / 2) << 5 | (((x + y) / 4) & 31)) as u16
+}
+
+/// x1r5g5b5 widened to 0x00RRGGBB, each component as `v << 3 | v >> 2`.
+pub fn expand555(v: u16) -> u32 {
+    let c = |s: u32| {
+        let v = (u32::from(v) >> s) & 31;
+        v << 3 | v >> 2
+    };
+    c(10) << 16 | c(5) << 8 | c(0)
+}
+
+/// The 24-bit bitmap's pixel as 0x00RRGGBB (stored B, G, R).
+pub fn bitmap24(x: u32, y: u32) -> u32 {
+    (255 - x * 3) << 16 | (y * 4) << 8 | ((x ^ y) * 4)
+}
+
+fn inside(r: (i32, i32, i32, i32), x: i32, y: i32) -> bool {
+    x >= r.0 && x < r.2 && y >= r.1 && y < r.3
+}
+
+fn area(at: (i32, i32), w: u32, h: u32) -> (i32, i32, i32, i32) {
+    (at.0, at.1, at.0 + w as i32, at.1 + h as i32)
+}
+
+/// The rectangle COPY_BITS fills.
+pub fn copy_bits_dst() -> (i32, i32, i32, i32) {
+    let a = area(COPY1_AT, B32_W, B32_H);
+    (a.0, a.1 + COPY_BITS_DY, a.2, a.3 + COPY_BITS_DY)
+}
+
+fn before_copy_bits(x: i32, y: i32) -> u32 {
+    if inside(area(COPY1_AT, B32_W, B32_H), x, y) {
+        return bitmap32((x - COPY1_AT.0) as u32, (y - COPY1_AT.1) as u32);
+    }
+    if COPY2_CLIPS.iter().any(|&c| inside(c, x, y)) {
+        return bitmap32((x - COPY2_AT.0) as u32, (y - COPY2_AT.1) as u32);
+    }
+    if inside(area(B16_AT, SMALL, SMALL), x, y) {
+        return expand555(bitmap16((x - B16_AT.0) as u32, (y - B16_AT.1) as u32));
+    }
+    if inside(area(B24_AT, SMALL, SMALL), x, y) {
+        return bitmap24((x - B24_AT.0) as u32, (y - B24_AT.1) as u32);
+    }
+    BACKGROUND
+}
+
+/// 0x00RRGGBB of the finished picture at (x, y).
+pub fn expected(x: u32, y: u32) -> u32 {
+    let (x, y) = (x as i32, y as i32);
+    if inside(FILL_RECT, x, y) {
+        FILL_COLOR
+    } else if inside(copy_bits_dst(), x, y) {
+        before_copy_bits(x, y - COPY_BITS_DY)
+    } else {
+        before_copy_bits(x, y)
+    }
+}
+
+/// The guest's cursor: a 32x32 ALPHA shape, hot spot (0, 0), set at
+/// `CURSOR_AT` and then moved to `CURSOR_MOVED_TO`.
+pub const CURSOR_SIDE: u32 = 32;
+pub const CURSOR_AT: (i16, i16) = (100, 100);
+pub const CURSOR_MOVED_TO: (i16, i16) = (300, 200);
+
+/// 0xAARRGGBB of the cursor's pixel (x, y): an opaque red frame on two sides
+/// and the diagonal, translucent blue elsewhere.
+pub fn cursor_pixel(x: u32, y: u32) -> u32 {
+    if x < 2 || y < 2 || x == y {
+        0xffff_0000
+    } else {
+        0x4000_00ff
+    }
+}

@@ -1,0 +1,262 @@
+//! PLAYBACK channel: the guest's sound card output to the client, offered when
+//! the machine has an [`AudioOutPort`].
+//!
+//! The device pushes PCM at its own pace (its DMA clock) through the
+//! [`AudioOutSink`] this channel gives it; the sink converts it to S16 stereo
+//! at 48 kHz, cuts 10 ms frames (what spice-server sends), and queues them
+//! for the client's task, which stamps each DATA with the multimedia time at
+//! which it is sent. With no client the samples are dropped; a client that
+//! falls behind loses the oldest frames, never stalls the device.
+//!
+//! Messages, as spice-server sends them: MODE (raw) then START when the guest
+//! starts, DATA frames, STOP when it stops; VOLUME and MUTE on change for a
+//! client with the VOLUME capability.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use crate::pcm::Converter;
+use crate::port::{AudioOutPort, AudioOutSink, Full, PcmFormat};
+use crate::proto::audio::{CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_RAW, PLAYBACK_CAP_VOLUME, RATE};
+use crate::proto::{channel as ch, has_cap, playback_msg};
+use crate::wire::Writer;
+
+/// Frames queued for a client before the oldest are dropped: 200 ms.
+const MAX_QUEUED: usize = 20;
+
+enum Out {
+    Start,
+    Data(Vec<u8>),
+    Stop,
+    Volume,
+}
+
+#[derive(Default)]
+struct State {
+    /// The task serving the current client (0: none).
+    client: u64,
+    next_client: u64,
+    /// The guest's stream, while it plays.
+    playing: Option<PcmFormat>,
+    converter: Option<Converter>,
+    volume: Vec<u16>,
+    mute: bool,
+    queue: VecDeque<Out>,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, s: &mut State, out: Out) {
+        if s.client != 0 {
+            s.queue.push_back(out);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The sink side, handed to the port.
+struct Sink(Arc<Shared>);
+
+impl AudioOutSink for Sink {
+    fn start(&self, format: PcmFormat) {
+        let mut s = self.0.lock();
+        let channels = usize::from(format.channels.max(1));
+        s.converter = Some(Converter::new(format.rate, RATE, channels, FRAME_SAMPLES));
+        s.playing = Some(format);
+        self.0.push(&mut s, Out::Start);
+    }
+
+    fn frames(&self, samples: &[i16]) -> Result<(), Full> {
+        let mut guard = self.0.lock();
+        let s = &mut *guard;
+        if s.client == 0 {
+            return Ok(());
+        }
+        let Some(format) = s.playing else {
+            return Ok(());
+        };
+        let Some(conv) = &mut s.converter else {
+            return Ok(());
+        };
+        if format.channels == 1 {
+            let stereo: Vec<i16> = samples.iter().flat_map(|&v| [v, v]).collect();
+            conv.push(&stereo);
+        } else {
+            conv.push(samples);
+        }
+        let mut full = false;
+        while let Some(frame) = conv.frame() {
+            let data: Vec<u8> = frame.iter().flat_map(|v| v.to_le_bytes()).collect();
+            s.queue.push_back(Out::Data(data));
+        }
+        while s.queue.iter().filter(|o| matches!(o, Out::Data(_))).count() > MAX_QUEUED {
+            if let Some(i) = s.queue.iter().position(|o| matches!(o, Out::Data(_))) {
+                s.queue.remove(i);
+                s.dropped += 1;
+                full = true;
+            }
+        }
+        self.0.wake.notify_one();
+        if full {
+            tracing::debug!(
+                dropped = s.dropped,
+                "playback client behind; frames dropped"
+            );
+            return Err(Full);
+        }
+        Ok(())
+    }
+
+    fn stop(&self) {
+        let mut s = self.0.lock();
+        s.playing = None;
+        s.converter = None;
+        self.0.push(&mut s, Out::Stop);
+    }
+
+    fn volume(&self, volume: &[u16], mute: bool) {
+        let mut s = self.0.lock();
+        s.volume = volume.to_vec();
+        s.mute = mute;
+        self.0.push(&mut s, Out::Volume);
+    }
+}
+
+pub struct PlaybackChannel {
+    port: Arc<dyn AudioOutPort>,
+    shared: Arc<Shared>,
+}
+
+impl PlaybackChannel {
+    pub fn new(port: Arc<dyn AudioOutPort>) -> Self {
+        let shared = Arc::new(Shared::default());
+        port.attach(Arc::new(Sink(shared.clone())));
+        PlaybackChannel { port, shared }
+    }
+}
+
+impl ChannelKind for PlaybackChannel {
+    fn channel_type(&self) -> u8 {
+        ch::PLAYBACK
+    }
+    fn name(&self) -> &'static str {
+        "playback"
+    }
+    fn caps(&self) -> Vec<u32> {
+        vec![1 << PLAYBACK_CAP_VOLUME]
+    }
+    fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a> {
+        Box::pin(self.serve(link))
+    }
+}
+
+/// Ends the client's registration however its task ends.
+struct Registered<'a> {
+    channel: &'a PlaybackChannel,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut s = self.channel.shared.lock();
+        if s.client == self.id {
+            s.client = 0;
+            s.queue.clear();
+            s.converter = None;
+            drop(s);
+            self.channel.port.client_attached(false);
+        }
+    }
+}
+
+fn volume_body(volume: &[u16]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(volume.len().min(255) as u8);
+    for v in volume.iter().take(255) {
+        w.u16(*v);
+    }
+    w.finish()
+}
+
+impl PlaybackChannel {
+    /// Moves the client's queue into `batch`; returns the mixer state.
+    fn take_queue(&self, batch: &mut Vec<Out>) -> (Vec<u16>, bool) {
+        let mut s = self.shared.lock();
+        batch.extend(s.queue.drain(..));
+        (s.volume.clone(), s.mute)
+    }
+
+    async fn serve(&self, link: Link<'_>) -> Result<(), End> {
+        let conn = link.conn;
+        let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
+        let id = {
+            let mut s = self.shared.lock();
+            s.next_client += 1;
+            s.client = s.next_client;
+            s.queue.clear();
+            // A stream already playing is joined where it is.
+            if let Some(f) = s.playing {
+                let channels = usize::from(f.channels.max(1));
+                s.converter = Some(Converter::new(f.rate, RATE, channels, FRAME_SAMPLES));
+                s.queue.push_back(Out::Start);
+            }
+            s.queue.push_front(Out::Volume);
+            s.client
+        };
+        let _registered = Registered { channel: self, id };
+        self.port.client_attached(true);
+        link.reg.initialized();
+        let mut batch = Vec::new();
+        loop {
+            {
+                let (volume, mute) = self.take_queue(&mut batch);
+                let now = link.server.mm_time();
+                for out in batch.drain(..) {
+                    match out {
+                        Out::Start => {
+                            let mut w = Writer::new();
+                            w.u32(now).u16(MODE_RAW);
+                            conn.queue(playback_msg::MODE, &w.finish());
+                            let mut w = Writer::new();
+                            w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(now);
+                            conn.queue(playback_msg::START, &w.finish());
+                        }
+                        Out::Data(pcm) => {
+                            let mut w = Writer::new();
+                            w.u32(now).bytes(&pcm);
+                            conn.queue(playback_msg::DATA, &w.finish());
+                        }
+                        Out::Stop => conn.queue(playback_msg::STOP, &[]),
+                        Out::Volume if volume_cap && !volume.is_empty() => {
+                            conn.queue(playback_msg::VOLUME, &volume_body(&volume));
+                            conn.queue(playback_msg::MUTE, &[u8::from(mute)]);
+                        }
+                        Out::Volume => {}
+                    }
+                }
+                conn.flush().await?;
+            }
+            tokio::select! {
+                _ = self.shared.wake.notified() => {}
+                n = next_message(conn) => match n? {
+                    Next::Closed => return Ok(()),
+                    Next::Base => {}
+                    Next::Msg(t, _) => tracing::debug!(msg_type = t, "ignoring playback message"),
+                },
+            }
+        }
+    }
+}

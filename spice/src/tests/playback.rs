@@ -1,0 +1,164 @@
+//! The PLAYBACK channel: offered with an audio out port, MODE + START when the
+//! guest plays, DATA in 10 ms frames at 48 kHz resampled from the guest's rate,
+//! VOLUME/MUTE, STOP; nothing queued without a client.
+
+use std::io::Read;
+
+use super::*;
+use crate::client::{link_channel, AnyStream};
+use crate::port::{AudioOutPort, AudioOutSink, PcmFormat};
+use crate::proto::audio::{FMT_S16, MODE_RAW, PLAYBACK_CAP_VOLUME};
+use crate::proto::{channel as ch, playback_msg};
+
+#[derive(Default)]
+struct Card {
+    sink: Mutex<Option<Arc<dyn AudioOutSink>>>,
+    attached: Mutex<Vec<bool>>,
+}
+
+impl Card {
+    fn sink(&self) -> Arc<dyn AudioOutSink> {
+        self.sink.lock().unwrap().clone().expect("attached")
+    }
+}
+
+impl AudioOutPort for Card {
+    fn attach(&self, sink: Arc<dyn AudioOutSink>) {
+        *self.sink.lock().unwrap() = Some(sink);
+    }
+    fn client_attached(&self, attached: bool) {
+        self.attached.lock().unwrap().push(attached);
+    }
+}
+
+/// One message with the mini header: u16 type, u32 size, body.
+fn read_msg(s: &mut AnyStream) -> (u16, Vec<u8>) {
+    let mut h = [0u8; 6];
+    s.read_exact(&mut h).unwrap();
+    let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
+    let mut body = vec![0; size];
+    s.read_exact(&mut body).unwrap();
+    (u16::from_le_bytes([h[0], h[1]]), body)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn tone(hz: f64, rate: u32, frames: usize) -> Vec<i16> {
+    (0..frames)
+        .flat_map(|i| {
+            let v = (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin();
+            let s = (v * 12000.0) as i16;
+            [s, s]
+        })
+        .collect()
+}
+
+#[test]
+fn without_a_port_there_is_no_playback_channel() {
+    let (server, _) = start(None);
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let list = c.state().channels_list.clone().unwrap();
+    assert!(!list.contains(&(ch::PLAYBACK, 0)), "{list:?}");
+}
+
+#[test]
+fn guest_tone_reaches_the_client_at_48k() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        config(None),
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    let sink = card.sink();
+    // The guest plays before anyone listens: dropped, and no harm done.
+    let format = PcmFormat {
+        channels: 2,
+        rate: 44_100,
+    };
+    sink.start(format);
+    sink.frames(&tone(440.0, 44_100, 4410)).unwrap();
+
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let list = c.state().channels_list.clone().unwrap();
+    assert!(list.contains(&(ch::PLAYBACK, 0)), "{list:?}");
+    let id = c.state().session_id;
+    let (mut s, linked) = link_channel(
+        &server.local_addr(),
+        id,
+        ch::PLAYBACK,
+        vec![1 << PLAYBACK_CAP_VOLUME],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(linked.channel_caps, [1 << PLAYBACK_CAP_VOLUME]);
+    s.set_read_timeout(Some(T)).unwrap();
+    // Joined mid-stream: MODE raw, then START at 48 kHz stereo S16.
+    let (t, mode) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::MODE);
+    assert_eq!(u16::from_le_bytes([mode[4], mode[5]]), MODE_RAW);
+    let (t, start) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::START);
+    assert_eq!(u32_at(&start, 0), 2);
+    assert_eq!(u16::from_le_bytes([start[4], start[5]]), FMT_S16);
+    assert_eq!(u32_at(&start, 6), 48_000);
+
+    sink.volume(&[0xffff, 0x8000], false);
+    let (t, v) = read_msg(&mut s);
+    assert_eq!((t, v), (playback_msg::VOLUME, vec![2, 0xff, 0xff, 0, 0x80]));
+    assert_eq!(read_msg(&mut s), (playback_msg::MUTE, vec![0]));
+
+    // One second of a 440 Hz tone, in 10 ms pieces as the card's worker
+    // would push them.
+    let input = tone(440.0, 44_100, 44_100);
+    let reader = std::thread::spawn(move || {
+        let mut pcm = Vec::new();
+        let mut last_time = 0;
+        let mut frames = 0;
+        loop {
+            let (t, body) = read_msg(&mut s);
+            match t {
+                playback_msg::DATA => {
+                    assert_eq!(body.len(), 4 + 1920, "480 stereo S16 samples");
+                    let time = u32_at(&body, 0);
+                    assert!(time >= last_time, "mm-time goes forward");
+                    last_time = time;
+                    frames += 1;
+                    pcm.extend(
+                        body[4..]
+                            .chunks_exact(2)
+                            .map(|c| i16::from_le_bytes([c[0], c[1]])),
+                    );
+                }
+                playback_msg::STOP => return (frames, pcm, s),
+                other => panic!("unexpected playback message {other}"),
+            }
+        }
+    });
+    for piece in input.chunks(882) {
+        sink.frames(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sink.stop();
+    let (frames, pcm, s) = reader.join().unwrap();
+    assert!((95..=100).contains(&frames), "{frames} frames of 10 ms");
+    let left: Vec<i16> = pcm.iter().step_by(2).copied().collect();
+    let ups = left.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+    let hz = ups as f64 * 48_000.0 / left.len() as f64;
+    assert!((hz - 440.0).abs() < 3.0, "{hz} Hz");
+
+    drop(s);
+    let deadline = std::time::Instant::now() + T;
+    while card.attached.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*card.attached.lock().unwrap(), [true, false]);
+    // Without a client again: accepted and dropped.
+    sink.start(format);
+    sink.frames(&tone(440.0, 44_100, 441)).unwrap();
+}

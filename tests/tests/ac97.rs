@@ -1,0 +1,197 @@
+//! End-to-end: sound. The ac97-play guest (images/guests/programs/src/bin/
+//! ac97-play.rs) plays a 440 Hz tone at 44.1 kHz on an AC97 the way
+//! snd-intel8x0 does, interrupt per period, for 32 s, and checks that the card
+//! consumed it at real time; a real SPICE client (spice-gtk's SpiceClientGLib
+//! playback channel, tests/py/spice_playback.py) records the stream. On
+//! spicebox and on QEMU (`-device AC97,audiodev=snd0 -audiodev spice`) in the
+//! same test: the guest's measured rate within 2% (never faster), the
+//! client's recording a 440 Hz tone at 48 kHz that arrives at 48000 frames a
+//! second of wall time (within 2%). Then spicebox once more with no client:
+//! the guest's stream still runs at real time.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use images::TestImage;
+use spicebox_tests::tools::{free_port, require_tool, run_timeout};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+
+const BOOT_AND_PLAY: Duration = Duration::from_secs(150);
+/// Seconds of playback the client measures (after 2 s to settle).
+const RECORD_SECONDS: &str = "10";
+
+fn qemu(disk: &Path, port: u16) -> Command {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
+        .args([
+            "-device",
+            "AC97,audiodev=snd0",
+            "-audiodev",
+            "spice,id=snd0",
+        ])
+        .arg("-spice")
+        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
+    cmd
+}
+
+fn recorder(port: u16, out: &Path) -> Command {
+    require_tool("python3", "python3");
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
+            .exists(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_playback.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--seconds", RECORD_SECONDS, "--timeout", "120", "--out"])
+        .arg(out);
+    cmd
+}
+
+/// The `key=value` word in `line`.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .trim()
+}
+
+fn num(line: &str, key: &str) -> f64 {
+    field(line, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line:?}"))
+}
+
+/// Power of `hz` in `x` (sampled at `rate`), by Goertzel's recurrence.
+fn power(x: &[f64], hz: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s = v + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    s1 * s1 + s2 * s2 - c * s1 * s2
+}
+
+/// The strongest frequency between 50 Hz and 2 kHz in the left channel of
+/// interleaved stereo `pcm` (1 Hz, then 0.05 Hz steps), and how far it stands
+/// above the band's average (a tone, not noise).
+fn dominant(pcm: &[i16], rate: f64) -> (f64, f64) {
+    let left: Vec<f64> = pcm.iter().step_by(2).map(|&s| f64::from(s)).collect();
+    // Two seconds is plenty for 0.05 Hz and keeps the scan fast.
+    let x = &left[..left.len().min(2 * rate as usize)];
+    let coarse: Vec<(f64, f64)> = (50..2000)
+        .map(|f| (f64::from(f), power(x, f64::from(f), rate)))
+        .collect();
+    let mean = coarse.iter().map(|c| c.1).sum::<f64>() / coarse.len() as f64;
+    let (f0, _) = coarse
+        .iter()
+        .copied()
+        .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+    let (f, p) = (0..=40)
+        .map(|i| f0 - 1.0 + f64::from(i) * 0.05)
+        .map(|f| (f, power(x, f, rate)))
+        .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+    (f, p / mean.max(1.0))
+}
+
+fn guest_line(serial: &str) -> &str {
+    serial
+        .lines()
+        .find(|l| l.starts_with("ac97 "))
+        .unwrap_or_else(|| panic!("no summary line:\n{serial}"))
+}
+
+#[test]
+fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
+    let dir = TempDir::new("ac97");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("ac97-play-{name}.img"));
+        images::write_image(TestImage::Ac97Play.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
+            SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
+        };
+        let pcm_path = dir.join(&format!("{name}.raw"));
+        let client = {
+            let cmd = recorder(port, &pcm_path);
+            std::thread::spawn(move || run_timeout(cmd, Duration::from_secs(150)))
+        };
+        vm.wait_for(images::AC97_PLAY_OK_MARKER, BOOT_AND_PLAY);
+        assert!(vm.wait_exit(Duration::from_secs(60)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::AC97_PLAY_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        let guest = guest_line(&serial).to_owned();
+        let out: Output = client.join().expect("recorder thread");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: client {stdout}\n{stderr}");
+        let summary = stdout
+            .lines()
+            .find(|l| l.starts_with("playback "))
+            .unwrap_or_else(|| panic!("{name}: client said {stdout}\n{stderr}"));
+
+        // What the client was told, and what it received against its clock.
+        assert_eq!(num(summary, "rate"), 48_000.0, "{name}: {summary}");
+        assert_eq!(num(summary, "channels"), 2.0, "{name}: {summary}");
+        let frames = num(summary, "window_bytes") / 4.0;
+        let seconds = num(summary, "window_seconds");
+        let client_rate = frames / seconds;
+        let pcm: Vec<i16> = std::fs::read(&pcm_path)
+            .unwrap()
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        // Past the first second: the stream has settled.
+        let (hz, prominence) = dominant(&pcm[96_000.min(pcm.len())..], 48_000.0);
+        eprintln!(
+            "{name}: guest {guest}; client {client_rate:.0} frames/s over {seconds:.1} s, \
+             dominant {hz:.2} Hz ({prominence:.0}x the band)"
+        );
+        let guest_rate = num(&guest.replace("ac97 ", "x "), "rate");
+        assert!(
+            (44_100.0 * 0.98..=44_100.0 * 1.005).contains(&guest_rate),
+            "{name}: guest rate {guest_rate}"
+        );
+        assert!(
+            (client_rate - 48_000.0).abs() <= 48_000.0 * 0.02,
+            "{name}: client received {client_rate:.0} frames/s: {summary}"
+        );
+        assert!((hz - 440.0).abs() <= 2.0, "{name}: dominant {hz} Hz");
+        assert!(prominence > 100.0, "{name}: not a tone ({prominence}x)");
+    }
+
+    // Nobody listening: the card still consumes the guest's buffers at the
+    // stream's rate (the guest checks it, and fails on an underrun).
+    let disk = dir.join("ac97-play-alone.img");
+    images::write_image(TestImage::Ac97Play.bytes(), &disk).unwrap();
+    let mut vm = SpiceboxVm::start(spicebox!(), &[disk.to_str().unwrap(), "-m", "512M"]);
+    vm.wait_for(images::AC97_PLAY_OK_MARKER, BOOT_AND_PLAY);
+    assert!(vm.wait_exit(Duration::from_secs(60)).success());
+    let serial = vm.serial_text();
+    let guest = guest_line(&serial);
+    eprintln!("spicebox without a client: guest {guest}");
+    let guest_rate = num(&guest.replace("ac97 ", "x "), "rate");
+    assert!(
+        (44_100.0 * 0.98..=44_100.0 * 1.005).contains(&guest_rate),
+        "without a client: guest rate {guest_rate}"
+    );
+}

@@ -1,0 +1,142 @@
+//! End-to-end: QXL native mode as Linux's qxl driver drives it
+//! (images/guests/programs/src/bin/qxl-native.rs: memslots, an async primary
+//! surface, drawables on the command ring, the cursor ring, releases), on
+//! spicebox and on QEMU (`-vga qxl -spice`) in the same test. Real clients
+//! must see the same on both: spicy-screenshot exactly the picture of
+//! images::qxl_scene, spice-gtk's cursor channel (SpiceClientGLib,
+//! tests/py/spice_cursor.py) the guest's cursor shape.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use images::{qxl_scene, TestImage};
+use spicebox_tests::screen::{self, Frame};
+use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+
+const BOOT: Duration = Duration::from_secs(120);
+
+fn qemu(disk: &Path, port: u16) -> Command {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+        .arg("-spice")
+        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
+    cmd
+}
+
+fn expected() -> Frame {
+    let (w, h) = (qxl_scene::WIDTH, qxl_scene::HEIGHT);
+    let mut f = Frame::new(w, h);
+    for y in 0..h {
+        for x in 0..w {
+            f.pixels[(y * w + x) as usize] = qxl_scene::expected(x, y);
+        }
+    }
+    f
+}
+
+/// spicy-screenshot until it shows the scene's size (a client connecting
+/// right after the guest's last command may still see an older surface).
+fn screenshot(dir: &TempDir, name: &str, port: u16) -> Frame {
+    let out = dir.join(&format!("{name}.ppm"));
+    let mut last = None;
+    for _ in 0..20 {
+        let r = spicy_screenshot(port, None, &out);
+        if r.status.success() && out.exists() {
+            let f = screen::load(&out);
+            if (f.width, f.height) == (qxl_scene::WIDTH, qxl_scene::HEIGHT)
+                && screen::differences(&f, &expected(), None).is_empty()
+            {
+                return f;
+            }
+            last = Some(f);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    last.unwrap_or_else(|| panic!("{name}: spicy-screenshot never produced a picture"))
+}
+
+/// The cursor shape SpiceClientGLib's cursor channel reports.
+fn client_cursor(port: u16) -> String {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
+            .exists(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_cursor.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let r = run_timeout(cmd, Duration::from_secs(60));
+    assert!(
+        r.status.success(),
+        "spice_cursor.py: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8_lossy(&r.stdout).trim().to_owned()
+}
+
+#[test]
+fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
+    let dir = TempDir::new("qxl-native");
+    let want = expected();
+    let mut cursors = Vec::new();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("qxl-native-{name}.img"));
+        images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::QXL_NATIVE_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        let got = screenshot(&dir, name, port);
+        assert_eq!((got.width, got.height), (want.width, want.height), "{name}");
+        let diff = screen::differences(&got, &want, None);
+        assert!(
+            diff.is_empty(),
+            "{name}: {} pixels differ from the scene, first at {:?}: got {:06x}, want {:06x}",
+            diff.len(),
+            diff[0],
+            got.pixel(diff[0].0, diff[0].1),
+            want.pixel(diff[0].0, diff[0].1)
+        );
+        // The same client must see the same shape from both (its pixel bytes'
+        // CRC included), and it is the guest's.
+        let cursor = client_cursor(port);
+        let side = qxl_scene::CURSOR_SIDE;
+        assert!(
+            cursor.starts_with(&format!("cursor {side}x{side} hot=0,0 ")),
+            "{name}: {cursor}"
+        );
+        cursors.push(cursor);
+        vm.send(b"q");
+        vm.wait_for(images::QXL_NATIVE_OK_MARKER, Duration::from_secs(30));
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+    }
+    assert_eq!(cursors[0], cursors[1], "cursor on QEMU vs spicebox");
+}

@@ -1,0 +1,162 @@
+//! The SPICE agent's path: the virtio-serial port `com.redhat.spice.0` that
+//! spice-vdagent opens, bridged to the SPICE server's agent port.
+//!
+//! Guest → client: the port's bytes are cut into VDI chunks; client-port
+//! chunks go to the server (`AgentLink::send`, one chunk per AGENT_DATA); when
+//! the server has no room, the chunks already cut wait here and the guest's
+//! next buffer stays in its ring until the server calls `resume`.
+//! Client → guest: each AGENT_DATA becomes one chunk for the client port; its
+//! token goes back (`AgentLink::consumed`) once the guest has read all of it.
+//! The guest opening or closing the port is the agent connecting or
+//! disconnecting; a client leaving is told to the agent (CLIENT_DISCONNECTED).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use devices::vdagent::{self, ChunkReader};
+use devices::virtio::serial::Busy;
+use devices::virtio::{SerialBackend, SerialPort, VirtioPciDevice, VirtioSerial};
+use spice::port::{AgentLink, AgentPort};
+use tracing::{debug, warn};
+
+use crate::devices::{DeviceManager, Slot};
+use crate::error::Result;
+
+/// The virtio-serial port name spice-vdagentd opens.
+pub const PORT_NAME: &str = "com.redhat.spice.0";
+
+#[derive(Default)]
+struct FromGuest {
+    reader: ChunkReader,
+    /// Client chunks cut from the guest's data that the server had no room for.
+    held: VecDeque<Vec<u8>>,
+    open: bool,
+}
+
+#[derive(Default)]
+pub struct AgentBridge {
+    link: OnceLock<AgentLink>,
+    port: OnceLock<SerialPort>,
+    from_guest: Mutex<FromGuest>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AgentBridge {
+    /// The virtio-serial port's handle, once the device exists.
+    pub fn set_port(&self, port: SerialPort) {
+        if self.port.set(port).is_err() {
+            warn!("agent: port set twice");
+        }
+    }
+
+    /// Hands held chunks to the server; true when none are left.
+    fn flush(&self, g: &mut FromGuest) -> bool {
+        let Some(link) = self.link.get() else {
+            g.held.clear();
+            return true;
+        };
+        while let Some(c) = g.held.front() {
+            if link.send(c).is_err() {
+                return false;
+            }
+            g.held.pop_front();
+        }
+        true
+    }
+}
+
+impl SerialBackend for AgentBridge {
+    fn guest_open(&self, open: bool) {
+        let mut g = lock(&self.from_guest);
+        g.reader.reset();
+        g.held.clear();
+        g.open = open;
+        if let Some(link) = self.link.get() {
+            link.set_connected(open);
+        }
+    }
+
+    fn guest_data(&self, data: &[u8]) -> std::result::Result<(), Busy> {
+        let mut g = lock(&self.from_guest);
+        if !self.flush(&mut g) {
+            return Err(Busy);
+        }
+        let mut chunks = Vec::new();
+        g.reader.feed(data, |port, payload| match port {
+            vdagent::PORT_CLIENT => chunks.push(payload.to_vec()),
+            p => debug!(
+                port = p,
+                len = payload.len(),
+                "agent: chunk not for the client dropped"
+            ),
+        });
+        g.held.extend(chunks);
+        // Taken either way: what the server cannot take yet waits in `held`.
+        self.flush(&mut g);
+        Ok(())
+    }
+}
+
+impl AgentPort for AgentBridge {
+    fn attach(&self, link: AgentLink) {
+        link.set_connected(lock(&self.from_guest).open);
+        if self.link.set(link).is_err() {
+            warn!("agent: attached twice");
+        }
+    }
+
+    fn client_data(&self, data: &[u8]) {
+        let (Some(port), Some(link)) = (self.port.get(), self.link.get()) else {
+            return;
+        };
+        let l = link.clone();
+        let msg = vdagent::chunk(vdagent::PORT_CLIENT, data);
+        if port
+            .send(msg, Some(Box::new(move || l.consumed(1))))
+            .is_err()
+        {
+            // Ten tokens of at most 2 KiB never fill the port's queue; if it
+            // is full anyway the data is lost, but the token comes back.
+            warn!("agent: guest port full; client data dropped");
+            link.consumed(1);
+        }
+    }
+
+    fn client_attached(&self, attached: bool) {
+        let Some(port) = self.port.get() else {
+            return;
+        };
+        if !attached && lock(&self.from_guest).open {
+            let msg = vdagent::empty_message(vdagent::PORT_SERVER, vdagent::CLIENT_DISCONNECTED);
+            if port.send(msg, None).is_err() {
+                warn!("agent: guest port full; CLIENT_DISCONNECTED dropped");
+            }
+        }
+    }
+
+    fn resume(&self) {
+        let flushed = self.flush(&mut lock(&self.from_guest));
+        if flushed {
+            if let Some(p) = self.port.get() {
+                p.resume();
+            }
+        }
+    }
+}
+
+/// Plug in a virtio-serial device with the agent's port; returns the bridge to
+/// give the SPICE server as its agent port.
+pub fn add(dm: &mut DeviceManager) -> Result<Arc<AgentBridge>> {
+    let bridge = Arc::new(AgentBridge::default());
+    let backend: Arc<dyn SerialBackend> = bridge.clone();
+    let (mut serial, mut ports) = VirtioSerial::new(vec![(PORT_NAME.to_owned(), backend)])?;
+    dm.add_pci("virtio-serial", Slot::Next, |w| {
+        serial.set_thread_name(&format!("virtio-ser@{:02x}", w.slot));
+        VirtioPciDevice::new(serial, w.mem.clone(), w.intx, w.msi)
+    })?;
+    bridge.set_port(ports.remove(0));
+    Ok(bridge)
+}
