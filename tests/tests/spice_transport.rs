@@ -436,6 +436,9 @@ fn browser_page_shows_the_demo_and_types() {
     );
     // Keys typed in the page reach the demo (spice-html5 listens on its canvas).
     browser.wait_true("document.querySelector('canvas')?.width === 720", STEP);
+    // spice-html5 drops keys until its inputs channel has linked, which may come
+    // after the first picture on a loaded machine.
+    browser.wait_true("window.spiceConnection?.inputs?.state === 'ready'", STEP);
     browser.eval("document.querySelector('canvas').focus(); true");
     for (k, code, vk) in [("h", "KeyH", 72), ("i", "KeyI", 73)] {
         browser.key(k, code, vk);
