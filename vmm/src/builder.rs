@@ -475,6 +475,10 @@ fn start_spice(
             .clone()
             .map(|a| a as Arc<dyn spice::port::AudioOutPort>),
         audio_in: audio.map(|a| a as Arc<dyn spice::port::AudioInPort>),
+        monitors_config: display.map(|d| {
+            Arc::new(spice_link::SpiceMonitors(d.clone()))
+                as Arc<dyn spice::port::MonitorsConfigPort>
+        }),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);
