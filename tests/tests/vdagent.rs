@@ -173,3 +173,233 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
         }
     }
 }
+
+const MONITORS_CONFIG: u32 = 2;
+
+/// A VDAgentMonitorsConfig body (flags USE_POS): (width, height, x, y) per
+/// slot, all zero for a disabled one.
+fn monitors_config(heads: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(heads.len() as u32).to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for &(w, h, x, y) in heads {
+        for v in [h, w, 32, x, y] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    b
+}
+
+/// The QXL ROM's QXLClientMonitorsConfig that QEMU's
+/// interface_client_monitors_config writes for `heads`: the count capped at 64,
+/// each slot a QXLURect {top, left, bottom, right}.
+fn rom_config(heads: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+    let count = heads.len().min(64);
+    let mut b = (count as u16).to_le_bytes().to_vec();
+    b.extend_from_slice(&[0, 0]);
+    for &(w, h, x, y) in &heads[..count] {
+        for v in [y, x, y + h, x + w] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    b.resize(4 + 64 * 16, 0);
+    b
+}
+
+/// The guest's report of `rom` (see images::VDAGENT_QXL_MONITORS_PREFIX).
+fn rom_report(rom: &[u8]) -> String {
+    let word = |k: usize| u32::from_le_bytes(rom[4 * k..4 * k + 4].try_into().unwrap());
+    format!(
+        "{}count={} crc=ok sum={:08x} head0={},{},{},{}",
+        images::VDAGENT_QXL_MONITORS_PREFIX,
+        word(0) & 0xffff,
+        fnv1a32(rom),
+        word(1),
+        word(2),
+        word(3),
+        word(4)
+    )
+}
+
+/// The guest's complete QXL report lines so far.
+fn qxl_reports(vm: &SpiceboxVm) -> Vec<String> {
+    vm.serial_text()
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && l.starts_with(images::VDAGENT_QXL_MONITORS_PREFIX))
+        .map(|l| l.trim_end().to_owned())
+        .collect()
+}
+
+/// Waits until the guest reported `want`; all its complete QXL reports then.
+fn wait_report(vm: &SpiceboxVm, want: &str, name: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let r = qxl_reports(vm);
+        if r.iter().any(|l| l == want) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: no {want:?} within {STEP:?}\n{}",
+            vm.serial_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the client if the test fails while it runs.
+struct Child(Option<std::process::Child>);
+
+impl Child {
+    /// Its exit and output (the script ends itself within its timeout).
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client's window size reaches the guest's QXL driver as QEMU's qxl device
+/// delivers it: spice-gtk (SpiceClientGLib's update_display +
+/// send_monitor_config, what remote-viewer does on a resize) sends
+/// VD_AGENT_MONITORS_CONFIG in the agent's data; the driver unmasked
+/// CLIENT_MONITORS_CONFIG before the client started its agent, so the server
+/// writes it into the QXL ROM with its CRC and raises the interrupt, and the
+/// agent never sees it (spice-server's filter). Then a client with 200 heads
+/// (two AGENT_DATA pieces) gets its first 64 written. Same on QEMU -vga qxl.
+#[test]
+fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_monitors.py");
+    let dir = TempDir::new("vdagent-monitors");
+    let resized = [(1280, 800, 0, 0)];
+    let many: Vec<(u32, u32, u32, u32)> = (0..200u32)
+        .map(|i| {
+            if i % 5 == 3 {
+                (0, 0, 0, 0)
+            } else {
+                (640 + 8 * i, 480 + 2 * i, 1000 * i, i % 7)
+            }
+        })
+        .collect();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+
+        // A real client resizes its window.
+        let stop = dir.join(&format!("stop-{name}"));
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--width", "1280", "--height", "800"])
+                .arg("--stop-file")
+                .arg(&stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        // spice-gtk may send it again once the agent's capabilities come:
+        // every report is this one.
+        let want = rom_report(&rom_config(&resized));
+        let first = wait_report(&vm, &want, name);
+        assert!(first.iter().all(|l| *l == want), "{name}: {first:?}");
+        // The agent stays for the next client.
+        vm.send(b"n");
+        vm.wait_for(images::VDAGENT_NEXT_MARKER, STEP);
+        std::fs::write(&stop, b"").unwrap();
+        let out = py.output();
+        assert!(
+            out.status.success(),
+            "{name}: spice_monitors.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "monitors-config sent 1280x800",
+            "{name}"
+        );
+        vm.wait_for(images::VDAGENT_CLIENT_GONE_MARKER, STEP);
+
+        // 200 heads, 4028 bytes: two AGENT_DATA pieces; the ROM has room for 64.
+        let c = TestClient::connect(
+            &Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+            ClientOptions {
+                channels: vec![],
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        c.wait(STEP, |s| s.main_init.is_some())
+            .unwrap_or_else(|e| panic!("{name}: no MAIN_INIT: {e}"));
+        c.send_main(main_msgc::AGENT_START, &u32::MAX.to_le_bytes())
+            .unwrap();
+        let msg = message(MONITORS_CONFIG, &monitors_config(&many));
+        assert_eq!(msg.chunks(2048).count(), 2);
+        for piece in msg.chunks(2048) {
+            c.send_main(main_msgc::AGENT_DATA, piece).unwrap();
+        }
+        let want = rom_report(&rom_config(&many));
+        let all = wait_report(&vm, &want, name);
+        let second: Vec<_> = all.iter().skip_while(|l| **l != want).collect();
+        assert!(second.iter().all(|l| **l == want), "{name}: {all:?}");
+        assert!(
+            c.state().errors.is_empty() && c.state().closed.is_empty(),
+            "{name}: {:?} {:?}",
+            c.state().errors,
+            c.state().closed
+        );
+        c.close();
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        // spice-server's filter: the agent gets no monitors config while the
+        // QXL driver takes them.
+        assert!(
+            !serial.contains(&format!("agent-rx port=1 type={MONITORS_CONFIG} ")),
+            "{name}: the agent got a monitors config\n{serial}"
+        );
+    }
+}
