@@ -5,7 +5,8 @@
 //! MAIN channel's agent relay: AGENT_CONNECTED at MAIN_INIT, capabilities
 //! announced and answered, a 3000-byte message sent as two AGENT_DATA chunks
 //! and echoed back byte for byte, and the client's leaving told to the agent
-//! (CLIENT_DISCONNECTED). The same on spicebox and on QEMU (`-device
+//! (CLIENT_DISCONNECTED); the guest opening and closing the port are QMP
+//! VSERPORT_CHANGE events. The same on spicebox and on QEMU (`-device
 //! virtio-serial -chardev spicevmc,name=vdagent -device virtserialport,
 //! name=com.redhat.spice.0`), in the same test.
 
@@ -15,10 +16,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use images::TestImage;
+use serde_json::json;
 use spice::client::decode::ServerMsg;
 use spice::client::{ClientOptions, ClientState, TestClient};
 use spice::proto::main_msgc;
 use spice::Listen;
+use spicebox_tests::qmp::Qmp;
 use spicebox_tests::tools::{free_port, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
@@ -27,7 +30,7 @@ const STEP: Duration = Duration::from_secs(20);
 const ANNOUNCE_CAPABILITIES: u32 = 6;
 const CLIPBOARD: u32 = 4;
 
-fn qemu(disk: &Path, port: u16) -> Command {
+fn qemu(disk: &Path, port: u16, qmp: &Path) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
@@ -43,9 +46,29 @@ fn qemu(disk: &Path, port: u16) -> Command {
         .args(["-chardev", "spicevmc,id=vdagent,name=vdagent"])
         .args([
             "-device",
-            "virtserialport,chardev=vdagent,name=com.redhat.spice.0",
-        ]);
+            "virtserialport,chardev=vdagent,name=com.redhat.spice.0,id=vdagent",
+        ])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     cmd
+}
+
+/// The next VSERPORT_CHANGE's data; panics with what QMP sent instead.
+fn vserport_change(qmp: &mut Qmp, name: &str) -> serde_json::Value {
+    if let Some(i) = qmp
+        .events
+        .iter()
+        .position(|e| e["event"] == "VSERPORT_CHANGE")
+    {
+        return qmp.events.remove(i)["data"].clone();
+    }
+    loop {
+        match qmp.read() {
+            Some(v) if v["event"] == "VSERPORT_CHANGE" => return v["data"].clone(),
+            Some(v) => qmp.events.push(v),
+            None => panic!("{name}: no VSERPORT_CHANGE; QMP sent {:?}", qmp.events),
+        }
+    }
 }
 
 /// A VDAgentMessage (protocol 1) with `data`.
@@ -86,10 +109,12 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
         let disk = dir.join(&format!("vdagent-{name}.img"));
         images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
         let port = free_port();
+        let sock = dir.join(&format!("qmp-{name}"));
         let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port))
+            SpiceboxVm::start_command(qemu(&disk, port, &sock))
         } else {
             let spice = format!("127.0.0.1:{port}");
+            let control = format!("unix:{}", sock.display());
             SpiceboxVm::start(
                 spicebox!(),
                 &[
@@ -99,10 +124,24 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
                     "--spice",
                     &spice,
                     "--disable-ticketing",
+                    "--control",
+                    &control,
                 ],
             )
         };
+        // Connected while the firmware runs, long before the guest opens the port.
+        let mut qmp = Qmp::connect(&sock, STEP);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        // The guest's PORT_OPEN 1 is a VSERPORT_CHANGE, as QEMU sends it.
+        assert_eq!(
+            vserport_change(&mut qmp, name),
+            json!({"id": "vdagent", "open": true}),
+            "{name}"
+        );
+        // QEMU sends VSERPORT_CHANGE at most once a second per port and holds
+        // the rest back to the end of that second: a close sooner would come
+        // after QEMU has exited.
+        std::thread::sleep(Duration::from_millis(1200));
         let c = TestClient::connect(
             &Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
             ClientOptions {
@@ -152,6 +191,13 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
         );
         c.close();
         vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        // And its PORT_OPEN 0 after CLIENT_DISCONNECTED.
+        assert_eq!(
+            vserport_change(&mut qmp, name),
+            json!({"id": "vdagent", "open": false}),
+            "{name}"
+        );
+        drop(qmp);
         assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
         let serial = vm.serial_text();
         assert!(
@@ -306,7 +352,7 @@ fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
         images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
         let port = free_port();
         let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port))
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
         } else {
             let spice = format!("127.0.0.1:{port}");
             SpiceboxVm::start(
