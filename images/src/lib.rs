@@ -372,6 +372,15 @@ pub const VDAGENT_QXL_MONITORS_PREFIX: &str = "qxl-client-monitors ";
 /// CLIENT_DISCONNECTED does not end the test ([`VDAGENT_CLIENT_GONE_MARKER`]).
 pub const VDAGENT_NEXT_MARKER: &str = "agent-next";
 pub const VDAGENT_CLIENT_GONE_MARKER: &str = "agent-client-gone";
+/// Printed by [`TestImage::Vdagent`] after a `c` on COM1: it plays
+/// spice-vdagent's clipboard side (grabs with [`VDAGENT_GUEST_CLIPBOARD_LEN`]
+/// bytes of text, answers requests, requests what the client grabs) and
+/// reports the client's clipboard data as `agent-clipboard type=<t>
+/// size=<n> sum=<fnv1a32>`.
+pub const VDAGENT_CLIPBOARD_MODE_MARKER: &str = "agent-clipboard-mode";
+pub const VDAGENT_CLIPBOARD_PREFIX: &str = "agent-clipboard type=";
+/// The guest's clipboard text: byte i is `b'a' + (i * 7 + i / 256) % 26`.
+pub const VDAGENT_GUEST_CLIPBOARD_LEN: usize = 3000;
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.

@@ -449,3 +449,118 @@ fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
         );
     }
 }
+
+/// Copy and paste through spice-gtk (tests/py/spice_clipboard.py, SpiceClientGLib's
+/// clipboard API) with a guest agent that speaks the clipboard protocol as
+/// spice-vdagent does (capabilities with CLIPBOARD_BY_DEMAND, GRAB, REQUEST,
+/// CLIPBOARD): the guest's 3000-byte text reaches the client (two agent chunks
+/// towards it), then the client's 5000-byte text reaches the guest (three
+/// AGENT_DATA pieces within the client's tokens). Same on QEMU.
+#[test]
+fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_clipboard.py"
+    );
+    let guest_text: Vec<u8> = (0..images::VDAGENT_GUEST_CLIPBOARD_LEN)
+        .map(|i| b'a' + ((i * 7 + i / 256) % 26) as u8)
+        .collect();
+    let client_len = 5000;
+    let client_text: Vec<u8> = (0..client_len)
+        .map(|i| b'A' + ((i * 11 + i / 300) % 26) as u8)
+        .collect();
+    let dir = TempDir::new("vdagent-clipboard");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.send(b"c");
+        vm.wait_for(images::VDAGENT_CLIPBOARD_MODE_MARKER, STEP);
+        let stop = dir.join(&format!("stop-{name}"));
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--client-len", &client_len.to_string()])
+                .arg("--stop-file")
+                .arg(&stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let pasted = format!(
+            "{}1 size={client_len} sum={:08x}",
+            images::VDAGENT_CLIPBOARD_PREFIX,
+            fnv1a32(&client_text)
+        );
+        vm.wait_for(&pasted, STEP);
+        std::fs::write(&stop, b"").unwrap();
+        let out = py.output();
+        assert!(
+            out.status.success(),
+            "{name}: spice_clipboard.py: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            [
+                format!(
+                    "guest-clipboard size={} sum={:08x}",
+                    guest_text.len(),
+                    fnv1a32(&guest_text)
+                ),
+                format!(
+                    "client-clipboard sent size={client_len} sum={:08x}",
+                    fnv1a32(&client_text)
+                ),
+            ],
+            "{name}"
+        );
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        assert_eq!(
+            serial.matches(images::VDAGENT_CLIPBOARD_PREFIX).count(),
+            1,
+            "{name}"
+        );
+    }
+}

@@ -14,6 +14,8 @@
 //!    CLIENT_DISCONNECTED from the server ends the test: PORT_OPEN 0 — unless
 //!    the host sent a byte on COM1 since the last one (`agent-next` says it
 //!    was seen): then the agent waits for the next client.
+//!    After a `c` on COM1 (`agent-clipboard-mode`) it plays spice-vdagent's
+//!    clipboard side instead of echoing (`clipboard_agent`).
 //! 3. The QXL card (1b36:0100), when there is one, as Linux's qxl driver
 //!    takes a client's monitors config: `qxl_irq_init` unmasks
 //!    CLIENT_MONITORS_CONFIG (with DISPLAY, CURSOR, IO_CMD) before the agent
@@ -57,6 +59,13 @@ const CHUNK_SERVER: u32 = 2;
 const MAX_CHUNK: usize = 2048;
 const ANNOUNCE_CAPABILITIES: u32 = 6;
 const CLIENT_DISCONNECTED: u32 = 13;
+const CLIPBOARD: u32 = 4;
+const CLIPBOARD_GRAB: u32 = 7;
+const CLIPBOARD_REQUEST: u32 = 8;
+const CAP_CLIPBOARD_BY_DEMAND: u32 = 5;
+const UTF8_TEXT: u32 = 1;
+/// Bytes the guest's clipboard text has: two agent chunks towards the client.
+const GUEST_CLIPBOARD_LEN: usize = 3000;
 
 const QUEUE_SIZE: u16 = 32;
 const BUF: u64 = 4096;
@@ -240,6 +249,65 @@ fn message(msg_type: u32, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The text the guest puts on the clipboard (ASCII, so UTF-8).
+fn guest_clipboard_text() -> Vec<u8> {
+    (0..GUEST_CLIPBOARD_LEN)
+        .map(|i| b'a' + ((i * 7 + i / 256) % 26) as u8)
+        .collect()
+}
+
+/// spice-vdagent's clipboard side, without selections (the agent announces
+/// only CLIPBOARD_BY_DEMAND): the answer to each client message.
+/// ANNOUNCE_CAPABILITIES: our capabilities, then a GRAB of UTF8_TEXT (the
+/// guest owns the clipboard); REQUEST: the text as CLIPBOARD; the client's
+/// GRAB: a REQUEST for its first type; its CLIPBOARD: reported as
+/// `agent-clipboard type=<t> size=<n> sum=<fnv1a32>`.
+fn clipboard_agent(t: u32, body: &[u8]) -> Vec<Vec<u8>> {
+    match t {
+        ANNOUNCE_CAPABILITIES => {
+            let mut caps = 0u32.to_le_bytes().to_vec();
+            caps.extend_from_slice(&(1u32 << CAP_CLIPBOARD_BY_DEMAND).to_le_bytes());
+            alloc::vec![
+                message(ANNOUNCE_CAPABILITIES, &caps),
+                message(CLIPBOARD_GRAB, &UTF8_TEXT.to_le_bytes()),
+            ]
+        }
+        CLIPBOARD_REQUEST => {
+            check!(body.len() == 4, "clipboard-request", "{} bytes", body.len());
+            let kind = u32_at(body, 0);
+            println!("agent-clipboard-request type={kind}");
+            let mut data = kind.to_le_bytes().to_vec();
+            if kind == UTF8_TEXT {
+                data.extend_from_slice(&guest_clipboard_text());
+            }
+            alloc::vec![message(CLIPBOARD, &data)]
+        }
+        CLIPBOARD_GRAB => {
+            check!(
+                body.len() >= 4 && body.len() % 4 == 0,
+                "clipboard-grab",
+                "{} bytes",
+                body.len()
+            );
+            let kind = u32_at(body, 0);
+            println!("agent-clipboard-grab type={kind}");
+            alloc::vec![message(CLIPBOARD_REQUEST, &kind.to_le_bytes())]
+        }
+        CLIPBOARD => {
+            check!(body.len() >= 4, "clipboard", "{} bytes", body.len());
+            let data = &body[4..];
+            println!(
+                "agent-clipboard type={} size={} sum={:08x}",
+                u32_at(body, 0),
+                data.len(),
+                fnv1a32(data)
+            );
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -371,6 +439,7 @@ fn main() {
     let mut deframer = Deframer::default();
     let mut received = 0;
     let mut next_client = false;
+    let mut clipboard = false;
     let deadline = time::Deadline::after(CLIENT_WAIT);
     loop {
         check!(!deadline.passed(), "client-wait", "{received} messages");
@@ -379,9 +448,16 @@ fn main() {
                 q.report_client_monitors_config();
             }
         }
-        if !next_client && serial::read_byte(Duration::ZERO).is_some() {
-            next_client = true;
-            println!("agent-next");
+        match serial::read_byte(Duration::ZERO) {
+            Some(b'c') if !clipboard => {
+                clipboard = true;
+                println!("agent-clipboard-mode");
+            }
+            Some(_) if !next_client => {
+                next_client = true;
+                println!("agent-next");
+            }
+            _ => {}
         }
         if let Some(m) = ctrl_rx.take(&dev) {
             ports.control(&dev, &mut ctrl_tx, &m, max_ports, &mut take);
@@ -410,13 +486,17 @@ fn main() {
             check!(p == CHUNK_CLIENT, "chunk-port", "{p}");
             // virtio_console blocks writers until the host side is open.
             check!(ports.host_open, "host-open", "client data before PORT_OPEN");
-            let reply = if t == ANNOUNCE_CAPABILITIES {
+            let replies = if clipboard {
+                clipboard_agent(t, &body)
+            } else if t == ANNOUNCE_CAPABILITIES {
                 // request = 0, no capabilities.
-                message(ANNOUNCE_CAPABILITIES, &[0; 8])
+                alloc::vec![message(ANNOUNCE_CAPABILITIES, &[0; 8])]
             } else {
-                message(t, &body)
+                alloc::vec![message(t, &body)]
             };
-            send(&dev, &mut tx, &reply);
+            for reply in replies {
+                send(&dev, &mut tx, &reply);
+            }
         }
     }
 }
