@@ -364,6 +364,23 @@ pub const VDAGENT_READY_MARKER: &str = "SPICEBOX-VDAGENT-READY";
 /// Printed by [`TestImage::Vdagent`] after the server's CLIENT_DISCONNECTED.
 pub const VDAGENT_OK_MARKER: &str = "SPICEBOX-VDAGENT-OK";
 pub const VDAGENT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VDAGENT-FAIL ";
+/// Printed by [`TestImage::Vdagent`] for each CLIENT_MONITORS_CONFIG
+/// interrupt of the QXL card: `count=<n> crc=<ok|bad> sum=<fnv1a32 of the
+/// ROM's 1028-byte QXLClientMonitorsConfig> head0=<top>,<left>,<bottom>,<right>`.
+pub const VDAGENT_QXL_MONITORS_PREFIX: &str = "qxl-client-monitors ";
+/// Printed by [`TestImage::Vdagent`] when a byte came on COM1: the next
+/// CLIENT_DISCONNECTED does not end the test ([`VDAGENT_CLIENT_GONE_MARKER`]).
+pub const VDAGENT_NEXT_MARKER: &str = "agent-next";
+pub const VDAGENT_CLIENT_GONE_MARKER: &str = "agent-client-gone";
+/// Printed by [`TestImage::Vdagent`] after a `c` on COM1: it plays
+/// spice-vdagent's clipboard side (grabs with [`VDAGENT_GUEST_CLIPBOARD_LEN`]
+/// bytes of text, answers requests, requests what the client grabs) and
+/// reports the client's clipboard data as `agent-clipboard type=<t>
+/// size=<n> sum=<fnv1a32>`.
+pub const VDAGENT_CLIPBOARD_MODE_MARKER: &str = "agent-clipboard-mode";
+pub const VDAGENT_CLIPBOARD_PREFIX: &str = "agent-clipboard type=";
+/// The guest's clipboard text: byte i is `b'a' + (i * 7 + i / 256) % 26`.
+pub const VDAGENT_GUEST_CLIPBOARD_LEN: usize = 3000;
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -472,7 +489,8 @@ pub enum TestImage {
     /// 64-bit Rust guest playing spice-vdagentd's transport: virtio-serial
     /// MULTIPORT as virtio_console.c, the `com.redhat.spice.0` port opened,
     /// client messages reported and echoed in agent chunks until the server's
-    /// CLIENT_DISCONNECTED; prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
+    /// CLIENT_DISCONNECTED; the QXL card's client monitors configs reported
+    /// ([`VDAGENT_QXL_MONITORS_PREFIX`]); prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
     Vdagent,
 }
 

@@ -118,6 +118,9 @@ pub struct Ports {
     pub audio_out: Option<Arc<dyn port::AudioOutPort>>,
     /// The sound card's input: the RECORD channel.
     pub audio_in: Option<Arc<dyn port::AudioInPort>>,
+    /// The display device's client monitors config (QXL): MAIN hands it the
+    /// clients' VD_AGENT_MONITORS_CONFIG while the guest's driver takes them.
+    pub monitors_config: Option<Arc<dyn port::MonitorsConfigPort>>,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

@@ -139,6 +139,37 @@ pub trait AgentPort: Send + Sync + 'static {
 
 pub use crate::channel::agent::AgentLink;
 
+/// A client's monitor layout: VD_AGENT_MONITORS_CONFIG, which spice-gtk sends
+/// inside agent data when its window is resized or a monitor is enabled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientMonitorsConfig {
+    /// The client's `num_of_monitors`: head slots, enabled or not (with the
+    /// agent's sparse-monitors capability spice-gtk sends every slot, a
+    /// disabled one all zeros).
+    pub slots: u32,
+    /// The enabled heads (width and height not 0); a head's id is its slot.
+    pub layout: display_types::MonitorLayout,
+}
+
+/// The display device's side of client monitors configs (QXL: the ROM's
+/// client monitors config and the CLIENT_MONITORS_CONFIG interrupt). Without
+/// this port, or while the guest's driver does not take them, monitors configs
+/// go to the agent like any other agent message (what spice-server does).
+pub trait MonitorsConfigPort: Send + Sync + 'static {
+    /// Does the guest's display driver take client monitors configs now (QXL:
+    /// its int_mask has CLIENT_MONITORS_CONFIG)? Asked when a client starts
+    /// talking to the agent (AGENT_START), as spice-server does: if so, that
+    /// client's monitors configs go to [`client_monitors_config`] instead of
+    /// the agent. Returns at once.
+    ///
+    /// [`client_monitors_config`]: MonitorsConfigPort::client_monitors_config
+    fn takes_client_monitors_config(&self) -> bool;
+    /// A client's monitors config, checked and complete. Returns whether the
+    /// guest was told (false if its driver stopped listening meanwhile; the
+    /// config is then dropped, as spice-server does). Returns at once.
+    fn client_monitors_config(&self, config: &ClientMonitorsConfig) -> bool;
+}
+
 /// PCM as SPICE audio carries it: signed 16-bit little-endian, interleaved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PcmFormat {

@@ -5,7 +5,8 @@
 //! MAIN channel's agent relay: AGENT_CONNECTED at MAIN_INIT, capabilities
 //! announced and answered, a 3000-byte message sent as two AGENT_DATA chunks
 //! and echoed back byte for byte, and the client's leaving told to the agent
-//! (CLIENT_DISCONNECTED). The same on spicebox and on QEMU (`-device
+//! (CLIENT_DISCONNECTED); the guest opening and closing the port are QMP
+//! VSERPORT_CHANGE events. The same on spicebox and on QEMU (`-device
 //! virtio-serial -chardev spicevmc,name=vdagent -device virtserialport,
 //! name=com.redhat.spice.0`), in the same test.
 
@@ -15,10 +16,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use images::TestImage;
+use serde_json::json;
 use spice::client::decode::ServerMsg;
 use spice::client::{ClientOptions, ClientState, TestClient};
 use spice::proto::main_msgc;
 use spice::Listen;
+use spicebox_tests::qmp::Qmp;
 use spicebox_tests::tools::{free_port, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
@@ -27,7 +30,7 @@ const STEP: Duration = Duration::from_secs(20);
 const ANNOUNCE_CAPABILITIES: u32 = 6;
 const CLIPBOARD: u32 = 4;
 
-fn qemu(disk: &Path, port: u16) -> Command {
+fn qemu(disk: &Path, port: u16, qmp: &Path) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
@@ -43,9 +46,29 @@ fn qemu(disk: &Path, port: u16) -> Command {
         .args(["-chardev", "spicevmc,id=vdagent,name=vdagent"])
         .args([
             "-device",
-            "virtserialport,chardev=vdagent,name=com.redhat.spice.0",
-        ]);
+            "virtserialport,chardev=vdagent,name=com.redhat.spice.0,id=vdagent",
+        ])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     cmd
+}
+
+/// The next VSERPORT_CHANGE's data; panics with what QMP sent instead.
+fn vserport_change(qmp: &mut Qmp, name: &str) -> serde_json::Value {
+    if let Some(i) = qmp
+        .events
+        .iter()
+        .position(|e| e["event"] == "VSERPORT_CHANGE")
+    {
+        return qmp.events.remove(i)["data"].clone();
+    }
+    loop {
+        match qmp.read() {
+            Some(v) if v["event"] == "VSERPORT_CHANGE" => return v["data"].clone(),
+            Some(v) => qmp.events.push(v),
+            None => panic!("{name}: no VSERPORT_CHANGE; QMP sent {:?}", qmp.events),
+        }
+    }
 }
 
 /// A VDAgentMessage (protocol 1) with `data`.
@@ -86,10 +109,12 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
         let disk = dir.join(&format!("vdagent-{name}.img"));
         images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
         let port = free_port();
+        let sock = dir.join(&format!("qmp-{name}"));
         let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port))
+            SpiceboxVm::start_command(qemu(&disk, port, &sock))
         } else {
             let spice = format!("127.0.0.1:{port}");
+            let control = format!("unix:{}", sock.display());
             SpiceboxVm::start(
                 spicebox!(),
                 &[
@@ -99,10 +124,24 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
                     "--spice",
                     &spice,
                     "--disable-ticketing",
+                    "--control",
+                    &control,
                 ],
             )
         };
+        // Connected while the firmware runs, long before the guest opens the port.
+        let mut qmp = Qmp::connect(&sock, STEP);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        // The guest's PORT_OPEN 1 is a VSERPORT_CHANGE, as QEMU sends it.
+        assert_eq!(
+            vserport_change(&mut qmp, name),
+            json!({"id": "vdagent", "open": true}),
+            "{name}"
+        );
+        // QEMU sends VSERPORT_CHANGE at most once a second per port and holds
+        // the rest back to the end of that second: a close sooner would come
+        // after QEMU has exited.
+        std::thread::sleep(Duration::from_millis(1200));
         let c = TestClient::connect(
             &Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
             ClientOptions {
@@ -152,6 +191,13 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
         );
         c.close();
         vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        // And its PORT_OPEN 0 after CLIENT_DISCONNECTED.
+        assert_eq!(
+            vserport_change(&mut qmp, name),
+            json!({"id": "vdagent", "open": false}),
+            "{name}"
+        );
+        drop(qmp);
         assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
         let serial = vm.serial_text();
         assert!(
@@ -171,5 +217,350 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
         ] {
             assert!(serial.contains(&line), "{name}: no {line:?}\n{serial}");
         }
+    }
+}
+
+const MONITORS_CONFIG: u32 = 2;
+
+/// A VDAgentMonitorsConfig body (flags USE_POS): (width, height, x, y) per
+/// slot, all zero for a disabled one.
+fn monitors_config(heads: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(heads.len() as u32).to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for &(w, h, x, y) in heads {
+        for v in [h, w, 32, x, y] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    b
+}
+
+/// The QXL ROM's QXLClientMonitorsConfig that QEMU's
+/// interface_client_monitors_config writes for `heads`: the count capped at 64,
+/// each slot a QXLURect {top, left, bottom, right}.
+fn rom_config(heads: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+    let count = heads.len().min(64);
+    let mut b = (count as u16).to_le_bytes().to_vec();
+    b.extend_from_slice(&[0, 0]);
+    for &(w, h, x, y) in &heads[..count] {
+        for v in [y, x, y + h, x + w] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    b.resize(4 + 64 * 16, 0);
+    b
+}
+
+/// The guest's report of `rom` (see images::VDAGENT_QXL_MONITORS_PREFIX).
+fn rom_report(rom: &[u8]) -> String {
+    let word = |k: usize| u32::from_le_bytes(rom[4 * k..4 * k + 4].try_into().unwrap());
+    format!(
+        "{}count={} crc=ok sum={:08x} head0={},{},{},{}",
+        images::VDAGENT_QXL_MONITORS_PREFIX,
+        word(0) & 0xffff,
+        fnv1a32(rom),
+        word(1),
+        word(2),
+        word(3),
+        word(4)
+    )
+}
+
+/// The guest's complete QXL report lines so far.
+fn qxl_reports(vm: &SpiceboxVm) -> Vec<String> {
+    vm.serial_text()
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && l.starts_with(images::VDAGENT_QXL_MONITORS_PREFIX))
+        .map(|l| l.trim_end().to_owned())
+        .collect()
+}
+
+/// Waits until the guest reported `want`; all its complete QXL reports then.
+fn wait_report(vm: &SpiceboxVm, want: &str, name: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let r = qxl_reports(vm);
+        if r.iter().any(|l| l == want) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: no {want:?} within {STEP:?}\n{}",
+            vm.serial_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the client if the test fails while it runs.
+struct Child(Option<std::process::Child>);
+
+impl Child {
+    /// Its exit and output (the script ends itself within its timeout).
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client's window size reaches the guest's QXL driver as QEMU's qxl device
+/// delivers it: spice-gtk (SpiceClientGLib's update_display +
+/// send_monitor_config, what remote-viewer does on a resize) sends
+/// VD_AGENT_MONITORS_CONFIG in the agent's data; the driver unmasked
+/// CLIENT_MONITORS_CONFIG before the client started its agent, so the server
+/// writes it into the QXL ROM with its CRC and raises the interrupt, and the
+/// agent never sees it (spice-server's filter). Then a client with 200 heads
+/// (two AGENT_DATA pieces) gets its first 64 written. Same on QEMU -vga qxl.
+#[test]
+fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_monitors.py");
+    let dir = TempDir::new("vdagent-monitors");
+    let resized = [(1280, 800, 0, 0)];
+    let many: Vec<(u32, u32, u32, u32)> = (0..200u32)
+        .map(|i| {
+            if i % 5 == 3 {
+                (0, 0, 0, 0)
+            } else {
+                (640 + 8 * i, 480 + 2 * i, 1000 * i, i % 7)
+            }
+        })
+        .collect();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+
+        // A real client resizes its window.
+        let stop = dir.join(&format!("stop-{name}"));
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--width", "1280", "--height", "800"])
+                .arg("--stop-file")
+                .arg(&stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        // spice-gtk may send it again once the agent's capabilities come:
+        // every report is this one.
+        let want = rom_report(&rom_config(&resized));
+        let first = wait_report(&vm, &want, name);
+        assert!(first.iter().all(|l| *l == want), "{name}: {first:?}");
+        // The agent stays for the next client.
+        vm.send(b"n");
+        vm.wait_for(images::VDAGENT_NEXT_MARKER, STEP);
+        std::fs::write(&stop, b"").unwrap();
+        let out = py.output();
+        assert!(
+            out.status.success(),
+            "{name}: spice_monitors.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "monitors-config sent 1280x800",
+            "{name}"
+        );
+        vm.wait_for(images::VDAGENT_CLIENT_GONE_MARKER, STEP);
+
+        // 200 heads, 4028 bytes: two AGENT_DATA pieces; the ROM has room for 64.
+        let c = TestClient::connect(
+            &Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+            ClientOptions {
+                channels: vec![],
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        c.wait(STEP, |s| s.main_init.is_some())
+            .unwrap_or_else(|e| panic!("{name}: no MAIN_INIT: {e}"));
+        c.send_main(main_msgc::AGENT_START, &u32::MAX.to_le_bytes())
+            .unwrap();
+        let msg = message(MONITORS_CONFIG, &monitors_config(&many));
+        assert_eq!(msg.chunks(2048).count(), 2);
+        for piece in msg.chunks(2048) {
+            c.send_main(main_msgc::AGENT_DATA, piece).unwrap();
+        }
+        let want = rom_report(&rom_config(&many));
+        let all = wait_report(&vm, &want, name);
+        let second: Vec<_> = all.iter().skip_while(|l| **l != want).collect();
+        assert!(second.iter().all(|l| **l == want), "{name}: {all:?}");
+        assert!(
+            c.state().errors.is_empty() && c.state().closed.is_empty(),
+            "{name}: {:?} {:?}",
+            c.state().errors,
+            c.state().closed
+        );
+        c.close();
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        // spice-server's filter: the agent gets no monitors config while the
+        // QXL driver takes them.
+        assert!(
+            !serial.contains(&format!("agent-rx port=1 type={MONITORS_CONFIG} ")),
+            "{name}: the agent got a monitors config\n{serial}"
+        );
+    }
+}
+
+/// Copy and paste through spice-gtk (tests/py/spice_clipboard.py, SpiceClientGLib's
+/// clipboard API) with a guest agent that speaks the clipboard protocol as
+/// spice-vdagent does (capabilities with CLIPBOARD_BY_DEMAND, GRAB, REQUEST,
+/// CLIPBOARD): the guest's 3000-byte text reaches the client (two agent chunks
+/// towards it), then the client's 5000-byte text reaches the guest (three
+/// AGENT_DATA pieces within the client's tokens). Same on QEMU.
+#[test]
+fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_clipboard.py"
+    );
+    let guest_text: Vec<u8> = (0..images::VDAGENT_GUEST_CLIPBOARD_LEN)
+        .map(|i| b'a' + ((i * 7 + i / 256) % 26) as u8)
+        .collect();
+    let client_len = 5000;
+    let client_text: Vec<u8> = (0..client_len)
+        .map(|i| b'A' + ((i * 11 + i / 300) % 26) as u8)
+        .collect();
+    let dir = TempDir::new("vdagent-clipboard");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.send(b"c");
+        vm.wait_for(images::VDAGENT_CLIPBOARD_MODE_MARKER, STEP);
+        let stop = dir.join(&format!("stop-{name}"));
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--client-len", &client_len.to_string()])
+                .arg("--stop-file")
+                .arg(&stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let pasted = format!(
+            "{}1 size={client_len} sum={:08x}",
+            images::VDAGENT_CLIPBOARD_PREFIX,
+            fnv1a32(&client_text)
+        );
+        vm.wait_for(&pasted, STEP);
+        std::fs::write(&stop, b"").unwrap();
+        let out = py.output();
+        assert!(
+            out.status.success(),
+            "{name}: spice_clipboard.py: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            [
+                format!(
+                    "guest-clipboard size={} sum={:08x}",
+                    guest_text.len(),
+                    fnv1a32(&guest_text)
+                ),
+                format!(
+                    "client-clipboard sent size={client_len} sum={:08x}",
+                    fnv1a32(&client_text)
+                ),
+            ],
+            "{name}"
+        );
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        assert_eq!(
+            serial.matches(images::VDAGENT_CLIPBOARD_PREFIX).count(),
+            1,
+            "{name}"
+        );
     }
 }

@@ -24,6 +24,12 @@ use crate::error::Result;
 
 /// The virtio-serial port name spice-vdagentd opens.
 pub const PORT_NAME: &str = "com.redhat.spice.0";
+/// The port's id in QMP's VSERPORT_CHANGE (QEMU's is the virtserialport
+/// device's id, the chardev's name for the agent by convention).
+pub const PORT_ID: &str = "vdagent";
+
+/// Told when the guest opens or closes the port.
+pub type OpenListener = Box<dyn Fn(bool) + Send + Sync>;
 
 #[derive(Default)]
 struct FromGuest {
@@ -38,6 +44,7 @@ pub struct AgentBridge {
     link: OnceLock<AgentLink>,
     port: OnceLock<SerialPort>,
     from_guest: Mutex<FromGuest>,
+    on_open: OnceLock<OpenListener>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,6 +56,14 @@ impl AgentBridge {
     pub fn set_port(&self, port: SerialPort) {
         if self.port.set(port).is_err() {
             warn!("agent: port set twice");
+        }
+    }
+
+    /// `f` hears of every guest open and close of the port from now on (QMP's
+    /// VSERPORT_CHANGE).
+    pub fn on_guest_open(&self, f: OpenListener) {
+        if self.on_open.set(f).is_err() {
+            warn!("agent: open listener set twice");
         }
     }
 
@@ -76,6 +91,10 @@ impl SerialBackend for AgentBridge {
         g.open = open;
         if let Some(link) = self.link.get() {
             link.set_connected(open);
+        }
+        drop(g);
+        if let Some(f) = self.on_open.get() {
+            f(open);
         }
     }
 
@@ -159,4 +178,20 @@ pub fn add(dm: &mut DeviceManager) -> Result<Arc<AgentBridge>> {
     })?;
     bridge.set_port(ports.remove(0));
     Ok(bridge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_opening_and_closing_the_port_is_heard() {
+        let bridge = AgentBridge::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        bridge.on_guest_open(Box::new(move |open| lock(&h).push(open)));
+        bridge.guest_open(true);
+        bridge.guest_open(false);
+        assert_eq!(*lock(&heard), [true, false]);
+    }
 }

@@ -330,9 +330,16 @@ fn boot(
             .context("start the display thread")?;
     }
 
+    let agent_port = agent.clone();
     let spice = start_spice(args, &input, agent, display.as_ref(), xhci.as_ref(), audio)?;
 
     let monitor = crate::qmp::Monitor::new();
+    if let Some(a) = agent_port {
+        let m = monitor.clone();
+        a.on_guest_open(Box::new(move |open| {
+            m.vserport_change(crate::agent::PORT_ID, open)
+        }));
+    }
     let qmp_backend = Arc::new(crate::qmp::MachineBackend {
         events: events.clone(),
         monitor: monitor.clone(),
@@ -475,6 +482,10 @@ fn start_spice(
             .clone()
             .map(|a| a as Arc<dyn spice::port::AudioOutPort>),
         audio_in: audio.map(|a| a as Arc<dyn spice::port::AudioInPort>),
+        monitors_config: display.map(|d| {
+            Arc::new(spice_link::SpiceMonitors(d.clone()))
+                as Arc<dyn spice::port::MonitorsConfigPort>
+        }),
     };
     let server = spice::SpiceServer::start(config, ports).context("SPICE server")?;
     let server = Arc::new(server);

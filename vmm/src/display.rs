@@ -102,6 +102,19 @@ impl Display {
         st.frontends.push(f);
     }
 
+    /// Does the guest's QXL driver take client monitors configs now?
+    pub fn takes_client_monitors_config(&self) -> bool {
+        let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+        qxl.takes_client_monitors_config()
+    }
+
+    /// A client's monitor layout in `slots` head slots, to the QXL ROM and
+    /// its interrupt; whether the guest's driver was told.
+    pub fn client_monitors_config(&self, layout: &spice::MonitorLayout, slots: u32) -> bool {
+        let mut qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+        qxl.client_monitors_config(layout, slots)
+    }
+
     /// The guest's QXL cursor commands go to `sink`.
     pub fn set_cursor_sink(&self, sink: Arc<dyn CursorSink>) {
         let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 
 use devices::display::qxl_engine::{CursorEvent, CursorSink};
 use devices::display::{Frame, Update};
-use spice::port::{AbsoluteNotifier, InputPort, LedNotifier};
+use spice::port::{
+    AbsoluteNotifier, ClientMonitorsConfig, InputPort, LedNotifier, MonitorsConfigPort,
+};
 use spice::SpiceServer;
 
 use crate::cli::{RunArgs, SaslUserArgs};
@@ -66,6 +68,25 @@ impl Frontend for SpiceFrontend {
             return;
         }
         self.0.update(frame, &update.rects);
+    }
+}
+
+/// Clients' monitors configs (a resized window) to the QXL card's ROM and
+/// CLIENT_MONITORS_CONFIG interrupt, as QEMU's qxl device takes them from
+/// spice-server.
+pub struct SpiceMonitors(pub Arc<crate::display::Display>);
+
+impl MonitorsConfigPort for SpiceMonitors {
+    fn takes_client_monitors_config(&self) -> bool {
+        self.0.takes_client_monitors_config()
+    }
+    fn client_monitors_config(&self, config: &ClientMonitorsConfig) -> bool {
+        tracing::debug!(
+            slots = config.slots,
+            heads = ?config.layout.monitors(),
+            "client monitors config"
+        );
+        self.0.client_monitors_config(&config.layout, config.slots)
     }
 }
 

@@ -334,17 +334,31 @@ impl Qxl {
         engine::lock(&self.engine).refresh_primary(frame, view)
     }
 
-    /// A client's monitor layout (its window sizes): written to the ROM with
-    /// its CRC, then CLIENT_MONITORS_CONFIG raised, as QEMU does, if the
-    /// driver listens for it (its int_mask has the bit and is neither 0 nor
-    /// all ones, which old Windows drivers use). Returns whether it was told.
-    pub fn client_monitors_config(&mut self, layout: &display_types::MonitorLayout) -> bool {
+    /// Does the guest's driver take client monitors configs: its int_mask has
+    /// CLIENT_MONITORS_CONFIG and is neither 0 nor all ones, which old Windows
+    /// drivers use (QEMU's `interface_client_monitors_config` asked with no
+    /// config, which spice-server does when a client starts its agent)?
+    pub fn takes_client_monitors_config(&self) -> bool {
         let mask = self.header_u32(ram_off::INT_MASK);
-        if mask == 0 || mask == u32::MAX || mask & INTERRUPT_CLIENT_MONITORS_CONFIG == 0 {
+        mask != 0 && mask != u32::MAX && mask & INTERRUPT_CLIENT_MONITORS_CONFIG != 0
+    }
+
+    /// A client's monitor layout (its window sizes) in `slots` head slots
+    /// (the client's num_of_monitors; a head's id is its slot): written to
+    /// the ROM with its CRC, then CLIENT_MONITORS_CONFIG raised, as QEMU does,
+    /// if the driver takes it ([`Self::takes_client_monitors_config`]).
+    /// Returns whether it was told.
+    pub fn client_monitors_config(
+        &mut self,
+        layout: &display_types::MonitorLayout,
+        slots: u32,
+    ) -> bool {
+        if !self.takes_client_monitors_config() {
+            let mask = self.header_u32(ram_off::INT_MASK);
             debug!("qxl: guest does not take client monitors configs (int_mask {mask:#x})");
             return false;
         }
-        write_client_monitors_config(&mut self.rom, layout);
+        write_client_monitors_config(&mut self.rom, layout, slots);
         self.send_events(INTERRUPT_CLIENT_MONITORS_CONFIG);
         true
     }

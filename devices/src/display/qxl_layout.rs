@@ -244,17 +244,22 @@ pub fn client_monitors_crc(bytes: &[u8]) -> u32 {
 }
 
 /// Write `layout` into the ROM image as QEMU's
-/// `interface_client_monitors_config` does: the count (at most 64 heads),
-/// each head as a QXLURect {top, left, bottom, right}, then the CRC.
-pub fn write_client_monitors_config(rom: &mut [u8], layout: &MonitorLayout) {
+/// `interface_client_monitors_config` does: the count (the client's `slots`,
+/// at most 64), each head in its slot (its id) as a QXLURect {top, left,
+/// bottom, right}, slots without a head all zero, then the CRC.
+pub fn write_client_monitors_config(rom: &mut [u8], layout: &MonitorLayout, slots: u32) {
     let at = rom_off::CLIENT_MONITORS_CONFIG;
     let Some(cfg) = rom.get_mut(at..at + CLIENT_MONITORS_CONFIG_SIZE) else {
         return;
     };
     cfg.fill(0);
-    let heads = &layout.monitors()[..layout.monitors().len().min(CLIENT_MONITORS_MAX_HEADS)];
-    cfg[0..2].copy_from_slice(&(heads.len() as u16).to_le_bytes());
-    for (i, m) in heads.iter().enumerate() {
+    let count = (slots as usize).min(CLIENT_MONITORS_MAX_HEADS);
+    cfg[0..2].copy_from_slice(&(count as u16).to_le_bytes());
+    for m in layout.monitors() {
+        let slot = m.id as usize;
+        if slot >= count {
+            continue;
+        }
         let (left, top) = (m.x as u32, m.y as u32);
         let rect = [
             top,
@@ -263,7 +268,7 @@ pub fn write_client_monitors_config(rom: &mut [u8], layout: &MonitorLayout) {
             left.wrapping_add(m.width),
         ];
         for (k, v) in rect.into_iter().enumerate() {
-            let o = 4 + i * 16 + k * 4;
+            let o = 4 + slot * 16 + k * 4;
             cfg[o..o + 4].copy_from_slice(&v.to_le_bytes());
         }
     }

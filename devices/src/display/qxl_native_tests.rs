@@ -492,13 +492,15 @@ fn client_monitors_config_as_linux_reads_it() {
     ])
     .unwrap();
     // Before the driver unmasks the interrupt nothing is written.
-    assert!(!g.q.client_monitors_config(&layout));
+    assert!(!g.q.takes_client_monitors_config());
+    assert!(!g.q.client_monitors_config(&layout, 2));
     g.init();
     g.set_hdr_u32(
         ram_off::INT_MASK,
         INTERRUPT_DISPLAY | INTERRUPT_CURSOR | INTERRUPT_IO_CMD | INTERRUPT_CLIENT_MONITORS_CONFIG,
     );
-    assert!(g.q.client_monitors_config(&layout));
+    assert!(g.q.takes_client_monitors_config());
+    assert!(g.q.client_monitors_config(&layout, 2));
     assert!(g.line.is_high());
     assert_eq!(g.isr(), INTERRUPT_CLIENT_MONITORS_CONFIG);
     // qxl_display_copy_rom_client_monitors_config: CRC first, then the heads.
@@ -530,9 +532,36 @@ fn client_monitors_config_as_linux_reads_it() {
         [head(1, 0), head(1, 1), head(1, 2), head(1, 3)],
         [0, 1280, 768, 2304]
     );
+    // A sparse config (spice-gtk with the agent's sparse-monitors capability):
+    // head 1 alone in slot 1 of three, slots 0 and 2 all zero.
+    let sparse = MonitorLayout::new(vec![layout.monitors()[1]]).unwrap();
+    assert!(g.q.client_monitors_config(&sparse, 3));
+    assert_eq!(g.isr(), INTERRUPT_CLIENT_MONITORS_CONFIG);
+    let mut cfg = Vec::new();
+    for k in (0..CLIENT_MONITORS_CONFIG_SIZE).step_by(4) {
+        cfg.extend_from_slice(&rom(&mut g, at + k).to_le_bytes());
+    }
+    assert_eq!(u16::from_le_bytes([cfg[0], cfg[1]]), 3);
+    assert_eq!(&cfg[4..20], &[0; 16]);
+    assert_eq!(
+        cfg[20..36],
+        [0u32, 1280, 768, 2304]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()[..]
+    );
+    assert!(cfg[36..].iter().all(|&b| b == 0));
+    assert_eq!(
+        rom(&mut g, rom_off::CLIENT_MONITORS_CONFIG_CRC),
+        client_monitors_crc(&cfg)
+    );
+    // More slots than the ROM has: 64, as QEMU caps them.
+    assert!(g.q.client_monitors_config(&sparse, 300));
+    assert_eq!(rom(&mut g, at) & 0xffff, 64);
     // Old drivers' all-ones mask gets nothing.
     g.set_hdr_u32(ram_off::INT_MASK, u32::MAX);
-    assert!(!g.q.client_monitors_config(&layout));
+    assert!(!g.q.takes_client_monitors_config());
+    assert!(!g.q.client_monitors_config(&layout, 2));
     // The checksum is QEMU's (zlib crc32(~0) ^ ~0).
     assert_eq!(client_monitors_crc(b"123456789"), 0x2dfd_2d88);
 }

@@ -13,8 +13,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tracing::debug;
 
+use super::agent_filter::{ClientFilter, Piece};
 use super::conn::{violation, Violation};
-use crate::port::{AgentPort, Full, AGENT_CLIENT_TOKENS, AGENT_MAX_DATA, AGENT_QUEUE};
+use crate::port::{
+    AgentPort, Full, MonitorsConfigPort, AGENT_CLIENT_TOKENS, AGENT_MAX_DATA, AGENT_QUEUE,
+};
 use crate::proto::main_msg;
 use crate::server::lock;
 
@@ -122,6 +125,10 @@ pub(crate) struct AgentRelay {
     told_connected: bool,
     /// The client understands AGENT_CONNECTED_TOKENS.
     connected_tokens_cap: bool,
+    /// The display that may take this client's monitors configs.
+    monitors: Option<Arc<dyn MonitorsConfigPort>>,
+    /// Frames the client's agent messages and routes each one.
+    filter: ClientFilter,
 }
 
 impl AgentRelay {
@@ -143,7 +150,15 @@ impl AgentRelay {
             told_epoch: epoch,
             told_connected: connected,
             connected_tokens_cap,
+            monitors: None,
+            filter: ClientFilter::default(),
         }
+    }
+
+    /// Client monitors configs go to `port` while its guest driver takes them.
+    pub fn with_monitors(mut self, port: Option<Arc<dyn MonitorsConfigPort>>) -> Self {
+        self.monitors = port;
+        self
     }
 
     /// MAIN_INIT's (agent_connected, agent_tokens), matching what `new` recorded.
@@ -159,6 +174,12 @@ impl AgentRelay {
     pub fn start(&mut self, tokens: u32) {
         self.client_tokens = tokens;
         self.in_flight = 0;
+        // spice-server decides here whether the display takes monitors configs.
+        let display = self
+            .monitors
+            .as_ref()
+            .is_some_and(|m| m.takes_client_monitors_config());
+        self.filter.set_display_monitors(display);
         let fresh = self.link.change(|s| {
             let fresh = s.owner != self.id;
             s.owner = self.id;
@@ -185,8 +206,10 @@ impl AgentRelay {
             let s = lock(&self.link.0.state);
             self.owns(&s) && s.connected && self.told_connected
         };
-        if !usable {
-            // Sent before the client heard the agent left, or without AGENT_START.
+        let piece = self.filter.piece(data, usable).map_err(violation)?;
+        if piece == Piece::Drop {
+            // Sent before the client heard the agent left, or without
+            // AGENT_START, or part of a dropped message.
             debug!(
                 len = data.len(),
                 "agent data with no agent to take it dropped"
@@ -197,7 +220,18 @@ impl AgentRelay {
             return Err(violation("agent data without a token"));
         }
         self.in_flight += 1;
-        self.port.client_data(data);
+        match piece {
+            Piece::Display(config) => {
+                // Taken here: its token goes straight back.
+                self.link.consumed(1);
+                if let (Some(config), Some(port)) = (config, &self.monitors) {
+                    if !port.client_monitors_config(&config) {
+                        debug!("client monitors config not taken by the guest's driver");
+                    }
+                }
+            }
+            _ => self.port.client_data(data),
+        }
         Ok(())
     }
 
@@ -282,6 +316,8 @@ impl Drop for AgentRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::agent_filter::{MESSAGE_HEADER, MONITORS_CONFIG};
+    use crate::port::ClientMonitorsConfig;
 
     #[derive(Default)]
     struct Port {
@@ -299,6 +335,16 @@ mod tests {
         fn resume(&self) {
             lock(&self.log).push("resume".into());
         }
+    }
+
+    /// A whole agent message (type CLIPBOARD) of `len` bytes.
+    fn msg(len: usize) -> Vec<u8> {
+        let mut m = Vec::new();
+        for v in [1u32, 4, 0, 0, (len - MESSAGE_HEADER) as u32] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        m.resize(len, 0);
+        m
     }
 
     fn take(p: &Port) -> Vec<String> {
@@ -325,16 +371,16 @@ mod tests {
         assert!(due(&mut r).is_empty());
         // Client → guest: ten in flight, the eleventh is a violation.
         for _ in 0..AGENT_CLIENT_TOKENS {
-            r.client_data(&[0; 10]).unwrap();
+            r.client_data(&msg(30)).unwrap();
         }
-        assert!(r.client_data(&[0; 10]).is_err());
+        assert!(r.client_data(&msg(30)).is_err());
         assert!(r.client_data(&[0; AGENT_MAX_DATA + 1]).is_err());
         link.consumed(3);
         assert_eq!(
             due(&mut r),
             vec![(main_msg::AGENT_TOKEN, 3u32.to_le_bytes().to_vec())]
         );
-        r.client_data(&[0; 10]).unwrap();
+        r.client_data(&msg(30)).unwrap();
         // Guest → client: two tokens, so two pieces; the queue fills and refuses.
         link.send(&[7; AGENT_MAX_DATA + 1]).unwrap();
         for _ in 0..3 {
@@ -354,7 +400,7 @@ mod tests {
             due(&mut r),
             vec![(main_msg::AGENT_DISCONNECTED, vec![0; 4])]
         );
-        r.client_data(&[0; 10]).unwrap();
+        r.client_data(&msg(30)).unwrap();
         assert!(due(&mut r).is_empty());
         take(&port);
         // And comes back.
@@ -385,5 +431,80 @@ mod tests {
         drop(old);
         assert!(take(&port).is_empty());
         assert_eq!(due(&mut new), vec![(main_msg::AGENT_DATA, vec![1])]);
+    }
+
+    /// A display whose driver takes client monitors configs while `takes`.
+    #[derive(Default)]
+    struct Display {
+        takes: std::sync::atomic::AtomicBool,
+        got: Mutex<Vec<ClientMonitorsConfig>>,
+    }
+
+    impl MonitorsConfigPort for Display {
+        fn takes_client_monitors_config(&self) -> bool {
+            self.takes.load(Ordering::Relaxed)
+        }
+        fn client_monitors_config(&self, config: &ClientMonitorsConfig) -> bool {
+            lock(&self.got).push(config.clone());
+            true
+        }
+    }
+
+    /// A monitors config message with `n` heads of 1280x800, side by side.
+    fn monitors_config(n: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&n.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        for i in 0..n {
+            for v in [800, 1280, 32, i * 1280, 0] {
+                body.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let mut m = Vec::new();
+        for v in [1u32, MONITORS_CONFIG, 0, 0, body.len() as u32] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn monitors_configs_go_to_the_display_when_its_driver_takes_them_at_agent_start() {
+        let port = Arc::new(Port::default());
+        let display = Arc::new(Display::default());
+        let link = AgentLink::new();
+        link.set_connected(true);
+        let mut r = AgentRelay::new(port.clone(), link.clone(), true)
+            .with_monitors(Some(display.clone() as Arc<dyn MonitorsConfigPort>));
+        // The driver does not listen at AGENT_START: the agent gets them.
+        r.start(10);
+        take(&port);
+        let one = monitors_config(1);
+        r.client_data(&one).unwrap();
+        assert_eq!(take(&port), [format!("data {}", one.len())]);
+        // It does at the next AGENT_START (a new client): the display gets
+        // them, in pieces, and every piece's token comes straight back.
+        display.takes.store(true, Ordering::Relaxed);
+        r.start(10);
+        take(&port);
+        let many = monitors_config(150);
+        assert!(many.len() > AGENT_MAX_DATA);
+        for piece in many.chunks(AGENT_MAX_DATA) {
+            r.client_data(piece).unwrap();
+        }
+        assert!(take(&port).is_empty(), "the agent gets none of it");
+        let got = std::mem::take(&mut *lock(&display.got));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].slots, 150);
+        assert_eq!(got[0].layout.monitors()[149].x, 149 * 1280);
+        assert_eq!(
+            due(&mut r),
+            vec![(main_msg::AGENT_TOKEN, 2u32.to_le_bytes().to_vec())]
+        );
+        // Other messages still reach the agent.
+        r.client_data(&msg(30)).unwrap();
+        assert_eq!(take(&port), ["data 30"]);
+        // A broken message stream ends the client.
+        assert!(r.client_data(&[1, 2, 3]).is_err());
     }
 }

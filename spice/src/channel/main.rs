@@ -14,7 +14,7 @@ use tracing::debug;
 use super::agent::{AgentLink, AgentRelay};
 use super::conn::violation;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::port::{AbsoluteNotifier, AgentPort, InputPort};
+use crate::port::{AbsoluteNotifier, AgentPort, InputPort, MonitorsConfigPort};
 use crate::proto::{
     channel as ch, has_cap, main_cap, main_msg, main_msgc, MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER,
 };
@@ -32,6 +32,8 @@ pub struct MainChannel {
     /// port pushes it.
     client_mouse: Arc<watch::Sender<bool>>,
     agent: Option<(Arc<dyn AgentPort>, AgentLink)>,
+    /// The display's client monitors config, fed from agent data.
+    monitors: Option<Arc<dyn MonitorsConfigPort>>,
 }
 
 impl MainChannel {
@@ -48,7 +50,14 @@ impl MainChannel {
         MainChannel {
             client_mouse,
             agent,
+            monitors: None,
         }
+    }
+
+    /// Clients' monitors configs go to `port` (see [`MonitorsConfigPort`]).
+    pub fn with_monitors_config(mut self, port: Option<Arc<dyn MonitorsConfigPort>>) -> Self {
+        self.monitors = port;
+        self
     }
 }
 
@@ -126,7 +135,7 @@ impl MainChannel {
         let conn = link.conn;
         let mut relay = self.agent.as_ref().map(|(port, agent)| {
             let cap = has_cap(&link.req.channel_caps, main_cap::AGENT_CONNECTED_TOKENS);
-            AgentRelay::new(port.clone(), agent.clone(), cap)
+            AgentRelay::new(port.clone(), agent.clone(), cap).with_monitors(self.monitors.clone())
         });
         // No agent port: no agent, and no tokens to spend on one.
         let (agent_connected, agent_tokens) = relay.as_ref().map_or((0, 0), |r| r.init_fields());

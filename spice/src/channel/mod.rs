@@ -7,6 +7,7 @@
 //! from it; a (type, id) it does not hold is refused at link time.
 
 pub mod agent;
+pub mod agent_filter;
 pub mod conn;
 pub mod cursor;
 pub mod display;

@@ -49,10 +49,10 @@ impl Registry {
         }
         let display = (ports.display_heads > 0)
             .then(|| Arc::new(DisplayChannel::new(ports.display_heads, force_raw_images)));
-        let mut kinds: Vec<Arc<dyn ChannelKind>> = vec![Arc::new(MainChannel::new(
-            ports.input.as_ref(),
-            ports.agent,
-        ))];
+        let mut kinds: Vec<Arc<dyn ChannelKind>> = vec![Arc::new(
+            MainChannel::new(ports.input.as_ref(), ports.agent)
+                .with_monitors_config(ports.monitors_config),
+        )];
         if let Some(d) = &display {
             kinds.push(d.clone());
         }

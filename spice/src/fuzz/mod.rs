@@ -19,8 +19,9 @@ use crate::channel::{self, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
 use crate::link::LinkRequest;
 use crate::port::{
-    AgentLink, AgentPort, AudioInControl, AudioInPort, AudioOutPort, AudioOutSink, Full, InputPort,
-    LedNotifier, PcmFormat, StreamKind, StreamPort, StreamSink,
+    AgentLink, AgentPort, AudioInControl, AudioInPort, AudioOutPort, AudioOutSink,
+    ClientMonitorsConfig, Full, InputPort, LedNotifier, MonitorsConfigPort, PcmFormat, StreamKind,
+    StreamPort, StreamSink,
 };
 use crate::proto::common_cap;
 use crate::server::BoxStream;
@@ -102,6 +103,17 @@ impl AudioInPort for Sink {
     fn captured(&self, _: &[i16]) {}
 }
 
+/// A display whose driver always takes client monitors configs, so MAIN's
+/// agent data runs through the monitors config reassembly.
+impl MonitorsConfigPort for Sink {
+    fn takes_client_monitors_config(&self) -> bool {
+        true
+    }
+    fn client_monitors_config(&self, _: &ClientMonitorsConfig) -> bool {
+        true
+    }
+}
+
 impl AudioOutPort for Sink {
     fn attach(&self, _: Arc<dyn AudioOutSink>) {}
     fn client_attached(&self, _: bool) {}
@@ -130,7 +142,8 @@ fn world() -> &'static World {
                     Arc::new(EchoStream::default()),
                 ],
                 audio_out: Some(sink.clone()),
-                audio_in: Some(sink),
+                audio_in: Some(sink.clone()),
+                monitors_config: Some(sink),
             },
             false,
             Vec::new(),
@@ -230,6 +243,25 @@ pub fn channel_dispatch(data: &[u8]) {
     });
 }
 
+/// The client → agent message filter over arbitrary AGENT_DATA payloads:
+/// `data` is cut into payloads of 1 to 2048 bytes by its own bytes (a u16
+/// length, then that many bytes), with monitors configs for the display, as
+/// MAIN runs it. Framing errors end the run, as they end the client.
+pub fn agent_filter(data: &[u8]) {
+    use crate::channel::agent_filter::ClientFilter;
+    let mut filter = ClientFilter::default();
+    filter.set_display_monitors(data.first().is_some_and(|b| b & 1 == 0));
+    let mut rest = data.get(1..).unwrap_or_default();
+    while let [a, b, tail @ ..] = rest {
+        let len = (usize::from(u16::from_le_bytes([*a, *b])) % 2048 + 1).min(tail.len());
+        let (piece, next) = tail.split_at(len);
+        if filter.piece(piece, true).is_err() {
+            return;
+        }
+        rest = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +326,27 @@ mod tests {
         channel_dispatch(&input(9, 0, true, 0, &[1, 2, 3]));
         channel_dispatch(&input(ch::INPUTS, 1, true, 0, &[1, 2, 3]));
         channel_dispatch(&[ch::MAIN]);
+    }
+
+    #[test]
+    fn agent_filter_takes_any_bytes() {
+        // A monitors config of 150 heads in two payloads, then garbage.
+        let mut body = 150u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 4]);
+        body.extend((0..150 * 20).map(|i| i as u8));
+        let mut msg = Vec::new();
+        for v in [1u32, 2, 0, 0, body.len() as u32] {
+            msg.extend_from_slice(&v.to_le_bytes());
+        }
+        msg.extend_from_slice(&body);
+        for display in [0u8, 1] {
+            let mut data = vec![display];
+            for piece in msg.chunks(2048) {
+                data.extend_from_slice(&(piece.len() as u16 - 1).to_le_bytes());
+                data.extend_from_slice(piece);
+            }
+            data.extend((0..5000).map(|i| (i * 7919 % 251) as u8));
+            agent_filter(&data);
+        }
     }
 }

@@ -41,6 +41,20 @@ impl AgentPort for EchoAgent {
     fn resume(&self) {}
 }
 
+/// A whole agent message (protocol 1, type CLIPBOARD) with `body`.
+fn agent_msg(body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    for v in [1u32, 4, 0, 0, body.len() as u32] {
+        m.extend_from_slice(&v.to_le_bytes());
+    }
+    m.extend_from_slice(body);
+    m
+}
+
+fn reversed(m: &[u8]) -> Vec<u8> {
+    m.iter().rev().copied().collect()
+}
+
 fn start_agent(agent: &Arc<EchoAgent>) -> SpiceServer {
     let rec = Arc::new(Recorder::default());
     SpiceServer::start(
@@ -106,7 +120,8 @@ fn agent_data_flows_within_tokens_both_ways() {
     // The client allows two messages towards it, and sends three.
     c.send_main(main_msgc::AGENT_START, &2u32.to_le_bytes())
         .unwrap();
-    for m in [&b"abc"[..], b"de", b"f"] {
+    let sent = [agent_msg(b"abc"), agent_msg(b"de"), agent_msg(b"f")];
+    for m in &sent {
         c.send_main(main_msgc::AGENT_DATA, m).unwrap();
     }
     // All three reach the guest and their tokens come back; two echoes arrive.
@@ -138,12 +153,15 @@ fn agent_data_flows_within_tokens_both_ways() {
             })
             .collect()
     };
-    assert_eq!(data(&c.state()), vec![b"cba".to_vec(), b"ed".to_vec()]);
+    assert_eq!(
+        data(&c.state()),
+        vec![reversed(&sent[0]), reversed(&sent[1])]
+    );
     // One more token: the third echo.
     c.send_main(main_msgc::AGENT_TOKEN, &1u32.to_le_bytes())
         .unwrap();
     c.wait(T, |s| data(s).len() == 3).unwrap();
-    assert_eq!(data(&c.state())[2], b"f".to_vec());
+    assert_eq!(data(&c.state())[2], reversed(&sent[2]));
     // The agent goes away.
     agent.link().set_connected(false);
     c.wait(T, |s| {
@@ -173,11 +191,13 @@ fn agent_data_beyond_the_window_closes_main() {
     c.send_main(main_msgc::AGENT_START, &10u32.to_le_bytes())
         .unwrap();
     for _ in 0..AGENT_CLIENT_TOKENS {
-        c.send_main(main_msgc::AGENT_DATA, &[0; 8]).unwrap();
+        c.send_main(main_msgc::AGENT_DATA, &agent_msg(&[0; 8]))
+            .unwrap();
     }
     std::thread::sleep(Duration::from_millis(100));
     assert!(c.state().closed.is_empty());
-    c.send_main(main_msgc::AGENT_DATA, &[0; 8]).unwrap();
+    c.send_main(main_msgc::AGENT_DATA, &agent_msg(&[0; 8]))
+        .unwrap();
     c.wait(T, |s| s.closed.contains(&ch::MAIN)).unwrap();
     assert_eq!(
         agent.got.lock().unwrap().len(),

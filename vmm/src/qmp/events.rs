@@ -107,6 +107,12 @@ impl Monitor {
         self.emit("RESET", Some(json!({"guest": guest, "reason": reason})));
     }
 
+    /// The guest opened or closed virtio-serial port `id` (QEMU's
+    /// VSERPORT_CHANGE, sent for ports that have an id).
+    pub fn vserport_change(&self, id: &str, open: bool) {
+        self.emit("VSERPORT_CHANGE", Some(json!({"id": id, "open": open})));
+    }
+
     /// `reason`: "guest-shutdown", "host-qmp-quit" or "host-signal".
     pub fn shutdown(&self, guest: bool, reason: &str) {
         self.set_status(RunStatus::Shutdown);
@@ -176,5 +182,18 @@ pub mod tests {
         assert!(v[3]["timestamp"]["microseconds"].as_u64().unwrap() < 1_000_000);
         assert_eq!(b.values().len(), 1);
         assert_eq!(m.sinks.lock().unwrap().len(), 1, "the full sink is gone");
+    }
+
+    #[test]
+    fn vserport_change_as_qemu_sends_it() {
+        let m = Monitor::new();
+        let a = Collect::new(10);
+        m.subscribe(a.clone());
+        m.vserport_change("vdagent", true);
+        m.vserport_change("vdagent", false);
+        let v = a.values();
+        assert_eq!(v[0]["event"], "VSERPORT_CHANGE");
+        assert_eq!(v[0]["data"], json!({"id": "vdagent", "open": true}));
+        assert_eq!(v[1]["data"], json!({"id": "vdagent", "open": false}));
     }
 }

@@ -11,7 +11,20 @@
 //!    reported as `agent-rx port=<p> type=<t> size=<n> sum=<fnv1a32>`; an
 //!    ANNOUNCE_CAPABILITIES is answered with one, any other client message
 //!    is echoed back (split into 2048-byte chunks, as the agent does), and
-//!    CLIENT_DISCONNECTED from the server ends the test: PORT_OPEN 0.
+//!    CLIENT_DISCONNECTED from the server ends the test: PORT_OPEN 0 — unless
+//!    the host sent a byte on COM1 since the last one (`agent-next` says it
+//!    was seen): then the agent waits for the next client.
+//!    After a `c` on COM1 (`agent-clipboard-mode`) it plays spice-vdagent's
+//!    clipboard side instead of echoing (`clipboard_agent`).
+//! 3. The QXL card (1b36:0100), when there is one, as Linux's qxl driver
+//!    takes a client's monitors config: `qxl_irq_init` unmasks
+//!    CLIENT_MONITORS_CONFIG (with DISPLAY, CURSOR, IO_CMD) before the agent
+//!    is ready; each CLIENT_MONITORS_CONFIG interrupt (int_pending polled,
+//!    taken with xchg and UPDATE_IRQ as the ISR does) is answered as
+//!    `qxl_display_read_client_monitors_config` reads the ROM: the count, the
+//!    heads, the CRC (crc32 from 0, checked), reported as
+//!    `qxl-client-monitors count=<n> crc=<ok|bad> sum=<fnv1a32 of the 1028
+//!    config bytes> head0=<top>,<left>,<bottom>,<right>`.
 //!
 //! Prints `SPICEBOX-VDAGENT-OK`.
 #![no_std]
@@ -22,9 +35,12 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use guest_rt::mem::Dma;
+use guest_rt::mmio::Mmio;
 use guest_rt::virtio::{self, VirtioPci, Virtqueue};
-use guest_rt::{check, println, time, OrFail};
+use guest_rt::{check, pci, port, println, serial, time, OrFail};
 
 guest_rt::guest!("VDAGENT", main);
 
@@ -43,11 +59,109 @@ const CHUNK_SERVER: u32 = 2;
 const MAX_CHUNK: usize = 2048;
 const ANNOUNCE_CAPABILITIES: u32 = 6;
 const CLIENT_DISCONNECTED: u32 = 13;
+const CLIPBOARD: u32 = 4;
+const CLIPBOARD_GRAB: u32 = 7;
+const CLIPBOARD_REQUEST: u32 = 8;
+const CAP_CLIPBOARD_BY_DEMAND: u32 = 5;
+const UTF8_TEXT: u32 = 1;
+/// Bytes the guest's clipboard text has: two agent chunks towards the client.
+const GUEST_CLIPBOARD_LEN: usize = 3000;
 
 const QUEUE_SIZE: u16 = 32;
 const BUF: u64 = 4096;
 const WAIT: Duration = Duration::from_secs(5);
 const CLIENT_WAIT: Duration = Duration::from_secs(120);
+
+// QXL: QXLRom and QXLRam offsets, the UPDATE_IRQ port, interrupt bits.
+const QXL_ROM_MAGIC: u32 = 0x4f52_5851;
+const QXL_RAM_MAGIC: u32 = 0x4152_5851;
+const QXL_ROM_RAM_HEADER_OFFSET: u64 = 44;
+const QXL_ROM_CLIENT_MONITORS_CONFIG_CRC: u64 = 128;
+const QXL_ROM_CLIENT_MONITORS_CONFIG: u64 = 132;
+/// sizeof(QXLClientMonitorsConfig): count, padding, 64 QXLURect.
+const QXL_CLIENT_MONITORS_CONFIG_SIZE: usize = 4 + 64 * 16;
+const QXL_INT_PENDING: u64 = 4;
+const QXL_INT_MASK: u64 = 8;
+const QXL_IO_UPDATE_IRQ: u16 = 3;
+/// QXL_INTERRUPT_MASK: DISPLAY | CURSOR | IO_CMD | CLIENT_MONITORS_CONFIG.
+const QXL_INTERRUPT_MASK: u32 = 1 | 2 | 4 | 32;
+const QXL_INTERRUPT_CLIENT_MONITORS_CONFIG: u32 = 32;
+
+/// Linux's crc32_le from 0 (what the qxl driver checks the config with).
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    crc
+}
+
+/// The QXL card as far as client monitors configs go.
+struct Qxl {
+    rom: Mmio,
+    ram: Mmio,
+    hdr: u64,
+    io: u16,
+}
+
+impl Qxl {
+    /// qxl_device_init's checks, then qxl_irq_init's int_mask.
+    fn init() -> Option<Qxl> {
+        let f = pci::find(0x1b36, 0x0100)?;
+        f.enable();
+        let bars: Vec<pci::Bar> = f.bars().collect();
+        let bar = |i: u8| *bars.iter().find(|b| b.index == i).or_fail("qxl-bars");
+        let rom = bar(2).mmio();
+        check!(rom.read32(0) == QXL_ROM_MAGIC, "qxl-rom", "{:#x}", rom.read32(0));
+        let hdr = u64::from(rom.read32(QXL_ROM_RAM_HEADER_OFFSET));
+        let ram = bar(0).mmio();
+        check!(hdr + 8192 <= ram.len(), "qxl-rom", "ram_header_offset {hdr:#x}");
+        check!(ram.read32(hdr) == QXL_RAM_MAGIC, "qxl-ram", "{:#x}", ram.read32(hdr));
+        ram.write32(hdr + QXL_INT_MASK, QXL_INTERRUPT_MASK);
+        println!("qxl int_mask={QXL_INTERRUPT_MASK:#x}");
+        Some(Qxl {
+            rom,
+            ram,
+            hdr,
+            io: bar(3).port(),
+        })
+    }
+
+    /// The ISR's xchg(int_pending, 0) and UPDATE_IRQ, when anything is pending.
+    fn take_interrupts(&self) -> u32 {
+        if self.ram.read32(self.hdr + QXL_INT_PENDING) == 0 {
+            return 0;
+        }
+        let addr = self.ram.base() + self.hdr + QXL_INT_PENDING;
+        // SAFETY: int_pending in the card's RAM BAR, 4-byte aligned.
+        let pending = unsafe { (*(addr as *const AtomicU32)).swap(0, Ordering::SeqCst) };
+        port::outb(self.io + QXL_IO_UPDATE_IRQ, 0);
+        pending
+    }
+
+    /// Report the ROM's client monitors config, as the driver reads it.
+    fn report_client_monitors_config(&self) {
+        let crc = self.rom.read32(QXL_ROM_CLIENT_MONITORS_CONFIG_CRC);
+        let mut cfg = alloc::vec![0u8; QXL_CLIENT_MONITORS_CONFIG_SIZE];
+        for (k, word) in cfg.chunks_exact_mut(4).enumerate() {
+            let v = self.rom.read32(QXL_ROM_CLIENT_MONITORS_CONFIG + 4 * k as u64);
+            word.copy_from_slice(&v.to_le_bytes());
+        }
+        let count = u16::from_le_bytes([cfg[0], cfg[1]]);
+        let ok = if crc32(&cfg) == crc { "ok" } else { "bad" };
+        println!(
+            "qxl-client-monitors count={count} crc={ok} sum={:08x} head0={},{},{},{}",
+            fnv1a32(&cfg),
+            u32_at(&cfg, 4),
+            u32_at(&cfg, 8),
+            u32_at(&cfg, 12),
+            u32_at(&cfg, 16)
+        );
+    }
+}
 
 fn fnv1a32(data: &[u8]) -> u32 {
     data.iter().fold(0x811c_9dc5, |h, &b| {
@@ -133,6 +247,65 @@ fn message(msg_type: u32, data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(piece);
     }
     out
+}
+
+/// The text the guest puts on the clipboard (ASCII, so UTF-8).
+fn guest_clipboard_text() -> Vec<u8> {
+    (0..GUEST_CLIPBOARD_LEN)
+        .map(|i| b'a' + ((i * 7 + i / 256) % 26) as u8)
+        .collect()
+}
+
+/// spice-vdagent's clipboard side, without selections (the agent announces
+/// only CLIPBOARD_BY_DEMAND): the answer to each client message.
+/// ANNOUNCE_CAPABILITIES: our capabilities, then a GRAB of UTF8_TEXT (the
+/// guest owns the clipboard); REQUEST: the text as CLIPBOARD; the client's
+/// GRAB: a REQUEST for its first type; its CLIPBOARD: reported as
+/// `agent-clipboard type=<t> size=<n> sum=<fnv1a32>`.
+fn clipboard_agent(t: u32, body: &[u8]) -> Vec<Vec<u8>> {
+    match t {
+        ANNOUNCE_CAPABILITIES => {
+            let mut caps = 0u32.to_le_bytes().to_vec();
+            caps.extend_from_slice(&(1u32 << CAP_CLIPBOARD_BY_DEMAND).to_le_bytes());
+            alloc::vec![
+                message(ANNOUNCE_CAPABILITIES, &caps),
+                message(CLIPBOARD_GRAB, &UTF8_TEXT.to_le_bytes()),
+            ]
+        }
+        CLIPBOARD_REQUEST => {
+            check!(body.len() == 4, "clipboard-request", "{} bytes", body.len());
+            let kind = u32_at(body, 0);
+            println!("agent-clipboard-request type={kind}");
+            let mut data = kind.to_le_bytes().to_vec();
+            if kind == UTF8_TEXT {
+                data.extend_from_slice(&guest_clipboard_text());
+            }
+            alloc::vec![message(CLIPBOARD, &data)]
+        }
+        CLIPBOARD_GRAB => {
+            check!(
+                body.len() >= 4 && body.len() % 4 == 0,
+                "clipboard-grab",
+                "{} bytes",
+                body.len()
+            );
+            let kind = u32_at(body, 0);
+            println!("agent-clipboard-grab type={kind}");
+            alloc::vec![message(CLIPBOARD_REQUEST, &kind.to_le_bytes())]
+        }
+        CLIPBOARD => {
+            check!(body.len() >= 4, "clipboard", "{} bytes", body.len());
+            let data = &body[4..];
+            println!(
+                "agent-clipboard type={} size={} sum={:08x}",
+                u32_at(body, 0),
+                data.len(),
+                fnv1a32(data)
+            );
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -224,6 +397,7 @@ impl Ports {
 }
 
 fn main() {
+    let qxl = Qxl::init();
     let dev = VirtioPci::find(SERIAL_DEVICE_ID).or_fail("pci-scan");
     let features = dev
         .negotiate(virtio::F_VERSION_1 | F_MULTIPORT)
@@ -264,9 +438,27 @@ fn main() {
 
     let mut deframer = Deframer::default();
     let mut received = 0;
+    let mut next_client = false;
+    let mut clipboard = false;
     let deadline = time::Deadline::after(CLIENT_WAIT);
     loop {
         check!(!deadline.passed(), "client-wait", "{received} messages");
+        if let Some(q) = &qxl {
+            if q.take_interrupts() & QXL_INTERRUPT_CLIENT_MONITORS_CONFIG != 0 {
+                q.report_client_monitors_config();
+            }
+        }
+        match serial::read_byte(Duration::ZERO) {
+            Some(b'c') if !clipboard => {
+                clipboard = true;
+                println!("agent-clipboard-mode");
+            }
+            Some(_) if !next_client => {
+                next_client = true;
+                println!("agent-next");
+            }
+            _ => {}
+        }
         if let Some(m) = ctrl_rx.take(&dev) {
             ports.control(&dev, &mut ctrl_tx, &m, max_ports, &mut take);
         }
@@ -280,6 +472,11 @@ fn main() {
                 body.len(),
                 fnv1a32(&body)
             );
+            if p == CHUNK_SERVER && t == CLIENT_DISCONNECTED && next_client {
+                next_client = false;
+                println!("agent-client-gone");
+                continue;
+            }
             if p == CHUNK_SERVER && t == CLIENT_DISCONNECTED {
                 control(&dev, &mut ctrl_tx, id, PORT_OPEN, 0);
                 println!("agent-done messages={received}");
@@ -289,13 +486,17 @@ fn main() {
             check!(p == CHUNK_CLIENT, "chunk-port", "{p}");
             // virtio_console blocks writers until the host side is open.
             check!(ports.host_open, "host-open", "client data before PORT_OPEN");
-            let reply = if t == ANNOUNCE_CAPABILITIES {
+            let replies = if clipboard {
+                clipboard_agent(t, &body)
+            } else if t == ANNOUNCE_CAPABILITIES {
                 // request = 0, no capabilities.
-                message(ANNOUNCE_CAPABILITIES, &[0; 8])
+                alloc::vec![message(ANNOUNCE_CAPABILITIES, &[0; 8])]
             } else {
-                message(t, &body)
+                alloc::vec![message(t, &body)]
             };
-            send(&dev, &mut tx, &reply);
+            for reply in replies {
+                send(&dev, &mut tx, &reply);
+            }
         }
     }
 }
