@@ -37,6 +37,8 @@ static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-in
 static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
 static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"));
 static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
+static AC97_RECORD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.img"));
+static AC97_RECORD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -364,6 +366,10 @@ pub const VDAGENT_READY_MARKER: &str = "SPICEBOX-VDAGENT-READY";
 /// Printed by [`TestImage::Vdagent`] after the server's CLIENT_DISCONNECTED.
 pub const VDAGENT_OK_MARKER: &str = "SPICEBOX-VDAGENT-OK";
 pub const VDAGENT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VDAGENT-FAIL ";
+/// Printed by [`TestImage::Ac97Record`] after capturing at real time and
+/// reporting what it heard (`ac97-record ... dominant_mhz=<n> power=<n>`).
+pub const AC97_RECORD_OK_MARKER: &str = "SPICEBOX-AC97-RECORD-OK";
+pub const AC97_RECORD_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-RECORD-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -474,11 +480,16 @@ pub enum TestImage {
     /// client messages reported and echoed in agent chunks until the server's
     /// CLIENT_DISCONNECTED; prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
     Vdagent,
+    /// 64-bit Rust guest capturing from an AC97's PCM in at 44.1 kHz for 8 s
+    /// as snd-intel8x0 does; prints `ac97-record ... rate=<frames/s>
+    /// dominant_mhz=<strongest frequency of the last 2 s> power=<mean
+    /// square>` and [`AC97_RECORD_OK_MARKER`] (1 MiB raw).
+    Ac97Record,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 12] = [
+    pub const ALL: [TestImage; 13] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -491,6 +502,7 @@ impl TestImage {
         TestImage::Ac97Play,
         TestImage::VirtioInput,
         TestImage::Vdagent,
+        TestImage::Ac97Record,
     ];
 
     /// The raw disk image.
@@ -508,6 +520,7 @@ impl TestImage {
             TestImage::Ac97Play => AC97_PLAY,
             TestImage::VirtioInput => VIRTIO_INPUT,
             TestImage::Vdagent => VDAGENT,
+            TestImage::Ac97Record => AC97_RECORD,
         }
     }
 
@@ -523,6 +536,7 @@ impl TestImage {
             TestImage::Ac97Play => Some(AC97_PLAY_ELF),
             TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
             TestImage::Vdagent => Some(VDAGENT_ELF),
+            TestImage::Ac97Record => Some(AC97_RECORD_ELF),
             _ => None,
         }
     }
@@ -542,6 +556,7 @@ impl TestImage {
             TestImage::Ac97Play => "ac97-play",
             TestImage::VirtioInput => "virtio-input",
             TestImage::Vdagent => "vdagent",
+            TestImage::Ac97Record => "ac97-record",
         }
     }
 
@@ -562,6 +577,7 @@ impl TestImage {
             TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
             TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
             TestImage::Vdagent => VDAGENT_OK_MARKER,
+            TestImage::Ac97Record => AC97_RECORD_OK_MARKER,
         }
     }
 }
@@ -694,6 +710,7 @@ mod tests {
                 "ac97-play" => "AC97-PLAY",
                 "virtio-input" => "VIRTIO-INPUT",
                 "vdagent" => "VDAGENT",
+                "ac97-record" => "AC97-RECORD",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");
