@@ -8,9 +8,11 @@
 //! which it is sent. With no client the samples are dropped; a client that
 //! falls behind loses the oldest frames, never stalls the device.
 //!
-//! Messages, as spice-server sends them: MODE (raw) then START when the guest
+//! Messages, as spice-server sends them: MODE then START when the guest
 //! starts, DATA frames, STOP when it stops; VOLUME and MUTE on change for a
-//! client with the VOLUME capability.
+//! client with the VOLUME capability. A client that announces the OPUS
+//! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS: each
+//! 10 ms frame goes as one Opus packet, encoded on the client's task.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,9 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use crate::opus::OpusEncoder;
 use crate::pcm::Converter;
 use crate::port::{AudioOutPort, AudioOutSink, Full, PcmFormat};
-use crate::proto::audio::{CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_RAW, PLAYBACK_CAP_VOLUME, RATE};
+use crate::proto::audio::{
+    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME,
+    RATE,
+};
 use crate::proto::{channel as ch, has_cap, playback_msg};
 use crate::wire::Writer;
 
@@ -29,7 +35,8 @@ const MAX_QUEUED: usize = 20;
 
 enum Out {
     Start,
-    Data(Vec<u8>),
+    /// One 10 ms frame, interleaved stereo at 48 kHz.
+    Data(Vec<i16>),
     Stop,
     Volume,
 }
@@ -99,8 +106,7 @@ impl AudioOutSink for Sink {
         }
         let mut full = false;
         while let Some(frame) = conv.frame() {
-            let data: Vec<u8> = frame.iter().flat_map(|v| v.to_le_bytes()).collect();
-            s.queue.push_back(Out::Data(data));
+            s.queue.push_back(Out::Data(frame));
         }
         while s.queue.iter().filter(|o| matches!(o, Out::Data(_))).count() > MAX_QUEUED {
             if let Some(i) = s.queue.iter().position(|o| matches!(o, Out::Data(_))) {
@@ -156,7 +162,7 @@ impl ChannelKind for PlaybackChannel {
         "playback"
     }
     fn caps(&self) -> Vec<u32> {
-        vec![1 << PLAYBACK_CAP_VOLUME]
+        vec![(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_OPUS)]
     }
     fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a> {
         Box::pin(self.serve(link))
@@ -202,6 +208,16 @@ impl PlaybackChannel {
     async fn serve(&self, link: Link<'_>) -> Result<(), End> {
         let conn = link.conn;
         let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
+        // Opus when the client can decode it, as spice-server with playback
+        // compression on (its default).
+        let mut opus = if has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
+            OpusEncoder::new()
+                .inspect_err(|e| tracing::warn!("playback: no Opus encoder ({e}); raw"))
+                .ok()
+        } else {
+            None
+        };
+        let mode = if opus.is_some() { MODE_OPUS } else { MODE_RAW };
         let id = {
             let mut s = self.shared.lock();
             s.next_client += 1;
@@ -228,7 +244,7 @@ impl PlaybackChannel {
                     match out {
                         Out::Start => {
                             let mut w = Writer::new();
-                            w.u32(now).u16(MODE_RAW);
+                            w.u32(now).u16(mode);
                             conn.queue(playback_msg::MODE, &w.finish());
                             let mut w = Writer::new();
                             w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(now);
@@ -236,7 +252,23 @@ impl PlaybackChannel {
                         }
                         Out::Data(pcm) => {
                             let mut w = Writer::new();
-                            w.u32(now).bytes(&pcm);
+                            w.u32(now);
+                            match &mut opus {
+                                Some(enc) => match enc.encode(&pcm) {
+                                    Ok(packet) => {
+                                        w.bytes(&packet);
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!("playback: frame dropped: {e}");
+                                        continue;
+                                    }
+                                },
+                                None => {
+                                    for v in &pcm {
+                                        w.bytes(&v.to_le_bytes());
+                                    }
+                                }
+                            }
                             conn.queue(playback_msg::DATA, &w.finish());
                         }
                         Out::Stop => conn.queue(playback_msg::STOP, &[]),
