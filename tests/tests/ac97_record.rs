@@ -5,7 +5,8 @@
 //! client (spice-gtk's SpiceClientGLib record channel, tests/py/
 //! spice_record.py) sends a 1 kHz tone at the rate RECORD START asks for. On
 //! spicebox and on QEMU (`-device AC97,audiodev=snd0 -audiodev spice`) in the
-//! same test: the guest hears 1000 ± 1 Hz, loud and clear. Then spicebox once
+//! same test: the guest hears 1000 ± 1 Hz, loud and clear (the client sends
+//! Opus to both). Then spicebox once
 //! more with no client: the guest records silence, still at real time.
 
 use std::path::Path;
@@ -66,6 +67,24 @@ fn num(line: &str, key: &str) -> f64 {
         .unwrap_or_else(|_| panic!("{key} in {line:?}"))
 }
 
+/// `text` without terminal colour sequences (ESC [ ... m).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The guest's report: `ac97-record ...` after its success marker's run.
 fn guest_report(vm: &mut SpiceboxVm, name: &str) -> String {
     vm.wait_for(images::AC97_RECORD_OK_MARKER, BOOT_AND_RECORD);
@@ -99,9 +118,23 @@ fn ac97_records_a_spice_clients_tone_on_spicebox_and_qemu() {
         let mut vm = if qemu_run {
             SpiceboxVm::start_command(qemu(&disk, port))
         } else {
-            let spice = format!("127.0.0.1:{port}");
-            let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
-            SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
+            // The record channel's debug lines say which mode the client chose.
+            let mut cmd = Command::new(spicebox!());
+            cmd.args([
+                "run",
+                "--serial",
+                "stdio",
+                disk.to_str().unwrap(),
+                "-m",
+                "512M",
+            ])
+            .args([
+                "--spice",
+                &format!("127.0.0.1:{port}"),
+                "--disable-ticketing",
+            ])
+            .env("SPICEBOX_LOG", "warn,spice::channel::record=debug");
+            SpiceboxVm::start_command(cmd)
         };
         let client = {
             let cmd = microphone(port);
@@ -124,6 +157,15 @@ fn ac97_records_a_spice_clients_tone_on_spicebox_and_qemu() {
         assert_eq!(num(summary, "starts"), 1.0, "{name}: {summary}");
         assert!(num(summary, "frames") > 48_000.0 * 4.0, "{name}: {summary}");
 
+        if !qemu_run {
+            // spice-gtk encodes Opus when the server offers it, as with QEMU.
+            let log = strip_ansi(&vm.stderr_text());
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("record: client's mode") && l.contains("mode=3")),
+                "spicebox: the client did not send Opus:\n{log}"
+            );
+        }
         let hz = num(&guest, "dominant_mhz") / 1000.0;
         assert!(
             (hz - TONE_HZ).abs() <= 1.0,

@@ -188,6 +188,7 @@ impl RecordChannel {
                 record_msgc::MODE => {
                     let _time = r.u32().ok_or_else(|| violation("short RECORD MODE"))?;
                     let mode = r.u16().ok_or_else(|| violation("short RECORD MODE"))?;
+                    debug!(mode, "record: client's mode");
                     client.mode = match mode {
                         MODE_RAW => Mode::Raw,
                         MODE_OPUS => {
