@@ -5,7 +5,11 @@
 //! [`AudioOutSink`] this channel gives it; the sink converts it to S16 stereo
 //! at 48 kHz, cuts 10 ms frames (what spice-server sends), and queues them
 //! for the client's task, which stamps each DATA with the multimedia time at
-//! which it is sent. With no client the samples are dropped; a client that
+//! which the device handed its samples over (as spice-server stamps a frame
+//! when it arrives from the card, not when it is sent): the same clock as
+//! MAIN_INIT's and MULTI_MEDIA_TIME's, which spice-gtk sets its session
+//! clock from and schedules video against, so a client that fell behind
+//! keeps audio and video in step. With no client the samples are dropped; a client that
 //! falls behind loses the oldest frames, never stalls the device.
 //!
 //! Messages, as spice-server sends them: MODE then START when the guest
@@ -16,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -35,8 +40,9 @@ const MAX_QUEUED: usize = 20;
 
 enum Out {
     Start,
-    /// One 10 ms frame, interleaved stereo at 48 kHz.
-    Data(Vec<i16>),
+    /// One 10 ms frame, interleaved stereo at 48 kHz, and when the device
+    /// handed over the samples that completed it.
+    Data(Vec<i16>, Instant),
     Stop,
     Volume,
 }
@@ -105,11 +111,18 @@ impl AudioOutSink for Sink {
             conv.push(samples);
         }
         let mut full = false;
+        let arrived = Instant::now();
         while let Some(frame) = conv.frame() {
-            s.queue.push_back(Out::Data(frame));
+            s.queue.push_back(Out::Data(frame, arrived));
         }
-        while s.queue.iter().filter(|o| matches!(o, Out::Data(_))).count() > MAX_QUEUED {
-            if let Some(i) = s.queue.iter().position(|o| matches!(o, Out::Data(_))) {
+        while s
+            .queue
+            .iter()
+            .filter(|o| matches!(o, Out::Data(..)))
+            .count()
+            > MAX_QUEUED
+        {
+            if let Some(i) = s.queue.iter().position(|o| matches!(o, Out::Data(..))) {
                 s.queue.remove(i);
                 s.dropped += 1;
                 full = true;
@@ -250,9 +263,9 @@ impl PlaybackChannel {
                             w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(now);
                             conn.queue(playback_msg::START, &w.finish());
                         }
-                        Out::Data(pcm) => {
+                        Out::Data(pcm, arrived) => {
                             let mut w = Writer::new();
-                            w.u32(now);
+                            w.u32(link.server.mm_time_at(arrived));
                             match &mut opus {
                                 Some(enc) => match enc.encode(&pcm) {
                                     Ok(packet) => {

@@ -3,6 +3,7 @@
 //! VOLUME/MUTE, STOP; nothing queued without a client.
 
 use std::io::Read;
+use std::time::Instant;
 
 use super::*;
 use crate::client::{link_channel, AnyStream};
@@ -235,4 +236,93 @@ fn a_client_with_the_opus_cap_gets_opus_that_decodes_to_the_tone() {
     let ups = left.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
     let hz = ups as f64 * 48_000.0 / left.len() as f64;
     assert!((hz - 440.0).abs() < 3.0, "{hz} Hz");
+}
+
+/// spice-gtk sets its session clock from MAIN_INIT's multi_media_time (the
+/// server's clock less 400 ms) and then from the playback DATA stamps, and
+/// schedules video frames against it: the stamps must be that same clock,
+/// taken when the card delivered the samples.
+#[test]
+fn data_is_stamped_on_the_main_channels_clock() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        config(None),
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    // Let the server's clock run a while: an epoch taken per client would show.
+    std::thread::sleep(Duration::from_millis(300));
+    let sink = card.sink();
+    let before_init = Instant::now();
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let after_init = Instant::now();
+    let Some(crate::client::decode::ServerMsg::MainInit {
+        multi_media_time, ..
+    }) = c.state().main_init.clone()
+    else {
+        panic!("no MAIN_INIT");
+    };
+    // The server's clock at INIT.
+    // The server's clock at INIT, which must not have wrapped below zero.
+    assert!(multi_media_time < u32::MAX / 2, "{multi_media_time}");
+    let clock_at_init = i64::from(multi_media_time) + 400;
+    let (mut s, _) = link_channel(
+        &server.local_addr(),
+        c.state().session_id,
+        ch::PLAYBACK,
+        vec![1 << PLAYBACK_CAP_VOLUME],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    while card.attached.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let format = PcmFormat {
+        channels: 2,
+        rate: 48_000,
+    };
+    let start_window = (Instant::now(), ());
+    sink.start(format);
+    let start_window = (start_window.0, Instant::now());
+    std::thread::sleep(Duration::from_millis(150));
+    let push_window = Instant::now();
+    sink.frames(&tone(440.0, 48_000, 4800)).unwrap();
+    let push_window = (push_window, Instant::now());
+    // Read late: the stamps say when the card delivered, not when read.
+    std::thread::sleep(Duration::from_millis(300));
+    // What the server's clock can have read at an instant in [from, to].
+    let bounds = |from: Instant, to: Instant| {
+        let ms = |a: Instant, b: Instant| a.saturating_duration_since(b).as_millis() as i64;
+        (
+            clock_at_init + ms(from, after_init) - 1,
+            clock_at_init + ms(to, before_init) + 1,
+        )
+    };
+    let mut data = 0;
+    while data < 10 {
+        let (t, body) = read_msg(&mut s);
+        let stamp = i64::from(u32_at(&body, 0));
+        match t {
+            playback_msg::START => {
+                let (lo, hi) = bounds(start_window.0, start_window.1 + Duration::from_millis(50));
+                let time = i64::from(u32_at(&body, 10));
+                assert!((lo..=hi).contains(&time), "START {time} not in {lo}..={hi}");
+            }
+            playback_msg::DATA => {
+                let (lo, hi) = bounds(push_window.0, push_window.1);
+                assert!(
+                    (lo..=hi).contains(&stamp),
+                    "DATA {stamp} not in {lo}..={hi}"
+                );
+                data += 1;
+            }
+            _ => {}
+        }
+    }
 }
