@@ -39,7 +39,9 @@ use crate::wire::Writer;
 const MAX_QUEUED: usize = 20;
 
 enum Out {
-    Start,
+    /// The stream started (or the client joined it) at this instant: START
+    /// is stamped with it, so it never postdates the first DATA's stamp.
+    Start(Instant),
     /// One 10 ms frame, interleaved stereo at 48 kHz, and when the device
     /// handed over the samples that completed it.
     Data(Vec<i16>, Instant),
@@ -89,7 +91,7 @@ impl AudioOutSink for Sink {
         let channels = usize::from(format.channels.max(1));
         s.converter = Some(Converter::new(format.rate, RATE, channels, FRAME_SAMPLES));
         s.playing = Some(format);
-        self.0.push(&mut s, Out::Start);
+        self.0.push(&mut s, Out::Start(Instant::now()));
     }
 
     fn frames(&self, samples: &[i16]) -> Result<(), Full> {
@@ -240,7 +242,7 @@ impl PlaybackChannel {
             if let Some(f) = s.playing {
                 let channels = usize::from(f.channels.max(1));
                 s.converter = Some(Converter::new(f.rate, RATE, channels, FRAME_SAMPLES));
-                s.queue.push_back(Out::Start);
+                s.queue.push_back(Out::Start(Instant::now()));
             }
             s.queue.push_front(Out::Volume);
             s.client
@@ -252,15 +254,15 @@ impl PlaybackChannel {
         loop {
             {
                 let (volume, mute) = self.take_queue(&mut batch);
-                let now = link.server.mm_time();
                 for out in batch.drain(..) {
                     match out {
-                        Out::Start => {
+                        Out::Start(at) => {
+                            let at = link.server.mm_time_at(at);
                             let mut w = Writer::new();
-                            w.u32(now).u16(mode);
+                            w.u32(at).u16(mode);
                             conn.queue(playback_msg::MODE, &w.finish());
                             let mut w = Writer::new();
-                            w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(now);
+                            w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(at);
                             conn.queue(playback_msg::START, &w.finish());
                         }
                         Out::Data(pcm, arrived) => {
