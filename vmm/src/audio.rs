@@ -132,6 +132,13 @@ impl PcmIn for SpiceAudio {
     fn read(&self, out: &mut [i16]) -> usize {
         self.captured().read(out)
     }
+
+    /// Forwarded as RECORD VOLUME/MUTE, as QEMU's spice audio backend does.
+    fn volume(&self, volume: [u16; 2], mute: bool) {
+        if let Some(c) = self.control.get() {
+            c.volume(&volume, mute);
+        }
+    }
 }
 
 impl AudioInPort for SpiceAudio {
