@@ -37,6 +37,8 @@ static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-in
 static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
 static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"));
 static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
+static AC97_RECORD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.img"));
+static AC97_RECORD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -381,6 +383,10 @@ pub const VDAGENT_CLIPBOARD_MODE_MARKER: &str = "agent-clipboard-mode";
 pub const VDAGENT_CLIPBOARD_PREFIX: &str = "agent-clipboard type=";
 /// The guest's clipboard text: byte i is `b'a' + (i * 7 + i / 256) % 26`.
 pub const VDAGENT_GUEST_CLIPBOARD_LEN: usize = 3000;
+/// Printed by [`TestImage::Ac97Record`] after capturing at real time and
+/// reporting what it heard (`ac97-record ... dominant_mhz=<n> power=<n>`).
+pub const AC97_RECORD_OK_MARKER: &str = "SPICEBOX-AC97-RECORD-OK";
+pub const AC97_RECORD_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-RECORD-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -492,11 +498,16 @@ pub enum TestImage {
     /// CLIENT_DISCONNECTED; the QXL card's client monitors configs reported
     /// ([`VDAGENT_QXL_MONITORS_PREFIX`]); prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
     Vdagent,
+    /// 64-bit Rust guest capturing from an AC97's PCM in at 44.1 kHz for 8 s
+    /// as snd-intel8x0 does; prints `ac97-record ... rate=<frames/s>
+    /// dominant_mhz=<strongest frequency of the last 2 s> power=<mean
+    /// square>` and [`AC97_RECORD_OK_MARKER`] (1 MiB raw).
+    Ac97Record,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 12] = [
+    pub const ALL: [TestImage; 13] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -509,6 +520,7 @@ impl TestImage {
         TestImage::Ac97Play,
         TestImage::VirtioInput,
         TestImage::Vdagent,
+        TestImage::Ac97Record,
     ];
 
     /// The raw disk image.
@@ -526,6 +538,7 @@ impl TestImage {
             TestImage::Ac97Play => AC97_PLAY,
             TestImage::VirtioInput => VIRTIO_INPUT,
             TestImage::Vdagent => VDAGENT,
+            TestImage::Ac97Record => AC97_RECORD,
         }
     }
 
@@ -541,6 +554,7 @@ impl TestImage {
             TestImage::Ac97Play => Some(AC97_PLAY_ELF),
             TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
             TestImage::Vdagent => Some(VDAGENT_ELF),
+            TestImage::Ac97Record => Some(AC97_RECORD_ELF),
             _ => None,
         }
     }
@@ -560,6 +574,7 @@ impl TestImage {
             TestImage::Ac97Play => "ac97-play",
             TestImage::VirtioInput => "virtio-input",
             TestImage::Vdagent => "vdagent",
+            TestImage::Ac97Record => "ac97-record",
         }
     }
 
@@ -580,6 +595,7 @@ impl TestImage {
             TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
             TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
             TestImage::Vdagent => VDAGENT_OK_MARKER,
+            TestImage::Ac97Record => AC97_RECORD_OK_MARKER,
         }
     }
 }
@@ -712,6 +728,7 @@ mod tests {
                 "ac97-play" => "AC97-PLAY",
                 "virtio-input" => "VIRTIO-INPUT",
                 "vdagent" => "VDAGENT",
+                "ac97-record" => "AC97-RECORD",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

@@ -62,6 +62,7 @@ mod cursor_shape;
 mod header;
 pub mod image;
 mod link;
+mod opus;
 mod pcm;
 pub mod port;
 pub mod proto;
@@ -193,6 +194,8 @@ pub enum Error {
         path: std::path::PathBuf,
         reason: String,
     },
+    #[error("Opus: {0}")]
+    Opus(String),
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 PLAYBACK data, records --seconds of it as raw S16 interleaved PCM to --out,
 then prints one line of key=value pairs: the stream's format from
 playback-start, and the client's own clock over what it received after the
-first SETTLE seconds (the window's bytes and seconds: its real rate).
+first SETTLE seconds (the window's bytes and seconds: its real rate), and
+the bytes the channel read from the wire (Opus is a tenth of the PCM).
 
     spice_playback.py --host H --port P [--password PW] --out FILE.raw
                       [--seconds S] [--timeout S]
@@ -50,6 +51,7 @@ state = {
     "error": None,
     "mark_time": None,
     "mark_bytes": 0,
+    "channel": None,
 }
 SETTLE = 2.0
 
@@ -89,6 +91,7 @@ def channel_event(channel, event):
 def channel_new(session, channel):
     GObject.Object.connect(channel, "channel-event", channel_event)
     if isinstance(channel, Spice.PlaybackChannel):
+        state["channel"] = channel
         GObject.Object.connect(channel, "playback-start", playback_start)
         GObject.Object.connect(channel, "playback-data", playback_data)
         GObject.Object.connect(channel, "playback-stop", playback_stop)
@@ -108,6 +111,8 @@ if not session.connect():
     print("playback error=connect-failed")
     sys.exit(1)
 loop.run()
+# What crossed the wire (Opus or raw), against the PCM it decoded to.
+wire_bytes = state["channel"].get_property("total-read-bytes") if state["channel"] else 0
 session.disconnect()
 out.close()
 window_bytes = state["bytes"] - state["mark_bytes"]
@@ -115,7 +120,7 @@ window_seconds = (state["last"] - state["mark_time"]) if state["mark_time"] is n
 print(
     f"playback rate={state['rate']} channels={state['channels']} format={state['format']} "
     f"starts={state['starts']} messages={state['messages']} bytes={state['bytes']} "
-    f"window_bytes={window_bytes} window_seconds={window_seconds:.4f} "
+    f"window_bytes={window_bytes} window_seconds={window_seconds:.4f} wire_bytes={wire_bytes} "
     f"error={(state['error'] or 'none').replace(' ', '_')}",
     flush=True,
 )

@@ -6,7 +6,8 @@
 //! spicebox and on QEMU (`-device AC97,audiodev=snd0 -audiodev spice`) in the
 //! same test: the guest's measured rate within 2% (never faster), the
 //! client's recording a 440 Hz tone at 48 kHz that arrives at 48000 frames a
-//! second of wall time (within 2%). Then spicebox once more with no client:
+//! second of wall time (within 2%), sent as Opus (the client announces it).
+//! Then spicebox once more with no client:
 //! the guest's stream still runs at real time.
 
 use std::path::Path;
@@ -176,6 +177,11 @@ fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
             "{name}: client received {client_rate:.0} frames/s: {summary}"
         );
         assert!((hz - 440.0).abs() <= 2.0, "{name}: dominant {hz} Hz");
+        // spice-gtk announces Opus, so both servers send Opus: a tenth of
+        // the 192,000 bytes a second raw PCM would take.
+        let wire_rate = num(summary, "wire_bytes") / (num(summary, "bytes") / 192_000.0);
+        eprintln!("{name}: {wire_rate:.0} bytes/s on the wire");
+        assert!(wire_rate < 60_000.0, "{name}: not Opus: {summary}");
         assert!(prominence > 100.0, "{name}: not a tone ({prominence}x)");
     }
 

@@ -24,6 +24,9 @@ pub trait PcmOut: Send + Sync {
 pub trait PcmIn: Send + Sync {
     fn start(&self, rate: u32);
     fn stop(&self);
+    /// Capture volume per channel, linear 0..=0xffff, and mute (the card
+    /// records silence while muted; a client may mute its microphone too).
+    fn volume(&self, volume: [u16; 2], mute: bool);
     /// Fill `out` from what was captured; returns how many samples were
     /// written (the device fills the rest with silence).
     fn read(&self, out: &mut [i16]) -> usize;
@@ -42,6 +45,7 @@ impl PcmOut for NoAudio {
 impl PcmIn for NoAudio {
     fn start(&self, _: u32) {}
     fn stop(&self) {}
+    fn volume(&self, _: [u16; 2], _: bool) {}
     fn read(&self, _: &mut [i16]) -> usize {
         0
     }

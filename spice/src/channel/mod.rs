@@ -58,6 +58,10 @@ impl From<Violation> for End {
     }
 }
 
+/// The multimedia clock's value at the server's start (spice-server's clock
+/// is the host's monotonic milliseconds, far from zero too).
+pub const MM_TIME_START: u32 = 1000;
+
 /// What every channel task may know of its server.
 pub struct ServerInfo {
     /// Epoch of the multimedia clock (MAIN_INIT.multi_media_time).
@@ -68,7 +72,14 @@ pub struct ServerInfo {
 
 impl ServerInfo {
     pub fn mm_time(&self) -> u32 {
-        self.epoch.elapsed().as_millis() as u32
+        self.mm_time_at(Instant::now())
+    }
+
+    /// The multimedia time of `at`: milliseconds since the epoch, wrapping,
+    /// from MM_TIME_START so that MAIN_INIT's value (400 ms earlier) never
+    /// wraps below zero in a session's first moments.
+    pub fn mm_time_at(&self, at: Instant) -> u32 {
+        (at.saturating_duration_since(self.epoch).as_millis() as u32).wrapping_add(MM_TIME_START)
     }
 }
 

@@ -5,22 +5,33 @@
 //! [`AudioOutSink`] this channel gives it; the sink converts it to S16 stereo
 //! at 48 kHz, cuts 10 ms frames (what spice-server sends), and queues them
 //! for the client's task, which stamps each DATA with the multimedia time at
-//! which it is sent. With no client the samples are dropped; a client that
+//! which the device handed its samples over (as spice-server stamps a frame
+//! when it arrives from the card, not when it is sent): the same clock as
+//! MAIN_INIT's and MULTI_MEDIA_TIME's, which spice-gtk sets its session
+//! clock from and schedules video against, so a client that fell behind
+//! keeps audio and video in step. With no client the samples are dropped; a client that
 //! falls behind loses the oldest frames, never stalls the device.
 //!
-//! Messages, as spice-server sends them: MODE (raw) then START when the guest
+//! Messages, as spice-server sends them: MODE then START when the guest
 //! starts, DATA frames, STOP when it stops; VOLUME and MUTE on change for a
-//! client with the VOLUME capability.
+//! client with the VOLUME capability. A client that announces the OPUS
+//! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS: each
+//! 10 ms frame goes as one Opus packet, encoded on the client's task.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use crate::opus::OpusEncoder;
 use crate::pcm::Converter;
 use crate::port::{AudioOutPort, AudioOutSink, Full, PcmFormat};
-use crate::proto::audio::{CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_RAW, PLAYBACK_CAP_VOLUME, RATE};
+use crate::proto::audio::{
+    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME,
+    RATE,
+};
 use crate::proto::{channel as ch, has_cap, playback_msg};
 use crate::wire::Writer;
 
@@ -28,8 +39,12 @@ use crate::wire::Writer;
 const MAX_QUEUED: usize = 20;
 
 enum Out {
-    Start,
-    Data(Vec<u8>),
+    /// The stream started (or the client joined it) at this instant: START
+    /// is stamped with it, so it never postdates the first DATA's stamp.
+    Start(Instant),
+    /// One 10 ms frame, interleaved stereo at 48 kHz, and when the device
+    /// handed over the samples that completed it.
+    Data(Vec<i16>, Instant),
     Stop,
     Volume,
 }
@@ -76,7 +91,7 @@ impl AudioOutSink for Sink {
         let channels = usize::from(format.channels.max(1));
         s.converter = Some(Converter::new(format.rate, RATE, channels, FRAME_SAMPLES));
         s.playing = Some(format);
-        self.0.push(&mut s, Out::Start);
+        self.0.push(&mut s, Out::Start(Instant::now()));
     }
 
     fn frames(&self, samples: &[i16]) -> Result<(), Full> {
@@ -98,12 +113,18 @@ impl AudioOutSink for Sink {
             conv.push(samples);
         }
         let mut full = false;
+        let arrived = Instant::now();
         while let Some(frame) = conv.frame() {
-            let data: Vec<u8> = frame.iter().flat_map(|v| v.to_le_bytes()).collect();
-            s.queue.push_back(Out::Data(data));
+            s.queue.push_back(Out::Data(frame, arrived));
         }
-        while s.queue.iter().filter(|o| matches!(o, Out::Data(_))).count() > MAX_QUEUED {
-            if let Some(i) = s.queue.iter().position(|o| matches!(o, Out::Data(_))) {
+        while s
+            .queue
+            .iter()
+            .filter(|o| matches!(o, Out::Data(..)))
+            .count()
+            > MAX_QUEUED
+        {
+            if let Some(i) = s.queue.iter().position(|o| matches!(o, Out::Data(..))) {
                 s.queue.remove(i);
                 s.dropped += 1;
                 full = true;
@@ -156,7 +177,7 @@ impl ChannelKind for PlaybackChannel {
         "playback"
     }
     fn caps(&self) -> Vec<u32> {
-        vec![1 << PLAYBACK_CAP_VOLUME]
+        vec![(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_OPUS)]
     }
     fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a> {
         Box::pin(self.serve(link))
@@ -202,6 +223,16 @@ impl PlaybackChannel {
     async fn serve(&self, link: Link<'_>) -> Result<(), End> {
         let conn = link.conn;
         let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
+        // Opus when the client can decode it, as spice-server with playback
+        // compression on (its default).
+        let mut opus = if has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
+            OpusEncoder::new()
+                .inspect_err(|e| tracing::warn!("playback: no Opus encoder ({e}); raw"))
+                .ok()
+        } else {
+            None
+        };
+        let mode = if opus.is_some() { MODE_OPUS } else { MODE_RAW };
         let id = {
             let mut s = self.shared.lock();
             s.next_client += 1;
@@ -211,7 +242,7 @@ impl PlaybackChannel {
             if let Some(f) = s.playing {
                 let channels = usize::from(f.channels.max(1));
                 s.converter = Some(Converter::new(f.rate, RATE, channels, FRAME_SAMPLES));
-                s.queue.push_back(Out::Start);
+                s.queue.push_back(Out::Start(Instant::now()));
             }
             s.queue.push_front(Out::Volume);
             s.client
@@ -223,20 +254,36 @@ impl PlaybackChannel {
         loop {
             {
                 let (volume, mute) = self.take_queue(&mut batch);
-                let now = link.server.mm_time();
                 for out in batch.drain(..) {
                     match out {
-                        Out::Start => {
+                        Out::Start(at) => {
+                            let at = link.server.mm_time_at(at);
                             let mut w = Writer::new();
-                            w.u32(now).u16(MODE_RAW);
+                            w.u32(at).u16(mode);
                             conn.queue(playback_msg::MODE, &w.finish());
                             let mut w = Writer::new();
-                            w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(now);
+                            w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(at);
                             conn.queue(playback_msg::START, &w.finish());
                         }
-                        Out::Data(pcm) => {
+                        Out::Data(pcm, arrived) => {
                             let mut w = Writer::new();
-                            w.u32(now).bytes(&pcm);
+                            w.u32(link.server.mm_time_at(arrived));
+                            match &mut opus {
+                                Some(enc) => match enc.encode(&pcm) {
+                                    Ok(packet) => {
+                                        w.bytes(&packet);
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!("playback: frame dropped: {e}");
+                                        continue;
+                                    }
+                                },
+                                None => {
+                                    for v in &pcm {
+                                        w.bytes(&v.to_le_bytes());
+                                    }
+                                }
+                            }
                             conn.queue(playback_msg::DATA, &w.finish());
                         }
                         Out::Stop => conn.queue(playback_msg::STOP, &[]),

@@ -3,8 +3,9 @@
 //!
 //! When the guest starts capturing, the port calls [`AudioInControl::start`]
 //! and the channel sends RECORD START (S16 stereo at 48 kHz); the client
-//! answers MODE (raw), START_MARK, then DATA frames, which the channel
-//! converts to the guest's rate and hands to the port. STOP when the guest
+//! answers MODE (raw, or Opus since the channel offers the OPUS capability as
+//! spice-server does), START_MARK, then DATA frames, which the channel
+//! decodes, converts to the guest's rate and hands to the port. STOP when the guest
 //! stops. Client data that is malformed, or arrives while the guest is not
 //! capturing, is dropped with a log line; the guest's card records silence
 //! whenever no client sends anything.
@@ -16,9 +17,12 @@ use tracing::{debug, warn};
 
 use super::conn::violation;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use crate::opus::OpusDecoder;
 use crate::pcm::Converter;
 use crate::port::{AudioInControl, AudioInPort, PcmFormat};
-use crate::proto::audio::{CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_RAW, RATE};
+use crate::proto::audio::{
+    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, RATE, RECORD_CAP_OPUS,
+};
 use crate::proto::{channel as ch, record_msg, record_msgc};
 use crate::wire::{Reader, Writer};
 
@@ -94,6 +98,9 @@ impl ChannelKind for RecordChannel {
     fn name(&self) -> &'static str {
         "record"
     }
+    fn caps(&self) -> Vec<u32> {
+        vec![1 << RECORD_CAP_OPUS]
+    }
     fn max_message(&self) -> usize {
         MAX_MESSAGE
     }
@@ -102,11 +109,19 @@ impl ChannelKind for RecordChannel {
     }
 }
 
+/// How the client's DATA is coded (its MODE).
+enum Mode {
+    Raw,
+    Opus(Box<OpusDecoder>),
+    /// A mode not offered: its data is dropped.
+    Other,
+}
+
 /// What this client has been told.
 struct Client {
     generation: u64,
     started: Option<PcmFormat>,
-    raw: bool,
+    mode: Mode,
     converter: Option<Converter>,
 }
 
@@ -121,7 +136,7 @@ impl RecordChannel {
         let mut client = Client {
             generation: u64::MAX,
             started: None,
-            raw: true,
+            mode: Mode::Raw,
             converter: None,
         };
         link.reg.initialized();
@@ -173,13 +188,26 @@ impl RecordChannel {
                 record_msgc::MODE => {
                     let _time = r.u32().ok_or_else(|| violation("short RECORD MODE"))?;
                     let mode = r.u16().ok_or_else(|| violation("short RECORD MODE"))?;
-                    client.raw = mode == MODE_RAW;
-                    if !client.raw {
-                        warn!(
-                            mode,
-                            "record: client chose a mode not offered; its data is dropped"
-                        );
-                    }
+                    debug!(mode, "record: client's mode");
+                    client.mode = match mode {
+                        MODE_RAW => Mode::Raw,
+                        MODE_OPUS => {
+                            match OpusDecoder::new() {
+                                Ok(d) => Mode::Opus(Box::new(d)),
+                                Err(e) => {
+                                    warn!("record: no Opus decoder ({e}); the client's data is dropped");
+                                    Mode::Other
+                                }
+                            }
+                        }
+                        _ => {
+                            warn!(
+                                mode,
+                                "record: client chose a mode not offered; its data is dropped"
+                            );
+                            Mode::Other
+                        }
+                    };
                 }
                 record_msgc::START_MARK => {
                     r.u32()
@@ -195,28 +223,40 @@ impl RecordChannel {
         }
     }
 
-    /// Client samples (S16 stereo at 48 kHz) to the guest's format.
-    fn data(&self, client: &mut Client, pcm: &[u8]) {
-        let (Some(format), Some(conv), true) = (client.started, &mut client.converter, client.raw)
-        else {
+    /// Client data (S16 stereo at 48 kHz, raw or an Opus packet) to the
+    /// guest's format.
+    fn data(&self, client: &mut Client, data: &[u8]) {
+        let (Some(format), Some(conv)) = (client.started, &mut client.converter) else {
             debug!(
-                bytes = pcm.len(),
+                bytes = data.len(),
                 "record: data while the guest is not capturing; dropped"
             );
             return;
         };
-        // Whole stereo frames only; a torn frame is the client's bug.
-        let whole = pcm.len() / 4 * 4;
-        if whole != pcm.len() {
-            warn!(
-                bytes = pcm.len(),
-                "record: DATA is not whole S16 stereo frames; tail dropped"
-            );
-        }
-        let stereo: Vec<i16> = pcm[..whole]
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]))
-            .collect();
+        let stereo: Vec<i16> = match &mut client.mode {
+            Mode::Raw => {
+                // Whole stereo frames only; a torn frame is the client's bug.
+                let whole = data.len() / 4 * 4;
+                if whole != data.len() {
+                    warn!(
+                        bytes = data.len(),
+                        "record: DATA is not whole S16 stereo frames; tail dropped"
+                    );
+                }
+                data[..whole]
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect()
+            }
+            Mode::Opus(decoder) => match decoder.decode(data) {
+                Ok(pcm) => pcm.to_vec(),
+                Err(e) => {
+                    warn!("record: undecodable DATA dropped: {e}");
+                    return;
+                }
+            },
+            Mode::Other => return,
+        };
         let input: Vec<i16> = if format.channels == 1 {
             stereo
                 .chunks_exact(2)

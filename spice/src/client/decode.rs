@@ -34,6 +34,8 @@ pub enum ServerMsg {
         current_mouse_mode: u32,
         agent_connected: u32,
         agent_tokens: u32,
+        /// The server's multimedia clock at INIT, less its 400 ms of buffering.
+        multi_media_time: u32,
     },
     /// AGENT_CONNECTED (None) or AGENT_CONNECTED_TOKENS (Some(tokens)).
     AgentConnected(Option<u32>),
@@ -157,9 +159,8 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
             let current_mouse_mode = need(r.u32(), "INIT")?;
             let agent_connected = need(r.u32(), "INIT")?;
             let agent_tokens = need(r.u32(), "INIT")?;
-            for _ in 0..2 {
-                need(r.u32(), "INIT")?;
-            }
+            let multi_media_time = need(r.u32(), "INIT")?;
+            need(r.u32(), "INIT")?;
             ServerMsg::MainInit {
                 session_id,
                 display_channels,
@@ -167,6 +168,7 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
                 current_mouse_mode,
                 agent_connected,
                 agent_tokens,
+                multi_media_time,
             }
         }
         (ch::MAIN, main_msg::AGENT_CONNECTED) => ServerMsg::AgentConnected(None),

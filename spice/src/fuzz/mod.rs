@@ -30,6 +30,23 @@ use crate::{ClientInfo, Frame, Ports, Rect};
 mod connection;
 pub use connection::{http, link, transport};
 
+/// A record client's Opus DATA bodies, cut from `data` by a length byte
+/// each, through one decoder as the RECORD channel keeps it: every packet
+/// decodes to at most 120 ms of stereo or is refused, never a panic.
+pub fn opus(data: &[u8]) {
+    let Ok(mut decoder) = crate::opus::OpusDecoder::new() else {
+        return;
+    };
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (packet, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        if let Ok(pcm) = decoder.decode(packet) {
+            assert!(pcm.len() <= 5760 * 2 && pcm.len() % 2 == 0);
+        }
+        rest = tail;
+    }
+}
+
 /// Input and agent ports that take everything at once.
 struct Sink {
     agent: Mutex<Option<AgentLink>>,

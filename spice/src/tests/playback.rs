@@ -3,11 +3,13 @@
 //! VOLUME/MUTE, STOP; nothing queued without a client.
 
 use std::io::Read;
+use std::time::Instant;
 
 use super::*;
 use crate::client::{link_channel, AnyStream};
+use crate::opus::{OpusDecoder, MAX_PACKET};
 use crate::port::{AudioOutPort, AudioOutSink, PcmFormat};
-use crate::proto::audio::{FMT_S16, MODE_RAW, PLAYBACK_CAP_VOLUME};
+use crate::proto::audio::{FMT_S16, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME};
 use crate::proto::{channel as ch, playback_msg};
 
 #[derive(Default)]
@@ -96,7 +98,11 @@ fn guest_tone_reaches_the_client_at_48k() {
         &ClientOptions::default(),
     )
     .unwrap();
-    assert_eq!(linked.channel_caps, [1 << PLAYBACK_CAP_VOLUME]);
+    // Offered as spice-server offers them; this client takes raw.
+    assert_eq!(
+        linked.channel_caps,
+        [(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_OPUS)]
+    );
     s.set_read_timeout(Some(T)).unwrap();
     // Joined mid-stream: MODE raw, then START at 48 kHz stereo S16.
     let (t, mode) = read_msg(&mut s);
@@ -161,4 +167,166 @@ fn guest_tone_reaches_the_client_at_48k() {
     // Without a client again: accepted and dropped.
     sink.start(format);
     sink.frames(&tone(440.0, 44_100, 441)).unwrap();
+}
+
+#[test]
+fn a_client_with_the_opus_cap_gets_opus_that_decodes_to_the_tone() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        config(None),
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    let sink = card.sink();
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let (mut s, _) = link_channel(
+        &server.local_addr(),
+        c.state().session_id,
+        ch::PLAYBACK,
+        vec![(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_OPUS)],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    while card.attached.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sink.start(PcmFormat {
+        channels: 2,
+        rate: 48_000,
+    });
+    let reader = std::thread::spawn(move || {
+        let mut mode = None;
+        let mut decoder = OpusDecoder::new().unwrap();
+        let mut pcm = Vec::new();
+        let mut largest = 0;
+        loop {
+            let (t, body) = read_msg(&mut s);
+            match t {
+                playback_msg::MODE => mode = Some(u16::from_le_bytes([body[4], body[5]])),
+                playback_msg::START => assert_eq!(u32_at(&body, 6), 48_000),
+                playback_msg::DATA => {
+                    largest = largest.max(body.len() - 4);
+                    pcm.extend_from_slice(decoder.decode(&body[4..]).unwrap());
+                }
+                playback_msg::STOP => return (mode, largest, pcm),
+                playback_msg::VOLUME | playback_msg::MUTE => {}
+                other => panic!("unexpected playback message {other}"),
+            }
+        }
+    });
+    let input = tone(440.0, 48_000, 48_000);
+    for piece in input.chunks(960) {
+        sink.frames(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sink.stop();
+    let (mode, largest, pcm) = reader.join().unwrap();
+    assert_eq!(mode, Some(MODE_OPUS));
+    assert!(
+        largest > 0 && largest <= MAX_PACKET,
+        "{largest} bytes a packet"
+    );
+    assert!(pcm.len() >= 95 * 960, "{} samples decoded", pcm.len());
+    let left: Vec<i16> = pcm[9600..].iter().step_by(2).copied().collect();
+    let ups = left.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+    let hz = ups as f64 * 48_000.0 / left.len() as f64;
+    assert!((hz - 440.0).abs() < 3.0, "{hz} Hz");
+}
+
+/// spice-gtk sets its session clock from MAIN_INIT's multi_media_time (the
+/// server's clock less 400 ms) and then from the playback DATA stamps, and
+/// schedules video frames against it: the stamps must be that same clock,
+/// taken when the card delivered the samples.
+#[test]
+fn data_is_stamped_on_the_main_channels_clock() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        config(None),
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    // Let the server's clock run a while: an epoch taken per client would show.
+    std::thread::sleep(Duration::from_millis(300));
+    let sink = card.sink();
+    let before_init = Instant::now();
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let after_init = Instant::now();
+    let Some(crate::client::decode::ServerMsg::MainInit {
+        multi_media_time, ..
+    }) = c.state().main_init.clone()
+    else {
+        panic!("no MAIN_INIT");
+    };
+    // The server's clock at INIT.
+    // The server's clock at INIT, which must not have wrapped below zero.
+    assert!(multi_media_time < u32::MAX / 2, "{multi_media_time}");
+    let clock_at_init = i64::from(multi_media_time) + 400;
+    let (mut s, _) = link_channel(
+        &server.local_addr(),
+        c.state().session_id,
+        ch::PLAYBACK,
+        vec![1 << PLAYBACK_CAP_VOLUME],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    while card.attached.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let format = PcmFormat {
+        channels: 2,
+        rate: 48_000,
+    };
+    let start_window = (Instant::now(), ());
+    sink.start(format);
+    let start_window = (start_window.0, Instant::now());
+    std::thread::sleep(Duration::from_millis(150));
+    let push_window = Instant::now();
+    sink.frames(&tone(440.0, 48_000, 4800)).unwrap();
+    let push_window = (push_window, Instant::now());
+    // Read late: the stamps say when the card delivered, not when read.
+    std::thread::sleep(Duration::from_millis(300));
+    // What the server's clock can have read at an instant in [from, to].
+    let bounds = |from: Instant, to: Instant| {
+        let ms = |a: Instant, b: Instant| a.saturating_duration_since(b).as_millis() as i64;
+        (
+            clock_at_init + ms(from, after_init) - 1,
+            clock_at_init + ms(to, before_init) + 1,
+        )
+    };
+    let mut data = 0;
+    let mut last = 0;
+    while data < 10 {
+        let (t, body) = read_msg(&mut s);
+        let stamp = i64::from(u32_at(&body, 0));
+        match t {
+            playback_msg::START => {
+                let (lo, hi) = bounds(start_window.0, start_window.1);
+                let time = i64::from(u32_at(&body, 10));
+                assert!((lo..=hi).contains(&time), "START {time} not in {lo}..={hi}");
+                last = time;
+            }
+            playback_msg::DATA => {
+                let (lo, hi) = bounds(push_window.0, push_window.1);
+                assert!(stamp >= last, "DATA {stamp} before {last}");
+                last = stamp;
+                assert!(
+                    (lo..=hi).contains(&stamp),
+                    "DATA {stamp} not in {lo}..={hi}"
+                );
+                data += 1;
+            }
+            _ => {}
+        }
+    }
 }

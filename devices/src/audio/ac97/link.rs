@@ -115,6 +115,8 @@ pub struct Link {
     clocks: [Option<Clock>; 3],
     /// Set when output volume/mute changed, for the worker to forward.
     pub volume_changed: bool,
+    /// Set when the record gain's mute changed, likewise.
+    pub capture_volume_changed: bool,
     /// PCI bus mastering is on (COMMAND.MASTER): without it no DMA happens.
     pub dma_enabled: bool,
 }
@@ -135,6 +137,7 @@ impl Link {
             cas: 0,
             clocks: [None; 3],
             volume_changed: true,
+            capture_volume_changed: true,
             dma_enabled: false,
         }
     }
@@ -173,6 +176,7 @@ impl Link {
         match self.mixer.write(reg, u16::from_le_bytes([*lo, *hi])) {
             MixerChange::Rates => self.restart_clocks(),
             MixerChange::Volume => self.volume_changed = true,
+            MixerChange::CaptureVolume => self.capture_volume_changed = true,
             MixerChange::None => {}
         }
     }
@@ -229,6 +233,7 @@ impl Link {
                     self.mixer.reset();
                     self.restart_clocks();
                     self.volume_changed = true;
+                    self.capture_volume_changed = true;
                 }
                 // A warm reset completes at once.
                 self.glob_cnt = v & GC_VALID & !GC_WARM_RESET;

@@ -48,6 +48,8 @@ pub enum MixerChange {
     Rates,
     /// Output volume or mute.
     Volume,
+    /// The record gain or its mute.
+    CaptureVolume,
 }
 
 impl Default for Mixer {
@@ -120,7 +122,7 @@ impl Mixer {
             }
             RECORD_GAIN => {
                 self.set(reg, v & 0x8f0f);
-                MixerChange::None
+                MixerChange::CaptureVolume
             }
             RECORD_SELECT => {
                 self.set(reg, v & 0x0707);
@@ -179,6 +181,14 @@ impl Mixer {
     /// Rate of the PCM out DAC, PCM in ADC, and mic ADC, in Hz.
     pub fn rate(&self, reg: u8) -> u32 {
         u32::from(self.read(reg)).clamp(MIN_RATE, MAX_RATE)
+    }
+
+    /// The capture volume (left, right) on the same linear scale, and the
+    /// record gain's mute. The gain (0 to +22.5 dB) only amplifies, which a
+    /// scale capped at unity cannot say: unmuted is full scale.
+    pub fn capture_volume(&self) -> ([u16; 2], bool) {
+        let mute = self.read(RECORD_GAIN) & 0x8000 != 0;
+        ([0xffff, 0xffff], mute)
     }
 
     /// The output volume per channel (left, right) as a linear 0..=0xffff

@@ -243,7 +243,7 @@ impl Ac97Worker {
     /// Move what is due on every stream, then tell the backends and the guest.
     fn service(&mut self, now: Instant) {
         self.out_buf.clear();
-        let (play, record, volume, active) = {
+        let (play, record, volume, capture_volume, active) = {
             let mut link = lock(&self.link);
             let mut out = OutDma {
                 buf: &mut self.out_buf,
@@ -254,12 +254,14 @@ impl Ac97Worker {
                 source: Some(&*self.backend.input),
                 buf: Vec::new(),
                 warned: false,
+                muted: link.mixer.capture_volume().1,
             };
             link.advance(Stream::PcmIn, now, &self.mem, &mut pcm_in);
             let mut mic = InDma {
                 source: None,
                 buf: Vec::new(),
                 warned: false,
+                muted: false,
             };
             link.advance(Stream::MicIn, now, &self.mem, &mut mic);
             self.irq.set_intx(link.interrupt());
@@ -273,10 +275,16 @@ impl Ac97Worker {
             let changed = std::mem::take(&mut link.volume_changed);
             let volume = (changed || (play.is_some() && play != self.playing))
                 .then(|| link.mixer.output_volume());
-            (play, record, volume, link.any_active())
+            let changed = std::mem::take(&mut link.capture_volume_changed);
+            let capture_volume = (changed || (record.is_some() && record != self.recording))
+                .then(|| link.mixer.capture_volume());
+            (play, record, volume, capture_volume, link.any_active())
         };
         if let Some((v, mute)) = volume {
             self.backend.out.volume(v, mute);
+        }
+        if let Some((v, mute)) = capture_volume {
+            self.backend.input.volume(v, mute);
         }
         if play != self.playing {
             if self.playing.is_some() {
@@ -360,6 +368,9 @@ struct InDma<'a> {
     source: Option<&'a dyn PcmIn>,
     buf: Vec<i16>,
     warned: bool,
+    /// The record gain is muted: what the source had is taken (it would
+    /// otherwise pile up) and silence is recorded.
+    muted: bool,
 }
 
 impl Dma for InDma<'_> {
@@ -369,6 +380,9 @@ impl Dma for InDma<'_> {
         if let Some(src) = self.source {
             let got = src.read(&mut self.buf).min(samples);
             self.buf[got..].fill(0);
+        }
+        if self.muted {
+            self.buf.fill(0);
         }
         let bytes: Vec<u8> = self.buf.iter().flat_map(|s| s.to_le_bytes()).collect();
         if let Err(e) = mem.write_slice(&bytes, GuestAddress(addr)) {

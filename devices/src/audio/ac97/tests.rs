@@ -488,3 +488,50 @@ fn device_worker_plays_in_real_time() {
     assert_eq!(ev[start - 1], "volume 0xffff 0xffff false", "{ev:?}");
     assert_eq!(&ev[start + 1..], ["stop"], "{ev:?}");
 }
+
+/// A microphone that always has a constant sample.
+struct ConstMic(i16);
+
+impl PcmIn for ConstMic {
+    fn start(&self, _: u32) {}
+    fn stop(&self) {}
+    fn volume(&self, _: [u16; 2], _: bool) {}
+    fn read(&self, out: &mut [i16]) -> usize {
+        out.fill(self.0);
+        out.len()
+    }
+}
+
+#[test]
+fn a_muted_record_gain_records_silence() {
+    let m = mem();
+    let mut l = link();
+    assert!(
+        l.mixer.capture_volume().1,
+        "the record gain is muted at reset"
+    );
+    setup_periods(&m, 2, 96);
+    start(&mut l, &m, PI, 31, CR_RPBM);
+    let mic = ConstMic(1234);
+    let t0 = Instant::now();
+    let capture = |l: &mut Link, at: Duration| {
+        let mut dma = InDma {
+            source: Some(&mic),
+            buf: Vec::new(),
+            warned: false,
+            muted: l.mixer.capture_volume().1,
+        };
+        l.advance(Stream::PcmIn, t0 + at, &m, &mut dma);
+    };
+    capture(&mut l, Duration::ZERO);
+    capture(&mut l, Duration::from_millis(1));
+    let v: i16 = m.read_obj(GuestAddress(BUF + 2)).unwrap();
+    assert_eq!(v, 0, "muted: silence");
+    // The driver unmutes capture (the "Capture" switch): the mic is heard.
+    nam_w(&mut l, u64::from(RECORD_GAIN), 0x0000);
+    assert_eq!(l.mixer.capture_volume(), ([0xffff, 0xffff], false));
+    assert!(l.capture_volume_changed);
+    capture(&mut l, Duration::from_millis(5));
+    let v: i16 = m.read_obj(GuestAddress(BUF + 2 * 96 + 2)).unwrap();
+    assert_eq!(v, 1234, "unmuted: the microphone");
+}
