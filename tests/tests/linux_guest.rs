@@ -66,7 +66,12 @@ fn start(vmm: Vmm, guest: &LinuxGuest, disk: &Path, port: u16, actions: &str) ->
                 // there is judged against QEMU's.
                 .args(["-device", "qemu-xhci", "-device", "AC97,audiodev=snd0"])
                 .args(["-audiodev", "spice,id=snd0"])
-                .args(["-device", "virtio-keyboard-pci", "-device", "virtio-tablet-pci"])
+                .args([
+                    "-device",
+                    "virtio-keyboard-pci",
+                    "-device",
+                    "virtio-tablet-pci",
+                ])
                 .args(["-device", "virtio-serial-pci,disable-legacy=on"])
                 .arg("-spice")
                 .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
