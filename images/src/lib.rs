@@ -37,6 +37,8 @@ static VIRTIO_INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-in
 static VIRTIO_INPUT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtio-input.elf"));
 static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"));
 static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
+static XHCI_STORAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xhci-storage.img"));
+static XHCI_STORAGE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xhci-storage.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -364,6 +366,9 @@ pub const VDAGENT_READY_MARKER: &str = "SPICEBOX-VDAGENT-READY";
 /// Printed by [`TestImage::Vdagent`] after the server's CLIENT_DISCONNECTED.
 pub const VDAGENT_OK_MARKER: &str = "SPICEBOX-VDAGENT-OK";
 pub const VDAGENT_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VDAGENT-FAIL ";
+/// Printed by [`TestImage::XhciStorage`] when the stick was enumerated and read.
+pub const XHCI_STORAGE_OK_MARKER: &str = "SPICEBOX-XHCI-STORAGE-OK";
+pub const XHCI_STORAGE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-XHCI-STORAGE-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -474,11 +479,18 @@ pub enum TestImage {
     /// client messages reported and echoed in agent chunks until the server's
     /// CLIENT_DISCONNECTED; prints [`VDAGENT_OK_MARKER`] (1 MiB raw).
     Vdagent,
+    /// 64-bit Rust guest driving an xHCI controller (qemu-xhci) by polling,
+    /// as xhci-hcd, the USB core and usb-storage do: waits up to 120 s for a
+    /// device on a root port, enumerates it, configures its bulk endpoints
+    /// and runs INQUIRY, TEST UNIT READY, READ CAPACITY(10), READ(10) and
+    /// REQUEST SENSE over bulk-only transport; prints `storage ...` lines
+    /// and [`XHCI_STORAGE_OK_MARKER`] (1 MiB raw).
+    XhciStorage,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 12] = [
+    pub const ALL: [TestImage; 13] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -491,6 +503,7 @@ impl TestImage {
         TestImage::Ac97Play,
         TestImage::VirtioInput,
         TestImage::Vdagent,
+        TestImage::XhciStorage,
     ];
 
     /// The raw disk image.
@@ -508,6 +521,7 @@ impl TestImage {
             TestImage::Ac97Play => AC97_PLAY,
             TestImage::VirtioInput => VIRTIO_INPUT,
             TestImage::Vdagent => VDAGENT,
+            TestImage::XhciStorage => XHCI_STORAGE,
         }
     }
 
@@ -523,6 +537,7 @@ impl TestImage {
             TestImage::Ac97Play => Some(AC97_PLAY_ELF),
             TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
             TestImage::Vdagent => Some(VDAGENT_ELF),
+            TestImage::XhciStorage => Some(XHCI_STORAGE_ELF),
             _ => None,
         }
     }
@@ -542,6 +557,7 @@ impl TestImage {
             TestImage::Ac97Play => "ac97-play",
             TestImage::VirtioInput => "virtio-input",
             TestImage::Vdagent => "vdagent",
+            TestImage::XhciStorage => "xhci-storage",
         }
     }
 
@@ -562,6 +578,7 @@ impl TestImage {
             TestImage::Ac97Play => AC97_PLAY_OK_MARKER,
             TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
             TestImage::Vdagent => VDAGENT_OK_MARKER,
+            TestImage::XhciStorage => XHCI_STORAGE_OK_MARKER,
         }
     }
 }
@@ -694,6 +711,7 @@ mod tests {
                 "ac97-play" => "AC97-PLAY",
                 "virtio-input" => "VIRTIO-INPUT",
                 "vdagent" => "VDAGENT",
+                "xhci-storage" => "XHCI-STORAGE",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");
