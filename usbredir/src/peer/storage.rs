@@ -131,8 +131,8 @@ pub struct MassStorage {
     disk: Vec<u8>,
     phase: Phase,
     sense: Sense,
-    /// CBWs the guest sent (valid or not), for tests.
-    pub commands: usize,
+    /// The tags of the valid CBWs the guest sent, in order (for tests).
+    pub tags: Vec<u32>,
 }
 
 impl MassStorage {
@@ -145,7 +145,7 @@ impl MassStorage {
             disk,
             phase: Phase::Command,
             sense: NO_SENSE,
-            commands: 0,
+            tags: Vec::new(),
         }
     }
 
@@ -222,7 +222,6 @@ impl MassStorage {
 
     /// A CBW arrived: run it and choose the next phase.
     fn command(&mut self, bytes: &[u8]) {
-        self.commands += 1;
         let Some(cbw) = Cbw::parse(bytes) else {
             let tag = bytes
                 .get(4..8)
@@ -234,6 +233,7 @@ impl MassStorage {
             });
             return;
         };
+        self.tags.push(cbw.tag);
         let expected = cbw.transfer_length as usize;
         let csw = |residue: usize, status: u8| Csw {
             tag: cbw.tag,

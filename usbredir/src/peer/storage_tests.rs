@@ -125,6 +125,7 @@ fn write10_changes_the_disk() {
     d.bulk(STORAGE_BULK_OUT, 600, &[1; 600]);
     assert_eq!(csw(&d.bulk(STORAGE_BULK_IN, 13, &[]).1).2, CSW_PHASE_ERROR);
     assert_eq!(d.disk()[4 * 512], b'L');
+    assert_eq!(d.tags, [11, 12, 13]);
 }
 
 #[test]
