@@ -214,7 +214,7 @@ impl Xhci {
         erst.write::<u32>(8, RING_TRBS as u32);
         xhci.interrupter.write32(0x08, 1); // ERSTSZ
         xhci.interrupter.write64(0x18, xhci.events.addr()); // ERDP
-        // ERSTBA (Dma memory is never freed, so the table outlives `erst`).
+                                                            // ERSTBA (Dma memory is never freed, so the table outlives `erst`).
         xhci.interrupter.write64(0x10, erst.addr());
         // xhci_run (polling: INTE and IMAN.IE stay clear).
         xhci.op.write32(USBCMD, CMD_RUN);
