@@ -42,11 +42,10 @@ const LBA_OUT_OF_RANGE: Sense = (5, 0x21, 0);
 /// with "LBA xxxxxxxx" (hex) so a dump names itself, then a pattern that
 /// differs between sectors and between offsets.
 pub fn pattern_byte(lba: u32, offset: usize) -> u8 {
-    let label = format!("LBA {lba:08x}");
-    match label.as_bytes().get(offset) {
-        Some(&b) => b,
-        None => (lba.wrapping_mul(31) as usize ^ offset.wrapping_mul(7) ^ (offset >> 8)) as u8,
+    if offset < 12 {
+        return format!("LBA {lba:08x}").as_bytes()[offset];
     }
+    (lba.wrapping_mul(31) as usize ^ offset.wrapping_mul(7) ^ (offset >> 8)) as u8
 }
 
 /// FNV-1a, 32 bits: the checksum the xhci-storage guest prints over the
