@@ -60,6 +60,10 @@ const RUST_GUESTS: &[RustGuest] = &[
         name: "ac97-record",
         disk_size: MIB,
     },
+    RustGuest {
+        name: "xhci-storage",
+        disk_size: MIB,
+    },
 ];
 
 /// The header `guests/guest-rt/link.ld` puts first in every image, which the

@@ -39,6 +39,8 @@ static VDAGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.img"))
 static VDAGENT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdagent.elf"));
 static AC97_RECORD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.img"));
 static AC97_RECORD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.elf"));
+static XHCI_STORAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xhci-storage.img"));
+static XHCI_STORAGE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xhci-storage.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -387,6 +389,9 @@ pub const VDAGENT_GUEST_CLIPBOARD_LEN: usize = 3000;
 /// reporting what it heard (`ac97-record ... dominant_mhz=<n> power=<n>`).
 pub const AC97_RECORD_OK_MARKER: &str = "SPICEBOX-AC97-RECORD-OK";
 pub const AC97_RECORD_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-RECORD-FAIL ";
+/// Printed by [`TestImage::XhciStorage`] when the stick was enumerated and read.
+pub const XHCI_STORAGE_OK_MARKER: &str = "SPICEBOX-XHCI-STORAGE-OK";
+pub const XHCI_STORAGE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-XHCI-STORAGE-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
 /// sectors from [`VIRTIO_BENCH_DATA_START`] up to `size` bytes.
@@ -503,11 +508,18 @@ pub enum TestImage {
     /// dominant_mhz=<strongest frequency of the last 2 s> power=<mean
     /// square>` and [`AC97_RECORD_OK_MARKER`] (1 MiB raw).
     Ac97Record,
+    /// 64-bit Rust guest driving an xHCI controller (qemu-xhci) by polling,
+    /// as xhci-hcd, the USB core and usb-storage do: waits up to 120 s for a
+    /// device on a root port, enumerates it, configures its bulk endpoints
+    /// and runs INQUIRY, TEST UNIT READY, READ CAPACITY(10), READ(10) and
+    /// REQUEST SENSE over bulk-only transport; prints `storage ...` lines
+    /// and [`XHCI_STORAGE_OK_MARKER`] (1 MiB raw).
+    XhciStorage,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 13] = [
+    pub const ALL: [TestImage; 14] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -521,6 +533,7 @@ impl TestImage {
         TestImage::VirtioInput,
         TestImage::Vdagent,
         TestImage::Ac97Record,
+        TestImage::XhciStorage,
     ];
 
     /// The raw disk image.
@@ -539,6 +552,7 @@ impl TestImage {
             TestImage::VirtioInput => VIRTIO_INPUT,
             TestImage::Vdagent => VDAGENT,
             TestImage::Ac97Record => AC97_RECORD,
+            TestImage::XhciStorage => XHCI_STORAGE,
         }
     }
 
@@ -555,6 +569,7 @@ impl TestImage {
             TestImage::VirtioInput => Some(VIRTIO_INPUT_ELF),
             TestImage::Vdagent => Some(VDAGENT_ELF),
             TestImage::Ac97Record => Some(AC97_RECORD_ELF),
+            TestImage::XhciStorage => Some(XHCI_STORAGE_ELF),
             _ => None,
         }
     }
@@ -575,6 +590,7 @@ impl TestImage {
             TestImage::VirtioInput => "virtio-input",
             TestImage::Vdagent => "vdagent",
             TestImage::Ac97Record => "ac97-record",
+            TestImage::XhciStorage => "xhci-storage",
         }
     }
 
@@ -596,6 +612,7 @@ impl TestImage {
             TestImage::VirtioInput => VIRTIO_INPUT_OK_MARKER,
             TestImage::Vdagent => VDAGENT_OK_MARKER,
             TestImage::Ac97Record => AC97_RECORD_OK_MARKER,
+            TestImage::XhciStorage => XHCI_STORAGE_OK_MARKER,
         }
     }
 }
@@ -729,6 +746,7 @@ mod tests {
                 "virtio-input" => "VIRTIO-INPUT",
                 "vdagent" => "VDAGENT",
                 "ac97-record" => "AC97-RECORD",
+                "xhci-storage" => "XHCI-STORAGE",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

@@ -3,6 +3,8 @@
 //! guest's requests from an [`EmulatedDevice`]; [`Keyboard`] is a boot-protocol
 //! HID keyboard whose key reports are pushed with [`HostPeer::report`].
 
+pub mod storage;
+
 use std::collections::HashSet;
 
 use crate::{

@@ -1,0 +1,294 @@
+//! End-to-end: a USB stick redirected into the VM and read by a guest that
+//! drives the xHCI controller as xhci-hcd and usb-storage do
+//! (images/guests/programs/src/bin/xhci-storage.rs). The stick is the
+//! in-repo usbredir test peer's bulk-only mass-storage device
+//! (`usbredir::peer::storage`), run by this test:
+//!
+//! * QEMU: `-device qemu-xhci -chardev socket,... -device usb-redir`, the
+//!   peer on the chardev's TCP socket;
+//! * spicebox: the peer over SPICE usbredir channel 0, linked by the in-repo
+//!   SPICE test client.
+//!
+//! Both guests must print the same `storage ...` lines, and those must match
+//! what the peer's disk holds (vendor, capacity, FNV-1a of the sectors read,
+//! the sense of a read past the end).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use images::TestImage;
+use spice::client::{link_channel_id, ClientOptions, TestClient};
+use spice::Listen;
+use spicebox_tests::tools::{free_port, require_tool};
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+use usbredir::peer::storage::{fnv1a32, MassStorage, SECTOR_SIZE, STORAGE_PRODUCT, STORAGE_VENDOR};
+use usbredir::peer::HostPeer;
+
+/// Boot, wait for the device and read it (the guest waits up to 120 s).
+const RUN: Duration = Duration::from_secs(150);
+const STEP: Duration = Duration::from_secs(30);
+const SECTORS: u32 = 64;
+const USBREDIR: u8 = 9;
+const MAIN_ATTACH_CHANNELS: u16 = 104;
+const SPICEVMC_DATA: u16 = 101;
+
+/// Sets the flag when dropped, so a peer thread ends even if the test panics.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Runs the peer until `stop`, the connection closes or the VM's run time
+/// passes: `read` gives received usbredir bytes (empty on timeout, None
+/// once closed), `write` sends them.
+fn pump(
+    mut read: impl FnMut() -> Option<Vec<u8>>,
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+    stop: &AtomicBool,
+) -> HostPeer<MassStorage> {
+    let mut peer = HostPeer::new(MassStorage::new(SECTORS));
+    let deadline = Instant::now() + RUN + STEP;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        let out = peer.take_output();
+        if !out.is_empty() && write(&out).is_err() {
+            break;
+        }
+        match read() {
+            Some(bytes) => peer
+                .received(&bytes)
+                .expect("the VMM's usbredir packets parse"),
+            None => break,
+        }
+    }
+    peer
+}
+
+/// The lines the guest must print for the peer's disk.
+fn expected_lines() -> Vec<String> {
+    let disk = MassStorage::new(SECTORS);
+    let disk = disk.disk();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    vec![
+        format!(
+            "storage inquiry type=0 removable=1 vendor=\"{}\" product=\"{}\" revision=\"0001\"",
+            text(STORAGE_VENDOR),
+            text(STORAGE_PRODUCT)
+        ),
+        format!("storage capacity blocks={SECTORS} block_size={SECTOR_SIZE}"),
+        format!(
+            "storage read lba=0 count=16 fnv={:08x} first=\"LBA 00000000\"",
+            fnv1a32(&disk[..16 * SECTOR_SIZE])
+        ),
+        format!(
+            "storage read lba=40 count=1 fnv={:08x} first=\"LBA 00000028\"",
+            fnv1a32(&disk[40 * SECTOR_SIZE..41 * SECTOR_SIZE])
+        ),
+        "storage sense key=5 asc=21 ascq=00".to_string(),
+    ]
+}
+
+fn storage_lines(serial: &str) -> Vec<String> {
+    serial
+        .lines()
+        .filter(|l| l.starts_with("storage "))
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+/// Waits for the guest's verdict; returns its serial output.
+fn finish(mut vm: SpiceboxVm, name: &str) -> String {
+    vm.wait_for(images::XHCI_STORAGE_OK_MARKER, RUN);
+    assert!(vm.wait_exit(STEP).success(), "{name}");
+    let serial = vm.serial_text();
+    assert!(
+        !serial.contains(images::XHCI_STORAGE_FAIL_MARKER_PREFIX),
+        "{name}:\n{serial}"
+    );
+    serial
+}
+
+fn run_qemu(disk: &std::path::Path) -> (String, HostPeer<MassStorage>) {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
+        .args(["-device", "qemu-xhci,id=xhci"])
+        .arg("-chardev")
+        .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
+        .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // No deadline here: QEMU starts once the VM lock is free; the
+            // flag ends the wait if the test fails first.
+            listener.set_nonblocking(true).unwrap();
+            let mut sock = loop {
+                match listener.accept() {
+                    Ok((sock, _)) => break sock,
+                    Err(e) if is_timeout(&e) && !stop.load(Ordering::SeqCst) => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => panic!("QEMU did not connect its usb-redir chardev: {e}"),
+                }
+            };
+            sock.set_nonblocking(false).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let mut writer = sock.try_clone().unwrap();
+            let mut buf = vec![0u8; 256 * 1024];
+            pump(
+                || match sock.read(&mut buf) {
+                    Ok(0) => None,
+                    Ok(n) => Some(buf[..n].to_vec()),
+                    Err(e) if is_timeout(&e) => Some(Vec::new()),
+                    Err(_) => None,
+                },
+                |b| writer.write_all(b),
+                &stop,
+            )
+        })
+    };
+    let _stop = StopOnDrop(stop);
+    let vm = SpiceboxVm::start_command(cmd);
+    let serial = finish(vm, "qemu");
+    (serial, peer.join().expect("peer thread"))
+}
+
+fn run_spicebox(disk: &std::path::Path) -> (String, HostPeer<MassStorage>) {
+    let port = free_port();
+    let spice = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(spicebox!());
+    cmd.args(["run", "--serial", "stdio", "--disable-ticketing", "--spice"])
+        .arg(&spice)
+        .arg(disk)
+        .args(["-m", "512M"]);
+    cmd.env("SPICEBOX_LOG", "warn,spicebox=info");
+    let vm = SpiceboxVm::start_command(cmd);
+    let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let deadline = Instant::now() + STEP;
+    let client = loop {
+        match TestClient::connect(
+            &listen,
+            ClientOptions {
+                channels: vec![],
+                ..ClientOptions::default()
+            },
+        ) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("SPICE connect: {e}\n{}", vm.stderr_text()),
+        }
+    };
+    client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
+    client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
+    let session = client.state().session_id;
+    let (mut s, linked) = link_channel_id(
+        &listen,
+        session,
+        USBREDIR,
+        0,
+        vec![],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    assert!(linked.mini_header());
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // SPICEVMC_DATA messages (mini header: u16 type, u32 size) in,
+            // usbredir bytes out.
+            let mut pending = Vec::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut writer = s.try_clone().unwrap();
+            pump(
+                || {
+                    match s.read(&mut buf) {
+                        Ok(0) => return None,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        Err(e) if is_timeout(&e) => {}
+                        Err(_) => return None,
+                    }
+                    let mut out = Vec::new();
+                    while pending.len() >= 6 {
+                        let kind = u16::from_le_bytes([pending[0], pending[1]]);
+                        let size =
+                            u32::from_le_bytes([pending[2], pending[3], pending[4], pending[5]])
+                                as usize;
+                        if pending.len() < 6 + size {
+                            break;
+                        }
+                        assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
+                        out.extend_from_slice(&pending[6..6 + size]);
+                        pending.drain(..6 + size);
+                    }
+                    Some(out)
+                },
+                |b| {
+                    let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
+                    m.extend((b.len() as u32).to_le_bytes());
+                    m.extend_from_slice(b);
+                    writer.write_all(&m)
+                },
+                &stop,
+            )
+        })
+    };
+    let _stop = StopOnDrop(stop);
+    let serial = finish(vm, "spicebox");
+    client.close();
+    (serial, peer.join().expect("peer thread"))
+}
+
+#[test]
+fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
+    let dir = TempDir::new("xhci-storage");
+    let expected = expected_lines();
+    let mut outputs = Vec::new();
+    for name in ["qemu", "spicebox"] {
+        let disk = dir.join(&format!("xhci-storage-{name}.img"));
+        images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
+        let (serial, peer) = if name == "qemu" {
+            run_qemu(&disk)
+        } else {
+            run_spicebox(&disk)
+        };
+        eprintln!("{name}:\n{serial}");
+        assert_eq!(storage_lines(&serial), expected, "{name}:\n{serial}");
+        assert!(serial.contains("usb device 1d6b:0104"), "{name}:\n{serial}");
+        // INQUIRY, TEST UNIT READY, READ CAPACITY, 3 READs, REQUEST SENSE,
+        // tagged 1 to 7 (QEMU's SeaBIOS, bios-256k.bin, drives the stick
+        // with its own tags before the guest starts).
+        let tags = &peer.device.tags;
+        assert!(
+            tags.ends_with(&[1, 2, 3, 4, 5, 6, 7]),
+            "{name}: CBW tags {tags:?}"
+        );
+        outputs.push(storage_lines(&serial));
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "QEMU and spicebox read different bytes"
+    );
+}
