@@ -115,11 +115,25 @@ impl Qxl {
         let bars: Vec<pci::Bar> = f.bars().collect();
         let bar = |i: u8| *bars.iter().find(|b| b.index == i).or_fail("qxl-bars");
         let rom = bar(2).mmio();
-        check!(rom.read32(0) == QXL_ROM_MAGIC, "qxl-rom", "{:#x}", rom.read32(0));
+        check!(
+            rom.read32(0) == QXL_ROM_MAGIC,
+            "qxl-rom",
+            "{:#x}",
+            rom.read32(0)
+        );
         let hdr = u64::from(rom.read32(QXL_ROM_RAM_HEADER_OFFSET));
         let ram = bar(0).mmio();
-        check!(hdr + 8192 <= ram.len(), "qxl-rom", "ram_header_offset {hdr:#x}");
-        check!(ram.read32(hdr) == QXL_RAM_MAGIC, "qxl-ram", "{:#x}", ram.read32(hdr));
+        check!(
+            hdr + 8192 <= ram.len(),
+            "qxl-rom",
+            "ram_header_offset {hdr:#x}"
+        );
+        check!(
+            ram.read32(hdr) == QXL_RAM_MAGIC,
+            "qxl-ram",
+            "{:#x}",
+            ram.read32(hdr)
+        );
         ram.write32(hdr + QXL_INT_MASK, QXL_INTERRUPT_MASK);
         println!("qxl int_mask={QXL_INTERRUPT_MASK:#x}");
         Some(Qxl {
@@ -147,7 +161,9 @@ impl Qxl {
         let crc = self.rom.read32(QXL_ROM_CLIENT_MONITORS_CONFIG_CRC);
         let mut cfg = alloc::vec![0u8; QXL_CLIENT_MONITORS_CONFIG_SIZE];
         for (k, word) in cfg.chunks_exact_mut(4).enumerate() {
-            let v = self.rom.read32(QXL_ROM_CLIENT_MONITORS_CONFIG + 4 * k as u64);
+            let v = self
+                .rom
+                .read32(QXL_ROM_CLIENT_MONITORS_CONFIG + 4 * k as u64);
             word.copy_from_slice(&v.to_le_bytes());
         }
         let count = u16::from_le_bytes([cfg[0], cfg[1]]);
@@ -284,7 +300,7 @@ fn clipboard_agent(t: u32, body: &[u8]) -> Vec<Vec<u8>> {
         }
         CLIPBOARD_GRAB => {
             check!(
-                body.len() >= 4 && body.len() % 4 == 0,
+                body.len() >= 4 && body.len().is_multiple_of(4),
                 "clipboard-grab",
                 "{} bytes",
                 body.len()
