@@ -144,6 +144,39 @@ action_blkread() {
   say action blkread done
 }
 
+# vport: talk to a SPICE client through the agent port as spice-vdagent
+# would, with the stock virtio_console driver (com.redhat.spice.0). Opening the port connects the
+# agent (PORT_OPEN); after a line on COM1 (the test's client is connected and
+# has sent AGENT_START) /init writes one VD_AGENT_ANNOUNCE_CAPABILITIES
+# message framed as spice-vdagent frames it (VDIChunkHeader port 1, size 28;
+# VDAgentMessage protocol 1, type 6, opaque 0, size 8; request 0, caps
+# 0x00000a5a) and reports, in hex, the first 36 bytes the client sends back
+# (one chunk header and a message with 8 bytes of data).
+action_vport() {
+  # No udev here to make /dev/virtio-ports/com.redhat.spice.0: find the
+  # vportNpM whose name it is (devtmpfs made its node).
+  port=
+  for p in /sys/class/virtio-ports/*; do
+    [ -e "$p/name" ] || continue
+    read -r n < "$p/name"
+    [ "$n" = com.redhat.spice.0 ] && port=/dev/${p##*/}
+  done
+  # A failed redirection of exec would end /init (and panic the kernel).
+  if [ ! -c "$port" ]; then
+    say action vport error=no-port
+    return
+  fi
+  exec 3<>"$port"
+  say action vport waiting
+  read -t 300 line
+  printf '\001\000\000\000\034\000\000\000\001\000\000\000\006\000\000\000\000\000\000\000\000\000\000\000\010\000\000\000\000\000\000\000\132\012\000\000' >&3
+  say action vport sent
+  got=$(timeout 120 head -c 36 <&3 | od -An -v -tx1 | tr -d ' \n')
+  say action vport rx="$got"
+  exec 3<&-
+  say action vport done
+}
+
 # hold: wait (at most 300 s) for a line on COM1 before going on, so that a test
 # can look at the screen first.
 action_hold() {
@@ -177,6 +210,7 @@ for a in "$@"; do
   case "$a" in
     fbpage) action_fbpage ;;
     blkread) action_blkread ;;
+    vport) action_vport ;;
     hold) action_hold ;;
     *) say action "$a" unknown ;;
   esac

@@ -44,6 +44,19 @@ pub const LINUX_GUEST_REPORT_DONE: &str = "SBX report done";
 pub const LINUX_GUEST_FBPAGE_DONE: &str = "SBX action fbpage done";
 /// `SBX action hold waiting`: /init waits for a line on COM1.
 pub const LINUX_GUEST_HOLD_WAITING: &str = "SBX action hold waiting";
+/// `SBX action vport waiting`: /init holds the SPICE agent port open and waits
+/// for a line on COM1 before it writes its message to the client.
+pub const LINUX_GUEST_VPORT_WAITING: &str = "SBX action vport waiting";
+/// `SBX action vport done`: the vport action's `rx=` line is out.
+pub const LINUX_GUEST_VPORT_DONE: &str = "SBX action vport done";
+/// What the vport action writes to the agent port: VDIChunkHeader (port 1 =
+/// client, size 28) and a VD_AGENT_ANNOUNCE_CAPABILITIES VDAgentMessage
+/// (protocol 1, type 6, opaque 0, size 8: request 0, caps 0x00000a5a).
+pub const LINUX_GUEST_VPORT_SENT: [u8; 36] = [
+    1, 0, 0, 0, 28, 0, 0, 0, // VDIChunkHeader
+    1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, // VDAgentMessage
+    0, 0, 0, 0, 0x5a, 0x0a, 0, 0, // VDAgentAnnounceCapabilities
+];
 /// `SBX poweroff`: the last line before /init powers the machine off.
 pub const LINUX_GUEST_POWEROFF: &str = "SBX poweroff";
 /// The fbpage action's bands, top to bottom: 8 text rows each in the VGA

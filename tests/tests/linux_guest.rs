@@ -6,6 +6,7 @@
 //! too. The first run on a machine builds the kernel (minutes; cached under
 //! target/linux-guest).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +15,12 @@ use images::linux_guest::{
     linux_guest, LinuxGuest, LINUX_GUEST_FBPAGE_BANDS, LINUX_GUEST_FBPAGE_BAND_ROWS,
     LINUX_GUEST_FBPAGE_DONE, LINUX_GUEST_HOLD_WAITING, LINUX_GUEST_HOST_SWITCHES,
     LINUX_GUEST_INIT_MARKER, LINUX_GUEST_LINE, LINUX_GUEST_POWEROFF, LINUX_GUEST_REPORT_DONE,
+    LINUX_GUEST_VPORT_DONE, LINUX_GUEST_VPORT_SENT, LINUX_GUEST_VPORT_WAITING,
 };
+use spice::client::decode::ServerMsg;
+use spice::client::{ClientOptions, ClientState, TestClient};
+use spice::proto::main_msgc;
+use spice::Listen;
 use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::tools::{free_port, require_tool, spicy_screenshot};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
@@ -25,6 +31,10 @@ const BOOT: Duration = Duration::from_secs(480);
 /// After the report: the actions and the power-off.
 const AFTER_REPORT: Duration = Duration::from_secs(300);
 const MEMORY: &str = "256M";
+/// One step of a SPICE client's conversation with the guest.
+const STEP: Duration = Duration::from_secs(60);
+/// The agent message type the test's client answers the guest with.
+const ANNOUNCE_CAPABILITIES: u32 = 6;
 /// The disk the guest checksums (blkread action): small, since the guest
 /// kernel copies every byte at emulated speed.
 const DISK_SIZE: usize = 64 * 1024;
@@ -82,6 +92,12 @@ fn start(vmm: Vmm, guest: &LinuxGuest, disk: &Path, port: u16, actions: &str) ->
                     "virtio-tablet-pci",
                 ])
                 .args(["-device", "virtio-serial-pci,disable-legacy=on"])
+                // The SPICE agent port, as spicebox always has it (vport action).
+                .args(["-chardev", "spicevmc,id=vdagent,name=vdagent"])
+                .args([
+                    "-device",
+                    "virtserialport,chardev=vdagent,name=com.redhat.spice.0",
+                ])
                 .arg("-spice")
                 .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
             SpiceboxVm::start_command(cmd)
@@ -213,6 +229,10 @@ struct Boot {
     serial: String,
     to_init: Duration,
     shot: Option<Frame>,
+    /// Whether MAIN_INIT said the agent was connected while /init held the
+    /// agent port open, and what the client received from it.
+    agent_connected: bool,
+    agent_rx: Vec<u8>,
 }
 
 impl Boot {
@@ -243,11 +263,13 @@ impl Boot {
 fn boot(vmm: Vmm, guest: &LinuxGuest, disk: &Path, dir: &TempDir) -> Boot {
     let port = free_port();
     let started = Instant::now();
-    let mut vm = start(vmm, guest, disk, port, "fbpage,blkread,hold");
+    let mut vm = start(vmm, guest, disk, port, "fbpage,blkread,vport,hold");
     wait_for(&mut vm, vmm, guest, LINUX_GUEST_INIT_MARKER, BOOT);
     let to_init = started.elapsed();
     wait_for(&mut vm, vmm, guest, LINUX_GUEST_REPORT_DONE, AFTER_REPORT);
     wait_for(&mut vm, vmm, guest, LINUX_GUEST_FBPAGE_DONE, AFTER_REPORT);
+    wait_for(&mut vm, vmm, guest, LINUX_GUEST_VPORT_WAITING, AFTER_REPORT);
+    let (agent_connected, agent_rx) = agent_exchange(&mut vm, vmm, guest, port);
     wait_for(&mut vm, vmm, guest, LINUX_GUEST_HOLD_WAITING, AFTER_REPORT);
     // The page is on the VT; give the display a refresh or two to show it.
     std::thread::sleep(Duration::from_secs(2));
@@ -269,7 +291,79 @@ fn boot(vmm: Vmm, guest: &LinuxGuest, disk: &Path, dir: &TempDir) -> Boot {
         serial,
         to_init,
         shot,
+        agent_connected,
+        agent_rx,
     }
+}
+
+/// A VDAgentMessage (protocol 1) with `data`.
+fn agent_message(msg_type: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&1u32.to_le_bytes());
+    m.extend_from_slice(&msg_type.to_le_bytes());
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+/// What the test's client sends the guest's agent: spice-gtk's announce
+/// (request 1, one caps word).
+fn client_announce() -> Vec<u8> {
+    agent_message(ANNOUNCE_CAPABILITIES, &[1, 0, 0, 0, 0xff, 0, 0, 0])
+}
+
+/// Everything the agent sent the client so far, concatenated.
+fn agent_bytes(s: &ClientState) -> Vec<u8> {
+    s.agent
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::AgentData(d) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The vport action's other end: a SPICE client connects while /init holds
+/// the agent port open, starts the agent, lets /init write its message and
+/// answers it. Returns MAIN_INIT's agent_connected and what the client got.
+fn agent_exchange(vm: &mut SpiceboxVm, vmm: Vmm, guest: &LinuxGuest, port: u16) -> (bool, Vec<u8>) {
+    let name = vmm.name();
+    let c = TestClient::connect(
+        &Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+        ClientOptions {
+            channels: vec![],
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+    c.wait(STEP, |s| s.main_init.is_some())
+        .unwrap_or_else(|e| panic!("{name}: no MAIN_INIT: {e}"));
+    let connected = matches!(
+        c.state().main_init,
+        Some(ServerMsg::MainInit {
+            agent_connected: 1,
+            ..
+        })
+    );
+    c.send_main(main_msgc::AGENT_START, &u32::MAX.to_le_bytes())
+        .unwrap();
+    vm.send(b"\n");
+    let want = LINUX_GUEST_VPORT_SENT.len() - 8;
+    // A timeout is judged by the caller from what arrived.
+    let _ = c.wait(STEP, |s| agent_bytes(s).len() >= want);
+    let rx = agent_bytes(&c.state());
+    c.send_main(main_msgc::AGENT_DATA, &client_announce())
+        .unwrap();
+    wait_for(vm, vmm, guest, LINUX_GUEST_VPORT_DONE, STEP);
+    assert!(
+        c.state().errors.is_empty(),
+        "{name}: {:?}",
+        c.state().errors
+    );
+    c.close();
+    (connected, rx)
 }
 
 /// Where each fbpage band was found: the mean row of the pixels of its
@@ -363,6 +457,34 @@ fn stock_linux_drivers_bind_on_spicebox_as_on_qemu() {
         assert!(
             boot.lines("action").any(|l| l == format!("blkread {line}")),
             "no {line:?}:\n{}",
+            boot.serial
+        );
+    }
+    // The agent port through the stock virtio_console driver, both ways: the
+    // client saw the agent connect and got /init's message (without the
+    // chunk header, which the server consumes), and /init read the client's
+    // answer behind the chunk header the server adds (port 1 = client).
+    let mut to_guest = 1u32.to_le_bytes().to_vec();
+    let answer = client_announce();
+    to_guest.extend_from_slice(&(answer.len() as u32).to_le_bytes());
+    to_guest.extend_from_slice(&answer);
+    let to_guest_hex: String = to_guest.iter().map(|b| format!("{b:02x}")).collect();
+    for (name, boot) in [("qemu", &qemu), ("spicebox", &ours)] {
+        assert!(
+            boot.agent_connected,
+            "{name}: MAIN_INIT says no agent while /init holds com.redhat.spice.0 open\n{}",
+            boot.serial
+        );
+        assert_eq!(
+            boot.agent_rx,
+            LINUX_GUEST_VPORT_SENT[8..],
+            "{name}: the agent message the client received\n{}",
+            boot.serial
+        );
+        let line = format!("vport rx={to_guest_hex}");
+        assert!(
+            boot.lines("action").any(|l| l == line),
+            "{name}: no {line:?}:\n{}",
             boot.serial
         );
     }
