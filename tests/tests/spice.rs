@@ -139,26 +139,14 @@ fn describe(diff: &[(u32, u32)], a: &Frame, b: &Frame) -> String {
     )
 }
 
-/// How a picture may differ from screendump and still be retried.
-#[derive(Clone, Copy, PartialEq)]
-enum Retry {
-    /// The text cursor blinks on its own clock: a pair may differ in one 9x16 cell.
-    CursorCell,
-    /// The guest's last writes reach the SPICE server at the display thread's
-    /// next refresh, which a loaded host may delay past the guest's marker: a
-    /// new client then sees the finished picture.
-    Refresh,
-}
-
 /// spicy-screenshot's picture equals QMP screendump taken right after, within
-/// `attempts` tries that may differ only as `retry` allows.
-fn screenshot_matches_screendump(
-    vm: &mut Vm,
-    dir: &TempDir,
-    tag: &str,
-    attempts: u32,
-    retry: Retry,
-) -> Frame {
+/// `attempts` tries. A pair may differ for two honest reasons, so a difference
+/// is retried with a new client: the text cursor blinks on its own clock, and
+/// the guest's last writes reach the SPICE server at the display thread's next
+/// refresh, which a loaded host may delay past the guest's marker (seen: the
+/// demo's banner rows missing from the first text picture in CI-like runs).
+/// A picture that never matches fails.
+fn screenshot_matches_screendump(vm: &mut Vm, dir: &TempDir, tag: &str, attempts: u32) -> Frame {
     let mut last = String::new();
     for i in 0..attempts {
         let shot = dir.join(&format!("{tag}-{i}-spicy.ppm"));
@@ -177,13 +165,8 @@ fn screenshot_matches_screendump(
             return theirs;
         }
         last = describe(&diff, &theirs, &model);
-        let in_one_cell = diff
-            .iter()
-            .all(|&(x, y)| (x / 9, y / 16) == (diff[0].0 / 9, diff[0].1 / 16));
-        assert!(
-            (in_one_cell || retry == Retry::Refresh) && attempts > 1,
-            "{tag}: spicy-screenshot differs from screendump: {last}"
-        );
+        eprintln!("{tag}: attempt {i}: spicy-screenshot differs from screendump: {last}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     panic!("{tag}: spicy-screenshot never equalled screendump in {attempts} attempts: {last}");
 }
@@ -196,7 +179,7 @@ fn spicy_screenshot_equals_screendump_in_text_and_graphics() {
     let dir = TempDir::new("spice-shot");
     let mut vm = Vm::start(&dir, Some(PASSWORD));
 
-    let text_shot = screenshot_matches_screendump(&mut vm, &dir, "text", 8, Retry::CursorCell);
+    let text_shot = screenshot_matches_screendump(&mut vm, &dir, "text", 8);
     assert_eq!((text_shot.width, text_shot.height), (720, 400));
     let rows = screen::text_rows(&text_shot, &screen::system_vga_font());
     assert!(
@@ -206,7 +189,7 @@ fn spicy_screenshot_equals_screendump_in_text_and_graphics() {
     );
 
     vm.show_graphics();
-    let scene = screenshot_matches_screendump(&mut vm, &dir, "scene", 3, Retry::Refresh);
+    let scene = screenshot_matches_screendump(&mut vm, &dir, "scene", 3);
     assert_eq!((scene.width, scene.height), (1024, 768));
     let wrong = (0..768)
         .flat_map(|y| (0..1024).map(move |x| (x, y)))
@@ -415,11 +398,28 @@ fn tshark_decodes_a_captured_session_without_malformed_packets() {
         assert!(out.status.success(), "tshark -r: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    let bad = read("_ws.malformed || _ws.expert.severity == error", false);
-    assert!(
-        bad.trim().is_empty(),
-        "malformed or erroneous SPICE packets:\n{bad}"
+    // Only conversations captured from their SYN are judged: the dissector
+    // can only tell link messages from data when it saw a stream start.
+    let started: Vec<String> = read("tcp.flags.syn == 1 && tcp.flags.ack == 0", false)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let streams = stream_ids(&pcap, "tcp.flags.syn == 1 && tcp.flags.ack == 0");
+    assert!(!streams.is_empty(), "no connection captured:\n{started:?}");
+    let judged = format!(
+        "(_ws.malformed || _ws.expert.severity == error) && tcp.stream in {{{}}}",
+        streams.join(", ")
     );
+    let bad = read(&judged, false);
+    if !bad.trim().is_empty() {
+        // Keep what is needed to tell a dissector gap from our bytes.
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r")
+            .arg(&pcap)
+            .args(["-d", &decode_as, "-x", "-Y", &judged]);
+        let hex = text(&run_timeout(cmd, STEP).stdout);
+        panic!("malformed or erroneous SPICE packets:\n{bad}\n{hex}\nconnections: {started:?}");
+    }
 
     let decoded = read("spice", true);
     let lines: Vec<&str> = decoded.lines().collect();
@@ -679,4 +679,21 @@ fn unsafe_or_broken_spice_options_are_refused() {
     let (status, stderr) = run_cli(spicebox!(), &["run", "--spice", "nowhere"]);
     assert!(!status.success());
     assert!(stderr.contains("not a SPICE address"), "{stderr}");
+}
+
+/// The `tcp.stream` numbers of the packets in `pcap` that match `filter`.
+fn stream_ids(pcap: &Path, filter: &str) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(pcap)
+        .args(["-Y", filter, "-T", "fields", "-e", "tcp.stream"]);
+    let out = run_timeout(cmd, STEP);
+    assert!(out.status.success(), "tshark -r: {}", text(&out.stderr));
+    let mut ids: Vec<String> = text(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
