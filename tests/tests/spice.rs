@@ -398,13 +398,17 @@ fn tshark_decodes_a_captured_session_without_malformed_packets() {
         assert!(out.status.success(), "tshark -r: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    // Only conversations captured from their SYN are judged: the dissector
-    // can only tell link messages from data when it saw a stream start.
-    let started: Vec<String> = read("tcp.flags.syn == 1 && tcp.flags.ack == 0", false)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let streams = stream_ids(&pcap, "tcp.flags.syn == 1 && tcp.flags.ack == 0");
+    // Only connections to the server captured from their SYN are judged: the
+    // dissector tells link messages from data by a stream's start, and a
+    // concurrent test's client may use this port number as its own
+    // (ephemeral) end of a connection to another VM, which the capture
+    // filter also matches.
+    let opened = format!(
+        "tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == {}",
+        vm.port
+    );
+    let started: Vec<String> = read(&opened, false).lines().map(str::to_owned).collect();
+    let streams = stream_ids(&pcap, &opened);
     assert!(!streams.is_empty(), "no connection captured:\n{started:?}");
     let judged = format!(
         "(_ws.malformed || _ws.expert.severity == error) && tcp.stream in {{{}}}",
