@@ -144,6 +144,105 @@ action_blkread() {
   say action blkread done
 }
 
+# usbdisk: a block of the redirected USB stick through the stock xhci_hcd,
+# usb-storage and sd drivers: sector 40 of /dev/sda in hex (the test compares
+# it with the usbredir peer's disk). The stick is attached during the boot;
+# enumeration at emulated speed may still be going on, so wait for it (120 s).
+action_usbdisk() {
+  i=0
+  while [ ! -b /dev/sda ] && [ $i -lt 120 ]; do
+    sleep 1
+    i=$((i + 1))
+  done
+  if [ ! -b /dev/sda ]; then
+    say action usbdisk error=no-disk
+    return
+  fi
+  hex=$(dd if=/dev/sda bs=512 skip=40 count=1 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+  say action usbdisk lba=40 data=$hex
+  say action usbdisk done
+}
+
+# vport: talk to a SPICE client through the agent port as spice-vdagent
+# would, with the stock virtio_console driver (com.redhat.spice.0). Opening the port connects the
+# agent (PORT_OPEN); after a line on COM1 (the test's client is connected and
+# has sent AGENT_START) /init writes one VD_AGENT_ANNOUNCE_CAPABILITIES
+# message framed as spice-vdagent frames it (VDIChunkHeader port 1, size 28;
+# VDAgentMessage protocol 1, type 6, opaque 0, size 8; request 0, caps
+# 0x00000a5a) and reports, in hex, the first 36 bytes the client sends back
+# (one chunk header and a message with 8 bytes of data).
+action_vport() {
+  # No udev here to make /dev/virtio-ports/com.redhat.spice.0: find the
+  # vportNpM whose name it is (devtmpfs made its node).
+  port=
+  for p in /sys/class/virtio-ports/*; do
+    [ -e "$p/name" ] || continue
+    read -r n < "$p/name"
+    [ "$n" = com.redhat.spice.0 ] && port=/dev/${p##*/}
+  done
+  # A failed redirection of exec would end /init (and panic the kernel).
+  if [ ! -c "$port" ]; then
+    say action vport error=no-port
+    return
+  fi
+  exec 3<>"$port"
+  say action vport waiting
+  read -t 300 line
+  printf '\001\000\000\000\034\000\000\000\001\000\000\000\006\000\000\000\000\000\000\000\000\000\000\000\010\000\000\000\000\000\000\000\132\012\000\000' >&3
+  say action vport sent
+  got=$(timeout 120 head -c 36 <&3 | od -An -v -tx1 | tr -d ' \n')
+  say action vport rx="$got"
+  exec 3<&-
+  say action vport done
+}
+
+# input: the events the virtio keyboard and tablet deliver through evdev.
+# /init opens both event nodes itself (fds 4 and 5, so that nothing sent after
+# "ready" is lost to a slow fork), says it is ready, and copies exactly as many
+# events as the test sends (keyboard 4: key down, syn, key up, syn; tablet 6:
+# abs x, abs y, button down, syn, button up, syn), at most 120 s; then it
+# reports each struct input_event (24 bytes: timeval, type, code, value) in hex.
+action_input() {
+  kbd=; tablet=
+  for e in /sys/class/input/event*; do
+    [ -e "$e/device/name" ] || continue
+    read -r n < "$e/device/name"
+    case "$n" in
+      'QEMU Virtio Keyboard') kbd=/dev/input/${e##*/} ;;
+      'QEMU Virtio Tablet') tablet=/dev/input/${e##*/} ;;
+    esac
+  done
+  if [ ! -c "$kbd" ] || [ ! -c "$tablet" ]; then
+    say action input error=no-device keyboard=$kbd tablet=$tablet
+    return
+  fi
+  exec 4<"$kbd" 5<"$tablet"
+  timeout 120 head -c 96 <&4 > /tmp/keyboard &
+  timeout 120 head -c 144 <&5 > /tmp/tablet &
+  exec 4<&- 5<&-
+  say action input ready
+  wait
+  for dev in keyboard tablet; do
+    od -An -v -w24 -tx1 /tmp/$dev | tr -d ' ' | sed "s/^/SBX action input $dev /"
+  done
+  say action input done
+}
+
+# wav: a 440 Hz tone through the stock snd_intel8x0 driver, played by
+# /bin/tone (images/linux/tone.c: ALSA's PCM ioctls, no alsa-lib) for 10 s once
+# a line on COM1 says the test's SPICE client listens.
+action_wav() {
+  if [ ! -c /dev/snd/pcmC0D0p ]; then
+    say action wav error=no-pcm
+    return
+  fi
+  say action wav waiting
+  read -t 300 line
+  out=$(tone /dev/snd/pcmC0D0p 440 10)
+  say action wav $out
+  say action wav done
+}
+
 # hold: wait (at most 300 s) for a line on COM1 before going on, so that a test
 # can look at the screen first.
 action_hold() {
@@ -177,6 +276,10 @@ for a in "$@"; do
   case "$a" in
     fbpage) action_fbpage ;;
     blkread) action_blkread ;;
+    usbdisk) action_usbdisk ;;
+    vport) action_vport ;;
+    input) action_input ;;
+    wav) action_wav ;;
     hold) action_hold ;;
     *) say action "$a" unknown ;;
   esac

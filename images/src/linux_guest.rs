@@ -44,6 +44,36 @@ pub const LINUX_GUEST_REPORT_DONE: &str = "SBX report done";
 pub const LINUX_GUEST_FBPAGE_DONE: &str = "SBX action fbpage done";
 /// `SBX action hold waiting`: /init waits for a line on COM1.
 pub const LINUX_GUEST_HOLD_WAITING: &str = "SBX action hold waiting";
+/// `SBX action vport waiting`: /init holds the SPICE agent port open and waits
+/// for a line on COM1 before it writes its message to the client.
+pub const LINUX_GUEST_VPORT_WAITING: &str = "SBX action vport waiting";
+/// `SBX action vport done`: the vport action's `rx=` line is out.
+pub const LINUX_GUEST_VPORT_DONE: &str = "SBX action vport done";
+/// What the vport action writes to the agent port: VDIChunkHeader (port 1 =
+/// client, size 28) and a VD_AGENT_ANNOUNCE_CAPABILITIES VDAgentMessage
+/// (protocol 1, type 6, opaque 0, size 8: request 0, caps 0x00000a5a).
+pub const LINUX_GUEST_VPORT_SENT: [u8; 36] = [
+    1, 0, 0, 0, 28, 0, 0, 0, // VDIChunkHeader
+    1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, // VDAgentMessage
+    0, 0, 0, 0, 0x5a, 0x0a, 0, 0, // VDAgentAnnounceCapabilities
+];
+/// `SBX action usbdisk done`: the usbdisk action's `lba=40 data=<hex>` line
+/// (a sector of /dev/sda, the redirected USB stick) is out.
+pub const LINUX_GUEST_USBDISK_DONE: &str = "SBX action usbdisk done";
+/// `SBX action wav waiting`: /init waits for a line on COM1 (the test's
+/// SPICE client is listening) before it plays the tone.
+pub const LINUX_GUEST_WAV_WAITING: &str = "SBX action wav waiting";
+/// `SBX action wav done`: the tone is played (`SBX action wav tone ...` is
+/// the player's summary).
+pub const LINUX_GUEST_WAV_DONE: &str = "SBX action wav done";
+/// The wav action's tone, Hz.
+pub const LINUX_GUEST_WAV_HZ: u32 = 440;
+/// `SBX action input ready`: /init holds the virtio keyboard's and tablet's
+/// evdev nodes open; events sent from now on are reported.
+pub const LINUX_GUEST_INPUT_READY: &str = "SBX action input ready";
+/// `SBX action input done`: the input action's event lines
+/// (`SBX action input keyboard|tablet <struct input_event in hex>`) are out.
+pub const LINUX_GUEST_INPUT_DONE: &str = "SBX action input done";
 /// `SBX poweroff`: the last line before /init powers the machine off.
 pub const LINUX_GUEST_POWEROFF: &str = "SBX poweroff";
 /// The fbpage action's bands, top to bottom: 8 text rows each in the VGA
@@ -104,8 +134,11 @@ impl Fnv {
         // A separator, so that ("ab", "c") and ("a", "bc") differ.
         self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3) ^ 0xff;
     }
+    /// A file by its name and content: not by its full path, so that every
+    /// checkout (git worktrees, CI's) finds the kernel another one built.
     fn add_file(&mut self, path: &Path) -> Result<(), ImageError> {
-        self.add(path.to_string_lossy().as_bytes());
+        let name = path.file_name().unwrap_or(path.as_os_str());
+        self.add(name.to_string_lossy().as_bytes());
         self.add(&fs::read(path).map_err(|e| io_error(path, e))?);
         Ok(())
     }
@@ -189,7 +222,29 @@ pub fn linux_guest() -> Result<LinuxGuest, ImageError> {
     })
 }
 
-/// The initramfs for `/init` = init.sh and busybox, named by a hash of both.
+/// Compiles `images/linux/tone.c` (the wav action's ALSA player) into a
+/// static executable at `out`.
+fn build_tone(src: &Path, out: &Path) -> Result<Vec<u8>, ImageError> {
+    let status = Command::new("cc")
+        .args(["-static", "-Os", "-s", "-Wall", "-o"])
+        .arg(out)
+        .arg(src)
+        .arg("-lm")
+        .status()
+        .map_err(|e| io_error(src, e))?;
+    if !status.success() {
+        return Err(io_error(
+            src,
+            std::io::Error::other(format!(
+                "cc -static failed ({status}): install gcc, libc6-dev and linux-libc-dev"
+            )),
+        ));
+    }
+    fs::read(out).map_err(|e| io_error(out, e))
+}
+
+/// The initramfs for `/init` = init.sh, busybox and tone, named by a hash of
+/// the three (tone's by its source).
 fn write_initramfs(cache: &Path) -> Result<PathBuf, ImageError> {
     let init_path = source_dir().join("init.sh");
     let init = fs::read(&init_path).map_err(|e| io_error(&init_path, e))?;
@@ -203,12 +258,15 @@ fn write_initramfs(cache: &Path) -> Result<PathBuf, ImageError> {
             std::io::Error::other("not a static ELF executable: install busybox-static"),
         ));
     }
+    let tone_src = source_dir().join("tone.c");
     let mut h = Fnv::new();
     h.add(&init);
     h.add(&busybox);
+    h.add_file(&tone_src)?;
     let path = cache.join(format!("initramfs-{:016x}.cpio", h.0));
     if !path.exists() {
-        crate::write_image(&initramfs_cpio(&init, &busybox), &path)?;
+        let tone = build_tone(&tone_src, &cache.join(format!("tone-{:016x}", h.0)))?;
+        crate::write_image(&initramfs_cpio(&init, &busybox, &tone), &path)?;
     }
     Ok(path)
 }
@@ -248,8 +306,8 @@ const S_IFCHR: u32 = 0o020000;
 /// An uncompressed "newc" cpio archive (the initramfs format of
 /// Documentation/driver-api/early-userspace/buffer-format.rst): the
 /// directories /init mounts on, /dev/console (the kernel opens it for init's
-/// stdio before /init runs), /init and /bin/busybox.
-pub fn initramfs_cpio(init: &[u8], busybox: &[u8]) -> Vec<u8> {
+/// stdio before /init runs), /init, /bin/busybox and /bin/tone.
+pub fn initramfs_cpio(init: &[u8], busybox: &[u8], tone: &[u8]) -> Vec<u8> {
     let mut cpio = Cpio::default();
     for dir in ["bin", "dev", "proc", "sys", "tmp"] {
         cpio.entry(dir, S_IFDIR | 0o755, (0, 0), &[]);
@@ -257,6 +315,7 @@ pub fn initramfs_cpio(init: &[u8], busybox: &[u8]) -> Vec<u8> {
     cpio.entry("dev/console", S_IFCHR | 0o600, (5, 1), &[]);
     cpio.entry("init", S_IFREG | 0o755, (0, 0), init);
     cpio.entry("bin/busybox", S_IFREG | 0o755, (0, 0), busybox);
+    cpio.entry("bin/tone", S_IFREG | 0o755, (0, 0), tone);
     cpio.entry("TRAILER!!!", 0, (0, 0), &[]);
     cpio.bytes
 }
@@ -342,13 +401,14 @@ mod tests {
 
     #[test]
     fn initramfs_holds_init_busybox_and_console() {
-        let cpio = initramfs_cpio(b"#!/bin/sh\necho hi\n", b"\x7fELFbusy");
+        let cpio = initramfs_cpio(b"#!/bin/sh\necho hi\n", b"\x7fELFbusy", b"\x7fELFtone");
         assert_eq!(cpio.len() % 4, 0);
         let e = entries(&cpio);
         let find = |n: &str| e.iter().find(|x| x.0 == n).unwrap_or_else(|| panic!("{n}"));
         assert_eq!(find("init").1, S_IFREG | 0o755);
         assert_eq!(find("init").3, b"#!/bin/sh\necho hi\n");
         assert_eq!(find("bin/busybox").3, b"\x7fELFbusy");
+        assert_eq!(find("bin/tone").3, b"\x7fELFtone");
         assert_eq!(find("dev/console").1, S_IFCHR | 0o600);
         assert_eq!(find("dev/console").2, (5, 1));
         assert_eq!(find("proc").1, S_IFDIR | 0o755);

@@ -5,6 +5,7 @@
 //! VMs run one at a time (each vCPU takes a whole core on the 2-core test machines):
 //! `SpiceboxVm::start` takes an exclusive `flock` that works across test processes.
 
+pub mod audio;
 pub mod cdp;
 pub mod qmp;
 pub mod screen;

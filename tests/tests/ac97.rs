@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use images::TestImage;
+use spicebox_tests::audio::{dominant, recorder};
 use spicebox_tests::tools::{free_port, require_tool, run_timeout};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
@@ -41,22 +42,6 @@ fn qemu(disk: &Path, port: u16) -> Command {
     cmd
 }
 
-fn recorder(port: u16, out: &Path) -> Command {
-    require_tool("python3", "python3");
-    assert!(
-        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
-            .exists(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_playback.py");
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(script)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--seconds", RECORD_SECONDS, "--timeout", "120", "--out"])
-        .arg(out);
-    cmd
-}
-
 /// The `key=value` word in `line`.
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line.split(' ')
@@ -69,41 +54,6 @@ fn num(line: &str, key: &str) -> f64 {
     field(line, key)
         .parse()
         .unwrap_or_else(|_| panic!("{key} in {line:?}"))
-}
-
-/// Power of `hz` in `x` (sampled at `rate`), by Goertzel's recurrence.
-fn power(x: &[f64], hz: f64, rate: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz / rate;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &v in x {
-        let s = v + c * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    s1 * s1 + s2 * s2 - c * s1 * s2
-}
-
-/// The strongest frequency between 50 Hz and 2 kHz in the left channel of
-/// interleaved stereo `pcm` (1 Hz, then 0.05 Hz steps), and how far it stands
-/// above the band's average (a tone, not noise).
-fn dominant(pcm: &[i16], rate: f64) -> (f64, f64) {
-    let left: Vec<f64> = pcm.iter().step_by(2).map(|&s| f64::from(s)).collect();
-    // Two seconds is plenty for 0.05 Hz and keeps the scan fast.
-    let x = &left[..left.len().min(2 * rate as usize)];
-    let coarse: Vec<(f64, f64)> = (50..2000)
-        .map(|f| (f64::from(f), power(x, f64::from(f), rate)))
-        .collect();
-    let mean = coarse.iter().map(|c| c.1).sum::<f64>() / coarse.len() as f64;
-    let (f0, _) = coarse
-        .iter()
-        .copied()
-        .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
-    let (f, p) = (0..=40)
-        .map(|i| f0 - 1.0 + f64::from(i) * 0.05)
-        .map(|f| (f, power(x, f, rate)))
-        .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
-    (f, p / mean.max(1.0))
 }
 
 fn guest_line(serial: &str) -> &str {
@@ -130,7 +80,7 @@ fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
         };
         let pcm_path = dir.join(&format!("{name}.raw"));
         let client = {
-            let cmd = recorder(port, &pcm_path);
+            let cmd = recorder(port, &pcm_path, RECORD_SECONDS);
             std::thread::spawn(move || run_timeout(cmd, Duration::from_secs(150)))
         };
         vm.wait_for(images::AC97_PLAY_OK_MARKER, BOOT_AND_PLAY);
