@@ -1,6 +1,6 @@
 //! End-to-end: a USB stick redirected into the VM and read by a guest that
 //! drives the xHCI controller as xhci-hcd and usb-storage do
-//! (images/guests/programs/src/bin/xhci-storage.rs). The stick is the
+//! (images/guests/programs/src/bin/xhci-storage/). The stick is the
 //! in-repo usbredir test peer's bulk-only mass-storage device
 //! (`usbredir::peer::storage`), run by this test:
 //!
@@ -12,7 +12,13 @@
 //! Both guests must print the same `storage ...` lines, and those must match
 //! what the peer's disk holds (vendor, capacity, FNV-1a of the sectors read,
 //! the sense of a read past the end).
+//!
+//! The same guest, given the peer's boot keyboard instead, drives it as
+//! usbhid does (interrupt IN endpoint, SET_IDLE, SET_PROTOCOL, SET_REPORT,
+//! queued interrupt TDs); the peer types a known text and both VMMs' guests
+//! must print the same reports and decode the text.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
@@ -26,7 +32,7 @@ use spice::Listen;
 use spicebox_tests::tools::{free_port, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 use usbredir::peer::storage::{fnv1a32, MassStorage, SECTOR_SIZE, STORAGE_PRODUCT, STORAGE_VENDOR};
-use usbredir::peer::HostPeer;
+use usbredir::peer::{EmulatedDevice, HostPeer, Keyboard, KEYBOARD_REPORT_DESCRIPTOR};
 
 /// Boot, wait for the device and read it (the guest waits up to 120 s).
 const RUN: Duration = Duration::from_secs(150);
@@ -55,14 +61,16 @@ fn is_timeout(e: &std::io::Error) -> bool {
 /// Runs the peer until `stop`, the connection closes or the VM's run time
 /// passes: `read` gives received usbredir bytes (empty on timeout, None
 /// once closed), `write` sends them.
-fn pump(
+fn pump<D: EmulatedDevice>(
+    mut peer: HostPeer<D>,
     mut read: impl FnMut() -> Option<Vec<u8>>,
     mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+    mut tick: impl FnMut(&mut HostPeer<D>),
     stop: &AtomicBool,
-) -> HostPeer<MassStorage> {
-    let mut peer = HostPeer::new(MassStorage::new(SECTORS));
+) -> HostPeer<D> {
     let deadline = Instant::now() + RUN + STEP;
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        tick(&mut peer);
         let out = peer.take_output();
         if !out.is_empty() && write(&out).is_err() {
             break;
@@ -110,7 +118,8 @@ fn storage_lines(serial: &str) -> Vec<String> {
 }
 
 /// Waits for the guest's verdict; returns its serial output.
-fn finish(mut vm: SpiceboxVm, name: &str) -> String {
+fn finish(mut vm: SpiceboxVm, name: &str, during: impl FnOnce(&mut SpiceboxVm)) -> String {
+    during(&mut vm);
     vm.wait_for(images::XHCI_STORAGE_OK_MARKER, RUN);
     assert!(vm.wait_exit(STEP).success(), "{name}");
     let serial = vm.serial_text();
@@ -121,144 +130,175 @@ fn finish(mut vm: SpiceboxVm, name: &str) -> String {
     serial
 }
 
-fn run_qemu(disk: &std::path::Path) -> (String, HostPeer<MassStorage>) {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-        .args(["-device", "qemu-xhci,id=xhci"])
-        .arg("-chardev")
-        .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
-        .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            // No deadline here: QEMU starts once the VM lock is free; the
-            // flag ends the wait if the test fails first.
-            listener.set_nonblocking(true).unwrap();
-            let mut sock = loop {
-                match listener.accept() {
-                    Ok((sock, _)) => break sock,
-                    Err(e) if is_timeout(&e) && !stop.load(Ordering::SeqCst) => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Err(e) => panic!("QEMU did not connect its usb-redir chardev: {e}"),
-                }
-            };
-            sock.set_nonblocking(false).unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(20)))
-                .unwrap();
-            let mut writer = sock.try_clone().unwrap();
-            let mut buf = vec![0u8; 256 * 1024];
-            pump(
-                || match sock.read(&mut buf) {
-                    Ok(0) => None,
-                    Ok(n) => Some(buf[..n].to_vec()),
-                    Err(e) if is_timeout(&e) => Some(Vec::new()),
-                    Err(_) => None,
-                },
-                |b| writer.write_all(b),
-                &stop,
-            )
-        })
-    };
-    let _stop = StopOnDrop(stop);
-    let vm = SpiceboxVm::start_command(cmd);
-    let serial = finish(vm, "qemu");
-    (serial, peer.join().expect("peer thread"))
+/// What runs the peer's device through one VM: the device, what the peer
+/// thread does between reads, and what the test does before the verdict.
+struct Scenario<D, T, W> {
+    device: D,
+    tick: T,
+    during: W,
 }
 
-fn run_spicebox(disk: &std::path::Path) -> (String, HostPeer<MassStorage>) {
-    let port = free_port();
-    let spice = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(spicebox!());
-    cmd.args(["run", "--serial", "stdio", "--disable-ticketing", "--spice"])
-        .arg(&spice)
-        .arg(disk)
-        .args(["-m", "512M"]);
-    cmd.env("SPICEBOX_LOG", "warn,spicebox=info");
-    let vm = SpiceboxVm::start_command(cmd);
-    let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-    let deadline = Instant::now() + STEP;
-    let client = loop {
-        match TestClient::connect(
-            &listen,
-            ClientOptions {
-                channels: vec![],
-                ..ClientOptions::default()
-            },
-        ) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("SPICE connect: {e}\n{}", vm.stderr_text()),
-        }
-    };
-    client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
-    client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
-    let session = client.state().session_id;
-    let (mut s, linked) = link_channel_id(
-        &listen,
-        session,
-        USBREDIR,
-        0,
-        vec![],
-        &ClientOptions::default(),
-    )
-    .unwrap();
-    assert!(linked.mini_header());
-    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            // SPICEVMC_DATA messages (mini header: u16 type, u32 size) in,
-            // usbredir bytes out.
-            let mut pending = Vec::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut writer = s.try_clone().unwrap();
-            pump(
-                || {
-                    match s.read(&mut buf) {
-                        Ok(0) => return None,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        Err(e) if is_timeout(&e) => {}
-                        Err(_) => return None,
-                    }
-                    let mut out = Vec::new();
-                    while pending.len() >= 6 {
-                        let kind = u16::from_le_bytes([pending[0], pending[1]]);
-                        let size =
-                            u32::from_le_bytes([pending[2], pending[3], pending[4], pending[5]])
-                                as usize;
-                        if pending.len() < 6 + size {
-                            break;
+impl<D, T, W> Scenario<D, T, W>
+where
+    D: EmulatedDevice + Send + 'static,
+    T: FnMut(&mut HostPeer<D>) + Send + 'static,
+    W: FnOnce(&mut SpiceboxVm),
+{
+    fn run_qemu(self, disk: &std::path::Path) -> (String, HostPeer<D>) {
+        let Scenario {
+            device,
+            tick,
+            during,
+        } = self;
+        require_tool("qemu-system-x86_64", "qemu-system-x86");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+            .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", disk.display()))
+            .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
+            .args(["-device", "qemu-xhci,id=xhci"])
+            .arg("-chardev")
+            .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
+            .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let peer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // No deadline here: QEMU starts once the VM lock is free; the
+                // flag ends the wait if the test fails first.
+                listener.set_nonblocking(true).unwrap();
+                let mut sock = loop {
+                    match listener.accept() {
+                        Ok((sock, _)) => break sock,
+                        Err(e) if is_timeout(&e) && !stop.load(Ordering::SeqCst) => {
+                            std::thread::sleep(Duration::from_millis(20))
                         }
-                        assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
-                        out.extend_from_slice(&pending[6..6 + size]);
-                        pending.drain(..6 + size);
+                        Err(e) => panic!("QEMU did not connect its usb-redir chardev: {e}"),
                     }
-                    Some(out)
+                };
+                sock.set_nonblocking(false).unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                let mut writer = sock.try_clone().unwrap();
+                let mut buf = vec![0u8; 256 * 1024];
+                pump(
+                    HostPeer::new(device),
+                    || match sock.read(&mut buf) {
+                        Ok(0) => None,
+                        Ok(n) => Some(buf[..n].to_vec()),
+                        Err(e) if is_timeout(&e) => Some(Vec::new()),
+                        Err(_) => None,
+                    },
+                    |b| writer.write_all(b),
+                    tick,
+                    &stop,
+                )
+            })
+        };
+        let _stop = StopOnDrop(stop);
+        let vm = SpiceboxVm::start_command(cmd);
+        let serial = finish(vm, "qemu", during);
+        (serial, peer.join().expect("peer thread"))
+    }
+
+    fn run_spicebox(self, disk: &std::path::Path) -> (String, HostPeer<D>) {
+        let Scenario {
+            device,
+            tick,
+            during,
+        } = self;
+        let port = free_port();
+        let spice = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(spicebox!());
+        cmd.args(["run", "--serial", "stdio", "--disable-ticketing", "--spice"])
+            .arg(&spice)
+            .arg(disk)
+            .args(["-m", "512M"]);
+        cmd.env("SPICEBOX_LOG", "warn,spicebox=info");
+        let vm = SpiceboxVm::start_command(cmd);
+        let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        let deadline = Instant::now() + STEP;
+        let client = loop {
+            match TestClient::connect(
+                &listen,
+                ClientOptions {
+                    channels: vec![],
+                    ..ClientOptions::default()
                 },
-                |b| {
-                    let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
-                    m.extend((b.len() as u32).to_le_bytes());
-                    m.extend_from_slice(b);
-                    writer.write_all(&m)
-                },
-                &stop,
-            )
-        })
-    };
-    let _stop = StopOnDrop(stop);
-    let serial = finish(vm, "spicebox");
-    client.close();
-    (serial, peer.join().expect("peer thread"))
+            ) {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("SPICE connect: {e}\n{}", vm.stderr_text()),
+            }
+        };
+        client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
+        client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
+        let session = client.state().session_id;
+        let (mut s, linked) = link_channel_id(
+            &listen,
+            session,
+            USBREDIR,
+            0,
+            vec![],
+            &ClientOptions::default(),
+        )
+        .unwrap();
+        assert!(linked.mini_header());
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let peer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // SPICEVMC_DATA messages (mini header: u16 type, u32 size) in,
+                // usbredir bytes out.
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut writer = s.try_clone().unwrap();
+                pump(
+                    HostPeer::new(device),
+                    || {
+                        match s.read(&mut buf) {
+                            Ok(0) => return None,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            Err(e) if is_timeout(&e) => {}
+                            Err(_) => return None,
+                        }
+                        let mut out = Vec::new();
+                        while pending.len() >= 6 {
+                            let kind = u16::from_le_bytes([pending[0], pending[1]]);
+                            let size = u32::from_le_bytes([
+                                pending[2], pending[3], pending[4], pending[5],
+                            ]) as usize;
+                            if pending.len() < 6 + size {
+                                break;
+                            }
+                            assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
+                            out.extend_from_slice(&pending[6..6 + size]);
+                            pending.drain(..6 + size);
+                        }
+                        Some(out)
+                    },
+                    |b| {
+                        let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
+                        m.extend((b.len() as u32).to_le_bytes());
+                        m.extend_from_slice(b);
+                        writer.write_all(&m)
+                    },
+                    tick,
+                    &stop,
+                )
+            })
+        };
+        let _stop = StopOnDrop(stop);
+        let serial = finish(vm, "spicebox", during);
+        client.close();
+        (serial, peer.join().expect("peer thread"))
+    }
 }
 
 #[test]
@@ -269,10 +309,15 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
     for name in ["qemu", "spicebox"] {
         let disk = dir.join(&format!("xhci-storage-{name}.img"));
         images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
+        let scenario = Scenario {
+            device: MassStorage::new(SECTORS),
+            tick: |_: &mut HostPeer<MassStorage>| {},
+            during: |_: &mut SpiceboxVm| {},
+        };
         let (serial, peer) = if name == "qemu" {
-            run_qemu(&disk)
+            scenario.run_qemu(&disk)
         } else {
-            run_spicebox(&disk)
+            scenario.run_spicebox(&disk)
         };
         eprintln!("{name}:\n{serial}");
         assert_eq!(storage_lines(&serial), expected, "{name}:\n{serial}");
@@ -290,5 +335,102 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
     assert_eq!(
         outputs[0], outputs[1],
         "QEMU and spicebox read different bytes"
+    );
+}
+
+/// What the peer's keyboard types once the guest has queued its interrupt
+/// TDs: "Hi USB 42" and Enter, each key pressed and released.
+const TYPED: &str = "Hi USB 42";
+/// Time between reports, as a typist's (well under the VMMs' report buffers).
+const KEY_GAP: Duration = Duration::from_millis(30);
+
+/// Boot-protocol reports (modifiers, reserved, six usages) for `text` and Enter.
+fn key_reports(text: &str) -> VecDeque<[u8; 8]> {
+    let mut reports = VecDeque::new();
+    for c in text.chars().chain(['\n']) {
+        let (modifiers, usage) = match c {
+            'a'..='z' => (0, 0x04 + (c as u8 - b'a')),
+            'A'..='Z' => (0x02, 0x04 + (c as u8 - b'A')),
+            '1'..='9' => (0, 0x1e + (c as u8 - b'1')),
+            '0' => (0, 0x27),
+            ' ' => (0, 0x2c),
+            '\n' => (0, 0x28),
+            _ => panic!("no key for {c:?}"),
+        };
+        reports.push_back([modifiers, 0, usage, 0, 0, 0, 0, 0]);
+        reports.push_back([0; 8]);
+    }
+    reports
+}
+
+fn hid_lines(serial: &str) -> Vec<String> {
+    serial
+        .lines()
+        .filter(|l| l.starts_with("hid ") && l != &"hid ready")
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
+    let dir = TempDir::new("xhci-hid");
+    let reports = key_reports(TYPED);
+    let mut outputs = Vec::new();
+    for name in ["qemu", "spicebox"] {
+        let disk = dir.join(&format!("xhci-hid-{name}.img"));
+        images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
+        // The peer types once the guest says its TDs are queued (and the
+        // VMM has had time to start interrupt receiving).
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut pending = reports.clone();
+        let mut next = Instant::now();
+        let typist = ready.clone();
+        let scenario = Scenario {
+            device: Keyboard::default(),
+            tick: move |peer: &mut HostPeer<Keyboard>| {
+                if !typist.load(Ordering::SeqCst) || Instant::now() < next {
+                    return;
+                }
+                if let Some(report) = pending.front() {
+                    if peer.report(0x81, report).expect("report encodes") {
+                        pending.pop_front();
+                        next = Instant::now() + KEY_GAP;
+                    }
+                }
+            },
+            during: |vm: &mut SpiceboxVm| {
+                vm.wait_for("hid ready", RUN);
+                std::thread::sleep(Duration::from_millis(200));
+                ready.store(true, Ordering::SeqCst);
+            },
+        };
+        let (serial, peer) = if name == "qemu" {
+            scenario.run_qemu(&disk)
+        } else {
+            scenario.run_spicebox(&disk)
+        };
+        eprintln!("{name}:\n{serial}");
+        assert!(serial.contains("usb device 1d6b:0101"), "{name}:\n{serial}");
+        let lines = hid_lines(&serial);
+        let fnv = usbredir::peer::storage::fnv1a32(&KEYBOARD_REPORT_DESCRIPTOR);
+        let mut expected = vec![format!("hid report-descriptor fnv={fnv:08x}")];
+        expected.extend(reports.iter().map(|r| {
+            let hex: Vec<String> = r.iter().map(|b| format!("{b:02x}")).collect();
+            format!("hid report {}", hex.join(" "))
+        }));
+        expected.push(format!("hid typed \"{TYPED}\" reports={}", reports.len()));
+        assert_eq!(lines, expected, "{name}:\n{serial}");
+        // SET_REPORT: the guest turned Num Lock on.
+        assert_eq!(
+            peer.device.leds.last(),
+            Some(&1),
+            "{name}: LEDs {:?}",
+            peer.device.leds
+        );
+        outputs.push(lines);
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "QEMU and spicebox saw different reports"
     );
 }
