@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use images::TestImage;
-use spice::client::{link_channel_id, ClientOptions, TestClient};
+use spice::client::{link_channel_id, AnyStream, ClientOptions, TestClient};
 use spice::Listen;
 use spicebox_tests::tools::{free_port, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
@@ -130,6 +130,37 @@ fn finish(mut vm: SpiceboxVm, name: &str, during: impl FnOnce(&mut SpiceboxVm)) 
     serial
 }
 
+/// SPICEVMC_DATA messages (mini header: u16 type, u32 size) in: the
+/// usbredir bytes of the whole ones (empty on timeout), None once closed.
+fn vmc_read(s: &mut AnyStream, buf: &mut [u8], pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    match s.read(buf) {
+        Ok(0) => return None,
+        Ok(n) => pending.extend_from_slice(&buf[..n]),
+        Err(e) if is_timeout(&e) => {}
+        Err(_) => return None,
+    }
+    let mut out = Vec::new();
+    while pending.len() >= 6 {
+        let kind = u16::from_le_bytes([pending[0], pending[1]]);
+        let size = u32::from_le_bytes([pending[2], pending[3], pending[4], pending[5]]) as usize;
+        if pending.len() < 6 + size {
+            break;
+        }
+        assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
+        out.extend_from_slice(&pending[6..6 + size]);
+        pending.drain(..6 + size);
+    }
+    Some(out)
+}
+
+/// usbredir bytes out as one SPICEVMC_DATA message.
+fn vmc_write(s: &mut AnyStream, b: &[u8]) -> std::io::Result<()> {
+    let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
+    m.extend((b.len() as u32).to_le_bytes());
+    m.extend_from_slice(b);
+    s.write_all(&m)
+}
+
 /// What runs the peer's device through one VM: the device, what the peer
 /// thread does between reads, and what the test does before the verdict.
 struct Scenario<D, T, W> {
@@ -142,7 +173,7 @@ impl<D, T, W> Scenario<D, T, W>
 where
     D: EmulatedDevice + Send + 'static,
     T: FnMut(&mut HostPeer<D>) + Send + 'static,
-    W: FnOnce(&mut SpiceboxVm),
+    W: FnOnce(&mut SpiceboxVm, Option<(&Listen, u32)>),
 {
     fn run_qemu(self, disk: &std::path::Path) -> (String, HostPeer<D>) {
         let Scenario {
@@ -200,7 +231,7 @@ where
         };
         let _stop = StopOnDrop(stop);
         let vm = SpiceboxVm::start_command(cmd);
-        let serial = finish(vm, "qemu", during);
+        let serial = finish(vm, "qemu", |vm| during(vm, None));
         (serial, peer.join().expect("peer thread"))
     }
 
@@ -254,48 +285,20 @@ where
         let peer = {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                // SPICEVMC_DATA messages (mini header: u16 type, u32 size) in,
-                // usbredir bytes out.
                 let mut pending = Vec::new();
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut writer = s.try_clone().unwrap();
                 pump(
                     HostPeer::new(device),
-                    || {
-                        match s.read(&mut buf) {
-                            Ok(0) => return None,
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                            Err(e) if is_timeout(&e) => {}
-                            Err(_) => return None,
-                        }
-                        let mut out = Vec::new();
-                        while pending.len() >= 6 {
-                            let kind = u16::from_le_bytes([pending[0], pending[1]]);
-                            let size = u32::from_le_bytes([
-                                pending[2], pending[3], pending[4], pending[5],
-                            ]) as usize;
-                            if pending.len() < 6 + size {
-                                break;
-                            }
-                            assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
-                            out.extend_from_slice(&pending[6..6 + size]);
-                            pending.drain(..6 + size);
-                        }
-                        Some(out)
-                    },
-                    |b| {
-                        let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
-                        m.extend((b.len() as u32).to_le_bytes());
-                        m.extend_from_slice(b);
-                        writer.write_all(&m)
-                    },
+                    || vmc_read(&mut s, &mut buf, &mut pending),
+                    |b| vmc_write(&mut writer, b),
                     tick,
                     &stop,
                 )
             })
         };
         let _stop = StopOnDrop(stop);
-        let serial = finish(vm, "spicebox", during);
+        let serial = finish(vm, "spicebox", |vm| during(vm, Some((&listen, session))));
         client.close();
         (serial, peer.join().expect("peer thread"))
     }
@@ -312,7 +315,7 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
         let scenario = Scenario {
             device: MassStorage::new(SECTORS),
             tick: |_: &mut HostPeer<MassStorage>| {},
-            during: |_: &mut SpiceboxVm| {},
+            during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
         };
         let (serial, peer) = if name == "qemu" {
             scenario.run_qemu(&disk)
@@ -363,10 +366,51 @@ fn key_reports(text: &str) -> VecDeque<[u8; 8]> {
     reports
 }
 
+/// While the guest polls for reports, a second keyboard is plugged into
+/// SPICE usbredir channel 1 and unplugged: the guest sees both port changes
+/// and keeps ticking (the first keyboard's reports follow).
+fn plug_and_unplug(vm: &mut SpiceboxVm, listen: &Listen, session: u32) {
+    let (mut s, _) = link_channel_id(
+        listen,
+        session,
+        USBREDIR,
+        1,
+        vec![],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut peer = HostPeer::new(Keyboard::default());
+    let (mut buf, mut pending) = (vec![0u8; 64 * 1024], Vec::new());
+    let mut pump_until = |peer: &mut HostPeer<Keyboard>, vm: &SpiceboxVm, what: &str| {
+        let deadline = Instant::now() + STEP;
+        while !vm.serial_text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?}:\n{}\n{}",
+                vm.serial_text(),
+                vm.stderr_text()
+            );
+            let out = peer.take_output();
+            if !out.is_empty() {
+                vmc_write(&mut s, &out).unwrap();
+            }
+            let got = vmc_read(&mut s, &mut buf, &mut pending).expect("channel 1 open");
+            peer.received(&got)
+                .expect("spicebox's usbredir packets parse");
+        }
+    };
+    pump_until(&mut peer, vm, "connected=1");
+    peer.disconnect().unwrap();
+    pump_until(&mut peer, vm, "connected=0");
+    let ticks = vm.serial_text().matches("hid tick").count();
+    vm.wait_for_count("hid tick", ticks + 2, STEP);
+}
+
 fn hid_lines(serial: &str) -> Vec<String> {
     serial
         .lines()
-        .filter(|l| l.starts_with("hid ") && l != &"hid ready")
+        .filter(|l| l.starts_with("hid report") || l.starts_with("hid typed"))
         .map(|l| l.trim_end().to_string())
         .collect()
 }
@@ -398,8 +442,11 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
                     }
                 }
             },
-            during: |vm: &mut SpiceboxVm| {
+            during: |vm: &mut SpiceboxVm, spice: Option<(&Listen, u32)>| {
                 vm.wait_for("hid ready", RUN);
+                if let Some((listen, session)) = spice {
+                    plug_and_unplug(vm, listen, session);
+                }
                 std::thread::sleep(Duration::from_millis(200));
                 ready.store(true, Ordering::SeqCst);
             },
@@ -411,6 +458,13 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
         };
         eprintln!("{name}:\n{serial}");
         assert!(serial.contains("usb device 1d6b:0101"), "{name}:\n{serial}");
+        if name == "spicebox" {
+            let plugs = ["connected=1", "connected=0"].map(|c| serial.find(c));
+            assert!(
+                matches!(plugs, [Some(a), Some(b)] if a < b),
+                "the guest saw no plug and unplug:\n{serial}"
+            );
+        }
         let lines = hid_lines(&serial);
         let fnv = usbredir::peer::storage::fnv1a32(&KEYBOARD_REPORT_DESCRIPTOR);
         let mut expected = vec![format!("hid report-descriptor fnv={fnv:08x}")];

@@ -6,7 +6,9 @@
 //! (`hid_submit_in`: one URB resubmitted as each completes; here several
 //! so no report waits for a resubmission).
 //!
-//! Prints `hid ready` once TDs are queued, `hid report <8 bytes>` per report
+//! Prints `hid ready` once TDs are queued, `hid tick <n>` each second without
+//! an event, `hid port-change ...` for other ports' plugs and unplugs (their
+//! change bits acknowledged), `hid report <8 bytes>` per report
 //! and, after the release following Enter, `hid typed "<text>"` decoded from
 //! the boot reports' usage ids.
 
@@ -20,15 +22,17 @@ use guest_rt::{check, fail, println};
 
 use crate::xhci::{
     descriptors, get_descriptor, Device, EndpointConfig, Ring, Xhci, CC_SHORT_PACKET, CC_SUCCESS,
-    IOC, ISP, TRB_NORMAL, TRB_TRANSFER_EVENT,
+    IOC, ISP, TRB_NORMAL, TRB_PORT_STATUS_CHANGE, TRB_TRANSFER_EVENT,
 };
 
 /// Interrupt TDs kept on the ring.
 const QUEUED: usize = 4;
 /// Bytes per report slot in the report buffer.
 const SLOT: u64 = 64;
-/// How long to wait for the next report (the test types after `hid ready`).
-const REPORT_WAIT: Duration = Duration::from_secs(60);
+/// The tick while waiting for a report, and how many to wait (the test
+/// types after `hid ready`).
+const TICK: Duration = Duration::from_secs(1);
+const REPORT_WAIT_TICKS: u32 = 60;
 /// Reports accepted before giving up on seeing Enter.
 const MAX_REPORTS: usize = 200;
 /// HID usage id of Enter.
@@ -153,17 +157,30 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
     let mut typed = String::new();
     let mut previous = [0u8; 8];
     let mut enter = false;
+    let mut ticks = 0u32;
     for count in 1..=MAX_REPORTS {
+        // Ticks while waiting show the guest polls on (a device plugged in
+        // or out elsewhere must not stall it).
+        let mut waited = 0;
         let e = loop {
-            let e = xhci.next_event(REPORT_WAIT);
-            let Some(e) = e else {
-                fail!(
-                    "hid-report",
-                    "no report in {REPORT_WAIT:?} after {count} ({typed:?})"
-                )
-            };
-            if e.kind() == TRB_TRANSFER_EVENT {
-                break e;
+            match xhci.next_event(TICK) {
+                Some(e) if e.kind() == TRB_TRANSFER_EVENT => break e,
+                Some(e) if e.kind() == TRB_PORT_STATUS_CHANGE => {
+                    let port = (e.parameter >> 24) as u8;
+                    let portsc = xhci.acknowledge_port(port);
+                    println!("hid port-change port={port} connected={}", portsc & 1);
+                }
+                Some(_) => {}
+                None => {
+                    ticks += 1;
+                    waited += 1;
+                    println!("hid tick {ticks}");
+                    check!(
+                        waited < REPORT_WAIT_TICKS,
+                        "hid-report",
+                        "no report in {waited} s after {count} ({typed:?})"
+                    );
+                }
             }
         };
         let Some((trb, slot)) = queued.pop_front() else {

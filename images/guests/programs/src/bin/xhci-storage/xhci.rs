@@ -26,6 +26,7 @@ const TRB_ADDRESS_DEVICE: u32 = 11;
 const TRB_CONFIGURE_EP: u32 = 12;
 pub const TRB_TRANSFER_EVENT: u32 = 32;
 const TRB_COMMAND_COMPLETION: u32 = 33;
+pub const TRB_PORT_STATUS_CHANGE: u32 = 34;
 const CYCLE: u32 = 1;
 const TOGGLE_CYCLE: u32 = 1 << 1;
 pub const ISP: u32 = 1 << 2;
@@ -246,6 +247,21 @@ impl Xhci {
         );
         check!(e.code() == CC_SUCCESS, step, "completion code {}", e.code());
         e
+    }
+
+    /// After a Port Status Change event for `port` (1-based): clears the
+    /// port's change bits (so the next change raises a new event, as the hub
+    /// driver's clear_port_feature does) and returns PORTSC.
+    pub fn acknowledge_port(&self, port: u8) -> u32 {
+        let count = self.ports.len() / 0x10;
+        let i = u64::from(port.saturating_sub(1));
+        if port == 0 || i >= count {
+            return 0;
+        }
+        let portsc = self.ports.read32(i * 0x10);
+        self.ports
+            .write32(i * 0x10, (portsc & PORT_NEUTRAL) | (portsc & PORT_CHANGES));
+        portsc
     }
 
     /// Waits for a connected port, resets it; returns (port number, speed).
