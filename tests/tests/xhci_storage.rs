@@ -488,3 +488,156 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
         "QEMU and spicebox saw different reports"
     );
 }
+
+/// Sectors of the benchmark's stick: the guest reads all 16 MiB of it.
+const BENCH_STICK_SECTORS: u32 = 32 * 1024;
+/// What the benchmark's keyboard types (74 reports with the Enter).
+const BENCH_TYPED: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// One VMM's benchmark numbers: MB/s (guest-timed) and report latencies.
+struct BenchRun {
+    mb_per_s: f64,
+    latencies_ms: Vec<f64>,
+}
+
+fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
+    let disk = dir.join(&format!("bench-{name}.img"));
+    images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
+    let storage = Scenario {
+        device: MassStorage::new(BENCH_STICK_SECTORS),
+        tick: |_: &mut HostPeer<MassStorage>| {},
+        during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
+    };
+    let (serial, _) = if name == "qemu" {
+        storage.run_qemu(&disk)
+    } else {
+        storage.run_spicebox(&disk)
+    };
+    let line = serial
+        .lines()
+        .find(|l| l.starts_with("storage bench "))
+        .unwrap_or_else(|| panic!("{name}: no bench line:\n{serial}"));
+    let mb_per_s: f64 = line
+        .split(' ')
+        .find_map(|w| w.strip_prefix("mb_per_s="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+
+    // HID: the peer stamps each report as it writes it; the test stamps the
+    // guest's `hid report` line as the VMM's serial output reaches it. The
+    // difference is report delivery plus the serial path out, measured on
+    // one clock (the host's).
+    let reports = key_reports(BENCH_TYPED);
+    let count = reports.len();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut seen = Vec::new();
+    let (typist, stamps) = (ready.clone(), sent.clone());
+    let mut pending = reports.clone();
+    let mut next = Instant::now();
+    let hid = Scenario {
+        device: Keyboard::default(),
+        tick: move |peer: &mut HostPeer<Keyboard>| {
+            if !typist.load(Ordering::SeqCst) || Instant::now() < next {
+                return;
+            }
+            if let Some(report) = pending.front() {
+                if peer.report(0x81, report).expect("report encodes") {
+                    stamps.lock().unwrap().push(Instant::now());
+                    pending.pop_front();
+                    next = Instant::now() + KEY_GAP;
+                }
+            }
+        },
+        during: |vm: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {
+            vm.wait_for("hid ready", RUN);
+            std::thread::sleep(Duration::from_millis(200));
+            ready.store(true, Ordering::SeqCst);
+            for i in 1..=count {
+                vm.wait_for_count("hid report ", i, STEP);
+                seen.push(Instant::now());
+            }
+        },
+    };
+    let (serial, _) = if name == "qemu" {
+        hid.run_qemu(&disk)
+    } else {
+        hid.run_spicebox(&disk)
+    };
+    let expected: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            let hex: Vec<String> = r.iter().map(|b| format!("{b:02x}")).collect();
+            format!("hid report {}", hex.join(" "))
+        })
+        .collect();
+    let got: Vec<String> = hid_lines(&serial)
+        .into_iter()
+        .filter(|l| l.starts_with("hid report "))
+        .collect();
+    assert_eq!(got, expected, "{name}: reports lost or changed");
+    let sent = sent.lock().unwrap();
+    let latencies_ms = sent
+        .iter()
+        .zip(&seen)
+        .map(|(s, r)| r.duration_since(*s).as_secs_f64() * 1000.0)
+        .collect();
+    BenchRun {
+        mb_per_s,
+        latencies_ms,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Benchmark, not a test: `scripts/bench_usb` runs it (SPICEBOX_BENCH_RUNS
+/// runs per VMM, default 3). The same guest and peer on QEMU's usb-redir and
+/// spicebox's SPICE usbredir channel: mass-storage read rate and HID report
+/// latency.
+#[test]
+#[ignore = "benchmark: scripts/bench_usb"]
+fn bench_usb() {
+    let runs: usize = std::env::var("SPICEBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = TempDir::new("bench-usb");
+    let mut rows = Vec::new();
+    for name in ["qemu", "spicebox"] {
+        let mut rates = Vec::new();
+        let mut latencies = Vec::new();
+        for _ in 0..runs {
+            let run = bench_one(name, &dir);
+            rates.push(run.mb_per_s);
+            latencies.extend(run.latencies_ms);
+        }
+        rates.sort_by(f64::total_cmp);
+        latencies.sort_by(f64::total_cmp);
+        rows.push((name, rates, latencies));
+    }
+    println!();
+    println!(
+        "USB redirection, {runs} run(s) per VMM: 16 MiB READ(10) x 64 KiB (MB/s, guest TSC), HID report -> guest's serial line (ms, host clock)"
+    );
+    println!(
+        "| VMM      | read MB/s (median, min-max) | HID latency ms median | p90   | max   | reports |"
+    );
+    println!("|----------|-----------------------------|-----------------------|-------|-------|---------|");
+    for (name, rates, lat) in rows {
+        let rate = format!(
+            "{:.1} ({:.1}-{:.1})",
+            percentile(&rates, 0.5),
+            rates[0],
+            rates[rates.len() - 1]
+        );
+        println!(
+            "| {name:<8} | {rate:<27} | {:>21.2} | {:>5.2} | {:>5.2} | {:>7} |",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.9),
+            lat[lat.len() - 1],
+            lat.len()
+        );
+    }
+}

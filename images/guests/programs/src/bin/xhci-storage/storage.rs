@@ -6,7 +6,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use guest_rt::{check, println};
+use guest_rt::{check, println, time};
 
 use crate::xhci::{descriptors, Device, EndpointConfig, Ring, Xhci};
 
@@ -15,6 +15,10 @@ const SECTOR: usize = 512;
 const READ_SECTORS: u16 = 16;
 /// A second READ(10), of one sector further in.
 const FAR_LBA: u32 = 40;
+/// A stick at least this big is also benchmarked: read from LBA 0 with
+/// READ(10)s of `BENCH_SECTORS`, timed by the TSC.
+const BENCH_BYTES: u32 = 16 << 20;
+const BENCH_SECTORS: u16 = 128;
 
 /// The bulk-only interface's endpoints and their rings.
 struct Storage {
@@ -235,6 +239,48 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
         sense[2] & 0xf,
         sense[12],
         sense[13]
+    );
+    if u64::from(last) + 1 >= u64::from(BENCH_BYTES) / SECTOR as u64 {
+        bench(&mut st, dev, xhci);
+    }
+}
+
+/// Sequential READ(10)s over `BENCH_BYTES`; each chunk's first sector must
+/// name its LBA (the peer's disk pattern). Prints the rate.
+fn bench(st: &mut Storage, dev: &Device, xhci: &mut Xhci) {
+    let chunk = u32::from(BENCH_SECTORS) * SECTOR as u32;
+    let reads = BENCH_BYTES / chunk;
+    let watch = time::Stopwatch::start();
+    for i in 0..reads {
+        let lba = i * u32::from(BENCH_SECTORS);
+        let [a, b, c, d] = lba.to_be_bytes();
+        let [e, f] = BENCH_SECTORS.to_be_bytes();
+        let cdb = [0x28, 0, a, b, c, d, 0, e, f, 0];
+        let (data, status) = st.scsi(dev, xhci, 100 + i, &cdb, chunk, "bench");
+        check!(
+            status == 0 && data.len() == chunk as usize,
+            "bench",
+            "status {status} len {}",
+            data.len()
+        );
+        let mut label = *b"LBA 00000000";
+        for (k, byte) in label[4..].iter_mut().enumerate() {
+            let nibble = (lba >> (28 - 4 * k)) & 0xf;
+            *byte = b"0123456789abcdef"[nibble as usize];
+        }
+        check!(
+            data[..12] == label,
+            "bench",
+            "lba {lba}: {}",
+            text(&data[..12])
+        );
+    }
+    let ns = watch.elapsed_ns().max(1);
+    let kb_per_s = u64::from(BENCH_BYTES) * 1_000_000 / ns;
+    println!(
+        "storage bench bytes={BENCH_BYTES} reads={reads} ns={ns} mb_per_s={}.{:03}",
+        kb_per_s / 1000,
+        kb_per_s % 1000
     );
 }
 
