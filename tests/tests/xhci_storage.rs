@@ -58,6 +58,15 @@ fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
+/// What the peer thread hands back: the device, and each VMM turnaround it
+/// timed: from the peer's reply written to the VMM's next request read, the
+/// VMM's and the guest's share of a transfer (the peer's own work excluded).
+struct PeerRun<D: EmulatedDevice> {
+    peer: HostPeer<D>,
+    /// (bytes of the reply, turnaround after it).
+    turnarounds: Vec<(usize, Duration)>,
+}
+
 /// Runs the peer until `stop`, the connection closes or the VM's run time
 /// passes: `read` gives received usbredir bytes (empty on timeout, None
 /// once closed), `write` sends them.
@@ -67,22 +76,33 @@ fn pump<D: EmulatedDevice>(
     mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
     mut tick: impl FnMut(&mut HostPeer<D>),
     stop: &AtomicBool,
-) -> HostPeer<D> {
+) -> PeerRun<D> {
     let deadline = Instant::now() + RUN + STEP;
+    let mut replied: Option<(usize, Instant)> = None;
+    let mut turnarounds = Vec::new();
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
         tick(&mut peer);
         let out = peer.take_output();
-        if !out.is_empty() && write(&out).is_err() {
-            break;
+        if !out.is_empty() {
+            if write(&out).is_err() {
+                break;
+            }
+            replied = Some((out.len(), Instant::now()));
         }
         match read() {
-            Some(bytes) => peer
-                .received(&bytes)
-                .expect("the VMM's usbredir packets parse"),
+            Some(bytes) => {
+                if !bytes.is_empty() {
+                    if let Some((len, at)) = replied.take() {
+                        turnarounds.push((len, at.elapsed()));
+                    }
+                }
+                peer.received(&bytes)
+                    .expect("the VMM's usbredir packets parse")
+            }
             None => break,
         }
     }
-    peer
+    PeerRun { peer, turnarounds }
 }
 
 /// The lines the guest must print for the peer's disk.
@@ -123,6 +143,16 @@ fn finish(mut vm: SpiceboxVm, name: &str, during: impl FnOnce(&mut SpiceboxVm)) 
     vm.wait_for(images::XHCI_STORAGE_OK_MARKER, RUN);
     assert!(vm.wait_exit(STEP).success(), "{name}");
     let serial = vm.serial_text();
+    // Profiling (scripts/bench_usb): spicebox's log, appended to a file.
+    if let Ok(path) = std::env::var("SPICEBOX_BENCH_STDERR") {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(format!("{path}.{name}"))
+            .unwrap();
+        f.write_all(vm.stderr_text().as_bytes()).unwrap();
+    }
     assert!(
         !serial.contains(images::XHCI_STORAGE_FAIL_MARKER_PREFIX),
         "{name}:\n{serial}"
@@ -175,7 +205,7 @@ where
     T: FnMut(&mut HostPeer<D>) + Send + 'static,
     W: FnOnce(&mut SpiceboxVm, Option<(&Listen, u32)>),
 {
-    fn run_qemu(self, disk: &std::path::Path) -> (String, HostPeer<D>) {
+    fn run_qemu(self, disk: &std::path::Path) -> (String, PeerRun<D>) {
         let Scenario {
             device,
             tick,
@@ -235,7 +265,7 @@ where
         (serial, peer.join().expect("peer thread"))
     }
 
-    fn run_spicebox(self, disk: &std::path::Path) -> (String, HostPeer<D>) {
+    fn run_spicebox(self, disk: &std::path::Path) -> (String, PeerRun<D>) {
         let Scenario {
             device,
             tick,
@@ -248,7 +278,10 @@ where
             .arg(&spice)
             .arg(disk)
             .args(["-m", "512M"]);
-        cmd.env("SPICEBOX_LOG", "warn,spicebox=info");
+        cmd.env(
+            "SPICEBOX_LOG",
+            std::env::var("SPICEBOX_BENCH_LOG").unwrap_or("warn,spicebox=info".into()),
+        );
         let vm = SpiceboxVm::start_command(cmd);
         let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
         let deadline = Instant::now() + STEP;
@@ -317,7 +350,7 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
             tick: |_: &mut HostPeer<MassStorage>| {},
             during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
         };
-        let (serial, peer) = if name == "qemu" {
+        let (serial, run) = if name == "qemu" {
             scenario.run_qemu(&disk)
         } else {
             scenario.run_spicebox(&disk)
@@ -328,7 +361,7 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
         // INQUIRY, TEST UNIT READY, READ CAPACITY, 3 READs, REQUEST SENSE,
         // tagged 1 to 7 (QEMU's SeaBIOS, bios-256k.bin, drives the stick
         // with its own tags before the guest starts).
-        let tags = &peer.device.tags;
+        let tags = &run.peer.device.tags;
         assert!(
             tags.ends_with(&[1, 2, 3, 4, 5, 6, 7]),
             "{name}: CBW tags {tags:?}"
@@ -451,7 +484,7 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
                 ready.store(true, Ordering::SeqCst);
             },
         };
-        let (serial, peer) = if name == "qemu" {
+        let (serial, run) = if name == "qemu" {
             scenario.run_qemu(&disk)
         } else {
             scenario.run_spicebox(&disk)
@@ -476,10 +509,10 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
         assert_eq!(lines, expected, "{name}:\n{serial}");
         // SET_REPORT: the guest turned Num Lock on.
         assert_eq!(
-            peer.device.leds.last(),
+            run.peer.device.leds.last(),
             Some(&1),
             "{name}: LEDs {:?}",
-            peer.device.leds
+            run.peer.device.leds
         );
         outputs.push(lines);
     }
@@ -498,6 +531,8 @@ const BENCH_TYPED: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
 struct BenchRun {
     mb_per_s: f64,
     latencies_ms: Vec<f64>,
+    /// The peer's view of each storage transfer's VMM + guest share (µs).
+    turnarounds_us: Vec<f64>,
 }
 
 fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
@@ -508,11 +543,35 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
         tick: |_: &mut HostPeer<MassStorage>| {},
         during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
     };
-    let (serial, _) = if name == "qemu" {
+    let (serial, run) = if name == "qemu" {
         storage.run_qemu(&disk)
     } else {
         storage.run_spicebox(&disk)
     };
+    // Turnaround by the reply before it: after the CBW's (26 bytes), the
+    // data's (64 KiB + headers) and the CSW's (39).
+    {
+        let mut by: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+        for (len, d) in &run.turnarounds {
+            by.entry(*len).or_default().push(d.as_secs_f64() * 1e6);
+        }
+        for (len, mut v) in by {
+            if v.len() > 10 {
+                v.sort_by(f64::total_cmp);
+                println!(
+                    "{name}: turnaround after a {len}-byte reply: n={} median {:.0} µs p90 {:.0} µs",
+                    v.len(),
+                    percentile(&v, 0.5),
+                    percentile(&v, 0.9)
+                );
+            }
+        }
+    }
+    let turnarounds_us = run
+        .turnarounds
+        .iter()
+        .map(|(_, d)| d.as_secs_f64() * 1e6)
+        .collect();
     let line = serial
         .lines()
         .find(|l| l.starts_with("storage bench "))
@@ -585,6 +644,7 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
     BenchRun {
         mb_per_s,
         latencies_ms,
+        turnarounds_us,
     }
 }
 
@@ -608,24 +668,27 @@ fn bench_usb() {
     for name in ["qemu", "spicebox"] {
         let mut rates = Vec::new();
         let mut latencies = Vec::new();
+        let mut turnarounds = Vec::new();
         for _ in 0..runs {
             let run = bench_one(name, &dir);
             rates.push(run.mb_per_s);
             latencies.extend(run.latencies_ms);
+            turnarounds.extend(run.turnarounds_us);
         }
         rates.sort_by(f64::total_cmp);
         latencies.sort_by(f64::total_cmp);
-        rows.push((name, rates, latencies));
+        turnarounds.sort_by(f64::total_cmp);
+        rows.push((name, rates, latencies, turnarounds));
     }
     println!();
     println!(
-        "USB redirection, {runs} run(s) per VMM: 16 MiB READ(10) x 64 KiB (MB/s, guest TSC), HID report -> guest's serial line (ms, host clock)"
+        "USB redirection, {runs} run(s) per VMM: 16 MiB READ(10) x 64 KiB (MB/s, guest TSC); storage transfer turnaround seen by the peer (its reply written -> the next request read: VMM + guest, µs); HID report -> guest's serial line (ms, host clock)"
     );
     println!(
-        "| VMM      | read MB/s (median, min-max) | HID latency ms median | p90   | max   | reports |"
+        "| VMM      | read MB/s (median, min-max) | turnaround µs median | p90   | HID latency ms median | p90   | max   | reports |"
     );
-    println!("|----------|-----------------------------|-----------------------|-------|-------|---------|");
-    for (name, rates, lat) in rows {
+    println!("|----------|-----------------------------|----------------------|-------|-----------------------|-------|-------|---------|");
+    for (name, rates, lat, turn) in rows {
         let rate = format!(
             "{:.1} ({:.1}-{:.1})",
             percentile(&rates, 0.5),
@@ -633,7 +696,9 @@ fn bench_usb() {
             rates[rates.len() - 1]
         );
         println!(
-            "| {name:<8} | {rate:<27} | {:>21.2} | {:>5.2} | {:>5.2} | {:>7} |",
+            "| {name:<8} | {rate:<27} | {:>20.0} | {:>5.0} | {:>21.2} | {:>5.2} | {:>5.2} | {:>7} |",
+            percentile(&turn, 0.5),
+            percentile(&turn, 0.9),
             percentile(&lat, 0.5),
             percentile(&lat, 0.9),
             lat[lat.len() - 1],
