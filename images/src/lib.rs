@@ -513,7 +513,9 @@ pub enum TestImage {
     /// device on a root port, enumerates it, configures its bulk endpoints
     /// and runs INQUIRY, TEST UNIT READY, READ CAPACITY(10), READ(10) and
     /// REQUEST SENSE over bulk-only transport; prints `storage ...` lines
-    /// and [`XHCI_STORAGE_OK_MARKER`] (1 MiB raw).
+    /// and [`XHCI_STORAGE_OK_MARKER`] (1 MiB raw). A boot keyboard instead
+    /// is driven as usbhid does (interrupt IN TDs): `hid ready`, then `hid
+    /// report <8 bytes>` per report up to Enter's release and `hid typed "..."`.
     XhciStorage,
 }
 

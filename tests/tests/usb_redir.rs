@@ -3,17 +3,19 @@
 //! `usbredir::peer`) speaks over channel 0 through the in-repo SPICE test client.
 //! The peer receives spicebox's hello (usb-guest capabilities), announces the
 //! keyboard, spicebox attaches it to an xHCI root port, and unplugging detaches
-//! it. (The same peer against QEMU's usb-redir: `cargo test -p usbredir --test
+//! it. First SpiceClientGLib (tests/py/spice_usbredir.py) connects: it lists
+//! both SpiceUsbredirChannels and its USB device manager has both free. (The same peer against QEMU's usb-redir: `cargo test -p usbredir --test
 //! qemu_usb_redir`.)
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spice::client::{link_channel_id, AnyStream, ClientOptions, TestClient};
 use spice::Listen;
-use spicebox_tests::tools::free_port;
+use spicebox_tests::tools::{free_port, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm};
 use usbredir::peer::{HostPeer, Keyboard};
 use usbredir::Cap;
@@ -55,6 +57,41 @@ fn recv(s: &mut AnyStream) -> Option<Vec<u8>> {
     Some(body)
 }
 
+/// Runs tests/py/spice_usbredir.py (SpiceClientGLib) against the server;
+/// returns its result line.
+fn spice_glib_usbredir(port: u16) -> String {
+    require_tool("python3", "python3");
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
+            .exists(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_usbredir.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--expect", "2", "--timeout", "30"])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("usbredir "))
+        .unwrap_or_else(|| {
+            panic!(
+                "spice_usbredir.py: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string();
+    assert!(
+        out.status.success(),
+        "{line}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    line
+}
+
 fn wait_stderr(vm: &SpiceboxVm, what: &str) {
     let deadline = Instant::now() + STEP;
     while !vm.stderr_text().contains(what) {
@@ -82,6 +119,13 @@ fn usbredir_channel_attaches_and_detaches_a_keyboard() {
     cmd.env("SPICEBOX_LOG", "warn,spicebox=info");
     let mut vm = SpiceboxVm::start_command(cmd);
     vm.wait_for(images::DEMO_READY_MARKER, BOOT);
+    // spice-gtk first: its USB device manager sees both channels free.
+    let line = spice_glib_usbredir(port);
+    assert!(
+        line.contains("usbredir channels=2 ids=0,1 opened=2 free_channels=2 "),
+        "{line}\n{}",
+        vm.stderr_text()
+    );
     let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
     let client = TestClient::connect(
         &listen,

@@ -1,6 +1,6 @@
 //! End-to-end: a USB stick redirected into the VM and read by a guest that
 //! drives the xHCI controller as xhci-hcd and usb-storage do
-//! (images/guests/programs/src/bin/xhci-storage.rs). The stick is the
+//! (images/guests/programs/src/bin/xhci-storage/). The stick is the
 //! in-repo usbredir test peer's bulk-only mass-storage device
 //! (`usbredir::peer::storage`), run by this test:
 //!
@@ -12,7 +12,13 @@
 //! Both guests must print the same `storage ...` lines, and those must match
 //! what the peer's disk holds (vendor, capacity, FNV-1a of the sectors read,
 //! the sense of a read past the end).
+//!
+//! The same guest, given the peer's boot keyboard instead, drives it as
+//! usbhid does (interrupt IN endpoint, SET_IDLE, SET_PROTOCOL, SET_REPORT,
+//! queued interrupt TDs); the peer types a known text and both VMMs' guests
+//! must print the same reports and decode the text.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
@@ -21,12 +27,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use images::TestImage;
-use spice::client::{link_channel_id, ClientOptions, TestClient};
+use spice::client::{link_channel_id, AnyStream, ClientOptions, TestClient};
 use spice::Listen;
 use spicebox_tests::tools::{free_port, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 use usbredir::peer::storage::{fnv1a32, MassStorage, SECTOR_SIZE, STORAGE_PRODUCT, STORAGE_VENDOR};
-use usbredir::peer::HostPeer;
+use usbredir::peer::{EmulatedDevice, HostPeer, Keyboard, KEYBOARD_REPORT_DESCRIPTOR};
 
 /// Boot, wait for the device and read it (the guest waits up to 120 s).
 const RUN: Duration = Duration::from_secs(150);
@@ -52,29 +58,51 @@ fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
+/// What the peer thread hands back: the device, and each VMM turnaround it
+/// timed: from the peer's reply written to the VMM's next request read, the
+/// VMM's and the guest's share of a transfer (the peer's own work excluded).
+struct PeerRun<D: EmulatedDevice> {
+    peer: HostPeer<D>,
+    /// (bytes of the reply, turnaround after it).
+    turnarounds: Vec<(usize, Duration)>,
+}
+
 /// Runs the peer until `stop`, the connection closes or the VM's run time
 /// passes: `read` gives received usbredir bytes (empty on timeout, None
 /// once closed), `write` sends them.
-fn pump(
+fn pump<D: EmulatedDevice>(
+    mut peer: HostPeer<D>,
     mut read: impl FnMut() -> Option<Vec<u8>>,
     mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+    mut tick: impl FnMut(&mut HostPeer<D>),
     stop: &AtomicBool,
-) -> HostPeer<MassStorage> {
-    let mut peer = HostPeer::new(MassStorage::new(SECTORS));
+) -> PeerRun<D> {
     let deadline = Instant::now() + RUN + STEP;
+    let mut replied: Option<(usize, Instant)> = None;
+    let mut turnarounds = Vec::new();
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        tick(&mut peer);
         let out = peer.take_output();
-        if !out.is_empty() && write(&out).is_err() {
-            break;
+        if !out.is_empty() {
+            if write(&out).is_err() {
+                break;
+            }
+            replied = Some((out.len(), Instant::now()));
         }
         match read() {
-            Some(bytes) => peer
-                .received(&bytes)
-                .expect("the VMM's usbredir packets parse"),
+            Some(bytes) => {
+                if !bytes.is_empty() {
+                    if let Some((len, at)) = replied.take() {
+                        turnarounds.push((len, at.elapsed()));
+                    }
+                }
+                peer.received(&bytes)
+                    .expect("the VMM's usbredir packets parse")
+            }
             None => break,
         }
     }
-    peer
+    PeerRun { peer, turnarounds }
 }
 
 /// The lines the guest must print for the peer's disk.
@@ -110,10 +138,21 @@ fn storage_lines(serial: &str) -> Vec<String> {
 }
 
 /// Waits for the guest's verdict; returns its serial output.
-fn finish(mut vm: SpiceboxVm, name: &str) -> String {
+fn finish(mut vm: SpiceboxVm, name: &str, during: impl FnOnce(&mut SpiceboxVm)) -> String {
+    during(&mut vm);
     vm.wait_for(images::XHCI_STORAGE_OK_MARKER, RUN);
     assert!(vm.wait_exit(STEP).success(), "{name}");
     let serial = vm.serial_text();
+    // Profiling (scripts/bench_usb): spicebox's log, appended to a file.
+    if let Ok(path) = std::env::var("SPICEBOX_BENCH_STDERR") {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(format!("{path}.{name}"))
+            .unwrap();
+        f.write_all(vm.stderr_text().as_bytes()).unwrap();
+    }
     assert!(
         !serial.contains(images::XHCI_STORAGE_FAIL_MARKER_PREFIX),
         "{name}:\n{serial}"
@@ -121,144 +160,181 @@ fn finish(mut vm: SpiceboxVm, name: &str) -> String {
     serial
 }
 
-fn run_qemu(disk: &std::path::Path) -> (String, HostPeer<MassStorage>) {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-        .args(["-device", "qemu-xhci,id=xhci"])
-        .arg("-chardev")
-        .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
-        .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            // No deadline here: QEMU starts once the VM lock is free; the
-            // flag ends the wait if the test fails first.
-            listener.set_nonblocking(true).unwrap();
-            let mut sock = loop {
-                match listener.accept() {
-                    Ok((sock, _)) => break sock,
-                    Err(e) if is_timeout(&e) && !stop.load(Ordering::SeqCst) => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Err(e) => panic!("QEMU did not connect its usb-redir chardev: {e}"),
-                }
-            };
-            sock.set_nonblocking(false).unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(20)))
-                .unwrap();
-            let mut writer = sock.try_clone().unwrap();
-            let mut buf = vec![0u8; 256 * 1024];
-            pump(
-                || match sock.read(&mut buf) {
-                    Ok(0) => None,
-                    Ok(n) => Some(buf[..n].to_vec()),
-                    Err(e) if is_timeout(&e) => Some(Vec::new()),
-                    Err(_) => None,
-                },
-                |b| writer.write_all(b),
-                &stop,
-            )
-        })
-    };
-    let _stop = StopOnDrop(stop);
-    let vm = SpiceboxVm::start_command(cmd);
-    let serial = finish(vm, "qemu");
-    (serial, peer.join().expect("peer thread"))
+/// SPICEVMC_DATA messages (mini header: u16 type, u32 size) in: the
+/// usbredir bytes of the whole ones (empty on timeout), None once closed.
+fn vmc_read(s: &mut AnyStream, buf: &mut [u8], pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    match s.read(buf) {
+        Ok(0) => return None,
+        Ok(n) => pending.extend_from_slice(&buf[..n]),
+        Err(e) if is_timeout(&e) => {}
+        Err(_) => return None,
+    }
+    let mut out = Vec::new();
+    while pending.len() >= 6 {
+        let kind = u16::from_le_bytes([pending[0], pending[1]]);
+        let size = u32::from_le_bytes([pending[2], pending[3], pending[4], pending[5]]) as usize;
+        if pending.len() < 6 + size {
+            break;
+        }
+        assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
+        out.extend_from_slice(&pending[6..6 + size]);
+        pending.drain(..6 + size);
+    }
+    Some(out)
 }
 
-fn run_spicebox(disk: &std::path::Path) -> (String, HostPeer<MassStorage>) {
-    let port = free_port();
-    let spice = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(spicebox!());
-    cmd.args(["run", "--serial", "stdio", "--disable-ticketing", "--spice"])
-        .arg(&spice)
-        .arg(disk)
-        .args(["-m", "512M"]);
-    cmd.env("SPICEBOX_LOG", "warn,spicebox=info");
-    let vm = SpiceboxVm::start_command(cmd);
-    let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-    let deadline = Instant::now() + STEP;
-    let client = loop {
-        match TestClient::connect(
-            &listen,
-            ClientOptions {
-                channels: vec![],
-                ..ClientOptions::default()
-            },
-        ) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("SPICE connect: {e}\n{}", vm.stderr_text()),
-        }
-    };
-    client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
-    client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
-    let session = client.state().session_id;
-    let (mut s, linked) = link_channel_id(
-        &listen,
-        session,
-        USBREDIR,
-        0,
-        vec![],
-        &ClientOptions::default(),
-    )
-    .unwrap();
-    assert!(linked.mini_header());
-    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            // SPICEVMC_DATA messages (mini header: u16 type, u32 size) in,
-            // usbredir bytes out.
-            let mut pending = Vec::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut writer = s.try_clone().unwrap();
-            pump(
-                || {
-                    match s.read(&mut buf) {
-                        Ok(0) => return None,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        Err(e) if is_timeout(&e) => {}
-                        Err(_) => return None,
-                    }
-                    let mut out = Vec::new();
-                    while pending.len() >= 6 {
-                        let kind = u16::from_le_bytes([pending[0], pending[1]]);
-                        let size =
-                            u32::from_le_bytes([pending[2], pending[3], pending[4], pending[5]])
-                                as usize;
-                        if pending.len() < 6 + size {
-                            break;
+/// usbredir bytes out as one SPICEVMC_DATA message.
+fn vmc_write(s: &mut AnyStream, b: &[u8]) -> std::io::Result<()> {
+    let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
+    m.extend((b.len() as u32).to_le_bytes());
+    m.extend_from_slice(b);
+    s.write_all(&m)
+}
+
+/// What runs the peer's device through one VM: the device, what the peer
+/// thread does between reads, and what the test does before the verdict.
+struct Scenario<D, T, W> {
+    device: D,
+    tick: T,
+    during: W,
+}
+
+impl<D, T, W> Scenario<D, T, W>
+where
+    D: EmulatedDevice + Send + 'static,
+    T: FnMut(&mut HostPeer<D>) + Send + 'static,
+    W: FnOnce(&mut SpiceboxVm, Option<(&Listen, u32)>),
+{
+    fn run_qemu(self, disk: &std::path::Path) -> (String, PeerRun<D>) {
+        let Scenario {
+            device,
+            tick,
+            during,
+        } = self;
+        require_tool("qemu-system-x86_64", "qemu-system-x86");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+            .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", disk.display()))
+            .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
+            .args(["-device", "qemu-xhci,id=xhci"])
+            .arg("-chardev")
+            .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
+            .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let peer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // No deadline here: QEMU starts once the VM lock is free; the
+                // flag ends the wait if the test fails first.
+                listener.set_nonblocking(true).unwrap();
+                let mut sock = loop {
+                    match listener.accept() {
+                        Ok((sock, _)) => break sock,
+                        Err(e) if is_timeout(&e) && !stop.load(Ordering::SeqCst) => {
+                            std::thread::sleep(Duration::from_millis(20))
                         }
-                        assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
-                        out.extend_from_slice(&pending[6..6 + size]);
-                        pending.drain(..6 + size);
+                        Err(e) => panic!("QEMU did not connect its usb-redir chardev: {e}"),
                     }
-                    Some(out)
+                };
+                sock.set_nonblocking(false).unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                let mut writer = sock.try_clone().unwrap();
+                let mut buf = vec![0u8; 256 * 1024];
+                pump(
+                    HostPeer::new(device),
+                    || match sock.read(&mut buf) {
+                        Ok(0) => None,
+                        Ok(n) => Some(buf[..n].to_vec()),
+                        Err(e) if is_timeout(&e) => Some(Vec::new()),
+                        Err(_) => None,
+                    },
+                    |b| writer.write_all(b),
+                    tick,
+                    &stop,
+                )
+            })
+        };
+        let _stop = StopOnDrop(stop);
+        let vm = SpiceboxVm::start_command(cmd);
+        let serial = finish(vm, "qemu", |vm| during(vm, None));
+        (serial, peer.join().expect("peer thread"))
+    }
+
+    fn run_spicebox(self, disk: &std::path::Path) -> (String, PeerRun<D>) {
+        let Scenario {
+            device,
+            tick,
+            during,
+        } = self;
+        let port = free_port();
+        let spice = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(spicebox!());
+        cmd.args(["run", "--serial", "stdio", "--disable-ticketing", "--spice"])
+            .arg(&spice)
+            .arg(disk)
+            .args(["-m", "512M"]);
+        cmd.env(
+            "SPICEBOX_LOG",
+            std::env::var("SPICEBOX_BENCH_LOG").unwrap_or("warn,spicebox=info".into()),
+        );
+        let vm = SpiceboxVm::start_command(cmd);
+        let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        let deadline = Instant::now() + STEP;
+        let client = loop {
+            match TestClient::connect(
+                &listen,
+                ClientOptions {
+                    channels: vec![],
+                    ..ClientOptions::default()
                 },
-                |b| {
-                    let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
-                    m.extend((b.len() as u32).to_le_bytes());
-                    m.extend_from_slice(b);
-                    writer.write_all(&m)
-                },
-                &stop,
-            )
-        })
-    };
-    let _stop = StopOnDrop(stop);
-    let serial = finish(vm, "spicebox");
-    client.close();
-    (serial, peer.join().expect("peer thread"))
+            ) {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("SPICE connect: {e}\n{}", vm.stderr_text()),
+            }
+        };
+        client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
+        client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
+        let session = client.state().session_id;
+        let (mut s, linked) = link_channel_id(
+            &listen,
+            session,
+            USBREDIR,
+            0,
+            vec![],
+            &ClientOptions::default(),
+        )
+        .unwrap();
+        assert!(linked.mini_header());
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let peer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut writer = s.try_clone().unwrap();
+                pump(
+                    HostPeer::new(device),
+                    || vmc_read(&mut s, &mut buf, &mut pending),
+                    |b| vmc_write(&mut writer, b),
+                    tick,
+                    &stop,
+                )
+            })
+        };
+        let _stop = StopOnDrop(stop);
+        let serial = finish(vm, "spicebox", |vm| during(vm, Some((&listen, session))));
+        client.close();
+        (serial, peer.join().expect("peer thread"))
+    }
 }
 
 #[test]
@@ -269,10 +345,15 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
     for name in ["qemu", "spicebox"] {
         let disk = dir.join(&format!("xhci-storage-{name}.img"));
         images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
-        let (serial, peer) = if name == "qemu" {
-            run_qemu(&disk)
+        let scenario = Scenario {
+            device: MassStorage::new(SECTORS),
+            tick: |_: &mut HostPeer<MassStorage>| {},
+            during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
+        };
+        let (serial, run) = if name == "qemu" {
+            scenario.run_qemu(&disk)
         } else {
-            run_spicebox(&disk)
+            scenario.run_spicebox(&disk)
         };
         eprintln!("{name}:\n{serial}");
         assert_eq!(storage_lines(&serial), expected, "{name}:\n{serial}");
@@ -280,7 +361,7 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
         // INQUIRY, TEST UNIT READY, READ CAPACITY, 3 READs, REQUEST SENSE,
         // tagged 1 to 7 (QEMU's SeaBIOS, bios-256k.bin, drives the stick
         // with its own tags before the guest starts).
-        let tags = &peer.device.tags;
+        let tags = &run.peer.device.tags;
         assert!(
             tags.ends_with(&[1, 2, 3, 4, 5, 6, 7]),
             "{name}: CBW tags {tags:?}"
@@ -291,4 +372,337 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
         outputs[0], outputs[1],
         "QEMU and spicebox read different bytes"
     );
+}
+
+/// What the peer's keyboard types once the guest has queued its interrupt
+/// TDs: "Hi USB 42" and Enter, each key pressed and released.
+const TYPED: &str = "Hi USB 42";
+/// Time between reports, as a typist's (well under the VMMs' report buffers).
+const KEY_GAP: Duration = Duration::from_millis(30);
+
+/// Boot-protocol reports (modifiers, reserved, six usages) for `text` and Enter.
+fn key_reports(text: &str) -> VecDeque<[u8; 8]> {
+    let mut reports = VecDeque::new();
+    for c in text.chars().chain(['\n']) {
+        let (modifiers, usage) = match c {
+            'a'..='z' => (0, 0x04 + (c as u8 - b'a')),
+            'A'..='Z' => (0x02, 0x04 + (c as u8 - b'A')),
+            '1'..='9' => (0, 0x1e + (c as u8 - b'1')),
+            '0' => (0, 0x27),
+            ' ' => (0, 0x2c),
+            '\n' => (0, 0x28),
+            _ => panic!("no key for {c:?}"),
+        };
+        reports.push_back([modifiers, 0, usage, 0, 0, 0, 0, 0]);
+        reports.push_back([0; 8]);
+    }
+    reports
+}
+
+/// While the guest polls for reports, a second keyboard is plugged into
+/// SPICE usbredir channel 1 and unplugged: the guest sees both port changes
+/// and keeps ticking (the first keyboard's reports follow).
+fn plug_and_unplug(vm: &mut SpiceboxVm, listen: &Listen, session: u32) {
+    let (mut s, _) = link_channel_id(
+        listen,
+        session,
+        USBREDIR,
+        1,
+        vec![],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut peer = HostPeer::new(Keyboard::default());
+    let (mut buf, mut pending) = (vec![0u8; 64 * 1024], Vec::new());
+    let mut pump_until = |peer: &mut HostPeer<Keyboard>, vm: &SpiceboxVm, what: &str| {
+        let deadline = Instant::now() + STEP;
+        while !vm.serial_text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?}:\n{}\n{}",
+                vm.serial_text(),
+                vm.stderr_text()
+            );
+            let out = peer.take_output();
+            if !out.is_empty() {
+                vmc_write(&mut s, &out).unwrap();
+            }
+            let got = vmc_read(&mut s, &mut buf, &mut pending).expect("channel 1 open");
+            peer.received(&got)
+                .expect("spicebox's usbredir packets parse");
+        }
+    };
+    pump_until(&mut peer, vm, "connected=1");
+    peer.disconnect().unwrap();
+    pump_until(&mut peer, vm, "connected=0");
+    let ticks = vm.serial_text().matches("hid tick").count();
+    vm.wait_for_count("hid tick", ticks + 2, STEP);
+}
+
+fn hid_lines(serial: &str) -> Vec<String> {
+    serial
+        .lines()
+        .filter(|l| l.starts_with("hid report") || l.starts_with("hid typed"))
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
+    let dir = TempDir::new("xhci-hid");
+    let reports = key_reports(TYPED);
+    let mut outputs = Vec::new();
+    for name in ["qemu", "spicebox"] {
+        let disk = dir.join(&format!("xhci-hid-{name}.img"));
+        images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
+        // The peer types once the guest says its TDs are queued (and the
+        // VMM has had time to start interrupt receiving).
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut pending = reports.clone();
+        let mut next = Instant::now();
+        let typist = ready.clone();
+        let scenario = Scenario {
+            device: Keyboard::default(),
+            tick: move |peer: &mut HostPeer<Keyboard>| {
+                if !typist.load(Ordering::SeqCst) || Instant::now() < next {
+                    return;
+                }
+                if let Some(report) = pending.front() {
+                    if peer.report(0x81, report).expect("report encodes") {
+                        pending.pop_front();
+                        next = Instant::now() + KEY_GAP;
+                    }
+                }
+            },
+            during: |vm: &mut SpiceboxVm, spice: Option<(&Listen, u32)>| {
+                vm.wait_for("hid ready", RUN);
+                if let Some((listen, session)) = spice {
+                    plug_and_unplug(vm, listen, session);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                ready.store(true, Ordering::SeqCst);
+            },
+        };
+        let (serial, run) = if name == "qemu" {
+            scenario.run_qemu(&disk)
+        } else {
+            scenario.run_spicebox(&disk)
+        };
+        eprintln!("{name}:\n{serial}");
+        assert!(serial.contains("usb device 1d6b:0101"), "{name}:\n{serial}");
+        if name == "spicebox" {
+            let plugs = ["connected=1", "connected=0"].map(|c| serial.find(c));
+            assert!(
+                matches!(plugs, [Some(a), Some(b)] if a < b),
+                "the guest saw no plug and unplug:\n{serial}"
+            );
+        }
+        let lines = hid_lines(&serial);
+        let fnv = usbredir::peer::storage::fnv1a32(&KEYBOARD_REPORT_DESCRIPTOR);
+        let mut expected = vec![format!("hid report-descriptor fnv={fnv:08x}")];
+        expected.extend(reports.iter().map(|r| {
+            let hex: Vec<String> = r.iter().map(|b| format!("{b:02x}")).collect();
+            format!("hid report {}", hex.join(" "))
+        }));
+        expected.push(format!("hid typed \"{TYPED}\" reports={}", reports.len()));
+        assert_eq!(lines, expected, "{name}:\n{serial}");
+        // SET_REPORT: the guest turned Num Lock on.
+        assert_eq!(
+            run.peer.device.leds.last(),
+            Some(&1),
+            "{name}: LEDs {:?}",
+            run.peer.device.leds
+        );
+        outputs.push(lines);
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "QEMU and spicebox saw different reports"
+    );
+}
+
+/// Sectors of the benchmark's stick: the guest reads all 16 MiB of it.
+const BENCH_STICK_SECTORS: u32 = 32 * 1024;
+/// What the benchmark's keyboard types (74 reports with the Enter).
+const BENCH_TYPED: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// One VMM's benchmark numbers: MB/s (guest-timed) and report latencies.
+struct BenchRun {
+    mb_per_s: f64,
+    latencies_ms: Vec<f64>,
+    /// The peer's view of each storage transfer's VMM + guest share (µs).
+    turnarounds_us: Vec<f64>,
+}
+
+fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
+    let disk = dir.join(&format!("bench-{name}.img"));
+    images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
+    let storage = Scenario {
+        device: MassStorage::new(BENCH_STICK_SECTORS),
+        tick: |_: &mut HostPeer<MassStorage>| {},
+        during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
+    };
+    let (serial, run) = if name == "qemu" {
+        storage.run_qemu(&disk)
+    } else {
+        storage.run_spicebox(&disk)
+    };
+    // Turnaround by the reply before it: after the CBW's (26 bytes), the
+    // data's (64 KiB + headers) and the CSW's (39).
+    {
+        let mut by: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+        for (len, d) in &run.turnarounds {
+            by.entry(*len).or_default().push(d.as_secs_f64() * 1e6);
+        }
+        for (len, mut v) in by {
+            if v.len() > 10 {
+                v.sort_by(f64::total_cmp);
+                println!(
+                    "{name}: turnaround after a {len}-byte reply: n={} median {:.0} µs p90 {:.0} µs",
+                    v.len(),
+                    percentile(&v, 0.5),
+                    percentile(&v, 0.9)
+                );
+            }
+        }
+    }
+    let turnarounds_us = run
+        .turnarounds
+        .iter()
+        .map(|(_, d)| d.as_secs_f64() * 1e6)
+        .collect();
+    let line = serial
+        .lines()
+        .find(|l| l.starts_with("storage bench "))
+        .unwrap_or_else(|| panic!("{name}: no bench line:\n{serial}"));
+    let mb_per_s: f64 = line
+        .split(' ')
+        .find_map(|w| w.strip_prefix("mb_per_s="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+
+    // HID: the peer stamps each report as it writes it; the test stamps the
+    // guest's `hid report` line as the VMM's serial output reaches it. The
+    // difference is report delivery plus the serial path out, measured on
+    // one clock (the host's).
+    let reports = key_reports(BENCH_TYPED);
+    let count = reports.len();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut seen = Vec::new();
+    let (typist, stamps) = (ready.clone(), sent.clone());
+    let mut pending = reports.clone();
+    let mut next = Instant::now();
+    let hid = Scenario {
+        device: Keyboard::default(),
+        tick: move |peer: &mut HostPeer<Keyboard>| {
+            if !typist.load(Ordering::SeqCst) || Instant::now() < next {
+                return;
+            }
+            if let Some(report) = pending.front() {
+                if peer.report(0x81, report).expect("report encodes") {
+                    stamps.lock().unwrap().push(Instant::now());
+                    pending.pop_front();
+                    next = Instant::now() + KEY_GAP;
+                }
+            }
+        },
+        during: |vm: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {
+            vm.wait_for("hid ready", RUN);
+            std::thread::sleep(Duration::from_millis(200));
+            ready.store(true, Ordering::SeqCst);
+            for i in 1..=count {
+                vm.wait_for_count("hid report ", i, STEP);
+                seen.push(Instant::now());
+            }
+        },
+    };
+    let (serial, _) = if name == "qemu" {
+        hid.run_qemu(&disk)
+    } else {
+        hid.run_spicebox(&disk)
+    };
+    let expected: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            let hex: Vec<String> = r.iter().map(|b| format!("{b:02x}")).collect();
+            format!("hid report {}", hex.join(" "))
+        })
+        .collect();
+    let got: Vec<String> = hid_lines(&serial)
+        .into_iter()
+        .filter(|l| l.starts_with("hid report "))
+        .collect();
+    assert_eq!(got, expected, "{name}: reports lost or changed");
+    let sent = sent.lock().unwrap();
+    let latencies_ms = sent
+        .iter()
+        .zip(&seen)
+        .map(|(s, r)| r.duration_since(*s).as_secs_f64() * 1000.0)
+        .collect();
+    BenchRun {
+        mb_per_s,
+        latencies_ms,
+        turnarounds_us,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Benchmark, not a test: `scripts/bench_usb` runs it (SPICEBOX_BENCH_RUNS
+/// runs per VMM, default 3). The same guest and peer on QEMU's usb-redir and
+/// spicebox's SPICE usbredir channel: mass-storage read rate and HID report
+/// latency.
+#[test]
+#[ignore = "benchmark: scripts/bench_usb"]
+fn bench_usb() {
+    let runs: usize = std::env::var("SPICEBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = TempDir::new("bench-usb");
+    let mut rows = Vec::new();
+    for name in ["qemu", "spicebox"] {
+        let mut rates = Vec::new();
+        let mut latencies = Vec::new();
+        let mut turnarounds = Vec::new();
+        for _ in 0..runs {
+            let run = bench_one(name, &dir);
+            rates.push(run.mb_per_s);
+            latencies.extend(run.latencies_ms);
+            turnarounds.extend(run.turnarounds_us);
+        }
+        rates.sort_by(f64::total_cmp);
+        latencies.sort_by(f64::total_cmp);
+        turnarounds.sort_by(f64::total_cmp);
+        rows.push((name, rates, latencies, turnarounds));
+    }
+    println!();
+    println!(
+        "USB redirection, {runs} run(s) per VMM: 16 MiB READ(10) x 64 KiB (MB/s, guest TSC); storage transfer turnaround seen by the peer (its reply written -> the next request read: VMM + guest, µs); HID report -> guest's serial line (ms, host clock)"
+    );
+    println!(
+        "| VMM      | read MB/s (median, min-max) | turnaround µs median | p90   | HID latency ms median | p90   | max   | reports |"
+    );
+    println!("|----------|-----------------------------|----------------------|-------|-----------------------|-------|-------|---------|");
+    for (name, rates, lat, turn) in rows {
+        let rate = format!(
+            "{:.1} ({:.1}-{:.1})",
+            percentile(&rates, 0.5),
+            rates[0],
+            rates[rates.len() - 1]
+        );
+        println!(
+            "| {name:<8} | {rate:<27} | {:>20.0} | {:>5.0} | {:>21.2} | {:>5.2} | {:>5.2} | {:>7} |",
+            percentile(&turn, 0.5),
+            percentile(&turn, 0.9),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.9),
+            lat[lat.len() - 1],
+            lat.len()
+        );
+    }
 }

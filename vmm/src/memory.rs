@@ -23,6 +23,25 @@ pub struct GuestRam {
     next_slot: u32,
 }
 
+/// Ask for transparent huge pages on guest RAM, as QEMU does for every RAM
+/// block: a guest touching fresh memory then costs one fault (and one nested
+/// page table entry) per 2 MiB instead of per 4 KiB page, which is most of
+/// the cost of a guest that streams data into new buffers (a 64 KiB USB read
+/// into fresh pages took ~300 µs of faults on the test machines). Hosts with
+/// THP off ignore the advice; a failure is only logged.
+fn advise_huge_pages(addr: *mut u8, len: usize) {
+    // SAFETY: `addr..addr+len` is a live anonymous mapping owned by the
+    // caller's GuestMemoryMmap; MADV_HUGEPAGE changes only how the kernel
+    // backs it, never its contents or validity.
+    let rc = unsafe { libc::madvise(addr.cast(), len, libc::MADV_HUGEPAGE) };
+    if rc != 0 {
+        debug!(
+            "madvise(MADV_HUGEPAGE) on guest RAM: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 impl GuestRam {
     /// Map `regions` (guest address, size) as RAM and register each with KVM.
     pub fn new(vm: &VmFd, regions: &[(u64, u64)]) -> Result<Self> {
@@ -34,6 +53,7 @@ impl GuestRam {
             .map_err(|e| Error::Memory(e.to_string()))?;
         let mut slot = 0;
         for region in mem.iter() {
+            advise_huge_pages(region.as_ptr(), region.len() as usize);
             let r = kvm_userspace_memory_region {
                 slot,
                 flags: 0,

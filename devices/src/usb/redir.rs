@@ -73,6 +73,7 @@ impl Shared {
     }
 
     fn complete(&mut self, done: UsbCompletion) {
+        tracing::debug!(target: "usbtime", "complete");
         self.completions.push(done);
         if let Some(w) = &self.waker {
             let _ = w.write(1);

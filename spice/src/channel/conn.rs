@@ -193,6 +193,7 @@ async fn read_loop(
             return;
         }
         let (t, size) = framing.decode(&hdr[..hs]);
+        tracing::debug!(target: "usbtime", size, "header");
         if size as usize > max_body {
             warn!(
                 msg_type = t,

@@ -201,6 +201,9 @@ async fn serve(link: Link<'_>, port: &dyn StreamPort, sink: &Sink, lz4: bool) ->
             }
         }
         conn.flush().await?;
+        if !chunks.is_empty() {
+            tracing::debug!(target: "usbtime", "flushed");
+        }
         if resume_guest {
             port.resume();
         }
@@ -224,6 +227,7 @@ async fn serve(link: Link<'_>, port: &dyn StreamPort, sink: &Sink, lz4: bool) ->
             },
             _ = sink.wake.notified() => continue,
         };
+        tracing::debug!(target: "usbtime", len = body.len(), "client msg");
         let data = match t {
             SPICEVMC_DATA => body,
             SPICEVMC_COMPRESSED_DATA => decompress(&body)?,

@@ -162,6 +162,7 @@ impl PciDevice for XhciPci {
             return;
         }
         if lock(&self.core).write(offset, data) {
+            tracing::debug!(target: "usbtime", "doorbell");
             let _ = self.kick.write(1);
         }
     }

@@ -241,6 +241,7 @@ impl Xhci {
                 );
                 continue;
             };
+            tracing::debug!(target: "usbtime", "submit");
             match device.submit(request) {
                 Some(done) => self.finish_td(slot_id, dci, td, done),
                 None => {
@@ -300,6 +301,7 @@ impl Xhci {
                     .take();
                 if let Some(td) = td {
                     self.finish_td(slot_id, dci, td, done);
+                    tracing::debug!(target: "usbtime", "finished");
                     self.kick_endpoint(slot_id, dci);
                 }
             }

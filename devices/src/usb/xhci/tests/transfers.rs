@@ -350,3 +350,65 @@ fn slots_run_out_and_disable_frees() {
     });
     assert_eq!(code(&ev), cc::SLOT_NOT_ENABLED);
 }
+
+/// Isochronous transfers are not modelled: an Isoch TD (a webcam's, an audio
+/// device's) on an isochronous IN endpoint gets a Transfer Event with TRB
+/// Error, nothing reaches the device, the controller stays up and the next TD
+/// is handled the same way (no hang, no halted controller).
+#[test]
+fn isochronous_tds_fail_cleanly() {
+    const ISOCH_RING: u64 = 0xc000;
+    let mut d = Driver::new();
+    d.start();
+    let port = d.connect();
+    let slot = d.address(port);
+    d.configure(slot);
+    // Configure Endpoint adding isochronous IN 0x84 (DCI 9, EP type 5).
+    d.set_ctx(IN_CTX, [0, 1 | 1 << 9, 0, 0, 0, 0, 0, 0]);
+    d.set_ctx(IN_CTX + 32, [9 << 27 | 3 << 20, 0, 0, 0, 0, 0, 0, 0]);
+    d.set_ctx(
+        IN_CTX + 32 * 10,
+        [
+            3 << 16,
+            5 << 3 | 1024 << 16,
+            ISOCH_RING as u32 | 1,
+            0,
+            1024 << 16 | 1024,
+            0,
+            0,
+            0,
+        ],
+    );
+    d.rings.push((ISOCH_RING, ISOCH_RING));
+    let ev = d.command(Trb {
+        parameter: IN_CTX,
+        status: 0,
+        control: tt::CONFIGURE_ENDPOINT << 10 | u32::from(slot) << 24,
+    });
+    assert_eq!(code(&ev), cc::SUCCESS);
+    let before = d.log.lock().unwrap().requests.len();
+    for _ in 0..2 {
+        let addrs = d.queue(
+            ISOCH_RING,
+            &[Trb {
+                parameter: BUF,
+                status: 1024,
+                control: tt::ISOCH << 10 | IOC,
+            }],
+        );
+        d.ring_doorbell(slot, 9);
+        let evs = d.events();
+        assert_eq!(evs.len(), 1, "{evs:?}");
+        assert_eq!(
+            (
+                evs[0].trb_type(),
+                code(&evs[0]),
+                evs[0].parameter,
+                (evs[0].control >> 16) & 0x1f
+            ),
+            (tt::TRANSFER_EVENT, cc::TRB_ERROR, addrs[0], 9)
+        );
+    }
+    assert_eq!(d.log.lock().unwrap().requests.len(), before);
+    assert_eq!(d.r32(OP_BASE + 4) & USBSTS_HCH, 0, "controller running");
+}
