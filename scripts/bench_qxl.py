@@ -94,7 +94,7 @@ def latency(vm, proxy, probes):
         vm.drain()
         t0 = time.monotonic()
         vm.send(b"f")
-        vm.wait_for(f"QXL-FRAME {n}\n".encode(), 10)
+        vm.wait_for(f"QXL-FRAME {n}\r\n".encode(), 10)
         to_serial.append(time.monotonic() - t0)
         deadline = time.monotonic() + 5
         while (t := proxy.first_display_after(t0)) is None:
