@@ -67,6 +67,7 @@ const MONITORS_CONFIG: u64 = 5340;
 // Ports.
 const IO_NOTIFY_CMD: u16 = 0;
 const IO_NOTIFY_CURSOR: u16 = 1;
+const IO_NOTIFY_OOM: u16 = 4;
 const IO_UPDATE_IRQ: u16 = 3;
 const IO_RESET: u16 = 5;
 const IO_MEMSLOT_ADD_ASYNC: u16 = 17;
@@ -91,7 +92,7 @@ const ROPD_OP_PUT: u16 = 1 << 3;
 /// reused once released (ids from ANIM_ID_BASE up, never reused).
 const ANIM_FPS: u64 = 30;
 const ANIM_FRAMES: u64 = 300;
-const POOL_SLOTS: usize = 96;
+const POOL_SLOTS: usize = 192;
 const SLOT_BYTES: u64 = 208;
 const ANIM_ID_BASE: u64 = 1 << 32;
 
@@ -265,6 +266,9 @@ impl Card {
         let free = time::wait_until(WAIT, || {
             slot = self.pool_ids.iter().position(|&id| id == 0);
             if slot.is_none() {
+                // As qxl_alloc_bo_reserved's retry: spice-server keeps
+                // drawables until out of memory is signalled.
+                self.out(IO_NOTIFY_OOM);
                 self.out(IO_FLUSH_RELEASE);
                 self.ack();
                 self.take_releases();
