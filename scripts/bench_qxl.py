@@ -69,11 +69,23 @@ class TimedProxy(Proxy):
 
 
 class QxlVm(Vm):
-    def __init__(self, cmd, timeout):
+    """The VMM with its stderr kept in a file (QEMU's qxl guest_bug and
+    spice-server warnings, spicebox's tracing), shown when a step fails."""
+
+    def __init__(self, cmd, timeout, stderr_path):
+        self.stderr_path = stderr_path
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL)
+                                  stderr=open(stderr_path, "wb"))
         self.buf = b""
         self.wait_for(READY, timeout)
+
+    def wait_for(self, marker, timeout):
+        try:
+            super().wait_for(marker, timeout)
+        except RuntimeError as e:
+            with open(self.stderr_path, "rb") as f:
+                err = f.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"{e}\n--- VMM stderr (tail) ---\n{err}") from None
 
 
 def span(vm, proxy, action, until):
@@ -107,7 +119,7 @@ def latency(vm, proxy, probes):
 
 def bench(name, cmd_for, args, tmp):
     backend = free_port()
-    vm = QxlVm(cmd_for(backend), args.timeout)
+    vm = QxlVm(cmd_for(backend), args.timeout, os.path.join(tmp, f"{name.split()[0]}.stderr"))
     viewer = None
     try:
         proxy = TimedProxy(backend)
@@ -165,6 +177,7 @@ def main():
         qemu = lambda port: ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", "512M",
                              "-nodefaults", "-name", "bench,debug-threads=on", "-vga", "qxl",
                              "-display", "none", "-serial", "stdio", "-monitor", "none",
+                             "-d", "guest_errors",
                              "-spice", f"port={port},addr=127.0.0.1,disable-ticketing=on",
                              "-drive", f"file={disk},format=raw,if=virtio",
                              "-global", "virtio-blk-pci.disable-legacy=on"]

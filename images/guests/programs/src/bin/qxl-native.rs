@@ -14,7 +14,7 @@
 //!    in three chunks of different sizes under two clip rects, 16- and 24-bit bitmaps,
 //!    COPY_BITS, FILL.
 //! 4. The cursor ring: a 32x32 ALPHA cursor SET, then a MOVE.
-//! 5. FLUSH_SURFACES_ASYNC, FLUSH_RELEASE, and the release ring walked as
+//! 5. FLUSH_SURFACES_ASYNC, NOTIFY_OOM, and the release ring walked as
 //!    qxl_garbage_collect does (ids chained through `next`): every drawable
 //!    and the MOVE come back exactly once, with a DISPLAY interrupt bit.
 //!
@@ -73,7 +73,6 @@ const IO_RESET: u16 = 5;
 const IO_MEMSLOT_ADD_ASYNC: u16 = 17;
 const IO_CREATE_PRIMARY_ASYNC: u16 = 18;
 const IO_FLUSH_SURFACES_ASYNC: u16 = 22;
-const IO_FLUSH_RELEASE: u16 = 23;
 const IO_MONITORS_CONFIG_ASYNC: u16 = 24;
 // Interrupts.
 const INT_DISPLAY: u32 = 1;
@@ -266,12 +265,7 @@ impl Card {
         let free = time::wait_until(WAIT, || {
             slot = self.pool_ids.iter().position(|&id| id == 0);
             if slot.is_none() {
-                // As qxl_alloc_bo_reserved's retry: spice-server keeps
-                // drawables until out of memory is signalled.
-                self.out(IO_NOTIFY_OOM);
-                self.out(IO_FLUSH_RELEASE);
-                self.ack();
-                self.take_releases();
+                self.reclaim();
             }
             slot.is_some()
         });
@@ -289,6 +283,20 @@ impl Card {
         }
         self.pool_ids[slot] = id;
         self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, "anim");
+    }
+
+    /// Linux's qxl_fence_wait when memory runs out: NOTIFY_OOM (the device
+    /// renders what it holds and publishes its releases), then the garbage
+    /// collector, then a short sleep before the caller retries. Never
+    /// FLUSH_RELEASE: Linux does not use it, and on QEMU it pushes the
+    /// release ring from the vCPU while spice-server's worker thread links
+    /// releases into the same produce slot (QEMU takes no lock there), which
+    /// loses or corrupts release chains.
+    fn reclaim(&mut self) {
+        self.out(IO_NOTIFY_OOM);
+        self.ack();
+        self.take_releases();
+        time::sleep(Duration::from_micros(500));
     }
 
     /// BAR0 offset of the command `id` names, if it is one of ours in flight.
@@ -573,8 +581,14 @@ fn main() {
     let mut released: Vec<u64> = Vec::new();
     c.release_cons = c.hdr32(RELEASE_RING + 12);
     let all = time::wait_until(WAIT, || {
-        c.out(IO_FLUSH_RELEASE);
-        c.ack();
+        // As Linux, the ring is walked once DISPLAY says it grew (qxl_irq's
+        // garbage collection), not polled: a walk that empties the ring
+        // re-arms notify_on_prod, and done while the device is between its
+        // prod bump and its notify check (QEMU's worker thread), that
+        // push's DISPLAY is lost. The timeout covers pushes after the first
+        // (not notified until the walk re-arms).
+        c.out(IO_NOTIFY_OOM);
+        time::wait_until(Duration::from_millis(20), || c.ack() & INT_DISPLAY != 0);
         for id in c.take_releases() {
             check!(!released.contains(&id), "release", "id {id} released twice");
             released.push(id);
@@ -593,7 +607,10 @@ fn main() {
     check!(
         c.seen_display,
         "release",
-        "no DISPLAY interrupt for the release ring"
+        "no DISPLAY interrupt for the release ring (release prod {} notify_on_prod {} cons {})",
+        c.hdr32(RELEASE_RING + 4),
+        c.hdr32(RELEASE_RING + 8),
+        c.hdr32(RELEASE_RING + 12)
     );
     println!(
         "qxl released={} irqs={}",
