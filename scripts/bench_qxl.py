@@ -20,6 +20,7 @@ server-to-client bytes and stamps each display-channel read. Per VMM:
 """
 import argparse
 import os
+import random
 import re
 import shutil
 import statistics
@@ -102,7 +103,10 @@ def span(vm, proxy, action, until):
 def latency(vm, proxy, probes):
     to_client, to_serial = [], []
     for n in range(1, probes + 1):
-        time.sleep(0.4)
+        # A random pause: a fixed one after waiting for the display bytes
+        # (which come on spicebox's 30 ms refresh) would send every probe at
+        # the same phase of that refresh and measure one point of it.
+        time.sleep(0.4 + random.uniform(0, 0.03))
         vm.drain()
         t0 = time.monotonic()
         vm.send(b"f")
