@@ -338,6 +338,8 @@ pub const VIRTIO_MSIX_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VIRTIO-MSIX-FAIL ";
 pub const QXL_NATIVE_READY_MARKER: &str = "QXL-NATIVE-READY";
 pub const QXL_NATIVE_OK_MARKER: &str = "SPICEBOX-QXL-NATIVE-OK";
 pub const QXL_NATIVE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-QXL-NATIVE-FAIL ";
+/// Printed by qxl-native after the animation an `a` on COM1 starts.
+pub const QXL_ANIM_DONE_MARKER: &str = "QXL-ANIM-DONE";
 
 /// The picture [`TestImage::QxlNative`] draws through QXL commands (the
 /// guest includes this file too).

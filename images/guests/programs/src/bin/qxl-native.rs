@@ -14,12 +14,15 @@
 //!    in three chunks of different sizes under two clip rects, 16- and 24-bit bitmaps,
 //!    COPY_BITS, FILL.
 //! 4. The cursor ring: a 32x32 ALPHA cursor SET, then a MOVE.
-//! 5. FLUSH_SURFACES_ASYNC, FLUSH_RELEASE, and the release ring walked as
+//! 5. FLUSH_SURFACES_ASYNC, NOTIFY_OOM, and the release ring walked as
 //!    qxl_garbage_collect does (ids chained through `next`): every drawable
 //!    and the MOVE come back exactly once, with a DISPLAY interrupt bit.
 //!
 //! Prints `QXL-NATIVE-READY`, waits for a byte on COM1 (the host takes its
-//! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`.
+//! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`. An `a` instead
+//! runs the benchmark's animation (10 s of moving copies and fills at 30
+//! frames/s, drawables recycled through the release ring), an `f` one FILL
+//! (its latency probe); both then wait again.
 #![no_std]
 #![no_main]
 
@@ -64,12 +67,12 @@ const MONITORS_CONFIG: u64 = 5340;
 // Ports.
 const IO_NOTIFY_CMD: u16 = 0;
 const IO_NOTIFY_CURSOR: u16 = 1;
+const IO_NOTIFY_OOM: u16 = 4;
 const IO_UPDATE_IRQ: u16 = 3;
 const IO_RESET: u16 = 5;
 const IO_MEMSLOT_ADD_ASYNC: u16 = 17;
 const IO_CREATE_PRIMARY_ASYNC: u16 = 18;
 const IO_FLUSH_SURFACES_ASYNC: u16 = 22;
-const IO_FLUSH_RELEASE: u16 = 23;
 const IO_MONITORS_CONFIG_ASYNC: u16 = 24;
 // Interrupts.
 const INT_DISPLAY: u32 = 1;
@@ -83,6 +86,14 @@ const DRAW_FILL: u8 = 1;
 const DRAW_COPY: u8 = 3;
 const COPY_BITS: u8 = 4;
 const ROPD_OP_PUT: u16 = 1 << 3;
+
+/// Animation ('a' on COM1): frames per second and how many, drawable slots
+/// reused once released (ids from ANIM_ID_BASE up, never reused).
+const ANIM_FPS: u64 = 30;
+const ANIM_FRAMES: u64 = 300;
+const POOL_SLOTS: usize = 192;
+const SLOT_BYTES: u64 = 208;
+const ANIM_ID_BASE: u64 = 1 << 32;
 
 type Rect = (i32, i32, i32, i32);
 
@@ -98,6 +109,13 @@ struct Card {
     /// (release id, BAR0 offset of its command) of everything pushed.
     pushed: Vec<(u64, u64)>,
     seen_display: bool,
+    /// The release ring's consumer as this driver last left it.
+    release_cons: u32,
+    /// The animation's reusable drawable slots (BAR0 offset of the first)
+    /// and the id each holds until the device releases it (0: free).
+    pool: u64,
+    pool_ids: [u64; POOL_SLOTS],
+    next_anim_id: u64,
 }
 
 fn bytes_of_rect(r: Rect) -> [u8; 16] {
@@ -217,6 +235,13 @@ impl Card {
     /// A QXLDrawable with the union `u`, pushed on the command ring.
     fn draw(&mut self, kind: u8, bbox: Rect, clip: Option<u64>, u: &[u8], step: &str) {
         let id = self.pushed.len() as u64 + 1;
+        let d = self.drawable(id, kind, bbox, clip, u);
+        let off = self.put(&d);
+        self.pushed.push((id, off));
+        self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, step);
+    }
+
+    fn drawable(&self, id: u64, kind: u8, bbox: Rect, clip: Option<u64>, u: &[u8]) -> [u8; 200] {
         let mut d = [0u8; 200];
         d[0..8].copy_from_slice(&id.to_le_bytes());
         d[12] = 1; // QXL_EFFECT_OPAQUE
@@ -230,19 +255,90 @@ impl Card {
             d[63 + 4 * k..67 + 4 * k].copy_from_slice(&(-1i32).to_le_bytes());
         }
         d[123..123 + u.len()].copy_from_slice(u);
-        let off = self.put(&d);
-        self.pushed.push((id, off));
-        self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, step);
+        d
+    }
+
+    /// Like `draw`, into a released slot of the animation's pool (waiting
+    /// for the device to release one, as qxl_alloc_release_reserved does).
+    fn draw_pooled(&mut self, kind: u8, bbox: Rect, u: &[u8]) {
+        let mut slot = None;
+        let free = time::wait_until(WAIT, || {
+            slot = self.pool_ids.iter().position(|&id| id == 0);
+            if slot.is_none() {
+                self.reclaim();
+            }
+            slot.is_some()
+        });
+        check!(free, "anim", "no drawable released within {WAIT:?}");
+        let slot = slot.unwrap_or_default();
+        let id = self.next_anim_id;
+        self.next_anim_id += 1;
+        let d = self.drawable(id, kind, bbox, None, u);
+        let off = self.pool + slot as u64 * SLOT_BYTES;
+        for (i, w) in d.chunks(4).enumerate() {
+            self.ram.write32(
+                off + 4 * i as u64,
+                u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+            );
+        }
+        self.pool_ids[slot] = id;
+        self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, "anim");
+    }
+
+    /// Linux's qxl_fence_wait when memory runs out: NOTIFY_OOM (the device
+    /// renders what it holds and publishes its releases), then the garbage
+    /// collector, then a short sleep before the caller retries. Never
+    /// FLUSH_RELEASE: Linux does not use it, and on QEMU it pushes the
+    /// release ring from the vCPU while spice-server's worker thread links
+    /// releases into the same produce slot (QEMU takes no lock there), which
+    /// loses or corrupts release chains.
+    fn reclaim(&mut self) {
+        self.out(IO_NOTIFY_OOM);
+        self.ack();
+        self.take_releases();
+        time::sleep(Duration::from_micros(500));
+    }
+
+    /// BAR0 offset of the command `id` names, if it is one of ours in flight.
+    fn command_of(&self, id: u64) -> Option<u64> {
+        if id >= ANIM_ID_BASE {
+            let slot = self.pool_ids.iter().position(|&p| p == id)?;
+            return Some(self.pool + slot as u64 * SLOT_BYTES);
+        }
+        self.pushed.iter().find(|p| p.0 == id).map(|p| p.1)
+    }
+
+    /// qxl_garbage_collect's walk: every release ring entry is the head of
+    /// a chain of ids linked through the released commands' first word.
+    /// Animation slots are freed; the ids come back in order.
+    fn take_releases(&mut self) -> Vec<u64> {
+        let mut ids = Vec::new();
+        loop {
+            let prod = self.hdr32(RELEASE_RING + 4);
+            if self.release_cons == prod {
+                self.set_hdr32(RELEASE_RING + 8, prod.wrapping_add(1));
+                return ids;
+            }
+            let entry = self.hdr + RELEASE_RING + 20 + u64::from(self.release_cons & 7) * 8;
+            let mut id = self.ram.read64(entry);
+            self.release_cons = self.release_cons.wrapping_add(1);
+            self.set_hdr32(RELEASE_RING + 12, self.release_cons);
+            while id != 0 {
+                let Some(off) = self.command_of(id) else {
+                    fail!("release", "unknown id {id}");
+                };
+                check!(!ids.contains(&id), "release", "id {id} released twice");
+                ids.push(id);
+                if let Some(slot) = self.pool_ids.iter().position(|&p| p == id) {
+                    self.pool_ids[slot] = 0;
+                }
+                id = self.ram.read64(off);
+            }
+        }
     }
 
     fn fill(&mut self, r: Rect, color: u32, step: &str) {
-        let mut u = Vec::new();
-        u.extend_from_slice(&1u32.to_le_bytes()); // SPICE_BRUSH_TYPE_SOLID
-        u.extend_from_slice(&color.to_le_bytes());
-        u.extend_from_slice(&[0; 12]);
-        u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
-        u.extend_from_slice(&[0; 17]); // no mask
-        self.draw(DRAW_FILL, r, None, &u, step);
+        self.draw(DRAW_FILL, r, None, &fill_union(color), step);
     }
 
     /// A top-down bitmap QXLImage whose pixel rows are split into chunks at
@@ -325,6 +421,10 @@ fn find_card() -> (pci::Function, Card) {
         next,
         pushed: Vec::new(),
         seen_display: false,
+        release_cons: 0,
+        pool: 0,
+        pool_ids: [0; POOL_SLOTS],
+        next_anim_id: ANIM_ID_BASE,
     };
     (f, card)
 }
@@ -479,29 +579,19 @@ fn main() {
     // 5. Everything rendered and released (qxl_garbage_collect).
     c.async_io(IO_FLUSH_SURFACES_ASYNC, 0, "flush-surfaces");
     let mut released: Vec<u64> = Vec::new();
-    let mut cons = c.hdr32(RELEASE_RING + 12);
+    c.release_cons = c.hdr32(RELEASE_RING + 12);
     let all = time::wait_until(WAIT, || {
-        c.out(IO_FLUSH_RELEASE);
-        c.ack();
-        loop {
-            let prod = c.hdr32(RELEASE_RING + 4);
-            if cons == prod {
-                c.set_hdr32(RELEASE_RING + 8, prod.wrapping_add(1));
-                break;
-            }
-            let mut id = c
-                .ram
-                .read64(c.hdr + RELEASE_RING + 20 + u64::from(cons & 7) * 8);
-            cons = cons.wrapping_add(1);
-            c.set_hdr32(RELEASE_RING + 12, cons);
-            while id != 0 {
-                let Some(&(_, off)) = c.pushed.iter().find(|p| p.0 == id) else {
-                    fail!("release", "unknown id {id}");
-                };
-                check!(!released.contains(&id), "release", "id {id} released twice");
-                released.push(id);
-                id = c.ram.read64(off);
-            }
+        // As Linux, the ring is walked once DISPLAY says it grew (qxl_irq's
+        // garbage collection), not polled: a walk that empties the ring
+        // re-arms notify_on_prod, and done while the device is between its
+        // prod bump and its notify check (QEMU's worker thread), that
+        // push's DISPLAY is lost. The timeout covers pushes after the first
+        // (not notified until the walk re-arms).
+        c.out(IO_NOTIFY_OOM);
+        time::wait_until(Duration::from_millis(20), || c.ack() & INT_DISPLAY != 0);
+        for id in c.take_releases() {
+            check!(!released.contains(&id), "release", "id {id} released twice");
+            released.push(id);
         }
         // The SET stays the device's cursor until replaced: it may stay held.
         c.pushed
@@ -517,7 +607,10 @@ fn main() {
     check!(
         c.seen_display,
         "release",
-        "no DISPLAY interrupt for the release ring"
+        "no DISPLAY interrupt for the release ring (release prod {} notify_on_prod {} cons {})",
+        c.hdr32(RELEASE_RING + 4),
+        c.hdr32(RELEASE_RING + 8),
+        c.hdr32(RELEASE_RING + 12)
     );
     println!(
         "qxl released={} irqs={}",
@@ -526,8 +619,86 @@ fn main() {
     );
 
     println!("QXL-NATIVE-READY");
-    match serial::read_byte(Duration::from_secs(300)) {
-        Some(_) => {}
-        None => fail!("input", "nothing on COM1 within 300 s"),
+    // 'a' animates (scripts/bench_qxl), anything else ends the test.
+    let pool = c.put(&[0u8; POOL_SLOTS * SLOT_BYTES as usize]);
+    c.pool = pool;
+    let mut probes = 0u32;
+    loop {
+        match serial::read_byte(Duration::from_secs(300)) {
+            Some(b'a') => animate(&mut c, one),
+            Some(b'f') => {
+                // One FILL for the benchmark's key-to-client latency probe.
+                probes += 1;
+                let color = probes.wrapping_mul(0x0040_2010) & 0xff_ffff;
+                c.draw_pooled(DRAW_FILL, (0, 0, 64, 64), &fill_union(color));
+                println!("QXL-FRAME {probes}");
+            }
+            Some(_) => break,
+            None => fail!("input", "nothing on COM1 within 300 s"),
+        }
     }
+}
+
+/// ANIM_FRAMES frames at ANIM_FPS, each: the sprite (the 32-bit bitmap
+/// already in BAR0) erased with a background FILL and COPYed a few pixels
+/// further on a bouncing path, and a bar FILLed in a colour that changes
+/// per frame. Prints `qxl-anim frames=.. drawables=.. late=.. ms=..` and
+/// QXL_ANIM_DONE.
+fn animate(c: &mut Card, sprite: u64) {
+    let (sw, sh) = (scene::B32_W as i32, scene::B32_H as i32);
+    let (w, h) = (scene::WIDTH as i32, scene::HEIGHT as i32);
+    let (mut x, mut y, mut dx, mut dy) = (0i32, 240i32, 6i32, 4i32);
+    let frame_ns = 1_000_000_000 / ANIM_FPS;
+    let start = time::now_ns();
+    let (before, mut late) = (c.next_anim_id, 0);
+    for f in 0..ANIM_FRAMES {
+        let due = start + f * frame_ns;
+        let now = time::now_ns();
+        if now > due + frame_ns {
+            late += 1;
+        }
+        while time::now_ns() < due {
+            core::hint::spin_loop();
+        }
+        let old = (x, y, x + sw, y + sh);
+        let (nx, ny) = (x + dx, y + dy);
+        if nx < 0 || nx + sw > w {
+            dx = -dx;
+        }
+        if ny < 0 || ny + sh > h {
+            dy = -dy;
+        }
+        (x, y) = (x + dx, y + dy);
+        c.draw_pooled(DRAW_FILL, old, &fill_union(scene::BACKGROUND));
+        let mut u = Vec::new();
+        u.extend_from_slice(&c.phys(sprite).to_le_bytes());
+        u.extend_from_slice(&bytes_of_rect((0, 0, sw, sh)));
+        u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
+        u.extend_from_slice(&[0; 18]);
+        c.draw_pooled(DRAW_COPY, (x, y, x + sw, y + sh), &u);
+        let bar = (f as i32 * 2) % (w - 64);
+        let color = (f as u32 * 0x0001_0307) & 0xff_ffff;
+        c.draw_pooled(
+            DRAW_FILL,
+            (bar, h - 24, bar + 64, h - 8),
+            &fill_union(color),
+        );
+    }
+    let ms = (time::now_ns() - start) / 1_000_000;
+    println!(
+        "qxl-anim frames={ANIM_FRAMES} drawables={} late={late} ms={ms}",
+        c.next_anim_id - before
+    );
+    println!("QXL-ANIM-DONE");
+}
+
+/// The DRAW_FILL union: a solid brush, ROPD_OP_PUT, no mask.
+fn fill_union(color: u32) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&1u32.to_le_bytes()); // SPICE_BRUSH_TYPE_SOLID
+    u.extend_from_slice(&color.to_le_bytes());
+    u.extend_from_slice(&[0; 12]);
+    u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
+    u.extend_from_slice(&[0; 17]); // no mask
+    u
 }
