@@ -14,7 +14,13 @@
 //!
 //! Messages, as spice-server sends them: MODE then START when the guest
 //! starts, DATA frames, STOP when it stops; VOLUME and MUTE on change for a
-//! client with the VOLUME capability. A client that announces the OPUS
+//! client with the VOLUME capability. After each START a client with the
+//! LATENCY capability gets LATENCY = [`MM_TIME_DELTA`]: spice-gtk resets its
+//! minimum buffering to 200 ms on START and then keeps LATENCY's worth of
+//! audio queued, deriving the session clock from the audio (stamp of the last
+//! DATA minus what is queued); 400 ms puts that clock where MAIN_INIT did,
+//! the clock the display's frames are scheduled on (spice-server sends the
+//! video streams' latency the same way while audio plays). A client that announces the OPUS
 //! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS: each
 //! 10 ms frame goes as one Opus packet, encoded on the client's task.
 
@@ -24,13 +30,13 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next, MM_TIME_DELTA};
 use crate::opus::OpusEncoder;
 use crate::pcm::Converter;
 use crate::port::{AudioOutPort, AudioOutSink, Full, PcmFormat};
 use crate::proto::audio::{
-    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME,
-    RATE,
+    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_LATENCY, PLAYBACK_CAP_OPUS,
+    PLAYBACK_CAP_VOLUME, RATE,
 };
 use crate::proto::{channel as ch, has_cap, playback_msg};
 use crate::wire::Writer;
@@ -223,6 +229,7 @@ impl PlaybackChannel {
     async fn serve(&self, link: Link<'_>) -> Result<(), End> {
         let conn = link.conn;
         let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
+        let latency_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_LATENCY);
         // Opus when the client can decode it, as spice-server with playback
         // compression on (its default).
         let mut opus = if has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
@@ -264,6 +271,11 @@ impl PlaybackChannel {
                             let mut w = Writer::new();
                             w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(at);
                             conn.queue(playback_msg::START, &w.finish());
+                            if latency_cap {
+                                let mut w = Writer::new();
+                                w.u32(MM_TIME_DELTA);
+                                conn.queue(playback_msg::LATENCY, &w.finish());
+                            }
                         }
                         Out::Data(pcm, arrived) => {
                             let mut w = Writer::new();
