@@ -3,8 +3,12 @@
 PLAYBACK data, records --seconds of it as raw S16 interleaved PCM to --out,
 then prints one line of key=value pairs: the stream's format from
 playback-start, and the client's own clock over what it received after the
-first SETTLE seconds (the window's bytes and seconds: its real rate), and
-the bytes the channel read from the wire (Opus is a tenth of the PCM).
+first SETTLE seconds (the window's bytes and seconds: its real rate), when
+the playback channel opened and the first DATA arrived (CLOCK_MONOTONIC, which
+scripts/bench_audio relates to the guest's serial), and
+the bytes the channel read from the wire (Opus is a tenth of the PCM), and
+the channel's min-latency (ms of audio spice-gtk keeps buffered: 200 after
+START unless the server sends PLAYBACK LATENCY).
 
     spice_playback.py --host H --port P [--password PW] --out FILE.raw
                       [--seconds S] [--timeout S]
@@ -52,6 +56,7 @@ state = {
     "mark_time": None,
     "mark_bytes": 0,
     "channel": None,
+    "opened": None,
 }
 SETTLE = 2.0
 
@@ -80,6 +85,8 @@ def playback_stop(channel):
 
 
 def channel_event(channel, event):
+    if event == Spice.ChannelEvent.OPENED and isinstance(channel, Spice.PlaybackChannel):
+        state["opened"] = time.monotonic()
     if event in (Spice.ChannelEvent.OPENED, Spice.ChannelEvent.CLOSED):
         return
     err = channel.get_error()
@@ -113,6 +120,7 @@ if not session.connect():
 loop.run()
 # What crossed the wire (Opus or raw), against the PCM it decoded to.
 wire_bytes = state["channel"].get_property("total-read-bytes") if state["channel"] else 0
+min_latency = state["channel"].get_property("min-latency") if state["channel"] else 0
 session.disconnect()
 out.close()
 window_bytes = state["bytes"] - state["mark_bytes"]
@@ -121,6 +129,9 @@ print(
     f"playback rate={state['rate']} channels={state['channels']} format={state['format']} "
     f"starts={state['starts']} messages={state['messages']} bytes={state['bytes']} "
     f"window_bytes={window_bytes} window_seconds={window_seconds:.4f} wire_bytes={wire_bytes} "
+    f"min_latency={min_latency} "
+    f"first_data_monotonic={state['first'] or 0:.6f} "
+    f"opened_monotonic={state['opened'] or 0:.6f} "
     f"error={(state['error'] or 'none').replace(' ', '_')}",
     flush=True,
 )

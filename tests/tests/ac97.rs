@@ -6,7 +6,9 @@
 //! spicebox and on QEMU (`-device AC97,audiodev=snd0 -audiodev spice`) in the
 //! same test: the guest's measured rate within 2% (never faster), the
 //! client's recording a 440 Hz tone at 48 kHz that arrives at 48000 frames a
-//! second of wall time (within 2%), sent as Opus (the client announces it).
+//! second of wall time (within 2%), sent as Opus (the client announces it);
+//! spicebox's PLAYBACK LATENCY sets the client's min-latency to MAIN_INIT's
+//! 400 ms mm-time delta (QEMU's spice-server sends none without video).
 //! Then spicebox once more with no client:
 //! the guest's stream still runs at real time.
 
@@ -183,6 +185,11 @@ fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
         eprintln!("{name}: {wire_rate:.0} bytes/s on the wire");
         assert!(wire_rate < 60_000.0, "{name}: not Opus: {summary}");
         assert!(prominence > 100.0, "{name}: not a tone ({prominence}x)");
+        let min_latency = num(summary, "min_latency");
+        eprintln!("{name}: client min-latency {min_latency} ms");
+        if !qemu_run {
+            assert_eq!(min_latency, 400.0, "{name}: PLAYBACK LATENCY: {summary}");
+        }
     }
 
     // Nobody listening: the card still consumes the guest's buffers at the

@@ -21,7 +21,8 @@
 //! DATA minus what is queued); 400 ms puts that clock where MAIN_INIT did,
 //! the clock the display's frames are scheduled on (spice-server sends the
 //! video streams' latency the same way while audio plays). A client that announces the OPUS
-//! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS: each
+//! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS
+//! unless playback compression is off: each
 //! 10 ms frame goes as one Opus packet, encoded on the client's task.
 
 use std::collections::VecDeque;
@@ -165,13 +166,19 @@ impl AudioOutSink for Sink {
 pub struct PlaybackChannel {
     port: Arc<dyn AudioOutPort>,
     shared: Arc<Shared>,
+    /// Opus for clients with the OPUS cap; off: raw for all.
+    compression: bool,
 }
 
 impl PlaybackChannel {
-    pub fn new(port: Arc<dyn AudioOutPort>) -> Self {
+    pub fn new(port: Arc<dyn AudioOutPort>, compression: bool) -> Self {
         let shared = Arc::new(Shared::default());
         port.attach(Arc::new(Sink(shared.clone())));
-        PlaybackChannel { port, shared }
+        PlaybackChannel {
+            port,
+            shared,
+            compression,
+        }
     }
 }
 
@@ -232,7 +239,7 @@ impl PlaybackChannel {
         let latency_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_LATENCY);
         // Opus when the client can decode it, as spice-server with playback
         // compression on (its default).
-        let mut opus = if has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
+        let mut opus = if self.compression && has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
             OpusEncoder::new()
                 .inspect_err(|e| tracing::warn!("playback: no Opus encoder ({e}); raw"))
                 .ok()

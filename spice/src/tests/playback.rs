@@ -402,3 +402,49 @@ fn latency_follows_every_start_for_a_client_with_the_cap() {
     sink.frames(&tone(440.0, 44_100, 4410)).unwrap();
     assert_eq!(read_msg(&mut s).0, playback_msg::DATA);
 }
+
+/// With playback compression off (`--spice-playback-compression off`, as
+/// QEMU's `playback-compression=off`), a client that announces Opus still
+/// gets raw PCM.
+#[test]
+fn compression_off_sends_raw_to_an_opus_client() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        crate::Config {
+            playback_compression: false,
+            ..config(None)
+        },
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    let sink = card.sink();
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let (mut s, _) = link_channel(
+        &server.local_addr(),
+        c.state().session_id,
+        ch::PLAYBACK,
+        vec![(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_OPUS)],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    while card.attached.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sink.start(PcmFormat {
+        channels: 2,
+        rate: 48_000,
+    });
+    let (t, mode) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::MODE);
+    assert_eq!(u16::from_le_bytes([mode[4], mode[5]]), MODE_RAW);
+    assert_eq!(read_msg(&mut s).0, playback_msg::START);
+    sink.frames(&tone(440.0, 48_000, 480)).unwrap();
+    let (t, data) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::DATA);
+    assert_eq!(data.len(), 4 + 1920, "one raw 10 ms frame");
+}
