@@ -95,8 +95,7 @@ struct Sink(Arc<Shared>);
 impl AudioOutSink for Sink {
     fn start(&self, format: PcmFormat) {
         let mut s = self.0.lock();
-        let channels = usize::from(format.channels.max(1));
-        s.converter = Some(Converter::new(format.rate, RATE, channels, FRAME_SAMPLES));
+        s.converter = Some(stream_converter(format));
         s.playing = Some(format);
         self.0.push(&mut s, Out::Start(Instant::now()));
     }
@@ -121,8 +120,15 @@ impl AudioOutSink for Sink {
         }
         let mut full = false;
         let arrived = Instant::now();
+        let mut queued = false;
         while let Some(frame) = conv.frame() {
             s.queue.push_back(Out::Data(frame, arrived));
+            queued = true;
+        }
+        if !queued {
+            // No whole frame yet: nothing for the client's task to do, so it
+            // is not woken (half the device's ticks, at some guest rates).
+            return Ok(());
         }
         while s
             .queue
@@ -216,6 +222,18 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// The converter for a stream from its start (or from the moment a client
+/// joins it): to 48 kHz stereo in 10 ms frames, primed with half a frame of
+/// silence so that the first frame leaves 5 ms after the device's first
+/// samples and later ones on the device's ticks (see
+/// [`Converter::prime_half_frame`]).
+fn stream_converter(format: PcmFormat) -> Converter {
+    let channels = usize::from(format.channels.max(1));
+    let mut c = Converter::new(format.rate, RATE, channels, FRAME_SAMPLES);
+    c.prime_half_frame();
+    c
+}
+
 fn volume_body(volume: &[u16]) -> Vec<u8> {
     let mut w = Writer::new();
     w.u8(volume.len().min(255) as u8);
@@ -254,8 +272,7 @@ impl PlaybackChannel {
             s.queue.clear();
             // A stream already playing is joined where it is.
             if let Some(f) = s.playing {
-                let channels = usize::from(f.channels.max(1));
-                s.converter = Some(Converter::new(f.rate, RATE, channels, FRAME_SAMPLES));
+                s.converter = Some(stream_converter(f));
                 s.queue.push_back(Out::Start(Instant::now()));
             }
             s.queue.push_front(Out::Volume);
