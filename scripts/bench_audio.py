@@ -27,7 +27,8 @@ server can bring forward by starting the stream with silence (spicebox does,
 5 ms). So the client also reports, from every DATA, when the stream's first
 non-silent sample was due to play if the DATA arrived just as its last
 sample was due (tests/py/spice_playback.py, stream_zero_monotonic; leading
-silence and Opus's codec delay are not counted as audio); that minus
+silence is not counted as audio, Opus's 6.5 ms algorithmic delay is counted
+as latency, alike for both servers); that minus
 dma-start is how long after a sample's time (dma-start + its position in the
 stream) the client has it: the median over all DATA of a boot, then the
 median over boots.

@@ -14,8 +14,10 @@ START unless the server sends PLAYBACK LATENCY).
 to play, judged from every DATA: the DATA's arrival minus the audio it
 completes, counted from that first sample (the median over all DATA). For a
 stream that started at DMA start t0, this minus t0 is how long after a
-sample is due its DATA reaches the client, in steady state; leading silence
-(a server's priming, Opus's codec delay) is not counted as audio.
+sample is due its DATA reaches the client, in steady state. Leading silence
+(a server's priming) is not counted as audio; Opus's algorithmic delay (its
+decoded output lags the input by 6.5 ms) shows up as latency, as it does
+for a listener.
 
     spice_playback.py --host H --port P [--password PW] --out FILE.raw
                       [--seconds S] [--timeout S]

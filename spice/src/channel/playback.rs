@@ -3,7 +3,9 @@
 //!
 //! The device pushes PCM at its own pace (its DMA clock) through the
 //! [`AudioOutSink`] this channel gives it; the sink converts it to S16 stereo
-//! at 48 kHz, cuts 10 ms frames (what spice-server sends), and queues them
+//! at 48 kHz, cuts 10 ms frames (what spice-server sends; each stream starts
+//! with 5 ms of silence so that its first frame is out 5 ms after the card's
+//! first samples and the rest on the card's 10 ms ticks), and queues them
 //! for the client's task, which stamps each DATA with the multimedia time at
 //! which the device handed its samples over (as spice-server stamps a frame
 //! when it arrives from the card, not when it is sent): the same clock as
