@@ -186,7 +186,7 @@ def bench(name, cmd, args, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3, help="boots per configuration")
-    ap.add_argument("--seconds", type=float, default=6, help="CPU window")
+    ap.add_argument("--seconds", type=float, default=15, help="CPU window")
     ap.add_argument("--timeout", type=float, default=120, help="boot to dma-start")
     args = ap.parse_args()
     for tool, pkg in [("qemu-system-x86_64", "qemu-system-x86")]:
