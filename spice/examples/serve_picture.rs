@@ -49,6 +49,7 @@ fn main() {
             listen: spice::Listen::Tcp(listen.parse().expect("HOST:PORT")),
             password: sasl.is_none().then(|| "pw".to_string()),
             force_raw_images: false,
+            playback_compression: true,
             transport,
         },
         spice::Ports {

@@ -61,6 +61,7 @@ fn main() {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: None,
             force_raw_images: false,
+            playback_compression: true,
             transport: Default::default(),
         },
         Ports {

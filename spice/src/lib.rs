@@ -97,6 +97,9 @@ pub struct Config {
     pub password: Option<String>,
     /// Always send raw bitmaps (debugging, or clients without LZ support).
     pub force_raw_images: bool,
+    /// Opus on the playback channel for clients that announce it (as
+    /// spice-server's playback-compression, on by default); off: always raw.
+    pub playback_compression: bool,
     /// TLS listener, secure channels, SASL, the browser page.
     pub transport: TransportConfig,
 }

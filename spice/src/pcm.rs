@@ -4,6 +4,11 @@
 //! anti-aliasing filter, and cubic polynomial interpolation is cheap enough
 //! to run on the device's thread; recording goes down from 48 kHz, which does
 //! (a windowed sinc filter, rubato's).
+//!
+//! Going up, the resampler works on fixed *output* chunks of one frame and
+//! asks for just the input that frame needs, so a frame leaves the moment its
+//! last input sample arrives (with fixed 10 ms input chunks its interpolation
+//! lookahead held every frame back to the next chunk, 10 ms late).
 
 use std::collections::VecDeque;
 
@@ -13,16 +18,23 @@ use rubato::{
 };
 use tracing::warn;
 
-/// Input frames the resampler takes per call: 10 ms at the input rate.
+/// Input frames the down-sampler takes per call: 10 ms at the input rate.
 fn chunk_frames(rate: u32) -> usize {
     (rate as usize / 100).max(1)
 }
+
+/// Extra silence [`Converter::prime_half_frame`] adds, in input frames, so
+/// that rounding of the sample clock never makes a frame miss the tick it is
+/// aligned to.
+const PRIME_MARGIN: usize = 2;
 
 /// A stream from `from` Hz to `to` Hz, `channels` interleaved, emitting
 /// frames of `frame` samples per channel.
 pub struct Converter {
     channels: usize,
     frame: usize,
+    from: u32,
+    to: u32,
     resampler: Option<Async<f32>>,
     input: Vec<f32>,
     output: Vec<f32>,
@@ -40,9 +52,9 @@ impl Converter {
                         ratio,
                         1.0,
                         PolynomialDegree::Cubic,
-                        chunk,
+                        frame.max(1),
                         channels,
-                        FixedAsync::Input,
+                        FixedAsync::Output,
                     )
                 } else {
                     let params =
@@ -56,11 +68,31 @@ impl Converter {
         Converter {
             channels: channels.max(1),
             frame,
+            from,
+            to,
             resampler,
             input: Vec::new(),
             output: Vec::new(),
             ready: VecDeque::new(),
         }
+    }
+
+    /// Start the stream with silence, so that its first frame is complete
+    /// once half a frame's time of input has arrived: the first samples
+    /// reach the client half a frame sooner, and if the producer delivers
+    /// on ticks one frame apart starting half a frame in (as the AC97's
+    /// worker does), every later frame is complete on a tick instead of
+    /// waiting for the next one. The silence (about 5 ms) is heard once,
+    /// at the start.
+    pub fn prime_half_frame(&mut self) {
+        let needed = match &self.resampler {
+            Some(r) => r.input_frames_next(),
+            None => self.frame,
+        };
+        let frame_in = self.frame as u64 * u64::from(self.from) / u64::from(self.to.max(1));
+        let half_in = usize::try_from(frame_in / 2).unwrap_or(0);
+        let silence = needed.saturating_sub(half_in) + PRIME_MARGIN;
+        self.push(&vec![0; silence * self.channels]);
     }
 
     /// Feed interleaved samples at the input rate.
@@ -180,6 +212,27 @@ mod tests {
         assert!((21_500 * 2..=22_050 * 2).contains(&n), "{n} samples");
         let hz = crossings_hz(&out[2205..n], 2, 22_050);
         assert!((hz - 1000.0).abs() < 3.0, "{hz} Hz");
+    }
+
+    /// A producer that delivers what is due on ticks 10 ms apart, the first
+    /// 5 ms after the start (the AC97 worker's pattern): once primed, every
+    /// tick completes exactly one frame, the first on the first tick.
+    #[test]
+    fn a_primed_stream_completes_a_frame_on_every_tick() {
+        for rate in [8_000u32, 11_025, 22_050, 32_000, 44_100, 48_000] {
+            let mut c = Converter::new(rate, 48_000, 2, 480);
+            c.prime_half_frame();
+            assert!(c.frame().is_none(), "{rate}: nothing before the first tick");
+            let input = tone(440.0, rate, rate as usize);
+            let mut fed = 0;
+            for tick in 0..90u64 {
+                let due = usize::try_from((5 + 10 * tick) * u64::from(rate) / 1000).unwrap();
+                c.push(&input[fed * 2..due * 2]);
+                fed = due;
+                assert!(c.frame().is_some(), "{rate} Hz: no frame on tick {tick}");
+                assert!(c.frame().is_none(), "{rate} Hz: two frames on tick {tick}");
+            }
+        }
     }
 
     #[test]

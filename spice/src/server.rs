@@ -144,7 +144,12 @@ impl SpiceServer {
         limits: Limits,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<SpiceServer, Error> {
-        let built = Registry::for_ports(ports, config.force_raw_images, extra)?;
+        let built = Registry::for_ports_with(
+            ports,
+            config.force_raw_images,
+            config.playback_compression,
+            extra,
+        )?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("spice")

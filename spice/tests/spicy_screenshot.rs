@@ -99,6 +99,7 @@ fn spicy_screenshot_sees_the_served_surface() {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: Some("hunter2".into()),
             force_raw_images: false,
+            playback_compression: true,
             transport: Default::default(),
         },
         // A display and nothing else: no inputs channel is offered.

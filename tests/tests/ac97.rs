@@ -6,7 +6,11 @@
 //! spicebox and on QEMU (`-device AC97,audiodev=snd0 -audiodev spice`) in the
 //! same test: the guest's measured rate within 2% (never faster), the
 //! client's recording a 440 Hz tone at 48 kHz that arrives at 48000 frames a
-//! second of wall time (within 2%), sent as Opus (the client announces it).
+//! second of wall time (within 2%), sent as Opus (the client announces it);
+//! spicebox's PLAYBACK LATENCY sets the client's min-latency to MAIN_INIT's
+//! 400 ms mm-time delta (QEMU's spice-server sends none without video).
+//! spicebox a second time with `--spice-playback-compression off`: the same
+//! checks on the raw stream.
 //! Then spicebox once more with no client:
 //! the guest's stream still runs at real time.
 
@@ -66,8 +70,13 @@ fn guest_line(serial: &str) -> &str {
 #[test]
 fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
     let dir = TempDir::new("ac97");
-    for qemu_run in [true, false] {
-        let name = if qemu_run { "qemu" } else { "spicebox" };
+    // (name, QEMU?, Opus?): spicebox once more with playback compression
+    // off, so the same client gets the raw stream.
+    for (name, qemu_run, opus) in [
+        ("qemu", true, true),
+        ("spicebox", false, true),
+        ("spicebox-raw", false, false),
+    ] {
         let disk = dir.join(&format!("ac97-play-{name}.img"));
         images::write_image(TestImage::Ac97Play.bytes(), &disk).unwrap();
         let port = free_port();
@@ -76,7 +85,13 @@ fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
         } else {
             let spice = format!("127.0.0.1:{port}");
             let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
-            SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
+            let compression = if opus { "on" } else { "off" };
+            let more = [
+                "--disable-ticketing",
+                "--spice-playback-compression",
+                compression,
+            ];
+            SpiceboxVm::start(spicebox!(), &[&args[..], &more[..]].concat())
         };
         let pcm_path = dir.join(&format!("{name}.raw"));
         let client = {
@@ -128,11 +143,24 @@ fn ac97_tone_reaches_a_spice_client_on_spicebox_and_qemu() {
         );
         assert!((hz - 440.0).abs() <= 2.0, "{name}: dominant {hz} Hz");
         // spice-gtk announces Opus, so both servers send Opus: a tenth of
-        // the 192,000 bytes a second raw PCM would take.
+        // the 192,000 bytes a second raw PCM takes (plus 10 bytes of header
+        // and stamp a 10 ms frame), which is what goes with compression off.
         let wire_rate = num(summary, "wire_bytes") / (num(summary, "bytes") / 192_000.0);
         eprintln!("{name}: {wire_rate:.0} bytes/s on the wire");
-        assert!(wire_rate < 60_000.0, "{name}: not Opus: {summary}");
+        if opus {
+            assert!(wire_rate < 60_000.0, "{name}: not Opus: {summary}");
+        } else {
+            assert!(
+                (192_000.0..200_000.0).contains(&wire_rate),
+                "{name}: not raw: {summary}"
+            );
+        }
         assert!(prominence > 100.0, "{name}: not a tone ({prominence}x)");
+        let min_latency = num(summary, "min_latency");
+        eprintln!("{name}: client min-latency {min_latency} ms");
+        if !qemu_run {
+            assert_eq!(min_latency, 400.0, "{name}: PLAYBACK LATENCY: {summary}");
+        }
     }
 
     // Nobody listening: the card still consumes the guest's buffers at the

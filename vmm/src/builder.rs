@@ -462,6 +462,7 @@ fn start_spice(
         listen,
         password: password.clone(),
         force_raw_images: false,
+        playback_compression: args.spice_playback_compression == crate::cli::OnOff::On,
         transport,
     };
     let ports = spice::Ports {

@@ -135,6 +135,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub disable_ticketing: bool,
 
+    /// SPICE playback compression: on (Opus for clients that announce it,
+    /// as QEMU's default) or off (raw 48 kHz PCM, 192 kB/s a client).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub spice_playback_compression: OnOff,
+
     /// Allow --disable-ticketing on a non-loopback SPICE address (anyone who
     /// can reach it sees and drives the VM).
     #[arg(long)]
@@ -229,6 +234,12 @@ pub enum InputMode {
 pub enum VgaKind {
     None,
     Qxl,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -268,6 +268,7 @@ mod tests {
                 listen: spice::Listen::Tcp("127.0.0.1:0".parse().unwrap()),
                 password: None,
                 force_raw_images: false,
+                playback_compression: true,
                 transport: Default::default(),
             },
             spice::Ports {

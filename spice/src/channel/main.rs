@@ -13,15 +13,13 @@ use tracing::debug;
 
 use super::agent::{AgentLink, AgentRelay};
 use super::conn::violation;
-use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next, MM_TIME_DELTA};
 use crate::port::{AbsoluteNotifier, AgentPort, InputPort, MonitorsConfigPort};
 use crate::proto::{
     channel as ch, has_cap, main_cap, main_msg, main_msgc, MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER,
 };
 use crate::wire::{Reader, Writer};
 
-/// spice-server's MM_TIME_DELTA: streams and audio get this much buffering.
-const MM_TIME_DELTA: u32 = 400;
 /// Only a hint for the client's GLZ window, which we never use.
 const RAM_HINT: u32 = 64 << 20;
 /// AGENT_DATA payloads are at most 2048 bytes; other messages are small.

@@ -62,6 +62,14 @@ impl From<Violation> for End {
 /// is the host's monotonic milliseconds, far from zero too).
 pub const MM_TIME_START: u32 = 1000;
 
+/// spice-server's MM_TIME_DELTA: how far behind the server's clock MAIN_INIT
+/// sets the client's, i.e. the buffering streams and audio get. The playback
+/// channel's LATENCY tells spice-gtk to keep this much audio buffered, so the
+/// session clock it then derives from audio (last DATA stamp minus the
+/// buffered delay) stays where MAIN_INIT put it, and video stamped on the
+/// same clock plays in step with the sound.
+pub const MM_TIME_DELTA: u32 = 400;
+
 /// What every channel task may know of its server.
 pub struct ServerInfo {
     /// Epoch of the multimedia clock (MAIN_INIT.multi_media_time).

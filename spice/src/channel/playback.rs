@@ -3,7 +3,9 @@
 //!
 //! The device pushes PCM at its own pace (its DMA clock) through the
 //! [`AudioOutSink`] this channel gives it; the sink converts it to S16 stereo
-//! at 48 kHz, cuts 10 ms frames (what spice-server sends), and queues them
+//! at 48 kHz, cuts 10 ms frames (what spice-server sends; each stream starts
+//! with 5 ms of silence so that its first frame is out 5 ms after the card's
+//! first samples and the rest on the card's 10 ms ticks), and queues them
 //! for the client's task, which stamps each DATA with the multimedia time at
 //! which the device handed its samples over (as spice-server stamps a frame
 //! when it arrives from the card, not when it is sent): the same clock as
@@ -14,8 +16,15 @@
 //!
 //! Messages, as spice-server sends them: MODE then START when the guest
 //! starts, DATA frames, STOP when it stops; VOLUME and MUTE on change for a
-//! client with the VOLUME capability. A client that announces the OPUS
-//! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS: each
+//! client with the VOLUME capability. After each START a client with the
+//! LATENCY capability gets LATENCY = [`MM_TIME_DELTA`]: spice-gtk resets its
+//! minimum buffering to 200 ms on START and then keeps LATENCY's worth of
+//! audio queued, deriving the session clock from the audio (stamp of the last
+//! DATA minus what is queued); 400 ms puts that clock where MAIN_INIT did,
+//! the clock the display's frames are scheduled on (spice-server sends the
+//! video streams' latency the same way while audio plays). A client that announces the OPUS
+//! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS
+//! unless playback compression is off: each
 //! 10 ms frame goes as one Opus packet, encoded on the client's task.
 
 use std::collections::VecDeque;
@@ -24,13 +33,13 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next, MM_TIME_DELTA};
 use crate::opus::OpusEncoder;
 use crate::pcm::Converter;
 use crate::port::{AudioOutPort, AudioOutSink, Full, PcmFormat};
 use crate::proto::audio::{
-    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME,
-    RATE,
+    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_LATENCY, PLAYBACK_CAP_OPUS,
+    PLAYBACK_CAP_VOLUME, RATE,
 };
 use crate::proto::{channel as ch, has_cap, playback_msg};
 use crate::wire::Writer;
@@ -88,8 +97,7 @@ struct Sink(Arc<Shared>);
 impl AudioOutSink for Sink {
     fn start(&self, format: PcmFormat) {
         let mut s = self.0.lock();
-        let channels = usize::from(format.channels.max(1));
-        s.converter = Some(Converter::new(format.rate, RATE, channels, FRAME_SAMPLES));
+        s.converter = Some(stream_converter(format));
         s.playing = Some(format);
         self.0.push(&mut s, Out::Start(Instant::now()));
     }
@@ -114,8 +122,15 @@ impl AudioOutSink for Sink {
         }
         let mut full = false;
         let arrived = Instant::now();
+        let mut queued = false;
         while let Some(frame) = conv.frame() {
             s.queue.push_back(Out::Data(frame, arrived));
+            queued = true;
+        }
+        if !queued {
+            // No whole frame yet: nothing for the client's task to do, so it
+            // is not woken (half the device's ticks, at some guest rates).
+            return Ok(());
         }
         while s
             .queue
@@ -159,13 +174,19 @@ impl AudioOutSink for Sink {
 pub struct PlaybackChannel {
     port: Arc<dyn AudioOutPort>,
     shared: Arc<Shared>,
+    /// Opus for clients with the OPUS cap; off: raw for all.
+    compression: bool,
 }
 
 impl PlaybackChannel {
-    pub fn new(port: Arc<dyn AudioOutPort>) -> Self {
+    pub fn new(port: Arc<dyn AudioOutPort>, compression: bool) -> Self {
         let shared = Arc::new(Shared::default());
         port.attach(Arc::new(Sink(shared.clone())));
-        PlaybackChannel { port, shared }
+        PlaybackChannel {
+            port,
+            shared,
+            compression,
+        }
     }
 }
 
@@ -203,6 +224,18 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// The converter for a stream from its start (or from the moment a client
+/// joins it): to 48 kHz stereo in 10 ms frames, primed with half a frame of
+/// silence so that the first frame leaves 5 ms after the device's first
+/// samples and later ones on the device's ticks (see
+/// [`Converter::prime_half_frame`]).
+fn stream_converter(format: PcmFormat) -> Converter {
+    let channels = usize::from(format.channels.max(1));
+    let mut c = Converter::new(format.rate, RATE, channels, FRAME_SAMPLES);
+    c.prime_half_frame();
+    c
+}
+
 fn volume_body(volume: &[u16]) -> Vec<u8> {
     let mut w = Writer::new();
     w.u8(volume.len().min(255) as u8);
@@ -223,9 +256,10 @@ impl PlaybackChannel {
     async fn serve(&self, link: Link<'_>) -> Result<(), End> {
         let conn = link.conn;
         let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
+        let latency_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_LATENCY);
         // Opus when the client can decode it, as spice-server with playback
         // compression on (its default).
-        let mut opus = if has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
+        let mut opus = if self.compression && has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
             OpusEncoder::new()
                 .inspect_err(|e| tracing::warn!("playback: no Opus encoder ({e}); raw"))
                 .ok()
@@ -240,8 +274,7 @@ impl PlaybackChannel {
             s.queue.clear();
             // A stream already playing is joined where it is.
             if let Some(f) = s.playing {
-                let channels = usize::from(f.channels.max(1));
-                s.converter = Some(Converter::new(f.rate, RATE, channels, FRAME_SAMPLES));
+                s.converter = Some(stream_converter(f));
                 s.queue.push_back(Out::Start(Instant::now()));
             }
             s.queue.push_front(Out::Volume);
@@ -264,6 +297,11 @@ impl PlaybackChannel {
                             let mut w = Writer::new();
                             w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(at);
                             conn.queue(playback_msg::START, &w.finish());
+                            if latency_cap {
+                                let mut w = Writer::new();
+                                w.u32(MM_TIME_DELTA);
+                                conn.queue(playback_msg::LATENCY, &w.finish());
+                            }
                         }
                         Out::Data(pcm, arrived) => {
                             let mut w = Writer::new();

@@ -36,9 +36,22 @@ impl Registry {
     /// heads; INPUTS when there is an input port; PLAYBACK with an audio out
     /// port, RECORD with an audio in port; then `extra` kinds (channels of
     /// later ports, and test kinds), in that order, which is CHANNELS_LIST's.
+    /// Playback compression on (the server's default).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn for_ports(
         ports: Ports,
         force_raw_images: bool,
+        extra: Vec<Arc<dyn ChannelKind>>,
+    ) -> Result<Built, Error> {
+        Self::for_ports_with(ports, force_raw_images, true, extra)
+    }
+
+    /// [`Registry::for_ports`], with playback compression (Opus for clients
+    /// that announce it) on or off.
+    pub fn for_ports_with(
+        ports: Ports,
+        force_raw_images: bool,
+        playback_compression: bool,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
         if ports.display_heads > MAX_HEADS {
@@ -70,7 +83,7 @@ impl Registry {
             kinds.push(Arc::new(usbredir));
         }
         if let Some(out) = ports.audio_out {
-            kinds.push(Arc::new(PlaybackChannel::new(out)));
+            kinds.push(Arc::new(PlaybackChannel::new(out, playback_compression)));
         }
         if let Some(input) = ports.audio_in {
             kinds.push(Arc::new(RecordChannel::new(input)));

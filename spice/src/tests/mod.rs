@@ -129,6 +129,7 @@ pub fn config(password: Option<&str>) -> Config {
         listen: Listen::Tcp("127.0.0.1:0".parse::<SocketAddr>().unwrap()),
         password: password.map(str::to_string),
         force_raw_images: false,
+        playback_compression: true,
         transport: Default::default(),
     }
 }
@@ -151,6 +152,7 @@ pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<
     let server = SpiceServer::start(
         Config {
             force_raw_images: force_raw,
+            playback_compression: true,
             ..config(password)
         },
         ports(&rec),

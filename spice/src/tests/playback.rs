@@ -9,7 +9,9 @@ use super::*;
 use crate::client::{link_channel, AnyStream};
 use crate::opus::{OpusDecoder, MAX_PACKET};
 use crate::port::{AudioOutPort, AudioOutSink, PcmFormat};
-use crate::proto::audio::{FMT_S16, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME};
+use crate::proto::audio::{
+    FMT_S16, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_LATENCY, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME,
+};
 use crate::proto::{channel as ch, playback_msg};
 
 #[derive(Default)]
@@ -329,4 +331,120 @@ fn data_is_stamped_on_the_main_channels_clock() {
             _ => {}
         }
     }
+}
+
+/// spice-gtk resets its minimum audio buffering to 200 ms on every START; a
+/// client with the LATENCY cap must then be told the 400 ms that MAIN_INIT's
+/// clock gives streams, whether it joins a stream or sees one start, so its
+/// audio-driven session clock stays on the display's.
+#[test]
+fn latency_follows_every_start_for_a_client_with_the_cap() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        config(None),
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    let sink = card.sink();
+    let format = PcmFormat {
+        channels: 2,
+        rate: 44_100,
+    };
+    sink.start(format);
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let Some(crate::client::decode::ServerMsg::MainInit {
+        multi_media_time, ..
+    }) = c.state().main_init.clone()
+    else {
+        panic!("no MAIN_INIT");
+    };
+    let (mut s, _) = link_channel(
+        &server.local_addr(),
+        c.state().session_id,
+        ch::PLAYBACK,
+        vec![(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_LATENCY)],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    assert_eq!(read_msg(&mut s).0, playback_msg::MODE);
+    let (t, start) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::START);
+    let (t, latency) = read_msg(&mut s);
+    assert_eq!(
+        t,
+        playback_msg::LATENCY,
+        "LATENCY right after a joined START"
+    );
+    assert_eq!(latency.len(), 4);
+    // The latency is exactly how far MAIN_INIT put the client's clock
+    // behind the server's: START is stamped on the server's clock, no
+    // earlier than INIT's clock plus that delta.
+    let latency_ms = u32_at(&latency, 0);
+    assert_eq!(latency_ms, 400);
+    assert!(u32_at(&start, 10) >= multi_media_time + latency_ms);
+
+    sink.stop();
+    assert_eq!(read_msg(&mut s).0, playback_msg::STOP);
+    sink.start(format);
+    let (t, _) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::MODE);
+    assert_eq!(read_msg(&mut s).0, playback_msg::START);
+    assert_eq!(
+        read_msg(&mut s),
+        (playback_msg::LATENCY, 400u32.to_le_bytes().to_vec()),
+        "LATENCY again after a new START (spice-gtk reset it)"
+    );
+    sink.frames(&tone(440.0, 44_100, 4410)).unwrap();
+    assert_eq!(read_msg(&mut s).0, playback_msg::DATA);
+}
+
+/// With playback compression off (`--spice-playback-compression off`, as
+/// QEMU's `playback-compression=off`), a client that announces Opus still
+/// gets raw PCM.
+#[test]
+fn compression_off_sends_raw_to_an_opus_client() {
+    let card = Arc::new(Card::default());
+    let rec = Arc::new(Recorder::default());
+    let server = SpiceServer::start(
+        crate::Config {
+            playback_compression: false,
+            ..config(None)
+        },
+        Ports {
+            audio_out: Some(card.clone()),
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    let sink = card.sink();
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    let (mut s, _) = link_channel(
+        &server.local_addr(),
+        c.state().session_id,
+        ch::PLAYBACK,
+        vec![(1 << PLAYBACK_CAP_VOLUME) | (1 << PLAYBACK_CAP_OPUS)],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    while card.attached.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sink.start(PcmFormat {
+        channels: 2,
+        rate: 48_000,
+    });
+    let (t, mode) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::MODE);
+    assert_eq!(u16::from_le_bytes([mode[4], mode[5]]), MODE_RAW);
+    assert_eq!(read_msg(&mut s).0, playback_msg::START);
+    sink.frames(&tone(440.0, 48_000, 480)).unwrap();
+    let (t, data) = read_msg(&mut s);
+    assert_eq!(t, playback_msg::DATA);
+    assert_eq!(data.len(), 4 + 1920, "one raw 10 ms frame");
 }

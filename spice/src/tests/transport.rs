@@ -56,6 +56,7 @@ fn start_tls(certs: &Certs, secure: ChannelSet, limits: Limits) -> SpiceServer {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: Some(PW.into()),
             force_raw_images: false,
+            playback_compression: true,
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -203,6 +204,7 @@ fn x509_dir_problems_name_the_file() {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: None,
             force_raw_images: false,
+            playback_compression: true,
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -461,6 +463,7 @@ fn start_sasl(certs: &Certs) -> SpiceServer {
             listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
             password: None,
             force_raw_images: false,
+            playback_compression: true,
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),

@@ -208,8 +208,9 @@ impl Link {
         }
     }
 
-    /// NABM write. Returns true if a bus master's run state may have changed
-    /// (the worker re-arms its timer).
+    /// NABM write. Returns true if a bus master's run state changed (the
+    /// worker starts or stops the backend and re-arms its timer); the
+    /// driver's other writes (LVI, status) leave the worker asleep.
     pub fn nabm_write(&mut self, mem: &GuestMemoryMmap<()>, offset: u64, data: &[u8]) -> bool {
         let Ok(offset) = u8::try_from(offset) else {
             return false;
@@ -217,14 +218,15 @@ impl Link {
         match offset {
             0..=0x2b => {
                 let i = usize::from(offset / 16);
-                let was = self.bm[i].active();
+                let was = (self.bm[i].active(), self.bm[i].run_bit());
                 let end = (usize::from(offset % 16) + data.len()).min(16);
                 let n = end - usize::from(offset % 16);
                 self.bm[i].write(mem, offset % 16, &data[..n]);
-                if self.bm[i].active() != was {
+                let now = (self.bm[i].active(), self.bm[i].run_bit());
+                if now.0 != was.0 {
                     self.clocks[i] = None;
                 }
-                true
+                now != was
             }
             GLOB_CNT if data.len() == 4 => {
                 let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);

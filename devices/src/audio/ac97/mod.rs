@@ -43,8 +43,15 @@ pub const BAR_NABM: usize = 1;
 pub const NAM_SIZE: u64 = 1024;
 pub const NABM_SIZE: u64 = 256;
 
-/// How often the worker moves samples while a stream runs.
-pub const TICK: Duration = Duration::from_millis(5);
+/// How often the worker moves samples while a stream runs: SPICE's frame
+/// (10 ms). A shorter tick would not bring samples to a client sooner (they
+/// leave in whole frames) but would wake the worker more often.
+pub const TICK: Duration = Duration::from_millis(10);
+/// The first tick after a stream starts comes half a tick in: the playback
+/// channel primes each stream with half a frame of silence, so its first
+/// frame is complete then, 5 ms after the DMA started, and each later one
+/// exactly on a tick (`spice::pcm::Converter::prime_half_frame`).
+pub const FIRST_TICK: Duration = Duration::from_millis(5);
 
 fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
     // Every update leaves the registers consistent.
@@ -286,6 +293,9 @@ impl Ac97Worker {
         if let Some((v, mute)) = capture_volume {
             self.backend.input.volume(v, mute);
         }
+        // A stream starting puts the ticks in phase with its clock.
+        let started = (play.is_some() && play != self.playing)
+            || (record.is_some() && record != self.recording);
         if play != self.playing {
             if self.playing.is_some() {
                 self.backend.out.stop();
@@ -307,15 +317,15 @@ impl Ac97Worker {
             }
             self.recording = record;
         }
-        self.arm(active);
+        self.arm(active, started);
     }
 
-    fn arm(&mut self, active: bool) {
-        if active == self.armed {
+    fn arm(&mut self, active: bool, started: bool) {
+        if active == self.armed && !(active && started) {
             return;
         }
         let r = if active {
-            self.timer.reset(TICK, Some(TICK))
+            self.timer.reset(FIRST_TICK, Some(TICK))
         } else {
             self.timer.clear()
         };

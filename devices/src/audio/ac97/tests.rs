@@ -253,15 +253,20 @@ fn last_valid_buffer_halts_and_a_new_lvi_restarts() {
     );
     assert!(l.interrupt());
     assert!(!l.any_active());
-    // Without LVBIE and IOCE, the same status raises nothing.
-    nabm_w(&mut l, &m, PO + u64::from(CR), u32::from(CR_RPBM), 1);
+    // Without LVBIE and IOCE, the same status raises nothing. The run state
+    // is the same, so the worker is not woken for it.
+    let wake = l.nabm_write(&m, PO + u64::from(CR), &[CR_RPBM]);
+    assert!(!wake, "no run state change");
     assert!(!l.interrupt());
     // Clearing the status bits (word write, as the ICH driver does).
-    nabm_w(&mut l, &m, PO + u64::from(SR), 0x1c, 2);
+    assert!(!l.nabm_write(&m, PO + u64::from(SR), &0x1cu16.to_le_bytes()));
     assert_eq!(nabm_r(&mut l, PO + u64::from(SR), 2) as u16 & 0x1c, 0);
-    // More data: LVI moves on and the halted engine starts with buffer 2.
-    nabm_w(&mut l, &m, PO + u64::from(LVI), 3, 1);
+    // More data: LVI moves on and the halted engine starts with buffer 2,
+    // which wakes the worker.
+    assert!(l.nabm_write(&m, PO + u64::from(LVI), &[3]), "restart wakes");
     assert!(l.any_active());
+    // Moving LVI on while it runs does not.
+    assert!(!l.nabm_write(&m, PO + u64::from(LVI), &[3]));
     assert_eq!(nabm_r(&mut l, PO + u64::from(CIV), 1), 2);
     let t1 = t0 + Duration::from_millis(10);
     l.advance(Stream::PcmOut, t1, &m, &mut sink);

@@ -17,7 +17,8 @@
 //!    samples of the tone, write the status bits back.
 //! 5. Stop (TRIGGER_STOP): CR = 0, wait for DCH, CR = RR.
 //!
-//! Prints `ac97 vendor=<id> rate=<frames/s measured> periods=<n> irqs=<n>`
+//! Prints `ac97-play dma-start` just before the DMA starts, and at the end
+//! `ac97 vendor=<id> rate=<frames/s measured> periods=<n> irqs=<n>`
 //! and `SPICEBOX-AC97-PLAY-OK`.
 #![no_std]
 #![no_main]
@@ -228,6 +229,9 @@ fn main() {
     );
     irq::enable();
 
+    // For scripts/bench_audio: the host timestamps this line as it arrives
+    // and the client the first samples; the card's DMA starts right after.
+    println!("ac97-play dma-start");
     outb(po + OFF_CR, ICH_IOCE | ICH_STARTBM);
     let clock = Stopwatch::start();
     let mut civ_seen: u8 = 0;
