@@ -564,3 +564,121 @@ fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
         );
     }
 }
+
+/// A file dropped on the client's window (SpiceClientGLib's
+/// spice_main_channel_file_copy_async, tests/py/spice_file_xfer.py) reaches a
+/// guest agent that speaks spice-vdagent's file-transfer side: FILE_XFER_START
+/// with the keyfile's name and size, STATUS CAN_SEND_DATA, 5 MiB of
+/// FILE_XFER_DATA through the client's agent tokens, STATUS SUCCESS, which
+/// spice-gtk reports as the copy finished. The guest's checksum of the bytes
+/// is the file's. Same on QEMU.
+#[test]
+fn a_5_mib_file_transfer_through_spice_gtk_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_file_xfer.py"
+    );
+    let dir = TempDir::new("vdagent-file");
+    // Not a repeating pattern: a reordered or dropped piece changes the sum.
+    let mut x = 0x1234_5678u32;
+    let content: Vec<u8> = (0..5 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let file = dir.join("dropped file.bin");
+    std::fs::write(&file, &content).unwrap();
+    let want = format!(
+        "{}1 name=dropped file.bin size={} sum={:08x}",
+        images::VDAGENT_FILE_PREFIX,
+        content.len(),
+        fnv1a32(&content)
+    );
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.send(b"f");
+        vm.wait_for(images::VDAGENT_FILE_MODE_MARKER, STEP);
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--file")
+                .arg(&file)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let out = py.output();
+        assert!(
+            out.status.success(),
+            "{name}: spice_file_xfer.py: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!(
+                "file-copy done size={} sum={:08x} ",
+                content.len(),
+                fnv1a32(&content)
+            )),
+            "{name}: {stdout}"
+        );
+        eprintln!("{name}: {}", stdout.trim());
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        assert!(
+            serial.contains(&format!(
+                "agent-file-start id=1 name=dropped file.bin size={}",
+                content.len()
+            )),
+            "{name}:\n{serial}"
+        );
+        let files: Vec<&str> = serial
+            .lines()
+            .filter(|l| l.starts_with(images::VDAGENT_FILE_PREFIX))
+            .collect();
+        assert_eq!(files, [want.as_str()], "{name}:\n{serial}");
+    }
+}
