@@ -682,3 +682,147 @@ fn a_5_mib_file_transfer_through_spice_gtk_on_spicebox_and_qemu() {
         assert_eq!(files, [want.as_str()], "{name}:\n{serial}");
     }
 }
+
+/// Lines of `text` that start with `prefix`, with `prefix` cut off and any
+/// ` seconds=` suffix (timing) dropped.
+fn reports(text: &str, prefix: &str) -> Vec<String> {
+    let mut r: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|l| l.split(" seconds=").next().unwrap_or(l).to_owned())
+        .collect();
+    r.sort();
+    r
+}
+
+/// Large copy and paste with both selections through spice-gtk
+/// (tests/py/spice_clipboard_big.py): the agent announces CLIPBOARD_SELECTION
+/// and MAX_CLIPBOARD, spice-gtk tells it the client's max-clipboard (16 MiB),
+/// and a 10 MiB UTF-8 text and a 1 MiB PNG on CLIPBOARD and a text on
+/// PRIMARY go guest -> client and client -> guest byte for byte (zlib crc32
+/// and size on both ends; the client decodes the guest's PNG). Same on QEMU.
+#[test]
+fn ten_mib_text_and_png_clipboards_with_primary_through_spice_gtk_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_clipboard_big.py"
+    );
+    let dir = TempDir::new("vdagent-big-clipboard");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.send(b"b");
+        vm.wait_for(images::VDAGENT_BIG_CLIPBOARD_MODE_MARKER, STEP);
+        let stop = dir.join(&format!("stop-{name}"));
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--max-clipboard", &(16u32 << 20).to_string()])
+                .arg("--stop-file")
+                .arg(&stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while reports(&vm.serial_text(), "agent-clipboard-got ").len() < 3
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(&stop, b"").unwrap();
+        let out = py.output();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: spice_clipboard_big.py: {}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        eprintln!("{name}:\n{stdout}");
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        assert!(
+            serial.contains(&format!("agent-max-clipboard {}", 16u32 << 20)),
+            "{name}:\n{serial}"
+        );
+        let guest_sent = reports(&serial, "agent-clipboard-sent ");
+        let client_got = reports(&stdout, "guest-clipboard ");
+        let client_sent = reports(&stdout, "client-clipboard sent ");
+        let guest_got = reports(&serial, "agent-clipboard-got ");
+        for (what, list) in [
+            ("guest sent", &guest_sent),
+            ("client got", &client_got),
+            ("client sent", &client_sent),
+            ("guest got", &guest_got),
+        ] {
+            let kinds: Vec<&str> = list
+                .iter()
+                .map(|l| &l[..l.find(" size=").unwrap()])
+                .collect();
+            assert_eq!(
+                kinds,
+                ["sel=0 type=1", "sel=0 type=2", "sel=1 type=1"],
+                "{name}: {what}: {list:?}"
+            );
+        }
+        assert_eq!(guest_sent, client_got, "{name}: guest -> client");
+        assert_eq!(client_sent, guest_got, "{name}: client -> guest");
+        let size = |l: &str| -> usize {
+            l.split(" size=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        for list in [&guest_sent, &client_sent] {
+            assert_eq!(size(&list[0]), 10 << 20, "{name}: {list:?}");
+            assert!(
+                (1 << 20..5 << 19).contains(&size(&list[1])),
+                "{name}: {list:?}"
+            );
+        }
+        assert!(stdout.contains("guest-png 512x512 ok"), "{name}: {stdout}");
+    }
+}

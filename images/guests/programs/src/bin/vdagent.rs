@@ -16,7 +16,9 @@
 //!    was seen): then the agent waits for the next client.
 //!    After a `c` on COM1 (`agent-clipboard-mode`) it plays spice-vdagent's
 //!    clipboard side instead of echoing (`clipboard_agent`); after an `f`
-//!    (`agent-file-mode`) spice-vdagent's file-transfer side (`FileReceiver`).
+//!    (`agent-file-mode`) spice-vdagent's file-transfer side (`FileReceiver`);
+//!    after a `b` its clipboard side with selections, a 10 MiB text and a
+//!    1 MiB PNG (`big_clipboard`).
 //! 3. The QXL card (1b36:0100), when there is one, as Linux's qxl driver
 //!    takes a client's monitors config: `qxl_irq_init` unmasks
 //!    CLIENT_MONITORS_CONFIG (with DISPLAY, CURSOR, IO_CMD) before the agent
@@ -32,6 +34,9 @@
 #![no_main]
 
 extern crate alloc;
+
+#[path = "vdagent/big_clipboard.rs"]
+mod big_clipboard;
 
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -234,16 +239,23 @@ impl RxQueue {
     }
 }
 
-/// Write `data` on a transmit queue and wait until the device has it.
+/// Bytes per transmit buffer: what virtio_console's port_fops_write takes
+/// from one write(2).
+const TX_PIECE: usize = 32 << 10;
+
+/// Write `data` on a transmit queue, at most [`TX_PIECE`] bytes a buffer,
+/// waiting until the device has each.
 fn send(dev: &VirtioPci, q: &mut Virtqueue, data: &[u8]) {
-    let buf = Dma::new(data.len().max(1) as u64);
-    buf.copy_from(0, data);
-    q.add(&[(buf.addr(), data.len() as u32, false)])
-        .or_fail("tx-full");
-    q.publish();
-    dev.notify(q);
-    let done = time::wait_until(WAIT, || q.pop_used().is_some());
-    check!(done, "tx-used", "device did not take {} bytes", data.len());
+    let buf = Dma::new(data.len().clamp(1, TX_PIECE) as u64);
+    for piece in data.chunks(TX_PIECE) {
+        buf.copy_from(0, piece);
+        q.add(&[(buf.addr(), piece.len() as u32, false)])
+            .or_fail("tx-full");
+        q.publish();
+        dev.notify(q);
+        let done = time::wait_until(WAIT, || q.pop_used().is_some());
+        check!(done, "tx-used", "device did not take {} bytes", piece.len());
+    }
 }
 
 fn control(dev: &VirtioPci, ctrl_tx: &mut Virtqueue, id: u32, event: u16, value: u16) {
@@ -579,6 +591,7 @@ fn main() {
     let mut next_client = false;
     let mut clipboard = false;
     let mut files: Option<FileReceiver> = None;
+    let mut big: Option<big_clipboard::BigClipboard> = None;
     let deadline = time::Deadline::after(CLIENT_WAIT);
     loop {
         check!(!deadline.passed(), "client-wait", "{received} messages");
@@ -591,6 +604,10 @@ fn main() {
             Some(b'c') if !clipboard => {
                 clipboard = true;
                 println!("agent-clipboard-mode");
+            }
+            Some(b'b') if big.is_none() => {
+                big = Some(big_clipboard::BigClipboard::default());
+                println!("agent-big-clipboard-mode");
             }
             Some(b'f') if files.is_none() => {
                 files = Some(FileReceiver::default());
@@ -633,7 +650,9 @@ fn main() {
             check!(p == CHUNK_CLIENT, "chunk-port", "{p}");
             // virtio_console blocks writers until the host side is open.
             check!(ports.host_open, "host-open", "client data before PORT_OPEN");
-            let replies = if let Some(f) = &mut files {
+            let replies = if let Some(b) = &mut big {
+                b.message(t, &body)
+            } else if let Some(f) = &mut files {
                 f.message(t, &body)
             } else if clipboard {
                 clipboard_agent(t, &body)
