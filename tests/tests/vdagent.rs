@@ -826,3 +826,107 @@ fn ten_mib_text_and_png_clipboards_with_primary_through_spice_gtk_on_spicebox_an
         assert!(stdout.contains("guest-png 512x512 ok"), "{name}: {stdout}");
     }
 }
+
+const ECHO_PORT: &str = "org.spicebox.echo.0";
+
+/// `--spice-port NAME` as QEMU's spiceport chardev: the vdagent guest opens
+/// the virtio-serial port named NAME (next to the agent's) and echoes it;
+/// spice-gtk's PortChannel (tests/py/spice_port_echo.py) finds the channel by
+/// the name in PORT_INIT, sees the guest's port open, sends 200 KiB of
+/// SPICEVMC_DATA and reads them back byte for byte. Same on QEMU (-chardev spiceport + virtserialport).
+#[test]
+fn a_spice_port_channel_echoes_through_a_named_virtio_serial_port_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_port_echo.py"
+    );
+    let size = 200 * 1024;
+    let payload: Vec<u8> = (0..size).map(|i| (i * 31 + i / 1000) as u8).collect();
+    let dir = TempDir::new("vdagent-port");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            let mut cmd = qemu(&disk, port, &dir.join(&format!("qmp-{name}")));
+            cmd.arg("-chardev")
+                .arg(format!("spiceport,id=echo,name={ECHO_PORT}"))
+                .arg("-device")
+                .arg(format!("virtserialport,chardev=echo,name={ECHO_PORT}"));
+            SpiceboxVm::start_command(cmd)
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                    "--spice-port",
+                    ECHO_PORT,
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.wait_for("port-echo open", STEP);
+        let out = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--name", ECHO_PORT, "--size", &size.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ))
+        .output();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: spice_port_echo.py: {}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        eprintln!("{name}: {}", stdout.trim());
+        let lines: Vec<&str> = stdout
+            .lines()
+            .map(|l| l.split(" seconds=").next().unwrap_or(l))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                format!("port name={ECHO_PORT} opened=1"),
+                format!(
+                    "port echo size={size} sum={:08x} match=yes",
+                    fnv1a32(&payload)
+                ),
+            ],
+            "{name}"
+        );
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        let guest = format!("port-echo total={size} sum={:08x}", fnv1a32(&payload));
+        assert!(serial.contains(&guest), "{name}: no {guest:?}\n{serial}");
+    }
+}

@@ -29,6 +29,10 @@
 //!    `qxl-client-monitors count=<n> crc=<ok|bad> sum=<fnv1a32 of the 1028
 //!    config bytes> head0=<top>,<left>,<bottom>,<right>`.
 //!
+//! 4. A port named `org.spicebox.echo.0`, when the host has one (spicebox's
+//!    `--spice-port`, QEMU's spiceport chardev), is opened and echoes
+//!    (`EchoPort`).
+//!
 //! Prints `SPICEBOX-VDAGENT-OK`.
 #![no_std]
 #![no_main]
@@ -53,6 +57,8 @@ guest_rt::guest!("VDAGENT", main);
 const SERIAL_DEVICE_ID: u16 = 0x1043;
 const F_MULTIPORT: u64 = 1 << 1;
 const PORT_NAME: &[u8] = b"com.redhat.spice.0";
+/// A further named port, opened and echoed when the host has one.
+const ECHO_PORT_NAME: &[u8] = b"org.spicebox.echo.0";
 
 const DEVICE_READY: u16 = 0;
 const PORT_ADD: u16 = 1;
@@ -505,13 +511,40 @@ impl Deframer {
     }
 }
 
+/// The port named [`ECHO_PORT_NAME`] (a `--spice-port` / spiceport chardev):
+/// every byte from the host is written back, and the running count and
+/// checksum reported as `port-echo total=<n> sum=<fnv1a32>`.
+struct EchoPort {
+    rx: RxQueue,
+    tx: Virtqueue,
+    total: usize,
+    sum: u32,
+}
+
+impl EchoPort {
+    fn poll(&mut self, dev: &VirtioPci) {
+        let Some(data) = self.rx.take(dev) else {
+            return;
+        };
+        self.total += data.len();
+        self.sum = data.iter().fold(self.sum, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        println!("port-echo total={} sum={:08x}", self.total, self.sum);
+        send(dev, &mut self.tx, &data);
+    }
+}
+
 /// What the control queue told us.
 #[derive(Default)]
 struct Ports {
     /// Our port's id, once PORT_NAME named it com.redhat.spice.0.
     named: Option<u32>,
+    /// Receive queues of added ports not named yet, by id.
+    added: Vec<(u32, RxQueue)>,
     rx: Option<RxQueue>,
     host_open: bool,
+    echo: Option<EchoPort>,
 }
 
 impl Ports {
@@ -531,14 +564,30 @@ impl Ports {
         check!(id >= 1 && id < max_ports, "port-id", "{id}");
         match event {
             PORT_ADD => {
-                self.rx = Some(RxQueue::new(dev, take(2 * id as u16 + 2)));
+                self.added
+                    .push((id, RxQueue::new(dev, take(2 * id as u16 + 2))));
                 control(dev, ctrl_tx, id, PORT_READY, 1);
             }
             PORT_NAME_EVENT => {
                 // QEMU ends the name with a NUL; Linux takes it up to one.
                 let name = m[8..].split(|&b| b == 0).next().unwrap_or(&[]);
+                let at = self.added.iter().position(|(i, _)| *i == id);
+                let rx = self.added.swap_remove(at.or_fail("port-name-unadded")).1;
+                if name == ECHO_PORT_NAME {
+                    let tx = take(2 * id as u16 + 3);
+                    control(dev, ctrl_tx, id, PORT_OPEN, 1);
+                    println!("port-echo open id={id}");
+                    self.echo = Some(EchoPort {
+                        rx,
+                        tx,
+                        total: 0,
+                        sum: 0x811c_9dc5,
+                    });
+                    return;
+                }
                 check!(name == PORT_NAME, "port-name", "{:?}", &m[8..]);
                 self.named = Some(id);
+                self.rx = Some(rx);
             }
             PORT_OPEN if Some(id) == self.named => self.host_open = value == 1,
             _ => {}
@@ -621,6 +670,9 @@ fn main() {
         }
         if let Some(m) = ctrl_rx.take(&dev) {
             ports.control(&dev, &mut ctrl_tx, &m, max_ports, &mut take);
+        }
+        if let Some(e) = &mut ports.echo {
+            e.poll(&dev);
         }
         let Some(data) = rx.take(&dev) else {
             continue;
