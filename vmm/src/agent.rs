@@ -167,14 +167,13 @@ impl AgentPort for AgentBridge {
     }
 }
 
+/// The agent's bridge (None with `--no-agent`) and one per `--spice-port`.
+pub type SerialBridges = (Option<Arc<AgentBridge>>, Vec<Arc<PortBridge>>);
+
 /// Plug in a virtio-serial device with the agent's port (unless `agent` is
 /// false) and one port per `--spice-port` name; returns the bridges to give
 /// the SPICE server. No device when there is no port.
-pub fn add(
-    dm: &mut DeviceManager,
-    agent: bool,
-    named: &[String],
-) -> Result<(Option<Arc<AgentBridge>>, Vec<Arc<PortBridge>>)> {
+pub fn add(dm: &mut DeviceManager, agent: bool, named: &[String]) -> Result<SerialBridges> {
     let bridge = agent.then(|| Arc::new(AgentBridge::default()));
     let named: Vec<Arc<PortBridge>> = named.iter().map(|n| Arc::new(PortBridge::new(n))).collect();
     let mut backends: Vec<(String, Arc<dyn SerialBackend>)> = Vec::new();

@@ -426,10 +426,7 @@ fn audio_enabled(args: &RunArgs) -> anyhow::Result<bool> {
 fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
-    (agent, named_ports): (
-        Option<Arc<crate::agent::AgentBridge>>,
-        Vec<Arc<crate::spice_port::PortBridge>>,
-    ),
+    (agent, named_ports): crate::agent::SerialBridges,
     display: Option<&Arc<Display>>,
     xhci: Option<&devices::usb::xhci::XhciHandle>,
     audio: Option<Arc<crate::audio::SpiceAudio>>,
