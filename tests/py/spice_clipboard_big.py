@@ -13,7 +13,8 @@ max-clipboard is set to MAX_CLIPBOARD (spice-gtk sends it to the agent).
    UTF8_TEXT and IMAGE_PNG and PRIMARY with UTF8_TEXT, and answers each
    request with its own 10 MiB UTF-8 text, a 1 MiB PNG (zlib-compressed noise)
    or a short PRIMARY text, printing
-       client-clipboard sent sel=S type=T size=N crc=CRC32
+       client-clipboard sent sel=S type=T size=N crc=CRC32 at=T
+   (T: CLOCK_MONOTONIC when it was handed to spice-gtk, for scripts/bench_agent)
 Then it stays connected until STOP_FILE exists, disconnects and exits 0; exits
 1 when a step does not happen within the timeout.
 
@@ -126,9 +127,10 @@ def request(main, sel, kind):
     data = CLIENT_DATA.get((sel, kind))
     if data is None:
         return False
+    at = time.monotonic()
     main.clipboard_selection_notify(sel, kind, data)
-    print("client-clipboard sent sel=%d type=%d size=%d crc=%08x"
-          % (sel, kind, len(data), zlib.crc32(data)), flush=True)
+    print("client-clipboard sent sel=%d type=%d size=%d crc=%08x at=%.6f"
+          % (sel, kind, len(data), zlib.crc32(data), at), flush=True)
     state["sent"].add((sel, kind))
     return True
 

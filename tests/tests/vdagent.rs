@@ -684,12 +684,15 @@ fn a_5_mib_file_transfer_through_spice_gtk_on_spicebox_and_qemu() {
 }
 
 /// Lines of `text` that start with `prefix`, with `prefix` cut off and any
-/// ` seconds=` suffix (timing) dropped.
+/// ` seconds=` or ` at=` suffix (timing) dropped.
 fn reports(text: &str, prefix: &str) -> Vec<String> {
     let mut r: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix(prefix))
-        .map(|l| l.split(" seconds=").next().unwrap_or(l).to_owned())
+        .map(|l| {
+            let l = l.split(" seconds=").next().unwrap_or(l);
+            l.split(" at=").next().unwrap_or(l).to_owned()
+        })
         .collect();
     r.sort();
     r
