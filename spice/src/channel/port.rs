@@ -280,4 +280,38 @@ mod tests {
         assert_eq!(&b[..9], &[11, 0, 0, 0, 9, 0, 0, 0, 1]);
         assert_eq!(&b[9..], b"org.test.0\0");
     }
+
+    fn sink() -> Sink {
+        Sink {
+            queue: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    #[test]
+    fn guest_opens_are_kept_and_told_only_to_a_linked_client() {
+        let s = sink();
+        s.guest_opened(true);
+        assert!(s.lock().guest_open);
+        assert!(s.lock().events.is_empty(), "no client: PORT_INIT tells it");
+        s.lock().client = true;
+        s.guest_opened(true);
+        assert!(s.lock().events.is_empty(), "no change, no event");
+        s.guest_opened(false);
+        s.guest_opened(true);
+        assert_eq!(s.lock().events, [EVENT_CLOSED, EVENT_OPENED]);
+    }
+
+    #[test]
+    fn guest_bytes_are_dropped_without_a_client_and_refused_past_the_bound() {
+        let s = sink();
+        assert_eq!(s.guest_data(&[1; 100]), Ok(()));
+        assert_eq!(s.lock().bytes, 0, "dropped with no client");
+        s.lock().client = true;
+        // One piece larger than the bound still goes into an empty queue.
+        assert_eq!(s.guest_data(&vec![2; MAX_QUEUED + 1]), Ok(()));
+        assert_eq!(s.guest_data(&[3]), Err(Full));
+        assert!(s.lock().refused);
+        assert_eq!(s.lock().bytes, MAX_QUEUED + 1);
+    }
 }
