@@ -74,13 +74,7 @@ impl AgentBridge {
             g.held.clear();
             return true;
         };
-        while let Some(c) = g.held.front() {
-            if link.send(c).is_err() {
-                return false;
-            }
-            g.held.pop_front();
-        }
-        true
+        link.send_from(&mut g.held)
     }
 }
 

@@ -103,6 +103,41 @@ impl AgentLink {
         })
     }
 
+    /// Moves pieces from the front of `pieces` to the client's queue while it
+    /// has room, under one lock and with one wake-up of the relay (one
+    /// [`send`](AgentLink::send) per piece woke the MAIN channel and wrote a
+    /// TCP segment per 2 KiB). Returns false, with the rest left in `pieces`,
+    /// when the queue is full; [`AgentPort::resume`] follows when there is
+    /// room. Without a client, or with the agent closed, all are dropped.
+    pub fn send_from(&self, pieces: &mut VecDeque<Vec<u8>>) -> bool {
+        if pieces.is_empty() {
+            return true;
+        }
+        self.change(|s| {
+            if s.owner == 0 || !s.connected {
+                pieces.clear();
+                return true;
+            }
+            while let Some(p) = pieces.front() {
+                let n = p.len().div_ceil(AGENT_MAX_DATA);
+                if s.to_client.len() + n > AGENT_QUEUE {
+                    s.refused = true;
+                    return false;
+                }
+                let p = pieces.pop_front().unwrap_or_default();
+                if p.len() <= AGENT_MAX_DATA {
+                    if !p.is_empty() {
+                        s.to_client.push_back(p);
+                    }
+                } else {
+                    s.to_client
+                        .extend(p.chunks(AGENT_MAX_DATA).map(<[u8]>::to_vec));
+                }
+            }
+            true
+        })
+    }
+
     /// The guest took `messages` of the client's AGENT_DATA messages: their tokens
     /// go back to the client.
     pub fn consumed(&self, messages: u32) {
