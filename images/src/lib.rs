@@ -384,6 +384,15 @@ pub const VDAGENT_CLIENT_GONE_MARKER: &str = "agent-client-gone";
 /// reports the client's clipboard data as `agent-clipboard type=<t>
 /// size=<n> sum=<fnv1a32>`.
 pub const VDAGENT_CLIPBOARD_MODE_MARKER: &str = "agent-clipboard-mode";
+/// Printed by [`TestImage::Vdagent`] after an `f` on COM1: it plays
+/// spice-vdagent's file-transfer side and reports each complete file as
+/// `agent-file id=<id> name=<name> size=<n> sum=<fnv1a32>`.
+/// Printed by [`TestImage::Vdagent`] after a `b` on COM1: spice-vdagent's
+/// clipboard side with selections, a 10 MiB text and a 1 MiB PNG
+/// (`agent-clipboard-sent` / `agent-clipboard-got` lines).
+pub const VDAGENT_BIG_CLIPBOARD_MODE_MARKER: &str = "agent-big-clipboard-mode";
+pub const VDAGENT_FILE_MODE_MARKER: &str = "agent-file-mode";
+pub const VDAGENT_FILE_PREFIX: &str = "agent-file id=";
 pub const VDAGENT_CLIPBOARD_PREFIX: &str = "agent-clipboard type=";
 /// The guest's clipboard text: byte i is `b'a' + (i * 7 + i / 256) % 26`.
 pub const VDAGENT_GUEST_CLIPBOARD_LEN: usize = 3000;

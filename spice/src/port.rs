@@ -107,9 +107,12 @@ pub const AGENT_MAX_DATA: usize = 2048;
 /// flight (REDS_AGENT_WINDOW_SIZE). The port must accept that many without
 /// refusing; a client that sends more is cut off.
 pub const AGENT_CLIENT_TOKENS: u32 = 10;
-/// Guest → client pieces the server holds while the client has no tokens
-/// (REDS_VDI_PORT_NUM_RECEIVE_BUFFS); past that, [`AgentLink::send`] refuses.
-pub const AGENT_QUEUE: usize = 5;
+/// Guest → client pieces the server holds while the client has no tokens or
+/// the channel has not sent them yet: spice-server's 5 receive buffers
+/// (REDS_VDI_PORT_NUM_RECEIVE_BUFFS) of 64 KiB each, in 2 KiB pieces; past
+/// that, [`AgentLink::send`] refuses. (5 pieces made the guest's port stall
+/// and resume every 10 KiB.)
+pub const AGENT_QUEUE: usize = 5 * 64 * 1024 / AGENT_MAX_DATA;
 
 /// The guest agent's byte stream (the virtio-serial port `com.redhat.spice.0`
 /// that spice-vdagent opens), relayed by the MAIN channel with SPICE's token flow

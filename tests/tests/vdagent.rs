@@ -564,3 +564,372 @@ fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
         );
     }
 }
+
+/// A file dropped on the client's window (SpiceClientGLib's
+/// spice_main_channel_file_copy_async, tests/py/spice_file_xfer.py) reaches a
+/// guest agent that speaks spice-vdagent's file-transfer side: FILE_XFER_START
+/// with the keyfile's name and size, STATUS CAN_SEND_DATA, 5 MiB of
+/// FILE_XFER_DATA through the client's agent tokens, STATUS SUCCESS, which
+/// spice-gtk reports as the copy finished. The guest's checksum of the bytes
+/// is the file's. Same on QEMU.
+#[test]
+fn a_5_mib_file_transfer_through_spice_gtk_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_file_xfer.py"
+    );
+    let dir = TempDir::new("vdagent-file");
+    // Not a repeating pattern: a reordered or dropped piece changes the sum.
+    let mut x = 0x1234_5678u32;
+    let content: Vec<u8> = (0..5 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let file = dir.join("dropped file.bin");
+    std::fs::write(&file, &content).unwrap();
+    let want = format!(
+        "{}1 name=dropped file.bin size={} sum={:08x}",
+        images::VDAGENT_FILE_PREFIX,
+        content.len(),
+        fnv1a32(&content)
+    );
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.send(b"f");
+        vm.wait_for(images::VDAGENT_FILE_MODE_MARKER, STEP);
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--file")
+                .arg(&file)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let out = py.output();
+        assert!(
+            out.status.success(),
+            "{name}: spice_file_xfer.py: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!(
+                "file-copy done size={} sum={:08x} ",
+                content.len(),
+                fnv1a32(&content)
+            )),
+            "{name}: {stdout}"
+        );
+        eprintln!("{name}: {}", stdout.trim());
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        assert!(
+            serial.contains(&format!(
+                "agent-file-start id=1 name=dropped file.bin size={}",
+                content.len()
+            )),
+            "{name}:\n{serial}"
+        );
+        let files: Vec<&str> = serial
+            .lines()
+            .filter(|l| l.starts_with(images::VDAGENT_FILE_PREFIX))
+            .collect();
+        assert_eq!(files, [want.as_str()], "{name}:\n{serial}");
+    }
+}
+
+/// Lines of `text` that start with `prefix`, with `prefix` cut off and any
+/// ` seconds=` or ` at=` suffix (timing) dropped.
+fn reports(text: &str, prefix: &str) -> Vec<String> {
+    let mut r: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|l| {
+            let l = l.split(" seconds=").next().unwrap_or(l);
+            l.split(" at=").next().unwrap_or(l).to_owned()
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+/// Large copy and paste with both selections through spice-gtk
+/// (tests/py/spice_clipboard_big.py): the agent announces CLIPBOARD_SELECTION
+/// and MAX_CLIPBOARD, spice-gtk tells it the client's max-clipboard (16 MiB),
+/// and a 10 MiB UTF-8 text and a 1 MiB PNG on CLIPBOARD and a text on
+/// PRIMARY go guest -> client and client -> guest byte for byte (zlib crc32
+/// and size on both ends; the client decodes the guest's PNG). Same on QEMU.
+#[test]
+fn ten_mib_text_and_png_clipboards_with_primary_through_spice_gtk_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_clipboard_big.py"
+    );
+    let dir = TempDir::new("vdagent-big-clipboard");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.send(b"b");
+        vm.wait_for(images::VDAGENT_BIG_CLIPBOARD_MODE_MARKER, STEP);
+        let stop = dir.join(&format!("stop-{name}"));
+        let py = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--max-clipboard", &(16u32 << 20).to_string()])
+                .arg("--stop-file")
+                .arg(&stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while reports(&vm.serial_text(), "agent-clipboard-got ").len() < 3
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(&stop, b"").unwrap();
+        let out = py.output();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: spice_clipboard_big.py: {}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        eprintln!("{name}:\n{stdout}");
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        assert!(
+            serial.contains(&format!("agent-max-clipboard {}", 16u32 << 20)),
+            "{name}:\n{serial}"
+        );
+        let guest_sent = reports(&serial, "agent-clipboard-sent ");
+        let client_got = reports(&stdout, "guest-clipboard ");
+        let client_sent = reports(&stdout, "client-clipboard sent ");
+        let guest_got = reports(&serial, "agent-clipboard-got ");
+        for (what, list) in [
+            ("guest sent", &guest_sent),
+            ("client got", &client_got),
+            ("client sent", &client_sent),
+            ("guest got", &guest_got),
+        ] {
+            let kinds: Vec<&str> = list
+                .iter()
+                .map(|l| &l[..l.find(" size=").unwrap()])
+                .collect();
+            assert_eq!(
+                kinds,
+                ["sel=0 type=1", "sel=0 type=2", "sel=1 type=1"],
+                "{name}: {what}: {list:?}"
+            );
+        }
+        assert_eq!(guest_sent, client_got, "{name}: guest -> client");
+        assert_eq!(client_sent, guest_got, "{name}: client -> guest");
+        let size = |l: &str| -> usize {
+            l.split(" size=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        for list in [&guest_sent, &client_sent] {
+            assert_eq!(size(&list[0]), 10 << 20, "{name}: {list:?}");
+            assert!(
+                (1 << 20..5 << 19).contains(&size(&list[1])),
+                "{name}: {list:?}"
+            );
+        }
+        assert!(stdout.contains("guest-png 512x512 ok"), "{name}: {stdout}");
+    }
+}
+
+const ECHO_PORT: &str = "org.spicebox.echo.0";
+
+/// `--spice-port NAME` as QEMU's spiceport chardev: the vdagent guest opens
+/// the virtio-serial port named NAME (next to the agent's) and echoes it;
+/// spice-gtk's PortChannel (tests/py/spice_port_echo.py) finds the channel by
+/// the name in PORT_INIT, sees the guest's port open, sends 200 KiB of
+/// SPICEVMC_DATA and reads them back byte for byte. Same on QEMU (-chardev spiceport + virtserialport).
+#[test]
+fn a_spice_port_channel_echoes_through_a_named_virtio_serial_port_on_spicebox_and_qemu() {
+    require_tool("/usr/bin/python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/py/spice_port_echo.py"
+    );
+    let size = 200 * 1024;
+    let payload: Vec<u8> = (0..size).map(|i| (i * 31 + i / 1000) as u8).collect();
+    let dir = TempDir::new("vdagent-port");
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("vdagent-{name}.img"));
+        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            let mut cmd = qemu(&disk, port, &dir.join(&format!("qmp-{name}")));
+            cmd.arg("-chardev")
+                .arg(format!("spiceport,id=echo,name={ECHO_PORT}"))
+                .arg("-device")
+                .arg(format!("virtserialport,chardev=echo,name={ECHO_PORT}"));
+            SpiceboxVm::start_command(cmd)
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            SpiceboxVm::start(
+                spicebox!(),
+                &[
+                    disk.to_str().unwrap(),
+                    "-m",
+                    "512M",
+                    "--spice",
+                    &spice,
+                    "--disable-ticketing",
+                    "--spice-port",
+                    ECHO_PORT,
+                ],
+            )
+        };
+        vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
+        vm.wait_for("port-echo open", STEP);
+        let out = Child(Some(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--name", ECHO_PORT, "--size", &size.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ))
+        .output();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: spice_port_echo.py: {}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.serial_text()
+        );
+        eprintln!("{name}: {}", stdout.trim());
+        let lines: Vec<&str> = stdout
+            .lines()
+            .map(|l| l.split(" seconds=").next().unwrap_or(l))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                format!("port name={ECHO_PORT} opened=1"),
+                format!(
+                    "port echo size={size} sum={:08x} match=yes",
+                    fnv1a32(&payload)
+                ),
+            ],
+            "{name}"
+        );
+        vm.wait_for(images::VDAGENT_OK_MARKER, STEP);
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        let serial = vm.serial_text();
+        assert!(
+            !serial.contains(images::VDAGENT_FAIL_MARKER_PREFIX),
+            "{name}:\n{serial}"
+        );
+        let guest = format!("port-echo total={size} sum={:08x}", fnv1a32(&payload));
+        assert!(serial.contains(&guest), "{name}: no {guest:?}\n{serial}");
+    }
+}

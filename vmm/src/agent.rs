@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 
 use crate::devices::{DeviceManager, Slot};
 use crate::error::Result;
+use crate::spice_port::PortBridge;
 
 /// The virtio-serial port name spice-vdagentd opens.
 pub const PORT_NAME: &str = "com.redhat.spice.0";
@@ -73,13 +74,7 @@ impl AgentBridge {
             g.held.clear();
             return true;
         };
-        while let Some(c) = g.held.front() {
-            if link.send(c).is_err() {
-                return false;
-            }
-            g.held.pop_front();
-        }
-        true
+        link.send_from(&mut g.held)
     }
 }
 
@@ -166,18 +161,38 @@ impl AgentPort for AgentBridge {
     }
 }
 
-/// Plug in a virtio-serial device with the agent's port; returns the bridge to
-/// give the SPICE server as its agent port.
-pub fn add(dm: &mut DeviceManager) -> Result<Arc<AgentBridge>> {
-    let bridge = Arc::new(AgentBridge::default());
-    let backend: Arc<dyn SerialBackend> = bridge.clone();
-    let (mut serial, mut ports) = VirtioSerial::new(vec![(PORT_NAME.to_owned(), backend)])?;
+/// The agent's bridge (None with `--no-agent`) and one per `--spice-port`.
+pub type SerialBridges = (Option<Arc<AgentBridge>>, Vec<Arc<PortBridge>>);
+
+/// Plug in a virtio-serial device with the agent's port (unless `agent` is
+/// false) and one port per `--spice-port` name; returns the bridges to give
+/// the SPICE server. No device when there is no port.
+pub fn add(dm: &mut DeviceManager, agent: bool, named: &[String]) -> Result<SerialBridges> {
+    let bridge = agent.then(|| Arc::new(AgentBridge::default()));
+    let named: Vec<Arc<PortBridge>> = named.iter().map(|n| Arc::new(PortBridge::new(n))).collect();
+    let mut backends: Vec<(String, Arc<dyn SerialBackend>)> = Vec::new();
+    if let Some(b) = &bridge {
+        backends.push((PORT_NAME.to_owned(), b.clone()));
+    }
+    for p in &named {
+        backends.push((p.name().to_owned(), p.clone()));
+    }
+    if backends.is_empty() {
+        return Ok((None, named));
+    }
+    let (mut serial, ports) = VirtioSerial::new(backends)?;
     dm.add_pci("virtio-serial", Slot::Next, |w| {
         serial.set_thread_name(&format!("virtio-ser@{:02x}", w.slot));
         VirtioPciDevice::new(serial, w.mem.clone(), w.intx, w.msi)
     })?;
-    bridge.set_port(ports.remove(0));
-    Ok(bridge)
+    let mut ports = ports.into_iter();
+    if let Some(b) = &bridge {
+        b.set_port(ports.next().expect("one port per backend"));
+    }
+    for (p, port) in named.iter().zip(ports) {
+        p.set_port(port);
+    }
+    Ok((bridge, named))
 }
 
 #[cfg(test)]

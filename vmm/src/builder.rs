@@ -276,10 +276,7 @@ fn boot(
     // Every input source (SPICE, QMP) reaches the input devices through one
     // router, which the keyboards tell about LED changes.
     let input = crate::input_devices::add(&mut dm, args.input, &i8042)?;
-    let agent = match args.no_agent {
-        false => Some(crate::agent::add(&mut dm)?),
-        true => None,
-    };
+    let (agent, named_ports) = crate::agent::add(&mut dm, !args.no_agent, &args.spice_ports)?;
 
     // fw_cfg: what SeaBIOS reads about the machine (the boot disk's slot too).
     let mut fw_cfg = fw_cfg::FwCfg::new(mem.clone());
@@ -331,7 +328,14 @@ fn boot(
     }
 
     let agent_port = agent.clone();
-    let spice = start_spice(args, &input, agent, display.as_ref(), xhci.as_ref(), audio)?;
+    let spice = start_spice(
+        args,
+        &input,
+        (agent, named_ports),
+        display.as_ref(),
+        xhci.as_ref(),
+        audio,
+    )?;
 
     let monitor = crate::qmp::Monitor::new();
     if let Some(a) = agent_port {
@@ -422,7 +426,7 @@ fn audio_enabled(args: &RunArgs) -> anyhow::Result<bool> {
 fn start_spice(
     args: &RunArgs,
     input: &Arc<InputRouter>,
-    agent: Option<Arc<crate::agent::AgentBridge>>,
+    (agent, named_ports): crate::agent::SerialBridges,
     display: Option<&Arc<Display>>,
     xhci: Option<&devices::usb::xhci::XhciHandle>,
     audio: Option<Arc<crate::audio::SpiceAudio>>,
@@ -476,9 +480,16 @@ fn start_spice(
                         crate::usb_redir::UsbRedirStream::new(i, x.clone())
                             as Arc<dyn spice::port::StreamPort>
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .chain(
+                named_ports
+                    .into_iter()
+                    .map(|p| p as Arc<dyn spice::port::StreamPort>),
+            )
+            .collect(),
         audio_out: audio
             .clone()
             .map(|a| a as Arc<dyn spice::port::AudioOutPort>),

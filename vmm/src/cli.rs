@@ -103,6 +103,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_agent: bool,
 
+    /// A named virtio-serial port joined to a SPICE PORT channel (QEMU's
+    /// -chardev spiceport,name=NAME with a virtserialport of that name);
+    /// repeatable.
+    #[arg(long = "spice-port", value_name = "NAME")]
+    pub spice_ports: Vec<String>,
+
     /// QMP control socket: unix:PATH, tcp:HOST:PORT or none
     /// [default: unix:$XDG_RUNTIME_DIR/spicebox/PID.qmp].
     #[arg(long)]

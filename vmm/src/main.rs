@@ -20,6 +20,7 @@ mod msi;
 mod qmp;
 mod serial_io;
 mod spice_link;
+mod spice_port;
 mod usb_redir;
 mod vcpu;
 

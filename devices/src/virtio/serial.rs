@@ -23,7 +23,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::device::{next_chain, queue_needs_interrupt, ActivateContext};
@@ -189,6 +189,17 @@ impl SerialWorker {
 
     /// Write as much of `data` as the device-writable chain holds.
     fn write_chain(mem: &GuestMemoryMmap<()>, descs: &[Descriptor], data: &[u8]) -> Option<usize> {
+        Self::write_chain_at(mem, descs, 0, data)
+    }
+
+    /// Write as much of `data` as the device-writable chain holds after its
+    /// first `skip` bytes; returns the bytes written.
+    fn write_chain_at(
+        mem: &GuestMemoryMmap<()>,
+        descs: &[Descriptor],
+        mut skip: usize,
+        data: &[u8],
+    ) -> Option<usize> {
         let mut at = 0;
         for d in descs {
             if !d.is_write_only() {
@@ -197,9 +208,16 @@ impl SerialWorker {
             if at == data.len() {
                 break;
             }
-            let n = (d.len() as usize).min(data.len() - at);
-            mem.write_slice(&data[at..at + n], d.addr()).ok()?;
+            let len = d.len() as usize;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let n = (len - skip).min(data.len() - at);
+            mem.write_slice(&data[at..at + n], d.addr().checked_add(skip as u64)?)
+                .ok()?;
             at += n;
+            skip = 0;
         }
         Some(at)
     }
@@ -351,23 +369,38 @@ impl SerialWorker {
                 debug!("virtio-serial: port {i} closed; host data dropped");
                 out.clear();
             }
-            while let Some(o) = out.front_mut() {
+            while !out.is_empty() {
                 let Some(chain) = next_chain(q, mem)? else {
                     break;
                 };
                 let head = chain.head_index();
                 let descs = Self::descriptors(&chain);
-                let n = Self::write_chain(mem, &descs, &o.data[o.sent..]).unwrap_or_else(|| {
-                    warn!("virtio-serial: port {i} receive buffer at head {head} bad");
-                    0
-                });
-                o.sent += n;
-                q.add_used(mem, head, n as u32)?;
-                self.used[rx] = true;
-                if o.sent == o.data.len() {
+                // The port is a byte stream (as Linux reads it and QEMU fills
+                // it): one buffer takes as many queued messages as fit, so
+                // the guest pops, copies and reposts half as many buffers
+                // for the agent's 2 KiB chunks in its 4 KiB pages.
+                let mut filled = 0;
+                while let Some(o) = out.front_mut() {
+                    let n = Self::write_chain_at(mem, &descs, filled, &o.data[o.sent..])
+                        .unwrap_or_else(|| {
+                            warn!("virtio-serial: port {i} receive buffer at head {head} bad");
+                            0
+                        });
+                    o.sent += n;
+                    filled += n;
+                    if o.sent < o.data.len() {
+                        // The buffer is full (or bad).
+                        break;
+                    }
                     if let Some(f) = out.pop_front().and_then(|o| o.done) {
                         done.push(f);
                     }
+                }
+                q.add_used(mem, head, filled as u32)?;
+                self.used[rx] = true;
+                if filled == 0 {
+                    // A bad or empty buffer: it went back used, try the next.
+                    continue;
                 }
             }
         }

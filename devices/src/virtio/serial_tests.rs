@@ -188,3 +188,42 @@ fn hostile_control_messages_are_dropped() {
     assert_eq!(r.received(2).len(), 1);
     assert_eq!(r.d.status() & 0x40, 0);
 }
+
+#[test]
+fn queued_host_messages_share_a_guest_buffer_as_one_byte_stream() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let mut r = Rig::new();
+    r.post(2, 64, None);
+    r.control(0, control::DEVICE_READY, 1);
+    r.post(2, 64, None);
+    r.post(2, 64, None);
+    r.control(1, control::PORT_READY, 1);
+    r.control(1, control::PORT_OPEN, 1);
+    r.d.sync();
+    // Three messages queued before the guest posts a buffer, each with its
+    // `done`; the paused worker keeps them queued until then.
+    r.d.dev.device_mut().pause();
+    let done = Arc::new(AtomicUsize::new(0));
+    for (byte, len) in [(1u8, 20usize), (2, 30), (3, 40)] {
+        let d = done.clone();
+        r.port
+            .send(
+                vec![byte; len],
+                Some(Box::new(move || {
+                    d.fetch_add(1, SeqCst);
+                })),
+            )
+            .unwrap();
+    }
+    r.d.dev.device_mut().resume();
+    r.post(4, 64, None);
+    // One 64-byte buffer: the first two whole and 14 bytes of the third.
+    let mut want = vec![1u8; 20];
+    want.extend([2u8; 30]);
+    want.extend([3u8; 14]);
+    assert_eq!(r.received(4), [want]);
+    assert_eq!(done.load(SeqCst), 2, "done for the two whole messages only");
+    r.post(4, 64, None);
+    assert_eq!(r.received(4), [vec![3u8; 26]]);
+    assert_eq!(done.load(SeqCst), 3);
+}

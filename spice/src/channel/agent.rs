@@ -103,6 +103,41 @@ impl AgentLink {
         })
     }
 
+    /// Moves pieces from the front of `pieces` to the client's queue while it
+    /// has room, under one lock and with one wake-up of the relay (one
+    /// [`send`](AgentLink::send) per piece woke the MAIN channel and wrote a
+    /// TCP segment per 2 KiB). Returns false, with the rest left in `pieces`,
+    /// when the queue is full; [`AgentPort::resume`] follows when there is
+    /// room. Without a client, or with the agent closed, all are dropped.
+    pub fn send_from(&self, pieces: &mut VecDeque<Vec<u8>>) -> bool {
+        if pieces.is_empty() {
+            return true;
+        }
+        self.change(|s| {
+            if s.owner == 0 || !s.connected {
+                pieces.clear();
+                return true;
+            }
+            while let Some(p) = pieces.front() {
+                let n = p.len().div_ceil(AGENT_MAX_DATA);
+                if s.to_client.len() + n > AGENT_QUEUE {
+                    s.refused = true;
+                    return false;
+                }
+                let p = pieces.pop_front().unwrap_or_default();
+                if p.len() <= AGENT_MAX_DATA {
+                    if !p.is_empty() {
+                        s.to_client.push_back(p);
+                    }
+                } else {
+                    s.to_client
+                        .extend(p.chunks(AGENT_MAX_DATA).map(<[u8]>::to_vec));
+                }
+            }
+            true
+        })
+    }
+
     /// The guest took `messages` of the client's AGENT_DATA messages: their tokens
     /// go back to the client.
     pub fn consumed(&self, messages: u32) {
@@ -383,7 +418,7 @@ mod tests {
         r.client_data(&msg(30)).unwrap();
         // Guest → client: two tokens, so two pieces; the queue fills and refuses.
         link.send(&[7; AGENT_MAX_DATA + 1]).unwrap();
-        for _ in 0..3 {
+        for _ in 0..AGENT_QUEUE - 2 {
             link.send(&[8]).unwrap();
         }
         assert_eq!(link.send(&[9]), Err(Full));
@@ -393,7 +428,7 @@ mod tests {
         assert_eq!(out[1].1, vec![7]);
         assert!(take(&port).iter().any(|l| l == "resume"));
         r.tokens(10);
-        assert_eq!(due(&mut r).len(), 3);
+        assert_eq!(due(&mut r).len(), (AGENT_QUEUE - 2).min(10));
         // The agent leaves: the client is told once, late client data is dropped.
         link.set_connected(false);
         assert_eq!(

@@ -14,6 +14,7 @@ pub mod display;
 pub mod inputs;
 pub mod main;
 pub mod playback;
+pub mod port;
 pub mod record;
 pub mod region;
 pub mod registry;

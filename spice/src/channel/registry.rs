@@ -8,6 +8,7 @@ use super::display::DisplayChannel;
 use super::inputs::InputsChannel;
 use super::main::MainChannel;
 use super::playback::PlaybackChannel;
+use super::port::PortChannel;
 use super::record::RecordChannel;
 use super::usbredir::UsbredirChannel;
 use super::ChannelKind;
@@ -81,6 +82,10 @@ impl Registry {
         let usbredir = UsbredirChannel::new(ports.streams.clone());
         if !usbredir.is_empty() {
             kinds.push(Arc::new(usbredir));
+        }
+        let named_ports = PortChannel::new(ports.streams.clone());
+        if !named_ports.is_empty() {
+            kinds.push(Arc::new(named_ports));
         }
         if let Some(out) = ports.audio_out {
             kinds.push(Arc::new(PlaybackChannel::new(out, playback_compression)));

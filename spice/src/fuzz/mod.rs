@@ -81,19 +81,32 @@ impl AgentPort for Sink {
     fn resume(&self) {}
 }
 
-/// A usbredir stream that echoes client bytes back as guest bytes, so the
-/// USBREDIR channel's both directions (and LZ4) run under the fuzzer.
-#[derive(Default)]
+/// A stream that echoes client bytes back as guest bytes, so the USBREDIR
+/// channel's both directions (and LZ4) and the PORT channel's run under the
+/// fuzzer.
 struct EchoStream {
+    kind: StreamKind,
     sink: Mutex<Option<Arc<dyn StreamSink>>>,
+}
+
+impl EchoStream {
+    fn new(kind: StreamKind) -> Arc<EchoStream> {
+        Arc::new(EchoStream {
+            kind,
+            sink: Mutex::new(None),
+        })
+    }
 }
 
 impl StreamPort for EchoStream {
     fn kind(&self) -> StreamKind {
-        StreamKind::Usbredir
+        self.kind
     }
     fn name(&self) -> &str {
-        "usbredir"
+        match self.kind {
+            StreamKind::Usbredir => "usbredir",
+            _ => "org.fuzz.port.0",
+        }
     }
     fn attach(&self, sink: Arc<dyn StreamSink>) {
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
@@ -104,7 +117,12 @@ impl StreamPort for EchoStream {
         }
         Ok(())
     }
-    fn client_opened(&self, _: bool) {}
+    fn client_opened(&self, open: bool) {
+        // A guest that opens its end when the client does: PORT_EVENTs too.
+        if let Some(sink) = &*self.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+            sink.guest_opened(open);
+        }
+    }
     fn resume(&self) {}
 }
 
@@ -155,8 +173,9 @@ fn world() -> &'static World {
                 input: Some(sink.clone()),
                 agent: Some(sink.clone()),
                 streams: vec![
-                    Arc::new(EchoStream::default()),
-                    Arc::new(EchoStream::default()),
+                    EchoStream::new(StreamKind::Usbredir),
+                    EchoStream::new(StreamKind::Usbredir),
+                    EchoStream::new(StreamKind::Port),
                 ],
                 audio_out: Some(sink.clone()),
                 audio_in: Some(sink.clone()),

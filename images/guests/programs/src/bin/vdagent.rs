@@ -15,7 +15,10 @@
 //!    the host sent a byte on COM1 since the last one (`agent-next` says it
 //!    was seen): then the agent waits for the next client.
 //!    After a `c` on COM1 (`agent-clipboard-mode`) it plays spice-vdagent's
-//!    clipboard side instead of echoing (`clipboard_agent`).
+//!    clipboard side instead of echoing (`clipboard_agent`); after an `f`
+//!    (`agent-file-mode`) spice-vdagent's file-transfer side (`FileReceiver`);
+//!    after a `b` its clipboard side with selections, a 10 MiB text and a
+//!    1 MiB PNG (`big_clipboard`).
 //! 3. The QXL card (1b36:0100), when there is one, as Linux's qxl driver
 //!    takes a client's monitors config: `qxl_irq_init` unmasks
 //!    CLIENT_MONITORS_CONFIG (with DISPLAY, CURSOR, IO_CMD) before the agent
@@ -26,11 +29,18 @@
 //!    `qxl-client-monitors count=<n> crc=<ok|bad> sum=<fnv1a32 of the 1028
 //!    config bytes> head0=<top>,<left>,<bottom>,<right>`.
 //!
+//! 4. A port named `org.spicebox.echo.0`, when the host has one (spicebox's
+//!    `--spice-port`, QEMU's spiceport chardev), is opened and echoes
+//!    (`EchoPort`).
+//!
 //! Prints `SPICEBOX-VDAGENT-OK`.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
+
+#[path = "vdagent/big_clipboard.rs"]
+mod big_clipboard;
 
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -47,6 +57,8 @@ guest_rt::guest!("VDAGENT", main);
 const SERIAL_DEVICE_ID: u16 = 0x1043;
 const F_MULTIPORT: u64 = 1 << 1;
 const PORT_NAME: &[u8] = b"com.redhat.spice.0";
+/// A further named port, opened and echoed when the host has one.
+const ECHO_PORT_NAME: &[u8] = b"org.spicebox.echo.0";
 
 const DEVICE_READY: u16 = 0;
 const PORT_ADD: u16 = 1;
@@ -64,6 +76,12 @@ const CLIPBOARD_GRAB: u32 = 7;
 const CLIPBOARD_REQUEST: u32 = 8;
 const CAP_CLIPBOARD_BY_DEMAND: u32 = 5;
 const UTF8_TEXT: u32 = 1;
+const FILE_XFER_START: u32 = 10;
+const FILE_XFER_STATUS: u32 = 11;
+const FILE_XFER_DATA: u32 = 12;
+const XFER_CAN_SEND_DATA: u32 = 0;
+const XFER_ERROR: u32 = 2;
+const XFER_SUCCESS: u32 = 3;
 /// Bytes the guest's clipboard text has: two agent chunks towards the client.
 const GUEST_CLIPBOARD_LEN: usize = 3000;
 
@@ -227,16 +245,23 @@ impl RxQueue {
     }
 }
 
-/// Write `data` on a transmit queue and wait until the device has it.
+/// Bytes per transmit buffer: what virtio_console's port_fops_write takes
+/// from one write(2).
+const TX_PIECE: usize = 32 << 10;
+
+/// Write `data` on a transmit queue, at most [`TX_PIECE`] bytes a buffer,
+/// waiting until the device has each.
 fn send(dev: &VirtioPci, q: &mut Virtqueue, data: &[u8]) {
-    let buf = Dma::new(data.len().max(1) as u64);
-    buf.copy_from(0, data);
-    q.add(&[(buf.addr(), data.len() as u32, false)])
-        .or_fail("tx-full");
-    q.publish();
-    dev.notify(q);
-    let done = time::wait_until(WAIT, || q.pop_used().is_some());
-    check!(done, "tx-used", "device did not take {} bytes", data.len());
+    let buf = Dma::new(data.len().clamp(1, TX_PIECE) as u64);
+    for piece in data.chunks(TX_PIECE) {
+        buf.copy_from(0, piece);
+        q.add(&[(buf.addr(), piece.len() as u32, false)])
+            .or_fail("tx-full");
+        q.publish();
+        dev.notify(q);
+        let done = time::wait_until(WAIT, || q.pop_used().is_some());
+        check!(done, "tx-used", "device did not take {} bytes", piece.len());
+    }
 }
 
 fn control(dev: &VirtioPci, ctrl_tx: &mut Virtqueue, id: u32, event: u16, value: u16) {
@@ -324,6 +349,121 @@ fn clipboard_agent(t: u32, body: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
+/// A VDAgentFileXferStatusMessage for transfer `id`.
+fn xfer_status(id: u32, result: u32) -> Vec<u8> {
+    let mut b = id.to_le_bytes().to_vec();
+    b.extend_from_slice(&result.to_le_bytes());
+    message(FILE_XFER_STATUS, &b)
+}
+
+/// The value of `key=` in a GKeyFile text (the START message's metadata).
+fn keyfile_value<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    text.split(|&b| b == b'\n' || b == 0)
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(b"="))
+}
+
+/// One transfer in progress: what START announced and what DATA brought.
+struct Transfer {
+    id: u32,
+    name: Vec<u8>,
+    size: u64,
+    got: u64,
+    sum: u32,
+}
+
+/// spice-vdagent's file-transfer side (vdagent-file-xfers.c), the file kept
+/// as a checksum: FILE_XFER_START (id + keyfile with name and size) is
+/// answered with STATUS CAN_SEND_DATA; each FILE_XFER_DATA (id, size, bytes)
+/// is added; when `size` bytes are in, `agent-file id=<id> name=<name>
+/// size=<n> sum=<fnv1a32>` is printed and STATUS SUCCESS sent. A DATA for an
+/// unknown transfer or past the announced size is a STATUS ERROR.
+#[derive(Default)]
+struct FileReceiver {
+    xfer: Option<Transfer>,
+}
+
+impl FileReceiver {
+    fn message(&mut self, t: u32, body: &[u8]) -> Vec<Vec<u8>> {
+        match t {
+            ANNOUNCE_CAPABILITIES => {
+                let mut caps = 0u32.to_le_bytes().to_vec();
+                caps.extend_from_slice(&(1u32 << CAP_CLIPBOARD_BY_DEMAND).to_le_bytes());
+                alloc::vec![message(ANNOUNCE_CAPABILITIES, &caps)]
+            }
+            FILE_XFER_START => {
+                check!(body.len() >= 4, "xfer-start", "{} bytes", body.len());
+                let id = u32_at(body, 0);
+                let meta = &body[4..];
+                let name = keyfile_value(meta, b"name").unwrap_or(b"?").to_vec();
+                let size = keyfile_value(meta, b"size")
+                    .and_then(|v| core::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let Some(size) = size else {
+                    println!("agent-file-start id={id} without a size");
+                    return alloc::vec![xfer_status(id, XFER_ERROR)];
+                };
+                println!(
+                    "agent-file-start id={id} name={} size={size}",
+                    core::str::from_utf8(&name).unwrap_or("?")
+                );
+                self.xfer = Some(Transfer {
+                    id,
+                    name,
+                    size,
+                    got: 0,
+                    sum: 0x811c_9dc5,
+                });
+                alloc::vec![xfer_status(id, XFER_CAN_SEND_DATA)]
+            }
+            FILE_XFER_DATA => {
+                check!(body.len() >= 12, "xfer-data", "{} bytes", body.len());
+                let id = u32_at(body, 0);
+                let size = u64::from(u32_at(body, 4)) | (u64::from(u32_at(body, 8)) << 32);
+                let data = &body[12..];
+                let Some(x) = self.xfer.as_mut().filter(|x| x.id == id) else {
+                    println!("agent-file-data for unknown id={id}");
+                    return alloc::vec![xfer_status(id, XFER_ERROR)];
+                };
+                if size != data.len() as u64 || x.got + size > x.size {
+                    println!(
+                        "agent-file-data id={id} size={size} len={} got={}",
+                        data.len(),
+                        x.got
+                    );
+                    self.xfer = None;
+                    return alloc::vec![xfer_status(id, XFER_ERROR)];
+                }
+                x.sum = data
+                    .iter()
+                    .fold(x.sum, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+                x.got += size;
+                if x.got < x.size {
+                    return Vec::new();
+                }
+                println!(
+                    "agent-file id={id} name={} size={} sum={:08x}",
+                    core::str::from_utf8(&x.name).unwrap_or("?"),
+                    x.got,
+                    x.sum
+                );
+                self.xfer = None;
+                alloc::vec![xfer_status(id, XFER_SUCCESS)]
+            }
+            FILE_XFER_STATUS => {
+                check!(body.len() >= 8, "xfer-status", "{} bytes", body.len());
+                println!(
+                    "agent-file-status id={} result={}",
+                    u32_at(body, 0),
+                    u32_at(body, 4)
+                );
+                self.xfer = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -371,13 +511,40 @@ impl Deframer {
     }
 }
 
+/// The port named [`ECHO_PORT_NAME`] (a `--spice-port` / spiceport chardev):
+/// every byte from the host is written back, and the running count and
+/// checksum reported as `port-echo total=<n> sum=<fnv1a32>`.
+struct EchoPort {
+    rx: RxQueue,
+    tx: Virtqueue,
+    total: usize,
+    sum: u32,
+}
+
+impl EchoPort {
+    fn poll(&mut self, dev: &VirtioPci) {
+        let Some(data) = self.rx.take(dev) else {
+            return;
+        };
+        self.total += data.len();
+        self.sum = data.iter().fold(self.sum, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        println!("port-echo total={} sum={:08x}", self.total, self.sum);
+        send(dev, &mut self.tx, &data);
+    }
+}
+
 /// What the control queue told us.
 #[derive(Default)]
 struct Ports {
     /// Our port's id, once PORT_NAME named it com.redhat.spice.0.
     named: Option<u32>,
+    /// Receive queues of added ports not named yet, by id.
+    added: Vec<(u32, RxQueue)>,
     rx: Option<RxQueue>,
     host_open: bool,
+    echo: Option<EchoPort>,
 }
 
 impl Ports {
@@ -397,14 +564,30 @@ impl Ports {
         check!(id >= 1 && id < max_ports, "port-id", "{id}");
         match event {
             PORT_ADD => {
-                self.rx = Some(RxQueue::new(dev, take(2 * id as u16 + 2)));
+                self.added
+                    .push((id, RxQueue::new(dev, take(2 * id as u16 + 2))));
                 control(dev, ctrl_tx, id, PORT_READY, 1);
             }
             PORT_NAME_EVENT => {
                 // QEMU ends the name with a NUL; Linux takes it up to one.
                 let name = m[8..].split(|&b| b == 0).next().unwrap_or(&[]);
+                let at = self.added.iter().position(|(i, _)| *i == id);
+                let rx = self.added.swap_remove(at.or_fail("port-name-unadded")).1;
+                if name == ECHO_PORT_NAME {
+                    let tx = take(2 * id as u16 + 3);
+                    control(dev, ctrl_tx, id, PORT_OPEN, 1);
+                    println!("port-echo open id={id}");
+                    self.echo = Some(EchoPort {
+                        rx,
+                        tx,
+                        total: 0,
+                        sum: 0x811c_9dc5,
+                    });
+                    return;
+                }
                 check!(name == PORT_NAME, "port-name", "{:?}", &m[8..]);
                 self.named = Some(id);
+                self.rx = Some(rx);
             }
             PORT_OPEN if Some(id) == self.named => self.host_open = value == 1,
             _ => {}
@@ -456,6 +639,8 @@ fn main() {
     let mut received = 0;
     let mut next_client = false;
     let mut clipboard = false;
+    let mut files: Option<FileReceiver> = None;
+    let mut big: Option<big_clipboard::BigClipboard> = None;
     let deadline = time::Deadline::after(CLIENT_WAIT);
     loop {
         check!(!deadline.passed(), "client-wait", "{received} messages");
@@ -469,6 +654,14 @@ fn main() {
                 clipboard = true;
                 println!("agent-clipboard-mode");
             }
+            Some(b'b') if big.is_none() => {
+                big = Some(big_clipboard::BigClipboard::default());
+                println!("agent-big-clipboard-mode");
+            }
+            Some(b'f') if files.is_none() => {
+                files = Some(FileReceiver::default());
+                println!("agent-file-mode");
+            }
             Some(_) if !next_client => {
                 next_client = true;
                 println!("agent-next");
@@ -478,16 +671,23 @@ fn main() {
         if let Some(m) = ctrl_rx.take(&dev) {
             ports.control(&dev, &mut ctrl_tx, &m, max_ports, &mut take);
         }
+        if let Some(e) = &mut ports.echo {
+            e.poll(&dev);
+        }
         let Some(data) = rx.take(&dev) else {
             continue;
         };
         for (p, t, body) in deframer.feed(&data) {
             received += 1;
-            println!(
-                "agent-rx port={p} type={t} size={} sum={:08x}",
-                body.len(),
-                fnv1a32(&body)
-            );
+            // 80 DATA messages per 5 MiB: their progress lines would only slow
+            // the serial port.
+            if t != FILE_XFER_DATA {
+                println!(
+                    "agent-rx port={p} type={t} size={} sum={:08x}",
+                    body.len(),
+                    fnv1a32(&body)
+                );
+            }
             if p == CHUNK_SERVER && t == CLIENT_DISCONNECTED && next_client {
                 next_client = false;
                 println!("agent-client-gone");
@@ -502,7 +702,11 @@ fn main() {
             check!(p == CHUNK_CLIENT, "chunk-port", "{p}");
             // virtio_console blocks writers until the host side is open.
             check!(ports.host_open, "host-open", "client data before PORT_OPEN");
-            let replies = if clipboard {
+            let replies = if let Some(b) = &mut big {
+                b.message(t, &body)
+            } else if let Some(f) = &mut files {
+                f.message(t, &body)
+            } else if clipboard {
                 clipboard_agent(t, &body)
             } else if t == ANNOUNCE_CAPABILITIES {
                 // request = 0, no capabilities.
