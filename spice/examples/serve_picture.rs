@@ -69,7 +69,7 @@ fn main() {
         height: h,
         pixels,
     };
-    server.update(&frame, &[spice::Rect::full(w, h)]);
+    server.update(&frame, &[spice::Rect::full(w, h)], &[]);
     println!(
         "listening on {:?}, TLS {:?}",
         server.local_addr(),
