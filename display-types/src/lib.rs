@@ -4,6 +4,7 @@
 //! logic.
 //!
 //! - [`Rect`]: a region of a frame, in pixels (x, y, width, height).
+//! - [`SolidFill`]: a rectangle painted one color, forwarded as a draw.
 //! - [`Frame`]: a picture, 0x00RRGGBB pixels, row-major, stride = width.
 //! - [`CursorShape`]: a pointer image with its hot spot (ARGB, straight alpha).
 //! - [`MonitorLayout`]: where the heads of a display sit on the virtual desktop.
@@ -16,4 +17,4 @@ mod rect;
 pub use cursor::{CursorShape, MAX_CURSOR_SIDE};
 pub use frame::Frame;
 pub use monitor::{Monitor, MonitorLayout, MAX_MONITORS};
-pub use rect::Rect;
+pub use rect::{Rect, SolidFill};

@@ -75,6 +75,17 @@ impl Rect {
     }
 }
 
+/// A rectangle painted one solid color over whatever was there (a QXL
+/// DRAW_FILL with a solid brush and plain overpaint). A display device
+/// reports these next to its dirty rectangles so a frontend can forward the
+/// fill itself instead of the pixels it produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SolidFill {
+    pub rect: Rect,
+    /// 0x00RRGGBB.
+    pub color: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

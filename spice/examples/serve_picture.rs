@@ -70,7 +70,7 @@ fn main() {
         height: h,
         pixels,
     };
-    server.update(&frame, &[spice::Rect::full(w, h)]);
+    server.update(&frame, &[spice::Rect::full(w, h)], &[]);
     println!(
         "listening on {:?}, TLS {:?}",
         server.local_addr(),

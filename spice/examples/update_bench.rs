@@ -95,12 +95,12 @@ fn main() {
     for (name, w, h, dirty) in cases {
         let f = frame(w, h);
         // The head starts with this frame's size, so no update below is a resize.
-        server.update(&f, &[Rect::full(w, h)]);
+        server.update(&f, &[Rect::full(w, h)], &[]);
         let before = measure(|| {
             let copy: Arc<[u32]> = Arc::from(f.pixels.as_slice());
             black_box(copy);
         });
-        let after = measure(|| server.update(black_box(&f), &[dirty]));
+        let after = measure(|| server.update(black_box(&f), &[dirty], &[]));
         println!(
             "| {name} | {w}x{h} | {} | {} | {} | {} |",
             size(u64::from(w) * u64::from(h) * 4),

@@ -78,7 +78,7 @@ pub mod client;
 pub mod fuzz;
 
 pub use channel::cursor::CursorUpdate;
-pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
+pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect, SolidFill};
 pub use server::SpiceServer;
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
 

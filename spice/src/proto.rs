@@ -102,6 +102,7 @@ pub mod display_msg {
     pub const MARK: u16 = 102;
     pub const RESET: u16 = 103;
     pub const INVAL_ALL_PALETTES: u16 = 108;
+    pub const DRAW_FILL: u16 = 302;
     pub const DRAW_COPY: u16 = 304;
     pub const SURFACE_CREATE: u16 = 314;
     pub const SURFACE_DESTROY: u16 = 315;
@@ -119,6 +120,7 @@ pub mod display_msgc {
 pub const SURFACE_FMT_32_XRGB: u32 = 32;
 pub const SURFACE_FLAGS_PRIMARY: u32 = 1;
 pub const ROPD_OP_PUT: u16 = 8;
+pub const BRUSH_TYPE_SOLID: u8 = 1;
 pub const IMAGE_TYPE_BITMAP: u8 = 0;
 pub const IMAGE_TYPE_LZ_RGB: u8 = 101;
 pub const IMAGE_TYPE_LZ4: u8 = 109;

@@ -112,7 +112,7 @@ fn spicy_screenshot_sees_the_served_surface() {
     let out = std::env::temp_dir().join(format!("spicy-{}.ppm", std::process::id()));
     for (w, h) in [(320, 200), (123, 77)] {
         let s = picture(w, h);
-        server.update(&s, &[Rect::full(w, h)]);
+        server.update(&s, &[Rect::full(w, h)], &[]);
         let (gw, gh, got) = screenshot(&server, "hunter2", &out);
         assert_eq!((gw, gh), (w, h));
         let diff = got

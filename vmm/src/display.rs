@@ -96,6 +96,7 @@ impl Display {
                     width: frame.width,
                     height: frame.height,
                 }],
+                fills: Vec::new(),
             };
             f.show(&frame, &whole);
         }

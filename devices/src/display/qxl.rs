@@ -35,7 +35,6 @@ use crate::pci::PciInterrupt;
 use crate::pci::{BarKind, PciConfig, PciDevice, ROM_BAR};
 use crate::worker::Worker;
 use crate::{HostMemory, Result};
-use display_types::Rect;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// `QXLRect` (top, left, bottom, right).
@@ -330,7 +329,7 @@ impl Qxl {
         &self,
         frame: &mut Frame,
         view: &mut PrimaryView,
-    ) -> Option<(bool, Vec<Rect>)> {
+    ) -> Option<engine::PrimaryUpdate> {
         engine::lock(&self.engine).refresh_primary(frame, view)
     }
 

@@ -5,7 +5,7 @@
 //! indexes outside `pixels`.
 
 use super::qxl::QxlRect;
-use display_types::Rect;
+use display_types::{Rect, SolidFill};
 
 /// `SPICE_ROPD_*` bits of a ROP descriptor.
 pub mod ropd {
@@ -26,6 +26,9 @@ pub mod ropd {
 pub const MAX_SIDE: u32 = 16384;
 /// Dirty rectangles kept before they are merged into their bounding box.
 const MAX_DIRTY: usize = 64;
+/// Forwardable fills kept between two refreshes; past this they are sent as
+/// images instead (a guest filling faster than the display is looked at).
+const MAX_FILLS: usize = 256;
 
 const RGB: u32 = 0x00ff_ffff;
 
@@ -88,6 +91,9 @@ pub struct Canvas {
     height: u32,
     pixels: Vec<u32>,
     dirty: Vec<Rect>,
+    /// Solid overpaints since the last `take_fills`, in drawing order: a
+    /// frontend forwards these as draws, so they are not in `dirty`.
+    fills: Vec<SolidFill>,
 }
 
 impl Canvas {
@@ -101,6 +107,7 @@ impl Canvas {
             height,
             pixels: vec![0; width as usize * height as usize],
             dirty: Vec::new(),
+            fills: Vec::new(),
         })
     }
 
@@ -136,8 +143,35 @@ impl Canvas {
         std::mem::take(&mut self.dirty)
     }
 
+    /// The solid fills painted by `fill_solid` since the last call, oldest
+    /// first. A frontend that sends these and then images of `take_dirty`'s
+    /// regions (drawn from the newest pixels) ends with the canvas's picture.
+    pub fn take_fills(&mut self) -> Vec<SolidFill> {
+        std::mem::take(&mut self.fills)
+    }
+
+    /// Overpaint `a` with `color` (0x00RRGGBB) and report it as a fill, not
+    /// as a dirty region. Too many fills between refreshes turn into dirty
+    /// regions, which the frontend sends as images.
+    pub fn fill_solid(&mut self, a: Area, color: u32) {
+        let color = color & RGB;
+        self.paint_unmarked(a, |_, _, _| Some(color));
+        self.fills.push(SolidFill {
+            rect: a.rect(),
+            color,
+        });
+        if self.fills.len() > MAX_FILLS {
+            for f in std::mem::take(&mut self.fills) {
+                self.mark_rect(f.rect);
+            }
+        }
+    }
+
     fn mark(&mut self, a: Area) {
-        let r = a.rect();
+        self.mark_rect(a.rect());
+    }
+
+    fn mark_rect(&mut self, r: Rect) {
         if self.dirty.iter().any(|d| d.contains(&r)) {
             return;
         }
@@ -188,7 +222,12 @@ impl Canvas {
     }
 
     /// Set each pixel of `a` to `f(x, y, old)`; None leaves it.
-    pub fn paint(&mut self, a: Area, mut f: impl FnMut(u32, u32, u32) -> Option<u32>) {
+    pub fn paint(&mut self, a: Area, f: impl FnMut(u32, u32, u32) -> Option<u32>) {
+        self.paint_unmarked(a, f);
+        self.mark(a);
+    }
+
+    fn paint_unmarked(&mut self, a: Area, mut f: impl FnMut(u32, u32, u32) -> Option<u32>) {
         let w = self.width as usize;
         for y in a.top..a.bottom.min(self.height) {
             let start = y as usize * w;
@@ -202,7 +241,6 @@ impl Canvas {
                 }
             }
         }
-        self.mark(a);
     }
 
     /// Copy the canvas region `src` (top-left) to `dst` (what COPY_BITS does);
@@ -315,6 +353,28 @@ mod tests {
         );
         assert_eq!(c.pixel(2, 0), Some(0x12_3456));
         assert_eq!(c.pixel(6, 0), Some(0x12_3456));
+    }
+
+    #[test]
+    fn solid_fills_are_reported_apart_from_dirty_regions() {
+        let mut c = Canvas::new(8, 4).unwrap();
+        let a = c.clip_rect(&r(1, 1, 3, 3)).unwrap();
+        c.fill_solid(a, 0xff12_3456);
+        assert_eq!(c.pixel(2, 2), Some(0x12_3456));
+        assert_eq!(c.pixel(3, 3), Some(0));
+        assert!(c.take_dirty().is_empty());
+        let fill = SolidFill {
+            rect: Rect::new(1, 1, 2, 2),
+            color: 0x12_3456,
+        };
+        assert_eq!(c.take_fills(), vec![fill]);
+        assert!(c.take_fills().is_empty());
+        // Past MAX_FILLS between two takes, the fills become dirty regions.
+        for _ in 0..=MAX_FILLS {
+            c.fill_solid(a, 1);
+        }
+        assert!(c.take_fills().is_empty());
+        assert_eq!(c.take_dirty(), vec![Rect::new(1, 1, 2, 2)]);
     }
 
     #[test]

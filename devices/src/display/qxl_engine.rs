@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect};
+use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect, SolidFill};
 use tracing::{debug, trace, warn};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -34,7 +34,7 @@ use super::qxl::{
     ram_off, QxlCommandEvent, QxlRect, SurfaceCreate, INTERRUPT_CURSOR, INTERRUPT_DISPLAY,
     NUM_SURFACES,
 };
-use super::qxl_canvas::{Area, Canvas};
+use super::qxl_canvas::{ropd, Area, Canvas};
 use super::qxl_draw::{paint, Paint, Source};
 use super::qxl_mem::{offset_addr, Memslots, QxlMemory};
 use super::qxl_parse::{
@@ -662,8 +662,17 @@ impl Engine {
         let Some(surface) = self.surfaces.get_mut(&d.surface_id) else {
             return;
         };
+        // A solid overpaint of the primary is reported as a fill, which the
+        // frontend forwards as a draw instead of resending its pixels.
+        let forward = match op {
+            Paint::Solid(color, rop) if d.surface_id == 0 && is_overpaint(rop) => Some(color),
+            _ => None,
+        };
         for a in areas {
-            paint(&mut surface.canvas, a, &bbox, &op);
+            match forward {
+                Some(color) => surface.canvas.fill_solid(a, color),
+                None => paint(&mut surface.canvas, a, &bbox, &op),
+            }
         }
     }
 
@@ -674,21 +683,22 @@ impl Engine {
         &mut self,
         frame: &mut Frame,
         view: &mut PrimaryView,
-    ) -> Option<(bool, Vec<Rect>)> {
+    ) -> Option<PrimaryUpdate> {
         let generation = self.primary_generation;
         let s = self.surfaces.get_mut(&0)?;
         let c = &mut s.canvas;
         let (w, h) = (c.width(), c.height());
         let fresh = view.generation != generation || frame.width != w || frame.height != h;
-        let rects = if fresh {
+        let (rects, fills) = if fresh {
             c.take_dirty();
+            c.take_fills();
             frame.resize(w, h);
-            vec![Rect::full(w, h)]
+            (vec![Rect::full(w, h)], Vec::new())
         } else {
-            c.take_dirty()
+            (c.take_dirty(), c.take_fills())
         };
         view.generation = generation;
-        for r in &rects {
+        for r in rects.iter().chain(fills.iter().map(|f| &f.rect)) {
             for y in r.y..r.y + r.height {
                 let src = c.row(y, r.x, r.width);
                 let start = y as usize * w as usize + r.x as usize;
@@ -697,8 +707,29 @@ impl Engine {
                 }
             }
         }
-        Some((fresh, rects))
+        Some(PrimaryUpdate {
+            fresh,
+            rects,
+            fills,
+        })
     }
+}
+
+/// What `refresh_primary` copied into the frame.
+pub struct PrimaryUpdate {
+    /// A new primary (or size): `rects` is the whole frame.
+    pub fresh: bool,
+    /// Regions drawn since the last refresh, to be sent as images.
+    pub rects: Vec<Rect>,
+    /// Solid fills since the last refresh, oldest first, outside `rects`
+    /// unless something else drew there too (then `rects` has the newer pixels).
+    pub fills: Vec<SolidFill>,
+}
+
+/// Does ROP descriptor `rop` paint the brush color as is? Drivers send
+/// OP_PUT; 0 (no op) is drawn as PUT too.
+fn is_overpaint(rop: u16) -> bool {
+    rop == 0 || rop == ropd::OP_PUT
 }
 
 /// QXLPHYSICAL of pixel (x, y) of a 32-bit surface.

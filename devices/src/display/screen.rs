@@ -20,7 +20,7 @@ use super::qxl_engine::PrimaryView;
 use super::render::{self, DisplayMode, Frame};
 use super::text_cells::TextCells;
 
-pub use display_types::Rect;
+pub use display_types::{Rect, SolidFill};
 
 /// What is known about guest writes to the framebuffer (BAR0) since the last
 /// refresh.
@@ -39,11 +39,15 @@ pub struct Update {
     pub mode_changed: bool,
     /// Regions to resend; the whole frame when `mode_changed`.
     pub rects: Vec<Rect>,
+    /// Solid fills (native QXL), oldest first: a frontend may forward these
+    /// as draws instead of their pixels, which are in the frame too. They
+    /// come before `rects`, which always hold the newest pixels.
+    pub fills: Vec<SolidFill>,
 }
 
 impl Update {
     pub fn is_empty(&self) -> bool {
-        !self.mode_changed && self.rects.is_empty()
+        !self.mode_changed && self.rects.is_empty() && self.fills.is_empty()
     }
 }
 
@@ -103,9 +107,10 @@ impl Screen {
             self.mode = None;
             self.text.forget();
             return match qxl.refresh_native(&mut self.frame, &mut self.native) {
-                Some((mode_changed, rects)) => Update {
-                    mode_changed,
-                    rects,
+                Some(p) => Update {
+                    mode_changed: p.fresh,
+                    rects: p.rects,
+                    fills: p.fills,
                 },
                 None => Update::default(),
             };
@@ -127,6 +132,7 @@ impl Screen {
             return Update {
                 mode_changed: true,
                 rects: full(&self.frame),
+                fills: Vec::new(),
             };
         }
         let registers_moved = self.generation != Some(generation);
@@ -144,6 +150,7 @@ impl Screen {
             return Update {
                 mode_changed: false,
                 rects: bands,
+                fills: Vec::new(),
             };
         }
         // Without a page log, a VBE framebuffer may have changed anywhere.
@@ -155,6 +162,7 @@ impl Screen {
                 return Update {
                     mode_changed: false,
                     rects,
+                    fills: Vec::new(),
                 };
             }
         }
@@ -170,6 +178,7 @@ impl Screen {
         Update {
             mode_changed: false,
             rects,
+            fills: Vec::new(),
         }
     }
 }

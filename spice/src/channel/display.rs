@@ -6,10 +6,16 @@
 //! advertise MONITORS_CONFIG, so spice-gtk derives the monitor from the primary
 //! surface and we never have to send one.
 //!
+//! Solid fills the device reports (QXL DRAW_FILL) are forwarded as DRAW_FILLs,
+//! not as images: a client gets the queued fills first, then the dirty
+//! rectangles, whose images always hold the newest pixels, so whatever was
+//! drawn over a fill later reaches the client after it.
+//!
 //! Each head keeps its own copy of the picture, kept current with only the
 //! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
 //! dirty rectangles, not of the frame, and never waits for a client.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -21,12 +27,16 @@ use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::codec::{encode_image, extract, ImagePolicy, ENCODERS};
 use crate::proto::{
-    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION, ROPD_OP_PUT,
-    SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    channel as ch, display_msg, display_msgc, has_cap, BRUSH_TYPE_SOLID,
+    DISPLAY_CAP_LZ4_COMPRESSION, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Frame, Rect};
+use crate::{Frame, Rect, SolidFill};
+
+/// Fills queued for a client that does not read them fast enough; past this
+/// they become dirty rectangles (one image each instead of a message each).
+const MAX_QUEUED_FILLS: usize = 1024;
 
 /// The display kind: one [`Head`] per channel id.
 pub struct DisplayChannel {
@@ -47,6 +57,9 @@ pub struct Head {
 #[derive(Default)]
 struct DisplayClient {
     pending: Mutex<Region>,
+    /// Fills not yet sent, oldest first; always taken with `pending`, under
+    /// the head's lock, so they go out before the rectangles queued after them.
+    fills: Mutex<Vec<SolidFill>>,
     wake: Notify,
 }
 
@@ -62,9 +75,10 @@ impl DisplayChannel {
     /// Publishes `head`'s picture: copies the dirty rectangles of `frame` into the
     /// head's copy and queues them for every client of that head. Never waits for
     /// a client. A head this display does not have is ignored.
-    pub fn update(&self, head: u8, frame: &Frame, dirty: &[Rect]) {
+    /// `fills` are painted in `frame` already and forwarded as draws.
+    pub fn update(&self, head: u8, frame: &Frame, dirty: &[Rect], fills: &[SolidFill]) {
         match self.heads.get(usize::from(head)) {
-            Some(h) => lock(h).update(frame, dirty),
+            Some(h) => lock(h).update(frame, dirty, fills),
             None => debug!(head, "update for a display head that does not exist"),
         }
     }
@@ -80,7 +94,7 @@ impl Head {
     /// Takes the dirty rectangles of the newest frame and queues them for every
     /// client. A frame whose pixel count is not width x height (or that is empty)
     /// is dropped: the clients keep the last good one.
-    pub fn update(&mut self, frame: &Frame, dirty: &[Rect]) {
+    pub fn update(&mut self, frame: &Frame, dirty: &[Rect], fills: &[SolidFill]) {
         if !frame.is_well_formed() {
             if !std::mem::replace(&mut self.malformed, true) {
                 warn!(
@@ -96,7 +110,7 @@ impl Head {
         let (w, h) = (frame.width, frame.height);
         let resized = match &mut self.surface {
             Some(s) if (s.width, s.height) == (w, h) => {
-                for r in dirty {
+                for r in dirty.iter().chain(fills.iter().map(|f| &f.rect)) {
                     s.copy_rect_from(frame, r);
                 }
                 false
@@ -118,7 +132,20 @@ impl Head {
                 // ran), this full rectangle is what redraws it.
                 p.clear();
                 p.add(Rect::full(w, h));
+                lock(&c.fills).clear();
             } else {
+                let mut f = lock(&c.fills);
+                f.extend(fills.iter().filter_map(|fill| {
+                    Some(SolidFill {
+                        rect: fill.rect.clip(w, h)?,
+                        color: fill.color,
+                    })
+                }));
+                if f.len() > MAX_QUEUED_FILLS {
+                    for fill in f.drain(..) {
+                        p.add(fill.rect);
+                    }
+                }
                 for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
                     p.add(r);
                 }
@@ -174,6 +201,24 @@ fn draw_copy(r: &Rect, image: &[u8]) -> Vec<u8> {
     debug_assert_eq!(w.written(), DRAW_COPY_FIXED as usize);
     w.bytes(image);
     w.finish()
+}
+
+/// DRAW_FILL of `f.rect` on surface 0 with a solid brush, OP_PUT, no clip, no mask.
+fn draw_fill(f: &SolidFill) -> Vec<u8> {
+    let mut w = Writer::with_capacity(41);
+    w.u32(0); // surface 0
+    rect(&mut w, &f.rect); // box
+    w.u8(0); // clip NONE
+    w.u8(BRUSH_TYPE_SOLID).u32(f.color & 0x00ff_ffff);
+    w.u16(ROPD_OP_PUT);
+    w.u8(0).i32(0).i32(0).u32(0); // no mask
+    w.finish()
+}
+
+/// One message a pump sends next.
+enum Draw {
+    Fill(SolidFill),
+    Image(Rect, Vec<u32>),
 }
 
 struct State {
@@ -248,18 +293,20 @@ impl DisplayChannel {
     async fn pump(&self, hub: &Mutex<Head>, conn: &mut Conn, st: &mut State) -> Result<(), End> {
         // The rectangles are taken under the head's lock, and pixels are copied
         // later, so they are never older than the rectangles they answer.
-        let mut rects = {
+        let (mut rects, mut fills) = {
             let h = lock(hub);
             if h.surface.is_none() {
                 return Ok(());
             }
-            lock(&st.client.pending).take()
+            let rects = lock(&st.client.pending).take();
+            let fills = std::mem::take(&mut *lock(&st.client.fills));
+            (rects, VecDeque::from(fills))
         };
         loop {
             if !conn.window_open() {
                 break;
             }
-            let (r, pixels) = {
+            let draw = {
                 let h = lock(hub);
                 let Some(s) = h.surface.as_ref() else { break };
                 let size = (s.width, s.height);
@@ -274,30 +321,46 @@ impl DisplayChannel {
                     st.mark_due = true;
                     // The whole new surface replaces whatever was pending.
                     lock(&st.client.pending).clear();
+                    lock(&st.client.fills).clear();
+                    fills.clear();
                     rects = vec![Rect::full(size.0, size.1)];
                 }
-                let Some(r) = next_clipped(&mut rects, size) else {
-                    break;
-                };
-                (r, extract(s, &r))
+                // Fills first: the rectangles' images are the newest pixels.
+                match fills.pop_front() {
+                    Some(f) => Draw::Fill(f),
+                    None => {
+                        let Some(r) = next_clipped(&mut rects, size) else {
+                            break;
+                        };
+                        Draw::Image(r, extract(s, &r))
+                    }
+                }
             };
             // The image and the message body end here, before the flush awaits
             // a slow client.
-            {
-                let id = self.next_image_id.fetch_add(1, Ordering::Relaxed);
-                let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
-                drop(pixels);
-                conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
+            match draw {
+                Draw::Fill(f) => conn.queue(display_msg::DRAW_FILL, &draw_fill(&f)),
+                Draw::Image(r, pixels) => {
+                    let id = self.next_image_id.fetch_add(1, Ordering::Relaxed);
+                    let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
+                    drop(pixels);
+                    conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
+                }
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
         }
-        if !rects.is_empty() {
-            // Window full: keep them; they will be drawn from newer pixels later.
+        if !rects.is_empty() || !fills.is_empty() {
+            // Window full: keep them; the rectangles will be drawn from newer
+            // pixels later, the fills go before any fill queued since.
+            let _head = lock(hub);
             let mut p = lock(&st.client.pending);
             for r in rects {
                 p.add(r);
             }
+            let mut q = lock(&st.client.fills);
+            fills.extend(q.drain(..));
+            *q = fills.into();
         } else if st.mark_due && conn.window_open() && st.created.is_some() {
             conn.queue(display_msg::MARK, &[]);
             st.mark_due = false;
@@ -333,13 +396,13 @@ mod tests {
     fn a_resize_marks_the_whole_new_surface_pending() {
         let mut hub = Head::default();
         let c = hub.register();
-        hub.update(&frame(100, 80, 8000), &[Rect::full(100, 80)]);
+        hub.update(&frame(100, 80, 8000), &[Rect::full(100, 80)], &[]);
         // The task sent A.
         lock(&c.pending).take();
         // A → B → A2 before the task runs again: the task still has a 100x80
         // surface, so only the pending region can make it redraw.
-        hub.update(&frame(320, 200, 64000), &[]);
-        hub.update(&frame(100, 80, 8000), &[]);
+        hub.update(&frame(320, 200, 64000), &[], &[]);
+        hub.update(&frame(100, 80, 8000), &[], &[]);
         assert_eq!(lock(&c.pending).take(), vec![Rect::full(100, 80)]);
     }
 
@@ -347,17 +410,94 @@ mod tests {
     fn updates_copy_only_dirty_pixels() {
         let mut hub = Head::default();
         let mut f = frame(8, 4, 32);
-        hub.update(&f, &[]);
+        hub.update(&f, &[], &[]);
         // Pixels outside the dirty rectangle are not taken: the frontend promised
         // nothing changed there.
         f.pixels.iter_mut().for_each(|p| *p = 7);
-        hub.update(&f, &[Rect::new(2, 1, 3, 2)]);
+        hub.update(&f, &[Rect::new(2, 1, 3, 2)], &[]);
         let s = hub.surface.as_ref().unwrap();
         let sevens: Vec<(u32, u32)> = (0..32)
             .filter(|i| s.pixels[*i as usize] == 7)
             .map(|i| (i % 8, i / 8))
             .collect();
         assert_eq!(sevens, vec![(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2)]);
+    }
+
+    #[test]
+    fn draw_fill_bytes_follow_the_protocol_layout() {
+        let f = SolidFill {
+            rect: Rect::new(3, 5, 10, 2),
+            color: 0xff12_3456,
+        };
+        let mut expect = Vec::new();
+        expect.extend(0u32.to_le_bytes()); // DisplayBase.surface_id
+        for v in [5i32, 3, 7, 13] {
+            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
+        }
+        expect.push(0); // clip type NONE
+        expect.push(1); // brush type SOLID
+        expect.extend(0x0012_3456u32.to_le_bytes()); // color, xRGB
+        expect.extend(8u16.to_le_bytes()); // rop_descriptor OP_PUT
+        expect.push(0); // mask flags
+        expect.extend([0u8; 8]); // mask pos
+        expect.extend(0u32.to_le_bytes()); // mask bitmap: none
+        assert_eq!(expect.len(), 41);
+        assert_eq!(draw_fill(&f), expect);
+    }
+
+    #[test]
+    fn fills_are_queued_not_dirty_and_copied_into_the_surface() {
+        let mut hub = Head::default();
+        let c = hub.register();
+        let mut f = frame(8, 4, 32);
+        hub.update(&f, &[Rect::full(8, 4)], &[]);
+        lock(&c.pending).take();
+        f.pixels.iter_mut().for_each(|p| *p = 9);
+        let fill = SolidFill {
+            rect: Rect::new(1, 1, 2, 2),
+            color: 9,
+        };
+        // Clipped to the surface; one entirely outside it is dropped.
+        let wide = SolidFill {
+            rect: Rect::new(6, 0, 10, 1),
+            color: 9,
+        };
+        let outside = SolidFill {
+            rect: Rect::new(20, 0, 1, 1),
+            color: 9,
+        };
+        hub.update(&f, &[], &[fill, wide, outside]);
+        assert!(lock(&c.pending).take().is_empty());
+        let clipped = SolidFill {
+            rect: Rect::new(6, 0, 2, 1),
+            color: 9,
+        };
+        assert_eq!(*lock(&c.fills), vec![fill, clipped]);
+        // The head's copy has the filled pixels (for new clients and images).
+        let s = hub.surface.as_ref().unwrap();
+        assert_eq!((s.pixel(1, 1), s.pixel(2, 2), s.pixel(3, 3)), (9, 9, 0));
+        // A resize drops the queued fills: the whole surface is due.
+        hub.update(&frame(4, 4, 16), &[], &[]);
+        assert!(lock(&c.fills).is_empty());
+        assert_eq!(lock(&c.pending).take(), vec![Rect::full(4, 4)]);
+    }
+
+    #[test]
+    fn too_many_queued_fills_become_rectangles() {
+        let mut hub = Head::default();
+        let c = hub.register();
+        let f = frame(64, 64, 64 * 64);
+        hub.update(&f, &[], &[]);
+        lock(&c.pending).take();
+        let fills: Vec<SolidFill> = (0..MAX_QUEUED_FILLS as u32 + 1)
+            .map(|i| SolidFill {
+                rect: Rect::new(i % 64, 0, 1, 1),
+                color: 1,
+            })
+            .collect();
+        hub.update(&f, &[], &fills);
+        assert!(lock(&c.fills).is_empty());
+        assert!(!lock(&c.pending).take().is_empty());
     }
 
     #[test]
@@ -374,7 +514,7 @@ mod tests {
     fn malformed_frames_are_dropped() {
         let mut hub = Head::default();
         let c = hub.register();
-        hub.update(&frame(10, 10, 100), &[Rect::full(10, 10)]);
+        hub.update(&frame(10, 10, 100), &[Rect::full(10, 10)], &[]);
         lock(&c.pending).take();
         for bad in [
             frame(10, 10, 99),
@@ -382,7 +522,7 @@ mod tests {
             frame(0, 10, 0),
             frame(u32::MAX, u32::MAX, 1),
         ] {
-            hub.update(&bad, &[Rect::full(10, 10)]);
+            hub.update(&bad, &[Rect::full(10, 10)], &[]);
             let s = hub.surface.as_ref().unwrap();
             assert_eq!((s.width, s.height, s.pixels.len()), (10, 10, 100));
             assert!(lock(&c.pending).take().is_empty());
@@ -392,8 +532,8 @@ mod tests {
     #[test]
     fn heads_are_separate() {
         let d = DisplayChannel::new(2, false);
-        d.update(1, &frame(4, 3, 12), &[]);
-        d.update(7, &frame(4, 3, 12), &[]);
+        d.update(1, &frame(4, 3, 12), &[], &[]);
+        d.update(7, &frame(4, 3, 12), &[], &[]);
         assert_eq!(
             (d.size(0), d.size(1), d.size(7)),
             (None, Some((4, 3)), None)

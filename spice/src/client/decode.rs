@@ -5,8 +5,8 @@
 use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, MAX_DIMENSION};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
-    BITMAP_FMT_32BIT, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4,
-    IMAGE_TYPE_LZ_RGB, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_TYPE_BITMAP,
+    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 
@@ -66,6 +66,14 @@ pub enum ServerMsg {
         height: u32,
         pixels: Vec<u32>,
         image_type: u8,
+    },
+    /// A solid overpaint of (x, y, w, h) with 0x00RRGGBB `color`.
+    DrawFill {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        color: u32,
     },
     Mark,
     Reset,
@@ -215,6 +223,7 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
             surface_id: need(r.u32(), "SURFACE_DESTROY")?,
         },
         (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
+        (ch::DISPLAY, display_msg::DRAW_FILL) => return draw_fill(body),
         (ch::DISPLAY, display_msg::MARK) => ServerMsg::Mark,
         (ch::DISPLAY, display_msg::RESET) => ServerMsg::Reset,
         (ch::DISPLAY, display_msg::INVAL_ALL_PALETTES) => ServerMsg::InvalAllPalettes,
@@ -309,6 +318,41 @@ fn cursor_set(body: &[u8]) -> R<ServerMsg> {
         width,
         height,
         first_pixel: u32::from_le_bytes([px[0], px[1], px[2], px[3]]),
+    })
+}
+
+/// DRAW_FILL as the server sends it: surface 0, no clip, a solid brush, OP_PUT,
+/// no mask; anything else is an error.
+fn draw_fill(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "DRAW_FILL")?;
+    let (x, y, width, height) = rect(&mut r)?;
+    let clip = need(r.u8(), "DRAW_FILL clip")?;
+    let brush = need(r.u8(), "DRAW_FILL brush")?;
+    let color = need(r.u32(), "DRAW_FILL color")?;
+    let rop = need(r.u16(), "DRAW_FILL rop")?;
+    let mask_flags = need(r.u8(), "DRAW_FILL mask")?;
+    need(r.i32(), "DRAW_FILL mask")?;
+    need(r.i32(), "DRAW_FILL mask")?;
+    let mask_ptr = need(r.u32(), "DRAW_FILL mask")?;
+    exact(&r, "DRAW_FILL")?;
+    if surface != 0
+        || clip != 0
+        || brush != BRUSH_TYPE_SOLID
+        || rop != ROPD_OP_PUT
+        || mask_flags != 0
+        || mask_ptr != 0
+    {
+        return Err(format!(
+            "DRAW_FILL surface {surface} clip {clip} brush {brush} rop {rop} mask {mask_flags}/{mask_ptr}"
+        ));
+    }
+    Ok(ServerMsg::DrawFill {
+        x,
+        y,
+        width,
+        height,
+        color,
     })
 }
 

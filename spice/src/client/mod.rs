@@ -140,6 +140,7 @@ pub struct ClientState {
     pub surface_creates: u32,
     pub surface_destroys: u32,
     pub draw_copies: u64,
+    pub draw_fills: u64,
     pub image_types: Vec<u8>,
     pub marks: u32,
     /// Display messages received since the last SET_ACK (all counted, acked or not).
@@ -618,6 +619,30 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             }
             g.draw_copies += 1;
             g.image_types.push(image_type);
+        }
+        ServerMsg::DrawFill {
+            x,
+            y,
+            width,
+            height,
+            color,
+        } => {
+            let s = g
+                .surface
+                .as_mut()
+                .ok_or("DRAW_FILL before SURFACE_CREATE")?;
+            if x as u64 + width as u64 > s.width as u64
+                || y as u64 + height as u64 > s.height as u64
+            {
+                return Err(format!(
+                    "DRAW_FILL {x},{y} {width}x{height} outside surface"
+                ));
+            }
+            for row in y..y + height {
+                let start = row as usize * s.width as usize + x as usize;
+                s.pixels[start..start + width as usize].fill(color);
+            }
+            g.draw_fills += 1;
         }
         ServerMsg::Mark => g.marks += 1,
         ServerMsg::InputsInit { modifiers } => g.inputs_init = Some(modifiers),

@@ -191,7 +191,7 @@ fn world() -> &'static World {
                 height: 20,
                 pixels: (0..48 * 20).map(|i| i * 0x010203).collect(),
             };
-            d.update(0, &f, &[Rect::full(48, 20)]);
+            d.update(0, &f, &[Rect::full(48, 20)], &[]);
         }
         World {
             info: ServerInfo {

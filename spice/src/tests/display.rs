@@ -3,12 +3,13 @@
 
 use super::*;
 use crate::proto::{IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB};
+use crate::SolidFill;
 
 #[test]
 fn initial_full_update_then_partial_updates() {
     let (server, _) = start(None);
     let s1 = picture(200, 150, 1);
-    server.update(&s1, &[full(&s1)]);
+    server.update(&s1, &[full(&s1)], &[]);
     let c = connect(&server);
     wait_surface(&c, &s1);
     c.wait(T, |s| s.marks == 1 && s.surface_creates == 1)
@@ -55,7 +56,7 @@ fn initial_full_update_then_partial_updates() {
             .collect(),
     };
     let before = c.state().draw_copies;
-    server.update(&s2, &[r1, r2]);
+    server.update(&s2, &[r1, r2], &[]);
     wait_surface(&c, &expect);
     // Nothing else arrives later either.
     std::thread::sleep(Duration::from_millis(300));
@@ -73,19 +74,19 @@ fn initial_full_update_then_partial_updates() {
 fn resize_recreates_the_primary_surface() {
     let (server, _) = start(None);
     let a = picture(100, 80, 3);
-    server.update(&a, &[full(&a)]);
+    server.update(&a, &[full(&a)], &[]);
     let c = connect(&server);
     wait_surface(&c, &a);
     let b = picture(320, 200, 4);
     // Dirty rectangles of a resize are irrelevant: the whole new surface is sent.
-    server.update(&b, &[]);
+    server.update(&b, &[], &[]);
     wait_surface(&c, &b);
     c.wait(T, |s| {
         s.surface_destroys == 1 && s.surface_creates == 2 && s.marks == 2
     })
     .unwrap();
     let small = picture(17, 9, 5);
-    server.update(&small, &[full(&small)]);
+    server.update(&small, &[full(&small)], &[]);
     wait_surface(&c, &small);
 }
 
@@ -96,7 +97,7 @@ fn client_connecting_before_the_first_frame_gets_it() {
     c.wait(T, |s| s.cursor_init.is_some()).unwrap();
     assert!(c.state().surface.is_none());
     let s = picture(64, 64, 9);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     wait_surface(&c, &s);
 }
 
@@ -104,13 +105,13 @@ fn client_connecting_before_the_first_frame_gets_it() {
 fn still_server_sends_no_draw_copy() {
     let (server, _) = start(None);
     let s = picture(128, 96, 2);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let c = connect(&server);
     wait_surface(&c, &s);
     c.wait(T, |s| s.marks == 1).unwrap();
     let n = c.state().draw_copies;
     // Updates with nothing dirty, and none at all.
-    server.update(&s, &[]);
+    server.update(&s, &[], &[]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.state().draw_copies, n);
     assert_eq!(c.state().draw_copies, 1);
@@ -120,7 +121,7 @@ fn still_server_sends_no_draw_copy() {
 fn out_of_bounds_and_empty_dirty_rects_are_clipped() {
     let (server, _) = start(None);
     let s = picture(50, 40, 6);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let c = connect(&server);
     wait_surface(&c, &s);
     let s2 = picture(50, 40, 7);
@@ -146,6 +147,7 @@ fn out_of_bounds_and_empty_dirty_rects_are_clipped() {
                 height: u32::MAX,
             },
         ],
+        &[],
     );
     wait_surface(&c, &s2);
 }
@@ -154,7 +156,7 @@ fn out_of_bounds_and_empty_dirty_rects_are_clipped() {
 fn many_small_rects_fall_back_to_fewer_draws() {
     let (server, _) = start(None);
     let s = picture(400, 300, 1);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let c = connect(&server);
     wait_surface(&c, &s);
     let before = c.state().draw_copies;
@@ -181,7 +183,7 @@ fn many_small_rects_fall_back_to_fewer_draws() {
         height: 300,
         pixels: px,
     };
-    server.update(&s2, &rects);
+    server.update(&s2, &rects, &[]);
     wait_surface(&c, &s2);
     let st = c.state();
     assert!(
@@ -211,7 +213,7 @@ fn image_encodings_follow_client_caps_and_config() {
         (true, true, IMAGE_TYPE_BITMAP),
     ] {
         let (server, _) = start_with(None, force_raw);
-        server.update(&s, &[full(&s)]);
+        server.update(&s, &[full(&s)], &[]);
         let c = TestClient::connect(
             &server.local_addr(),
             ClientOptions {
@@ -236,14 +238,14 @@ fn resize_back_to_the_old_size_redraws() {
     // task sees, the client must end with A2.
     let (server, _) = start(None);
     let a = picture(100, 80, 3);
-    server.update(&a, &[full(&a)]);
+    server.update(&a, &[full(&a)], &[]);
     let c = connect(&server);
     wait_surface(&c, &a);
     for i in 0..20 {
         let b = picture(320, 200, 100 + i);
         let a2 = picture(100, 80, 200 + i);
-        server.update(&b, &[]);
-        server.update(&a2, &[full(&a2)]);
+        server.update(&b, &[], &[]);
+        server.update(&a2, &[full(&a2)], &[]);
         wait_surface(&c, &a2);
     }
     assert!(c.state().errors.is_empty());
@@ -258,21 +260,21 @@ fn malformed_surfaces_are_dropped_and_the_display_goes_on() {
         pixels: vec![0x00ff_0000; len],
     };
     // Before any client: dropped, so the first client does not get it.
-    server.update(&bad(64, 64, 10), &[]);
+    server.update(&bad(64, 64, 10), &[], &[]);
     let c = connect(&server);
     c.wait(T, |s| s.cursor_init.is_some()).unwrap();
     let s = picture(64, 48, 1);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     wait_surface(&c, &s);
     // Too few pixels, too many, nothing at all, a size that does not fit a usize
     // product on 32-bit hosts: the client keeps the last good frame.
-    server.update(&bad(64, 48, 64 * 48 - 1), &[full(&s)]);
-    server.update(&bad(64, 48, 64 * 48 + 1), &[full(&s)]);
-    server.update(&bad(0, 0, 0), &[]);
-    server.update(&bad(u32::MAX, u32::MAX, 4), &[]);
-    server.update(&bad(200, 100, 64 * 48), &[]);
+    server.update(&bad(64, 48, 64 * 48 - 1), &[full(&s)], &[]);
+    server.update(&bad(64, 48, 64 * 48 + 1), &[full(&s)], &[]);
+    server.update(&bad(0, 0, 0), &[], &[]);
+    server.update(&bad(u32::MAX, u32::MAX, 4), &[], &[]);
+    server.update(&bad(200, 100, 64 * 48), &[], &[]);
     let s2 = picture(64, 48, 2);
-    server.update(&s2, &[full(&s2)]);
+    server.update(&s2, &[full(&s2)], &[]);
     wait_surface(&c, &s2);
     let st = c.state();
     assert_eq!(st.surface_creates, 1);
@@ -287,7 +289,7 @@ fn guest_cursor_reaches_the_cursor_channel() {
     use crate::CursorUpdate;
     let (server, _) = start(None);
     let s1 = picture(64, 48, 1);
-    server.update(&s1, &[full(&s1)]);
+    server.update(&s1, &[full(&s1)], &[]);
     // Defined before the client connects: CURSOR_INIT carries it.
     let shape = crate::CursorShape {
         width: 4,
@@ -363,4 +365,53 @@ fn guest_cursor_reaches_the_cursor_channel() {
     })
     .unwrap();
     assert!(c.state().errors.is_empty(), "{:?}", c.state().errors);
+}
+
+/// Solid fills reach the client as DRAW_FILLs, not images, and a region drawn
+/// over a fill later (a dirty rectangle) ends with the newer pixels.
+#[test]
+fn fills_are_forwarded_as_draw_fills_in_order() {
+    let (server, _) = start(None);
+    let mut s = picture(120, 90, 11);
+    server.update(&s, &[full(&s)], &[]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    let copies = c.state().draw_copies;
+    let paint = |f: &mut Frame, r: Rect, color: u32| {
+        for y in r.y..r.y + r.height {
+            for x in r.x..r.x + r.width {
+                f.pixels[(y * f.width + x) as usize] = color;
+            }
+        }
+    };
+    let a = SolidFill {
+        rect: Rect::new(10, 10, 50, 40),
+        color: 0x00aa_5500,
+    };
+    let b = SolidFill {
+        rect: Rect::new(30, 20, 60, 60),
+        color: 0x0000_77ff,
+    };
+    paint(&mut s, a.rect, a.color);
+    paint(&mut s, b.rect, b.color);
+    server.update(&s, &[], &[a, b]);
+    wait_surface(&c, &s);
+    let st = c.state();
+    assert_eq!(st.draw_fills, 2);
+    assert_eq!(st.draw_copies, copies, "a forwarded fill sends no image");
+    drop(st);
+    // Fill, then something else drawn over part of it, in one update: the
+    // fill first, then the image of the newest pixels.
+    let f = SolidFill {
+        rect: Rect::new(0, 0, 100, 50),
+        color: 0x0012_3456,
+    };
+    paint(&mut s, f.rect, f.color);
+    let over = Rect::new(40, 30, 20, 40);
+    paint(&mut s, over, 0x00ff_ffff);
+    server.update(&s, &[over], &[f]);
+    wait_surface(&c, &s);
+    let st = c.state();
+    assert_eq!(st.draw_fills, 3);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
 }

@@ -40,7 +40,7 @@ fn non_acking_client_gets_at_most_the_window() {
             width: 10,
             height: 10,
         };
-        server.update(&frames[i as usize % 8], &[r]);
+        server.update(&frames[i as usize % 8], &[r], &[]);
         std::thread::sleep(Duration::from_millis(3));
         i += 1;
     }
@@ -55,7 +55,7 @@ fn non_acking_client_gets_at_most_the_window() {
             height: 10,
         };
         let t0 = Instant::now();
-        server.update(f, &[r]);
+        server.update(f, &[r], &[]);
         slowest = slowest.max(t0.elapsed());
     }
     assert!(
@@ -63,7 +63,7 @@ fn non_acking_client_gets_at_most_the_window() {
         "update() blocked for {slowest:?}"
     );
     let last = frames[999 % 8].clone();
-    server.update(&last, &[full(&last)]);
+    server.update(&last, &[full(&last)], &[]);
     // The stalled display does not hold up the session's other channels.
     stalled.key_scancode(&[0x1e, 0x9e]).unwrap();
     assert_eq!(rec.wait_for(2).len(), 2);
@@ -84,7 +84,7 @@ fn non_acking_client_gets_at_most_the_window() {
 fn client_that_stops_reading_does_not_block_update_or_others() {
     let (server, rec) = start(None);
     let first = picture(640, 480, 0);
-    server.update(&first, &[full(&first)]);
+    server.update(&first, &[full(&first)], &[]);
     // A session whose display channel never reads its socket (and never ACKs); its
     // main and inputs channels are read as usual.
     let stalled = TestClient::connect(
@@ -112,7 +112,7 @@ fn client_that_stops_reading_does_not_block_update_or_others() {
     for i in 0..1000 {
         let f = &frames[i % frames.len()];
         let t0 = Instant::now();
-        server.update(f, &[full(f)]);
+        server.update(f, &[full(f)], &[]);
         slowest = slowest.max(t0.elapsed());
         if i % 100 == 0 {
             // Let the display task run into the full socket meanwhile.

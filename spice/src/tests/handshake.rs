@@ -244,7 +244,7 @@ fn malformed_and_oversized_messages_close_only_that_channel() {
 #[test]
 fn full_header_clients_work() {
     let (server, _) = start(None);
-    server.update(&picture(64, 48, 1), &[]);
+    server.update(&picture(64, 48, 1), &[], &[]);
     let c = TestClient::connect(
         &server.local_addr(),
         ClientOptions {

@@ -294,7 +294,7 @@ fn client_mouse_mode_with_an_absolute_pointer() {
     });
     let server = SpiceServer::start(config(None), ports(&rec)).unwrap();
     let s = picture(101, 51, 1);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let c = connect(&server);
     c.wait(T, |s| s.inputs_init.is_some()).unwrap();
     assert!(matches!(
@@ -351,7 +351,7 @@ fn client_mouse_mode_follows_the_absolute_pointer() {
     // No tablet driver yet: server mode only.
     let (server, rec) = start(None);
     let s = picture(64, 48, 1);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let c = connect(&server);
     c.wait(T, |s| s.inputs_init.is_some()).unwrap();
     assert!(matches!(

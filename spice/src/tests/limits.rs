@@ -76,7 +76,7 @@ fn idle_connections_do_not_lock_out_a_client() {
         t0.elapsed()
     );
     let s = picture(32, 32, 3);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     wait_surface(&c, &s);
 }
 

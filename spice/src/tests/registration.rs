@@ -303,8 +303,8 @@ fn several_displays_one_per_head() {
         vec![],
     );
     let (h0, h1) = (picture(64, 48, 1), picture(80, 40, 2));
-    server.update_head(0, &h0, &[full(&h0)]);
-    server.update_head(1, &h1, &[full(&h1)]);
+    server.update_head(0, &h0, &[full(&h0)], &[]);
+    server.update_head(1, &h1, &[full(&h1)], &[]);
     let addr = server.local_addr();
     let c0 = TestClient::connect(&addr, ClientOptions::default()).unwrap();
     let id = c0.state().session_id;
@@ -336,7 +336,7 @@ fn several_displays_one_per_head() {
     }
     // Updates stay on their head.
     let h1b = picture(80, 40, 3);
-    server.update_head(1, &h1b, &[full(&h1b)]);
+    server.update_head(1, &h1b, &[full(&h1b)], &[]);
     wait_surface(&c1, &h1b);
     assert_eq!(c0.state().surface.as_ref().unwrap().pixels, h0.pixels);
     assert_eq!(server.clients().len(), 6);

@@ -25,7 +25,7 @@ fn wait_clients(server: &SpiceServer, n: usize) {
 fn second_client_replaces_the_first() {
     let (server, _) = start(None);
     let s = picture(80, 60, 1);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let events = server.subscribe();
     let c1 = connect(&server);
     wait_surface(&c1, &s);
@@ -79,7 +79,7 @@ fn second_client_replaces_the_first() {
 fn five_hundred_connect_disconnect_cycles() {
     let (server, _) = start(None);
     let s = picture(32, 32, 1);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     for i in 0..500 {
         if i % 50 == 0 {
             let c = connect(&server);
@@ -130,7 +130,7 @@ fn unix_socket_and_shutdown() {
     .unwrap();
     assert_eq!(server.local_addr(), Listen::Unix(path.clone()));
     let s = picture(40, 30, 2);
-    server.update(&s, &[full(&s)]);
+    server.update(&s, &[full(&s)], &[]);
     let c = TestClient::connect(&server.local_addr(), opts("pw")).unwrap();
     wait_surface(&c, &s);
     c.wait(T, |s| s.cursor_init.is_some() && s.inputs_init.is_some())
