@@ -4,18 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::tools::require_tool;
+use crate::tools::require_spice_client_glib;
 
 /// spice-gtk's SpiceClientGLib recording `seconds` of the playback channel
 /// of the server at 127.0.0.1:`port` into `out` (raw S16 interleaved); it
 /// prints a `playback key=value...` summary.
 pub fn recorder(port: u16, out: &Path, seconds: &str) -> Command {
-    require_tool("python3", "python3");
-    assert!(
-        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
-            .exists(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_playback.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script)

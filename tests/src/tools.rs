@@ -31,6 +31,23 @@ pub fn require_tool(tool: &str, package: &str) {
     );
 }
 
+/// Panics with the install command unless python3 can load spice-gtk's
+/// SpiceClientGLib, the real client the Python test scripts drive.
+pub fn require_spice_client_glib() {
+    require_tool("python3", "python3");
+    let gi = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        gi.success(),
+        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
+    );
+}
+
 /// Send signal `sig` to process `pid` (a child we spawned and have not reaped),
 /// through the shell's `kill`, so the harness needs no unsafe code.
 pub fn send_signal(pid: u32, sig: i32) {

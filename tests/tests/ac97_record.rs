@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use images::TestImage;
-use spicebox_tests::tools::{free_port, require_tool, run_timeout};
+use spicebox_tests::tools::{free_port, require_spice_client_glib, require_tool, run_timeout};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT_AND_RECORD: Duration = Duration::from_secs(120);
@@ -42,12 +42,7 @@ fn qemu(disk: &Path, port: u16) -> Command {
 }
 
 fn microphone(port: u16) -> Command {
-    require_tool("python3", "python3");
-    assert!(
-        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
-            .exists(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_record.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script)

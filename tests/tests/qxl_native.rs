@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use images::{qxl_scene, TestImage};
 use spicebox_tests::screen::{self, Frame};
-use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
+use spicebox_tests::tools::{
+    free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
+};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -64,11 +66,7 @@ fn screenshot(dir: &TempDir, name: &str, port: u16) -> Frame {
 
 /// The cursor shape SpiceClientGLib's cursor channel reports.
 fn client_cursor(port: u16) -> String {
-    assert!(
-        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
-            .exists(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_cursor.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script)

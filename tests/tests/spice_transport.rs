@@ -13,7 +13,9 @@ use serde_json::json;
 use spicebox_tests::cdp::Chromium;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::screen::{self, differences, Frame};
-use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
+use spicebox_tests::tools::{
+    free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
+};
 use spicebox_tests::x509::make_x509_dir;
 use spicebox_tests::xvfb::{Guard, Xvfb};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
@@ -127,12 +129,7 @@ fn scene_errors(f: &Frame) -> usize {
 /// SpiceClientGLib (tests/py/spice_glib.py) with these options; Ok(frame) or
 /// Err(its error output).
 fn glib_screenshot(out: &Path, opts: &[(&str, &str)]) -> Result<Frame, String> {
-    require_tool("python3", "python3");
-    assert!(
-        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
-            .exists(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_glib.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script)

@@ -9,13 +9,12 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spice::client::{link_channel_id, AnyStream, ClientOptions, TestClient};
 use spice::Listen;
-use spicebox_tests::tools::{free_port, require_tool};
+use spicebox_tests::tools::{free_port, require_spice_client_glib};
 use spicebox_tests::{spicebox, SpiceboxVm};
 use usbredir::peer::{HostPeer, Keyboard};
 use usbredir::Cap;
@@ -60,12 +59,7 @@ fn recv(s: &mut AnyStream) -> Option<Vec<u8>> {
 /// Runs tests/py/spice_usbredir.py (SpiceClientGLib) against the server;
 /// returns its result line.
 fn spice_glib_usbredir(port: u16) -> String {
-    require_tool("python3", "python3");
-    assert!(
-        Path::new("/usr/lib/x86_64-linux-gnu/girepository-1.0/SpiceClientGLib-2.0.typelib")
-            .exists(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_usbredir.py");
     let out = Command::new("/usr/bin/python3")
         .arg(script)

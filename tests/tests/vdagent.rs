@@ -22,7 +22,7 @@ use spice::client::{ClientOptions, ClientState, TestClient};
 use spice::proto::main_msgc;
 use spice::Listen;
 use spicebox_tests::qmp::Qmp;
-use spicebox_tests::tools::{free_port, require_tool};
+use spicebox_tests::tools::{free_port, require_spice_client_glib, require_tool};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -54,6 +54,40 @@ fn qemu(disk: &Path, port: u16, qmp: &Path) -> Command {
 }
 
 /// The next VSERPORT_CHANGE's data; panics with what QMP sent instead.
+/// Boots the vdagent guest as `name` on QEMU (`qemu_run`) or spicebox, with
+/// SPICE on a free port without a ticket (QEMU's QMP at `dir/qmp-{name}`);
+/// `spicebox_args` and `qemu_args` add to one side each. Returns the VM and
+/// its SPICE port, before the guest is ready.
+fn boot_vdagent(
+    dir: &TempDir,
+    name: &str,
+    qemu_run: bool,
+    spicebox_args: &[&str],
+    qemu_args: &[String],
+) -> (SpiceboxVm, u16) {
+    let disk = dir.join(&format!("vdagent-{name}.img"));
+    images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
+    let port = free_port();
+    let vm = if qemu_run {
+        let mut cmd = qemu(&disk, port, &dir.join(&format!("qmp-{name}")));
+        cmd.args(qemu_args);
+        SpiceboxVm::start_command(cmd)
+    } else {
+        let spice = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            disk.to_str().unwrap(),
+            "-m",
+            "512M",
+            "--spice",
+            &spice,
+            "--disable-ticketing",
+        ];
+        args.extend_from_slice(spicebox_args);
+        SpiceboxVm::start(spicebox!(), &args)
+    };
+    (vm, port)
+}
+
 fn vserport_change(qmp: &mut Qmp, name: &str) -> serde_json::Value {
     if let Some(i) = qmp
         .events
@@ -106,29 +140,9 @@ fn agent_messages_cross_virtio_serial_on_spicebox_and_qemu() {
     let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 256) as u8).collect();
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("vdagent-{name}.img"));
-        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
-        let port = free_port();
         let sock = dir.join(&format!("qmp-{name}"));
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port, &sock))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            let control = format!("unix:{}", sock.display());
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                    "--control",
-                    &control,
-                ],
-            )
-        };
+        let control = format!("unix:{}", sock.display());
+        let (mut vm, port) = boot_vdagent(&dir, name, qemu_run, &["--control", &control], &[]);
         // Connected while the firmware runs, long before the guest opens the port.
         let mut qmp = Qmp::connect(&sock, STEP);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
@@ -322,18 +336,7 @@ impl Drop for Child {
 /// (two AGENT_DATA pieces) gets its first 64 written. Same on QEMU -vga qxl.
 #[test]
 fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
-    require_tool("/usr/bin/python3", "python3");
-    let gi = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        gi.success(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_monitors.py");
     let dir = TempDir::new("vdagent-monitors");
     let resized = [(1280, 800, 0, 0)];
@@ -348,25 +351,7 @@ fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
         .collect();
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("vdagent-{name}.img"));
-        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                ],
-            )
-        };
+        let (mut vm, port) = boot_vdagent(&dir, name, qemu_run, &[], &[]);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
 
         // A real client resizes its window.
@@ -458,18 +443,7 @@ fn a_client_monitors_config_reaches_the_qxl_driver_on_spicebox_and_qemu() {
 /// AGENT_DATA pieces within the client's tokens). Same on QEMU.
 #[test]
 fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
-    require_tool("/usr/bin/python3", "python3");
-    let gi = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        gi.success(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/py/spice_clipboard.py"
@@ -484,25 +458,7 @@ fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
     let dir = TempDir::new("vdagent-clipboard");
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("vdagent-{name}.img"));
-        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                ],
-            )
-        };
+        let (mut vm, port) = boot_vdagent(&dir, name, qemu_run, &[], &[]);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
         vm.send(b"c");
         vm.wait_for(images::VDAGENT_CLIPBOARD_MODE_MARKER, STEP);
@@ -574,18 +530,7 @@ fn copy_and_paste_through_spice_gtk_on_spicebox_and_qemu() {
 /// is the file's. Same on QEMU.
 #[test]
 fn a_5_mib_file_transfer_through_spice_gtk_on_spicebox_and_qemu() {
-    require_tool("/usr/bin/python3", "python3");
-    let gi = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        gi.success(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/py/spice_file_xfer.py"
@@ -611,25 +556,7 @@ fn a_5_mib_file_transfer_through_spice_gtk_on_spicebox_and_qemu() {
     );
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("vdagent-{name}.img"));
-        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                ],
-            )
-        };
+        let (mut vm, port) = boot_vdagent(&dir, name, qemu_run, &[], &[]);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
         vm.send(b"f");
         vm.wait_for(images::VDAGENT_FILE_MODE_MARKER, STEP);
@@ -706,18 +633,7 @@ fn reports(text: &str, prefix: &str) -> Vec<String> {
 /// and size on both ends; the client decodes the guest's PNG). Same on QEMU.
 #[test]
 fn ten_mib_text_and_png_clipboards_with_primary_through_spice_gtk_on_spicebox_and_qemu() {
-    require_tool("/usr/bin/python3", "python3");
-    let gi = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        gi.success(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/py/spice_clipboard_big.py"
@@ -725,25 +641,7 @@ fn ten_mib_text_and_png_clipboards_with_primary_through_spice_gtk_on_spicebox_an
     let dir = TempDir::new("vdagent-big-clipboard");
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("vdagent-{name}.img"));
-        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port, &dir.join(&format!("qmp-{name}"))))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                ],
-            )
-        };
+        let (mut vm, port) = boot_vdagent(&dir, name, qemu_run, &[], &[]);
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
         vm.send(b"b");
         vm.wait_for(images::VDAGENT_BIG_CLIPBOARD_MODE_MARKER, STEP);
@@ -839,18 +737,7 @@ const ECHO_PORT: &str = "org.spicebox.echo.0";
 /// SPICEVMC_DATA and reads them back byte for byte. Same on QEMU (-chardev spiceport + virtserialport).
 #[test]
 fn a_spice_port_channel_echoes_through_a_named_virtio_serial_port_on_spicebox_and_qemu() {
-    require_tool("/usr/bin/python3", "python3");
-    let gi = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('SpiceClientGLib', '2.0')",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        gi.success(),
-        "this test needs SpiceClientGLib: apt-get install gir1.2-spiceclientglib-2.0 python3-gi (or scripts/deps test)"
-    );
+    require_spice_client_glib();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/py/spice_port_echo.py"
@@ -860,32 +747,19 @@ fn a_spice_port_channel_echoes_through_a_named_virtio_serial_port_on_spicebox_an
     let dir = TempDir::new("vdagent-port");
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("vdagent-{name}.img"));
-        images::write_image(TestImage::Vdagent.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            let mut cmd = qemu(&disk, port, &dir.join(&format!("qmp-{name}")));
-            cmd.arg("-chardev")
-                .arg(format!("spiceport,id=echo,name={ECHO_PORT}"))
-                .arg("-device")
-                .arg(format!("virtserialport,chardev=echo,name={ECHO_PORT}"));
-            SpiceboxVm::start_command(cmd)
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                    "--spice-port",
-                    ECHO_PORT,
-                ],
-            )
-        };
+        let qemu_args = [
+            "-chardev".to_owned(),
+            format!("spiceport,id=echo,name={ECHO_PORT}"),
+            "-device".to_owned(),
+            format!("virtserialport,chardev=echo,name={ECHO_PORT}"),
+        ];
+        let (mut vm, port) = boot_vdagent(
+            &dir,
+            name,
+            qemu_run,
+            &["--spice-port", ECHO_PORT],
+            &qemu_args,
+        );
         vm.wait_for(images::VDAGENT_READY_MARKER, BOOT);
         vm.wait_for("port-echo open", STEP);
         let out = Child(Some(
