@@ -85,22 +85,12 @@ impl AgentLink {
     /// the agent never stalls); with one, `Err(Full)` once [`AGENT_QUEUE`] pieces
     /// wait for client tokens, and [`AgentPort::resume`] follows when there is room.
     pub fn send(&self, data: &[u8]) -> Result<(), Full> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.change(|s| {
-            if s.owner == 0 || !s.connected {
-                return Ok(());
-            }
-            let pieces = data.len().div_ceil(AGENT_MAX_DATA);
-            if s.to_client.len() + pieces > AGENT_QUEUE {
-                s.refused = true;
-                return Err(Full);
-            }
-            s.to_client
-                .extend(data.chunks(AGENT_MAX_DATA).map(<[u8]>::to_vec));
+        let mut pieces = VecDeque::from([data.to_vec()]);
+        if self.send_from(&mut pieces) {
             Ok(())
-        })
+        } else {
+            Err(Full)
+        }
     }
 
     /// Moves pieces from the front of `pieces` to the client's queue while it
