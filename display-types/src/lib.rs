@@ -5,15 +5,18 @@
 //!
 //! - [`Rect`]: a region of a frame, in pixels (x, y, width, height).
 //! - [`SolidFill`]: a rectangle painted one color, forwarded as a draw.
+//! - [`Draw`]: a forwarded overpaint, a fill or an [`ImageCopy`] of a shared image.
 //! - [`Frame`]: a picture, 0x00RRGGBB pixels, row-major, stride = width.
 //! - [`CursorShape`]: a pointer image with its hot spot (ARGB, straight alpha).
 //! - [`MonitorLayout`]: where the heads of a display sit on the virtual desktop.
 
 mod cursor;
+mod draw;
 mod frame;
 mod monitor;
 mod rect;
 
+pub use draw::{Draw, ImageCopy};
 pub use cursor::{CursorShape, MAX_CURSOR_SIDE};
 pub use frame::Frame;
 pub use monitor::{Monitor, MonitorLayout, MAX_MONITORS};

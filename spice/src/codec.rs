@@ -1,10 +1,12 @@
 //! SpiceImage encoding for DRAW_COPY: SPICE LZ, or LZ4 (if the client can decode
 //! it) where LZ did poorly and LZ4 is smaller, and a raw top-down 32-bit bitmap when
 //! compression does not pay or is disabled.
-//! No image cache: flags are 0 and every id is fresh.
+//! The caller picks the id and flags (CACHE_ME for the client's pixmap cache,
+//! see `channel::pixmap_cache`), and `from_cache` names a cached image.
 
 use crate::proto::{
-    BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_LZ4,
+    IMAGE_TYPE_LZ_RGB,
 };
 use crate::wire::Writer;
 use crate::{Frame, Rect};
@@ -56,14 +58,29 @@ pub fn extract(surface: &Frame, r: &Rect) -> Vec<u32> {
     out
 }
 
-fn descriptor(w: &mut Writer, id: u64, image_type: u8, width: u32, height: u32) {
-    w.u64(id).u8(image_type).u8(0).u32(width).u32(height);
+/// A SpiceImage's id and descriptor flags (CACHE_ME or none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageTag {
+    pub id: u64,
+    pub flags: u8,
+}
+
+fn descriptor(w: &mut Writer, tag: ImageTag, image_type: u8, width: u32, height: u32) {
+    w.u64(tag.id).u8(image_type).u8(tag.flags).u32(width).u32(height);
+}
+
+/// A SpiceImage naming image `id` of the client's pixmap cache.
+pub fn from_cache(id: u64, width: u32, height: u32) -> Vec<u8> {
+    let mut w = Writer::with_capacity(18);
+    let tag = ImageTag { id, flags: 0 };
+    descriptor(&mut w, tag, IMAGE_TYPE_FROM_CACHE, width, height);
+    w.finish()
 }
 
 /// Raw BITMAP: format 32BIT is B,G,R,X bytes, i.e. each 0x00RRGGBB word little-endian.
-fn raw(id: u64, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
+fn raw(tag: ImageTag, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
     let mut w = Writer::with_capacity(32 + pixels.len() * 4);
-    descriptor(&mut w, id, IMAGE_TYPE_BITMAP, width, height);
+    descriptor(&mut w, tag, IMAGE_TYPE_BITMAP, width, height);
     w.u8(BITMAP_FMT_32BIT)
         .u8(BITMAP_FLAGS_TOP_DOWN)
         .u32(width)
@@ -78,7 +95,7 @@ fn raw(id: u64, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
 
 /// A complete SpiceImage for the given pixels.
 pub fn encode_image(
-    id: u64,
+    tag: ImageTag,
     width: u32,
     height: u32,
     pixels: &[u32],
@@ -86,7 +103,7 @@ pub fn encode_image(
     enc: Encoders,
 ) -> Vec<u8> {
     if policy.force_raw {
-        return raw(id, width, height, pixels);
+        return raw(tag, width, height, pixels);
     }
     // A compressed image is worth sending only if smaller than the raw pixels.
     let raw_len = pixels.len() * 4;
@@ -113,16 +130,18 @@ pub fn encode_image(
     }
     if let Some((image_type, data)) = best {
         let mut w = Writer::with_capacity(22 + data.len());
-        descriptor(&mut w, id, image_type, width, height);
+        descriptor(&mut w, tag, image_type, width, height);
         w.u32(data.len() as u32).bytes(&data);
         return w.finish();
     }
-    raw(id, width, height, pixels)
+    raw(tag, width, height, pixels)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TAG: ImageTag = ImageTag { id: 1, flags: 0 };
 
     #[test]
     fn extract_never_panics() {
@@ -158,7 +177,7 @@ mod tests {
     fn raw_layout_and_fallback() {
         let px = [0x00112233u32, 0x00445566];
         let img = encode_image(
-            9,
+            ImageTag { id: 9, flags: 0 },
             2,
             1,
             &px,
@@ -181,7 +200,7 @@ mod tests {
             force_raw: false,
         };
         assert_eq!(
-            encode_image(1, 2, 1, &px, pol, bloated)[8],
+            encode_image(TAG, 2, 1, &px, pol, bloated)[8],
             IMAGE_TYPE_BITMAP
         );
         let flat = vec![0x00abcdefu32; 64 * 64];
@@ -191,11 +210,11 @@ mod tests {
         };
         // A flat area: SPICE LZ is the smaller, even for an LZ4 client.
         assert_eq!(
-            encode_image(1, 64, 64, &flat, pol(true), ENCODERS)[8],
+            encode_image(TAG, 64, 64, &flat, pol(true), ENCODERS)[8],
             IMAGE_TYPE_LZ_RGB
         );
         assert_eq!(
-            encode_image(1, 64, 64, &flat, pol(false), ENCODERS)[8],
+            encode_image(TAG, 64, 64, &flat, pol(false), ENCODERS)[8],
             IMAGE_TYPE_LZ_RGB
         );
         // LZ4 wins when it is the smaller, and only for a client that takes it;
@@ -206,11 +225,11 @@ mod tests {
             lz4: Some(|_, _, _| vec![2; 50]),
         };
         assert_eq!(
-            encode_image(1, 64, 64, &flat, pol(true), lz4_smaller)[8],
+            encode_image(TAG, 64, 64, &flat, pol(true), lz4_smaller)[8],
             IMAGE_TYPE_LZ4
         );
         assert_eq!(
-            encode_image(1, 64, 64, &flat, pol(false), lz4_smaller)[8],
+            encode_image(TAG, 64, 64, &flat, pol(false), lz4_smaller)[8],
             IMAGE_TYPE_LZ_RGB
         );
         // LZ did well: LZ4 is not even tried.
@@ -219,7 +238,7 @@ mod tests {
             lz4: Some(|_, _, _| panic!("LZ4 tried although LZ compressed well")),
         };
         assert_eq!(
-            encode_image(1, 64, 64, &flat, pol(true), lz_good)[8],
+            encode_image(TAG, 64, 64, &flat, pol(true), lz_good)[8],
             IMAGE_TYPE_LZ_RGB
         );
         let refuses = Encoders {
@@ -227,7 +246,7 @@ mod tests {
             lz4: Some(|_, _, _| Vec::new()),
         };
         assert_eq!(
-            encode_image(1, 64, 64, &flat, pol(true), refuses)[8],
+            encode_image(TAG, 64, 64, &flat, pol(true), refuses)[8],
             IMAGE_TYPE_BITMAP
         );
     }

@@ -78,7 +78,9 @@ pub mod client;
 pub mod fuzz;
 
 pub use channel::cursor::CursorUpdate;
-pub use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect, SolidFill};
+pub use display_types::{
+    CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
+};
 pub use server::SpiceServer;
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
 

@@ -101,6 +101,7 @@ pub const MOUSE_MODE_CLIENT: u16 = 2;
 pub mod display_msg {
     pub const MARK: u16 = 102;
     pub const RESET: u16 = 103;
+    pub const INVAL_LIST: u16 = 105;
     pub const INVAL_ALL_PALETTES: u16 = 108;
     pub const DRAW_FILL: u16 = 302;
     pub const DRAW_COPY: u16 = 304;
@@ -123,7 +124,12 @@ pub const ROPD_OP_PUT: u16 = 8;
 pub const BRUSH_TYPE_SOLID: u8 = 1;
 pub const IMAGE_TYPE_BITMAP: u8 = 0;
 pub const IMAGE_TYPE_LZ_RGB: u8 = 101;
+pub const IMAGE_TYPE_FROM_CACHE: u8 = 103;
 pub const IMAGE_TYPE_LZ4: u8 = 109;
+/// SpiceImageDescriptor flag: the client keeps the image under its id.
+pub const IMAGE_FLAGS_CACHE_ME: u8 = 1;
+/// INVAL_LIST resource type of a pixmap.
+pub const RES_TYPE_PIXMAP: u8 = 1;
 pub const BITMAP_FMT_32BIT: u8 = 8;
 pub const BITMAP_FLAGS_TOP_DOWN: u8 = 4;
 

@@ -23,7 +23,7 @@ use crate::link::{accept_link, LinkPolicy, LinkRequest};
 use crate::proto::{channel as ch, link_err};
 use crate::sasl::SaslAuth;
 use crate::transport::{self, ChannelSet, Established, Transport};
-use crate::{ClientInfo, Config, Error, Expiry, Frame, Listen, Ports, Rect, SolidFill, SpiceEvent};
+use crate::{ClientInfo, Config, Draw, Error, Expiry, Frame, Listen, Ports, Rect, SpiceEvent};
 
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
@@ -243,16 +243,16 @@ impl SpiceServer {
     /// Publishes display head 0's new frame: `dirty` says what changed since the
     /// last call (a new size means all of it). Never blocks on clients: it copies
     /// the dirty rectangles' pixels (not the frame) and wakes the display channels.
-    /// `fills` were painted into `frame` (oldest first) and are not in
-    /// `dirty`: they are forwarded to clients as DRAW_FILLs.
-    pub fn update(&self, frame: &Frame, dirty: &[Rect], fills: &[SolidFill]) {
-        self.update_head(0, frame, dirty, fills);
+    /// `draws` were painted into `frame` (oldest first) and are not in
+    /// `dirty`: they are forwarded to clients as DRAW_FILLs and DRAW_COPYs.
+    pub fn update(&self, frame: &Frame, dirty: &[Rect], draws: &[Draw]) {
+        self.update_head(0, frame, dirty, draws);
     }
 
     /// `update` for any display head (channel id). Ignored without a display.
-    pub fn update_head(&self, head: u8, frame: &Frame, dirty: &[Rect], fills: &[SolidFill]) {
+    pub fn update_head(&self, head: u8, frame: &Frame, dirty: &[Rect], draws: &[Draw]) {
         if let Some(d) = &self.display {
-            d.update(head, frame, dirty, fills);
+            d.update(head, frame, dirty, draws);
         }
     }
 

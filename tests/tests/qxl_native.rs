@@ -19,6 +19,14 @@ use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(120);
 
+/// The tests here boot two VMs each, one after the other; run side by side
+/// (cargo's test threads) they starve each other's emulated guest code.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn qemu(disk: &Path, port: u16) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut cmd = Command::new("qemu-system-x86_64");
@@ -82,6 +90,7 @@ fn client_cursor(port: u16) -> String {
 
 #[test]
 fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
+    let _one = one_at_a_time();
     let dir = TempDir::new("qxl-native");
     let want = expected();
     let mut cursors = Vec::new();
@@ -137,4 +146,71 @@ fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
         assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
     }
     assert_eq!(cursors[0], cursors[1], "cursor on QEMU vs spicebox");
+}
+
+/// A real client connected while the guest animates (moving bitmap copies
+/// and fills, which spicebox forwards as draws with the sprite from the
+/// client's pixmap cache) ends with exactly the picture a client connecting
+/// afterwards gets, on spicebox and on QEMU, and both VMMs' pictures agree.
+#[test]
+fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    require_spice_client_glib();
+    let _one = one_at_a_time();
+    let dir = TempDir::new("qxl-anim-live");
+    let mut finals = Vec::new();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let disk = dir.join(&format!("qxl-native-{name}.img"));
+        images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
+        let port = free_port();
+        let mut vm = if qemu_run {
+            SpiceboxVm::start_command(qemu(&disk, port))
+        } else {
+            let spice = format!("127.0.0.1:{port}");
+            let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
+            SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
+        };
+        vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+        let live_out = dir.join(&format!("live-{name}.ppm"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_glib.py");
+        let mut client = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--timeout", "120", "--on-stdin", "--out"])
+            .arg(&live_out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+        let ready = lines.next().and_then(Result::ok);
+        assert_eq!(ready.as_deref(), Some("ready"), "{name}: live client");
+        vm.send(b"a");
+        vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
+        // Let the last draws reach the live client, then take both pictures.
+        std::thread::sleep(Duration::from_secs(1));
+        client.stdin.take().unwrap().write_all(b"\n").unwrap();
+        assert!(client.wait().unwrap().success(), "{name}: live client");
+        let live = screen::load(&live_out);
+        let fresh_out = dir.join(&format!("fresh-{name}.ppm"));
+        let r = spicy_screenshot(port, None, &fresh_out);
+        assert!(r.status.success(), "{name}: spicy-screenshot");
+        let fresh = screen::load(&fresh_out);
+        assert_eq!((live.width, live.height), (fresh.width, fresh.height), "{name}");
+        let diff = screen::differences(&live, &fresh, None);
+        assert!(
+            diff.is_empty(),
+            "{name}: the live client differs from a fresh one in {} pixels, first at {:?}",
+            diff.len(),
+            diff[0]
+        );
+        vm.send(b"q");
+        vm.wait_for(images::QXL_NATIVE_OK_MARKER, Duration::from_secs(30));
+        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        finals.push(live);
+    }
+    let diff = screen::differences(&finals[0], &finals[1], None);
+    assert!(diff.is_empty(), "QEMU vs spicebox after the animation: {} pixels", diff.len());
 }

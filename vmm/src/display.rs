@@ -3,12 +3,12 @@
 //! and the display model that frontends and screendump read.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::display::image_file;
 use devices::display::qxl::{Qxl, BAR_RAM};
-use devices::display::qxl_engine::CursorSink;
+use devices::display::qxl_engine::{CursorSink, DrawNotify};
 use devices::display::{Frame, Rect, Screen, Update};
 use devices::BusDevice;
 
@@ -42,6 +42,48 @@ impl BusDevice for VgaWindow {
 
 /// How often the screen is looked at, as QEMU's default GUI refresh (30 ms).
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(30);
+/// Native QXL commands that drew wake the display thread at once, but no
+/// sooner than this after its last look, so a guest pushing drawables one by
+/// one costs at most this many refreshes a second (500).
+const MIN_WAKE_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The display thread's alarm: set by `drawn` (the QXL worker), taken by
+/// the thread between two refreshes.
+#[derive(Default)]
+struct RefreshWake {
+    due: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl DrawNotify for RefreshWake {
+    fn drawn(&self) {
+        *self.due.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_one();
+    }
+}
+
+impl RefreshWake {
+    /// Wait until `deadline`, or until woken and at least `earliest`.
+    fn wait(&self, earliest: Instant, deadline: Instant) {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = Instant::now();
+            if *due && now >= earliest {
+                *due = false;
+                return;
+            }
+            if now >= deadline {
+                return;
+            }
+            let until = if *due { earliest } else { deadline };
+            due = self
+                .cv
+                .wait_timeout(due, until.saturating_duration_since(now))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
 
 /// Something that shows the screen: the SPICE server.
 pub trait Frontend: Send + Sync {
@@ -63,6 +105,7 @@ pub struct Display {
     slots: Arc<BarSlots>,
     devfn: usize,
     state: Mutex<State>,
+    wake: Arc<RefreshWake>,
 }
 
 struct State {
@@ -72,7 +115,12 @@ struct State {
 
 impl Display {
     pub fn new(qxl: Arc<Mutex<Qxl>>, slots: Arc<BarSlots>, devfn: usize) -> Self {
+        let wake = Arc::new(RefreshWake::default());
+        qxl.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_draw_notify(wake.clone());
         Display {
+            wake,
             qxl,
             slots,
             devfn,
@@ -96,7 +144,7 @@ impl Display {
                     width: frame.width,
                     height: frame.height,
                 }],
-                fills: Vec::new(),
+                draws: Vec::new(),
             };
             f.show(&frame, &whole);
         }
@@ -158,8 +206,8 @@ impl Display {
         }
     }
 
-    /// Refresh every `REFRESH_INTERVAL` on a thread of its own, for the life of
-    /// the process.
+    /// Refresh every `REFRESH_INTERVAL`, and soon after native QXL commands
+    /// drew, on a thread of its own, for the life of the process.
     pub fn spawn_refresher(self: &Arc<Self>) -> std::io::Result<()> {
         let me = self.clone();
         std::thread::Builder::new()
@@ -167,7 +215,8 @@ impl Display {
             .spawn(move || loop {
                 let start = Instant::now();
                 me.refresh();
-                std::thread::sleep(REFRESH_INTERVAL.saturating_sub(start.elapsed()));
+                me.wake
+                    .wait(start + MIN_WAKE_INTERVAL, start + REFRESH_INTERVAL);
             })
             .map(|_| ())
     }

@@ -67,7 +67,7 @@ impl Frontend for SpiceFrontend {
         if frame.width == 0 || frame.height == 0 {
             return;
         }
-        self.0.update(frame, &update.rects, &update.fills);
+        self.0.update(frame, &update.rects, &update.draws);
     }
 }
 

@@ -26,7 +26,9 @@ use vm_memory::VolatileSlice;
 
 use tracing::{debug, info, trace, warn};
 
-use super::qxl_engine::{self as engine, CursorSink, Engine, PrimaryView, QxlIrq, QxlWorker};
+use super::qxl_engine::{
+    self as engine, CursorSink, DrawNotify, Engine, PrimaryView, QxlIrq, QxlWorker,
+};
 pub use super::qxl_layout::*;
 use super::render::{self, DisplayMode, Frame};
 use super::vga::Vga;
@@ -321,6 +323,11 @@ impl Qxl {
     /// Cursor commands go to `sink` from now on (it first gets the current one).
     pub fn set_cursor_sink(&self, sink: Arc<dyn CursorSink>) {
         engine::lock(&self.engine).set_cursor_sink(sink);
+    }
+
+    /// `notify` is told whenever native-mode commands have drawn.
+    pub fn set_draw_notify(&self, notify: Arc<dyn DrawNotify>) {
+        engine::lock(&self.engine).set_draw_notify(notify);
     }
 
     /// In native mode: bring `frame` up to date with the primary surface.

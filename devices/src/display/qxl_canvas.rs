@@ -5,7 +5,9 @@
 //! indexes outside `pixels`.
 
 use super::qxl::QxlRect;
-use display_types::{Rect, SolidFill};
+use std::sync::Arc;
+
+use display_types::{Draw, Frame, ImageCopy, Rect, SolidFill};
 
 /// `SPICE_ROPD_*` bits of a ROP descriptor.
 pub mod ropd {
@@ -26,9 +28,9 @@ pub mod ropd {
 pub const MAX_SIDE: u32 = 16384;
 /// Dirty rectangles kept before they are merged into their bounding box.
 const MAX_DIRTY: usize = 64;
-/// Forwardable fills kept between two refreshes; past this they are sent as
-/// images instead (a guest filling faster than the display is looked at).
-const MAX_FILLS: usize = 256;
+/// Forwardable draws kept between two refreshes; past this they are sent as
+/// images instead (a guest drawing faster than the display is looked at).
+const MAX_DRAWS: usize = 256;
 
 const RGB: u32 = 0x00ff_ffff;
 
@@ -91,9 +93,9 @@ pub struct Canvas {
     height: u32,
     pixels: Vec<u32>,
     dirty: Vec<Rect>,
-    /// Solid overpaints since the last `take_fills`, in drawing order: a
-    /// frontend forwards these as draws, so they are not in `dirty`.
-    fills: Vec<SolidFill>,
+    /// Solid fills and image copies since the last `take_draws`, in drawing
+    /// order: a frontend forwards these as draws, so they are not in `dirty`.
+    draws: Vec<Draw>,
 }
 
 impl Canvas {
@@ -107,7 +109,7 @@ impl Canvas {
             height,
             pixels: vec![0; width as usize * height as usize],
             dirty: Vec::new(),
-            fills: Vec::new(),
+            draws: Vec::new(),
         })
     }
 
@@ -143,26 +145,47 @@ impl Canvas {
         std::mem::take(&mut self.dirty)
     }
 
-    /// The solid fills painted by `fill_solid` since the last call, oldest
-    /// first. A frontend that sends these and then images of `take_dirty`'s
-    /// regions (drawn from the newest pixels) ends with the canvas's picture.
-    pub fn take_fills(&mut self) -> Vec<SolidFill> {
-        std::mem::take(&mut self.fills)
+    /// The draws painted by `fill_solid` and `copy_image` since the last
+    /// call, oldest first. A frontend that sends these and then images of
+    /// `take_dirty`'s regions (drawn from the newest pixels) ends with the
+    /// canvas's picture.
+    pub fn take_draws(&mut self) -> Vec<Draw> {
+        std::mem::take(&mut self.draws)
     }
 
-    /// Overpaint `a` with `color` (0x00RRGGBB) and report it as a fill, not
-    /// as a dirty region. Too many fills between refreshes turn into dirty
-    /// regions, which the frontend sends as images.
+    /// Overpaint `a` with `color` (0x00RRGGBB) and report it as a draw, not
+    /// as a dirty region.
     pub fn fill_solid(&mut self, a: Area, color: u32) {
         let color = color & RGB;
         self.paint_unmarked(a, |_, _, _| Some(color));
-        self.fills.push(SolidFill {
+        self.push_draw(Draw::Fill(SolidFill {
             rect: a.rect(),
             color,
+        }));
+    }
+
+    /// Overpaint `a` with `image`'s pixels from (`src_x`, `src_y`), 1:1, and
+    /// report it as a draw. The caller keeps the source inside the image.
+    pub fn copy_image(&mut self, a: Area, image: &Arc<Frame>, src_x: u32, src_y: u32) {
+        self.paint_unmarked(a, |x, y, _| {
+            let (sx, sy) = (src_x + (x - a.left), src_y + (y - a.top));
+            (sx < image.width && sy < image.height).then(|| image.pixel(sx, sy) & RGB)
         });
-        if self.fills.len() > MAX_FILLS {
-            for f in std::mem::take(&mut self.fills) {
-                self.mark_rect(f.rect);
+        self.push_draw(Draw::Copy(ImageCopy {
+            rect: a.rect(),
+            src_x,
+            src_y,
+            image: image.clone(),
+        }));
+    }
+
+    /// Too many draws between two refreshes turn into dirty regions, which
+    /// the frontend sends as images.
+    fn push_draw(&mut self, d: Draw) {
+        self.draws.push(d);
+        if self.draws.len() > MAX_DRAWS {
+            for d in std::mem::take(&mut self.draws) {
+                self.mark_rect(*d.rect());
             }
         }
     }
@@ -367,14 +390,36 @@ mod tests {
             rect: Rect::new(1, 1, 2, 2),
             color: 0x12_3456,
         };
-        assert_eq!(c.take_fills(), vec![fill]);
-        assert!(c.take_fills().is_empty());
-        // Past MAX_FILLS between two takes, the fills become dirty regions.
-        for _ in 0..=MAX_FILLS {
+        assert_eq!(c.take_draws(), vec![Draw::Fill(fill)]);
+        assert!(c.take_draws().is_empty());
+        // Past MAX_DRAWS between two takes, the draws become dirty regions.
+        for _ in 0..=MAX_DRAWS {
             c.fill_solid(a, 1);
         }
-        assert!(c.take_fills().is_empty());
+        assert!(c.take_draws().is_empty());
         assert_eq!(c.take_dirty(), vec![Rect::new(1, 1, 2, 2)]);
+    }
+
+    #[test]
+    fn image_copies_are_painted_and_reported_as_draws() {
+        let mut c = Canvas::new(8, 4).unwrap();
+        let image = Arc::new(Frame {
+            width: 3,
+            height: 2,
+            pixels: vec![0xff00_0001, 2, 3, 4, 5, 6],
+        });
+        let a = c.clip_rect(&r(4, 2, 6, 4)).unwrap();
+        c.copy_image(a, &image, 1, 0);
+        assert_eq!(c.row(2, 4, 3), &[2, 3, 0]);
+        assert_eq!(c.row(3, 4, 3), &[5, 6, 0]);
+        assert!(c.take_dirty().is_empty());
+        let copy = ImageCopy {
+            rect: Rect::new(4, 2, 2, 2),
+            src_x: 1,
+            src_y: 0,
+            image,
+        };
+        assert_eq!(c.take_draws(), vec![Draw::Copy(copy)]);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! sizes agree), and how it combines (ROP descriptors, transparent colour,
 //! alpha), as spice-server's software canvas does for the operations here.
 
+use std::sync::Arc;
+
+use display_types::Frame;
+
 use super::qxl::QxlRect;
 use super::qxl_canvas::{apply_rop, Area, Canvas};
 use super::qxl_parse::Bitmap;
@@ -109,4 +113,42 @@ pub(super) fn paint(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
             canvas.copy_within(a, src_x, src_y);
         }
     }
+}
+
+/// A draw of the primary the frontend can forward as it is.
+pub(super) enum Forward {
+    Fill(u32),
+    /// The bitmap, and where in it the bbox's top-left pixel comes from.
+    Copy(Arc<Frame>, u32, u32),
+}
+
+/// Where a copy of `src_area` of `b` onto `bbox` starts in the bitmap, if
+/// the copy is 1:1, its bbox starts inside the surface (so areas cut from it
+/// map into the source by their offset) and the source lies in the bitmap.
+/// Anything else (scaling, sources hanging outside) is drawn as pixels.
+pub(super) fn forwardable_copy(b: &Bitmap, sa: &QxlRect, bbox: &QxlRect) -> Option<(u32, u32)> {
+    let w = i64::from(sa.right) - i64::from(sa.left);
+    let h = i64::from(sa.bottom) - i64::from(sa.top);
+    let same_size = w == i64::from(bbox.right) - i64::from(bbox.left)
+        && h == i64::from(bbox.bottom) - i64::from(bbox.top);
+    let inside = sa.left >= 0
+        && sa.top >= 0
+        && bbox.left >= 0
+        && bbox.top >= 0
+        && i64::from(sa.right) <= i64::from(b.width)
+        && i64::from(sa.bottom) <= i64::from(b.height);
+    (same_size && w > 0 && h > 0 && inside).then(|| (sa.left as u32, sa.top as u32))
+}
+
+/// The bitmap's pixels as a picture (0x00RRGGBB, top-down).
+pub(super) fn bitmap_frame(b: &Bitmap) -> Arc<Frame> {
+    let mut pixels = Vec::with_capacity(b.width as usize * b.height as usize);
+    for y in 0..b.height {
+        pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & 0x00ff_ffff));
+    }
+    Arc::new(Frame {
+        width: b.width,
+        height: b.height,
+        pixels,
+    })
 }

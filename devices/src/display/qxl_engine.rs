@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use display_types::{CursorShape, Frame, Monitor, MonitorLayout, Rect, SolidFill};
+use display_types::{CursorShape, Draw, Frame, Monitor, MonitorLayout, Rect};
 use tracing::{debug, trace, warn};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -35,7 +35,7 @@ use super::qxl::{
     NUM_SURFACES,
 };
 use super::qxl_canvas::{ropd, Area, Canvas};
-use super::qxl_draw::{paint, Paint, Source};
+use super::qxl_draw::{bitmap_frame, forwardable_copy, paint, Forward, Paint, Source};
 use super::qxl_mem::{offset_addr, Memslots, QxlMemory};
 use super::qxl_parse::{
     self as parse, Brush, CursorCmd, DrawOp, Drawable, Image, RingCommand, SurfaceCmd,
@@ -125,6 +125,13 @@ pub trait CursorSink: Send + Sync {
     fn cursor(&self, ev: CursorEvent);
 }
 
+/// Told when commands have drawn, so the display model looks now instead of
+/// at its next periodic refresh (what spice-server does on its worker: a
+/// drawable leaves as soon as it is processed).
+pub trait DrawNotify: Send + Sync {
+    fn drawn(&self);
+}
+
 struct Surface {
     canvas: Canvas,
     /// QXLPHYSICAL of the guest's copy, its stride (negative: bottom-up) and format.
@@ -153,6 +160,7 @@ pub struct Engine {
     pending_releases: u32,
     cursor: Option<CursorEvent>,
     cursor_sink: Option<Arc<dyn CursorSink>>,
+    draw_notify: Option<Arc<dyn DrawNotify>>,
     monitors: Option<MonitorLayout>,
 }
 
@@ -170,6 +178,7 @@ impl Engine {
             pending_releases: 0,
             cursor: None,
             cursor_sink: None,
+            draw_notify: None,
             monitors: None,
         }
     }
@@ -179,6 +188,10 @@ impl Engine {
             sink.cursor(c.clone());
         }
         self.cursor_sink = Some(sink);
+    }
+
+    pub fn set_draw_notify(&mut self, notify: Arc<dyn DrawNotify>) {
+        self.draw_notify = Some(notify);
     }
 
     /// The memslot table (tests and the fuzz targets read through it).
@@ -435,6 +448,9 @@ impl Engine {
         }
         if n > 0 {
             self.push_releases(true);
+            if let Some(notify) = &self.draw_notify {
+                notify.drawn();
+            }
         }
         n
     }
@@ -662,15 +678,25 @@ impl Engine {
         let Some(surface) = self.surfaces.get_mut(&d.surface_id) else {
             return;
         };
-        // A solid overpaint of the primary is reported as a fill, which the
-        // frontend forwards as a draw instead of resending its pixels.
-        let forward = match op {
-            Paint::Solid(color, rop) if d.surface_id == 0 && is_overpaint(rop) => Some(color),
+        // Solid overpaints and 1:1 bitmap copies of the primary are reported
+        // as draws, which the frontend forwards instead of resending pixels.
+        let forward = match &op {
+            _ if d.surface_id != 0 => None,
+            Paint::Solid(color, rop) if is_overpaint(*rop) => Some(Forward::Fill(*color)),
+            Paint::Copy(Source::Bitmap(b), sa, rop, None) if is_overpaint(*rop) => {
+                forwardable_copy(b, sa, &bbox).map(|(x, y)| Forward::Copy(bitmap_frame(b), x, y))
+            }
             _ => None,
         };
         for a in areas {
-            match forward {
-                Some(color) => surface.canvas.fill_solid(a, color),
+            match &forward {
+                Some(Forward::Fill(color)) => surface.canvas.fill_solid(a, *color),
+                Some(Forward::Copy(image, x, y)) => {
+                    // Areas lie inside the bbox, so these stay inside the image.
+                    let sx = x + (a.left - bbox.left as u32);
+                    let sy = y + (a.top - bbox.top as u32);
+                    surface.canvas.copy_image(a, image, sx, sy);
+                }
                 None => paint(&mut surface.canvas, a, &bbox, &op),
             }
         }
@@ -689,16 +715,16 @@ impl Engine {
         let c = &mut s.canvas;
         let (w, h) = (c.width(), c.height());
         let fresh = view.generation != generation || frame.width != w || frame.height != h;
-        let (rects, fills) = if fresh {
+        let (rects, draws) = if fresh {
             c.take_dirty();
-            c.take_fills();
+            c.take_draws();
             frame.resize(w, h);
             (vec![Rect::full(w, h)], Vec::new())
         } else {
-            (c.take_dirty(), c.take_fills())
+            (c.take_dirty(), c.take_draws())
         };
         view.generation = generation;
-        for r in rects.iter().chain(fills.iter().map(|f| &f.rect)) {
+        for r in rects.iter().chain(draws.iter().map(Draw::rect)) {
             for y in r.y..r.y + r.height {
                 let src = c.row(y, r.x, r.width);
                 let start = y as usize * w as usize + r.x as usize;
@@ -710,7 +736,7 @@ impl Engine {
         Some(PrimaryUpdate {
             fresh,
             rects,
-            fills,
+            draws,
         })
     }
 }
@@ -721,9 +747,10 @@ pub struct PrimaryUpdate {
     pub fresh: bool,
     /// Regions drawn since the last refresh, to be sent as images.
     pub rects: Vec<Rect>,
-    /// Solid fills since the last refresh, oldest first, outside `rects`
-    /// unless something else drew there too (then `rects` has the newer pixels).
-    pub fills: Vec<SolidFill>,
+    /// Fills and image copies since the last refresh, oldest first, outside
+    /// `rects` unless something else drew there too (then `rects` has the
+    /// newer pixels).
+    pub draws: Vec<Draw>,
 }
 
 /// Does ROP descriptor `rop` paint the brush color as is? Drivers send

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::qxl::*;
 use super::qxl_engine::{self, CursorEvent, CursorSink};
-use super::screen::{FbDirty, Screen};
+use super::screen::{Draw, FbDirty, Rect, Screen};
 use crate::interrupt::test_util::RecordingLine;
 use crate::pci;
 use crate::pci::config::{BAR0, COMMAND};
@@ -235,6 +235,34 @@ impl CursorSink for Cursors {
     }
 }
 
+#[derive(Default)]
+struct Drawn(std::sync::atomic::AtomicU32);
+
+impl qxl_engine::DrawNotify for Drawn {
+    fn drawn(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The display model is told as soon as the worker has drawn a batch, so it
+/// need not wait for its next periodic look.
+#[test]
+fn drawing_commands_notify_the_display_model() {
+    let mut g = Guest::new();
+    g.init();
+    let drawn = Arc::new(Drawn::default());
+    g.q.set_draw_notify(drawn.clone());
+    let mut fill = 1u32.to_le_bytes().to_vec(); // SOLID
+    fill.extend_from_slice(&0x0012_3456u32.to_le_bytes());
+    fill.extend_from_slice(&[0; 12]);
+    fill.extend_from_slice(&(1u16 << 3).to_le_bytes());
+    let d = g.put(&drawable(21, 1, rect(0, 0, 8, 8), None, &fill));
+    assert_eq!(drawn.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    g.push_cmd(d, 1);
+    g.settle();
+    assert!(drawn.0.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
 #[test]
 fn linux_dirty_fb_copy_fill_copy_bits_and_releases() {
     let mut g = Guest::new();
@@ -259,7 +287,24 @@ fn linux_dirty_fb_copy_fill_copy_bits_and_releases() {
     g.settle();
     let u = screen.refresh(&g.q, FbDirty::Unknown, t);
     assert!(!u.mode_changed);
-    assert_eq!(u.rects.len(), 2, "{:?}", u.rects);
+    // A 1:1 bitmap copy is forwarded, one draw per clip rect, each taking
+    // its part of the one bitmap.
+    assert!(u.rects.is_empty(), "{:?}", u.rects);
+    let copies: Vec<_> = u
+        .draws
+        .iter()
+        .map(|d| match d {
+            Draw::Copy(c) => (c.rect, c.src_x, c.src_y, c.image.width, c.image.height),
+            Draw::Fill(f) => panic!("fill {f:?}"),
+        })
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            (Rect::new(10, 5, 4, 10), 0, 0, 10, 10),
+            (Rect::new(16, 5, 4, 4), 6, 0, 10, 10)
+        ]
+    );
     let f = screen.frame();
     assert_eq!(f.pixel(10, 5), 7);
     assert_eq!(f.pixel(13, 14), 0x0090_0307);

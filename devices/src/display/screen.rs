@@ -20,7 +20,7 @@ use super::qxl_engine::PrimaryView;
 use super::render::{self, DisplayMode, Frame};
 use super::text_cells::TextCells;
 
-pub use display_types::{Rect, SolidFill};
+pub use display_types::{Draw, Rect};
 
 /// What is known about guest writes to the framebuffer (BAR0) since the last
 /// refresh.
@@ -39,15 +39,15 @@ pub struct Update {
     pub mode_changed: bool,
     /// Regions to resend; the whole frame when `mode_changed`.
     pub rects: Vec<Rect>,
-    /// Solid fills (native QXL), oldest first: a frontend may forward these
-    /// as draws instead of their pixels, which are in the frame too. They
-    /// come before `rects`, which always hold the newest pixels.
-    pub fills: Vec<SolidFill>,
+    /// Fills and image copies (native QXL), oldest first: a frontend may
+    /// forward these as draws instead of their pixels, which are in the frame
+    /// too. They come before `rects`, which always hold the newest pixels.
+    pub draws: Vec<Draw>,
 }
 
 impl Update {
     pub fn is_empty(&self) -> bool {
-        !self.mode_changed && self.rects.is_empty() && self.fills.is_empty()
+        !self.mode_changed && self.rects.is_empty() && self.draws.is_empty()
     }
 }
 
@@ -110,7 +110,7 @@ impl Screen {
                 Some(p) => Update {
                     mode_changed: p.fresh,
                     rects: p.rects,
-                    fills: p.fills,
+                    draws: p.draws,
                 },
                 None => Update::default(),
             };
@@ -132,7 +132,7 @@ impl Screen {
             return Update {
                 mode_changed: true,
                 rects: full(&self.frame),
-                fills: Vec::new(),
+                draws: Vec::new(),
             };
         }
         let registers_moved = self.generation != Some(generation);
@@ -150,7 +150,7 @@ impl Screen {
             return Update {
                 mode_changed: false,
                 rects: bands,
-                fills: Vec::new(),
+                draws: Vec::new(),
             };
         }
         // Without a page log, a VBE framebuffer may have changed anywhere.
@@ -162,7 +162,7 @@ impl Screen {
                 return Update {
                     mode_changed: false,
                     rects,
-                    fills: Vec::new(),
+                    draws: Vec::new(),
                 };
             }
         }
@@ -178,7 +178,7 @@ impl Screen {
         Update {
             mode_changed: false,
             rects,
-            fills: Vec::new(),
+            draws: Vec::new(),
         }
     }
 }

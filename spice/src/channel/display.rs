@@ -6,16 +6,25 @@
 //! advertise MONITORS_CONFIG, so spice-gtk derives the monitor from the primary
 //! surface and we never have to send one.
 //!
-//! Solid fills the device reports (QXL DRAW_FILL) are forwarded as DRAW_FILLs,
-//! not as images: a client gets the queued fills first, then the dirty
-//! rectangles, whose images always hold the newest pixels, so whatever was
-//! drawn over a fill later reaches the client after it.
+//! Draws the device reports (QXL solid fills and 1:1 bitmap copies) are
+//! forwarded as DRAW_FILL and DRAW_COPY, not as images of what they changed:
+//! a client gets the queued draws first, then the dirty rectangles, whose
+//! images always hold the newest pixels, so whatever was drawn over a draw
+//! later reaches the client after it.
+//!
+//! Images go through the client's pixmap cache when it announced one in
+//! DISPLAY_INIT (`pixmap_cache`): an image whose content was seen before is
+//! sent with CACHE_ME, and then as FROM_CACHE, its 18-byte descriptor. The
+//! cache ids are content keys (SipHash with this process's random keys) with
+//! the head in the top byte, since one client's display channels share its
+//! cache.
 //!
 //! Each head keeps its own copy of the picture, kept current with only the
 //! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
 //! dirty rectangles, not of the frame, and never waits for a client.
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -25,24 +34,28 @@ use tracing::{debug, warn};
 use super::conn::Conn;
 use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{encode_image, extract, ImagePolicy, ENCODERS};
+use super::pixmap_cache::{CacheUse, PixmapCache};
+use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, surface_create};
+use crate::codec::{encode_image, extract, from_cache, ImagePolicy, ImageTag, ENCODERS};
 use crate::proto::{
-    channel as ch, display_msg, display_msgc, has_cap, BRUSH_TYPE_SOLID,
-    DISPLAY_CAP_LZ4_COMPRESSION, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION,
+    IMAGE_FLAGS_CACHE_ME,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Frame, Rect, SolidFill};
+use crate::{Draw, Frame, ImageCopy, Rect, SolidFill};
 
-/// Fills queued for a client that does not read them fast enough; past this
+/// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
-const MAX_QUEUED_FILLS: usize = 1024;
+const MAX_QUEUED_DRAWS: usize = 1024;
 
 /// The display kind: one [`Head`] per channel id.
 pub struct DisplayChannel {
     heads: Vec<Mutex<Head>>,
     force_raw: bool,
     next_image_id: AtomicU64,
+    /// Keys image contents for the clients' pixmap caches.
+    hasher: RandomState,
 }
 
 /// What `update` shares with a head's display channel task.
@@ -57,9 +70,9 @@ pub struct Head {
 #[derive(Default)]
 struct DisplayClient {
     pending: Mutex<Region>,
-    /// Fills not yet sent, oldest first; always taken with `pending`, under
+    /// Draws not yet sent, oldest first; always taken with `pending`, under
     /// the head's lock, so they go out before the rectangles queued after them.
-    fills: Mutex<Vec<SolidFill>>,
+    draws: Mutex<Vec<Queued>>,
     wake: Notify,
 }
 
@@ -69,18 +82,52 @@ impl DisplayChannel {
             heads: (0..heads).map(|_| Mutex::new(Head::default())).collect(),
             force_raw,
             next_image_id: AtomicU64::new(1),
+            hasher: RandomState::new(),
         }
+    }
+
+    /// The content key of a picture, for the pixmap cache.
+    fn key(&self, width: u32, height: u32, pixels: &[u32]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write_u32(width);
+        h.write_u32(height);
+        let mut pairs = pixels.chunks_exact(2);
+        for p in &mut pairs {
+            h.write_u64(u64::from(p[0]) | u64::from(p[1]) << 32);
+        }
+        for p in pairs.remainder() {
+            h.write_u32(*p);
+        }
+        h.finish()
     }
 
     /// Publishes `head`'s picture: copies the dirty rectangles of `frame` into the
     /// head's copy and queues them for every client of that head. Never waits for
     /// a client. A head this display does not have is ignored.
-    /// `fills` are painted in `frame` already and forwarded as draws.
-    pub fn update(&self, head: u8, frame: &Frame, dirty: &[Rect], fills: &[SolidFill]) {
-        match self.heads.get(usize::from(head)) {
-            Some(h) => lock(h).update(frame, dirty, fills),
-            None => debug!(head, "update for a display head that does not exist"),
-        }
+    /// `draws` are painted in `frame` already and forwarded as draws.
+    pub fn update(&self, head: u8, frame: &Frame, dirty: &[Rect], draws: &[Draw]) {
+        let Some(h) = self.heads.get(usize::from(head)) else {
+            debug!(head, "update for a display head that does not exist");
+            return;
+        };
+        // Each copied image is keyed once, not once per client; the areas of
+        // one drawable share their image.
+        let mut last: Option<(&Frame, u64)> = None;
+        let queued: Vec<Queued> = draws
+            .iter()
+            .map(|d| match d {
+                Draw::Fill(f) => Queued::Fill(*f),
+                Draw::Copy(c) => {
+                    let key = match last {
+                        Some((img, key)) if std::ptr::eq(img, &*c.image) => key,
+                        _ => self.key(c.image.width, c.image.height, &c.image.pixels),
+                    };
+                    last = Some((&c.image, key));
+                    Queued::Copy(c.clone(), key)
+                }
+            })
+            .collect();
+        lock(h).update(frame, dirty, &queued);
     }
 
     /// The size of `head`'s picture, if it has one.
@@ -94,7 +141,7 @@ impl Head {
     /// Takes the dirty rectangles of the newest frame and queues them for every
     /// client. A frame whose pixel count is not width x height (or that is empty)
     /// is dropped: the clients keep the last good one.
-    pub fn update(&mut self, frame: &Frame, dirty: &[Rect], fills: &[SolidFill]) {
+    fn update(&mut self, frame: &Frame, dirty: &[Rect], draws: &[Queued]) {
         if !frame.is_well_formed() {
             if !std::mem::replace(&mut self.malformed, true) {
                 warn!(
@@ -110,7 +157,7 @@ impl Head {
         let (w, h) = (frame.width, frame.height);
         let resized = match &mut self.surface {
             Some(s) if (s.width, s.height) == (w, h) => {
-                for r in dirty.iter().chain(fills.iter().map(|f| &f.rect)) {
+                for r in dirty.iter().chain(draws.iter().map(Queued::rect)) {
                     s.copy_rect_from(frame, r);
                 }
                 false
@@ -132,18 +179,13 @@ impl Head {
                 // ran), this full rectangle is what redraws it.
                 p.clear();
                 p.add(Rect::full(w, h));
-                lock(&c.fills).clear();
+                lock(&c.draws).clear();
             } else {
-                let mut f = lock(&c.fills);
-                f.extend(fills.iter().filter_map(|fill| {
-                    Some(SolidFill {
-                        rect: fill.rect.clip(w, h)?,
-                        color: fill.color,
-                    })
-                }));
-                if f.len() > MAX_QUEUED_FILLS {
-                    for fill in f.drain(..) {
-                        p.add(fill.rect);
+                let mut q = lock(&c.draws);
+                q.extend(draws.iter().filter_map(|d| d.clip(w, h)));
+                if q.len() > MAX_QUEUED_DRAWS {
+                    for d in q.drain(..) {
+                        p.add(*d.rect());
                     }
                 }
                 for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
@@ -168,65 +210,47 @@ impl Head {
     }
 }
 
-fn surface_create(w: u32, h: u32) -> Vec<u8> {
-    let mut b = Writer::new();
-    b.u32(0)
-        .u32(w)
-        .u32(h)
-        .u32(SURFACE_FMT_32_XRGB)
-        .u32(SURFACE_FLAGS_PRIMARY);
-    b.finish()
+/// A draw waiting for a client: a fill, or a copy with its image's content key.
+#[derive(Clone, Debug, PartialEq)]
+enum Queued {
+    Fill(SolidFill),
+    Copy(ImageCopy, u64),
 }
 
-/// SPICE Rect is {top, left, bottom, right}.
-fn rect(w: &mut Writer, r: &Rect) {
-    w.i32(r.y as i32)
-        .i32(r.x as i32)
-        .i32(r.bottom() as i32)
-        .i32(r.right() as i32);
-}
+impl Queued {
+    fn rect(&self) -> &Rect {
+        match self {
+            Queued::Fill(f) => &f.rect,
+            Queued::Copy(c, _) => &c.rect,
+        }
+    }
 
-/// Size of DRAW_COPY's fixed part without clip rects or mask: where the image starts.
-pub const DRAW_COPY_FIXED: u32 = 57;
-
-fn draw_copy(r: &Rect, image: &[u8]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(DRAW_COPY_FIXED as usize + image.len());
-    w.u32(0); // surface 0
-    rect(&mut w, r); // box
-    w.u8(0); // clip NONE
-    w.u32(DRAW_COPY_FIXED); // src_bitmap: offset of the image in the body
-    rect(&mut w, &Rect::full(r.width, r.height)); // src_area
-    w.u16(ROPD_OP_PUT).u8(0); // rop, scale mode
-    w.u8(0).i32(0).i32(0).u32(0); // no mask
-    debug_assert_eq!(w.written(), DRAW_COPY_FIXED as usize);
-    w.bytes(image);
-    w.finish()
-}
-
-/// DRAW_FILL of `f.rect` on surface 0 with a solid brush, OP_PUT, no clip, no mask.
-fn draw_fill(f: &SolidFill) -> Vec<u8> {
-    let mut w = Writer::with_capacity(41);
-    w.u32(0); // surface 0
-    rect(&mut w, &f.rect); // box
-    w.u8(0); // clip NONE
-    w.u8(BRUSH_TYPE_SOLID).u32(f.color & 0x00ff_ffff);
-    w.u16(ROPD_OP_PUT);
-    w.u8(0).i32(0).i32(0).u32(0); // no mask
-    w.finish()
+    fn clip(&self, w: u32, h: u32) -> Option<Queued> {
+        Some(match self {
+            Queued::Fill(f) => Queued::Fill(SolidFill {
+                rect: f.rect.clip(w, h)?,
+                color: f.color,
+            }),
+            Queued::Copy(c, key) => Queued::Copy(c.clip(w, h)?, *key),
+        })
+    }
 }
 
 /// One message a pump sends next.
-enum Draw {
-    Fill(SolidFill),
+enum Outgoing {
+    Draw(Queued),
     Image(Rect, Vec<u32>),
 }
 
 struct State {
     client: Arc<DisplayClient>,
+    head: u8,
     /// Size of the surface the client currently has (after SURFACE_CREATE).
     created: Option<(u32, u32)>,
     mark_due: bool,
     policy: ImagePolicy,
+    /// The client's pixmap cache, once DISPLAY_INIT announced one.
+    cache: Option<PixmapCache>,
 }
 
 impl ChannelKind for DisplayChannel {
@@ -253,12 +277,14 @@ impl DisplayChannel {
         let conn = link.conn;
         let mut st = State {
             client: lock(hub).register(),
+            head: link.req.channel_id,
             created: None,
             mark_due: false,
             policy: ImagePolicy {
                 lz4: has_cap(&link.req.channel_caps, DISPLAY_CAP_LZ4_COMPRESSION),
                 force_raw: self.force_raw,
             },
+            cache: None,
         };
         conn.queue_set_ack();
         conn.flush().await?;
@@ -274,8 +300,14 @@ impl DisplayChannel {
                 Next::Closed => return Ok(()),
                 Next::Base => {}
                 Next::Msg(t, body) => match t {
-                    display_msgc::INIT
-                    | display_msgc::STREAM_REPORT
+                    display_msgc::INIT => {
+                        // The client's channels share its cache: each head
+                        // gets its share of the pixels.
+                        let size = init_cache_size(&body).unwrap_or(0);
+                        st.cache = PixmapCache::new(size / self.heads.len().max(1) as i64);
+                        debug!(size, cache = st.cache.is_some(), "display init");
+                    }
+                    display_msgc::STREAM_REPORT
                     | display_msgc::PREFERRED_COMPRESSION
                     | display_msgc::GL_DRAW_DONE
                     | display_msgc::PREFERRED_VIDEO_CODEC_TYPE => {
@@ -293,20 +325,20 @@ impl DisplayChannel {
     async fn pump(&self, hub: &Mutex<Head>, conn: &mut Conn, st: &mut State) -> Result<(), End> {
         // The rectangles are taken under the head's lock, and pixels are copied
         // later, so they are never older than the rectangles they answer.
-        let (mut rects, mut fills) = {
+        let (mut rects, mut draws) = {
             let h = lock(hub);
             if h.surface.is_none() {
                 return Ok(());
             }
             let rects = lock(&st.client.pending).take();
-            let fills = std::mem::take(&mut *lock(&st.client.fills));
-            (rects, VecDeque::from(fills))
+            let draws = std::mem::take(&mut *lock(&st.client.draws));
+            (rects, VecDeque::from(draws))
         };
         loop {
             if !conn.window_open() {
                 break;
             }
-            let draw = {
+            let out = {
                 let h = lock(hub);
                 let Some(s) = h.surface.as_ref() else { break };
                 let size = (s.width, s.height);
@@ -321,52 +353,111 @@ impl DisplayChannel {
                     st.mark_due = true;
                     // The whole new surface replaces whatever was pending.
                     lock(&st.client.pending).clear();
-                    lock(&st.client.fills).clear();
-                    fills.clear();
+                    lock(&st.client.draws).clear();
+                    draws.clear();
                     rects = vec![Rect::full(size.0, size.1)];
                 }
-                // Fills first: the rectangles' images are the newest pixels.
-                match fills.pop_front() {
-                    Some(f) => Draw::Fill(f),
+                // Draws first: the rectangles' images are the newest pixels.
+                match draws.pop_front() {
+                    Some(d) => Outgoing::Draw(d),
                     None => {
                         let Some(r) = next_clipped(&mut rects, size) else {
                             break;
                         };
-                        Draw::Image(r, extract(s, &r))
+                        Outgoing::Image(r, extract(s, &r))
                     }
                 }
             };
             // The image and the message body end here, before the flush awaits
             // a slow client.
-            match draw {
-                Draw::Fill(f) => conn.queue(display_msg::DRAW_FILL, &draw_fill(&f)),
-                Draw::Image(r, pixels) => {
-                    let id = self.next_image_id.fetch_add(1, Ordering::Relaxed);
-                    let image = encode_image(id, r.width, r.height, &pixels, st.policy, ENCODERS);
-                    drop(pixels);
-                    conn.queue(display_msg::DRAW_COPY, &draw_copy(&r, &image));
+            match out {
+                Outgoing::Draw(Queued::Fill(f)) => conn.queue(display_msg::DRAW_FILL, &draw_fill(&f)),
+                Outgoing::Draw(Queued::Copy(c, key)) => self.send_copy(conn, st, &c, key),
+                Outgoing::Image(r, pixels) => {
+                    let src = Rect::full(r.width, r.height);
+                    self.send_image(conn, st, &r, &src, None, (r.width, r.height), &pixels);
                 }
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
         }
-        if !rects.is_empty() || !fills.is_empty() {
+        if !rects.is_empty() || !draws.is_empty() {
             // Window full: keep them; the rectangles will be drawn from newer
-            // pixels later, the fills go before any fill queued since.
+            // pixels later, the draws go before any draw queued since.
             let _head = lock(hub);
             let mut p = lock(&st.client.pending);
             for r in rects {
                 p.add(r);
             }
-            let mut q = lock(&st.client.fills);
-            fills.extend(q.drain(..));
-            *q = fills.into();
+            let mut q = lock(&st.client.draws);
+            draws.extend(q.drain(..));
+            *q = draws.into();
         } else if st.mark_due && conn.window_open() && st.created.is_some() {
             conn.queue(display_msg::MARK, &[]);
             st.mark_due = false;
         }
         conn.flush().await?;
         Ok(())
+    }
+
+    /// A forwarded copy: the whole image with the copy's source area when
+    /// the copy shows most of it (so the cache entry serves every part of it),
+    /// else just the part shown.
+    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: u64) {
+        let r = c.rect;
+        let src = Rect::new(c.src_x, c.src_y, r.width, r.height);
+        let (iw, ih) = (c.image.width, c.image.height);
+        if r.area() * 2 >= u64::from(iw) * u64::from(ih) {
+            self.send_image(conn, st, &r, &src, Some(key), (iw, ih), &c.image.pixels);
+        } else {
+            let part = extract(&c.image, &src);
+            let whole = Rect::full(r.width, r.height);
+            self.send_image(conn, st, &r, &whole, None, (r.width, r.height), &part);
+        }
+    }
+
+    /// DRAW_COPY of `src` of a `size` image onto `dst`: from the client's
+    /// cache when it has the image, else the pixels (with CACHE_ME when the
+    /// content was seen before). `key` is the content key if known.
+    #[allow(clippy::too_many_arguments)]
+    fn send_image(
+        &self,
+        conn: &mut Conn,
+        st: &mut State,
+        dst: &Rect,
+        src: &Rect,
+        key: Option<u64>,
+        size: (u32, u32),
+        pixels: &[u32],
+    ) {
+        let (w, h) = size;
+        let cached = st.cache.as_mut().map(|cache| {
+            let key = key.unwrap_or_else(|| self.key(w, h, pixels));
+            // The head in the top byte: the client's channels share its cache.
+            let id = key >> 8 | u64::from(st.head) << 56;
+            (id, cache.lookup(id, u64::from(w) * u64::from(h)))
+        });
+        let image = match cached {
+            Some((id, CacheUse::Hit)) => from_cache(id, w, h),
+            Some((id, CacheUse::Store { evict })) => {
+                if !evict.is_empty() {
+                    conn.queue(display_msg::INVAL_LIST, &inval_pixmaps(&evict));
+                }
+                let tag = ImageTag {
+                    id,
+                    flags: IMAGE_FLAGS_CACHE_ME,
+                };
+                encode_image(tag, w, h, pixels, st.policy, ENCODERS)
+            }
+            Some((_, CacheUse::Plain)) | None => {
+                let tag = ImageTag {
+                    id: self.next_image_id.fetch_add(1, Ordering::Relaxed),
+                    flags: 0,
+                };
+                encode_image(tag, w, h, pixels, st.policy, ENCODERS)
+            }
+        };
+        conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, src, &image));
     }
 }
 
@@ -466,37 +557,39 @@ mod tests {
             rect: Rect::new(20, 0, 1, 1),
             color: 9,
         };
-        hub.update(&f, &[], &[fill, wide, outside]);
+        hub.update(&f, &[], &[fill, wide, outside].map(Queued::Fill));
         assert!(lock(&c.pending).take().is_empty());
         let clipped = SolidFill {
             rect: Rect::new(6, 0, 2, 1),
             color: 9,
         };
-        assert_eq!(*lock(&c.fills), vec![fill, clipped]);
+        assert_eq!(*lock(&c.draws), vec![Queued::Fill(fill), Queued::Fill(clipped)]);
         // The head's copy has the filled pixels (for new clients and images).
         let s = hub.surface.as_ref().unwrap();
         assert_eq!((s.pixel(1, 1), s.pixel(2, 2), s.pixel(3, 3)), (9, 9, 0));
         // A resize drops the queued fills: the whole surface is due.
         hub.update(&frame(4, 4, 16), &[], &[]);
-        assert!(lock(&c.fills).is_empty());
+        assert!(lock(&c.draws).is_empty());
         assert_eq!(lock(&c.pending).take(), vec![Rect::full(4, 4)]);
     }
 
     #[test]
-    fn too_many_queued_fills_become_rectangles() {
+    fn too_many_queued_draws_become_rectangles() {
         let mut hub = Head::default();
         let c = hub.register();
         let f = frame(64, 64, 64 * 64);
         hub.update(&f, &[], &[]);
         lock(&c.pending).take();
-        let fills: Vec<SolidFill> = (0..MAX_QUEUED_FILLS as u32 + 1)
-            .map(|i| SolidFill {
-                rect: Rect::new(i % 64, 0, 1, 1),
-                color: 1,
+        let fills: Vec<Queued> = (0..MAX_QUEUED_DRAWS as u32 + 1)
+            .map(|i| {
+                Queued::Fill(SolidFill {
+                    rect: Rect::new(i % 64, 0, 1, 1),
+                    color: 1,
+                })
             })
             .collect();
         hub.update(&f, &[], &fills);
-        assert!(lock(&c.fills).is_empty());
+        assert!(lock(&c.draws).is_empty());
         assert!(!lock(&c.pending).take().is_empty());
     }
 

@@ -11,6 +11,8 @@ pub mod agent_filter;
 pub mod conn;
 pub mod cursor;
 pub mod display;
+pub mod display_wire;
+pub mod pixmap_cache;
 pub mod inputs;
 pub mod main;
 pub mod playback;

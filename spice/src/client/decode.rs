@@ -5,8 +5,9 @@
 use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, MAX_DIMENSION};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
-    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_TYPE_BITMAP,
-    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
+    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, RES_TYPE_PIXMAP,
+    ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 
@@ -58,15 +59,20 @@ pub enum ServerMsg {
     SurfaceDestroy {
         surface_id: u32,
     },
-    /// Destination rectangle (x, y, w, h), the decoded pixels and the image type used.
+    /// Destination rectangle (x, y, w, h), where in the image it comes from,
+    /// the image (its pixels, or the pixmap cache id it names) and its type.
     DrawCopy {
         x: u32,
         y: u32,
         width: u32,
         height: u32,
-        pixels: Vec<u32>,
+        src_x: u32,
+        src_y: u32,
+        image: CopyImage,
         image_type: u8,
     },
+    /// INVAL_LIST: pixmap cache ids to forget.
+    InvalPixmaps(Vec<u64>),
     /// A solid overpaint of (x, y, w, h) with 0x00RRGGBB `color`.
     DrawFill {
         x: u32,
@@ -224,6 +230,7 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
         },
         (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
         (ch::DISPLAY, display_msg::DRAW_FILL) => return draw_fill(body),
+        (ch::DISPLAY, display_msg::INVAL_LIST) => return inval_list(body),
         (ch::DISPLAY, display_msg::MARK) => ServerMsg::Mark,
         (ch::DISPLAY, display_msg::RESET) => ServerMsg::Reset,
         (ch::DISPLAY, display_msg::INVAL_ALL_PALETTES) => ServerMsg::InvalAllPalettes,
@@ -374,7 +381,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
             "DRAW_COPY surface {surface} clip {clip} rop {rop} mask {mask_flags}/{mask_ptr}"
         ));
     }
-    if src_area != (0, 0, width, height) {
+    if (src_area.2, src_area.3) != (width, height) {
         return Err(format!(
             "DRAW_COPY src_area {src_area:?} for {width}x{height}"
         ));
@@ -386,20 +393,35 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         ));
     }
     let mut img = Reader::new(&body[src_ptr..]);
-    need(img.u64(), "image id")?;
+    let id = need(img.u64(), "image id")?;
     let image_type = need(img.u8(), "image type")?;
     let flags = need(img.u8(), "image flags")?;
     let iw = need(img.u32(), "image width")?;
     let ih = need(img.u32(), "image height")?;
-    if flags != 0 || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
+    let src_inside = u64::from(src_area.0) + u64::from(width) <= u64::from(iw)
+        && u64::from(src_area.1) + u64::from(height) <= u64::from(ih);
+    if flags & !IMAGE_FLAGS_CACHE_ME != 0 || !src_inside || iw == 0 || ih == 0 {
         return Err(format!(
-            "image flags {flags} size {iw}x{ih} for box {width}x{height}"
+            "image flags {flags} size {iw}x{ih} for src {src_area:?}"
         ));
     }
     if iw > MAX_DIMENSION || ih > MAX_DIMENSION {
         return Err(format!("image {iw}x{ih} too large"));
     }
     let pixels = match image_type {
+        IMAGE_TYPE_FROM_CACHE if flags == 0 => {
+            exact(&img, "FROM_CACHE image")?;
+            return Ok(ServerMsg::DrawCopy {
+                x,
+                y,
+                width,
+                height,
+                src_x: src_area.0,
+                src_y: src_area.1,
+                image: CopyImage::FromCache { id, iw, ih },
+                image_type,
+            });
+        }
         IMAGE_TYPE_BITMAP => {
             let fmt = need(img.u8(), "bitmap")?;
             let bflags = need(img.u8(), "bitmap")?;
@@ -444,9 +466,46 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         y,
         width,
         height,
-        pixels,
+        src_x: src_area.0,
+        src_y: src_area.1,
+        image: CopyImage::Pixels {
+            iw,
+            ih,
+            pixels,
+            cache_id: (flags & IMAGE_FLAGS_CACHE_ME != 0).then_some(id),
+        },
         image_type,
     })
+}
+
+/// The image of a DRAW_COPY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyImage {
+    /// Decoded pixels of an iw x ih image, to be cached under `cache_id`.
+    Pixels {
+        iw: u32,
+        ih: u32,
+        pixels: Vec<u32>,
+        cache_id: Option<u64>,
+    },
+    /// The cached image `id`, iw x ih.
+    FromCache { id: u64, iw: u32, ih: u32 },
+}
+
+fn inval_list(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let n = need(r.u16(), "INVAL_LIST")?;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let kind = need(r.u8(), "INVAL_LIST")?;
+        let id = need(r.u64(), "INVAL_LIST")?;
+        if kind != RES_TYPE_PIXMAP {
+            return Err(format!("INVAL_LIST resource type {kind}"));
+        }
+        ids.push(id);
+    }
+    exact(&r, "INVAL_LIST")?;
+    Ok(ServerMsg::InvalPixmaps(ids))
 }
 
 /// Checks a SURFACE_CREATE is the 32-bit xRGB primary surface 0.

@@ -11,6 +11,7 @@
 pub mod decode;
 pub mod link;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -23,7 +24,7 @@ use crate::header::Framing;
 use crate::proto::{self, channel as ch, inputs_msgc, main_msgc, msgc};
 use crate::wire::Writer;
 use crate::{Error, Listen};
-use decode::{check_surface_create, decode, ServerMsg};
+use decode::{check_surface_create, decode, CopyImage, ServerMsg};
 use link::{default_common_caps, LinkParams, Linked};
 
 /// A TCP or unix stream, blocking.
@@ -106,6 +107,8 @@ pub struct ClientOptions {
     pub main_caps: Vec<u32>,
     /// The DISPLAY (and CURSOR) channel id to link: the display head.
     pub display_id: u8,
+    /// DISPLAY_INIT's pixmap cache size in pixels (spice-gtk: 80 MiB / 4).
+    pub pixmap_cache: u64,
 }
 
 impl Default for ClientOptions {
@@ -117,6 +120,7 @@ impl Default for ClientOptions {
             channels: vec![ch::DISPLAY, ch::INPUTS, ch::CURSOR],
             main_caps: vec![],
             display_id: 0,
+            pixmap_cache: 20 * 1024 * 1024,
         }
     }
 }
@@ -142,6 +146,10 @@ pub struct ClientState {
     pub draw_copies: u64,
     pub draw_fills: u64,
     pub image_types: Vec<u8>,
+    /// The pixmap cache: id -> (width, height, pixels).
+    pub pixmaps: HashMap<u64, (u32, u32, Vec<u32>)>,
+    /// DRAW_COPYs drawn from the pixmap cache.
+    pub cache_hits: u64,
     pub marks: u32,
     /// Display messages received since the last SET_ACK (all counted, acked or not).
     pub display_msgs: u64,
@@ -288,9 +296,9 @@ impl TestClient {
         if opts.channels.contains(&ch::DISPLAY) {
             let (s, l) = link_channel_id(listen, id, ch::DISPLAY, opts.display_id, lz4, opts)?;
             let display = start_chan(s, ch::DISPLAY, mini(&l), &c.state, &c.auto_ack)?;
-            // spice-gtk's DISPLAY_INIT: cache id 1, 80 MiB / 4 pixels, GLZ dictionary 1.
+            // spice-gtk's DISPLAY_INIT: cache id 1, its size, GLZ dictionary 1.
             let mut w = Writer::new();
-            w.u8(1).u64(20 * 1024 * 1024).u8(1).i32(16 * 1024 * 1024);
+            w.u8(1).u64(opts.pixmap_cache).u8(1).i32(16 * 1024 * 1024);
             display.send(proto::display_msgc::INIT, &w.finish())?;
             c.display = Some(display);
         }
@@ -597,9 +605,35 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             y,
             width,
             height,
-            pixels,
+            src_x,
+            src_y,
+            image,
             image_type,
         } => {
+            // The picture: decoded here, or what the pixmap cache holds.
+            let (iw, pixels) = match image {
+                CopyImage::Pixels {
+                    iw,
+                    ih,
+                    pixels,
+                    cache_id,
+                } => {
+                    if let Some(id) = cache_id {
+                        g.pixmaps.insert(id, (iw, ih, pixels.clone()));
+                    }
+                    (iw, pixels)
+                }
+                CopyImage::FromCache { id, iw, ih } => {
+                    let Some((cw, ch, px)) = g.pixmaps.get(&id) else {
+                        return Err(format!("FROM_CACHE of image {id:#x} not in the cache"));
+                    };
+                    if (*cw, *ch) != (iw, ih) {
+                        return Err(format!("FROM_CACHE {id:#x} is {cw}x{ch}, not {iw}x{ih}"));
+                    }
+                    g.cache_hits += 1;
+                    (iw, px.clone())
+                }
+            };
             let s = g
                 .surface
                 .as_mut()
@@ -613,12 +647,19 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             }
             for row in 0..height as usize {
                 let dst = (y as usize + row) * s.width as usize + x as usize;
-                let src = row * width as usize;
+                let src = (src_y as usize + row) * iw as usize + src_x as usize;
                 s.pixels[dst..dst + width as usize]
                     .copy_from_slice(&pixels[src..src + width as usize]);
             }
             g.draw_copies += 1;
             g.image_types.push(image_type);
+        }
+        ServerMsg::InvalPixmaps(ids) => {
+            for id in ids {
+                if g.pixmaps.remove(&id).is_none() {
+                    return Err(format!("INVAL_LIST of image {id:#x} not in the cache"));
+                }
+            }
         }
         ServerMsg::DrawFill {
             x,

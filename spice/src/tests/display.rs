@@ -3,7 +3,10 @@
 
 use super::*;
 use crate::proto::{IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB};
-use crate::SolidFill;
+use std::sync::Arc;
+
+use crate::client::ClientOptions;
+use crate::{Draw, ImageCopy, SolidFill};
 
 #[test]
 fn initial_full_update_then_partial_updates() {
@@ -394,7 +397,7 @@ fn fills_are_forwarded_as_draw_fills_in_order() {
     };
     paint(&mut s, a.rect, a.color);
     paint(&mut s, b.rect, b.color);
-    server.update(&s, &[], &[a, b]);
+    server.update(&s, &[], &[Draw::Fill(a), Draw::Fill(b)]);
     wait_surface(&c, &s);
     let st = c.state();
     assert_eq!(st.draw_fills, 2);
@@ -409,9 +412,114 @@ fn fills_are_forwarded_as_draw_fills_in_order() {
     paint(&mut s, f.rect, f.color);
     let over = Rect::new(40, 30, 20, 40);
     paint(&mut s, over, 0x00ff_ffff);
-    server.update(&s, &[over], &[f]);
+    server.update(&s, &[over], &[Draw::Fill(f)]);
     wait_surface(&c, &s);
     let st = c.state();
     assert_eq!(st.draw_fills, 3);
     assert!(st.errors.is_empty(), "{:?}", st.errors);
+}
+
+/// Copies `image` from (sx, sy) onto `r` of `f`, as the device did.
+fn paint_copy(f: &mut Frame, c: &ImageCopy) {
+    Draw::Copy(c.clone()).paint(f);
+}
+
+/// A bitmap the guest copies again and again reaches the client as pixels
+/// once, with CACHE_ME the second time, and as FROM_CACHE after that; the
+/// client's picture is right throughout, including copies of a part of it.
+#[test]
+fn repeated_image_copies_come_from_the_client_cache() {
+    let (server, _) = start(None);
+    let mut s = picture(160, 120, 3);
+    server.update(&s, &[full(&s)], &[]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    let sprite = Arc::new(picture(24, 16, 9));
+    for i in 0..6u32 {
+        let copy = ImageCopy {
+            rect: Rect::new(10 + i * 20, 5 + i * 15, 24, 16),
+            src_x: 0,
+            src_y: 0,
+            image: sprite.clone(),
+        };
+        paint_copy(&mut s, &copy);
+        server.update(&s, &[], &[Draw::Copy(copy)]);
+        wait_surface(&c, &s);
+    }
+    // Most of the sprite, from an offset: still the cached image.
+    let part = ImageCopy {
+        rect: Rect::new(100, 2, 20, 12),
+        src_x: 4,
+        src_y: 4,
+        image: sprite.clone(),
+    };
+    paint_copy(&mut s, &part);
+    server.update(&s, &[], &[Draw::Copy(part)]);
+    wait_surface(&c, &s);
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(st.pixmaps.len(), 1, "the sprite is cached once");
+    assert_eq!(st.cache_hits, 5, "copies 3 to 7 come from the cache");
+}
+
+/// A small cache: the least recently used image is invalidated before a new
+/// one takes its room, and the client never draws an image it does not hold.
+#[test]
+fn a_full_pixmap_cache_evicts_with_inval_list() {
+    let (server, _) = start(None);
+    let mut s = picture(200, 100, 5);
+    server.update(&s, &[full(&s)], &[]);
+    let opts = ClientOptions {
+        pixmap_cache: 2000,
+        ..ClientOptions::default()
+    };
+    let c = TestClient::connect(&server.local_addr(), opts).unwrap();
+    wait_surface(&c, &s);
+    // Four 30x30 sprites (900 pixels each); the cache holds two.
+    let sprites: Vec<Arc<Frame>> = (0..4).map(|i| Arc::new(picture(30, 30, 40 + i))).collect();
+    for round in 0..3u32 {
+        for (i, img) in sprites.iter().enumerate() {
+            let copy = ImageCopy {
+                rect: Rect::new(i as u32 * 40 + round, round * 30, 30, 30),
+                src_x: 0,
+                src_y: 0,
+                image: img.clone(),
+            };
+            paint_copy(&mut s, &copy);
+            server.update(&s, &[], &[Draw::Copy(copy)]);
+            wait_surface(&c, &s);
+        }
+    }
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert!(st.pixmaps.len() <= 2, "cache over budget: {}", st.pixmaps.len());
+    let held: u64 = st.pixmaps.values().map(|(w, h, _)| u64::from(w * h)).sum();
+    assert!(held <= 2000);
+}
+
+/// A dirty rectangle whose pixels come back (a blinking cursor's two
+/// pictures) is cached too.
+#[test]
+fn repeated_dirty_rectangles_are_cached() {
+    let (server, _) = start(None);
+    let a = picture(64, 48, 1);
+    let mut b = a.clone();
+    let r = Rect::new(8, 8, 8, 16);
+    for y in r.y..r.y + r.height {
+        for x in r.x..r.x + r.width {
+            b.pixels[(y * 64 + x) as usize] = 0x00ff_ffff;
+        }
+    }
+    server.update(&a, &[full(&a)], &[]);
+    let c = connect(&server);
+    wait_surface(&c, &a);
+    for i in 0..6 {
+        let f = if i % 2 == 0 { &b } else { &a };
+        server.update(f, &[r], &[]);
+        wait_surface(&c, f);
+    }
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    // Each picture: plain, CACHE_ME, then from the cache.
+    assert_eq!(st.cache_hits, 2);
 }

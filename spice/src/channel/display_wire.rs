@@ -1,0 +1,73 @@
+//! The display channel's server messages and DISPLAY_INIT, as bytes.
+
+use crate::proto::{
+    BRUSH_TYPE_SOLID, RES_TYPE_PIXMAP, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+};
+use crate::wire::{Reader, Writer};
+use crate::{Rect, SolidFill};
+
+pub fn surface_create(w: u32, h: u32) -> Vec<u8> {
+    let mut b = Writer::new();
+    b.u32(0)
+        .u32(w)
+        .u32(h)
+        .u32(SURFACE_FMT_32_XRGB)
+        .u32(SURFACE_FLAGS_PRIMARY);
+    b.finish()
+}
+
+/// SPICE Rect is {top, left, bottom, right}.
+fn rect(w: &mut Writer, r: &Rect) {
+    w.i32(r.y as i32)
+        .i32(r.x as i32)
+        .i32(r.bottom() as i32)
+        .i32(r.right() as i32);
+}
+
+/// Size of DRAW_COPY's fixed part without clip rects or mask: where the image starts.
+pub const DRAW_COPY_FIXED: u32 = 57;
+
+/// DRAW_COPY of `src` (an area of `image`, same size) onto `dst` of surface 0.
+pub fn draw_copy(dst: &Rect, src: &Rect, image: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(DRAW_COPY_FIXED as usize + image.len());
+    w.u32(0); // surface 0
+    rect(&mut w, dst); // box
+    w.u8(0); // clip NONE
+    w.u32(DRAW_COPY_FIXED); // src_bitmap: offset of the image in the body
+    rect(&mut w, src); // src_area
+    w.u16(ROPD_OP_PUT).u8(0); // rop, scale mode
+    w.u8(0).i32(0).i32(0).u32(0); // no mask
+    debug_assert_eq!(w.written(), DRAW_COPY_FIXED as usize);
+    w.bytes(image);
+    w.finish()
+}
+
+/// DRAW_FILL of `f.rect` on surface 0 with a solid brush, OP_PUT, no clip, no mask.
+pub fn draw_fill(f: &SolidFill) -> Vec<u8> {
+    let mut w = Writer::with_capacity(41);
+    w.u32(0); // surface 0
+    rect(&mut w, &f.rect); // box
+    w.u8(0); // clip NONE
+    w.u8(BRUSH_TYPE_SOLID).u32(f.color & 0x00ff_ffff);
+    w.u16(ROPD_OP_PUT);
+    w.u8(0).i32(0).i32(0).u32(0); // no mask
+    w.finish()
+}
+
+/// INVAL_LIST of pixmap cache entries `ids`.
+pub fn inval_pixmaps(ids: &[u64]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(2 + ids.len() * 9);
+    w.u16(ids.len() as u16);
+    for id in ids {
+        w.u8(RES_TYPE_PIXMAP).u64(*id);
+    }
+    w.finish()
+}
+
+/// DISPLAY_INIT's pixmap cache size in pixels (None if the message is short).
+/// The cache id and the GLZ dictionary are not used.
+pub fn init_cache_size(body: &[u8]) -> Option<i64> {
+    let mut r = Reader::new(body);
+    r.u8()?;
+    r.u64().map(|v| v as i64)
+}
