@@ -16,8 +16,8 @@ mod frame;
 mod monitor;
 mod rect;
 
-pub use draw::{Draw, ImageCopy};
 pub use cursor::{CursorShape, MAX_CURSOR_SIDE};
+pub use draw::{Draw, ImageCopy};
 pub use frame::Frame;
 pub use monitor::{Monitor, MonitorLayout, MAX_MONITORS};
 pub use rect::{Rect, SolidFill};

@@ -5,8 +5,8 @@
 //! see `channel::pixmap_cache`), and `from_cache` names a cached image.
 
 use crate::proto::{
-    BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_LZ4,
-    IMAGE_TYPE_LZ_RGB,
+    BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
+    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
 };
 use crate::wire::Writer;
 use crate::{Frame, Rect};
@@ -66,7 +66,11 @@ pub struct ImageTag {
 }
 
 fn descriptor(w: &mut Writer, tag: ImageTag, image_type: u8, width: u32, height: u32) {
-    w.u64(tag.id).u8(image_type).u8(tag.flags).u32(width).u32(height);
+    w.u64(tag.id)
+        .u8(image_type)
+        .u8(tag.flags)
+        .u32(width)
+        .u32(height);
 }
 
 /// A SpiceImage naming image `id` of the client's pixmap cache.

@@ -198,7 +198,11 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
         let r = spicy_screenshot(port, None, &fresh_out);
         assert!(r.status.success(), "{name}: spicy-screenshot");
         let fresh = screen::load(&fresh_out);
-        assert_eq!((live.width, live.height), (fresh.width, fresh.height), "{name}");
+        assert_eq!(
+            (live.width, live.height),
+            (fresh.width, fresh.height),
+            "{name}"
+        );
         let diff = screen::differences(&live, &fresh, None);
         assert!(
             diff.is_empty(),
@@ -212,5 +216,9 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
         finals.push(live);
     }
     let diff = screen::differences(&finals[0], &finals[1], None);
-    assert!(diff.is_empty(), "QEMU vs spicebox after the animation: {} pixels", diff.len());
+    assert!(
+        diff.is_empty(),
+        "QEMU vs spicebox after the animation: {} pixels",
+        diff.len()
+    );
 }

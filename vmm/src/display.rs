@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::display::image_file;
-use devices::display::qxl::{Qxl, BAR_RAM};
+use devices::display::qxl::{DeviceMode, Qxl, BAR_RAM};
 use devices::display::qxl_engine::{CursorSink, DrawNotify};
 use devices::display::{Frame, Rect, Screen, Update};
 use devices::BusDevice;
@@ -42,6 +42,9 @@ impl BusDevice for VgaWindow {
 
 /// How often the screen is looked at, as QEMU's default GUI refresh (30 ms).
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(30);
+/// In native QXL mode every change is announced (`DrawNotify`), so the
+/// periodic look is only a safety net.
+const NATIVE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Native QXL commands that drew wake the display thread at once, but no
 /// sooner than this after its last look, so a guest pushing drawables one by
 /// one costs at most this many refreshes a second (500).
@@ -190,6 +193,12 @@ impl Display {
         update
     }
 
+    /// Is the card out of VGA mode (native QXL, or between two primaries)?
+    fn native(&self) -> bool {
+        let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+        qxl.mode() != DeviceMode::Vga
+    }
+
     /// The current picture (after a refresh).
     pub fn snapshot(&self) -> Frame {
         self.refresh();
@@ -215,8 +224,12 @@ impl Display {
             .spawn(move || loop {
                 let start = Instant::now();
                 me.refresh();
-                me.wake
-                    .wait(start + MIN_WAKE_INTERVAL, start + REFRESH_INTERVAL);
+                let period = if me.native() {
+                    NATIVE_REFRESH_INTERVAL
+                } else {
+                    REFRESH_INTERVAL
+                };
+                me.wake.wait(start + MIN_WAKE_INTERVAL, start + period);
             })
             .map(|_| ())
     }

@@ -137,7 +137,7 @@ pub(super) fn forwardable_copy(b: &Bitmap, sa: &QxlRect, bbox: &QxlRect) -> Opti
         && bbox.top >= 0
         && i64::from(sa.right) <= i64::from(b.width)
         && i64::from(sa.bottom) <= i64::from(b.height);
-    (same_size && w > 0 && h > 0 && inside).then(|| (sa.left as u32, sa.top as u32))
+    (same_size && w > 0 && h > 0 && inside).then_some((sa.left as u32, sa.top as u32))
 }
 
 /// The bitmap's pixels as a picture (0x00RRGGBB, top-down).

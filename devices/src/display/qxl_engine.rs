@@ -125,9 +125,10 @@ pub trait CursorSink: Send + Sync {
     fn cursor(&self, ev: CursorEvent);
 }
 
-/// Told when commands have drawn, so the display model looks now instead of
-/// at its next periodic refresh (what spice-server does on its worker: a
-/// drawable leaves as soon as it is processed).
+/// Told when commands have drawn or surfaces changed, so the display model
+/// looks now instead of at its next periodic refresh (what spice-server does
+/// on its worker: a drawable leaves as soon as it is processed). In native
+/// mode nothing else changes the picture.
 pub trait DrawNotify: Send + Sync {
     fn drawn(&self);
 }
@@ -261,7 +262,15 @@ impl Engine {
             QxlCommandEvent::FlushRelease => self.push_releases(true),
             QxlCommandEvent::MonitorsConfig { config } => self.monitors_config(config),
         }
+        // Surfaces may have come or gone: the display model looks now.
+        self.notify_drawn();
         Ok(())
+    }
+
+    fn notify_drawn(&self) {
+        if let Some(notify) = &self.draw_notify {
+            notify.drawn();
+        }
     }
 
     fn reset(&mut self) {
@@ -448,9 +457,7 @@ impl Engine {
         }
         if n > 0 {
             self.push_releases(true);
-            if let Some(notify) = &self.draw_notify {
-                notify.drawn();
-            }
+            self.notify_drawn();
         }
         n
     }

@@ -32,10 +32,10 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::conn::Conn;
+use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, surface_create};
+use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use super::pixmap_cache::{CacheUse, PixmapCache};
-use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, surface_create};
 use crate::codec::{encode_image, extract, from_cache, ImagePolicy, ImageTag, ENCODERS};
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION,
@@ -113,20 +113,34 @@ impl DisplayChannel {
         // Each copied image is keyed once, not once per client; the areas of
         // one drawable share their image.
         let mut last: Option<(&Frame, u64)> = None;
-        let queued: Vec<Queued> = draws
+        let mut queued: Vec<Queued> = draws
             .iter()
             .map(|d| match d {
                 Draw::Fill(f) => Queued::Fill(*f),
                 Draw::Copy(c) => {
-                    let key = match last {
+                    let hash = match last {
                         Some((img, key)) if std::ptr::eq(img, &*c.image) => key,
                         _ => self.key(c.image.width, c.image.height, &c.image.pixels),
                     };
-                    last = Some((&c.image, key));
+                    last = Some((&c.image, hash));
+                    let key = ImageKey {
+                        hash,
+                        shared: false,
+                    };
                     Queued::Copy(c.clone(), key)
                 }
             })
             .collect();
+        // Neighbours copying from one image (a drawable cut by its clip
+        // rectangles) will use it again at once: worth caching right away.
+        for i in 1..queued.len() {
+            if let [Queued::Copy(a, ka), Queued::Copy(b, kb)] = &mut queued[i - 1..=i] {
+                if Arc::ptr_eq(&a.image, &b.image) {
+                    ka.shared = true;
+                    kb.shared = true;
+                }
+            }
+        }
         lock(h).update(frame, dirty, &queued);
     }
 
@@ -210,11 +224,19 @@ impl Head {
     }
 }
 
-/// A draw waiting for a client: a fill, or a copy with its image's content key.
+/// A draw waiting for a client: a fill, or a copy with its image's key.
 #[derive(Clone, Debug, PartialEq)]
 enum Queued {
     Fill(SolidFill),
-    Copy(ImageCopy, u64),
+    Copy(ImageCopy, ImageKey),
+}
+
+/// An image's content key for the pixmap cache, and whether other draws
+/// queued with it copy from the same image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ImageKey {
+    hash: u64,
+    shared: bool,
 }
 
 impl Queued {
@@ -371,7 +393,9 @@ impl DisplayChannel {
             // The image and the message body end here, before the flush awaits
             // a slow client.
             match out {
-                Outgoing::Draw(Queued::Fill(f)) => conn.queue(display_msg::DRAW_FILL, &draw_fill(&f)),
+                Outgoing::Draw(Queued::Fill(f)) => {
+                    conn.queue(display_msg::DRAW_FILL, &draw_fill(&f))
+                }
                 Outgoing::Draw(Queued::Copy(c, key)) => self.send_copy(conn, st, &c, key),
                 Outgoing::Image(r, pixels) => {
                     let src = Rect::full(r.width, r.height);
@@ -401,13 +425,17 @@ impl DisplayChannel {
     }
 
     /// A forwarded copy: the whole image with the copy's source area when
-    /// the copy shows most of it (so the cache entry serves every part of it),
-    /// else just the part shown.
-    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: u64) {
+    /// the copy shows most of it or the client has it cached (so the cache
+    /// entry serves every part of it), else just the part shown.
+    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: ImageKey) {
         let r = c.rect;
         let src = Rect::new(c.src_x, c.src_y, r.width, r.height);
         let (iw, ih) = (c.image.width, c.image.height);
-        if r.area() * 2 >= u64::from(iw) * u64::from(ih) {
+        let cached = st
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.holds(cache_id(st.head, key.hash)));
+        if cached || r.area() * 2 >= u64::from(iw) * u64::from(ih) {
             self.send_image(conn, st, &r, &src, Some(key), (iw, ih), &c.image.pixels);
         } else {
             let part = extract(&c.image, &src);
@@ -418,7 +446,8 @@ impl DisplayChannel {
 
     /// DRAW_COPY of `src` of a `size` image onto `dst`: from the client's
     /// cache when it has the image, else the pixels (with CACHE_ME when the
-    /// content was seen before). `key` is the content key if known.
+    /// content was seen before, or is shared by the draws queued with it).
+    /// `key` is the content key if known.
     #[allow(clippy::too_many_arguments)]
     fn send_image(
         &self,
@@ -426,16 +455,21 @@ impl DisplayChannel {
         st: &mut State,
         dst: &Rect,
         src: &Rect,
-        key: Option<u64>,
+        key: Option<ImageKey>,
         size: (u32, u32),
         pixels: &[u32],
     ) {
         let (w, h) = size;
         let cached = st.cache.as_mut().map(|cache| {
-            let key = key.unwrap_or_else(|| self.key(w, h, pixels));
-            // The head in the top byte: the client's channels share its cache.
-            let id = key >> 8 | u64::from(st.head) << 56;
-            (id, cache.lookup(id, u64::from(w) * u64::from(h)))
+            let key = key.unwrap_or_else(|| ImageKey {
+                hash: self.key(w, h, pixels),
+                shared: false,
+            });
+            let id = cache_id(st.head, key.hash);
+            (
+                id,
+                cache.lookup(id, u64::from(w) * u64::from(h), key.shared),
+            )
         });
         let image = match cached {
             Some((id, CacheUse::Hit)) => from_cache(id, w, h),
@@ -459,6 +493,12 @@ impl DisplayChannel {
         };
         conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, src, &image));
     }
+}
+
+/// The pixmap cache id of content `hash` on display `head`: the head in the
+/// top byte, as the client's display channels share its cache.
+fn cache_id(head: u8, hash: u64) -> u64 {
+    hash >> 8 | u64::from(head) << 56
 }
 
 /// The next rectangle that is still inside a `size` surface.
@@ -563,7 +603,10 @@ mod tests {
             rect: Rect::new(6, 0, 2, 1),
             color: 9,
         };
-        assert_eq!(*lock(&c.draws), vec![Queued::Fill(fill), Queued::Fill(clipped)]);
+        assert_eq!(
+            *lock(&c.draws),
+            vec![Queued::Fill(fill), Queued::Fill(clipped)]
+        );
         // The head's copy has the filled pixels (for new clients and images).
         let s = hub.surface.as_ref().unwrap();
         assert_eq!((s.pixel(1, 1), s.pixel(2, 2), s.pixel(3, 3)), (9, 9, 0));

@@ -492,7 +492,11 @@ fn a_full_pixmap_cache_evicts_with_inval_list() {
     }
     let st = c.state();
     assert!(st.errors.is_empty(), "{:?}", st.errors);
-    assert!(st.pixmaps.len() <= 2, "cache over budget: {}", st.pixmaps.len());
+    assert!(
+        st.pixmaps.len() <= 2,
+        "cache over budget: {}",
+        st.pixmaps.len()
+    );
     let held: u64 = st.pixmaps.values().map(|(w, h, _)| u64::from(w * h)).sum();
     assert!(held <= 2000);
 }
@@ -522,4 +526,38 @@ fn repeated_dirty_rectangles_are_cached() {
     assert!(st.errors.is_empty(), "{:?}", st.errors);
     // Each picture: plain, CACHE_ME, then from the cache.
     assert_eq!(st.cache_hits, 2);
+}
+
+/// One drawable cut by two clip rectangles (two copies of one image in one
+/// update): the image travels once, the second part comes from the cache.
+#[test]
+fn clipped_parts_of_one_copy_share_one_cached_image() {
+    let (server, _) = start(None);
+    let mut s = picture(100, 80, 2);
+    server.update(&s, &[full(&s)], &[]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    let img = Arc::new(picture(40, 20, 8));
+    let parts = [
+        ImageCopy {
+            rect: Rect::new(10, 10, 25, 20),
+            src_x: 0,
+            src_y: 0,
+            image: img.clone(),
+        },
+        ImageCopy {
+            rect: Rect::new(37, 10, 13, 20),
+            src_x: 27,
+            src_y: 0,
+            image: img.clone(),
+        },
+    ];
+    for p in &parts {
+        paint_copy(&mut s, p);
+    }
+    server.update(&s, &[], &parts.clone().map(Draw::Copy));
+    wait_surface(&c, &s);
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!((st.pixmaps.len(), st.cache_hits), (1, 1));
 }
