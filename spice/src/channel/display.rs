@@ -113,7 +113,7 @@ impl DisplayChannel {
         // Each copied image is keyed once, not once per client; the areas of
         // one drawable share their image.
         let mut last: Option<(&Frame, u64)> = None;
-        let mut queued: Vec<Queued> = draws
+        let queued: Vec<Queued> = draws
             .iter()
             .map(|d| match d {
                 Draw::Fill(f) => Queued::Fill(*f),
@@ -123,24 +123,10 @@ impl DisplayChannel {
                         _ => self.key(c.image.width, c.image.height, &c.image.pixels),
                     };
                     last = Some((&c.image, hash));
-                    let key = ImageKey {
-                        hash,
-                        shared: false,
-                    };
-                    Queued::Copy(c.clone(), key)
+                    Queued::Copy(c.clone(), hash)
                 }
             })
             .collect();
-        // Neighbours copying from one image (a drawable cut by its clip
-        // rectangles) will use it again at once: worth caching right away.
-        for i in 1..queued.len() {
-            if let [Queued::Copy(a, ka), Queued::Copy(b, kb)] = &mut queued[i - 1..=i] {
-                if Arc::ptr_eq(&a.image, &b.image) {
-                    ka.shared = true;
-                    kb.shared = true;
-                }
-            }
-        }
         lock(h).update(frame, dirty, &queued);
     }
 
@@ -224,19 +210,11 @@ impl Head {
     }
 }
 
-/// A draw waiting for a client: a fill, or a copy with its image's key.
+/// A draw waiting for a client: a fill, or a copy with its image's content key.
 #[derive(Clone, Debug, PartialEq)]
 enum Queued {
     Fill(SolidFill),
-    Copy(ImageCopy, ImageKey),
-}
-
-/// An image's content key for the pixmap cache, and whether other draws
-/// queued with it copy from the same image.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct ImageKey {
-    hash: u64,
-    shared: bool,
+    Copy(ImageCopy, u64),
 }
 
 impl Queued {
@@ -397,10 +375,7 @@ impl DisplayChannel {
                     conn.queue(display_msg::DRAW_FILL, &draw_fill(&f))
                 }
                 Outgoing::Draw(Queued::Copy(c, key)) => self.send_copy(conn, st, &c, key),
-                Outgoing::Image(r, pixels) => {
-                    let src = Rect::full(r.width, r.height);
-                    self.send_image(conn, st, &r, &src, None, (r.width, r.height), &pixels);
-                }
+                Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels),
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
@@ -424,52 +399,36 @@ impl DisplayChannel {
         Ok(())
     }
 
-    /// A forwarded copy: the whole image with the copy's source area when
-    /// the copy shows most of it or the client has it cached (so the cache
-    /// entry serves every part of it), else just the part shown.
-    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: ImageKey) {
+    /// A forwarded copy: the image as it is when the copy shows all of it
+    /// (its content key known), else the part shown. Every image sent is the
+    /// box's size with no source offset: spice-html5 ignores `src_area`.
+    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: u64) {
         let r = c.rect;
-        let src = Rect::new(c.src_x, c.src_y, r.width, r.height);
         let (iw, ih) = (c.image.width, c.image.height);
-        let cached = st
-            .cache
-            .as_ref()
-            .is_some_and(|cache| cache.holds(cache_id(st.head, key.hash)));
-        if cached || r.area() * 2 >= u64::from(iw) * u64::from(ih) {
-            self.send_image(conn, st, &r, &src, Some(key), (iw, ih), &c.image.pixels);
+        if (c.src_x, c.src_y, r.width, r.height) == (0, 0, iw, ih) {
+            self.send_image(conn, st, &r, Some(key), &c.image.pixels);
         } else {
-            let part = extract(&c.image, &src);
-            let whole = Rect::full(r.width, r.height);
-            self.send_image(conn, st, &r, &whole, None, (r.width, r.height), &part);
+            let part = extract(&c.image, &Rect::new(c.src_x, c.src_y, r.width, r.height));
+            self.send_image(conn, st, &r, None, &part);
         }
     }
 
-    /// DRAW_COPY of `src` of a `size` image onto `dst`: from the client's
+    /// DRAW_COPY of an image of `dst`'s size onto `dst`: from the client's
     /// cache when it has the image, else the pixels (with CACHE_ME when the
-    /// content was seen before, or is shared by the draws queued with it).
-    /// `key` is the content key if known.
-    #[allow(clippy::too_many_arguments)]
+    /// content was seen before). `key` is the content key if known.
     fn send_image(
         &self,
         conn: &mut Conn,
         st: &mut State,
         dst: &Rect,
-        src: &Rect,
-        key: Option<ImageKey>,
-        size: (u32, u32),
+        key: Option<u64>,
         pixels: &[u32],
     ) {
-        let (w, h) = size;
+        let (w, h) = (dst.width, dst.height);
         let cached = st.cache.as_mut().map(|cache| {
-            let key = key.unwrap_or_else(|| ImageKey {
-                hash: self.key(w, h, pixels),
-                shared: false,
-            });
-            let id = cache_id(st.head, key.hash);
-            (
-                id,
-                cache.lookup(id, u64::from(w) * u64::from(h), key.shared),
-            )
+            let key = key.unwrap_or_else(|| self.key(w, h, pixels));
+            let id = cache_id(st.head, key);
+            (id, cache.lookup(id, u64::from(w) * u64::from(h)))
         });
         let image = match cached {
             Some((id, CacheUse::Hit)) => from_cache(id, w, h),
@@ -491,7 +450,7 @@ impl DisplayChannel {
                 encode_image(tag, w, h, pixels, st.policy, ENCODERS)
             }
         };
-        conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, src, &image));
+        conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image));
     }
 }
 

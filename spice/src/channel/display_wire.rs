@@ -27,14 +27,14 @@ fn rect(w: &mut Writer, r: &Rect) {
 /// Size of DRAW_COPY's fixed part without clip rects or mask: where the image starts.
 pub const DRAW_COPY_FIXED: u32 = 57;
 
-/// DRAW_COPY of `src` (an area of `image`, same size) onto `dst` of surface 0.
-pub fn draw_copy(dst: &Rect, src: &Rect, image: &[u8]) -> Vec<u8> {
+/// DRAW_COPY of `image` (of `dst`'s size) onto `dst` of surface 0.
+pub fn draw_copy(dst: &Rect, image: &[u8]) -> Vec<u8> {
     let mut w = Writer::with_capacity(DRAW_COPY_FIXED as usize + image.len());
     w.u32(0); // surface 0
     rect(&mut w, dst); // box
     w.u8(0); // clip NONE
     w.u32(DRAW_COPY_FIXED); // src_bitmap: offset of the image in the body
-    rect(&mut w, src); // src_area
+    rect(&mut w, &Rect::full(dst.width, dst.height)); // src_area
     w.u16(ROPD_OP_PUT).u8(0); // rop, scale mode
     w.u8(0).i32(0).i32(0).u32(0); // no mask
     debug_assert_eq!(w.written(), DRAW_COPY_FIXED as usize);

@@ -66,9 +66,8 @@ impl PixmapCache {
     }
 
     /// Decide how to send the image `id` of `pixels` pixels, and update the
-    /// model as if it were sent so. `eager`: the caller knows the image is
-    /// about to be used again, so it is cached on its first sighting.
-    pub fn lookup(&mut self, id: u64, pixels: u64, eager: bool) -> CacheUse {
+    /// model as if it were sent so.
+    pub fn lookup(&mut self, id: u64, pixels: u64) -> CacheUse {
         self.clock += 1;
         if let Some(e) = self.entries.get_mut(&id) {
             self.by_age.remove(&e.stamp);
@@ -81,7 +80,7 @@ impl PixmapCache {
         if pixels == 0 || pixels > self.budget / 2 {
             return CacheUse::Plain;
         }
-        if !self.seen.remove(&id) && !eager {
+        if !self.seen.remove(&id) {
             self.remember(id);
             return CacheUse::Plain;
         }
@@ -105,11 +104,6 @@ impl PixmapCache {
         );
         self.by_age.insert(self.clock, id);
         CacheUse::Store { evict }
-    }
-
-    /// Does the client hold image `id`?
-    pub fn holds(&self, id: u64) -> bool {
-        self.entries.contains_key(&id)
     }
 
     fn remember(&mut self, id: u64) {
@@ -150,10 +144,10 @@ mod tests {
     #[test]
     fn cached_on_the_second_sighting_then_hit() {
         let mut c = PixmapCache::new(1000).unwrap();
-        assert_eq!(c.lookup(7, 100, false), CacheUse::Plain);
-        assert_eq!(c.lookup(7, 100, false), CacheUse::Store { evict: vec![] });
-        assert_eq!(c.lookup(7, 100, false), CacheUse::Hit);
-        assert_eq!(c.lookup(7, 100, false), CacheUse::Hit);
+        assert_eq!(c.lookup(7, 100), CacheUse::Plain);
+        assert_eq!(c.lookup(7, 100), CacheUse::Store { evict: vec![] });
+        assert_eq!(c.lookup(7, 100), CacheUse::Hit);
+        assert_eq!(c.lookup(7, 100), CacheUse::Hit);
         assert_eq!(c.used(), 100);
     }
 
@@ -161,9 +155,9 @@ mod tests {
     fn least_recently_used_entries_make_room() {
         let mut c = PixmapCache::new(1000).unwrap();
         for id in [1, 2, 3] {
-            c.lookup(id, 400, false);
+            c.lookup(id, 400);
             assert_eq!(
-                c.lookup(id, 400, false),
+                c.lookup(id, 400),
                 CacheUse::Store {
                     evict: if id == 3 { vec![1] } else { vec![] }
                 }
@@ -171,33 +165,21 @@ mod tests {
         }
         assert_eq!(c.used(), 800);
         // 2 is used, so 3 goes before it when 4 needs room.
-        assert_eq!(c.lookup(2, 400, false), CacheUse::Hit);
-        c.lookup(4, 400, false);
-        assert_eq!(c.lookup(4, 400, false), CacheUse::Store { evict: vec![3] });
-        assert_eq!(c.lookup(2, 400, false), CacheUse::Hit);
+        assert_eq!(c.lookup(2, 400), CacheUse::Hit);
+        c.lookup(4, 400);
+        assert_eq!(c.lookup(4, 400), CacheUse::Store { evict: vec![3] });
+        assert_eq!(c.lookup(2, 400), CacheUse::Hit);
         // An evicted image starts over.
-        assert_eq!(c.lookup(1, 400, false), CacheUse::Plain);
-    }
-
-    #[test]
-    fn an_image_known_to_be_reused_is_cached_at_once() {
-        let mut c = PixmapCache::new(1000).unwrap();
-        assert_eq!(c.lookup(7, 100, true), CacheUse::Store { evict: vec![] });
-        assert_eq!(c.lookup(7, 100, false), CacheUse::Hit);
-        assert_eq!(
-            c.lookup(8, 600, true),
-            CacheUse::Plain,
-            "over half the budget"
-        );
+        assert_eq!(c.lookup(1, 400), CacheUse::Plain);
     }
 
     #[test]
     fn images_over_half_the_budget_are_never_cached() {
         let mut c = PixmapCache::new(1000).unwrap();
         for _ in 0..3 {
-            assert_eq!(c.lookup(9, 501, false), CacheUse::Plain);
+            assert_eq!(c.lookup(9, 501), CacheUse::Plain);
         }
-        assert_eq!(c.lookup(9, 0, false), CacheUse::Plain);
+        assert_eq!(c.lookup(9, 0), CacheUse::Plain);
         assert_eq!(c.used(), 0);
     }
 
@@ -205,21 +187,21 @@ mod tests {
     fn the_seen_set_stays_bounded() {
         let mut c = PixmapCache::new(1 << 40).unwrap();
         for id in 0..(SEEN_KEYS as u64 * 3) {
-            assert_eq!(c.lookup(id, 1, false), CacheUse::Plain);
+            assert_eq!(c.lookup(id, 1), CacheUse::Plain);
         }
         assert!(c.seen.len() <= SEEN_KEYS);
         assert!(c.seen_order.len() <= SEEN_KEYS * 2);
         // The newest are still remembered.
         let last = SEEN_KEYS as u64 * 3 - 1;
-        assert_eq!(c.lookup(last, 1, false), CacheUse::Store { evict: vec![] });
+        assert_eq!(c.lookup(last, 1), CacheUse::Store { evict: vec![] });
     }
 
     #[test]
     fn promoted_ids_do_not_pile_up_in_the_seen_queue() {
         let mut c = PixmapCache::new(1 << 40).unwrap();
         for id in 0..(SEEN_KEYS as u64 * 5) {
-            c.lookup(id, 1, false);
-            c.lookup(id, 1, false);
+            c.lookup(id, 1);
+            c.lookup(id, 1);
         }
         assert!(c.seen_order.len() <= SEEN_KEYS * 2);
     }
@@ -228,8 +210,8 @@ mod tests {
     fn entry_count_is_bounded() {
         let mut c = PixmapCache::new(1 << 40).unwrap();
         for id in 0..(MAX_ENTRIES as u64 + 10) {
-            c.lookup(id, 1, false);
-            c.lookup(id, 1, false);
+            c.lookup(id, 1);
+            c.lookup(id, 1);
         }
         assert_eq!(c.entries.len(), MAX_ENTRIES);
         assert_eq!(c.by_age.len(), MAX_ENTRIES);

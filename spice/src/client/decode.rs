@@ -381,7 +381,9 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
             "DRAW_COPY surface {surface} clip {clip} rop {rop} mask {mask_flags}/{mask_ptr}"
         ));
     }
-    if (src_area.2, src_area.3) != (width, height) {
+    // spice-html5 ignores src_area (it puts the whole image at the box's
+    // corner), so the server must send images of the box's size, no offset.
+    if src_area != (0, 0, width, height) {
         return Err(format!(
             "DRAW_COPY src_area {src_area:?} for {width}x{height}"
         ));
@@ -398,11 +400,9 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
     let flags = need(img.u8(), "image flags")?;
     let iw = need(img.u32(), "image width")?;
     let ih = need(img.u32(), "image height")?;
-    let src_inside = u64::from(src_area.0) + u64::from(width) <= u64::from(iw)
-        && u64::from(src_area.1) + u64::from(height) <= u64::from(ih);
-    if flags & !IMAGE_FLAGS_CACHE_ME != 0 || !src_inside || iw == 0 || ih == 0 {
+    if flags & !IMAGE_FLAGS_CACHE_ME != 0 || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
         return Err(format!(
-            "image flags {flags} size {iw}x{ih} for src {src_area:?}"
+            "image flags {flags} size {iw}x{ih} for box {width}x{height}"
         ));
     }
     if iw > MAX_DIMENSION || ih > MAX_DIMENSION {
