@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use devices::display::image_file;
 use devices::display::qxl::{DeviceMode, Qxl, BAR_RAM};
 use devices::display::qxl_engine::{CursorSink, DrawNotify};
-use devices::display::{Frame, Rect, Screen, Update};
+use devices::display::{FbDirty, Frame, Rect, Screen, Update};
 use devices::BusDevice;
 
 use crate::memory::BarSlots;
@@ -180,7 +180,14 @@ impl Display {
     /// Bring the model up to date and tell the frontends what changed.
     pub fn refresh(&self) -> Update {
         let mut st = self.lock_state();
-        let dirty = self.slots.dirty_log(self.devfn, BAR_RAM);
+        // Native mode draws from the engine's canvas, not BAR0's pages; not
+        // asking for the dirty log also leaves the guest's ring and drawable
+        // pages writable (each ask write-protects the pages written since).
+        let dirty = if self.native() {
+            FbDirty::Unknown
+        } else {
+            self.slots.dirty_log(self.devfn, BAR_RAM)
+        };
         let update = {
             let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
             st.screen.refresh(&qxl, dirty, Instant::now())
