@@ -11,6 +11,7 @@
 //! disconnecting; a client leaving is told to the agent (CLIENT_DISCONNECTED).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use devices::vdagent::{self, ChunkReader};
@@ -40,12 +41,23 @@ struct FromGuest {
     open: bool,
 }
 
+/// What the worker's round owes the MAIN channel, told at its end
+/// (`round_done`) in one wake-up, after the guest has its buffers back.
+#[derive(Default)]
+struct Owed {
+    /// Guest data was staged for the client.
+    staged: AtomicBool,
+    /// Client messages the guest has taken since the last round.
+    consumed: AtomicU32,
+}
+
 #[derive(Default)]
 pub struct AgentBridge {
     link: OnceLock<AgentLink>,
     port: OnceLock<SerialPort>,
     from_guest: Mutex<FromGuest>,
     on_open: OnceLock<OpenListener>,
+    owed: Arc<Owed>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,13 +80,18 @@ impl AgentBridge {
         }
     }
 
-    /// Hands held chunks to the server; true when none are left.
+    /// Hands held chunks to the server; true when none are left. The MAIN
+    /// channel is woken at the end of the worker's round.
     fn flush(&self, g: &mut FromGuest) -> bool {
         let Some(link) = self.link.get() else {
             g.held.clear();
             return true;
         };
-        link.send_from(&mut g.held)
+        if g.held.is_empty() {
+            return true;
+        }
+        self.owed.staged.store(true, Ordering::Release);
+        link.stage_from(&mut g.held)
     }
 }
 
@@ -83,6 +100,8 @@ impl SerialBackend for AgentBridge {
         let mut g = lock(&self.from_guest);
         g.reader.reset();
         g.held.clear();
+        // What the old agent took is forgotten with it (set_connected).
+        self.owed.consumed.store(0, Ordering::Release);
         g.open = open;
         if let Some(link) = self.link.get() {
             link.set_connected(open);
@@ -112,6 +131,20 @@ impl SerialBackend for AgentBridge {
         self.flush(&mut g);
         Ok(())
     }
+
+    fn round_done(&self) {
+        let Some(link) = self.link.get() else {
+            return;
+        };
+        let consumed = self.owed.consumed.swap(0, Ordering::AcqRel);
+        let staged = self.owed.staged.swap(false, Ordering::AcqRel);
+        if consumed > 0 {
+            // Wakes the relay too.
+            link.consumed(consumed);
+        } else if staged {
+            link.wake();
+        }
+    }
 }
 
 impl AgentPort for AgentBridge {
@@ -126,12 +159,14 @@ impl AgentPort for AgentBridge {
         let (Some(port), Some(link)) = (self.port.get(), self.link.get()) else {
             return;
         };
-        let l = link.clone();
+        // Counted here, returned at the end of the worker's round: one
+        // wake-up of the MAIN channel per round, not per message.
+        let owed = self.owed.clone();
         let msg = vdagent::chunk(vdagent::PORT_CLIENT, data);
-        if port
-            .send(msg, Some(Box::new(move || l.consumed(1))))
-            .is_err()
-        {
+        let done = move || {
+            owed.consumed.fetch_add(1, Ordering::AcqRel);
+        };
+        if port.send(msg, Some(Box::new(done))).is_err() {
             // Ten tokens of at most 2 KiB never fill the port's queue; if it
             // is full anyway the data is lost, but the token comes back.
             warn!("agent: guest port full; client data dropped");
@@ -153,6 +188,11 @@ impl AgentPort for AgentBridge {
 
     fn resume(&self) {
         let flushed = self.flush(&mut lock(&self.from_guest));
+        // Called by the MAIN channel after it took its queue: woken again, it
+        // sends what was just staged (or resumes us again once it has room).
+        if let Some(link) = self.link.get() {
+            link.wake();
+        }
         if flushed {
             if let Some(p) = self.port.get() {
                 p.resume();
