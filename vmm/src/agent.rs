@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use devices::vdagent::{self, ChunkReader};
 use devices::virtio::serial::Busy;
 use devices::virtio::{SerialBackend, SerialPort, VirtioPciDevice, VirtioSerial};
-use spice::port::{AgentLink, AgentPort};
+use spice::port::{AgentLink, AgentPort, AGENT_TOKEN_BATCH};
 use tracing::{debug, warn};
 
 use crate::devices::{DeviceManager, Slot};
@@ -136,7 +136,18 @@ impl SerialBackend for AgentBridge {
         let Some(link) = self.link.get() else {
             return;
         };
-        let consumed = self.owed.consumed.swap(0, Ordering::AcqRel);
+        // Tokens go back in batches (the relay sends AGENT_TOKEN per
+        // AGENT_TOKEN_BATCH, or once the guest took all): fewer are kept here
+        // without waking the MAIN channel, unless the guest has everything
+        // (then no later round would bring them).
+        let consumed = self.owed.consumed.load(Ordering::Acquire);
+        let drained = self.port.get().is_none_or(SerialPort::is_drained);
+        let consumed = if consumed >= AGENT_TOKEN_BATCH || (consumed > 0 && drained) {
+            self.owed.consumed.fetch_sub(consumed, Ordering::AcqRel);
+            consumed
+        } else {
+            0
+        };
         let staged = self.owed.staged.swap(false, Ordering::AcqRel);
         if consumed > 0 {
             // Wakes the relay too.

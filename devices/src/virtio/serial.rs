@@ -123,6 +123,11 @@ impl SerialPort {
         Ok(())
     }
 
+    /// Nothing queued for the guest: it has all that was sent.
+    pub fn is_drained(&self) -> bool {
+        lock(&self.0.out).is_empty()
+    }
+
     /// Wake the device: new data, or the backend has room again.
     pub fn resume(&self) {
         if let Err(e) = self.0.wake.write(1) {
