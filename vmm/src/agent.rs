@@ -6,7 +6,8 @@
 //! the server has no room, the chunks already cut wait here and the guest's
 //! next buffer stays in its ring until the server calls `resume`.
 //! Client → guest: each AGENT_DATA becomes one chunk for the client port; its
-//! token goes back (`AgentLink::consumed`) once the guest has read all of it.
+//! token goes back (`AgentLink::consumed`, in batches) once the guest has read
+//! all of it.
 //! The guest opening or closing the port is the agent connecting or
 //! disconnecting; a client leaving is told to the agent (CLIENT_DISCONNECTED).
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use devices::vdagent::{self, ChunkReader};
 use devices::virtio::serial::Busy;
 use devices::virtio::{SerialBackend, SerialPort, VirtioPciDevice, VirtioSerial};
-use spice::port::{AgentLink, AgentPort, AGENT_TOKEN_BATCH};
+use spice::port::{AgentLink, AgentPort, AGENT_CLIENT_TOKENS, AGENT_TOKEN_BATCH};
 use tracing::{debug, warn};
 
 use crate::devices::{DeviceManager, Slot};
@@ -29,6 +30,12 @@ pub const PORT_NAME: &str = "com.redhat.spice.0";
 /// The port's id in QMP's VSERPORT_CHANGE (QEMU's is the virtserialport
 /// device's id, the chardev's name for the agent by convention).
 pub const PORT_ID: &str = "vdagent";
+
+// Every message a client may have in flight fits in the port's queue: the
+// port must never refuse client data (a chunk is its payload plus 8 bytes).
+const _: () = assert!(
+    AGENT_CLIENT_TOKENS as usize * (vdagent::MAX_CHUNK + 8) <= devices::virtio::serial::MAX_QUEUED
+);
 
 /// Told when the guest opens or closes the port.
 pub type OpenListener = Box<dyn Fn(bool) + Send + Sync>;
@@ -178,8 +185,9 @@ impl AgentPort for AgentBridge {
             owed.consumed.fetch_add(1, Ordering::AcqRel);
         };
         if port.send(msg, Some(Box::new(done))).is_err() {
-            // Ten tokens of at most 2 KiB never fill the port's queue; if it
-            // is full anyway the data is lost, but the token comes back.
+            // The client's tokens never fill the port's queue (see the
+            // assertion below); if it is full anyway the data is lost, but
+            // the token comes back.
             warn!("agent: guest port full; client data dropped");
             link.consumed(1);
         }
