@@ -102,6 +102,14 @@ impl KeyPool {
     }
 
     fn refill(&self) {
+        // Refills follow every link, i.e. they start just as a new client's
+        // session gets busy: at nice 19 they use idle CPU only instead of
+        // taking a share from the guest's vCPU and the channels (perf showed
+        // ~60 ms of key generation inside a clipboard transfer). A link that
+        // finds the pool empty makes its key at normal priority (`take`).
+        if let Err(e) = rustix::process::setpriority_process(None, 19) {
+            tracing::debug!("SPICE key pool: nice 19 not set: {e}");
+        }
         loop {
             {
                 let mut st = lock(&self.state);

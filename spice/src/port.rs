@@ -104,9 +104,18 @@ impl LedNotifier {
 /// The largest agent message piece in either direction (VD_AGENT_MAX_DATA_SIZE).
 pub const AGENT_MAX_DATA: usize = 2048;
 /// Client → guest window: the client may have this many AGENT_DATA messages in
-/// flight (REDS_AGENT_WINDOW_SIZE). The port must accept that many without
-/// refusing; a client that sends more is cut off.
-pub const AGENT_CLIENT_TOKENS: u32 = 10;
+/// flight (MAIN_INIT's agent_tokens). The port must accept that many without
+/// refusing; a client that sends more is cut off. spice-server grants 10
+/// (REDS_AGENT_WINDOW_SIZE): 20 KiB in flight made a 10 MiB paste a token
+/// round trip (client -> server -> guest -> server -> client) per 20 KiB;
+/// 64 (128 KiB, half the guest port's queue) keeps the client sending while
+/// the guest reads. Clients take whatever number MAIN_INIT gives.
+pub const AGENT_CLIENT_TOKENS: u32 = 64;
+/// Tokens are returned to the client in batches of at least this many (as
+/// spice-server does every REDS_TOKENS_TO_SEND = 5), or all at once when the
+/// guest has taken everything the client sent: one AGENT_TOKEN (and one client
+/// wake-up) per 16 messages instead of one per message.
+pub const AGENT_TOKEN_BATCH: u32 = 16;
 /// Guest → client pieces the server holds while the client has no tokens or
 /// the channel has not sent them yet: spice-server's 5 receive buffers
 /// (REDS_VDI_PORT_NUM_RECEIVE_BUFFS) of 64 KiB each, in 2 KiB pieces; past

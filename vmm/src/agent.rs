@@ -6,17 +6,19 @@
 //! the server has no room, the chunks already cut wait here and the guest's
 //! next buffer stays in its ring until the server calls `resume`.
 //! Client → guest: each AGENT_DATA becomes one chunk for the client port; its
-//! token goes back (`AgentLink::consumed`) once the guest has read all of it.
+//! token goes back (`AgentLink::consumed`, in batches) once the guest has read
+//! all of it.
 //! The guest opening or closing the port is the agent connecting or
 //! disconnecting; a client leaving is told to the agent (CLIENT_DISCONNECTED).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use devices::vdagent::{self, ChunkReader};
 use devices::virtio::serial::Busy;
 use devices::virtio::{SerialBackend, SerialPort, VirtioPciDevice, VirtioSerial};
-use spice::port::{AgentLink, AgentPort};
+use spice::port::{AgentLink, AgentPort, AGENT_CLIENT_TOKENS, AGENT_TOKEN_BATCH};
 use tracing::{debug, warn};
 
 use crate::devices::{DeviceManager, Slot};
@@ -29,6 +31,12 @@ pub const PORT_NAME: &str = "com.redhat.spice.0";
 /// device's id, the chardev's name for the agent by convention).
 pub const PORT_ID: &str = "vdagent";
 
+// Every message a client may have in flight fits in the port's queue: the
+// port must never refuse client data (a chunk is its payload plus 8 bytes).
+const _: () = assert!(
+    AGENT_CLIENT_TOKENS as usize * (vdagent::MAX_CHUNK + 8) <= devices::virtio::serial::MAX_QUEUED
+);
+
 /// Told when the guest opens or closes the port.
 pub type OpenListener = Box<dyn Fn(bool) + Send + Sync>;
 
@@ -40,12 +48,23 @@ struct FromGuest {
     open: bool,
 }
 
+/// What the worker's round owes the MAIN channel, told at its end
+/// (`round_done`) in one wake-up, after the guest has its buffers back.
+#[derive(Default)]
+struct Owed {
+    /// Guest data was staged for the client.
+    staged: AtomicBool,
+    /// Client messages the guest has taken since the last round.
+    consumed: AtomicU32,
+}
+
 #[derive(Default)]
 pub struct AgentBridge {
     link: OnceLock<AgentLink>,
     port: OnceLock<SerialPort>,
     from_guest: Mutex<FromGuest>,
     on_open: OnceLock<OpenListener>,
+    owed: Arc<Owed>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,13 +87,18 @@ impl AgentBridge {
         }
     }
 
-    /// Hands held chunks to the server; true when none are left.
+    /// Hands held chunks to the server; true when none are left. The MAIN
+    /// channel is woken at the end of the worker's round.
     fn flush(&self, g: &mut FromGuest) -> bool {
         let Some(link) = self.link.get() else {
             g.held.clear();
             return true;
         };
-        link.send_from(&mut g.held)
+        if g.held.is_empty() {
+            return true;
+        }
+        self.owed.staged.store(true, Ordering::Release);
+        link.stage_from(&mut g.held)
     }
 }
 
@@ -83,6 +107,8 @@ impl SerialBackend for AgentBridge {
         let mut g = lock(&self.from_guest);
         g.reader.reset();
         g.held.clear();
+        // What the old agent took is forgotten with it (set_connected).
+        self.owed.consumed.store(0, Ordering::Release);
         g.open = open;
         if let Some(link) = self.link.get() {
             link.set_connected(open);
@@ -112,6 +138,31 @@ impl SerialBackend for AgentBridge {
         self.flush(&mut g);
         Ok(())
     }
+
+    fn round_done(&self) {
+        let Some(link) = self.link.get() else {
+            return;
+        };
+        // Tokens go back in batches (the relay sends AGENT_TOKEN per
+        // AGENT_TOKEN_BATCH, or once the guest took all): fewer are kept here
+        // without waking the MAIN channel, unless the guest has everything
+        // (then no later round would bring them).
+        let consumed = self.owed.consumed.load(Ordering::Acquire);
+        let drained = self.port.get().is_none_or(SerialPort::is_drained);
+        let consumed = if consumed >= AGENT_TOKEN_BATCH || (consumed > 0 && drained) {
+            self.owed.consumed.fetch_sub(consumed, Ordering::AcqRel);
+            consumed
+        } else {
+            0
+        };
+        let staged = self.owed.staged.swap(false, Ordering::AcqRel);
+        if consumed > 0 {
+            // Wakes the relay too.
+            link.consumed(consumed);
+        } else if staged {
+            link.wake();
+        }
+    }
 }
 
 impl AgentPort for AgentBridge {
@@ -126,14 +177,17 @@ impl AgentPort for AgentBridge {
         let (Some(port), Some(link)) = (self.port.get(), self.link.get()) else {
             return;
         };
-        let l = link.clone();
+        // Counted here, returned at the end of the worker's round: one
+        // wake-up of the MAIN channel per round, not per message.
+        let owed = self.owed.clone();
         let msg = vdagent::chunk(vdagent::PORT_CLIENT, data);
-        if port
-            .send(msg, Some(Box::new(move || l.consumed(1))))
-            .is_err()
-        {
-            // Ten tokens of at most 2 KiB never fill the port's queue; if it
-            // is full anyway the data is lost, but the token comes back.
+        let done = move || {
+            owed.consumed.fetch_add(1, Ordering::AcqRel);
+        };
+        if port.send(msg, Some(Box::new(done))).is_err() {
+            // The client's tokens never fill the port's queue (see the
+            // assertion below); if it is full anyway the data is lost, but
+            // the token comes back.
             warn!("agent: guest port full; client data dropped");
             link.consumed(1);
         }
@@ -153,6 +207,11 @@ impl AgentPort for AgentBridge {
 
     fn resume(&self) {
         let flushed = self.flush(&mut lock(&self.from_guest));
+        // Called by the MAIN channel after it took its queue: woken again, it
+        // sends what was just staged (or resumes us again once it has room).
+        if let Some(link) = self.link.get() {
+            link.wake();
+        }
         if flushed {
             if let Some(p) = self.port.get() {
                 p.resume();

@@ -67,6 +67,11 @@ pub trait SerialBackend: Send + Sync {
     /// Bytes the guest wrote. `Err(Busy)`: nothing was taken; the device
     /// retries after [`SerialPort::resume`].
     fn guest_data(&self, data: &[u8]) -> std::result::Result<(), Busy>;
+    /// The worker finished a round: the guest has its used buffers back (and
+    /// its interrupt). A backend that holds wake-ups of its consumers during
+    /// the round (so they do not take the CPU while the guest waits for its
+    /// buffer) sends them now.
+    fn round_done(&self) {}
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +121,11 @@ impl SerialPort {
         }
         self.resume();
         Ok(())
+    }
+
+    /// Nothing queued for the guest: it has all that was sent.
+    pub fn is_drained(&self) -> bool {
+        lock(&self.0.out).is_empty()
     }
 
     /// Wake the device: new data, or the backend has room again.
@@ -422,6 +432,9 @@ impl SerialWorker {
             if std::mem::take(used) && queue_needs_interrupt(&mut self.queues[q], &self.mem)? {
                 self.interrupt.signal_used_queue(q);
             }
+        }
+        for p in &self.ports {
+            p.backend.round_done();
         }
         Ok(())
     }

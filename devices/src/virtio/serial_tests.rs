@@ -12,6 +12,8 @@ const BUFS: u64 = 0x80000;
 struct Backend {
     log: Mutex<Vec<String>>,
     busy: std::sync::atomic::AtomicBool,
+    /// Guest memory and a used ring whose index `round_done` logs.
+    watch_used: Mutex<Option<(GuestMemoryMmap<()>, u64)>>,
 }
 
 impl SerialBackend for Backend {
@@ -24,6 +26,12 @@ impl SerialBackend for Backend {
         }
         lock(&self.log).push(format!("data {}", String::from_utf8_lossy(data)));
         Ok(())
+    }
+    fn round_done(&self) {
+        if let Some((mem, used)) = &*lock(&self.watch_used) {
+            let idx: u16 = mem.read_obj(GuestAddress(used + 2)).unwrap();
+            lock(&self.log).push(format!("round used={idx}"));
+        }
     }
 }
 
@@ -226,4 +234,35 @@ fn queued_host_messages_share_a_guest_buffer_as_one_byte_stream() {
     r.post(4, 64, None);
     assert_eq!(r.received(4), [vec![3u8; 26]]);
     assert_eq!(done.load(SeqCst), 3);
+}
+
+#[test]
+fn the_backend_hears_the_round_end_after_the_guest_has_its_buffers_back() {
+    let mut r = Rig::new();
+    r.post(2, 64, None);
+    r.control(0, control::DEVICE_READY, 1);
+    r.post(2, 64, None);
+    r.post(2, 64, None);
+    r.control(1, control::PORT_READY, 1);
+    r.control(1, control::PORT_OPEN, 1);
+    r.d.sync();
+    assert_eq!(r.backend.take(), ["open true"]);
+    *lock(&r.backend.watch_used) = Some((r.d.mem.clone(), r.q[5].used));
+    // Every round that took guest writes ends with the backend (which wakes
+    // its consumers then) hearing of it, once those buffers are in the used
+    // ring: at each "round used=N", N writes were taken.
+    r.post(5, 2, Some(b"ab"));
+    r.post(5, 2, Some(b"cd"));
+    r.d.sync();
+    let log = r.backend.take();
+    let mut taken = 0;
+    for line in &log {
+        if line.starts_with("data ") {
+            taken += 1;
+        } else {
+            assert_eq!(*line, format!("round used={taken}"), "{log:?}");
+        }
+    }
+    assert_eq!(taken, 2, "{log:?}");
+    assert_eq!(log.last().map(String::as_str), Some("round used=2"));
 }

@@ -17,6 +17,7 @@ use super::agent_filter::{ClientFilter, Piece};
 use super::conn::{violation, Violation};
 use crate::port::{
     AgentPort, Full, MonitorsConfigPort, AGENT_CLIENT_TOKENS, AGENT_MAX_DATA, AGENT_QUEUE,
+    AGENT_TOKEN_BATCH,
 };
 use crate::proto::main_msg;
 use crate::server::lock;
@@ -58,8 +59,13 @@ impl AgentLink {
 
     fn change<T>(&self, f: impl FnOnce(&mut AgentState) -> T) -> T {
         let r = f(&mut lock(&self.0.state));
-        self.0.bell.send_modify(|v| *v = v.wrapping_add(1));
+        self.wake();
         r
+    }
+
+    /// Wakes the relay to look at the state (after [`stage_from`](AgentLink::stage_from)).
+    pub fn wake(&self) {
+        self.0.bell.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The guest agent opened (true) or closed its port. The client hears of it
@@ -103,29 +109,42 @@ impl AgentLink {
         if pieces.is_empty() {
             return true;
         }
-        self.change(|s| {
-            if s.owner == 0 || !s.connected {
-                pieces.clear();
-                return true;
+        let all = self.stage_from(pieces);
+        self.wake();
+        all
+    }
+
+    /// [`send_from`](AgentLink::send_from) without waking the relay: the caller
+    /// calls [`wake`](AgentLink::wake) once it has finished its round. The
+    /// virtio-serial worker first gives the guest its buffer back, then wakes
+    /// the MAIN channel; woken earlier, the MAIN channel's thread took the
+    /// CPU from the worker while the guest waited for the buffer.
+    pub fn stage_from(&self, pieces: &mut VecDeque<Vec<u8>>) -> bool {
+        if pieces.is_empty() {
+            return true;
+        }
+        let s = &mut *lock(&self.0.state);
+        if s.owner == 0 || !s.connected {
+            pieces.clear();
+            return true;
+        }
+        while let Some(p) = pieces.front() {
+            let n = p.len().div_ceil(AGENT_MAX_DATA);
+            if s.to_client.len() + n > AGENT_QUEUE {
+                s.refused = true;
+                return false;
             }
-            while let Some(p) = pieces.front() {
-                let n = p.len().div_ceil(AGENT_MAX_DATA);
-                if s.to_client.len() + n > AGENT_QUEUE {
-                    s.refused = true;
-                    return false;
+            let p = pieces.pop_front().unwrap_or_default();
+            if p.len() <= AGENT_MAX_DATA {
+                if !p.is_empty() {
+                    s.to_client.push_back(p);
                 }
-                let p = pieces.pop_front().unwrap_or_default();
-                if p.len() <= AGENT_MAX_DATA {
-                    if !p.is_empty() {
-                        s.to_client.push_back(p);
-                    }
-                } else {
-                    s.to_client
-                        .extend(p.chunks(AGENT_MAX_DATA).map(<[u8]>::to_vec));
-                }
+            } else {
+                s.to_client
+                    .extend(p.chunks(AGENT_MAX_DATA).map(<[u8]>::to_vec));
             }
-            true
-        })
+        }
+        true
     }
 
     /// The guest took `messages` of the client's AGENT_DATA messages: their tokens
@@ -290,7 +309,10 @@ impl AgentRelay {
             if !self.owns(&s) {
                 return;
             }
-            if s.consumed > 0 {
+            // Batched: the client still holds tokens while fewer than a batch
+            // are due, unless the guest took all it sent (then nothing else
+            // would bring the rest back).
+            if s.consumed >= AGENT_TOKEN_BATCH || (s.consumed > 0 && s.consumed >= self.in_flight) {
                 let n = std::mem::take(&mut s.consumed);
                 self.in_flight = self.in_flight.saturating_sub(n);
                 out.push((main_msg::AGENT_TOKEN, n.to_le_bytes().to_vec()));
@@ -400,10 +422,35 @@ mod tests {
         }
         assert!(r.client_data(&msg(30)).is_err());
         assert!(r.client_data(&[0; AGENT_MAX_DATA + 1]).is_err());
+        // Tokens go back in batches: a few consumed stay with the server...
         link.consumed(3);
+        assert!(due(&mut r).is_empty());
+        // ...until a batch is due.
+        link.consumed(AGENT_TOKEN_BATCH - 3);
         assert_eq!(
             due(&mut r),
-            vec![(main_msg::AGENT_TOKEN, 3u32.to_le_bytes().to_vec())]
+            vec![(
+                main_msg::AGENT_TOKEN,
+                AGENT_TOKEN_BATCH.to_le_bytes().to_vec()
+            )]
+        );
+        r.client_data(&msg(30)).unwrap();
+        let left = AGENT_CLIENT_TOKENS - AGENT_TOKEN_BATCH + 1;
+        link.consumed(left);
+        assert_eq!(
+            due(&mut r),
+            vec![(main_msg::AGENT_TOKEN, left.to_le_bytes().to_vec())]
+        );
+        // Fewer than a batch come back once the guest has taken all the
+        // client sent (nothing else would bring them back).
+        r.client_data(&msg(30)).unwrap();
+        r.client_data(&msg(30)).unwrap();
+        link.consumed(1);
+        assert!(due(&mut r).is_empty());
+        link.consumed(1);
+        assert_eq!(
+            due(&mut r),
+            vec![(main_msg::AGENT_TOKEN, 2u32.to_le_bytes().to_vec())]
         );
         r.client_data(&msg(30)).unwrap();
         // Guest → client: two tokens, so two pieces; the queue fills and refuses.
