@@ -146,11 +146,10 @@ impl Queue {
     fn write_direct(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         let socket = self.direct.as_mut()?;
         let mut message = framed(data, self.lz4);
+        // Stamped before the write: after it, the reply can already be read.
+        tracing::debug!(target: "usbtime", "flushed");
         match socket.try_write(&message) {
-            Ok(n) if n > 0 => {
-                tracing::debug!(target: "usbtime", "flushed");
-                Some(message.split_off(n))
-            }
+            Ok(n) if n > 0 => Some(message.split_off(n)),
             Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
             Err(e) => {
