@@ -147,9 +147,8 @@ pub async fn run(
 ) {
     let name = kind.name();
     let mut conn = Conn::new(stream, req.mini_header(), kind.max_message(), kill, name);
-    if kind.direct_writes() {
-        conn.set_direct(direct);
-    }
+    // Other channels let the second descriptor go at once.
+    conn.set_direct(direct.filter(|_| kind.direct_writes()));
     let result = kind
         .run(Link {
             conn: &mut conn,
