@@ -150,11 +150,12 @@ impl XhciHandle {
     /// machine is paused the worker does it on resume. Call with none of the
     /// device's locks held (the controller calls into the device).
     pub fn collect(&self) {
+        let mut core = lock(&self.core);
+        // Read under the lock: `pause` sets the flag, then takes the lock.
         if self.paused.load(Ordering::Acquire) {
             let _ = self.kick.write(1);
             return;
         }
-        let mut core = lock(&self.core);
         core.collect();
         if core.has_pending() {
             let _ = self.kick.write(1);
@@ -214,7 +215,7 @@ impl PciDevice for XhciPci {
 impl Lifecycle for XhciPci {
     fn pause(&mut self) {
         self.paused.store(true, Ordering::Release);
-        // Wait out a `collect` that started before the flag was seen.
+        // Wait out a `collect` that holds the lock; later ones see the flag.
         drop(lock(&self.core));
         if let Some(w) = &self.worker {
             w.pause();
