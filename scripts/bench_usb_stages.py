@@ -5,8 +5,8 @@ the `usbtime` tracing target (see scripts/bench_usb):
   SPICEBOX_BENCH_LOG=warn,usbtime=debug SPICEBOX_BENCH_STDERR=/tmp/usb scripts/bench_usb
   scripts/bench_usb_stages.py /tmp/usb.spicebox
 
-Each transfer is one cycle doorbell (vCPU) -> submit (xhci worker) -> flushed
-(SPICE task wrote the request) -> header (reply's header read) -> client msg
+Each transfer is one cycle doorbell (vCPU) -> submit (vCPU) -> flushed
+(request written to the socket, from the vCPU or else the SPICE task) -> header (reply's header read) -> client msg
 (reply read whole) -> complete (usbredir reply matched) -> finished (Transfer
 Event written), then the guest's time to its next doorbell. Cycles are grouped
 by the reply's size (26: CBW, 64 KiB: data, 39: CSW) with median/p90/mean µs.

@@ -16,6 +16,10 @@ impl Framing {
         Framing { mini, serial: 0 }
     }
 
+    pub fn is_mini(&self) -> bool {
+        self.mini
+    }
+
     pub fn header_size(&self) -> usize {
         if self.mini {
             MINI_HEADER_SIZE

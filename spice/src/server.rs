@@ -4,6 +4,7 @@
 //! channels and their events are kept in `clients.rs`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -16,6 +17,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::auth::{KeyPool, Ticket};
+use crate::channel::conn::DirectSocket;
 use crate::channel::display::DisplayChannel;
 use crate::channel::{self, ChannelKind, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
@@ -381,7 +383,7 @@ fn remove_stale_socket(path: &std::path::Path) {
 async fn accept_loop(listener: Listener, shared: Arc<Shared>, tls: bool) {
     let mut stop = shared.shutdown.subscribe();
     loop {
-        let accepted: std::io::Result<(BoxStream, Peer, Peer)> = tokio::select! {
+        let accepted: std::io::Result<(BoxStream, Option<DirectSocket>, Peer, Peer)> = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             r = async {
                 match &listener {
@@ -392,7 +394,8 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, tls: bool) {
                             debug!("SPICE: cannot enable TCP keepalive: {e}");
                         }
                         let local = s.local_addr()?;
-                        Ok((Box::new(s) as BoxStream, tcp_peer(a), tcp_peer(local)))
+                        let direct = s.as_fd().try_clone_to_owned().ok().map(|fd| DirectSocket::Tcp(fd.into()));
+                        Ok((Box::new(s) as BoxStream, direct, tcp_peer(a), tcp_peer(local)))
                     }
                     Listener::Unix(l) => {
                         let (s, _) = l.accept().await?;
@@ -402,17 +405,18 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, tls: bool) {
                             .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
                             .unwrap_or_default();
                         let p = Peer { host: path, port: 0, family: "unix" };
-                        Ok((Box::new(s) as BoxStream, p.clone(), p))
+                        let direct = s.as_fd().try_clone_to_owned().ok().map(|fd| DirectSocket::Unix(fd.into()));
+                        Ok((Box::new(s) as BoxStream, direct, p.clone(), p))
                     }
                 }
             } => r,
         };
         match accepted {
-            Ok((stream, peer, local)) => {
+            Ok((stream, direct, peer, local)) => {
                 shared.live.fetch_add(1, Ordering::SeqCst);
                 let live = Live(shared.clone());
                 tokio::spawn(async move {
-                    handle_connection(&live.0, stream, peer, local, tls).await;
+                    handle_connection(&live.0, stream, direct, peer, local, tls).await;
                     drop(live);
                 });
             }
@@ -506,10 +510,12 @@ impl Drop for ChannelSlot<'_> {
 }
 
 /// The transport (TLS, HTTP, WebSocket) and link stages of one connection, then its
-/// channel. `tls`: it came in on the TLS listener.
+/// channel. `tls`: it came in on the TLS listener. `direct`: a dup of the
+/// socket, kept for the channel only if the carrier is plain.
 async fn handle_connection(
     shared: &Arc<Shared>,
     stream: BoxStream,
+    direct: Option<DirectSocket>,
     peer: Peer,
     local: Peer,
     tls: bool,
@@ -604,9 +610,11 @@ async fn handle_connection(
         channel = req.channel_type,
         session_id, "SPICE channel linked"
     );
+    let direct = direct.filter(|_| carrier == transport::Carrier::Tcp);
     channel::run(
         kind.as_ref(),
         stream,
+        direct,
         &req,
         session_id,
         kill,

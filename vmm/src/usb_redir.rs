@@ -83,6 +83,9 @@ impl UsbRedirStream {
                     }
                 }
                 RedirEvent::Disconnected => self.detach(),
+                // Answers read on this (the SPICE) thread complete their
+                // TDs here too, not through the xHCI worker.
+                RedirEvent::Completed => self.xhci.collect(),
             }
         }
     }
@@ -143,6 +146,7 @@ impl StreamPort for UsbRedirStream {
     fn client_opened(&self, open: bool) {
         if open {
             let conn = RedirConnection::new();
+            conn.set_inline_completions(true);
             let me = self.me.clone();
             conn.set_output_notify(Arc::new(move || {
                 if let Some(me) = me.upgrade() {

@@ -36,6 +36,9 @@ pub enum RedirEvent {
     Connected(UsbSpeed),
     /// The device is gone: detach it.
     Disconnected,
+    /// Transfers completed (only with [`RedirConnection::set_inline_completions`]):
+    /// the controller should collect them now (`XhciHandle::collect`).
+    Completed,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -62,6 +65,12 @@ struct Shared {
     waiting: HashMap<u8, VecDeque<(u64, u32)>>,
     completions: Vec<UsbCompletion>,
     waker: Option<Arc<EventFd>>,
+    /// The transport collects completions made while it feeds bytes in
+    /// (`received` reports [`RedirEvent::Completed`]) instead of the waker.
+    inline_completions: bool,
+    /// Inside `received` with inline completions: completions are reported.
+    receiving_bytes: bool,
+    completed_inline: bool,
 }
 
 impl Shared {
@@ -75,7 +84,9 @@ impl Shared {
     fn complete(&mut self, done: UsbCompletion) {
         tracing::debug!(target: "usbtime", "complete");
         self.completions.push(done);
-        if let Some(w) = &self.waker {
+        if self.receiving_bytes {
+            self.completed_inline = true;
+        } else if let Some(w) = &self.waker {
             let _ = w.write(1);
         }
     }
@@ -354,6 +365,9 @@ impl RedirConnection {
                 waiting: HashMap::new(),
                 completions: Vec::new(),
                 waker: None,
+                inline_completions: false,
+                receiving_bytes: false,
+                completed_inline: false,
             })),
             notify: Notifier::default(),
         }
@@ -371,17 +385,40 @@ impl RedirConnection {
     pub fn received(&self, bytes: &[u8]) -> Result<Vec<RedirEvent>, usbredir::Error> {
         let mut s = lock(&self.shared);
         s.parser.feed(bytes);
+        s.receiving_bytes = s.inline_completions;
         let mut events = Vec::new();
-        while let Some(result) = s.parser.next() {
-            match result {
+        let mut result = Ok(());
+        while let Some(next) = s.parser.next() {
+            match next {
                 Ok(r) => s.handle(r.id, r.packet, &mut events),
                 Err(e) => {
                     warn!("usbredir: packet from the peer rejected: {e}");
-                    return Err(e);
+                    result = Err(e);
+                    break;
                 }
             }
         }
-        Ok(events)
+        s.receiving_bytes = false;
+        if std::mem::take(&mut s.completed_inline) {
+            match (&result, &s.waker) {
+                (Ok(()), _) => events.push(RedirEvent::Completed),
+                // The caller only closes the connection: the worker collects.
+                (Err(_), Some(w)) => {
+                    let _ = w.write(1);
+                }
+                (Err(_), None) => {}
+            }
+        }
+        result.map(|()| events)
+    }
+
+    /// Whether completions of transfers answered by bytes fed to `received` are
+    /// reported as [`RedirEvent::Completed`] for the caller to collect on its
+    /// own thread, rather than by waking the controller's worker: one thread
+    /// hand-off less per transfer. Completions made elsewhere (a report
+    /// already buffered when the controller asks) still use the waker.
+    pub fn set_inline_completions(&self, inline: bool) {
+        lock(&self.shared).inline_completions = inline;
     }
 
     /// The peer went away: the device, if any, is gone.

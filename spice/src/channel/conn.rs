@@ -41,9 +41,33 @@ struct Ack {
     unacked: u32,
 }
 
+/// A second handle on a plain (no TLS, no WebSocket) connection's socket, for
+/// a channel whose writes come from other threads: one non-blocking write there
+/// instead of waking the channel task to make it (see `channel/usbredir.rs`).
+/// The socket stays owned by the connection; this is a dup of its descriptor.
+#[derive(Debug)]
+pub enum DirectSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl DirectSocket {
+    /// What the socket took without blocking (tokio made it non-blocking; the
+    /// dup shares that); `WouldBlock` when its buffer is full.
+    pub fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        use std::io::Write;
+        match self {
+            DirectSocket::Tcp(s) => s.write(bytes),
+            DirectSocket::Unix(s) => s.write(bytes),
+        }
+    }
+}
+
 pub struct Conn {
     rx: mpsc::Receiver<Inbound>,
     wr: WriteHalf<BoxStream>,
+    /// The socket for direct writes, while no channel took it (plain carrier).
+    direct: Option<DirectSocket>,
     framing: Framing,
     out: Vec<u8>,
     ack: Option<Ack>,
@@ -75,6 +99,7 @@ impl Conn {
         Conn {
             rx,
             wr,
+            direct: None,
             framing: Framing::new(mini),
             out: Vec::new(),
             ack: None,
@@ -82,6 +107,26 @@ impl Conn {
             reader,
             name,
         }
+    }
+
+    /// The socket's second handle, for a plain carrier (see [`DirectSocket`]).
+    pub(crate) fn set_direct(&mut self, direct: Option<DirectSocket>) {
+        self.direct = direct;
+    }
+
+    /// Takes the direct handle, if the carrier is plain and the framing is the
+    /// mini header (the only one with no per-message state to share).
+    pub fn take_direct(&mut self) -> Option<DirectSocket> {
+        if !self.framing.is_mini() {
+            return None;
+        }
+        self.direct.take()
+    }
+
+    /// Bytes already framed (the rest of a message a direct write began),
+    /// written before anything queued after them.
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
     }
 
     /// Frames a message into the output buffer; `flush` writes it.

@@ -124,15 +124,23 @@ pub trait ChannelKind: Send + Sync + 'static {
     fn max_message(&self) -> usize {
         DEFAULT_MAX_MESSAGE
     }
+    /// Whether the task wants the socket's direct handle (`Conn::take_direct`)
+    /// when the carrier is plain.
+    fn direct_writes(&self) -> bool {
+        false
+    }
     /// Serves one linked channel until the client leaves, misbehaves or the
     /// session ends.
     fn run<'a>(&'a self, link: Link<'a>) -> ChannelTask<'a>;
 }
 
-/// Runs a linked channel's task on its connection, then closes it.
+/// Runs a linked channel's task on its connection, then closes it. `direct`:
+/// a dup of a plain carrier's socket (see [`conn::DirectSocket`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     kind: &dyn ChannelKind,
     stream: BoxStream,
+    direct: Option<conn::DirectSocket>,
     req: &LinkRequest,
     session_id: u32,
     kill: watch::Receiver<bool>,
@@ -141,6 +149,8 @@ pub async fn run(
 ) {
     let name = kind.name();
     let mut conn = Conn::new(stream, req.mini_header(), kind.max_message(), kill, name);
+    // Other channels let the second descriptor go at once.
+    conn.set_direct(direct.filter(|_| kind.direct_writes()));
     let result = kind
         .run(Link {
             conn: &mut conn,

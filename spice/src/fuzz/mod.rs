@@ -266,6 +266,7 @@ pub fn channel_dispatch(data: &[u8]) {
         let task = channel::run(
             kind.as_ref(),
             Box::new(server) as BoxStream,
+            None,
             &req,
             1,
             kill,

@@ -147,3 +147,79 @@ fn usbredir_streams_become_channels_with_lz4() {
     assert!(c.state().closed.is_empty());
     drop(c);
 }
+
+/// Guest data is written from the guest's thread while the socket takes it,
+/// then through the channel task once it is full: the client still gets every
+/// message whole and in order, and the guest is told `Full` only once 1 MiB
+/// waits beyond what the socket holds.
+#[test]
+fn guest_data_keeps_its_order_when_the_socket_fills() {
+    let rec = Arc::new(Recorder::default());
+    let stream = Arc::new(Stream::default());
+    let server = SpiceServer::start(
+        config(None),
+        Ports {
+            streams: vec![stream.clone() as Arc<dyn StreamPort>],
+            ..ports(&rec)
+        },
+    )
+    .unwrap();
+    let c = connect(&server);
+    c.send_main(crate::proto::main_msgc::ATTACH_CHANNELS, &[])
+        .unwrap();
+    c.wait(T, |s| s.channels_list.is_some()).unwrap();
+    let session = c.state().session_id;
+    let (mut s, _) = link_channel_id(
+        &server.local_addr(),
+        session,
+        ch::USBREDIR,
+        0,
+        vec![],
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    wait_for(|| stream.opened.lock().unwrap().as_slice() == [true]);
+    // Sizes that cut the socket's buffer at odd places; the client reads
+    // nothing until the guest side is refused.
+    let message = |i: u32| -> Vec<u8> {
+        let len = 7 + (i as usize * 7919) % 30000;
+        let mut m = i.to_le_bytes().to_vec();
+        m.resize(len, i as u8);
+        m
+    };
+    let sink = stream.sink();
+    let mut sent = 0u32;
+    while sink.guest_data(&message(sent)).is_ok() {
+        sent += 1;
+        assert!(sent < 100_000, "never refused");
+    }
+    assert!(sent > 10);
+    for i in 0..sent {
+        let (t, body) = recv(&mut s);
+        assert_eq!(t, 101);
+        assert_eq!(body, message(i), "message {i}");
+    }
+    // The client reads while the guest side writes as fast as it is let:
+    // direct writes and the task's take turns without overtaking.
+    let total = sent + 1500;
+    let reader = std::thread::spawn(move || {
+        for i in sent..total {
+            let (t, body) = recv(&mut s);
+            assert_eq!(t, 101);
+            assert_eq!(body, message(i), "message {i}");
+            if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        s
+    });
+    for i in sent..total {
+        while sink.guest_data(&message(i)).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut s = reader.join().unwrap();
+    sink.guest_data(b"after").unwrap();
+    assert_eq!(recv(&mut s), (101, b"after".to_vec()));
+    drop(c);
+}

@@ -4,6 +4,7 @@
 use super::*;
 use crate::usb::SetupPacket;
 use usbredir::{BulkPacket, DeviceConnect, Received};
+use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
 struct Peer {
     parser: Parser,
@@ -414,4 +415,74 @@ fn superspeed_needs_the_usb3_capabilities() {
         .received(&old.encode(0, &Packet::DeviceConnect(c)).unwrap())
         .unwrap();
     assert_eq!(events, vec![RedirEvent::Connected(UsbSpeed::High)]);
+}
+
+#[test]
+fn inline_completions_are_reported_to_the_transport_instead_of_waking() {
+    let conn = RedirConnection::new();
+    conn.set_inline_completions(true);
+    let mut peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    let waker = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+    dev.set_waker(waker.clone());
+    let bulk_in = |id| UsbRequest {
+        id,
+        endpoint: 0x81,
+        kind: TransferKind::Bulk,
+        data: vec![],
+        length: 512,
+    };
+    assert_eq!(dev.submit(bulk_in(5)), None);
+    assert_eq!(dev.submit(bulk_in(6)), None);
+    let got = peer.recv(&conn);
+    assert_eq!(got.len(), 2);
+    // Both answers in one read: one Completed for the transport, no wake-up.
+    let mut bytes = Vec::new();
+    for (r, fill) in got.iter().zip([1u8, 2]) {
+        let Packet::Bulk(b) = &r.packet else {
+            panic!("{r:?}")
+        };
+        let reply = BulkPacket {
+            data: vec![fill; 3],
+            length: 3,
+            ..b.clone()
+        };
+        bytes.extend(peer.parser.encode(r.id, &Packet::Bulk(reply)).unwrap());
+    }
+    assert_eq!(conn.received(&bytes).unwrap(), vec![RedirEvent::Completed]);
+    assert!(waker.read().is_err(), "the worker was woken");
+    let done = dev.take_completions();
+    assert_eq!(
+        done.iter()
+            .map(|c| (c.id, c.data.clone()))
+            .collect::<Vec<_>>(),
+        vec![(5, vec![1; 3]), (6, vec![2; 3])]
+    );
+    // Completions made on the controller's side still wake it: a failed
+    // submit is immediate, and a disconnect fails what is pending.
+    assert_eq!(dev.submit(bulk_in(7)), None);
+    peer.recv(&conn);
+    assert_eq!(
+        peer.send(&conn, 0, Packet::DeviceDisconnect),
+        vec![RedirEvent::Disconnected, RedirEvent::Completed]
+    );
+    assert_eq!(dev.take_completions()[0].id, 7);
+    // Without the opt-in, the same answer wakes the worker and reports nothing.
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    let mut dev = peer.connect(&conn);
+    dev.set_waker(waker.clone());
+    dev.submit(bulk_in(8));
+    let got = peer.recv(&conn);
+    let Packet::Bulk(b) = &got[0].packet else {
+        panic!()
+    };
+    let reply = BulkPacket {
+        data: vec![9],
+        length: 1,
+        ..b.clone()
+    };
+    assert!(peer.send(&conn, got[0].id, Packet::Bulk(reply)).is_empty());
+    assert_eq!(waker.read().unwrap(), 1);
+    assert_eq!(dev.take_completions()[0].id, 8);
 }

@@ -3,10 +3,10 @@
 //! runtime at 0x1000, doorbells at 0x2000; the MSI-X table (0x3000) and PBA
 //! (0x3800) are served by `PciInterrupt` before accesses get here.
 //!
-//! Register accesses (vCPU thread) only record work: a doorbell marks the
-//! command ring or an endpoint pending and returns true, and the owner wakes the
-//! worker, which calls [`Xhci::process`] to walk rings, run commands, submit
-//! transfers and collect completions. Commands live in `commands.rs`, transfers
+//! Register accesses only record work: a doorbell marks the command ring or an
+//! endpoint pending and returns true, and the owner calls [`Xhci::process`]
+//! (on the vCPU, or the worker for what is left) to walk rings, run commands,
+//! submit transfers and collect completions. Commands live in `commands.rs`, transfers
 //! in `transfer.rs`.
 
 use std::sync::Arc;
@@ -534,6 +534,13 @@ impl Xhci {
                 bits &= bits - 1;
                 self.kick_endpoint(slot_index as u8 + 1, dci);
             }
+        }
+    }
+
+    /// Only the devices' completions (see `XhciHandle::collect`).
+    pub fn collect(&mut self) {
+        if self.running() {
+            self.collect_completions();
         }
     }
 
