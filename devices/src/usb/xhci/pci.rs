@@ -1,14 +1,13 @@
 //! The xHCI PCI function (1b36:000d, class 0C0330): BAR 0 (64-bit, 16 KiB) with
 //! the registers and, at 0x3000/0x3800, the MSI-X table and PBA; INTA.
 //!
-//! Register accesses run on the vCPU under the controller's lock. A doorbell
-//! is served right there, as QEMU does (the rings walked, the transfers handed
-//! to their devices): waking a worker thread for it cost ~25 µs a transfer on a
-//! loaded host, three times per mass-storage read. The worker thread ("xhci")
-//! takes what a round leaves over and the completions of devices that answer
-//! later through the wake-up eventfd; a transport that receives a device's
-//! answers itself (usbredir) hands them over with [`XhciHandle::collect`]
-//! instead, on its own thread.
+//! Register accesses run on the vCPU under the controller's lock and only
+//! record work; a doorbell wakes the worker thread ("xhci"), which walks the
+//! rings and hands transfers to their devices (QEMU serves doorbells on the
+//! vCPU; we keep the vCPU free of device work). Devices that answer later
+//! write the same wake-up eventfd, except a transport that receives a
+//! device's answers itself (usbredir): it hands them over with
+//! [`XhciHandle::collect`] on its own thread, one thread hop less.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -190,14 +189,11 @@ impl PciDevice for XhciPci {
             core.write(offset, data);
             return;
         }
-        let mut core = lock(&self.core);
-        if core.write(offset, data) {
+        if lock(&self.core).write(offset, data) {
+            // Transfers are served on the worker, never on the vCPU (issue
+            // 14): the doorbell only wakes it.
             tracing::debug!(target: "usbtime", "doorbell");
-            core.process();
-            if core.has_pending() {
-                // Bounded rounds: the worker goes on with the rest.
-                let _ = self.kick.write(1);
-            }
+            let _ = self.kick.write(1);
         }
     }
 
