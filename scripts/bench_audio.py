@@ -249,6 +249,8 @@ def main():
                     help="CPU window (the guest plays 32 s; the window starts 2 s in)")
     ap.add_argument("--threads", action="store_true", help="per-thread CPU and switches")
     ap.add_argument("--only", default="", help="configurations whose name contains this")
+    ap.add_argument("--baseline", metavar="SPICEBOX",
+                    help="another spicebox binary (an earlier build) to run alongside")
     ap.add_argument("--timeout", type=float, default=120, help="boot to dma-start")
     args = ap.parse_args()
     global ARGS
@@ -266,8 +268,8 @@ def main():
                        stdout=subprocess.DEVNULL)
         disk = os.path.join(tmp, "ac97-play.img")
 
-        def spicebox(extra):
-            return lambda port: [os.path.join(ROOT, "target/release/spicebox"), "run", disk,
+        def spicebox(extra, binary=os.path.join(ROOT, "target/release/spicebox")):
+            return lambda port: [binary, "run", disk,
                                  "-m", "512M", "--serial", "stdio", "--control", "none",
                                  "--spice", f"127.0.0.1:{port}", "--disable-ticketing"] + extra
 
@@ -285,6 +287,10 @@ def main():
                    ("QEMU, Opus", qemu("")),
                    ("spicebox, raw", spicebox(["--spice-playback-compression", "off"])),
                    ("QEMU, raw", qemu(",playback-compression=off"))]
+        if args.baseline:
+            configs += [("baseline spicebox, Opus", spicebox([], args.baseline)),
+                        ("baseline spicebox, raw",
+                         spicebox(["--spice-playback-compression", "off"], args.baseline))]
         configs = [(n, c) for n, c in configs if args.only in n]
         # Round-robin, so that load from other work on the machine falls on
         # every configuration alike.
