@@ -28,7 +28,7 @@
 //! it. A client that announces the OPUS
 //! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS
 //! unless playback compression is off: each
-//! 10 ms frame goes as one Opus packet, encoded on the device's thread as it is cut.
+//! 10 ms frame goes as one Opus packet, encoded on the client's task.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,10 +53,9 @@ enum Out {
     /// The stream started (or the client joined it) at this instant: START
     /// is stamped with it, so it never postdates the first DATA's stamp.
     Start(Instant),
-    /// One 10 ms frame as DATA carries it after the stamp (an Opus packet,
-    /// or interleaved S16LE stereo at 48 kHz), and when the device handed
-    /// over the samples that completed it.
-    Data(Vec<u8>, Instant),
+    /// One 10 ms frame, interleaved stereo at 48 kHz, and when the device
+    /// handed over the samples that completed it.
+    Data(Vec<i16>, Instant),
     Stop,
     Volume,
 }
@@ -69,11 +68,6 @@ struct State {
     /// The guest's stream, while it plays.
     playing: Option<PcmFormat>,
     converter: Option<Converter>,
-    /// The client's Opus encoder (none: raw). Frames are encoded on the
-    /// device's thread as they are cut, with the samples still in its cache
-    /// (on the client's task they cost about a fifth more, measured), and
-    /// the task only stamps and sends them.
-    encoder: Option<OpusEncoder>,
     volume: Vec<u16>,
     mute: bool,
     queue: VecDeque<Out>,
@@ -137,17 +131,7 @@ impl AudioOutSink for Sink {
         let arrived = Instant::now();
         let mut queued = false;
         while let Some(frame) = conv.frame() {
-            let payload = match &mut s.encoder {
-                Some(enc) => match enc.encode(&frame) {
-                    Ok(packet) => packet,
-                    Err(e) => {
-                        tracing::warn!("playback: frame dropped: {e}");
-                        continue;
-                    }
-                },
-                None => frame.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            };
-            s.queue.push_back(Out::Data(payload, arrived));
+            s.queue.push_back(Out::Data(frame, arrived));
             queued = true;
         }
         if !queued {
@@ -240,7 +224,6 @@ impl Drop for Registered<'_> {
             s.client = 0;
             s.queue.clear();
             s.converter = None;
-            s.encoder = None;
             drop(s);
             self.channel.port.client_attached(false);
         }
@@ -281,7 +264,7 @@ impl PlaybackChannel {
         let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
         // Opus when the client can decode it, as spice-server with playback
         // compression on (its default).
-        let opus = if self.compression && has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
+        let mut opus = if self.compression && has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
             OpusEncoder::new()
                 .inspect_err(|e| tracing::warn!("playback: no Opus encoder ({e}); raw"))
                 .ok()
@@ -294,7 +277,6 @@ impl PlaybackChannel {
             s.next_client += 1;
             s.client = s.next_client;
             s.queue.clear();
-            s.encoder = opus;
             // A stream already playing is joined where it is.
             if let Some(f) = s.playing {
                 s.converter = Some(stream_converter(f));
@@ -322,9 +304,25 @@ impl PlaybackChannel {
                             w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(at);
                             conn.queue(playback_msg::START, &w.finish());
                         }
-                        Out::Data(payload, arrived) => {
+                        Out::Data(pcm, arrived) => {
                             let mut w = Writer::new();
-                            w.u32(link.server.mm_time_at(arrived)).bytes(&payload);
+                            w.u32(link.server.mm_time_at(arrived));
+                            match &mut opus {
+                                Some(enc) => match enc.encode(&pcm) {
+                                    Ok(packet) => {
+                                        w.bytes(&packet);
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!("playback: frame dropped: {e}");
+                                        continue;
+                                    }
+                                },
+                                None => {
+                                    for v in &pcm {
+                                        w.bytes(&v.to_le_bytes());
+                                    }
+                                }
+                            }
                             conn.queue(playback_msg::DATA, &w.finish());
                         }
                         Out::Stop => conn.queue(playback_msg::STOP, &[]),
