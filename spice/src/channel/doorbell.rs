@@ -14,11 +14,10 @@
 //! Should the socket pair be unavailable (out of descriptors), a
 //! `tokio::sync::Notify` does the job the old way.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 pub struct Doorbell {
@@ -59,7 +58,9 @@ impl Doorbell {
         if self.rung.swap(true, Ordering::AcqRel) {
             return;
         }
-        match (&*tx).write(&[1]) {
+        // `Write` is implemented for `&UnixStream`: no lock, no `mut`.
+        let mut tx: &UnixStream = tx;
+        match tx.write(&[1]) {
             Ok(_) => {}
             // Full: bytes are waiting, so the task will wake anyway.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -77,7 +78,7 @@ impl Doorbell {
     pub fn listener(&self) -> Listener<'_> {
         let rx = self.pair.as_ref().and_then(|(_, rx)| {
             rx.try_clone()
-                .and_then(AsyncFd::new)
+                .and_then(tokio::net::UnixStream::from_std)
                 .inspect_err(|e| tracing::warn!("doorbell: listener: {e}; Notify instead"))
                 .ok()
         });
@@ -87,12 +88,8 @@ impl Doorbell {
 
 pub struct Listener<'a> {
     bell: &'a Doorbell,
-    rx: Option<AsyncFd<UnixStream>>,
+    rx: Option<tokio::net::UnixStream>,
 }
-
-/// Bytes one read drains: rings write one byte each and at most one is
-/// outstanding per drain, so one read nearly always empties the socket.
-const DRAIN: usize = 64;
 
 impl Listener<'_> {
     /// Returns once the bell has rung since the last return. Cancel-safe: a
@@ -102,38 +99,35 @@ impl Listener<'_> {
             return self.bell.fallback.notified().await;
         };
         loop {
-            let mut guard = tokio::select! {
-                r = rx.readable() => match r {
-                    Ok(guard) => guard,
-                    Err(e) => {
+            tokio::select! {
+                r = rx.readable() => {
+                    if let Err(e) = r {
                         tracing::warn!("doorbell: {e}");
                         return self.bell.fallback.notified().await;
                     }
-                },
+                }
                 // A ring whose write failed.
                 _ = self.bell.fallback.notified() => return,
-            };
+            }
             // Cleared before draining: a ring after this point writes a new
             // byte (waking the next call), one before it is among the bytes
             // drained; either way the caller looks at its queue next.
             self.bell.rung.store(false, Ordering::Release);
-            let mut buf = [0u8; DRAIN];
-            match (&*rx.get_ref()).read(&mut buf) {
-                // A short read emptied the socket: the readiness is cleared
-                // without the extra read that would see EAGAIN (tokio keeps
-                // an event that arrived since, so no ring is lost).
-                Ok(n) if 0 < n && n < DRAIN => {
-                    guard.clear_ready();
-                    return;
+            let mut buf = [0u8; 64];
+            let mut drained = false;
+            loop {
+                match rx.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => drained = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::warn!("doorbell: {e}");
+                        return;
+                    }
                 }
-                // More may be queued (the next call reads on), or the ring
-                // side is gone (it never is while the bell exists).
-                Ok(_) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                Err(e) => {
-                    tracing::warn!("doorbell: {e}");
-                    return;
-                }
+            }
+            if drained {
+                return;
             }
         }
     }
