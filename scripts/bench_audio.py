@@ -38,8 +38,16 @@ seconds of audio it decoded (PCM bytes / 192000), with the Opus the client
 announces, and raw when the server is told not to compress (QEMU:
 -spice playback-compression=off; spicebox: --spice-playback-compression off).
 
-Server CPU: utime+stime of the VMM process (all threads, and without the vCPU
-threads) over --seconds of playback starting 2 s after dma-start, as CPU %.
+Server CPU: each thread's run time from /proc/<pid>/task/<tid>/schedstat
+(nanoseconds, where utime/stime count 10 ms clock ticks: the non-vCPU
+threads use a few ticks a second, too coarse to compare), summed over all
+threads and over the non-vCPU ones (vCPU threads: spicebox's `vcpuN`,
+QEMU's `CPU N/KVM` with debug-threads=on), over --seconds of playback
+starting 2 s after dma-start, as CPU %; the process's tick count is printed
+per run as a cross-check (it also holds threads that died). Context
+switches/s: voluntary + involuntary switches of the non-vCPU threads
+(mostly wake-ups). --threads prints them per thread. Configurations run
+round-robin, so that other load on the machine falls on all alike.
 """
 import argparse
 import os
@@ -90,32 +98,65 @@ class Vm:
                 self.dma_start = now
                 self.seen.set()
 
-    def cpu(self):
-        """(all threads, without vCPU threads) CPU seconds so far."""
-        total = other = 0
+    def threads(self):
+        """{tid: (name, CPU ns, context switches)} of the VMM's threads now:
+        schedstat's run time (ns, not clock ticks) and voluntary +
+        involuntary switches (each a wake-up, or a preemption)."""
+        out = {}
         task = f"/proc/{self.p.pid}/task"
         for t in os.listdir(task):
             try:
-                with open(f"{task}/{t}/stat") as f:
-                    stat = f.read()
                 with open(f"{task}/{t}/comm") as f:
                     comm = f.read().strip()
+                with open(f"{task}/{t}/schedstat") as f:
+                    ns = int(f.read().split()[0])
+                with open(f"{task}/{t}/status") as f:
+                    status = f.read()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            ticks = int(fields[11]) + int(fields[12])
-            total += ticks
-            if not (comm.startswith("vcpu") or ("CPU " in comm and "/KVM" in comm)):
-                other += ticks
+            switches = sum(int(l.split()[1]) for l in status.splitlines()
+                           if l.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")))
+            out[t] = (comm, ns, switches)
+        return out
+
+    def ticks(self):
+        """The whole process's utime+stime, clock ticks (dead threads too)."""
         with open(f"/proc/{self.p.pid}/stat") as f:
             stat = f.read()
         fields = stat[stat.rindex(")") + 2:].split()
-        proc = int(fields[11]) + int(fields[12])
-        return proc / TICK, (other + proc - total) / TICK
+        return int(fields[11]) + int(fields[12])
 
     def stop(self):
         self.p.kill()
         self.p.wait()
+
+
+def is_vcpu(name):
+    return name.startswith("vcpu") or ("CPU " in name and "/KVM" in name)
+
+
+def window(t0, t1, seconds):
+    """CPU % of all threads and of the non-vCPU ones, non-vCPU switches/s,
+    and {"name (tid)": (CPU %, switches/s)} over a window between two
+    `Vm.threads()` snapshots. A thread born in the window counts from zero;
+    one that died in it is missed (counted in `gone`)."""
+    total = other = switches = 0
+    per = {}
+    for tid, (name, ns, sw) in t1.items():
+        _, ns0, sw0 = t0.get(tid, (name, 0, 0))
+        d_ns, d_sw = ns - ns0, sw - sw0
+        total += d_ns
+        if not is_vcpu(name):
+            other += d_ns
+            switches += d_sw
+        per[f"{name} ({tid})"] = (100 * d_ns / 1e9 / seconds, d_sw / seconds)
+    return {
+        "cpu": 100 * total / 1e9 / seconds,
+        "cpu_nv": 100 * other / 1e9 / seconds,
+        "switches": switches / seconds,
+        "threads": per,
+        "gone": len(set(t0) - set(t1)),
+    }
 
 
 def fields(line):
@@ -134,9 +175,9 @@ def one_run(cmd, port, args, tmp):
         if not vm.seen.wait(args.timeout):
             raise RuntimeError(f"no dma-start on serial: {vm.buf[-300:]!r}")
         time.sleep(max(0.0, vm.dma_start + 2 - time.monotonic()))
-        c0, w0 = vm.cpu(), time.monotonic()
+        t0, k0, w0 = vm.threads(), vm.ticks(), time.monotonic()
         time.sleep(args.seconds)
-        c1, w1 = vm.cpu(), time.monotonic()
+        t1, k1, w1 = vm.threads(), vm.ticks(), time.monotonic()
         out, _ = client.communicate(timeout=120)
         line = next((l for l in out.splitlines() if l.startswith("playback ")), None)
         if line is None:
@@ -151,12 +192,15 @@ def one_run(cmd, port, args, tmp):
         zero = float(f.get("stream_zero_monotonic", 0))
         steady = zero - vm.dma_start if linked and zero > 0 else None
         audio_seconds = int(f["bytes"]) / PCM_BYTES_PER_SECOND
+        cpu = window(t0, t1, w1 - w0)
+        # Cross-check of the per-thread sum against the process's own
+        # (tick-resolution) figure, which also holds threads that died.
+        cpu["cpu_ticks"] = 100 * (k1 - k0) / TICK / (w1 - w0)
         return {
             "latency": latency,
             "steady": steady,
             "wire_bps": int(f["wire_bytes"]) / audio_seconds,
-            "cpu": 100 * (c1[0] - c0[0]) / (w1 - w0),
-            "cpu_nv": 100 * (c1[1] - c0[1]) / (w1 - w0),
+            **cpu,
         }
     finally:
         if client and client.poll() is None:
@@ -165,8 +209,7 @@ def one_run(cmd, port, args, tmp):
         vm.stop()
 
 
-def bench(name, cmd, args, tmp):
-    runs = [one_run(cmd, free_port(), args, tmp) for _ in range(args.runs)]
+def summarize(name, runs, args):
     lat = [r["latency"] * 1000 for r in runs if r["latency"] is not None]
     row = {"name": name, "runs": len(runs), "linked": len(lat)}
     row["lat"] = statistics.median(lat) if lat else float("nan")
@@ -174,21 +217,44 @@ def bench(name, cmd, args, tmp):
     steady = [r["steady"] * 1000 for r in runs if r["steady"] is not None]
     row["steady"] = statistics.median(steady) if steady else float("nan")
     row["steady_range"] = f"{min(steady):.1f}-{max(steady):.1f}" if steady else "n/a"
-    for k in ("wire_bps", "cpu", "cpu_nv"):
+    for k in ("wire_bps", "cpu", "cpu_nv", "switches"):
         row[k] = statistics.median(r[k] for r in runs)
-    print(f"  {name}: " + ", ".join(
-        f"latency {r['latency'] * 1000:.1f} ms, steady {r['steady'] * 1000:.1f} ms"
-        if r["latency"] is not None and r["steady"] is not None
-        else "client not linked before DMA start" for r in runs), flush=True)
+    nv = [r["cpu_nv"] for r in runs]
+    row["cpu_nv_range"] = f"{min(nv):.2f}-{max(nv):.2f}"
     return row
+
+
+def one_line(name, r):
+    if r["latency"] is None or r["steady"] is None:
+        head = "client not linked before DMA start"
+    else:
+        head = f"latency {r['latency'] * 1000:.1f} ms, steady {r['steady'] * 1000:.1f} ms"
+    line = (f"  {name}: {head}, CPU {r['cpu']:.1f} % (ticks: {r['cpu_ticks']:.1f}), "
+            f"no vCPU {r['cpu_nv']:.2f} %, {r['switches']:.0f} switches/s"
+            + (f", {r['gone']} threads gone" if r["gone"] else ""))
+    print(line, flush=True)
+    if ARGS.threads:
+        for t, (cpu, sw) in sorted(r["threads"].items(), key=lambda kv: -kv[1][0]):
+            if cpu >= 0.005 or sw >= 1:
+                print(f"      {t:<26} {cpu:6.2f} %  {sw:6.0f} switches/s", flush=True)
+
+
+ARGS = None
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3, help="boots per configuration")
-    ap.add_argument("--seconds", type=float, default=15, help="CPU window")
+    ap.add_argument("--seconds", type=float, default=25,
+                    help="CPU window (the guest plays 32 s; the window starts 2 s in)")
+    ap.add_argument("--threads", action="store_true", help="per-thread CPU and switches")
+    ap.add_argument("--only", default="", help="configurations whose name contains this")
+    ap.add_argument("--baseline", metavar="SPICEBOX",
+                    help="another spicebox binary (an earlier build) to run alongside")
     ap.add_argument("--timeout", type=float, default=120, help="boot to dma-start")
     args = ap.parse_args()
+    global ARGS
+    ARGS = args
     for tool, pkg in [("qemu-system-x86_64", "qemu-system-x86")]:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} missing: apt-get install {pkg}")
@@ -202,8 +268,8 @@ def main():
                        stdout=subprocess.DEVNULL)
         disk = os.path.join(tmp, "ac97-play.img")
 
-        def spicebox(extra):
-            return lambda port: [os.path.join(ROOT, "target/release/spicebox"), "run", disk,
+        def spicebox(extra, binary=os.path.join(ROOT, "target/release/spicebox")):
+            return lambda port: [binary, "run", disk,
                                  "-m", "512M", "--serial", "stdio", "--control", "none",
                                  "--spice", f"127.0.0.1:{port}", "--disable-ticketing"] + extra
 
@@ -221,7 +287,20 @@ def main():
                    ("QEMU, Opus", qemu("")),
                    ("spicebox, raw", spicebox(["--spice-playback-compression", "off"])),
                    ("QEMU, raw", qemu(",playback-compression=off"))]
-        rows = [bench(name, cmd, args, tmp) for name, cmd in configs]
+        if args.baseline:
+            configs += [("baseline spicebox, Opus", spicebox([], args.baseline)),
+                        ("baseline spicebox, raw",
+                         spicebox(["--spice-playback-compression", "off"], args.baseline))]
+        configs = [(n, c) for n, c in configs if args.only in n]
+        # Round-robin, so that load from other work on the machine falls on
+        # every configuration alike.
+        runs = {name: [] for name, _ in configs}
+        for i in range(args.runs):
+            for name, cmd in configs:
+                r = one_run(cmd, free_port(), args, tmp)
+                runs[name].append(r)
+                one_line(f"{name} #{i + 1}", r)
+        rows = [summarize(name, runs[name], args) for name, _ in configs]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -231,12 +310,14 @@ def main():
     print()
     print("| server | DMA start to first DATA at the client (ms), median [range] "
           "| sample due to client, steady state (ms), median [range] "
-          "| bytes/s on the wire | server CPU % (all threads) | server CPU % (no vCPU) |")
-    print("|---|---|---|---|---|---|")
+          "| bytes/s on the wire | server CPU % (all threads) "
+          "| server CPU % (no vCPU), median [range] | context switches/s (no vCPU) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['lat']:.1f} [{r['lat_range']}] "
               f"| {r['steady']:.1f} [{r['steady_range']}] | {r['wire_bps']:,.0f} "
-              f"| {r['cpu']:.1f} | {r['cpu_nv']:.1f} |")
+              f"| {r['cpu']:.1f} | {r['cpu_nv']:.2f} [{r['cpu_nv_range']}] "
+              f"| {r['switches']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod cursor;
 pub mod display;
 pub mod display_wire;
+pub mod doorbell;
 pub mod inputs;
 pub mod main;
 pub mod pixmap_cache;
@@ -66,11 +67,8 @@ impl From<Violation> for End {
 pub const MM_TIME_START: u32 = 1000;
 
 /// spice-server's MM_TIME_DELTA: how far behind the server's clock MAIN_INIT
-/// sets the client's, i.e. the buffering streams and audio get. The playback
-/// channel's LATENCY tells spice-gtk to keep this much audio buffered, so the
-/// session clock it then derives from audio (last DATA stamp minus the
-/// buffered delay) stays where MAIN_INIT put it, and video stamped on the
-/// same clock plays in step with the sound.
+/// sets the client's (until audio plays: spice-gtk then derives its session
+/// clock from the playback DATA stamps).
 pub const MM_TIME_DELTA: u32 = 400;
 
 /// What every channel task may know of its server.

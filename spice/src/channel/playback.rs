@@ -16,13 +16,16 @@
 //!
 //! Messages, as spice-server sends them: MODE then START when the guest
 //! starts, DATA frames, STOP when it stops; VOLUME and MUTE on change for a
-//! client with the VOLUME capability. After each START a client with the
-//! LATENCY capability gets LATENCY = [`MM_TIME_DELTA`]: spice-gtk resets its
-//! minimum buffering to 200 ms on START and then keeps LATENCY's worth of
-//! audio queued, deriving the session clock from the audio (stamp of the last
-//! DATA minus what is queued); 400 ms puts that clock where MAIN_INIT did,
-//! the clock the display's frames are scheduled on (spice-server sends the
-//! video streams' latency the same way while audio plays). A client that announces the OPUS
+//! client with the VOLUME capability. No PLAYBACK LATENCY: spice-server
+//! sends one only while audio plays *and* a video stream's client reports
+//! ask for more delay (`reds_set_client_mm_time_latency` from
+//! video-stream's `update_client_playback_delay`), which spicebox's display
+//! channel has no use for. The message sets spice-gtk's `min-latency`, the
+//! audio a client should keep buffered (200 ms after each START otherwise);
+//! a client that honours it would add every extra millisecond to what the
+//! user hears, while the session clock spice-gtk derives from audio (last
+//! DATA's stamp minus the audio pipeline's own delay) does not depend on
+//! it. A client that announces the OPUS
 //! capability (spice-gtk built with Opus, spice-html5) gets mode OPUS
 //! unless playback compression is off: each
 //! 10 ms frame goes as one Opus packet, encoded on the client's task.
@@ -31,15 +34,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::Notify;
-
-use super::{next_message, ChannelKind, ChannelTask, End, Link, Next, MM_TIME_DELTA};
+use super::doorbell::Doorbell;
+use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::opus::OpusEncoder;
 use crate::pcm::Converter;
 use crate::port::{AudioOutPort, AudioOutSink, Full, PcmFormat};
 use crate::proto::audio::{
-    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_LATENCY, PLAYBACK_CAP_OPUS,
-    PLAYBACK_CAP_VOLUME, RATE,
+    CHANNELS, FMT_S16, FRAME_SAMPLES, MODE_OPUS, MODE_RAW, PLAYBACK_CAP_OPUS, PLAYBACK_CAP_VOLUME,
+    RATE,
 };
 use crate::proto::{channel as ch, has_cap, playback_msg};
 use crate::wire::Writer;
@@ -75,7 +77,10 @@ struct State {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    wake: Notify,
+    /// Rung by the device's thread once the state lock is released (rung
+    /// under it, the woken task blocked on the lock straight away: two more
+    /// context switches a frame).
+    wake: Doorbell,
 }
 
 impl Shared {
@@ -83,10 +88,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, s: &mut State, out: Out) {
+    /// Queues `out` for the client, if there is one, and wakes its task.
+    fn push(&self, mut s: MutexGuard<'_, State>, out: Out) {
         if s.client != 0 {
             s.queue.push_back(out);
-            self.wake.notify_one();
+            drop(s);
+            self.wake.ring();
         }
     }
 }
@@ -99,7 +106,7 @@ impl AudioOutSink for Sink {
         let mut s = self.0.lock();
         s.converter = Some(stream_converter(format));
         s.playing = Some(format);
-        self.0.push(&mut s, Out::Start(Instant::now()));
+        self.0.push(s, Out::Start(Instant::now()));
     }
 
     fn frames(&self, samples: &[i16]) -> Result<(), Full> {
@@ -145,12 +152,11 @@ impl AudioOutSink for Sink {
                 full = true;
             }
         }
-        self.0.wake.notify_one();
+        let dropped = s.dropped;
+        drop(guard);
+        self.0.wake.ring();
         if full {
-            tracing::debug!(
-                dropped = s.dropped,
-                "playback client behind; frames dropped"
-            );
+            tracing::debug!(dropped, "playback client behind; frames dropped");
             return Err(Full);
         }
         Ok(())
@@ -160,14 +166,14 @@ impl AudioOutSink for Sink {
         let mut s = self.0.lock();
         s.playing = None;
         s.converter = None;
-        self.0.push(&mut s, Out::Stop);
+        self.0.push(s, Out::Stop);
     }
 
     fn volume(&self, volume: &[u16], mute: bool) {
         let mut s = self.0.lock();
         s.volume = volume.to_vec();
         s.mute = mute;
-        self.0.push(&mut s, Out::Volume);
+        self.0.push(s, Out::Volume);
     }
 }
 
@@ -256,7 +262,6 @@ impl PlaybackChannel {
     async fn serve(&self, link: Link<'_>) -> Result<(), End> {
         let conn = link.conn;
         let volume_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_VOLUME);
-        let latency_cap = has_cap(&link.req.channel_caps, PLAYBACK_CAP_LATENCY);
         // Opus when the client can decode it, as spice-server with playback
         // compression on (its default).
         let mut opus = if self.compression && has_cap(&link.req.channel_caps, PLAYBACK_CAP_OPUS) {
@@ -283,6 +288,7 @@ impl PlaybackChannel {
         let _registered = Registered { channel: self, id };
         self.port.client_attached(true);
         link.reg.initialized();
+        let wake = self.shared.wake.listener();
         let mut batch = Vec::new();
         loop {
             {
@@ -297,11 +303,6 @@ impl PlaybackChannel {
                             let mut w = Writer::new();
                             w.u32(CHANNELS).u16(FMT_S16).u32(RATE).u32(at);
                             conn.queue(playback_msg::START, &w.finish());
-                            if latency_cap {
-                                let mut w = Writer::new();
-                                w.u32(MM_TIME_DELTA);
-                                conn.queue(playback_msg::LATENCY, &w.finish());
-                            }
                         }
                         Out::Data(pcm, arrived) => {
                             let mut w = Writer::new();
@@ -335,7 +336,7 @@ impl PlaybackChannel {
                 conn.flush().await?;
             }
             tokio::select! {
-                _ = self.shared.wake.notified() => {}
+                _ = wake.wait() => {}
                 n = next_message(conn) => match n? {
                     Next::Closed => return Ok(()),
                     Next::Base => {}
