@@ -116,14 +116,17 @@ impl DisplayChannel {
         let queued: Vec<Queued> = draws
             .iter()
             .map(|d| match d {
-                Draw::Fill(f) => Queued::Fill(*f),
+                Draw::Fill(f) => Queued::fill(*f),
                 Draw::Copy(c) => {
                     let hash = match last {
                         Some((img, key)) if std::ptr::eq(img, &*c.image) => key,
                         _ => self.key(c.image.width, c.image.height, &c.image.pixels),
                     };
                     last = Some((&c.image, hash));
-                    Queued::Copy(c.clone(), hash)
+                    Queued {
+                        draw: d.clone(),
+                        key: Some(hash),
+                    }
                 }
             })
             .collect();
@@ -157,7 +160,7 @@ impl Head {
         let (w, h) = (frame.width, frame.height);
         let resized = match &mut self.surface {
             Some(s) if (s.width, s.height) == (w, h) => {
-                for r in dirty.iter().chain(draws.iter().map(Queued::rect)) {
+                for r in dirty.iter().chain(draws.iter().map(|q| q.draw.rect())) {
                     s.copy_rect_from(frame, r);
                 }
                 false
@@ -185,7 +188,7 @@ impl Head {
                 q.extend(draws.iter().filter_map(|d| d.clip(w, h)));
                 if q.len() > MAX_QUEUED_DRAWS {
                     for d in q.drain(..) {
-                        p.add(*d.rect());
+                        p.add(*d.draw.rect());
                     }
                 }
                 for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
@@ -210,28 +213,26 @@ impl Head {
     }
 }
 
-/// A draw waiting for a client: a fill, or a copy with its image's content key.
+/// A draw waiting for a client, with its copied image's content key (the
+/// pixmap cache id; None for fills).
 #[derive(Clone, Debug, PartialEq)]
-enum Queued {
-    Fill(SolidFill),
-    Copy(ImageCopy, u64),
+struct Queued {
+    draw: Draw,
+    key: Option<u64>,
 }
 
 impl Queued {
-    fn rect(&self) -> &Rect {
-        match self {
-            Queued::Fill(f) => &f.rect,
-            Queued::Copy(c, _) => &c.rect,
+    fn fill(f: SolidFill) -> Queued {
+        Queued {
+            draw: Draw::Fill(f),
+            key: None,
         }
     }
 
     fn clip(&self, w: u32, h: u32) -> Option<Queued> {
-        Some(match self {
-            Queued::Fill(f) => Queued::Fill(SolidFill {
-                rect: f.rect.clip(w, h)?,
-                color: f.color,
-            }),
-            Queued::Copy(c, key) => Queued::Copy(c.clip(w, h)?, *key),
+        Some(Queued {
+            draw: self.draw.clip(w, h)?,
+            key: self.key,
         })
     }
 }
@@ -371,10 +372,14 @@ impl DisplayChannel {
             // The image and the message body end here, before the flush awaits
             // a slow client.
             match out {
-                Outgoing::Draw(Queued::Fill(f)) => {
-                    conn.queue(display_msg::DRAW_FILL, &draw_fill(&f))
-                }
-                Outgoing::Draw(Queued::Copy(c, key)) => self.send_copy(conn, st, &c, key),
+                Outgoing::Draw(Queued {
+                    draw: Draw::Fill(f),
+                    ..
+                }) => conn.queue(display_msg::DRAW_FILL, &draw_fill(&f)),
+                Outgoing::Draw(Queued {
+                    draw: Draw::Copy(c),
+                    key,
+                }) => self.send_copy(conn, st, &c, key),
                 Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels),
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
@@ -402,11 +407,11 @@ impl DisplayChannel {
     /// A forwarded copy: the image as it is when the copy shows all of it
     /// (its content key known), else the part shown. Every image sent is the
     /// box's size with no source offset: spice-html5 ignores `src_area`.
-    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: u64) {
+    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: Option<u64>) {
         let r = c.rect;
         let (iw, ih) = (c.image.width, c.image.height);
         if (c.src_x, c.src_y, r.width, r.height) == (0, 0, iw, ih) {
-            self.send_image(conn, st, &r, Some(key), &c.image.pixels);
+            self.send_image(conn, st, &r, key, &c.image.pixels);
         } else {
             let part = extract(&c.image, &Rect::new(c.src_x, c.src_y, r.width, r.height));
             self.send_image(conn, st, &r, None, &part);
@@ -556,7 +561,7 @@ mod tests {
             rect: Rect::new(20, 0, 1, 1),
             color: 9,
         };
-        hub.update(&f, &[], &[fill, wide, outside].map(Queued::Fill));
+        hub.update(&f, &[], &[fill, wide, outside].map(Queued::fill));
         assert!(lock(&c.pending).take().is_empty());
         let clipped = SolidFill {
             rect: Rect::new(6, 0, 2, 1),
@@ -564,7 +569,7 @@ mod tests {
         };
         assert_eq!(
             *lock(&c.draws),
-            vec![Queued::Fill(fill), Queued::Fill(clipped)]
+            vec![Queued::fill(fill), Queued::fill(clipped)]
         );
         // The head's copy has the filled pixels (for new clients and images).
         let s = hub.surface.as_ref().unwrap();
@@ -584,7 +589,7 @@ mod tests {
         lock(&c.pending).take();
         let fills: Vec<Queued> = (0..MAX_QUEUED_DRAWS as u32 + 1)
             .map(|i| {
-                Queued::Fill(SolidFill {
+                Queued::fill(SolidFill {
                     rect: Rect::new(i % 64, 0, 1, 1),
                     color: 1,
                 })
