@@ -59,15 +59,13 @@ pub enum ServerMsg {
     SurfaceDestroy {
         surface_id: u32,
     },
-    /// Destination rectangle (x, y, w, h), where in the image it comes from,
-    /// the image (its pixels, or the pixmap cache id it names) and its type.
+    /// Destination rectangle (x, y, w, h), the image (its pixels, or the
+    /// pixmap cache id it names; always the box's size) and its type.
     DrawCopy {
         x: u32,
         y: u32,
         width: u32,
         height: u32,
-        src_x: u32,
-        src_y: u32,
         image: CopyImage,
         image_type: u8,
     },
@@ -416,9 +414,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
                 y,
                 width,
                 height,
-                src_x: src_area.0,
-                src_y: src_area.1,
-                image: CopyImage::FromCache { id, iw, ih },
+                image: CopyImage::FromCache { id },
                 image_type,
             });
         }
@@ -466,11 +462,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         y,
         width,
         height,
-        src_x: src_area.0,
-        src_y: src_area.1,
         image: CopyImage::Pixels {
-            iw,
-            ih,
             pixels,
             cache_id: (flags & IMAGE_FLAGS_CACHE_ME != 0).then_some(id),
         },
@@ -481,15 +473,13 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
 /// The image of a DRAW_COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyImage {
-    /// Decoded pixels of an iw x ih image, to be cached under `cache_id`.
+    /// Decoded pixels of the box-sized image, to be cached under `cache_id`.
     Pixels {
-        iw: u32,
-        ih: u32,
         pixels: Vec<u32>,
         cache_id: Option<u64>,
     },
-    /// The cached image `id`, iw x ih.
-    FromCache { id: u64, iw: u32, ih: u32 },
+    /// The cached image `id` (of the box's size).
+    FromCache { id: u64 },
 }
 
 fn inval_list(body: &[u8]) -> R<ServerMsg> {

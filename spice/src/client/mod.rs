@@ -605,33 +605,28 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             y,
             width,
             height,
-            src_x,
-            src_y,
             image,
             image_type,
         } => {
             // The picture: decoded here, or what the pixmap cache holds.
-            let (iw, pixels) = match image {
-                CopyImage::Pixels {
-                    iw,
-                    ih,
-                    pixels,
-                    cache_id,
-                } => {
+            let pixels = match image {
+                CopyImage::Pixels { pixels, cache_id } => {
                     if let Some(id) = cache_id {
-                        g.pixmaps.insert(id, (iw, ih, pixels.clone()));
+                        g.pixmaps.insert(id, (width, height, pixels.clone()));
                     }
-                    (iw, pixels)
+                    pixels
                 }
-                CopyImage::FromCache { id, iw, ih } => {
+                CopyImage::FromCache { id } => {
                     let Some((cw, ch, px)) = g.pixmaps.get(&id) else {
                         return Err(format!("FROM_CACHE of image {id:#x} not in the cache"));
                     };
-                    if (*cw, *ch) != (iw, ih) {
-                        return Err(format!("FROM_CACHE {id:#x} is {cw}x{ch}, not {iw}x{ih}"));
+                    if (*cw, *ch) != (width, height) {
+                        return Err(format!(
+                            "FROM_CACHE {id:#x} is {cw}x{ch}, not {width}x{height}"
+                        ));
                     }
                     g.cache_hits += 1;
-                    (iw, px.clone())
+                    px.clone()
                 }
             };
             let s = g
@@ -647,7 +642,7 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             }
             for row in 0..height as usize {
                 let dst = (y as usize + row) * s.width as usize + x as usize;
-                let src = (src_y as usize + row) * iw as usize + src_x as usize;
+                let src = row * width as usize;
                 s.pixels[dst..dst + width as usize]
                     .copy_from_slice(&pixels[src..src + width as usize]);
             }
