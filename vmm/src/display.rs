@@ -179,11 +179,21 @@ impl Display {
 
     /// Bring the model up to date and tell the frontends what changed.
     pub fn refresh(&self) -> Update {
+        self.refresh_and_mode().0
+    }
+
+    /// `refresh`, and whether the card was out of VGA mode (native QXL, or
+    /// between two primaries) when it looked.
+    fn refresh_and_mode(&self) -> (Update, bool) {
         let mut st = self.lock_state();
+        let native = {
+            let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+            qxl.mode() != DeviceMode::Vga
+        };
         // Native mode draws from the engine's canvas, not BAR0's pages; not
         // asking for the dirty log also leaves the guest's ring and drawable
         // pages writable (each ask write-protects the pages written since).
-        let dirty = if self.native() {
+        let dirty = if native {
             FbDirty::Unknown
         } else {
             self.slots.dirty_log(self.devfn, BAR_RAM)
@@ -197,13 +207,7 @@ impl Display {
                 f.show(st.screen.frame(), &update);
             }
         }
-        update
-    }
-
-    /// Is the card out of VGA mode (native QXL, or between two primaries)?
-    fn native(&self) -> bool {
-        let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
-        qxl.mode() != DeviceMode::Vga
+        (update, native)
     }
 
     /// The current picture (after a refresh).
@@ -230,8 +234,8 @@ impl Display {
             .name("display".into())
             .spawn(move || loop {
                 let start = Instant::now();
-                me.refresh();
-                let period = if me.native() {
+                let (_, native) = me.refresh_and_mode();
+                let period = if native {
                     NATIVE_REFRESH_INTERVAL
                 } else {
                     REFRESH_INTERVAL
