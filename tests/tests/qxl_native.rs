@@ -40,6 +40,30 @@ fn qemu(disk: &Path, port: u16) -> Command {
     cmd
 }
 
+/// The qxl-native guest booted on QEMU or spicebox, SPICE on a free port,
+/// up to its READY marker (the scene drawn).
+fn boot(dir: &TempDir, name: &str, qemu_run: bool) -> (SpiceboxVm, u16) {
+    let disk = dir.join(&format!("qxl-native-{name}.img"));
+    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
+    let port = free_port();
+    let mut vm = if qemu_run {
+        SpiceboxVm::start_command(qemu(&disk, port))
+    } else {
+        let spice = format!("127.0.0.1:{port}");
+        let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
+        SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
+    };
+    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+    (vm, port)
+}
+
+/// Any byte but `a`/`f` ends the guest: its OK marker, then a clean exit.
+fn finish(mut vm: SpiceboxVm, name: &str) {
+    vm.send(b"q");
+    vm.wait_for(images::QXL_NATIVE_OK_MARKER, Duration::from_secs(30));
+    assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+}
+
 fn expected() -> Frame {
     let (w, h) = (qxl_scene::WIDTH, qxl_scene::HEIGHT);
     let mut f = Frame::new(w, h);
@@ -96,26 +120,7 @@ fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
     let mut cursors = Vec::new();
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("qxl-native-{name}.img"));
-        images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            SpiceboxVm::start(
-                spicebox!(),
-                &[
-                    disk.to_str().unwrap(),
-                    "-m",
-                    "512M",
-                    "--spice",
-                    &spice,
-                    "--disable-ticketing",
-                ],
-            )
-        };
-        vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+        let (vm, port) = boot(&dir, name, qemu_run);
         let serial = vm.serial_text();
         assert!(
             !serial.contains(images::QXL_NATIVE_FAIL_MARKER_PREFIX),
@@ -141,9 +146,7 @@ fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
             "{name}: {cursor}"
         );
         cursors.push(cursor);
-        vm.send(b"q");
-        vm.wait_for(images::QXL_NATIVE_OK_MARKER, Duration::from_secs(30));
-        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        finish(vm, name);
     }
     assert_eq!(cursors[0], cursors[1], "cursor on QEMU vs spicebox");
 }
@@ -162,17 +165,7 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
     let mut finals = Vec::new();
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
-        let disk = dir.join(&format!("qxl-native-{name}.img"));
-        images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
-        let port = free_port();
-        let mut vm = if qemu_run {
-            SpiceboxVm::start_command(qemu(&disk, port))
-        } else {
-            let spice = format!("127.0.0.1:{port}");
-            let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
-            SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
-        };
-        vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+        let (mut vm, port) = boot(&dir, name, qemu_run);
         let live_out = dir.join(&format!("live-{name}.ppm"));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_glib.py");
         let mut client = Command::new("/usr/bin/python3")
@@ -210,9 +203,7 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
             diff.len(),
             diff[0]
         );
-        vm.send(b"q");
-        vm.wait_for(images::QXL_NATIVE_OK_MARKER, Duration::from_secs(30));
-        assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+        finish(vm, name);
         finals.push(live);
     }
     let diff = screen::differences(&finals[0], &finals[1], None);
