@@ -111,12 +111,22 @@ impl DisplayChannel {
             return;
         };
         // Each copied image is keyed once, not once per client; the areas of
-        // one drawable share their image.
+        // one drawable share their image. With no client the draws are only
+        // painted into the head's copy: nothing to key.
+        let keyed = {
+            let mut h = lock(h);
+            h.prune();
+            !h.clients.is_empty()
+        };
         let mut last: Option<(&Frame, u64)> = None;
         let queued: Vec<Queued> = draws
             .iter()
             .map(|d| match d {
                 Draw::Fill(f) => Queued::fill(*f),
+                Draw::Copy(_) if !keyed => Queued {
+                    draw: d.clone(),
+                    key: None,
+                },
                 Draw::Copy(c) => {
                     let hash = match last {
                         Some((img, key)) if std::ptr::eq(img, &*c.image) => key,
