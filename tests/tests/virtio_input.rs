@@ -46,9 +46,12 @@ fn qemu(disk: &Path, qmp: &Path) -> Command {
     cmd
 }
 
-/// The guest's event lines (`event <device> <type> <code> <value>`) so far.
+/// The guest's complete event lines (`event <device> <type> <code> <value>`) so far.
+/// A line still arriving (no `\n` yet, perhaps its `\r` already) is left for the next look.
 fn events(vm: &SpiceboxVm) -> Vec<String> {
-    vm.serial_text()
+    let text = vm.serial_text();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete
         .lines()
         .filter_map(|l| l.strip_prefix("event "))
         .map(str::to_owned)
