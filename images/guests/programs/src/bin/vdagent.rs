@@ -249,8 +249,70 @@ impl RxQueue {
 /// from one write(2).
 const TX_PIECE: usize = 32 << 10;
 
-/// Write `data` on a transmit queue, at most [`TX_PIECE`] bytes a buffer,
-/// waiting until the device has each.
+/// A port's transmit queue as virtio_console's `port_fops_write` drives it:
+/// each write of up to [`TX_PIECE`] bytes is copied into its own buffer,
+/// added and kicked, and the write returns at once (`__send_to_port` with
+/// `nonblock`); buffers come back in `reclaim_consumed_buffers`, and a writer
+/// waits only while the queue is full (`will_write_block`).
+struct TxQueue {
+    q: Virtqueue,
+    bufs: Dma,
+    /// Buffer slot of each in-flight head; free slots in `free`.
+    head_buf: Vec<u16>,
+    free: Vec<u16>,
+}
+
+impl TxQueue {
+    fn new(q: Virtqueue) -> TxQueue {
+        TxQueue {
+            bufs: Dma::new(TX_PIECE as u64 * u64::from(q.size)),
+            head_buf: alloc::vec![0; usize::from(q.size)],
+            free: (0..q.size).rev().collect(),
+            q,
+        }
+    }
+
+    fn reclaim(&mut self) {
+        while let Some((head, _)) = self.q.pop_used() {
+            self.free.push(self.head_buf[usize::from(head)]);
+        }
+    }
+
+    fn write(&mut self, dev: &VirtioPci, data: &[u8]) {
+        for piece in data.chunks(TX_PIECE) {
+            self.reclaim();
+            if self.free.is_empty() {
+                let q = &self.q;
+                let room = time::wait_until(WAIT, || q.has_used());
+                check!(room, "tx-used", "device took none of {} buffers", q.size);
+                self.reclaim();
+            }
+            let slot = self.free.pop().or_fail("tx-slot");
+            let at = TX_PIECE as u64 * u64::from(slot);
+            self.bufs.copy_from(at, piece);
+            let head = self
+                .q
+                .add(&[(self.bufs.addr() + at, piece.len() as u32, false)])
+                .or_fail("tx-full");
+            self.head_buf[usize::from(head)] = slot;
+            if self.q.publish() {
+                dev.notify(&self.q);
+            }
+        }
+    }
+
+    /// Waits until the device has every buffer (before the port closes).
+    fn drain(&mut self) {
+        let deadline = time::Deadline::after(WAIT);
+        while self.q.in_flight() != 0 {
+            check!(!deadline.passed(), "tx-drain", "{} buffers", self.q.in_flight());
+            self.reclaim();
+        }
+    }
+}
+
+/// Write `data` on the control transmit queue, at most [`TX_PIECE`] bytes a
+/// buffer, waiting until the device has each (`__send_control_msg` spins).
 fn send(dev: &VirtioPci, q: &mut Virtqueue, data: &[u8]) {
     let buf = Dma::new(data.len().clamp(1, TX_PIECE) as u64);
     for piece in data.chunks(TX_PIECE) {
@@ -516,7 +578,7 @@ impl Deframer {
 /// checksum reported as `port-echo total=<n> sum=<fnv1a32>`.
 struct EchoPort {
     rx: RxQueue,
-    tx: Virtqueue,
+    tx: TxQueue,
     total: usize,
     sum: u32,
 }
@@ -531,7 +593,7 @@ impl EchoPort {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         });
         println!("port-echo total={} sum={:08x}", self.total, self.sum);
-        send(dev, &mut self.tx, &data);
+        self.tx.write(dev, &data);
     }
 }
 
@@ -574,7 +636,7 @@ impl Ports {
                 let at = self.added.iter().position(|(i, _)| *i == id);
                 let rx = self.added.swap_remove(at.or_fail("port-name-unadded")).1;
                 if name == ECHO_PORT_NAME {
-                    let tx = take(2 * id as u16 + 3);
+                    let tx = TxQueue::new(take(2 * id as u16 + 3));
                     control(dev, ctrl_tx, id, PORT_OPEN, 1);
                     println!("port-echo open id={id}");
                     self.echo = Some(EchoPort {
@@ -631,7 +693,7 @@ fn main() {
     }
     let id = ports.named.unwrap_or(0);
     let mut rx = ports.rx.take().or_fail("port-rx");
-    let mut tx = take(2 * id as u16 + 3);
+    let mut tx = TxQueue::new(take(2 * id as u16 + 3));
     control(&dev, &mut ctrl_tx, id, PORT_OPEN, 1);
     println!("SPICEBOX-VDAGENT-READY");
 
@@ -694,6 +756,7 @@ fn main() {
                 continue;
             }
             if p == CHUNK_SERVER && t == CLIENT_DISCONNECTED {
+                tx.drain();
                 control(&dev, &mut ctrl_tx, id, PORT_OPEN, 0);
                 println!("agent-done messages={received}");
                 dev.reset();
@@ -715,7 +778,7 @@ fn main() {
                 alloc::vec![message(t, &body)]
             };
             for reply in replies {
-                send(&dev, &mut tx, &reply);
+                tx.write(&dev, &reply);
             }
         }
     }
