@@ -205,8 +205,15 @@ fn run_spicebox(disk: &std::path::Path) -> (String, HostPeer<IsoSource>) {
     client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
     client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
     let session = client.state().session_id;
-    let (mut s, linked) =
-        link_channel_id(&listen, session, USBREDIR, 0, vec![], &ClientOptions::default()).unwrap();
+    let (mut s, linked) = link_channel_id(
+        &listen,
+        session,
+        USBREDIR,
+        0,
+        vec![],
+        &ClientOptions::default(),
+    )
+    .unwrap();
     assert!(linked.mini_header());
     s.set_read_timeout(Some(POLL)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -268,10 +275,7 @@ fn xhci_guest_streams_isochronous_packets_on_qemu_and_spicebox() {
             "{name}: packet {last} was never sent ({} were)",
             peer.device.next_seq
         );
-        println!(
-            "{name}: {line}; peer sent {} packets",
-            peer.device.next_seq
-        );
+        println!("{name}: {line}; peer sent {} packets", peer.device.next_seq);
         // The VMM started both streams; the peer got every OUT packet.
         let started: Vec<u8> = peer.iso_starts.iter().map(|s| s.0).collect();
         assert!(

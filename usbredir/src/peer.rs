@@ -244,10 +244,11 @@ impl<D: EmulatedDevice> HostPeer<D> {
                     };
                     self.send(r.id, &status)?;
                 }
-                Packet::Iso(p) if p.endpoint & 0x80 == 0 => {
-                    if self.iso_streams.contains(&p.endpoint) {
-                        self.device.iso_out(p.endpoint, &p.data);
-                    }
+                // OUT packets of a started stream (others are dropped).
+                Packet::Iso(p)
+                    if p.endpoint & 0x80 == 0 && self.iso_streams.contains(&p.endpoint) =>
+                {
+                    self.device.iso_out(p.endpoint, &p.data);
                 }
                 Packet::Reset | Packet::CancelDataPacket | Packet::DeviceDisconnectAck => {}
                 Packet::FilterReject | Packet::FilterFilter(_) => {}

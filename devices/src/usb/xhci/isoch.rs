@@ -140,7 +140,7 @@ pub fn schedule(first: &IsochTrb, now: u64, interval_mf: u32, next: Option<u64>)
         // then start at the next interval boundary.
         return match next {
             Some(n) if n.saturating_add(interval) >= now => Schedule::Due(n),
-            _ => Schedule::Due(now.div_ceil(interval) * interval),
+            _ => Schedule::Due(now.div_ceil(interval).saturating_mul(interval)),
         };
     }
     let frame = now >> 3;

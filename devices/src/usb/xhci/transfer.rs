@@ -306,7 +306,7 @@ impl Xhci {
             }
             if iso {
                 // A stream the device runs for the endpoint ends with it.
-                dev.endpoint_stopped(dci / 2 | if dci % 2 == 1 { 0x80 } else { 0 });
+                dev.endpoint_stopped((dci / 2) | if dci % 2 == 1 { 0x80 } else { 0 });
             }
         }
     }
