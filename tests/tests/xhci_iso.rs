@@ -269,6 +269,14 @@ fn xhci_guest_streams_isochronous_packets_on_qemu_and_spicebox() {
             field(line, "gaps"),
         );
         assert!(packets >= PACKETS, "{name}: {line}");
+        // One TD per 1 ms interval: the guest's TDs took about as many ms
+        // (URBS x TDS_PER_URB = 32 TDs are queued ahead; the first are
+        // served at once).
+        let (ms, tds) = (field(line, "ms"), field(line, "tds"));
+        assert!(
+            tds <= ms + 40 && tds * 10 >= ms * 7,
+            "{name}: {tds} TDs in {ms} ms: not one per interval"
+        );
         assert_eq!(last - first + 1, packets + gaps, "{name}: {line}");
         assert!(
             last < peer.device.next_seq,

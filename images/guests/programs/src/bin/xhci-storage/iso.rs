@@ -15,7 +15,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use guest_rt::mem::Dma;
-use guest_rt::{check, fail, println, OrFail};
+use guest_rt::{check, fail, println, time, OrFail};
 
 use crate::xhci::{
     dci, descriptors, Device, EndpointConfig, Ring, Xhci, CC_SHORT_PACKET, CC_SUCCESS, IOC, ISP,
@@ -163,6 +163,8 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
         tds.extend(addrs.iter().enumerate().map(|(i, &a)| (a, urb, i)));
         *l = TDS_PER_URB;
     }
+    // The TDs take one 1 ms interval each: the test compares TDs and time.
+    let clock = time::Stopwatch::start();
     dev.doorbell(xhci, dci(input.address));
     let mut stats = InStats::default();
     let mut data = vec![0u8; input.max_packet as usize];
@@ -199,10 +201,11 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
             dev.doorbell(xhci, dci(input.address));
         }
     }
+    let ms = clock.elapsed_ns() / 1_000_000;
     // usb_kill_urb / endpoint disable: the stream ends.
     stop_endpoint(xhci, dev, input.address);
     println!(
-        "iso in tds={} packets={} first={} last={} gaps={} empty={} missed={}",
+        "iso in ms={ms} tds={} packets={} first={} last={} gaps={} empty={} missed={}",
         stats.tds,
         stats.packets,
         stats.first.unwrap_or(0),
