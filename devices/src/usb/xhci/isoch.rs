@@ -243,7 +243,7 @@ impl Xhci {
             match schedule(&first, now, interval, ep.iso.next_mf) {
                 Schedule::Due(due) => {
                     let ep = &mut self.slots[s].eps[d];
-                    ep.iso.next_mf = Some(due + u64::from(interval));
+                    ep.iso.next_mf = Some(due.saturating_add(u64::from(interval)));
                     ep.iso.due = Some(due);
                     ep.inflight = Some(td);
                 }
@@ -419,6 +419,6 @@ impl Xhci {
             .iter()
             .filter_map(|&(s, d)| self.slots[usize::from(s) - 1].eps[usize::from(d)].iso.due)
             .min()
-            .map(|due| MICROFRAME * due.saturating_sub(now) as u32)
+            .map(|due| MICROFRAME * due.saturating_sub(now).min(u64::from(u32::MAX)) as u32)
     }
 }
