@@ -3,6 +3,7 @@
 //! guest's requests from an [`EmulatedDevice`]; [`Keyboard`] is a boot-protocol
 //! HID keyboard whose key reports are pushed with [`HostPeer::report`].
 
+pub mod iso;
 pub mod storage;
 
 use std::collections::HashSet;
@@ -25,6 +26,10 @@ pub trait EmulatedDevice {
         let _ = (endpoint, length, data);
         (Status::STALL, Vec::new())
     }
+    /// An isochronous OUT packet the guest sent.
+    fn iso_out(&mut self, endpoint: u8, data: &[u8]) {
+        let _ = (endpoint, data);
+    }
 }
 
 pub struct HostPeer<D: EmulatedDevice> {
@@ -32,6 +37,11 @@ pub struct HostPeer<D: EmulatedDevice> {
     pub device: D,
     out: Vec<u8>,
     receiving: HashSet<u8>,
+    /// Isochronous endpoints the guest started a stream on.
+    iso_streams: HashSet<u8>,
+    /// START_ISO_STREAMs seen: (endpoint, pkts_per_urb, no_urbs).
+    pub iso_starts: Vec<(u8, u8, u8)>,
+    pub iso_stops: Vec<u8>,
     connected: bool,
     configuration: u8,
 }
@@ -52,6 +62,9 @@ impl<D: EmulatedDevice> HostPeer<D> {
             device,
             out,
             receiving: HashSet::new(),
+            iso_streams: HashSet::new(),
+            iso_starts: Vec::new(),
+            iso_stops: Vec::new(),
             connected: false,
             configuration: 0,
         }
@@ -89,6 +102,7 @@ impl<D: EmulatedDevice> HostPeer<D> {
     pub fn disconnect(&mut self) -> Result<(), Error> {
         self.connected = false;
         self.receiving.clear();
+        self.iso_streams.clear();
         self.send(0, &Packet::DeviceDisconnect)
     }
 
@@ -104,6 +118,26 @@ impl<D: EmulatedDevice> HostPeer<D> {
             data: data.to_vec(),
         };
         self.send(0, &Packet::Interrupt(packet))?;
+        Ok(true)
+    }
+
+    /// Whether the guest runs a stream on isochronous `endpoint`.
+    pub fn iso_streaming(&self, endpoint: u8) -> bool {
+        self.iso_streams.contains(&endpoint)
+    }
+
+    /// An isochronous IN packet, sent if the guest started the stream.
+    pub fn iso_packet(&mut self, endpoint: u8, data: &[u8]) -> Result<bool, Error> {
+        if !self.iso_streams.contains(&endpoint) {
+            return Ok(false);
+        }
+        let packet = SmallPacket {
+            endpoint,
+            status: Status::SUCCESS,
+            length: data.len() as u16,
+            data: data.to_vec(),
+        };
+        self.send(0, &Packet::Iso(packet))?;
         Ok(true)
     }
 
@@ -129,6 +163,7 @@ impl<D: EmulatedDevice> HostPeer<D> {
                 Packet::SetConfiguration { configuration } => {
                     self.configuration = configuration;
                     self.receiving.clear();
+                    self.iso_streams.clear();
                     let status = Packet::ConfigurationStatus {
                         status: Status::SUCCESS,
                         configuration,
@@ -184,6 +219,36 @@ impl<D: EmulatedDevice> HostPeer<D> {
                         ..b
                     };
                     self.send(r.id, &Packet::Bulk(reply))?;
+                }
+                Packet::StartIsoStream {
+                    endpoint,
+                    pkts_per_urb,
+                    no_urbs,
+                } => {
+                    self.iso_starts.push((endpoint, pkts_per_urb, no_urbs));
+                    let iso = self.device.endpoints().ep_type[ep_index(endpoint)] == ep_type::ISO;
+                    let status = if iso && pkts_per_urb > 0 && no_urbs > 0 {
+                        self.iso_streams.insert(endpoint);
+                        Status::SUCCESS
+                    } else {
+                        Status::INVAL
+                    };
+                    self.send(r.id, &Packet::IsoStreamStatus { status, endpoint })?;
+                }
+                Packet::StopIsoStream { endpoint } => {
+                    self.iso_stops.push(endpoint);
+                    self.iso_streams.remove(&endpoint);
+                    let status = Packet::IsoStreamStatus {
+                        status: Status::SUCCESS,
+                        endpoint,
+                    };
+                    self.send(r.id, &status)?;
+                }
+                // OUT packets of a started stream (others are dropped).
+                Packet::Iso(p)
+                    if p.endpoint & 0x80 == 0 && self.iso_streams.contains(&p.endpoint) =>
+                {
+                    self.device.iso_out(p.endpoint, &p.data);
                 }
                 Packet::Reset | Packet::CancelDataPacket | Packet::DeviceDisconnectAck => {}
                 Packet::FilterReject | Packet::FilterFilter(_) => {}

@@ -61,6 +61,9 @@ pub enum TransferKind {
     Control(SetupPacket),
     Bulk,
     Interrupt,
+    /// One service interval's packet (xHCI: one isochronous TD); served when
+    /// its interval comes, so a device answers at once with what it has.
+    Isochronous,
 }
 
 /// One transfer for a device: `endpoint` is the USB endpoint address (bit 7 set
@@ -116,6 +119,10 @@ pub trait UsbDevice: Send {
     /// transfers; this says the controller deconfigured the device (Reset
     /// Device command, detach).
     fn deconfigure(&mut self) {}
+
+    /// The controller stopped isochronous endpoint `endpoint` (Stop Endpoint,
+    /// its configuration dropped, a device reset): a stream feeding it ends.
+    fn endpoint_stopped(&mut self, _endpoint: u8) {}
 
     /// The controller's wake-up: a device that completes transfers later writes
     /// it whenever `take_completions` has something.

@@ -11,14 +11,15 @@
 //! GET_INTERFACE requests become usbredir's own packets (the host side has to
 //! claim interfaces for them), and interrupt IN endpoints are served by
 //! interrupt receiving: the host streams reports, we buffer a bounded number
-//! and hand one to each guest transfer.
+//! and hand one to each guest transfer. Isochronous endpoints run usbredir
+//! iso streams (`redir/iso.rs`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::{debug, warn};
 use usbredir::{
-    Cap, Caps, ControlPacket, Limits, Packet, Parser, Role, SmallPacket, Speed, Status,
+    Cap, Caps, ControlPacket, EpInfo, Limits, Packet, Parser, Role, SmallPacket, Speed, Status,
 };
 use vmm_sys_util::eventfd::EventFd;
 
@@ -64,6 +65,10 @@ struct Shared {
     /// Interrupt IN requests waiting for a report: endpoint → (request id, length).
     waiting: HashMap<u8, VecDeque<(u64, u32)>>,
     completions: Vec<UsbCompletion>,
+    /// The host's endpoint descriptions (types, intervals, packet sizes).
+    ep_info: Option<Box<EpInfo>>,
+    /// Isochronous streams by endpoint address (at most 30).
+    iso: Vec<(u8, iso::IsoStream)>,
     waker: Option<Arc<EventFd>>,
     /// The transport collects completions made while it feeds bytes in
     /// (`received` reports [`RedirEvent::Completed`]) instead of the waker.
@@ -108,6 +113,18 @@ impl Shared {
         }
         self.receiving.clear();
         self.reports.clear();
+        self.iso.clear();
+    }
+
+    /// A usbredir id for a request (below 2^32 for peers without 64-bit ids).
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = if self.next_id >= u64::from(u32::MAX) {
+            1
+        } else {
+            self.next_id + 1
+        };
+        id
     }
 
     /// Hand buffered reports to waiting interrupt IN requests.
@@ -191,7 +208,10 @@ impl Shared {
                     events.push(RedirEvent::Disconnected);
                 }
             }
-            Packet::InterfaceInfo(_) | Packet::EpInfo(_) | Packet::FilterFilter(_) => {}
+            Packet::EpInfo(info) => self.ep_info = Some(info),
+            Packet::InterfaceInfo(_) | Packet::FilterFilter(_) => {}
+            Packet::IsoStreamStatus { status, endpoint } => self.iso_status(endpoint, status),
+            Packet::Iso(p) => self.iso_packet(p),
             Packet::InterruptReceivingStatus { status, endpoint } if status != Status::SUCCESS => {
                 self.receiving.remove(&endpoint);
                 let waiters = self.waiting.remove(&endpoint).unwrap_or_default();
@@ -217,8 +237,10 @@ impl Shared {
                     _ => Vec::new(),
                 };
                 if matches!(kind, PendingKind::SetConfiguration) {
+                    // The host ended every stream.
                     self.receiving.clear();
                     self.reports.clear();
+                    self.iso.clear();
                 }
                 self.complete(UsbCompletion {
                     id: req,
@@ -233,7 +255,11 @@ impl Shared {
                 };
                 let data = match kind {
                     PendingKind::GetAltSetting => vec![alt],
-                    _ => Vec::new(),
+                    _ => {
+                        // The host ended the interface's streams.
+                        self.iso.clear();
+                        Vec::new()
+                    }
                 };
                 self.complete(UsbCompletion {
                     id: req,
@@ -364,6 +390,8 @@ impl RedirConnection {
                 reports: HashMap::new(),
                 waiting: HashMap::new(),
                 completions: Vec::new(),
+                ep_info: None,
+                iso: Vec::new(),
                 waker: None,
                 inline_completions: false,
                 receiving_bytes: false,
@@ -488,7 +516,13 @@ impl UsbDevice for RedirDevice {
             }
             s.receiving.clear();
             s.reports.clear();
+            s.iso.clear();
         }
+        self.notify.call();
+    }
+
+    fn endpoint_stopped(&mut self, endpoint: u8) {
+        lock(&self.shared).stop_iso(endpoint);
         self.notify.call();
     }
 
@@ -515,13 +549,7 @@ impl RedirDevice {
             warn!("usbredir: too many requests in flight");
             return fail(UsbStatus::Error);
         }
-        let id = s.next_id;
-        // Ids stay below 2^32 for peers without 64-bit ids.
-        s.next_id = if s.next_id >= u64::from(u32::MAX) {
-            1
-        } else {
-            s.next_id + 1
-        };
+        let id = s.take_id();
         let is_in = r.endpoint & 0x80 != 0;
         let (packet, kind) = match r.kind {
             TransferKind::Control(setup) => {
@@ -594,6 +622,7 @@ impl RedirDevice {
                 s.serve_reports(r.endpoint);
                 return None;
             }
+            TransferKind::Isochronous => return Some(s.iso_request(id, r)),
             TransferKind::Interrupt => (
                 Packet::Interrupt(SmallPacket {
                     endpoint: r.endpoint,
@@ -626,5 +655,6 @@ impl RedirDevice {
     }
 }
 
+mod iso;
 #[cfg(test)]
 mod tests;

@@ -486,3 +486,112 @@ fn inline_completions_are_reported_to_the_transport_instead_of_waking() {
     assert_eq!(waker.read().unwrap(), 1);
     assert_eq!(dev.take_completions()[0].id, 8);
 }
+
+fn iso(id: u64, endpoint: u8, length: u32, data: Vec<u8>) -> UsbRequest {
+    UsbRequest {
+        id,
+        endpoint,
+        kind: TransferKind::Isochronous,
+        data,
+        length,
+    }
+}
+
+/// Isochronous IN 0x81 and OUT 0x02 at high speed: the stream starts with
+/// the first request, IN packets are buffered (bounded, oldest dropped,
+/// over-long ones refused) and handed out one per request, OUT packets are
+/// forwarded, a stopped endpoint stops its stream, a failed stream fails
+/// its requests.
+#[test]
+fn iso_streams_buffer_in_packets_and_forward_out_packets() {
+    let conn = RedirConnection::new();
+    let mut peer = Peer::new(&conn);
+    let mut info = usbredir::EpInfo::default();
+    for ep in [0x81u8, 0x02] {
+        let i = usbredir::ep_index(ep);
+        info.ep_type[i] = usbredir::ep_type::ISO;
+        info.interval[i] = 1;
+        info.max_packet_size[i] = 192;
+    }
+    peer.send(&conn, 0, Packet::EpInfo(Box::new(info)));
+    let mut dev = peer.connect(&conn);
+    // The first request starts the stream and gets an empty packet.
+    let done = dev.submit(iso(1, 0x81, 192, vec![])).unwrap();
+    assert_eq!((done.status, done.data.len()), (UsbStatus::Success, 0));
+    let sent = peer.recv(&conn);
+    assert!(matches!(
+        sent[..],
+        [Received {
+            packet: Packet::StartIsoStream {
+                endpoint: 0x81,
+                pkts_per_urb: 32,
+                no_urbs: 3
+            },
+            ..
+        }]
+    ));
+    let packet = |n: u16, len: usize| {
+        let mut data = vec![0u8; len];
+        data[..2].copy_from_slice(&n.to_le_bytes());
+        Packet::Iso(SmallPacket {
+            endpoint: 0x81,
+            status: Status::SUCCESS,
+            length: len as u16,
+            data,
+        })
+    };
+    // Prefill: nothing until a URB's worth (32) is buffered.
+    for n in 0..31 {
+        peer.send(&conn, 0, packet(n, 100));
+    }
+    assert!(dev
+        .submit(iso(2, 0x81, 192, vec![]))
+        .unwrap()
+        .data
+        .is_empty());
+    peer.send(&conn, 0, packet(31, 100));
+    let got = dev.submit(iso(3, 0x81, 192, vec![])).unwrap();
+    assert_eq!(
+        (got.id, &got.data[..2], got.data.len()),
+        (3, &[0u8, 0][..], 100)
+    );
+    // 31 buffered; 300 more overflow the 192-packet buffer: the oldest go.
+    for n in 32..332 {
+        peer.send(&conn, 0, packet(n, 100));
+    }
+    // Over the max packet size: dropped, never buffered.
+    peer.send(&conn, 0, packet(999, 193));
+    let got = dev.submit(iso(4, 0x81, 192, vec![])).unwrap();
+    assert_eq!(u16::from_le_bytes([got.data[0], got.data[1]]), 332 - 192);
+    // A packet larger than the guest's TD: babble.
+    let got = dev.submit(iso(5, 0x81, 50, vec![])).unwrap();
+    assert_eq!(got.status, UsbStatus::Error);
+    // OUT: the stream starts, the packet follows, done at once.
+    let got = dev.submit(iso(6, 0x02, 0, vec![9; 64])).unwrap();
+    assert_eq!((got.status, got.actual), (UsbStatus::Success, 64));
+    let sent: Vec<Packet> = peer.recv(&conn).into_iter().map(|r| r.packet).collect();
+    assert!(matches!(
+        sent[0],
+        Packet::StartIsoStream { endpoint: 0x02, .. }
+    ));
+    assert!(matches!(&sent[1], Packet::Iso(p) if p.endpoint == 0x02 && p.data == vec![9; 64]));
+    // Not an isochronous endpoint (per ep_info): refused.
+    let got = dev.submit(iso(7, 0x83, 8, vec![])).unwrap();
+    assert_eq!(got.status, UsbStatus::Error);
+    // Stop: STOP_ISO_STREAM, and a later request starts a new stream.
+    dev.endpoint_stopped(0x81);
+    let sent: Vec<Packet> = peer.recv(&conn).into_iter().map(|r| r.packet).collect();
+    assert_eq!(sent, vec![Packet::StopIsoStream { endpoint: 0x81 }]);
+    // A failed stream fails its requests until stopped.
+    peer.send(
+        &conn,
+        0,
+        Packet::IsoStreamStatus {
+            status: Status::IOERROR,
+            endpoint: 0x02,
+        },
+    );
+    let got = dev.submit(iso(8, 0x02, 0, vec![1; 8])).unwrap();
+    assert_eq!(got.status, UsbStatus::Error);
+    assert!(peer.recv(&conn).is_empty());
+}

@@ -7,6 +7,7 @@ use tracing::warn;
 
 use super::context::*;
 use super::controller::{Xhci, MAX_SLOTS};
+use super::isoch::{is_isoch, IsochParams};
 use super::trb::{cc, trb_type as tt, Ring, Trb};
 
 /// Commands run per `process` call; the rest wait for the next round, so a
@@ -152,7 +153,7 @@ impl Xhci {
             state: EP_RUNNING,
             ep_type: 4,
             ring: Ring::new(dequeue, cycle),
-            inflight: None,
+            ..Default::default()
         };
         cc::SUCCESS
     }
@@ -196,6 +197,13 @@ impl Xhci {
             if ty == 0 || ty == 4 || (ty >= 5) != (dci % 2 == 1) {
                 return cc::PARAMETER;
             }
+            if is_isoch(ty) && IsochParams::from_ctx(&ctx).is_none() {
+                warn!(
+                    slot_id,
+                    dci, "xhci: isochronous endpoint with an Interval over 15"
+                );
+                return cc::PARAMETER;
+            }
             added.push((dci, ctx));
         }
         for dci in 2..32u8 {
@@ -218,7 +226,8 @@ impl Xhci {
                     state: EP_RUNNING,
                     ep_type: ep_type(&ctx),
                     ring: Ring::new(dequeue, cycle),
-                    inflight: None,
+                    iso_params: IsochParams::from_ctx(&ctx).unwrap_or_default(),
+                    ..Default::default()
                 };
         }
         let any = self.slots[usize::from(slot_id) - 1].eps[2..]

@@ -17,6 +17,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::interrupter::{Interrupter, Posted, ERDP_EHB, IMAN_IE, IMAN_IP};
+use super::isoch::{IsochParams, IsochState};
 use super::port::{Port, PORTS, USB2_PORTS, USB3_PORTS};
 use super::trb::{cc, trb_type, Ring, Trb};
 use crate::pci::PciInterrupt;
@@ -71,6 +72,9 @@ pub(super) struct Endpoint {
     pub ep_type: u8,
     pub ring: Ring,
     pub inflight: Option<super::transfer::Td>,
+    /// Isochronous endpoints: the context's interval and sizes, the schedule.
+    pub iso_params: IsochParams,
+    pub iso: IsochState,
 }
 
 #[derive(Default)]
@@ -79,6 +83,12 @@ pub(super) struct Slot {
     /// Index into `ports` once addressed.
     pub port: Option<usize>,
     pub eps: [Endpoint; 32],
+}
+
+#[derive(Clone, Copy)]
+enum Clock {
+    Real(Instant),
+    Manual(u64),
 }
 
 pub struct Xhci {
@@ -100,7 +110,9 @@ pub struct Xhci {
     /// Per slot (index slot id - 1), a bit per DCI rung since the last `process`.
     pub(super) ep_pending: Vec<u32>,
     pub(super) next_id: u64,
-    start: Instant,
+    clock: Clock,
+    /// Isochronous endpoints with a TD waiting for its interval.
+    pub(super) iso_eps: Vec<(u8, u8)>,
     waker: Option<Arc<EventFd>>,
 }
 
@@ -124,7 +136,8 @@ impl Xhci {
             cmd_pending: false,
             ep_pending: vec![0; MAX_SLOTS],
             next_id: 1,
-            start: Instant::now(),
+            clock: Clock::Real(Instant::now()),
+            iso_eps: Vec::new(),
             waker: None,
         };
         x.reset();
@@ -152,6 +165,7 @@ impl Xhci {
         }
         self.cmd_pending = false;
         self.ep_pending.fill(0);
+        self.iso_eps.clear();
         self.update_intx();
     }
 
@@ -193,6 +207,7 @@ impl Xhci {
                     if let Some(td) = ep.inflight.take() {
                         ep.ring = td.start;
                     }
+                    ep.iso = IsochState::default();
                 }
             }
         }
@@ -227,11 +242,37 @@ impl Xhci {
     /// Write `event` on interrupter `target`'s ring and interrupt (QEMU's
     /// coalescing: no new message while EHB says the guest is still handling).
     pub(super) fn post_event(&mut self, target: usize, event: Trb) {
+        self.post_event_bei(target, event, false);
+    }
+
+    /// `post_event`, or with `block` (a TRB's BEI) only the event, no interrupt.
+    pub(super) fn post_event_bei(&mut self, target: usize, event: Trb, block: bool) {
         let target = if target < self.intrs.len() { target } else { 0 };
-        if self.intrs[target].post(&self.mem, event) == Posted::Dropped {
+        if self.intrs[target].post(&self.mem, event) == Posted::Dropped || block {
             return;
         }
         self.raise(target);
+    }
+
+    /// MFINDEX unwrapped: microframes since the controller was created.
+    pub(super) fn mf_now(&self) -> u64 {
+        match self.clock {
+            Clock::Real(start) => (start.elapsed().as_nanos() / 125_000) as u64,
+            Clock::Manual(mf) => mf,
+        }
+    }
+
+    /// MFINDEX restarts at 0 and stands still until `advance_clock` moves
+    /// it (unit tests and fuzzing of isochronous scheduling).
+    pub fn use_manual_clock(&mut self) {
+        self.clock = Clock::Manual(0);
+    }
+
+    /// Moves a manual clock on by `microframes`.
+    pub fn advance_clock(&mut self, microframes: u64) {
+        if let Clock::Manual(mf) = &mut self.clock {
+            *mf = mf.saturating_add(microframes);
+        }
     }
 
     fn raise(&mut self, target: usize) {
@@ -315,8 +356,8 @@ impl Xhci {
             RUNTIME_BASE..DOORBELL_BASE => {
                 let rel = offset - RUNTIME_BASE;
                 if rel == 0 {
-                    let ticks = self.start.elapsed().as_nanos() / 125_000;
-                    return (ticks & 0x3fff) as u32;
+                    // MFINDEX: 125 µs microframes, 14 bits.
+                    return (self.mf_now() & 0x3fff) as u32;
                 }
                 let Some(intr) = rel
                     .checked_sub(0x20)
@@ -535,6 +576,7 @@ impl Xhci {
                 self.kick_endpoint(slot_index as u8 + 1, dci);
             }
         }
+        self.serve_isoch();
     }
 
     /// Only the devices' completions (see `XhciHandle::collect`).

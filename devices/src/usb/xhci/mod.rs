@@ -5,6 +5,7 @@
 //! * `controller.rs`: registers, interrupters' interrupts, ports glue.
 //! * `commands.rs`: the command ring and the slot/endpoint state machines.
 //! * `transfer.rs`: TDs to [`crate::usb::UsbRequest`]s and back to events.
+//! * `isoch.rs`: isochronous TDs, scheduled per service interval on MFINDEX.
 //! * `trb.rs`, `interrupter.rs`, `context.rs`, `port.rs`: the data structures.
 //! * `pci.rs`: the PCI function and its worker thread.
 //!
@@ -17,6 +18,7 @@ mod commands;
 mod context;
 mod controller;
 mod interrupter;
+mod isoch;
 mod pci;
 mod port;
 mod transfer;
@@ -26,6 +28,7 @@ mod trb;
 mod tests;
 
 pub use controller::{Xhci, XhciInterrupt, BAR_SIZE, MAX_INTRS, MAX_SLOTS};
+pub use isoch::{schedule, IsochParams, IsochTrb, Schedule, MICROFRAME};
 pub use pci::{XhciHandle, XhciPci};
 pub use port::{PORTS, USB2_PORTS, USB3_PORTS};
 pub use trb::{cc, trb_type, Trb};

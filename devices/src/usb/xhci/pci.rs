@@ -7,14 +7,17 @@
 //! vCPU; we keep the vCPU free of device work). Devices that answer later
 //! write the same wake-up eventfd, except a transport that receives a
 //! device's answers itself (usbredir): it hands them over with
-//! [`XhciHandle::collect`] on its own thread, one thread hop less.
+//! [`XhciHandle::collect`] on its own thread, one thread hop less. A timer
+//! wakes the worker when an isochronous TD's service interval comes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tracing::error;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::timerfd::TimerFd;
 
 use super::controller::{Xhci, BAR_SIZE, MAX_INTRS, MSIX_PBA, MSIX_TABLE};
 use crate::pci::{BarKind, MsiController, MsixLayout, PciConfig, PciDevice, PciInterrupt};
@@ -22,11 +25,17 @@ use crate::usb::UsbDevice;
 use crate::worker::{Token, Worker, WorkerEvents, WorkerHandler};
 use crate::{IrqLine, Lifecycle, Result};
 
+/// A zero duration would disarm the timer: a TD already due fires at once.
+const MIN_TIMER: Duration = Duration::from_micros(1);
+
 const KICK: Token = 0;
+const ISOCH_TIMER: Token = 1;
 
 struct XhciWorker {
     core: Arc<Mutex<Xhci>>,
     kick: Arc<EventFd>,
+    /// Wakes the worker when the next isochronous TD is due.
+    timer: TimerFd,
 }
 
 fn lock(core: &Mutex<Xhci>) -> MutexGuard<'_, Xhci> {
@@ -35,16 +44,28 @@ fn lock(core: &Mutex<Xhci>) -> MutexGuard<'_, Xhci> {
 
 impl WorkerHandler for XhciWorker {
     fn register(&mut self, events: &WorkerEvents) -> std::io::Result<()> {
-        events.add(&*self.kick, KICK)
+        events.add(&*self.kick, KICK)?;
+        events.add(&self.timer, ISOCH_TIMER)
     }
 
-    fn handle(&mut self, _token: Token, _events: &WorkerEvents) {
-        let _ = self.kick.read();
+    fn handle(&mut self, token: Token, _events: &WorkerEvents) {
+        if token == KICK {
+            let _ = self.kick.read();
+        }
         let mut core = lock(&self.core);
         core.process();
         if core.has_pending() {
             // Bounded rounds: the rest after other events had their turn.
             let _ = self.kick.write(1);
+        }
+        // Arming (or disarming) the timer also clears its expiry count, so
+        // it is never read (a read could block after a re-arm).
+        let armed = match core.next_isoch_due() {
+            Some(due) => self.timer.reset(due.max(MIN_TIMER), None),
+            None => self.timer.clear(),
+        };
+        if let Err(e) = armed {
+            error!("xhci: isochronous timer: {e}");
         }
     }
 }
@@ -95,11 +116,13 @@ impl XhciPci {
         let mut core = Xhci::new(mem, interrupt.clone());
         core.set_waker(kick.clone());
         let core = Arc::new(Mutex::new(core));
+        let timer = TimerFd::new().map_err(|e| crate::Error::Worker(e.to_string()))?;
         let worker = Worker::spawn(
             "xhci",
             XhciWorker {
                 core: core.clone(),
                 kick: kick.clone(),
+                timer,
             },
         )?;
         Ok(XhciPci {

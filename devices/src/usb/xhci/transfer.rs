@@ -13,6 +13,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::context::{EP_HALTED, EP_RUNNING};
 use super::controller::Xhci;
+use super::isoch::is_isoch;
 use super::trb::{cc, trb_type as tt, Ring, Trb, CHAIN, IDT, IOC};
 use crate::usb::{SetupPacket, TransferKind, UsbCompletion, UsbRequest, UsbStatus};
 
@@ -21,7 +22,7 @@ const MAX_TD_TRBS: usize = 256;
 /// Bytes one TD may move (the usbredir limit is the same order).
 pub const MAX_TD_BYTES: u64 = 4 * 1024 * 1024;
 /// TDs completed per endpoint per `process` round.
-const TDS_PER_ROUND: usize = 64;
+pub(super) const TDS_PER_ROUND: usize = 64;
 
 pub(crate) struct Td {
     /// Where the TD starts on the ring (the dequeue pointer while it is in flight).
@@ -32,7 +33,7 @@ pub(crate) struct Td {
     pub requested: u32,
 }
 
-enum Fetch {
+pub(super) enum Fetch {
     Td(Td),
     /// The guest has not finished writing the TD.
     Incomplete,
@@ -45,7 +46,7 @@ fn is_data(trb: &Trb) -> bool {
 }
 
 impl Xhci {
-    fn fetch_td(&mut self, slot_id: u8, dci: u8) -> Fetch {
+    pub(super) fn fetch_td(&mut self, slot_id: u8, dci: u8) -> Fetch {
         let ep = &self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)];
         let start = ep.ring;
         let mut ring = ep.ring;
@@ -100,7 +101,7 @@ impl Xhci {
         })
     }
 
-    fn halt(&mut self, slot_id: u8, dci: u8) {
+    pub(super) fn halt(&mut self, slot_id: u8, dci: u8) {
         self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)].state = EP_HALTED;
         self.write_back_endpoint(slot_id, dci);
     }
@@ -114,20 +115,37 @@ impl Xhci {
         residual: u32,
         event_data: bool,
     ) {
-        let event = Trb {
+        let event = self.transfer_trb(slot_id, dci, addr, code, residual, event_data);
+        self.post_event(0, event);
+    }
+
+    pub(super) fn transfer_trb(
+        &self,
+        slot_id: u8,
+        dci: u8,
+        addr: u64,
+        code: u8,
+        residual: u32,
+        event_data: bool,
+    ) -> Trb {
+        Trb {
             parameter: addr,
             status: u32::from(code) << 24 | (residual & 0xff_ffff),
             control: tt::TRANSFER_EVENT << 10
                 | u32::from(dci) << 16
                 | u32::from(slot_id) << 24
                 | u32::from(event_data) << 2,
-        };
-        self.post_event(0, event);
+        }
     }
 
     /// Turn a TD into a request: the endpoint address, kind, OUT data gathered
     /// from guest memory (each buffer read once) and the IN length.
-    fn build_request(&self, dci: u8, ep_type: u8, td: &mut Td) -> Result<UsbRequest, u8> {
+    pub(super) fn build_request(
+        &self,
+        dci: u8,
+        ep_type: u8,
+        td: &mut Td,
+    ) -> Result<UsbRequest, u8> {
         let first = td.trbs[0].1;
         let (kind, endpoint) = if first.trb_type() == tt::SETUP {
             if !first.has(IDT) || first.transfer_length() != 8 {
@@ -144,7 +162,8 @@ impl Xhci {
             let kind = match ep_type {
                 2 | 6 => TransferKind::Bulk,
                 3 | 7 => TransferKind::Interrupt,
-                _ => return Err(cc::TRB_ERROR), // isochronous and stray control TRBs
+                1 | 5 => TransferKind::Isochronous,
+                _ => return Err(cc::TRB_ERROR), // stray control TRBs
             };
             (kind, number | if is_in { 0x80 } else { 0 })
         };
@@ -197,7 +216,7 @@ impl Xhci {
             let Some(ep) = slot.eps.get_mut(usize::from(dci)) else {
                 return;
             };
-            if !enabled || ep.inflight.is_some() {
+            if !enabled || (ep.inflight.is_some() && !is_isoch(ep.ep_type)) {
                 return;
             }
             // A doorbell restarts a stopped endpoint; a halted one stays halted.
@@ -210,6 +229,10 @@ impl Xhci {
                 _ => return,
             }
             let ep_type = self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)].ep_type;
+            if is_isoch(ep_type) {
+                self.kick_isoch(slot_id, dci);
+                return;
+            }
             let mut td = match self.fetch_td(slot_id, dci) {
                 Fetch::Td(td) => td,
                 Fetch::Incomplete | Fetch::Failed => return,
@@ -263,15 +286,28 @@ impl Xhci {
         let Some(ep) = slot.eps.get_mut(usize::from(dci)) else {
             return;
         };
-        let Some(td) = ep.inflight.take() else { return };
-        // The TD was not completed: the ring resumes at its start.
-        ep.ring = td.start;
+        let iso = is_isoch(ep.ep_type);
+        ep.iso = Default::default();
+        let td = ep.inflight.take();
+        if td.is_none() && !iso {
+            return;
+        }
+        if let Some(td) = &td {
+            // The TD was not completed: the ring resumes at its start.
+            ep.ring = td.start;
+        }
         if let Some(dev) = slot
             .port
             .and_then(|p| self.ports.get_mut(p))
             .and_then(|p| p.device.as_mut())
         {
-            dev.cancel(td.id);
+            if let Some(td) = td {
+                dev.cancel(td.id);
+            }
+            if iso {
+                // A stream the device runs for the endpoint ends with it.
+                dev.endpoint_stopped((dci / 2) | if dci % 2 == 1 { 0x80 } else { 0 });
+            }
         }
     }
 
@@ -308,20 +344,22 @@ impl Xhci {
         }
     }
 
-    fn finish_td(&mut self, slot_id: u8, dci: u8, td: Td, done: UsbCompletion) {
-        let code = match done.status {
-            UsbStatus::Success => cc::SUCCESS,
-            UsbStatus::Stall => cc::STALL,
-            UsbStatus::Error => cc::USB_TRANSACTION_ERROR,
-            UsbStatus::Cancelled => return,
-        };
+    /// IN data to the guest's buffers, in TRB order (when `write`); the
+    /// bytes the TD moved.
+    pub(super) fn deliver(
+        &self,
+        slot_id: u8,
+        dci: u8,
+        td: &Td,
+        done: &UsbCompletion,
+        write: bool,
+    ) -> u32 {
         let actual = if td.is_in {
             done.data.len().min(td.requested as usize) as u32
         } else {
             done.actual.min(td.requested)
         };
-        // IN data to the guest's buffers, in TRB order.
-        if td.is_in && code == cc::SUCCESS {
+        if td.is_in && write {
             let mut offset = 0usize;
             for (_, trb) in td.trbs.iter().filter(|(_, t)| is_data(t) && !t.has(IDT)) {
                 let end = (offset + trb.transfer_length() as usize).min(actual as usize);
@@ -338,6 +376,20 @@ impl Xhci {
                 offset = end;
             }
         }
+        actual
+    }
+
+    fn finish_td(&mut self, slot_id: u8, dci: u8, td: Td, done: UsbCompletion) {
+        if is_isoch(self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)].ep_type) {
+            return self.finish_isoch(slot_id, dci, td, done);
+        }
+        let code = match done.status {
+            UsbStatus::Success => cc::SUCCESS,
+            UsbStatus::Stall => cc::STALL,
+            UsbStatus::Error => cc::USB_TRANSACTION_ERROR,
+            UsbStatus::Cancelled => return,
+        };
+        let actual = self.deliver(slot_id, dci, &td, &done, code == cc::SUCCESS);
         let control = td.trbs[0].1.trb_type() == tt::SETUP;
         let last = td.trbs.len() - 1;
         let mut left = actual;

@@ -55,14 +55,19 @@ pub mod cc {
     pub const COMMAND_RING_STOPPED: u8 = 24;
     pub const COMMAND_ABORTED: u8 = 25;
     pub const STOPPED: u8 = 26;
+    pub const MISSED_SERVICE: u8 = 23;
 }
 
 pub const CYCLE: u32 = 1 << 0;
 /// Link TRB: toggle cycle. Also ENT on transfer TRBs (unused here).
 pub const TOGGLE_CYCLE: u32 = 1 << 1;
+/// Interrupt on Short Packet (transfer TRBs).
+pub const ISP: u32 = 1 << 2;
 pub const CHAIN: u32 = 1 << 4;
 pub const IOC: u32 = 1 << 5;
 pub const IDT: u32 = 1 << 6;
+/// Block Event Interrupt: the TRB's event is written without an interrupt.
+pub const BEI: u32 = 1 << 9;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Trb {

@@ -63,6 +63,9 @@ struct DeviceLog {
     completions: Vec<UsbCompletion>,
     cancelled: Vec<u64>,
     resets: usize,
+    /// Isochronous IN 0x84's packets, one per request (empty when none).
+    iso_in: VecDeque<Vec<u8>>,
+    stopped_endpoints: Vec<u8>,
 }
 
 struct TestDevice(Arc<Mutex<DeviceLog>>);
@@ -102,6 +105,8 @@ impl UsbDevice for TestDevice {
             (TransferKind::Control(_), _) => ok(vec![], 0),
             (TransferKind::Bulk, 0x81) => ok(log.bulk_in.pop_front().unwrap_or_default(), 0),
             (TransferKind::Bulk, 0x02) => ok(vec![], r.data.len() as u32),
+            (TransferKind::Isochronous, 0x84) => ok(log.iso_in.pop_front().unwrap_or_default(), 0),
+            (TransferKind::Isochronous, 0x05) => ok(vec![], r.data.len() as u32),
             (TransferKind::Interrupt, 0x83) => {
                 log.pending.push(r.id);
                 None
@@ -122,6 +127,9 @@ impl UsbDevice for TestDevice {
     }
     fn reset(&mut self) {
         self.0.lock().unwrap().resets += 1;
+    }
+    fn endpoint_stopped(&mut self, endpoint: u8) {
+        self.0.lock().unwrap().stopped_endpoints.push(endpoint);
     }
 }
 
@@ -427,6 +435,7 @@ fn code(ev: &Trb) -> u8 {
 }
 
 mod hostile;
+mod isoch;
 mod pci;
 mod redir;
 mod transfers;

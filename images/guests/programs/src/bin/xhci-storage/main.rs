@@ -22,6 +22,12 @@
 //!    SET_IDLE, SET_PROTOCOL (boot), the report descriptor, SET_REPORT (LEDs),
 //!    then interrupt TDs kept queued; see `hid.rs`.
 //!
+//! 6. An isochronous source instead (vendor interface ff/49/01, the test
+//!    peer's `IsoSource`) is driven as xhci-hcd queues isochronous URBs:
+//!    Configure Endpoint for its isochronous IN and OUT endpoints, URBs of
+//!    Isoch TRBs (SIA, ISP, IOC, BEI), resubmitted as they complete, the
+//!    packets' numbers, sizes and contents checked; see `iso.rs`.
+//!
 //! Prints `storage ...` lines (vendor, product, capacity, an FNV-1a 32 of
 //! the sectors read, the sense) and `SPICEBOX-XHCI-STORAGE-OK`.
 #![no_std]
@@ -30,6 +36,7 @@
 extern crate alloc;
 
 mod hid;
+mod iso;
 mod storage;
 mod xhci;
 
@@ -71,14 +78,17 @@ fn main() {
     );
     // The first interface the guest has a driver for decides the mode.
     let interface = descriptors(&c).find(|d| {
-        d[1] == 4 && d.len() >= 9 && (storage::is_storage(d) || hid::is_boot_keyboard(d))
+        d[1] == 4
+            && d.len() >= 9
+            && (storage::is_storage(d) || hid::is_boot_keyboard(d) || iso::is_iso_source(d))
     });
     match interface {
         Some(d) if storage::is_storage(d) => storage::run(&mut xhci, &mut dev, &c),
+        Some(d) if iso::is_iso_source(d) => iso::run(&mut xhci, &mut dev, &c),
         Some(_) => hid::run(&mut xhci, &mut dev, &c),
         None => fail!(
             "interface",
-            "no mass-storage or boot keyboard interface: {c:02x?}"
+            "no mass-storage, boot keyboard or isochronous interface: {c:02x?}"
         ),
     }
 }

@@ -306,7 +306,8 @@ pub fn dci(endpoint: u8) -> u8 {
 /// An endpoint to add with Configure Endpoint.
 pub struct EndpointConfig {
     pub address: u8,
-    /// xHCI endpoint type: 2 bulk OUT, 6 bulk IN, 7 interrupt IN.
+    /// xHCI endpoint type: 1 isoch OUT, 2 bulk OUT, 5 isoch IN, 6 bulk IN,
+    /// 7 interrupt IN.
     pub ep_type: u32,
     pub max_packet: u32,
     /// The Interval field (2^n × 125 µs); 0 for bulk.
@@ -397,7 +398,9 @@ impl Device {
         for e in endpoints {
             let index = u64::from(dci(e.address)) + 1;
             self.ctx(xhci, index, 0, e.interval << 16);
-            self.ctx(xhci, index, 1, e.max_packet << 16 | e.ep_type << 3 | 3 << 1);
+            // Error Count 3, but 0 for isochronous endpoints (no retries).
+            let cerr = if e.ep_type == 1 || e.ep_type == 5 { 0 } else { 3 };
+            self.ctx(xhci, index, 1, e.max_packet << 16 | e.ep_type << 3 | cerr << 1);
             self.ctx(xhci, index, 2, e.ring as u32 | 1);
             self.ctx(xhci, index, 3, (e.ring >> 32) as u32);
             // Max ESIT payload (periodic endpoints) and average TRB length.
