@@ -6,7 +6,8 @@ use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, MAX_DIMENSION};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
     BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
-    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, RES_TYPE_PIXMAP,
+    IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, RES_TYPE_PIXMAP,
     ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
@@ -398,7 +399,12 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
     let flags = need(img.u8(), "image flags")?;
     let iw = need(img.u32(), "image width")?;
     let ih = need(img.u32(), "image height")?;
-    if flags & !IMAGE_FLAGS_CACHE_ME != 0 || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
+    // CACHE_ME or CACHE_REPLACE_ME (a lossless copy over a lossy one), not both.
+    let flags_ok = matches!(
+        flags,
+        0 | IMAGE_FLAGS_CACHE_ME | IMAGE_FLAGS_CACHE_REPLACE_ME
+    );
+    if !flags_ok || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
         return Err(format!(
             "image flags {flags} size {iw}x{ih} for box {width}x{height}"
         ));
@@ -407,7 +413,9 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         return Err(format!("image {iw}x{ih} too large"));
     }
     let pixels = match image_type {
-        IMAGE_TYPE_FROM_CACHE if flags == 0 => {
+        // This client decodes no lossy format, so every copy it holds is
+        // lossless and FROM_CACHE_LOSSLESS is FROM_CACHE.
+        IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS if flags == 0 => {
             exact(&img, "FROM_CACHE image")?;
             return Ok(ServerMsg::DrawCopy {
                 x,
@@ -464,7 +472,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         height,
         image: CopyImage::Pixels {
             pixels,
-            cache_id: (flags & IMAGE_FLAGS_CACHE_ME != 0).then_some(id),
+            cache_id: (flags != 0).then_some(id),
         },
         image_type,
     })
