@@ -189,10 +189,8 @@ impl Capture {
     fn start(dir: &TempDir, port: u16) -> Capture {
         require_tool("tshark", "tshark");
         // SAFETY: geteuid has no preconditions.
-        assert!(
-            unsafe { libc::geteuid() } == 0,
-            "capturing on lo needs root"
-        );
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(root, "capturing on lo needs root");
         let pcap = dir.join("jpeg.pcapng");
         let log = dir.join("tshark.log");
         let mut cmd = Command::new("tshark");
