@@ -5,6 +5,7 @@ mod display;
 mod flow;
 mod handshake;
 mod inputs;
+mod jpeg;
 mod limits;
 mod playback;
 mod record;
