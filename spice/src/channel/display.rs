@@ -63,7 +63,7 @@ const MAX_QUEUED_DRAWS: usize = 1024;
 /// a fast one acks a window of updates within a few round trips.
 const SLOW_STALL: Duration = Duration::from_millis(250);
 /// How long a client stays "slow" after its last long stall.
-const SLOW_HOLD: Duration = Duration::from_secs(10);
+pub(crate) const SLOW_HOLD: Duration = Duration::from_secs(10);
 
 /// The display kind: one [`Head`] per channel id.
 pub struct DisplayChannel {

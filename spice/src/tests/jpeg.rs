@@ -139,3 +139,85 @@ fn photo_copies_go_jpeg_and_ui_stays_exact() {
     assert_eq!(got, s.pixels);
     assert!(!st.image_types.contains(&IMAGE_TYPE_JPEG));
 }
+
+/// Auto: a client that kept the ack window closed is on a slow link, so
+/// photo copies go JPEG (and the cache records the lossy copy); once the
+/// link has been quick for SLOW_HOLD, the photo must be exact again: the
+/// cached lossy copy is replaced (CACHE_REPLACE_ME) and hits are lossless.
+#[test]
+fn auto_goes_lossy_on_a_stalled_link_and_replaces_lossy_copies_after() {
+    use crate::channel::conn::ACK_WINDOW;
+    use crate::channel::display::SLOW_HOLD;
+    use std::time::Instant;
+    let (w, h) = (320, 200);
+    let server = start_jpeg(JpegMode::Auto);
+    let mut s = frame(w, h, vec![0x00ee_eeee; (w * h) as usize]);
+    server.update(&s, &[full(&s)], &[]);
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    wait_surface(&c, &s);
+    // Fill the window with small flat updates, keep it closed, then ack.
+    c.set_auto_ack(false);
+    let deadline = Instant::now() + T;
+    let mut i = 0u32;
+    while c.state().display_msgs < u64::from(2 * ACK_WINDOW) {
+        assert!(Instant::now() < deadline, "window never filled");
+        let r = Rect::new(i % 300, 150, 10, 10);
+        for y in r.y..r.y + r.height {
+            for x in r.x..r.x + r.width {
+                s.pixels[(y * w + x) as usize] = 0x0010_0000 * (i % 8);
+            }
+        }
+        server.update(&s, &[r], &[]);
+        std::thread::sleep(Duration::from_millis(3));
+        i += 1;
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    c.set_auto_ack(true);
+    wait_surface(&c, &s);
+
+    let pic = Arc::new(frame(96, 64, photo(96, 64, 3)));
+    let copy = |x: u32, s: &mut Frame, c: &TestClient| {
+        let before = c.state().draw_copies;
+        let cp = ImageCopy {
+            rect: Rect::new(x, 0, 96, 64),
+            src_x: 0,
+            src_y: 0,
+            image: pic.clone(),
+        };
+        Draw::Copy(cp.clone()).paint(s);
+        server.update(s, &[], &[Draw::Copy(cp)]);
+        c.wait(T, |st| st.draw_copies > before).unwrap();
+    };
+    copy(0, &mut s, &c);
+    copy(100, &mut s, &c);
+    {
+        let st = c.state();
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        let jpegs = st
+            .image_types
+            .iter()
+            .filter(|t| **t == IMAGE_TYPE_JPEG)
+            .count();
+        assert_eq!(
+            jpegs, 2,
+            "slow link: the photo went JPEG: {:?}",
+            st.image_types
+        );
+        assert_eq!(st.lossy_pixmaps.len(), 1);
+    }
+    // The link is fast again once the hold ends.
+    std::thread::sleep(SLOW_HOLD + Duration::from_millis(500));
+    copy(200, &mut s, &c);
+    copy(0, &mut s, &c);
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(st.cache_replaces, 1, "the lossy copy was replaced");
+    assert!(st.lossy_pixmaps.is_empty());
+    let got = &st.surface.as_ref().unwrap().pixels;
+    // The copies after the hold are exact; the one at x=100 stays lossy.
+    let exact = |x: u32, y: u32| y < 64 && (x < 96 || (200..296).contains(&x));
+    let lossy = |x: u32, y: u32| y < 64 && (100..196).contains(&x);
+    assert_eq!(psnr(got, &s.pixels, w, exact), f64::INFINITY);
+    let q = psnr(got, &s.pixels, w, lossy);
+    assert!(q > 30.0 && q.is_finite(), "{q:.1} dB");
+}
