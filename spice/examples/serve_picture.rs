@@ -50,6 +50,7 @@ fn main() {
             password: sasl.is_none().then(|| "pw".to_string()),
             force_raw_images: false,
             playback_compression: true,
+            jpeg: Default::default(),
             transport,
         },
         spice::Ports {

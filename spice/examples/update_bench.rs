@@ -62,6 +62,7 @@ fn main() {
             password: None,
             force_raw_images: false,
             playback_compression: true,
+            jpeg: Default::default(),
             transport: Default::default(),
         },
         Ports {

@@ -1,12 +1,14 @@
 //! SpiceImage encoding for DRAW_COPY: SPICE LZ, or LZ4 (if the client can decode
 //! it) where LZ did poorly and LZ4 is smaller, and a raw top-down 32-bit bitmap when
-//! compression does not pay or is disabled.
+//! compression does not pay or is disabled. An image the caller allows to be lossy
+//! (`ImagePolicy::lossy`: photo-like, see `image::photo_like`) may go as JPEG instead,
+//! when that is the smallest.
 //! The caller picks the id and flags (CACHE_ME for the client's pixmap cache,
 //! see `channel::pixmap_cache`), and `from_cache` names a cached image.
 
 use crate::proto::{
     BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
-    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
 };
 use crate::wire::Writer;
 use crate::{Frame, Rect};
@@ -19,11 +21,13 @@ pub type EncodeFn = fn(u32, u32, &[u32]) -> Vec<u8>;
 pub struct Encoders {
     pub lz: Option<EncodeFn>,
     pub lz4: Option<EncodeFn>,
+    pub jpeg: Option<EncodeFn>,
 }
 
 pub const ENCODERS: Encoders = Encoders {
     lz: Some(crate::image::lz_rgb32),
     lz4: Some(crate::image::lz4_rgb32),
+    jpeg: Some(crate::image::jpeg_rgb32),
 };
 
 /// Which encodings a given display client may receive.
@@ -31,6 +35,8 @@ pub const ENCODERS: Encoders = Encoders {
 pub struct ImagePolicy {
     pub lz4: bool,
     pub force_raw: bool,
+    /// This image may be sent lossy (JPEG).
+    pub lossy: bool,
 }
 
 /// Copies a rectangle's pixels out of the surface (row-major, stride = rect width).
@@ -73,12 +79,23 @@ fn descriptor(w: &mut Writer, tag: ImageTag, image_type: u8, width: u32, height:
         .u32(height);
 }
 
-/// A SpiceImage naming image `id` of the client's pixmap cache.
-pub fn from_cache(id: u64, width: u32, height: u32) -> Vec<u8> {
+/// A SpiceImage naming image `id` of the client's pixmap cache; `lossless`:
+/// FROM_CACHE_LOSSLESS, which the client draws only from a lossless copy.
+pub fn from_cache(id: u64, width: u32, height: u32, lossless: bool) -> Vec<u8> {
     let mut w = Writer::with_capacity(18);
     let tag = ImageTag { id, flags: 0 };
-    descriptor(&mut w, tag, IMAGE_TYPE_FROM_CACHE, width, height);
+    let image_type = if lossless {
+        IMAGE_TYPE_FROM_CACHE_LOSSLESS
+    } else {
+        IMAGE_TYPE_FROM_CACHE
+    };
+    descriptor(&mut w, tag, image_type, width, height);
     w.finish()
+}
+
+/// Whether a SpiceImage made by `encode_image` is lossy (JPEG).
+pub fn is_lossy(image: &[u8]) -> bool {
+    image.get(8) == Some(&IMAGE_TYPE_JPEG)
 }
 
 /// Raw BITMAP: format 32BIT is B,G,R,X bytes, i.e. each 0x00RRGGBB word little-endian.
@@ -130,6 +147,13 @@ pub fn encode_image(
     if policy.lz4 && lz_did_poorly {
         if let Some(lz4) = enc.lz4 {
             consider(&mut best, IMAGE_TYPE_LZ4, lz4(width, height, pixels));
+        }
+    }
+    // Lossy only where it pays: a photo-like image (the caller's test) that
+    // the lossless coders did not already make small.
+    if policy.lossy {
+        if let Some(jpeg) = enc.jpeg {
+            consider(&mut best, IMAGE_TYPE_JPEG, jpeg(width, height, pixels));
         }
     }
     if let Some((image_type, data)) = best {
@@ -188,6 +212,7 @@ mod tests {
             ImagePolicy {
                 lz4: true,
                 force_raw: true,
+                lossy: false,
             },
             ENCODERS,
         );
@@ -198,10 +223,12 @@ mod tests {
         let bloated = Encoders {
             lz: Some(|w, h, _| vec![0; (w * h * 4) as usize]),
             lz4: None,
+            jpeg: None,
         };
         let pol = ImagePolicy {
             lz4: true,
             force_raw: false,
+            lossy: false,
         };
         assert_eq!(
             encode_image(TAG, 2, 1, &px, pol, bloated)[8],
@@ -211,6 +238,7 @@ mod tests {
         let pol = |lz4| ImagePolicy {
             lz4,
             force_raw: false,
+            lossy: false,
         };
         // A flat area: SPICE LZ is the smaller, even for an LZ4 client.
         assert_eq!(
@@ -227,6 +255,7 @@ mod tests {
         let lz4_smaller = Encoders {
             lz: Some(|_, _, _| vec![1; 9000]),
             lz4: Some(|_, _, _| vec![2; 50]),
+            jpeg: None,
         };
         assert_eq!(
             encode_image(TAG, 64, 64, &flat, pol(true), lz4_smaller)[8],
@@ -240,6 +269,7 @@ mod tests {
         let lz_good = Encoders {
             lz: Some(|_, _, _| vec![1; 100]),
             lz4: Some(|_, _, _| panic!("LZ4 tried although LZ compressed well")),
+            jpeg: None,
         };
         assert_eq!(
             encode_image(TAG, 64, 64, &flat, pol(true), lz_good)[8],
@@ -248,10 +278,38 @@ mod tests {
         let refuses = Encoders {
             lz: Some(|_, _, _| Vec::new()),
             lz4: Some(|_, _, _| Vec::new()),
+            jpeg: None,
         };
         assert_eq!(
             encode_image(TAG, 64, 64, &flat, pol(true), refuses)[8],
             IMAGE_TYPE_BITMAP
         );
+    }
+
+    #[test]
+    fn jpeg_only_when_allowed_and_smallest() {
+        let photo = crate::image::samples::photo(128, 96, 1);
+        let pol = |lossy| ImagePolicy {
+            lz4: true,
+            force_raw: false,
+            lossy,
+        };
+        let img = encode_image(TAG, 128, 96, &photo, pol(true), ENCODERS);
+        assert_eq!(img[8], IMAGE_TYPE_JPEG);
+        assert!(is_lossy(&img));
+        // The payload is `u32 size` + a JPEG that fills the rest.
+        let size = u32::from_le_bytes(img[18..22].try_into().unwrap()) as usize;
+        assert_eq!(img.len(), 22 + size);
+        assert_eq!(&img[22..24], &[0xff, 0xd8]);
+        let lossless = encode_image(TAG, 128, 96, &photo, pol(false), ENCODERS);
+        assert!(!is_lossy(&lossless));
+        assert!(img.len() * 2 < lossless.len());
+        // Flat content stays lossless even when lossy is allowed: LZ wins.
+        let flat = vec![0x0012_3456u32; 128 * 96];
+        let img = encode_image(TAG, 128, 96, &flat, pol(true), ENCODERS);
+        assert_eq!(img[8], IMAGE_TYPE_LZ_RGB);
+        // Cache references.
+        assert_eq!(from_cache(5, 1, 1, false)[8], IMAGE_TYPE_FROM_CACHE);
+        assert_eq!(from_cache(5, 1, 1, true)[8], IMAGE_TYPE_FROM_CACHE_LOSSLESS);
     }
 }

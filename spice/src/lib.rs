@@ -44,7 +44,7 @@
 //!
 //! Images are LZ4 when the client announced LZ4_COMPRESSION, else SPICE LZ, and a raw
 //! top-down 32-bit bitmap when compression does not help or [`Config::force_raw_images`]
-//! is set (see `codec.rs`).
+//! is set (see `codec.rs`). Photo-like images may go as JPEG ([`JpegMode`]).
 //!
 //! # Several clients
 //!
@@ -102,6 +102,8 @@ pub struct Config {
     /// Opus on the playback channel for clients that announce it (as
     /// spice-server's playback-compression, on by default); off: always raw.
     pub playback_compression: bool,
+    /// When photo-like images may be sent as JPEG (QEMU's jpeg-wan-compression).
+    pub jpeg: JpegMode,
     /// TLS listener, secure channels, SASL, the browser page.
     pub transport: TransportConfig,
 }
@@ -127,6 +129,22 @@ pub struct Ports {
     /// The display device's client monitors config (QXL): MAIN hands it the
     /// clients' VD_AGENT_MONITORS_CONFIG while the guest's driver takes them.
     pub monitors_config: Option<Arc<dyn port::MonitorsConfigPort>>,
+}
+
+/// When photo-like images may go lossy (JPEG); text and UI never do. As
+/// QEMU's `jpeg-wan-compression`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JpegMode {
+    /// Only to a client on a slow link. There is no bandwidth estimate yet,
+    /// so a display channel is taken for slow while its client keeps the
+    /// ack window full: the window stayed closed for a long time (the client
+    /// is a whole window of messages behind), see `channel/display.rs`.
+    #[default]
+    Auto,
+    /// To every client.
+    Always,
+    /// Never: every image is lossless.
+    Never,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

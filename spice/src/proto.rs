@@ -125,9 +125,13 @@ pub const BRUSH_TYPE_SOLID: u8 = 1;
 pub const IMAGE_TYPE_BITMAP: u8 = 0;
 pub const IMAGE_TYPE_LZ_RGB: u8 = 101;
 pub const IMAGE_TYPE_FROM_CACHE: u8 = 103;
+pub const IMAGE_TYPE_JPEG: u8 = 105;
+pub const IMAGE_TYPE_FROM_CACHE_LOSSLESS: u8 = 106;
 pub const IMAGE_TYPE_LZ4: u8 = 109;
 /// SpiceImageDescriptor flag: the client keeps the image under its id.
 pub const IMAGE_FLAGS_CACHE_ME: u8 = 1;
+/// Replace the client's lossy copy of this cached image with this lossless one.
+pub const IMAGE_FLAGS_CACHE_REPLACE_ME: u8 = 4;
 /// INVAL_LIST resource type of a pixmap.
 pub const RES_TYPE_PIXMAP: u8 = 1;
 pub const BITMAP_FMT_32BIT: u8 = 8;

@@ -100,6 +100,7 @@ fn spicy_screenshot_sees_the_served_surface() {
             password: Some("hunter2".into()),
             force_raw_images: false,
             playback_compression: true,
+            jpeg: Default::default(),
             transport: Default::default(),
         },
         // A display and nothing else: no inputs channel is offered.

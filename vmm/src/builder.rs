@@ -467,6 +467,7 @@ fn start_spice(
         password: password.clone(),
         force_raw_images: false,
         playback_compression: args.spice_playback_compression == crate::cli::OnOff::On,
+        jpeg: args.spice_jpeg.into(),
         transport,
     };
     let ports = spice::Ports {

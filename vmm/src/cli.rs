@@ -146,6 +146,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub spice_playback_compression: OnOff,
 
+    /// JPEG for photo-like images (QEMU's jpeg-wan-compression): auto (only
+    /// to clients on a slow link, i.e. that keep the display ack window
+    /// full), always, or never. Text and UI stay lossless.
+    #[arg(long, value_enum, default_value_t = JpegArg::Auto)]
+    pub spice_jpeg: JpegArg,
+
     /// Allow --disable-ticketing on a non-loopback SPICE address (anyone who
     /// can reach it sees and drives the VM).
     #[arg(long)]
@@ -246,6 +252,23 @@ pub enum VgaKind {
 pub enum OnOff {
     On,
     Off,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JpegArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<JpegArg> for spice::JpegMode {
+    fn from(j: JpegArg) -> spice::JpegMode {
+        match j {
+            JpegArg::Auto => spice::JpegMode::Auto,
+            JpegArg::Always => spice::JpegMode::Always,
+            JpegArg::Never => spice::JpegMode::Never,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -269,6 +269,7 @@ mod tests {
                 password: None,
                 force_raw_images: false,
                 playback_compression: true,
+                jpeg: Default::default(),
                 transport: Default::default(),
             },
             spice::Ports {

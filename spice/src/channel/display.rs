@@ -19,6 +19,14 @@
 //! the head in the top byte, since one client's display channels share its
 //! cache.
 //!
+//! Photo-like images may go as JPEG (`JpegMode`): with `Always` to every
+//! client, with `Auto` to a client found to be on a slow link. There is no
+//! bandwidth estimate yet; what the channel does know is the ack window: a
+//! client that keeps it closed for [`SLOW_STALL`] or more (a whole window of
+//! messages unread) is taken for slow for the next [`SLOW_HOLD`]. Whether a
+//! cached copy is lossy is recorded, so an image that must be exact later
+//! (the link recovered) replaces it (see `pixmap_cache`).
+//!
 //! Each head keeps its own copy of the picture, kept current with only the
 //! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
 //! dirty rectangles, not of the frame, and never waits for a client.
@@ -27,6 +35,7 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tracing::{debug, warn};
@@ -36,23 +45,31 @@ use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, 
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{encode_image, extract, from_cache, ImagePolicy, ImageTag, ENCODERS};
+use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
+use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION,
-    IMAGE_FLAGS_CACHE_ME,
+    IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Draw, Frame, ImageCopy, Rect, SolidFill};
+use crate::{Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
 const MAX_QUEUED_DRAWS: usize = 1024;
 
+/// An ack window that stays closed this long means a slow link: a client on
+/// a fast one acks a window of updates within a few round trips.
+const SLOW_STALL: Duration = Duration::from_millis(250);
+/// How long a client stays "slow" after its last long stall.
+pub(crate) const SLOW_HOLD: Duration = Duration::from_secs(10);
+
 /// The display kind: one [`Head`] per channel id.
 pub struct DisplayChannel {
     heads: Vec<Mutex<Head>>,
     force_raw: bool,
+    jpeg: JpegMode,
     next_image_id: AtomicU64,
     /// Keys image contents for the clients' pixmap caches.
     hasher: RandomState,
@@ -77,10 +94,11 @@ struct DisplayClient {
 }
 
 impl DisplayChannel {
-    pub fn new(heads: u8, force_raw: bool) -> DisplayChannel {
+    pub fn new(heads: u8, force_raw: bool, jpeg: JpegMode) -> DisplayChannel {
         DisplayChannel {
             heads: (0..heads).map(|_| Mutex::new(Head::default())).collect(),
             force_raw,
+            jpeg,
             next_image_id: AtomicU64::new(1),
             hasher: RandomState::new(),
         }
@@ -262,6 +280,41 @@ struct State {
     policy: ImagePolicy,
     /// The client's pixmap cache, once DISPLAY_INIT announced one.
     cache: Option<PixmapCache>,
+    /// Link speed as the ack window tells it (for `JpegMode::Auto`).
+    link: LinkSpeed,
+}
+
+/// Whether a client is on a slow link, from how long it keeps the ack
+/// window closed.
+#[derive(Default)]
+struct LinkSpeed {
+    /// When the window was last found closed, while it still is.
+    stalled_at: Option<Instant>,
+    /// Slow until then.
+    slow_until: Option<Instant>,
+}
+
+impl LinkSpeed {
+    /// The window was found closed at `now`.
+    fn stalled(&mut self, now: Instant) {
+        self.stalled_at.get_or_insert(now);
+    }
+
+    /// The window is open at `now`: a long stall before it marks the link slow.
+    fn open(&mut self, now: Instant) {
+        if let Some(at) = self.stalled_at.take() {
+            if now.saturating_duration_since(at) >= SLOW_STALL {
+                self.slow_until = Some(now + SLOW_HOLD);
+            }
+        }
+    }
+
+    fn slow(&self, now: Instant) -> bool {
+        self.slow_until.is_some_and(|t| now < t)
+            || self
+                .stalled_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= SLOW_STALL)
+    }
 }
 
 impl ChannelKind for DisplayChannel {
@@ -294,8 +347,10 @@ impl DisplayChannel {
             policy: ImagePolicy {
                 lz4: has_cap(&link.req.channel_caps, DISPLAY_CAP_LZ4_COMPRESSION),
                 force_raw: self.force_raw,
+                lossy: false,
             },
             cache: None,
+            link: LinkSpeed::default(),
         };
         conn.queue_set_ack();
         conn.flush().await?;
@@ -345,8 +400,12 @@ impl DisplayChannel {
             let draws = std::mem::take(&mut *lock(&st.client.draws));
             (rects, VecDeque::from(draws))
         };
+        if conn.window_open() {
+            st.link.open(Instant::now());
+        }
         loop {
             if !conn.window_open() {
+                st.link.stalled(Instant::now());
                 break;
             }
             let out = {
@@ -428,9 +487,23 @@ impl DisplayChannel {
         }
     }
 
+    /// Whether this image may go lossy to this client: a JPEG candidate
+    /// (photo-like) where the mode and the link allow it.
+    /// Also whether JPEG is in use for this client now at all.
+    fn lossy_ok(&self, st: &State, w: u32, h: u32, pixels: &[u32]) -> (bool, bool) {
+        let wanted = !self.force_raw
+            && match self.jpeg {
+                JpegMode::Never => false,
+                JpegMode::Always => true,
+                JpegMode::Auto => st.link.slow(Instant::now()),
+            };
+        (wanted && photo_like(w, h, pixels), wanted)
+    }
+
     /// DRAW_COPY of an image of `dst`'s size onto `dst`: from the client's
-    /// cache when it has the image, else the pixels (with CACHE_ME when the
-    /// content was seen before). `key` is the content key if known.
+    /// cache when it has the image (and its copy is good enough), else the
+    /// pixels (with CACHE_ME when the content was seen before, or
+    /// CACHE_REPLACE_ME over a lossy copy). `key` is the content key if known.
     fn send_image(
         &self,
         conn: &mut Conn,
@@ -440,13 +513,28 @@ impl DisplayChannel {
         pixels: &[u32],
     ) {
         let (w, h) = (dst.width, dst.height);
+        let (lossy, in_use) = self.lossy_ok(st, w, h, pixels);
+        // Exactness matters only where JPEG is ever used: a lossy copy made
+        // while the link was slow is replaced once it is not. Cached images
+        // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
+        // spice-server does.
+        let exact = self.jpeg != JpegMode::Never && !lossy;
         let cached = st.cache.as_mut().map(|cache| {
             let key = key.unwrap_or_else(|| self.key(w, h, pixels));
             let id = cache_id(st.head, key);
-            (id, cache.lookup(id, u64::from(w) * u64::from(h)))
+            (id, cache.lookup(id, u64::from(w) * u64::from(h), exact))
         });
+        let policy = ImagePolicy { lossy, ..st.policy };
         let image = match cached {
-            Some((id, CacheUse::Hit)) => from_cache(id, w, h),
+            Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
+            Some((id, CacheUse::Replace)) => {
+                let tag = ImageTag {
+                    id,
+                    flags: IMAGE_FLAGS_CACHE_REPLACE_ME,
+                };
+                // `exact` holds here, so `policy` is lossless.
+                encode_image(tag, w, h, pixels, policy, ENCODERS)
+            }
             Some((id, CacheUse::Store { evict })) => {
                 if !evict.is_empty() {
                     conn.queue(display_msg::INVAL_LIST, &inval_pixmaps(&evict));
@@ -455,14 +543,20 @@ impl DisplayChannel {
                     id,
                     flags: IMAGE_FLAGS_CACHE_ME,
                 };
-                encode_image(tag, w, h, pixels, st.policy, ENCODERS)
+                let image = encode_image(tag, w, h, pixels, policy, ENCODERS);
+                if is_lossy(&image) {
+                    if let Some(cache) = st.cache.as_mut() {
+                        cache.stored_lossy(id);
+                    }
+                }
+                image
             }
             Some((_, CacheUse::Plain)) | None => {
                 let tag = ImageTag {
                     id: self.next_image_id.fetch_add(1, Ordering::Relaxed),
                     flags: 0,
                 };
-                encode_image(tag, w, h, pixels, st.policy, ENCODERS)
+                encode_image(tag, w, h, pixels, policy, ENCODERS)
             }
         };
         conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image));
@@ -641,7 +735,7 @@ mod tests {
 
     #[test]
     fn heads_are_separate() {
-        let d = DisplayChannel::new(2, false);
+        let d = DisplayChannel::new(2, false, JpegMode::Auto);
         d.update(1, &frame(4, 3, 12), &[], &[]);
         d.update(7, &frame(4, 3, 12), &[], &[]);
         assert_eq!(
@@ -649,5 +743,23 @@ mod tests {
             (None, Some((4, 3)), None)
         );
         assert_eq!(d.ids(), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_long_ack_stall_marks_the_link_slow_for_a_while() {
+        let t0 = Instant::now();
+        let mut l = LinkSpeed::default();
+        assert!(!l.slow(t0));
+        // A short stall (a burst on a fast link) is not slow.
+        l.stalled(t0);
+        l.open(t0 + Duration::from_millis(20));
+        assert!(!l.slow(t0 + Duration::from_millis(20)));
+        // A long one is, while it lasts and for SLOW_HOLD after.
+        l.stalled(t0 + Duration::from_secs(1));
+        l.stalled(t0 + Duration::from_secs(2));
+        assert!(l.slow(t0 + Duration::from_secs(2)));
+        l.open(t0 + Duration::from_secs(3));
+        assert!(l.slow(t0 + Duration::from_secs(3) + SLOW_HOLD / 2));
+        assert!(!l.slow(t0 + Duration::from_secs(3) + SLOW_HOLD));
     }
 }

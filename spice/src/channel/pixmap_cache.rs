@@ -13,6 +13,14 @@
 //! time its content is seen (a sprite redrawn, a blinking cursor's two
 //! pictures, an icon), so pictures that never repeat cost the client no cache
 //! copy and never push the repeating ones out.
+//!
+//! Entries remember whether the client's copy is lossy (sent as JPEG). A
+//! lossy copy is used only where lossy is allowed; where the image must be
+//! exact (the link recovered, or the image is no longer a JPEG candidate)
+//! it is sent again, losslessly, with CACHE_REPLACE_ME, and the entry becomes
+//! lossless. Lossless entries are then named with FROM_CACHE_LOSSLESS, which
+//! makes the client refuse to draw a lossy copy should our books ever be wrong
+//! (spice-server does the same whenever JPEG is enabled).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -25,8 +33,12 @@ const MAX_ENTRIES: usize = 16384;
 /// What to send for an image.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CacheUse {
-    /// The client has it: FROM_CACHE.
-    Hit,
+    /// The client has it: FROM_CACHE, or FROM_CACHE_LOSSLESS (`lossless`)
+    /// when the image must be exact (the copy is lossless then).
+    Hit { lossless: bool },
+    /// The client's copy is lossy but the image must be exact: send it
+    /// losslessly with CACHE_REPLACE_ME; the entry is lossless from now on.
+    Replace,
     /// Send it with CACHE_ME, after an INVAL_LIST of `evict` (if any).
     Store { evict: Vec<u64> },
     /// Send it uncached.
@@ -36,6 +48,8 @@ pub enum CacheUse {
 struct Entry {
     pixels: u64,
     stamp: u64,
+    /// The client's copy was sent lossy.
+    lossy: bool,
 }
 
 pub struct PixmapCache {
@@ -66,14 +80,22 @@ impl PixmapCache {
     }
 
     /// Decide how to send the image `id` of `pixels` pixels, and update the
-    /// model as if it were sent so.
-    pub fn lookup(&mut self, id: u64, pixels: u64) -> CacheUse {
+    /// model as if it were sent so. `exact`: the image must be lossless here.
+    /// A stored image is recorded lossless; [`PixmapCache::stored_lossy`]
+    /// corrects that once the encoder chose JPEG.
+    pub fn lookup(&mut self, id: u64, pixels: u64, exact: bool) -> CacheUse {
         self.clock += 1;
         if let Some(e) = self.entries.get_mut(&id) {
             self.by_age.remove(&e.stamp);
             e.stamp = self.clock;
             self.by_age.insert(self.clock, id);
-            return CacheUse::Hit;
+            if e.lossy && exact {
+                e.lossy = false;
+                return CacheUse::Replace;
+            }
+            return CacheUse::Hit {
+                lossless: exact && !e.lossy,
+            };
         }
         // One image may take at most half the cache, so a huge one does
         // not flush everything else for a single reuse.
@@ -100,6 +122,7 @@ impl PixmapCache {
             Entry {
                 pixels,
                 stamp: self.clock,
+                lossy: false,
             },
         );
         self.by_age.insert(self.clock, id);
@@ -124,6 +147,13 @@ impl PixmapCache {
         self.seen_order.push_back(id);
     }
 
+    /// The image `id` just stored (`CacheUse::Store`) went as JPEG.
+    pub fn stored_lossy(&mut self, id: u64) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.lossy = true;
+        }
+    }
+
     /// Pixels the client holds for us.
     #[cfg(test)]
     pub fn used(&self) -> u64 {
@@ -144,10 +174,10 @@ mod tests {
     #[test]
     fn cached_on_the_second_sighting_then_hit() {
         let mut c = PixmapCache::new(1000).unwrap();
-        assert_eq!(c.lookup(7, 100), CacheUse::Plain);
-        assert_eq!(c.lookup(7, 100), CacheUse::Store { evict: vec![] });
-        assert_eq!(c.lookup(7, 100), CacheUse::Hit);
-        assert_eq!(c.lookup(7, 100), CacheUse::Hit);
+        assert_eq!(c.lookup(7, 100, false), CacheUse::Plain);
+        assert_eq!(c.lookup(7, 100, false), CacheUse::Store { evict: vec![] });
+        assert_eq!(c.lookup(7, 100, false), CacheUse::Hit { lossless: false });
+        assert_eq!(c.lookup(7, 100, false), CacheUse::Hit { lossless: false });
         assert_eq!(c.used(), 100);
     }
 
@@ -155,9 +185,9 @@ mod tests {
     fn least_recently_used_entries_make_room() {
         let mut c = PixmapCache::new(1000).unwrap();
         for id in [1, 2, 3] {
-            c.lookup(id, 400);
+            c.lookup(id, 400, false);
             assert_eq!(
-                c.lookup(id, 400),
+                c.lookup(id, 400, false),
                 CacheUse::Store {
                     evict: if id == 3 { vec![1] } else { vec![] }
                 }
@@ -165,21 +195,21 @@ mod tests {
         }
         assert_eq!(c.used(), 800);
         // 2 is used, so 3 goes before it when 4 needs room.
-        assert_eq!(c.lookup(2, 400), CacheUse::Hit);
-        c.lookup(4, 400);
-        assert_eq!(c.lookup(4, 400), CacheUse::Store { evict: vec![3] });
-        assert_eq!(c.lookup(2, 400), CacheUse::Hit);
+        assert_eq!(c.lookup(2, 400, false), CacheUse::Hit { lossless: false });
+        c.lookup(4, 400, false);
+        assert_eq!(c.lookup(4, 400, false), CacheUse::Store { evict: vec![3] });
+        assert_eq!(c.lookup(2, 400, false), CacheUse::Hit { lossless: false });
         // An evicted image starts over.
-        assert_eq!(c.lookup(1, 400), CacheUse::Plain);
+        assert_eq!(c.lookup(1, 400, false), CacheUse::Plain);
     }
 
     #[test]
     fn images_over_half_the_budget_are_never_cached() {
         let mut c = PixmapCache::new(1000).unwrap();
         for _ in 0..3 {
-            assert_eq!(c.lookup(9, 501), CacheUse::Plain);
+            assert_eq!(c.lookup(9, 501, false), CacheUse::Plain);
         }
-        assert_eq!(c.lookup(9, 0), CacheUse::Plain);
+        assert_eq!(c.lookup(9, 0, false), CacheUse::Plain);
         assert_eq!(c.used(), 0);
     }
 
@@ -187,21 +217,21 @@ mod tests {
     fn the_seen_set_stays_bounded() {
         let mut c = PixmapCache::new(1 << 40).unwrap();
         for id in 0..(SEEN_KEYS as u64 * 3) {
-            assert_eq!(c.lookup(id, 1), CacheUse::Plain);
+            assert_eq!(c.lookup(id, 1, false), CacheUse::Plain);
         }
         assert!(c.seen.len() <= SEEN_KEYS);
         assert!(c.seen_order.len() <= SEEN_KEYS * 2);
         // The newest are still remembered.
         let last = SEEN_KEYS as u64 * 3 - 1;
-        assert_eq!(c.lookup(last, 1), CacheUse::Store { evict: vec![] });
+        assert_eq!(c.lookup(last, 1, false), CacheUse::Store { evict: vec![] });
     }
 
     #[test]
     fn promoted_ids_do_not_pile_up_in_the_seen_queue() {
         let mut c = PixmapCache::new(1 << 40).unwrap();
         for id in 0..(SEEN_KEYS as u64 * 5) {
-            c.lookup(id, 1);
-            c.lookup(id, 1);
+            c.lookup(id, 1, false);
+            c.lookup(id, 1, false);
         }
         assert!(c.seen_order.len() <= SEEN_KEYS * 2);
     }
@@ -210,10 +240,32 @@ mod tests {
     fn entry_count_is_bounded() {
         let mut c = PixmapCache::new(1 << 40).unwrap();
         for id in 0..(MAX_ENTRIES as u64 + 10) {
-            c.lookup(id, 1);
-            c.lookup(id, 1);
+            c.lookup(id, 1, false);
+            c.lookup(id, 1, false);
         }
         assert_eq!(c.entries.len(), MAX_ENTRIES);
         assert_eq!(c.by_age.len(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn lossy_copies_are_replaced_when_the_image_must_be_exact() {
+        let mut c = PixmapCache::new(1000).unwrap();
+        c.lookup(5, 10, false);
+        assert_eq!(c.lookup(5, 10, false), CacheUse::Store { evict: vec![] });
+        c.stored_lossy(5);
+        // Lossy allowed: the lossy copy serves.
+        assert_eq!(c.lookup(5, 10, false), CacheUse::Hit { lossless: false });
+        // Must be exact: sent again with CACHE_REPLACE_ME, once.
+        assert_eq!(c.lookup(5, 10, true), CacheUse::Replace);
+        assert_eq!(c.lookup(5, 10, true), CacheUse::Hit { lossless: true });
+        assert_eq!(c.lookup(5, 10, false), CacheUse::Hit { lossless: false });
+        assert_eq!(c.used(), 10);
+        // A lossless entry is named FROM_CACHE_LOSSLESS where exactness counts.
+        c.lookup(6, 10, true);
+        assert_eq!(c.lookup(6, 10, true), CacheUse::Store { evict: vec![] });
+        assert_eq!(c.lookup(6, 10, true), CacheUse::Hit { lossless: true });
+        // Marking an id that is not stored changes nothing.
+        c.stored_lossy(99);
+        assert_eq!(c.lookup(99, 10, true), CacheUse::Plain);
     }
 }

@@ -13,7 +13,7 @@ use super::record::RecordChannel;
 use super::usbredir::UsbredirChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
-use crate::{Error, Ports};
+use crate::{Error, JpegMode, Ports};
 
 /// Most display heads a server takes (QXL devices in a machine; spice-gtk
 /// handles up to 16 monitors).
@@ -44,15 +44,16 @@ impl Registry {
         force_raw_images: bool,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
-        Self::for_ports_with(ports, force_raw_images, true, extra)
+        Self::for_ports_with(ports, force_raw_images, true, JpegMode::default(), extra)
     }
 
     /// [`Registry::for_ports`], with playback compression (Opus for clients
-    /// that announce it) on or off.
+    /// that announce it) on or off, and JPEG for photo-like images per `jpeg`.
     pub fn for_ports_with(
         ports: Ports,
         force_raw_images: bool,
         playback_compression: bool,
+        jpeg: JpegMode,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
         if ports.display_heads > MAX_HEADS {
@@ -61,8 +62,13 @@ impl Registry {
                 ports.display_heads
             )));
         }
-        let display = (ports.display_heads > 0)
-            .then(|| Arc::new(DisplayChannel::new(ports.display_heads, force_raw_images)));
+        let display = (ports.display_heads > 0).then(|| {
+            Arc::new(DisplayChannel::new(
+                ports.display_heads,
+                force_raw_images,
+                jpeg,
+            ))
+        });
         let mut kinds: Vec<Arc<dyn ChannelKind>> = vec![Arc::new(
             MainChannel::new(ports.input.as_ref(), ports.agent)
                 .with_monitors_config(ports.monitors_config),

@@ -6,8 +6,9 @@ use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, MAX_DIMENSION};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
     BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
-    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, RES_TYPE_PIXMAP,
-    ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    RES_TYPE_PIXMAP, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 
@@ -398,7 +399,12 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
     let flags = need(img.u8(), "image flags")?;
     let iw = need(img.u32(), "image width")?;
     let ih = need(img.u32(), "image height")?;
-    if flags & !IMAGE_FLAGS_CACHE_ME != 0 || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
+    // CACHE_ME or CACHE_REPLACE_ME (a lossless copy over a lossy one), not both.
+    let flags_ok = matches!(
+        flags,
+        0 | IMAGE_FLAGS_CACHE_ME | IMAGE_FLAGS_CACHE_REPLACE_ME
+    );
+    if !flags_ok || (iw, ih) != (width, height) || iw == 0 || ih == 0 {
         return Err(format!(
             "image flags {flags} size {iw}x{ih} for box {width}x{height}"
         ));
@@ -407,14 +413,17 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         return Err(format!("image {iw}x{ih} too large"));
     }
     let pixels = match image_type {
-        IMAGE_TYPE_FROM_CACHE if flags == 0 => {
+        IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS if flags == 0 => {
             exact(&img, "FROM_CACHE image")?;
             return Ok(ServerMsg::DrawCopy {
                 x,
                 y,
                 width,
                 height,
-                image: CopyImage::FromCache { id },
+                image: CopyImage::FromCache {
+                    id,
+                    lossless: image_type == IMAGE_TYPE_FROM_CACHE_LOSSLESS,
+                },
                 image_type,
             });
         }
@@ -454,6 +463,13 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
             let data = need(img.bytes(n), "LZ4 data")?;
             decode_lz4_rgb32(data, iw, ih).map_err(|e| format!("LZ4: {e}"))?
         }
+        IMAGE_TYPE_JPEG => {
+            if flags & IMAGE_FLAGS_CACHE_REPLACE_ME != 0 {
+                return Err("JPEG with CACHE_REPLACE_ME (a lossy replacement)".into());
+            }
+            let n = need(img.u32(), "JPEG size")? as usize;
+            decode_jpeg(need(img.bytes(n), "JPEG data")?, iw, ih)?
+        }
         t => return Err(format!("image type {t} not expected")),
     };
     exact(&img, "DRAW_COPY image")?;
@@ -464,22 +480,54 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
         height,
         image: CopyImage::Pixels {
             pixels,
-            cache_id: (flags & IMAGE_FLAGS_CACHE_ME != 0).then_some(id),
+            cache_id: (flags != 0).then_some(id),
+            replace: flags == IMAGE_FLAGS_CACHE_REPLACE_ME,
+            lossy: image_type == IMAGE_TYPE_JPEG,
         },
         image_type,
     })
 }
 
+/// A baseline JPEG of exactly `w` x `h` as xRGB; the header is checked
+/// before anything is decoded, so a lying header allocates nothing.
+fn decode_jpeg(data: &[u8], w: u32, h: u32) -> R<Vec<u32>> {
+    let mut d = jpeg_decoder::Decoder::new(data);
+    d.read_info().map_err(|e| format!("JPEG: {e}"))?;
+    let info = d.info().ok_or("JPEG without a header")?;
+    if (u32::from(info.width), u32::from(info.height)) != (w, h) {
+        return Err(format!(
+            "JPEG {}x{} in a {w}x{h} descriptor",
+            info.width, info.height
+        ));
+    }
+    if info.pixel_format != jpeg_decoder::PixelFormat::RGB24 {
+        return Err(format!("JPEG pixel format {:?}", info.pixel_format));
+    }
+    let rgb = d.decode().map_err(|e| format!("JPEG: {e}"))?;
+    if rgb.len() != w as usize * h as usize * 3 {
+        return Err(format!("JPEG decoded to {} bytes", rgb.len()));
+    }
+    Ok(rgb
+        .chunks_exact(3)
+        .map(|c| u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]))
+        .collect())
+}
+
 /// The image of a DRAW_COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyImage {
-    /// Decoded pixels of the box-sized image, to be cached under `cache_id`.
+    /// Decoded pixels of the box-sized image, to be cached under `cache_id`
+    /// (CACHE_ME), or to replace the lossy copy there (`replace`).
     Pixels {
         pixels: Vec<u32>,
         cache_id: Option<u64>,
+        replace: bool,
+        /// Decoded from a lossy format (JPEG).
+        lossy: bool,
     },
-    /// The cached image `id` (of the box's size).
-    FromCache { id: u64 },
+    /// The cached image `id` (of the box's size); `lossless`: only a
+    /// lossless copy may be drawn (FROM_CACHE_LOSSLESS).
+    FromCache { id: u64, lossless: bool },
 }
 
 fn inval_list(body: &[u8]) -> R<ServerMsg> {

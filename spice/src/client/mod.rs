@@ -11,7 +11,7 @@
 pub mod decode;
 pub mod link;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -148,6 +148,10 @@ pub struct ClientState {
     pub image_types: Vec<u8>,
     /// The pixmap cache: id -> (width, height, pixels).
     pub pixmaps: HashMap<u64, (u32, u32, Vec<u32>)>,
+    /// Pixmap cache ids whose copy is lossy (JPEG).
+    pub lossy_pixmaps: HashSet<u64>,
+    /// Lossy copies replaced by lossless ones (CACHE_REPLACE_ME).
+    pub cache_replaces: u64,
     /// DRAW_COPYs drawn from the pixmap cache.
     pub cache_hits: u64,
     pub marks: u32,
@@ -610,13 +614,30 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         } => {
             // The picture: decoded here, or what the pixmap cache holds.
             let pixels = match image {
-                CopyImage::Pixels { pixels, cache_id } => {
+                CopyImage::Pixels {
+                    pixels,
+                    cache_id,
+                    replace,
+                    lossy,
+                } => {
                     if let Some(id) = cache_id {
+                        // As spice-common's canvas: a replacement needs the
+                        // lossy copy it replaces.
+                        if replace && !g.lossy_pixmaps.remove(&id) {
+                            return Err(format!("CACHE_REPLACE_ME of {id:#x}: no lossy copy"));
+                        }
+                        g.cache_replaces += u64::from(replace);
+                        if lossy {
+                            g.lossy_pixmaps.insert(id);
+                        }
                         g.pixmaps.insert(id, (width, height, pixels.clone()));
                     }
                     pixels
                 }
-                CopyImage::FromCache { id } => {
+                CopyImage::FromCache { id, lossless } => {
+                    if lossless && g.lossy_pixmaps.contains(&id) {
+                        return Err(format!("FROM_CACHE_LOSSLESS of {id:#x}, a lossy copy"));
+                    }
                     let Some((cw, ch, px)) = g.pixmaps.get(&id) else {
                         return Err(format!("FROM_CACHE of image {id:#x} not in the cache"));
                     };
@@ -651,6 +672,7 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         }
         ServerMsg::InvalPixmaps(ids) => {
             for id in ids {
+                g.lossy_pixmaps.remove(&id);
                 if g.pixmaps.remove(&id).is_none() {
                     return Err(format!("INVAL_LIST of image {id:#x} not in the cache"));
                 }

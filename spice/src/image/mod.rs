@@ -1,5 +1,6 @@
-//! Image encoders for the DISPLAY channel: SPICE LZ (`SPICE_IMAGE_TYPE_LZ_RGB`) and LZ4
-//! (`SPICE_IMAGE_TYPE_LZ4`), plus strict decoders for tests and the in-repo test client.
+//! Image encoders for the DISPLAY channel: SPICE LZ (`SPICE_IMAGE_TYPE_LZ_RGB`), LZ4
+//! (`SPICE_IMAGE_TYPE_LZ4`) and JPEG for photo-like images (`jpeg.rs`, with the test that
+//! says which are), plus strict decoders for tests and the in-repo test client.
 //!
 //! Pixels are `0x00RRGGBB` words, row-major, top-down, stride = width. The pad byte is not
 //! carried by either format for a 32-bit xRGB image (the client draws into an x8r8g8b8
@@ -13,13 +14,15 @@
 //! decodes LZ, and rejects an LZ4 image whose first block decodes to nothing. The encoders
 //! still return well-formed bytes for them; the decoders reject them.
 
+mod jpeg;
 mod lz;
 mod lz4;
 #[cfg(test)]
-mod samples;
+pub(crate) mod samples;
 #[cfg(test)]
 mod tests;
 
+pub use jpeg::{jpeg_rgb32, photo_like, JPEG_QUALITY};
 pub use lz::{decode_lz_rgb32, lz_rgb32};
 pub use lz4::{decode_lz4_rgb32, lz4_rgb32};
 

@@ -5,6 +5,7 @@ mod display;
 mod flow;
 mod handshake;
 mod inputs;
+mod jpeg;
 mod limits;
 mod playback;
 mod record;
@@ -130,6 +131,7 @@ pub fn config(password: Option<&str>) -> Config {
         password: password.map(str::to_string),
         force_raw_images: false,
         playback_compression: true,
+        jpeg: Default::default(),
         transport: Default::default(),
     }
 }
@@ -153,6 +155,7 @@ pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<
         Config {
             force_raw_images: force_raw,
             playback_compression: true,
+            jpeg: Default::default(),
             ..config(password)
         },
         ports(&rec),

@@ -398,6 +398,7 @@ fn compression_off_sends_raw_to_an_opus_client() {
     let server = SpiceServer::start(
         crate::Config {
             playback_compression: false,
+            jpeg: Default::default(),
             ..config(None)
         },
         Ports {

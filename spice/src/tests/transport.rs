@@ -57,6 +57,7 @@ fn start_tls(certs: &Certs, secure: ChannelSet, limits: Limits) -> SpiceServer {
             password: Some(PW.into()),
             force_raw_images: false,
             playback_compression: true,
+            jpeg: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -205,6 +206,7 @@ fn x509_dir_problems_name_the_file() {
             password: None,
             force_raw_images: false,
             playback_compression: true,
+            jpeg: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -464,6 +466,7 @@ fn start_sasl(certs: &Certs) -> SpiceServer {
             password: None,
             force_raw_images: false,
             playback_compression: true,
+            jpeg: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),

@@ -1,0 +1,204 @@
+//! JPEG (`SPICE_IMAGE_TYPE_JPEG`) for photo-like images, and the test that
+//! says which images are photo-like.
+//!
+//! JPEG smears sharp edges (text, window borders, icons) into visible
+//! ringing, while it makes photos and smooth gradients 5-20x smaller than
+//! any lossless coder. So it is only ever offered for images whose sampled
+//! neighbouring pixels mostly differ a little (gradual change, sensor
+//! noise) and seldom differ a lot (edges); flat areas say nothing either
+//! way and are skipped, but an image that is mostly flat is not photo-like.
+
+use jpeg_encoder::{ColorType, Encoder};
+
+/// spice-server's JPEG quality for still images (its `jpeg_quality`): the
+/// quality at which a spice-gtk user does not notice the loss on photos.
+pub const JPEG_QUALITY: u8 = 85;
+
+/// Sides under this are never JPEG: the header and tables (~600 bytes)
+/// outweigh what lossy coding saves on a tiny image.
+pub const MIN_SIDE: u32 = 16;
+
+/// A channel difference from this up is an edge, not a gradient.
+const EDGE: u32 = 48;
+
+/// Sample points per image at most (a grid over the image).
+const MAX_SAMPLES: u32 = 4096;
+
+/// JPEG of a `width` x `height` xRGB image (`0x00RRGGBB`, stride = width),
+/// baseline, 4:2:0 at [`JPEG_QUALITY`]. Empty (refused) when a side is 0 or
+/// does not fit JPEG's 16-bit sizes, or the pixel count is wrong.
+pub fn jpeg_rgb32(width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
+    let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
+        return Vec::new();
+    };
+    if w == 0 || h == 0 || pixels.len() != usize::from(w) * usize::from(h) {
+        return Vec::new();
+    }
+    // 0x00RRGGBB little-endian is B, G, R, X: jpeg-encoder's BGRA, whose
+    // fourth byte it ignores.
+    let bytes: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
+    let mut out = Vec::with_capacity(pixels.len() / 4);
+    let encoder = Encoder::new(&mut out, JPEG_QUALITY);
+    match encoder.encode(&bytes, w, h, ColorType::Bgra) {
+        Ok(()) => out,
+        Err(e) => {
+            tracing::debug!(%e, width, height, "JPEG encoder refused an image");
+            Vec::new()
+        }
+    }
+}
+
+/// Largest difference of one colour channel between two xRGB pixels.
+fn channel_diff(a: u32, b: u32) -> u32 {
+    (0..3)
+        .map(|i| {
+            let (x, y) = ((a >> (8 * i)) & 0xff, (b >> (8 * i)) & 0xff);
+            x.abs_diff(y)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether an image looks like a photo (or a smooth gradient): worth JPEG.
+///
+/// On a grid of at most [`MAX_SAMPLES`] points, each point is compared with
+/// its right and lower neighbours. A point whose neighbours are both equal
+/// to it is flat; the others are "busy", and their pairs are soft (some
+/// channel differs, by less than [`EDGE`]) or hard (an edge). Photo-like:
+/// at least half the points are busy, and at most one busy pair in eight is
+/// an edge. UI and text are mostly flat with hard edges; full-range noise
+/// is all edges (JPEG would not help it either); a photo is soft changes.
+pub fn photo_like(width: u32, height: u32, pixels: &[u32]) -> bool {
+    if width < MIN_SIDE || height < MIN_SIDE {
+        return false;
+    }
+    let Some(count) = (width as usize).checked_mul(height as usize) else {
+        return false;
+    };
+    if pixels.len() != count {
+        return false;
+    }
+    // Grid steps so that (w-1)/sx * (h-1)/sy <= MAX_SAMPLES, about square.
+    let area = u64::from(width - 1) * u64::from(height - 1);
+    let step = ((area / u64::from(MAX_SAMPLES)) as f64)
+        .sqrt()
+        .ceil()
+        .max(1.0) as usize;
+    let w = width as usize;
+    let (mut points, mut busy, mut soft, mut hard) = (0u32, 0u32, 0u32, 0u32);
+    for y in (0..height as usize - 1).step_by(step) {
+        for x in (0..w - 1).step_by(step) {
+            let p = pixels[y * w + x];
+            let pairs = [pixels[y * w + x + 1], pixels[(y + 1) * w + x]];
+            points += 1;
+            if pairs.iter().all(|q| *q & 0x00ff_ffff == p & 0x00ff_ffff) {
+                continue;
+            }
+            busy += 1;
+            for q in pairs {
+                match channel_diff(p, q) {
+                    0 => {}
+                    d if d < EDGE => soft += 1,
+                    _ => hard += 1,
+                }
+            }
+        }
+    }
+    points > 0 && busy * 2 >= points && soft > 0 && hard * 8 <= soft + hard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::samples::{desktop_text, gradient, photo, random, solid};
+    use super::*;
+
+    /// Peak signal-to-noise ratio (dB) over the R, G, B channels.
+    fn psnr(a: &[u32], b: &[u32]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let mut sum = 0f64;
+        for (p, q) in a.iter().zip(b) {
+            for i in 0..3 {
+                let d = f64::from((p >> (8 * i)) & 0xff) - f64::from((q >> (8 * i)) & 0xff);
+                sum += d * d;
+            }
+        }
+        let mse = sum / (a.len() * 3) as f64;
+        if mse == 0.0 {
+            return f64::INFINITY;
+        }
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+
+    /// Decodes with an independent decoder (jpeg-decoder) into xRGB.
+    fn decode(bytes: &[u8]) -> (u16, u16, Vec<u32>) {
+        let mut d = jpeg_decoder::Decoder::new(bytes);
+        let rgb = d.decode().expect("our JPEG decodes");
+        let info = d.info().unwrap();
+        assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
+        let px = rgb
+            .chunks_exact(3)
+            .map(|c| u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]))
+            .collect();
+        (info.width, info.height, px)
+    }
+
+    #[test]
+    fn photos_decode_within_the_psnr_bound_and_are_small() {
+        for (w, h, seed) in [(320, 240, 1), (97, 61, 2), (16, 16, 3), (1, 1, 4)] {
+            let px = photo(w, h, seed);
+            let jpeg = jpeg_rgb32(w, h, &px);
+            let (dw, dh, back) = decode(&jpeg);
+            assert_eq!((u32::from(dw), u32::from(dh)), (w, h));
+            let q = psnr(&px, &back);
+            assert!(q > 30.0, "{w}x{h}: PSNR {q:.1} dB");
+            if w * h >= 320 * 240 {
+                // A photo at quality 85 is several times smaller than raw.
+                assert!(jpeg.len() * 8 < px.len() * 4, "{} bytes", jpeg.len());
+            }
+        }
+        // Smooth gradients come back nearly exact.
+        let g = gradient(256, 128);
+        let (_, _, back) = decode(&jpeg_rgb32(256, 128, &g));
+        assert!(psnr(&g, &back) > 38.0);
+    }
+
+    #[test]
+    fn the_pad_byte_does_not_change_the_picture() {
+        let px = photo(64, 48, 9);
+        let padded: Vec<u32> = px.iter().map(|p| p | 0xff00_0000).collect();
+        assert_eq!(jpeg_rgb32(64, 48, &px), jpeg_rgb32(64, 48, &padded));
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        assert!(jpeg_rgb32(0, 5, &[]).is_empty());
+        assert!(jpeg_rgb32(70000, 1, &vec![0; 70000]).is_empty());
+        assert!(jpeg_rgb32(4, 4, &[0; 15]).is_empty());
+        assert!(jpeg_rgb32(4, 4, &[0; 17]).is_empty());
+    }
+
+    #[test]
+    fn photo_likeness_on_synthetic_images() {
+        assert!(photo_like(320, 240, &photo(320, 240, 5)));
+        assert!(photo_like(64, 64, &photo(64, 64, 6)));
+        // Smooth gradients, including a slow one with runs of equal pixels.
+        assert!(photo_like(256, 256, &gradient(256, 256)));
+        assert!(photo_like(512, 300, &gradient(512, 300)));
+        // UI: flat, text on a flat background, full-range noise.
+        assert!(!photo_like(320, 240, &solid(320, 240, 0x00c0_c0c0)));
+        assert!(!photo_like(640, 480, &desktop_text(640, 480, 7)));
+        assert!(!photo_like(200, 100, &random(200, 100, 8)));
+        // A small photo on a mostly flat window is not a photo.
+        let mut window = solid(400, 300, 0x00ee_eeee);
+        let small = photo(80, 60, 9);
+        for y in 0..60 {
+            let row = (y + 20) * 400 + 20;
+            window[row..row + 80].copy_from_slice(&small[y * 80..y * 80 + 80]);
+        }
+        assert!(!photo_like(400, 300, &window));
+        // Too small, or malformed: never.
+        assert!(!photo_like(15, 64, &photo(15, 64, 1)));
+        assert!(!photo_like(64, 64, &photo(64, 63, 1)));
+        assert!(!photo_like(u32::MAX, 2, &[]));
+    }
+}

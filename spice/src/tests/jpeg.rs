@@ -1,0 +1,223 @@
+//! JPEG through the server to the test client (which decodes it with
+//! jpeg-decoder): photo-like copies go lossy under `JpegMode::Always`, within
+//! a PSNR bound; UI copies and the flat screen stay exact; a lossy copy is
+//! cached (CACHE_ME) and drawn again from the cache.
+
+use super::*;
+use crate::image::samples::{desktop_text, photo};
+use crate::proto::IMAGE_TYPE_JPEG;
+use crate::{Draw, ImageCopy, JpegMode};
+
+fn frame(width: u32, height: u32, pixels: Vec<u32>) -> Frame {
+    Frame {
+        width,
+        height,
+        pixels,
+    }
+}
+
+fn start_jpeg(mode: JpegMode) -> SpiceServer {
+    let rec = Arc::new(Recorder::default());
+    let config = Config {
+        jpeg: mode,
+        ..config(None)
+    };
+    SpiceServer::start(config, ports(&rec)).unwrap()
+}
+
+/// PSNR (dB) of `got` against `want` over the pixels where `inside` holds.
+fn psnr(got: &[u32], want: &[u32], width: u32, inside: impl Fn(u32, u32) -> bool) -> f64 {
+    let (mut sum, mut n) = (0f64, 0u64);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (x, y) = (i as u32 % width, i as u32 / width);
+        if !inside(x, y) {
+            continue;
+        }
+        for s in [0, 8, 16] {
+            let d = f64::from((g >> s) & 0xff) - f64::from((w >> s) & 0xff);
+            sum += d * d;
+        }
+        n += 3;
+    }
+    let mse = sum / n.max(1) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    }
+}
+
+/// What the client ended with.
+struct Seen {
+    errors: Vec<String>,
+    image_types: Vec<u8>,
+    lossy_pixmaps: usize,
+    cache_hits: u64,
+}
+
+/// Copies `images` one by one onto their places; returns what the client
+/// saw and its picture.
+fn run(mode: JpegMode, s: &mut Frame, copies: &[ImageCopy]) -> (Seen, Vec<u32>) {
+    let server = start_jpeg(mode);
+    server.update(s, &[full(s)], &[]);
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    wait_surface(&c, s);
+    let before = c.state().draw_copies;
+    for (i, copy) in copies.iter().enumerate() {
+        Draw::Copy(copy.clone()).paint(s);
+        server.update(s, &[], &[Draw::Copy(copy.clone())]);
+        c.wait(T, |st| st.draw_copies > before + i as u64)
+            .unwrap_or_else(|e| panic!("copy {i} never arrived: {e}"));
+    }
+    let st = c.state();
+    let px = st.surface.as_ref().unwrap().pixels.clone();
+    let seen = Seen {
+        errors: st.errors.iter().map(|e| format!("{e:?}")).collect(),
+        image_types: st.image_types.clone(),
+        lossy_pixmaps: st.lossy_pixmaps.len(),
+        cache_hits: st.cache_hits,
+    };
+    (seen, px)
+}
+
+#[test]
+fn photo_copies_go_jpeg_and_ui_stays_exact() {
+    let (w, h) = (320, 200);
+    let mut s = frame(w, h, vec![0x00ee_eeee; (w * h) as usize]);
+    let pic = Arc::new(frame(96, 64, photo(96, 64, 1)));
+    let text = Arc::new(frame(96, 64, desktop_text(96, 64, 2)));
+    let at = |x, y, image: &Arc<Frame>| ImageCopy {
+        rect: Rect::new(x, y, 96, 64),
+        src_x: 0,
+        src_y: 0,
+        image: image.clone(),
+    };
+    // The photo three times (plain, CACHE_ME, FROM_CACHE), the text twice.
+    let copies = [
+        at(0, 0, &pic),
+        at(100, 0, &pic),
+        at(200, 0, &pic),
+        at(0, 100, &text),
+        at(100, 100, &text),
+        at(200, 100, &text),
+    ];
+    let in_photo = |x: u32, y: u32| y < 64 && x % 100 < 96 && x < 296;
+    let (st, got) = run(JpegMode::Always, &mut s, &copies);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    let q = psnr(&got, &s.pixels, w, in_photo);
+    assert!(q > 30.0 && q.is_finite(), "photo copies at {q:.1} dB");
+    let wrong = (0..w * h)
+        .filter(|i| !in_photo(i % w, i / w) && got[*i as usize] != s.pixels[*i as usize])
+        .count();
+    assert_eq!(wrong, 0, "pixels outside the photos differ");
+    let jpegs = st
+        .image_types
+        .iter()
+        .filter(|t| **t == IMAGE_TYPE_JPEG)
+        .count();
+    assert_eq!(
+        jpegs, 2,
+        "the photo as JPEG, then with CACHE_ME: {:?}",
+        st.image_types
+    );
+    assert_eq!(st.lossy_pixmaps, 1, "the photo's cached copy is lossy");
+    assert!(
+        st.cache_hits >= 2,
+        "third photo and text copies from the cache"
+    );
+
+    // Never: all exact, no JPEG.
+    let mut s = frame(w, h, vec![0x00ee_eeee; (w * h) as usize]);
+    let (st, got) = run(JpegMode::Never, &mut s, &copies);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(got, s.pixels);
+    assert!(!st.image_types.contains(&IMAGE_TYPE_JPEG));
+    // Auto on a fast local link: lossless too.
+    let mut s = frame(w, h, vec![0x00ee_eeee; (w * h) as usize]);
+    let (st, got) = run(JpegMode::Auto, &mut s, &copies);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(got, s.pixels);
+    assert!(!st.image_types.contains(&IMAGE_TYPE_JPEG));
+}
+
+/// Auto: a client that kept the ack window closed is on a slow link, so
+/// photo copies go JPEG (and the cache records the lossy copy); once the
+/// link has been quick for SLOW_HOLD, the photo must be exact again: the
+/// cached lossy copy is replaced (CACHE_REPLACE_ME) and hits are lossless.
+#[test]
+fn auto_goes_lossy_on_a_stalled_link_and_replaces_lossy_copies_after() {
+    use crate::channel::conn::ACK_WINDOW;
+    use crate::channel::display::SLOW_HOLD;
+    use std::time::Instant;
+    let (w, h) = (320, 200);
+    let server = start_jpeg(JpegMode::Auto);
+    let mut s = frame(w, h, vec![0x00ee_eeee; (w * h) as usize]);
+    server.update(&s, &[full(&s)], &[]);
+    let c = TestClient::connect(&server.local_addr(), ClientOptions::default()).unwrap();
+    wait_surface(&c, &s);
+    // Fill the window with small flat updates, keep it closed, then ack.
+    c.set_auto_ack(false);
+    let deadline = Instant::now() + T;
+    let mut i = 0u32;
+    while c.state().display_msgs < u64::from(2 * ACK_WINDOW) {
+        assert!(Instant::now() < deadline, "window never filled");
+        let r = Rect::new(i % 300, 150, 10, 10);
+        for y in r.y..r.y + r.height {
+            for x in r.x..r.x + r.width {
+                s.pixels[(y * w + x) as usize] = 0x0010_0000 * (i % 8);
+            }
+        }
+        server.update(&s, &[r], &[]);
+        std::thread::sleep(Duration::from_millis(3));
+        i += 1;
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    c.set_auto_ack(true);
+    wait_surface(&c, &s);
+
+    let pic = Arc::new(frame(96, 64, photo(96, 64, 3)));
+    let copy = |x: u32, s: &mut Frame, c: &TestClient| {
+        let before = c.state().draw_copies;
+        let cp = ImageCopy {
+            rect: Rect::new(x, 0, 96, 64),
+            src_x: 0,
+            src_y: 0,
+            image: pic.clone(),
+        };
+        Draw::Copy(cp.clone()).paint(s);
+        server.update(s, &[], &[Draw::Copy(cp)]);
+        c.wait(T, |st| st.draw_copies > before).unwrap();
+    };
+    copy(0, &mut s, &c);
+    copy(100, &mut s, &c);
+    {
+        let st = c.state();
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        let jpegs = st
+            .image_types
+            .iter()
+            .filter(|t| **t == IMAGE_TYPE_JPEG)
+            .count();
+        assert_eq!(
+            jpegs, 2,
+            "slow link: the photo went JPEG: {:?}",
+            st.image_types
+        );
+        assert_eq!(st.lossy_pixmaps.len(), 1);
+    }
+    // The link is fast again once the hold ends.
+    std::thread::sleep(SLOW_HOLD + Duration::from_millis(500));
+    copy(200, &mut s, &c);
+    copy(0, &mut s, &c);
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(st.cache_replaces, 1, "the lossy copy was replaced");
+    assert!(st.lossy_pixmaps.is_empty());
+    let got = &st.surface.as_ref().unwrap().pixels;
+    // The copies after the hold are exact; the one at x=100 stays lossy.
+    let exact = |x: u32, y: u32| y < 64 && (x < 96 || (200..296).contains(&x));
+    let lossy = |x: u32, y: u32| y < 64 && (100..196).contains(&x);
+    assert_eq!(psnr(got, &s.pixels, w, exact), f64::INFINITY);
+    let q = psnr(got, &s.pixels, w, lossy);
+    assert!(q > 30.0 && q.is_finite(), "{q:.1} dB");
+}

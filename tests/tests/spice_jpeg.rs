@@ -1,0 +1,293 @@
+//! End-to-end: lossy images where they pay. The qxl-native test guest
+//! animates a smooth-gradient sprite (photo-like) over a flat background
+//! with solid fills (UI-like). With `--spice-jpeg always` spicebox sends the
+//! sprite as JPEG: the picture a SpiceClientGLib client that watched the
+//! animation ends with must match the lossless picture within a PSNR bound
+//! on the sprite, exactly everywhere else; a spicy-screenshot taken after
+//! (the whole screen, not photo-like) is exact; tshark decodes the session
+//! without a malformed packet. QEMU with `jpeg-wan-compression=always` runs
+//! the same guest and must meet the same bounds.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use images::{qxl_scene, TestImage};
+use spicebox_tests::screen::{self, Frame};
+use spicebox_tests::tools::{
+    free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
+};
+use spicebox_tests::xvfb::Guard;
+use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
+
+const BOOT: Duration = Duration::from_secs(120);
+const STEP: Duration = Duration::from_secs(30);
+/// Lowest PSNR (dB) of the lossy areas: quality-85 JPEG of smooth
+/// gradients is well above 35 dB; a broken encoder or wrong colour order is
+/// far below 20.
+const MIN_PSNR: f64 = 30.0;
+
+fn qemu(disk: &Path, port: u16) -> Command {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+        .arg("-spice")
+        .arg(format!(
+            "port={port},addr=127.0.0.1,disable-ticketing=on,jpeg-wan-compression=always"
+        ))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
+    cmd
+}
+
+fn boot(dir: &TempDir, name: &str, qemu_run: bool) -> (SpiceboxVm, u16) {
+    let disk = dir.join(&format!("qxl-native-{name}.img"));
+    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
+    let port = free_port();
+    let mut vm = if qemu_run {
+        SpiceboxVm::start_command(qemu(&disk, port))
+    } else {
+        let spice = format!("127.0.0.1:{port}");
+        let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
+        let more = ["--disable-ticketing", "--spice-jpeg", "always"];
+        SpiceboxVm::start(spicebox!(), &[&args[..], &more[..]].concat())
+    };
+    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+    (vm, port)
+}
+
+fn finish(mut vm: SpiceboxVm, name: &str) {
+    vm.send(b"q");
+    vm.wait_for(images::QXL_NATIVE_OK_MARKER, STEP);
+    assert!(vm.wait_exit(Duration::from_secs(20)).success(), "{name}");
+}
+
+/// The guest's animation (qxl-native.rs `animate`, ANIM_FRAMES frames):
+/// each frame erases the sprite (the 32-bit gradient bitmap) with a
+/// background fill, copies it a few pixels on along a bouncing path, and
+/// fills a bar. Returns the final picture and the sprite's final place.
+fn animated_scene() -> (Frame, (i32, i32, i32, i32)) {
+    use qxl_scene::*;
+    const FRAMES: u32 = 300;
+    let (w, h) = (WIDTH as i32, HEIGHT as i32);
+    let mut f = Frame::new(WIDTH, HEIGHT);
+    for y in 0..HEIGHT {
+        for x in 0..WIDTH {
+            f.pixels[(y * WIDTH + x) as usize] = expected(x, y);
+        }
+    }
+    let put = |f: &mut Frame, r: (i32, i32, i32, i32), px: &dyn Fn(i32, i32) -> u32| {
+        for y in r.1.max(0)..r.3.min(h) {
+            for x in r.0.max(0)..r.2.min(w) {
+                f.pixels[(y * w + x) as usize] = px(x, y);
+            }
+        }
+    };
+    let (sw, sh) = (B32_W as i32, B32_H as i32);
+    let (mut x, mut y, mut dx, mut dy) = (0i32, 240i32, 6i32, 4i32);
+    for frame in 0..FRAMES {
+        let old = (x, y, x + sw, y + sh);
+        if x + dx < 0 || x + dx + sw > w {
+            dx = -dx;
+        }
+        if y + dy < 0 || y + dy + sh > h {
+            dy = -dy;
+        }
+        (x, y) = (x + dx, y + dy);
+        put(&mut f, old, &|_, _| BACKGROUND);
+        let (sx, sy) = (x, y);
+        put(&mut f, (x, y, x + sw, y + sh), &|px, py| {
+            bitmap32((px - sx) as u32, (py - sy) as u32)
+        });
+        let bar = (frame as i32 * 2) % (w - 64);
+        let color = (frame * 0x0001_0307) & 0xff_ffff;
+        put(&mut f, (bar, h - 24, bar + 64, h - 8), &|_, _| color);
+    }
+    (f, (x, y, x + sw, y + sh))
+}
+
+/// How a picture compares with the lossless one.
+#[derive(Debug)]
+struct Verdict {
+    /// Pixels outside the lossy area that differ (must be 0).
+    lossless_wrong: usize,
+    /// Pixels inside it that differ (lossy coding).
+    lossy_changed: usize,
+    /// PSNR of the lossy area, dB.
+    psnr: f64,
+}
+
+fn judge(got: &Frame, want: &Frame, lossy: (i32, i32, i32, i32)) -> Verdict {
+    assert_eq!((got.width, got.height), (want.width, want.height));
+    let (mut lossless_wrong, mut lossy_changed, mut sum, mut n) = (0, 0, 0f64, 0u64);
+    for y in 0..got.height {
+        for x in 0..got.width {
+            let (g, w) = (got.pixel(x, y), want.pixel(x, y));
+            let (xi, yi) = (x as i32, y as i32);
+            if !(xi >= lossy.0 && xi < lossy.2 && yi >= lossy.1 && yi < lossy.3) {
+                lossless_wrong += usize::from(g != w);
+                continue;
+            }
+            lossy_changed += usize::from(g != w);
+            for s in [0, 8, 16] {
+                let d = f64::from((g >> s) & 0xff) - f64::from((w >> s) & 0xff);
+                sum += d * d;
+            }
+            n += 3;
+        }
+    }
+    let mse = sum / n.max(1) as f64;
+    let psnr = if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    };
+    Verdict {
+        lossless_wrong,
+        lossy_changed,
+        psnr,
+    }
+}
+
+/// SpiceClientGLib connected while the guest animates: the picture it ends
+/// with.
+fn watch_animation(dir: &TempDir, name: &str, vm: &mut SpiceboxVm, port: u16) -> Frame {
+    use std::io::{BufRead, BufReader, Write};
+    let out = dir.join(&format!("live-{name}.ppm"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_glib.py");
+    let mut client = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--timeout", "120", "--on-stdin", "--out"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let ready = lines.next().and_then(Result::ok);
+    assert_eq!(ready.as_deref(), Some("ready"), "{name}: live client");
+    vm.send(b"a");
+    vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
+    // Let the last draws reach the client, then take its picture.
+    std::thread::sleep(Duration::from_secs(1));
+    client.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(client.wait().unwrap().success(), "{name}: live client");
+    screen::load(&out)
+}
+
+/// A capture of `port` on lo, stopped (SIGINT) and judged by `finish`.
+struct Capture {
+    tshark: Guard,
+    pcap: std::path::PathBuf,
+    port: u16,
+}
+
+impl Capture {
+    fn start(dir: &TempDir, port: u16) -> Capture {
+        require_tool("tshark", "tshark");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(root, "capturing on lo needs root");
+        let pcap = dir.join("jpeg.pcapng");
+        let log = dir.join("tshark.log");
+        let mut cmd = Command::new("tshark");
+        cmd.args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
+            .arg(&pcap)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        let mut tshark = Guard::spawn(cmd, "tshark");
+        let deadline = Instant::now() + STEP;
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
+            tshark.check_alive();
+            assert!(Instant::now() < deadline, "tshark did not start capturing");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Capture { tshark, pcap, port }
+    }
+
+    /// Stops the capture; returns the decoded DISPLAY messages' info column.
+    /// Panics on malformed or erroneous SPICE packets.
+    fn finish(mut self) -> String {
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: SIGINT to the capture we started; it writes out and exits.
+        unsafe { libc::kill(self.tshark.pid(), libc::SIGINT) };
+        let deadline = Instant::now() + STEP;
+        while self.tshark.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "tshark did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let decode_as = format!("tcp.port=={},spice", self.port);
+        let read = |filter: &str| {
+            let mut cmd = Command::new("tshark");
+            cmd.arg("-r")
+                .arg(&self.pcap)
+                .args(["-d", &decode_as, "-Y", filter]);
+            cmd.args([
+                "-T",
+                "fields",
+                "-e",
+                "_ws.col.Protocol",
+                "-e",
+                "_ws.col.Info",
+            ]);
+            let out = run_timeout(cmd, STEP);
+            assert!(out.status.success(), "tshark -r failed");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let bad = read("_ws.malformed || _ws.expert.severity == error");
+        assert!(bad.trim().is_empty(), "malformed SPICE packets:\n{bad}");
+        read("spice")
+    }
+}
+
+#[test]
+fn jpeg_always_keeps_photos_within_psnr_and_the_rest_exact_on_spicebox_and_qemu() {
+    require_spice_client_glib();
+    let dir = TempDir::new("spice-jpeg");
+    let (want, sprite) = animated_scene();
+    let mut verdicts = Vec::new();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let (mut vm, port) = boot(&dir, name, qemu_run);
+        let capture = (!qemu_run).then(|| Capture::start(&dir, port));
+        let live = watch_animation(&dir, name, &mut vm, port);
+        let v = judge(&live, &want, sprite);
+        eprintln!("{name}: live client {v:?}");
+        assert_eq!(v.lossless_wrong, 0, "{name}: lossless areas differ");
+        assert!(v.psnr >= MIN_PSNR, "{name}: the sprite at {:.1} dB", v.psnr);
+        if let Some(c) = capture {
+            let decoded = c.finish();
+            assert!(
+                decoded.contains("DRAW_COPY"),
+                "no DRAW_COPY in the capture:\n{decoded}"
+            );
+        }
+        // A client connecting now gets the picture again: spicebox sends the
+        // whole screen, which is not photo-like, losslessly; spice-server
+        // sends its drawables again (the sprite lossy).
+        let fresh = dir.join(&format!("fresh-{name}.ppm"));
+        let r = spicy_screenshot(port, None, &fresh);
+        assert!(r.status.success(), "{name}: spicy-screenshot");
+        let f = judge(&screen::load(&fresh), &want, sprite);
+        eprintln!("{name}: fresh client {f:?}");
+        assert_eq!(f.lossless_wrong, 0, "{name}: fresh client");
+        assert!(f.psnr >= MIN_PSNR, "{name}: fresh client");
+        if !qemu_run {
+            assert_eq!(f.lossy_changed, 0, "spicebox: the full screen went lossy");
+        }
+        finish(vm, name);
+        verdicts.push(v);
+    }
+    // spicebox really went lossy (else this test proves nothing).
+    assert!(
+        verdicts[1].lossy_changed > 0,
+        "spicebox sent the sprite losslessly under --spice-jpeg always"
+    );
+}
