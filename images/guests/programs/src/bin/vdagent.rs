@@ -305,7 +305,12 @@ impl TxQueue {
     fn drain(&mut self) {
         let deadline = time::Deadline::after(WAIT);
         while self.q.in_flight() != 0 {
-            check!(!deadline.passed(), "tx-drain", "{} buffers", self.q.in_flight());
+            check!(
+                !deadline.passed(),
+                "tx-drain",
+                "{} buffers",
+                self.q.in_flight()
+            );
             self.reclaim();
         }
     }

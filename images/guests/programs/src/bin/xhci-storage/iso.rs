@@ -71,7 +71,11 @@ fn endpoint(config: &[u8], is_in: bool, speed: u32) -> Endpoint {
         address: d[2],
         max_packet: u32::from(u16::from_le_bytes([d[4], d[5]]) & 0x7ff),
         // Full/low speed: 2^(bInterval-1) frames; high speed: microframes.
-        interval: if speed >= 3 { b_interval - 1 } else { b_interval + 2 },
+        interval: if speed >= 3 {
+            b_interval - 1
+        } else {
+            b_interval + 2
+        },
     }
 }
 
@@ -116,7 +120,12 @@ impl InStats {
         let bad = (4..data.len()).find(|&i| data[i] != payload_byte(seq, i));
         check!(bad.is_none(), "iso-payload", "packet {seq} byte {bad:?}");
         if let Some(_first) = self.first {
-            check!(seq > self.last, "iso-order", "packet {seq} after {}", self.last);
+            check!(
+                seq > self.last,
+                "iso-order",
+                "packet {seq} after {}",
+                self.last
+            );
             self.gaps += seq - self.last - 1;
         } else {
             self.first = Some(seq);
@@ -170,7 +179,12 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
     let mut data = vec![0u8; input.max_packet as usize];
     while left.iter().any(|&l| l > 0) {
         let e = xhci.wait_event(TRB_TRANSFER_EVENT, "iso-in");
-        check!(e.slot() == dev.slot, "iso-in", "event for slot {}", e.slot());
+        check!(
+            e.slot() == dev.slot,
+            "iso-in",
+            "event for slot {}",
+            e.slot()
+        );
         let code = e.code();
         if matches!(code, CC_RING_UNDERRUN | CC_RING_OVERRUN) {
             continue;
@@ -189,7 +203,13 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
             code => fail!("iso-in", "completion code {code}"),
         };
         stats.tds += 1;
-        check!(stats.tds < MAX_TDS, "iso-in", "{} TDs, {} packets", stats.tds, stats.packets);
+        check!(
+            stats.tds < MAX_TDS,
+            "iso-in",
+            "{} TDs, {} packets",
+            stats.tds,
+            stats.packets
+        );
         let got = &mut data[..length as usize];
         bufs.copy_to((urb * TDS_PER_URB + i) as u64 * STRIDE, got);
         stats.packet(got);
@@ -214,7 +234,12 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
         stats.empty,
         stats.missed
     );
-    check!(stats.packets >= PACKETS, "iso-in", "{} packets", stats.packets);
+    check!(
+        stats.packets >= PACKETS,
+        "iso-in",
+        "{} packets",
+        stats.packets
+    );
 
     // OUT: numbered packets of the peer's sizes, one TD each.
     let mut sent = 0usize;
@@ -231,8 +256,18 @@ pub fn run(xhci: &mut Xhci, dev: &mut Device, config: &[u8]) {
     dev.doorbell(xhci, dci(output.address));
     for trb in pending {
         let e = xhci.wait_event(TRB_TRANSFER_EVENT, "iso-out");
-        check!(e.parameter == trb, "iso-out", "event for {:#x}", e.parameter);
-        check!(e.code() == CC_SUCCESS, "iso-out", "completion code {}", e.code());
+        check!(
+            e.parameter == trb,
+            "iso-out",
+            "event for {:#x}",
+            e.parameter
+        );
+        check!(
+            e.code() == CC_SUCCESS,
+            "iso-out",
+            "completion code {}",
+            e.code()
+        );
     }
     stop_endpoint(xhci, dev, output.address);
     println!("iso out packets={OUT_PACKETS} bytes={sent}");

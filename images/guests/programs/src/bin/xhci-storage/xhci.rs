@@ -399,8 +399,17 @@ impl Device {
             let index = u64::from(dci(e.address)) + 1;
             self.ctx(xhci, index, 0, e.interval << 16);
             // Error Count 3, but 0 for isochronous endpoints (no retries).
-            let cerr = if e.ep_type == 1 || e.ep_type == 5 { 0 } else { 3 };
-            self.ctx(xhci, index, 1, e.max_packet << 16 | e.ep_type << 3 | cerr << 1);
+            let cerr = if e.ep_type == 1 || e.ep_type == 5 {
+                0
+            } else {
+                3
+            };
+            self.ctx(
+                xhci,
+                index,
+                1,
+                e.max_packet << 16 | e.ep_type << 3 | cerr << 1,
+            );
             self.ctx(xhci, index, 2, e.ring as u32 | 1);
             self.ctx(xhci, index, 3, (e.ring >> 32) as u32);
             // Max ESIT payload (periodic endpoints) and average TRB length.
