@@ -10,6 +10,7 @@ pub mod cdp;
 pub mod qmp;
 pub mod screen;
 pub mod tools;
+pub mod usb_peer;
 pub mod x509;
 pub mod xvfb;
 

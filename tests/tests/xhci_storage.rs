@@ -19,91 +19,21 @@
 //! must print the same reports and decode the text.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use images::TestImage;
-use spice::client::{link_channel_id, AnyStream, ClientOptions, TestClient};
+use spice::client::{link_channel_id, ClientOptions};
 use spice::Listen;
-use spicebox_tests::tools::{free_port, require_tool};
+use spicebox_tests::usb_peer::{vmc_read, vmc_write, Scenario, RUN, STEP, USBREDIR};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 use usbredir::peer::storage::{fnv1a32, MassStorage, SECTOR_SIZE, STORAGE_PRODUCT, STORAGE_VENDOR};
-use usbredir::peer::{EmulatedDevice, HostPeer, Keyboard, KEYBOARD_REPORT_DESCRIPTOR};
+use usbredir::peer::{HostPeer, Keyboard, KEYBOARD_REPORT_DESCRIPTOR};
 
-/// Boot, wait for the device and read it (the guest waits up to 120 s).
-const RUN: Duration = Duration::from_secs(150);
-const STEP: Duration = Duration::from_secs(30);
 const SECTORS: u32 = 64;
-const USBREDIR: u8 = 9;
-const MAIN_ATTACH_CHANNELS: u16 = 104;
-const SPICEVMC_DATA: u16 = 101;
-
-/// Sets the flag when dropped, so a peer thread ends even if the test panics.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
-}
-
-/// What the peer thread hands back: the device, and each VMM turnaround it
-/// timed: from the peer's reply written to the VMM's next request read, the
-/// VMM's and the guest's share of a transfer (the peer's own work excluded).
-struct PeerRun<D: EmulatedDevice> {
-    peer: HostPeer<D>,
-    /// (bytes of the reply, turnaround after it).
-    turnarounds: Vec<(usize, Duration)>,
-}
-
-/// Runs the peer until `stop`, the connection closes or the VM's run time
-/// passes: `read` gives received usbredir bytes (empty on timeout, None
-/// once closed), `write` sends them.
-fn pump<D: EmulatedDevice>(
-    mut peer: HostPeer<D>,
-    mut read: impl FnMut() -> Option<Vec<u8>>,
-    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
-    mut tick: impl FnMut(&mut HostPeer<D>),
-    stop: &AtomicBool,
-) -> PeerRun<D> {
-    let deadline = Instant::now() + RUN + STEP;
-    let mut replied: Option<(usize, Instant)> = None;
-    let mut turnarounds = Vec::new();
-    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-        tick(&mut peer);
-        let out = peer.take_output();
-        if !out.is_empty() {
-            if write(&out).is_err() {
-                break;
-            }
-            replied = Some((out.len(), Instant::now()));
-        }
-        match read() {
-            Some(bytes) => {
-                if !bytes.is_empty() {
-                    if let Some((len, at)) = replied.take() {
-                        turnarounds.push((len, at.elapsed()));
-                    }
-                }
-                peer.received(&bytes)
-                    .expect("the VMM's usbredir packets parse")
-            }
-            None => break,
-        }
-    }
-    PeerRun { peer, turnarounds }
-}
+/// The peer's socket reads wait this long (storage and HID need no pacing).
+const POLL: Duration = Duration::from_millis(20);
 
 /// The lines the guest must print for the peer's disk.
 fn expected_lines() -> Vec<String> {
@@ -137,206 +67,6 @@ fn storage_lines(serial: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits for the guest's verdict; returns its serial output.
-fn finish(mut vm: SpiceboxVm, name: &str, during: impl FnOnce(&mut SpiceboxVm)) -> String {
-    during(&mut vm);
-    vm.wait_for(images::XHCI_STORAGE_OK_MARKER, RUN);
-    assert!(vm.wait_exit(STEP).success(), "{name}");
-    let serial = vm.serial_text();
-    // Profiling (scripts/bench_usb): spicebox's log, appended to a file.
-    if let Ok(path) = std::env::var("SPICEBOX_BENCH_STDERR") {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(format!("{path}.{name}"))
-            .unwrap();
-        f.write_all(vm.stderr_text().as_bytes()).unwrap();
-    }
-    assert!(
-        !serial.contains(images::XHCI_STORAGE_FAIL_MARKER_PREFIX),
-        "{name}:\n{serial}"
-    );
-    serial
-}
-
-/// SPICEVMC_DATA messages (mini header: u16 type, u32 size) in: the
-/// usbredir bytes of the whole ones (empty on timeout), None once closed.
-fn vmc_read(s: &mut AnyStream, buf: &mut [u8], pending: &mut Vec<u8>) -> Option<Vec<u8>> {
-    match s.read(buf) {
-        Ok(0) => return None,
-        Ok(n) => pending.extend_from_slice(&buf[..n]),
-        Err(e) if is_timeout(&e) => {}
-        Err(_) => return None,
-    }
-    let mut out = Vec::new();
-    while pending.len() >= 6 {
-        let kind = u16::from_le_bytes([pending[0], pending[1]]);
-        let size = u32::from_le_bytes([pending[2], pending[3], pending[4], pending[5]]) as usize;
-        if pending.len() < 6 + size {
-            break;
-        }
-        assert_eq!(kind, SPICEVMC_DATA, "plain DATA without the LZ4 cap");
-        out.extend_from_slice(&pending[6..6 + size]);
-        pending.drain(..6 + size);
-    }
-    Some(out)
-}
-
-/// usbredir bytes out as one SPICEVMC_DATA message.
-fn vmc_write(s: &mut AnyStream, b: &[u8]) -> std::io::Result<()> {
-    let mut m = SPICEVMC_DATA.to_le_bytes().to_vec();
-    m.extend((b.len() as u32).to_le_bytes());
-    m.extend_from_slice(b);
-    s.write_all(&m)
-}
-
-/// What runs the peer's device through one VM: the device, what the peer
-/// thread does between reads, and what the test does before the verdict.
-struct Scenario<D, T, W> {
-    device: D,
-    tick: T,
-    during: W,
-}
-
-impl<D, T, W> Scenario<D, T, W>
-where
-    D: EmulatedDevice + Send + 'static,
-    T: FnMut(&mut HostPeer<D>) + Send + 'static,
-    W: FnOnce(&mut SpiceboxVm, Option<(&Listen, u32)>),
-{
-    fn run_qemu(self, disk: &std::path::Path) -> (String, PeerRun<D>) {
-        let Scenario {
-            device,
-            tick,
-            during,
-        } = self;
-        require_tool("qemu-system-x86_64", "qemu-system-x86");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-            .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-            .arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", disk.display()))
-            .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-            .args(["-device", "qemu-xhci,id=xhci"])
-            .arg("-chardev")
-            .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
-            .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let peer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                // No deadline here: QEMU starts once the VM lock is free; the
-                // flag ends the wait if the test fails first.
-                listener.set_nonblocking(true).unwrap();
-                let mut sock = loop {
-                    match listener.accept() {
-                        Ok((sock, _)) => break sock,
-                        Err(e) if is_timeout(&e) && !stop.load(Ordering::SeqCst) => {
-                            std::thread::sleep(Duration::from_millis(20))
-                        }
-                        Err(e) => panic!("QEMU did not connect its usb-redir chardev: {e}"),
-                    }
-                };
-                sock.set_nonblocking(false).unwrap();
-                sock.set_read_timeout(Some(Duration::from_millis(20)))
-                    .unwrap();
-                let mut writer = sock.try_clone().unwrap();
-                let mut buf = vec![0u8; 256 * 1024];
-                pump(
-                    HostPeer::new(device),
-                    || match sock.read(&mut buf) {
-                        Ok(0) => None,
-                        Ok(n) => Some(buf[..n].to_vec()),
-                        Err(e) if is_timeout(&e) => Some(Vec::new()),
-                        Err(_) => None,
-                    },
-                    |b| writer.write_all(b),
-                    tick,
-                    &stop,
-                )
-            })
-        };
-        let _stop = StopOnDrop(stop);
-        let vm = SpiceboxVm::start_command(cmd);
-        let serial = finish(vm, "qemu", |vm| during(vm, None));
-        (serial, peer.join().expect("peer thread"))
-    }
-
-    fn run_spicebox(self, disk: &std::path::Path) -> (String, PeerRun<D>) {
-        let Scenario {
-            device,
-            tick,
-            during,
-        } = self;
-        let port = free_port();
-        let spice = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(spicebox!());
-        cmd.args(["run", "--serial", "stdio", "--disable-ticketing", "--spice"])
-            .arg(&spice)
-            .arg(disk)
-            .args(["-m", "512M"]);
-        cmd.env(
-            "SPICEBOX_LOG",
-            std::env::var("SPICEBOX_BENCH_LOG").unwrap_or("warn,spicebox=info".into()),
-        );
-        let vm = SpiceboxVm::start_command(cmd);
-        let listen = Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-        let deadline = Instant::now() + STEP;
-        let client = loop {
-            match TestClient::connect(
-                &listen,
-                ClientOptions {
-                    channels: vec![],
-                    ..ClientOptions::default()
-                },
-            ) {
-                Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => panic!("SPICE connect: {e}\n{}", vm.stderr_text()),
-            }
-        };
-        client.send_main(MAIN_ATTACH_CHANNELS, &[]).unwrap();
-        client.wait(STEP, |s| s.channels_list.is_some()).unwrap();
-        let session = client.state().session_id;
-        let (mut s, linked) = link_channel_id(
-            &listen,
-            session,
-            USBREDIR,
-            0,
-            vec![],
-            &ClientOptions::default(),
-        )
-        .unwrap();
-        assert!(linked.mini_header());
-        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let peer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut pending = Vec::new();
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut writer = s.try_clone().unwrap();
-                pump(
-                    HostPeer::new(device),
-                    || vmc_read(&mut s, &mut buf, &mut pending),
-                    |b| vmc_write(&mut writer, b),
-                    tick,
-                    &stop,
-                )
-            })
-        };
-        let _stop = StopOnDrop(stop);
-        let serial = finish(vm, "spicebox", |vm| during(vm, Some((&listen, session))));
-        client.close();
-        (serial, peer.join().expect("peer thread"))
-    }
-}
-
 #[test]
 fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
     let dir = TempDir::new("xhci-storage");
@@ -347,13 +77,14 @@ fn xhci_storage_guest_reads_the_redirected_stick_on_qemu_and_spicebox() {
         images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
         let scenario = Scenario {
             device: MassStorage::new(SECTORS),
+            poll: POLL,
             tick: |_: &mut HostPeer<MassStorage>| {},
             during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
         };
         let (serial, run) = if name == "qemu" {
             scenario.run_qemu(&disk)
         } else {
-            scenario.run_spicebox(&disk)
+            scenario.run_spicebox(spicebox!(), &disk)
         };
         eprintln!("{name}:\n{serial}");
         assert_eq!(storage_lines(&serial), expected, "{name}:\n{serial}");
@@ -464,6 +195,7 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
         let typist = ready.clone();
         let scenario = Scenario {
             device: Keyboard::default(),
+            poll: POLL,
             tick: move |peer: &mut HostPeer<Keyboard>| {
                 if !typist.load(Ordering::SeqCst) || Instant::now() < next {
                     return;
@@ -487,7 +219,7 @@ fn xhci_guest_receives_the_redirected_keyboards_reports_on_qemu_and_spicebox() {
         let (serial, run) = if name == "qemu" {
             scenario.run_qemu(&disk)
         } else {
-            scenario.run_spicebox(&disk)
+            scenario.run_spicebox(spicebox!(), &disk)
         };
         eprintln!("{name}:\n{serial}");
         assert!(serial.contains("usb device 1d6b:0101"), "{name}:\n{serial}");
@@ -540,13 +272,14 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
     images::write_image(TestImage::XhciStorage.bytes(), &disk).unwrap();
     let storage = Scenario {
         device: MassStorage::new(BENCH_STICK_SECTORS),
+        poll: POLL,
         tick: |_: &mut HostPeer<MassStorage>| {},
         during: |_: &mut SpiceboxVm, _: Option<(&Listen, u32)>| {},
     };
     let (serial, run) = if name == "qemu" {
         storage.run_qemu(&disk)
     } else {
-        storage.run_spicebox(&disk)
+        storage.run_spicebox(spicebox!(), &disk)
     };
     // Turnaround by the reply before it: after the CBW's (26 bytes), the
     // data's (64 KiB + headers) and the CSW's (39).
@@ -596,6 +329,7 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
     let mut next = Instant::now();
     let hid = Scenario {
         device: Keyboard::default(),
+        poll: POLL,
         tick: move |peer: &mut HostPeer<Keyboard>| {
             if !typist.load(Ordering::SeqCst) || Instant::now() < next {
                 return;
@@ -621,7 +355,7 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
     let (serial, _) = if name == "qemu" {
         hid.run_qemu(&disk)
     } else {
-        hid.run_spicebox(&disk)
+        hid.run_spicebox(spicebox!(), &disk)
     };
     let expected: Vec<String> = reports
         .iter()
