@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod cdp;
+pub mod glib_client;
 pub mod qmp;
 pub mod screen;
 pub mod tools;

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use images::{qxl_scene, TestImage};
+use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::tools::{
     free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
@@ -157,8 +158,6 @@ fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
 /// afterwards gets, on spicebox and on QEMU, and both VMMs' pictures agree.
 #[test]
 fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::Stdio;
     require_spice_client_glib();
     let _one = one_at_a_time();
     let dir = TempDir::new("qxl-anim-live");
@@ -166,27 +165,12 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
         let (mut vm, port) = boot(&dir, name, qemu_run);
-        let live_out = dir.join(&format!("live-{name}.ppm"));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_glib.py");
-        let mut client = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--timeout", "120", "--on-stdin", "--out"])
-            .arg(&live_out)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
-        let ready = lines.next().and_then(Result::ok);
-        assert_eq!(ready.as_deref(), Some("ready"), "{name}: live client");
+        let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
         vm.send(b"a");
         vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
         // Let the last draws reach the live client, then take both pictures.
         std::thread::sleep(Duration::from_secs(1));
-        client.stdin.take().unwrap().write_all(b"\n").unwrap();
-        assert!(client.wait().unwrap().success(), "{name}: live client");
-        let live = screen::load(&live_out);
+        let live = client.picture();
         let fresh_out = dir.join(&format!("fresh-{name}.ppm"));
         let r = spicy_screenshot(port, None, &fresh_out);
         assert!(r.status.success(), "{name}: spicy-screenshot");

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use images::{qxl_scene, TestImage};
+use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::tools::{
     free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
@@ -154,28 +155,12 @@ fn judge(got: &Frame, want: &Frame, lossy: (i32, i32, i32, i32)) -> Verdict {
 /// SpiceClientGLib connected while the guest animates: the picture it ends
 /// with.
 fn watch_animation(dir: &TempDir, name: &str, vm: &mut SpiceboxVm, port: u16) -> Frame {
-    use std::io::{BufRead, BufReader, Write};
-    let out = dir.join(&format!("live-{name}.ppm"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/spice_glib.py");
-    let mut client = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--timeout", "120", "--on-stdin", "--out"])
-        .arg(&out)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
-    let ready = lines.next().and_then(Result::ok);
-    assert_eq!(ready.as_deref(), Some("ready"), "{name}: live client");
+    let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
     vm.send(b"a");
     vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
     // Let the last draws reach the client, then take its picture.
     std::thread::sleep(Duration::from_secs(1));
-    client.stdin.take().unwrap().write_all(b"\n").unwrap();
-    assert!(client.wait().unwrap().success(), "{name}: live client");
-    screen::load(&out)
+    client.picture()
 }
 
 /// A capture of `port` on lo, stopped (SIGINT) and judged by `finish`.
