@@ -14,6 +14,7 @@ pub mod display;
 pub mod display_wire;
 pub mod doorbell;
 pub mod inputs;
+pub mod link_meter;
 pub mod main;
 pub mod pixmap_cache;
 pub mod playback;
