@@ -68,6 +68,7 @@ pub mod port;
 pub mod proto;
 pub mod sasl;
 mod server;
+mod stats;
 pub mod transport;
 mod wire;
 
@@ -82,6 +83,7 @@ pub use display_types::{
     CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
 };
 pub use server::SpiceServer;
+pub use stats::{ChannelStats, CODECS};
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
 
 use std::sync::Arc;
@@ -135,10 +137,10 @@ pub struct Ports {
 /// QEMU's `jpeg-wan-compression`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JpegMode {
-    /// Only to a client on a slow link. There is no bandwidth estimate yet,
-    /// so a display channel is taken for slow while its client keeps the
-    /// ack window full: the window stayed closed for a long time (the client
-    /// is a whole window of messages behind), see `channel/display.rs`.
+    /// Only to a client on a slow link: one whose estimated bandwidth is
+    /// under 10 Mbit/s (spice-server's threshold), measured per display
+    /// channel at connect and kept current from its traffic
+    /// (`channel/link_meter.rs`).
     #[default]
     Auto,
     /// To every client.
@@ -165,6 +167,8 @@ pub struct ClientInfo {
     pub channel_type: u8,
     pub channel_id: u8,
     pub tls: bool,
+    /// Traffic and link estimate, in `SpiceServer::clients()` (None in events).
+    pub stats: Option<ChannelStats>,
 }
 
 /// Per channel, as QEMU's SPICE_CONNECTED / SPICE_INITIALIZED / SPICE_DISCONNECTED.

@@ -16,13 +16,17 @@
 //! flight also holds one round trip of waiting, which is taken off. Samples
 //! of less than [`MIN_SAMPLE_BYTES`] say more about the message rate than the
 //! link and are ignored. Idle probes (an empty PING when nothing is in flight,
-//! every [`PROBE_EVERY`]) keep the latency current.
+//! every [`PROBE_EVERY`]) keep the latency current. A link found slow sends
+//! little (JPEG), too little to show that it got faster, so while it is slow
+//! and idle the net test runs again every [`RETEST_EVERY`].
 //!
 //! PONGs are client input: one whose id we have no PING for, or whose
 //! timestamp is not the one that PING carried, is refused (the caller logs it).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use super::conn::ACK_WINDOW;
 
 /// Below this a link is slow (spice-server's low-bandwidth threshold).
 pub const SLOW_BPS: f64 = 10_000_000.0;
@@ -35,6 +39,13 @@ pub const RATE_BYTES: usize = 64 * 1024;
 pub const NET_TEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often an idle connection is probed for its latency.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How often an idle slow link is tested again (80 KiB: 3% of 2 Mbit/s).
+pub const RETEST_EVERY: Duration = Duration::from_secs(10);
+/// A link is idle when no message went out for this long (and whatever
+/// was sent had time to arrive), with fewer than a window's worth unacked:
+/// the client acks only every [`ACK_WINDOW`] messages, so a few may stay
+/// unacked for good.
+pub const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Ack samples smaller than this are not counted.
 pub const MIN_SAMPLE_BYTES: u64 = 32 * 1024;
 /// PINGs awaiting their PONG; older ones are forgotten.
@@ -106,10 +117,13 @@ pub struct LinkMeter {
     delivered_time: Option<Instant>,
     first_sent: Option<Instant>,
     idle_start: bool,
+    last_sent: Option<Instant>,
     /// Net test: when it started (None: not run or done) and the warm-up
     /// PONG's round trip.
     net_test: Option<Instant>,
     warmup_rtt: Option<Duration>,
+    /// When the last net test started.
+    tested: Option<Instant>,
     last_probe: Option<Instant>,
     bandwidth: Option<f64>,
     latency: Option<Duration>,
@@ -127,8 +141,10 @@ impl LinkMeter {
             delivered_time: None,
             first_sent: None,
             idle_start: true,
+            last_sent: None,
             net_test: None,
             warmup_rtt: None,
+            tested: None,
             last_probe: None,
             bandwidth: None,
             latency: None,
@@ -176,6 +192,7 @@ impl LinkMeter {
     /// The net test's three PINGs, in the order they must be queued.
     pub fn start_net_test(&mut self, now: Instant) -> [PingOut; 3] {
         self.net_test = Some(now);
+        self.tested = Some(now);
         self.warmup_rtt = None;
         [
             self.ping(now, PingKind::Latency, 0),
@@ -195,11 +212,40 @@ impl LinkMeter {
         self.net_test.map(|t| t + NET_TEST_TIMEOUT)
     }
 
-    /// Whether an idle probe is due: nothing unacked, no PING out, and none
+    /// Whether the net test should run again: the link is slow, idle, and
+    /// was last tested [`RETEST_EVERY`] ago.
+    pub fn retest_due(&self, now: Instant) -> bool {
+        self.slow() == Some(true)
+            && self.idle(now)
+            && self
+                .tested
+                .is_some_and(|t| now.saturating_duration_since(t) >= RETEST_EVERY)
+    }
+
+    /// Nothing is in flight or due to be acked, and no PING is out.
+    fn idle(&self, now: Instant) -> bool {
+        self.pings.is_empty() && self.quiet(now)
+    }
+
+    /// No message went out for [`IDLE_AFTER`] (or, on a slow link, for as
+    /// long as the unacked bytes take to arrive, plus a round trip), and
+    /// no ack is due.
+    fn quiet(&self, now: Instant) -> bool {
+        let Some(last) = self.last_sent else {
+            return true;
+        };
+        let unacked = self.queued.saturating_sub(self.delivered) as f64 * 8.0;
+        let drain = self
+            .bandwidth
+            .map_or(Duration::ZERO, |b| Duration::from_secs_f64((unacked / b.max(1.0)).min(60.0)));
+        let wait = IDLE_AFTER.max(drain + self.latency.unwrap_or_default());
+        self.sent.len() < ACK_WINDOW as usize && now.saturating_duration_since(last) >= wait
+    }
+
+    /// Whether an idle probe is due: the link is idle and there was none
     /// for [`PROBE_EVERY`].
     pub fn probe_due(&self, now: Instant) -> bool {
-        self.sent.is_empty()
-            && self.pings.is_empty()
+        self.idle(now)
             && self
                 .last_probe
                 .or(self.net_test)
@@ -250,17 +296,20 @@ impl LinkMeter {
     /// A message of `bytes` (framed) was queued at `now`; `counted`: the
     /// client acks it (the ack window runs).
     pub fn sent(&mut self, now: Instant, bytes: usize, counted: bool) {
+        if self.quiet(now) {
+            // Nothing in flight: the next sample starts here, and what was
+            // sent before has arrived (acked or not: a partial window).
+            self.delivered = self.queued;
+            self.delivered_time = Some(now);
+            self.first_sent = Some(now);
+            self.idle_start = true;
+        }
         self.queued += bytes as u64;
+        self.last_sent = Some(now);
         if !counted {
             // Uncounted bytes are never the end of a sample, but they are
             // delivered before the next counted message.
             return;
-        }
-        if self.sent.is_empty() {
-            // Nothing in flight: the next sample starts here.
-            self.delivered_time = Some(now);
-            self.first_sent = Some(now);
-            self.idle_start = true;
         }
         if self.sent.len() == MAX_SENT {
             self.sent.pop_front();
@@ -477,6 +526,28 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_window_left_unacked_does_not_stretch_the_next_sample() {
+        // 20 Mbit/s, 100 ms round trip. Five messages are never acked (less
+        // than a window); a minute later a burst of 20 is, one round trip
+        // and its transmission after it left.
+        let t0 = Instant::now();
+        let mut m = net_test(20e6, ms(50));
+        for _ in 0..5 {
+            m.sent(t0, 100, true);
+        }
+        let t1 = t0 + Duration::from_secs(60);
+        for _ in 0..20 {
+            m.sent(t1, 4096, true);
+        }
+        let tx = Duration::from_secs_f64(20.0 * 4096.0 * 8.0 / 20e6);
+        m.bandwidth = None;
+        // The client acks at its 20th message: the 15th of the burst.
+        m.acked(t1 + tx * 15 / 20 + ms(100), 20);
+        let b = m.bandwidth().unwrap();
+        assert!(b > 18e6 && b < 22e6, "{b}");
+    }
+
+    #[test]
     fn a_burst_from_idle_does_not_count_its_round_trip() {
         // 20 Mbit/s, 100 ms round trip: one 40 KB burst from idle spans
         // 100 ms + 16 ms; less the known latency it is 20 Mbit/s, not 2.8.
@@ -493,6 +564,26 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_idle_link_is_tested_again() {
+        let t0 = Instant::now();
+        let mut m = net_test(1e6, ms(10));
+        assert!(!m.retest_due(t0 + RETEST_EVERY / 2));
+        m.sent(t0 + RETEST_EVERY, 100, true);
+        assert!(!m.retest_due(t0 + RETEST_EVERY), "not idle");
+        assert!(m.retest_due(t0 + RETEST_EVERY + IDLE_AFTER));
+        // The link got fast: the new test says so, and no more tests.
+        let t1 = t0 + RETEST_EVERY * 2;
+        for (i, p) in m.start_net_test(t1).into_iter().enumerate() {
+            m.pong(t1 + ms(1 + i as u64), p.id, p.timestamp).unwrap();
+        }
+        assert_eq!(m.slow(), Some(false));
+        assert!(!m.retest_due(t1 + RETEST_EVERY * 2));
+        // A fast link is never tested again.
+        let m = net_test(1e9, ms(1));
+        assert!(!m.retest_due(t0 + RETEST_EVERY * 3));
+    }
+
+    #[test]
     fn probes_follow_latency_only_when_idle() {
         let t0 = Instant::now();
         let mut m = LinkMeter::new(t0);
@@ -505,8 +596,16 @@ mod tests {
         let t1 = t0 + PROBE_EVERY;
         m.sent(t1, 100, true);
         assert!(!m.probe_due(t1), "messages in flight");
-        m.acked(t1 + ms(10), 20);
-        assert!(m.probe_due(t1 + ms(10)));
+        // A partial window is never acked: quiet for IDLE_AFTER is idle.
+        assert!(!m.probe_due(t1 + IDLE_AFTER - ms(1)));
+        assert!(m.probe_due(t1 + IDLE_AFTER));
+        // A whole window unacked waits for its ack.
+        for _ in 0..ACK_WINDOW {
+            m.sent(t1 + IDLE_AFTER, 100, true);
+        }
+        assert!(!m.probe_due(t1 + IDLE_AFTER * 5));
+        m.acked(t1 + IDLE_AFTER * 5, ACK_WINDOW);
+        assert!(m.probe_due(t1 + IDLE_AFTER * 5));
         let p = m.probe(t1);
         m.pong(t1 + ms(80), p.id, p.timestamp).unwrap();
         assert_eq!(m.latency(), Some(ms(50)));

@@ -259,6 +259,7 @@ pub fn channel_dispatch(data: &[u8]) {
             channel_type: *channel_type,
             channel_id: *channel_id,
             tls: false,
+            stats: None,
         };
         let reg = Registration::new(&w.clients, info.clone(), info);
         // Never killed: the task must end because the client's stream ended.
