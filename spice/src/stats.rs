@@ -118,7 +118,10 @@ mod tests {
         s.draw(Some(&[0u8; 4]));
         s.estimate(Some(2.5e6), Some(Duration::from_micros(100_250)));
         let snap = s.snapshot();
-        assert_eq!((snap.bytes_sent, snap.messages_sent, snap.draws), (128, 2, 5));
+        assert_eq!(
+            (snap.bytes_sent, snap.messages_sent, snap.draws),
+            (128, 2, 5)
+        );
         assert_eq!(snap.bandwidth_bps, Some(2_500_000));
         assert_eq!(snap.latency, Some(Duration::from_micros(100_250)));
         assert_eq!(

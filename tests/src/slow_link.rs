@@ -69,7 +69,13 @@ impl Drop for SlowLink {
 
 /// One direction: a reader that times each chunk onto the link, a writer
 /// that delivers it when it has arrived.
-fn pipe(mut from: TcpStream, mut to: TcpStream, bps: f64, delay: Duration, count: Option<Arc<AtomicU64>>) {
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    bps: f64,
+    delay: Duration,
+    count: Option<Arc<AtomicU64>>,
+) {
     let (tx, rx) = sync_channel::<(Instant, Vec<u8>)>(QUEUE);
     thread::spawn(move || {
         let mut link_free = Instant::now();
@@ -125,7 +131,10 @@ mod tests {
         s.write_all(b"y").unwrap();
         c.read_exact(&mut b).unwrap();
         let rtt = t0.elapsed();
-        assert!(rtt >= Duration::from_millis(60) && rtt < Duration::from_millis(200), "{rtt:?}");
+        assert!(
+            rtt >= Duration::from_millis(60) && rtt < Duration::from_millis(200),
+            "{rtt:?}"
+        );
         // 200 KB server to client: 0.4 s at 4 Mbit/s (plus the delay).
         let t0 = Instant::now();
         let sender = thread::spawn(move || s.write_all(&vec![7u8; 200_000]).unwrap());
@@ -133,7 +142,8 @@ mod tests {
         c.read_exact(&mut got).unwrap();
         sender.join().unwrap();
         let t = t0.elapsed().as_secs_f64();
-        assert!(t > 0.4 && t < 0.6, "{t}");
+        // Generous above: a loaded test machine sleeps late.
+        assert!(t > 0.4 && t < 1.0, "{t}");
         assert!(link.bytes_down() >= 200_001);
     }
 }

@@ -356,10 +356,16 @@ fn jpeg_auto_follows_the_link_on_spicebox_and_qemu() {
             }
             assert_eq!(v.lossless_wrong, 0, "{name}: lossless areas differ");
             if slow {
-                assert!(v.lossy_changed > 0, "{name}: the sprite stayed exact on a slow link");
+                assert!(
+                    v.lossy_changed > 0,
+                    "{name}: the sprite stayed exact on a slow link"
+                );
                 assert!(v.psnr >= MIN_PSNR, "{name}: the sprite at {:.1} dB", v.psnr);
             } else {
-                assert_eq!(v.lossy_changed, 0, "{name}: the sprite went lossy on a local link");
+                assert_eq!(
+                    v.lossy_changed, 0,
+                    "{name}: the sprite went lossy on a local link"
+                );
             }
             if let Some(e) = entry {
                 assert!(e["bytes-sent"].as_u64().unwrap() > 10_000, "{name}: {e}");

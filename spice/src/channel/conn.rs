@@ -284,7 +284,10 @@ impl Conn {
     /// other is the client's mistake (or malice), logged and ignored.
     fn pong(&mut self, r: &mut Reader) {
         let result = match (r.u32(), r.u64()) {
-            (Some(id), Some(ts)) => self.meter.pong(Instant::now(), id, ts).map_err(|e| format!("{e:?}")),
+            (Some(id), Some(ts)) => self
+                .meter
+                .pong(Instant::now(), id, ts)
+                .map_err(|e| format!("{e:?}")),
             _ => Err("short PONG".to_string()),
         };
         match result {
@@ -294,7 +297,11 @@ impl Conn {
                 if self.bad_pongs == 1 {
                     warn!(channel = self.name, "PONG ignored: {why}");
                 } else {
-                    debug!(channel = self.name, count = self.bad_pongs, "PONG ignored: {why}");
+                    debug!(
+                        channel = self.name,
+                        count = self.bad_pongs,
+                        "PONG ignored: {why}"
+                    );
                 }
             }
         }

@@ -42,8 +42,8 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::conn::Conn;
-use super::link_meter::PROBE_EVERY;
 use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, surface_create};
+use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};

@@ -235,9 +235,9 @@ impl LinkMeter {
             return true;
         };
         let unacked = self.queued.saturating_sub(self.delivered) as f64 * 8.0;
-        let drain = self
-            .bandwidth
-            .map_or(Duration::ZERO, |b| Duration::from_secs_f64((unacked / b.max(1.0)).min(60.0)));
+        let drain = self.bandwidth.map_or(Duration::ZERO, |b| {
+            Duration::from_secs_f64((unacked / b.max(1.0)).min(60.0))
+        });
         let wait = IDLE_AFTER.max(drain + self.latency.unwrap_or_default());
         self.sent.len() < ACK_WINDOW as usize && now.saturating_duration_since(last) >= wait
     }
@@ -510,7 +510,14 @@ mod tests {
         assert!(b > 1.5e6 && b < 2.5e6, "{b}");
         assert_eq!(m.slow(), Some(true));
         // And the other way: a fast link is found fast again.
-        stream(&mut m, t0 + Duration::from_secs(60), 1e9, ms(1), 20_000, 400);
+        stream(
+            &mut m,
+            t0 + Duration::from_secs(60),
+            1e9,
+            ms(1),
+            20_000,
+            400,
+        );
         assert_eq!(m.slow(), Some(false), "{:?}", m.bandwidth());
     }
 

@@ -324,11 +324,25 @@ impl TestClient {
         }
         if opts.channels.contains(&ch::INPUTS) {
             let (s, l) = link_channel(listen, id, ch::INPUTS, vec![], opts)?;
-            c.inputs = Some(start_chan(s, ch::INPUTS, mini(&l), &c.state, &c.auto_ack, None)?);
+            c.inputs = Some(start_chan(
+                s,
+                ch::INPUTS,
+                mini(&l),
+                &c.state,
+                &c.auto_ack,
+                None,
+            )?);
         }
         if opts.channels.contains(&ch::CURSOR) {
             let (s, l) = link_channel_id(listen, id, ch::CURSOR, opts.display_id, vec![], opts)?;
-            c.cursor = Some(start_chan(s, ch::CURSOR, mini(&l), &c.state, &c.auto_ack, None)?);
+            c.cursor = Some(start_chan(
+                s,
+                ch::CURSOR,
+                mini(&l),
+                &c.state,
+                &c.auto_ack,
+                None,
+            )?);
         }
         Ok(())
     }

@@ -18,7 +18,10 @@ fn a_local_client_is_fast_and_its_traffic_is_counted() {
     let d = display_stats(&server);
     let bps = d.bandwidth_bps.expect("estimated") as f64;
     assert!(bps > SLOW_BPS, "{d:?}");
-    assert!(d.latency.is_some_and(|l| l < Duration::from_secs(1)), "{d:?}");
+    assert!(
+        d.latency.is_some_and(|l| l < Duration::from_secs(1)),
+        "{d:?}"
+    );
     // SET_ACK, three PINGs (80 KiB), SURFACE_CREATE, the picture, MARK.
     assert!(d.messages_sent >= 7, "{d:?}");
     assert!(d.bytes_sent > 80 * 1024, "{d:?}");
@@ -52,7 +55,13 @@ fn pongs_that_answer_nothing_are_ignored() {
         w.finish()
     };
     // Unknown ids, absurd timestamps for ids that were used, a short one.
-    for (id, ts) in [(0, 0), (12345, 1), (1, u64::MAX), (3, 0), (u32::MAX, u64::MAX)] {
+    for (id, ts) in [
+        (0, 0),
+        (12345, 1),
+        (1, u64::MAX),
+        (3, 0),
+        (u32::MAX, u64::MAX),
+    ] {
         c.send_raw(ch::DISPLAY, msgc::PONG, &pong(id, ts)).unwrap();
     }
     c.send_raw(ch::DISPLAY, msgc::PONG, &[1, 2, 3]).unwrap();

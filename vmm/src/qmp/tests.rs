@@ -722,7 +722,13 @@ fn spice_with_server() {
             draws: 30,
             bandwidth_bps: Some(1_900_000),
             latency: Some(std::time::Duration::from_micros(101_500)),
-            codecs: vec![("raw", 0), ("lz", 10), ("lz4", 5), ("jpeg", 12), ("cache", 3)],
+            codecs: vec![
+                ("raw", 0),
+                ("lz", 10),
+                ("lz4", 5),
+                ("jpeg", 12),
+                ("cache", 3),
+            ],
         }),
         ..channel.clone()
     };
