@@ -21,8 +21,10 @@
 //! CHANNELS_LIST, size limits and dispatch all derive from it. A session links each
 //! (type, id) the registry offers once: several displays (one per head), one
 //! inputs. Every task runs on `channel/conn.rs`, which frames messages (mini or full
-//! header), bounds their size, runs the ack window and handles base messages. A
-//! malformed message closes only its channel.
+//! header), bounds their size, runs the ack window and handles base messages, and
+//! measures the link (`channel/link_meter.rs`: PING/PONG net test, ack delivery
+//! rates) and counts the traffic (`stats.rs`) for `clients()`. A malformed
+//! message closes only its channel.
 //!
 //! The caller is never blocked by a client: [`SpiceServer::update`] copies the dirty
 //! rectangles of the newest frame into the head's own copy and merges them into each
