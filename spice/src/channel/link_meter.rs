@@ -18,7 +18,8 @@
 //! link and are ignored. Idle probes (an empty PING when nothing is in flight,
 //! every [`PROBE_EVERY`]) keep the latency current. A link found slow sends
 //! little (JPEG), too little to show that it got faster, so while it is slow
-//! and idle the net test runs again every [`RETEST_EVERY`].
+//! and idle the net test runs again every [`RETEST_EVERY`], or less often on
+//! a link so slow that the test would cost more than [`RETEST_SHARE`] of it.
 //!
 //! PONGs are client input: one whose id we have no PING for, or whose
 //! timestamp is not the one that PING carried, is refused (the caller logs it).
@@ -39,8 +40,10 @@ pub const RATE_BYTES: usize = 64 * 1024;
 pub const NET_TEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often an idle connection is probed for its latency.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
-/// How often an idle slow link is tested again (80 KiB: 3% of 2 Mbit/s).
+/// How often an idle slow link is tested again, at most.
 pub const RETEST_EVERY: Duration = Duration::from_secs(10);
+/// The most of a slow link's time the tests again may take.
+pub const RETEST_SHARE: f64 = 0.03;
 /// A link is idle when no message went out for this long (and whatever
 /// was sent had time to arrive), with fewer than a window's worth unacked:
 /// the client acks only every [`ACK_WINDOW`] messages, so a few may stay
@@ -213,13 +216,18 @@ impl LinkMeter {
     }
 
     /// Whether the net test should run again: the link is slow, idle, and
-    /// was last tested [`RETEST_EVERY`] ago.
+    /// was last tested [`RETEST_EVERY`] ago, or longer on a link where
+    /// the test takes more than [`RETEST_SHARE`] of that.
     pub fn retest_due(&self, now: Instant) -> bool {
-        self.slow() == Some(true)
-            && self.idle(now)
+        let Some(b) = self.bandwidth.filter(|b| *b < SLOW_BPS) else {
+            return false;
+        };
+        let bits = (WARMUP_BYTES + RATE_BYTES) as f64 * 8.0;
+        let share = Duration::from_secs_f64((bits / b.max(1.0) / RETEST_SHARE).min(3600.0));
+        self.idle(now)
             && self
                 .tested
-                .is_some_and(|t| now.saturating_duration_since(t) >= RETEST_EVERY)
+                .is_some_and(|t| now.saturating_duration_since(t) >= RETEST_EVERY.max(share))
     }
 
     /// Nothing is in flight or due to be acked, and no PING is out.
@@ -573,7 +581,8 @@ mod tests {
     #[test]
     fn a_slow_idle_link_is_tested_again() {
         let t0 = Instant::now();
-        let mut m = net_test(1e6, ms(10));
+        // 5 Mbit/s: the test takes 0.13 s, well under 3% of RETEST_EVERY.
+        let mut m = net_test(5e6, ms(10));
         assert!(!m.retest_due(t0 + RETEST_EVERY / 2));
         m.sent(t0 + RETEST_EVERY, 100, true);
         assert!(!m.retest_due(t0 + RETEST_EVERY), "not idle");
@@ -588,6 +597,10 @@ mod tests {
         // A fast link is never tested again.
         let m = net_test(1e9, ms(1));
         assert!(!m.retest_due(t0 + RETEST_EVERY * 3));
+        // 256 kbit/s: the test takes 2.6 s, so it runs every 87 s.
+        let m = net_test(256e3, ms(10));
+        assert!(!m.retest_due(t0 + Duration::from_secs(80)));
+        assert!(m.retest_due(t0 + Duration::from_secs(90)));
     }
 
     #[test]
