@@ -1,6 +1,7 @@
 //! The registry of linked channels that feeds `SpiceServer::clients()` and the
 //! events of `SpiceServer::subscribe()` (QEMU's SPICE_CONNECTED, _INITIALIZED,
-//! _DISCONNECTED, one per channel).
+//! _DISCONNECTED, one per channel). Each linked channel's traffic counters
+//! (`stats::LiveStats`) are listed with it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use tracing::warn;
 
 use crate::server::lock;
+use crate::stats::LiveStats;
 use crate::{ClientInfo, SpiceEvent};
 
 /// Events are dropped (with a warning) for a subscriber this far behind.
@@ -17,7 +19,7 @@ const EVENT_QUEUE: usize = 1024;
 
 #[derive(Default)]
 pub struct Clients {
-    linked: Mutex<BTreeMap<u64, ClientInfo>>,
+    linked: Mutex<BTreeMap<u64, (ClientInfo, Arc<LiveStats>)>>,
     next: AtomicU64,
     subscribers: Mutex<Vec<SyncSender<SpiceEvent>>>,
 }
@@ -36,7 +38,13 @@ impl Clients {
     }
 
     pub fn list(&self) -> Vec<ClientInfo> {
-        lock(&self.linked).values().cloned().collect()
+        lock(&self.linked)
+            .values()
+            .map(|(info, stats)| ClientInfo {
+                stats: Some(stats.snapshot()),
+                ..info.clone()
+            })
+            .collect()
     }
 
     pub fn subscribe(&self) -> Receiver<SpiceEvent> {
@@ -51,12 +59,14 @@ pub struct Registration {
     clients: Arc<Clients>,
     key: u64,
     pub info: ClientInfo,
+    pub stats: Arc<LiveStats>,
 }
 
 impl Registration {
     pub fn new(clients: &Arc<Clients>, info: ClientInfo, server: ClientInfo) -> Registration {
         let key = clients.next.fetch_add(1, Ordering::Relaxed);
-        lock(&clients.linked).insert(key, info.clone());
+        let stats = Arc::new(LiveStats::default());
+        lock(&clients.linked).insert(key, (info.clone(), stats.clone()));
         clients.emit(SpiceEvent::Connected {
             server,
             client: info.clone(),
@@ -65,6 +75,7 @@ impl Registration {
             clients: clients.clone(),
             key,
             info,
+            stats,
         }
     }
 

@@ -21,8 +21,10 @@
 //! CHANNELS_LIST, size limits and dispatch all derive from it. A session links each
 //! (type, id) the registry offers once: several displays (one per head), one
 //! inputs. Every task runs on `channel/conn.rs`, which frames messages (mini or full
-//! header), bounds their size, runs the ack window and handles base messages. A
-//! malformed message closes only its channel.
+//! header), bounds their size, runs the ack window and handles base messages, and
+//! measures the link (`channel/link_meter.rs`: PING/PONG net test, ack delivery
+//! rates) and counts the traffic (`stats.rs`) for `clients()`. A malformed
+//! message closes only its channel.
 //!
 //! The caller is never blocked by a client: [`SpiceServer::update`] copies the dirty
 //! rectangles of the newest frame into the head's own copy and merges them into each
@@ -68,6 +70,7 @@ pub mod port;
 pub mod proto;
 pub mod sasl;
 mod server;
+mod stats;
 pub mod transport;
 mod wire;
 
@@ -78,10 +81,12 @@ pub mod client;
 pub mod fuzz;
 
 pub use channel::cursor::CursorUpdate;
+pub use channel::link_meter::SLOW_BPS as SLOW_LINK_BPS;
 pub use display_types::{
     CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
 };
 pub use server::SpiceServer;
+pub use stats::{ChannelStats, CODECS};
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
 
 use std::sync::Arc;
@@ -135,10 +140,10 @@ pub struct Ports {
 /// QEMU's `jpeg-wan-compression`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JpegMode {
-    /// Only to a client on a slow link. There is no bandwidth estimate yet,
-    /// so a display channel is taken for slow while its client keeps the
-    /// ack window full: the window stayed closed for a long time (the client
-    /// is a whole window of messages behind), see `channel/display.rs`.
+    /// Only to a client on a slow link: one whose estimated bandwidth is
+    /// under 10 Mbit/s (spice-server's threshold), measured per display
+    /// channel at connect and kept current from its traffic
+    /// (`channel/link_meter.rs`).
     #[default]
     Auto,
     /// To every client.
@@ -165,6 +170,8 @@ pub struct ClientInfo {
     pub channel_type: u8,
     pub channel_id: u8,
     pub tls: bool,
+    /// Traffic and link estimate, in `SpiceServer::clients()` (None in events).
+    pub stats: Option<ChannelStats>,
 }
 
 /// Per channel, as QEMU's SPICE_CONNECTED / SPICE_INITIALIZED / SPICE_DISCONNECTED.

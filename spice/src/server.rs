@@ -601,6 +601,7 @@ async fn handle_connection(
         channel_type: req.channel_type,
         channel_id: req.channel_id,
         tls: carrier.secure(),
+        stats: None,
     };
     // The link stage refused any (type, id) the registry does not offer.
     let Some(kind) = shared.channels.find(req.channel_type, req.channel_id) else {

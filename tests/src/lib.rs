@@ -10,6 +10,7 @@ pub mod cdp;
 pub mod glib_client;
 pub mod qmp;
 pub mod screen;
+pub mod slow_link;
 pub mod tools;
 pub mod usb_peer;
 pub mod x509;

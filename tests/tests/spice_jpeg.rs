@@ -7,14 +7,22 @@
 //! (the whole screen, not photo-like) is exact; tshark decodes the session
 //! without a malformed packet. QEMU with `jpeg-wan-compression=always` runs
 //! the same guest and must meet the same bounds.
+//!
+//! With `auto` (both servers) the choice follows the link: a client behind a
+//! 2 Mbit/s, 50 ms proxy (`SlowLink`) is measured slow and gets the sprite
+//! lossy, a local one gets it exact; spicebox's QMP `query-spice` shows the
+//! display channel's traffic, latency, link verdict and images per codec.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use images::{qxl_scene, TestImage};
+use serde_json::{json, Value};
 use spicebox_tests::glib_client::LiveGlibClient;
+use spicebox_tests::qmp::Qmp;
 use spicebox_tests::screen::{self, Frame};
+use spicebox_tests::slow_link::SlowLink;
 use spicebox_tests::tools::{
     free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
 };
@@ -29,13 +37,17 @@ const STEP: Duration = Duration::from_secs(30);
 const MIN_PSNR: f64 = 30.0;
 
 fn qemu(disk: &Path, port: u16) -> Command {
+    qemu_jpeg(disk, port, "always")
+}
+
+fn qemu_jpeg(disk: &Path, port: u16, jpeg: &str) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
         .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
         .arg("-spice")
         .arg(format!(
-            "port={port},addr=127.0.0.1,disable-ticketing=on,jpeg-wan-compression=always"
+            "port={port},addr=127.0.0.1,disable-ticketing=on,jpeg-wan-compression={jpeg}"
         ))
         .arg("-drive")
         .arg(format!("file={},format=raw,if=virtio", disk.display()))
@@ -275,4 +287,104 @@ fn jpeg_always_keeps_photos_within_psnr_and_the_rest_exact_on_spicebox_and_qemu(
         verdicts[1].lossy_changed > 0,
         "spicebox sent the sprite losslessly under --spice-jpeg always"
     );
+}
+
+/// The slow link of the auto test: 2 Mbit/s, 50 ms each way.
+const SLOW_BPS: f64 = 2e6;
+const SLOW_DELAY: Duration = Duration::from_millis(50);
+
+/// The qxl-native guest with `--spice-jpeg auto` (QEMU:
+/// `jpeg-wan-compression=auto`); spicebox with QMP.
+fn boot_auto(dir: &TempDir, name: &str, qemu_run: bool) -> (SpiceboxVm, u16, Option<Qmp>) {
+    let disk = dir.join(&format!("qxl-native-{name}.img"));
+    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
+    let port = free_port();
+    let sock = dir.join(&format!("qmp-{name}.sock"));
+    let mut vm = if qemu_run {
+        SpiceboxVm::start_command(qemu_jpeg(&disk, port, "auto"))
+    } else {
+        let spice = format!("127.0.0.1:{port}");
+        let control = format!("unix:{}", sock.display());
+        let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
+        let more = ["--disable-ticketing", "--spice-jpeg", "auto"];
+        let ctl = ["--control", &control];
+        SpiceboxVm::start(spicebox!(), &[&args[..], &more[..], &ctl[..]].concat())
+    };
+    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+    let qmp = (!qemu_run).then(|| Qmp::connect(&sock, Duration::from_secs(10)));
+    (vm, port, qmp)
+}
+
+/// spicebox's query-spice entry for the display channel.
+fn display_entry(qmp: &mut Qmp) -> Value {
+    let info = qmp.execute("query-spice", json!({}));
+    let channels = info["channels"].as_array().expect("channels").clone();
+    channels
+        .into_iter()
+        .find(|c| c["channel-type"] == 2)
+        .unwrap_or_else(|| panic!("no display channel in {info}"))
+}
+
+#[test]
+fn jpeg_auto_follows_the_link_on_spicebox_and_qemu() {
+    require_spice_client_glib();
+    let dir = TempDir::new("spice-jpeg-auto");
+    let (want, sprite) = animated_scene();
+    for qemu_run in [true, false] {
+        for slow in [false, true] {
+            let server = if qemu_run { "qemu" } else { "spicebox" };
+            let link = if slow { "slow" } else { "local" };
+            let name = format!("{server}-{link}");
+            let (mut vm, port, mut qmp) = boot_auto(&dir, &name, qemu_run);
+            let proxy = slow.then(|| SlowLink::start(port, SLOW_BPS, SLOW_DELAY));
+            let client_port = proxy.as_ref().map_or(port, |p| p.port);
+            let path = dir.join(&format!("live-{name}.ppm"));
+            let client = LiveGlibClient::connect(client_port, path, &name);
+            vm.send(b"a");
+            vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
+            // Let the last draws cross the link.
+            std::thread::sleep(Duration::from_secs(if slow { 4 } else { 1 }));
+            let entry = qmp.as_mut().map(display_entry);
+            let live = client.picture();
+            let v = judge(&live, &want, sprite);
+            eprintln!("{name}: {v:?}");
+            if let Some(e) = &entry {
+                eprintln!("{name}: query-spice display channel {e}");
+            }
+            if let Some(p) = &proxy {
+                eprintln!("{name}: {} bytes through the slow link", p.bytes_down());
+            }
+            assert_eq!(v.lossless_wrong, 0, "{name}: lossless areas differ");
+            if slow {
+                assert!(
+                    v.lossy_changed > 0,
+                    "{name}: the sprite stayed exact on a slow link"
+                );
+                assert!(v.psnr >= MIN_PSNR, "{name}: the sprite at {:.1} dB", v.psnr);
+            } else {
+                assert_eq!(
+                    v.lossy_changed, 0,
+                    "{name}: the sprite went lossy on a local link"
+                );
+            }
+            if let Some(e) = entry {
+                assert!(e["bytes-sent"].as_u64().unwrap() > 10_000, "{name}: {e}");
+                assert!(e["draws"].as_u64().unwrap() > 0, "{name}: {e}");
+                let latency = e["latency-ms"].as_f64().expect("a latency");
+                let bps = e["bandwidth-bps"].as_f64().expect("a bandwidth");
+                let jpegs = e["images"]["jpeg"].as_u64().unwrap();
+                if slow {
+                    assert_eq!(e["link"], "slow", "{name}: {e}");
+                    assert!(latency >= 100.0, "{name}: {e}");
+                    assert!(bps > 0.5 * SLOW_BPS && bps < 1.5 * SLOW_BPS, "{name}: {e}");
+                    assert!(jpegs > 0, "{name}: {e}");
+                } else {
+                    assert_eq!(e["link"], "fast", "{name}: {e}");
+                    assert!(latency < 50.0, "{name}: {e}");
+                    assert_eq!(jpegs, 0, "{name}: {e}");
+                }
+            }
+            finish(vm, &name);
+        }
+    }
 }

@@ -1,16 +1,22 @@
 //! One linked channel connection in the data stage: a reader task that frames and
 //! bounds incoming messages, the writer half, the ack window and base messages
-//! (ACK_SYNC, ACK, PONG, DISCONNECTING) common to every channel.
+//! (ACK_SYNC, ACK, PONG, DISCONNECTING) common to every channel. Every message
+//! written is counted (`LiveStats`) and measured (`LinkMeter`: acks and PONGs
+//! make the link's estimate).
 
 use std::io;
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use super::link_meter::{LinkMeter, PingOut};
 use crate::header::Framing;
 use crate::proto::{msg, msgc};
 use crate::server::BoxStream;
+use crate::stats::LiveStats;
 use crate::wire::{Reader, Writer};
 
 /// The window spice-server asks for on display and cursor channels.
@@ -74,6 +80,10 @@ pub struct Conn {
     kill: watch::Receiver<bool>,
     reader: tokio::task::JoinHandle<()>,
     pub name: &'static str,
+    meter: LinkMeter,
+    stats: Option<Arc<LiveStats>>,
+    /// PONGs refused so far (the first is a warning, the rest debug lines).
+    bad_pongs: u64,
 }
 
 impl Drop for Conn {
@@ -106,6 +116,54 @@ impl Conn {
             kill,
             reader,
             name,
+            meter: LinkMeter::new(Instant::now()),
+            stats: None,
+            bad_pongs: 0,
+        }
+    }
+
+    /// Where this connection's traffic is counted.
+    pub(crate) fn set_stats(&mut self, stats: Arc<LiveStats>) {
+        self.stats = Some(stats);
+    }
+
+    pub fn stats(&self) -> Option<&LiveStats> {
+        self.stats.as_deref()
+    }
+
+    /// The link's estimate.
+    pub fn meter(&self) -> &LinkMeter {
+        &self.meter
+    }
+
+    /// Queues the net test's PINGs (see `link_meter`).
+    pub fn queue_net_test(&mut self) {
+        for p in self.meter.start_net_test(Instant::now()) {
+            self.queue_ping(p);
+        }
+    }
+
+    /// Queues the net test again if the meter wants it, else a latency probe
+    /// if one is due.
+    pub fn queue_probe_if_due(&mut self) {
+        let now = Instant::now();
+        if self.meter.retest_due(now) {
+            self.queue_net_test();
+        } else if self.meter.probe_due(now) {
+            let p = self.meter.probe(now);
+            self.queue_ping(p);
+        }
+    }
+
+    fn queue_ping(&mut self, p: PingOut) {
+        let mut w = Writer::with_capacity(12 + p.payload);
+        w.u32(p.id).u64(p.timestamp).bytes(&vec![0u8; p.payload]);
+        self.queue(msg::PING, &w.finish());
+    }
+
+    fn publish_estimate(&self) {
+        if let Some(s) = &self.stats {
+            s.estimate(self.meter.bandwidth(), self.meter.latency());
         }
     }
 
@@ -131,9 +189,15 @@ impl Conn {
 
     /// Frames a message into the output buffer; `flush` writes it.
     pub fn queue(&mut self, msg_type: u16, body: &[u8]) {
+        let before = self.out.len();
         self.framing.encode(&mut self.out, msg_type, body);
+        let bytes = self.out.len() - before;
         if let Some(a) = &mut self.ack {
             a.unacked += 1;
+        }
+        self.meter.sent(Instant::now(), bytes, self.ack.is_some());
+        if let Some(s) = &self.stats {
+            s.message(bytes);
         }
     }
 
@@ -166,6 +230,7 @@ impl Conn {
         w.u32(generation).u32(ACK_WINDOW);
         self.queue(msg::SET_ACK, &w.finish());
         // SET_ACK itself is not counted by the client, so it is not counted here.
+        self.meter.reset_acks();
         self.ack = Some(Ack {
             generation,
             client_generation: 0,
@@ -201,16 +266,45 @@ impl Conn {
                     // Acks from before the latest SET_ACK do not count (spice-server rule).
                     if a.client_generation == a.generation {
                         a.unacked = a.unacked.saturating_sub(ACK_WINDOW);
+                        self.meter.acked(Instant::now(), ACK_WINDOW);
+                        self.publish_estimate();
                     }
                 }
             }
-            msgc::PONG => {}
+            msgc::PONG => self.pong(&mut r),
             msgc::DISCONNECTING => debug!(channel = self.name, "client says it is disconnecting"),
             // MIGRATE_FLUSH_MARK / MIGRATE_DATA: no migration here; harmless to ignore.
             4 | 5 => {}
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// A PONG: counts if it answers a PING of ours with its timestamp; any
+    /// other is the client's mistake (or malice), logged and ignored.
+    fn pong(&mut self, r: &mut Reader) {
+        let result = match (r.u32(), r.u64()) {
+            (Some(id), Some(ts)) => self
+                .meter
+                .pong(Instant::now(), id, ts)
+                .map_err(|e| format!("{e:?}")),
+            _ => Err("short PONG".to_string()),
+        };
+        match result {
+            Ok(()) => self.publish_estimate(),
+            Err(why) => {
+                self.bad_pongs += 1;
+                if self.bad_pongs == 1 {
+                    warn!(channel = self.name, "PONG ignored: {why}");
+                } else {
+                    debug!(
+                        channel = self.name,
+                        count = self.bad_pongs,
+                        "PONG ignored: {why}"
+                    );
+                }
+            }
+        }
     }
 
     /// Orderly close: FIN after whatever was flushed.

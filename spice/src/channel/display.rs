@@ -20,12 +20,13 @@
 //! cache.
 //!
 //! Photo-like images may go as JPEG (`JpegMode`): with `Always` to every
-//! client, with `Auto` to a client found to be on a slow link. There is no
-//! bandwidth estimate yet; what the channel does know is the ack window: a
-//! client that keeps it closed for [`SLOW_STALL`] or more (a whole window of
-//! messages unread) is taken for slow for the next [`SLOW_HOLD`]. Whether a
-//! cached copy is lossy is recorded, so an image that must be exact later
-//! (the link recovered) replaces it (see `pixmap_cache`).
+//! client, with `Auto` to a client whose link is slow by the connection's
+//! estimate (`link_meter`: a net test of PINGs right after SET_ACK, then
+//! ack delivery rates and idle latency probes). The first picture waits for
+//! the net test (at most `NET_TEST_TIMEOUT`), so it is already encoded for
+//! the link. Whether a cached copy is lossy is recorded, so an image that
+//! must be exact later (the link recovered) replaces it (see `pixmap_cache`).
+//! Every draw is counted per client with its image's codec (`stats`).
 //!
 //! Each head keeps its own copy of the picture, kept current with only the
 //! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
@@ -35,13 +36,14 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, surface_create};
+use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
@@ -58,12 +60,6 @@ use crate::{Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
 const MAX_QUEUED_DRAWS: usize = 1024;
-
-/// An ack window that stays closed this long means a slow link: a client on
-/// a fast one acks a window of updates within a few round trips.
-const SLOW_STALL: Duration = Duration::from_millis(250);
-/// How long a client stays "slow" after its last long stall.
-pub(crate) const SLOW_HOLD: Duration = Duration::from_secs(10);
 
 /// The display kind: one [`Head`] per channel id.
 pub struct DisplayChannel {
@@ -280,41 +276,10 @@ struct State {
     policy: ImagePolicy,
     /// The client's pixmap cache, once DISPLAY_INIT announced one.
     cache: Option<PixmapCache>,
-    /// Link speed as the ack window tells it (for `JpegMode::Auto`).
-    link: LinkSpeed,
-}
-
-/// Whether a client is on a slow link, from how long it keeps the ack
-/// window closed.
-#[derive(Default)]
-struct LinkSpeed {
-    /// When the window was last found closed, while it still is.
-    stalled_at: Option<Instant>,
-    /// Slow until then.
-    slow_until: Option<Instant>,
-}
-
-impl LinkSpeed {
-    /// The window was found closed at `now`.
-    fn stalled(&mut self, now: Instant) {
-        self.stalled_at.get_or_insert(now);
-    }
-
-    /// The window is open at `now`: a long stall before it marks the link slow.
-    fn open(&mut self, now: Instant) {
-        if let Some(at) = self.stalled_at.take() {
-            if now.saturating_duration_since(at) >= SLOW_STALL {
-                self.slow_until = Some(now + SLOW_HOLD);
-            }
-        }
-    }
-
-    fn slow(&self, now: Instant) -> bool {
-        self.slow_until.is_some_and(|t| now < t)
-            || self
-                .stalled_at
-                .is_some_and(|at| now.saturating_duration_since(at) >= SLOW_STALL)
-    }
+    /// The first net test may still run: no picture before it ends.
+    first_test: bool,
+    /// When to look for an idle link to probe (or test again).
+    next_probe: Instant,
 }
 
 impl ChannelKind for DisplayChannel {
@@ -350,18 +315,34 @@ impl DisplayChannel {
                 lossy: false,
             },
             cache: None,
-            link: LinkSpeed::default(),
+            first_test: true,
+            next_probe: Instant::now() + PROBE_EVERY,
         };
         conn.queue_set_ack();
+        conn.queue_net_test();
         conn.flush().await?;
         link.reg.initialized();
         loop {
             self.pump(hub, conn, &mut st).await?;
             let client = st.client.clone();
+            // The net test's end (the picture waits for it), else the next
+            // latency probe.
+            let now = Instant::now();
+            let timer = match conn.meter().net_test_deadline() {
+                Some(t) if st.first_test && conn.meter().net_test_pending(now) => t,
+                _ => st.next_probe,
+            };
             let next = tokio::select! {
                 n = next_message(conn) => n?,
                 _ = client.wake.notified() => continue,
+                _ = tokio::time::sleep_until(timer.into()) => Next::Base,
             };
+            let now = Instant::now();
+            if now >= st.next_probe {
+                st.next_probe = now + PROBE_EVERY;
+                conn.queue_probe_if_due();
+                conn.flush().await?;
+            }
             match next {
                 Next::Closed => return Ok(()),
                 Next::Base => {}
@@ -391,6 +372,12 @@ impl DisplayChannel {
     async fn pump(&self, hub: &Mutex<Head>, conn: &mut Conn, st: &mut State) -> Result<(), End> {
         // The rectangles are taken under the head's lock, and pixels are copied
         // later, so they are never older than the rectangles they answer.
+        if st.first_test {
+            if conn.meter().net_test_pending(Instant::now()) {
+                return Ok(());
+            }
+            st.first_test = false;
+        }
         let (mut rects, mut draws) = {
             let h = lock(hub);
             if h.surface.is_none() {
@@ -400,12 +387,8 @@ impl DisplayChannel {
             let draws = std::mem::take(&mut *lock(&st.client.draws));
             (rects, VecDeque::from(draws))
         };
-        if conn.window_open() {
-            st.link.open(Instant::now());
-        }
         loop {
             if !conn.window_open() {
-                st.link.stalled(Instant::now());
                 break;
             }
             let out = {
@@ -444,7 +427,12 @@ impl DisplayChannel {
                 Outgoing::Draw(Queued {
                     draw: Draw::Fill(f),
                     ..
-                }) => conn.queue(display_msg::DRAW_FILL, &draw_fill(&f)),
+                }) => {
+                    conn.queue(display_msg::DRAW_FILL, &draw_fill(&f));
+                    if let Some(s) = conn.stats() {
+                        s.draw(None);
+                    }
+                }
                 Outgoing::Draw(Queued {
                     draw: Draw::Copy(c),
                     key,
@@ -490,12 +478,13 @@ impl DisplayChannel {
     /// Whether this image may go lossy to this client: a JPEG candidate
     /// (photo-like) where the mode and the link allow it.
     /// Also whether JPEG is in use for this client now at all.
-    fn lossy_ok(&self, st: &State, w: u32, h: u32, pixels: &[u32]) -> (bool, bool) {
+    fn lossy_ok(&self, conn: &Conn, w: u32, h: u32, pixels: &[u32]) -> (bool, bool) {
         let wanted = !self.force_raw
             && match self.jpeg {
                 JpegMode::Never => false,
                 JpegMode::Always => true,
-                JpegMode::Auto => st.link.slow(Instant::now()),
+                // Unknown (no estimate yet) is not slow.
+                JpegMode::Auto => conn.meter().slow() == Some(true),
             };
         (wanted && photo_like(w, h, pixels), wanted)
     }
@@ -513,7 +502,7 @@ impl DisplayChannel {
         pixels: &[u32],
     ) {
         let (w, h) = (dst.width, dst.height);
-        let (lossy, in_use) = self.lossy_ok(st, w, h, pixels);
+        let (lossy, in_use) = self.lossy_ok(conn, w, h, pixels);
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
@@ -560,6 +549,9 @@ impl DisplayChannel {
             }
         };
         conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image));
+        if let Some(s) = conn.stats() {
+            s.draw(Some(&image));
+        }
     }
 }
 
@@ -743,23 +735,5 @@ mod tests {
             (None, Some((4, 3)), None)
         );
         assert_eq!(d.ids(), vec![0, 1]);
-    }
-
-    #[test]
-    fn a_long_ack_stall_marks_the_link_slow_for_a_while() {
-        let t0 = Instant::now();
-        let mut l = LinkSpeed::default();
-        assert!(!l.slow(t0));
-        // A short stall (a burst on a fast link) is not slow.
-        l.stalled(t0);
-        l.open(t0 + Duration::from_millis(20));
-        assert!(!l.slow(t0 + Duration::from_millis(20)));
-        // A long one is, while it lasts and for SLOW_HOLD after.
-        l.stalled(t0 + Duration::from_secs(1));
-        l.stalled(t0 + Duration::from_secs(2));
-        assert!(l.slow(t0 + Duration::from_secs(2)));
-        l.open(t0 + Duration::from_secs(3));
-        assert!(l.slow(t0 + Duration::from_secs(3) + SLOW_HOLD / 2));
-        assert!(!l.slow(t0 + Duration::from_secs(3) + SLOW_HOLD));
     }
 }

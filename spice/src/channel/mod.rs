@@ -14,6 +14,7 @@ pub mod display;
 pub mod display_wire;
 pub mod doorbell;
 pub mod inputs;
+pub mod link_meter;
 pub mod main;
 pub mod pixmap_cache;
 pub mod playback;
@@ -149,6 +150,7 @@ pub async fn run(
     let mut conn = Conn::new(stream, req.mini_header(), kind.max_message(), kill, name);
     // Other channels let the second descriptor go at once.
     conn.set_direct(direct.filter(|_| kind.direct_writes()));
+    conn.set_stats(reg.stats.clone());
     let result = kind
         .run(Link {
             conn: &mut conn,

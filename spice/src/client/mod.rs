@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -109,6 +109,10 @@ pub struct ClientOptions {
     pub display_id: u8,
     /// DISPLAY_INIT's pixmap cache size in pixels (spice-gtk: 80 MiB / 4).
     pub pixmap_cache: u64,
+    /// A simulated slow link on the display channel: after each message the
+    /// reader waits as long as its bytes take at this rate (bits/s), so the
+    /// server's PONGs and ACKs come as late as over such a link.
+    pub display_bps: Option<f64>,
 }
 
 impl Default for ClientOptions {
@@ -121,6 +125,7 @@ impl Default for ClientOptions {
             main_caps: vec![],
             display_id: 0,
             pixmap_cache: 20 * 1024 * 1024,
+            display_bps: None,
         }
     }
 }
@@ -203,6 +208,8 @@ pub struct TestClient {
     display: Option<Chan>,
     inputs: Option<Chan>,
     cursor: Option<Chan>,
+    /// The display channel's simulated link rate, f64 bits (0: none).
+    display_bps: Arc<AtomicU64>,
 }
 
 /// Links one channel (id 0) and returns the stream and what the server advertised.
@@ -260,6 +267,7 @@ impl TestClient {
             display: None,
             inputs: None,
             cursor: None,
+            display_bps: Arc::new(AtomicU64::new(opts.display_bps.map_or(0, f64::to_bits))),
         };
         c.state().session_id = session_id;
         c.link_others(listen, &opts)?;
@@ -272,7 +280,7 @@ impl TestClient {
         let auto_ack = Arc::new(AtomicBool::new(true));
         let mini = |l: &Linked| l.mini_header() && opts.mini_header;
         let (s, l) = link_channel(listen, 0, ch::MAIN, opts.main_caps.clone(), &opts)?;
-        let main = start_chan(s, ch::MAIN, mini(&l), &state, &auto_ack)?;
+        let main = start_chan(s, ch::MAIN, mini(&l), &state, &auto_ack, None)?;
         let mut c = TestClient {
             state,
             auto_ack,
@@ -280,6 +288,7 @@ impl TestClient {
             display: None,
             inputs: None,
             cursor: None,
+            display_bps: Arc::new(AtomicU64::new(opts.display_bps.map_or(0, f64::to_bits))),
         };
         c.wait(Duration::from_secs(20), |s| s.session_id != 0)?;
         c.send_main(main_msgc::ATTACH_CHANNELS, &[])?;
@@ -299,7 +308,14 @@ impl TestClient {
         };
         if opts.channels.contains(&ch::DISPLAY) {
             let (s, l) = link_channel_id(listen, id, ch::DISPLAY, opts.display_id, lz4, opts)?;
-            let display = start_chan(s, ch::DISPLAY, mini(&l), &c.state, &c.auto_ack)?;
+            let display = start_chan(
+                s,
+                ch::DISPLAY,
+                mini(&l),
+                &c.state,
+                &c.auto_ack,
+                Some(c.display_bps.clone()),
+            )?;
             // spice-gtk's DISPLAY_INIT: cache id 1, its size, GLZ dictionary 1.
             let mut w = Writer::new();
             w.u8(1).u64(opts.pixmap_cache).u8(1).i32(16 * 1024 * 1024);
@@ -308,11 +324,25 @@ impl TestClient {
         }
         if opts.channels.contains(&ch::INPUTS) {
             let (s, l) = link_channel(listen, id, ch::INPUTS, vec![], opts)?;
-            c.inputs = Some(start_chan(s, ch::INPUTS, mini(&l), &c.state, &c.auto_ack)?);
+            c.inputs = Some(start_chan(
+                s,
+                ch::INPUTS,
+                mini(&l),
+                &c.state,
+                &c.auto_ack,
+                None,
+            )?);
         }
         if opts.channels.contains(&ch::CURSOR) {
             let (s, l) = link_channel_id(listen, id, ch::CURSOR, opts.display_id, vec![], opts)?;
-            c.cursor = Some(start_chan(s, ch::CURSOR, mini(&l), &c.state, &c.auto_ack)?);
+            c.cursor = Some(start_chan(
+                s,
+                ch::CURSOR,
+                mini(&l),
+                &c.state,
+                &c.auto_ack,
+                None,
+            )?);
         }
         Ok(())
     }
@@ -350,6 +380,12 @@ impl TestClient {
     }
 
     /// Stops (false) or resumes (true) display/cursor ACKs; resuming sends what is owed.
+    /// Changes the display channel's simulated link rate (None: no limit).
+    pub fn set_display_bps(&self, bps: Option<f64>) {
+        let bits = bps.map_or(0, f64::to_bits);
+        self.display_bps.store(bits, Ordering::Relaxed);
+    }
+
     pub fn set_auto_ack(&self, on: bool) {
         self.auto_ack.store(on, Ordering::SeqCst);
         if on {
@@ -471,6 +507,7 @@ fn start_chan(
     mini: bool,
     state: &Shared,
     auto_ack: &Arc<AtomicBool>,
+    bps: Option<Arc<AtomicU64>>,
 ) -> Result<Chan, Error> {
     // No read timeout on the reader thread: a quiet channel is normal.
     stream.set_read_timeout(None)?;
@@ -480,7 +517,7 @@ fn start_chan(
     let (st, w, a, auto) = (state.clone(), writer.clone(), ack.clone(), auto_ack.clone());
     let reader = std::thread::Builder::new()
         .name(format!("spice-client-{channel}"))
-        .spawn(move || read_loop(rd, channel, mini, st, w, a, auto))?;
+        .spawn(move || read_loop(rd, channel, mini, st, w, a, auto, bps))?;
     Ok(Chan {
         writer,
         ack,
@@ -508,6 +545,7 @@ fn settle_acks(
 /// Largest server message the client accepts (a 4K raw frame is ~33 MB).
 const MAX_SERVER_MSG: u32 = 128 << 20;
 
+#[allow(clippy::too_many_arguments)]
 fn read_loop(
     mut s: AnyStream,
     channel: u8,
@@ -516,6 +554,7 @@ fn read_loop(
     writer: Arc<Mutex<(AnyStream, Framing)>>,
     ack: Arc<Mutex<(Option<u32>, u32)>>,
     auto_ack: Arc<AtomicBool>,
+    bps: Option<Arc<AtomicU64>>,
 ) {
     let mut framing = Framing::new(mini);
     let mut hdr = [0u8; crate::header::FULL_HEADER_SIZE];
@@ -532,6 +571,12 @@ fn read_loop(
         if s.read_exact(&mut body).is_err() {
             return Err(format!("connection closed inside message {t}"));
         }
+        let rate = bps.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+        if rate != 0 {
+            let bits = (hs + body.len()) as f64 * 8.0;
+            let rate = f64::from_bits(rate).max(1.0);
+            std::thread::sleep(Duration::from_secs_f64(bits / rate));
+        }
         let m = decode(channel, t, &body)?;
         // Replies may fail when the server has just closed the connection (it may close
         // at any time: session replaced, shutdown); the next read then ends the loop.
@@ -543,12 +588,13 @@ fn read_loop(
                 let _ = send_on(&writer, msgc::ACK_SYNC, &generation.to_le_bytes());
                 *ack.lock().unwrap_or_else(|e| e.into_inner()) = (Some(*w), 0);
             }
-            ServerMsg::Ping { id, timestamp } => {
-                let mut w = Writer::new();
-                w.u32(*id).u64(*timestamp);
-                let _ = send_on(&writer, msgc::PONG, &w.finish());
-            }
             _ => {
+                // Every message but SET_ACK counts, PINGs too (as spice-gtk).
+                if let ServerMsg::Ping { id, timestamp } = &m {
+                    let mut w = Writer::new();
+                    w.u32(*id).u64(*timestamp);
+                    let _ = send_on(&writer, msgc::PONG, &w.finish());
+                }
                 ack.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
                 if auto_ack.load(Ordering::SeqCst) {
                     let _ = settle_acks(&writer, &ack);
@@ -570,7 +616,7 @@ fn read_loop(
 }
 
 fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
-    if channel == ch::DISPLAY && !matches!(m, ServerMsg::SetAck { .. } | ServerMsg::Ping { .. }) {
+    if channel == ch::DISPLAY && !matches!(m, ServerMsg::SetAck { .. }) {
         g.display_msgs += 1;
     }
     match m {

@@ -259,6 +259,7 @@ pub fn channel_dispatch(data: &[u8]) {
             channel_type: *channel_type,
             channel_id: *channel_id,
             tls: false,
+            stats: None,
         };
         let reg = Registration::new(&w.clients, info.clone(), info);
         // Never killed: the task must end because the client's stream ended.
@@ -278,6 +279,50 @@ pub fn channel_dispatch(data: &[u8]) {
             .expect("a channel task outlived its client's end of stream");
         let _ = io.await;
     });
+}
+
+/// The link meter fed client-driven events: `data` is a list of 13-byte
+/// records [op, 4 bytes arg, 8 bytes value]: op 0 a message of `arg` bytes
+/// queued, 1 an ACK of `arg` messages, 2 a PONG (id `arg`, timestamp
+/// `value`), 3 the PONG answering the `arg`-th PING out, 4 a net test or
+/// probe; each record advances the clock by `value` microseconds (at most
+/// 10 s). The estimate must stay finite and positive, and nothing panics.
+pub fn link_meter(data: &[u8]) {
+    use crate::channel::link_meter::{LinkMeter, PingOut};
+    let t0 = std::time::Instant::now();
+    let mut now = t0;
+    let mut m = LinkMeter::new(t0);
+    let mut out: Vec<PingOut> = Vec::new();
+    for r in data.chunks_exact(13) {
+        let arg = u32::from_le_bytes([r[1], r[2], r[3], r[4]]);
+        let value = u64::from_le_bytes(r[5..13].try_into().expect("8 bytes"));
+        now += Duration::from_micros(value % 10_000_000);
+        match r[0] % 5 {
+            0 => m.sent(now, arg as usize % (1 << 24), arg & 1 == 0),
+            1 => m.acked(now, arg % 64),
+            2 => {
+                let _ = m.pong(now, arg, value);
+            }
+            3 => {
+                if let Some(p) = out.get(arg as usize % out.len().max(1)).copied() {
+                    let _ = m.pong(now, p.id, p.timestamp);
+                }
+            }
+            _ => {
+                if arg & 1 == 0 {
+                    out.extend(m.start_net_test(now));
+                } else {
+                    out.push(m.probe(now));
+                }
+                out.truncate(64);
+            }
+        }
+        if let Some(b) = m.bandwidth() {
+            assert!(b.is_finite() && b > 0.0, "bandwidth {b}");
+        }
+        let _ = (m.slow(), m.latency(), m.probe_due(now), m.retest_due(now));
+        let _ = m.net_test_pending(now);
+    }
 }
 
 /// The client → agent message filter over arbitrary AGENT_DATA payloads:
@@ -363,6 +408,37 @@ mod tests {
         channel_dispatch(&input(9, 0, true, 0, &[1, 2, 3]));
         channel_dispatch(&input(ch::INPUTS, 1, true, 0, &[1, 2, 3]));
         channel_dispatch(&[ch::MAIN]);
+    }
+
+    #[test]
+    fn link_meter_takes_any_events() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let data: Vec<u8> = (0..13 * (round % 40 + 1)).map(|_| rnd() as u8).collect();
+            link_meter(&data);
+        }
+        // A whole net test answered, then a busy stream of acks.
+        let mut data = Vec::new();
+        let mut rec = |op: u8, arg: u32, value: u64| {
+            data.push(op);
+            data.extend(arg.to_le_bytes());
+            data.extend(value.to_le_bytes());
+        };
+        rec(4, 0, 0);
+        for i in 0..3 {
+            rec(3, i, 1000);
+        }
+        for _ in 0..100 {
+            rec(0, 40_000, 10);
+            rec(1, 20, 5000);
+        }
+        link_meter(&data);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod handshake;
 mod inputs;
 mod jpeg;
 mod limits;
+mod link;
 mod playback;
 mod record;
 mod registration;

@@ -33,7 +33,35 @@ fn channel_info(c: &ClientInfo) -> Value {
     m.insert("channel-type".into(), c.channel_type.into());
     m.insert("channel-id".into(), c.channel_id.into());
     m.insert("tls".into(), c.tls.into());
+    if let Some(st) = &c.stats {
+        add_stats(m, st);
+    }
     v
+}
+
+/// spicebox's additions to a query-spice channel: what it sent and, where
+/// the channel measured its link (display channels), the estimate; for
+/// display channels the draws and the images per codec.
+fn add_stats(m: &mut serde_json::Map<String, Value>, st: &spice::ChannelStats) {
+    m.insert("bytes-sent".into(), st.bytes_sent.into());
+    m.insert("messages-sent".into(), st.messages_sent.into());
+    if let Some(b) = st.bandwidth_bps {
+        m.insert("bandwidth-bps".into(), b.into());
+        let slow = (b as f64) < spice::SLOW_LINK_BPS;
+        m.insert("link".into(), if slow { "slow" } else { "fast" }.into());
+    }
+    if let Some(l) = st.latency {
+        m.insert("latency-ms".into(), (l.as_secs_f64() * 1000.0).into());
+    }
+    if st.draws > 0 || st.codecs.iter().any(|(_, n)| *n > 0) {
+        m.insert("draws".into(), st.draws.into());
+        let codecs: serde_json::Map<String, Value> = st
+            .codecs
+            .iter()
+            .map(|(name, n)| ((*name).to_string(), (*n).into()))
+            .collect();
+        m.insert("images".into(), codecs.into());
+    }
 }
 
 /// QEMU's SpiceServerInfo: where we listen, and the auth scheme.

@@ -712,10 +712,39 @@ fn spice_with_server() {
         channel_type: 1,
         channel_id: 0,
         tls: false,
+        stats: None,
+    };
+    let display = spice::ClientInfo {
+        channel_type: 2,
+        stats: Some(spice::ChannelStats {
+            bytes_sent: 123_456,
+            messages_sent: 42,
+            draws: 30,
+            bandwidth_bps: Some(1_900_000),
+            latency: Some(std::time::Duration::from_micros(101_500)),
+            codecs: vec![
+                ("raw", 0),
+                ("lz", 10),
+                ("lz4", 5),
+                ("jpeg", 12),
+                ("cache", 3),
+            ],
+        }),
+        ..channel.clone()
+    };
+    let inputs = spice::ClientInfo {
+        channel_type: 3,
+        stats: Some(spice::ChannelStats {
+            bytes_sent: 30,
+            messages_sent: 1,
+            codecs: vec![("raw", 0), ("lz", 0), ("lz4", 0), ("jpeg", 0), ("cache", 0)],
+            ..Default::default()
+        }),
+        ..channel.clone()
     };
     let mut c = Client::ready(Fake {
         spice: Some(FakeSpice {
-            channels: vec![channel.clone()],
+            channels: vec![channel.clone(), display, inputs],
             ..Default::default()
         }),
         ..Default::default()
@@ -728,6 +757,22 @@ fn spice_with_server() {
         q["channels"][0],
         json!({"host": "127.0.0.1", "port": "40000", "family": "ipv4",
                "connection-id": 7, "channel-type": 1, "channel-id": 0, "tls": false})
+    );
+    // spicebox's additions: traffic, the link estimate, images per codec.
+    assert_eq!(
+        q["channels"][1],
+        json!({"host": "127.0.0.1", "port": "40000", "family": "ipv4",
+               "connection-id": 7, "channel-type": 2, "channel-id": 0, "tls": false,
+               "bytes-sent": 123456, "messages-sent": 42, "bandwidth-bps": 1900000,
+               "link": "slow", "latency-ms": 101.5, "draws": 30,
+               "images": {"raw": 0, "lz": 10, "lz4": 5, "jpeg": 12, "cache": 3}})
+    );
+    // A channel that drew nothing and measured nothing: traffic only.
+    assert_eq!(
+        q["channels"][2],
+        json!({"host": "127.0.0.1", "port": "40000", "family": "ipv4",
+               "connection-id": 7, "channel-type": 3, "channel-id": 0, "tls": false,
+               "bytes-sent": 30, "messages-sent": 1})
     );
     assert_eq!(
         c.error(

@@ -1,0 +1,137 @@
+//! Per-channel traffic counters: written by the channel's task (its `Conn`
+//! counts every message, the display channel its draws and image codecs, the
+//! link meter its estimate), read by `SpiceServer::clients()` for QMP
+//! `query-spice`. Relaxed atomics: each number is a counter or a latest value
+//! on its own; a snapshot need not be consistent across them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::proto::{
+    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_JPEG,
+    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+};
+
+/// The image codecs counted, in report order (`ChannelStats::codecs`).
+pub const CODECS: [&str; 5] = ["raw", "lz", "lz4", "jpeg", "cache"];
+
+/// A SpiceImage's codec (an index into [`CODECS`]) from its type byte.
+fn codec_index(image: &[u8]) -> Option<usize> {
+    Some(match *image.get(8)? {
+        IMAGE_TYPE_BITMAP => 0,
+        IMAGE_TYPE_LZ_RGB => 1,
+        IMAGE_TYPE_LZ4 => 2,
+        IMAGE_TYPE_JPEG => 3,
+        IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS => 4,
+        _ => return None,
+    })
+}
+
+/// What a channel has sent and what its link looks like, at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelStats {
+    /// Bytes of framed messages written to the client.
+    pub bytes_sent: u64,
+    pub messages_sent: u64,
+    /// DRAW_COPY and DRAW_FILL messages (display channels).
+    pub draws: u64,
+    /// Estimated link bandwidth, bits per second.
+    pub bandwidth_bps: Option<u64>,
+    /// Estimated round-trip latency.
+    pub latency: Option<Duration>,
+    /// Images sent per codec, for each of [`CODECS`] (display channels).
+    pub codecs: Vec<(&'static str, u64)>,
+}
+
+#[derive(Default)]
+pub struct LiveStats {
+    bytes: AtomicU64,
+    messages: AtomicU64,
+    draws: AtomicU64,
+    /// 0: not known.
+    bandwidth: AtomicU64,
+    /// Microseconds + 1; 0: not known.
+    latency: AtomicU64,
+    codecs: [AtomicU64; CODECS.len()],
+}
+
+impl LiveStats {
+    pub fn message(&self, bytes: usize) {
+        self.messages.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A DRAW_* message; `image`: the SpiceImage it carries.
+    pub fn draw(&self, image: Option<&[u8]>) {
+        self.draws.fetch_add(1, Relaxed);
+        if let Some(i) = image.and_then(codec_index) {
+            self.codecs[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn estimate(&self, bandwidth: Option<f64>, latency: Option<Duration>) {
+        // At least 1 bit/s once known, so that 0 keeps meaning "not known".
+        let b = bandwidth.map_or(0, |b| (b as u64).max(1));
+        self.bandwidth.store(b, Relaxed);
+        let l = latency.map_or(0, |l| (l.as_micros() as u64).saturating_add(1));
+        self.latency.store(l, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ChannelStats {
+        let b = self.bandwidth.load(Relaxed);
+        let l = self.latency.load(Relaxed);
+        ChannelStats {
+            bytes_sent: self.bytes.load(Relaxed),
+            messages_sent: self.messages.load(Relaxed),
+            draws: self.draws.load(Relaxed),
+            bandwidth_bps: (b != 0).then_some(b),
+            latency: (l != 0).then(|| Duration::from_micros(l - 1)),
+            codecs: CODECS
+                .iter()
+                .zip(&self.codecs)
+                .map(|(n, c)| (*n, c.load(Relaxed)))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_estimates_reach_the_snapshot() {
+        let s = LiveStats::default();
+        assert_eq!(s.snapshot().bandwidth_bps, None);
+        assert_eq!(s.snapshot().latency, None);
+        s.message(100);
+        s.message(28);
+        let mut lz = vec![0u8; 18];
+        lz[8] = IMAGE_TYPE_LZ_RGB;
+        let mut hit = lz.clone();
+        hit[8] = IMAGE_TYPE_FROM_CACHE_LOSSLESS;
+        s.draw(Some(&lz));
+        s.draw(Some(&lz));
+        s.draw(Some(&hit));
+        s.draw(None);
+        // Not an image we make: a draw, no codec.
+        s.draw(Some(&[0u8; 4]));
+        s.estimate(Some(2.5e6), Some(Duration::from_micros(100_250)));
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap.bytes_sent, snap.messages_sent, snap.draws),
+            (128, 2, 5)
+        );
+        assert_eq!(snap.bandwidth_bps, Some(2_500_000));
+        assert_eq!(snap.latency, Some(Duration::from_micros(100_250)));
+        assert_eq!(
+            snap.codecs,
+            vec![("raw", 0), ("lz", 2), ("lz4", 0), ("jpeg", 0), ("cache", 1)]
+        );
+        // A zero latency (a very near client) is known, not missing.
+        s.estimate(Some(0.1), Some(Duration::ZERO));
+        let snap = s.snapshot();
+        assert_eq!(snap.latency, Some(Duration::ZERO));
+        assert_eq!(snap.bandwidth_bps, Some(1));
+    }
+}
