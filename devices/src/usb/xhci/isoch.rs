@@ -234,7 +234,8 @@ impl Xhci {
                         slot_id,
                         dci, "xhci: malformed isochronous TD ({why}); endpoint halted"
                     );
-                    self.transfer_event(slot_id, dci, td.trbs[0].0, cc::TRB_ERROR, 0, false);
+                    let (addr, trb) = td.trbs[0];
+                    self.transfer_event(slot_id, dci, &trb, addr, cc::TRB_ERROR, 0, false);
                     self.halt(slot_id, dci);
                     return;
                 }
@@ -259,6 +260,7 @@ impl Xhci {
                     self.isoch_event(
                         slot_id,
                         dci,
+                        &trb,
                         last,
                         cc::MISSED_SERVICE,
                         trb.transfer_length(),
@@ -290,7 +292,8 @@ impl Xhci {
                     slot_id,
                     dci, code, "xhci: isochronous TD unusable; endpoint halted"
                 );
-                self.transfer_event(slot_id, dci, td.trbs[0].0, code, 0, false);
+                let (addr, trb) = td.trbs[0];
+                self.transfer_event(slot_id, dci, &trb, addr, code, 0, false);
                 self.halt(slot_id, dci);
                 return false;
             }
@@ -334,7 +337,8 @@ impl Xhci {
         let actual = self.deliver(slot_id, dci, &td, &done, code == cc::SUCCESS);
         let (last_addr, last) = td.trbs[td.trbs.len() - 1];
         if code != cc::SUCCESS {
-            self.isoch_event(slot_id, dci, last_addr, code, last.transfer_length(), false);
+            let residual = last.transfer_length();
+            self.isoch_event(slot_id, dci, &last, last_addr, code, residual, false);
             return;
         }
         let mut left = actual;
@@ -346,7 +350,7 @@ impl Xhci {
                     let code = if short { cc::SHORT_PACKET } else { cc::SUCCESS };
                     let event =
                         self.transfer_trb(slot_id, dci, trb.parameter, code, transferred, true);
-                    self.post_event_bei(0, event, trb.has(BEI));
+                    self.post_event_bei(trb.interrupter_target(), event, trb.has(BEI));
                 }
                 tt::ISOCH | tt::NORMAL => {
                     if short {
@@ -362,6 +366,7 @@ impl Xhci {
                             self.isoch_event(
                                 slot_id,
                                 dci,
+                                trb,
                                 *addr,
                                 cc::SHORT_PACKET,
                                 len - chunk,
@@ -378,6 +383,7 @@ impl Xhci {
                             self.isoch_event(
                                 slot_id,
                                 dci,
+                                &last,
                                 last_addr,
                                 cc::SHORT_PACKET,
                                 residual,
@@ -386,20 +392,32 @@ impl Xhci {
                             return;
                         }
                     } else if trb.has(IOC) {
-                        self.isoch_event(slot_id, dci, *addr, cc::SUCCESS, 0, trb.has(BEI));
+                        self.isoch_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, trb.has(BEI));
                     }
                 }
                 _ if trb.has(IOC) && !short => {
-                    self.isoch_event(slot_id, dci, *addr, cc::SUCCESS, 0, trb.has(BEI))
+                    self.isoch_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, trb.has(BEI))
                 }
                 _ => {}
             }
         }
     }
 
-    fn isoch_event(&mut self, slot_id: u8, dci: u8, addr: u64, code: u8, residual: u32, bei: bool) {
+    /// A Transfer Event for `trb` on the interrupter it names; `bei`: no
+    /// interrupt for it.
+    #[allow(clippy::too_many_arguments)]
+    fn isoch_event(
+        &mut self,
+        slot_id: u8,
+        dci: u8,
+        trb: &Trb,
+        addr: u64,
+        code: u8,
+        residual: u32,
+        bei: bool,
+    ) {
         let event = self.transfer_trb(slot_id, dci, addr, code, residual, false);
-        self.post_event_bei(0, event, bei);
+        self.post_event_bei(trb.interrupter_target(), event, bei);
     }
 
     /// Serve the TDs that came due (the worker's timer, and every round).

@@ -118,6 +118,12 @@ impl Trb {
         self.status & 0x1_ffff
     }
 
+    /// Interrupter Target of a transfer TRB (status 31:22): the interrupter
+    /// whose event ring receives the events this TRB causes.
+    pub fn interrupter_target(&self) -> usize {
+        (self.status >> 22) as usize
+    }
+
     /// Slot id of a command (control 31:24).
     pub fn slot_id(&self) -> u8 {
         (self.control >> 24) as u8

@@ -23,6 +23,12 @@ fn isoch(len: u32, control: u32) -> Trb {
 /// A running controller with the test device configured, plus isochronous IN
 /// 0x84 (DCI 9) and OUT 0x05 (DCI 10), 1024 bytes, interval 3.
 fn iso_driver() -> (Driver, u8) {
+    let (d, slot, _) = iso_driver_port();
+    (d, slot)
+}
+
+/// `iso_driver`, and the root port the device is on.
+fn iso_driver_port() -> (Driver, u8, u8) {
     let mut d = Driver::new();
     d.hc.use_manual_clock();
     d.start();
@@ -53,7 +59,7 @@ fn iso_driver() -> (Driver, u8) {
         control: tt::CONFIGURE_ENDPOINT << 10 | u32::from(slot) << 24,
     });
     assert_eq!(code(&ev), cc::SUCCESS);
-    (d, slot)
+    (d, slot, port)
 }
 
 fn tick(d: &mut Driver, microframes: u64) -> Vec<Trb> {
@@ -347,4 +353,52 @@ fn stop_endpoint_rewinds_a_waiting_td_and_ends_the_stream() {
         (evs[0].parameter, code(&evs[0])),
         (addrs[1], cc::SHORT_PACKET)
     );
+}
+
+/// A stream running on 0x84 (its first TD served, the second waiting for
+/// its interval).
+fn streaming(d: &mut Driver, slot: u8) {
+    d.queue(
+        ISO_IN_RING,
+        &[isoch(1024, SIA | IOC), isoch(1024, SIA | IOC)],
+    );
+    d.ring_doorbell(slot, 9);
+    assert_eq!(d.events().len(), 1);
+    assert!(d.hc.next_isoch_due().is_some());
+    assert!(d.log.lock().unwrap().stopped_endpoints.is_empty());
+}
+
+#[test]
+fn disable_slot_ends_the_streams() {
+    let (mut d, slot) = iso_driver();
+    streaming(&mut d, slot);
+    let ev = d.command(Trb {
+        control: tt::DISABLE_SLOT << 10 | u32::from(slot) << 24,
+        ..Trb::default()
+    });
+    assert_eq!(code(&ev), cc::SUCCESS);
+    // Both isochronous endpoints (IN 0x84 streaming, OUT 0x05 idle) are
+    // told; the device sends STOP_ISO_STREAM for the streams it runs.
+    let mut stopped = d.log.lock().unwrap().stopped_endpoints.clone();
+    stopped.sort_unstable();
+    assert_eq!(stopped, [0x05, 0x84]);
+    assert_eq!(d.hc.next_isoch_due(), None);
+    assert!(tick(&mut d, 10 * INTERVAL).is_empty());
+}
+
+#[test]
+fn detaching_a_streaming_device_ends_its_streams_first() {
+    let (mut d, slot, port) = iso_driver_port();
+    streaming(&mut d, slot);
+    let log = d.log.clone();
+    let dev = d.hc.detach(port);
+    assert!(dev.is_some());
+    let mut stopped = log.lock().unwrap().stopped_endpoints.clone();
+    stopped.sort_unstable();
+    assert_eq!(stopped, [0x05, 0x84], "told while still on the port");
+    assert_eq!(d.hc.next_isoch_due(), None);
+    // The waiting TD is not completed: no event, and nothing after.
+    assert!(tick(&mut d, 10 * INTERVAL)
+        .iter()
+        .all(|e| (e.control >> 10) & 0x3f != tt::TRANSFER_EVENT));
 }
