@@ -49,6 +49,10 @@ pub mod cc {
     pub const SLOT_NOT_ENABLED: u8 = 11;
     pub const EP_NOT_ENABLED: u8 = 12;
     pub const SHORT_PACKET: u8 = 13;
+    /// An isochronous OUT ring empty at a service interval.
+    pub const RING_UNDERRUN: u8 = 14;
+    /// An isochronous IN ring empty at a service interval.
+    pub const RING_OVERRUN: u8 = 15;
     pub const PARAMETER: u8 = 17;
     pub const CONTEXT_STATE: u8 = 19;
     pub const EVENT_RING_FULL: u8 = 21;

@@ -177,9 +177,14 @@ fn in_tds_are_served_one_per_interval_with_short_packets() {
         [(addrs[2], cc::SUCCESS), (addrs[3], cc::SHORT_PACKET)]
     );
     assert_eq!(evs[1].status & 0xff_ffff, 1024, "an empty packet");
-    assert_eq!(d.hc.next_isoch_due(), None);
     let msix = d.irq.msix.lock().unwrap().len() - msix_before;
     assert!(msix >= 1, "the URB's last TD interrupts");
+    // The ring is empty; the worker looks again when the stream would run
+    // dry: the next TD's interval (4) plus one, from MFINDEX 3 intervals.
+    assert_eq!(
+        d.hc.next_isoch_due(),
+        Some(MICROFRAME * 2 * INTERVAL as u32)
+    );
     let requests = d
         .log
         .lock()
@@ -401,4 +406,71 @@ fn detaching_a_streaming_device_ends_its_streams_first() {
     assert!(tick(&mut d, 10 * INTERVAL)
         .iter()
         .all(|e| (e.control >> 10) & 0x3f != tt::TRANSFER_EVENT));
+}
+
+/// Ring Overrun / Underrun: one event (TRB Pointer 0, the endpoint's ID)
+/// once a running stream's ring stays empty through the interval after its
+/// next TD's; the endpoint stays Running and idle.
+fn runs_dry(dci: u32, code_expected: u8) {
+    let (mut d, slot) = iso_driver();
+    let ring = if dci == 9 { ISO_IN_RING } else { ISO_OUT_RING };
+    d.queue(ring, &[isoch(64, SIA | IOC)]);
+    d.ring_doorbell(slot, dci);
+    assert_eq!(d.events().len(), 1, "served at MFINDEX 0");
+    // The next TD would be due at 1 interval; it may still come until 2.
+    assert!(tick(&mut d, 2 * INTERVAL - 1).is_empty());
+    let evs = tick(&mut d, 1);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(
+        (evs[0].parameter, code(&evs[0]), evs[0].trb_type()),
+        (0, code_expected, tt::TRANSFER_EVENT)
+    );
+    assert_eq!((evs[0].control >> 16) & 0x1f, dci);
+    assert_eq!(evs[0].slot_id(), slot);
+    // Once: idle, no timer, no more events.
+    assert_eq!(d.hc.next_isoch_due(), None);
+    assert!(tick(&mut d, 10 * INTERVAL).is_empty());
+    let ctx = d.ctx(OUT_CTX + 32 * dci as u64);
+    assert_eq!(ctx[0] & 7, u32::from(EP_RUNNING));
+    // A new TD starts a new stream at the next interval boundary.
+    let now = u64::from(mfindex(&mut d));
+    tick(&mut d, INTERVAL / 2);
+    let addrs = d.queue(ring, &[isoch(64, SIA | IOC)]);
+    d.ring_doorbell(slot, dci);
+    assert!(d.events().is_empty(), "not mid-interval");
+    let at = u64::from(mfindex(&mut d));
+    assert!(tick(&mut d, now + INTERVAL - at - 1).is_empty());
+    let evs = tick(&mut d, 1);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].parameter, addrs[0]);
+}
+
+#[test]
+fn an_empty_in_ring_at_the_service_interval_is_a_ring_overrun() {
+    runs_dry(9, cc::RING_OVERRUN);
+}
+
+#[test]
+fn an_empty_out_ring_at_the_service_interval_is_a_ring_underrun() {
+    runs_dry(10, cc::RING_UNDERRUN);
+}
+
+#[test]
+fn a_td_queued_within_the_interval_continues_the_stream_without_an_event() {
+    let (mut d, slot) = iso_driver();
+    d.queue(ISO_IN_RING, &[isoch(1024, SIA | IOC)]);
+    d.ring_doorbell(slot, 9);
+    assert_eq!(d.events().len(), 1);
+    // Late, but within the interval after the one it was due in.
+    assert!(tick(&mut d, INTERVAL + INTERVAL / 2).is_empty());
+    let addrs = d.queue(ISO_IN_RING, &[isoch(1024, SIA | IOC)]);
+    d.ring_doorbell(slot, 9);
+    let evs = d.events();
+    assert_eq!(
+        evs.iter()
+            .map(|e| (e.parameter, code(e)))
+            .collect::<Vec<_>>(),
+        [(addrs[0], cc::SHORT_PACKET)],
+        "served at once, no overrun"
+    );
 }
