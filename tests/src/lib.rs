@@ -77,6 +77,9 @@ impl Drop for TempDir {
 struct Output {
     bytes: Mutex<Vec<u8>>,
     cond: Condvar,
+    /// (bytes collected so far, when) after each read: when a line reached
+    /// the host, apart from when a waiter noticed it (benchmark profiling).
+    arrivals: Mutex<Vec<(usize, Instant)>>,
 }
 
 /// A running spicebox process with COM1 on its stdio.
@@ -102,7 +105,10 @@ fn pump(mut from: impl Read + Send + 'static, to: Arc<Output>) {
             if n == 0 {
                 break;
             }
-            to.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            let mut b = to.bytes.lock().unwrap();
+            b.extend_from_slice(&buf[..n]);
+            to.arrivals.lock().unwrap().push((b.len(), Instant::now()));
+            drop(b);
             to.cond.notify_all();
         }
     });
@@ -147,6 +153,18 @@ impl SpiceboxVm {
             stderr,
             _lock: lock,
         }
+    }
+
+    /// When the collected serial output first reached `len` bytes (its
+    /// reader thread's clock: the host's, not the waiter's).
+    pub fn serial_arrival(&self, len: usize) -> Option<Instant> {
+        self.serial
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(l, _)| *l >= len)
+            .map(|(_, t)| *t)
     }
 
     pub fn serial_text(&self) -> String {

@@ -324,6 +324,7 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
     let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
     let ready = Arc::new(AtomicBool::new(false));
     let mut seen = Vec::new();
+    let mut arrived = Vec::new();
     let (typist, stamps) = (ready.clone(), sent.clone());
     let mut pending = reports.clone();
     let mut next = Instant::now();
@@ -350,6 +351,10 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
                 vm.wait_for_count("hid report ", i, STEP);
                 seen.push(Instant::now());
             }
+            let text = vm.serial_text();
+            for (at, marker) in text.match_indices("hid report ") {
+                arrived.extend(vm.serial_arrival(at + marker.len()));
+            }
         },
     };
     let (serial, _) = if name == "qemu" {
@@ -370,6 +375,9 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
         .collect();
     assert_eq!(got, expected, "{name}: reports lost or changed");
     let sent = sent.lock().unwrap();
+    if let Ok(path) = std::env::var("SPICEBOX_BENCH_STDERR") {
+        write_hid_stamps(&format!("{path}.{name}.hid"), &sent, &seen, &arrived);
+    }
     let latencies_ms = sent
         .iter()
         .zip(&seen)
@@ -379,6 +387,29 @@ fn bench_one(name: &str, dir: &TempDir) -> BenchRun {
         mb_per_s,
         latencies_ms,
         turnarounds_us,
+    }
+}
+
+/// Profiling: per report, when the peer wrote it, when the test saw the
+/// guest's line and when that line's bytes reached the host (the serial
+/// reader thread), as wall-clock µs like the VMM's log timestamps:
+/// `sent S seen R arrived A`, one line each (scripts/bench_usb_hid.py).
+fn write_hid_stamps(path: &str, sent: &[Instant], seen: &[Instant], arrived: &[Instant]) {
+    use std::io::Write as _;
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    let us = |t: &Instant| {
+        let at = wall - now.duration_since(*t);
+        at.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros()
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    for ((s, r), a) in sent.iter().zip(seen).zip(arrived) {
+        writeln!(f, "sent {} seen {} arrived {}", us(s), us(r), us(a)).unwrap();
     }
 }
 
@@ -398,17 +429,26 @@ fn bench_usb() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let dir = TempDir::new("bench-usb");
-    let mut rows = Vec::new();
-    for name in ["qemu", "spicebox"] {
-        let mut rates = Vec::new();
-        let mut latencies = Vec::new();
-        let mut turnarounds = Vec::new();
-        for _ in 0..runs {
+    // SPICEBOX_BENCH_ONLY=qemu|spicebox: one VMM (profiling).
+    let only = std::env::var("SPICEBOX_BENCH_ONLY").ok();
+    let names: Vec<&str> = ["qemu", "spicebox"]
+        .into_iter()
+        .filter(|n| only.as_deref().is_none_or(|o| o == *n))
+        .collect();
+    // (rates, latencies, turnarounds) per VMM. The VMMs take turns run by
+    // run, so a host that gets busier or quieter midway (2 shared cores)
+    // weighs on both alike.
+    let mut results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); names.len()];
+    for _ in 0..runs {
+        for (name, (rates, latencies, turnarounds)) in names.iter().zip(&mut results) {
             let run = bench_one(name, &dir);
             rates.push(run.mb_per_s);
             latencies.extend(run.latencies_ms);
             turnarounds.extend(run.turnarounds_us);
         }
+    }
+    let mut rows = Vec::new();
+    for (name, (mut rates, mut latencies, mut turnarounds)) in names.into_iter().zip(results) {
         rates.sort_by(f64::total_cmp);
         latencies.sort_by(f64::total_cmp);
         turnarounds.sort_by(f64::total_cmp);

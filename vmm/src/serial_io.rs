@@ -41,10 +41,18 @@ impl Write for SocketOut {
 }
 
 /// Unbuffered stdout: serial output must appear as the guest writes it.
-struct Stdout;
+struct Stdout {
+    /// The next byte starts a line: its write is stamped for `usbtime`
+    /// profiling (a guest's report line leaving the VMM, scripts/bench_usb).
+    line_start: bool,
+}
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.line_start {
+            tracing::debug!(target: "usbtime", "serial line");
+        }
+        self.line_start = buf.last() == Some(&b'\n');
         let mut o = io::stdout().lock();
         o.write_all(buf)?;
         o.flush()?;
@@ -63,7 +71,7 @@ impl SerialBackend {
                 input: Input::None,
             },
             SerialSpec::Stdio => SerialBackend {
-                out: Box::new(Stdout),
+                out: Box::new(Stdout { line_start: true }),
                 input: Input::Stdin,
             },
             SerialSpec::File(p) => SerialBackend {

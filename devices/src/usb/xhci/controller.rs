@@ -199,16 +199,17 @@ impl Xhci {
         let index = usize::from(number)
             .checked_sub(1)
             .filter(|&i| i < self.ports.len())?;
-        for slot in &mut self.slots {
-            if slot.port == Some(index) {
-                for ep in &mut slot.eps {
-                    // Not completed: the ring (and so the context the driver
-                    // reads after stopping the endpoint) is back at the TD.
-                    if let Some(td) = ep.inflight.take() {
-                        ep.ring = td.start;
-                    }
-                    ep.iso = IsochState::default();
-                }
+        for slot_id in 1..=MAX_SLOTS as u8 {
+            if self.slots[usize::from(slot_id) - 1].port != Some(index) {
+                continue;
+            }
+            // While the device is still on the port: its requests are
+            // cancelled and the isochronous streams it runs for the guest
+            // end (a usbredir peer still holding the device is told to stop
+            // streaming, as a Stop Endpoint would). Not completed, each ring
+            // (and so the context the driver reads) is back at its TD.
+            for dci in 1..32 {
+                self.cancel_inflight(slot_id, dci);
             }
         }
         let dev = self.ports[index].detach();

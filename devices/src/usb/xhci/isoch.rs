@@ -13,6 +13,13 @@
 //! answers from its stream buffer at once), so a guest that queues many TDs
 //! gets one packet per interval, as from real hardware.
 //!
+//! A running stream whose ring is still empty a whole interval after the
+//! microframe its next TD was due at has run dry (xHCI 4.10.3.1): one Ring
+//! Overrun (IN) or Ring Underrun (OUT) Transfer Event, TRB Pointer 0, which
+//! xhci-hcd takes as "nothing queued" (and the end of a skip after a Missed
+//! Service). The endpoint stays Running and idle; the guest's next TD starts
+//! a new stream at the next interval boundary.
+//!
 //! Malformed TDs (a first TRB that is not an Isoch TRB, stray TRB types,
 //! more data than the endpoint can move in one interval) get a TRB Error
 //! event and halt the endpoint. Transaction errors do not halt an
@@ -24,7 +31,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::context::{Ctx, EP_RUNNING};
-use super::controller::Xhci;
+use super::controller::{Endpoint, Xhci};
 use super::transfer::{Fetch, Td, TDS_PER_ROUND};
 use super::trb::{cc, trb_type as tt, Trb, BEI, CHAIN, IDT, IOC, ISP};
 use crate::usb::{UsbCompletion, UsbStatus};
@@ -123,6 +130,8 @@ pub struct IsochState {
     pub next_mf: Option<u64>,
     /// When the in-flight TD is to be served (None: it is with the device).
     pub due: Option<u64>,
+    /// The interrupter the stream's latest TD named (for a ring-empty event).
+    pub target: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +201,22 @@ fn check_td(td: &Td, params: &IsochParams, is_in: bool) -> Result<IsochTrb, &'st
     Ok(first)
 }
 
+/// When a running stream with an empty ring has run dry: its next TD's
+/// microframe plus one interval (`schedule` continues the stream up to then).
+fn dry_at(ep: &Endpoint) -> Option<u64> {
+    if ep.inflight.is_some() {
+        return None;
+    }
+    let interval = u64::from(ep.iso_params.interval_mf.max(1));
+    ep.iso.next_mf.map(|n| n.saturating_add(interval))
+}
+
+/// When the worker must look at a watched endpoint: its waiting TD's due
+/// microframe, or when its stream runs dry.
+fn wake_at(ep: &Endpoint) -> Option<u64> {
+    ep.iso.due.or_else(|| dry_at(ep))
+}
+
 impl Xhci {
     /// Fetch, schedule and serve an isochronous endpoint's TDs: those due
     /// now are served, the first one not yet due waits in flight.
@@ -224,7 +249,8 @@ impl Xhci {
             }
             let td = match self.fetch_td(slot_id, dci) {
                 Fetch::Td(td) => td,
-                Fetch::Incomplete | Fetch::Failed => return,
+                Fetch::Incomplete => return self.isoch_ring_empty(slot_id, dci, now),
+                Fetch::Failed => return,
             };
             let ep = &self.slots[s].eps[d];
             let first = match check_td(&td, &ep.iso_params, dci % 2 == 1) {
@@ -234,7 +260,8 @@ impl Xhci {
                         slot_id,
                         dci, "xhci: malformed isochronous TD ({why}); endpoint halted"
                     );
-                    self.transfer_event(slot_id, dci, td.trbs[0].0, cc::TRB_ERROR, 0, false);
+                    let (addr, trb) = td.trbs[0];
+                    self.transfer_event(slot_id, dci, &trb, addr, cc::TRB_ERROR, 0, false);
                     self.halt(slot_id, dci);
                     return;
                 }
@@ -245,6 +272,7 @@ impl Xhci {
                     let ep = &mut self.slots[s].eps[d];
                     ep.iso.next_mf = Some(due.saturating_add(u64::from(interval)));
                     ep.iso.due = Some(due);
+                    ep.iso.target = td.trbs[0].1.interrupter_target();
                     ep.inflight = Some(td);
                 }
                 Schedule::Missed => {
@@ -259,6 +287,7 @@ impl Xhci {
                     self.isoch_event(
                         slot_id,
                         dci,
+                        &trb,
                         last,
                         cc::MISSED_SERVICE,
                         trb.transfer_length(),
@@ -271,6 +300,30 @@ impl Xhci {
         if let Some(bits) = self.ep_pending.get_mut(usize::from(slot_id) - 1) {
             *bits |= 1 << dci;
         }
+    }
+
+    /// Nothing on the ring and nothing in flight: once the stream's next
+    /// interval has fully gone by, it has run dry (one event); until then
+    /// the timer watches for that moment.
+    fn isoch_ring_empty(&mut self, slot_id: u8, dci: u8, now: u64) {
+        let ep = &mut self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)];
+        let Some(dry) = dry_at(ep) else {
+            return;
+        };
+        if now < dry {
+            self.watch_isoch(slot_id, dci);
+            return;
+        }
+        ep.iso.next_mf = None;
+        let target = ep.iso.target;
+        let code = if dci % 2 == 1 {
+            cc::RING_OVERRUN
+        } else {
+            cc::RING_UNDERRUN
+        };
+        debug!(slot_id, dci, code, "xhci: isochronous ring ran dry");
+        let event = self.transfer_trb(slot_id, dci, 0, code, 0, false);
+        self.post_event(target, event);
     }
 
     fn watch_isoch(&mut self, slot_id: u8, dci: u8) {
@@ -290,7 +343,8 @@ impl Xhci {
                     slot_id,
                     dci, code, "xhci: isochronous TD unusable; endpoint halted"
                 );
-                self.transfer_event(slot_id, dci, td.trbs[0].0, code, 0, false);
+                let (addr, trb) = td.trbs[0];
+                self.transfer_event(slot_id, dci, &trb, addr, code, 0, false);
                 self.halt(slot_id, dci);
                 return false;
             }
@@ -334,7 +388,8 @@ impl Xhci {
         let actual = self.deliver(slot_id, dci, &td, &done, code == cc::SUCCESS);
         let (last_addr, last) = td.trbs[td.trbs.len() - 1];
         if code != cc::SUCCESS {
-            self.isoch_event(slot_id, dci, last_addr, code, last.transfer_length(), false);
+            let residual = last.transfer_length();
+            self.isoch_event(slot_id, dci, &last, last_addr, code, residual, false);
             return;
         }
         let mut left = actual;
@@ -346,7 +401,7 @@ impl Xhci {
                     let code = if short { cc::SHORT_PACKET } else { cc::SUCCESS };
                     let event =
                         self.transfer_trb(slot_id, dci, trb.parameter, code, transferred, true);
-                    self.post_event_bei(0, event, trb.has(BEI));
+                    self.post_event_bei(trb.interrupter_target(), event, trb.has(BEI));
                 }
                 tt::ISOCH | tt::NORMAL => {
                     if short {
@@ -362,6 +417,7 @@ impl Xhci {
                             self.isoch_event(
                                 slot_id,
                                 dci,
+                                trb,
                                 *addr,
                                 cc::SHORT_PACKET,
                                 len - chunk,
@@ -378,6 +434,7 @@ impl Xhci {
                             self.isoch_event(
                                 slot_id,
                                 dci,
+                                &last,
                                 last_addr,
                                 cc::SHORT_PACKET,
                                 residual,
@@ -386,27 +443,39 @@ impl Xhci {
                             return;
                         }
                     } else if trb.has(IOC) {
-                        self.isoch_event(slot_id, dci, *addr, cc::SUCCESS, 0, trb.has(BEI));
+                        self.isoch_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, trb.has(BEI));
                     }
                 }
                 _ if trb.has(IOC) && !short => {
-                    self.isoch_event(slot_id, dci, *addr, cc::SUCCESS, 0, trb.has(BEI))
+                    self.isoch_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, trb.has(BEI))
                 }
                 _ => {}
             }
         }
     }
 
-    fn isoch_event(&mut self, slot_id: u8, dci: u8, addr: u64, code: u8, residual: u32, bei: bool) {
+    /// A Transfer Event for `trb` on the interrupter it names; `bei`: no
+    /// interrupt for it.
+    #[allow(clippy::too_many_arguments)]
+    fn isoch_event(
+        &mut self,
+        slot_id: u8,
+        dci: u8,
+        trb: &Trb,
+        addr: u64,
+        code: u8,
+        residual: u32,
+        bei: bool,
+    ) {
         let event = self.transfer_trb(slot_id, dci, addr, code, residual, false);
-        self.post_event_bei(0, event, bei);
+        self.post_event_bei(trb.interrupter_target(), event, bei);
     }
 
     /// Serve the TDs that came due (the worker's timer, and every round).
     pub(super) fn serve_isoch(&mut self) {
         for (slot_id, dci) in std::mem::take(&mut self.iso_eps) {
             let ep = &self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)];
-            if ep.iso.due.is_some() {
+            if wake_at(ep).is_some() {
                 self.kick_isoch(slot_id, dci);
             }
         }
@@ -417,7 +486,7 @@ impl Xhci {
         let now = self.mf_now();
         self.iso_eps
             .iter()
-            .filter_map(|&(s, d)| self.slots[usize::from(s) - 1].eps[usize::from(d)].iso.due)
+            .filter_map(|&(s, d)| wake_at(&self.slots[usize::from(s) - 1].eps[usize::from(d)]))
             .min()
             .map(|due| MICROFRAME * due.saturating_sub(now).min(u64::from(u32::MAX)) as u32)
     }

@@ -84,7 +84,7 @@ impl Xhci {
                     dci, "xhci: TD longer than {MAX_TD_TRBS} TRBs; endpoint halted"
                 );
                 self.slots[usize::from(slot_id) - 1].eps[usize::from(dci)].ring = ring;
-                self.transfer_event(slot_id, dci, next.0, cc::TRB_ERROR, 0, false);
+                self.transfer_event(slot_id, dci, &trb, next.0, cc::TRB_ERROR, 0, false);
                 self.halt(slot_id, dci);
                 return Fetch::Failed;
             }
@@ -106,17 +106,21 @@ impl Xhci {
         self.write_back_endpoint(slot_id, dci);
     }
 
+    /// A Transfer Event for `trb` (at `addr`, or the Event Data TRB's
+    /// parameter), on the interrupter the TRB names.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn transfer_event(
         &mut self,
         slot_id: u8,
         dci: u8,
+        trb: &Trb,
         addr: u64,
         code: u8,
         residual: u32,
         event_data: bool,
     ) {
         let event = self.transfer_trb(slot_id, dci, addr, code, residual, event_data);
-        self.post_event(0, event);
+        self.post_event(trb.interrupter_target(), event);
     }
 
     pub(super) fn transfer_trb(
@@ -241,8 +245,8 @@ impl Xhci {
                 Ok(r) => r,
                 Err(code) => {
                     debug!(slot_id, dci, code, "xhci: TD refused");
-                    let (addr, _) = td.trbs[td.trbs.len() - 1];
-                    self.transfer_event(slot_id, dci, addr, code, 0, false);
+                    let (addr, trb) = td.trbs[td.trbs.len() - 1];
+                    self.transfer_event(slot_id, dci, &trb, addr, code, 0, false);
                     continue;
                 }
             };
@@ -398,7 +402,15 @@ impl Xhci {
         for (i, (addr, trb)) in td.trbs.iter().enumerate() {
             if code != cc::SUCCESS {
                 if is_data(trb) || i == last {
-                    self.transfer_event(slot_id, dci, *addr, code, trb.transfer_length(), false);
+                    self.transfer_event(
+                        slot_id,
+                        dci,
+                        trb,
+                        *addr,
+                        code,
+                        trb.transfer_length(),
+                        false,
+                    );
                     self.halt(slot_id, dci);
                     return;
                 }
@@ -407,7 +419,7 @@ impl Xhci {
             match trb.trb_type() {
                 tt::EVENT_DATA if trb.has(IOC) => {
                     let code = if short { cc::SHORT_PACKET } else { cc::SUCCESS };
-                    self.transfer_event(slot_id, dci, trb.parameter, code, transferred, true);
+                    self.transfer_event(slot_id, dci, trb, trb.parameter, code, transferred, true);
                 }
                 _ if is_data(trb) => {
                     if short {
@@ -422,6 +434,7 @@ impl Xhci {
                         self.transfer_event(
                             slot_id,
                             dci,
+                            trb,
                             *addr,
                             cc::SHORT_PACKET,
                             len - chunk,
@@ -431,11 +444,11 @@ impl Xhci {
                             return;
                         }
                     } else if trb.has(IOC) {
-                        self.transfer_event(slot_id, dci, *addr, cc::SUCCESS, 0, false);
+                        self.transfer_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, false);
                     }
                 }
                 _ if trb.has(IOC) => {
-                    self.transfer_event(slot_id, dci, *addr, cc::SUCCESS, 0, false)
+                    self.transfer_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, false)
                 }
                 _ => {}
             }

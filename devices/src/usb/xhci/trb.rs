@@ -49,6 +49,10 @@ pub mod cc {
     pub const SLOT_NOT_ENABLED: u8 = 11;
     pub const EP_NOT_ENABLED: u8 = 12;
     pub const SHORT_PACKET: u8 = 13;
+    /// An isochronous OUT ring empty at a service interval.
+    pub const RING_UNDERRUN: u8 = 14;
+    /// An isochronous IN ring empty at a service interval.
+    pub const RING_OVERRUN: u8 = 15;
     pub const PARAMETER: u8 = 17;
     pub const CONTEXT_STATE: u8 = 19;
     pub const EVENT_RING_FULL: u8 = 21;
@@ -116,6 +120,12 @@ impl Trb {
     /// Transfer length of a Normal/Data/Setup TRB (status 16:0).
     pub fn transfer_length(&self) -> u32 {
         self.status & 0x1_ffff
+    }
+
+    /// Interrupter Target of a transfer TRB (status 31:22): the interrupter
+    /// whose event ring receives the events this TRB causes.
+    pub fn interrupter_target(&self) -> usize {
+        (self.status >> 22) as usize
     }
 
     /// Slot id of a command (control 31:24).

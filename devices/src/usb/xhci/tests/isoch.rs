@@ -23,6 +23,12 @@ fn isoch(len: u32, control: u32) -> Trb {
 /// A running controller with the test device configured, plus isochronous IN
 /// 0x84 (DCI 9) and OUT 0x05 (DCI 10), 1024 bytes, interval 3.
 fn iso_driver() -> (Driver, u8) {
+    let (d, slot, _) = iso_driver_port();
+    (d, slot)
+}
+
+/// `iso_driver`, and the root port the device is on.
+fn iso_driver_port() -> (Driver, u8, u8) {
     let mut d = Driver::new();
     d.hc.use_manual_clock();
     d.start();
@@ -53,7 +59,7 @@ fn iso_driver() -> (Driver, u8) {
         control: tt::CONFIGURE_ENDPOINT << 10 | u32::from(slot) << 24,
     });
     assert_eq!(code(&ev), cc::SUCCESS);
-    (d, slot)
+    (d, slot, port)
 }
 
 fn tick(d: &mut Driver, microframes: u64) -> Vec<Trb> {
@@ -171,9 +177,14 @@ fn in_tds_are_served_one_per_interval_with_short_packets() {
         [(addrs[2], cc::SUCCESS), (addrs[3], cc::SHORT_PACKET)]
     );
     assert_eq!(evs[1].status & 0xff_ffff, 1024, "an empty packet");
-    assert_eq!(d.hc.next_isoch_due(), None);
     let msix = d.irq.msix.lock().unwrap().len() - msix_before;
     assert!(msix >= 1, "the URB's last TD interrupts");
+    // The ring is empty; the worker looks again when the stream would run
+    // dry: the next TD's interval (4) plus one, from MFINDEX 3 intervals.
+    assert_eq!(
+        d.hc.next_isoch_due(),
+        Some(MICROFRAME * 2 * INTERVAL as u32)
+    );
     let requests = d
         .log
         .lock()
@@ -346,5 +357,120 @@ fn stop_endpoint_rewinds_a_waiting_td_and_ends_the_stream() {
     assert_eq!(
         (evs[0].parameter, code(&evs[0])),
         (addrs[1], cc::SHORT_PACKET)
+    );
+}
+
+/// A stream running on 0x84 (its first TD served, the second waiting for
+/// its interval).
+fn streaming(d: &mut Driver, slot: u8) {
+    d.queue(
+        ISO_IN_RING,
+        &[isoch(1024, SIA | IOC), isoch(1024, SIA | IOC)],
+    );
+    d.ring_doorbell(slot, 9);
+    assert_eq!(d.events().len(), 1);
+    assert!(d.hc.next_isoch_due().is_some());
+    assert!(d.log.lock().unwrap().stopped_endpoints.is_empty());
+}
+
+#[test]
+fn disable_slot_ends_the_streams() {
+    let (mut d, slot) = iso_driver();
+    streaming(&mut d, slot);
+    let ev = d.command(Trb {
+        control: tt::DISABLE_SLOT << 10 | u32::from(slot) << 24,
+        ..Trb::default()
+    });
+    assert_eq!(code(&ev), cc::SUCCESS);
+    // Both isochronous endpoints (IN 0x84 streaming, OUT 0x05 idle) are
+    // told; the device sends STOP_ISO_STREAM for the streams it runs.
+    let mut stopped = d.log.lock().unwrap().stopped_endpoints.clone();
+    stopped.sort_unstable();
+    assert_eq!(stopped, [0x05, 0x84]);
+    assert_eq!(d.hc.next_isoch_due(), None);
+    assert!(tick(&mut d, 10 * INTERVAL).is_empty());
+}
+
+#[test]
+fn detaching_a_streaming_device_ends_its_streams_first() {
+    let (mut d, slot, port) = iso_driver_port();
+    streaming(&mut d, slot);
+    let log = d.log.clone();
+    let dev = d.hc.detach(port);
+    assert!(dev.is_some());
+    let mut stopped = log.lock().unwrap().stopped_endpoints.clone();
+    stopped.sort_unstable();
+    assert_eq!(stopped, [0x05, 0x84], "told while still on the port");
+    assert_eq!(d.hc.next_isoch_due(), None);
+    // The waiting TD is not completed: no event, and nothing after.
+    assert!(tick(&mut d, 10 * INTERVAL)
+        .iter()
+        .all(|e| (e.control >> 10) & 0x3f != tt::TRANSFER_EVENT));
+}
+
+/// Ring Overrun / Underrun: one event (TRB Pointer 0, the endpoint's ID)
+/// once a running stream's ring stays empty through the interval after its
+/// next TD's; the endpoint stays Running and idle.
+fn runs_dry(dci: u32, code_expected: u8) {
+    let (mut d, slot) = iso_driver();
+    let ring = if dci == 9 { ISO_IN_RING } else { ISO_OUT_RING };
+    d.queue(ring, &[isoch(64, SIA | IOC)]);
+    d.ring_doorbell(slot, dci);
+    assert_eq!(d.events().len(), 1, "served at MFINDEX 0");
+    // The next TD would be due at 1 interval; it may still come until 2.
+    assert!(tick(&mut d, 2 * INTERVAL - 1).is_empty());
+    let evs = tick(&mut d, 1);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(
+        (evs[0].parameter, code(&evs[0]), evs[0].trb_type()),
+        (0, code_expected, tt::TRANSFER_EVENT)
+    );
+    assert_eq!((evs[0].control >> 16) & 0x1f, dci);
+    assert_eq!(evs[0].slot_id(), slot);
+    // Once: idle, no timer, no more events.
+    assert_eq!(d.hc.next_isoch_due(), None);
+    assert!(tick(&mut d, 10 * INTERVAL).is_empty());
+    let ctx = d.ctx(OUT_CTX + 32 * dci as u64);
+    assert_eq!(ctx[0] & 7, u32::from(EP_RUNNING));
+    // A new TD starts a new stream at the next interval boundary.
+    let now = u64::from(mfindex(&mut d));
+    tick(&mut d, INTERVAL / 2);
+    let addrs = d.queue(ring, &[isoch(64, SIA | IOC)]);
+    d.ring_doorbell(slot, dci);
+    assert!(d.events().is_empty(), "not mid-interval");
+    let at = u64::from(mfindex(&mut d));
+    assert!(tick(&mut d, now + INTERVAL - at - 1).is_empty());
+    let evs = tick(&mut d, 1);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].parameter, addrs[0]);
+}
+
+#[test]
+fn an_empty_in_ring_at_the_service_interval_is_a_ring_overrun() {
+    runs_dry(9, cc::RING_OVERRUN);
+}
+
+#[test]
+fn an_empty_out_ring_at_the_service_interval_is_a_ring_underrun() {
+    runs_dry(10, cc::RING_UNDERRUN);
+}
+
+#[test]
+fn a_td_queued_within_the_interval_continues_the_stream_without_an_event() {
+    let (mut d, slot) = iso_driver();
+    d.queue(ISO_IN_RING, &[isoch(1024, SIA | IOC)]);
+    d.ring_doorbell(slot, 9);
+    assert_eq!(d.events().len(), 1);
+    // Late, but within the interval after the one it was due in.
+    assert!(tick(&mut d, INTERVAL + INTERVAL / 2).is_empty());
+    let addrs = d.queue(ISO_IN_RING, &[isoch(1024, SIA | IOC)]);
+    d.ring_doorbell(slot, 9);
+    let evs = d.events();
+    assert_eq!(
+        evs.iter()
+            .map(|e| (e.parameter, code(e)))
+            .collect::<Vec<_>>(),
+        [(addrs[0], cc::SHORT_PACKET)],
+        "served at once, no overrun"
     );
 }

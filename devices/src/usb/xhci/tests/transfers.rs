@@ -350,3 +350,55 @@ fn slots_run_out_and_disable_frees() {
     });
     assert_eq!(code(&ev), cc::SLOT_NOT_ENABLED);
 }
+
+#[test]
+fn transfer_events_go_to_the_trbs_interrupter_target() {
+    // A second event ring for interrupter 1 (as a driver's secondary
+    // interrupter), and a bulk OUT TD whose TRB names it.
+    const ERST1: u64 = 0x3100;
+    const EVENTS1: u64 = 0x5000;
+    let mut d = Driver::new();
+    d.start();
+    let port = d.connect();
+    let slot = d.address(port);
+    d.configure(slot);
+    d.mem.write_obj(EVENTS1, GuestAddress(ERST1)).unwrap();
+    d.mem
+        .write_obj(EVENT_TRBS, GuestAddress(ERST1 + 8))
+        .unwrap();
+    let intr1 = RUNTIME_BASE + 0x20 + 32;
+    d.w32(intr1 + 0x08, 1);
+    d.w64(intr1 + 0x10, ERST1);
+    d.w64(intr1 + 0x18, EVENTS1);
+    d.w32(intr1, 0x2); // IMAN.IE
+    *d.irq.messages.lock().unwrap() = true;
+    let addrs = d.queue(
+        BULK_OUT_RING,
+        &[Trb {
+            parameter: BUF,
+            status: 1 << 22 | 64,
+            control: tt::NORMAL << 10 | IOC,
+        }],
+    );
+    d.ring_doorbell(slot, 4);
+    assert!(d.events().is_empty(), "nothing on interrupter 0");
+    let ev = read_trb(&d.mem, EVENTS1);
+    assert!(ev.cycle());
+    assert_eq!(
+        (ev.trb_type(), code(&ev), ev.parameter),
+        (tt::TRANSFER_EVENT, cc::SUCCESS, addrs[0])
+    );
+    assert_eq!(*d.irq.msix.lock().unwrap(), [1], "vector 1 fired");
+    // Target 0 (the field clear) still means the primary ring.
+    let addrs = d.queue(
+        BULK_OUT_RING,
+        &[Trb {
+            parameter: BUF,
+            status: 64,
+            control: tt::NORMAL << 10 | IOC,
+        }],
+    );
+    d.ring_doorbell(slot, 4);
+    let evs = d.events();
+    assert_eq!((evs.len(), evs[0].parameter), (1, addrs[0]));
+}
