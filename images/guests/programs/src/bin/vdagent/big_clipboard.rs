@@ -221,7 +221,12 @@ impl BigClipboard {
                 };
                 // spice-vdagent sends nothing over the client's maximum.
                 if let Some(max) = self.max {
-                    check!(r.size <= max as usize, "max-clipboard", "{} > {max}", r.size);
+                    check!(
+                        r.size <= max as usize,
+                        "max-clipboard",
+                        "{} > {max}",
+                        r.size
+                    );
                 }
                 println!(
                     "agent-clipboard-sent sel={sel} type={kind} size={} crc={:08x}",
