@@ -22,6 +22,9 @@ use crate::wire::{Reader, Writer};
 /// The window spice-server asks for on display and cursor channels.
 pub const ACK_WINDOW: u32 = 20;
 
+/// The most output buffer capacity a connection keeps between flushes.
+const KEPT_OUT: usize = 1 << 20;
+
 /// Incoming messages queued from the reader task. Small: the reader simply stops
 /// reading (TCP back-pressure) when a channel task is busy.
 const INBOUND_QUEUE: usize = 16;
@@ -207,15 +210,24 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let out = std::mem::take(&mut self.out);
+        // Taken, so a flush cancelled halfway never writes its bytes twice.
+        let mut out = std::mem::take(&mut self.out);
         let mut kill = self.kill.clone();
-        tokio::select! {
+        let r = tokio::select! {
             r = async {
                 self.wr.write_all(&out).await?;
                 self.wr.flush().await
             } => r,
             _ = wait_killed(&mut kill) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "session closed")),
+        };
+        // Written: the buffer comes back for the next messages. A MAIN
+        // channel relaying agent data flushes up to 320 KiB at a time; a
+        // fresh buffer each time grew by doubling through new pages.
+        if r.is_ok() && self.out.is_empty() && out.capacity() <= KEPT_OUT {
+            out.clear();
+            self.out = out;
         }
+        r
     }
 
     pub async fn send(&mut self, msg_type: u16, body: &[u8]) -> io::Result<()> {

@@ -42,6 +42,7 @@ extern crate alloc;
 #[path = "vdagent/big_clipboard.rs"]
 mod big_clipboard;
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -84,6 +85,10 @@ const XFER_ERROR: u32 = 2;
 const XFER_SUCCESS: u32 = 3;
 /// Bytes the guest's clipboard text has: two agent chunks towards the client.
 const GUEST_CLIPBOARD_LEN: usize = 3000;
+
+/// The most a message header makes the deframer reserve ahead: the largest
+/// clipboard the tests send (10 MiB) and some.
+const MAX_RESERVE: usize = 16 << 20;
 
 const QUEUE_SIZE: u16 = 32;
 const BUF: u64 = 4096;
@@ -342,13 +347,15 @@ fn control(dev: &VirtioPci, ctrl_tx: &mut Virtqueue, id: u32, event: u16, value:
 /// One agent message from the client, in chunks (the VDIChunkHeader's port
 /// and the whole VDAgentMessage).
 fn message(msg_type: u32, data: &[u8]) -> Vec<u8> {
-    let mut m = Vec::new();
+    // Both sized up front: the guest's allocator never reuses memory, so a
+    // growing Vec leaves every smaller copy behind in fresh pages.
+    let mut m = Vec::with_capacity(20 + data.len());
     m.extend_from_slice(&1u32.to_le_bytes()); // protocol
     m.extend_from_slice(&msg_type.to_le_bytes());
     m.extend_from_slice(&0u64.to_le_bytes()); // opaque
     m.extend_from_slice(&(data.len() as u32).to_le_bytes());
     m.extend_from_slice(data);
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(m.len() + 8 * m.len().div_ceil(MAX_CHUNK));
     for piece in m.chunks(MAX_CHUNK) {
         out.extend_from_slice(&CHUNK_CLIENT.to_le_bytes());
         out.extend_from_slice(&(piece.len() as u32).to_le_bytes());
@@ -563,12 +570,23 @@ impl Deframer {
                 "chunk-port",
                 "message on {p} continued on {port}"
             );
+            let had = msg.len();
             msg.extend_from_slice(&chunk);
             if msg.len() >= 20 {
                 let need = 20 + u32_at(&msg, 16) as usize;
                 check!(msg.len() <= need, "msg-size", "{} > {need}", msg.len());
+                if had < 20 {
+                    // Room for the whole message at once (the header says how
+                    // much): growing by doubling left 2x its size behind in
+                    // fresh pages, which the host must fault in and zero.
+                    // Bounded: the header is the client's word.
+                    msg.reserve_exact((need - msg.len()).min(MAX_RESERVE));
+                }
                 if msg.len() == need {
-                    out.push((port, u32_at(&msg, 4), msg.split_off(20)));
+                    let t = u32_at(&msg, 4);
+                    // In place, not split_off: no second copy in fresh pages.
+                    msg.drain(..20);
+                    out.push((port, t, msg));
                     continue;
                 }
             }
@@ -722,7 +740,7 @@ fn main() {
                 println!("agent-clipboard-mode");
             }
             Some(b'b') if big.is_none() => {
-                big = Some(big_clipboard::BigClipboard::default());
+                big = Some(big_clipboard::BigClipboard::new());
                 println!("agent-big-clipboard-mode");
             }
             Some(b'f') if files.is_none() => {
@@ -770,17 +788,20 @@ fn main() {
             check!(p == CHUNK_CLIENT, "chunk-port", "{p}");
             // virtio_console blocks writers until the host side is open.
             check!(ports.host_open, "host-open", "client data before PORT_OPEN");
-            let replies = if let Some(b) = &mut big {
+            let replies: Vec<Cow<'static, [u8]>> = if let Some(b) = &mut big {
                 b.message(t, &body)
-            } else if let Some(f) = &mut files {
-                f.message(t, &body)
-            } else if clipboard {
-                clipboard_agent(t, &body)
-            } else if t == ANNOUNCE_CAPABILITIES {
-                // request = 0, no capabilities.
-                alloc::vec![message(ANNOUNCE_CAPABILITIES, &[0; 8])]
             } else {
-                alloc::vec![message(t, &body)]
+                let owned = if let Some(f) = &mut files {
+                    f.message(t, &body)
+                } else if clipboard {
+                    clipboard_agent(t, &body)
+                } else if t == ANNOUNCE_CAPABILITIES {
+                    // request = 0, no capabilities.
+                    alloc::vec![message(ANNOUNCE_CAPABILITIES, &[0; 8])]
+                } else {
+                    alloc::vec![message(t, &body)]
+                };
+                owned.into_iter().map(Cow::Owned).collect()
             };
             for reply in replies {
                 tx.write(&dev, &reply);
