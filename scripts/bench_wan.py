@@ -257,7 +257,10 @@ def bench(name, cmd, slow, args, tmp):
             time.sleep(0.1)
         # The first full frame crosses the link; servers measure it.
         time.sleep(5 if slow else 2)
-        rs = [run(vm, proxy, key, args.quiet) for key in (b"a", b"d")]
+        try:
+            rs = [run(vm, proxy, key, args.quiet) for key in (b"a", b"d")]
+        except RuntimeError as e:
+            raise RuntimeError(f"{name}: {e}") from None
         if viewer.v.poll() is not None:
             raise RuntimeError("remote-viewer exited")
         vm.send(b"q")
