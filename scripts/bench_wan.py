@@ -312,8 +312,10 @@ def main():
                 for r, guest in zip(rs, ("photo sprite", "drag (bits)")):
                     r["vmm"], r["link"], r["guest"] = vmm, link, guest
                     rows.append(r)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        print(f"kept {tmp} (the VMMs' stderr)", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
     f0 = rows[0]
     print(f"qxl-native guest 640x480, animation {f0['frames']} frames at {FPS}/s "

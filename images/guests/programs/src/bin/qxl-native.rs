@@ -227,6 +227,11 @@ impl Card {
         self.ram.write32(item + 12, 0);
         let prod = prod.wrapping_add(1);
         self.set_hdr32(ring + 4, prod);
+        // Linux's mb(): without it the CPU may read notify_on_prod before its
+        // store of prod is visible, while the device (having seen the ring
+        // empty) stores notify_on_prod = prod and rereads the old prod; then
+        // neither side notifies and the ring stalls until it is full.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         if self.hdr32(ring + 8) == prod {
             self.out(notify);
         }
