@@ -154,7 +154,7 @@ fn qxl_native_scene_through_spicy_on_spicebox_and_qemu() {
 
 /// A real client connected while the guest animates (moving bitmap copies
 /// and fills, which spicebox forwards as draws with the sprite from the
-/// client's pixmap cache) ends with exactly the picture a client connecting
+/// client's pixmap cache), then drags the sprite (COPY_BITS), ends with exactly the picture a client connecting
 /// afterwards gets, on spicebox and on QEMU, and both VMMs' pictures agree.
 #[test]
 fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
@@ -168,6 +168,11 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
         let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
         vm.send(b"a");
         vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
+        // Then the drag: the sprite moved by screen-to-screen COPY_BITS and
+        // the uncovered strips filled (spicebox sends those as images).
+        vm.send(b"d");
+        let done = images::QXL_ANIM_DONE_MARKER;
+        vm.wait_for_count(done, 2, Duration::from_secs(60));
         // Let the last draws reach the live client, then take both pictures.
         std::thread::sleep(Duration::from_secs(1));
         let live = client.picture();

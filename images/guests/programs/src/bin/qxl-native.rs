@@ -227,6 +227,11 @@ impl Card {
         self.ram.write32(item + 12, 0);
         let prod = prod.wrapping_add(1);
         self.set_hdr32(ring + 4, prod);
+        // Linux's mb(): without it the CPU may read notify_on_prod before its
+        // store of prod is visible, while the device (having seen the ring
+        // empty) stores notify_on_prod = prod and rereads the old prod; then
+        // neither side notifies and the ring stalls until it is full.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         if self.hdr32(ring + 8) == prod {
             self.out(notify);
         }
@@ -619,13 +624,15 @@ fn main() {
     );
 
     println!("QXL-NATIVE-READY");
-    // 'a' animates (scripts/bench_qxl), anything else ends the test.
+    // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'f'
+    // draws one fill; anything else ends the test.
     let pool = c.put(&[0u8; POOL_SLOTS * SLOT_BYTES as usize]);
     c.pool = pool;
     let mut probes = 0u32;
     loop {
         match serial::read_byte(Duration::from_secs(300)) {
-            Some(b'a') => animate(&mut c, one),
+            Some(b'a') => animate(&mut c, one, false),
+            Some(b'd') => animate(&mut c, one, true),
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
                 probes += 1;
@@ -644,7 +651,11 @@ fn main() {
 /// further on a bouncing path, and a bar FILLed in a colour that changes
 /// per frame. Prints `qxl-anim frames=.. drawables=.. late=.. ms=..` and
 /// QXL_ANIM_DONE.
-fn animate(c: &mut Card, sprite: u64) {
+///
+/// `drag`: a window drag as X does it instead: the sprite COPYed once, then
+/// each frame COPY_BITS moves it (screen to screen) along the same path and
+/// FILLs the strips it uncovered, then the same bar.
+fn animate(c: &mut Card, sprite: u64, drag: bool) {
     let (sw, sh) = (scene::B32_W as i32, scene::B32_H as i32);
     let (w, h) = (scene::WIDTH as i32, scene::HEIGHT as i32);
     let (mut x, mut y, mut dx, mut dy) = (0i32, 240i32, 6i32, 4i32);
@@ -669,13 +680,23 @@ fn animate(c: &mut Card, sprite: u64) {
             dy = -dy;
         }
         (x, y) = (x + dx, y + dy);
-        c.draw_pooled(DRAW_FILL, old, &fill_union(scene::BACKGROUND));
-        let mut u = Vec::new();
-        u.extend_from_slice(&c.phys(sprite).to_le_bytes());
-        u.extend_from_slice(&bytes_of_rect((0, 0, sw, sh)));
-        u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
-        u.extend_from_slice(&[0; 18]);
-        c.draw_pooled(DRAW_COPY, (x, y, x + sw, y + sh), &u);
+        let new = (x, y, x + sw, y + sh);
+        if drag {
+            if f == 0 {
+                c.draw_pooled(DRAW_COPY, new, &copy_union(c, sprite, sw, sh));
+            } else {
+                let mut u = Vec::new();
+                u.extend_from_slice(&old.0.to_le_bytes());
+                u.extend_from_slice(&old.1.to_le_bytes());
+                c.draw_pooled(COPY_BITS, new, &u);
+            }
+            for strip in uncovered(old, new) {
+                c.draw_pooled(DRAW_FILL, strip, &fill_union(scene::BACKGROUND));
+            }
+        } else {
+            c.draw_pooled(DRAW_FILL, old, &fill_union(scene::BACKGROUND));
+            c.draw_pooled(DRAW_COPY, new, &copy_union(c, sprite, sw, sh));
+        }
         let bar = (f as i32 * 2) % (w - 64);
         let color = (f as u32 * 0x0001_0307) & 0xff_ffff;
         c.draw_pooled(
@@ -690,6 +711,32 @@ fn animate(c: &mut Card, sprite: u64) {
         c.next_anim_id - before
     );
     println!("QXL-ANIM-DONE");
+}
+
+/// The DRAW_COPY union: all of `image` (w x h) put 1:1, no mask.
+fn copy_union(c: &Card, image: u64, w: i32, h: i32) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&c.phys(image).to_le_bytes());
+    u.extend_from_slice(&bytes_of_rect((0, 0, w, h)));
+    u.extend_from_slice(&ROPD_OP_PUT.to_le_bytes());
+    u.extend_from_slice(&[0; 18]);
+    u
+}
+
+/// The parts of `old` that `new` (the same size, moved less than its size)
+/// does not cover: a column and a row strip (they may overlap).
+fn uncovered(old: Rect, new: Rect) -> [Rect; 2] {
+    let column = if new.0 > old.0 {
+        (old.0, old.1, new.0, old.3)
+    } else {
+        (new.2, old.1, old.2, old.3)
+    };
+    let row = if new.1 > old.1 {
+        (old.0, old.1, old.2, new.1)
+    } else {
+        (old.0, new.3, old.2, old.3)
+    };
+    [column, row]
 }
 
 /// The DRAW_FILL union: a solid brush, ROPD_OP_PUT, no mask.
