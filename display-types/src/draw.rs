@@ -1,10 +1,13 @@
 //! Drawing operations a display device reports instead of the pixels they
 //! produced, so a frontend can forward the operation itself (a SPICE
 //! DRAW_FILL or DRAW_COPY of a cacheable image) rather than an image of the
-//! changed area. Each is a plain overpaint: the result does not depend on
-//! what was there, so replaying them in order and then sending images of
-//! whatever else changed (from the newest pixels) always ends with the
-//! device's picture.
+//! changed area. Fills and image copies are plain overpaints: the result does
+//! not depend on what was there, so replaying them in order and then sending
+//! images of whatever else changed (from the newest pixels) always ends with
+//! the device's picture. A [`BitsCopy`] (screen-to-screen copy) is the
+//! exception: it reads the surface, so it is only right where the reader's
+//! source area is current when it is replayed; whoever reports or forwards
+//! one must make sure of that (or send its area as pixels instead).
 
 use std::sync::Arc;
 
@@ -48,11 +51,44 @@ impl ImageCopy {
     }
 }
 
+/// `rect` overpainted with the surface's own pixels from the same-sized area
+/// whose top-left is (`src_x`, `src_y`), read before any is written (a QXL
+/// COPY_BITS, a SPICE DRAW_COPY_BITS: window drags and scrolling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BitsCopy {
+    pub rect: Rect,
+    pub src_x: u32,
+    pub src_y: u32,
+}
+
+impl BitsCopy {
+    /// The area read.
+    pub fn source(&self) -> Rect {
+        Rect::new(self.src_x, self.src_y, self.rect.width, self.rect.height)
+    }
+
+    /// The part of the copy whose destination and source both lie inside a
+    /// `width` x `height` surface; None when nothing is left.
+    pub fn clip(&self, width: u32, height: u32) -> Option<BitsCopy> {
+        if self.src_x >= width || self.src_y >= height {
+            return None;
+        }
+        let rect = self.rect.clip(width, height)?;
+        let w = rect.width.min(width - self.src_x);
+        let h = rect.height.min(height - self.src_y);
+        (w > 0 && h > 0).then_some(BitsCopy {
+            rect: Rect::new(rect.x, rect.y, w, h),
+            ..*self
+        })
+    }
+}
+
 /// One forwarded draw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Draw {
     Fill(SolidFill),
     Copy(ImageCopy),
+    CopyBits(BitsCopy),
 }
 
 impl Draw {
@@ -61,6 +97,7 @@ impl Draw {
         match self {
             Draw::Fill(f) => &f.rect,
             Draw::Copy(c) => &c.rect,
+            Draw::CopyBits(b) => &b.rect,
         }
     }
 
@@ -73,6 +110,7 @@ impl Draw {
                 color: f.color,
             })),
             Draw::Copy(c) => c.clip(width, height).map(Draw::Copy),
+            Draw::CopyBits(b) => b.clip(width, height).map(Draw::CopyBits),
         }
     }
 
@@ -81,6 +119,10 @@ impl Draw {
         let Some(d) = self.clip(frame.width, frame.height) else {
             return;
         };
+        if let Draw::CopyBits(b) = d {
+            b.paint(frame);
+            return;
+        }
         let stride = frame.width as usize;
         let r = *d.rect();
         for dy in 0..r.height {
@@ -98,7 +140,35 @@ impl Draw {
                         }
                     }
                 }
+                Draw::CopyBits(_) => {}
             }
+        }
+    }
+}
+
+impl BitsCopy {
+    /// Paint an already clipped copy: rows are taken in the order that never
+    /// reads a row already written (bottom up when moving down), and within
+    /// a row `copy_within` moves the pixels as a whole.
+    fn paint(&self, frame: &mut Frame) {
+        let stride = frame.width as usize;
+        let (r, w) = (self.rect, self.rect.width as usize);
+        let row = |dy: u32| {
+            (
+                (self.src_y + dy) as usize * stride + self.src_x as usize,
+                (r.y + dy) as usize * stride + r.x as usize,
+            )
+        };
+        let mut one = |dy: u32| {
+            let (from, to) = row(dy);
+            if from + w <= frame.pixels.len() && to + w <= frame.pixels.len() {
+                frame.pixels.copy_within(from..from + w, to);
+            }
+        };
+        if r.y > self.src_y {
+            (0..r.height).rev().for_each(&mut one);
+        } else {
+            (0..r.height).for_each(&mut one);
         }
     }
 }
@@ -151,5 +221,53 @@ mod tests {
         })
         .paint(&mut f);
         assert_eq!(&f.pixels[..4], &[0, 0, 0, 7]);
+    }
+
+    /// The copy against a per-pixel reference that reads everything first.
+    #[test]
+    fn copy_bits_moves_overlapping_areas_as_a_whole() {
+        let (w, h) = (7u32, 6u32);
+        let start = Frame {
+            width: w,
+            height: h,
+            pixels: (0..w * h).collect(),
+        };
+        for (x, y, sx, sy) in [
+            (1, 1, 0, 0),
+            (0, 0, 1, 1),
+            (2, 0, 0, 0),
+            (0, 3, 0, 0),
+            (0, 0, 0, 2),
+            (3, 1, 3, 1),
+        ] {
+            let b = BitsCopy {
+                rect: Rect::new(x, y, 4, 3),
+                src_x: sx,
+                src_y: sy,
+            };
+            let mut f = start.clone();
+            Draw::CopyBits(b).paint(&mut f);
+            let mut want = start.clone();
+            for dy in 0..3 {
+                for dx in 0..4 {
+                    want.pixels[((y + dy) * w + x + dx) as usize] = start.pixel(sx + dx, sy + dy);
+                }
+            }
+            assert_eq!(f, want, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn copy_bits_is_cut_to_where_source_and_destination_fit() {
+        let b = BitsCopy {
+            rect: Rect::new(2, 1, 10, 10),
+            src_x: 5,
+            src_y: 0,
+        };
+        // Destination fits 6x7 of 8x8; the source only 3 columns.
+        assert_eq!(b.clip(8, 8).unwrap().rect, Rect::new(2, 1, 3, 8 - 1));
+        assert!(b.clip(5, 8).is_none());
+        assert!(b.clip(8, 1).is_none());
+        assert_eq!(b.source(), Rect::new(5, 0, 10, 10));
     }
 }

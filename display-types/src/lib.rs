@@ -5,7 +5,8 @@
 //!
 //! - [`Rect`]: a region of a frame, in pixels (x, y, width, height).
 //! - [`SolidFill`]: a rectangle painted one color, forwarded as a draw.
-//! - [`Draw`]: a forwarded overpaint, a fill or an [`ImageCopy`] of a shared image.
+//! - [`Draw`]: a forwarded draw: a fill, an [`ImageCopy`] of a shared image, or a
+//!   [`BitsCopy`] of the surface onto itself.
 //! - [`Frame`]: a picture, 0x00RRGGBB pixels, row-major, stride = width.
 //! - [`CursorShape`]: a pointer image with its hot spot (ARGB, straight alpha).
 //! - [`MonitorLayout`]: where the heads of a display sit on the virtual desktop.
@@ -17,7 +18,7 @@ mod monitor;
 mod rect;
 
 pub use cursor::{CursorShape, MAX_CURSOR_SIDE};
-pub use draw::{Draw, ImageCopy};
+pub use draw::{BitsCopy, Draw, ImageCopy};
 pub use frame::Frame;
 pub use monitor::{Monitor, MonitorLayout, MAX_MONITORS};
 pub use rect::{Rect, SolidFill};

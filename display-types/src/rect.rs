@@ -51,6 +51,16 @@ impl Rect {
             && self.bottom() >= other.bottom()
     }
 
+    /// Do the two share at least one pixel?
+    pub fn intersects(&self, other: &Rect) -> bool {
+        !self.is_empty()
+            && !other.is_empty()
+            && u64::from(self.x) < other.right()
+            && u64::from(other.x) < self.right()
+            && u64::from(self.y) < other.bottom()
+            && u64::from(other.y) < self.bottom()
+    }
+
     /// The smallest rectangle covering both.
     pub fn bounding(&self, other: &Rect) -> Rect {
         let x = self.x.min(other.x);

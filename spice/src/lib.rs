@@ -83,7 +83,7 @@ pub mod fuzz;
 pub use channel::cursor::CursorUpdate;
 pub use channel::link_meter::SLOW_BPS as SLOW_LINK_BPS;
 pub use display_types::{
-    CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
+    BitsCopy, CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
 };
 pub use server::SpiceServer;
 pub use stats::{ChannelStats, CODECS};

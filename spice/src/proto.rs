@@ -101,6 +101,7 @@ pub const MOUSE_MODE_CLIENT: u16 = 2;
 pub mod display_msg {
     pub const MARK: u16 = 102;
     pub const RESET: u16 = 103;
+    pub const COPY_BITS: u16 = 104;
     pub const INVAL_LIST: u16 = 105;
     pub const INVAL_ALL_PALETTES: u16 = 108;
     pub const DRAW_FILL: u16 = 302;

@@ -168,8 +168,9 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
         let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
         vm.send(b"a");
         vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
-        // Then the drag: the sprite moved by screen-to-screen COPY_BITS and
-        // the uncovered strips filled (spicebox sends those as images).
+        // Then the drag: the sprite moved by screen-to-screen COPY_BITS
+        // (spicebox forwards them as COPY_BITS when the client's source is
+        // current) and the uncovered strips filled.
         vm.send(b"d");
         let done = images::QXL_ANIM_DONE_MARKER;
         vm.wait_for_count(done, 2, Duration::from_secs(60));

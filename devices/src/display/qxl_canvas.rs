@@ -7,7 +7,7 @@
 use super::qxl::QxlRect;
 use std::sync::Arc;
 
-use display_types::{Draw, Frame, ImageCopy, Rect, SolidFill};
+use display_types::{BitsCopy, Draw, Frame, ImageCopy, Rect, SolidFill};
 
 /// `SPICE_ROPD_*` bits of a ROP descriptor.
 pub mod ropd {
@@ -177,6 +177,40 @@ impl Canvas {
             src_y,
             image: image.clone(),
         }));
+    }
+
+    /// COPY_BITS of the canvas area at (`src_x`, `src_y`) onto `a`, reported
+    /// as a draw when a frontend that replays the draws in order, before the
+    /// dirty regions, reads a current source: the source lies in the canvas
+    /// and no dirty region (pixels the frontend gets only after every draw)
+    /// touches it. Otherwise `a` is drawn and marked dirty.
+    pub fn copy_bits(&mut self, a: Area, src_x: i64, src_y: i64) {
+        let source = u32::try_from(src_x)
+            .ok()
+            .zip(u32::try_from(src_y).ok())
+            .map(|(x, y)| Rect::new(x, y, a.width(), a.height()))
+            .filter(|s| {
+                s.right() <= u64::from(self.width)
+                    && s.bottom() <= u64::from(self.height)
+                    && !self.dirty.iter().any(|d| d.intersects(s))
+            });
+        let Some(source) = source else {
+            self.copy_within(a, src_x, src_y);
+            return;
+        };
+        let copy = BitsCopy {
+            rect: a.rect(),
+            src_x: source.x,
+            src_y: source.y,
+        };
+        let mut frame = Frame {
+            width: self.width,
+            height: self.height,
+            pixels: std::mem::take(&mut self.pixels),
+        };
+        Draw::CopyBits(copy).paint(&mut frame);
+        self.pixels = frame.pixels;
+        self.push_draw(Draw::CopyBits(copy));
     }
 
     /// Too many draws between two refreshes turn into dirty regions, which
@@ -420,6 +454,41 @@ mod tests {
             image,
         };
         assert_eq!(c.take_draws(), vec![Draw::Copy(copy)]);
+    }
+
+    #[test]
+    fn copy_bits_is_forwarded_only_from_a_clean_source_inside_the_canvas() {
+        let mut c = Canvas::new(8, 6).unwrap();
+        let all = c.clip_rect(&r(0, 0, 8, 6)).unwrap();
+        c.paint(all, |x, y, _| Some(y * 8 + x));
+        c.take_dirty();
+        // Scroll rows 2..6 up by two: forwarded, painted as a whole.
+        let dst = c.clip_rect(&r(0, 0, 8, 4)).unwrap();
+        c.copy_bits(dst, 0, 2);
+        assert_eq!(c.row(0, 0, 8), &[16, 17, 18, 19, 20, 21, 22, 23]);
+        assert_eq!(c.row(3, 0, 2), &[40, 41]);
+        assert!(c.take_dirty().is_empty());
+        let bits = BitsCopy {
+            rect: Rect::new(0, 0, 8, 4),
+            src_x: 0,
+            src_y: 2,
+        };
+        assert_eq!(c.take_draws(), vec![Draw::CopyBits(bits)]);
+        // A dirty region the frontend gets after the draws touches the
+        // source: drawn here and sent as pixels.
+        c.paint(c.clip_rect(&r(7, 5, 8, 6)).unwrap(), |_, _, _| Some(99));
+        c.copy_bits(c.clip_rect(&r(0, 0, 8, 2)).unwrap(), 0, 4);
+        assert!(c.take_draws().is_empty());
+        assert_eq!(c.row(1, 6, 2), &[46, 99]);
+        assert_eq!(
+            c.take_dirty(),
+            vec![Rect::new(7, 5, 1, 1), Rect::new(0, 0, 8, 2)]
+        );
+        // A source hanging off the canvas: drawn, dirty.
+        c.copy_bits(c.clip_rect(&r(0, 0, 4, 4)).unwrap(), 5, 0);
+        c.copy_bits(c.clip_rect(&r(4, 0, 8, 4)).unwrap(), -1, 0);
+        assert!(c.take_draws().is_empty());
+        assert_eq!(c.take_dirty().len(), 2);
     }
 
     #[test]

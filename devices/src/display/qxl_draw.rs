@@ -120,6 +120,9 @@ pub(super) enum Forward {
     Fill(u32),
     /// The bitmap, and where in it the bbox's top-left pixel comes from.
     Copy(Arc<Frame>, u32, u32),
+    /// A COPY_BITS drawn in one area (no clip, or one clip rectangle): the
+    /// canvas forwards it when the frontend's source pixels can be current.
+    CopyBits(i32, i32),
 }
 
 /// Where a copy of `src_area` of `b` onto `bbox` starts in the bitmap, if

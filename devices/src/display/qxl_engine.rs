@@ -693,6 +693,9 @@ impl Engine {
             Paint::Copy(Source::Bitmap(b), sa, rop, None) if is_overpaint(*rop) => {
                 forwardable_copy(b, sa, &bbox).map(|(x, y)| Forward::Copy(bitmap_frame(b), x, y))
             }
+            // Several clip areas would be several copies, each reading what
+            // the one before wrote: drawn as pixels.
+            Paint::CopyBits(x, y) if areas.len() == 1 => Some(Forward::CopyBits(*x, *y)),
             _ => None,
         };
         for a in areas {
@@ -703,6 +706,12 @@ impl Engine {
                     let sx = x + (a.left - bbox.left as u32);
                     let sy = y + (a.top - bbox.top as u32);
                     surface.canvas.copy_image(a, image, sx, sy);
+                }
+                Some(Forward::CopyBits(x, y)) => {
+                    // As `paint` does: the area is offset from the bbox alike.
+                    let sx = i64::from(*x) + i64::from(a.left) - i64::from(bbox.left);
+                    let sy = i64::from(*y) + i64::from(a.top) - i64::from(bbox.top);
+                    surface.canvas.copy_bits(a, sx, sy);
                 }
                 None => paint(&mut surface.canvas, a, &bbox, &op),
             }

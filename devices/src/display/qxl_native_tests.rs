@@ -13,6 +13,7 @@ use crate::interrupt::test_util::RecordingLine;
 use crate::pci;
 use crate::pci::config::{BAR0, COMMAND};
 use crate::pci::PciDevice;
+use display_types::{BitsCopy, SolidFill};
 
 const BAR0_BASE: u64 = 0xe000_0000;
 const BAR1_BASE: u64 = 0xe400_0000;
@@ -295,7 +296,7 @@ fn linux_dirty_fb_copy_fill_copy_bits_and_releases() {
         .iter()
         .map(|d| match d {
             Draw::Copy(c) => (c.rect, c.src_x, c.src_y, c.image.width, c.image.height),
-            Draw::Fill(f) => panic!("fill {f:?}"),
+            d => panic!("{d:?}"),
         })
         .collect();
     assert_eq!(
@@ -332,7 +333,24 @@ fn linux_dirty_fb_copy_fill_copy_bits_and_releases() {
     g.settle();
     let by_id = [(11, d1), (12, d2), (13, d3)];
     assert_eq!(g.collect_releases(&by_id), [12, 13]);
-    screen.refresh(&g.q, FbDirty::Unknown, t);
+    let u = screen.refresh(&g.q, FbDirty::Unknown, t);
+    // Both forwarded, in order: the scroll's source is only the fill's
+    // pixels and black, nothing a dirty image still has to bring.
+    assert!(u.rects.is_empty(), "{:?}", u.rects);
+    assert_eq!(
+        u.draws,
+        [
+            Draw::Fill(SolidFill {
+                rect: Rect::new(0, 40, 64, 8),
+                color: 0xab_cdef
+            }),
+            Draw::CopyBits(BitsCopy {
+                rect: Rect::new(0, 30, 64, 8),
+                src_x: 0,
+                src_y: 40
+            })
+        ]
+    );
     let f = screen.frame();
     assert_eq!(f.pixel(0, 47), 0xab_cdef);
     assert_eq!(f.pixel(63, 30), 0xab_cdef);

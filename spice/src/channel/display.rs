@@ -6,11 +6,15 @@
 //! advertise MONITORS_CONFIG, so spice-gtk derives the monitor from the primary
 //! surface and we never have to send one.
 //!
-//! Draws the device reports (QXL solid fills and 1:1 bitmap copies) are
-//! forwarded as DRAW_FILL and DRAW_COPY, not as images of what they changed:
-//! a client gets the queued draws first, then the dirty rectangles, whose
-//! images always hold the newest pixels, so whatever was drawn over a draw
-//! later reaches the client after it.
+//! Draws the device reports (QXL solid fills, 1:1 bitmap copies and
+//! screen-to-screen copies) are forwarded as DRAW_FILL, DRAW_COPY and
+//! COPY_BITS, not as images of what they changed: a client gets the queued
+//! draws first, then the dirty rectangles, whose images always hold the
+//! newest pixels, so whatever was drawn over a draw later reaches the client
+//! after it. A COPY_BITS reads the client's picture, so it is only sent where
+//! its source is current on the client when it arrives: a copy whose source
+//! touches a rectangle the client gets only later (pending, or still being
+//! sent) goes as a rectangle of its destination instead (`settle`).
 //!
 //! Images go through the client's pixmap cache when it announced one in
 //! DISPLAY_INIT (`pixmap_cache`): an image whose content was seen before is
@@ -42,7 +46,9 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::conn::Conn;
-use super::display_wire::{draw_copy, draw_fill, init_cache_size, inval_pixmaps, surface_create};
+use super::display_wire::{
+    draw_copy, draw_copy_bits, draw_fill, init_cache_size, inval_pixmaps, surface_create,
+};
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
@@ -137,6 +143,10 @@ impl DisplayChannel {
             .iter()
             .map(|d| match d {
                 Draw::Fill(f) => Queued::fill(*f),
+                Draw::CopyBits(_) => Queued {
+                    draw: d.clone(),
+                    key: None,
+                },
                 Draw::Copy(_) if !keyed => Queued {
                     draw: d.clone(),
                     key: None,
@@ -209,7 +219,11 @@ impl Head {
                 lock(&c.draws).clear();
             } else {
                 let mut q = lock(&c.draws);
-                q.extend(draws.iter().filter_map(|d| d.clip(w, h)));
+                // Checked against what was pending before this update: its
+                // own dirty rectangles are newer than its draws.
+                let mut new: Vec<Queued> = draws.iter().filter_map(|d| d.clip(w, h)).collect();
+                settle(&mut new, &mut p);
+                q.extend(new);
                 if q.len() > MAX_QUEUED_DRAWS {
                     for d in q.drain(..) {
                         p.add(*d.draw.rect());
@@ -237,8 +251,24 @@ impl Head {
     }
 }
 
+/// Drops the COPY_BITS of `draws` (in sending order, all to be sent before
+/// the rectangles of `stale`) whose source touches `stale`: the client would
+/// copy pixels it has not got yet. Each one's destination joins `stale`
+/// instead, to go as an image of the newest pixels, so a later copy reading
+/// it falls back too. Fills and image copies paint what they paint whatever
+/// the client has, and stay.
+fn settle(draws: &mut Vec<Queued>, stale: &mut Region) {
+    draws.retain(|q| match &q.draw {
+        Draw::CopyBits(b) if stale.touches(&b.source()) => {
+            stale.add(b.rect);
+            false
+        }
+        _ => true,
+    });
+}
+
 /// A draw waiting for a client, with its copied image's content key (the
-/// pixmap cache id; None for fills).
+/// pixmap cache id; None for fills and copy-bits).
 #[derive(Clone, Debug, PartialEq)]
 struct Queued {
     draw: Draw,
@@ -437,6 +467,15 @@ impl DisplayChannel {
                     draw: Draw::Copy(c),
                     key,
                 }) => self.send_copy(conn, st, &c, key),
+                Outgoing::Draw(Queued {
+                    draw: Draw::CopyBits(b),
+                    ..
+                }) => {
+                    conn.queue(display_msg::COPY_BITS, &draw_copy_bits(&b));
+                    if let Some(s) = conn.stats() {
+                        s.draw(None);
+                    }
+                }
                 Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels),
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
@@ -447,10 +486,18 @@ impl DisplayChannel {
             // pixels later, the draws go before any draw queued since.
             let _head = lock(hub);
             let mut p = lock(&st.client.pending);
+            let mut q = lock(&st.client.draws);
+            // The draws queued since the take were checked against what was
+            // pending then, not against these rectangles, which the client
+            // now gets after them.
+            let mut stale = Region::default();
             for r in rects {
+                stale.add(r);
+            }
+            settle(&mut q, &mut stale);
+            for r in stale.take() {
                 p.add(r);
             }
-            let mut q = lock(&st.client.draws);
             draws.extend(q.drain(..));
             *q = draws.into();
         } else if st.mark_due && conn.window_open() && st.created.is_some() {
@@ -694,6 +741,77 @@ mod tests {
         hub.update(&f, &[], &fills);
         assert!(lock(&c.draws).is_empty());
         assert!(!lock(&c.pending).take().is_empty());
+    }
+
+    fn bits(rect: Rect, src_x: u32, src_y: u32) -> Queued {
+        Queued {
+            draw: Draw::CopyBits(crate::BitsCopy { rect, src_x, src_y }),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn copy_bits_reading_pending_pixels_become_rectangles() {
+        let mut hub = Head::default();
+        let c = hub.register();
+        let f = frame(64, 64, 64 * 64);
+        hub.update(&f, &[], &[]);
+        lock(&c.pending).take();
+        // Pending since an earlier update: the client has not got it.
+        let dirty = Rect::new(0, 0, 8, 8);
+        hub.update(&f, &[dirty], &[]);
+        // Reads the pending rectangle: its destination goes as pixels; a
+        // copy reading that destination next falls back too; one reading
+        // clean pixels stays; this update's own rectangle (newer than its
+        // draws) does not count.
+        let reads_dirty = bits(Rect::new(20, 0, 10, 10), 4, 4);
+        let reads_fallback = bits(Rect::new(40, 40, 4, 4), 25, 5);
+        let clean = bits(Rect::new(0, 30, 10, 10), 0, 50);
+        let own = Rect::new(0, 50, 10, 10);
+        hub.update(&f, &[own], &[reads_dirty, reads_fallback, clean.clone()]);
+        assert_eq!(*lock(&c.draws), vec![clean]);
+        let mut pending = lock(&c.pending).take();
+        pending.sort_by_key(|r| (r.y, r.x));
+        assert_eq!(
+            pending,
+            vec![
+                dirty,
+                Rect::new(20, 0, 10, 10),
+                Rect::new(40, 40, 4, 4),
+                own
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_bits_are_clipped_to_where_source_and_destination_fit() {
+        let mut hub = Head::default();
+        let c = hub.register();
+        let f = frame(16, 16, 256);
+        hub.update(&f, &[], &[]);
+        lock(&c.pending).take();
+        let over = bits(Rect::new(8, 0, 10, 4), 12, 0);
+        let outside = bits(Rect::new(0, 0, 4, 4), 16, 0);
+        hub.update(&f, &[], &[over, outside]);
+        assert_eq!(*lock(&c.draws), vec![bits(Rect::new(8, 0, 4, 4), 12, 0)]);
+    }
+
+    #[test]
+    fn copy_bits_bytes_follow_the_protocol_layout() {
+        let b = crate::BitsCopy {
+            rect: Rect::new(3, 5, 10, 2),
+            src_x: 7,
+            src_y: 1,
+        };
+        let mut expect = Vec::new();
+        expect.extend(0u32.to_le_bytes()); // surface_id
+        for v in [5i32, 3, 7, 13] {
+            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
+        }
+        expect.push(0); // clip NONE
+        expect.extend(7i32.to_le_bytes()); // src_pos.x
+        expect.extend(1i32.to_le_bytes()); // src_pos.y
+        assert_eq!(draw_copy_bits(&b), expect);
     }
 
     #[test]

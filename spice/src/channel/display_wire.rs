@@ -4,7 +4,7 @@ use crate::proto::{
     BRUSH_TYPE_SOLID, RES_TYPE_PIXMAP, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::{Reader, Writer};
-use crate::{Rect, SolidFill};
+use crate::{BitsCopy, Rect, SolidFill};
 
 pub fn surface_create(w: u32, h: u32) -> Vec<u8> {
     let mut b = Writer::new();
@@ -51,6 +51,17 @@ pub fn draw_fill(f: &SolidFill) -> Vec<u8> {
     w.u8(BRUSH_TYPE_SOLID).u32(f.color & 0x00ff_ffff);
     w.u16(ROPD_OP_PUT);
     w.u8(0).i32(0).i32(0).u32(0); // no mask
+    w.finish()
+}
+
+/// COPY_BITS of surface 0 onto `b.rect` from the area whose top-left is
+/// `src_pos`, no clip.
+pub fn draw_copy_bits(b: &BitsCopy) -> Vec<u8> {
+    let mut w = Writer::with_capacity(29);
+    w.u32(0); // surface 0
+    rect(&mut w, &b.rect); // box
+    w.u8(0); // clip NONE
+    w.i32(b.src_x as i32).i32(b.src_y as i32); // src_pos
     w.finish()
 }
 

@@ -28,6 +28,11 @@ impl Region {
         }
     }
 
+    /// Does any rectangle share a pixel with `r`?
+    pub fn touches(&self, r: &Rect) -> bool {
+        self.rects.iter().any(|e| e.intersects(r))
+    }
+
     pub fn take(&mut self) -> Vec<Rect> {
         std::mem::take(&mut self.rects)
     }

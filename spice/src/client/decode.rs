@@ -80,6 +80,16 @@ pub enum ServerMsg {
         height: u32,
         color: u32,
     },
+    /// COPY_BITS: (x, y, w, h) gets the surface's pixels whose top-left is
+    /// (src_x, src_y), all read before any is written.
+    CopyBits {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        src_x: u32,
+        src_y: u32,
+    },
     Mark,
     Reset,
     InvalAllPalettes,
@@ -229,6 +239,7 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
         },
         (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
         (ch::DISPLAY, display_msg::DRAW_FILL) => return draw_fill(body),
+        (ch::DISPLAY, display_msg::COPY_BITS) => return copy_bits(body),
         (ch::DISPLAY, display_msg::INVAL_LIST) => return inval_list(body),
         (ch::DISPLAY, display_msg::MARK) => ServerMsg::Mark,
         (ch::DISPLAY, display_msg::RESET) => ServerMsg::Reset,
@@ -359,6 +370,31 @@ fn draw_fill(body: &[u8]) -> R<ServerMsg> {
         width,
         height,
         color,
+    })
+}
+
+/// COPY_BITS as the server sends it: surface 0, no clip, a source point
+/// inside the surface's coordinates (checked against its size when applied).
+fn copy_bits(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "COPY_BITS")?;
+    let (x, y, width, height) = rect(&mut r)?;
+    let clip = need(r.u8(), "COPY_BITS clip")?;
+    let src_x = need(r.i32(), "COPY_BITS src_pos")?;
+    let src_y = need(r.i32(), "COPY_BITS src_pos")?;
+    exact(&r, "COPY_BITS")?;
+    if surface != 0 || clip != 0 || src_x < 0 || src_y < 0 || width == 0 || height == 0 {
+        return Err(format!(
+            "COPY_BITS surface {surface} clip {clip} src {src_x},{src_y} size {width}x{height}"
+        ));
+    }
+    Ok(ServerMsg::CopyBits {
+        x,
+        y,
+        width,
+        height,
+        src_x: src_x as u32,
+        src_y: src_y as u32,
     })
 }
 

@@ -150,6 +150,7 @@ pub struct ClientState {
     pub surface_destroys: u32,
     pub draw_copies: u64,
     pub draw_fills: u64,
+    pub copy_bits: u64,
     pub image_types: Vec<u8>,
     /// The pixmap cache: id -> (width, height, pixels).
     pub pixmaps: HashMap<u64, (u32, u32, Vec<u32>)>,
@@ -747,6 +748,41 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                 s.pixels[start..start + width as usize].fill(color);
             }
             g.draw_fills += 1;
+        }
+        ServerMsg::CopyBits {
+            x,
+            y,
+            width,
+            height,
+            src_x,
+            src_y,
+        } => {
+            let s = g
+                .surface
+                .as_mut()
+                .ok_or("COPY_BITS before SURFACE_CREATE")?;
+            let fits = |x: u32, y: u32| {
+                u64::from(x) + u64::from(width) <= u64::from(s.width)
+                    && u64::from(y) + u64::from(height) <= u64::from(s.height)
+            };
+            if !fits(x, y) || !fits(src_x, src_y) {
+                return Err(format!(
+                    "COPY_BITS {src_x},{src_y} -> {x},{y} {width}x{height} outside surface"
+                ));
+            }
+            // As spice-common's canvas: the source is read whole first.
+            let stride = s.width as usize;
+            let rows: Vec<Vec<u32>> = (0..height as usize)
+                .map(|r| {
+                    let start = (src_y as usize + r) * stride + src_x as usize;
+                    s.pixels[start..start + width as usize].to_vec()
+                })
+                .collect();
+            for (r, row) in rows.iter().enumerate() {
+                let start = (y as usize + r) * stride + x as usize;
+                s.pixels[start..start + width as usize].copy_from_slice(row);
+            }
+            g.copy_bits += 1;
         }
         ServerMsg::Mark => g.marks += 1,
         ServerMsg::InputsInit { modifiers } => g.inputs_init = Some(modifiers),
