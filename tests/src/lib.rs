@@ -12,6 +12,7 @@ pub mod qmp;
 pub mod screen;
 pub mod slow_link;
 pub mod tools;
+pub mod tshark;
 pub mod usb_peer;
 pub mod x509;
 pub mod xvfb;

@@ -18,7 +18,8 @@ use spice::client::{ClientOptions, TestClient};
 use spice::Listen;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::screen::{self, differences, Frame};
-use spicebox_tests::tools::{free_port, require_tool, run_timeout, spicy_screenshot};
+use spicebox_tests::tools::{free_port, require_tool, spicy_screenshot};
+use spicebox_tests::tshark::Capture;
 use spicebox_tests::xvfb::{Guard, Xvfb};
 use spicebox_tests::{run_cli, spicebox, SpiceboxVm, TempDir};
 
@@ -330,33 +331,9 @@ fn remote_viewer_typing_under_xvfb_reaches_the_guest() {
 
 #[test]
 fn tshark_decodes_a_captured_session_without_malformed_packets() {
-    require_tool("tshark", "tshark");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        root,
-        "capturing on lo needs root (run this test as root, or give dumpcap cap_net_raw)"
-    );
     let dir = TempDir::new("spice-tshark");
     let mut vm = Vm::start(&dir, Some(PASSWORD));
-    let pcap = dir.join("session.pcapng");
-    let log = dir.join("tshark.log");
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-i", "lo", "-f", &format!("tcp port {}", vm.port), "-w"])
-        .arg(&pcap)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-    let mut tshark = Guard::spawn(cmd, "tshark");
-    let deadline = Instant::now() + STEP;
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Capturing on")
-    {
-        tshark.check_alive();
-        assert!(Instant::now() < deadline, "tshark did not start capturing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut capture = Capture::start(&dir, vm.port, "session");
     // spicy-screenshot links main and display; remote-viewer adds inputs and
     // cursor, and typing sends key messages.
     let shot = dir.join("shot.ppm");
@@ -374,63 +351,11 @@ fn tshark_decodes_a_captured_session_without_malformed_packets() {
         vm.show_graphics();
         std::thread::sleep(Duration::from_secs(1));
     }
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: SIGINT to the capture we started; it writes out and exits.
-    unsafe { libc::kill(tshark.pid(), libc::SIGINT) };
-    let deadline = Instant::now() + STEP;
-    while tshark.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "tshark did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    capture.stop();
+    let streams = capture.opened_streams();
+    capture.assert_well_formed(&streams);
 
-    let decode_as = format!("tcp.port=={},spice", vm.port);
-    let read = |filter: &str, fields: bool| {
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r")
-            .arg(&pcap)
-            .args(["-d", &decode_as, "-Y", filter]);
-        if fields {
-            cmd.args([
-                "-T",
-                "fields",
-                "-e",
-                "_ws.col.Protocol",
-                "-e",
-                "_ws.col.Info",
-            ]);
-        }
-        let out = run_timeout(cmd, STEP);
-        assert!(out.status.success(), "tshark -r: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
-    // Only connections to the server captured from their SYN are judged: the
-    // dissector tells link messages from data by a stream's start, and a
-    // concurrent test's client may use this port number as its own
-    // (ephemeral) end of a connection to another VM, which the capture
-    // filter also matches.
-    let opened = format!(
-        "tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == {}",
-        vm.port
-    );
-    let started: Vec<String> = read(&opened, false).lines().map(str::to_owned).collect();
-    let streams = stream_ids(&pcap, &opened);
-    assert!(!streams.is_empty(), "no connection captured:\n{started:?}");
-    let judged = format!(
-        "(_ws.malformed || _ws.expert.severity == error) && tcp.stream in {{{}}}",
-        streams.join(", ")
-    );
-    let bad = read(&judged, false);
-    if !bad.trim().is_empty() {
-        // Keep what is needed to tell a dissector gap from our bytes.
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r")
-            .arg(&pcap)
-            .args(["-d", &decode_as, "-x", "-Y", &judged]);
-        let hex = text(&run_timeout(cmd, STEP).stdout);
-        panic!("malformed or erroneous SPICE packets:\n{bad}\n{hex}\nconnections: {started:?}");
-    }
-
-    let decoded = read("spice", true);
+    let decoded = capture.read("spice", true);
     let lines: Vec<&str> = decoded.lines().collect();
     let has = |proto: &str, info: &str| {
         lines
@@ -688,21 +613,4 @@ fn unsafe_or_broken_spice_options_are_refused() {
     let (status, stderr) = run_cli(spicebox!(), &["run", "--spice", "nowhere"]);
     assert!(!status.success());
     assert!(stderr.contains("not a SPICE address"), "{stderr}");
-}
-
-/// The `tcp.stream` numbers of the packets in `pcap` that match `filter`.
-fn stream_ids(pcap: &Path, filter: &str) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-e", "tcp.stream"]);
-    let out = run_timeout(cmd, STEP);
-    assert!(out.status.success(), "tshark -r: {}", text(&out.stderr));
-    let mut ids: Vec<String> = text(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
 }

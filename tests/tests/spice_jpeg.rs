@@ -14,8 +14,8 @@
 //! display channel's traffic, latency, link verdict and images per codec.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use images::{qxl_scene, TestImage};
 use serde_json::{json, Value};
@@ -23,10 +23,8 @@ use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::slow_link::SlowLink;
-use spicebox_tests::tools::{
-    free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
-};
-use spicebox_tests::xvfb::Guard;
+use spicebox_tests::tools::{free_port, require_spice_client_glib, require_tool, spicy_screenshot};
+use spicebox_tests::tshark::Capture;
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -175,75 +173,6 @@ fn watch_animation(dir: &TempDir, name: &str, vm: &mut SpiceboxVm, port: u16) ->
     client.picture()
 }
 
-/// A capture of `port` on lo, stopped (SIGINT) and judged by `finish`.
-struct Capture {
-    tshark: Guard,
-    pcap: std::path::PathBuf,
-    port: u16,
-}
-
-impl Capture {
-    fn start(dir: &TempDir, port: u16) -> Capture {
-        require_tool("tshark", "tshark");
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(root, "capturing on lo needs root");
-        let pcap = dir.join("jpeg.pcapng");
-        let log = dir.join("tshark.log");
-        let mut cmd = Command::new("tshark");
-        cmd.args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
-            .arg(&pcap)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-        let mut tshark = Guard::spawn(cmd, "tshark");
-        let deadline = Instant::now() + STEP;
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("Capturing on")
-        {
-            tshark.check_alive();
-            assert!(Instant::now() < deadline, "tshark did not start capturing");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Capture { tshark, pcap, port }
-    }
-
-    /// Stops the capture; returns the decoded DISPLAY messages' info column.
-    /// Panics on malformed or erroneous SPICE packets.
-    fn finish(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(500));
-        // SAFETY: SIGINT to the capture we started; it writes out and exits.
-        unsafe { libc::kill(self.tshark.pid(), libc::SIGINT) };
-        let deadline = Instant::now() + STEP;
-        while self.tshark.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "tshark did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let decode_as = format!("tcp.port=={},spice", self.port);
-        let read = |filter: &str| {
-            let mut cmd = Command::new("tshark");
-            cmd.arg("-r")
-                .arg(&self.pcap)
-                .args(["-d", &decode_as, "-Y", filter]);
-            cmd.args([
-                "-T",
-                "fields",
-                "-e",
-                "_ws.col.Protocol",
-                "-e",
-                "_ws.col.Info",
-            ]);
-            let out = run_timeout(cmd, STEP);
-            assert!(out.status.success(), "tshark -r failed");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        let bad = read("_ws.malformed || _ws.expert.severity == error");
-        assert!(bad.trim().is_empty(), "malformed SPICE packets:\n{bad}");
-        read("spice")
-    }
-}
-
 #[test]
 fn jpeg_always_keeps_photos_within_psnr_and_the_rest_exact_on_spicebox_and_qemu() {
     require_spice_client_glib();
@@ -253,14 +182,16 @@ fn jpeg_always_keeps_photos_within_psnr_and_the_rest_exact_on_spicebox_and_qemu(
     for qemu_run in [true, false] {
         let name = if qemu_run { "qemu" } else { "spicebox" };
         let (mut vm, port) = boot(&dir, name, qemu_run);
-        let capture = (!qemu_run).then(|| Capture::start(&dir, port));
+        let capture = (!qemu_run).then(|| Capture::start(&dir, port, "jpeg"));
         let live = watch_animation(&dir, name, &mut vm, port);
         let v = judge(&live, &want, sprite);
         eprintln!("{name}: live client {v:?}");
         assert_eq!(v.lossless_wrong, 0, "{name}: lossless areas differ");
         assert!(v.psnr >= MIN_PSNR, "{name}: the sprite at {:.1} dB", v.psnr);
-        if let Some(c) = capture {
-            let decoded = c.finish();
+        if let Some(mut c) = capture {
+            c.stop();
+            c.assert_well_formed(&c.opened_streams());
+            let decoded = c.read("spice", true);
             assert!(
                 decoded.contains("DRAW_COPY"),
                 "no DRAW_COPY in the capture:\n{decoded}"
