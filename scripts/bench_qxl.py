@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_spice import Proxy, Viewer, Vm, free_port  # noqa: E402
+from bench_spice import Proxy, Viewer, Vm, free_port, require_tools, write_images  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY = b"QXL-NATIVE-READY"
@@ -164,16 +164,12 @@ def main():
     ap.add_argument("--probes", type=int, default=20, help="latency probes")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
-    for tool, pkg in [("remote-viewer", "virt-viewer"), ("Xvfb", "xvfb"),
-                      ("qemu-system-x86_64", "qemu-system-x86")]:
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} missing: apt-get install {pkg}")
+    require_tools([("remote-viewer", "virt-viewer"), ("Xvfb", "xvfb"),
+                      ("qemu-system-x86_64", "qemu-system-x86")])
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-qxl-")
     try:
-        subprocess.run(["cargo", "run", "-q", "--release", "-p", "images", "--example",
-                        "write_images", "--", tmp], check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
+        write_images(tmp)
         disk = os.path.join(tmp, "qxl-native.img")
         spicebox = lambda port: [os.path.join(ROOT, "target/release/spicebox"), "run", disk,
                                  "-m", "512M", "--serial", "stdio", "--control", "none",

@@ -85,8 +85,12 @@ class Proxy:
             rec = [None, 0, None]
             with self.lock:
                 self.conns.append(rec)
-            threading.Thread(target=self._up, args=(cs, ss, rec), daemon=True).start()
-            threading.Thread(target=self._down, args=(ss, cs, rec), daemon=True).start()
+            self._relay(cs, ss, rec)
+
+    def _relay(self, cs, ss, rec):
+        """Starts relaying one accepted connection (client cs, server ss)."""
+        threading.Thread(target=self._up, args=(cs, ss, rec), daemon=True).start()
+        threading.Thread(target=self._down, args=(ss, cs, rec), daemon=True).start()
 
     def _up(self, src, dst, rec):
         head = b""
@@ -315,6 +319,20 @@ def bench(name, cmd_for, args, tmp):
         vm.stop()
 
 
+def require_tools(tools):
+    """Exits with the install command for the first (tool, package) missing."""
+    for tool, pkg in tools:
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} missing: apt-get install {pkg}")
+
+
+def write_images(tmp):
+    """Writes every test image into tmp (the images crate's write_images)."""
+    subprocess.run(["cargo", "run", "-q", "--release", "-p", "images", "--example",
+                    "write_images", "--", tmp], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -322,16 +340,12 @@ def main():
     ap.add_argument("--rate", type=float, default=30, help="characters per second")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
-    for tool, pkg in [("spicy-screenshot", "spice-client-gtk"), ("remote-viewer", "virt-viewer"),
-                      ("Xvfb", "xvfb"), ("qemu-system-x86_64", "qemu-system-x86")]:
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} missing: apt-get install {pkg}")
+    require_tools([("spicy-screenshot", "spice-client-gtk"), ("remote-viewer", "virt-viewer"),
+                      ("Xvfb", "xvfb"), ("qemu-system-x86_64", "qemu-system-x86")])
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-spice-")
     try:
-        subprocess.run(["cargo", "run", "-q", "--release", "-p", "images", "--example",
-                        "write_images", "--", tmp], check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
+        write_images(tmp)
         disk = os.path.join(tmp, "demo.img")
         spicebox = lambda port: [os.path.join(ROOT, "target/release/spicebox"), "run", disk,
                                  "-m", "1G", "--serial", "stdio", "--control", "none",

@@ -26,7 +26,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_spice import ROOT, TICK, Vm, free_port  # noqa: E402
+from bench_spice import ROOT, TICK, Vm, free_port, require_tools, write_images  # noqa: E402
 
 import websocket  # noqa: E402  (python3-websocket)
 
@@ -205,19 +205,15 @@ def main():
     ap.add_argument("--rate", type=float, default=30, help="characters per second")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
-    for tool, pkg in [("spicy-screenshot", "spice-client-gtk"), ("remote-viewer", "virt-viewer"),
+    require_tools([("spicy-screenshot", "spice-client-gtk"), ("remote-viewer", "virt-viewer"),
                       ("Xvfb", "xvfb"), ("qemu-system-x86_64", "qemu-system-x86"),
                       ("chromium", "chromium"), ("websockify", "websockify"),
-                      ("openssl", "openssl")]:
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} missing: apt-get install {pkg}")
+                      ("openssl", "openssl")])
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-transport-")
     websockify = None
     try:
-        subprocess.run(["cargo", "run", "-q", "--release", "-p", "images", "--example",
-                        "write_images", "--", tmp], check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
+        write_images(tmp)
         disk = os.path.join(tmp, "demo.img")
         x509 = os.path.join(tmp, "x509")
         make_x509(x509)

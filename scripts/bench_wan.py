@@ -45,7 +45,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_qxl import DONE, QxlVm  # noqa: E402
-from bench_spice import Proxy, Viewer, free_port  # noqa: E402
+from bench_spice import Proxy, Viewer, free_port, require_tools, write_images  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK = 1448  # one TCP segment, as SlowLink
@@ -66,20 +66,9 @@ class WanProxy(Proxy):
         self.types = {}  # display message type -> [count, bytes]
         super().__init__(backend_port)
 
-    def _accept(self):
-        while True:
-            try:
-                cs, _ = self.ls.accept()
-            except OSError:
-                return
-            ss = socket.create_connection(("127.0.0.1", self.backend))
-            for s in (cs, ss):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            rec = [None, 0, None]
-            with self.lock:
-                self.conns.append(rec)
-            self._pipe(cs, ss, rec, up=True)
-            self._pipe(ss, cs, rec, up=False)
+    def _relay(self, cs, ss, rec):
+        self._pipe(cs, ss, rec, up=True)
+        self._pipe(ss, cs, rec, up=False)
 
     def _pipe(self, src, dst, rec, up):
         q = queue.Queue(QUEUE)
@@ -282,17 +271,13 @@ def main():
     ap.add_argument("--quiet", type=float, default=1.5, help="drained after s")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
-    for tool, pkg in [("remote-viewer", "virt-viewer"), ("Xvfb", "xvfb"),
-                      ("qemu-system-x86_64", "qemu-system-x86")]:
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} missing: apt-get install {pkg}")
+    require_tools([("remote-viewer", "virt-viewer"), ("Xvfb", "xvfb"),
+                      ("qemu-system-x86_64", "qemu-system-x86")])
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-wan-")
     rows = []
     try:
-        subprocess.run(["cargo", "run", "-q", "--release", "-p", "images", "--example",
-                        "write_images", "--", tmp], check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
+        write_images(tmp)
         disk = os.path.join(tmp, "qxl-native.img")
         spicebox = lambda port: [os.path.join(ROOT, "target/release/spicebox"), "run", disk,
                                  "-m", "512M", "--serial", "stdio", "--control", "none",
