@@ -9,6 +9,7 @@ pub mod audio;
 pub mod cdp;
 pub mod glib_client;
 pub mod qmp;
+pub mod qxl_native;
 pub mod screen;
 pub mod slow_link;
 pub mod tools;

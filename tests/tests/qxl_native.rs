@@ -6,19 +6,15 @@
 //! images::qxl_scene, spice-gtk's cursor channel (SpiceClientGLib,
 //! tests/py/spice_cursor.py) the guest's cursor shape.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use images::{qxl_scene, TestImage};
+use images::qxl_scene;
 use spicebox_tests::glib_client::LiveGlibClient;
+use spicebox_tests::qxl_native::{self, Boot};
 use spicebox_tests::screen::{self, Frame};
-use spicebox_tests::tools::{
-    free_port, require_spice_client_glib, require_tool, run_timeout, spicy_screenshot,
-};
+use spicebox_tests::tools::{require_spice_client_glib, run_timeout, spicy_screenshot};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
-
-const BOOT: Duration = Duration::from_secs(120);
 
 /// The tests here boot two VMs each, one after the other; run side by side
 /// (cargo's test threads) they starve each other's emulated guest code.
@@ -28,34 +24,15 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn qemu(disk: &Path, port: u16) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-spice")
-        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"))
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
-    cmd
-}
-
 /// The qxl-native guest booted on QEMU or spicebox, SPICE on a free port,
 /// up to its READY marker (the scene drawn).
-fn boot(dir: &TempDir, name: &str, qemu_run: bool) -> (SpiceboxVm, u16) {
-    let disk = dir.join(&format!("qxl-native-{name}.img"));
-    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
-    let port = free_port();
-    let mut vm = if qemu_run {
-        SpiceboxVm::start_command(qemu(&disk, port))
-    } else {
-        let spice = format!("127.0.0.1:{port}");
-        let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
-        SpiceboxVm::start(spicebox!(), &[&args[..], &["--disable-ticketing"]].concat())
+fn boot(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16) {
+    let how = Boot {
+        qemu,
+        jpeg: None,
+        control: None,
     };
-    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
-    (vm, port)
+    qxl_native::boot(spicebox!(), dir, name, how)
 }
 
 /// Any byte but `a`/`f` ends the guest: its OK marker, then a clean exit.

@@ -13,60 +13,34 @@
 //! lossy, a local one gets it exact; spicebox's QMP `query-spice` shows the
 //! display channel's traffic, latency, link verdict and images per codec.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use images::{qxl_scene, TestImage};
+use images::qxl_scene;
 use serde_json::{json, Value};
 use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::qmp::Qmp;
+use spicebox_tests::qxl_native::{self, Boot};
 use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::slow_link::SlowLink;
-use spicebox_tests::tools::{free_port, require_spice_client_glib, require_tool, spicy_screenshot};
+use spicebox_tests::tools::{require_spice_client_glib, spicy_screenshot};
 use spicebox_tests::tshark::Capture;
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
-const BOOT: Duration = Duration::from_secs(120);
 const STEP: Duration = Duration::from_secs(30);
 /// Lowest PSNR (dB) of the lossy areas: quality-85 JPEG of smooth
 /// gradients is well above 35 dB; a broken encoder or wrong colour order is
 /// far below 20.
 const MIN_PSNR: f64 = 30.0;
 
-fn qemu(disk: &Path, port: u16) -> Command {
-    qemu_jpeg(disk, port, "always")
-}
-
-fn qemu_jpeg(disk: &Path, port: u16, jpeg: &str) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-spice")
-        .arg(format!(
-            "port={port},addr=127.0.0.1,disable-ticketing=on,jpeg-wan-compression={jpeg}"
-        ))
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
-    cmd
-}
-
-fn boot(dir: &TempDir, name: &str, qemu_run: bool) -> (SpiceboxVm, u16) {
-    let disk = dir.join(&format!("qxl-native-{name}.img"));
-    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
-    let port = free_port();
-    let mut vm = if qemu_run {
-        SpiceboxVm::start_command(qemu(&disk, port))
-    } else {
-        let spice = format!("127.0.0.1:{port}");
-        let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
-        let more = ["--disable-ticketing", "--spice-jpeg", "always"];
-        SpiceboxVm::start(spicebox!(), &[&args[..], &more[..]].concat())
+/// The qxl-native guest with `--spice-jpeg always` (QEMU:
+/// `jpeg-wan-compression=always`), up to its READY marker.
+fn boot(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16) {
+    let how = Boot {
+        qemu,
+        jpeg: Some("always"),
+        control: None,
     };
-    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
-    (vm, port)
+    qxl_native::boot(spicebox!(), dir, name, how)
 }
 
 fn finish(mut vm: SpiceboxVm, name: &str) {
@@ -226,23 +200,15 @@ const SLOW_DELAY: Duration = Duration::from_millis(50);
 
 /// The qxl-native guest with `--spice-jpeg auto` (QEMU:
 /// `jpeg-wan-compression=auto`); spicebox with QMP.
-fn boot_auto(dir: &TempDir, name: &str, qemu_run: bool) -> (SpiceboxVm, u16, Option<Qmp>) {
-    let disk = dir.join(&format!("qxl-native-{name}.img"));
-    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
-    let port = free_port();
+fn boot_auto(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16, Option<Qmp>) {
     let sock = dir.join(&format!("qmp-{name}.sock"));
-    let mut vm = if qemu_run {
-        SpiceboxVm::start_command(qemu_jpeg(&disk, port, "auto"))
-    } else {
-        let spice = format!("127.0.0.1:{port}");
-        let control = format!("unix:{}", sock.display());
-        let args = [disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
-        let more = ["--disable-ticketing", "--spice-jpeg", "auto"];
-        let ctl = ["--control", &control];
-        SpiceboxVm::start(spicebox!(), &[&args[..], &more[..], &ctl[..]].concat())
+    let how = Boot {
+        qemu,
+        jpeg: Some("auto"),
+        control: (!qemu).then_some(sock.as_path()),
     };
-    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
-    let qmp = (!qemu_run).then(|| Qmp::connect(&sock, Duration::from_secs(10)));
+    let (vm, port) = qxl_native::boot(spicebox!(), dir, name, how);
+    let qmp = (!qemu).then(|| Qmp::connect(&sock, Duration::from_secs(10)));
     (vm, port, qmp)
 }
 

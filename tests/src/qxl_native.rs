@@ -1,0 +1,65 @@
+//! The qxl-native test guest booted on QEMU (`-vga qxl -spice`) or spicebox
+//! with SPICE on a free port, for the tests that judge its pictures.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use images::TestImage;
+
+use crate::tools::{free_port, require_tool};
+use crate::{SpiceboxVm, TempDir};
+
+/// Boot to the guest's READY marker: it is emulated ring-0 code on this host.
+const BOOT: Duration = Duration::from_secs(120);
+
+/// How to boot: which VMM, the JPEG mode (spicebox `--spice-jpeg`, QEMU
+/// `jpeg-wan-compression`; None = each one's default), and spicebox's QMP
+/// socket if one is wanted.
+pub struct Boot<'a> {
+    pub qemu: bool,
+    pub jpeg: Option<&'a str>,
+    pub control: Option<&'a Path>,
+}
+
+/// Writes the guest's disk as `qxl-native-<name>.img` in `dir`, boots it on
+/// the VMM `boot` names (`spicebox` is the binary's path) and waits until the
+/// scene is drawn. Returns the VM and its SPICE port.
+pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxVm, u16) {
+    let disk = dir.join(&format!("qxl-native-{name}.img"));
+    images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
+    let port = free_port();
+    let mut vm = if boot.qemu {
+        SpiceboxVm::start_command(qemu(&disk, port, boot.jpeg))
+    } else {
+        let spice = format!("127.0.0.1:{port}");
+        let mut args = vec![disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
+        args.push("--disable-ticketing");
+        if let Some(jpeg) = boot.jpeg {
+            args.extend(["--spice-jpeg", jpeg]);
+        }
+        let control = boot.control.map(|s| format!("unix:{}", s.display()));
+        if let Some(control) = &control {
+            args.extend(["--control", control]);
+        }
+        SpiceboxVm::start(spicebox, &args)
+    };
+    vm.wait_for(images::QXL_NATIVE_READY_MARKER, BOOT);
+    (vm, port)
+}
+
+fn qemu(disk: &Path, port: u16, jpeg: Option<&str>) -> Command {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let mut spice = format!("port={port},addr=127.0.0.1,disable-ticketing=on");
+    if let Some(jpeg) = jpeg {
+        spice += &format!(",jpeg-wan-compression={jpeg}");
+    }
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+        .args(["-spice", &spice])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
+    cmd
+}
