@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use images::TestImage;
 
-use crate::tools::{free_port, require_tool};
+use crate::tools::{free_port, qemu_guest, require_tool};
 use crate::{SpiceboxVm, TempDir};
 
 /// Boot to the guest's READY marker: it is emulated ring-0 code on this host.
@@ -54,12 +54,7 @@ fn qemu(disk: &Path, port: u16, jpeg: Option<&str>) -> Command {
     if let Some(jpeg) = jpeg {
         spice += &format!(",jpeg-wan-compression={jpeg}");
     }
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .args(["-spice", &spice])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
+    let mut cmd = qemu_guest(disk);
+    cmd.args(["-spice", &spice]);
     cmd
 }

@@ -97,3 +97,17 @@ pub fn spicy_screenshot(port: u16, password: Option<&str>, out: &Path) -> Output
     }
     run_timeout(cmd, Duration::from_secs(30))
 }
+
+/// QEMU booting a test guest's disk as the e2e tests compare against it: KVM,
+/// the `pc` machine, 512 MiB, QXL's VGA, no display, COM1 on stdio, the disk
+/// on a modern-only virtio-blk, no reboot. Tests add their devices and SPICE.
+pub fn qemu_guest(disk: &Path) -> Command {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
+        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
+    cmd
+}

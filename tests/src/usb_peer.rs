@@ -16,7 +16,7 @@ use spice::client::{link_channel_id, AnyStream, ClientOptions, TestClient};
 use spice::Listen;
 use usbredir::peer::{EmulatedDevice, HostPeer};
 
-use crate::tools::{free_port, require_tool};
+use crate::tools::{free_port, qemu_guest};
 use crate::SpiceboxVm;
 
 /// Boot, wait for the device and run the guest (it waits up to 120 s).
@@ -169,16 +169,10 @@ where
             during,
             poll,
         } = self;
-        require_tool("qemu-system-x86_64", "qemu-system-x86");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-            .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-            .arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", disk.display()))
-            .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-            .args(["-device", "qemu-xhci,id=xhci"])
+        let mut cmd = qemu_guest(disk);
+        cmd.args(["-device", "qemu-xhci,id=xhci"])
             .arg("-chardev")
             .arg(format!("socket,id=usbredir0,host=127.0.0.1,port={port}"))
             .args(["-device", "usb-redir,chardev=usbredir0,bus=xhci.0"]);

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use images::TestImage;
 use spicebox_tests::audio::{dominant, recorder};
-use spicebox_tests::tools::{free_port, require_tool, run_timeout};
+use spicebox_tests::tools::{free_port, qemu_guest, run_timeout};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT_AND_PLAY: Duration = Duration::from_secs(150);
@@ -29,21 +29,15 @@ const BOOT_AND_PLAY: Duration = Duration::from_secs(150);
 const RECORD_SECONDS: &str = "10";
 
 fn qemu(disk: &Path, port: u16) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-        .args([
-            "-device",
-            "AC97,audiodev=snd0",
-            "-audiodev",
-            "spice,id=snd0",
-        ])
-        .arg("-spice")
-        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
+    let mut cmd = qemu_guest(disk);
+    cmd.args([
+        "-device",
+        "AC97,audiodev=snd0",
+        "-audiodev",
+        "spice,id=snd0",
+    ])
+    .arg("-spice")
+    .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
     cmd
 }
 

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use images::TestImage;
-use spicebox_tests::tools::{free_port, require_spice_client_glib, require_tool, run_timeout};
+use spicebox_tests::tools::{free_port, qemu_guest, require_spice_client_glib, run_timeout};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT_AND_RECORD: Duration = Duration::from_secs(120);
@@ -23,21 +23,15 @@ const TONE_HZ: f64 = 1000.0;
 const AMPLITUDE: &str = "12000";
 
 fn qemu(disk: &Path, port: u16) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-        .args([
-            "-device",
-            "AC97,audiodev=snd0",
-            "-audiodev",
-            "spice,id=snd0",
-        ])
-        .arg("-spice")
-        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
+    let mut cmd = qemu_guest(disk);
+    cmd.args([
+        "-device",
+        "AC97,audiodev=snd0",
+        "-audiodev",
+        "spice,id=snd0",
+    ])
+    .arg("-spice")
+    .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"));
     cmd
 }
 

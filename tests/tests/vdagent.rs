@@ -22,7 +22,7 @@ use spice::client::{ClientOptions, ClientState, TestClient};
 use spice::proto::main_msgc;
 use spice::Listen;
 use spicebox_tests::qmp::Qmp;
-use spicebox_tests::tools::{free_port, require_spice_client_glib, require_tool};
+use spicebox_tests::tools::{free_port, qemu_guest, require_spice_client_glib};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -31,25 +31,19 @@ const ANNOUNCE_CAPABILITIES: u32 = 6;
 const CLIPBOARD: u32 = 4;
 
 fn qemu(disk: &Path, port: u16, qmp: &Path) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-        .args([
-            "-spice",
-            &format!("port={port},addr=127.0.0.1,disable-ticketing=on"),
-        ])
-        .args(["-device", "virtio-serial-pci,disable-legacy=on"])
-        .args(["-chardev", "spicevmc,id=vdagent,name=vdagent"])
-        .args([
-            "-device",
-            "virtserialport,chardev=vdagent,name=com.redhat.spice.0,id=vdagent",
-        ])
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    let mut cmd = qemu_guest(disk);
+    cmd.args([
+        "-spice",
+        &format!("port={port},addr=127.0.0.1,disable-ticketing=on"),
+    ])
+    .args(["-device", "virtio-serial-pci,disable-legacy=on"])
+    .args(["-chardev", "spicevmc,id=vdagent,name=vdagent"])
+    .args([
+        "-device",
+        "virtserialport,chardev=vdagent,name=com.redhat.spice.0,id=vdagent",
+    ])
+    .arg("-qmp")
+    .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     cmd
 }
 

@@ -20,7 +20,7 @@ use spice::client::{ClientOptions, TestClient};
 use spice::Listen;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::screen::Frame;
-use spicebox_tests::tools::{free_port, require_tool};
+use spicebox_tests::tools::{free_port, qemu_guest, require_tool};
 use spicebox_tests::xvfb::{Guard, Xvfb};
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
@@ -28,21 +28,15 @@ const BOOT: Duration = Duration::from_secs(90);
 const STEP: Duration = Duration::from_secs(20);
 
 fn qemu(disk: &Path, qmp: &Path) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"])
-        .args([
-            "-device",
-            "virtio-keyboard-pci",
-            "-device",
-            "virtio-tablet-pci",
-        ])
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    let mut cmd = qemu_guest(disk);
+    cmd.args([
+        "-device",
+        "virtio-keyboard-pci",
+        "-device",
+        "virtio-tablet-pci",
+    ])
+    .arg("-qmp")
+    .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     cmd
 }
 

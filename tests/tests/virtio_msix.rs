@@ -11,20 +11,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use images::TestImage;
-use spicebox_tests::tools::require_tool;
+use spicebox_tests::tools::qemu_guest;
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(90);
 
 fn qemu(disk: &Path) -> Command {
-    require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-enable-kvm", "-machine", "pc", "-m", "512M", "-nodefaults"])
-        .args(["-vga", "qxl", "-display", "none", "-serial", "stdio"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .args(["-global", "virtio-blk-pci.disable-legacy=on", "-no-reboot"]);
-    cmd
+    qemu_guest(disk)
 }
 
 /// The `key=value` number in the guest's `msix ...` summary line.
