@@ -109,10 +109,6 @@ impl Listener<'_> {
                 // A ring whose write failed.
                 _ = self.bell.fallback.notified() => return,
             }
-            // Cleared before draining: a ring after this point writes a new
-            // byte (waking the next call), one before it is among the bytes
-            // drained; either way the caller looks at its queue next.
-            self.bell.rung.store(false, Ordering::Release);
             let mut buf = [0u8; 64];
             let mut drained = false;
             loop {
@@ -127,6 +123,15 @@ impl Listener<'_> {
                 }
             }
             if drained {
+                // Cleared after draining, never before: cleared first, a ring
+                // landing between the clear and the drain would set the flag
+                // and have its byte drained, leaving the flag set with no
+                // byte on its way, and every later ring would be skipped (a
+                // lost wake-up, seen in CI). Now a ring that found the flag
+                // set came before this swap, and the swap acquires what that
+                // ringer published, so the caller sees it when it looks at
+                // its queue; a ring after the swap writes a new byte.
+                self.bell.rung.swap(false, Ordering::AcqRel);
                 return;
             }
         }
@@ -185,7 +190,7 @@ mod tests {
             let listener = bell.listener();
             let (b, c) = (bell.clone(), count.clone());
             let ringer = std::thread::spawn(move || {
-                for _ in 0..2000 {
+                for _ in 0..20_000 {
                     c.fetch_add(1, Ordering::SeqCst);
                     b.ring();
                 }
@@ -193,7 +198,7 @@ mod tests {
             // Whatever the interleaving, the last increment is followed by a
             // wake-up that sees it.
             let mut seen = 0;
-            while seen < 2000 {
+            while seen < 20_000 {
                 tokio::time::timeout(Duration::from_secs(5), listener.wait())
                     .await
                     .expect("a ring was lost");
