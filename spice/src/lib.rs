@@ -83,7 +83,8 @@ pub mod fuzz;
 pub use channel::cursor::CursorUpdate;
 pub use channel::link_meter::SLOW_BPS as SLOW_LINK_BPS;
 pub use display_types::{
-    BitsCopy, CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
+    BitsCopy, BlendMode, CursorShape, Draw, Frame, ImageBlend, ImageCopy, Monitor, MonitorLayout,
+    Rect, SolidFill,
 };
 pub use server::SpiceServer;
 pub use stats::{ChannelStats, CODECS};

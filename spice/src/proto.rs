@@ -56,6 +56,9 @@ pub mod main_cap {
 }
 
 pub const INPUTS_CAP_KEY_SCANCODE: u32 = 0;
+/// The client composites (spice-gtk); spice-html5 has no DRAW_TRANSPARENT or
+/// DRAW_ALPHA_BLEND and does not announce it.
+pub const DISPLAY_CAP_COMPOSITE: u32 = 2;
 pub const DISPLAY_CAP_LZ4_COMPRESSION: u32 = 5;
 
 /// Base messages, server to client.
@@ -106,6 +109,8 @@ pub mod display_msg {
     pub const INVAL_ALL_PALETTES: u16 = 108;
     pub const DRAW_FILL: u16 = 302;
     pub const DRAW_COPY: u16 = 304;
+    pub const DRAW_TRANSPARENT: u16 = 312;
+    pub const DRAW_ALPHA_BLEND: u16 = 313;
     pub const SURFACE_CREATE: u16 = 314;
     pub const SURFACE_DESTROY: u16 = 315;
     pub const MONITORS_CONFIG: u16 = 317;

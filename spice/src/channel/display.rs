@@ -6,9 +6,11 @@
 //! advertise MONITORS_CONFIG, so spice-gtk derives the monitor from the primary
 //! surface and we never have to send one.
 //!
-//! Draws the device reports (QXL solid fills, 1:1 bitmap copies and
-//! screen-to-screen copies) are forwarded as DRAW_FILL, DRAW_COPY and
-//! COPY_BITS, not as images of what they changed: a client gets the queued
+//! Draws the device reports (QXL solid fills, 1:1 bitmap copies and blends,
+//! screen-to-screen copies) are forwarded as DRAW_FILL, DRAW_COPY,
+//! DRAW_TRANSPARENT / DRAW_ALPHA_BLEND (to clients announcing COMPOSITE, as
+//! spice-gtk does: spice-html5 ignores them, so it gets the blended pixels)
+//! and COPY_BITS, not as images of what they changed: a client gets the queued
 //! draws first, then the dirty rectangles, whose images always hold the
 //! newest pixels, so whatever was drawn over a draw later reaches the client
 //! after it. A COPY_BITS reads the client's picture, so it is only sent where
@@ -38,7 +40,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -47,7 +49,8 @@ use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::display_wire::{
-    draw_copy, draw_copy_bits, draw_fill, init_cache_size, inval_pixmaps, surface_create,
+    draw_alpha_blend, draw_copy, draw_copy_bits, draw_fill, draw_transparent, init_cache_size,
+    inval_pixmaps, surface_create,
 };
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
@@ -56,12 +59,12 @@ use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
 use crate::image::photo_like;
 use crate::proto::{
-    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION,
-    IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
+    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
+    DISPLAY_CAP_LZ4_COMPRESSION, IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
+use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
@@ -93,6 +96,9 @@ struct DisplayClient {
     /// the head's lock, so they go out before the rectangles queued after them.
     draws: Mutex<Vec<Queued>>,
     wake: Notify,
+    /// The client draws DRAW_TRANSPARENT and DRAW_ALPHA_BLEND; else its
+    /// blends go as images of their result.
+    blends: AtomicBool,
 }
 
 impl DisplayChannel {
@@ -147,11 +153,11 @@ impl DisplayChannel {
                     draw: d.clone(),
                     key: None,
                 },
-                Draw::Copy(_) if !keyed => Queued {
+                Draw::Copy(_) | Draw::Blend(_) if !keyed => Queued {
                     draw: d.clone(),
                     key: None,
                 },
-                Draw::Copy(c) => {
+                Draw::Copy(c) | Draw::Blend(crate::ImageBlend { copy: c, .. }) => {
                     let hash = match last {
                         Some((img, key)) if std::ptr::eq(img, &*c.image) => key,
                         _ => self.key(c.image.width, c.image.height, &c.image.pixels),
@@ -222,6 +228,16 @@ impl Head {
                 // Checked against what was pending before this update: its
                 // own dirty rectangles are newer than its draws.
                 let mut new: Vec<Queued> = draws.iter().filter_map(|d| d.clip(w, h)).collect();
+                if !c.blends.load(Ordering::Relaxed) {
+                    // After every queued draw, from the newest pixels.
+                    new.retain(|q| match &q.draw {
+                        Draw::Blend(b) => {
+                            p.add(b.copy.rect);
+                            false
+                        }
+                        _ => true,
+                    });
+                }
                 settle(&mut new, &mut p);
                 q.extend(new);
                 if q.len() > MAX_QUEUED_DRAWS {
@@ -334,8 +350,11 @@ impl DisplayChannel {
             return Ok(());
         };
         let conn = link.conn;
+        let client = lock(hub).register();
+        let blends = has_cap(&link.req.channel_caps, DISPLAY_CAP_COMPOSITE);
+        client.blends.store(blends, Ordering::Relaxed);
         let mut st = State {
-            client: lock(hub).register(),
+            client,
             head: link.req.channel_id,
             created: None,
             mark_due: false,
@@ -466,7 +485,11 @@ impl DisplayChannel {
                 Outgoing::Draw(Queued {
                     draw: Draw::Copy(c),
                     key,
-                }) => self.send_copy(conn, st, &c, key),
+                }) => self.send_copy(conn, st, &c, key, None),
+                Outgoing::Draw(Queued {
+                    draw: Draw::Blend(b),
+                    key,
+                }) => self.send_copy(conn, st, &b.copy, key, Some(b.mode)),
                 Outgoing::Draw(Queued {
                     draw: Draw::CopyBits(b),
                     ..
@@ -476,7 +499,7 @@ impl DisplayChannel {
                         s.draw(None);
                     }
                 }
-                Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels),
+                Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels, None),
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
@@ -508,17 +531,25 @@ impl DisplayChannel {
         Ok(())
     }
 
-    /// A forwarded copy: the image as it is when the copy shows all of it
-    /// (its content key known), else the part shown. Every image sent is the
-    /// box's size with no source offset: spice-html5 ignores `src_area`.
-    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: Option<u64>) {
+    /// A forwarded copy (or blend): the image as it is when the copy shows
+    /// all of it (its content key known), else the part shown. Every image
+    /// sent is the box's size with no source offset: spice-html5 ignores
+    /// `src_area`.
+    fn send_copy(
+        &self,
+        conn: &mut Conn,
+        st: &mut State,
+        c: &ImageCopy,
+        key: Option<u64>,
+        blend: Option<BlendMode>,
+    ) {
         let r = c.rect;
         let (iw, ih) = (c.image.width, c.image.height);
         if (c.src_x, c.src_y, r.width, r.height) == (0, 0, iw, ih) {
-            self.send_image(conn, st, &r, key, &c.image.pixels);
+            self.send_image(conn, st, &r, key, &c.image.pixels, blend);
         } else {
             let part = extract(&c.image, &Rect::new(c.src_x, c.src_y, r.width, r.height));
-            self.send_image(conn, st, &r, None, &part);
+            self.send_image(conn, st, &r, None, &part, blend);
         }
     }
 
@@ -540,6 +571,8 @@ impl DisplayChannel {
     /// cache when it has the image (and its copy is good enough), else the
     /// pixels (with CACHE_ME when the content was seen before, or
     /// CACHE_REPLACE_ME over a lossy copy). `key` is the content key if known.
+    /// With `blend`, a DRAW_TRANSPARENT or DRAW_ALPHA_BLEND of the image
+    /// instead, never lossy (a colour key must match exactly).
     fn send_image(
         &self,
         conn: &mut Conn,
@@ -547,9 +580,11 @@ impl DisplayChannel {
         dst: &Rect,
         key: Option<u64>,
         pixels: &[u32],
+        blend: Option<BlendMode>,
     ) {
         let (w, h) = (dst.width, dst.height);
         let (lossy, in_use) = self.lossy_ok(conn, w, h, pixels);
+        let lossy = lossy && blend.is_none();
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
@@ -595,7 +630,17 @@ impl DisplayChannel {
                 encode_image(tag, w, h, pixels, policy, ENCODERS)
             }
         };
-        conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image));
+        match blend {
+            None => conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image)),
+            Some(BlendMode::Transparent(key)) => conn.queue(
+                display_msg::DRAW_TRANSPARENT,
+                &draw_transparent(dst, &image, key),
+            ),
+            Some(BlendMode::Alpha(alpha)) => conn.queue(
+                display_msg::DRAW_ALPHA_BLEND,
+                &draw_alpha_blend(dst, &image, alpha),
+            ),
+        }
         if let Some(s) = conn.stats() {
             s.draw(Some(&image));
         }

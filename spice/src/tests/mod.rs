@@ -1,6 +1,7 @@
 //! End-to-end tests of the server against the in-crate test client (no KVM).
 
 mod agent;
+mod blend;
 mod copy_bits;
 mod display;
 mod flow;

@@ -21,8 +21,10 @@
 //! Prints `QXL-NATIVE-READY`, waits for a byte on COM1 (the host takes its
 //! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`. An `a` instead
 //! runs the benchmark's animation (10 s of moving copies and fills at 30
-//! frames/s, drawables recycled through the release ring), an `f` one FILL
-//! (its latency probe); both then wait again.
+//! frames/s, drawables recycled through the release ring), a `d` the same
+//! as a window drag, an `f` one FILL (its latency probe), a `b` blends (a
+//! colour-keyed TRANSPARENT and two ALPHA_BLENDs, as Xorg's and Windows'
+//! qxl drivers draw them); each then waits again.
 #![no_std]
 #![no_main]
 
@@ -85,6 +87,8 @@ const CMD_CURSOR: u32 = 3;
 const DRAW_FILL: u8 = 1;
 const DRAW_COPY: u8 = 3;
 const COPY_BITS: u8 = 4;
+const DRAW_TRANSPARENT: u8 = 12;
+const DRAW_ALPHA_BLEND: u8 = 13;
 const ROPD_OP_PUT: u16 = 1 << 3;
 
 /// Animation ('a' on COM1): frames per second and how many, drawable slots
@@ -633,6 +637,7 @@ fn main() {
         match serial::read_byte(Duration::from_secs(300)) {
             Some(b'a') => animate(&mut c, one, false),
             Some(b'd') => animate(&mut c, one, true),
+            Some(b'b') => blends(&mut c),
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
                 probes += 1;
@@ -711,6 +716,45 @@ fn animate(c: &mut Card, sprite: u64, drag: bool) {
         c.next_anim_id - before
     );
     println!("QXL-ANIM-DONE");
+}
+
+/// A 64x48 bitmap whose every other 8x8 cell is the colour key, drawn over
+/// the scene's first copy as a TRANSPARENT, then twice with ALPHA_BLEND
+/// (half and 200/255 opacity, the second over the first and the scene's
+/// FILL). Prints QXL-BLEND-DONE.
+fn blends(c: &mut Card) {
+    const W: u32 = 64;
+    const H: u32 = 48;
+    const KEY: u32 = 0x00_ff00;
+    let mut px = Vec::with_capacity((W * H * 4) as usize);
+    for y in 0..H {
+        for x in 0..W {
+            let p = if (x / 8 + y / 8) % 2 == 0 {
+                KEY
+            } else {
+                (x * 4) << 16 | (y * 5) << 8 | 0x40
+            };
+            px.extend_from_slice(&p.to_le_bytes());
+        }
+    }
+    let img = c.image(8, W, H, W * 4, &px, &[]);
+    let src_area = bytes_of_rect((0, 0, W as i32, H as i32));
+    let at = |x: i32, y: i32| (x, y, x + W as i32, y + H as i32);
+    let mut u = Vec::new();
+    u.extend_from_slice(&c.phys(img).to_le_bytes());
+    u.extend_from_slice(&src_area);
+    u.extend_from_slice(&KEY.to_le_bytes()); // src_color
+    u.extend_from_slice(&KEY.to_le_bytes()); // true_color
+    c.draw(DRAW_TRANSPARENT, at(136, 100), None, &u, "blend");
+    for (alpha, x, y) in [(0x80u8, 150, 110), (200, 380, 180), (200, 400, 200)] {
+        let mut u = Vec::new();
+        u.extend_from_slice(&0u16.to_le_bytes()); // alpha_flags
+        u.push(alpha);
+        u.extend_from_slice(&c.phys(img).to_le_bytes());
+        u.extend_from_slice(&src_area);
+        c.draw(DRAW_ALPHA_BLEND, at(x, y), None, &u, "blend");
+    }
+    println!("QXL-BLEND-DONE");
 }
 
 /// The DRAW_COPY union: all of `image` (w x h) put 1:1, no mask.
