@@ -322,6 +322,10 @@ struct State {
     policy: ImagePolicy,
     /// The client's pixmap cache, once DISPLAY_INIT announced one.
     cache: Option<PixmapCache>,
+    /// The client takes CACHE_REPLACE_ME (spice-gtk). spice-html5 ignores
+    /// the flag and would keep the lossy copy, so it gets INVAL_LIST and
+    /// CACHE_ME instead; it announces no COMPOSITE, which tells them apart.
+    cache_replace: bool,
     /// The first net test may still run: no picture before it ends.
     first_test: bool,
     /// When to look for an idle link to probe (or test again).
@@ -364,6 +368,7 @@ impl DisplayChannel {
                 lossy: false,
             },
             cache: None,
+            cache_replace: blends,
             first_test: true,
             next_probe: Instant::now() + PROBE_EVERY,
         };
@@ -599,10 +604,13 @@ impl DisplayChannel {
         let image = match cached {
             Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
             Some((id, CacheUse::Replace)) => {
-                let tag = ImageTag {
-                    id,
-                    flags: IMAGE_FLAGS_CACHE_REPLACE_ME,
+                let flags = if st.cache_replace {
+                    IMAGE_FLAGS_CACHE_REPLACE_ME
+                } else {
+                    conn.queue(display_msg::INVAL_LIST, &inval_pixmaps(&[id]));
+                    IMAGE_FLAGS_CACHE_ME
                 };
+                let tag = ImageTag { id, flags };
                 // `exact` holds here, so `policy` is lossless.
                 encode_image(tag, w, h, pixels, policy, ENCODERS)
             }

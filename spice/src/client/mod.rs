@@ -155,6 +155,9 @@ pub struct ClientState {
     pub draw_copies: u64,
     /// DRAW_TRANSPARENT and DRAW_ALPHA_BLEND messages drawn.
     pub blends: u64,
+    /// Refuse CACHE_REPLACE_ME, as a client without COMPOSITE may not know
+    /// it (spice-html5 ignores the flag and keeps the lossy copy).
+    pub no_cache_replace: bool,
     pub draw_fills: u64,
     pub copy_bits: u64,
     pub image_types: Vec<u8>,
@@ -284,6 +287,7 @@ impl TestClient {
     /// Links main, display, inputs and cursor.
     pub fn connect(listen: &Listen, opts: ClientOptions) -> Result<TestClient, Error> {
         let state: Shared = Arc::default();
+        state.0.lock().unwrap().no_cache_replace = !opts.composite;
         let auto_ack = Arc::new(AtomicBool::new(true));
         let mini = |l: &Linked| l.mini_header() && opts.mini_header;
         let (s, l) = link_channel(listen, 0, ch::MAIN, opts.main_caps.clone(), &opts)?;
@@ -675,6 +679,11 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                     if let Some(id) = cache_id {
                         // As spice-common's canvas: a replacement needs the
                         // lossy copy it replaces.
+                        if replace && g.no_cache_replace {
+                            return Err(format!(
+                                "CACHE_REPLACE_ME of {id:#x} to a client without COMPOSITE"
+                            ));
+                        }
                         if replace && !g.lossy_pixmaps.remove(&id) {
                             return Err(format!("CACHE_REPLACE_ME of {id:#x}: no lossy copy"));
                         }

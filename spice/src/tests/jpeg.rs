@@ -158,6 +158,17 @@ pub fn display_stats(server: &SpiceServer) -> crate::ChannelStats {
 /// lossy copy is replaced (CACHE_REPLACE_ME) and hits are lossless.
 #[test]
 fn auto_goes_lossy_on_a_slow_link_and_replaces_lossy_copies_after() {
+    lossy_then_exact(true);
+}
+
+/// The same for a client without COMPOSITE (spice-html5, which ignores
+/// CACHE_REPLACE_ME): the lossy copy is invalidated and cached anew.
+#[test]
+fn a_client_without_composite_gets_lossy_copies_invalidated_not_replaced() {
+    lossy_then_exact(false);
+}
+
+fn lossy_then_exact(composite: bool) {
     use crate::channel::link_meter::SLOW_BPS;
     use std::time::Instant;
     let (w, h) = (320, 200);
@@ -166,6 +177,7 @@ fn auto_goes_lossy_on_a_slow_link_and_replaces_lossy_copies_after() {
     server.update(&s, &[full(&s)], &[]);
     let opts = ClientOptions {
         display_bps: Some(2e6),
+        composite,
         ..ClientOptions::default()
     };
     let c = TestClient::connect(&server.local_addr(), opts).unwrap();
@@ -229,7 +241,11 @@ fn auto_goes_lossy_on_a_slow_link_and_replaces_lossy_copies_after() {
     copy(0, &mut s, &c);
     let st = c.state();
     assert!(st.errors.is_empty(), "{:?}", st.errors);
-    assert_eq!(st.cache_replaces, 1, "the lossy copy was replaced");
+    assert_eq!(
+        st.cache_replaces,
+        u64::from(composite),
+        "the lossy copy was replaced"
+    );
     assert!(st.lossy_pixmaps.is_empty());
     let got = &st.surface.as_ref().unwrap().pixels;
     // The copies after the link got fast are exact; the one at x=100 stays lossy.
