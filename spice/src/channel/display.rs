@@ -55,16 +55,18 @@ use super::display_wire::{
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
+use super::stream::{reads_stream, ClientStreams, Detector};
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
-    DISPLAY_CAP_LZ4_COMPRESSION, IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
+    DISPLAY_CAP_LZ4_COMPRESSION, DISPLAY_CAP_STREAM_REPORT, IMAGE_FLAGS_CACHE_ME,
+    IMAGE_FLAGS_CACHE_REPLACE_ME,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
+use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill, StreamingVideo};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
@@ -75,6 +77,7 @@ pub struct DisplayChannel {
     heads: Vec<Mutex<Head>>,
     force_raw: bool,
     jpeg: JpegMode,
+    streaming: StreamingVideo,
     next_image_id: AtomicU64,
     /// Keys image contents for the clients' pixmap caches.
     hasher: RandomState,
@@ -87,6 +90,8 @@ pub struct Head {
     clients: Vec<Weak<DisplayClient>>,
     /// A malformed frame was reported since the last good one (warn once per run).
     malformed: bool,
+    /// Video stream detection and the head's streams (`stream`).
+    streams: Detector,
 }
 
 #[derive(Default)]
@@ -99,14 +104,26 @@ struct DisplayClient {
     /// The client draws DRAW_TRANSPARENT and DRAW_ALPHA_BLEND; else its
     /// blends go as images of their result.
     blends: AtomicBool,
+    /// The client takes video streams: frames of streams are not queued.
+    streaming: AtomicBool,
 }
 
 impl DisplayChannel {
-    pub fn new(heads: u8, force_raw: bool, jpeg: JpegMode) -> DisplayChannel {
+    pub fn new(
+        heads: u8,
+        force_raw: bool,
+        jpeg: JpegMode,
+        streaming: StreamingVideo,
+    ) -> DisplayChannel {
+        let head = || Head {
+            streams: Detector::new(streaming),
+            ..Head::default()
+        };
         DisplayChannel {
-            heads: (0..heads).map(|_| Mutex::new(Head::default())).collect(),
+            heads: (0..heads).map(|_| Mutex::new(head())).collect(),
             force_raw,
             jpeg,
+            streaming,
             next_image_id: AtomicU64::new(1),
             hasher: RandomState::new(),
         }
@@ -209,10 +226,16 @@ impl Head {
             // picture anyway.
             _ => {
                 self.surface = Some(frame.clone());
+                self.streams.clear();
                 true
             }
         };
         self.prune();
+        let frames = if resized || self.clients.is_empty() {
+            Vec::new()
+        } else {
+            self.detect(frame, dirty, draws)
+        };
         for c in self.clients.iter().filter_map(Weak::upgrade) {
             let mut p = lock(&c.pending);
             if resized {
@@ -225,9 +248,16 @@ impl Head {
                 lock(&c.draws).clear();
             } else {
                 let mut q = lock(&c.draws);
+                // A streaming client gets the streams' frames as frames.
+                let streaming = c.streaming.load(Ordering::Relaxed);
+                let frame_of = |r: &Rect| streaming && frames.contains(r);
                 // Checked against what was pending before this update: its
                 // own dirty rectangles are newer than its draws.
-                let mut new: Vec<Queued> = draws.iter().filter_map(|d| d.clip(w, h)).collect();
+                let mut new: Vec<Queued> = draws
+                    .iter()
+                    .filter(|d| !(matches!(d.draw, Draw::Copy(_)) && frame_of(d.draw.rect())))
+                    .filter_map(|d| d.clip(w, h))
+                    .collect();
                 if !c.blends.load(Ordering::Relaxed) {
                     // After every queued draw, from the newest pixels.
                     new.retain(|q| match &q.draw {
@@ -238,6 +268,15 @@ impl Head {
                         _ => true,
                     });
                 }
+                if streaming {
+                    // The client's pixels under a stream are lossy: no copying them.
+                    new.retain(|d| {
+                        !reads_stream(&d.draw, self.streams.streams()) || {
+                            p.add(*d.draw.rect());
+                            false
+                        }
+                    });
+                }
                 settle(&mut new, &mut p);
                 q.extend(new);
                 if q.len() > MAX_QUEUED_DRAWS {
@@ -245,13 +284,35 @@ impl Head {
                         p.add(*d.draw.rect());
                     }
                 }
-                for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
+                for r in dirty
+                    .iter()
+                    .filter(|r| !frame_of(r))
+                    .filter_map(|r| r.clip(w, h))
+                {
                     p.add(r);
                 }
             }
             drop(p);
             c.wake.notify_one();
         }
+    }
+
+    /// Feeds an update to stream detection: the boxes it repainted whole
+    /// (dirty rectangles, image copies) and everything it painted. Returns
+    /// the boxes that are stream frames.
+    fn detect(&mut self, frame: &Frame, dirty: &[Rect], draws: &[Queued]) -> Vec<Rect> {
+        let copies = draws.iter().filter(|q| matches!(q.draw, Draw::Copy(_)));
+        let boxes: Vec<Rect> = dirty
+            .iter()
+            .copied()
+            .chain(copies.map(|q| *q.draw.rect()))
+            .collect();
+        let painted: Vec<Rect> = dirty
+            .iter()
+            .chain(draws.iter().map(|q| q.draw.rect()))
+            .copied()
+            .collect();
+        self.streams.update(Instant::now(), frame, &boxes, &painted)
     }
 
     fn register(&mut self) -> Arc<DisplayClient> {
@@ -330,6 +391,10 @@ struct State {
     first_test: bool,
     /// When to look for an idle link to probe (or test again).
     next_probe: Instant,
+    /// The client's video streams.
+    streams: ClientStreams,
+    /// Rectangles that must go lossless (ended streams' boxes) until sent.
+    exact: Vec<Rect>,
 }
 
 impl ChannelKind for DisplayChannel {
@@ -371,6 +436,11 @@ impl DisplayChannel {
             cache_replace: blends,
             first_test: true,
             next_probe: Instant::now() + PROBE_EVERY,
+            streams: ClientStreams::new(
+                has_cap(&link.req.channel_caps, DISPLAY_CAP_STREAM_REPORT),
+                (Instant::now(), link.server.mm_time()),
+            ),
+            exact: Vec::new(),
         };
         conn.queue_set_ack();
         conn.queue_net_test();
@@ -385,6 +455,15 @@ impl DisplayChannel {
             let timer = match conn.meter().net_test_deadline() {
                 Some(t) if st.first_test && conn.meter().net_test_pending(now) => t,
                 _ => st.next_probe,
+            };
+            // Or a paced frame or a stream going still.
+            let timer = {
+                let h = lock(hub);
+                let ss = h.streams.streams();
+                [st.streams.next_due(ss), h.streams.deadline()]
+                    .into_iter()
+                    .flatten()
+                    .fold(timer, Instant::min)
             };
             let next = tokio::select! {
                 n = next_message(conn) => n?,
@@ -408,8 +487,8 @@ impl DisplayChannel {
                         st.cache = PixmapCache::new(size / self.heads.len().max(1) as i64);
                         debug!(size, cache = st.cache.is_some(), "display init");
                     }
-                    display_msgc::STREAM_REPORT
-                    | display_msgc::PREFERRED_COMPRESSION
+                    display_msgc::STREAM_REPORT => st.streams.report(conn, &body),
+                    display_msgc::PREFERRED_COMPRESSION
                     | display_msgc::GL_DRAW_DONE
                     | display_msgc::PREFERRED_VIDEO_CODEC_TYPE => {
                         debug!(msg_type = t, len = body.len(), "display message ignored");
@@ -441,6 +520,7 @@ impl DisplayChannel {
             let draws = std::mem::take(&mut *lock(&st.client.draws));
             (rects, VecDeque::from(draws))
         };
+        self.sync_streams(hub, conn, st, &mut rects);
         loop {
             if !conn.window_open() {
                 break;
@@ -451,6 +531,9 @@ impl DisplayChannel {
                 let size = (s.width, s.height);
                 if st.created != Some(size) {
                     if st.created.is_some() {
+                        if st.streams.forget_all() {
+                            conn.queue(display_msg::STREAM_DESTROY_ALL, &[]);
+                        }
                         let mut w = Writer::new();
                         w.u32(0);
                         conn.queue(display_msg::SURFACE_DESTROY, &w.finish());
@@ -509,6 +592,10 @@ impl DisplayChannel {
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
         }
+        if rects.is_empty() {
+            // The lossless boxes went out.
+            st.exact.clear();
+        }
         if !rects.is_empty() || !draws.is_empty() {
             // Window full: keep them; the rectangles will be drawn from newer
             // pixels later, the draws go before any draw queued since.
@@ -534,6 +621,40 @@ impl DisplayChannel {
         }
         conn.flush().await?;
         Ok(())
+    }
+
+    /// Brings the client's video streams up to the head's (`stream`): the
+    /// messages and frames are queued, the images due after them join `rects`.
+    fn sync_streams(
+        &self,
+        hub: &Mutex<Head>,
+        conn: &mut Conn,
+        st: &mut State,
+        rects: &mut Vec<Rect>,
+    ) {
+        let allowed = self.streaming != StreamingVideo::Off
+            && !self.force_raw
+            && self.jpeg != JpegMode::Never;
+        let on = st.streams.wanted(allowed);
+        st.client.streaming.store(on, Ordering::Relaxed);
+        if !conn.window_open() {
+            return;
+        }
+        let now = Instant::now();
+        let slow = conn.meter().slow() == Some(true);
+        let steps = {
+            let mut h = lock(hub);
+            h.streams.expire(now);
+            match (&h.surface, st.created) {
+                (Some(s), Some(size)) if (s.width, s.height) == size => {
+                    st.streams.sync(h.streams.streams(), s, now, on, slow)
+                }
+                _ => Vec::new(),
+            }
+        };
+        if !steps.is_empty() {
+            rects.extend(st.streams.emit(conn, steps, &mut st.exact));
+        }
     }
 
     /// A forwarded copy (or blend): the image as it is when the copy shows
@@ -589,7 +710,7 @@ impl DisplayChannel {
     ) {
         let (w, h) = (dst.width, dst.height);
         let (lossy, in_use) = self.lossy_ok(conn, w, h, pixels);
-        let lossy = lossy && blend.is_none();
+        let lossy = lossy && blend.is_none() && !st.exact.iter().any(|e| e.intersects(dst));
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
@@ -898,7 +1019,7 @@ mod tests {
 
     #[test]
     fn heads_are_separate() {
-        let d = DisplayChannel::new(2, false, JpegMode::Auto);
+        let d = DisplayChannel::new(2, false, JpegMode::Auto, StreamingVideo::Filter);
         d.update(1, &frame(4, 3, 12), &[], &[]);
         d.update(7, &frame(4, 3, 12), &[], &[]);
         assert_eq!(
