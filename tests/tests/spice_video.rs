@@ -124,9 +124,16 @@ fn video_goes_as_an_mjpeg_stream_and_ends_exact_on_spicebox_and_qemu() {
         eprintln!("{name}: packets with STREAM_CREATE {creates}, STREAM_DATA {data}, STREAM_DESTROY {destroys}");
         assert!(creates >= 1, "{name}: no STREAM_CREATE in the capture");
         assert!(data >= 50, "{name}: {data} packets with STREAM_DATA");
-        assert_eq!(v.outside_wrong, 0, "{name}: pixels outside the video differ");
+        assert_eq!(
+            v.outside_wrong, 0,
+            "{name}: pixels outside the video differ"
+        );
         if qemu {
-            assert!(v.psnr >= MIN_PSNR, "{name}: the last frame at {:.1} dB", v.psnr);
+            assert!(
+                v.psnr >= MIN_PSNR,
+                "{name}: the last frame at {:.1} dB",
+                v.psnr
+            );
         } else {
             assert!(destroys >= 1, "spicebox: the stream never ended");
             assert_eq!(v.inside_wrong, 0, "spicebox: the last frame is not exact");

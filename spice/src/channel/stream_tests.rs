@@ -211,7 +211,7 @@ fn a_client_is_brought_to_the_heads_streams() {
     let f = photo_frame(320, 200, 3);
     let mut c = ClientStreams::new(true, (now, 5000));
     let s = stream_at(0, 1, 1);
-    let steps = c.sync(&[s.clone()], &f, now, true, false);
+    let steps = c.sync(std::slice::from_ref(&s), &f, now, true, false);
     assert!(matches!(
         steps[0],
         Step::Create {
@@ -235,7 +235,9 @@ fn a_client_is_brought_to_the_heads_streams() {
     }
     assert_eq!(steps.len(), 2);
     // Nothing new: nothing due.
-    assert!(c.sync(&[s.clone()], &f, now, true, false).is_empty());
+    assert!(c
+        .sync(std::slice::from_ref(&s), &f, now, true, false)
+        .is_empty());
     // A clip and a frame.
     let mut s2 = s.clone();
     s2.seq = 2;
@@ -246,7 +248,7 @@ fn a_client_is_brought_to_the_heads_streams() {
     assert!(matches!(&steps[1], Step::Frame { clipped, .. } if clipped.len() == 1));
     // The stream replaced by another with the same id: destroy, create.
     let s3 = stream_at(0, 2, 1);
-    let steps = c.sync(&[s3.clone()], &f, now, true, false);
+    let steps = c.sync(std::slice::from_ref(&s3), &f, now, true, false);
     assert!(matches!(steps[0], Step::Destroy { id: 0, rect: BOX }));
     assert!(matches!(steps[1], Step::Create { id: 0, .. }));
     // Streams off for this client: it ends.
