@@ -434,6 +434,28 @@ struct Have {
     log: VecDeque<(u32, usize)>,
 }
 
+impl Have {
+    /// A frame of `bytes` went out for multimedia time `mm`: the rate
+    /// follows, the next one is due when the pace allows.
+    fn frame_sent(&mut self, now: Instant, mm: u32, bytes: usize, bps: f64) {
+        self.rate.sent(now, bytes, bps);
+        self.next_due = now + Duration::from_secs_f64(1.0 / self.rate.fps(bps));
+        if self.log.len() == FRAME_LOG {
+            self.log.pop_front();
+        }
+        self.log.push_back((mm, bytes));
+    }
+}
+
+/// A sample for the link estimate from a stream report: bytes delivered,
+/// over seconds, with late frames (see `LinkMeter::stream_delivered`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Delivered {
+    pub bytes: u64,
+    pub secs: f64,
+    pub saturated: bool,
+}
+
 /// One message (or frame) a client is due.
 pub enum Step {
     Create {
@@ -649,13 +671,7 @@ impl ClientStreams {
                         continue;
                     }
                     conn.queue(display_msg::STREAM_DATA, &stream_data(id, mm, &jpeg));
-                    h.rate.sent(now, jpeg.len(), bps);
-                    let fps = h.rate.fps(bps);
-                    h.next_due = now + Duration::from_secs_f64(1.0 / fps);
-                    if h.log.len() == FRAME_LOG {
-                        h.log.pop_front();
-                    }
-                    h.log.push_back((mm, jpeg.len()));
+                    h.frame_sent(now, mm, jpeg.len(), bps);
                     images.extend(clipped);
                 }
             }
@@ -676,11 +692,19 @@ impl ClientStreams {
     /// A STREAM_REPORT from the client (any bytes): adapts the stream's rate
     /// and the playout margin, and feeds the link estimate.
     pub fn report(&mut self, conn: &mut Conn, body: &[u8]) {
+        if let Some(d) = self.take_report(body) {
+            conn.stream_delivered(d.bytes, d.secs, d.saturated);
+        }
+    }
+
+    /// [`ClientStreams::report`] but the link estimate: its sample, if the
+    /// report makes one.
+    pub fn take_report(&mut self, body: &[u8]) -> Option<Delivered> {
         let r = match parse_stream_report(body) {
             Ok(r) => r,
             Err(e) => {
                 debug!(%e, "stream report ignored");
-                return;
+                return None;
             }
         };
         let Some(h) = self
@@ -693,7 +717,7 @@ impl ClientStreams {
                 unique = r.unique_id,
                 "report on a stream the client does not have"
             );
-            return;
+            return None;
         };
         if r.cannot_decode() {
             warn!(
@@ -701,7 +725,7 @@ impl ClientStreams {
                 "the client cannot decode MJPEG: no more video streams to it"
             );
             self.refused = true;
-            return;
+            return None;
         }
         h.rate.report(&r);
         // Frames arriving with under 10 ms to spare (or late) need a longer
@@ -716,7 +740,7 @@ impl ClientStreams {
         // The bytes of the frames the report covers over its span.
         let span = r.end_mm.wrapping_sub(r.start_mm);
         if r.frames == 0 || span == 0 || span > 60_000 {
-            return;
+            return None;
         }
         let bytes: usize = h
             .log
@@ -725,8 +749,32 @@ impl ClientStreams {
             .map(|(_, b)| *b)
             .sum();
         let frame_ms = f64::from(span) / f64::from(r.frames.saturating_sub(1).max(1));
-        let secs = (f64::from(span) + frame_ms) / 1000.0;
-        conn.stream_delivered(bytes as u64, secs, r.drops > 0);
+        Some(Delivered {
+            bytes: bytes as u64,
+            secs: (f64::from(span) + frame_ms) / 1000.0,
+            saturated: r.drops > 0,
+        })
+    }
+
+    /// Records a frame as sent without encoding or sending it (the fuzz
+    /// target's way to fill the frame log).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn fake_frame(&mut self, id: u32, mm: u32, bytes: usize, now: Instant) {
+        if let Some(h) = self.have.iter_mut().find(|h| h.id == id) {
+            h.frame_sent(now, mm, bytes, FAST_START_BPS);
+        }
+    }
+
+    /// The report id announced for stream `id`, if the client has it.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn report_id(&self, id: u32) -> Option<u32> {
+        self.have.iter().find(|h| h.id == id).map(|h| h.report_id)
+    }
+
+    /// The playout margin, ms.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn margin(&self) -> u32 {
+        self.margin
     }
 }
 
