@@ -58,6 +58,10 @@ pub const RESET_FRAMES: u32 = 100;
 pub const DETECT_GAP: Duration = Duration::from_millis(200);
 /// A stream with no frame for this long ends (the box went still).
 pub const TIMEOUT: Duration = Duration::from_secs(1);
+/// A candidate with this many photo-like frames is hot: likely video, so
+/// its frames may go lossy before it becomes a stream (the box goes
+/// lossless if it never does).
+pub const HOT_FRAMES: u32 = 5;
 /// Candidates tracked per head (the oldest is forgotten).
 const MAX_CANDIDATES: usize = 8;
 /// Streams per head; ids are 0..MAX_STREAMS (spice-gtk sizes its stream
@@ -147,6 +151,16 @@ impl Detector {
         self.candidates.clear();
     }
 
+    /// The hot candidates' boxes (see [`HOT_FRAMES`]).
+    pub fn hot(&self) -> Vec<Rect> {
+        let all = self.mode == StreamingVideo::All;
+        self.candidates
+            .iter()
+            .filter(|c| (if all { c.frames } else { c.photo }) >= HOT_FRAMES)
+            .map(|c| c.rect)
+            .collect()
+    }
+
     /// When the next stream times out.
     pub fn deadline(&self) -> Option<Instant> {
         self.streams.iter().map(|s| s.last + TIMEOUT).min()
@@ -154,6 +168,8 @@ impl Detector {
 
     /// Ends the streams that had no frame for [`TIMEOUT`].
     pub fn expire(&mut self, now: Instant) {
+        self.candidates
+            .retain(|c| now.saturating_duration_since(c.last) <= DETECT_GAP);
         self.streams.retain(|s| {
             let live = now.saturating_duration_since(s.last) < TIMEOUT;
             if !live {
@@ -363,7 +379,7 @@ struct Rate {
 impl Rate {
     fn new(now: Instant, slow: bool) -> Rate {
         Rate {
-            level: if slow { 4 } else { 6 },
+            level: if slow { 4 } else { 5 },
             fps_cap: MAX_FPS,
             frame_bytes: None,
             last_step: now,
@@ -492,6 +508,10 @@ pub struct ClientStreams {
     margin: u32,
     /// The client said it cannot decode MJPEG: no more streams.
     refused: bool,
+    /// Hot candidate boxes (their frames may go lossy), and the boxes sent
+    /// lossy for that, which go lossless if no stream takes them over.
+    hot: Vec<Rect>,
+    lossy_boxes: Vec<Rect>,
     /// Multimedia clock: its value at an instant.
     mm_base: (Instant, u32),
 }
@@ -506,6 +526,8 @@ impl ClientStreams {
             next_report_id: 1,
             margin: MARGIN_START_MS,
             refused: false,
+            hot: Vec::new(),
+            lossy_boxes: Vec::new(),
             mm_base,
         }
     }
@@ -521,6 +543,43 @@ impl ClientStreams {
         let had = !self.have.is_empty();
         self.have.clear();
         had
+    }
+
+    /// Takes the head's hot candidates (under its lock, `on` as for
+    /// `sync`); returns the boxes sent lossy as candidate frames that are
+    /// neither hot nor streams any more: they go lossless now.
+    pub fn settle_candidates(&mut self, hot: Vec<Rect>, streams: &[Stream], on: bool) -> Vec<Rect> {
+        self.hot = if on && !self.refused { hot } else { Vec::new() };
+        let mut done = Vec::new();
+        self.lossy_boxes.retain(|b| {
+            if streams.iter().any(|s| s.rect == *b) {
+                // The stream's end sends it lossless.
+                return false;
+            }
+            let keep = self.hot.contains(b);
+            if !keep {
+                done.push(*b);
+            }
+            keep
+        });
+        done
+    }
+
+    /// Whether `dst` is a hot candidate's box (its frame may go lossy); if
+    /// so it is remembered as sent lossy.
+    pub fn lossy_candidate(&mut self, dst: &Rect) -> bool {
+        if !self.hot.contains(dst) {
+            return false;
+        }
+        if !self.lossy_boxes.contains(dst) {
+            self.lossy_boxes.push(*dst);
+        }
+        true
+    }
+
+    /// Whether boxes sent lossy wait for their candidates to end.
+    pub fn candidates_pending(&self) -> bool {
+        !self.lossy_boxes.is_empty()
     }
 
     /// When a frame held back by pacing is due.

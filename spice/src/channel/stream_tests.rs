@@ -292,7 +292,7 @@ fn a_stream_frame_is_a_jpeg_a_standard_decoder_reads_close_to_the_picture() {
 fn reports_move_quality_and_the_frame_rate_cap() {
     let now = Instant::now();
     let mut r = Rate::new(now, false);
-    assert_eq!(r.quality(), 80);
+    assert_eq!(r.quality(), 70);
     let report = |frames, drops| StreamReport {
         stream_id: 0,
         unique_id: 1,
@@ -303,7 +303,7 @@ fn reports_move_quality_and_the_frame_rate_cap() {
         last_delay: 5,
     };
     r.report(&report(5, 2));
-    assert_eq!((r.quality(), r.fps_cap), (70, 22.5));
+    assert_eq!((r.quality(), r.fps_cap), (60, 22.5));
     r.report(&report(5, 0));
     r.report(&report(5, 0));
     assert!(r.fps_cap > 22.5);
@@ -312,7 +312,40 @@ fn reports_move_quality_and_the_frame_rate_cap() {
     assert!((r.fps(2e6) - 10.0).abs() < 0.01);
     // Under 10 frames/s: quality steps down, once a second at most.
     r.sent(now + ms(1001), 30_000, 2e6);
-    assert_eq!(r.quality(), 60);
+    assert_eq!(r.quality(), 50);
     r.sent(now + ms(1002), 30_000, 2e6);
-    assert_eq!(r.quality(), 60);
+    assert_eq!(r.quality(), 50);
+}
+
+#[test]
+fn hot_candidates_may_go_lossy_and_go_lossless_if_no_stream_takes_them() {
+    let t0 = Instant::now();
+    let f = photo_frame(320, 200, 0);
+    let mut d = Detector::new(StreamingVideo::Filter);
+    run(&mut d, t0, HOT_FRAMES - 1, BOX, &f);
+    assert!(d.hot().is_empty());
+    run(&mut d, t0 + ms(40 * u64::from(HOT_FRAMES - 1)), 1, BOX, &f);
+    assert_eq!(d.hot(), vec![BOX]);
+    let mut c = ClientStreams::new(false, (t0, 1000));
+    // Streams off for the client: nothing is hot for it.
+    assert!(c.settle_candidates(d.hot(), d.streams(), false).is_empty());
+    assert!(!c.lossy_candidate(&BOX));
+    assert!(c.settle_candidates(d.hot(), d.streams(), true).is_empty());
+    assert!(!c.lossy_candidate(&Rect::new(0, 0, 128, 96)));
+    assert!(c.lossy_candidate(&BOX));
+    assert!(c.candidates_pending());
+    // Still hot: nothing to settle. The candidate goes cold: the box is due.
+    assert!(c.settle_candidates(d.hot(), d.streams(), true).is_empty());
+    d.expire(t0 + ms(40 * u64::from(HOT_FRAMES)) + DETECT_GAP + ms(1));
+    assert_eq!(c.settle_candidates(d.hot(), d.streams(), true), vec![BOX]);
+    assert!(!c.candidates_pending());
+    // One that becomes a stream is left to the stream's end.
+    let mut d = Detector::new(StreamingVideo::Filter);
+    run(&mut d, t0, HOT_FRAMES, BOX, &f);
+    c.settle_candidates(d.hot(), d.streams(), true);
+    assert!(c.lossy_candidate(&BOX));
+    run(&mut d, t0 + ms(200), START_FRAMES, BOX, &f);
+    assert_eq!(d.streams().len(), 1);
+    assert!(c.settle_candidates(d.hot(), d.streams(), true).is_empty());
+    assert!(!c.candidates_pending());
 }

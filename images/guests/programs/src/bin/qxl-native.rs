@@ -636,8 +636,8 @@ fn main() {
 
     println!("QXL-NATIVE-READY");
     // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'v'
-    // plays a video (scripts/bench_wan), 'f' draws one fill; anything else
-    // ends the test.
+    // plays a video (scripts/bench_wan), 'f' draws one fill, 'b' blends;
+    // anything else ends the test.
     let pool = c.put(&[0u8; POOL_SLOTS * SLOT_BYTES as usize]);
     c.pool = pool;
     let mut probes = 0u32;
