@@ -32,9 +32,9 @@ link drained, quiet for 1.5 s):
     percentile;
   * server CPU: the VMM's utime+stime without the vCPU threads (the guest
     busy-waits between frames) over the span.
-For the video, frames are the video box's DRAW_COPYs and the STREAM_DATAs
-until the stream ends (the box's final image after STREAM_DESTROY is not a
-frame), frames/s is their count over the time from 'v' to the last of them,
+For the video, frames are the video box's DRAW_COPYs before the stream
+and its STREAM_DATAs (a DRAW_COPY of the box once the stream exists is the
+final lossless picture, not a frame), frames/s is their count over the time from 'v' to the last of them,
 and latency counts the i-th delivered frame as frame i (exact when every frame
 arrives; an upper bound when some were skipped); "last" is the last frame's
 delivery after it was due, "final" when the box's final (lossless) picture
@@ -63,7 +63,7 @@ CHUNK = 1448  # one TCP segment, as SlowLink
 QUEUE = 64  # segments queued per direction (the link's buffer), as SlowLink
 DRAW_FILL = 302
 DRAW_COPY = 304
-STREAM_DATA, STREAM_DESTROY, STREAM_DATA_SIZED = 123, 125, 316
+STREAM_CREATE, STREAM_DATA, STREAM_DATA_SIZED = 122, 123, 316
 FPS = 30
 BAR = (456, 472, 64)  # top, bottom, width of the per-frame bar
 VIDEO_FPS, VIDEO_FRAMES = 25, 250
@@ -165,12 +165,14 @@ class DisplayParser:
 
     def __init__(self):
         self.buf, self.linked = b"", False
-        self.video, self.ended = [], False
+        self.video, self.streamed = [], False
 
     def take_video(self):
         """The video messages parsed since the last call: "frame" (a
-        STREAM_DATA, or a DRAW_COPY of the box while no stream ended) or
-        "final" (the box's DRAW_COPY after a STREAM_DESTROY)."""
+        STREAM_DATA, or a DRAW_COPY of the box before any stream) or "final"
+        (a DRAW_COPY of the box once a stream was created: the lossless
+        picture, spicebox's after STREAM_DESTROY, spice-server's upgrade
+        before it)."""
         out, self.video = self.video, []
         return out
 
@@ -199,11 +201,11 @@ class DisplayParser:
                     out.append(left)
             if t in (STREAM_DATA, STREAM_DATA_SIZED):
                 self.video.append("frame")
-            elif t == STREAM_DESTROY:
-                self.ended = True
+            elif t == STREAM_CREATE:
+                self.streamed = True
             elif t == DRAW_COPY and size >= 20:
                 if struct.unpack_from("<iiii", self.buf, 10) == VIDEO_BOX:
-                    self.video.append("final" if self.ended else "frame")
+                    self.video.append("final" if self.streamed else "frame")
             self.buf = self.buf[6 + size:]
         return out, msgs
 
