@@ -58,10 +58,11 @@ pub const RESET_FRAMES: u32 = 100;
 pub const DETECT_GAP: Duration = Duration::from_millis(200);
 /// A stream with no frame for this long ends (the box went still).
 pub const TIMEOUT: Duration = Duration::from_secs(1);
-/// A candidate with this many photo-like frames is hot: likely video, so
-/// its frames may go lossy before it becomes a stream (the box goes
-/// lossless if it never does).
-pub const HOT_FRAMES: u32 = 5;
+/// A candidate with this many photo-like frames is hot: a photo-like box
+/// redrawn whole twice within DETECT_GAP is likely video, so its frames may
+/// go lossy before it becomes a stream (the box goes lossless if it never
+/// does: at worst one lossy image too many).
+pub const HOT_FRAMES: u32 = 2;
 /// Candidates tracked per head (the oldest is forgotten).
 const MAX_CANDIDATES: usize = 8;
 /// Streams per head; ids are 0..MAX_STREAMS (spice-gtk sizes its stream
@@ -74,8 +75,9 @@ const MIN_CLIP_SHARE: f64 = 0.5;
 /// Report every this many frames, or this often (spice-server's values).
 const REPORT_WINDOW: u32 = 5;
 const REPORT_TIMEOUT_MS: u32 = 1000;
-/// JPEG qualities a stream steps through.
-const QUALITIES: [u8; 8] = [20, 30, 40, 50, 60, 70, 80, 85];
+/// JPEG qualities a stream steps through (85, spice-server's still-image
+/// quality, buys little on moving pictures).
+const QUALITIES: [u8; 7] = [20, 30, 40, 50, 60, 70, 80];
 /// Frame rate cap (spice-server's MAX_FPS) and floor.
 const MAX_FPS: f64 = 30.0;
 const MIN_FPS: f64 = 1.0;
