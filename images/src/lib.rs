@@ -343,6 +343,8 @@ pub const QXL_ANIM_DONE_MARKER: &str = "QXL-ANIM-DONE";
 /// The qxl-native guest's blends ('b' on COM1: a colour-keyed TRANSPARENT
 /// and two ALPHA_BLENDs of one bitmap over the scene) are on the ring.
 pub const QXL_BLEND_DONE_MARKER: &str = "QXL-BLEND-DONE";
+/// Printed by qxl-native after the video a `v` on COM1 starts.
+pub const QXL_VIDEO_DONE_MARKER: &str = "QXL-VIDEO-DONE";
 
 /// The picture [`TestImage::QxlNative`] draws through QXL commands (the
 /// guest includes this file too).

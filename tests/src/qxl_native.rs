@@ -14,11 +14,15 @@ use crate::{SpiceboxVm, TempDir};
 const BOOT: Duration = Duration::from_secs(120);
 
 /// How to boot: which VMM, the JPEG mode (spicebox `--spice-jpeg`, QEMU
-/// `jpeg-wan-compression`; None = each one's default), and spicebox's QMP
+/// `jpeg-wan-compression`; None = each one's default), the video streams
+/// (spicebox `--spice-streaming-video`, QEMU `streaming-video`; None = each
+/// one's default: filter on spicebox, off on QEMU), and spicebox's QMP
 /// socket if one is wanted.
+#[derive(Default)]
 pub struct Boot<'a> {
     pub qemu: bool,
     pub jpeg: Option<&'a str>,
+    pub streaming: Option<&'a str>,
     pub control: Option<&'a Path>,
 }
 
@@ -30,13 +34,16 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
     images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
     let port = free_port();
     let mut vm = if boot.qemu {
-        SpiceboxVm::start_command(qemu(&disk, port, boot.jpeg))
+        SpiceboxVm::start_command(qemu(&disk, port, &boot))
     } else {
         let spice = format!("127.0.0.1:{port}");
         let mut args = vec![disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
         args.push("--disable-ticketing");
         if let Some(jpeg) = boot.jpeg {
             args.extend(["--spice-jpeg", jpeg]);
+        }
+        if let Some(streaming) = boot.streaming {
+            args.extend(["--spice-streaming-video", streaming]);
         }
         let control = boot.control.map(|s| format!("unix:{}", s.display()));
         if let Some(control) = &control {
@@ -48,11 +55,14 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
     (vm, port)
 }
 
-fn qemu(disk: &Path, port: u16, jpeg: Option<&str>) -> Command {
+fn qemu(disk: &Path, port: u16, boot: &Boot) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut spice = format!("port={port},addr=127.0.0.1,disable-ticketing=on");
-    if let Some(jpeg) = jpeg {
+    if let Some(jpeg) = boot.jpeg {
         spice += &format!(",jpeg-wan-compression={jpeg}");
+    }
+    if let Some(streaming) = boot.streaming {
+        spice += &format!(",streaming-video={streaming}");
     }
     let mut cmd = qemu_guest(disk);
     cmd.args(["-spice", &spice]);

@@ -32,6 +32,7 @@ fn boot(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16) {
         qemu,
         jpeg: None,
         control: None,
+        streaming: None,
     };
     qxl_native::boot(spicebox!(), dir, name, how)
 }

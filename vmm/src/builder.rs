@@ -468,6 +468,7 @@ fn start_spice(
         force_raw_images: false,
         playback_compression: args.spice_playback_compression == crate::cli::OnOff::On,
         jpeg: args.spice_jpeg.into(),
+        streaming_video: args.spice_streaming_video.into(),
         transport,
     };
     let ports = spice::Ports {

@@ -55,16 +55,18 @@ use super::display_wire::{
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
+use super::stream::{reads_stream, ClientStreams, Detector};
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
-    DISPLAY_CAP_LZ4_COMPRESSION, IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
+    DISPLAY_CAP_LZ4_COMPRESSION, DISPLAY_CAP_STREAM_REPORT, IMAGE_FLAGS_CACHE_ME,
+    IMAGE_FLAGS_CACHE_REPLACE_ME,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
+use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill, StreamingVideo};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
@@ -75,6 +77,7 @@ pub struct DisplayChannel {
     heads: Vec<Mutex<Head>>,
     force_raw: bool,
     jpeg: JpegMode,
+    streaming: StreamingVideo,
     next_image_id: AtomicU64,
     /// Keys image contents for the clients' pixmap caches.
     hasher: RandomState,
@@ -87,6 +90,8 @@ pub struct Head {
     clients: Vec<Weak<DisplayClient>>,
     /// A malformed frame was reported since the last good one (warn once per run).
     malformed: bool,
+    /// Video stream detection and the head's streams (`stream`).
+    streams: Detector,
 }
 
 #[derive(Default)]
@@ -99,14 +104,26 @@ struct DisplayClient {
     /// The client draws DRAW_TRANSPARENT and DRAW_ALPHA_BLEND; else its
     /// blends go as images of their result.
     blends: AtomicBool,
+    /// The client takes video streams: frames of streams are not queued.
+    streaming: AtomicBool,
 }
 
 impl DisplayChannel {
-    pub fn new(heads: u8, force_raw: bool, jpeg: JpegMode) -> DisplayChannel {
+    pub fn new(
+        heads: u8,
+        force_raw: bool,
+        jpeg: JpegMode,
+        streaming: StreamingVideo,
+    ) -> DisplayChannel {
+        let head = || Head {
+            streams: Detector::new(streaming),
+            ..Head::default()
+        };
         DisplayChannel {
-            heads: (0..heads).map(|_| Mutex::new(Head::default())).collect(),
+            heads: (0..heads).map(|_| Mutex::new(head())).collect(),
             force_raw,
             jpeg,
+            streaming,
             next_image_id: AtomicU64::new(1),
             hasher: RandomState::new(),
         }
@@ -209,10 +226,16 @@ impl Head {
             // picture anyway.
             _ => {
                 self.surface = Some(frame.clone());
+                self.streams.clear();
                 true
             }
         };
         self.prune();
+        let frames = if resized || self.clients.is_empty() {
+            Vec::new()
+        } else {
+            self.detect(frame, dirty, draws)
+        };
         for c in self.clients.iter().filter_map(Weak::upgrade) {
             let mut p = lock(&c.pending);
             if resized {
@@ -225,9 +248,16 @@ impl Head {
                 lock(&c.draws).clear();
             } else {
                 let mut q = lock(&c.draws);
+                // A streaming client gets the streams' frames as frames.
+                let streaming = c.streaming.load(Ordering::Relaxed);
+                let frame_of = |r: &Rect| streaming && frames.contains(r);
                 // Checked against what was pending before this update: its
                 // own dirty rectangles are newer than its draws.
-                let mut new: Vec<Queued> = draws.iter().filter_map(|d| d.clip(w, h)).collect();
+                let mut new: Vec<Queued> = draws
+                    .iter()
+                    .filter(|d| !(matches!(d.draw, Draw::Copy(_)) && frame_of(d.draw.rect())))
+                    .filter_map(|d| d.clip(w, h))
+                    .collect();
                 if !c.blends.load(Ordering::Relaxed) {
                     // After every queued draw, from the newest pixels.
                     new.retain(|q| match &q.draw {
@@ -238,6 +268,15 @@ impl Head {
                         _ => true,
                     });
                 }
+                if streaming {
+                    // The client's pixels under a stream are lossy: no copying them.
+                    new.retain(|d| {
+                        !reads_stream(&d.draw, self.streams.streams()) || {
+                            p.add(*d.draw.rect());
+                            false
+                        }
+                    });
+                }
                 settle(&mut new, &mut p);
                 q.extend(new);
                 if q.len() > MAX_QUEUED_DRAWS {
@@ -245,13 +284,35 @@ impl Head {
                         p.add(*d.draw.rect());
                     }
                 }
-                for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
+                for r in dirty
+                    .iter()
+                    .filter(|r| !frame_of(r))
+                    .filter_map(|r| r.clip(w, h))
+                {
                     p.add(r);
                 }
             }
             drop(p);
             c.wake.notify_one();
         }
+    }
+
+    /// Feeds an update to stream detection: the boxes it repainted whole
+    /// (dirty rectangles, image copies) and everything it painted. Returns
+    /// the boxes that are stream frames.
+    fn detect(&mut self, frame: &Frame, dirty: &[Rect], draws: &[Queued]) -> Vec<Rect> {
+        let copies = draws.iter().filter(|q| matches!(q.draw, Draw::Copy(_)));
+        let boxes: Vec<Rect> = dirty
+            .iter()
+            .copied()
+            .chain(copies.map(|q| *q.draw.rect()))
+            .collect();
+        let painted: Vec<Rect> = dirty
+            .iter()
+            .chain(draws.iter().map(|q| q.draw.rect()))
+            .copied()
+            .collect();
+        self.streams.update(Instant::now(), frame, &boxes, &painted)
     }
 
     fn register(&mut self) -> Arc<DisplayClient> {
@@ -330,6 +391,10 @@ struct State {
     first_test: bool,
     /// When to look for an idle link to probe (or test again).
     next_probe: Instant,
+    /// The client's video streams.
+    streams: ClientStreams,
+    /// Rectangles that must go lossless (ended streams' boxes) until sent.
+    exact: Vec<Rect>,
 }
 
 impl ChannelKind for DisplayChannel {
@@ -371,6 +436,11 @@ impl DisplayChannel {
             cache_replace: blends,
             first_test: true,
             next_probe: Instant::now() + PROBE_EVERY,
+            streams: ClientStreams::new(
+                has_cap(&link.req.channel_caps, DISPLAY_CAP_STREAM_REPORT),
+                (Instant::now(), link.server.mm_time()),
+            ),
+            exact: Vec::new(),
         };
         conn.queue_set_ack();
         conn.queue_net_test();
@@ -385,6 +455,19 @@ impl DisplayChannel {
             let timer = match conn.meter().net_test_deadline() {
                 Some(t) if st.first_test && conn.meter().net_test_pending(now) => t,
                 _ => st.next_probe,
+            };
+            // Or a paced frame, a stream going still, a lossy candidate's end.
+            let timer = {
+                let h = lock(hub);
+                let ss = h.streams.streams();
+                let settle = st
+                    .streams
+                    .candidates_pending()
+                    .then(|| now + super::stream::DETECT_GAP);
+                [st.streams.next_due(ss), h.streams.deadline(), settle]
+                    .into_iter()
+                    .flatten()
+                    .fold(timer, Instant::min)
             };
             let next = tokio::select! {
                 n = next_message(conn) => n?,
@@ -408,8 +491,8 @@ impl DisplayChannel {
                         st.cache = PixmapCache::new(size / self.heads.len().max(1) as i64);
                         debug!(size, cache = st.cache.is_some(), "display init");
                     }
-                    display_msgc::STREAM_REPORT
-                    | display_msgc::PREFERRED_COMPRESSION
+                    display_msgc::STREAM_REPORT => st.streams.report(conn, &body),
+                    display_msgc::PREFERRED_COMPRESSION
                     | display_msgc::GL_DRAW_DONE
                     | display_msgc::PREFERRED_VIDEO_CODEC_TYPE => {
                         debug!(msg_type = t, len = body.len(), "display message ignored");
@@ -441,6 +524,7 @@ impl DisplayChannel {
             let draws = std::mem::take(&mut *lock(&st.client.draws));
             (rects, VecDeque::from(draws))
         };
+        self.sync_streams(hub, conn, st, &mut rects);
         loop {
             if !conn.window_open() {
                 break;
@@ -451,6 +535,9 @@ impl DisplayChannel {
                 let size = (s.width, s.height);
                 if st.created != Some(size) {
                     if st.created.is_some() {
+                        if st.streams.forget_all() {
+                            conn.queue(display_msg::STREAM_DESTROY_ALL, &[]);
+                        }
                         let mut w = Writer::new();
                         w.u32(0);
                         conn.queue(display_msg::SURFACE_DESTROY, &w.finish());
@@ -509,6 +596,10 @@ impl DisplayChannel {
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
         }
+        if rects.is_empty() {
+            // The lossless boxes went out.
+            st.exact.clear();
+        }
         if !rects.is_empty() || !draws.is_empty() {
             // Window full: keep them; the rectangles will be drawn from newer
             // pixels later, the draws go before any draw queued since.
@@ -534,6 +625,45 @@ impl DisplayChannel {
         }
         conn.flush().await?;
         Ok(())
+    }
+
+    /// Brings the client's video streams up to the head's (`stream`): the
+    /// messages and frames are queued, the images due after them join `rects`.
+    fn sync_streams(
+        &self,
+        hub: &Mutex<Head>,
+        conn: &mut Conn,
+        st: &mut State,
+        rects: &mut Vec<Rect>,
+    ) {
+        let allowed = self.streaming != StreamingVideo::Off
+            && !self.force_raw
+            && self.jpeg != JpegMode::Never;
+        let on = st.streams.wanted(allowed);
+        st.client.streaming.store(on, Ordering::Relaxed);
+        if !conn.window_open() {
+            return;
+        }
+        let now = Instant::now();
+        let slow = conn.meter().slow() == Some(true);
+        let steps = {
+            let mut h = lock(hub);
+            h.streams.expire(now);
+            let settled = st
+                .streams
+                .settle_candidates(h.streams.hot(), h.streams.streams(), on);
+            st.exact.extend(&settled);
+            rects.extend(settled);
+            match (&h.surface, st.created) {
+                (Some(s), Some(size)) if (s.width, s.height) == size => {
+                    st.streams.sync(h.streams.streams(), s, now, on, slow)
+                }
+                _ => Vec::new(),
+            }
+        };
+        if !steps.is_empty() {
+            rects.extend(st.streams.emit(conn, steps, &mut st.exact));
+        }
     }
 
     /// A forwarded copy (or blend): the image as it is when the copy shows
@@ -588,8 +718,13 @@ impl DisplayChannel {
         blend: Option<BlendMode>,
     ) {
         let (w, h) = (dst.width, dst.height);
-        let (lossy, in_use) = self.lossy_ok(conn, w, h, pixels);
-        let lossy = lossy && blend.is_none();
+        let (mut lossy, mut in_use) = self.lossy_ok(conn, w, h, pixels);
+        if !lossy && blend.is_none() && photo_like(w, h, pixels) && st.streams.lossy_candidate(dst)
+        {
+            // Likely video about to become a stream (`stream`).
+            (lossy, in_use) = (true, true);
+        }
+        let lossy = lossy && blend.is_none() && !st.exact.iter().any(|e| e.intersects(dst));
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
@@ -672,239 +807,5 @@ fn next_clipped(rects: &mut Vec<Rect>, size: (u32, u32)) -> Option<Rect> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(width: u32, height: u32, len: usize) -> Frame {
-        Frame {
-            width,
-            height,
-            pixels: vec![0; len],
-        }
-    }
-
-    #[test]
-    fn a_resize_marks_the_whole_new_surface_pending() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        hub.update(&frame(100, 80, 8000), &[Rect::full(100, 80)], &[]);
-        // The task sent A.
-        lock(&c.pending).take();
-        // A → B → A2 before the task runs again: the task still has a 100x80
-        // surface, so only the pending region can make it redraw.
-        hub.update(&frame(320, 200, 64000), &[], &[]);
-        hub.update(&frame(100, 80, 8000), &[], &[]);
-        assert_eq!(lock(&c.pending).take(), vec![Rect::full(100, 80)]);
-    }
-
-    #[test]
-    fn updates_copy_only_dirty_pixels() {
-        let mut hub = Head::default();
-        let mut f = frame(8, 4, 32);
-        hub.update(&f, &[], &[]);
-        // Pixels outside the dirty rectangle are not taken: the frontend promised
-        // nothing changed there.
-        f.pixels.iter_mut().for_each(|p| *p = 7);
-        hub.update(&f, &[Rect::new(2, 1, 3, 2)], &[]);
-        let s = hub.surface.as_ref().unwrap();
-        let sevens: Vec<(u32, u32)> = (0..32)
-            .filter(|i| s.pixels[*i as usize] == 7)
-            .map(|i| (i % 8, i / 8))
-            .collect();
-        assert_eq!(sevens, vec![(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2)]);
-    }
-
-    #[test]
-    fn draw_fill_bytes_follow_the_protocol_layout() {
-        let f = SolidFill {
-            rect: Rect::new(3, 5, 10, 2),
-            color: 0xff12_3456,
-        };
-        let mut expect = Vec::new();
-        expect.extend(0u32.to_le_bytes()); // DisplayBase.surface_id
-        for v in [5i32, 3, 7, 13] {
-            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-        }
-        expect.push(0); // clip type NONE
-        expect.push(1); // brush type SOLID
-        expect.extend(0x0012_3456u32.to_le_bytes()); // color, xRGB
-        expect.extend(8u16.to_le_bytes()); // rop_descriptor OP_PUT
-        expect.push(0); // mask flags
-        expect.extend([0u8; 8]); // mask pos
-        expect.extend(0u32.to_le_bytes()); // mask bitmap: none
-        assert_eq!(expect.len(), 41);
-        assert_eq!(draw_fill(&f), expect);
-    }
-
-    #[test]
-    fn fills_are_queued_not_dirty_and_copied_into_the_surface() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let mut f = frame(8, 4, 32);
-        hub.update(&f, &[Rect::full(8, 4)], &[]);
-        lock(&c.pending).take();
-        f.pixels.iter_mut().for_each(|p| *p = 9);
-        let fill = SolidFill {
-            rect: Rect::new(1, 1, 2, 2),
-            color: 9,
-        };
-        // Clipped to the surface; one entirely outside it is dropped.
-        let wide = SolidFill {
-            rect: Rect::new(6, 0, 10, 1),
-            color: 9,
-        };
-        let outside = SolidFill {
-            rect: Rect::new(20, 0, 1, 1),
-            color: 9,
-        };
-        hub.update(&f, &[], &[fill, wide, outside].map(Queued::fill));
-        assert!(lock(&c.pending).take().is_empty());
-        let clipped = SolidFill {
-            rect: Rect::new(6, 0, 2, 1),
-            color: 9,
-        };
-        assert_eq!(
-            *lock(&c.draws),
-            vec![Queued::fill(fill), Queued::fill(clipped)]
-        );
-        // The head's copy has the filled pixels (for new clients and images).
-        let s = hub.surface.as_ref().unwrap();
-        assert_eq!((s.pixel(1, 1), s.pixel(2, 2), s.pixel(3, 3)), (9, 9, 0));
-        // A resize drops the queued fills: the whole surface is due.
-        hub.update(&frame(4, 4, 16), &[], &[]);
-        assert!(lock(&c.draws).is_empty());
-        assert_eq!(lock(&c.pending).take(), vec![Rect::full(4, 4)]);
-    }
-
-    #[test]
-    fn too_many_queued_draws_become_rectangles() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let f = frame(64, 64, 64 * 64);
-        hub.update(&f, &[], &[]);
-        lock(&c.pending).take();
-        let fills: Vec<Queued> = (0..MAX_QUEUED_DRAWS as u32 + 1)
-            .map(|i| {
-                Queued::fill(SolidFill {
-                    rect: Rect::new(i % 64, 0, 1, 1),
-                    color: 1,
-                })
-            })
-            .collect();
-        hub.update(&f, &[], &fills);
-        assert!(lock(&c.draws).is_empty());
-        assert!(!lock(&c.pending).take().is_empty());
-    }
-
-    fn bits(rect: Rect, src_x: u32, src_y: u32) -> Queued {
-        Queued {
-            draw: Draw::CopyBits(crate::BitsCopy { rect, src_x, src_y }),
-            key: None,
-        }
-    }
-
-    #[test]
-    fn copy_bits_reading_pending_pixels_become_rectangles() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let f = frame(64, 64, 64 * 64);
-        hub.update(&f, &[], &[]);
-        lock(&c.pending).take();
-        // Pending since an earlier update: the client has not got it.
-        let dirty = Rect::new(0, 0, 8, 8);
-        hub.update(&f, &[dirty], &[]);
-        // Reads the pending rectangle: its destination goes as pixels; a
-        // copy reading that destination next falls back too; one reading
-        // clean pixels stays; this update's own rectangle (newer than its
-        // draws) does not count.
-        let reads_dirty = bits(Rect::new(20, 0, 10, 10), 4, 4);
-        let reads_fallback = bits(Rect::new(40, 40, 4, 4), 25, 5);
-        let clean = bits(Rect::new(0, 30, 10, 10), 0, 50);
-        let own = Rect::new(0, 50, 10, 10);
-        hub.update(&f, &[own], &[reads_dirty, reads_fallback, clean.clone()]);
-        assert_eq!(*lock(&c.draws), vec![clean]);
-        let mut pending = lock(&c.pending).take();
-        pending.sort_by_key(|r| (r.y, r.x));
-        assert_eq!(
-            pending,
-            vec![
-                dirty,
-                Rect::new(20, 0, 10, 10),
-                Rect::new(40, 40, 4, 4),
-                own
-            ]
-        );
-    }
-
-    #[test]
-    fn copy_bits_are_clipped_to_where_source_and_destination_fit() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let f = frame(16, 16, 256);
-        hub.update(&f, &[], &[]);
-        lock(&c.pending).take();
-        let over = bits(Rect::new(8, 0, 10, 4), 12, 0);
-        let outside = bits(Rect::new(0, 0, 4, 4), 16, 0);
-        hub.update(&f, &[], &[over, outside]);
-        assert_eq!(*lock(&c.draws), vec![bits(Rect::new(8, 0, 4, 4), 12, 0)]);
-    }
-
-    #[test]
-    fn copy_bits_bytes_follow_the_protocol_layout() {
-        let b = crate::BitsCopy {
-            rect: Rect::new(3, 5, 10, 2),
-            src_x: 7,
-            src_y: 1,
-        };
-        let mut expect = Vec::new();
-        expect.extend(0u32.to_le_bytes()); // surface_id
-        for v in [5i32, 3, 7, 13] {
-            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-        }
-        expect.push(0); // clip NONE
-        expect.extend(7i32.to_le_bytes()); // src_pos.x
-        expect.extend(1i32.to_le_bytes()); // src_pos.y
-        assert_eq!(draw_copy_bits(&b), expect);
-    }
-
-    #[test]
-    fn register_prunes_ended_clients() {
-        let mut hub = Head::default();
-        for _ in 0..100 {
-            drop(hub.register());
-        }
-        let _live = hub.register();
-        assert_eq!(hub.clients.len(), 1);
-    }
-
-    #[test]
-    fn malformed_frames_are_dropped() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        hub.update(&frame(10, 10, 100), &[Rect::full(10, 10)], &[]);
-        lock(&c.pending).take();
-        for bad in [
-            frame(10, 10, 99),
-            frame(10, 10, 101),
-            frame(0, 10, 0),
-            frame(u32::MAX, u32::MAX, 1),
-        ] {
-            hub.update(&bad, &[Rect::full(10, 10)], &[]);
-            let s = hub.surface.as_ref().unwrap();
-            assert_eq!((s.width, s.height, s.pixels.len()), (10, 10, 100));
-            assert!(lock(&c.pending).take().is_empty());
-        }
-    }
-
-    #[test]
-    fn heads_are_separate() {
-        let d = DisplayChannel::new(2, false, JpegMode::Auto);
-        d.update(1, &frame(4, 3, 12), &[], &[]);
-        d.update(7, &frame(4, 3, 12), &[], &[]);
-        assert_eq!(
-            (d.size(0), d.size(1), d.size(7)),
-            (None, Some((4, 3)), None)
-        );
-        assert_eq!(d.ids(), vec![0, 1]);
-    }
-}
+#[path = "display_tests.rs"]
+mod tests;

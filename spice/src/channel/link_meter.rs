@@ -388,6 +388,21 @@ impl LinkMeter {
             None => rate,
         });
     }
+    /// A video stream report: `bytes` of frames reached the client over
+    /// `secs`. With late frames (`saturated`) the link was the limit, so the
+    /// rate is a sample of it; without, the stream may have sent less than
+    /// the link could carry, so it only ever raises the estimate.
+    pub fn stream_delivered(&mut self, bytes: u64, secs: f64, saturated: bool) {
+        if bytes < MIN_SAMPLE_BYTES || !secs.is_finite() || secs <= 0.0 {
+            return;
+        }
+        let rate = bytes as f64 * 8.0 / secs.max(MIN_SPAN.as_secs_f64());
+        self.bandwidth = Some(match self.bandwidth {
+            Some(b) if saturated => b * (1.0 - SAMPLE_WEIGHT) + rate * SAMPLE_WEIGHT,
+            Some(b) => b.max(b * (1.0 - SAMPLE_WEIGHT) + rate * SAMPLE_WEIGHT),
+            None => rate,
+        });
+    }
 }
 
 #[cfg(test)]

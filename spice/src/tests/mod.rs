@@ -135,6 +135,7 @@ pub fn config(password: Option<&str>) -> Config {
         force_raw_images: false,
         playback_compression: true,
         jpeg: Default::default(),
+        streaming_video: Default::default(),
         transport: Default::default(),
     }
 }

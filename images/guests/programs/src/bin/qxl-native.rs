@@ -22,9 +22,10 @@
 //! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`. An `a` instead
 //! runs the benchmark's animation (10 s of moving copies and fills at 30
 //! frames/s, drawables recycled through the release ring), a `d` the same
-//! as a window drag, an `f` one FILL (its latency probe), a `b` blends (a
-//! colour-keyed TRANSPARENT and two ALPHA_BLENDs, as Xorg's and Windows'
-//! qxl drivers draw them); each then waits again.
+//! as a window drag, a `v` a video (10 s of a changing photo-like 256x192
+//! bitmap COPYed into one box at 25 frames/s), an `f` one FILL (its latency
+//! probe), a `b` blends (a colour-keyed TRANSPARENT and two ALPHA_BLENDs, as
+//! Xorg's and Windows' qxl drivers draw them); each then waits again.
 #![no_std]
 #![no_main]
 
@@ -98,6 +99,9 @@ const ANIM_FRAMES: u64 = 300;
 const POOL_SLOTS: usize = 192;
 const SLOT_BYTES: u64 = 208;
 const ANIM_ID_BASE: u64 = 1 << 32;
+/// Video frames in flight at most: each has its own bitmap, rewritten only
+/// once the device released the drawable that showed it.
+const VIDEO_SLOTS: usize = 4;
 
 type Rect = (i32, i32, i32, i32);
 
@@ -120,6 +124,8 @@ struct Card {
     pool: u64,
     pool_ids: [u64; POOL_SLOTS],
     next_anim_id: u64,
+    /// The video's bitmaps: BAR0 offsets of each QXLImage and its pixels.
+    video_slots: Vec<(u64, u64)>,
 }
 
 fn bytes_of_rect(r: Rect) -> [u8; 16] {
@@ -434,6 +440,7 @@ fn find_card() -> (pci::Function, Card) {
         pool: 0,
         pool_ids: [0; POOL_SLOTS],
         next_anim_id: ANIM_ID_BASE,
+        video_slots: Vec::new(),
     };
     (f, card)
 }
@@ -628,8 +635,9 @@ fn main() {
     );
 
     println!("QXL-NATIVE-READY");
-    // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'f'
-    // draws one fill; anything else ends the test.
+    // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'v'
+    // plays a video (scripts/bench_wan), 'f' draws one fill, 'b' blends;
+    // anything else ends the test.
     let pool = c.put(&[0u8; POOL_SLOTS * SLOT_BYTES as usize]);
     c.pool = pool;
     let mut probes = 0u32;
@@ -638,6 +646,7 @@ fn main() {
             Some(b'a') => animate(&mut c, one, false),
             Some(b'd') => animate(&mut c, one, true),
             Some(b'b') => blends(&mut c),
+            Some(b'v') => video(&mut c),
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
                 probes += 1;
@@ -755,6 +764,73 @@ fn blends(c: &mut Card) {
         c.draw(DRAW_ALPHA_BLEND, at(x, y), None, &u, "blend");
     }
     println!("QXL-BLEND-DONE");
+}
+
+/// scene::VIDEO_FRAMES frames at scene::VIDEO_FPS: frame `t`'s pixels
+/// (`scene::video_pixel`) written into a bitmap of its own and COPYed into
+/// the box at scene::VIDEO_AT, as a video player's frames reach the qxl
+/// driver. Prints `qxl-video frames=.. late=.. ms=..` and QXL-VIDEO-DONE.
+fn video(c: &mut Card) {
+    let (w, h) = (scene::VIDEO_W, scene::VIDEO_H);
+    let bytes = (w * h * 4) as usize;
+    if c.video_slots.is_empty() {
+        for _ in 0..VIDEO_SLOTS {
+            let data = c.put(&chunk(&alloc::vec![0u8; bytes], 0));
+            let mut img = [0u8; 48];
+            img[8] = 0; // SPICE_IMAGE_TYPE_BITMAP
+            img[10..14].copy_from_slice(&w.to_le_bytes());
+            img[14..18].copy_from_slice(&h.to_le_bytes());
+            img[18] = 8; // SPICE_BITMAP_FMT_32BIT
+            img[19] = 4; // QXL_BITMAP_TOP_DOWN
+            img[20..24].copy_from_slice(&w.to_le_bytes());
+            img[24..28].copy_from_slice(&h.to_le_bytes());
+            img[28..32].copy_from_slice(&(w * 4).to_le_bytes());
+            img[40..48].copy_from_slice(&c.phys(data).to_le_bytes());
+            let image = c.put(&img);
+            c.video_slots.push((image, data + 20));
+        }
+    }
+    let at = scene::VIDEO_AT;
+    let bbox = (at.0, at.1, at.0 + w as i32, at.1 + h as i32);
+    let frame_ns = 1_000_000_000 / scene::VIDEO_FPS;
+    let start = time::now_ns();
+    let mut shown = [0u64; VIDEO_SLOTS];
+    let mut late = 0;
+    for t in 0..scene::VIDEO_FRAMES {
+        let slot = t as usize % VIDEO_SLOTS;
+        let prev = shown[slot];
+        let free = time::wait_until(WAIT, || {
+            let busy = prev != 0 && c.pool_ids.contains(&prev);
+            if busy {
+                c.reclaim();
+            }
+            !busy
+        });
+        check!(free, "video", "frame {} still shown after {WAIT:?}", t);
+        let (image, pixels) = c.video_slots[slot];
+        for y in 0..h {
+            for x in 0..w {
+                let off = pixels + u64::from(y * w + x) * 4;
+                c.ram.write32(off, scene::video_pixel(x, y, t));
+            }
+        }
+        let due = start + u64::from(t) * frame_ns;
+        if time::now_ns() > due + frame_ns {
+            late += 1;
+        }
+        while time::now_ns() < due {
+            core::hint::spin_loop();
+        }
+        shown[slot] = c.next_anim_id;
+        let u = copy_union(c, image, w as i32, h as i32);
+        c.draw_pooled(DRAW_COPY, bbox, &u);
+    }
+    let ms = (time::now_ns() - start) / 1_000_000;
+    println!(
+        "qxl-video frames={} late={late} ms={ms}",
+        scene::VIDEO_FRAMES
+    );
+    println!("QXL-VIDEO-DONE");
 }
 
 /// The DRAW_COPY union: all of `image` (w x h) put 1:1, no mask.
