@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 use super::fb::FrameMemory;
+use super::screen::Rect;
 use super::vbe::VbeGeometry;
 use super::vga::{
     Vga, AR_COLOR_SELECT, AR_MODE, AR_PLANE_ENABLE, GR_MISC, GR_MODE, SR_CHAR_MAP, SR_CLOCK,
@@ -259,8 +260,51 @@ pub fn render_rows_into<F: FrameMemory + ?Sized>(
             };
             render_vbe(vga, fb, &g, frame, rows)
         }
-        Decoded::VgaGraphics(g) => render_vga_graphics(vga, &g, frame),
+        Decoded::VgaGraphics(g) => {
+            render_vga_graphics(vga, &g, frame, None);
+        }
     }
+}
+
+/// A 256-colour VGA picture (mode 13h) whose memory the guest writes
+/// through the mapped window: redraw only the scanlines that show bytes of
+/// the 4 KiB pages of VGA memory in `pages` (bit `p % 64` of word `p / 64`),
+/// into `frame`, which holds the previous picture. Returns the redrawn
+/// scanlines as full-width bands, or `None` when the registers show
+/// something else or another size (render whole then).
+pub fn render_vga_dirty_lines(vga: &Vga, frame: &mut Frame, pages: &[u64]) -> Option<Vec<Rect>> {
+    let Decoded::VgaGraphics(g) = decode(vga) else {
+        return None;
+    };
+    if g.shift != 2 || (frame.width, frame.height) != (g.out_width, g.height) {
+        return None;
+    }
+    let rows = render_vga_graphics(vga, &g, frame, Some(pages));
+    let mut bands: Vec<Rect> = Vec::new();
+    for y in rows {
+        match bands.last_mut() {
+            Some(b) if b.y + b.height == y => b.height += 1,
+            _ => bands.push(Rect {
+                x: 0,
+                y,
+                width: g.out_width,
+                height: 1,
+            }),
+        }
+    }
+    Some(bands)
+}
+
+/// Does a scanline fetching `len` bytes from `addr` (wrapping in VGA
+/// memory) touch a page set in `pages`?
+fn line_on_pages(pages: &[u64], addr: usize, len: usize) -> bool {
+    const PAGE: usize = 4096;
+    let first = addr / PAGE;
+    let last = (addr + len.max(1) - 1) / PAGE;
+    (first..=last).any(|p| {
+        let p = p % (VGA_MEM_SIZE / PAGE);
+        pages.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)
+    })
 }
 
 fn render_text(vga: &Vga, t: &TextGeometry, blink_phase: bool, frame: &mut Frame) {
@@ -448,7 +492,16 @@ fn for_each_text_cell(vga: &Vga, t: &TextGeometry, mut f: impl FnMut(u32, u32, u
         line = next;
     }
 }
-fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
+/// Draws the picture, or with `only` just the scanlines whose source bytes
+/// lie on those pages (256-colour modes only); returns the scanlines drawn
+/// in that case.
+fn render_vga_graphics(
+    vga: &Vga,
+    g: &GraphicsGeometry,
+    frame: &mut Frame,
+    only: Option<&[u64]>,
+) -> Vec<u32> {
+    let mut drawn = Vec::new();
     // Each line is drawn across out_width (width is whole 8-pixel groups).
     frame.resize(g.out_width, g.height);
     let cr9 = vga.cr[0x09];
@@ -482,7 +535,18 @@ fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
             addr = (addr & !0x8000) | (((y1 & 2) as usize) << 14);
         }
         let out = &mut frame.pixels[y as usize * out_w..(y as usize + 1) * out_w];
+        let skip = match only {
+            Some(pages) if g.shift == 2 => {
+                let on = line_on_pages(pages, addr & (VGA_MEM_SIZE - 1), out_w.div_ceil(2));
+                if on {
+                    drawn.push(y);
+                }
+                !on
+            }
+            _ => false,
+        };
         match g.shift {
+            _ if skip => {}
             0 | 1 => draw_planar_line(
                 vga, addr, g.width, g.shift, plane_mask, hdouble, &pal16, out,
             ),
@@ -507,6 +571,7 @@ fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
             addr1 = 0;
         }
     }
+    drawn
 }
 
 /// One scanline of a 16-colour (shift 0) or CGA 4-colour (shift 1) mode: every
