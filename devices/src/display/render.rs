@@ -269,9 +269,9 @@ pub fn render_rows_into<F: FrameMemory + ?Sized>(
 /// A 256-colour VGA picture (mode 13h) whose memory the guest writes
 /// through the mapped window: redraw only the scanlines that show bytes of
 /// the 4 KiB pages of VGA memory in `pages` (bit `p % 64` of word `p / 64`),
-/// into `frame`, which holds the previous picture. Returns the redrawn
-/// scanlines as full-width bands, or `None` when the registers show
-/// something else or another size (render whole then).
+/// into `frame`, which holds the previous picture. Returns rects covering
+/// the pixels that changed, or `None` when the registers show something
+/// else or another size (render whole then).
 pub fn render_vga_dirty_lines(vga: &Vga, frame: &mut Frame, pages: &[u64]) -> Option<Vec<Rect>> {
     let Decoded::VgaGraphics(g) = decode(vga) else {
         return None;
@@ -280,19 +280,28 @@ pub fn render_vga_dirty_lines(vga: &Vga, frame: &mut Frame, pages: &[u64]) -> Op
         return None;
     }
     let rows = render_vga_graphics(vga, &g, frame, Some(pages));
-    let mut bands: Vec<Rect> = Vec::new();
-    for y in rows {
-        match bands.last_mut() {
-            Some(b) if b.y + b.height == y => b.height += 1,
-            _ => bands.push(Rect {
-                x: 0,
+    // One rect per run of changed scanlines, spanning their changed columns.
+    let mut rects: Vec<Rect> = Vec::new();
+    for (y, lo, hi) in rows {
+        match rects.last_mut() {
+            Some(r) if r.y + r.height == y => {
+                let (x0, x1) = (r.x.min(lo as u32), (r.x + r.width).max(hi as u32));
+                *r = Rect {
+                    x: x0,
+                    y: r.y,
+                    width: x1 - x0,
+                    height: r.height + 1,
+                };
+            }
+            _ => rects.push(Rect {
+                x: lo as u32,
                 y,
-                width: g.out_width,
+                width: (hi - lo) as u32,
                 height: 1,
             }),
         }
     }
-    Some(bands)
+    Some(rects)
 }
 
 /// Does a scanline fetching `len` bytes from `addr` (wrapping in VGA
@@ -493,15 +502,16 @@ fn for_each_text_cell(vga: &Vga, t: &TextGeometry, mut f: impl FnMut(u32, u32, u
     }
 }
 /// Draws the picture, or with `only` just the scanlines whose source bytes
-/// lie on those pages (256-colour modes only); returns the scanlines drawn
-/// in that case.
+/// lie on those pages (256-colour modes only); returns, in that case, each
+/// redrawn scanline that changed with its changed columns `lo..hi`.
 fn render_vga_graphics(
     vga: &Vga,
     g: &GraphicsGeometry,
     frame: &mut Frame,
     only: Option<&[u64]>,
-) -> Vec<u32> {
-    let mut drawn = Vec::new();
+) -> Vec<(u32, usize, usize)> {
+    let mut changed = Vec::new();
+    let mut old_line = Vec::new();
     // Each line is drawn across out_width (width is whole 8-pixel groups).
     frame.resize(g.out_width, g.height);
     let cr9 = vga.cr[0x09];
@@ -535,18 +545,31 @@ fn render_vga_graphics(
             addr = (addr & !0x8000) | (((y1 & 2) as usize) << 14);
         }
         let out = &mut frame.pixels[y as usize * out_w..(y as usize + 1) * out_w];
-        let skip = match only {
+        // With `only`: skip lines off those pages, and keep the old pixels
+        // of the others to report just the columns that changed.
+        let watch = match only {
             Some(pages) if g.shift == 2 => {
-                let on = line_on_pages(pages, addr & (VGA_MEM_SIZE - 1), out_w.div_ceil(2));
-                if on {
-                    drawn.push(y);
+                if !line_on_pages(pages, addr & (VGA_MEM_SIZE - 1), out_w.div_ceil(2)) {
+                    continue_line(
+                        &mut addr1,
+                        &mut y1,
+                        &mut multi_run,
+                        multi_scan,
+                        cr17,
+                        stride,
+                    );
+                    if y == lc {
+                        addr1 = 0;
+                    }
+                    continue;
                 }
-                !on
+                old_line.clear();
+                old_line.extend_from_slice(out);
+                true
             }
             _ => false,
         };
         match g.shift {
-            _ if skip => {}
             0 | 1 => draw_planar_line(
                 vga, addr, g.width, g.shift, plane_mask, hdouble, &pal16, out,
             ),
@@ -557,21 +580,53 @@ fn render_vga_graphics(
                 }
             }
         }
-        if multi_run == 0 {
-            let mask = u32::from(cr17 & 3) ^ 3;
-            if y1 & mask == mask {
-                addr1 += stride;
+        if watch {
+            if let Some(lo) = out.iter().zip(&old_line).position(|(a, b)| a != b) {
+                let hi = out_w
+                    - out
+                        .iter()
+                        .zip(&old_line)
+                        .rev()
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(0);
+                changed.push((y, lo, hi));
             }
-            y1 += 1;
-            multi_run = multi_scan;
-        } else {
-            multi_run -= 1;
         }
+        continue_line(
+            &mut addr1,
+            &mut y1,
+            &mut multi_run,
+            multi_scan,
+            cr17,
+            stride,
+        );
         if y == lc {
             addr1 = 0;
         }
     }
-    drawn
+    changed
+}
+
+/// The CRTC's step to the next scanline: the same fetch again while the
+/// line is repeated (double scan), else the next `stride` bytes.
+fn continue_line(
+    addr1: &mut usize,
+    y1: &mut u32,
+    multi_run: &mut u32,
+    multi_scan: u32,
+    cr17: u8,
+    stride: usize,
+) {
+    if *multi_run == 0 {
+        let mask = u32::from(cr17 & 3) ^ 3;
+        if *y1 & mask == mask {
+            *addr1 += stride;
+        }
+        *y1 += 1;
+        *multi_run = multi_scan;
+    } else {
+        *multi_run -= 1;
+    }
 }
 
 /// One scanline of a 16-colour (shift 0) or CGA 4-colour (shift 1) mode: every

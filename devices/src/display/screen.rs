@@ -619,13 +619,28 @@ mod tests {
         let pages = FbDirty::Pages(page_bits(&[7]));
         q.vga_mut().sync_window(&pages);
         let u = screen.refresh_with_window(&q, FbDirty::Unknown, &pages, t);
-        // Page 7 is bytes 28672..32768: source lines 89..=102, shown twice.
-        assert_eq!(u.rects, vec![band(178, 28, 640)]);
+        // Page 7 is bytes 28672..32768: source lines 89..=102 (output rows
+        // 178..206) are redrawn, and only the changed pixels reported.
+        assert_eq!(
+            u.rects,
+            vec![Rect {
+                x: 20,
+                y: 200,
+                width: 2,
+                height: 2
+            }]
+        );
         assert!(!u.mode_changed);
         assert_eq!(screen.frame().pixel(20, 200), 0xff0000);
         assert_eq!(screen.frame().pixel(20, 202), 0);
         assert_eq!(screen.frame(), &q.render(false), "same as a whole render");
 
+        // A page written with what it held: redrawn, nothing to send.
+        mem.write(320 * 100 + 10, &[1]);
+        q.vga_mut().sync_window(&pages);
+        assert!(screen
+            .refresh_with_window(&q, FbDirty::Unknown, &pages, t)
+            .is_empty());
         // Nothing written: nothing sent. Without a log: compared whole.
         let none = FbDirty::Pages(page_bits(&[]));
         assert!(screen
