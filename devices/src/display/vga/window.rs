@@ -318,4 +318,87 @@ mod tests {
         mode13(&mut plain);
         assert!(!plain.window_mapped());
     }
+
+    /// The same random guest (register writes that enter and leave chain-4,
+    /// VBE on and off, window stores and loads) on a VGA whose window maps
+    /// (stores then bypass the device, as under KVM) and on one that always
+    /// traps: every load and, after reset, all of VGA memory agree.
+    #[test]
+    fn mapped_and_trapped_windows_agree() {
+        let (mut mapped, mapper) = with_mapper(false);
+        let mut trapped = Vga::new(1 << 20);
+        let (mut fb_a, mut fb_b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let writes: [(u16, u8, &[u8]); 7] = [
+            (0x3c4, 4, &[0x0e, 0x0e, 0x0e, 0x06, 0x02]),
+            (0x3c4, 2, &[0x0f, 0x0f, 0x0f, 0x03, 0x05]),
+            (0x3ce, 6, &[0x05, 0x05, 0x05, 0x01, 0x0e, 0x09]),
+            (0x3ce, 5, &[0x40, 0x00, 0x10, 0x42]),
+            (0x3ce, 8, &[0xff, 0x0f]),
+            (0x3ce, 1, &[0x00, 0x0f]),
+            (0x3ce, 0, &[0x00, 0x05]),
+        ];
+        let mut maps = 0;
+        for round in 0..20_000 {
+            match next() % 8 {
+                0 => {
+                    let (port, index, values) = writes[next() as usize % writes.len()];
+                    let v = values[next() as usize % values.len()];
+                    outw_idx(&mut mapped, port, index, v);
+                    outw_idx(&mut trapped, port, index, v);
+                }
+                1 if round % 50 == 0 => {
+                    // VBE on (320x200x8) or off.
+                    let on = next() % 4 == 0;
+                    let seq: &[(u16, u16)] = if on {
+                        &[(4, 0), (3, 8), (1, 320), (2, 200), (4, 1)]
+                    } else {
+                        &[(4, 0)]
+                    };
+                    for &(i, v) in seq {
+                        for (vga, fb) in [(&mut mapped, &mut fb_a), (&mut trapped, &mut fb_b)] {
+                            vga.port_write(0x1ce, &i.to_le_bytes(), fb);
+                            vga.port_write(0x1cf, &v.to_le_bytes(), fb);
+                        }
+                    }
+                }
+                2..=5 => {
+                    let a = u64::from(next()) % 0x20000;
+                    let v = next() as u8;
+                    if mapped.window_mapped() && a < CHAIN4_WINDOW_LEN as u64 {
+                        guest_store(&mapped, a as usize, v);
+                        maps += 1;
+                    } else {
+                        mapped.mem_write(a, &[v], &mut fb_a);
+                    }
+                    trapped.mem_write(a, &[v], &mut fb_b);
+                }
+                _ => {
+                    let a = u64::from(next()) % 0x20000;
+                    let (mut x, mut y) = ([0u8], [0u8]);
+                    if mapped.window_mapped() && a < CHAIN4_WINDOW_LEN as u64 {
+                        let (_, mem) = mapped.window.mapper.as_ref().unwrap();
+                        mem.read(a, &mut x);
+                    } else {
+                        mapped.mem_read(a, &mut x, &fb_a);
+                    }
+                    trapped.mem_read(a, &mut y, &fb_b);
+                    assert_eq!(x, y, "load at {a:#x}, round {round}");
+                }
+            }
+        }
+        let handovers = mapper.calls.lock().unwrap().len();
+        assert!(maps > 500, "the window was mapped for {maps} stores only");
+        assert!(handovers > 50, "{handovers} maps and unmaps only");
+        mapped.reset();
+        trapped.reset();
+        assert!(mapped.vram == trapped.vram);
+        assert!(fb_a == fb_b);
+    }
 }
