@@ -266,6 +266,7 @@ impl GlzDictionary {
             .filter(|i| *i >= head_id);
         let mut anchor: Option<(u64, usize, usize)> = None;
         let mut last_dist = 0;
+        let mut misses = 0usize;
         while ip + 1 < n {
             let h = hash(px, ip);
             let hints = self.table[h];
@@ -364,8 +365,13 @@ impl GlzDictionary {
                 }
                 ip += best.len;
                 literal_start = ip;
+                misses = 0;
             } else {
-                ip += 1;
+                // Past a run of misses (noise, photos) look at fewer
+                // positions: each costs a hash table visit that is likely a
+                // cache miss, and such content rarely repeats anyway.
+                misses += 1;
+                ip += 1 + (misses >> 5).min(7);
             }
         }
         emit_literals(&px[literal_start..], out);
