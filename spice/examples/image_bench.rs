@@ -112,10 +112,13 @@ fn main() {
         let (new_t, _) = time(runs, || GlzDictionary::new(MAX_WINDOW_PIXELS as i64));
         let mut warm = GlzDictionary::new(MAX_WINDOW_PIXELS as i64).expect("window");
         let (enc_t, _) = time(runs, || warm.encode(0, w, h, px).map(|e| e.data.len()));
-        eprintln!("{name}: new {} ms, encode (not committed) {} ms", ms(new_t), ms(enc_t));
+        eprintln!(
+            "{name}: new {} ms, encode (not committed) {} ms",
+            ms(new_t),
+            ms(enc_t)
+        );
         let mut cells = Vec::new();
         let mut win = GlzWindow::new();
-        let mut last = None;
         for step in 0..3 {
             let (enc, data) = time(runs, || {
                 let mut d = GlzDictionary::new(MAX_WINDOW_PIXELS as i64).expect("window");
@@ -130,8 +133,6 @@ fn main() {
             // Time of this step alone: less the steps before it.
             let enc = enc.saturating_sub(cells.iter().map(|(_, t)| *t).sum());
             cells.push((data.len(), enc));
-            last = Some(data);
-            let _ = &last;
         }
         // Decode the three images of one dictionary in order.
         let mut d = GlzDictionary::new(MAX_WINDOW_PIXELS as i64).expect("window");

@@ -152,6 +152,18 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = JpegArg::Auto)]
     pub spice_jpeg: JpegArg,
 
+    /// Lossless image codec (QEMU's image-compression): auto_glz (GLZ, which
+    /// also copies from earlier images, for clients with a GLZ window, else
+    /// SPICE LZ; LZ4 and JPEG where those do poorly), auto_lz (the same
+    /// without GLZ), glz, lz, lz4 or off (raw). quic is not implemented.
+    #[arg(long, value_enum, default_value_t = ImageCompressionArg::AutoGlz)]
+    pub spice_image_compression: ImageCompressionArg,
+
+    /// zlib around GLZ images (QEMU's zlib-glz-wan-compression): auto (only
+    /// to clients on a slow link, under 10 Mbit/s), always or never.
+    #[arg(long, value_enum, default_value_t = JpegArg::Auto)]
+    pub spice_zlib_glz_wan_compression: JpegArg,
+
     /// Allow --disable-ticketing on a non-loopback SPICE address (anyone who
     /// can reach it sees and drives the VM).
     #[arg(long)]
@@ -268,6 +280,49 @@ impl From<JpegArg> for spice::JpegMode {
             JpegArg::Always => spice::JpegMode::Always,
             JpegArg::Never => spice::JpegMode::Never,
         }
+    }
+}
+
+impl From<JpegArg> for spice::WanCompression {
+    fn from(j: JpegArg) -> spice::WanCompression {
+        match j {
+            JpegArg::Auto => spice::WanCompression::Auto,
+            JpegArg::Always => spice::WanCompression::Always,
+            JpegArg::Never => spice::WanCompression::Never,
+        }
+    }
+}
+
+/// QEMU's image-compression names.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageCompressionArg {
+    #[value(name = "auto_glz", alias = "auto-glz")]
+    AutoGlz,
+    #[value(name = "auto_lz", alias = "auto-lz")]
+    AutoLz,
+    Glz,
+    Lz,
+    Lz4,
+    Quic,
+    Off,
+}
+
+impl TryFrom<ImageCompressionArg> for spice::ImageCompression {
+    type Error = anyhow::Error;
+    fn try_from(c: ImageCompressionArg) -> anyhow::Result<spice::ImageCompression> {
+        use spice::ImageCompression as C;
+        Ok(match c {
+            ImageCompressionArg::AutoGlz => C::AutoGlz,
+            ImageCompressionArg::AutoLz => C::AutoLz,
+            ImageCompressionArg::Glz => C::Glz,
+            ImageCompressionArg::Lz => C::Lz,
+            ImageCompressionArg::Lz4 => C::Lz4,
+            ImageCompressionArg::Off => C::Off,
+            ImageCompressionArg::Quic => anyhow::bail!(
+                "--spice-image-compression quic: QUIC is not implemented \
+                 (auto_glz, auto_lz, glz, lz, lz4 and off are)"
+            ),
+        })
     }
 }
 

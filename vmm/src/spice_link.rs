@@ -270,6 +270,7 @@ mod tests {
                 force_raw_images: false,
                 playback_compression: true,
                 jpeg: Default::default(),
+                images: Default::default(),
                 transport: Default::default(),
             },
             spice::Ports {

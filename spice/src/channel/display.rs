@@ -30,7 +30,9 @@
 //! the net test (at most `NET_TEST_TIMEOUT`), so it is already encoded for
 //! the link. Whether a cached copy is lossy is recorded, so an image that
 //! must be exact later (the link recovered) replaces it (see `pixmap_cache`).
-//! Every draw is counted per client with its image's codec (`stats`).
+//! Every draw is counted per client with its image's codec (`stats`). The
+//! lossless codec follows `ImageOptions` and the client's GLZ dictionary,
+//! named in DISPLAY_INIT (`image_choice`).
 //!
 //! Each head keeps its own copy of the picture, kept current with only the
 //! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
@@ -47,13 +49,14 @@ use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::display_wire::{
-    draw_copy, draw_copy_bits, draw_fill, init_cache_size, inval_pixmaps, surface_create,
+    draw_copy, draw_copy_bits, draw_fill, init_cache_size, init_glz, inval_pixmaps, surface_create,
 };
+use super::image_choice::{ImageChoice, SharedGlz};
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
+use crate::codec::{extract, from_cache, is_lossy, ImagePolicy, ImageTag};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION,
@@ -61,7 +64,7 @@ use crate::proto::{
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
+use crate::{Draw, Frame, ImageCopy, ImageOptions, JpegMode, Rect, SolidFill};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
@@ -75,6 +78,7 @@ pub struct DisplayChannel {
     next_image_id: AtomicU64,
     /// Keys image contents for the clients' pixmap caches.
     hasher: RandomState,
+    images: ImageChoice,
 }
 
 /// What `update` shares with a head's display channel task.
@@ -103,7 +107,13 @@ impl DisplayChannel {
             jpeg,
             next_image_id: AtomicU64::new(1),
             hasher: RandomState::new(),
+            images: ImageChoice::new(ImageOptions::default()),
         }
+    }
+
+    pub fn with_images(self, opts: ImageOptions) -> DisplayChannel {
+        let images = ImageChoice::new(opts);
+        DisplayChannel { images, ..self }
     }
 
     /// The content key of a picture, for the pixmap cache.
@@ -306,6 +316,8 @@ struct State {
     policy: ImagePolicy,
     /// The client's pixmap cache, once DISPLAY_INIT announced one.
     cache: Option<PixmapCache>,
+    /// The client's GLZ dictionary, once DISPLAY_INIT announced a window.
+    glz: Option<SharedGlz>,
     /// The first net test may still run: no picture before it ends.
     first_test: bool,
     /// When to look for an idle link to probe (or test again).
@@ -345,6 +357,7 @@ impl DisplayChannel {
                 lossy: false,
             },
             cache: None,
+            glz: None,
             first_test: true,
             next_probe: Instant::now() + PROBE_EVERY,
         };
@@ -382,7 +395,9 @@ impl DisplayChannel {
                         // gets its share of the pixels.
                         let size = init_cache_size(&body).unwrap_or(0);
                         st.cache = PixmapCache::new(size / self.heads.len().max(1) as i64);
-                        debug!(size, cache = st.cache.is_some(), "display init");
+                        let (dict, window) = init_glz(&body).unwrap_or((0, 0));
+                        st.glz = self.images.dictionary(link.session_id, dict, window);
+                        debug!(size, cache = st.cache.is_some(), window, "display init");
                     }
                     display_msgc::STREAM_REPORT
                     | display_msgc::PREFERRED_COMPRESSION
@@ -527,6 +542,7 @@ impl DisplayChannel {
     /// Also whether JPEG is in use for this client now at all.
     fn lossy_ok(&self, conn: &Conn, w: u32, h: u32, pixels: &[u32]) -> (bool, bool) {
         let wanted = !self.force_raw
+            && self.images.jpeg_allowed()
             && match self.jpeg {
                 JpegMode::Never => false,
                 JpegMode::Always => true,
@@ -561,6 +577,8 @@ impl DisplayChannel {
             (id, cache.lookup(id, u64::from(w) * u64::from(h), exact))
         });
         let policy = ImagePolicy { lossy, ..st.policy };
+        let (glz, slow) = (st.glz.as_ref().map(|d| (d, st.head)), conn.meter().slow());
+        let encode = |tag| self.images.encode(tag, w, h, pixels, policy, glz, slow);
         let image = match cached {
             Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
             Some((id, CacheUse::Replace)) => {
@@ -569,7 +587,7 @@ impl DisplayChannel {
                     flags: IMAGE_FLAGS_CACHE_REPLACE_ME,
                 };
                 // `exact` holds here, so `policy` is lossless.
-                encode_image(tag, w, h, pixels, policy, ENCODERS)
+                encode(tag)
             }
             Some((id, CacheUse::Store { evict })) => {
                 if !evict.is_empty() {
@@ -579,7 +597,7 @@ impl DisplayChannel {
                     id,
                     flags: IMAGE_FLAGS_CACHE_ME,
                 };
-                let image = encode_image(tag, w, h, pixels, policy, ENCODERS);
+                let image = encode(tag);
                 if is_lossy(&image) {
                     if let Some(cache) = st.cache.as_mut() {
                         cache.stored_lossy(id);
@@ -592,7 +610,7 @@ impl DisplayChannel {
                     id: self.next_image_id.fetch_add(1, Ordering::Relaxed),
                     flags: 0,
                 };
-                encode_image(tag, w, h, pixels, policy, ENCODERS)
+                encode(tag)
             }
         };
         conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image));
@@ -659,28 +677,6 @@ mod tests {
             .map(|i| (i % 8, i / 8))
             .collect();
         assert_eq!(sevens, vec![(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2)]);
-    }
-
-    #[test]
-    fn draw_fill_bytes_follow_the_protocol_layout() {
-        let f = SolidFill {
-            rect: Rect::new(3, 5, 10, 2),
-            color: 0xff12_3456,
-        };
-        let mut expect = Vec::new();
-        expect.extend(0u32.to_le_bytes()); // DisplayBase.surface_id
-        for v in [5i32, 3, 7, 13] {
-            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-        }
-        expect.push(0); // clip type NONE
-        expect.push(1); // brush type SOLID
-        expect.extend(0x0012_3456u32.to_le_bytes()); // color, xRGB
-        expect.extend(8u16.to_le_bytes()); // rop_descriptor OP_PUT
-        expect.push(0); // mask flags
-        expect.extend([0u8; 8]); // mask pos
-        expect.extend(0u32.to_le_bytes()); // mask bitmap: none
-        assert_eq!(expect.len(), 41);
-        assert_eq!(draw_fill(&f), expect);
     }
 
     #[test]
@@ -794,24 +790,6 @@ mod tests {
         let outside = bits(Rect::new(0, 0, 4, 4), 16, 0);
         hub.update(&f, &[], &[over, outside]);
         assert_eq!(*lock(&c.draws), vec![bits(Rect::new(8, 0, 4, 4), 12, 0)]);
-    }
-
-    #[test]
-    fn copy_bits_bytes_follow_the_protocol_layout() {
-        let b = crate::BitsCopy {
-            rect: Rect::new(3, 5, 10, 2),
-            src_x: 7,
-            src_y: 1,
-        };
-        let mut expect = Vec::new();
-        expect.extend(0u32.to_le_bytes()); // surface_id
-        for v in [5i32, 3, 7, 13] {
-            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-        }
-        expect.push(0); // clip NONE
-        expect.extend(7i32.to_le_bytes()); // src_pos.x
-        expect.extend(1i32.to_le_bytes()); // src_pos.y
-        assert_eq!(draw_copy_bits(&b), expect);
     }
 
     #[test]

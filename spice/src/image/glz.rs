@@ -241,7 +241,9 @@ impl GlzDictionary {
             return None;
         }
         let front = self.images.front()?.id;
-        let img = self.images.get(usize::try_from(id.checked_sub(front)?).ok()?)?;
+        let img = self
+            .images
+            .get(usize::try_from(id.checked_sub(front)?).ok()?)?;
         (img.source == source).then_some(img)
     }
 
@@ -441,7 +443,8 @@ impl Match {
         let wide_ofs = usize::from(!self.short() && self.ofs >= 1 << 17);
         // Distances the format cannot carry are never chosen.
         let carried = self.ofs < MAX_OFFSET
-            && ((self.short() && self.image_dist < 1 << 30) || self.image_dist < MAX_LONG_IMAGE_DIST);
+            && ((self.short() && self.image_dist < 1 << 30)
+                || self.image_dist < MAX_LONG_IMAGE_DIST);
         if !carried {
             return usize::MAX;
         }

@@ -14,7 +14,7 @@ const LZ_MAGIC: u32 = 0x2020_5A4C;
 const LZ_VERSION: u32 = 0x0001_0001;
 
 /// The client's side of a GLZ dictionary: the images it holds, oldest first.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct GlzWindow {
     images: VecDeque<(u64, Vec<u32>)>,
     /// The id the next image must have (ids are consecutive from 0).

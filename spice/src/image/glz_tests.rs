@@ -30,7 +30,10 @@ fn later_images_copy_from_earlier_ones() {
     // The same picture again: one copy of the whole of it (a length is
     // coded as a sum of bytes of 255: one byte per 255 pixels).
     let again = round(&mut dict, &mut win, w, h, &first);
-    assert!(again < 100 + (w * h) as usize / 255, "a repeated image took {again} bytes");
+    assert!(
+        again < 100 + (w * h) as usize / 255,
+        "a repeated image took {again} bytes"
+    );
     // Scrolled by 37 rows: the new bottom rows are new, the rest is found
     // in the earlier images.
     let mut scrolled = first[37 * w as usize..].to_vec();
@@ -66,7 +69,10 @@ fn the_window_is_bounded_and_the_client_keeps_what_is_referenced() {
         }
         let len = round(&mut dict, &mut win, 50, 20, &px);
         let (n, pixels) = dict.held();
-        assert!(pixels <= 3500 && n <= 3, "image {i}: {n} images, {pixels} px");
+        assert!(
+            pixels <= 3500 && n <= 3,
+            "image {i}: {n} images, {pixels} px"
+        );
         // The decoder dropped what the images told it to, and no more than
         // the encoder keeps.
         let (wn, wpixels) = win.held();
@@ -257,7 +263,11 @@ fn every_token_form() {
         for ofs in [0usize, 4095, 4096, 4990] {
             let mut win = GlzWindow::new();
             for id in 0..image_dist {
-                let px: Vec<u32> = if id == 0 { (0..5000).collect() } else { vec![7] };
+                let px: Vec<u32> = if id == 0 {
+                    (0..5000).collect()
+                } else {
+                    vec![7]
+                };
                 let mut d = header(px.len() as u32, 1, id, id as u32);
                 emit_literals(&px, &mut d);
                 win.decode(&d).unwrap();
@@ -286,7 +296,10 @@ fn the_decoder_rejects_what_a_client_would_choke_on() {
     // A skipped id, a repeated one.
     let mut skip = header(1, 1, 2, 0);
     emit_literals(&[1], &mut skip);
-    assert!(matches!(win.decode(&skip), Err(ImageError::BadImageId { .. })));
+    assert!(matches!(
+        win.decode(&skip),
+        Err(ImageError::BadImageId { .. })
+    ));
     let mut again = header(1, 1, 0, 0);
     emit_literals(&[1], &mut again);
     assert!(win.decode(&again).is_err());

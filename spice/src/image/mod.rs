@@ -17,13 +17,13 @@
 
 mod glz;
 mod glz_decode;
+#[cfg(test)]
+mod glz_tests;
 mod jpeg;
 mod lz;
 mod lz4;
 #[cfg(test)]
 pub(crate) mod samples;
-#[cfg(test)]
-mod glz_tests;
 #[cfg(test)]
 mod tests;
 

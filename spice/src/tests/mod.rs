@@ -134,6 +134,7 @@ pub fn config(password: Option<&str>) -> Config {
         force_raw_images: false,
         playback_compression: true,
         jpeg: Default::default(),
+        images: Default::default(),
         transport: Default::default(),
     }
 }
@@ -158,6 +159,7 @@ pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<
             force_raw_images: force_raw,
             playback_compression: true,
             jpeg: Default::default(),
+            images: Default::default(),
             ..config(password)
         },
         ports(&rec),
