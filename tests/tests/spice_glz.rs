@@ -36,7 +36,8 @@ impl Rng {
 /// glyph-like marks from a set of 40 shapes (so words repeat, as text does).
 fn text_rows(rows: u32, rng: &mut Rng) -> Vec<u32> {
     let mut px = vec![0x00ff_ffffu32; (W * rows) as usize];
-    let glyph = |g: u32, x: u32, y: u32| (g * 2654435761 >> (x * 3 + y * 5 & 15)) & 1 == 1;
+    let glyph =
+        |g: u32, x: u32, y: u32| (g.wrapping_mul(2654435761) >> ((x * 3 + y * 5) & 15)) & 1 == 1;
     let mut y0 = 2;
     while y0 + 12 < rows {
         let mut x0 = 4 + rng.below(20);

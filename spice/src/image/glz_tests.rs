@@ -236,7 +236,7 @@ fn every_token_form() {
     // In-image: offsets around the 12-bit, 17-bit and 25-bit limits.
     for dist in [1usize, 2, 4095, 4096, 4097, 1 << 17, (1 << 17) + 1, 300_000] {
         for len in [1usize, 6, 7, 8, 261, 262, 263] {
-            let prefix: Vec<u32> = (0..dist as u32).map(|i| i * 7919 & 0xff_ffff).collect();
+            let prefix: Vec<u32> = (0..dist as u32).map(|i| (i * 7919) & 0xff_ffff).collect();
             let total = dist + len;
             // Whole rows of at most 16384 pixels, padded with black.
             let width = total.min(16384);
