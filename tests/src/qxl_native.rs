@@ -15,7 +15,10 @@ const BOOT: Duration = Duration::from_secs(120);
 
 /// How to boot: which VMM, the JPEG mode (spicebox `--spice-jpeg`, QEMU
 /// `jpeg-wan-compression`; None = each one's default), and spicebox's QMP
-/// socket if one is wanted.
+/// socket if one is wanted. A JPEG mode also sets image compression auto_lz
+/// on both: under auto_glz spicebox sends the guest's sprite, drawn again
+/// and again, as GLZ copying its earlier sightings, exact and smaller than
+/// JPEG, so the lossy path these runs judge would seldom be taken.
 pub struct Boot<'a> {
     pub qemu: bool,
     pub jpeg: Option<&'a str>,
@@ -36,7 +39,7 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
         let mut args = vec![disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
         args.push("--disable-ticketing");
         if let Some(jpeg) = boot.jpeg {
-            args.extend(["--spice-jpeg", jpeg]);
+            args.extend(["--spice-jpeg", jpeg, "--spice-image-compression", "auto_lz"]);
         }
         let control = boot.control.map(|s| format!("unix:{}", s.display()));
         if let Some(control) = &control {
@@ -52,7 +55,7 @@ fn qemu(disk: &Path, port: u16, jpeg: Option<&str>) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut spice = format!("port={port},addr=127.0.0.1,disable-ticketing=on");
     if let Some(jpeg) = jpeg {
-        spice += &format!(",jpeg-wan-compression={jpeg}");
+        spice += &format!(",jpeg-wan-compression={jpeg},image-compression=auto_lz");
     }
     let mut cmd = qemu_guest(disk);
     cmd.args(["-spice", &spice]);
