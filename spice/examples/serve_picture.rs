@@ -52,6 +52,7 @@ fn main() {
             playback_compression: true,
             jpeg: Default::default(),
             streaming_video: Default::default(),
+            images: Default::default(),
             transport,
         },
         spice::Ports {

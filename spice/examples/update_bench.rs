@@ -64,6 +64,7 @@ fn main() {
             playback_compression: true,
             jpeg: Default::default(),
             streaming_video: Default::default(),
+            images: Default::default(),
             transport: Default::default(),
         },
         Ports {

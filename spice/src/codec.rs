@@ -3,13 +3,22 @@
 //! compression does not pay or is disabled. An image the caller allows to be lossy
 //! (`ImagePolicy::lossy`: photo-like, see `image::photo_like`) may go as JPEG instead,
 //! when that is the smallest.
+//! With a client's GLZ dictionary (`GlzUse`), GLZ takes SPICE LZ's place: the
+//! image may copy from images sent before it; it is added to the dictionary
+//! only if it is what goes out, so the ids the client sees have no gaps.
+//! Wrapped in zlib (ZLIB_GLZ_RGB) when asked and smaller.
 //! The caller picks the id and flags (CACHE_ME for the client's pixmap cache,
 //! see `channel::pixmap_cache`), and `from_cache` names a cached image.
 
+use std::sync::Mutex;
+
+use crate::image::{zlib_deflate, GlzDictionary};
 use crate::proto::{
     BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
-    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
+    IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
 };
+use crate::server::lock;
 use crate::wire::Writer;
 use crate::{Frame, Rect};
 
@@ -114,7 +123,20 @@ fn raw(tag: ImageTag, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
     w.finish()
 }
 
-/// A complete SpiceImage for the given pixels.
+/// GLZ for one image: the client's dictionary, the sending display channel,
+/// and whether to try zlib around it.
+#[derive(Clone, Copy)]
+pub struct GlzUse<'a> {
+    pub dict: &'a Mutex<GlzDictionary>,
+    pub source: u8,
+    pub zlib: bool,
+}
+
+/// spice-server's MIN_GLZ_SIZE_FOR_ZLIB: smaller GLZ data is not worth a zlib pass.
+const MIN_GLZ_SIZE_FOR_ZLIB: usize = 100;
+
+/// A complete SpiceImage for the given pixels (no GLZ).
+#[cfg(test)]
 pub fn encode_image(
     tag: ImageTag,
     width: u32,
@@ -123,27 +145,61 @@ pub fn encode_image(
     policy: ImagePolicy,
     enc: Encoders,
 ) -> Vec<u8> {
+    encode_image_glz(tag, width, height, pixels, policy, enc, None)
+}
+
+/// [`encode_image`], with GLZ in SPICE LZ's place when `glz` is given and the
+/// image fits its window.
+pub fn encode_image_glz(
+    tag: ImageTag,
+    width: u32,
+    height: u32,
+    pixels: &[u32],
+    policy: ImagePolicy,
+    enc: Encoders,
+    glz: Option<GlzUse>,
+) -> Vec<u8> {
     if policy.force_raw {
         return raw(tag, width, height, pixels);
     }
     // A compressed image is worth sending only if smaller than the raw pixels.
     let raw_len = pixels.len() * 4;
     let mut best: Option<(u8, Vec<u8>)> = None;
+    // Held from the GLZ encode to the commit: nothing else may take an id
+    // in between.
+    let mut dict = glz
+        .map(|g| (lock(g.dict), g))
+        .filter(|(d, _)| d.fits(width, height));
+    let mut glz_image = None;
+    if let Some((d, g)) = dict.as_mut() {
+        glz_image = d
+            .encode(g.source, width, height, pixels)
+            .filter(|i| i.data.len() < raw_len);
+    } else if let Some(lz) = enc.lz {
+        let data = lz(width, height, pixels);
+        if !data.is_empty() && data.len() < raw_len {
+            best = Some((IMAGE_TYPE_LZ_RGB, data));
+        }
+    }
+    // The smallest so far, GLZ included.
+    let glz_len = glz_image.as_ref().map(|i| i.data.len());
     let consider = |best: &mut Option<(u8, Vec<u8>)>, image_type: u8, data: Vec<u8>| {
         // An empty result means the encoder refused the image (e.g. too large).
-        let smaller = best.as_ref().is_none_or(|(_, b)| data.len() < b.len());
+        let floor = best.as_ref().map(|(_, b)| b.len()).or(glz_len);
+        let smaller = floor.is_none_or(|f| data.len() < f);
         if !data.is_empty() && data.len() < raw_len && smaller {
             *best = Some((image_type, data));
         }
     };
-    if let Some(lz) = enc.lz {
-        consider(&mut best, IMAGE_TYPE_LZ_RGB, lz(width, height, pixels));
-    }
     // Measured on screens (spice/examples/image_bench.rs), SPICE LZ is 3-4x
     // smaller than LZ4 on text and flat areas at about the same encode time, so
     // LZ4 is tried only where LZ did poorly (photo-like content, worse than
     // 2:1), sparing a second encode of every ordinary update.
-    let lz_did_poorly = best.as_ref().is_none_or(|(_, b)| b.len() * 2 > raw_len);
+    let lz_did_poorly = best
+        .as_ref()
+        .map(|(_, b)| b.len())
+        .or(glz_len)
+        .is_none_or(|l| l * 2 > raw_len);
     if policy.lz4 && lz_did_poorly {
         if let Some(lz4) = enc.lz4 {
             consider(&mut best, IMAGE_TYPE_LZ4, lz4(width, height, pixels));
@@ -155,6 +211,26 @@ pub fn encode_image(
         if let Some(jpeg) = enc.jpeg {
             consider(&mut best, IMAGE_TYPE_JPEG, jpeg(width, height, pixels));
         }
+    }
+    if let (Some(mut img), None, Some((d, g))) = (glz_image, &best, dict.as_mut()) {
+        // GLZ is the smallest: it goes out, so it joins the dictionary.
+        let data = std::mem::take(&mut img.data);
+        d.commit(img);
+        let zipped = (g.zlib && data.len() >= MIN_GLZ_SIZE_FOR_ZLIB)
+            .then(|| zlib_deflate(&data))
+            .filter(|z| z.len() < data.len());
+        let mut w = Writer::with_capacity(26 + data.len());
+        match zipped {
+            Some(z) => {
+                descriptor(&mut w, tag, IMAGE_TYPE_ZLIB_GLZ_RGB, width, height);
+                w.u32(data.len() as u32).u32(z.len() as u32).bytes(&z);
+            }
+            None => {
+                descriptor(&mut w, tag, IMAGE_TYPE_GLZ_RGB, width, height);
+                w.u32(data.len() as u32).bytes(&data);
+            }
+        }
+        return w.finish();
     }
     if let Some((image_type, data)) = best {
         let mut w = Writer::with_capacity(22 + data.len());

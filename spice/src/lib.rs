@@ -112,6 +112,8 @@ pub struct Config {
     pub jpeg: JpegMode,
     /// Video streams (QEMU's streaming-video).
     pub streaming_video: StreamingVideo,
+    /// Lossless image codecs (QEMU's image-compression, zlib-glz-wan-compression).
+    pub images: ImageOptions,
     /// TLS listener, secure channels, SASL, the browser page.
     pub transport: TransportConfig,
 }
@@ -166,6 +168,47 @@ pub enum StreamingVideo {
     /// Those whose frames are photo-like often enough (a fifth of them).
     #[default]
     Filter,
+}
+
+/// Which lossless codec images go in, as QEMU's `image-compression` (without
+/// QUIC, which is not implemented). JPEG (`JpegMode`) is only considered in
+/// the auto modes, as spice-server does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageCompression {
+    /// GLZ for clients that announce a GLZ window (spice-gtk; not
+    /// spice-html5), else SPICE LZ; LZ4 where those did poorly (photo-like
+    /// content) and the client takes it; JPEG per `JpegMode`.
+    #[default]
+    AutoGlz,
+    /// As AutoGlz without GLZ: SPICE LZ first.
+    AutoLz,
+    /// GLZ (SPICE LZ for clients without a window).
+    Glz,
+    /// SPICE LZ only.
+    Lz,
+    /// LZ4 (SPICE LZ for clients without the LZ4 capability).
+    Lz4,
+    /// Raw bitmaps.
+    Off,
+}
+
+/// When GLZ images are wrapped in zlib (ZLIB_GLZ_RGB), as QEMU's
+/// `zlib-glz-wan-compression`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WanCompression {
+    /// For a client on a slow link (under 10 Mbit/s by its display
+    /// channel's estimate), as spice-server's auto.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The image codec settings of a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageOptions {
+    pub compression: ImageCompression,
+    pub zlib_glz: WanCompression,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

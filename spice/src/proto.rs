@@ -137,9 +137,11 @@ pub const ROPD_OP_PUT: u16 = 8;
 pub const BRUSH_TYPE_SOLID: u8 = 1;
 pub const IMAGE_TYPE_BITMAP: u8 = 0;
 pub const IMAGE_TYPE_LZ_RGB: u8 = 101;
+pub const IMAGE_TYPE_GLZ_RGB: u8 = 102;
 pub const IMAGE_TYPE_FROM_CACHE: u8 = 103;
 pub const IMAGE_TYPE_JPEG: u8 = 105;
 pub const IMAGE_TYPE_FROM_CACHE_LOSSLESS: u8 = 106;
+pub const IMAGE_TYPE_ZLIB_GLZ_RGB: u8 = 107;
 pub const IMAGE_TYPE_LZ4: u8 = 109;
 /// SpiceImageDescriptor flag: the client keeps the image under its id.
 pub const IMAGE_FLAGS_CACHE_ME: u8 = 1;

@@ -150,7 +150,7 @@ impl SpiceServer {
             ports,
             config.force_raw_images,
             config.playback_compression,
-            config.jpeg,
+            (config.jpeg, config.images),
             config.streaming_video,
             extra,
         )?;

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::proto::{
-    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_JPEG,
-    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB,
+    IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
 };
 
 /// The image codecs counted, in report order (`ChannelStats::codecs`).
-pub const CODECS: [&str; 5] = ["raw", "lz", "lz4", "jpeg", "cache"];
+pub const CODECS: [&str; 7] = ["raw", "lz", "lz4", "jpeg", "cache", "glz", "zlib-glz"];
 
 /// A SpiceImage's codec (an index into [`CODECS`]) from its type byte.
 fn codec_index(image: &[u8]) -> Option<usize> {
@@ -23,6 +23,8 @@ fn codec_index(image: &[u8]) -> Option<usize> {
         IMAGE_TYPE_LZ4 => 2,
         IMAGE_TYPE_JPEG => 3,
         IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS => 4,
+        IMAGE_TYPE_GLZ_RGB => 5,
+        IMAGE_TYPE_ZLIB_GLZ_RGB => 6,
         _ => return None,
     })
 }
@@ -113,6 +115,9 @@ mod tests {
         s.draw(Some(&lz));
         s.draw(Some(&lz));
         s.draw(Some(&hit));
+        let mut glz = lz.clone();
+        glz[8] = IMAGE_TYPE_ZLIB_GLZ_RGB;
+        s.draw(Some(&glz));
         s.draw(None);
         // Not an image we make: a draw, no codec.
         s.draw(Some(&[0u8; 4]));
@@ -120,13 +125,21 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(
             (snap.bytes_sent, snap.messages_sent, snap.draws),
-            (128, 2, 5)
+            (128, 2, 6)
         );
         assert_eq!(snap.bandwidth_bps, Some(2_500_000));
         assert_eq!(snap.latency, Some(Duration::from_micros(100_250)));
         assert_eq!(
             snap.codecs,
-            vec![("raw", 0), ("lz", 2), ("lz4", 0), ("jpeg", 0), ("cache", 1)]
+            vec![
+                ("raw", 0),
+                ("lz", 2),
+                ("lz4", 0),
+                ("jpeg", 0),
+                ("cache", 1),
+                ("glz", 0),
+                ("zlib-glz", 1)
+            ]
         );
         // A zero latency (a very near client) is known, not missing.
         s.estimate(Some(0.1), Some(Duration::ZERO));

@@ -102,6 +102,7 @@ fn spicy_screenshot_sees_the_served_surface() {
             playback_compression: true,
             jpeg: Default::default(),
             streaming_video: Default::default(),
+            images: Default::default(),
             transport: Default::default(),
         },
         // A display and nothing else: no inputs channel is offered.

@@ -17,7 +17,10 @@ const BOOT: Duration = Duration::from_secs(120);
 /// `jpeg-wan-compression`; None = each one's default), the video streams
 /// (spicebox `--spice-streaming-video`, QEMU `streaming-video`; None = each
 /// one's default: filter on spicebox, off on QEMU), and spicebox's QMP
-/// socket if one is wanted.
+/// socket if one is wanted. A JPEG mode also sets image compression auto_lz
+/// on both: under auto_glz spicebox sends the guest's sprite, drawn again
+/// and again, as GLZ copying its earlier sightings, exact and smaller than
+/// JPEG, so the lossy path these runs judge would seldom be taken.
 #[derive(Default)]
 pub struct Boot<'a> {
     pub qemu: bool,
@@ -40,7 +43,7 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
         let mut args = vec![disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];
         args.push("--disable-ticketing");
         if let Some(jpeg) = boot.jpeg {
-            args.extend(["--spice-jpeg", jpeg]);
+            args.extend(["--spice-jpeg", jpeg, "--spice-image-compression", "auto_lz"]);
         }
         if let Some(streaming) = boot.streaming {
             args.extend(["--spice-streaming-video", streaming]);
@@ -59,7 +62,7 @@ fn qemu(disk: &Path, port: u16, boot: &Boot) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut spice = format!("port={port},addr=127.0.0.1,disable-ticketing=on");
     if let Some(jpeg) = boot.jpeg {
-        spice += &format!(",jpeg-wan-compression={jpeg}");
+        spice += &format!(",jpeg-wan-compression={jpeg},image-compression=auto_lz");
     }
     if let Some(streaming) = boot.streaming {
         spice += &format!(",streaming-video={streaming}");

@@ -475,6 +475,10 @@ fn start_spice(
         playback_compression: args.spice_playback_compression == crate::cli::OnOff::On,
         jpeg: args.spice_jpeg.into(),
         streaming_video: args.spice_streaming_video.into(),
+        images: spice::ImageOptions {
+            compression: args.spice_image_compression.try_into()?,
+            zlib_glz: args.spice_zlib_glz_wan_compression.into(),
+        },
         transport,
     };
     let ports = spice::Ports {

@@ -271,6 +271,7 @@ mod tests {
                 playback_compression: true,
                 jpeg: Default::default(),
                 streaming_video: Default::default(),
+                images: Default::default(),
                 transport: Default::default(),
             },
             spice::Ports {

@@ -32,7 +32,9 @@
 //! the net test (at most `NET_TEST_TIMEOUT`), so it is already encoded for
 //! the link. Whether a cached copy is lossy is recorded, so an image that
 //! must be exact later (the link recovered) replaces it (see `pixmap_cache`).
-//! Every draw is counted per client with its image's codec (`stats`).
+//! Every draw is counted per client with its image's codec (`stats`). The
+//! lossless codec follows `ImageOptions` and the client's GLZ dictionary,
+//! named in DISPLAY_INIT (`image_choice`).
 //!
 //! Each head keeps its own copy of the picture, kept current with only the
 //! pixels that changed (`Frame::copy_rect_from`): an update costs a copy of its
@@ -50,14 +52,15 @@ use tracing::{debug, warn};
 use super::conn::Conn;
 use super::display_wire::{
     draw_alpha_blend, draw_copy, draw_copy_bits, draw_fill, draw_transparent, init_cache_size,
-    inval_pixmaps, surface_create,
+    init_glz, inval_pixmaps, surface_create,
 };
+use super::image_choice::{ImageChoice, SharedGlz};
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::stream::{reads_stream, ClientStreams, Detector};
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
+use crate::codec::{extract, from_cache, is_lossy, ImagePolicy, ImageTag};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
@@ -66,7 +69,9 @@ use crate::proto::{
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill, StreamingVideo};
+use crate::{
+    BlendMode, Draw, Frame, ImageCopy, ImageOptions, JpegMode, Rect, SolidFill, StreamingVideo,
+};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
@@ -81,6 +86,7 @@ pub struct DisplayChannel {
     next_image_id: AtomicU64,
     /// Keys image contents for the clients' pixmap caches.
     hasher: RandomState,
+    images: ImageChoice,
 }
 
 /// What `update` shares with a head's display channel task.
@@ -126,7 +132,13 @@ impl DisplayChannel {
             streaming,
             next_image_id: AtomicU64::new(1),
             hasher: RandomState::new(),
+            images: ImageChoice::new(ImageOptions::default()),
         }
+    }
+
+    pub fn with_images(self, opts: ImageOptions) -> DisplayChannel {
+        let images = ImageChoice::new(opts);
+        DisplayChannel { images, ..self }
     }
 
     /// The content key of a picture, for the pixmap cache.
@@ -387,6 +399,8 @@ struct State {
     /// the flag and would keep the lossy copy, so it gets INVAL_LIST and
     /// CACHE_ME instead; it announces no COMPOSITE, which tells them apart.
     cache_replace: bool,
+    /// The client's GLZ dictionary, once DISPLAY_INIT announced a window.
+    glz: Option<SharedGlz>,
     /// The first net test may still run: no picture before it ends.
     first_test: bool,
     /// When to look for an idle link to probe (or test again).
@@ -434,6 +448,7 @@ impl DisplayChannel {
             },
             cache: None,
             cache_replace: blends,
+            glz: None,
             first_test: true,
             next_probe: Instant::now() + PROBE_EVERY,
             streams: ClientStreams::new(
@@ -489,7 +504,9 @@ impl DisplayChannel {
                         // gets its share of the pixels.
                         let size = init_cache_size(&body).unwrap_or(0);
                         st.cache = PixmapCache::new(size / self.heads.len().max(1) as i64);
-                        debug!(size, cache = st.cache.is_some(), "display init");
+                        let (dict, window) = init_glz(&body).unwrap_or((0, 0));
+                        st.glz = self.images.dictionary(link.session_id, dict, window);
+                        debug!(size, cache = st.cache.is_some(), window, "display init");
                     }
                     display_msgc::STREAM_REPORT => st.streams.report(conn, &body),
                     display_msgc::PREFERRED_COMPRESSION
@@ -693,6 +710,7 @@ impl DisplayChannel {
     /// Also whether JPEG is in use for this client now at all.
     fn lossy_ok(&self, conn: &Conn, w: u32, h: u32, pixels: &[u32]) -> (bool, bool) {
         let wanted = !self.force_raw
+            && self.images.jpeg_allowed()
             && match self.jpeg {
                 JpegMode::Never => false,
                 JpegMode::Always => true,
@@ -736,6 +754,8 @@ impl DisplayChannel {
             (id, cache.lookup(id, u64::from(w) * u64::from(h), exact))
         });
         let policy = ImagePolicy { lossy, ..st.policy };
+        let (glz, slow) = (st.glz.as_ref().map(|d| (d, st.head)), conn.meter().slow());
+        let encode = |tag| self.images.encode(tag, w, h, pixels, policy, glz, slow);
         let image = match cached {
             Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
             Some((id, CacheUse::Replace)) => {
@@ -747,7 +767,7 @@ impl DisplayChannel {
                 };
                 let tag = ImageTag { id, flags };
                 // `exact` holds here, so `policy` is lossless.
-                encode_image(tag, w, h, pixels, policy, ENCODERS)
+                encode(tag)
             }
             Some((id, CacheUse::Store { evict })) => {
                 if !evict.is_empty() {
@@ -757,7 +777,7 @@ impl DisplayChannel {
                     id,
                     flags: IMAGE_FLAGS_CACHE_ME,
                 };
-                let image = encode_image(tag, w, h, pixels, policy, ENCODERS);
+                let image = encode(tag);
                 if is_lossy(&image) {
                     if let Some(cache) = st.cache.as_mut() {
                         cache.stored_lossy(id);
@@ -770,7 +790,7 @@ impl DisplayChannel {
                     id: self.next_image_id.fetch_add(1, Ordering::Relaxed),
                     flags: 0,
                 };
-                encode_image(tag, w, h, pixels, policy, ENCODERS)
+                encode(tag)
             }
         };
         match blend {

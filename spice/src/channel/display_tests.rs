@@ -43,28 +43,6 @@ fn updates_copy_only_dirty_pixels() {
 }
 
 #[test]
-fn draw_fill_bytes_follow_the_protocol_layout() {
-    let f = SolidFill {
-        rect: Rect::new(3, 5, 10, 2),
-        color: 0xff12_3456,
-    };
-    let mut expect = Vec::new();
-    expect.extend(0u32.to_le_bytes()); // DisplayBase.surface_id
-    for v in [5i32, 3, 7, 13] {
-        expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-    }
-    expect.push(0); // clip type NONE
-    expect.push(1); // brush type SOLID
-    expect.extend(0x0012_3456u32.to_le_bytes()); // color, xRGB
-    expect.extend(8u16.to_le_bytes()); // rop_descriptor OP_PUT
-    expect.push(0); // mask flags
-    expect.extend([0u8; 8]); // mask pos
-    expect.extend(0u32.to_le_bytes()); // mask bitmap: none
-    assert_eq!(expect.len(), 41);
-    assert_eq!(draw_fill(&f), expect);
-}
-
-#[test]
 fn fills_are_queued_not_dirty_and_copied_into_the_surface() {
     let mut hub = Head::default();
     let c = hub.register();
@@ -175,24 +153,6 @@ fn copy_bits_are_clipped_to_where_source_and_destination_fit() {
     let outside = bits(Rect::new(0, 0, 4, 4), 16, 0);
     hub.update(&f, &[], &[over, outside]);
     assert_eq!(*lock(&c.draws), vec![bits(Rect::new(8, 0, 4, 4), 12, 0)]);
-}
-
-#[test]
-fn copy_bits_bytes_follow_the_protocol_layout() {
-    let b = crate::BitsCopy {
-        rect: Rect::new(3, 5, 10, 2),
-        src_x: 7,
-        src_y: 1,
-    };
-    let mut expect = Vec::new();
-    expect.extend(0u32.to_le_bytes()); // surface_id
-    for v in [5i32, 3, 7, 13] {
-        expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-    }
-    expect.push(0); // clip NONE
-    expect.extend(7i32.to_le_bytes()); // src_pos.x
-    expect.extend(1i32.to_le_bytes()); // src_pos.y
-    assert_eq!(draw_copy_bits(&b), expect);
 }
 
 #[test]

@@ -114,9 +114,63 @@ pub fn inval_pixmaps(ids: &[u64]) -> Vec<u8> {
 }
 
 /// DISPLAY_INIT's pixmap cache size in pixels (None if the message is short).
-/// The cache id and the GLZ dictionary are not used.
+/// The cache id is not used.
 pub fn init_cache_size(body: &[u8]) -> Option<i64> {
     let mut r = Reader::new(body);
     r.u8()?;
     r.u64().map(|v| v as i64)
+}
+
+/// DISPLAY_INIT's GLZ dictionary id and window size in pixels (None if short).
+pub fn init_glz(body: &[u8]) -> Option<(u8, i64)> {
+    let mut r = Reader::new(body);
+    r.u8()?;
+    r.u64()?;
+    let id = r.u8()?;
+    Some((id, i64::from(r.i32()?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draw_fill_bytes_follow_the_protocol_layout() {
+        let f = SolidFill {
+            rect: Rect::new(3, 5, 10, 2),
+            color: 0xff12_3456,
+        };
+        let mut expect = Vec::new();
+        expect.extend(0u32.to_le_bytes()); // DisplayBase.surface_id
+        for v in [5i32, 3, 7, 13] {
+            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
+        }
+        expect.push(0); // clip type NONE
+        expect.push(1); // brush type SOLID
+        expect.extend(0x0012_3456u32.to_le_bytes()); // color, xRGB
+        expect.extend(8u16.to_le_bytes()); // rop_descriptor OP_PUT
+        expect.push(0); // mask flags
+        expect.extend([0u8; 8]); // mask pos
+        expect.extend(0u32.to_le_bytes()); // mask bitmap: none
+        assert_eq!(expect.len(), 41);
+        assert_eq!(draw_fill(&f), expect);
+    }
+
+    #[test]
+    fn copy_bits_bytes_follow_the_protocol_layout() {
+        let b = crate::BitsCopy {
+            rect: Rect::new(3, 5, 10, 2),
+            src_x: 7,
+            src_y: 1,
+        };
+        let mut expect = Vec::new();
+        expect.extend(0u32.to_le_bytes()); // surface_id
+        for v in [5i32, 3, 7, 13] {
+            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
+        }
+        expect.push(0); // clip NONE
+        expect.extend(7i32.to_le_bytes()); // src_pos.x
+        expect.extend(1i32.to_le_bytes()); // src_pos.y
+        assert_eq!(draw_copy_bits(&b), expect);
+    }
 }

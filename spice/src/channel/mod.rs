@@ -13,6 +13,7 @@ pub mod cursor;
 pub mod display;
 pub mod display_wire;
 pub mod doorbell;
+pub mod image_choice;
 pub mod inputs;
 pub mod link_meter;
 pub mod main;

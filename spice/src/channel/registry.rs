@@ -13,7 +13,7 @@ use super::record::RecordChannel;
 use super::usbredir::UsbredirChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
-use crate::{Error, JpegMode, Ports, StreamingVideo};
+use crate::{Error, ImageOptions, JpegMode, Ports, StreamingVideo};
 
 /// Most display heads a server takes (QXL devices in a machine; spice-gtk
 /// handles up to 16 monitors).
@@ -44,23 +44,25 @@ impl Registry {
         force_raw_images: bool,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
+        let images = ImageOptions::default();
         Self::for_ports_with(
             ports,
             force_raw_images,
             true,
-            JpegMode::default(),
+            (JpegMode::default(), images),
             StreamingVideo::default(),
             extra,
         )
     }
 
     /// [`Registry::for_ports`], with playback compression (Opus for clients
-    /// that announce it) on or off, and JPEG for photo-like images per `jpeg`.
+    /// that announce it) on or off, JPEG for photo-like images per `jpeg` and
+    /// the lossless codecs per `images`.
     pub fn for_ports_with(
         ports: Ports,
         force_raw_images: bool,
         playback_compression: bool,
-        jpeg: JpegMode,
+        (jpeg, images): (JpegMode, ImageOptions),
         streaming: StreamingVideo,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
@@ -71,12 +73,10 @@ impl Registry {
             )));
         }
         let display = (ports.display_heads > 0).then(|| {
-            Arc::new(DisplayChannel::new(
-                ports.display_heads,
-                force_raw_images,
-                jpeg,
-                streaming,
-            ))
+            Arc::new(
+                DisplayChannel::new(ports.display_heads, force_raw_images, jpeg, streaming)
+                    .with_images(images),
+            )
         });
         let mut kinds: Vec<Arc<dyn ChannelKind>> = vec![Arc::new(
             MainChannel::new(ports.input.as_ref(), ports.agent)

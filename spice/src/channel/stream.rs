@@ -306,11 +306,13 @@ impl Detector {
     }
 }
 
-/// Whether `d` is a COPY_BITS whose source is the area of one of `streams`:
-/// the client's pixels there are lossy, so it must get an image instead.
+/// Whether `d` reads the area of one of `streams` (a COPY_BITS from there,
+/// a blend over it): the client's pixels there are lossy, so it must get an
+/// image instead.
 pub fn reads_stream(d: &Draw, streams: &[Stream]) -> bool {
     match d {
         Draw::CopyBits(b) => streams.iter().any(|s| s.rect.intersects(&b.source())),
+        Draw::Blend(b) => streams.iter().any(|s| s.rect.intersects(&b.copy.rect)),
         _ => false,
     }
 }

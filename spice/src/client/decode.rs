@@ -2,13 +2,14 @@
 //! the wrong size, or undecodable is an error: the test client exists to catch a
 //! server that a real client would misread.
 
-use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, MAX_DIMENSION};
+use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, zlib_inflate, MAX_DIMENSION};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
     BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
     IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
-    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
-    RES_TYPE_PIXMAP, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
+    IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP, ROPD_OP_PUT,
+    SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 use crate::BlendMode;
@@ -566,6 +567,32 @@ fn drawn_image(
             }
             px
         }
+        IMAGE_TYPE_GLZ_RGB | IMAGE_TYPE_ZLIB_GLZ_RGB => {
+            // Decoded against the session's window when applied (`apply`).
+            let data = if image_type == IMAGE_TYPE_GLZ_RGB {
+                let n = need(img.u32(), "GLZ size")? as usize;
+                need(img.bytes(n), "GLZ data")?.to_vec()
+            } else {
+                let size = need(img.u32(), "ZLIB_GLZ size")? as usize;
+                let n = need(img.u32(), "ZLIB_GLZ data size")? as usize;
+                let z = need(img.bytes(n), "ZLIB_GLZ data")?;
+                zlib_inflate(z, size).map_err(|e| format!("ZLIB_GLZ: {e}"))?
+            };
+            exact(&img, "DRAW_COPY image")?;
+            return Ok(ServerMsg::DrawCopy {
+                x,
+                y,
+                width,
+                height,
+                image: CopyImage::Glz {
+                    data,
+                    cache_id: (flags != 0).then_some(id),
+                    replace: flags == IMAGE_FLAGS_CACHE_REPLACE_ME,
+                },
+                image_type,
+                blend,
+            });
+        }
         IMAGE_TYPE_LZ4 => {
             let n = need(img.u32(), "LZ4 size")? as usize;
             let data = need(img.bytes(n), "LZ4 data")?;
@@ -638,6 +665,13 @@ pub enum CopyImage {
     /// The cached image `id` (of the box's size); `lossless`: only a
     /// lossless copy may be drawn (FROM_CACHE_LOSSLESS).
     FromCache { id: u64, lossless: bool },
+    /// A GLZ payload (inflated if it came zlib-wrapped), to decode against
+    /// the session's GLZ window.
+    Glz {
+        data: Vec<u8>,
+        cache_id: Option<u64>,
+        replace: bool,
+    },
 }
 
 fn inval_list(body: &[u8]) -> R<ServerMsg> {

@@ -112,6 +112,9 @@ pub struct ClientOptions {
     pub display_id: u8,
     /// DISPLAY_INIT's pixmap cache size in pixels (spice-gtk: 80 MiB / 4).
     pub pixmap_cache: u64,
+    /// DISPLAY_INIT's GLZ window in pixels (spice-gtk: 16 Mpixels at most;
+    /// spice-html5: 0, no GLZ).
+    pub glz_window: i32,
     /// A simulated slow link on the display channel: after each message the
     /// reader waits as long as its bytes take at this rate (bits/s), so the
     /// server's PONGs and ACKs come as late as over such a link.
@@ -129,6 +132,7 @@ impl Default for ClientOptions {
             main_caps: vec![],
             display_id: 0,
             pixmap_cache: 20 * 1024 * 1024,
+            glz_window: 16 * 1024 * 1024,
             display_bps: None,
         }
     }
@@ -169,6 +173,8 @@ pub struct ClientState {
     pub cache_replaces: u64,
     /// DRAW_COPYs drawn from the pixmap cache.
     pub cache_hits: u64,
+    /// The session's GLZ window (the client announces 16 Mpixels).
+    pub glz: crate::image::GlzWindow,
     pub marks: u32,
     /// Display messages received since the last SET_ACK (all counted, acked or not).
     pub display_msgs: u64,
@@ -327,7 +333,7 @@ impl TestClient {
             )?;
             // spice-gtk's DISPLAY_INIT: cache id 1, its size, GLZ dictionary 1.
             let mut w = Writer::new();
-            w.u8(1).u64(opts.pixmap_cache).u8(1).i32(16 * 1024 * 1024);
+            w.u8(1).u64(opts.pixmap_cache).u8(1).i32(opts.glz_window);
             display.send(proto::display_msgc::INIT, &w.finish())?;
             c.display = Some(display);
         }
@@ -668,6 +674,29 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             image_type,
             blend,
         } => {
+            // GLZ needs the window: decoded here, as any other image after.
+            let image = match image {
+                CopyImage::Glz {
+                    data,
+                    cache_id,
+                    replace,
+                } => {
+                    let d = g.glz.decode(&data).map_err(|e| format!("GLZ: {e}"))?;
+                    if (d.width, d.height) != (width, height) {
+                        return Err(format!(
+                            "GLZ image {}x{} in a {width}x{height} box",
+                            d.width, d.height
+                        ));
+                    }
+                    CopyImage::Pixels {
+                        pixels: d.pixels,
+                        cache_id,
+                        replace,
+                        lossy: false,
+                    }
+                }
+                other => other,
+            };
             // The picture: decoded here, or what the pixmap cache holds.
             let pixels = match image {
                 CopyImage::Pixels {
@@ -695,6 +724,7 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                     }
                     pixels
                 }
+                CopyImage::Glz { .. } => return Err("GLZ image left undecoded".into()),
                 CopyImage::FromCache { id, lossless } => {
                     if lossless && g.lossy_pixmaps.contains(&id) {
                         return Err(format!("FROM_CACHE_LOSSLESS of {id:#x}, a lossy copy"));

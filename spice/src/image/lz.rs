@@ -185,13 +185,13 @@ fn emit_match(len: usize, dist: usize, out: &mut Vec<u8>) {
 }
 
 /// Reads a big-endian u32 at `*pos`.
-fn read_u32(data: &[u8], pos: &mut usize) -> Result<u32, ImageError> {
+pub(super) fn read_u32(data: &[u8], pos: &mut usize) -> Result<u32, ImageError> {
     let bytes = data.get(*pos..*pos + 4).ok_or(ImageError::Truncated)?;
     *pos += 4;
     Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-fn read_u8(data: &[u8], pos: &mut usize) -> Result<u8, ImageError> {
+pub(super) fn read_u8(data: &[u8], pos: &mut usize) -> Result<u8, ImageError> {
     let b = *data.get(*pos).ok_or(ImageError::Truncated)?;
     *pos += 1;
     Ok(b)
@@ -199,7 +199,7 @@ fn read_u8(data: &[u8], pos: &mut usize) -> Result<u8, ImageError> {
 
 /// Makes room for `extra` more pixels without ever reserving past `limit` in total, so a
 /// hostile header cannot make the decoder allocate more than the image it describes.
-fn grow(out: &mut Vec<u32>, extra: usize, limit: usize) -> Result<(), ImageError> {
+pub(super) fn grow(out: &mut Vec<u32>, extra: usize, limit: usize) -> Result<(), ImageError> {
     let needed = out.len() + extra;
     if needed > limit {
         return Err(ImageError::Overflow);
@@ -293,7 +293,7 @@ pub fn decode_lz_rgb32(data: &[u8]) -> Result<(u32, u32, Vec<u32>), ImageError> 
 
 /// Appends `len` pixels copied from `dist` back, with the pixel-at-a-time semantics of the
 /// reference decoder (a source that overlaps the output repeats with period `dist`).
-fn copy_match(out: &mut Vec<u32>, dist: usize, len: usize) {
+pub(super) fn copy_match(out: &mut Vec<u32>, dist: usize, len: usize) {
     // Everything from `start` on is periodic with period `dist`, and it stays so while each
     // copy is a whole number of periods, so the copied span can double each step. That keeps
     // long runs (dist 1) at O(log len) calls.

@@ -1,5 +1,6 @@
-//! Image encoders for the DISPLAY channel: SPICE LZ (`SPICE_IMAGE_TYPE_LZ_RGB`), LZ4
-//! (`SPICE_IMAGE_TYPE_LZ4`) and JPEG for photo-like images (`jpeg.rs`, with the test that
+//! Image encoders for the DISPLAY channel: SPICE LZ (`SPICE_IMAGE_TYPE_LZ_RGB`), GLZ
+//! (`SPICE_IMAGE_TYPE_GLZ_RGB`: LZ with a dictionary shared across images, `glz.rs`,
+//! optionally zlib-wrapped), LZ4 (`SPICE_IMAGE_TYPE_LZ4`) and JPEG for photo-like images (`jpeg.rs`, with the test that
 //! says which are), plus strict decoders for tests and the in-repo test client.
 //!
 //! Pixels are `0x00RRGGBB` words, row-major, top-down, stride = width. The pad byte is not
@@ -14,6 +15,10 @@
 //! decodes LZ, and rejects an LZ4 image whose first block decodes to nothing. The encoders
 //! still return well-formed bytes for them; the decoders reject them.
 
+mod glz;
+mod glz_decode;
+#[cfg(test)]
+mod glz_tests;
 mod jpeg;
 mod lz;
 mod lz4;
@@ -22,6 +27,8 @@ pub(crate) mod samples;
 #[cfg(test)]
 mod tests;
 
+pub use glz::{zlib_deflate, GlzDictionary, GlzImage, GLZ_HEADER_LEN, MAX_WINDOW_PIXELS};
+pub use glz_decode::{zlib_inflate, GlzDecoded, GlzWindow};
 pub use jpeg::{jpeg_rgb32, jpeg_rgb32_quality, photo_like, JPEG_QUALITY};
 pub use lz::{decode_lz_rgb32, lz_rgb32};
 pub use lz4::{decode_lz4_rgb32, lz4_rgb32};
@@ -56,6 +63,12 @@ pub enum ImageError {
     ShortImage { got: usize, expected: usize },
     #[error("LZ4 block: {0}")]
     Lz4(String),
+    #[error("GLZ image id {got}, expected {expected}")]
+    BadImageId { got: u64, expected: u64 },
+    #[error("GLZ reference to image {0}, which the window does not hold")]
+    MissingImage(u64),
+    #[error("zlib: {0}")]
+    Zlib(String),
 }
 
 /// Number of pixels in a `width` x `height` image, if both sides are within 1..=MAX_DIMENSION.

@@ -2,7 +2,7 @@
 //! server sends nothing.
 
 use super::*;
-use crate::proto::{IMAGE_TYPE_BITMAP, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB};
+use crate::proto::{IMAGE_TYPE_BITMAP, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB};
 use std::sync::Arc;
 
 use crate::client::ClientOptions;
@@ -205,15 +205,28 @@ fn image_encodings_follow_client_caps_and_config() {
     let lz_len = crate::image::lz_rgb32(s.width, s.height, &s.pixels).len();
     let lz4_len = crate::image::lz4_rgb32(s.width, s.height, &s.pixels).len();
     let raw_len = s.pixels.len() * 4;
-    let for_lz4_client = if lz_len * 2 > raw_len && lz4_len < lz_len {
-        IMAGE_TYPE_LZ4
-    } else {
-        IMAGE_TYPE_LZ_RGB
+    // GLZ (the default, auto_glz) where the client announces a window; the
+    // first image has nothing earlier to copy from.
+    let glz_len = crate::image::GlzDictionary::new(1 << 20)
+        .and_then(|mut d| d.encode(0, s.width, s.height, &s.pixels))
+        .map(|i| i.data.len())
+        .unwrap();
+    let lossless = |glz: bool, lz4: bool| {
+        let first = if glz { glz_len } else { lz_len };
+        if lz4 && first * 2 > raw_len && lz4_len < first {
+            IMAGE_TYPE_LZ4
+        } else if glz {
+            IMAGE_TYPE_GLZ_RGB
+        } else {
+            IMAGE_TYPE_LZ_RGB
+        }
     };
-    for (lz4, force_raw, expect) in [
-        (true, false, for_lz4_client),
-        (false, false, IMAGE_TYPE_LZ_RGB),
-        (true, true, IMAGE_TYPE_BITMAP),
+    for (lz4, window, force_raw, expect) in [
+        (true, 0, false, lossless(false, true)),
+        (false, 0, false, IMAGE_TYPE_LZ_RGB),
+        (true, 1 << 20, false, lossless(true, true)),
+        (false, 1 << 20, false, IMAGE_TYPE_GLZ_RGB),
+        (true, 1 << 20, true, IMAGE_TYPE_BITMAP),
     ] {
         let (server, _) = start_with(None, force_raw);
         server.update(&s, &[full(&s)], &[]);
@@ -221,6 +234,7 @@ fn image_encodings_follow_client_caps_and_config() {
             &server.local_addr(),
             ClientOptions {
                 lz4,
+                glz_window: window,
                 ..ClientOptions::default()
             },
         )
@@ -229,7 +243,7 @@ fn image_encodings_follow_client_caps_and_config() {
         assert_eq!(
             c.state().image_types,
             vec![expect],
-            "lz4 {lz4} raw {force_raw}"
+            "lz4 {lz4} window {window} raw {force_raw}"
         );
     }
 }
@@ -572,4 +586,43 @@ fn clipped_parts_of_a_copy_are_sent_and_cached_as_parts() {
     let st = c.state();
     assert!(st.errors.is_empty(), "{:?}", st.errors);
     assert_eq!((st.pixmaps.len(), st.cache_hits), (2, 2));
+}
+
+#[test]
+fn glz_updates_copy_from_earlier_images_and_decode_exactly() {
+    let (server, _) = start(None);
+    let mut s = Frame {
+        width: 320,
+        height: 200,
+        pixels: crate::image::samples::desktop_text(320, 200, 3),
+    };
+    server.update(&s, &[full(&s)], &[]);
+    let c = connect(&server);
+    wait_surface(&c, &s);
+    let display_bytes = || {
+        server
+            .clients()
+            .iter()
+            .filter(|c| c.channel_type == crate::proto::channel::DISPLAY)
+            .filter_map(|c| c.stats.as_ref().map(|s| s.bytes_sent))
+            .sum::<u64>()
+    };
+    let first = display_bytes();
+    // Scrolled by 10 rows, five times, each a full update: every image
+    // copies most of itself from the one before.
+    for _ in 0..5 {
+        s.pixels.rotate_left(10 * 320);
+        server.update(&s, &[full(&s)], &[]);
+        wait_surface(&c, &s);
+    }
+    let st = c.state();
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(st.image_types, vec![IMAGE_TYPE_GLZ_RGB; 6]);
+    // The client holds the images the server may still copy from.
+    assert_eq!(st.glz.ids(), (0..6).collect::<Vec<u64>>());
+    let scrolls = display_bytes() - first;
+    assert!(
+        scrolls * 3 < first,
+        "5 scrolls {scrolls} B, first {first} B"
+    );
 }

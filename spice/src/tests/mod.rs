@@ -136,6 +136,7 @@ pub fn config(password: Option<&str>) -> Config {
         playback_compression: true,
         jpeg: Default::default(),
         streaming_video: Default::default(),
+        images: Default::default(),
         transport: Default::default(),
     }
 }
@@ -160,6 +161,7 @@ pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<
             force_raw_images: force_raw,
             playback_compression: true,
             jpeg: Default::default(),
+            images: Default::default(),
             ..config(password)
         },
         ports(&rec),

@@ -59,6 +59,7 @@ fn start_tls(certs: &Certs, secure: ChannelSet, limits: Limits) -> SpiceServer {
             playback_compression: true,
             jpeg: Default::default(),
             streaming_video: Default::default(),
+            images: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -209,6 +210,7 @@ fn x509_dir_problems_name_the_file() {
             playback_compression: true,
             jpeg: Default::default(),
             streaming_video: Default::default(),
+            images: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -470,6 +472,7 @@ fn start_sasl(certs: &Certs) -> SpiceServer {
             playback_compression: true,
             jpeg: Default::default(),
             streaming_video: Default::default(),
+            images: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
