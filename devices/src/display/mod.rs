@@ -9,6 +9,7 @@ pub mod fb;
 pub mod image_file;
 pub mod qxl;
 pub mod qxl_canvas;
+mod qxl_composite;
 mod qxl_draw;
 pub mod qxl_engine;
 pub mod qxl_layout;
@@ -16,6 +17,10 @@ pub mod qxl_mem;
 #[cfg(test)]
 mod qxl_native_tests;
 pub mod qxl_parse;
+pub mod qxl_parse_ops;
+mod qxl_rop3;
+mod qxl_stroke;
+mod qxl_text;
 pub mod render;
 pub mod screen;
 pub mod text_cells;
