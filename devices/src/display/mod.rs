@@ -12,6 +12,8 @@ pub mod qxl_canvas;
 mod qxl_composite;
 mod qxl_draw;
 pub mod qxl_engine;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod qxl_fuzz;
 pub mod qxl_layout;
 pub mod qxl_mem;
 #[cfg(test)]

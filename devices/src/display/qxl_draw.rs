@@ -290,3 +290,22 @@ pub(super) fn paint_for(op: &DrawOp, source: &dyn Fn(&Image) -> Option<Source>) 
         }
     })
 }
+
+/// Draw `d` on `canvas` alone (no other surfaces: a surface source reads
+/// this canvas as it was before): what the fuzz targets render with.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(super) fn draw_drawable(canvas: &mut Canvas, d: &super::qxl_parse::Drawable) {
+    let before = canvas.clone();
+    let source = |img: &Image| -> Option<Source> {
+        match img {
+            Image::Bitmap(b) => Some(Source::Bitmap(b.clone())),
+            Image::Surface(_) => Some(Source::Canvas(before.clone())),
+        }
+    };
+    let Some(op) = paint_for(&d.op, &source) else {
+        return;
+    };
+    for a in canvas.areas(&d.bbox, d.clip.as_deref()) {
+        paint(canvas, a, &d.bbox, &op, d.mask.as_ref());
+    }
+}
