@@ -14,8 +14,8 @@ use crate::{SpiceboxVm, TempDir};
 const BOOT: Duration = Duration::from_secs(120);
 
 /// How to boot: which VMM, the JPEG mode (spicebox `--spice-jpeg`, QEMU
-/// `jpeg-wan-compression`; None = each one's default), and spicebox's QMP
-/// socket if one is wanted.
+/// `jpeg-wan-compression`; None = each one's default), and a QMP socket if
+/// one is wanted (spicebox `--control`, QEMU `-qmp`).
 pub struct Boot<'a> {
     pub qemu: bool,
     pub jpeg: Option<&'a str>,
@@ -30,7 +30,12 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
     images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
     let port = free_port();
     let mut vm = if boot.qemu {
-        SpiceboxVm::start_command(qemu(&disk, port, boot.jpeg))
+        let mut cmd = qemu(&disk, port, boot.jpeg);
+        if let Some(sock) = boot.control {
+            cmd.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", sock.display()));
+        }
+        SpiceboxVm::start_command(cmd)
     } else {
         let spice = format!("127.0.0.1:{port}");
         let mut args = vec![disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];

@@ -38,8 +38,13 @@ fn glyph_bounds(glyphs: &[Glyph]) -> Option<(i64, i64, i64, i64)> {
     })
 }
 
-/// Alpha of pixel (`gx`, `gy`) of a glyph (gy counted from its top).
-fn glyph_alpha(g: &Glyph, bpp: u8, gx: usize, gy: usize) -> u8 {
+/// Alpha of pixel (`gx`, `gy`) of a glyph (gy counted from its top), as
+/// the canvas computes it before storing: in `int`, so the low nibble of a
+/// 4-bit pair is `byte << 4`, which exceeds 255 whenever the high nibble is
+/// set; the canvas's MAX then always takes it and the store truncates it
+/// (a later glyph's odd pixel overwrites an earlier one's). Kept as is so
+/// overlapping glyphs come out as they do in spice-server.
+fn glyph_alpha(g: &Glyph, bpp: u8, gx: usize, gy: usize) -> u32 {
     let row = (usize::from(g.width) * usize::from(bpp)).div_ceil(8);
     let Some(r) = usize::from(g.height).checked_sub(gy + 1) else {
         return 0;
@@ -49,10 +54,14 @@ fn glyph_alpha(g: &Glyph, bpp: u8, gx: usize, gy: usize) -> u8 {
         1 => line
             .get(gx / 8)
             .map_or(0, |b| if b >> (7 - gx % 8) & 1 != 0 { 255 } else { 0 }),
-        4 => line
-            .get(gx / 2)
-            .map_or(0, |b| if gx % 2 == 0 { b & 0xf0 } else { b << 4 }),
-        _ => line.get(gx).copied().unwrap_or(0),
+        4 => line.get(gx / 2).map_or(0, |&b| {
+            if gx % 2 == 0 {
+                u32::from(b & 0xf0)
+            } else {
+                u32::from(b) << 4
+            }
+        }),
+        _ => line.get(gx).map_or(0, |&b| u32::from(b)),
     }
 }
 
@@ -98,7 +107,7 @@ pub(super) fn paint_text(canvas: &mut Canvas, a: Area, t: &TextPaint) {
             for x in x0..x1 {
                 let v = glyph_alpha(g, t.string.bpp, (x - gl) as usize, (y - gt) as usize);
                 let m = &mut mask[(y - tp) as usize * w + (x - l) as usize];
-                *m = (*m).max(v);
+                *m = u32::from(*m).max(v) as u8;
             }
         }
     }
@@ -220,6 +229,44 @@ mod tests {
         let a = all(&c);
         paint_text(&mut c, a, &t8);
         assert_eq!(c.pixel(2, 0), Some(0x80_007f));
+    }
+
+    #[test]
+    fn overlapping_four_bit_glyphs_keep_the_canvas_quirk() {
+        // Two 2x1 4-bit glyphs on the same pixels: the even pixel takes the
+        // larger alpha, the odd one the later glyph's whenever that byte's
+        // high nibble is set (0x3 over 0x9 here), else the larger.
+        let mut c = Canvas::new(2, 1).unwrap();
+        let g = |b: u8| Glyph {
+            x: 0,
+            y: 0,
+            width: 2,
+            height: 1,
+            data: vec![b],
+        };
+        let t = TextPaint {
+            string: GlyphString {
+                bpp: 4,
+                glyphs: vec![g(0x99), g(0x13)],
+            },
+            back_area: rect(0, 0, 0, 0),
+            fore: BrushPaint::Solid(0xffffff),
+            back: BrushPaint::None,
+            fore_mode: ropd::OP_PUT,
+        };
+        let a = all(&c);
+        paint_text(&mut c, a, &t);
+        assert_eq!(c.row(0, 0, 2), &[0x90_9090, 0x30_3030]);
+        let mut c = Canvas::new(2, 1).unwrap();
+        let t = TextPaint {
+            string: GlyphString {
+                bpp: 4,
+                glyphs: vec![g(0x99), g(0x03)],
+            },
+            ..t
+        };
+        paint_text(&mut c, a, &t);
+        assert_eq!(c.row(0, 0, 2), &[0x90_9090, 0x90_9090]);
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`. An `a` instead
 //! runs the benchmark's animation (10 s of moving copies and fills at 30
 //! frames/s, drawables recycled through the release ring), an `f` one FILL
-//! (its latency probe); both then wait again.
+//! (its latency probe), an `o` the ROP3/STROKE/TEXT/COMPOSITE drawables of
+//! qxl-native/ops.rs; each then waits again.
 #![no_std]
 #![no_main]
 
@@ -40,6 +41,9 @@ use guest_rt::{check, fail, pci, port, println, serial, time, OrFail};
 mod scene {
     include!("../../../../src/qxl_scene.rs");
 }
+
+#[path = "qxl-native/ops.rs"]
+mod ops;
 
 guest_rt::guest!("QXL-NATIVE", main);
 
@@ -633,6 +637,10 @@ fn main() {
         match serial::read_byte(Duration::from_secs(300)) {
             Some(b'a') => animate(&mut c, one, false),
             Some(b'd') => animate(&mut c, one, true),
+            Some(b'o') => {
+                ops::draw(&mut c);
+                println!("QXL-OPS-DONE");
+            }
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
                 probes += 1;
