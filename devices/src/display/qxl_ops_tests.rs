@@ -94,8 +94,14 @@ fn rop3_with_pattern_brush_and_mask() {
     );
     let f = s.frame();
     let d = 0x0f_0f0fu32;
-    // Pattern at x: (x - 1) mod 2 → x=10: 0x0000ff (10-1=9 odd → 0x00ff00).
-    let p = |x: u32| if (x - 1) % 2 == 0 { 0xffu32 } else { 0xff00 };
+    // The pattern (pos 1, 0) shows its pixel (x - 1) mod 2 at column x.
+    let p = |x: u32| {
+        if (x - 1).is_multiple_of(2) {
+            0xffu32
+        } else {
+            0xff00
+        }
+    };
     for y in 10..12 {
         for x in 10..14 {
             let sv = ((x - 10) * 0x40) << 16;

@@ -231,7 +231,7 @@ fn dash_on(dashes: &[i64], pos: i64) -> bool {
     let mut p = pos.rem_euclid(total.max(1));
     for (i, d) in dashes.iter().enumerate() {
         if p < *d {
-            return i % 2 == 0;
+            return i.is_multiple_of(2);
         }
         p -= d;
     }

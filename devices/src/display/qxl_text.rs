@@ -55,7 +55,7 @@ fn glyph_alpha(g: &Glyph, bpp: u8, gx: usize, gy: usize) -> u32 {
             .get(gx / 8)
             .map_or(0, |b| if b >> (7 - gx % 8) & 1 != 0 { 255 } else { 0 }),
         4 => line.get(gx / 2).map_or(0, |&b| {
-            if gx % 2 == 0 {
+            if gx.is_multiple_of(2) {
                 u32::from(b & 0xf0)
             } else {
                 u32::from(b) << 4
