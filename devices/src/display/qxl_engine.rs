@@ -114,6 +114,11 @@ pub enum CursorEvent {
         y: i16,
     },
     Hide,
+    /// Pointer trails: `length` trail images every `frequency`.
+    Trail {
+        length: u16,
+        frequency: u16,
+    },
     /// Device reset: back to the frontend's default cursor.
     Reset,
 }
@@ -546,7 +551,13 @@ impl Engine {
             },
             CursorCmd::Move { x, y } => CursorEvent::Move { x, y },
             CursorCmd::Hide => CursorEvent::Hide,
-            CursorCmd::Trail => return,
+            CursorCmd::Trail { length, frequency } => {
+                // Not part of the shape state a new client is given.
+                if let Some(s) = &self.cursor_sink {
+                    s.cursor(CursorEvent::Trail { length, frequency });
+                }
+                return;
+            }
         };
         // Fold into the current state (what a newly connected client needs).
         self.cursor = Some(match (&self.cursor, &ev) {

@@ -391,3 +391,27 @@ fn hostile_rop3_stroke_text_composite_are_dropped_and_released() {
     );
     assert!(s.frame().pixels.iter().all(|&p| p == 0));
 }
+
+#[test]
+fn cursor_trail_is_forwarded_and_released() {
+    let mut g = Guest::new();
+    g.init();
+    let sink = Arc::new(Cursors::default());
+    g.q.set_cursor_sink(sink.clone());
+    let mut trail = 41u64.to_le_bytes().to_vec();
+    trail.push(3); // TRAIL
+    trail.extend_from_slice(&6u16.to_le_bytes());
+    trail.extend_from_slice(&25u16.to_le_bytes());
+    trail.resize(150, 0);
+    let trail = g.put(&trail);
+    g.push(ram_off::CURSOR_RING, io::NOTIFY_CURSOR, trail, 3);
+    g.settle();
+    assert_eq!(
+        sink.0.lock().unwrap().clone(),
+        [CursorEvent::Trail {
+            length: 6,
+            frequency: 25
+        }]
+    );
+    assert_eq!(g.collect_releases(&[(41, trail)]), [41]);
+}

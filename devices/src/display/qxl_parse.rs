@@ -672,7 +672,12 @@ pub enum CursorCmd {
         y: i16,
     },
     Hide,
-    Trail,
+    /// Pointer trails (a Windows mouse setting): how many trail images and
+    /// how often they are drawn.
+    Trail {
+        length: u16,
+        frequency: u16,
+    },
 }
 
 /// The shape of a QXLCursor at `addr` as straight-alpha ARGB.
@@ -762,7 +767,10 @@ pub fn parse_cursor_cmd(mem: &dyn QxlMemory, addr: u64) -> Result<CursorCmd> {
         },
         CURSOR_MOVE => CursorCmd::Move { x, y },
         CURSOR_HIDE => CursorCmd::Hide,
-        CURSOR_TRAIL => CursorCmd::Trail,
+        CURSOR_TRAIL => CursorCmd::Trail {
+            length: f.u16(9),
+            frequency: f.u16(11),
+        },
         other => {
             return Err(ParseError::Unsupported {
                 what: "cursor command",

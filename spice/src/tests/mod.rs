@@ -2,6 +2,7 @@
 
 mod agent;
 mod copy_bits;
+mod cursor;
 mod display;
 mod flow;
 mod handshake;
