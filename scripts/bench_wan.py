@@ -12,8 +12,12 @@ tests/tests/spice_jpeg.rs, run here with JPEG on auto on both VMMs
 lossy on the slow link. Then, in the same session, the guest's window drag ('d':
 the sprite COPYed once, then each frame moved by a screen-to-screen COPY_BITS
 along the same path, the two uncovered strips FILLed, the same bar). remote-viewer
-(under Xvfb) watches through the proxy. There is no animated mode-13h guest in
-images/ (the VGA demo disk's graphics scene is still), so the VGA path is not here.
+(under Xvfb) watches through the proxy. Then the guest's video ('v': 250
+frames of a changing photo-like 256x192 bitmap COPYed into one box at 25
+frames/s; both servers run with streaming-video=filter, so after ~20 frames
+they send it as an MJPEG stream, and the box's final picture once it is
+still). There is no animated mode-13h guest in images/ (the VGA demo disk's
+graphics scene is still), so the VGA path is not here.
 
 Columns, over the span from the key to the last display byte delivered (the
 link drained, quiet for 1.5 s):
@@ -28,6 +32,13 @@ link drained, quiet for 1.5 s):
     percentile;
   * server CPU: the VMM's utime+stime without the vCPU threads (the guest
     busy-waits between frames) over the span.
+For the video, frames are the video box's DRAW_COPYs before the stream
+and its STREAM_DATAs (a DRAW_COPY of the box once the stream exists is the
+final lossless picture, not a frame), frames/s is their count over the time from 'v' to the last of them,
+and latency counts the i-th delivered frame as frame i (exact when every frame
+arrives; an upper bound when some were skipped); "last" is the last frame's
+delivery after it was due, "final" when the box's final (lossless) picture
+arrived after that.
 """
 import argparse
 import os
@@ -51,8 +62,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK = 1448  # one TCP segment, as SlowLink
 QUEUE = 64  # segments queued per direction (the link's buffer), as SlowLink
 DRAW_FILL = 302
+DRAW_COPY = 304
+STREAM_CREATE, STREAM_DATA, STREAM_DATA_SIZED = 122, 123, 316
 FPS = 30
 BAR = (456, 472, 64)  # top, bottom, width of the per-frame bar
+VIDEO_FPS, VIDEO_FRAMES = 25, 250
+VIDEO_BOX = (264, 32, 456, 288)  # top, left, bottom, right (images' qxl_scene)
+VIDEO_DONE = b"QXL-VIDEO-DONE"
 
 
 class WanProxy(Proxy):
@@ -62,6 +78,7 @@ class WanProxy(Proxy):
     def __init__(self, backend_port, bps=None, delay=0.0):
         self.bps, self.delay = bps, delay
         self.bars = []  # (delivery time, bar left x)
+        self.video = []  # (delivery time, "frame" or "final")
         self.last_display = 0.0
         self.types = {}  # display message type -> [count, bytes]
         super().__init__(backend_port)
@@ -119,6 +136,7 @@ class WanProxy(Proxy):
                     with self.lock:
                         self.last_display = now
                         self.bars += [(now, left) for left in bars]
+                        self.video += [(now, kind) for kind in parser.take_video()]
                         for t, size in msgs:
                             c = self.types.setdefault(t, [0, 0])
                             c[0] += 1
@@ -136,6 +154,7 @@ class WanProxy(Proxy):
         super().reset()
         with self.lock:
             self.bars = []
+            self.video = []
             self.types = {}
 
 
@@ -146,6 +165,16 @@ class DisplayParser:
 
     def __init__(self):
         self.buf, self.linked = b"", False
+        self.video, self.streamed = [], False
+
+    def take_video(self):
+        """The video messages parsed since the last call: "frame" (a
+        STREAM_DATA, or a DRAW_COPY of the box before any stream) or "final"
+        (a DRAW_COPY of the box once a stream was created: the lossless
+        picture, spicebox's after STREAM_DESTROY, spice-server's upgrade
+        before it)."""
+        out, self.video = self.video, []
+        return out
 
     def feed(self, d):
         self.buf += d
@@ -170,6 +199,13 @@ class DisplayParser:
                 top, left, bottom, right = struct.unpack_from("<iiii", self.buf, 10)
                 if (top, bottom, right - left) == BAR:
                     out.append(left)
+            if t in (STREAM_DATA, STREAM_DATA_SIZED):
+                self.video.append("frame")
+            elif t == STREAM_CREATE:
+                self.streamed = True
+            elif t == DRAW_COPY and size >= 20:
+                if struct.unpack_from("<iiii", self.buf, 10) == VIDEO_BOX:
+                    self.video.append("final" if self.streamed else "frame")
             self.buf = self.buf[6 + size:]
         return out, msgs
 
@@ -232,6 +268,52 @@ def run(vm, proxy, key, quiet):
     }
 
 
+def run_video(vm, proxy, quiet):
+    """The video ('v' on COM1); its measurements."""
+    time.sleep(1)
+    vm.drain()
+    vm.buf = b""
+    proxy.reset()
+    c0 = vm.cpu()
+    t0 = time.monotonic()
+    vm.send(b"v")
+    vm.wait_for(VIDEO_DONE, 120)
+    while True:
+        time.sleep(0.2)
+        with proxy.lock:
+            last = proxy.last_display
+        if time.monotonic() - max(last, t0) > quiet:
+            break
+    c1 = vm.cpu()
+    span = max(last, t0 + 0.001) - t0
+    m = re.search(rb"qxl-video frames=(\d+) late=(\d+) ms=(\d+)", vm.buf)
+    if not m:
+        raise RuntimeError(f"no qxl-video line: {vm.buf[-300:]!r}")
+    frames, late, guest_ms = map(int, m.groups())
+    with proxy.lock:
+        video = list(proxy.video)
+        types = {t: list(c) for t, c in proxy.types.items()}
+    got = [t for t, kind in video if kind == "frame"]
+    final = [t for t, kind in video if kind == "final"]
+    lat = sorted(t - (t0 + i / VIDEO_FPS) for i, t in enumerate(got))
+    due_last = t0 + (frames - 1) / VIDEO_FPS
+    return {
+        "span": span,
+        "bar_span": (got[-1] - t0) if got else span,
+        "bytes": proxy.bytes(),
+        "display": proxy.bytes(2),
+        "delivered": len(got),
+        "frames": frames,
+        "late": late,
+        "guest_ms": guest_ms,
+        "lat": lat,
+        "last": (got[-1] - due_last) if got else None,
+        "final": (final[-1] - due_last) if final else None,
+        "cpu": c1[1] - c0[1],
+        "types": types,
+    }
+
+
 def bench(name, cmd, slow, args, tmp):
     backend = free_port()
     vm = QxlVm(cmd(backend), args.timeout, os.path.join(tmp, f"{name}.stderr"))
@@ -248,6 +330,7 @@ def bench(name, cmd, slow, args, tmp):
         time.sleep(5 if slow else 2)
         try:
             rs = [run(vm, proxy, key, args.quiet) for key in (b"a", b"d")]
+            rs.append(run_video(vm, proxy, args.quiet))
         except RuntimeError as e:
             raise RuntimeError(f"{name}: {e}") from None
         if viewer.v.poll() is not None:
@@ -282,19 +365,19 @@ def main():
         spicebox = lambda port: [os.path.join(ROOT, "target/release/spicebox"), "run", disk,
                                  "-m", "512M", "--serial", "stdio", "--control", "none",
                                  "--spice", f"127.0.0.1:{port}", "--disable-ticketing",
-                                 "--spice-jpeg", "auto"]
+                                 "--spice-jpeg", "auto", "--spice-streaming-video", "filter"]
         qemu = lambda port: ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", "512M",
                              "-nodefaults", "-name", "bench,debug-threads=on", "-vga", "qxl",
                              "-display", "none", "-serial", "stdio", "-monitor", "none",
                              "-spice", f"port={port},addr=127.0.0.1,disable-ticketing=on,"
-                                       "jpeg-wan-compression=auto",
+                                       "jpeg-wan-compression=auto,streaming-video=filter",
                              "-drive", f"file={disk},format=raw,if=virtio",
                              "-global", "virtio-blk-pci.disable-legacy=on"]
         for slow in (False, True):
             for vmm, cmd in (("spicebox", spicebox), ("qemu", qemu)):
                 link = "slow" if slow else "local"
                 rs = bench(f"{vmm}-{link}", cmd, slow, args, tmp)
-                for r, guest in zip(rs, ("photo sprite", "drag (bits)")):
+                for r, guest in zip(rs, ("photo sprite", "drag (bits)", "video")):
                     r["vmm"], r["link"], r["guest"] = vmm, link, guest
                     rows.append(r)
     except BaseException:
@@ -306,7 +389,8 @@ def main():
     print(f"qxl-native guest 640x480, animation {f0['frames']} frames at {FPS}/s "
           f"(photo-like 128x96 sprite, jpeg auto on both), remote-viewer through a proxy; "
           f"slow = {args.bps / 1e6:g} Mbit/s, {args.delay_ms:g} ms each way")
-    rows.sort(key=lambda r: (r["guest"] != "photo sprite", r["link"] != "local"))
+    order = {"photo sprite": 0, "drag (bits)": 1, "video": 2}
+    rows.sort(key=lambda r: (order[r["guest"]], r["link"] != "local"))
     hdr = (f"{'guest':<14}{'link':<6}{'server':<10}{'bytes/s':>10}{'frames/s':>10}{'delivered':>11}"
            f"{'lat med':>10}{'lat p95':>10}{'CPU %':>7}{'span s':>8}{'late':>6}")
     print(hdr)
@@ -317,6 +401,11 @@ def main():
               f"{r['delivered'] / r['bar_span']:>10.1f}{r['delivered']:>7}/{r['frames']:<3}"
               f"{ms(med):>10}{ms(p95):>10}{100 * r['cpu'] / r['span']:>7.1f}"
               f"{r['span']:>8.2f}{r['late']:>6}")
+    print("video: last frame / final picture delivered after the last frame was due:")
+    for r in rows:
+        if r["guest"] == "video":
+            ms = lambda v: "n/a" if v is None else f"{1000 * v:.0f} ms"
+            print(f"  {r['link']:<6}{r['vmm']:<10}last {ms(r['last']):>8}  final {ms(r['final']):>8}")
     print("display messages (type: count/bytes; 302 FILL, 304 COPY, 104 COPY_BITS, "
           "105 INVAL_LIST, 122-126 STREAM_*, 3 SET_ACK, 4 PING):")
     for r in rows:

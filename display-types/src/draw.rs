@@ -7,7 +7,10 @@
 //! the device's picture. A [`BitsCopy`] (screen-to-screen copy) is the
 //! exception: it reads the surface, so it is only right where the reader's
 //! source area is current when it is replayed; whoever reports or forwards
-//! one must make sure of that (or send its area as pixels instead).
+//! one must make sure of that (or send its area as pixels instead). An
+//! [`ImageBlend`] reads the pixels under it too, but only its own area: a
+//! replay over stale pixels there is made right by the images of whatever
+//! else changed, which always follow the draws and cover the stale part.
 
 use std::sync::Arc;
 
@@ -83,12 +86,61 @@ impl BitsCopy {
     }
 }
 
+/// How a blended image meets the pixels under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlendMode {
+    /// Pixels of this colour (0x00RRGGBB) leave the surface as it was (a
+    /// QXL/SPICE DRAW_TRANSPARENT).
+    Transparent(u32),
+    /// The image laid over the surface with this constant opacity (a
+    /// QXL/SPICE DRAW_ALPHA_BLEND of an image with no alpha of its own).
+    Alpha(u8),
+}
+
+/// An [`ImageCopy`] blended with the surface instead of overpainting it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageBlend {
+    pub copy: ImageCopy,
+    pub mode: BlendMode,
+}
+
+impl BlendMode {
+    /// The pixel `src` blended over `dst` (both 0x00RRGGBB).
+    pub fn apply(self, src: u32, dst: u32) -> u32 {
+        match self {
+            BlendMode::Transparent(key) if src & 0x00ff_ffff == key & 0x00ff_ffff => dst,
+            BlendMode::Transparent(_) => src & 0x00ff_ffff,
+            BlendMode::Alpha(a) => alpha_over(src | 0xff00_0000, dst, a),
+        }
+    }
+}
+
+/// `src` (premultiplied 0xAARRGGBB) laid over `dst` (0x00RRGGBB) with the
+/// constant opacity `alpha`, with pixman's rounding (x*y/255 as
+/// t = x*y + 128, (t + t/256) / 256): the OVER a SPICE client's canvas
+/// composites with, so a forwarded blend ends with the same pixels on the
+/// client as on the server.
+pub fn alpha_over(src: u32, dst: u32, alpha: u8) -> u32 {
+    fn mul(x: u32, y: u32) -> u32 {
+        let t = x * y + 128;
+        (t + (t >> 8)) >> 8
+    }
+    let a = u32::from(alpha);
+    let keep = 255 - mul(src >> 24, a);
+    let channel = |shift: u32| {
+        let s = mul((src >> shift) & 0xff, a);
+        (s + mul((dst >> shift) & 0xff, keep)).min(255) << shift
+    };
+    channel(16) | channel(8) | channel(0)
+}
+
 /// One forwarded draw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Draw {
     Fill(SolidFill),
     Copy(ImageCopy),
     CopyBits(BitsCopy),
+    Blend(ImageBlend),
 }
 
 impl Draw {
@@ -98,6 +150,7 @@ impl Draw {
             Draw::Fill(f) => &f.rect,
             Draw::Copy(c) => &c.rect,
             Draw::CopyBits(b) => &b.rect,
+            Draw::Blend(b) => &b.copy.rect,
         }
     }
 
@@ -111,6 +164,10 @@ impl Draw {
             })),
             Draw::Copy(c) => c.clip(width, height).map(Draw::Copy),
             Draw::CopyBits(b) => b.clip(width, height).map(Draw::CopyBits),
+            Draw::Blend(b) => b
+                .copy
+                .clip(width, height)
+                .map(|copy| Draw::Blend(ImageBlend { copy, mode: b.mode })),
         }
     }
 
@@ -137,6 +194,15 @@ impl Draw {
                     if src.len() == row.len() {
                         for (to, from) in row.iter_mut().zip(src) {
                             *to = from & 0x00ff_ffff;
+                        }
+                    }
+                }
+                Draw::Blend(b) => {
+                    let c = &b.copy;
+                    let src = c.image.row(c.src_y + dy, c.src_x, r.width);
+                    if src.len() == row.len() {
+                        for (to, from) in row.iter_mut().zip(src) {
+                            *to = b.mode.apply(*from, *to & 0x00ff_ffff);
                         }
                     }
                 }
@@ -176,6 +242,40 @@ impl BitsCopy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blends_follow_pixman_and_the_colour_key() {
+        // Opaque and clear ends are exact.
+        assert_eq!(alpha_over(0xff12_3456, 0x00ab_cdef, 255), 0x0012_3456);
+        assert_eq!(alpha_over(0xff12_3456, 0x00ab_cdef, 0), 0x00ab_cdef);
+        // Half: red 0x80 at 0x80 is 0x40; blue 0xff kept at 0x7f is 0x7f.
+        assert_eq!(alpha_over(0xff80_0000, 0x0000_00ff, 0x80), 0x0040_007f);
+        // A premultiplied source with its own alpha lets more through.
+        assert_eq!(alpha_over(0x8080_0000, 0x0000_00ff, 0xff), 0x0080_007f);
+        let key = BlendMode::Transparent(0x00_ff00);
+        assert_eq!(key.apply(0xff00_ff00, 0x0011_2233), 0x0011_2233);
+        assert_eq!(key.apply(0xff00_ff01, 0x0011_2233), 0x0000_ff01);
+        let mut f = Frame {
+            width: 2,
+            height: 1,
+            pixels: vec![0x0000_00ff, 0x0000_00ff],
+        };
+        Draw::Blend(ImageBlend {
+            copy: ImageCopy {
+                rect: Rect::new(0, 0, 2, 1),
+                src_x: 0,
+                src_y: 0,
+                image: Arc::new(Frame {
+                    width: 2,
+                    height: 1,
+                    pixels: vec![0x0000_ff00, 0x00ff_0000],
+                }),
+            },
+            mode: key,
+        })
+        .paint(&mut f);
+        assert_eq!(f.pixels, [0x0000_00ff, 0x00ff_0000]);
+    }
 
     fn image(w: u32, h: u32) -> Arc<Frame> {
         Arc::new(Frame {

@@ -64,6 +64,10 @@ const RUST_GUESTS: &[RustGuest] = &[
         name: "xhci-storage",
         disk_size: MIB,
     },
+    RustGuest {
+        name: "vga13",
+        disk_size: MIB,
+    },
 ];
 
 /// The header `guests/guest-rt/link.ld` puts first in every image, which the

@@ -41,6 +41,8 @@ static AC97_RECORD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-recor
 static AC97_RECORD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ac97-record.elf"));
 static XHCI_STORAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xhci-storage.img"));
 static XHCI_STORAGE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xhci-storage.elf"));
+static VGA13: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vga13.img"));
+static VGA13_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vga13.elf"));
 
 /// Sector size of every image, and the unit of virtio-blk sector numbers.
 pub const SECTOR_SIZE: usize = 512;
@@ -343,6 +345,11 @@ pub const QXL_ANIM_DONE_MARKER: &str = "QXL-ANIM-DONE";
 /// Printed by qxl-native once the ROP3/STROKE/TEXT/COMPOSITE drawables an
 /// `o` on COM1 starts are drawn and flushed.
 pub const QXL_OPS_DONE_MARKER: &str = "QXL-OPS-DONE";
+/// The qxl-native guest's blends ('b' on COM1: a colour-keyed TRANSPARENT
+/// and two ALPHA_BLENDs of one bitmap over the scene) are on the ring.
+pub const QXL_BLEND_DONE_MARKER: &str = "QXL-BLEND-DONE";
+/// Printed by qxl-native after the video a `v` on COM1 starts.
+pub const QXL_VIDEO_DONE_MARKER: &str = "QXL-VIDEO-DONE";
 
 /// The picture [`TestImage::QxlNative`] draws through QXL commands (the
 /// guest includes this file too).
@@ -405,6 +412,14 @@ pub const AC97_RECORD_OK_MARKER: &str = "SPICEBOX-AC97-RECORD-OK";
 pub const AC97_RECORD_FAIL_MARKER_PREFIX: &str = "SPICEBOX-AC97-RECORD-FAIL ";
 /// Printed by [`TestImage::XhciStorage`] when the stick was enumerated and read.
 pub const XHCI_STORAGE_OK_MARKER: &str = "SPICEBOX-XHCI-STORAGE-OK";
+/// Printed by [`TestImage::Vga13`] after each animation (preceded by its
+/// `vga13 frames=.. late=.. ms=.. draw_us=..` line); it then waits for a
+/// byte on COM1: `a` animates again, anything else ends with [`VGA13_OK_MARKER`].
+pub const VGA13_ANIM_DONE_MARKER: &str = "VGA13-ANIM-DONE";
+pub const VGA13_OK_MARKER: &str = "SPICEBOX-VGA13-OK";
+pub const VGA13_FAIL_MARKER_PREFIX: &str = "SPICEBOX-VGA13-FAIL ";
+/// Frames one vga13 animation draws (the counter shows this number at the end).
+pub const VGA13_FRAMES: u64 = 240;
 pub const XHCI_STORAGE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-XHCI-STORAGE-FAIL ";
 
 /// The disk [`TestImage::VirtioBench`] runs on: the image, then patterned
@@ -531,11 +546,17 @@ pub enum TestImage {
     /// is driven as usbhid does (interrupt IN TDs): `hid ready`, then `hid
     /// report <8 bytes>` per report up to Enter's release and `hid typed "..."`.
     XhciStorage,
+    /// 64-bit Rust guest animating a mode-13h screen from CPL 3 as a DOS game
+    /// does (registers, DAC, stores into 0xA0000): a sprite bouncing over
+    /// palette bands and a frame counter, [`VGA13_FRAMES`] frames at 60/s;
+    /// prints [`VGA13_ANIM_DONE_MARKER`], waits for a byte on COM1, then
+    /// [`VGA13_OK_MARKER`] (1 MiB raw).
+    Vga13,
 }
 
 impl TestImage {
     /// Every test image.
-    pub const ALL: [TestImage; 14] = [
+    pub const ALL: [TestImage; 15] = [
         TestImage::PowerOff,
         TestImage::Reset,
         TestImage::VirtioBlk,
@@ -550,6 +571,7 @@ impl TestImage {
         TestImage::Vdagent,
         TestImage::Ac97Record,
         TestImage::XhciStorage,
+        TestImage::Vga13,
     ];
 
     /// The raw disk image.
@@ -569,6 +591,7 @@ impl TestImage {
             TestImage::Vdagent => VDAGENT,
             TestImage::Ac97Record => AC97_RECORD,
             TestImage::XhciStorage => XHCI_STORAGE,
+            TestImage::Vga13 => VGA13,
         }
     }
 
@@ -586,6 +609,7 @@ impl TestImage {
             TestImage::Vdagent => Some(VDAGENT_ELF),
             TestImage::Ac97Record => Some(AC97_RECORD_ELF),
             TestImage::XhciStorage => Some(XHCI_STORAGE_ELF),
+            TestImage::Vga13 => Some(VGA13_ELF),
             _ => None,
         }
     }
@@ -607,6 +631,7 @@ impl TestImage {
             TestImage::Vdagent => "vdagent",
             TestImage::Ac97Record => "ac97-record",
             TestImage::XhciStorage => "xhci-storage",
+            TestImage::Vga13 => "vga13",
         }
     }
 
@@ -629,6 +654,7 @@ impl TestImage {
             TestImage::Vdagent => VDAGENT_OK_MARKER,
             TestImage::Ac97Record => AC97_RECORD_OK_MARKER,
             TestImage::XhciStorage => XHCI_STORAGE_OK_MARKER,
+            TestImage::Vga13 => VGA13_OK_MARKER,
         }
     }
 }
@@ -763,6 +789,7 @@ mod tests {
                 "vdagent" => "VDAGENT",
                 "ac97-record" => "AC97-RECORD",
                 "xhci-storage" => "XHCI-STORAGE",
+                "vga13" => "VGA13",
                 _ => success_marker_of(name),
             };
             assert!(contains(bytes, marker), "{name} lacks {marker:?}");

@@ -107,3 +107,31 @@ pub fn cursor_pixel(x: u32, y: u32) -> u32 {
         0x4000_00ff
     }
 }
+
+/// Video ('v' on COM1): VIDEO_FRAMES frames of a photo-like picture that
+/// changes every frame, each a 32-bit bitmap COPYed into the same box at
+/// VIDEO_FPS, as a video player's frames reach the qxl driver.
+pub const VIDEO_W: u32 = 256;
+pub const VIDEO_H: u32 = 192;
+pub const VIDEO_AT: (i32, i32) = (32, 264);
+pub const VIDEO_FPS: u64 = 25;
+pub const VIDEO_FRAMES: u32 = 250;
+
+/// 0x00RRGGBB of pixel (x, y) of video frame `t`: drifting triangle-wave
+/// gradients (soft changes everywhere, no edges) with a little noise, as a
+/// camera picture has.
+pub fn video_pixel(x: u32, y: u32, t: u32) -> u32 {
+    let tri = |v: u32| {
+        let v = v & 0x1ff;
+        if v > 255 {
+            511 - v
+        } else {
+            v
+        }
+    };
+    let noise = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ t.wrapping_mul(83_492_791)) >> 30;
+    let r = tri(x * 2 + t * 3) ^ noise;
+    let g = tri(y * 2 + x / 4 + t * 5) ^ noise;
+    let b = tri(x + y + t * 2);
+    r << 16 | g << 8 | b
+}

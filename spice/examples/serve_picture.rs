@@ -51,6 +51,7 @@ fn main() {
             force_raw_images: false,
             playback_compression: true,
             jpeg: Default::default(),
+            streaming_video: Default::default(),
             transport,
         },
         spice::Ports {

@@ -63,6 +63,7 @@ fn main() {
             force_raw_images: false,
             playback_compression: true,
             jpeg: Default::default(),
+            streaming_video: Default::default(),
             transport: Default::default(),
         },
         Ports {

@@ -83,7 +83,8 @@ pub mod fuzz;
 pub use channel::cursor::CursorUpdate;
 pub use channel::link_meter::SLOW_BPS as SLOW_LINK_BPS;
 pub use display_types::{
-    BitsCopy, CursorShape, Draw, Frame, ImageCopy, Monitor, MonitorLayout, Rect, SolidFill,
+    BitsCopy, BlendMode, CursorShape, Draw, Frame, ImageBlend, ImageCopy, Monitor, MonitorLayout,
+    Rect, SolidFill,
 };
 pub use server::SpiceServer;
 pub use stats::{ChannelStats, CODECS};
@@ -109,6 +110,8 @@ pub struct Config {
     pub playback_compression: bool,
     /// When photo-like images may be sent as JPEG (QEMU's jpeg-wan-compression).
     pub jpeg: JpegMode,
+    /// Video streams (QEMU's streaming-video).
+    pub streaming_video: StreamingVideo,
     /// TLS listener, secure channels, SASL, the browser page.
     pub transport: TransportConfig,
 }
@@ -150,6 +153,19 @@ pub enum JpegMode {
     Always,
     /// Never: every image is lossless.
     Never,
+}
+
+/// Which areas redrawn at a steady rate go as MJPEG video streams (QEMU's
+/// `streaming-video`). Streams are lossy: none with [`JpegMode::Never`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamingVideo {
+    /// No streams.
+    Off,
+    /// Every steady area of at least 96x96 pixels.
+    All,
+    /// Those whose frames are photo-like often enough (a fifth of them).
+    #[default]
+    Filter,
 }
 
 /// When the password stops being accepted (checked at link time, as spice-server).

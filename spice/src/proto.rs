@@ -56,6 +56,10 @@ pub mod main_cap {
 }
 
 pub const INPUTS_CAP_KEY_SCANCODE: u32 = 0;
+/// The client composites (spice-gtk); spice-html5 has no DRAW_TRANSPARENT or
+/// DRAW_ALPHA_BLEND and does not announce it.
+pub const DISPLAY_CAP_COMPOSITE: u32 = 2;
+pub const DISPLAY_CAP_STREAM_REPORT: u32 = 4;
 pub const DISPLAY_CAP_LZ4_COMPRESSION: u32 = 5;
 
 /// Base messages, server to client.
@@ -104,11 +108,19 @@ pub mod display_msg {
     pub const COPY_BITS: u16 = 104;
     pub const INVAL_LIST: u16 = 105;
     pub const INVAL_ALL_PALETTES: u16 = 108;
+    pub const STREAM_CREATE: u16 = 122;
+    pub const STREAM_DATA: u16 = 123;
+    pub const STREAM_CLIP: u16 = 124;
+    pub const STREAM_DESTROY: u16 = 125;
+    pub const STREAM_DESTROY_ALL: u16 = 126;
     pub const DRAW_FILL: u16 = 302;
     pub const DRAW_COPY: u16 = 304;
+    pub const DRAW_TRANSPARENT: u16 = 312;
+    pub const DRAW_ALPHA_BLEND: u16 = 313;
     pub const SURFACE_CREATE: u16 = 314;
     pub const SURFACE_DESTROY: u16 = 315;
     pub const MONITORS_CONFIG: u16 = 317;
+    pub const STREAM_ACTIVATE_REPORT: u16 = 319;
 }
 
 pub mod display_msgc {

@@ -151,6 +151,7 @@ impl SpiceServer {
             config.force_raw_images,
             config.playback_compression,
             config.jpeg,
+            config.streaming_video,
             extra,
         )?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -101,6 +101,7 @@ fn spicy_screenshot_sees_the_served_surface() {
             force_raw_images: false,
             playback_compression: true,
             jpeg: Default::default(),
+            streaming_video: Default::default(),
             transport: Default::default(),
         },
         // A display and nothing else: no inputs channel is offered.

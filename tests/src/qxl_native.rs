@@ -14,11 +14,15 @@ use crate::{SpiceboxVm, TempDir};
 const BOOT: Duration = Duration::from_secs(120);
 
 /// How to boot: which VMM, the JPEG mode (spicebox `--spice-jpeg`, QEMU
-/// `jpeg-wan-compression`; None = each one's default), and a QMP socket if
+/// `jpeg-wan-compression`; None = each one's default), the video streams
+/// (spicebox `--spice-streaming-video`, QEMU `streaming-video`; None = each
+/// one's default: filter on spicebox, off on QEMU), and a QMP socket if
 /// one is wanted (spicebox `--control`, QEMU `-qmp`).
+#[derive(Default)]
 pub struct Boot<'a> {
     pub qemu: bool,
     pub jpeg: Option<&'a str>,
+    pub streaming: Option<&'a str>,
     pub control: Option<&'a Path>,
 }
 
@@ -30,7 +34,7 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
     images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
     let port = free_port();
     let mut vm = if boot.qemu {
-        let mut cmd = qemu(&disk, port, boot.jpeg);
+        let mut cmd = qemu(&disk, port, &boot);
         if let Some(sock) = boot.control {
             cmd.arg("-qmp")
                 .arg(format!("unix:{},server=on,wait=off", sock.display()));
@@ -43,6 +47,9 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
         if let Some(jpeg) = boot.jpeg {
             args.extend(["--spice-jpeg", jpeg]);
         }
+        if let Some(streaming) = boot.streaming {
+            args.extend(["--spice-streaming-video", streaming]);
+        }
         let control = boot.control.map(|s| format!("unix:{}", s.display()));
         if let Some(control) = &control {
             args.extend(["--control", control]);
@@ -53,11 +60,14 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
     (vm, port)
 }
 
-fn qemu(disk: &Path, port: u16, jpeg: Option<&str>) -> Command {
+fn qemu(disk: &Path, port: u16, boot: &Boot) -> Command {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
     let mut spice = format!("port={port},addr=127.0.0.1,disable-ticketing=on");
-    if let Some(jpeg) = jpeg {
+    if let Some(jpeg) = boot.jpeg {
         spice += &format!(",jpeg-wan-compression={jpeg}");
+    }
+    if let Some(streaming) = boot.streaming {
+        spice += &format!(",streaming-video={streaming}");
     }
     let mut cmd = qemu_guest(disk);
     cmd.args(["-spice", &spice]);

@@ -16,6 +16,7 @@ use spicebox_tests::qmp::Qmp;
 use spicebox_tests::qxl_native::{self, Boot};
 use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::tools::{require_spice_client_glib, run_timeout, spicy_screenshot};
+use spicebox_tests::tshark::Capture;
 use spicebox_tests::{spicebox, SpiceboxVm, TempDir};
 
 /// The tests here boot two VMs each, one after the other; run side by side
@@ -33,6 +34,7 @@ fn boot(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16) {
         qemu,
         jpeg: None,
         control: None,
+        streaming: None,
     };
     qxl_native::boot(spicebox!(), dir, name, how)
 }
@@ -201,8 +203,8 @@ fn qxl_rop3_stroke_text_composite_equal_qemu_by_screendump() {
         let sock = dir.join(&format!("qmp-{name}.sock"));
         let how = Boot {
             qemu: qemu_run,
-            jpeg: None,
             control: Some(&sock),
+            ..Boot::default()
         };
         let (mut vm, _port) = qxl_native::boot(spicebox!(), &dir, name, how);
         vm.send(b"o");
@@ -233,5 +235,71 @@ fn qxl_rop3_stroke_text_composite_equal_qemu_by_screendump() {
         diff[0],
         shots[0].pixel(diff[0].0, diff[0].1),
         shots[1].pixel(diff[0].0, diff[0].1)
+    );
+}
+
+/// Blends as Xorg's and Windows' qxl drivers draw them (a colour-keyed
+/// TRANSPARENT and ALPHA_BLENDs of a bitmap over the scene and over each
+/// other): spice-gtk gets them as DRAW_TRANSPARENT / DRAW_ALPHA_BLEND from
+/// both servers (tshark decodes them, nothing malformed), its picture equals
+/// a fresh client's, and both VMMs' pictures agree exactly (spicebox blends
+/// with pixman's rounding, as spice-server's canvas and spice-gtk do).
+#[test]
+fn qxl_blends_reach_spice_gtk_as_blends_on_spicebox_and_qemu() {
+    require_spice_client_glib();
+    let _one = one_at_a_time();
+    let dir = TempDir::new("qxl-blends");
+    let mut finals = Vec::new();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let (mut vm, port) = boot(&dir, name, qemu_run);
+        let mut capture = Capture::start(&dir, port, &format!("blends-{name}"));
+        let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
+        vm.send(b"b");
+        vm.wait_for(images::QXL_BLEND_DONE_MARKER, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_secs(1));
+        let live = client.picture();
+        capture.stop();
+        capture.assert_well_formed(&capture.opened_streams());
+        let decoded = capture.read("spice", true);
+        for msg in ["DRAW_TRANSPARENT", "DRAW_ALPHA_BLEND"] {
+            assert!(decoded.contains(msg), "{name}: no {msg} in the capture");
+        }
+        let fresh_out = dir.join(&format!("fresh-{name}.ppm"));
+        let r = spicy_screenshot(port, None, &fresh_out);
+        assert!(r.status.success(), "{name}: spicy-screenshot");
+        let fresh = screen::load(&fresh_out);
+        let diff = screen::differences(&live, &fresh, None);
+        assert!(
+            diff.is_empty(),
+            "{name}: the live client differs from a fresh one in {} pixels, first at {:?}",
+            diff.len(),
+            diff[0]
+        );
+        // The blends changed the scene where they were drawn.
+        let scene = expected();
+        let changed = screen::differences(&live, &scene, None);
+        assert!(
+            changed
+                .iter()
+                .all(|&(x, y)| (136..464).contains(&x) && (100..248).contains(&y)),
+            "{name}: pixels changed outside the blends"
+        );
+        assert!(
+            changed.len() > 4000,
+            "{name}: only {} pixels blended",
+            changed.len()
+        );
+        finish(vm, name);
+        finals.push(live);
+    }
+    let diff = screen::differences(&finals[0], &finals[1], None);
+    assert!(
+        diff.is_empty(),
+        "QEMU vs spicebox after the blends: {} pixels, first at {:?}: {:06x} vs {:06x}",
+        diff.len(),
+        diff.first(),
+        diff.first().map_or(0, |&(x, y)| finals[0].pixel(x, y)),
+        diff.first().map_or(0, |&(x, y)| finals[1].pixel(x, y)),
     );
 }

@@ -39,6 +39,7 @@ fn boot(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16) {
         qemu,
         jpeg: Some("always"),
         control: None,
+        streaming: None,
     };
     qxl_native::boot(spicebox!(), dir, name, how)
 }
@@ -206,6 +207,7 @@ fn boot_auto(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16, Option<
         qemu,
         jpeg: Some("auto"),
         control: (!qemu).then_some(sock.as_path()),
+        streaming: None,
     };
     let (vm, port) = qxl_native::boot(spicebox!(), dir, name, how);
     let qmp = (!qemu).then(|| Qmp::connect(&sock, Duration::from_secs(10)));

@@ -16,7 +16,7 @@ use devices::{fw_cfg, IrqChip};
 
 use crate::cli::{AudioKind, RunArgs, SerialSpec, SpiceSpec, VgaKind};
 use crate::devices::{DeviceManager, IsaKind, Slot, FIRST_FREE_SLOT};
-use crate::display::{Display, VgaPorts, VgaWindow};
+use crate::display::{Display, VgaPorts, VgaWindow, WindowSlot};
 use crate::input::InputRouter;
 use crate::linux_boot::LinuxImage;
 use crate::machine::{self, ChipPowerOnState, KvmIrqChip, Machine, Outcome};
@@ -231,6 +231,12 @@ fn boot(
             (vbe::PORT_INDEX.into(), vbe_len.into()),
         ];
         dm.add_isa(IsaKind::Vga, vga_ports, &ranges, &[])?;
+        // Mode 13h's window becomes guest memory while the VGA allows it.
+        let mapper = Arc::new(WindowSlot(bar_slots.clone()));
+        qxl.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .vga_mut()
+            .set_window_mapper(mapper)?;
         let window = Arc::new(Mutex::new(VgaWindow(qxl)));
         dm.add_legacy_mmio(window, vga::WINDOW_BASE, vga::WINDOW_LEN)?;
     }
@@ -468,6 +474,7 @@ fn start_spice(
         force_raw_images: false,
         playback_compression: args.spice_playback_compression == crate::cli::OnOff::On,
         jpeg: args.spice_jpeg.into(),
+        streaming_video: args.spice_streaming_video.into(),
         transport,
     };
     let ports = spice::Ports {

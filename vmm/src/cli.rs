@@ -152,6 +152,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = JpegArg::Auto)]
     pub spice_jpeg: JpegArg,
 
+    /// MJPEG video streams for areas redrawn at a steady rate (QEMU's
+    /// streaming-video): filter (those that look like video), all, or off.
+    /// Streams are lossy: --spice-jpeg never turns them off too.
+    #[arg(long, value_enum, default_value_t = StreamingArg::Filter)]
+    pub spice_streaming_video: StreamingArg,
+
     /// Allow --disable-ticketing on a non-loopback SPICE address (anyone who
     /// can reach it sees and drives the VM).
     #[arg(long)]
@@ -267,6 +273,23 @@ impl From<JpegArg> for spice::JpegMode {
             JpegArg::Auto => spice::JpegMode::Auto,
             JpegArg::Always => spice::JpegMode::Always,
             JpegArg::Never => spice::JpegMode::Never,
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamingArg {
+    Off,
+    All,
+    Filter,
+}
+
+impl From<StreamingArg> for spice::StreamingVideo {
+    fn from(s: StreamingArg) -> spice::StreamingVideo {
+        match s {
+            StreamingArg::Off => spice::StreamingVideo::Off,
+            StreamingArg::All => spice::StreamingVideo::All,
+            StreamingArg::Filter => spice::StreamingVideo::Filter,
         }
     }
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use devices::display::image_file;
 use devices::display::qxl::{DeviceMode, Qxl, BAR_RAM};
 use devices::display::qxl_engine::{CursorSink, DrawNotify};
+use devices::display::vga::{self, WindowMapper};
 use devices::display::{FbDirty, Frame, Rect, Screen, Update};
-use devices::BusDevice;
+use devices::{BusDevice, HostMemory};
 
 use crate::memory::BarSlots;
 
@@ -37,6 +38,24 @@ impl BusDevice for VgaWindow {
     }
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
         self.0.lock().unwrap().vga_mem_write(offset, data);
+    }
+}
+
+/// The VGA window's key among the `BarSlots` (no PCI function has it).
+const WINDOW_SLOT: (usize, usize) = (usize::MAX, 0);
+
+/// Puts the mode-13h window (0xA0000–0xAFFFF) in guest memory for the VGA
+/// (`devices::display::vga::WindowMapper`), as one more dirty-logged slot.
+pub struct WindowSlot(pub Arc<BarSlots>);
+
+impl WindowMapper for WindowSlot {
+    fn map_window(&self, mem: Option<&HostMemory>) -> bool {
+        let (key, bar) = WINDOW_SLOT;
+        match mem {
+            Some(m) => self.0.place(key, bar, Some(vga::WINDOW_BASE), m),
+            // Unmapping needs no memory: the slot remembers its own.
+            None => self.0.unplace(key, bar),
+        }
     }
 }
 
@@ -193,14 +212,23 @@ impl Display {
         // Native mode draws from the engine's canvas, not BAR0's pages; not
         // asking for the dirty log also leaves the guest's ring and drawable
         // pages writable (each ask write-protects the pages written since).
-        let dirty = if native {
-            FbDirty::Unknown
+        let (dirty, window) = if native {
+            (FbDirty::Unknown, FbDirty::Unknown)
         } else {
-            self.slots.dirty_log(self.devfn, BAR_RAM)
+            let (key, bar) = WINDOW_SLOT;
+            (
+                self.slots.dirty_log(self.devfn, BAR_RAM),
+                self.slots.dirty_log(key, bar),
+            )
         };
         let update = {
-            let qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
-            st.screen.refresh(&qxl, dirty, Instant::now())
+            let mut qxl = self.qxl.lock().unwrap_or_else(|e| e.into_inner());
+            // Stores into the mapped mode-13h window, into VGA memory first.
+            if !native {
+                qxl.vga_mut().sync_window(&window);
+            }
+            st.screen
+                .refresh_with_window(&qxl, dirty, &window, Instant::now())
         };
         if !update.is_empty() {
             for f in &st.frontends {

@@ -168,11 +168,35 @@ impl BarSlots {
     }
 }
 
+impl BarSlots {
+    /// Take the memory placed under (`devfn`, `bar`) out of the guest's
+    /// address space; false (not mapped) afterwards, whatever it was.
+    pub fn unplace(&self, devfn: usize, bar: usize) -> bool {
+        let mem = {
+            let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+            match bars.get(&(devfn, bar)) {
+                Some(m) => m.mem.clone(),
+                None => return false,
+            }
+        };
+        self.place(devfn, bar, None, &mem)
+    }
+}
+
 /// `flags` value that `set_region` takes as "delete the slot".
 const DELETE: u32 = u32::MAX;
 
 impl BarMapper for BarSlots {
     fn bar_moved(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory) {
+        self.place(devfn, bar, base, mem);
+    }
+}
+
+impl BarSlots {
+    /// Put BAR `bar` of `devfn` (or any other device memory under a key of
+    /// its own) at `base` with dirty logging, or take it out of the guest's
+    /// address space (`None`). Returns whether it is now mapped at `base`.
+    pub fn place(&self, devfn: usize, bar: usize, base: Option<u64>, mem: &HostMemory) -> bool {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         let slot = self.first_slot + bars.len() as u32;
         let m = bars.entry((devfn, bar)).or_insert_with(|| MappedBar {
@@ -182,7 +206,7 @@ impl BarMapper for BarSlots {
             log_restarted: true,
         });
         if m.base == base {
-            return;
+            return base.is_some();
         }
         if let Some(old) = m.base.take() {
             if let Err(e) = self.set_region(m.slot, old, &m.mem, DELETE) {
@@ -202,5 +226,6 @@ impl BarMapper for BarSlots {
                 Err(e) => warn!("cannot map BAR {bar} of {devfn:#x} at {new:#x}: {e}"),
             }
         }
+        m.base.is_some()
     }
 }

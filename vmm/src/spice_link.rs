@@ -273,6 +273,7 @@ mod tests {
                 force_raw_images: false,
                 playback_compression: true,
                 jpeg: Default::default(),
+                streaming_video: Default::default(),
                 transport: Default::default(),
             },
             spice::Ports {

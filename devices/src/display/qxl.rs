@@ -415,6 +415,12 @@ impl Qxl {
         &self.vga
     }
 
+    /// The VGA side, for the VMM: the mode-13h window's mapper and the
+    /// copy of the guest's stores into it before a refresh.
+    pub fn vga_mut(&mut self) -> &mut Vga {
+        &mut self.vga
+    }
+
     /// Ports 0x3B0–0x3DF and 0x1CE–0x1D0.
     pub fn vga_port_read(&mut self, port: u16, data: &mut [u8]) {
         self.vga.port_read(port, data);

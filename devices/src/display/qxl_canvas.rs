@@ -7,7 +7,7 @@
 use super::qxl::QxlRect;
 use std::sync::Arc;
 
-use display_types::{BitsCopy, Draw, Frame, ImageCopy, Rect, SolidFill};
+use display_types::{BitsCopy, BlendMode, Draw, Frame, ImageBlend, ImageCopy, Rect, SolidFill};
 
 /// `SPICE_ROPD_*` bits of a ROP descriptor.
 pub mod ropd {
@@ -176,6 +176,33 @@ impl Canvas {
             src_x,
             src_y,
             image: image.clone(),
+        }));
+    }
+
+    /// Blend `image`'s pixels from (`src_x`, `src_y`) over `a`, 1:1, as
+    /// `mode` says, and report it as a draw. The caller keeps the source
+    /// inside the image.
+    pub fn blend_image(
+        &mut self,
+        a: Area,
+        image: &Arc<Frame>,
+        src_x: u32,
+        src_y: u32,
+        mode: BlendMode,
+    ) {
+        self.paint_unmarked(a, |x, y, old| {
+            let (sx, sy) = (src_x + (x - a.left), src_y + (y - a.top));
+            (sx < image.width && sy < image.height)
+                .then(|| mode.apply(image.pixel(sx, sy), old & RGB))
+        });
+        self.push_draw(Draw::Blend(ImageBlend {
+            copy: ImageCopy {
+                rect: a.rect(),
+                src_x,
+                src_y,
+                image: image.clone(),
+            },
+            mode,
         }));
     }
 
@@ -474,6 +501,30 @@ mod tests {
             image,
         };
         assert_eq!(c.take_draws(), vec![Draw::Copy(copy)]);
+    }
+
+    #[test]
+    fn blends_paint_and_are_reported_as_draws() {
+        let mut c = Canvas::new(4, 1).unwrap();
+        let all = c.clip_rect(&r(0, 0, 4, 1)).unwrap();
+        c.paint(all, |_, _, _| Some(0x0000_00ff));
+        c.take_dirty();
+        let image = Arc::new(Frame {
+            width: 4,
+            height: 1,
+            pixels: vec![0x0000_ff00, 0x00ff_0000, 0x0000_ff00, 0x00ff_0000],
+        });
+        let key = BlendMode::Transparent(0x0000_ff00);
+        c.blend_image(all, &image, 0, 0, key);
+        assert_eq!(c.row(0, 0, 4), &[0xff, 0x00ff_0000, 0xff, 0x00ff_0000]);
+        c.blend_image(all, &image, 0, 0, BlendMode::Alpha(0x80));
+        assert_eq!(c.row(0, 0, 2), &[0x0000_807f, 0x00ff_0000]);
+        assert!(c.take_dirty().is_empty());
+        let draws = c.take_draws();
+        assert_eq!(draws.len(), 2);
+        assert!(
+            matches!(&draws[0], Draw::Blend(b) if b.mode == key && b.copy.rect == Rect::new(0, 0, 4, 1))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use display_types::Frame;
+use display_types::{alpha_over, BlendMode, Frame};
 
 use super::qxl::QxlRect;
 use super::qxl_canvas::{apply_rop, Area, Canvas};
@@ -123,14 +123,11 @@ fn paint_unmasked(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
             canvas.paint(a, |x, y, old| {
                 let sx = src_coord(x, bbox.left, bw, sa.left, sw);
                 let sy = src_coord(y, bbox.top, bh, sa.top, sh);
+                // A source with alpha is premultiplied (as pixman takes it in
+                // the clients' canvases); one without is opaque.
                 let p = src.get(sx, sy)?;
-                let pa = if *has_alpha { p >> 24 } else { 255 };
-                let k = pa * u32::from(*alpha) / 255;
-                let mix = |s: u32| {
-                    let (sc, dc) = ((p >> s) & 0xff, (old >> s) & 0xff);
-                    ((sc * k + dc * (255 - k)) / 255) << s
-                };
-                Some(mix(16) | mix(8) | mix(0))
+                let p = if *has_alpha { p } else { p | 0xff00_0000 };
+                Some(alpha_over(p, old, *alpha))
             });
         }
         Paint::Solid(color, rop) => canvas.paint(a, |_, _, old| Some(apply_rop(*rop, *color, old))),
@@ -165,6 +162,9 @@ pub(super) enum Forward {
     Fill(u32),
     /// The bitmap, and where in it the bbox's top-left pixel comes from.
     Copy(Arc<Frame>, u32, u32),
+    /// A bitmap blended 1:1 (TRANSPARENT, or ALPHA_BLEND of an image with no
+    /// alpha channel), like `Copy`.
+    Blend(Arc<Frame>, u32, u32, BlendMode),
     /// A COPY_BITS drawn in one area (no clip, or one clip rectangle): the
     /// canvas forwards it when the frontend's source pixels can be current.
     CopyBits(i32, i32),

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use display_types::{CursorShape, Draw, Frame, Monitor, MonitorLayout, Rect};
+use display_types::{BlendMode, CursorShape, Draw, Frame, Monitor, MonitorLayout, Rect};
 use tracing::{debug, trace, warn};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -671,6 +671,13 @@ impl Engine {
             Paint::Copy(Source::Bitmap(b), sa, rop, None) if is_overpaint(*rop) => {
                 forwardable_copy(b, sa, &bbox).map(|(x, y)| Forward::Copy(bitmap_frame(b), x, y))
             }
+            Paint::Copy(Source::Bitmap(b), sa, rop, Some(key)) if is_overpaint(*rop) => {
+                forwardable_copy(b, sa, &bbox).map(|(x, y)| {
+                    Forward::Blend(bitmap_frame(b), x, y, BlendMode::Transparent(*key))
+                })
+            }
+            Paint::Alpha(Source::Bitmap(b), sa, alpha, false) => forwardable_copy(b, sa, &bbox)
+                .map(|(x, y)| Forward::Blend(bitmap_frame(b), x, y, BlendMode::Alpha(*alpha))),
             // Several clip areas would be several copies, each reading what
             // the one before wrote: drawn as pixels.
             Paint::CopyBits(x, y) if areas.len() == 1 => Some(Forward::CopyBits(*x, *y)),
@@ -684,6 +691,11 @@ impl Engine {
                     let sx = x + (a.left - bbox.left as u32);
                     let sy = y + (a.top - bbox.top as u32);
                     surface.canvas.copy_image(a, image, sx, sy);
+                }
+                Some(Forward::Blend(image, x, y, mode)) => {
+                    let sx = x + (a.left - bbox.left as u32);
+                    let sy = y + (a.top - bbox.top as u32);
+                    surface.canvas.blend_image(a, image, sx, sy, *mode);
                 }
                 Some(Forward::CopyBits(x, y)) => {
                     // As `paint` does: the area is offset from the bbox alike.

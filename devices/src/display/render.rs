@@ -10,8 +10,7 @@ use std::ops::Range;
 use super::fb::FrameMemory;
 use super::vbe::VbeGeometry;
 use super::vga::{
-    Vga, AR_COLOR_SELECT, AR_MODE, AR_PLANE_ENABLE, GR_MISC, GR_MODE, SR_CHAR_MAP, SR_CLOCK,
-    VGA_MEM_SIZE,
+    Vga, AR_COLOR_SELECT, AR_MODE, GR_MISC, GR_MODE, SR_CHAR_MAP, SR_CLOCK, VGA_MEM_SIZE,
 };
 
 /// What the registers currently ask the monitor to show.
@@ -35,6 +34,10 @@ pub enum DisplayMode {
 }
 
 pub use display_types::Frame;
+
+mod graphics;
+pub use graphics::render_vga_dirty_lines;
+use graphics::render_vga_graphics;
 
 /// QEMU refuses text screens beyond this many cells; so do we.
 const MAX_TEXT_CELLS: u32 = 160 * 100;
@@ -259,7 +262,9 @@ pub fn render_rows_into<F: FrameMemory + ?Sized>(
             };
             render_vbe(vga, fb, &g, frame, rows)
         }
-        Decoded::VgaGraphics(g) => render_vga_graphics(vga, &g, frame),
+        Decoded::VgaGraphics(g) => {
+            render_vga_graphics(vga, &g, frame, None);
+        }
     }
 }
 
@@ -448,114 +453,6 @@ fn for_each_text_cell(vga: &Vga, t: &TextGeometry, mut f: impl FnMut(u32, u32, u
         line = next;
     }
 }
-fn render_vga_graphics(vga: &Vga, g: &GraphicsGeometry, frame: &mut Frame) {
-    // Each line is drawn across out_width (width is whole 8-pixel groups).
-    frame.resize(g.out_width, g.height);
-    let cr9 = vga.cr[0x09];
-    let cr17 = vga.cr[0x17];
-    let double_scan = u32::from(cr9 >> 7);
-    // Each fetched line is shown multi_scan + 1 times (CGA modes ignore CR9 rows).
-    let multi_scan = if g.shift != 1 {
-        ((u32::from(cr9 & 0x1f) + 1) << double_scan) - 1
-    } else {
-        double_scan
-    };
-    let pal16 = palette16(vga);
-    let pal256 = palette256(vga);
-    let plane_mask = vga.ar[AR_PLANE_ENABLE] & 0x0f;
-    let hdouble = g.out_width != g.width;
-    let lc = line_compare(vga);
-    let stride = line_offset(vga);
-    let out_w = g.out_width as usize;
-
-    let mut addr1 = start_address(vga);
-    let mut y1 = 0u32;
-    let mut multi_run = multi_scan;
-    for y in 0..g.height {
-        let mut addr = addr1;
-        // CRTC mode bits 0/1 clear: CGA/Hercules interleave of scanlines.
-        if cr17 & 1 == 0 {
-            let shift = 14 + ((cr17 >> 6) & 1);
-            addr = (addr & !(1 << shift)) | (((y1 & 1) as usize) << shift);
-        }
-        if cr17 & 2 == 0 {
-            addr = (addr & !0x8000) | (((y1 & 2) as usize) << 14);
-        }
-        let out = &mut frame.pixels[y as usize * out_w..(y as usize + 1) * out_w];
-        match g.shift {
-            0 | 1 => draw_planar_line(
-                vga, addr, g.width, g.shift, plane_mask, hdouble, &pal16, out,
-            ),
-            _ => {
-                // 256 colours: one byte per pixel, each shown twice (QEMU line8d2).
-                for (x, px) in out.iter_mut().enumerate() {
-                    *px = pal256[usize::from(vram_byte(vga, addr + x / 2))];
-                }
-            }
-        }
-        if multi_run == 0 {
-            let mask = u32::from(cr17 & 3) ^ 3;
-            if y1 & mask == mask {
-                addr1 += stride;
-            }
-            y1 += 1;
-            multi_run = multi_scan;
-        } else {
-            multi_run -= 1;
-        }
-        if y == lc {
-            addr1 = 0;
-        }
-    }
-}
-
-/// One scanline of a 16-colour (shift 0) or CGA 4-colour (shift 1) mode: every
-/// 4 bytes of interleaved memory hold one byte per plane for 8 pixels.
-#[allow(clippy::too_many_arguments)]
-fn draw_planar_line(
-    vga: &Vga,
-    addr: usize,
-    width: u32,
-    shift: u8,
-    plane_mask: u8,
-    hdouble: bool,
-    pal: &[u32; 16],
-    out: &mut [u32],
-) {
-    let rep = if hdouble { 2 } else { 1 };
-    for group in 0..(width / 8) as usize {
-        let base = addr + group * 4;
-        let planes: [u8; 4] = std::array::from_fn(|p| {
-            if plane_mask & (1 << p) != 0 {
-                vram_byte(vga, base + p)
-            } else {
-                0
-            }
-        });
-        for x in 0..8usize {
-            let index = if shift == 0 {
-                (0..4).fold(0u8, |acc, p| acc | (((planes[p] >> (7 - x)) & 1) << p))
-            } else {
-                // Planes 0/2 carry the first four pixels, 1/3 the next four,
-                // two bits per pixel each (low pair from 0/1, high from 2/3).
-                let (lo, hi) = if x < 4 {
-                    (planes[0], planes[2])
-                } else {
-                    (planes[1], planes[3])
-                };
-                let sh = 6 - 2 * (x % 4);
-                ((lo >> sh) & 3) | (((hi >> sh) & 3) << 2)
-            };
-            let colour = pal[usize::from(index)];
-            for r in 0..rep {
-                if let Some(px) = out.get_mut((group * 8 + x) * rep + r) {
-                    *px = colour;
-                }
-            }
-        }
-    }
-}
-
 fn render_vbe<F: FrameMemory + ?Sized>(
     vga: &Vga,
     fb: &F,

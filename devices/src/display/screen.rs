@@ -12,6 +12,8 @@
 //! - The VBE linear framebuffer lives in BAR0, which the guest writes directly
 //!   (no exits). The VMM gives us the hypervisor's dirty-page log for it; only
 //!   scanlines on dirty pages are converted, and those bands are reported.
+//! - In mode 13h the 0xA0000 window is guest memory too (`vga/window.rs`):
+//!   its page log, likewise, picks the scanlines to redraw.
 
 use std::time::{Duration, Instant};
 
@@ -100,6 +102,19 @@ impl Screen {
 
     /// Bring the frame up to date with `qxl` and report what changed.
     pub fn refresh(&mut self, qxl: &Qxl, dirty: FbDirty, now: Instant) -> Update {
+        self.refresh_with_window(qxl, dirty, &FbDirty::Unknown, now)
+    }
+
+    /// As [`Screen::refresh`], with `window` the pages of the mapped
+    /// mode-13h window the guest wrote (`Vga::sync_window` has copied them
+    /// into VGA memory already): only the scanlines showing them are redrawn.
+    pub fn refresh_with_window(
+        &mut self,
+        qxl: &Qxl,
+        dirty: FbDirty,
+        window: &FbDirty,
+        now: Instant,
+    ) -> Update {
         if qxl.mode() != DeviceMode::Vga {
             // Native QXL: the primary surface's canvas, its drawn rects. With
             // no primary (destroyed, not yet re-created) the last picture stays.
@@ -140,6 +155,18 @@ impl Screen {
         self.generation = Some(generation);
         self.blink = blink;
 
+        // Mode 13h stores into the mapped window do not trap (no generation
+        // move): the window's page log says which scanlines to redraw.
+        let window_mapped = vga.window_mapped();
+        if let (true, FbDirty::Pages(pages), false) = (window_mapped, window, registers_moved) {
+            if let Some(rects) = render::render_vga_dirty_lines(vga, &mut self.frame, pages) {
+                return Update {
+                    mode_changed: false,
+                    rects,
+                    draws: Vec::new(),
+                };
+            }
+        }
         let vbe = render::vbe_scanout(vga);
         if let (Some(g), FbDirty::Pages(pages), false) = (vbe, &dirty, registers_moved) {
             let line_bytes = g.width * g.bpp.div_ceil(8);
@@ -154,7 +181,7 @@ impl Screen {
             };
         }
         // Without a page log, a VBE framebuffer may have changed anywhere.
-        if !(registers_moved || blink_moved || vbe.is_some()) {
+        if !(registers_moved || blink_moved || vbe.is_some() || window_mapped) {
             return Update::default();
         }
         if vbe.is_none() {
@@ -520,5 +547,125 @@ mod tests {
         let u = screen.refresh(&q, FbDirty::Pages(page_bits(&[])), t);
         assert!(u.mode_changed);
         assert_eq!(u.rects, vec![band(0, 600, 800)]);
+    }
+
+    /// Keeps the memory the VGA maps over its window, as the VMM's slot does.
+    #[derive(Default)]
+    struct KeepWindow(std::sync::Mutex<Option<crate::HostMemory>>);
+
+    impl crate::display::vga::WindowMapper for KeepWindow {
+        fn map_window(&self, mem: Option<&crate::HostMemory>) -> bool {
+            *self.0.lock().unwrap() = mem.cloned();
+            mem.is_some()
+        }
+    }
+
+    /// Mode 13h through the registers, as the vga13 test guest sets it.
+    fn mode13h(q: &mut Qxl) {
+        let crtc = [
+            0x5f, 0x4f, 0x50, 0x82, 0x54, 0x80, 0xbf, 0x1f, 0x00, 0x41, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x9c, 0x0e, 0x8f, 0x28, 0x40, 0x96, 0xb9, 0xa3, 0xff,
+        ];
+        q.vga_port_write(0x3c2, &[0x63]);
+        for (i, v) in [0x03u8, 0x01, 0x0f, 0x00, 0x0e].into_iter().enumerate() {
+            q.vga_port_write(0x3c4, &[i as u8, v]);
+        }
+        for (i, &v) in crtc.iter().enumerate() {
+            q.vga_port_write(0x3d4, &[i as u8, v]);
+        }
+        for (i, v) in [0u8, 0, 0, 0, 0, 0x40, 0x05, 0x0f, 0xff]
+            .into_iter()
+            .enumerate()
+        {
+            q.vga_port_write(0x3ce, &[i as u8, v]);
+        }
+        q.vga_port_read(0x3da, &mut [0]);
+        for i in 0..0x15u8 {
+            let v = match i {
+                0x10 => 0x41,
+                0x12 => 0x0f,
+                0x11 | 0x13 | 0x14 => 0,
+                _ => i,
+            };
+            q.vga_port_write(0x3c0, &[i]);
+            q.vga_port_write(0x3c0, &[v]);
+        }
+        q.vga_port_write(0x3c0, &[0x20]);
+        q.vga_port_write(0x3c8, &[1]);
+        for c in [0x3f, 0, 0] {
+            q.vga_port_write(0x3c9, &[c]);
+        }
+    }
+
+    #[test]
+    fn mapped_mode13h_window_redraws_only_dirty_lines() {
+        let mut q = Qxl::new(QxlConfig::default(), Vec::new(), Arc::new(NoIrq)).unwrap();
+        let window = Arc::new(KeepWindow::default());
+        q.vga_mut().set_window_mapper(window.clone()).unwrap();
+        let mut screen = Screen::new();
+        let t = Instant::now();
+        mode13h(&mut q);
+        assert!(q.vga().window_mapped());
+        let mem = window.0.lock().unwrap().clone().expect("mapped");
+        let u = screen.refresh_with_window(&q, FbDirty::Unknown, &FbDirty::Unknown, t);
+        assert!(u.mode_changed);
+        assert_eq!((screen.frame().width, screen.frame().height), (640, 400));
+
+        // The guest stores colour 1 at (10, 100) of 320x200: no exit, no
+        // generation move; only the window's page log (page 7) knows.
+        let generation = q.vga().generation();
+        mem.write(320 * 100 + 10, &[1]);
+        assert_eq!(q.vga().generation(), generation);
+        let pages = FbDirty::Pages(page_bits(&[7]));
+        q.vga_mut().sync_window(&pages);
+        let u = screen.refresh_with_window(&q, FbDirty::Unknown, &pages, t);
+        // Page 7 is bytes 28672..32768: source lines 89..=102 (output rows
+        // 178..206) are redrawn, and only the changed pixels reported.
+        assert_eq!(
+            u.rects,
+            vec![Rect {
+                x: 20,
+                y: 200,
+                width: 2,
+                height: 2
+            }]
+        );
+        assert!(!u.mode_changed);
+        assert_eq!(screen.frame().pixel(20, 200), 0xff0000);
+        assert_eq!(screen.frame().pixel(20, 202), 0);
+        assert_eq!(screen.frame(), &q.render(false), "same as a whole render");
+
+        // A page written with what it held: redrawn, nothing to send.
+        mem.write(320 * 100 + 10, &[1]);
+        q.vga_mut().sync_window(&pages);
+        assert!(screen
+            .refresh_with_window(&q, FbDirty::Unknown, &pages, t)
+            .is_empty());
+        // Nothing written: nothing sent. Without a log: compared whole.
+        let none = FbDirty::Pages(page_bits(&[]));
+        assert!(screen
+            .refresh_with_window(&q, FbDirty::Unknown, &none, t)
+            .is_empty());
+        mem.write(0, &[1]);
+        q.vga_mut().sync_window(&FbDirty::Unknown);
+        let u = screen.refresh(&q, FbDirty::Unknown, t);
+        assert_eq!(
+            u.rects,
+            vec![Rect {
+                x: 0,
+                y: 0,
+                width: 2,
+                height: 2
+            }]
+        );
+
+        // Mode X (chain-4 off) takes the window back: the stores are kept.
+        q.vga_port_write(0x3c4, &[4, 0x06]);
+        assert!(!q.vga().window_mapped());
+        assert!(window.0.lock().unwrap().is_none());
+        q.vga_port_write(0x3c4, &[4, 0x0e]);
+        let mut b = [0u8];
+        q.vga_mem_read(320 * 100 + 10, &mut b);
+        assert_eq!(b[0], 1);
     }
 }

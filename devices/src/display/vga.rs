@@ -15,6 +15,9 @@ use tracing::{debug, trace};
 use super::fb::FrameMemory;
 use super::vbe::{self, Vbe, VbeEvent};
 
+mod window;
+pub use window::{WindowMapper, CHAIN4_WINDOW_LEN};
+
 /// 64 KiB per plane, four planes.
 pub const PLANE_SIZE: usize = 0x1_0000;
 pub const VGA_MEM_SIZE: usize = 4 * PLANE_SIZE;
@@ -96,6 +99,8 @@ pub struct Vga {
     /// and compares when it moves (these writes all arrive as exits, so the
     /// framebuffer's dirty log does not see them).
     generation: u64,
+    /// Mode 13h's window as guest memory (`window.rs`).
+    window: window::Chain4Window,
 }
 
 impl Vga {
@@ -125,6 +130,7 @@ impl Vga {
             palette: [0; 768],
             vbe: Vbe::new(vram_size),
             generation: 0,
+            window: window::Chain4Window::default(),
         };
         vga.reset();
         vga
@@ -159,6 +165,7 @@ impl Vga {
         self.pel_mask = 0xff;
         self.palette = [0; 768];
         self.vbe.reset();
+        self.update_window();
     }
 
     /// The DAC entry `index` as 6-bit (or 8-bit with the VBE 8-bit DAC) R, G, B.
@@ -203,6 +210,16 @@ impl Vga {
 
     /// Port write of any width. `fb` is only touched when a VBE enable clears it.
     pub fn port_write<F: FrameMemory + ?Sized>(&mut self, port: u16, data: &[u8], fb: &mut F) {
+        self.port_write_registers(port, data, fb);
+        self.update_window();
+    }
+
+    fn port_write_registers<F: FrameMemory + ?Sized>(
+        &mut self,
+        port: u16,
+        data: &[u8],
+        fb: &mut F,
+    ) {
         self.generation = self.generation.wrapping_add(1);
         if Self::is_vbe_port(port) {
             for (k, chunk) in data.chunks(2).enumerate() {
@@ -377,6 +394,10 @@ impl Vga {
 
     /// Read from the 0xA0000 window; `addr` is the offset inside it.
     pub fn mem_read<F: FrameMemory + ?Sized>(&mut self, addr: u64, data: &mut [u8], fb: &F) {
+        if self.window_mapped() {
+            self.mapped_window_read(addr, data);
+            return;
+        }
         for (i, b) in data.iter_mut().enumerate() {
             *b = self.mem_read_byte(addr.wrapping_add(i as u64), fb);
         }
@@ -385,6 +406,10 @@ impl Vga {
     /// Write to the 0xA0000 window; `addr` is the offset inside it.
     pub fn mem_write<F: FrameMemory + ?Sized>(&mut self, addr: u64, data: &[u8], fb: &mut F) {
         self.generation = self.generation.wrapping_add(1);
+        if self.window_mapped() {
+            self.mapped_window_write(addr, data);
+            return;
+        }
         for (i, &b) in data.iter().enumerate() {
             self.mem_write_byte(addr.wrapping_add(i as u64), b, fb);
         }

@@ -139,6 +139,13 @@ impl Conn {
         &self.meter
     }
 
+    /// A video stream report's delivery sample (see
+    /// `LinkMeter::stream_delivered`).
+    pub fn stream_delivered(&mut self, bytes: u64, secs: f64, saturated: bool) {
+        self.meter.stream_delivered(bytes, secs, saturated);
+        self.publish_estimate();
+    }
+
     /// Queues the net test's PINGs (see `link_meter`).
     pub fn queue_net_test(&mut self) {
         for p in self.meter.start_net_test(Instant::now()) {

@@ -6,9 +6,11 @@
 //! advertise MONITORS_CONFIG, so spice-gtk derives the monitor from the primary
 //! surface and we never have to send one.
 //!
-//! Draws the device reports (QXL solid fills, 1:1 bitmap copies and
-//! screen-to-screen copies) are forwarded as DRAW_FILL, DRAW_COPY and
-//! COPY_BITS, not as images of what they changed: a client gets the queued
+//! Draws the device reports (QXL solid fills, 1:1 bitmap copies and blends,
+//! screen-to-screen copies) are forwarded as DRAW_FILL, DRAW_COPY,
+//! DRAW_TRANSPARENT / DRAW_ALPHA_BLEND (to clients announcing COMPOSITE, as
+//! spice-gtk does: spice-html5 ignores them, so it gets the blended pixels)
+//! and COPY_BITS, not as images of what they changed: a client gets the queued
 //! draws first, then the dirty rectangles, whose images always hold the
 //! newest pixels, so whatever was drawn over a draw later reaches the client
 //! after it. A COPY_BITS reads the client's picture, so it is only sent where
@@ -38,7 +40,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -47,21 +49,24 @@ use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::display_wire::{
-    draw_copy, draw_copy_bits, draw_fill, init_cache_size, inval_pixmaps, surface_create,
+    draw_alpha_blend, draw_copy, draw_copy_bits, draw_fill, draw_transparent, init_cache_size,
+    inval_pixmaps, surface_create,
 };
 use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
+use super::stream::{reads_stream, ClientStreams, Detector};
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
 use crate::codec::{encode_image, extract, from_cache, is_lossy, ImagePolicy, ImageTag, ENCODERS};
 use crate::image::photo_like;
 use crate::proto::{
-    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_LZ4_COMPRESSION,
-    IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
+    channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
+    DISPLAY_CAP_LZ4_COMPRESSION, DISPLAY_CAP_STREAM_REPORT, IMAGE_FLAGS_CACHE_ME,
+    IMAGE_FLAGS_CACHE_REPLACE_ME,
 };
 use crate::server::lock;
 use crate::wire::Writer;
-use crate::{Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill};
+use crate::{BlendMode, Draw, Frame, ImageCopy, JpegMode, Rect, SolidFill, StreamingVideo};
 
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
@@ -72,6 +77,7 @@ pub struct DisplayChannel {
     heads: Vec<Mutex<Head>>,
     force_raw: bool,
     jpeg: JpegMode,
+    streaming: StreamingVideo,
     next_image_id: AtomicU64,
     /// Keys image contents for the clients' pixmap caches.
     hasher: RandomState,
@@ -84,6 +90,8 @@ pub struct Head {
     clients: Vec<Weak<DisplayClient>>,
     /// A malformed frame was reported since the last good one (warn once per run).
     malformed: bool,
+    /// Video stream detection and the head's streams (`stream`).
+    streams: Detector,
 }
 
 #[derive(Default)]
@@ -93,14 +101,29 @@ struct DisplayClient {
     /// the head's lock, so they go out before the rectangles queued after them.
     draws: Mutex<Vec<Queued>>,
     wake: Notify,
+    /// The client draws DRAW_TRANSPARENT and DRAW_ALPHA_BLEND; else its
+    /// blends go as images of their result.
+    blends: AtomicBool,
+    /// The client takes video streams: frames of streams are not queued.
+    streaming: AtomicBool,
 }
 
 impl DisplayChannel {
-    pub fn new(heads: u8, force_raw: bool, jpeg: JpegMode) -> DisplayChannel {
+    pub fn new(
+        heads: u8,
+        force_raw: bool,
+        jpeg: JpegMode,
+        streaming: StreamingVideo,
+    ) -> DisplayChannel {
+        let head = || Head {
+            streams: Detector::new(streaming),
+            ..Head::default()
+        };
         DisplayChannel {
-            heads: (0..heads).map(|_| Mutex::new(Head::default())).collect(),
+            heads: (0..heads).map(|_| Mutex::new(head())).collect(),
             force_raw,
             jpeg,
+            streaming,
             next_image_id: AtomicU64::new(1),
             hasher: RandomState::new(),
         }
@@ -147,11 +170,11 @@ impl DisplayChannel {
                     draw: d.clone(),
                     key: None,
                 },
-                Draw::Copy(_) if !keyed => Queued {
+                Draw::Copy(_) | Draw::Blend(_) if !keyed => Queued {
                     draw: d.clone(),
                     key: None,
                 },
-                Draw::Copy(c) => {
+                Draw::Copy(c) | Draw::Blend(crate::ImageBlend { copy: c, .. }) => {
                     let hash = match last {
                         Some((img, key)) if std::ptr::eq(img, &*c.image) => key,
                         _ => self.key(c.image.width, c.image.height, &c.image.pixels),
@@ -203,10 +226,16 @@ impl Head {
             // picture anyway.
             _ => {
                 self.surface = Some(frame.clone());
+                self.streams.clear();
                 true
             }
         };
         self.prune();
+        let frames = if resized || self.clients.is_empty() {
+            Vec::new()
+        } else {
+            self.detect(frame, dirty, draws)
+        };
         for c in self.clients.iter().filter_map(Weak::upgrade) {
             let mut p = lock(&c.pending);
             if resized {
@@ -219,9 +248,35 @@ impl Head {
                 lock(&c.draws).clear();
             } else {
                 let mut q = lock(&c.draws);
+                // A streaming client gets the streams' frames as frames.
+                let streaming = c.streaming.load(Ordering::Relaxed);
+                let frame_of = |r: &Rect| streaming && frames.contains(r);
                 // Checked against what was pending before this update: its
                 // own dirty rectangles are newer than its draws.
-                let mut new: Vec<Queued> = draws.iter().filter_map(|d| d.clip(w, h)).collect();
+                let mut new: Vec<Queued> = draws
+                    .iter()
+                    .filter(|d| !(matches!(d.draw, Draw::Copy(_)) && frame_of(d.draw.rect())))
+                    .filter_map(|d| d.clip(w, h))
+                    .collect();
+                if !c.blends.load(Ordering::Relaxed) {
+                    // After every queued draw, from the newest pixels.
+                    new.retain(|q| match &q.draw {
+                        Draw::Blend(b) => {
+                            p.add(b.copy.rect);
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                if streaming {
+                    // The client's pixels under a stream are lossy: no copying them.
+                    new.retain(|d| {
+                        !reads_stream(&d.draw, self.streams.streams()) || {
+                            p.add(*d.draw.rect());
+                            false
+                        }
+                    });
+                }
                 settle(&mut new, &mut p);
                 q.extend(new);
                 if q.len() > MAX_QUEUED_DRAWS {
@@ -229,13 +284,35 @@ impl Head {
                         p.add(*d.draw.rect());
                     }
                 }
-                for r in dirty.iter().filter_map(|r| r.clip(w, h)) {
+                for r in dirty
+                    .iter()
+                    .filter(|r| !frame_of(r))
+                    .filter_map(|r| r.clip(w, h))
+                {
                     p.add(r);
                 }
             }
             drop(p);
             c.wake.notify_one();
         }
+    }
+
+    /// Feeds an update to stream detection: the boxes it repainted whole
+    /// (dirty rectangles, image copies) and everything it painted. Returns
+    /// the boxes that are stream frames.
+    fn detect(&mut self, frame: &Frame, dirty: &[Rect], draws: &[Queued]) -> Vec<Rect> {
+        let copies = draws.iter().filter(|q| matches!(q.draw, Draw::Copy(_)));
+        let boxes: Vec<Rect> = dirty
+            .iter()
+            .copied()
+            .chain(copies.map(|q| *q.draw.rect()))
+            .collect();
+        let painted: Vec<Rect> = dirty
+            .iter()
+            .chain(draws.iter().map(|q| q.draw.rect()))
+            .copied()
+            .collect();
+        self.streams.update(Instant::now(), frame, &boxes, &painted)
     }
 
     fn register(&mut self) -> Arc<DisplayClient> {
@@ -306,10 +383,18 @@ struct State {
     policy: ImagePolicy,
     /// The client's pixmap cache, once DISPLAY_INIT announced one.
     cache: Option<PixmapCache>,
+    /// The client takes CACHE_REPLACE_ME (spice-gtk). spice-html5 ignores
+    /// the flag and would keep the lossy copy, so it gets INVAL_LIST and
+    /// CACHE_ME instead; it announces no COMPOSITE, which tells them apart.
+    cache_replace: bool,
     /// The first net test may still run: no picture before it ends.
     first_test: bool,
     /// When to look for an idle link to probe (or test again).
     next_probe: Instant,
+    /// The client's video streams.
+    streams: ClientStreams,
+    /// Rectangles that must go lossless (ended streams' boxes) until sent.
+    exact: Vec<Rect>,
 }
 
 impl ChannelKind for DisplayChannel {
@@ -334,8 +419,11 @@ impl DisplayChannel {
             return Ok(());
         };
         let conn = link.conn;
+        let client = lock(hub).register();
+        let blends = has_cap(&link.req.channel_caps, DISPLAY_CAP_COMPOSITE);
+        client.blends.store(blends, Ordering::Relaxed);
         let mut st = State {
-            client: lock(hub).register(),
+            client,
             head: link.req.channel_id,
             created: None,
             mark_due: false,
@@ -345,8 +433,14 @@ impl DisplayChannel {
                 lossy: false,
             },
             cache: None,
+            cache_replace: blends,
             first_test: true,
             next_probe: Instant::now() + PROBE_EVERY,
+            streams: ClientStreams::new(
+                has_cap(&link.req.channel_caps, DISPLAY_CAP_STREAM_REPORT),
+                (Instant::now(), link.server.mm_time()),
+            ),
+            exact: Vec::new(),
         };
         conn.queue_set_ack();
         conn.queue_net_test();
@@ -361,6 +455,19 @@ impl DisplayChannel {
             let timer = match conn.meter().net_test_deadline() {
                 Some(t) if st.first_test && conn.meter().net_test_pending(now) => t,
                 _ => st.next_probe,
+            };
+            // Or a paced frame, a stream going still, a lossy candidate's end.
+            let timer = {
+                let h = lock(hub);
+                let ss = h.streams.streams();
+                let settle = st
+                    .streams
+                    .candidates_pending()
+                    .then(|| now + super::stream::DETECT_GAP);
+                [st.streams.next_due(ss), h.streams.deadline(), settle]
+                    .into_iter()
+                    .flatten()
+                    .fold(timer, Instant::min)
             };
             let next = tokio::select! {
                 n = next_message(conn) => n?,
@@ -384,8 +491,8 @@ impl DisplayChannel {
                         st.cache = PixmapCache::new(size / self.heads.len().max(1) as i64);
                         debug!(size, cache = st.cache.is_some(), "display init");
                     }
-                    display_msgc::STREAM_REPORT
-                    | display_msgc::PREFERRED_COMPRESSION
+                    display_msgc::STREAM_REPORT => st.streams.report(conn, &body),
+                    display_msgc::PREFERRED_COMPRESSION
                     | display_msgc::GL_DRAW_DONE
                     | display_msgc::PREFERRED_VIDEO_CODEC_TYPE => {
                         debug!(msg_type = t, len = body.len(), "display message ignored");
@@ -417,6 +524,7 @@ impl DisplayChannel {
             let draws = std::mem::take(&mut *lock(&st.client.draws));
             (rects, VecDeque::from(draws))
         };
+        self.sync_streams(hub, conn, st, &mut rects);
         loop {
             if !conn.window_open() {
                 break;
@@ -427,6 +535,9 @@ impl DisplayChannel {
                 let size = (s.width, s.height);
                 if st.created != Some(size) {
                     if st.created.is_some() {
+                        if st.streams.forget_all() {
+                            conn.queue(display_msg::STREAM_DESTROY_ALL, &[]);
+                        }
                         let mut w = Writer::new();
                         w.u32(0);
                         conn.queue(display_msg::SURFACE_DESTROY, &w.finish());
@@ -466,7 +577,11 @@ impl DisplayChannel {
                 Outgoing::Draw(Queued {
                     draw: Draw::Copy(c),
                     key,
-                }) => self.send_copy(conn, st, &c, key),
+                }) => self.send_copy(conn, st, &c, key, None),
+                Outgoing::Draw(Queued {
+                    draw: Draw::Blend(b),
+                    key,
+                }) => self.send_copy(conn, st, &b.copy, key, Some(b.mode)),
                 Outgoing::Draw(Queued {
                     draw: Draw::CopyBits(b),
                     ..
@@ -476,10 +591,14 @@ impl DisplayChannel {
                         s.draw(None);
                     }
                 }
-                Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels),
+                Outgoing::Image(r, pixels) => self.send_image(conn, st, &r, None, &pixels, None),
             }
             // Write per rectangle so a big update does not sit in one huge buffer.
             conn.flush().await?;
+        }
+        if rects.is_empty() {
+            // The lossless boxes went out.
+            st.exact.clear();
         }
         if !rects.is_empty() || !draws.is_empty() {
             // Window full: keep them; the rectangles will be drawn from newer
@@ -508,17 +627,64 @@ impl DisplayChannel {
         Ok(())
     }
 
-    /// A forwarded copy: the image as it is when the copy shows all of it
-    /// (its content key known), else the part shown. Every image sent is the
-    /// box's size with no source offset: spice-html5 ignores `src_area`.
-    fn send_copy(&self, conn: &mut Conn, st: &mut State, c: &ImageCopy, key: Option<u64>) {
+    /// Brings the client's video streams up to the head's (`stream`): the
+    /// messages and frames are queued, the images due after them join `rects`.
+    fn sync_streams(
+        &self,
+        hub: &Mutex<Head>,
+        conn: &mut Conn,
+        st: &mut State,
+        rects: &mut Vec<Rect>,
+    ) {
+        let allowed = self.streaming != StreamingVideo::Off
+            && !self.force_raw
+            && self.jpeg != JpegMode::Never;
+        let on = st.streams.wanted(allowed);
+        st.client.streaming.store(on, Ordering::Relaxed);
+        if !conn.window_open() {
+            return;
+        }
+        let now = Instant::now();
+        let slow = conn.meter().slow() == Some(true);
+        let steps = {
+            let mut h = lock(hub);
+            h.streams.expire(now);
+            let settled = st
+                .streams
+                .settle_candidates(h.streams.hot(), h.streams.streams(), on);
+            st.exact.extend(&settled);
+            rects.extend(settled);
+            match (&h.surface, st.created) {
+                (Some(s), Some(size)) if (s.width, s.height) == size => {
+                    st.streams.sync(h.streams.streams(), s, now, on, slow)
+                }
+                _ => Vec::new(),
+            }
+        };
+        if !steps.is_empty() {
+            rects.extend(st.streams.emit(conn, steps, &mut st.exact));
+        }
+    }
+
+    /// A forwarded copy (or blend): the image as it is when the copy shows
+    /// all of it (its content key known), else the part shown. Every image
+    /// sent is the box's size with no source offset: spice-html5 ignores
+    /// `src_area`.
+    fn send_copy(
+        &self,
+        conn: &mut Conn,
+        st: &mut State,
+        c: &ImageCopy,
+        key: Option<u64>,
+        blend: Option<BlendMode>,
+    ) {
         let r = c.rect;
         let (iw, ih) = (c.image.width, c.image.height);
         if (c.src_x, c.src_y, r.width, r.height) == (0, 0, iw, ih) {
-            self.send_image(conn, st, &r, key, &c.image.pixels);
+            self.send_image(conn, st, &r, key, &c.image.pixels, blend);
         } else {
             let part = extract(&c.image, &Rect::new(c.src_x, c.src_y, r.width, r.height));
-            self.send_image(conn, st, &r, None, &part);
+            self.send_image(conn, st, &r, None, &part, blend);
         }
     }
 
@@ -540,6 +706,8 @@ impl DisplayChannel {
     /// cache when it has the image (and its copy is good enough), else the
     /// pixels (with CACHE_ME when the content was seen before, or
     /// CACHE_REPLACE_ME over a lossy copy). `key` is the content key if known.
+    /// With `blend`, a DRAW_TRANSPARENT or DRAW_ALPHA_BLEND of the image
+    /// instead, never lossy (a colour key must match exactly).
     fn send_image(
         &self,
         conn: &mut Conn,
@@ -547,9 +715,16 @@ impl DisplayChannel {
         dst: &Rect,
         key: Option<u64>,
         pixels: &[u32],
+        blend: Option<BlendMode>,
     ) {
         let (w, h) = (dst.width, dst.height);
-        let (lossy, in_use) = self.lossy_ok(conn, w, h, pixels);
+        let (mut lossy, mut in_use) = self.lossy_ok(conn, w, h, pixels);
+        if !lossy && blend.is_none() && photo_like(w, h, pixels) && st.streams.lossy_candidate(dst)
+        {
+            // Likely video about to become a stream (`stream`).
+            (lossy, in_use) = (true, true);
+        }
+        let lossy = lossy && blend.is_none() && !st.exact.iter().any(|e| e.intersects(dst));
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
@@ -564,10 +739,13 @@ impl DisplayChannel {
         let image = match cached {
             Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
             Some((id, CacheUse::Replace)) => {
-                let tag = ImageTag {
-                    id,
-                    flags: IMAGE_FLAGS_CACHE_REPLACE_ME,
+                let flags = if st.cache_replace {
+                    IMAGE_FLAGS_CACHE_REPLACE_ME
+                } else {
+                    conn.queue(display_msg::INVAL_LIST, &inval_pixmaps(&[id]));
+                    IMAGE_FLAGS_CACHE_ME
                 };
+                let tag = ImageTag { id, flags };
                 // `exact` holds here, so `policy` is lossless.
                 encode_image(tag, w, h, pixels, policy, ENCODERS)
             }
@@ -595,7 +773,17 @@ impl DisplayChannel {
                 encode_image(tag, w, h, pixels, policy, ENCODERS)
             }
         };
-        conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image));
+        match blend {
+            None => conn.queue(display_msg::DRAW_COPY, &draw_copy(dst, &image)),
+            Some(BlendMode::Transparent(key)) => conn.queue(
+                display_msg::DRAW_TRANSPARENT,
+                &draw_transparent(dst, &image, key),
+            ),
+            Some(BlendMode::Alpha(alpha)) => conn.queue(
+                display_msg::DRAW_ALPHA_BLEND,
+                &draw_alpha_blend(dst, &image, alpha),
+            ),
+        }
         if let Some(s) = conn.stats() {
             s.draw(Some(&image));
         }
@@ -619,239 +807,5 @@ fn next_clipped(rects: &mut Vec<Rect>, size: (u32, u32)) -> Option<Rect> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(width: u32, height: u32, len: usize) -> Frame {
-        Frame {
-            width,
-            height,
-            pixels: vec![0; len],
-        }
-    }
-
-    #[test]
-    fn a_resize_marks_the_whole_new_surface_pending() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        hub.update(&frame(100, 80, 8000), &[Rect::full(100, 80)], &[]);
-        // The task sent A.
-        lock(&c.pending).take();
-        // A → B → A2 before the task runs again: the task still has a 100x80
-        // surface, so only the pending region can make it redraw.
-        hub.update(&frame(320, 200, 64000), &[], &[]);
-        hub.update(&frame(100, 80, 8000), &[], &[]);
-        assert_eq!(lock(&c.pending).take(), vec![Rect::full(100, 80)]);
-    }
-
-    #[test]
-    fn updates_copy_only_dirty_pixels() {
-        let mut hub = Head::default();
-        let mut f = frame(8, 4, 32);
-        hub.update(&f, &[], &[]);
-        // Pixels outside the dirty rectangle are not taken: the frontend promised
-        // nothing changed there.
-        f.pixels.iter_mut().for_each(|p| *p = 7);
-        hub.update(&f, &[Rect::new(2, 1, 3, 2)], &[]);
-        let s = hub.surface.as_ref().unwrap();
-        let sevens: Vec<(u32, u32)> = (0..32)
-            .filter(|i| s.pixels[*i as usize] == 7)
-            .map(|i| (i % 8, i / 8))
-            .collect();
-        assert_eq!(sevens, vec![(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2)]);
-    }
-
-    #[test]
-    fn draw_fill_bytes_follow_the_protocol_layout() {
-        let f = SolidFill {
-            rect: Rect::new(3, 5, 10, 2),
-            color: 0xff12_3456,
-        };
-        let mut expect = Vec::new();
-        expect.extend(0u32.to_le_bytes()); // DisplayBase.surface_id
-        for v in [5i32, 3, 7, 13] {
-            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-        }
-        expect.push(0); // clip type NONE
-        expect.push(1); // brush type SOLID
-        expect.extend(0x0012_3456u32.to_le_bytes()); // color, xRGB
-        expect.extend(8u16.to_le_bytes()); // rop_descriptor OP_PUT
-        expect.push(0); // mask flags
-        expect.extend([0u8; 8]); // mask pos
-        expect.extend(0u32.to_le_bytes()); // mask bitmap: none
-        assert_eq!(expect.len(), 41);
-        assert_eq!(draw_fill(&f), expect);
-    }
-
-    #[test]
-    fn fills_are_queued_not_dirty_and_copied_into_the_surface() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let mut f = frame(8, 4, 32);
-        hub.update(&f, &[Rect::full(8, 4)], &[]);
-        lock(&c.pending).take();
-        f.pixels.iter_mut().for_each(|p| *p = 9);
-        let fill = SolidFill {
-            rect: Rect::new(1, 1, 2, 2),
-            color: 9,
-        };
-        // Clipped to the surface; one entirely outside it is dropped.
-        let wide = SolidFill {
-            rect: Rect::new(6, 0, 10, 1),
-            color: 9,
-        };
-        let outside = SolidFill {
-            rect: Rect::new(20, 0, 1, 1),
-            color: 9,
-        };
-        hub.update(&f, &[], &[fill, wide, outside].map(Queued::fill));
-        assert!(lock(&c.pending).take().is_empty());
-        let clipped = SolidFill {
-            rect: Rect::new(6, 0, 2, 1),
-            color: 9,
-        };
-        assert_eq!(
-            *lock(&c.draws),
-            vec![Queued::fill(fill), Queued::fill(clipped)]
-        );
-        // The head's copy has the filled pixels (for new clients and images).
-        let s = hub.surface.as_ref().unwrap();
-        assert_eq!((s.pixel(1, 1), s.pixel(2, 2), s.pixel(3, 3)), (9, 9, 0));
-        // A resize drops the queued fills: the whole surface is due.
-        hub.update(&frame(4, 4, 16), &[], &[]);
-        assert!(lock(&c.draws).is_empty());
-        assert_eq!(lock(&c.pending).take(), vec![Rect::full(4, 4)]);
-    }
-
-    #[test]
-    fn too_many_queued_draws_become_rectangles() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let f = frame(64, 64, 64 * 64);
-        hub.update(&f, &[], &[]);
-        lock(&c.pending).take();
-        let fills: Vec<Queued> = (0..MAX_QUEUED_DRAWS as u32 + 1)
-            .map(|i| {
-                Queued::fill(SolidFill {
-                    rect: Rect::new(i % 64, 0, 1, 1),
-                    color: 1,
-                })
-            })
-            .collect();
-        hub.update(&f, &[], &fills);
-        assert!(lock(&c.draws).is_empty());
-        assert!(!lock(&c.pending).take().is_empty());
-    }
-
-    fn bits(rect: Rect, src_x: u32, src_y: u32) -> Queued {
-        Queued {
-            draw: Draw::CopyBits(crate::BitsCopy { rect, src_x, src_y }),
-            key: None,
-        }
-    }
-
-    #[test]
-    fn copy_bits_reading_pending_pixels_become_rectangles() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let f = frame(64, 64, 64 * 64);
-        hub.update(&f, &[], &[]);
-        lock(&c.pending).take();
-        // Pending since an earlier update: the client has not got it.
-        let dirty = Rect::new(0, 0, 8, 8);
-        hub.update(&f, &[dirty], &[]);
-        // Reads the pending rectangle: its destination goes as pixels; a
-        // copy reading that destination next falls back too; one reading
-        // clean pixels stays; this update's own rectangle (newer than its
-        // draws) does not count.
-        let reads_dirty = bits(Rect::new(20, 0, 10, 10), 4, 4);
-        let reads_fallback = bits(Rect::new(40, 40, 4, 4), 25, 5);
-        let clean = bits(Rect::new(0, 30, 10, 10), 0, 50);
-        let own = Rect::new(0, 50, 10, 10);
-        hub.update(&f, &[own], &[reads_dirty, reads_fallback, clean.clone()]);
-        assert_eq!(*lock(&c.draws), vec![clean]);
-        let mut pending = lock(&c.pending).take();
-        pending.sort_by_key(|r| (r.y, r.x));
-        assert_eq!(
-            pending,
-            vec![
-                dirty,
-                Rect::new(20, 0, 10, 10),
-                Rect::new(40, 40, 4, 4),
-                own
-            ]
-        );
-    }
-
-    #[test]
-    fn copy_bits_are_clipped_to_where_source_and_destination_fit() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        let f = frame(16, 16, 256);
-        hub.update(&f, &[], &[]);
-        lock(&c.pending).take();
-        let over = bits(Rect::new(8, 0, 10, 4), 12, 0);
-        let outside = bits(Rect::new(0, 0, 4, 4), 16, 0);
-        hub.update(&f, &[], &[over, outside]);
-        assert_eq!(*lock(&c.draws), vec![bits(Rect::new(8, 0, 4, 4), 12, 0)]);
-    }
-
-    #[test]
-    fn copy_bits_bytes_follow_the_protocol_layout() {
-        let b = crate::BitsCopy {
-            rect: Rect::new(3, 5, 10, 2),
-            src_x: 7,
-            src_y: 1,
-        };
-        let mut expect = Vec::new();
-        expect.extend(0u32.to_le_bytes()); // surface_id
-        for v in [5i32, 3, 7, 13] {
-            expect.extend(v.to_le_bytes()); // box: top, left, bottom, right
-        }
-        expect.push(0); // clip NONE
-        expect.extend(7i32.to_le_bytes()); // src_pos.x
-        expect.extend(1i32.to_le_bytes()); // src_pos.y
-        assert_eq!(draw_copy_bits(&b), expect);
-    }
-
-    #[test]
-    fn register_prunes_ended_clients() {
-        let mut hub = Head::default();
-        for _ in 0..100 {
-            drop(hub.register());
-        }
-        let _live = hub.register();
-        assert_eq!(hub.clients.len(), 1);
-    }
-
-    #[test]
-    fn malformed_frames_are_dropped() {
-        let mut hub = Head::default();
-        let c = hub.register();
-        hub.update(&frame(10, 10, 100), &[Rect::full(10, 10)], &[]);
-        lock(&c.pending).take();
-        for bad in [
-            frame(10, 10, 99),
-            frame(10, 10, 101),
-            frame(0, 10, 0),
-            frame(u32::MAX, u32::MAX, 1),
-        ] {
-            hub.update(&bad, &[Rect::full(10, 10)], &[]);
-            let s = hub.surface.as_ref().unwrap();
-            assert_eq!((s.width, s.height, s.pixels.len()), (10, 10, 100));
-            assert!(lock(&c.pending).take().is_empty());
-        }
-    }
-
-    #[test]
-    fn heads_are_separate() {
-        let d = DisplayChannel::new(2, false, JpegMode::Auto);
-        d.update(1, &frame(4, 3, 12), &[], &[]);
-        d.update(7, &frame(4, 3, 12), &[], &[]);
-        assert_eq!(
-            (d.size(0), d.size(1), d.size(7)),
-            (None, Some((4, 3)), None)
-        );
-        assert_eq!(d.ids(), vec![0, 1]);
-    }
-}
+#[path = "display_tests.rs"]
+mod tests;

@@ -42,6 +42,44 @@ pub fn draw_copy(dst: &Rect, image: &[u8]) -> Vec<u8> {
     w.finish()
 }
 
+/// Size of DRAW_TRANSPARENT's fixed part (no clip): where the image starts.
+pub const DRAW_TRANSPARENT_FIXED: u32 = 49;
+
+/// DRAW_TRANSPARENT of `image` (of `dst`'s size) onto `dst` of surface 0:
+/// its pixels of colour `key` leave the surface as it is.
+pub fn draw_transparent(dst: &Rect, image: &[u8], key: u32) -> Vec<u8> {
+    let mut w = Writer::with_capacity(DRAW_TRANSPARENT_FIXED as usize + image.len());
+    w.u32(0); // surface 0
+    rect(&mut w, dst); // box
+    w.u8(0); // clip NONE
+    w.u32(DRAW_TRANSPARENT_FIXED); // src_bitmap
+    rect(&mut w, &Rect::full(dst.width, dst.height)); // src_area
+                                                      // src_color and true_color: the same for 32-bit pixels (spice-gtk's
+                                                      // canvas compares with true_color).
+    w.u32(key & 0x00ff_ffff).u32(key & 0x00ff_ffff);
+    debug_assert_eq!(w.written(), DRAW_TRANSPARENT_FIXED as usize);
+    w.bytes(image);
+    w.finish()
+}
+
+/// Size of DRAW_ALPHA_BLEND's fixed part (no clip): where the image starts.
+pub const DRAW_ALPHA_BLEND_FIXED: u32 = 43;
+
+/// DRAW_ALPHA_BLEND of `image` (of `dst`'s size, no alpha channel) over
+/// `dst` of surface 0 with constant opacity `alpha`.
+pub fn draw_alpha_blend(dst: &Rect, image: &[u8], alpha: u8) -> Vec<u8> {
+    let mut w = Writer::with_capacity(DRAW_ALPHA_BLEND_FIXED as usize + image.len());
+    w.u32(0); // surface 0
+    rect(&mut w, dst); // box
+    w.u8(0); // clip NONE
+    w.u8(0).u8(alpha); // alpha_flags (no alpha in source or destination), alpha
+    w.u32(DRAW_ALPHA_BLEND_FIXED); // src_bitmap
+    rect(&mut w, &Rect::full(dst.width, dst.height)); // src_area
+    debug_assert_eq!(w.written(), DRAW_ALPHA_BLEND_FIXED as usize);
+    w.bytes(image);
+    w.finish()
+}
+
 /// DRAW_FILL of `f.rect` on surface 0 with a solid brush, OP_PUT, no clip, no mask.
 pub fn draw_fill(f: &SolidFill) -> Vec<u8> {
     let mut w = Writer::with_capacity(41);

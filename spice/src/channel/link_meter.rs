@@ -18,8 +18,11 @@
 //! link and are ignored. Idle probes (an empty PING when nothing is in flight,
 //! every [`PROBE_EVERY`]) keep the latency current. A link found slow sends
 //! little (JPEG), too little to show that it got faster, so while it is slow
-//! and idle the net test runs again every [`RETEST_EVERY`], or less often on
-//! a link so slow that the test would cost more than [`RETEST_SHARE`] of it.
+//! and idle the net test runs again after [`RETEST_EVERY`], or later on a
+//! link so slow that the test would cost more than [`RETEST_SHARE`] of it.
+//! Each test that finds the link as it was doubles the wait (up to
+//! [`RETEST_MAX`]): on a 2 Mbit/s link one test is 80 KB, more than a
+//! minute of a dragged window's own traffic, and links seldom change.
 //!
 //! PONGs are client input: one whose id we have no PING for, or whose
 //! timestamp is not the one that PING carried, is refused (the caller logs it).
@@ -40,8 +43,12 @@ pub const RATE_BYTES: usize = 64 * 1024;
 pub const NET_TEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often an idle connection is probed for its latency.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
-/// How often an idle slow link is tested again, at most.
-pub const RETEST_EVERY: Duration = Duration::from_secs(10);
+/// How soon an idle slow link is tested again, at the soonest.
+pub const RETEST_EVERY: Duration = Duration::from_secs(60);
+/// The longest wait between tests of a link that keeps testing the same.
+pub const RETEST_MAX: Duration = Duration::from_secs(8 * 60);
+/// Two estimates within this factor of each other are the same link.
+const SAME_LINK: f64 = 1.5;
 /// The most of a slow link's time the tests again may take.
 pub const RETEST_SHARE: f64 = 0.03;
 /// A link is idle when no message went out for this long (and whatever
@@ -127,6 +134,8 @@ pub struct LinkMeter {
     warmup_rtt: Option<Duration>,
     /// When the last net test started.
     tested: Option<Instant>,
+    /// The wait from one test of a slow idle link to the next.
+    retest_after: Duration,
     last_probe: Option<Instant>,
     bandwidth: Option<f64>,
     latency: Option<Duration>,
@@ -148,6 +157,7 @@ impl LinkMeter {
             net_test: None,
             warmup_rtt: None,
             tested: None,
+            retest_after: RETEST_EVERY,
             last_probe: None,
             bandwidth: None,
             latency: None,
@@ -216,8 +226,9 @@ impl LinkMeter {
     }
 
     /// Whether the net test should run again: the link is slow, idle, and
-    /// was last tested [`RETEST_EVERY`] ago, or longer on a link where
-    /// the test takes more than [`RETEST_SHARE`] of that.
+    /// was last tested [`RETEST_EVERY`] ago (doubled for each test that
+    /// found it unchanged), or longer on a link where the test takes more
+    /// than [`RETEST_SHARE`] of that.
     pub fn retest_due(&self, now: Instant) -> bool {
         let Some(b) = self.bandwidth.filter(|b| *b < SLOW_BPS) else {
             return false;
@@ -227,7 +238,7 @@ impl LinkMeter {
         self.idle(now)
             && self
                 .tested
-                .is_some_and(|t| now.saturating_duration_since(t) >= RETEST_EVERY.max(share))
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.retest_after.max(share))
     }
 
     /// Nothing is in flight or due to be acked, and no PING is out.
@@ -293,7 +304,17 @@ impl LinkMeter {
             PingKind::Rate => {
                 if let (Some(w), Some(_)) = (self.warmup_rtt, self.net_test) {
                     let span = rtt.saturating_sub(w).max(MIN_SPAN);
-                    self.bandwidth = Some(RATE_BYTES as f64 * 8.0 / span.as_secs_f64());
+                    let new = RATE_BYTES as f64 * 8.0 / span.as_secs_f64();
+                    let unchanged = self.bandwidth.is_some_and(|old| {
+                        (old < SLOW_BPS) == (new < SLOW_BPS)
+                            && old.max(new) <= old.min(new) * SAME_LINK
+                    });
+                    self.retest_after = if unchanged {
+                        (self.retest_after * 2).min(RETEST_MAX)
+                    } else {
+                        RETEST_EVERY
+                    };
+                    self.bandwidth = Some(new);
                 }
                 self.net_test = None;
             }
@@ -364,6 +385,21 @@ impl LinkMeter {
         let rate = bytes as f64 * 8.0 / span.as_secs_f64();
         self.bandwidth = Some(match self.bandwidth {
             Some(b) => b * (1.0 - SAMPLE_WEIGHT) + rate * SAMPLE_WEIGHT,
+            None => rate,
+        });
+    }
+    /// A video stream report: `bytes` of frames reached the client over
+    /// `secs`. With late frames (`saturated`) the link was the limit, so the
+    /// rate is a sample of it; without, the stream may have sent less than
+    /// the link could carry, so it only ever raises the estimate.
+    pub fn stream_delivered(&mut self, bytes: u64, secs: f64, saturated: bool) {
+        if bytes < MIN_SAMPLE_BYTES || !secs.is_finite() || secs <= 0.0 {
+            return;
+        }
+        let rate = bytes as f64 * 8.0 / secs.max(MIN_SPAN.as_secs_f64());
+        self.bandwidth = Some(match self.bandwidth {
+            Some(b) if saturated => b * (1.0 - SAMPLE_WEIGHT) + rate * SAMPLE_WEIGHT,
+            Some(b) => b.max(b * (1.0 - SAMPLE_WEIGHT) + rate * SAMPLE_WEIGHT),
             None => rate,
         });
     }
@@ -601,6 +637,42 @@ mod tests {
         let m = net_test(256e3, ms(10));
         assert!(!m.retest_due(t0 + Duration::from_secs(80)));
         assert!(m.retest_due(t0 + Duration::from_secs(90)));
+    }
+
+    /// Runs a net test at `at` on a link of `bps` (no latency).
+    fn retest(m: &mut LinkMeter, at: Instant, bps: f64) {
+        let [lat, warm, rate] = m.start_net_test(at);
+        m.pong(at, lat.id, lat.timestamp).unwrap();
+        let w = at + Duration::from_secs_f64(WARMUP_BYTES as f64 * 8.0 / bps);
+        m.pong(w, warm.id, warm.timestamp).unwrap();
+        let r = w + Duration::from_secs_f64(RATE_BYTES as f64 * 8.0 / bps);
+        m.pong(r, rate.id, rate.timestamp).unwrap();
+    }
+
+    #[test]
+    fn retests_that_find_the_same_link_come_ever_later() {
+        let t0 = Instant::now();
+        let mut m = LinkMeter::new(t0);
+        retest(&mut m, t0, 2e6);
+        assert_eq!(m.slow(), Some(true));
+        let mut at = t0;
+        let mut waits = vec![];
+        for _ in 0..6 {
+            let next = (1..=RETEST_MAX.as_secs() + 10)
+                .map(|s| at + Duration::from_secs(s))
+                .find(|t| m.retest_due(*t))
+                .expect("a slow link is tested again");
+            waits.push(next.duration_since(at).as_secs());
+            at = next;
+            retest(&mut m, at, 2.2e6);
+        }
+        assert_eq!(waits, [60, 120, 240, 480, 480, 480]);
+        // The link changed (still slow, but four times faster): back to
+        // the shortest wait.
+        let next = at + RETEST_MAX;
+        retest(&mut m, next, 8e6);
+        assert!(!m.retest_due(next + RETEST_EVERY - Duration::from_secs(2)));
+        assert!(m.retest_due(next + RETEST_EVERY + Duration::from_secs(1)));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub mod port;
 pub mod record;
 pub mod region;
 pub mod registry;
+pub mod stream;
+pub mod stream_wire;
 pub mod usbredir;
 
 use std::future::Future;

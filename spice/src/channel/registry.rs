@@ -13,7 +13,7 @@ use super::record::RecordChannel;
 use super::usbredir::UsbredirChannel;
 use super::ChannelKind;
 use crate::proto::channel as ch;
-use crate::{Error, JpegMode, Ports};
+use crate::{Error, JpegMode, Ports, StreamingVideo};
 
 /// Most display heads a server takes (QXL devices in a machine; spice-gtk
 /// handles up to 16 monitors).
@@ -44,7 +44,14 @@ impl Registry {
         force_raw_images: bool,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
-        Self::for_ports_with(ports, force_raw_images, true, JpegMode::default(), extra)
+        Self::for_ports_with(
+            ports,
+            force_raw_images,
+            true,
+            JpegMode::default(),
+            StreamingVideo::default(),
+            extra,
+        )
     }
 
     /// [`Registry::for_ports`], with playback compression (Opus for clients
@@ -54,6 +61,7 @@ impl Registry {
         force_raw_images: bool,
         playback_compression: bool,
         jpeg: JpegMode,
+        streaming: StreamingVideo,
         extra: Vec<Arc<dyn ChannelKind>>,
     ) -> Result<Built, Error> {
         if ports.display_heads > MAX_HEADS {
@@ -67,6 +75,7 @@ impl Registry {
                 ports.display_heads,
                 force_raw_images,
                 jpeg,
+                streaming,
             ))
         });
         let mut kinds: Vec<Arc<dyn ChannelKind>> = vec![Arc::new(

@@ -11,6 +11,7 @@ use crate::proto::{
     RES_TYPE_PIXMAP, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
+use crate::BlendMode;
 
 /// A decoded server message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,8 @@ pub enum ServerMsg {
         surface_id: u32,
     },
     /// Destination rectangle (x, y, w, h), the image (its pixels, or the
-    /// pixmap cache id it names; always the box's size) and its type.
+    /// pixmap cache id it names; always the box's size) and its type; with
+    /// `blend` a DRAW_TRANSPARENT or DRAW_ALPHA_BLEND of the image.
     DrawCopy {
         x: u32,
         y: u32,
@@ -69,6 +71,7 @@ pub enum ServerMsg {
         height: u32,
         image: CopyImage,
         image_type: u8,
+        blend: Option<BlendMode>,
     },
     /// INVAL_LIST: pixmap cache ids to forget.
     InvalPixmaps(Vec<u64>),
@@ -242,6 +245,8 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
             surface_id: need(r.u32(), "SURFACE_DESTROY")?,
         },
         (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
+        (ch::DISPLAY, display_msg::DRAW_TRANSPARENT) => return draw_transparent(body),
+        (ch::DISPLAY, display_msg::DRAW_ALPHA_BLEND) => return draw_alpha_blend(body),
         (ch::DISPLAY, display_msg::DRAW_FILL) => return draw_fill(body),
         (ch::DISPLAY, display_msg::COPY_BITS) => return copy_bits(body),
         (ch::DISPLAY, display_msg::INVAL_LIST) => return inval_list(body),
@@ -424,18 +429,84 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
             "DRAW_COPY surface {surface} clip {clip} rop {rop} mask {mask_flags}/{mask_ptr}"
         ));
     }
+    let dst = (x, y, width, height);
+    drawn_image(body, "DRAW_COPY", dst, src_area, src_ptr, r.pos(), None)
+}
+
+/// DRAW_TRANSPARENT as the server sends it: surface 0, no clip, the image
+/// right after the fixed part, src_color = true_color.
+fn draw_transparent(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "DRAW_TRANSPARENT")?;
+    let dst = rect(&mut r)?;
+    let clip = need(r.u8(), "DRAW_TRANSPARENT clip")?;
+    let src_ptr = need(r.u32(), "DRAW_TRANSPARENT")? as usize;
+    let src_area = rect(&mut r)?;
+    let src_color = need(r.u32(), "DRAW_TRANSPARENT")?;
+    let true_color = need(r.u32(), "DRAW_TRANSPARENT")?;
+    if surface != 0 || clip != 0 || src_color != true_color || src_color >> 24 != 0 {
+        return Err(format!(
+            "DRAW_TRANSPARENT surface {surface} clip {clip} colours {src_color:#x}/{true_color:#x}"
+        ));
+    }
+    let blend = Some(BlendMode::Transparent(src_color));
+    drawn_image(
+        body,
+        "DRAW_TRANSPARENT",
+        dst,
+        src_area,
+        src_ptr,
+        r.pos(),
+        blend,
+    )
+}
+
+/// DRAW_ALPHA_BLEND as the server sends it: surface 0, no clip, no alpha
+/// flags, the image right after the fixed part.
+fn draw_alpha_blend(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "DRAW_ALPHA_BLEND")?;
+    let dst = rect(&mut r)?;
+    let clip = need(r.u8(), "DRAW_ALPHA_BLEND clip")?;
+    let flags = need(r.u8(), "DRAW_ALPHA_BLEND")?;
+    let alpha = need(r.u8(), "DRAW_ALPHA_BLEND")?;
+    let src_ptr = need(r.u32(), "DRAW_ALPHA_BLEND")? as usize;
+    let src_area = rect(&mut r)?;
+    if surface != 0 || clip != 0 || flags != 0 {
+        return Err(format!(
+            "DRAW_ALPHA_BLEND surface {surface} clip {clip} flags {flags}"
+        ));
+    }
+    let blend = Some(BlendMode::Alpha(alpha));
+    drawn_image(
+        body,
+        "DRAW_ALPHA_BLEND",
+        dst,
+        src_area,
+        src_ptr,
+        r.pos(),
+        blend,
+    )
+}
+
+/// The image of a draw at `src_ptr` of `body`, right after the draw's
+/// fixed part (which ends at `fixed`), of the box's size.
+fn drawn_image(
+    body: &[u8],
+    what: &str,
+    (x, y, width, height): (u32, u32, u32, u32),
+    src_area: (u32, u32, u32, u32),
+    src_ptr: usize,
+    fixed: usize,
+    blend: Option<BlendMode>,
+) -> R<ServerMsg> {
     // spice-html5 ignores src_area (it puts the whole image at the box's
     // corner), so the server must send images of the box's size, no offset.
     if src_area != (0, 0, width, height) {
-        return Err(format!(
-            "DRAW_COPY src_area {src_area:?} for {width}x{height}"
-        ));
+        return Err(format!("{what} src_area {src_area:?} for {width}x{height}"));
     }
-    if src_ptr != r.pos() {
-        return Err(format!(
-            "DRAW_COPY image at {src_ptr}, fixed part is {}",
-            r.pos()
-        ));
+    if src_ptr != fixed {
+        return Err(format!("{what} image at {src_ptr}, fixed part is {fixed}"));
     }
     let mut img = Reader::new(&body[src_ptr..]);
     let id = need(img.u64(), "image id")?;
@@ -469,6 +540,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
                     lossless: image_type == IMAGE_TYPE_FROM_CACHE_LOSSLESS,
                 },
                 image_type,
+                blend,
             });
         }
         IMAGE_TYPE_BITMAP => {
@@ -507,6 +579,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
             let data = need(img.bytes(n), "LZ4 data")?;
             decode_lz4_rgb32(data, iw, ih).map_err(|e| format!("LZ4: {e}"))?
         }
+        IMAGE_TYPE_JPEG if blend.is_some() => return Err(format!("{what} with a JPEG image")),
         IMAGE_TYPE_JPEG => {
             if flags & IMAGE_FLAGS_CACHE_REPLACE_ME != 0 {
                 return Err("JPEG with CACHE_REPLACE_ME (a lossy replacement)".into());
@@ -529,6 +602,7 @@ fn draw_copy(body: &[u8]) -> R<ServerMsg> {
             lossy: image_type == IMAGE_TYPE_JPEG,
         },
         image_type,
+        blend,
     })
 }
 

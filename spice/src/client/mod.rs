@@ -99,6 +99,9 @@ pub struct ClientOptions {
     pub password: String,
     /// Announce DISPLAY LZ4_COMPRESSION.
     pub lz4: bool,
+    /// Announce DISPLAY COMPOSITE: draws DRAW_TRANSPARENT and
+    /// DRAW_ALPHA_BLEND (spice-gtk does, spice-html5 does not).
+    pub composite: bool,
     /// Announce MINI_HEADER (spice-gtk always does).
     pub mini_header: bool,
     /// Which of DISPLAY, INPUTS and CURSOR to link after MAIN (all by default).
@@ -120,6 +123,7 @@ impl Default for ClientOptions {
         ClientOptions {
             password: String::new(),
             lz4: true,
+            composite: true,
             mini_header: true,
             channels: vec![ch::DISPLAY, ch::INPUTS, ch::CURSOR],
             main_caps: vec![],
@@ -149,6 +153,11 @@ pub struct ClientState {
     pub surface_creates: u32,
     pub surface_destroys: u32,
     pub draw_copies: u64,
+    /// DRAW_TRANSPARENT and DRAW_ALPHA_BLEND messages drawn.
+    pub blends: u64,
+    /// Refuse CACHE_REPLACE_ME, as a client without COMPOSITE may not know
+    /// it (spice-html5 ignores the flag and keeps the lossy copy).
+    pub no_cache_replace: bool,
     pub draw_fills: u64,
     pub copy_bits: u64,
     pub image_types: Vec<u8>,
@@ -278,6 +287,7 @@ impl TestClient {
     /// Links main, display, inputs and cursor.
     pub fn connect(listen: &Listen, opts: ClientOptions) -> Result<TestClient, Error> {
         let state: Shared = Arc::default();
+        state.0.lock().unwrap().no_cache_replace = !opts.composite;
         let auto_ack = Arc::new(AtomicBool::new(true));
         let mini = |l: &Linked| l.mini_header() && opts.mini_header;
         let (s, l) = link_channel(listen, 0, ch::MAIN, opts.main_caps.clone(), &opts)?;
@@ -302,11 +312,9 @@ impl TestClient {
         let c = self;
         let mini = |l: &Linked| l.mini_header() && opts.mini_header;
         let id = c.state().session_id;
-        let lz4 = if opts.lz4 {
-            vec![1 << proto::DISPLAY_CAP_LZ4_COMPRESSION]
-        } else {
-            vec![]
-        };
+        let caps = u32::from(opts.lz4) << proto::DISPLAY_CAP_LZ4_COMPRESSION
+            | u32::from(opts.composite) << proto::DISPLAY_CAP_COMPOSITE;
+        let lz4 = if caps != 0 { vec![caps] } else { vec![] };
         if opts.channels.contains(&ch::DISPLAY) {
             let (s, l) = link_channel_id(listen, id, ch::DISPLAY, opts.display_id, lz4, opts)?;
             let display = start_chan(
@@ -658,6 +666,7 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             height,
             image,
             image_type,
+            blend,
         } => {
             // The picture: decoded here, or what the pixmap cache holds.
             let pixels = match image {
@@ -670,6 +679,11 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                     if let Some(id) = cache_id {
                         // As spice-common's canvas: a replacement needs the
                         // lossy copy it replaces.
+                        if replace && g.no_cache_replace {
+                            return Err(format!(
+                                "CACHE_REPLACE_ME of {id:#x} to a client without COMPOSITE"
+                            ));
+                        }
                         if replace && !g.lossy_pixmaps.remove(&id) {
                             return Err(format!("CACHE_REPLACE_ME of {id:#x}: no lossy copy"));
                         }
@@ -711,10 +725,20 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             for row in 0..height as usize {
                 let dst = (y as usize + row) * s.width as usize + x as usize;
                 let src = row * width as usize;
-                s.pixels[dst..dst + width as usize]
-                    .copy_from_slice(&pixels[src..src + width as usize]);
+                let to = &mut s.pixels[dst..dst + width as usize];
+                let from = &pixels[src..src + width as usize];
+                match blend {
+                    None => to.copy_from_slice(from),
+                    Some(mode) => to
+                        .iter_mut()
+                        .zip(from)
+                        .for_each(|(d, p)| *d = mode.apply(*p, *d)),
+                }
             }
-            g.draw_copies += 1;
+            if blend.is_some() {
+                g.blends += 1;
+            }
+            g.draw_copies += u64::from(blend.is_none());
             g.image_types.push(image_type);
         }
         ServerMsg::InvalPixmaps(ids) => {

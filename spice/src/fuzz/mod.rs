@@ -325,6 +325,57 @@ pub fn link_meter(data: &[u8]) {
     }
 }
 
+/// STREAM_REPORTs (any bytes) on a client with streams 0 and 1, whose
+/// frames are logged: `data` is cut into records [op, 32 bytes]: op even a
+/// report of those bytes as they are, odd one aimed at a stream the client
+/// has (its id and report id patched in); every third record logs a frame.
+/// Samples for the link meter must be finite, the playout margin bounded.
+pub fn stream_report(data: &[u8]) {
+    use crate::channel::link_meter::LinkMeter;
+    use crate::channel::stream::{ClientStreams, Stream};
+    let t0 = std::time::Instant::now();
+    let surface = crate::Frame {
+        width: 320,
+        height: 240,
+        pixels: vec![0; 320 * 240],
+    };
+    let streams: Vec<Stream> = (0..2)
+        .map(|id| Stream {
+            id,
+            unique: u64::from(id) + 1,
+            rect: crate::Rect::new(id * 150, 0, 128, 96),
+            seq: 1,
+            last: t0,
+            clipped: Vec::new(),
+            clip_gen: 0,
+        })
+        .collect();
+    let mut c = ClientStreams::new(true, (t0, 1000));
+    c.sync(&streams, &surface, t0, true, false);
+    let mut meter = LinkMeter::new(t0);
+    for (i, r) in data.chunks_exact(33).enumerate() {
+        let mut body = r[1..].to_vec();
+        if r[0] & 1 == 1 {
+            let id = u32::from(r[0] >> 1 & 1);
+            body[0..4].copy_from_slice(&id.to_le_bytes());
+            let unique = c.report_id(id).unwrap_or(0);
+            body[4..8].copy_from_slice(&unique.to_le_bytes());
+        }
+        if i % 3 == 0 {
+            let mm = u32::from_le_bytes([r[9], r[10], r[11], r[12]]);
+            c.fake_frame(u32::from(r[1] & 1), mm, usize::from(r[2]) << 8, t0);
+        }
+        if let Some(d) = c.take_report(&body) {
+            assert!(d.secs.is_finite() && d.secs > 0.0, "{d:?}");
+            meter.stream_delivered(d.bytes, d.secs, d.saturated);
+        }
+        assert!(c.margin() <= 1000);
+        if let Some(b) = meter.bandwidth() {
+            assert!(b.is_finite() && b > 0.0, "bandwidth {b}");
+        }
+    }
+}
+
 /// The client → agent message filter over arbitrary AGENT_DATA payloads:
 /// `data` is cut into payloads of 1 to 2048 bytes by its own bytes (a u16
 /// length, then that many bytes), with monitors configs for the display, as
@@ -408,6 +459,21 @@ mod tests {
         channel_dispatch(&input(9, 0, true, 0, &[1, 2, 3]));
         channel_dispatch(&input(ch::INPUTS, 1, true, 0, &[1, 2, 3]));
         channel_dispatch(&[ch::MAIN]);
+    }
+
+    #[test]
+    fn stream_reports_take_any_bytes() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let data: Vec<u8> = (0..33 * (round % 30 + 1)).map(|_| rnd() as u8).collect();
+            stream_report(&data);
+        }
     }
 
     #[test]

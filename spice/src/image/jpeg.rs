@@ -28,6 +28,11 @@ const MAX_SAMPLES: u32 = 4096;
 /// baseline, 4:2:0 at [`JPEG_QUALITY`]. Empty (refused) when a side is 0 or
 /// does not fit JPEG's 16-bit sizes, or the pixel count is wrong.
 pub fn jpeg_rgb32(width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
+    jpeg_rgb32_quality(width, height, pixels, JPEG_QUALITY)
+}
+
+/// [`jpeg_rgb32`] at `quality` (1-100; video streams adapt it to the link).
+pub fn jpeg_rgb32_quality(width: u32, height: u32, pixels: &[u32], quality: u8) -> Vec<u8> {
     let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
         return Vec::new();
     };
@@ -38,7 +43,7 @@ pub fn jpeg_rgb32(width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
     // fourth byte it ignores.
     let bytes: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
     let mut out = Vec::with_capacity(pixels.len() / 4);
-    let encoder = Encoder::new(&mut out, JPEG_QUALITY);
+    let encoder = Encoder::new(&mut out, quality.clamp(1, 100));
     match encoder.encode(&bytes, w, h, ColorType::Bgra) {
         Ok(()) => out,
         Err(e) => {

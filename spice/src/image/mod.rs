@@ -22,7 +22,7 @@ pub(crate) mod samples;
 #[cfg(test)]
 mod tests;
 
-pub use jpeg::{jpeg_rgb32, photo_like, JPEG_QUALITY};
+pub use jpeg::{jpeg_rgb32, jpeg_rgb32_quality, photo_like, JPEG_QUALITY};
 pub use lz::{decode_lz_rgb32, lz_rgb32};
 pub use lz4::{decode_lz4_rgb32, lz4_rgb32};
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the server against the in-crate test client (no KVM).
 
 mod agent;
+mod blend;
 mod copy_bits;
 mod cursor;
 mod display;
@@ -135,6 +136,7 @@ pub fn config(password: Option<&str>) -> Config {
         force_raw_images: false,
         playback_compression: true,
         jpeg: Default::default(),
+        streaming_video: Default::default(),
         transport: Default::default(),
     }
 }

@@ -58,6 +58,7 @@ fn start_tls(certs: &Certs, secure: ChannelSet, limits: Limits) -> SpiceServer {
             force_raw_images: false,
             playback_compression: true,
             jpeg: Default::default(),
+            streaming_video: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -207,6 +208,7 @@ fn x509_dir_problems_name_the_file() {
             force_raw_images: false,
             playback_compression: true,
             jpeg: Default::default(),
+            streaming_video: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -467,6 +469,7 @@ fn start_sasl(certs: &Certs) -> SpiceServer {
             force_raw_images: false,
             playback_compression: true,
             jpeg: Default::default(),
+            streaming_video: Default::default(),
             transport: TransportConfig {
                 tls: Some(TlsListen {
                     listen: "127.0.0.1:0".parse().unwrap(),

@@ -284,14 +284,14 @@ impl Xhci {
                         "xhci: isochronous TD's frame has passed"
                     );
                     let (last, trb) = td.trbs[td.trbs.len() - 1];
-                    self.isoch_event(
+                    self.transfer_event(
                         slot_id,
                         dci,
                         &trb,
                         last,
                         cc::MISSED_SERVICE,
                         trb.transfer_length(),
-                        trb.has(BEI),
+                        false,
                     );
                 }
             }
@@ -389,7 +389,7 @@ impl Xhci {
         let (last_addr, last) = td.trbs[td.trbs.len() - 1];
         if code != cc::SUCCESS {
             let residual = last.transfer_length();
-            self.isoch_event(slot_id, dci, &last, last_addr, code, residual, false);
+            self.transfer_event(slot_id, dci, &last, last_addr, code, residual, false);
             return;
         }
         let mut left = actual;
@@ -414,14 +414,14 @@ impl Xhci {
                     if chunk < len {
                         short = true;
                         if trb.has(ISP) || trb.has(IOC) {
-                            self.isoch_event(
+                            self.transfer_event(
                                 slot_id,
                                 dci,
                                 trb,
                                 *addr,
                                 cc::SHORT_PACKET,
                                 len - chunk,
-                                trb.has(BEI),
+                                false,
                             );
                             return;
                         }
@@ -431,44 +431,27 @@ impl Xhci {
                             } else {
                                 last.transfer_length()
                             };
-                            self.isoch_event(
+                            self.transfer_event(
                                 slot_id,
                                 dci,
                                 &last,
                                 last_addr,
                                 cc::SHORT_PACKET,
                                 residual,
-                                last.has(BEI),
+                                false,
                             );
                             return;
                         }
                     } else if trb.has(IOC) {
-                        self.isoch_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, trb.has(BEI));
+                        self.transfer_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, false);
                     }
                 }
                 _ if trb.has(IOC) && !short => {
-                    self.isoch_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, trb.has(BEI))
+                    self.transfer_event(slot_id, dci, trb, *addr, cc::SUCCESS, 0, false)
                 }
                 _ => {}
             }
         }
-    }
-
-    /// A Transfer Event for `trb` on the interrupter it names; `bei`: no
-    /// interrupt for it.
-    #[allow(clippy::too_many_arguments)]
-    fn isoch_event(
-        &mut self,
-        slot_id: u8,
-        dci: u8,
-        trb: &Trb,
-        addr: u64,
-        code: u8,
-        residual: u32,
-        bei: bool,
-    ) {
-        let event = self.transfer_trb(slot_id, dci, addr, code, residual, false);
-        self.post_event_bei(trb.interrupter_target(), event, bei);
     }
 
     /// Serve the TDs that came due (the worker's timer, and every round).

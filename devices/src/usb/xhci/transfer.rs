@@ -14,7 +14,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::context::{EP_HALTED, EP_RUNNING};
 use super::controller::Xhci;
 use super::isoch::is_isoch;
-use super::trb::{cc, trb_type as tt, Ring, Trb, CHAIN, IDT, IOC};
+use super::trb::{cc, trb_type as tt, Ring, Trb, BEI, CHAIN, IDT, IOC};
 use crate::usb::{SetupPacket, TransferKind, UsbCompletion, UsbRequest, UsbStatus};
 
 /// TRBs one TD may have (Linux splits at 64 KiB per TRB; a TD of a few MiB).
@@ -120,7 +120,12 @@ impl Xhci {
         event_data: bool,
     ) {
         let event = self.transfer_trb(slot_id, dci, addr, code, residual, event_data);
-        self.post_event(trb.interrupter_target(), event);
+        // BEI (Normal, Isoch and Event Data TRBs) holds back the interrupt of
+        // a completion; an error still interrupts, the driver must act on it.
+        let completion = matches!(code, cc::SUCCESS | cc::SHORT_PACKET | cc::MISSED_SERVICE);
+        let may_block = matches!(trb.trb_type(), tt::NORMAL | tt::ISOCH | tt::EVENT_DATA);
+        let block = completion && may_block && trb.has(BEI);
+        self.post_event_bei(trb.interrupter_target(), event, block);
     }
 
     pub(super) fn transfer_trb(

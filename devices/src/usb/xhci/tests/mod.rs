@@ -12,7 +12,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::context::*;
 use super::controller::*;
 use super::port;
-use super::trb::{cc, trb_type as tt, Trb, CHAIN, CYCLE, IDT, IOC, TOGGLE_CYCLE};
+use super::trb::{cc, trb_type as tt, Trb, BEI, CHAIN, CYCLE, IDT, IOC, TOGGLE_CYCLE};
 use crate::usb::{
     SetupPacket, TransferKind, UsbCompletion, UsbDevice, UsbRequest, UsbSpeed, UsbStatus,
 };

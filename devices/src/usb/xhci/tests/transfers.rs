@@ -402,3 +402,41 @@ fn transfer_events_go_to_the_trbs_interrupter_target() {
     let evs = d.events();
     assert_eq!((evs.len(), evs[0].parameter), (1, addrs[0]));
 }
+
+#[test]
+fn bei_on_a_normal_trb_posts_its_event_without_an_interrupt() {
+    let mut d = Driver::new();
+    d.start();
+    let port = d.connect();
+    let slot = d.address(port);
+    d.configure(slot);
+    *d.irq.messages.lock().unwrap() = true;
+    d.irq.msix.lock().unwrap().clear();
+    let addrs = d.queue(
+        BULK_OUT_RING,
+        &[Trb {
+            parameter: BUF,
+            status: 64,
+            control: tt::NORMAL << 10 | IOC | BEI,
+        }],
+    );
+    d.ring_doorbell(slot, 4);
+    let evs = d.events();
+    assert_eq!(
+        (evs.len(), code(&evs[0]), evs[0].parameter),
+        (1, cc::SUCCESS, addrs[0])
+    );
+    assert!(d.irq.msix.lock().unwrap().is_empty(), "BEI: no interrupt");
+    // Without BEI the next completion interrupts.
+    d.queue(
+        BULK_OUT_RING,
+        &[Trb {
+            parameter: BUF,
+            status: 64,
+            control: tt::NORMAL << 10 | IOC,
+        }],
+    );
+    d.ring_doorbell(slot, 4);
+    assert_eq!(d.events().len(), 1);
+    assert_eq!(*d.irq.msix.lock().unwrap(), [0], "vector 0 fired");
+}

@@ -21,9 +21,13 @@
 //! Prints `QXL-NATIVE-READY`, waits for a byte on COM1 (the host takes its
 //! screenshots meanwhile), then `SPICEBOX-QXL-NATIVE-OK`. An `a` instead
 //! runs the benchmark's animation (10 s of moving copies and fills at 30
-//! frames/s, drawables recycled through the release ring), an `f` one FILL
-//! (its latency probe), an `o` the ROP3/STROKE/TEXT/COMPOSITE drawables of
-//! qxl-native/ops.rs; each then waits again.
+//! frames/s, drawables recycled through the release ring), a `d` the same
+//! as a window drag, a `v` a video (10 s of a changing photo-like 256x192
+//! bitmap COPYed into one box at 25 frames/s), an `f` one FILL (its latency
+//! probe), a `b` blends (a colour-keyed TRANSPARENT and two ALPHA_BLENDs, as
+//! Xorg's and Windows' qxl drivers draw them), an `o` the
+//! ROP3/STROKE/TEXT/COMPOSITE drawables of qxl-native/ops.rs; each then
+//! waits again.
 #![no_std]
 #![no_main]
 
@@ -89,6 +93,8 @@ const CMD_CURSOR: u32 = 3;
 const DRAW_FILL: u8 = 1;
 const DRAW_COPY: u8 = 3;
 const COPY_BITS: u8 = 4;
+const DRAW_TRANSPARENT: u8 = 12;
+const DRAW_ALPHA_BLEND: u8 = 13;
 const ROPD_OP_PUT: u16 = 1 << 3;
 
 /// Animation ('a' on COM1): frames per second and how many, drawable slots
@@ -98,6 +104,9 @@ const ANIM_FRAMES: u64 = 300;
 const POOL_SLOTS: usize = 192;
 const SLOT_BYTES: u64 = 208;
 const ANIM_ID_BASE: u64 = 1 << 32;
+/// Video frames in flight at most: each has its own bitmap, rewritten only
+/// once the device released the drawable that showed it.
+const VIDEO_SLOTS: usize = 4;
 
 type Rect = (i32, i32, i32, i32);
 
@@ -120,6 +129,8 @@ struct Card {
     pool: u64,
     pool_ids: [u64; POOL_SLOTS],
     next_anim_id: u64,
+    /// The video's bitmaps: BAR0 offsets of each QXLImage and its pixels.
+    video_slots: Vec<(u64, u64)>,
 }
 
 fn bytes_of_rect(r: Rect) -> [u8; 16] {
@@ -434,6 +445,7 @@ fn find_card() -> (pci::Function, Card) {
         pool: 0,
         pool_ids: [0; POOL_SLOTS],
         next_anim_id: ANIM_ID_BASE,
+        video_slots: Vec::new(),
     };
     (f, card)
 }
@@ -628,8 +640,9 @@ fn main() {
     );
 
     println!("QXL-NATIVE-READY");
-    // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'f'
-    // draws one fill; anything else ends the test.
+    // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'v'
+    // plays a video (scripts/bench_wan), 'f' draws one fill, 'b' blends;
+    // anything else ends the test.
     let pool = c.put(&[0u8; POOL_SLOTS * SLOT_BYTES as usize]);
     c.pool = pool;
     let mut probes = 0u32;
@@ -641,6 +654,8 @@ fn main() {
                 ops::draw(&mut c);
                 println!("QXL-OPS-DONE");
             }
+            Some(b'b') => blends(&mut c),
+            Some(b'v') => video(&mut c),
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
                 probes += 1;
@@ -719,6 +734,112 @@ fn animate(c: &mut Card, sprite: u64, drag: bool) {
         c.next_anim_id - before
     );
     println!("QXL-ANIM-DONE");
+}
+
+/// A 64x48 bitmap whose every other 8x8 cell is the colour key, drawn over
+/// the scene's first copy as a TRANSPARENT, then twice with ALPHA_BLEND
+/// (half and 200/255 opacity, the second over the first and the scene's
+/// FILL). Prints QXL-BLEND-DONE.
+fn blends(c: &mut Card) {
+    const W: u32 = 64;
+    const H: u32 = 48;
+    const KEY: u32 = 0x00_ff00;
+    let mut px = Vec::with_capacity((W * H * 4) as usize);
+    for y in 0..H {
+        for x in 0..W {
+            let p = if (x / 8 + y / 8) % 2 == 0 {
+                KEY
+            } else {
+                (x * 4) << 16 | (y * 5) << 8 | 0x40
+            };
+            px.extend_from_slice(&p.to_le_bytes());
+        }
+    }
+    let img = c.image(8, W, H, W * 4, &px, &[]);
+    let src_area = bytes_of_rect((0, 0, W as i32, H as i32));
+    let at = |x: i32, y: i32| (x, y, x + W as i32, y + H as i32);
+    let mut u = Vec::new();
+    u.extend_from_slice(&c.phys(img).to_le_bytes());
+    u.extend_from_slice(&src_area);
+    u.extend_from_slice(&KEY.to_le_bytes()); // src_color
+    u.extend_from_slice(&KEY.to_le_bytes()); // true_color
+    c.draw(DRAW_TRANSPARENT, at(136, 100), None, &u, "blend");
+    for (alpha, x, y) in [(0x80u8, 150, 110), (200, 380, 180), (200, 400, 200)] {
+        let mut u = Vec::new();
+        u.extend_from_slice(&0u16.to_le_bytes()); // alpha_flags
+        u.push(alpha);
+        u.extend_from_slice(&c.phys(img).to_le_bytes());
+        u.extend_from_slice(&src_area);
+        c.draw(DRAW_ALPHA_BLEND, at(x, y), None, &u, "blend");
+    }
+    println!("QXL-BLEND-DONE");
+}
+
+/// scene::VIDEO_FRAMES frames at scene::VIDEO_FPS: frame `t`'s pixels
+/// (`scene::video_pixel`) written into a bitmap of its own and COPYed into
+/// the box at scene::VIDEO_AT, as a video player's frames reach the qxl
+/// driver. Prints `qxl-video frames=.. late=.. ms=..` and QXL-VIDEO-DONE.
+fn video(c: &mut Card) {
+    let (w, h) = (scene::VIDEO_W, scene::VIDEO_H);
+    let bytes = (w * h * 4) as usize;
+    if c.video_slots.is_empty() {
+        for _ in 0..VIDEO_SLOTS {
+            let data = c.put(&chunk(&alloc::vec![0u8; bytes], 0));
+            let mut img = [0u8; 48];
+            img[8] = 0; // SPICE_IMAGE_TYPE_BITMAP
+            img[10..14].copy_from_slice(&w.to_le_bytes());
+            img[14..18].copy_from_slice(&h.to_le_bytes());
+            img[18] = 8; // SPICE_BITMAP_FMT_32BIT
+            img[19] = 4; // QXL_BITMAP_TOP_DOWN
+            img[20..24].copy_from_slice(&w.to_le_bytes());
+            img[24..28].copy_from_slice(&h.to_le_bytes());
+            img[28..32].copy_from_slice(&(w * 4).to_le_bytes());
+            img[40..48].copy_from_slice(&c.phys(data).to_le_bytes());
+            let image = c.put(&img);
+            c.video_slots.push((image, data + 20));
+        }
+    }
+    let at = scene::VIDEO_AT;
+    let bbox = (at.0, at.1, at.0 + w as i32, at.1 + h as i32);
+    let frame_ns = 1_000_000_000 / scene::VIDEO_FPS;
+    let start = time::now_ns();
+    let mut shown = [0u64; VIDEO_SLOTS];
+    let mut late = 0;
+    for t in 0..scene::VIDEO_FRAMES {
+        let slot = t as usize % VIDEO_SLOTS;
+        let prev = shown[slot];
+        let free = time::wait_until(WAIT, || {
+            let busy = prev != 0 && c.pool_ids.contains(&prev);
+            if busy {
+                c.reclaim();
+            }
+            !busy
+        });
+        check!(free, "video", "frame {} still shown after {WAIT:?}", t);
+        let (image, pixels) = c.video_slots[slot];
+        for y in 0..h {
+            for x in 0..w {
+                let off = pixels + u64::from(y * w + x) * 4;
+                c.ram.write32(off, scene::video_pixel(x, y, t));
+            }
+        }
+        let due = start + u64::from(t) * frame_ns;
+        if time::now_ns() > due + frame_ns {
+            late += 1;
+        }
+        while time::now_ns() < due {
+            core::hint::spin_loop();
+        }
+        shown[slot] = c.next_anim_id;
+        let u = copy_union(c, image, w as i32, h as i32);
+        c.draw_pooled(DRAW_COPY, bbox, &u);
+    }
+    let ms = (time::now_ns() - start) / 1_000_000;
+    println!(
+        "qxl-video frames={} late={late} ms={ms}",
+        scene::VIDEO_FRAMES
+    );
+    println!("QXL-VIDEO-DONE");
 }
 
 /// The DRAW_COPY union: all of `image` (w x h) put 1:1, no mask.
