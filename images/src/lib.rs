@@ -342,6 +342,9 @@ pub const QXL_NATIVE_OK_MARKER: &str = "SPICEBOX-QXL-NATIVE-OK";
 pub const QXL_NATIVE_FAIL_MARKER_PREFIX: &str = "SPICEBOX-QXL-NATIVE-FAIL ";
 /// Printed by qxl-native after the animation an `a` on COM1 starts.
 pub const QXL_ANIM_DONE_MARKER: &str = "QXL-ANIM-DONE";
+/// Printed by qxl-native once the ROP3/STROKE/TEXT/COMPOSITE drawables an
+/// `o` on COM1 starts are drawn and flushed.
+pub const QXL_OPS_DONE_MARKER: &str = "QXL-OPS-DONE";
 /// The qxl-native guest's blends ('b' on COM1: a colour-keyed TRANSPARENT
 /// and two ALPHA_BLENDs of one bitmap over the scene) are on the ring.
 pub const QXL_BLEND_DONE_MARKER: &str = "QXL-BLEND-DONE";

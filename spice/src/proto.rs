@@ -197,6 +197,7 @@ pub mod cursor_msg {
     pub const SET: u16 = 103;
     pub const MOVE: u16 = 104;
     pub const HIDE: u16 = 105;
+    pub const TRAIL: u16 = 106;
 }
 
 pub const CURSOR_TYPE_ALPHA: u8 = 0;

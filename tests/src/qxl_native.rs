@@ -16,11 +16,12 @@ const BOOT: Duration = Duration::from_secs(120);
 /// How to boot: which VMM, the JPEG mode (spicebox `--spice-jpeg`, QEMU
 /// `jpeg-wan-compression`; None = each one's default), the video streams
 /// (spicebox `--spice-streaming-video`, QEMU `streaming-video`; None = each
-/// one's default: filter on spicebox, off on QEMU), and spicebox's QMP
-/// socket if one is wanted. A JPEG mode also sets image compression auto_lz
-/// on both: under auto_glz spicebox sends the guest's sprite, drawn again
-/// and again, as GLZ copying its earlier sightings, exact and smaller than
-/// JPEG, so the lossy path these runs judge would seldom be taken.
+/// one's default: filter on spicebox, off on QEMU), and a QMP socket if
+/// one is wanted (spicebox `--control`, QEMU `-qmp`). A JPEG mode also sets
+/// image compression auto_lz on both: under auto_glz spicebox sends the
+/// guest's sprite, drawn again and again, as GLZ copying its earlier
+/// sightings, exact and smaller than JPEG, so the lossy path these runs
+/// judge would seldom be taken.
 #[derive(Default)]
 pub struct Boot<'a> {
     pub qemu: bool,
@@ -37,7 +38,12 @@ pub fn boot(spicebox: &str, dir: &TempDir, name: &str, boot: Boot) -> (SpiceboxV
     images::write_image(TestImage::QxlNative.bytes(), &disk).unwrap();
     let port = free_port();
     let mut vm = if boot.qemu {
-        SpiceboxVm::start_command(qemu(&disk, port, &boot))
+        let mut cmd = qemu(&disk, port, &boot);
+        if let Some(sock) = boot.control {
+            cmd.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", sock.display()));
+        }
+        SpiceboxVm::start_command(cmd)
     } else {
         let spice = format!("127.0.0.1:{port}");
         let mut args = vec![disk.to_str().unwrap(), "-m", "512M", "--spice", &spice];

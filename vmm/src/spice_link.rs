@@ -109,6 +109,9 @@ impl CursorSink for SpiceCursor {
             },
             CursorEvent::Move { x, y } => spice::CursorUpdate::Move { x, y },
             CursorEvent::Hide => spice::CursorUpdate::Hide,
+            CursorEvent::Trail { length, frequency } => {
+                spice::CursorUpdate::Trail { length, frequency }
+            }
             CursorEvent::Reset => spice::CursorUpdate::Reset,
         };
         self.0.cursor_update(0, update);

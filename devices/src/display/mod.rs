@@ -9,13 +9,20 @@ pub mod fb;
 pub mod image_file;
 pub mod qxl;
 pub mod qxl_canvas;
+mod qxl_composite;
 mod qxl_draw;
 pub mod qxl_engine;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod qxl_fuzz;
 pub mod qxl_layout;
 pub mod qxl_mem;
 #[cfg(test)]
 mod qxl_native_tests;
 pub mod qxl_parse;
+pub mod qxl_parse_ops;
+mod qxl_rop3;
+mod qxl_stroke;
+mod qxl_text;
 pub mod render;
 pub mod screen;
 pub mod text_cells;

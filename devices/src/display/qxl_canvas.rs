@@ -311,6 +311,26 @@ impl Canvas {
         self.mark(a);
     }
 
+    /// Set pixel (x, y) to `f(old)` (None leaves it) without marking it
+    /// changed: a caller touching scattered pixels of an area (a line, a
+    /// glyph) marks the area once with [`Canvas::mark_area`].
+    pub fn update(&mut self, x: u32, y: u32, f: impl FnOnce(u32) -> Option<u32>) {
+        if x >= self.width || y >= self.height {
+            return;
+        }
+        let i = y as usize * self.width as usize + x as usize;
+        if let Some(p) = self.pixels.get_mut(i) {
+            if let Some(v) = f(*p) {
+                *p = v & RGB;
+            }
+        }
+    }
+
+    /// Report `a` as changed.
+    pub fn mark_area(&mut self, a: Area) {
+        self.mark(a);
+    }
+
     fn paint_unmarked(&mut self, a: Area, mut f: impl FnMut(u32, u32, u32) -> Option<u32>) {
         let w = self.width as usize;
         for y in a.top..a.bottom.min(self.height) {

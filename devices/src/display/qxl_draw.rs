@@ -9,7 +9,14 @@ use display_types::{alpha_over, BlendMode, Frame};
 
 use super::qxl::QxlRect;
 use super::qxl_canvas::{apply_rop, Area, Canvas};
-use super::qxl_parse::Bitmap;
+use tracing::debug;
+
+use super::qxl_composite::{paint_composite, CompositePaint, Operand};
+use super::qxl_parse::{Bitmap, Brush, DrawOp, Image};
+use super::qxl_parse_ops::{QMask, LINE_FLAGS_STYLED};
+use super::qxl_rop3::{paint_rop3, BrushPaint, Rop3Paint};
+use super::qxl_stroke::{flatten, paint_stroke, StrokePaint};
+use super::qxl_text::{paint_text, TextPaint};
 
 /// A drawable's source pixels.
 pub(super) enum Source {
@@ -42,6 +49,10 @@ pub(super) enum Paint {
     Pattern(Source, i32, i32, u16),
     Invert,
     CopyBits(i32, i32),
+    Rop3(Box<Rop3Paint>),
+    Stroke(Box<StrokePaint>),
+    Text(Box<TextPaint>),
+    Composite(Box<CompositePaint>),
 }
 
 /// Where the source pixel for destination (x, y) is: `src_area` is scaled
@@ -55,7 +66,37 @@ fn src_coord(v: u32, dst0: i32, dst_len: i64, src0: i32, src_len: i64) -> i64 {
     }
 }
 
-pub(super) fn paint(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
+/// Draw `op` on area `a` of the canvas; with a QMask, only the pixels the
+/// mask lets through change (the rest are put back afterwards, which keeps
+/// every operation's own drawing code mask-free).
+pub(super) fn paint(
+    canvas: &mut Canvas,
+    a: Area,
+    bbox: &QxlRect,
+    op: &Paint,
+    mask: Option<&QMask>,
+) {
+    let Some(mask) = mask else {
+        paint_unmasked(canvas, a, bbox, op);
+        return;
+    };
+    let w = a.right - a.left;
+    let mut saved = Vec::with_capacity(w as usize * (a.bottom - a.top) as usize);
+    for y in a.top..a.bottom {
+        saved.extend_from_slice(canvas.row(y, a.left, w));
+    }
+    paint_unmasked(canvas, a, bbox, op);
+    canvas.paint(a, |x, y, _| {
+        if mask.allows(x, y, bbox.left, bbox.top) {
+            return None;
+        }
+        saved
+            .get(((y - a.top) * w + (x - a.left)) as usize)
+            .copied()
+    });
+}
+
+fn paint_unmasked(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
     let bw = i64::from(bbox.right) - i64::from(bbox.left);
     let bh = i64::from(bbox.bottom) - i64::from(bbox.top);
     let area_len = |r: &QxlRect| {
@@ -109,6 +150,10 @@ pub(super) fn paint(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
             let src_y = i64::from(*sy) + i64::from(a.top) - i64::from(bbox.top);
             canvas.copy_within(a, src_x, src_y);
         }
+        Paint::Rop3(r) => paint_rop3(canvas, a, bbox, r),
+        Paint::Stroke(s) => paint_stroke(canvas, a, s),
+        Paint::Text(t) => paint_text(canvas, a, t),
+        Paint::Composite(c) => paint_composite(canvas, a, bbox, c),
     }
 }
 
@@ -154,4 +199,113 @@ pub(super) fn bitmap_frame(b: &Bitmap) -> Arc<Frame> {
         height: b.height,
         pixels,
     })
+}
+
+/// What drawing `op` takes, its images resolved by `source` (None: nothing
+/// to draw, or an image that is missing).
+pub(super) fn paint_for(op: &DrawOp, source: &dyn Fn(&Image) -> Option<Source>) -> Option<Paint> {
+    let brush = |b: &Brush| -> Option<BrushPaint> {
+        Some(match b {
+            Brush::None => BrushPaint::None,
+            Brush::Solid(c) => BrushPaint::Solid(*c),
+            Brush::Pattern { image, x, y } => BrushPaint::Pattern(source(image)?, *x, *y),
+        })
+    };
+    Some(match op {
+        DrawOp::Copy { src, src_area, rop } | DrawOp::Opaque { src, src_area, rop } => {
+            Paint::Copy(source(src)?, *src_area, *rop, None)
+        }
+        DrawOp::Transparent {
+            src,
+            src_area,
+            src_color,
+        } => Paint::Copy(source(src)?, *src_area, 0, Some(*src_color)),
+        DrawOp::AlphaBlend {
+            src,
+            src_area,
+            alpha,
+            src_has_alpha,
+        } => Paint::Alpha(source(src)?, *src_area, *alpha, *src_has_alpha),
+        DrawOp::Fill { brush, rop } => match brush {
+            Brush::None => return None,
+            Brush::Solid(c) => Paint::Solid(*c, *rop),
+            Brush::Pattern { image, x, y } => Paint::Pattern(source(image)?, *x, *y, *rop),
+        },
+        DrawOp::Blackness => Paint::Solid(0, 0),
+        DrawOp::Whiteness => Paint::Solid(0xff_ffff, 0),
+        DrawOp::Invers => Paint::Invert,
+        DrawOp::CopyBits { src_x, src_y } => Paint::CopyBits(*src_x, *src_y),
+        DrawOp::Nop => return None,
+        DrawOp::Rop3(r) => Paint::Rop3(Box::new(Rop3Paint {
+            src: source(&r.src)?,
+            src_area: r.src_area,
+            brush: brush(&r.brush)?,
+            code: r.rop3,
+        })),
+        DrawOp::Stroke(s) => Paint::Stroke(Box::new(StrokePaint {
+            lines: flatten(&s.path),
+            dashes: if s.attr.flags & LINE_FLAGS_STYLED != 0 {
+                StrokePaint::dashes(s.attr.flags, &s.attr.style)
+            } else {
+                None
+            },
+            brush: brush(&s.brush)?,
+            rop: s.fore_mode,
+        })),
+        DrawOp::Text(t) => Paint::Text(Box::new(TextPaint {
+            string: t.string.clone(),
+            back_area: t.back_area,
+            fore: brush(&t.fore_brush)?,
+            back: brush(&t.back_brush)?,
+            fore_mode: t.fore_mode,
+        })),
+        DrawOp::Composite(c) => {
+            if !CompositePaint::supported(c.op()) {
+                debug!("qxl: composite operator {:#x} not rendered", c.op());
+                return None;
+            }
+            let operand = |img: &Image, transform, repeat, origin| -> Option<Operand> {
+                Some(Operand {
+                    image: source(img)?,
+                    transform,
+                    repeat,
+                    origin,
+                })
+            };
+            let mask = match &c.mask {
+                Some(m) => Some(operand(
+                    m,
+                    c.mask_transform,
+                    c.mask_repeat(),
+                    c.mask_origin,
+                )?),
+                None => None,
+            };
+            Paint::Composite(Box::new(CompositePaint {
+                op: c.op(),
+                src: operand(&c.src, c.src_transform, c.src_repeat(), c.src_origin)?,
+                mask,
+                component_alpha: c.component_alpha(),
+            }))
+        }
+    })
+}
+
+/// Draw `d` on `canvas` alone (no other surfaces: a surface source reads
+/// this canvas as it was before): what the fuzz targets render with.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(super) fn draw_drawable(canvas: &mut Canvas, d: &super::qxl_parse::Drawable) {
+    let before = canvas.clone();
+    let source = |img: &Image| -> Option<Source> {
+        match img {
+            Image::Bitmap(b) => Some(Source::Bitmap(b.clone())),
+            Image::Surface(_) => Some(Source::Canvas(before.clone())),
+        }
+    };
+    let Some(op) = paint_for(&d.op, &source) else {
+        return;
+    };
+    for a in canvas.areas(&d.bbox, d.clip.as_deref()) {
+        paint(canvas, a, &d.bbox, &op, d.mask.as_ref());
+    }
 }

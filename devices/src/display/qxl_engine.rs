@@ -35,11 +35,9 @@ use super::qxl::{
     NUM_SURFACES,
 };
 use super::qxl_canvas::{ropd, Area, Canvas};
-use super::qxl_draw::{bitmap_frame, forwardable_copy, paint, Forward, Paint, Source};
+use super::qxl_draw::{bitmap_frame, forwardable_copy, paint, paint_for, Forward, Paint, Source};
 use super::qxl_mem::{offset_addr, Memslots, QxlMemory};
-use super::qxl_parse::{
-    self as parse, Brush, CursorCmd, DrawOp, Drawable, Image, RingCommand, SurfaceCmd,
-};
+use super::qxl_parse::{self as parse, CursorCmd, Drawable, Image, RingCommand, SurfaceCmd};
 use crate::pci::PciInterrupt;
 use crate::worker::{Token, WorkerEvents, WorkerHandler};
 use crate::HostMemory;
@@ -116,6 +114,11 @@ pub enum CursorEvent {
         y: i16,
     },
     Hide,
+    /// Pointer trails: `length` trail images every `frequency`.
+    Trail {
+        length: u16,
+        frequency: u16,
+    },
     /// Device reset: back to the frontend's default cursor.
     Reset,
 }
@@ -548,7 +551,13 @@ impl Engine {
             },
             CursorCmd::Move { x, y } => CursorEvent::Move { x, y },
             CursorCmd::Hide => CursorEvent::Hide,
-            CursorCmd::Trail => return,
+            CursorCmd::Trail { length, frequency } => {
+                // Not part of the shape state a new client is given.
+                if let Some(s) = &self.cursor_sink {
+                    s.cursor(CursorEvent::Trail { length, frequency });
+                }
+                return;
+            }
         };
         // Fold into the current state (what a newly connected client needs).
         self.cursor = Some(match (&self.cursor, &ev) {
@@ -647,38 +656,7 @@ impl Engine {
             }
         };
         let bbox = d.bbox;
-        let op = match &d.op {
-            DrawOp::Copy { src, src_area, rop } | DrawOp::Opaque { src, src_area, rop } => {
-                source(src).map(|s| Paint::Copy(s, *src_area, *rop, None))
-            }
-            DrawOp::Transparent {
-                src,
-                src_area,
-                src_color,
-            } => source(src).map(|s| Paint::Copy(s, *src_area, 0, Some(*src_color))),
-            DrawOp::AlphaBlend {
-                src,
-                src_area,
-                alpha,
-                src_has_alpha,
-            } => source(src).map(|s| Paint::Alpha(s, *src_area, *alpha, *src_has_alpha)),
-            DrawOp::Fill { brush, rop } => match brush {
-                Brush::None => None,
-                Brush::Solid(c) => Some(Paint::Solid(*c, *rop)),
-                Brush::Pattern { image, x, y } => {
-                    source(image).map(|s| Paint::Pattern(s, *x, *y, *rop))
-                }
-            },
-            DrawOp::Blackness => Some(Paint::Solid(0, 0)),
-            DrawOp::Whiteness => Some(Paint::Solid(0xff_ffff, 0)),
-            DrawOp::Invers => Some(Paint::Invert),
-            DrawOp::CopyBits { src_x, src_y } => Some(Paint::CopyBits(*src_x, *src_y)),
-            DrawOp::Nop => None,
-            DrawOp::Unsupported(kind) => {
-                debug!("qxl: drawable type {kind} not rendered");
-                None
-            }
-        };
+        let op = paint_for(&d.op, &source);
         let Some(op) = op else {
             return;
         };
@@ -688,7 +666,7 @@ impl Engine {
         // Solid overpaints and 1:1 bitmap copies of the primary are reported
         // as draws, which the frontend forwards instead of resending pixels.
         let forward = match &op {
-            _ if d.surface_id != 0 => None,
+            _ if d.surface_id != 0 || d.mask.is_some() => None,
             Paint::Solid(color, rop) if is_overpaint(*rop) => Some(Forward::Fill(*color)),
             Paint::Copy(Source::Bitmap(b), sa, rop, None) if is_overpaint(*rop) => {
                 forwardable_copy(b, sa, &bbox).map(|(x, y)| Forward::Copy(bitmap_frame(b), x, y))
@@ -725,7 +703,7 @@ impl Engine {
                     let sy = i64::from(*y) + i64::from(a.top) - i64::from(bbox.top);
                     surface.canvas.copy_bits(a, sx, sy);
                 }
-                None => paint(&mut surface.canvas, a, &bbox, &op),
+                None => paint(&mut surface.canvas, a, &bbox, &op, d.mask.as_ref()),
             }
         }
     }

@@ -628,3 +628,6 @@ fn client_monitors_config_as_linux_reads_it() {
     // The checksum is QEMU's (zlib crc32(~0) ^ ~0).
     assert_eq!(client_monitors_crc(b"123456789"), 0x2dfd_2d88);
 }
+
+#[path = "qxl_ops_tests.rs"]
+mod ops;

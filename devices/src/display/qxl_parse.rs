@@ -13,6 +13,8 @@
 
 use super::qxl::QxlRect;
 use super::qxl_mem::{offset_addr, MemError, QxlMemory};
+use super::qxl_parse_ops::{parse_composite, parse_qmask, parse_rop3, parse_stroke, parse_text};
+pub use super::qxl_parse_ops::{Composite, QMask, Rop3, Stroke, Text};
 use display_types::{CursorShape, MAX_CURSOR_SIDE};
 
 /// Ring command types (`QXLCmdType`).
@@ -101,36 +103,36 @@ pub enum ParseError {
 type Result<T> = std::result::Result<T, ParseError>;
 
 /// Little-endian fields of one structure copied out of guest memory.
-struct Fields<'a>(&'a [u8]);
+pub(super) struct Fields<'a>(pub(super) &'a [u8]);
 
 impl Fields<'_> {
-    fn bytes<const N: usize>(&self, off: usize) -> [u8; N] {
+    pub(super) fn bytes<const N: usize>(&self, off: usize) -> [u8; N] {
         let mut b = [0u8; N];
         if let Some(s) = self.0.get(off..off + N) {
             b.copy_from_slice(s);
         }
         b
     }
-    fn u8(&self, off: usize) -> u8 {
+    pub(super) fn u8(&self, off: usize) -> u8 {
         self.bytes::<1>(off)[0]
     }
-    fn u16(&self, off: usize) -> u16 {
+    pub(super) fn u16(&self, off: usize) -> u16 {
         u16::from_le_bytes(self.bytes(off))
     }
-    fn i16(&self, off: usize) -> i16 {
+    pub(super) fn i16(&self, off: usize) -> i16 {
         i16::from_le_bytes(self.bytes(off))
     }
-    fn u32(&self, off: usize) -> u32 {
+    pub(super) fn u32(&self, off: usize) -> u32 {
         u32::from_le_bytes(self.bytes(off))
     }
-    fn i32(&self, off: usize) -> i32 {
+    pub(super) fn i32(&self, off: usize) -> i32 {
         i32::from_le_bytes(self.bytes(off))
     }
-    fn u64(&self, off: usize) -> u64 {
+    pub(super) fn u64(&self, off: usize) -> u64 {
         u64::from_le_bytes(self.bytes(off))
     }
     /// QXLRect: top, left, bottom, right.
-    fn rect(&self, off: usize) -> QxlRect {
+    pub(super) fn rect(&self, off: usize) -> QxlRect {
         QxlRect {
             top: self.i32(off),
             left: self.i32(off + 4),
@@ -140,7 +142,7 @@ impl Fields<'_> {
     }
 }
 
-fn read_struct<const N: usize>(mem: &dyn QxlMemory, addr: u64) -> Result<[u8; N]> {
+pub(super) fn read_struct<const N: usize>(mem: &dyn QxlMemory, addr: u64) -> Result<[u8; N]> {
     let mut b = [0u8; N];
     mem.read(addr, &mut b)?;
     Ok(b)
@@ -245,6 +247,21 @@ pub fn bits_per_pixel(format: u8) -> Option<u32> {
 }
 
 impl Bitmap {
+    /// Bit (`x`, `y`) of a 1-bit bitmap (a mask); None outside or for
+    /// other formats.
+    pub fn bit(&self, x: u32, y: u32) -> Option<bool> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let b = *self.data.get(y as usize * self.stride + x as usize / 8)?;
+        let bit = match self.format {
+            bitmap_fmt::ONE_BIT_LE => x % 8,
+            bitmap_fmt::ONE_BIT_BE => 7 - x % 8,
+            _ => return None,
+        };
+        Some(b >> bit & 1 != 0)
+    }
+
     /// Pixel (`x`, `y`) as 0xAARRGGBB (alpha 0xff for formats without one);
     /// None outside the bitmap.
     pub fn pixel(&self, x: u32, y: u32) -> Option<u32> {
@@ -326,6 +343,12 @@ fn read_palette(mem: &dyn QxlMemory, addr: u64) -> Result<Vec<u32>> {
 /// QXLImage at `addr`: descriptor {id, type, flags, width, height} and then
 /// the bitmap header or the surface id.
 pub fn parse_image(mem: &dyn QxlMemory, addr: u64) -> Result<Image> {
+    parse_image_as(mem, addr, false)
+}
+
+/// As [`parse_image`]; a `mask` (a QMask's bitmap) is a 1-bit bitmap whose
+/// bits are used as they are, so it needs no palette.
+pub(super) fn parse_image_as(mem: &dyn QxlMemory, addr: u64, mask: bool) -> Result<Image> {
     let b = read_struct::<48>(mem, addr).or_else(|_| {
         read_struct::<22>(mem, addr).map(|s| {
             let mut full = [0u8; 48];
@@ -363,7 +386,10 @@ pub fn parse_image(mem: &dyn QxlMemory, addr: u64) -> Result<Image> {
         .checked_mul(height as usize)
         .filter(|s| *s <= MAX_IMAGE_BYTES)
         .ok_or(ParseError::Bad("bitmap too large"))?;
-    let palette = if bpp <= 8 && format != bitmap_fmt::EIGHT_BIT_A {
+    if mask && bpp != 1 {
+        return Err(ParseError::Bad("mask bitmap is not 1-bit"));
+    }
+    let palette = if bpp <= 8 && format != bitmap_fmt::EIGHT_BIT_A && !mask {
         if palette_addr == 0 {
             return Err(ParseError::Bad("palette bitmap without a palette"));
         }
@@ -411,7 +437,7 @@ pub enum Brush {
 }
 
 /// A 20-byte QXLBrush at `f[off..]`.
-fn parse_brush(mem: &dyn QxlMemory, f: &Fields<'_>, off: usize) -> Result<Brush> {
+pub(super) fn parse_brush(mem: &dyn QxlMemory, f: &Fields<'_>, off: usize) -> Result<Brush> {
     Ok(match f.u32(off) {
         BRUSH_NONE => Brush::None,
         BRUSH_SOLID => Brush::Solid(f.u32(off + 4)),
@@ -469,8 +495,10 @@ pub enum DrawOp {
         /// SPICE_ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA: per-pixel alpha too.
         src_has_alpha: bool,
     },
-    /// ROP3, STROKE, TEXT, COMPOSITE: parsed header only; not drawn.
-    Unsupported(u8),
+    Rop3(Box<Rop3>),
+    Stroke(Box<Stroke>),
+    Text(Box<Text>),
+    Composite(Box<Composite>),
 }
 
 /// `QXLDrawable`.
@@ -481,13 +509,16 @@ pub struct Drawable {
     pub bbox: QxlRect,
     /// None: no clipping beyond the bbox.
     pub clip: Option<Vec<QxlRect>>,
+    /// The QMask of FILL, OPAQUE, COPY, BLEND, BLACKNESS, WHITENESS, INVERS
+    /// and ROP3.
+    pub mask: Option<QMask>,
     pub op: DrawOp,
 }
 
 /// Size of QXLDrawable's fixed part before the union, and of the largest
-/// union member we read (QXLOpaque, 64 bytes).
+/// union member (QXLText, 68 bytes).
 const DRAWABLE_HEAD: usize = 123;
-const DRAWABLE_SIZE: usize = DRAWABLE_HEAD + 64;
+const DRAWABLE_SIZE: usize = DRAWABLE_HEAD + 68;
 
 fn parse_clip(mem: &dyn QxlMemory, kind: u32, data: u64) -> Result<Option<Vec<QxlRect>>> {
     match kind {
@@ -522,6 +553,19 @@ pub fn parse_drawable(mem: &dyn QxlMemory, addr: u64) -> Result<Drawable> {
     let bbox = f.rect(31);
     let clip = parse_clip(mem, f.u32(47), f.u64(51))?;
     let u = DRAWABLE_HEAD;
+    // Where the union member keeps its QMask.
+    let mask_at = match kind {
+        draw::FILL => Some(u + 22),
+        draw::OPAQUE => Some(u + 47),
+        draw::COPY | draw::BLEND => Some(u + 27),
+        draw::BLACKNESS | draw::WHITENESS | draw::INVERS => Some(u),
+        draw::ROP3 => Some(u + 46),
+        _ => None,
+    };
+    let mask = match mask_at {
+        Some(off) => parse_qmask(mem, &f, off)?,
+        None => None,
+    };
     let op = match kind {
         draw::NOP => DrawOp::Nop,
         draw::FILL => DrawOp::Fill {
@@ -556,7 +600,10 @@ pub fn parse_drawable(mem: &dyn QxlMemory, addr: u64) -> Result<Drawable> {
             src: parse_image(mem, f.u64(u + 3))?,
             src_area: f.rect(u + 11),
         },
-        draw::ROP3 | draw::STROKE | draw::TEXT | draw::COMPOSITE => DrawOp::Unsupported(kind),
+        draw::ROP3 => DrawOp::Rop3(Box::new(parse_rop3(mem, &f, u)?)),
+        draw::STROKE => DrawOp::Stroke(Box::new(parse_stroke(mem, &f, u)?)),
+        draw::TEXT => DrawOp::Text(Box::new(parse_text(mem, &f, u)?)),
+        draw::COMPOSITE => DrawOp::Composite(Box::new(parse_composite(mem, &f, u)?)),
         other => {
             return Err(ParseError::Unsupported {
                 what: "drawable type",
@@ -569,6 +616,7 @@ pub fn parse_drawable(mem: &dyn QxlMemory, addr: u64) -> Result<Drawable> {
         effect,
         bbox,
         clip,
+        mask,
         op,
     })
 }
@@ -624,7 +672,12 @@ pub enum CursorCmd {
         y: i16,
     },
     Hide,
-    Trail,
+    /// Pointer trails (a Windows mouse setting): how many trail images and
+    /// how often they are drawn.
+    Trail {
+        length: u16,
+        frequency: u16,
+    },
 }
 
 /// The shape of a QXLCursor at `addr` as straight-alpha ARGB.
@@ -714,7 +767,10 @@ pub fn parse_cursor_cmd(mem: &dyn QxlMemory, addr: u64) -> Result<CursorCmd> {
         },
         CURSOR_MOVE => CursorCmd::Move { x, y },
         CURSOR_HIDE => CursorCmd::Hide,
-        CURSOR_TRAIL => CursorCmd::Trail,
+        CURSOR_TRAIL => CursorCmd::Trail {
+            length: f.u16(9),
+            frequency: f.u16(11),
+        },
         other => {
             return Err(ParseError::Unsupported {
                 what: "cursor command",

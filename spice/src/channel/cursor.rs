@@ -2,8 +2,8 @@
 //! head's current cursor (the default arrow, visible at (0,0), until the guest
 //! defines one). The guest's cursor (QXL cursor commands, via
 //! [`crate::SpiceServer::cursor_update`]) follows as CURSOR_SET (new shape or
-//! shown again), CURSOR_MOVE and CURSOR_HIDE; a device reset is CURSOR_RESET
-//! and brings the arrow back. The state is a `watch` per head: a slow client
+//! shown again), CURSOR_MOVE and CURSOR_HIDE, pointer trails as CURSOR_TRAIL
+//! (and in CURSOR_INIT); a device reset brings the arrow back. The state is a `watch` per head: a slow client
 //! skips intermediate positions, never the latest one, and never blocks the
 //! device.
 
@@ -35,6 +35,11 @@ pub enum CursorUpdate {
         y: i16,
     },
     Hide,
+    /// Pointer trails: `length` images, drawn every `frequency`.
+    Trail {
+        length: u16,
+        frequency: u16,
+    },
     /// The device was reset: back to the default arrow.
     Reset,
 }
@@ -48,6 +53,8 @@ struct CursorState {
     x: i16,
     y: i16,
     visible: bool,
+    /// Pointer trail length and frequency (0, 0: none).
+    trail: (u16, u16),
 }
 
 pub struct CursorChannel {
@@ -66,6 +73,7 @@ impl CursorChannel {
                         x: 0,
                         y: 0,
                         visible: true,
+                        trail: (0, 0),
                     })
                 })
                 .collect(),
@@ -95,10 +103,12 @@ impl CursorChannel {
             }
             CursorUpdate::Move { x, y } => (s.x, s.y, s.visible) = (x, y, true),
             CursorUpdate::Hide => s.visible = false,
+            CursorUpdate::Trail { length, frequency } => s.trail = (length, frequency),
             CursorUpdate::Reset => {
                 s.shape = Arc::new(cursor_shape::arrow());
                 s.serial += 1;
                 (s.x, s.y, s.visible) = (0, 0, true);
+                s.trail = (0, 0);
             }
         });
     }
@@ -116,15 +126,15 @@ fn cursor(w: &mut Writer, shape: &CursorShape, unique: u64) {
         .bytes(&shape.bgra_bytes());
 }
 
-/// CURSOR_INIT showing `shape` at (`x`, `y`).
-fn init_at(shape: &CursorShape, x: i16, y: i16, visible: bool, unique: u64) -> Vec<u8> {
+/// CURSOR_INIT showing the state's shape, position and trail.
+fn init_body(s: &CursorState) -> Vec<u8> {
     let mut w = Writer::new();
-    w.i16(x)
-        .i16(y)
-        .u16(0)
-        .u16(0) // trail length, frequency
-        .u8(u8::from(visible));
-    cursor(&mut w, shape, unique);
+    w.i16(s.x)
+        .i16(s.y)
+        .u16(s.trail.0)
+        .u16(s.trail.1)
+        .u8(u8::from(s.visible));
+    cursor(&mut w, &s.shape, ARROW_UNIQUE + s.serial);
     w.finish()
 }
 
@@ -154,14 +164,7 @@ impl ChannelKind for CursorChannel {
             let mut rx = tx.subscribe();
             let mut sent = rx.borrow_and_update().clone();
             conn.queue_set_ack();
-            let init = init_at(
-                &sent.shape,
-                sent.x,
-                sent.y,
-                sent.visible,
-                ARROW_UNIQUE + sent.serial,
-            );
-            conn.queue(cursor_msg::INIT, &init);
+            conn.queue(cursor_msg::INIT, &init_body(&sent));
             conn.flush().await?;
             link.reg.initialized();
             loop {
@@ -176,6 +179,11 @@ impl ChannelKind for CursorChannel {
                 };
                 let Some(next) = next else {
                     let now = rx.borrow_and_update().clone();
+                    if now.trail != sent.trail {
+                        let mut w = Writer::new();
+                        w.u16(now.trail.0).u16(now.trail.1);
+                        conn.queue(cursor_msg::TRAIL, &w.finish());
+                    }
                     if now.serial != sent.serial || (now.visible && !sent.visible) {
                         conn.queue(cursor_msg::SET, &set_body(&now));
                     } else if !now.visible {

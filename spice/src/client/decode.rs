@@ -108,6 +108,10 @@ pub enum ServerMsg {
         height: u16,
     },
     CursorOther(u16),
+    CursorTrail {
+        length: u16,
+        frequency: u16,
+    },
     /// CURSOR_SET: position, visibility and the shape's size and first pixel.
     CursorSet {
         x: i16,
@@ -264,6 +268,10 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
             y: need(r.i16(), "CURSOR_MOVE")?,
         },
         (ch::CURSOR, t @ (cursor_msg::RESET | cursor_msg::HIDE)) => ServerMsg::CursorOther(t),
+        (ch::CURSOR, cursor_msg::TRAIL) => ServerMsg::CursorTrail {
+            length: need(r.u16(), "CURSOR_TRAIL")?,
+            frequency: need(r.u16(), "CURSOR_TRAIL")?,
+        },
         _ => return Err(format!("unexpected message {t} on channel type {channel}")),
     };
     exact(&r, &format!("message {t}"))?;

@@ -843,9 +843,10 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         ServerMsg::KeyModifiers(m) => g.modifiers.push(m),
         ServerMsg::MotionAck => g.motion_acks += 1,
         ServerMsg::CursorInit { .. } => g.cursor_init = Some(m),
-        ServerMsg::CursorSet { .. } | ServerMsg::CursorMove { .. } | ServerMsg::CursorOther(_) => {
-            g.cursor.push(m)
-        }
+        ServerMsg::CursorSet { .. }
+        | ServerMsg::CursorMove { .. }
+        | ServerMsg::CursorOther(_)
+        | ServerMsg::CursorTrail { .. } => g.cursor.push(m),
         ServerMsg::AgentConnected(_)
         | ServerMsg::AgentDisconnected(_)
         | ServerMsg::AgentData(_)

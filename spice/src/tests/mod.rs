@@ -3,6 +3,7 @@
 mod agent;
 mod blend;
 mod copy_bits;
+mod cursor;
 mod display;
 mod flow;
 mod handshake;

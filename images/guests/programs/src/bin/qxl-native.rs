@@ -25,7 +25,9 @@
 //! as a window drag, a `v` a video (10 s of a changing photo-like 256x192
 //! bitmap COPYed into one box at 25 frames/s), an `f` one FILL (its latency
 //! probe), a `b` blends (a colour-keyed TRANSPARENT and two ALPHA_BLENDs, as
-//! Xorg's and Windows' qxl drivers draw them); each then waits again.
+//! Xorg's and Windows' qxl drivers draw them), an `o` the
+//! ROP3/STROKE/TEXT/COMPOSITE drawables of qxl-native/ops.rs; each then
+//! waits again.
 #![no_std]
 #![no_main]
 
@@ -43,6 +45,9 @@ use guest_rt::{check, fail, pci, port, println, serial, time, OrFail};
 mod scene {
     include!("../../../../src/qxl_scene.rs");
 }
+
+#[path = "qxl-native/ops.rs"]
+mod ops;
 
 guest_rt::guest!("QXL-NATIVE", main);
 
@@ -645,6 +650,10 @@ fn main() {
         match serial::read_byte(Duration::from_secs(300)) {
             Some(b'a') => animate(&mut c, one, false),
             Some(b'd') => animate(&mut c, one, true),
+            Some(b'o') => {
+                ops::draw(&mut c);
+                println!("QXL-OPS-DONE");
+            }
             Some(b'b') => blends(&mut c),
             Some(b'v') => video(&mut c),
             Some(b'f') => {
