@@ -71,14 +71,15 @@ class TimedProxy(Proxy):
 
 class QxlVm(Vm):
     """The VMM with its stderr kept in a file (QEMU's qxl guest_bug and
-    spice-server warnings, spicebox's tracing), shown when a step fails."""
+    spice-server warnings, spicebox's tracing), shown when a step fails;
+    booted until the guest prints `ready`."""
 
-    def __init__(self, cmd, timeout, stderr_path):
+    def __init__(self, cmd, timeout, stderr_path, ready=READY):
         self.stderr_path = stderr_path
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=open(stderr_path, "wb"))
         self.buf = b""
-        self.wait_for(READY, timeout)
+        self.wait_for(ready, timeout)
 
     def wait_for(self, marker, timeout):
         try:

@@ -21,41 +21,23 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_spice import Proxy, Viewer, Vm, free_port, require_tools, write_images  # noqa: E402
+from bench_qxl import QxlVm  # noqa: E402
+from bench_spice import Proxy, Viewer, free_port, require_tools, write_images  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE = b"VGA13-ANIM-DONE"
 RUN = rb"vga13 frames=(\d+) late=(\d+) ms=(\d+) draw_us=(\d+)"
 
 
-class Vga13Vm(Vm):
-    """The VMM booted to the end of the guest's first animation."""
-
-    def __init__(self, cmd, timeout, stderr_path):
-        self.stderr_path = stderr_path
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=open(stderr_path, "wb"))
-        self.buf = b""
-        self.wait_for(DONE, timeout)
-
-    def wait_for(self, marker, timeout):
-        try:
-            super().wait_for(marker, timeout)
-        except RuntimeError as e:
-            with open(self.stderr_path, "rb") as f:
-                err = f.read()[-2000:].decode(errors="replace")
-            raise RuntimeError(f"{e}\n--- VMM stderr (tail) ---\n{err}") from None
-
-
 def bench(name, cmd_for, args, tmp):
     backend = free_port()
-    vm = Vga13Vm(cmd_for(backend), args.timeout, os.path.join(tmp, f"{name.split()[0]}.stderr"))
+    stderr = os.path.join(tmp, f"{name.split()[0]}.stderr")
+    vm = QxlVm(cmd_for(backend), args.timeout, stderr, ready=DONE)
     viewer = None
     try:
         proxy = Proxy(backend)
