@@ -99,3 +99,50 @@ pub fn differences(a: &Frame, b: &Frame, skip: Option<(u32, u32, u32, u32)>) -> 
     }
     out
 }
+
+/// How a picture compares with the exact one, a box that may be lossy
+/// judged apart.
+#[derive(Debug)]
+pub struct BoxVerdict {
+    /// Pixels outside the box that differ (must usually be 0).
+    pub outside_wrong: usize,
+    /// Pixels inside it that differ (lossy coding).
+    pub inside_wrong: usize,
+    /// PSNR of the box, dB (infinite when exact).
+    pub psnr: f64,
+}
+
+/// `got` against `want`, the box `b` (left, top, right, bottom) apart.
+pub fn judge_box(got: &Frame, want: &Frame, b: (i32, i32, i32, i32)) -> BoxVerdict {
+    assert_eq!((got.width, got.height), (want.width, want.height));
+    let (mut outside_wrong, mut inside_wrong, mut sum, mut n) = (0, 0, 0f64, 0u64);
+    for y in 0..got.height {
+        for x in 0..got.width {
+            let (g, w) = (got.pixel(x, y), want.pixel(x, y));
+            let (xi, yi) = (i64::from(x), i64::from(y));
+            let inside = (i64::from(b.0)..i64::from(b.2)).contains(&xi)
+                && (i64::from(b.1)..i64::from(b.3)).contains(&yi);
+            if !inside {
+                outside_wrong += usize::from(g != w);
+                continue;
+            }
+            inside_wrong += usize::from(g != w);
+            for s in [0, 8, 16] {
+                let d = f64::from((g >> s) & 0xff) - f64::from((w >> s) & 0xff);
+                sum += d * d;
+            }
+            n += 3;
+        }
+    }
+    let mse = sum / n.max(1) as f64;
+    let psnr = if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    };
+    BoxVerdict {
+        outside_wrong,
+        inside_wrong,
+        psnr,
+    }
+}

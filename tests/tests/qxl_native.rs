@@ -78,6 +78,30 @@ fn screenshot(dir: &TempDir, name: &str, port: u16) -> Frame {
     last.unwrap_or_else(|| panic!("{name}: spicy-screenshot never produced a picture"))
 }
 
+/// Panics unless `a` and `b` (`what`: which pictures) are the same picture.
+fn assert_same(a: &Frame, b: &Frame, what: &str) {
+    assert_eq!((a.width, a.height), (b.width, b.height), "{what}: sizes");
+    let diff = screen::differences(a, b, None);
+    if let Some(&(x, y)) = diff.first() {
+        panic!(
+            "{what}: {} pixels differ, first at ({x}, {y}): {:06x} vs {:06x}",
+            diff.len(),
+            a.pixel(x, y),
+            b.pixel(x, y)
+        );
+    }
+}
+
+/// Panics unless the picture a client watching all along (`live`) got equals
+/// what a client connecting now gets (spicy-screenshot).
+fn assert_live_equals_fresh(dir: &TempDir, name: &str, port: u16, live: &Frame) {
+    let out = dir.join(&format!("fresh-{name}.ppm"));
+    let r = spicy_screenshot(port, None, &out);
+    assert!(r.status.success(), "{name}: spicy-screenshot");
+    let what = format!("{name}: live client vs a fresh one");
+    assert_same(live, &screen::load(&out), &what);
+}
+
 /// The cursor shape SpiceClientGLib's cursor channel reports.
 fn client_cursor(port: u16) -> String {
     require_spice_client_glib();
@@ -158,31 +182,11 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
         // Let the last draws reach the live client, then take both pictures.
         std::thread::sleep(Duration::from_secs(1));
         let live = client.picture();
-        let fresh_out = dir.join(&format!("fresh-{name}.ppm"));
-        let r = spicy_screenshot(port, None, &fresh_out);
-        assert!(r.status.success(), "{name}: spicy-screenshot");
-        let fresh = screen::load(&fresh_out);
-        assert_eq!(
-            (live.width, live.height),
-            (fresh.width, fresh.height),
-            "{name}"
-        );
-        let diff = screen::differences(&live, &fresh, None);
-        assert!(
-            diff.is_empty(),
-            "{name}: the live client differs from a fresh one in {} pixels, first at {:?}",
-            diff.len(),
-            diff[0]
-        );
+        assert_live_equals_fresh(&dir, name, port, &live);
         finish(vm, name);
         finals.push(live);
     }
-    let diff = screen::differences(&finals[0], &finals[1], None);
-    assert!(
-        diff.is_empty(),
-        "QEMU vs spicebox after the animation: {} pixels",
-        diff.len()
-    );
+    assert_same(&finals[0], &finals[1], "QEMU vs spicebox after the animation");
 }
 
 /// The drawables Windows' QXL drivers use besides fills and copies (the
@@ -227,15 +231,7 @@ fn qxl_rop3_stroke_text_composite_equal_qemu_by_screendump() {
         finish(vm, name);
         shots.push(f);
     }
-    let diff = screen::differences(&shots[0], &shots[1], None);
-    assert!(
-        diff.is_empty(),
-        "QEMU vs spicebox: {} pixels differ, first at {:?}: qemu {:06x}, spicebox {:06x}",
-        diff.len(),
-        diff[0],
-        shots[0].pixel(diff[0].0, diff[0].1),
-        shots[1].pixel(diff[0].0, diff[0].1)
-    );
+    assert_same(&shots[0], &shots[1], "QEMU vs spicebox");
 }
 
 /// Blends as Xorg's and Windows' qxl drivers draw them (a colour-keyed
@@ -265,17 +261,7 @@ fn qxl_blends_reach_spice_gtk_as_blends_on_spicebox_and_qemu() {
         for msg in ["DRAW_TRANSPARENT", "DRAW_ALPHA_BLEND"] {
             assert!(decoded.contains(msg), "{name}: no {msg} in the capture");
         }
-        let fresh_out = dir.join(&format!("fresh-{name}.ppm"));
-        let r = spicy_screenshot(port, None, &fresh_out);
-        assert!(r.status.success(), "{name}: spicy-screenshot");
-        let fresh = screen::load(&fresh_out);
-        let diff = screen::differences(&live, &fresh, None);
-        assert!(
-            diff.is_empty(),
-            "{name}: the live client differs from a fresh one in {} pixels, first at {:?}",
-            diff.len(),
-            diff[0]
-        );
+        assert_live_equals_fresh(&dir, name, port, &live);
         // The blends changed the scene where they were drawn.
         let scene = expected();
         let changed = screen::differences(&live, &scene, None);
@@ -293,13 +279,5 @@ fn qxl_blends_reach_spice_gtk_as_blends_on_spicebox_and_qemu() {
         finish(vm, name);
         finals.push(live);
     }
-    let diff = screen::differences(&finals[0], &finals[1], None);
-    assert!(
-        diff.is_empty(),
-        "QEMU vs spicebox after the blends: {} pixels, first at {:?}: {:06x} vs {:06x}",
-        diff.len(),
-        diff.first(),
-        diff.first().map_or(0, |&(x, y)| finals[0].pixel(x, y)),
-        diff.first().map_or(0, |&(x, y)| finals[1].pixel(x, y)),
-    );
+    assert_same(&finals[0], &finals[1], "QEMU vs spicebox after the blends");
 }

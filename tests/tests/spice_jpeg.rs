@@ -94,49 +94,6 @@ fn animated_scene() -> (Frame, (i32, i32, i32, i32)) {
     (f, (x, y, x + sw, y + sh))
 }
 
-/// How a picture compares with the lossless one.
-#[derive(Debug)]
-struct Verdict {
-    /// Pixels outside the lossy area that differ (must be 0).
-    lossless_wrong: usize,
-    /// Pixels inside it that differ (lossy coding).
-    lossy_changed: usize,
-    /// PSNR of the lossy area, dB.
-    psnr: f64,
-}
-
-fn judge(got: &Frame, want: &Frame, lossy: (i32, i32, i32, i32)) -> Verdict {
-    assert_eq!((got.width, got.height), (want.width, want.height));
-    let (mut lossless_wrong, mut lossy_changed, mut sum, mut n) = (0, 0, 0f64, 0u64);
-    for y in 0..got.height {
-        for x in 0..got.width {
-            let (g, w) = (got.pixel(x, y), want.pixel(x, y));
-            let (xi, yi) = (x as i32, y as i32);
-            if !(xi >= lossy.0 && xi < lossy.2 && yi >= lossy.1 && yi < lossy.3) {
-                lossless_wrong += usize::from(g != w);
-                continue;
-            }
-            lossy_changed += usize::from(g != w);
-            for s in [0, 8, 16] {
-                let d = f64::from((g >> s) & 0xff) - f64::from((w >> s) & 0xff);
-                sum += d * d;
-            }
-            n += 3;
-        }
-    }
-    let mse = sum / n.max(1) as f64;
-    let psnr = if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0 * 255.0 / mse).log10()
-    };
-    Verdict {
-        lossless_wrong,
-        lossy_changed,
-        psnr,
-    }
-}
-
 /// SpiceClientGLib connected while the guest animates: the picture it ends
 /// with.
 fn watch_animation(dir: &TempDir, name: &str, vm: &mut SpiceboxVm, port: u16) -> Frame {
@@ -159,9 +116,9 @@ fn jpeg_always_keeps_photos_within_psnr_and_the_rest_exact_on_spicebox_and_qemu(
         let (mut vm, port) = boot(&dir, name, qemu_run);
         let capture = (!qemu_run).then(|| Capture::start(&dir, port, "jpeg"));
         let live = watch_animation(&dir, name, &mut vm, port);
-        let v = judge(&live, &want, sprite);
+        let v = screen::judge_box(&live, &want, sprite);
         eprintln!("{name}: live client {v:?}");
-        assert_eq!(v.lossless_wrong, 0, "{name}: lossless areas differ");
+        assert_eq!(v.outside_wrong, 0, "{name}: lossless areas differ");
         assert!(v.psnr >= MIN_PSNR, "{name}: the sprite at {:.1} dB", v.psnr);
         if let Some(mut c) = capture {
             c.stop();
@@ -178,19 +135,19 @@ fn jpeg_always_keeps_photos_within_psnr_and_the_rest_exact_on_spicebox_and_qemu(
         let fresh = dir.join(&format!("fresh-{name}.ppm"));
         let r = spicy_screenshot(port, None, &fresh);
         assert!(r.status.success(), "{name}: spicy-screenshot");
-        let f = judge(&screen::load(&fresh), &want, sprite);
+        let f = screen::judge_box(&screen::load(&fresh), &want, sprite);
         eprintln!("{name}: fresh client {f:?}");
-        assert_eq!(f.lossless_wrong, 0, "{name}: fresh client");
+        assert_eq!(f.outside_wrong, 0, "{name}: fresh client");
         assert!(f.psnr >= MIN_PSNR, "{name}: fresh client");
         if !qemu_run {
-            assert_eq!(f.lossy_changed, 0, "spicebox: the full screen went lossy");
+            assert_eq!(f.inside_wrong, 0, "spicebox: the full screen went lossy");
         }
         finish(vm, name);
         verdicts.push(v);
     }
     // spicebox really went lossy (else this test proves nothing).
     assert!(
-        verdicts[1].lossy_changed > 0,
+        verdicts[1].inside_wrong > 0,
         "spicebox sent the sprite losslessly under --spice-jpeg always"
     );
 }
@@ -245,7 +202,7 @@ fn jpeg_auto_follows_the_link_on_spicebox_and_qemu() {
             std::thread::sleep(Duration::from_secs(if slow { 4 } else { 1 }));
             let entry = qmp.as_mut().map(display_entry);
             let live = client.picture();
-            let v = judge(&live, &want, sprite);
+            let v = screen::judge_box(&live, &want, sprite);
             eprintln!("{name}: {v:?}");
             if let Some(e) = &entry {
                 eprintln!("{name}: query-spice display channel {e}");
@@ -253,16 +210,16 @@ fn jpeg_auto_follows_the_link_on_spicebox_and_qemu() {
             if let Some(p) = &proxy {
                 eprintln!("{name}: {} bytes through the slow link", p.bytes_down());
             }
-            assert_eq!(v.lossless_wrong, 0, "{name}: lossless areas differ");
+            assert_eq!(v.outside_wrong, 0, "{name}: lossless areas differ");
             if slow {
                 assert!(
-                    v.lossy_changed > 0,
+                    v.inside_wrong > 0,
                     "{name}: the sprite stayed exact on a slow link"
                 );
                 assert!(v.psnr >= MIN_PSNR, "{name}: the sprite at {:.1} dB", v.psnr);
             } else {
                 assert_eq!(
-                    v.lossy_changed, 0,
+                    v.inside_wrong, 0,
                     "{name}: the sprite went lossy on a local link"
                 );
             }

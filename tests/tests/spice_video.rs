@@ -14,7 +14,7 @@ use std::time::Duration;
 use images::qxl_scene;
 use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::qxl_native::{self, Boot};
-use spicebox_tests::screen::Frame;
+use spicebox_tests::screen::{self, Frame};
 use spicebox_tests::tools::require_spice_client_glib;
 use spicebox_tests::tshark::Capture;
 use spicebox_tests::{spicebox, TempDir};
@@ -26,7 +26,7 @@ const STEP: Duration = Duration::from_secs(30);
 const MIN_PSNR: f64 = 28.0;
 
 /// The picture after the video: the scene with the last frame in its box.
-fn after_video() -> (Frame, (u32, u32, u32, u32)) {
+fn after_video() -> (Frame, (i32, i32, i32, i32)) {
     use qxl_scene::*;
     let mut f = Frame::new(WIDTH, HEIGHT);
     for y in 0..HEIGHT {
@@ -41,47 +41,8 @@ fn after_video() -> (Frame, (u32, u32, u32, u32)) {
             f.pixels[((by + y) * WIDTH + bx + x) as usize] = p;
         }
     }
-    (f, (bx, by, bx + VIDEO_W, by + VIDEO_H))
-}
-
-/// How the client's picture compares: wrong pixels outside the box, wrong
-/// pixels inside it and the box's PSNR.
-#[derive(Debug)]
-struct Verdict {
-    outside_wrong: usize,
-    inside_wrong: usize,
-    psnr: f64,
-}
-
-fn judge(got: &Frame, want: &Frame, b: (u32, u32, u32, u32)) -> Verdict {
-    assert_eq!((got.width, got.height), (want.width, want.height));
-    let (mut outside_wrong, mut inside_wrong, mut sum, mut n) = (0, 0, 0f64, 0u64);
-    for y in 0..got.height {
-        for x in 0..got.width {
-            let (g, w) = (got.pixel(x, y), want.pixel(x, y));
-            if !(x >= b.0 && x < b.2 && y >= b.1 && y < b.3) {
-                outside_wrong += usize::from(g != w);
-                continue;
-            }
-            inside_wrong += usize::from(g != w);
-            for s in [0, 8, 16] {
-                let d = f64::from((g >> s) & 0xff) - f64::from((w >> s) & 0xff);
-                sum += d * d;
-            }
-            n += 3;
-        }
-    }
-    let mse = sum / n.max(1) as f64;
-    let psnr = if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0 * 255.0 / mse).log10()
-    };
-    Verdict {
-        outside_wrong,
-        inside_wrong,
-        psnr,
-    }
+    let (w, h) = (VIDEO_W as i32, VIDEO_H as i32);
+    (f, (VIDEO_AT.0, VIDEO_AT.1, VIDEO_AT.0 + w, VIDEO_AT.1 + h))
 }
 
 /// Lines of the decoded capture naming `what`.
@@ -111,7 +72,7 @@ fn video_goes_as_an_mjpeg_stream_and_ends_exact_on_spicebox_and_qemu() {
         // final picture follows.
         std::thread::sleep(Duration::from_secs(3));
         let got = client.picture();
-        let v = judge(&got, &want, video_box);
+        let v = screen::judge_box(&got, &want, video_box);
         eprintln!("{name}: {v:?}");
         capture.stop();
         capture.assert_well_formed(&capture.opened_streams());

@@ -81,21 +81,8 @@ fn blends_are_forwarded_to_compositing_clients_only() {
 /// follows the blend and covers what it blended over stale pixels.
 #[test]
 fn a_blend_over_stale_pixels_ends_exact() {
-    // Lossless on the slow link, so the picture can be compared exactly.
-    let rec = Arc::new(Recorder::default());
-    let config = Config {
-        jpeg: crate::JpegMode::Never,
-        ..config(None)
-    };
-    let server = SpiceServer::start(config, ports(&rec)).unwrap();
     let mut s = picture(160, 120, 3);
-    server.update(&s, &[full(&s)], &[]);
-    let opts = ClientOptions {
-        display_bps: Some(4e6),
-        ..ClientOptions::default()
-    };
-    let c = TestClient::connect(&server.local_addr(), opts).unwrap();
-    wait_surface(&c, &s);
+    let (server, c) = lossless_behind_slow_link(&s, 4e6);
     let sprite = keyed_sprite(0x00ab_cdef);
     for i in 0..20u32 {
         let under = Rect::new(10 + i * 3, 20, 40, 40);

@@ -2,7 +2,6 @@
 //! client's picture stays exact when a copy's source is not current there.
 
 use super::*;
-use crate::client::ClientOptions;
 use crate::{BitsCopy, Draw};
 
 /// Paints `r` of `f` with a pattern seeded by `seed` (what a guest redraws).
@@ -60,21 +59,8 @@ fn window_drags_go_as_copy_bits() {
 /// the sending interleave.
 #[test]
 fn copy_bits_stay_exact_over_a_slow_link() {
-    // Lossless on the slow link, so the picture can be compared exactly.
-    let rec = Arc::new(Recorder::default());
-    let config = Config {
-        jpeg: crate::JpegMode::Never,
-        ..config(None)
-    };
-    let server = SpiceServer::start(config, ports(&rec)).unwrap();
     let mut s = picture(160, 120, 6);
-    server.update(&s, &[full(&s)], &[]);
-    let opts = ClientOptions {
-        display_bps: Some(4e6),
-        ..ClientOptions::default()
-    };
-    let c = TestClient::connect(&server.local_addr(), opts).unwrap();
-    wait_surface(&c, &s);
+    let (server, c) = lossless_behind_slow_link(&s, 4e6);
     for i in 0..200u32 {
         // A changed area that some copies read soon after, and a scroll of
         // a band through it.

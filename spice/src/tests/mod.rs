@@ -155,6 +155,25 @@ pub fn start(password: Option<&str>) -> (SpiceServer, Arc<Recorder>) {
     start_with(password, false)
 }
 
+/// A lossless server (so a picture can be compared exactly) showing `s`, and
+/// a client behind a simulated link of `bps` that has got it.
+pub fn lossless_behind_slow_link(s: &Frame, bps: f64) -> (SpiceServer, TestClient) {
+    let rec = Arc::new(Recorder::default());
+    let config = Config {
+        jpeg: crate::JpegMode::Never,
+        ..config(None)
+    };
+    let server = SpiceServer::start(config, ports(&rec)).unwrap();
+    server.update(s, &[full(s)], &[]);
+    let opts = crate::client::ClientOptions {
+        display_bps: Some(bps),
+        ..crate::client::ClientOptions::default()
+    };
+    let c = TestClient::connect(&server.local_addr(), opts).unwrap();
+    wait_surface(&c, s);
+    (server, c)
+}
+
 pub fn start_with(password: Option<&str>, force_raw: bool) -> (SpiceServer, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let server = SpiceServer::start(
