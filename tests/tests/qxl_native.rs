@@ -186,7 +186,11 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
         finish(vm, name);
         finals.push(live);
     }
-    assert_same(&finals[0], &finals[1], "QEMU vs spicebox after the animation");
+    assert_same(
+        &finals[0],
+        &finals[1],
+        "QEMU vs spicebox after the animation",
+    );
 }
 
 /// The drawables Windows' QXL drivers use besides fills and copies (the
