@@ -115,16 +115,19 @@ impl BlendMode {
     }
 }
 
+/// pixman's MUL_UN8: `a * b / 255` for 8-bit values, rounded as pixman does.
+pub fn mul_un8(a: u32, b: u32) -> u32 {
+    let t = a * b + 0x80;
+    ((t >> 8) + t) >> 8
+}
+
 /// `src` (premultiplied 0xAARRGGBB) laid over `dst` (0x00RRGGBB) with the
 /// constant opacity `alpha`, with pixman's rounding (x*y/255 as
 /// t = x*y + 128, (t + t/256) / 256): the OVER a SPICE client's canvas
 /// composites with, so a forwarded blend ends with the same pixels on the
 /// client as on the server.
 pub fn alpha_over(src: u32, dst: u32, alpha: u8) -> u32 {
-    fn mul(x: u32, y: u32) -> u32 {
-        let t = x * y + 128;
-        (t + (t >> 8)) >> 8
-    }
+    let mul = mul_un8;
     let a = u32::from(alpha);
     let keep = 255 - mul(src >> 24, a);
     let channel = |shift: u32| {

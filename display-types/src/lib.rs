@@ -18,7 +18,7 @@ mod monitor;
 mod rect;
 
 pub use cursor::{CursorShape, MAX_CURSOR_SIDE};
-pub use draw::{alpha_over, BitsCopy, BlendMode, Draw, ImageBlend, ImageCopy};
+pub use draw::{alpha_over, mul_un8, BitsCopy, BlendMode, Draw, ImageBlend, ImageCopy};
 pub use frame::Frame;
 pub use monitor::{Monitor, MonitorLayout, MAX_MONITORS};
 pub use rect::{Rect, SolidFill};

@@ -8,11 +8,12 @@
 //! The destination is the surface as the canvas reads it for a composite:
 //! xRGB with alpha 0xff.
 
+use display_types::mul_un8;
+
 use super::qxl::QxlRect;
 use super::qxl_canvas::{Area, Canvas};
 use super::qxl_draw::Source;
 use super::qxl_parse_ops::Transform;
-use super::qxl_text::mul_un8;
 
 /// pixman_op_t values the canvas passes through (QXL_OP_*).
 pub mod op {

@@ -7,16 +7,12 @@
 //! brush is tiled from the glyphs' bounding box, as the canvas's composite
 //! of the brush at the mask's origin does.
 
+use display_types::alpha_over;
+
 use super::qxl::QxlRect;
 use super::qxl_canvas::{ropd, Area, Canvas};
 use super::qxl_parse_ops::{Glyph, GlyphString};
 use super::qxl_rop3::BrushPaint;
-
-/// pixman's MUL_UN8: a * b / 255, rounded.
-pub(super) fn mul_un8(a: u32, b: u32) -> u32 {
-    let t = a * b + 0x80;
-    ((t >> 8) + t) >> 8
-}
 
 pub(super) struct TextPaint {
     pub string: GlyphString,
@@ -123,11 +119,8 @@ pub(super) fn paint_text(canvas: &mut Canvas, a: Area, t: &TextPaint) {
             return None;
         }
         let s = t.fore.at(i64::from(x) - ul, i64::from(y) - ut)?;
-        let ch = |sh: u32| {
-            let v = mul_un8((s >> sh) & 0xff, m) + mul_un8((old >> sh) & 0xff, 255 - m);
-            v.min(255) << sh
-        };
-        Some(ch(16) | ch(8) | ch(0))
+        // The brush is opaque: OVER through the glyph mask's alpha.
+        Some(alpha_over(s | 0xff00_0000, old, m as u8))
     });
 }
 
