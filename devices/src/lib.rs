@@ -20,6 +20,9 @@ pub mod vdagent;
 pub mod virtio;
 pub mod worker;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use bus::{Bus, BusDevice, SharedDevice};
 pub use error::{Error, Result};
 pub use host_memory::HostMemory;

@@ -76,13 +76,7 @@ mod tests {
     /// themselves, mutated at random.
     #[test]
     fn mutated_drawables_never_panic() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift64(0x9e37_79b9_7f4a_7c15);
         for round in 0..4000 {
             let mut d = vec![0u8; 512];
             d[13] = (round % 15) as u8;

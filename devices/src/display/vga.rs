@@ -773,13 +773,7 @@ pub(super) mod tests {
     fn hostile_sweep_never_panics() {
         let mut vga = Vga::new(1 << 20);
         let mut fb = vec![0u8; 4096];
-        let mut seed = 0x1234_5678u32;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift32(0x1234_5678);
         let ports: Vec<u16> = (0x3b0..0x3e0)
             .chain(0x1cc..0x1d2)
             .chain([0, 0xffff])

@@ -423,13 +423,8 @@ mod tests {
         // A deterministic stand-in for the fuzzer: each kind gets its own
         // messages with every type in its range and bodies of every short length,
         // then pseudo-random bytes.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::image::samples::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut rnd = move || rng.next_u64();
         for (t, id) in [
             (ch::MAIN, 0),
             (ch::DISPLAY, 0),
@@ -463,13 +458,8 @@ mod tests {
 
     #[test]
     fn stream_reports_take_any_bytes() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::image::samples::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut rnd = move || rng.next_u64();
         for round in 0..300 {
             let data: Vec<u8> = (0..33 * (round % 30 + 1)).map(|_| rnd() as u8).collect();
             stream_report(&data);
@@ -478,13 +468,8 @@ mod tests {
 
     #[test]
     fn link_meter_takes_any_events() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::image::samples::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move || rng.next_u64();
         for round in 0..200 {
             let data: Vec<u8> = (0..13 * (round % 40 + 1)).map(|_| rnd() as u8).collect();
             link_meter(&data);

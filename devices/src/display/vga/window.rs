@@ -328,13 +328,7 @@ mod tests {
         let (mut mapped, mapper) = with_mapper(false);
         let mut trapped = Vga::new(1 << 20);
         let (mut fb_a, mut fb_b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-        let mut seed = 0x9e37_79b9u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift32(0x9e37_79b9);
         let writes: [(u16, u8, &[u8]); 7] = [
             (0x3c4, 4, &[0x0e, 0x0e, 0x0e, 0x06, 0x02]),
             (0x3c4, 2, &[0x0f, 0x0f, 0x0f, 0x03, 0x05]),
