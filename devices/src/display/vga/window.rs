@@ -349,7 +349,7 @@ mod tests {
                 }
                 1 if round % 50 == 0 => {
                     // VBE on (320x200x8) or off.
-                    let on = next() % 4 == 0;
+                    let on = next().is_multiple_of(4);
                     let seq: &[(u16, u16)] = if on {
                         &[(4, 0), (3, 8), (1, 320), (2, 200), (4, 1)]
                     } else {
