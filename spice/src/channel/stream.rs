@@ -42,7 +42,7 @@ use super::stream_wire::{
     stream_destroy, StreamReport,
 };
 use crate::codec::extract;
-use crate::image::{jpeg_rgb32_quality, photo_like};
+use crate::image::{jpeg_rgb32_quality, photo_like_in};
 use crate::proto::display_msg;
 use crate::{Draw, Frame, Rect, StreamingVideo};
 
@@ -212,7 +212,13 @@ impl Detector {
                 continue;
             }
             let photo = self.mode == StreamingVideo::All
-                || photo_like(b.width, b.height, &extract(frame, b));
+                || photo_like_in(
+                    &frame.pixels,
+                    frame.width as usize,
+                    (b.x as usize, b.y as usize),
+                    b.width,
+                    b.height,
+                );
             if self.candidate_frame(now, *b, photo) {
                 frames.push(*b);
             }

@@ -74,15 +74,34 @@ fn channel_diff(a: u32, b: u32) -> u32 {
 /// an edge. UI and text are mostly flat with hard edges; full-range noise
 /// is all edges (JPEG would not help it either); a photo is soft changes.
 pub fn photo_like(width: u32, height: u32, pixels: &[u32]) -> bool {
-    if width < MIN_SIDE || height < MIN_SIDE {
-        return false;
-    }
     let Some(count) = (width as usize).checked_mul(height as usize) else {
         return false;
     };
-    if pixels.len() != count {
+    pixels.len() == count && photo_like_in(pixels, width as usize, (0, 0), width, height)
+}
+
+/// [`photo_like`] of the `width` x `height` area at `at` (x, y) of a picture
+/// whose rows are `stride` pixels long, read in place: the stream detector
+/// asks this of every big box of every update, and copying the box out
+/// first would cost more than the sampling.
+pub fn photo_like_in(
+    pixels: &[u32],
+    stride: usize,
+    at: (usize, usize),
+    width: u32,
+    height: u32,
+) -> bool {
+    if width < MIN_SIDE || height < MIN_SIDE {
         return false;
     }
+    // The area's last pixel must be in the picture.
+    let last = (at.1 + height as usize - 1)
+        .checked_mul(stride)
+        .and_then(|r| r.checked_add(at.0 + width as usize - 1));
+    if at.0 + width as usize > stride || last.is_none_or(|l| l >= pixels.len()) {
+        return false;
+    }
+    let base = at.1 * stride + at.0;
     // Grid steps so that (w-1)/sx * (h-1)/sy <= MAX_SAMPLES, about square.
     let area = u64::from(width - 1) * u64::from(height - 1);
     let step = ((area / u64::from(MAX_SAMPLES)) as f64)
@@ -90,11 +109,12 @@ pub fn photo_like(width: u32, height: u32, pixels: &[u32]) -> bool {
         .ceil()
         .max(1.0) as usize;
     let w = width as usize;
+    let at = |x: usize, y: usize| pixels[base + y * stride + x];
     let (mut points, mut busy, mut soft, mut hard) = (0u32, 0u32, 0u32, 0u32);
     for y in (0..height as usize - 1).step_by(step) {
         for x in (0..w - 1).step_by(step) {
-            let p = pixels[y * w + x];
-            let pairs = [pixels[y * w + x + 1], pixels[(y + 1) * w + x]];
+            let p = at(x, y);
+            let pairs = [at(x + 1, y), at(x, y + 1)];
             points += 1;
             if pairs.iter().all(|q| *q & 0x00ff_ffff == p & 0x00ff_ffff) {
                 continue;
@@ -180,6 +200,33 @@ mod tests {
         assert!(jpeg_rgb32(70000, 1, &vec![0; 70000]).is_empty());
         assert!(jpeg_rgb32(4, 4, &[0; 15]).is_empty());
         assert!(jpeg_rgb32(4, 4, &[0; 17]).is_empty());
+    }
+
+    #[test]
+    fn photo_likeness_in_place_is_that_of_the_area_copied_out() {
+        // A photo next to text: areas on either side, and across both.
+        let (w, h) = (300usize, 200usize);
+        let (ph, text) = (photo(150, 200, 3), desktop_text(150, 200, 4));
+        let mut pic = vec![0u32; w * h];
+        for y in 0..h {
+            pic[y * w..y * w + 150].copy_from_slice(&ph[y * 150..(y + 1) * 150]);
+            pic[y * w + 150..(y + 1) * w].copy_from_slice(&text[y * 150..(y + 1) * 150]);
+        }
+        for (x, y, aw, ah) in [(10, 20, 120, 150), (160, 0, 140, 200), (100, 40, 120, 96)] {
+            let copy: Vec<u32> = (y..y + ah)
+                .flat_map(|r| pic[r * w + x..r * w + x + aw].iter().copied())
+                .collect();
+            assert_eq!(
+                photo_like_in(&pic, w, (x, y), aw as u32, ah as u32),
+                photo_like(aw as u32, ah as u32, &copy),
+                "area at {x},{y}"
+            );
+        }
+        assert!(photo_like_in(&pic, w, (10, 20), 120, 150));
+        assert!(!photo_like_in(&pic, w, (160, 0), 140, 200));
+        // Areas reaching past the picture's edge: never.
+        assert!(!photo_like_in(&pic, w, (200, 0), 120, 50));
+        assert!(!photo_like_in(&pic, w, (0, 150), 100, 51));
     }
 
     #[test]
