@@ -552,6 +552,12 @@ impl DisplayChannel {
                 let size = (s.width, s.height);
                 if st.created != Some(size) {
                     if st.created.is_some() {
+                        // Every primary surface gets its MARK (as spice-server
+                        // sends one per create), even one replaced before all
+                        // its pixels were out.
+                        if std::mem::take(&mut st.mark_due) {
+                            conn.queue(display_msg::MARK, &[]);
+                        }
                         if st.streams.forget_all() {
                             conn.queue(display_msg::STREAM_DESTROY_ALL, &[]);
                         }

@@ -15,6 +15,8 @@ fn a_local_client_is_fast_and_its_traffic_is_counted() {
     server.update(&s, &[full(&s)], &[]);
     let c = connect(&server);
     wait_surface(&c, &s);
+    // The MARK follows the picture's flush: counted once it has arrived.
+    c.wait(T, |st| st.marks == 1).unwrap();
     let d = display_stats(&server);
     let bps = d.bandwidth_bps.expect("estimated") as f64;
     assert!(bps > SLOW_BPS, "{d:?}");
