@@ -13,6 +13,7 @@
 //! not by the guest's QXL unique id: Linux's qxl driver leaves that id 0, and
 //! a guest reusing an id for another picture would make clients show a stale
 //! shape; the content key also finds the same shape defined twice.
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
