@@ -16,7 +16,8 @@ along the same path, the two uncovered strips FILLed, the same bar). remote-view
 frames of a changing photo-like 256x192 bitmap COPYed into one box at 25
 frames/s; both servers run with streaming-video=filter, so after ~20 frames
 they send it as an MJPEG stream, and the box's final picture once it is
-still). There is no animated mode-13h guest in images/ (the VGA demo disk's
+still). Last, the guest's cursor cycle ('c': 24 cursor SETs alternating two
+32x32 shapes), counted as the cursor channel's bytes. There is no animated mode-13h guest in images/ (the VGA demo disk's
 graphics scene is still), so the VGA path is not here.
 
 Columns, over the span from the key to the last display byte delivered (the
@@ -69,6 +70,8 @@ BAR = (456, 472, 64)  # top, bottom, width of the per-frame bar
 VIDEO_FPS, VIDEO_FRAMES = 25, 250
 VIDEO_BOX = (264, 32, 456, 288)  # top, left, bottom, right (images' qxl_scene)
 VIDEO_DONE = b"QXL-VIDEO-DONE"
+CURSORS_DONE = b"QXL-CURSORS-DONE"
+CURSOR_SETS = 24  # images' qxl_scene::CURSOR_CYCLE_SETS
 
 
 class WanProxy(Proxy):
@@ -314,6 +317,19 @@ def run_video(vm, proxy, quiet):
     }
 
 
+def run_cursor(vm, proxy):
+    """The guest's cursor cycle ('c': CURSOR_SETS SETs alternating two 32x32
+    ALPHA shapes, 100 ms apart): the cursor channel's bytes to the client."""
+    time.sleep(1)
+    vm.drain()
+    vm.buf = b""
+    proxy.reset()
+    vm.send(b"c")
+    vm.wait_for(CURSORS_DONE, 60)
+    time.sleep(1)
+    return proxy.bytes(4)
+
+
 def bench(name, cmd, slow, args, tmp):
     backend = free_port()
     vm = QxlVm(cmd(backend), args.timeout, os.path.join(tmp, f"{name}.stderr"))
@@ -331,12 +347,13 @@ def bench(name, cmd, slow, args, tmp):
         try:
             rs = [run(vm, proxy, key, args.quiet) for key in (b"a", b"d")]
             rs.append(run_video(vm, proxy, args.quiet))
+            cursor = run_cursor(vm, proxy)
         except RuntimeError as e:
             raise RuntimeError(f"{name}: {e}") from None
         if viewer.v.poll() is not None:
             raise RuntimeError("remote-viewer exited")
         vm.send(b"q")
-        return rs
+        return rs, cursor
     finally:
         if viewer:
             viewer.stop()
@@ -359,6 +376,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="spicebox-bench-wan-")
     rows = []
+    cursors = []
     try:
         write_images(tmp)
         disk = os.path.join(tmp, "qxl-native.img")
@@ -376,7 +394,8 @@ def main():
         for slow in (False, True):
             for vmm, cmd in (("spicebox", spicebox), ("qemu", qemu)):
                 link = "slow" if slow else "local"
-                rs = bench(f"{vmm}-{link}", cmd, slow, args, tmp)
+                rs, cursor = bench(f"{vmm}-{link}", cmd, slow, args, tmp)
+                cursors.append((vmm, link, cursor))
                 for r, guest in zip(rs, ("photo sprite", "drag (bits)", "video")):
                     r["vmm"], r["link"], r["guest"] = vmm, link, guest
                     rows.append(r)
@@ -406,6 +425,10 @@ def main():
         if r["guest"] == "video":
             ms = lambda v: "n/a" if v is None else f"{1000 * v:.0f} ms"
             print(f"  {r['link']:<6}{r['vmm']:<10}last {ms(r['last']):>8}  final {ms(r['final']):>8}")
+    print(f"cursor cycle ({CURSOR_SETS} SETs alternating two 32x32 ALPHA shapes of 4 KiB), "
+          "cursor-channel bytes to the client:")
+    for vmm, link, b in cursors:
+        print(f"  {link:<6}{vmm:<10}{b:>8,}")
     print("display messages (type: count/bytes; 302 FILL, 304 COPY, 104 COPY_BITS, "
           "105 INVAL_LIST, 122-126 STREAM_*, 3 SET_ACK, 4 PING):")
     for r in rows:

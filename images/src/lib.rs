@@ -348,6 +348,8 @@ pub const QXL_OPS_DONE_MARKER: &str = "QXL-OPS-DONE";
 /// The qxl-native guest's blends ('b' on COM1: a colour-keyed TRANSPARENT
 /// and two ALPHA_BLENDs of one bitmap over the scene) are on the ring.
 pub const QXL_BLEND_DONE_MARKER: &str = "QXL-BLEND-DONE";
+/// Printed by qxl-native after the cursor cycle a `c` on COM1 starts.
+pub const QXL_CURSORS_DONE_MARKER: &str = "QXL-CURSORS-DONE";
 /// Printed by qxl-native after the video a `v` on COM1 starts.
 pub const QXL_VIDEO_DONE_MARKER: &str = "QXL-VIDEO-DONE";
 

@@ -108,6 +108,16 @@ pub fn cursor_pixel(x: u32, y: u32) -> u32 {
     }
 }
 
+/// Cursor cycle ('c' on COM1): this many SETs at CURSOR_MOVED_TO,
+/// alternating the inverse shape ([`cursor_pixel_inverse`]) and the scene's
+/// shape, the inverse first; the guest's QXL unique ids are 2 and 1.
+pub const CURSOR_CYCLE_SETS: u32 = 24;
+
+/// The cycle's second shape: the colours inverted, alpha kept.
+pub fn cursor_pixel_inverse(x: u32, y: u32) -> u32 {
+    cursor_pixel(x, y) ^ 0x00ff_ffff
+}
+
 /// Video ('v' on COM1): VIDEO_FRAMES frames of a photo-like picture that
 /// changes every frame, each a 32-bit bitmap COPYed into the same box at
 /// VIDEO_FPS, as a video player's frames reach the qxl driver.

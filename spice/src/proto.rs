@@ -198,10 +198,14 @@ pub mod cursor_msg {
     pub const MOVE: u16 = 104;
     pub const HIDE: u16 = 105;
     pub const TRAIL: u16 = 106;
+    pub const INVAL_ONE: u16 = 107;
+    pub const INVAL_ALL: u16 = 108;
 }
 
 pub const CURSOR_TYPE_ALPHA: u8 = 0;
 pub const CURSOR_FLAGS_NONE: u16 = 1;
+pub const CURSOR_FLAGS_CACHE_ME: u16 = 2;
+pub const CURSOR_FLAGS_FROM_CACHE: u16 = 4;
 
 /// Is capability `bit` set in a capability word array?
 pub fn has_cap(caps: &[u32], bit: u32) -> bool {

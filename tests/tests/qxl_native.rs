@@ -285,3 +285,73 @@ fn qxl_blends_reach_spice_gtk_as_blends_on_spicebox_and_qemu() {
     }
     assert_same(&finals[0], &finals[1], "QEMU vs spicebox after the blends");
 }
+
+/// Cursor shapes through the cursor cache: a spice-gtk client (SpiceClientGLib,
+/// tests/py/spice_cursor_cycle.py) follows the guest as it alternates two
+/// cursor shapes ('c'). Each shape must cross the wire once, every repeat come
+/// from spice-gtk's cache as the same picture, so the cursor channel carries
+/// about two shapes' worth of bytes rather than 25. On QEMU too (its
+/// spice-server caches by the guest's unique ids, 1 and 2 here): the same
+/// client must see the same sequence of pictures from both.
+#[test]
+fn alternating_cursor_shapes_come_from_spice_gtk_cache_on_spicebox_and_qemu() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let _one = one_at_a_time();
+    require_spice_client_glib();
+    let dir = TempDir::new("qxl-cursor-cache");
+    let side = qxl_scene::CURSOR_SIDE;
+    let shape_bytes = u64::from(side * side * 4);
+    let shapes = 1 + qxl_scene::CURSOR_CYCLE_SETS as usize;
+    let mut runs = Vec::new();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let (mut vm, port) = boot(&dir, name, qemu_run);
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/py/spice_cursor_cycle.py"
+        );
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--shapes", &shapes.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spice_cursor_cycle.py");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        // The client holds the scene's shape (CURSOR_INIT): now the cycle.
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        lines.push(first.trim().to_owned());
+        vm.send(b"c");
+        vm.wait_for(images::QXL_CURSORS_DONE_MARKER, Duration::from_secs(60));
+        for l in out.lines() {
+            lines.push(l.unwrap());
+        }
+        assert!(child.wait().unwrap().success(), "{name}: {lines:?}");
+        let bytes: u64 = lines
+            .pop()
+            .and_then(|l| l.strip_prefix("cursor-bytes ")?.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no byte count in {lines:?}"));
+        eprintln!("{name}: cursor channel read {bytes} bytes for {shapes} shapes");
+        assert_eq!(lines.len(), shapes, "{name}: {lines:?}");
+        // Two distinct pictures, alternating, both the guest's size.
+        assert!(
+            lines[0].starts_with(&format!("cursor {side}x{side} hot=0,0 ")),
+            "{name}: {lines:?}"
+        );
+        assert_ne!(lines[0], lines[1], "{name}");
+        for (n, l) in lines.iter().enumerate() {
+            assert_eq!(l, &lines[n % 2], "{name}: shape {n}");
+        }
+        // Two shapes in full, the other 23 as headers: far below three.
+        assert!(
+            bytes < 3 * shape_bytes,
+            "{name}: {bytes} bytes on the cursor channel for {shapes} shapes of {shape_bytes}"
+        );
+        runs.push((lines, bytes));
+        finish(vm, name);
+    }
+    assert_eq!(runs[0].0, runs[1].0, "shapes on QEMU vs spicebox");
+}

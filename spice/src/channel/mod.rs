@@ -10,6 +10,7 @@ pub mod agent;
 pub mod agent_filter;
 pub mod conn;
 pub mod cursor;
+pub mod cursor_cache;
 pub mod display;
 pub mod display_wire;
 pub mod doorbell;

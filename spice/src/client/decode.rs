@@ -5,11 +5,11 @@
 use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, zlib_inflate, MAX_DIMENSION};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
-    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
-    IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
-    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
-    IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP, ROPD_OP_PUT,
-    SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_CACHE_ME, CURSOR_FLAGS_FROM_CACHE,
+    CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
+    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB,
+    IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP,
+    ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 use crate::BlendMode;
@@ -125,6 +125,34 @@ pub enum ServerMsg {
         x: i16,
         y: i16,
     },
+    /// CURSOR_INIT as sent (the reader resolves it into `CursorInit`).
+    CursorInitWire {
+        visible: bool,
+        shape: Option<WireCursor>,
+    },
+    /// CURSOR_SET as sent (the reader resolves it into `CursorSet`).
+    CursorSetWire {
+        x: i16,
+        y: i16,
+        visible: bool,
+        shape: WireCursor,
+    },
+    CursorInvalOne(u64),
+    CursorInvalAll,
+}
+
+/// A SpiceCursor as sent: flags, header and (unless FROM_CACHE) pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireCursor {
+    pub unique: u64,
+    pub cache_me: bool,
+    pub from_cache: bool,
+    pub width: u16,
+    pub height: u16,
+    pub hot_x: u16,
+    pub hot_y: u16,
+    /// ARGB; empty for FROM_CACHE.
+    pub pixels: Vec<u32>,
 }
 
 type R<T> = Result<T, String>;
@@ -268,6 +296,10 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
             y: need(r.i16(), "CURSOR_MOVE")?,
         },
         (ch::CURSOR, t @ (cursor_msg::RESET | cursor_msg::HIDE)) => ServerMsg::CursorOther(t),
+        (ch::CURSOR, cursor_msg::INVAL_ONE) => {
+            ServerMsg::CursorInvalOne(need(r.u64(), "CURSOR_INVAL_ONE")?)
+        }
+        (ch::CURSOR, cursor_msg::INVAL_ALL) => ServerMsg::CursorInvalAll,
         (ch::CURSOR, cursor_msg::TRAIL) => ServerMsg::CursorTrail {
             length: need(r.u16(), "CURSOR_TRAIL")?,
             frequency: need(r.u16(), "CURSOR_TRAIL")?,
@@ -285,36 +317,9 @@ fn cursor_init(body: &[u8]) -> R<ServerMsg> {
     need(r.u16(), "CURSOR_INIT")?;
     need(r.u16(), "CURSOR_INIT")?;
     let visible = need(r.u8(), "CURSOR_INIT")? != 0;
-    let flags = need(r.u16(), "CURSOR_INIT")?;
-    if flags & CURSOR_FLAGS_NONE != 0 {
-        exact(&r, "CURSOR_INIT")?;
-        return Ok(ServerMsg::CursorInit {
-            visible,
-            width: 0,
-            height: 0,
-        });
-    }
-    need(r.u64(), "cursor header")?;
-    let ty = need(r.u8(), "cursor header")?;
-    let width = need(r.u16(), "cursor header")?;
-    let height = need(r.u16(), "cursor header")?;
-    let hx = need(r.u16(), "cursor header")?;
-    let hy = need(r.u16(), "cursor header")?;
-    if ty != CURSOR_TYPE_ALPHA || hx >= width || hy >= height {
-        return Err(format!(
-            "cursor type {ty} hot spot {hx},{hy} size {width}x{height}"
-        ));
-    }
-    need(
-        r.bytes(width as usize * height as usize * 4),
-        "cursor pixels",
-    )?;
+    let shape = wire_cursor(&mut r)?;
     exact(&r, "CURSOR_INIT")?;
-    Ok(ServerMsg::CursorInit {
-        visible,
-        width,
-        height,
-    })
+    Ok(ServerMsg::CursorInitWire { visible, shape })
 }
 
 fn cursor_set(body: &[u8]) -> R<ServerMsg> {
@@ -322,34 +327,62 @@ fn cursor_set(body: &[u8]) -> R<ServerMsg> {
     let x = need(r.i16(), "CURSOR_SET")?;
     let y = need(r.i16(), "CURSOR_SET")?;
     let visible = need(r.u8(), "CURSOR_SET")? != 0;
-    let flags = need(r.u16(), "CURSOR_SET")?;
-    if flags & CURSOR_FLAGS_NONE != 0 {
-        return Err("CURSOR_SET without a shape".into());
-    }
-    need(r.u64(), "cursor header")?;
-    let ty = need(r.u8(), "cursor header")?;
-    let width = need(r.u16(), "cursor header")?;
-    let height = need(r.u16(), "cursor header")?;
-    let hx = need(r.u16(), "cursor header")?;
-    let hy = need(r.u16(), "cursor header")?;
-    if ty != CURSOR_TYPE_ALPHA || hx >= width || hy >= height {
-        return Err(format!(
-            "cursor type {ty} hot spot {hx},{hy} size {width}x{height}"
-        ));
-    }
-    let px = need(
-        r.bytes(width as usize * height as usize * 4),
-        "cursor pixels",
-    )?;
+    let shape = wire_cursor(&mut r)?.ok_or("CURSOR_SET without a shape")?;
     exact(&r, "CURSOR_SET")?;
-    Ok(ServerMsg::CursorSet {
+    Ok(ServerMsg::CursorSetWire {
         x,
         y,
         visible,
+        shape,
+    })
+}
+
+/// A SpiceCursor as this server sends it: ALPHA, the hot spot inside, and
+/// either pixels (exactly width x height) or FROM_CACHE with none; None for
+/// FLAGS_NONE. Unknown flags, or CACHE_ME with FROM_CACHE, are errors.
+fn wire_cursor(r: &mut Reader<'_>) -> R<Option<WireCursor>> {
+    let flags = need(r.u16(), "cursor flags")?;
+    if flags == CURSOR_FLAGS_NONE {
+        return Ok(None);
+    }
+    let (cache_me, from_cache) = match flags {
+        0 => (false, false),
+        CURSOR_FLAGS_CACHE_ME => (true, false),
+        CURSOR_FLAGS_FROM_CACHE => (false, true),
+        _ => return Err(format!("cursor flags {flags:#x}")),
+    };
+    let unique = need(r.u64(), "cursor header")?;
+    let ty = need(r.u8(), "cursor header")?;
+    let width = need(r.u16(), "cursor header")?;
+    let height = need(r.u16(), "cursor header")?;
+    let hot_x = need(r.u16(), "cursor header")?;
+    let hot_y = need(r.u16(), "cursor header")?;
+    if ty != CURSOR_TYPE_ALPHA || hot_x >= width || hot_y >= height {
+        return Err(format!(
+            "cursor type {ty} hot spot {hot_x},{hot_y} size {width}x{height}"
+        ));
+    }
+    let pixels = if from_cache {
+        Vec::new()
+    } else {
+        need(
+            r.bytes(width as usize * height as usize * 4),
+            "cursor pixels",
+        )?
+        .chunks_exact(4)
+        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]))
+        .collect()
+    };
+    Ok(Some(WireCursor {
+        unique,
+        cache_me,
+        from_cache,
         width,
         height,
-        first_pixel: u32::from_le_bytes([px[0], px[1], px[2], px[3]]),
-    })
+        hot_x,
+        hot_y,
+        pixels,
+    }))
 }
 
 /// DRAW_FILL as the server sends it: surface 0, no clip, a solid brush, OP_PUT,

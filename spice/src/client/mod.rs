@@ -10,8 +10,8 @@
 
 pub mod decode;
 pub mod link;
+mod state;
 
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -24,8 +24,10 @@ use crate::header::Framing;
 use crate::proto::{self, channel as ch, inputs_msgc, main_msgc, msgc};
 use crate::wire::Writer;
 use crate::{Error, Listen};
-use decode::{check_surface_create, decode, CopyImage, ServerMsg};
+use decode::{decode, ServerMsg};
 use link::{default_common_caps, LinkParams, Linked};
+use state::apply;
+pub use state::{ClientState, ClientSurface, CursorPic};
 
 /// A TCP or unix stream, blocking.
 pub enum AnyStream {
@@ -136,60 +138,6 @@ impl Default for ClientOptions {
             display_bps: None,
         }
     }
-}
-
-/// The client's copy of primary surface 0.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientSurface {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: Vec<u32>,
-}
-
-/// Everything the reader threads learned. Read it through [`TestClient::state`] or `wait`.
-#[derive(Default, Debug)]
-pub struct ClientState {
-    pub session_id: u32,
-    pub channels_list: Option<Vec<(u8, u8)>>,
-    pub main_init: Option<ServerMsg>,
-    pub mouse_mode: Option<(u16, u16)>,
-    pub surface: Option<ClientSurface>,
-    pub surface_creates: u32,
-    pub surface_destroys: u32,
-    pub draw_copies: u64,
-    /// DRAW_TRANSPARENT and DRAW_ALPHA_BLEND messages drawn.
-    pub blends: u64,
-    /// Refuse CACHE_REPLACE_ME, as a client without COMPOSITE may not know
-    /// it (spice-html5 ignores the flag and keeps the lossy copy).
-    pub no_cache_replace: bool,
-    pub draw_fills: u64,
-    pub copy_bits: u64,
-    pub image_types: Vec<u8>,
-    /// The pixmap cache: id -> (width, height, pixels).
-    pub pixmaps: HashMap<u64, (u32, u32, Vec<u32>)>,
-    /// Pixmap cache ids whose copy is lossy (JPEG).
-    pub lossy_pixmaps: HashSet<u64>,
-    /// Lossy copies replaced by lossless ones (CACHE_REPLACE_ME).
-    pub cache_replaces: u64,
-    /// DRAW_COPYs drawn from the pixmap cache.
-    pub cache_hits: u64,
-    /// The session's GLZ window (the client announces 16 Mpixels).
-    pub glz: crate::image::GlzWindow,
-    pub marks: u32,
-    /// Display messages received since the last SET_ACK (all counted, acked or not).
-    pub display_msgs: u64,
-    pub inputs_init: Option<u16>,
-    pub modifiers: Vec<u16>,
-    pub motion_acks: u32,
-    pub cursor_init: Option<ServerMsg>,
-    /// CURSOR_SET / MOVE / HIDE / RESET after the init, in order.
-    pub cursor: Vec<ServerMsg>,
-    /// Agent messages on MAIN, in order.
-    pub agent: Vec<ServerMsg>,
-    /// Channel types whose connection ended.
-    pub closed: Vec<u8>,
-    /// Decoding or protocol errors; a correct server leaves this empty.
-    pub errors: Vec<String>,
 }
 
 type Shared = Arc<(Mutex<ClientState>, Condvar)>;
@@ -628,232 +576,4 @@ fn read_loop(
     }
     g.closed.push(channel);
     cv.notify_all();
-}
-
-fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
-    if channel == ch::DISPLAY && !matches!(m, ServerMsg::SetAck { .. }) {
-        g.display_msgs += 1;
-    }
-    match m {
-        ServerMsg::MainInit { session_id, .. } => {
-            g.session_id = session_id;
-            g.main_init = Some(m);
-        }
-        ServerMsg::ChannelsList(l) => g.channels_list = Some(l),
-        ServerMsg::MouseMode { supported, current } => g.mouse_mode = Some((supported, current)),
-        ServerMsg::SurfaceCreate {
-            surface_id,
-            width,
-            height,
-            format,
-            flags,
-        } => {
-            check_surface_create(surface_id, width, height, format, flags)?;
-            if g.surface.is_some() {
-                return Err("second primary surface without SURFACE_DESTROY".into());
-            }
-            g.surface = Some(ClientSurface {
-                width,
-                height,
-                pixels: vec![0; width as usize * height as usize],
-            });
-            g.surface_creates += 1;
-        }
-        ServerMsg::SurfaceDestroy { surface_id } => {
-            if surface_id != 0 || g.surface.take().is_none() {
-                return Err(format!("SURFACE_DESTROY of absent surface {surface_id}"));
-            }
-            g.surface_destroys += 1;
-        }
-        ServerMsg::DrawCopy {
-            x,
-            y,
-            width,
-            height,
-            image,
-            image_type,
-            blend,
-        } => {
-            // GLZ needs the window: decoded here, as any other image after.
-            let image = match image {
-                CopyImage::Glz {
-                    data,
-                    cache_id,
-                    replace,
-                } => {
-                    let d = g.glz.decode(&data).map_err(|e| format!("GLZ: {e}"))?;
-                    if (d.width, d.height) != (width, height) {
-                        return Err(format!(
-                            "GLZ image {}x{} in a {width}x{height} box",
-                            d.width, d.height
-                        ));
-                    }
-                    CopyImage::Pixels {
-                        pixels: d.pixels,
-                        cache_id,
-                        replace,
-                        lossy: false,
-                    }
-                }
-                other => other,
-            };
-            // The picture: decoded here, or what the pixmap cache holds.
-            let pixels = match image {
-                CopyImage::Pixels {
-                    pixels,
-                    cache_id,
-                    replace,
-                    lossy,
-                } => {
-                    if let Some(id) = cache_id {
-                        // As spice-common's canvas: a replacement needs the
-                        // lossy copy it replaces.
-                        if replace && g.no_cache_replace {
-                            return Err(format!(
-                                "CACHE_REPLACE_ME of {id:#x} to a client without COMPOSITE"
-                            ));
-                        }
-                        if replace && !g.lossy_pixmaps.remove(&id) {
-                            return Err(format!("CACHE_REPLACE_ME of {id:#x}: no lossy copy"));
-                        }
-                        g.cache_replaces += u64::from(replace);
-                        if lossy {
-                            g.lossy_pixmaps.insert(id);
-                        }
-                        g.pixmaps.insert(id, (width, height, pixels.clone()));
-                    }
-                    pixels
-                }
-                CopyImage::Glz { .. } => return Err("GLZ image left undecoded".into()),
-                CopyImage::FromCache { id, lossless } => {
-                    if lossless && g.lossy_pixmaps.contains(&id) {
-                        return Err(format!("FROM_CACHE_LOSSLESS of {id:#x}, a lossy copy"));
-                    }
-                    let Some((cw, ch, px)) = g.pixmaps.get(&id) else {
-                        return Err(format!("FROM_CACHE of image {id:#x} not in the cache"));
-                    };
-                    if (*cw, *ch) != (width, height) {
-                        return Err(format!(
-                            "FROM_CACHE {id:#x} is {cw}x{ch}, not {width}x{height}"
-                        ));
-                    }
-                    g.cache_hits += 1;
-                    px.clone()
-                }
-            };
-            let s = g
-                .surface
-                .as_mut()
-                .ok_or("DRAW_COPY before SURFACE_CREATE")?;
-            if x as u64 + width as u64 > s.width as u64
-                || y as u64 + height as u64 > s.height as u64
-            {
-                return Err(format!(
-                    "DRAW_COPY {x},{y} {width}x{height} outside surface"
-                ));
-            }
-            for row in 0..height as usize {
-                let dst = (y as usize + row) * s.width as usize + x as usize;
-                let src = row * width as usize;
-                let to = &mut s.pixels[dst..dst + width as usize];
-                let from = &pixels[src..src + width as usize];
-                match blend {
-                    None => to.copy_from_slice(from),
-                    Some(mode) => to
-                        .iter_mut()
-                        .zip(from)
-                        .for_each(|(d, p)| *d = mode.apply(*p, *d)),
-                }
-            }
-            if blend.is_some() {
-                g.blends += 1;
-            }
-            g.draw_copies += u64::from(blend.is_none());
-            g.image_types.push(image_type);
-        }
-        ServerMsg::InvalPixmaps(ids) => {
-            for id in ids {
-                g.lossy_pixmaps.remove(&id);
-                if g.pixmaps.remove(&id).is_none() {
-                    return Err(format!("INVAL_LIST of image {id:#x} not in the cache"));
-                }
-            }
-        }
-        ServerMsg::DrawFill {
-            x,
-            y,
-            width,
-            height,
-            color,
-        } => {
-            let s = g
-                .surface
-                .as_mut()
-                .ok_or("DRAW_FILL before SURFACE_CREATE")?;
-            if x as u64 + width as u64 > s.width as u64
-                || y as u64 + height as u64 > s.height as u64
-            {
-                return Err(format!(
-                    "DRAW_FILL {x},{y} {width}x{height} outside surface"
-                ));
-            }
-            for row in y..y + height {
-                let start = row as usize * s.width as usize + x as usize;
-                s.pixels[start..start + width as usize].fill(color);
-            }
-            g.draw_fills += 1;
-        }
-        ServerMsg::CopyBits {
-            x,
-            y,
-            width,
-            height,
-            src_x,
-            src_y,
-        } => {
-            let s = g
-                .surface
-                .as_mut()
-                .ok_or("COPY_BITS before SURFACE_CREATE")?;
-            let fits = |x: u32, y: u32| {
-                u64::from(x) + u64::from(width) <= u64::from(s.width)
-                    && u64::from(y) + u64::from(height) <= u64::from(s.height)
-            };
-            if !fits(x, y) || !fits(src_x, src_y) {
-                return Err(format!(
-                    "COPY_BITS {src_x},{src_y} -> {x},{y} {width}x{height} outside surface"
-                ));
-            }
-            // As spice-common's canvas: the source is read whole first.
-            let stride = s.width as usize;
-            let rows: Vec<Vec<u32>> = (0..height as usize)
-                .map(|r| {
-                    let start = (src_y as usize + r) * stride + src_x as usize;
-                    s.pixels[start..start + width as usize].to_vec()
-                })
-                .collect();
-            for (r, row) in rows.iter().enumerate() {
-                let start = (y as usize + r) * stride + x as usize;
-                s.pixels[start..start + width as usize].copy_from_slice(row);
-            }
-            g.copy_bits += 1;
-        }
-        ServerMsg::Mark => g.marks += 1,
-        ServerMsg::InputsInit { modifiers } => g.inputs_init = Some(modifiers),
-        ServerMsg::KeyModifiers(m) => g.modifiers.push(m),
-        ServerMsg::MotionAck => g.motion_acks += 1,
-        ServerMsg::CursorInit { .. } => g.cursor_init = Some(m),
-        ServerMsg::CursorSet { .. }
-        | ServerMsg::CursorMove { .. }
-        | ServerMsg::CursorOther(_)
-        | ServerMsg::CursorTrail { .. } => g.cursor.push(m),
-        ServerMsg::AgentConnected(_)
-        | ServerMsg::AgentDisconnected(_)
-        | ServerMsg::AgentData(_)
-        | ServerMsg::AgentToken(_) => g.agent.push(m),
-        // Only the display channel's: every channel gets a SET_ACK of its own.
-        ServerMsg::SetAck { .. } if channel == ch::DISPLAY => g.display_msgs = 0,
-        _ => {}
-    }
-    Ok(())
 }

@@ -26,8 +26,9 @@
 //! bitmap COPYed into one box at 25 frames/s), an `f` one FILL (its latency
 //! probe), a `b` blends (a colour-keyed TRANSPARENT and two ALPHA_BLENDs, as
 //! Xorg's and Windows' qxl drivers draw them), an `o` the
-//! ROP3/STROKE/TEXT/COMPOSITE drawables of qxl-native/ops.rs; each then
-//! waits again.
+//! ROP3/STROKE/TEXT/COMPOSITE drawables of qxl-native/ops.rs, a `c` 24
+//! cursor SETs alternating two shapes 100 ms apart (then
+//! `QXL-CURSORS-DONE`); each then waits again.
 #![no_std]
 #![no_main]
 
@@ -104,6 +105,9 @@ const ANIM_FRAMES: u64 = 300;
 const POOL_SLOTS: usize = 192;
 const SLOT_BYTES: u64 = 208;
 const ANIM_ID_BASE: u64 = 1 << 32;
+/// Cursor cycle ('c' on COM1): SETs this far apart (so every one reaches
+/// a client, not just the latest).
+const CURSOR_CYCLE_GAP: Duration = Duration::from_millis(100);
 /// Video frames in flight at most: each has its own bitmap, rewritten only
 /// once the device released the drawable that showed it.
 const VIDEO_SLOTS: usize = 4;
@@ -139,6 +143,21 @@ fn bytes_of_rect(r: Rect) -> [u8; 16] {
         b[k * 4..k * 4 + 4].copy_from_slice(&v.to_le_bytes());
     }
     b
+}
+
+/// A QXLCursor: header (`unique`, ALPHA, CURSOR_SIDE square, hot spot
+/// 0,0), data size, then the ARGB pixels in one chunk.
+fn cursor_shape(unique: u64, argb: &[u32]) -> Vec<u8> {
+    let mut shape = Vec::new();
+    shape.extend_from_slice(&unique.to_le_bytes());
+    let side16 = scene::CURSOR_SIDE as u16;
+    for v in [0u16, side16, side16, 0, 0] {
+        shape.extend_from_slice(&v.to_le_bytes()); // ALPHA, size, hot spot
+    }
+    shape.extend_from_slice(&(scene::CURSOR_SIDE * scene::CURSOR_SIDE * 4).to_le_bytes());
+    let px: Vec<u8> = argb.iter().flat_map(|p| p.to_le_bytes()).collect();
+    shape.extend(chunk(&px, 0));
+    shape
 }
 
 fn chunk(data: &[u8], next: u64) -> Vec<u8> {
@@ -303,6 +322,39 @@ impl Card {
         }
         self.pool_ids[slot] = id;
         self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, "anim");
+    }
+
+    /// A QXL_CURSOR_SET of the shape at `shape` (QXLPHYSICAL) at
+    /// CURSOR_MOVED_TO, in a pool slot as the animation's drawables.
+    fn cursor_set_pooled(&mut self, shape: u64) {
+        let mut slot = None;
+        let free = time::wait_until(WAIT, || {
+            slot = self.pool_ids.iter().position(|&id| id == 0);
+            if slot.is_none() {
+                self.reclaim();
+            }
+            slot.is_some()
+        });
+        check!(free, "cursor-cycle", "no slot released within {WAIT:?}");
+        let slot = slot.unwrap_or_default();
+        let id = self.next_anim_id;
+        self.next_anim_id += 1;
+        let mut set = [0u8; 152];
+        set[0..8].copy_from_slice(&id.to_le_bytes());
+        set[8] = 0; // QXL_CURSOR_SET
+        set[9..11].copy_from_slice(&scene::CURSOR_MOVED_TO.0.to_le_bytes());
+        set[11..13].copy_from_slice(&scene::CURSOR_MOVED_TO.1.to_le_bytes());
+        set[13] = 1;
+        set[14..22].copy_from_slice(&shape.to_le_bytes());
+        let off = self.pool + slot as u64 * SLOT_BYTES;
+        for (i, w) in set.chunks(4).enumerate() {
+            self.ram.write32(
+                off + 4 * i as u64,
+                u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+            );
+        }
+        self.pool_ids[slot] = id;
+        self.push(CURSOR_RING, IO_NOTIFY_CURSOR, off, CMD_CURSOR, "cursor-cycle");
     }
 
     /// Linux's qxl_fence_wait when memory runs out: NOTIFY_OOM (the device
@@ -551,19 +603,17 @@ fn main() {
     c.fill(scene::FILL_RECT, scene::FILL_COLOR, "fill");
 
     // 4. The cursor: SET a 32x32 ALPHA shape, then MOVE it.
-    let mut shape = Vec::new();
-    shape.extend_from_slice(&1u64.to_le_bytes()); // unique
-    let side16 = scene::CURSOR_SIDE as u16;
-    for v in [0u16, side16, side16, 0, 0] {
-        shape.extend_from_slice(&v.to_le_bytes()); // ALPHA, size, hot spot
-    }
-    shape.extend_from_slice(&(scene::CURSOR_SIDE * scene::CURSOR_SIDE * 4).to_le_bytes());
     let side = scene::CURSOR_SIDE;
-    let cursor_px: Vec<u8> = (0..side * side)
-        .flat_map(|i| scene::cursor_pixel(i % side, i / side).to_le_bytes())
+    let cursor_px: Vec<u32> = (0..side * side)
+        .map(|i| scene::cursor_pixel(i % side, i / side))
         .collect();
-    shape.extend(chunk(&cursor_px, 0));
-    let shape = c.put(&shape);
+    let shape = c.put(&cursor_shape(1, &cursor_px));
+    // The cycle's second shape ('c').
+    let inverse: Vec<u32> = (0..side * side)
+        .map(|i| scene::cursor_pixel_inverse(i % side, i / side))
+        .collect();
+    let inverse = c.put(&cursor_shape(2, &inverse));
+    let shapes = [c.phys(shape), c.phys(inverse)];
     let set_id = c.pushed.len() as u64 + 1;
     let mut set = [0u8; 150];
     set[0..8].copy_from_slice(&set_id.to_le_bytes());
@@ -655,6 +705,14 @@ fn main() {
                 println!("QXL-OPS-DONE");
             }
             Some(b'b') => blends(&mut c),
+            Some(b'c') => {
+                for n in 0..scene::CURSOR_CYCLE_SETS {
+                    // Starts with the inverse: the scene's shape is current.
+                    c.cursor_set_pooled(shapes[(n as usize + 1) % 2]);
+                    time::sleep(CURSOR_CYCLE_GAP);
+                }
+                println!("QXL-CURSORS-DONE");
+            }
             Some(b'v') => video(&mut c),
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
