@@ -105,9 +105,10 @@ const ANIM_FRAMES: u64 = 300;
 const POOL_SLOTS: usize = 192;
 const SLOT_BYTES: u64 = 208;
 const ANIM_ID_BASE: u64 = 1 << 32;
-/// Cursor cycle ('c' on COM1): SETs this far apart (so every one reaches
-/// a client, not just the latest).
-const CURSOR_CYCLE_GAP: Duration = Duration::from_millis(100);
+/// Cursor cycle ('c' on COM1): SETs this far apart, so every one reaches
+/// a client, not just the latest (a server may coalesce SETs it has not sent
+/// yet; 250 ms leaves room for a loaded host).
+const CURSOR_CYCLE_GAP: Duration = Duration::from_millis(250);
 /// Video frames in flight at most: each has its own bitmap, rewritten only
 /// once the device released the drawable that showed it.
 const VIDEO_SLOTS: usize = 4;
