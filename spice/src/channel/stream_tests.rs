@@ -344,7 +344,11 @@ fn quality_rises_with_room_only_to_the_links_ceiling() {
         for s in 1..10 {
             r.sent(now + ms(1001 * s), 2_000, 100e6);
         }
-        let top = if slow { start_quality(true) } else { QUALITIES[QUALITIES.len() - 1] };
+        let top = if slow {
+            start_quality(true)
+        } else {
+            QUALITIES[QUALITIES.len() - 1]
+        };
         assert_eq!(r.quality(), top, "slow {slow}");
         assert!(top <= 70);
     }
