@@ -339,6 +339,12 @@ fn quality_rises_with_room_only_to_the_links_ceiling() {
     for slow in [false, true] {
         let mut r = Rate::new(now, slow);
         assert_eq!(r.quality(), start_quality(slow));
+        // Late drops step it down (not below the lowest), clean reports and
+        // room bring it back, not past the link's ceiling.
+        r.report(&StreamReport { drops: 3, ..clean });
+        if !slow {
+            assert!(r.quality() < start_quality(false));
+        }
         r.report(&clean);
         // 2 kB frames on a 100 Mbit/s link: room for thousands a second.
         for s in 1..10 {
