@@ -319,7 +319,7 @@ def run_video(vm, proxy, quiet):
 
 def run_cursor(vm, proxy):
     """The guest's cursor cycle ('c': CURSOR_SETS SETs alternating two 32x32
-    ALPHA shapes, 100 ms apart): the cursor channel's bytes to the client."""
+    ALPHA shapes, 250 ms apart): the cursor channel's bytes to the client."""
     time.sleep(1)
     vm.drain()
     vm.buf = b""
@@ -345,8 +345,12 @@ def bench(name, cmd, slow, args, tmp):
         # The first full frame crosses the link; servers measure it.
         time.sleep(5 if slow else 2)
         try:
-            rs = [run(vm, proxy, key, args.quiet) for key in (b"a", b"d")]
-            rs.append(run_video(vm, proxy, args.quiet))
+            rs = []
+            for guest in args.guests:
+                if guest == "video":
+                    rs.append(run_video(vm, proxy, args.quiet))
+                else:
+                    rs.append(run(vm, proxy, KEYS[guest], args.quiet))
             cursor = run_cursor(vm, proxy)
         except RuntimeError as e:
             raise RuntimeError(f"{name}: {e}") from None
@@ -360,6 +364,20 @@ def bench(name, cmd, slow, args, tmp):
         vm.stop()
 
 
+# The guests (--guests) and their keys on COM1.
+KEYS = {"sprite": b"a", "drag": b"d", "video": b"v"}
+ROW_NAMES = {"sprite": "photo sprite", "drag": "drag (bits)", "video": "video"}
+
+
+def names(text, allowed):
+    """A comma-separated option value, checked against `allowed`."""
+    got = [n for n in text.split(",") if n]
+    bad = [n for n in got if n not in allowed]
+    if bad or not got:
+        raise argparse.ArgumentTypeError(f"pick from {','.join(allowed)}")
+    return got
+
+
 def pct(v, p):
     return v[min(len(v) - 1, int(p * len(v)))] if v else None
 
@@ -370,6 +388,12 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=50, help="slow link, one way")
     ap.add_argument("--quiet", type=float, default=1.5, help="drained after s")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--guests", type=lambda t: names(t, list(KEYS)), default=list(KEYS),
+                    help="rows to run, in order (default sprite,drag,video)")
+    ap.add_argument("--servers", type=lambda t: names(t, ["spicebox", "qemu"]),
+                    default=["spicebox", "qemu"], help="default spicebox,qemu")
+    ap.add_argument("--links", type=lambda t: names(t, ["local", "slow"]),
+                    default=["local", "slow"], help="default local,slow")
     args = ap.parse_args()
     require_tools([("remote-viewer", "virt-viewer"), ("Xvfb", "xvfb"),
                       ("qemu-system-x86_64", "qemu-system-x86")])
@@ -391,13 +415,15 @@ def main():
                                        "jpeg-wan-compression=auto,streaming-video=filter",
                              "-drive", f"file={disk},format=raw,if=virtio",
                              "-global", "virtio-blk-pci.disable-legacy=on"]
-        for slow in (False, True):
+        for link in args.links:
+            slow = link == "slow"
             for vmm, cmd in (("spicebox", spicebox), ("qemu", qemu)):
-                link = "slow" if slow else "local"
+                if vmm not in args.servers:
+                    continue
                 rs, cursor = bench(f"{vmm}-{link}", cmd, slow, args, tmp)
                 cursors.append((vmm, link, cursor))
-                for r, guest in zip(rs, ("photo sprite", "drag (bits)", "video")):
-                    r["vmm"], r["link"], r["guest"] = vmm, link, guest
+                for r, guest in zip(rs, args.guests):
+                    r["vmm"], r["link"], r["guest"] = vmm, link, ROW_NAMES[guest]
                     rows.append(r)
     except BaseException:
         print(f"kept {tmp} (the VMMs' stderr)", file=sys.stderr)
@@ -405,8 +431,9 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
 
     f0 = rows[0]
-    print(f"qxl-native guest 640x480, animation {f0['frames']} frames at {FPS}/s "
-          f"(photo-like 128x96 sprite, jpeg auto on both), remote-viewer through a proxy; "
+    print(f"qxl-native guest 640x480, first row {f0['guest']} {f0['frames']} frames "
+          f"(sprite/drag: photo-like 128x96 sprite at {FPS}/s, video: 256x192 at "
+          f"{VIDEO_FPS}/s; jpeg auto on both), remote-viewer through a proxy; "
           f"slow = {args.bps / 1e6:g} Mbit/s, {args.delay_ms:g} ms each way")
     order = {"photo sprite": 0, "drag (bits)": 1, "video": 2}
     rows.sort(key=lambda r: (order[r["guest"]], r["link"] != "local"))

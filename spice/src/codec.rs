@@ -107,6 +107,26 @@ pub fn is_lossy(image: &[u8]) -> bool {
     image.get(8) == Some(&IMAGE_TYPE_JPEG)
 }
 
+/// A JPEG SpiceImage of the pixels at `quality`, no other coder tried (a
+/// video frame, which no lossless coder makes small); None if the encoder
+/// refuses the image or it would not be smaller than the raw pixels.
+pub fn jpeg_image(
+    tag: ImageTag,
+    width: u32,
+    height: u32,
+    pixels: &[u32],
+    quality: u8,
+) -> Option<Vec<u8>> {
+    let data = crate::image::jpeg_rgb32_quality(width, height, pixels, quality);
+    if data.is_empty() || data.len() >= pixels.len() * 4 {
+        return None;
+    }
+    let mut w = Writer::with_capacity(22 + data.len());
+    descriptor(&mut w, tag, IMAGE_TYPE_JPEG, width, height);
+    w.u32(data.len() as u32).bytes(&data);
+    Some(w.finish())
+}
+
 /// Raw BITMAP: format 32BIT is B,G,R,X bytes, i.e. each 0x00RRGGBB word little-endian.
 fn raw(tag: ImageTag, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
     let mut w = Writer::with_capacity(32 + pixels.len() * 4);
@@ -387,5 +407,24 @@ mod tests {
         // Cache references.
         assert_eq!(from_cache(5, 1, 1, false)[8], IMAGE_TYPE_FROM_CACHE);
         assert_eq!(from_cache(5, 1, 1, true)[8], IMAGE_TYPE_FROM_CACHE_LOSSLESS);
+    }
+
+    #[test]
+    fn a_video_frame_is_a_jpeg_at_the_quality_asked() {
+        let photo = crate::image::samples::photo(128, 96, 2);
+        let tag = ImageTag { id: 9, flags: 0 };
+        let low = jpeg_image(tag, 128, 96, &photo, 30).unwrap();
+        let high = jpeg_image(tag, 128, 96, &photo, 85).unwrap();
+        for img in [&low, &high] {
+            assert_eq!(u64::from_le_bytes(img[..8].try_into().unwrap()), 9);
+            assert!(is_lossy(img));
+            let size = u32::from_le_bytes(img[18..22].try_into().unwrap()) as usize;
+            assert_eq!(img.len(), 22 + size);
+            assert_eq!(&img[22..24], &[0xff, 0xd8]);
+        }
+        assert!(low.len() < high.len());
+        // What the encoder refuses, or what would be no smaller than raw.
+        assert!(jpeg_image(tag, 128, 95, &photo, 30).is_none());
+        assert!(jpeg_image(tag, 2, 2, &[0x00ff_0000, 0xff, 0xff00, 0], 95).is_none());
     }
 }

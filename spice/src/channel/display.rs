@@ -59,8 +59,9 @@ use super::link_meter::PROBE_EVERY;
 use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::stream::{reads_stream, ClientStreams, Detector};
+use super::stream_rate::start_quality;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{extract, from_cache, is_lossy, ImagePolicy, ImageTag};
+use crate::codec::{extract, from_cache, is_lossy, jpeg_image, ImagePolicy, ImageTag};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
@@ -711,19 +712,17 @@ impl DisplayChannel {
         }
     }
 
-    /// Whether this image may go lossy to this client: a JPEG candidate
-    /// (photo-like) where the mode and the link allow it.
-    /// Also whether JPEG is in use for this client now at all.
-    fn lossy_ok(&self, conn: &Conn, w: u32, h: u32, pixels: &[u32]) -> (bool, bool) {
-        let wanted = !self.force_raw
+    /// Whether JPEG is in use for this client now: the mode and the link
+    /// allow it (then photo-like images may go lossy).
+    fn jpeg_wanted(&self, conn: &Conn) -> bool {
+        !self.force_raw
             && self.images.jpeg_allowed()
             && match self.jpeg {
                 JpegMode::Never => false,
                 JpegMode::Always => true,
                 // Unknown (no estimate yet) is not slow.
                 JpegMode::Auto => conn.meter().slow() == Some(true),
-            };
-        (wanted && photo_like(w, h, pixels), wanted)
+            }
     }
 
     /// DRAW_COPY of an image of `dst`'s size onto `dst`: from the client's
@@ -742,13 +741,17 @@ impl DisplayChannel {
         blend: Option<BlendMode>,
     ) {
         let (w, h) = (dst.width, dst.height);
-        let (mut lossy, mut in_use) = self.lossy_ok(conn, w, h, pixels);
-        if !lossy && blend.is_none() && photo_like(w, h, pixels) && st.streams.lossy_candidate(dst)
-        {
-            // Likely video about to become a stream (`stream`).
-            (lossy, in_use) = (true, true);
-        }
-        let lossy = lossy && blend.is_none() && !st.exact.iter().any(|e| e.intersects(dst));
+        let wanted = self.jpeg_wanted(conn);
+        // Likely video about to become a stream (`stream`): lossy, at the
+        // quality the stream will start at, not the still images' 85.
+        let video = blend.is_none()
+            && st.streams.is_hot(dst)
+            && photo_like(w, h, pixels)
+            && st.streams.lossy_candidate(dst);
+        let in_use = wanted || video;
+        let lossy = (video || wanted && photo_like(w, h, pixels))
+            && blend.is_none()
+            && !st.exact.iter().any(|e| e.intersects(dst));
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
@@ -761,7 +764,15 @@ impl DisplayChannel {
         });
         let policy = ImagePolicy { lossy, ..st.policy };
         let (glz, slow) = (st.glz.as_ref().map(|d| (d, st.head)), conn.meter().slow());
-        let encode = |tag| self.images.encode(tag, w, h, pixels, policy, glz, slow);
+        // A video frame goes as JPEG with no lossless coder tried (they
+        // never win on one), where the mode allows JPEG at all.
+        let quality = (video && lossy && !self.force_raw && self.images.jpeg_allowed())
+            .then(|| start_quality(slow == Some(true)));
+        let encode = |tag| {
+            quality
+                .and_then(|q| jpeg_image(tag, w, h, pixels, q))
+                .unwrap_or_else(|| self.images.encode(tag, w, h, pixels, policy, glz, slow))
+        };
         let image = match cached {
             Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
             Some((id, CacheUse::Replace)) => {

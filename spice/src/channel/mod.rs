@@ -25,6 +25,7 @@ pub mod record;
 pub mod region;
 pub mod registry;
 pub mod stream;
+pub mod stream_rate;
 pub mod stream_wire;
 pub mod usbredir;
 

@@ -21,15 +21,12 @@
 //! the exact picture. Only the newest frame is ever sent: a client that
 //! cannot keep up sees fewer frames, never old ones.
 //!
-//! Rate (`Rate`, per client stream): frames are paced to fit the link
-//! (`LinkMeter`'s bandwidth, 80% of it, as spice-server's channel capacity)
-//! at the current JPEG quality; quality steps down when that leaves under
-//! 10 frames/s and up when there is room. Client reports (every 5 frames or
-//! second) of late drops lower quality and the frame rate cap, clean ones
-//! raise the cap again; they also feed the link estimate (the bytes of the
-//! frames a report covers over its span) and the playout delay: frames are
-//! stamped for display a margin after they are sent, grown when frames
-//! arrive late.
+//! Rate (`stream_rate::Rate`, per client stream): frames are paced to fit
+//! the link at the current JPEG quality, which follows the link and the
+//! client's reports. The reports (every 5 frames or second) also feed the
+//! link estimate (the bytes of the frames a report covers over its span)
+//! and the playout delay: frames are stamped for display a margin after
+//! they are sent, grown when frames arrive late.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -37,9 +34,10 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::conn::Conn;
+use super::stream_rate::Rate;
 use super::stream_wire::{
     parse_stream_report, stream_activate_report, stream_clip, stream_create, stream_data,
-    stream_destroy, StreamReport,
+    stream_destroy,
 };
 use crate::codec::extract;
 use crate::image::{jpeg_rgb32_quality, photo_like_in};
@@ -75,14 +73,6 @@ const MIN_CLIP_SHARE: f64 = 0.5;
 /// Report every this many frames, or this often (spice-server's values).
 const REPORT_WINDOW: u32 = 5;
 const REPORT_TIMEOUT_MS: u32 = 1000;
-/// JPEG qualities a stream steps through (85, spice-server's still-image
-/// quality, buys little on moving pictures).
-const QUALITIES: [u8; 7] = [20, 30, 40, 50, 60, 70, 80];
-/// Frame rate cap (spice-server's MAX_FPS) and floor.
-const MAX_FPS: f64 = 30.0;
-const MIN_FPS: f64 = 1.0;
-/// Share of the link a stream may take.
-const LINK_SHARE: f64 = 0.8;
 /// Assumed bandwidth before the link is measured: spice-server's start bit
 /// rates for a fast and a slow link.
 const FAST_START_BPS: f64 = 10.0 * 1024.0 * 1024.0;
@@ -374,76 +364,6 @@ pub fn subtract(r: &Rect, holes: &[Rect]) -> Vec<Rect> {
     out
 }
 
-/// Frame pacing and quality of one client stream.
-#[derive(Debug)]
-struct Rate {
-    level: usize,
-    /// Cap from the client's reports, frames/s.
-    fps_cap: f64,
-    /// Recent frame sizes, bytes (moving average).
-    frame_bytes: Option<f64>,
-    last_step: Instant,
-    clean_reports: u32,
-}
-
-impl Rate {
-    fn new(now: Instant, slow: bool) -> Rate {
-        Rate {
-            level: if slow { 4 } else { 5 },
-            fps_cap: MAX_FPS,
-            frame_bytes: None,
-            last_step: now,
-            clean_reports: 0,
-        }
-    }
-
-    fn quality(&self) -> u8 {
-        QUALITIES[self.level]
-    }
-
-    /// Frames per second the link allows at the current size, within the cap.
-    fn fps(&self, bps: f64) -> f64 {
-        let fit = self
-            .frame_bytes
-            .map_or(MAX_FPS, |b| LINK_SHARE * bps / 8.0 / b.max(1.0));
-        fit.min(self.fps_cap).clamp(MIN_FPS, MAX_FPS)
-    }
-
-    /// A frame of `bytes` was sent: quality follows what the link allows,
-    /// one step a second at most.
-    fn sent(&mut self, now: Instant, bytes: usize, bps: f64) {
-        let b = bytes as f64;
-        self.frame_bytes = Some(self.frame_bytes.map_or(b, |a| 0.75 * a + 0.25 * b));
-        if now.saturating_duration_since(self.last_step) < Duration::from_secs(1) {
-            return;
-        }
-        let fit = LINK_SHARE * bps / 8.0 / b.max(1.0);
-        if fit < 10.0 && self.level > 0 {
-            self.level -= 1;
-        } else if fit > 2.0 * MAX_FPS && self.level + 1 < QUALITIES.len() && self.clean_reports > 0
-        {
-            self.level += 1;
-        } else {
-            return;
-        }
-        self.last_step = now;
-    }
-
-    /// A client report: late drops cost quality and frame rate.
-    fn report(&mut self, r: &StreamReport) {
-        if r.drops > 0 && u64::from(r.drops) * 10 >= u64::from(r.frames) {
-            self.level = self.level.saturating_sub(1);
-            self.fps_cap = (self.fps_cap * 0.75).max(MIN_FPS);
-            self.clean_reports = 0;
-        } else if r.drops == 0 {
-            self.clean_reports += 1;
-            if self.clean_reports >= 2 {
-                self.fps_cap = (self.fps_cap * 1.25).min(MAX_FPS);
-            }
-        }
-    }
-}
-
 /// A stream as one client has it.
 #[derive(Debug)]
 struct Have {
@@ -573,6 +493,11 @@ impl ClientStreams {
             keep
         });
         done
+    }
+
+    /// Whether `dst` is a hot candidate's box.
+    pub fn is_hot(&self, dst: &Rect) -> bool {
+        self.hot.contains(dst)
     }
 
     /// Whether `dst` is a hot candidate's box (its frame may go lossy); if

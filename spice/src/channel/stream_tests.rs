@@ -1,6 +1,8 @@
 //! Stream detection on synthetic update patterns, client sync, frames
 //! decoded by a standard JPEG decoder.
 
+use super::super::stream_rate::{start_quality, QUALITIES};
+use super::super::stream_wire::StreamReport;
 use super::*;
 
 const BOX: Rect = Rect::new(64, 32, 128, 96);
@@ -276,6 +278,12 @@ fn a_stream_frame_is_a_jpeg_a_standard_decoder_reads_close_to_the_picture() {
         (u32::from(info.width), u32::from(info.height)),
         (BOX.width, BOX.height)
     );
+    let psnr = psnr_rgb(&pixels, &rgb);
+    assert!(psnr > 30.0, "{psnr}");
+}
+
+/// PSNR (dB) of decoded RGB bytes against xRGB pixels.
+fn psnr_rgb(pixels: &[u32], rgb: &[u8]) -> f64 {
     let mut sum = 0f64;
     for (i, p) in pixels.iter().enumerate() {
         for (k, shift) in [16, 8, 0].into_iter().enumerate() {
@@ -284,15 +292,14 @@ fn a_stream_frame_is_a_jpeg_a_standard_decoder_reads_close_to_the_picture() {
         }
     }
     let mse = sum / (pixels.len() * 3) as f64;
-    let psnr = 10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10();
-    assert!(psnr > 30.0, "{psnr}");
+    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
 }
 
 #[test]
 fn reports_move_quality_and_the_frame_rate_cap() {
     let now = Instant::now();
     let mut r = Rate::new(now, false);
-    assert_eq!(r.quality(), 70);
+    assert_eq!(r.quality(), 60);
     let report = |frames, drops| StreamReport {
         stream_id: 0,
         unique_id: 1,
@@ -303,7 +310,7 @@ fn reports_move_quality_and_the_frame_rate_cap() {
         last_delay: 5,
     };
     r.report(&report(5, 2));
-    assert_eq!((r.quality(), r.fps_cap), (60, 22.5));
+    assert_eq!((r.quality(), r.fps_cap), (50, 22.5));
     r.report(&report(5, 0));
     r.report(&report(5, 0));
     assert!(r.fps_cap > 22.5);
@@ -312,9 +319,58 @@ fn reports_move_quality_and_the_frame_rate_cap() {
     assert!((r.fps(2e6) - 10.0).abs() < 0.01);
     // Under 10 frames/s: quality steps down, once a second at most.
     r.sent(now + ms(1001), 30_000, 2e6);
-    assert_eq!(r.quality(), 50);
+    assert_eq!(r.quality(), 40);
     r.sent(now + ms(1002), 30_000, 2e6);
-    assert_eq!(r.quality(), 50);
+    assert_eq!(r.quality(), 40);
+}
+
+#[test]
+fn quality_rises_with_room_only_to_the_links_ceiling() {
+    let now = Instant::now();
+    let clean = StreamReport {
+        stream_id: 0,
+        unique_id: 1,
+        start_mm: 0,
+        end_mm: 200,
+        frames: 5,
+        drops: 0,
+        last_delay: 50,
+    };
+    for slow in [false, true] {
+        let mut r = Rate::new(now, slow);
+        assert_eq!(r.quality(), start_quality(slow));
+        // Late drops step it down (not below the lowest), clean reports and
+        // room bring it back, not past the link's ceiling.
+        r.report(&StreamReport { drops: 3, ..clean });
+        if !slow {
+            assert!(r.quality() < start_quality(false));
+        }
+        r.report(&clean);
+        // 2 kB frames on a 100 Mbit/s link: room for thousands a second.
+        for s in 1..10 {
+            r.sent(now + ms(1001 * s), 2_000, 100e6);
+        }
+        let top = if slow {
+            start_quality(true)
+        } else {
+            QUALITIES[QUALITIES.len() - 1]
+        };
+        assert_eq!(r.quality(), top, "slow {slow}");
+        assert!(top <= 70);
+    }
+}
+
+#[test]
+fn every_stream_quality_keeps_camera_like_frames_above_the_e2e_bound() {
+    // The e2e video test allows a lossy picture 28 dB (spice_video.rs);
+    // the sample photo has sensor noise of up to 6 levels per channel.
+    let pixels = crate::image::samples::photo(BOX.width, BOX.height, 3);
+    for q in QUALITIES {
+        let jpeg = jpeg_rgb32_quality(BOX.width, BOX.height, &pixels, q);
+        let rgb = jpeg_decoder::Decoder::new(&jpeg[..]).decode().unwrap();
+        let psnr = psnr_rgb(&pixels, &rgb);
+        assert!(psnr > 28.0, "quality {q}: {psnr:.1} dB");
+    }
 }
 
 #[test]
