@@ -357,6 +357,41 @@ fn settle(draws: &mut Vec<Queued>, stale: &mut Region) {
     });
 }
 
+/// The pump is about to send `r` as an image of the head's pixels now. The
+/// draws queued since it took its rectangles were checked against what was
+/// pending then, which `r` no longer was, yet this image already holds their
+/// results: the client gets it before them. A copy-bits reading `r` would
+/// copy pixels newer than its own and a blend onto `r` would blend twice, so
+/// those (and copy-bits reading what they draw) go as rectangles instead.
+/// Called under the head's lock, as `update` queues under it.
+fn newer_pixels_sent(client: &DisplayClient, r: Rect) {
+    let mut q = lock(&client.draws);
+    if q.is_empty() {
+        return;
+    }
+    let mut stale = Region::default();
+    stale.add(r);
+    let mut redraw = Vec::new();
+    q.retain(|d| match &d.draw {
+        Draw::CopyBits(b) if stale.touches(&b.source()) => {
+            stale.add(b.rect);
+            redraw.push(b.rect);
+            false
+        }
+        Draw::Blend(b) if stale.touches(&b.copy.rect) => {
+            stale.add(b.copy.rect);
+            redraw.push(b.copy.rect);
+            false
+        }
+        _ => true,
+    });
+    drop(q);
+    let mut p = lock(&client.pending);
+    for d in redraw {
+        p.add(d);
+    }
+}
+
 /// A draw waiting for a client, with its copied image's content key (the
 /// pixmap cache id; None for fills and copy-bits).
 #[derive(Clone, Debug, PartialEq)]
@@ -582,6 +617,7 @@ impl DisplayChannel {
                         let Some(r) = next_clipped(&mut rects, size) else {
                             break;
                         };
+                        newer_pixels_sent(&st.client, r);
                         Outgoing::Image(r, extract(s, &r))
                     }
                 }

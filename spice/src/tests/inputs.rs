@@ -257,14 +257,21 @@ fn held_keys_and_buttons_are_released_when_the_channel_ends() {
             ],
             "{how}"
         );
-        // Released once only, and the port told afterwards.
+        // The port is told afterwards: waited for, not assumed done within a
+        // fixed sleep after the releases (a descheduled task missed it).
+        let detached = || rec.detached.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + T;
+        while detached() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{how}: never detached"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Released once only, told once only.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(rec.take(), vec![], "{how}");
-        assert_eq!(
-            rec.detached.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "{how}"
-        );
+        assert_eq!(detached(), 1, "{how}");
         drop(other);
     }
 }

@@ -122,7 +122,9 @@ fn guest_tone_reaches_the_client_at_48k() {
     assert_eq!(read_msg(&mut s), (playback_msg::MUTE, vec![0]));
 
     // One second of a 440 Hz tone, in 10 ms pieces as the card's worker
-    // would push them.
+    // pushes them: in real time. (Pushed ten times faster, as this test
+    // did, the server's 200 ms queue overflowed whenever its task or the
+    // reader was descheduled for ~20 ms on a loaded machine: `Full`.)
     let input = tone(440.0, 44_100, 44_100);
     let reader = std::thread::spawn(move || {
         let mut pcm = Vec::new();
@@ -150,7 +152,7 @@ fn guest_tone_reaches_the_client_at_48k() {
     });
     for piece in input.chunks(882) {
         sink.frames(piece).unwrap();
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
     sink.stop();
     let (frames, pcm, s) = reader.join().unwrap();
@@ -221,10 +223,11 @@ fn a_client_with_the_opus_cap_gets_opus_that_decodes_to_the_tone() {
             }
         }
     });
+    // In real time, as a card plays (see the test above).
     let input = tone(440.0, 48_000, 48_000);
     for piece in input.chunks(960) {
         sink.frames(piece).unwrap();
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
     sink.stop();
     let (mode, largest, pcm) = reader.join().unwrap();

@@ -402,11 +402,20 @@ fn a_test_kind_plugs_in_with_one_channel_per_stream() {
     // Dispatch reaches the right stream both ways.
     send_msg(&mut chans[1], DATA, b"to one");
     send_msg(&mut chans[2], DATA, b"to two");
+    // Two channels, two tasks: nothing orders the deliveries, so both are
+    // waited for (stream 2's arriving first says nothing of stream 1's).
     let deadline = std::time::Instant::now() + T;
-    while streams[2].from_client.lock().unwrap().is_empty() {
+    while streams[1..]
+        .iter()
+        .any(|s| s.from_client.lock().unwrap().is_empty())
+    {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert_eq!(
+        *streams[2].from_client.lock().unwrap(),
+        vec![b"to two".to_vec()]
+    );
     assert_eq!(
         *streams[1].from_client.lock().unwrap(),
         vec![b"to one".to_vec()]

@@ -223,6 +223,9 @@ fn main_channel_behaviour() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(c.state().closed.is_empty());
     assert!(c.state().errors.is_empty());
+    // The cursor channel's INIT comes on its own channel, whenever its task
+    // gets to it: waited for, not assumed within the sleep above.
+    c.wait(T, |s| s.cursor_init.is_some()).unwrap();
     assert!(matches!(
         c.state().cursor_init,
         Some(crate::client::decode::ServerMsg::CursorInit {
