@@ -162,8 +162,7 @@ pub(super) enum Forward {
     Fill(u32),
     /// The bitmap, and where in it the bbox's top-left pixel comes from.
     Copy(Arc<Frame>, u32, u32),
-    /// A bitmap blended 1:1 (TRANSPARENT, or ALPHA_BLEND of an image with no
-    /// alpha channel), like `Copy`.
+    /// A bitmap blended 1:1 (TRANSPARENT or ALPHA_BLEND), like `Copy`.
     Blend(Arc<Frame>, u32, u32, BlendMode),
     /// A COPY_BITS drawn in one area (no clip, or one clip rectangle): the
     /// canvas forwards it when the frontend's source pixels can be current.
@@ -190,9 +189,19 @@ pub(super) fn forwardable_copy(b: &Bitmap, sa: &QxlRect, bbox: &QxlRect) -> Opti
 
 /// The bitmap's pixels as a picture (0x00RRGGBB, top-down).
 pub(super) fn bitmap_frame(b: &Bitmap) -> Arc<Frame> {
+    frame_of(b, 0x00ff_ffff)
+}
+
+/// The bitmap's pixels with their alpha (0xAARRGGBB, premultiplied as the
+/// guest gave them; 0xff for formats without alpha).
+pub(super) fn bitmap_frame_alpha(b: &Bitmap) -> Arc<Frame> {
+    frame_of(b, 0xffff_ffff)
+}
+
+fn frame_of(b: &Bitmap, mask: u32) -> Arc<Frame> {
     let mut pixels = Vec::with_capacity(b.width as usize * b.height as usize);
     for y in 0..b.height {
-        pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & 0x00ff_ffff));
+        pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & mask));
     }
     Arc::new(Frame {
         width: b.width,
