@@ -150,6 +150,7 @@ pub const IMAGE_FLAGS_CACHE_REPLACE_ME: u8 = 4;
 /// INVAL_LIST resource type of a pixmap.
 pub const RES_TYPE_PIXMAP: u8 = 1;
 pub const BITMAP_FMT_32BIT: u8 = 8;
+pub const BITMAP_FMT_RGBA: u8 = 9;
 pub const BITMAP_FLAGS_TOP_DOWN: u8 = 4;
 
 pub mod inputs_msg {

@@ -60,7 +60,7 @@ use super::pixmap_cache::{CacheUse, PixmapCache};
 use super::region::Region;
 use super::stream::{reads_stream, ClientStreams, Detector};
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{extract, from_cache, is_lossy, ImagePolicy, ImageTag};
+use crate::codec::{encode_rgba, extract, from_cache, is_lossy, ImagePolicy, ImageTag};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
@@ -754,14 +754,29 @@ impl DisplayChannel {
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
         // spice-server does.
         let exact = self.jpeg != JpegMode::Never && !lossy;
+        let source_alpha = blend.is_some_and(BlendMode::source_alpha);
         let cached = st.cache.as_mut().map(|cache| {
             let key = key.unwrap_or_else(|| self.key(w, h, pixels));
+            // An image with alpha is cached as an a8r8g8b8 picture, one
+            // without as x8r8g8b8: never the one for the other, even where
+            // their pixel words are alike (all clear).
+            let key = if source_alpha {
+                !key.rotate_left(17)
+            } else {
+                key
+            };
             let id = cache_id(st.head, key);
             (id, cache.lookup(id, u64::from(w) * u64::from(h), exact))
         });
         let policy = ImagePolicy { lossy, ..st.policy };
         let (glz, slow) = (st.glz.as_ref().map(|d| (d, st.head)), conn.meter().slow());
-        let encode = |tag| self.images.encode(tag, w, h, pixels, policy, glz, slow);
+        let encode = |tag| {
+            if source_alpha {
+                encode_rgba(tag, w, h, pixels, policy.force_raw)
+            } else {
+                self.images.encode(tag, w, h, pixels, policy, glz, slow)
+            }
+        };
         let image = match cached {
             Some((id, CacheUse::Hit { lossless })) => from_cache(id, w, h, lossless && in_use),
             Some((id, CacheUse::Replace)) => {
@@ -805,9 +820,9 @@ impl DisplayChannel {
                 display_msg::DRAW_TRANSPARENT,
                 &draw_transparent(dst, &image, key),
             ),
-            Some(BlendMode::Alpha(alpha)) => conn.queue(
+            Some(BlendMode::Alpha(alpha) | BlendMode::SourceAlpha(alpha)) => conn.queue(
                 display_msg::DRAW_ALPHA_BLEND,
-                &draw_alpha_blend(dst, &image, alpha),
+                &draw_alpha_blend(dst, &image, alpha, source_alpha),
             ),
         }
         if let Some(s) = conn.stats() {

@@ -2,11 +2,13 @@
 //! the wrong size, or undecodable is an error: the test client exists to catch a
 //! server that a real client would misread.
 
-use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, zlib_inflate, MAX_DIMENSION};
+use crate::image::{
+    decode_lz4_rgb32, decode_lz_rgb32, decode_lz_rgba, zlib_inflate, MAX_DIMENSION,
+};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
-    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
-    IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
+    BITMAP_FMT_32BIT, BITMAP_FMT_RGBA, BRUSH_TYPE_SOLID, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA,
+    IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
     IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
     IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP, ROPD_OP_PUT,
     SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
@@ -462,8 +464,9 @@ fn draw_transparent(body: &[u8]) -> R<ServerMsg> {
     )
 }
 
-/// DRAW_ALPHA_BLEND as the server sends it: surface 0, no clip, no alpha
-/// flags, the image right after the fixed part.
+/// DRAW_ALPHA_BLEND as the server sends it: surface 0, no clip, alpha flags
+/// none or SRC_SURFACE_HAS_ALPHA (then the image must carry alpha, checked
+/// when it is drawn), the image right after the fixed part.
 fn draw_alpha_blend(body: &[u8]) -> R<ServerMsg> {
     let mut r = Reader::new(body);
     let surface = need(r.u32(), "DRAW_ALPHA_BLEND")?;
@@ -473,12 +476,15 @@ fn draw_alpha_blend(body: &[u8]) -> R<ServerMsg> {
     let alpha = need(r.u8(), "DRAW_ALPHA_BLEND")?;
     let src_ptr = need(r.u32(), "DRAW_ALPHA_BLEND")? as usize;
     let src_area = rect(&mut r)?;
-    if surface != 0 || clip != 0 || flags != 0 {
-        return Err(format!(
-            "DRAW_ALPHA_BLEND surface {surface} clip {clip} flags {flags}"
-        ));
+    let blend = match flags {
+        0 => BlendMode::Alpha(alpha),
+        2 => BlendMode::SourceAlpha(alpha),
+        _ => return Err(format!("DRAW_ALPHA_BLEND alpha flags {flags}")),
+    };
+    if surface != 0 || clip != 0 {
+        return Err(format!("DRAW_ALPHA_BLEND surface {surface} clip {clip}"));
     }
-    let blend = Some(BlendMode::Alpha(alpha));
+    let blend = Some(blend);
     drawn_image(
         body,
         "DRAW_ALPHA_BLEND",
@@ -528,6 +534,8 @@ fn drawn_image(
     if iw > MAX_DIMENSION || ih > MAX_DIMENSION {
         return Err(format!("image {iw}x{ih} too large"));
     }
+    // Whether the decoded image is an a8r8g8b8 one (its alpha kept).
+    let mut alpha = false;
     let pixels = match image_type {
         IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS if flags == 0 => {
             exact(&img, "FROM_CACHE image")?;
@@ -551,7 +559,8 @@ fn drawn_image(
             let bh = need(img.u32(), "bitmap")?;
             let stride = need(img.u32(), "bitmap")?;
             let palette = need(img.u32(), "bitmap")?;
-            if fmt != BITMAP_FMT_32BIT
+            alpha = fmt == BITMAP_FMT_RGBA;
+            if !(fmt == BITMAP_FMT_32BIT || alpha)
                 || bflags != BITMAP_FLAGS_TOP_DOWN
                 || (bw, bh) != (iw, ih)
                 || stride != iw * 4
@@ -562,14 +571,23 @@ fn drawn_image(
                 ));
             }
             let data = need(img.bytes(stride as usize * bh as usize), "bitmap pixels")?;
+            let keep = if alpha { 0xff } else { 0 };
             data.chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3] & keep]))
                 .collect()
         }
         IMAGE_TYPE_LZ_RGB => {
             let n = need(img.u32(), "LZ size")? as usize;
             let data = need(img.bytes(n), "LZ data")?;
-            let (lw, lh, px) = decode_lz_rgb32(data).map_err(|e| format!("LZ: {e}"))?;
+            // The LZ header's type word: RGBA (9) decodes with alpha, as
+            // spice-gtk makes an a8r8g8b8 image of it.
+            alpha = data.get(8..12) == Some(&[0, 0, 0, 9]);
+            let decoded = if alpha {
+                decode_lz_rgba(data)
+            } else {
+                decode_lz_rgb32(data)
+            };
+            let (lw, lh, px) = decoded.map_err(|e| format!("LZ: {e}"))?;
             if (lw, lh) != (iw, ih) {
                 return Err(format!("LZ image {lw}x{lh} in a {iw}x{ih} descriptor"));
             }
@@ -627,6 +645,7 @@ fn drawn_image(
             cache_id: (flags != 0).then_some(id),
             replace: flags == IMAGE_FLAGS_CACHE_REPLACE_ME,
             lossy: image_type == IMAGE_TYPE_JPEG,
+            alpha,
         },
         image_type,
         blend,
@@ -669,6 +688,8 @@ pub enum CopyImage {
         replace: bool,
         /// Decoded from a lossy format (JPEG).
         lossy: bool,
+        /// An image with alpha (RGBA bitmap or LZ): `pixels` are 0xAARRGGBB.
+        alpha: bool,
     },
     /// The cached image `id` (of the box's size); `lossless`: only a
     /// lossless copy may be drawn (FROM_CACHE_LOSSLESS).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::header::Framing;
 use crate::proto::{self, channel as ch, inputs_msgc, main_msgc, msgc};
 use crate::wire::Writer;
-use crate::{Error, Listen};
+use crate::{BlendMode, Error, Listen};
 use decode::{check_surface_create, decode, CopyImage, ServerMsg};
 use link::{default_common_caps, LinkParams, Linked};
 
@@ -169,6 +169,8 @@ pub struct ClientState {
     pub pixmaps: HashMap<u64, (u32, u32, Vec<u32>)>,
     /// Pixmap cache ids whose copy is lossy (JPEG).
     pub lossy_pixmaps: HashSet<u64>,
+    /// Pixmap cache ids whose image has alpha (a8r8g8b8).
+    pub alpha_pixmaps: HashSet<u64>,
     /// Lossy copies replaced by lossless ones (CACHE_REPLACE_ME).
     pub cache_replaces: u64,
     /// DRAW_COPYs drawn from the pixmap cache.
@@ -693,17 +695,19 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                         cache_id,
                         replace,
                         lossy: false,
+                        alpha: false,
                     }
                 }
                 other => other,
             };
             // The picture: decoded here, or what the pixmap cache holds.
-            let pixels = match image {
+            let (pixels, alpha) = match image {
                 CopyImage::Pixels {
                     pixels,
                     cache_id,
                     replace,
                     lossy,
+                    alpha,
                 } => {
                     if let Some(id) = cache_id {
                         // As spice-common's canvas: a replacement needs the
@@ -721,8 +725,13 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                             g.lossy_pixmaps.insert(id);
                         }
                         g.pixmaps.insert(id, (width, height, pixels.clone()));
+                        if alpha {
+                            g.alpha_pixmaps.insert(id);
+                        } else {
+                            g.alpha_pixmaps.remove(&id);
+                        }
                     }
-                    pixels
+                    (pixels, alpha)
                 }
                 CopyImage::Glz { .. } => return Err("GLZ image left undecoded".into()),
                 CopyImage::FromCache { id, lossless } => {
@@ -738,9 +747,21 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                         ));
                     }
                     g.cache_hits += 1;
-                    px.clone()
+                    (px.clone(), g.alpha_pixmaps.contains(&id))
                 }
             };
+            // spice-gtk blends with the alpha the image's format has,
+            // whatever the flags say: they must agree. A copy of an image
+            // with alpha onto the xRGB surface keeps only its colours.
+            match blend {
+                Some(BlendMode::SourceAlpha(_)) if !alpha => {
+                    return Err("SRC_SURFACE_HAS_ALPHA with an image without alpha".into())
+                }
+                Some(BlendMode::Alpha(_) | BlendMode::Transparent(_)) if alpha => {
+                    return Err(format!("{blend:?} of an image with alpha"))
+                }
+                _ => {}
+            }
             let s = g
                 .surface
                 .as_mut()
@@ -758,7 +779,10 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                 let to = &mut s.pixels[dst..dst + width as usize];
                 let from = &pixels[src..src + width as usize];
                 match blend {
-                    None => to.copy_from_slice(from),
+                    None => to
+                        .iter_mut()
+                        .zip(from)
+                        .for_each(|(d, p)| *d = p & 0x00ff_ffff),
                     Some(mode) => to
                         .iter_mut()
                         .zip(from)
@@ -774,6 +798,7 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
         ServerMsg::InvalPixmaps(ids) => {
             for id in ids {
                 g.lossy_pixmaps.remove(&id);
+                g.alpha_pixmaps.remove(&id);
                 if g.pixmaps.remove(&id).is_none() {
                     return Err(format!("INVAL_LIST of image {id:#x} not in the cache"));
                 }
