@@ -166,6 +166,10 @@ fn source_alpha_blends_carry_their_alpha() {
         draws.push(blend(&mut s, rect, &clear, BlendMode::SourceAlpha(0xff)));
         server.update(&s, &[], &draws);
         wait_surface(&c, &s);
+        if composite {
+            // The clear sprite changes no pixel: wait for it by count.
+            let _ = c.wait(T, |st| st.blends >= 4 || !st.errors.is_empty());
+        }
         let st = c.state();
         assert!(st.errors.is_empty(), "{:?}", st.errors);
         if composite {
