@@ -100,6 +100,10 @@ pub enum BlendMode {
     /// image's pixels are 0xAARRGGBB and must reach a client with their
     /// alpha (an RGBA image).
     SourceAlpha(u8),
+    /// The image (premultiplied 0xAARRGGBB) composited OVER the surface: a
+    /// QXL/SPICE DRAW_COMPOSITE with operator OVER and no mask, transform
+    /// or repeat (the same pixels as `SourceAlpha(255)`, another message).
+    Over,
 }
 
 /// An [`ImageCopy`] blended with the surface instead of overpainting it.
@@ -118,12 +122,13 @@ impl BlendMode {
             BlendMode::Transparent(_) => src & 0x00ff_ffff,
             BlendMode::Alpha(a) => alpha_over(src | 0xff00_0000, dst, a),
             BlendMode::SourceAlpha(a) => alpha_over(src, dst, a),
+            BlendMode::Over => alpha_over(src, dst, 0xff),
         }
     }
 
     /// Whether the blended image's pixels carry alpha.
     pub fn source_alpha(self) -> bool {
-        matches!(self, BlendMode::SourceAlpha(_))
+        matches!(self, BlendMode::SourceAlpha(_) | BlendMode::Over)
     }
 }
 
@@ -283,6 +288,10 @@ mod tests {
             0x0040_00bf
         );
         assert!(own.source_alpha() && !BlendMode::Alpha(1).source_alpha());
+        assert_eq!(
+            BlendMode::Over.apply(0x8080_0000, 0xff),
+            own.apply(0x8080_0000, 0xff)
+        );
         let mut f = Frame {
             width: 2,
             height: 1,

@@ -120,6 +120,7 @@ pub mod display_msg {
     pub const SURFACE_CREATE: u16 = 314;
     pub const SURFACE_DESTROY: u16 = 315;
     pub const MONITORS_CONFIG: u16 = 317;
+    pub const DRAW_COMPOSITE: u16 = 318;
     pub const STREAM_ACTIVATE_REPORT: u16 = 319;
 }
 

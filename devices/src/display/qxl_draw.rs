@@ -12,7 +12,7 @@ use super::qxl_canvas::{apply_rop, Area, Canvas};
 use tracing::debug;
 
 use super::qxl_composite::{paint_composite, CompositePaint, Operand};
-use super::qxl_parse::{Bitmap, Brush, DrawOp, Image};
+use super::qxl_parse::{bitmap_fmt, Bitmap, Brush, DrawOp, Image};
 use super::qxl_parse_ops::{QMask, LINE_FLAGS_STYLED};
 use super::qxl_rop3::{paint_rop3, BrushPaint, Rop3Paint};
 use super::qxl_stroke::{flatten, paint_stroke, StrokePaint};
@@ -185,6 +185,35 @@ pub(super) fn forwardable_copy(b: &Bitmap, sa: &QxlRect, bbox: &QxlRect) -> Opti
         && i64::from(sa.right) <= i64::from(b.width)
         && i64::from(sa.bottom) <= i64::from(b.height);
     (same_size && w > 0 && h > 0 && inside).then_some((sa.left as u32, sa.top as u32))
+}
+
+/// The RGBA bitmap of a COMPOSITE the clients draw as spicebox's canvas
+/// does, and where in it the bbox's top-left pixel comes from: OVER, no
+/// mask, no transform, no repeat, and the source, shifted by its origin,
+/// covering the bbox (what it does not cover would be transparent, a case
+/// left to images).
+pub(super) fn forwardable_over<'a>(
+    c: &'a CompositePaint,
+    bbox: &QxlRect,
+) -> Option<(&'a Bitmap, u32, u32)> {
+    let simple = c.op == super::qxl_composite::op::OVER
+        && c.mask.is_none()
+        && c.src.transform.is_none()
+        && c.src.repeat == 0;
+    let Source::Bitmap(b) = &c.src.image else {
+        return None;
+    };
+    if !simple || b.format != bitmap_fmt::RGBA {
+        return None;
+    }
+    let (ox, oy) = (i32::from(c.src.origin.0), i32::from(c.src.origin.1));
+    let sa = QxlRect {
+        left: ox,
+        top: oy,
+        right: ox.checked_add(bbox.right.checked_sub(bbox.left)?)?,
+        bottom: oy.checked_add(bbox.bottom.checked_sub(bbox.top)?)?,
+    };
+    forwardable_copy(b, &sa, bbox).map(|(x, y)| (b, x, y))
 }
 
 /// The bitmap's pixels as a picture (0x00RRGGBB, top-down).

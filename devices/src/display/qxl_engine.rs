@@ -36,7 +36,8 @@ use super::qxl::{
 };
 use super::qxl_canvas::{ropd, Area, Canvas};
 use super::qxl_draw::{
-    bitmap_frame, bitmap_frame_alpha, forwardable_copy, paint, paint_for, Forward, Paint, Source,
+    bitmap_frame, bitmap_frame_alpha, forwardable_copy, forwardable_over, paint, paint_for,
+    Forward, Paint, Source,
 };
 use super::qxl_mem::{offset_addr, Memslots, QxlMemory};
 use super::qxl_parse::{self as parse, CursorCmd, Drawable, Image, RingCommand, SurfaceCmd};
@@ -689,6 +690,8 @@ impl Engine {
             }
             Paint::Alpha(Source::Bitmap(b), sa, alpha, _) => forwardable_copy(b, sa, &bbox)
                 .map(|(x, y)| Forward::Blend(bitmap_frame(b), x, y, BlendMode::Alpha(*alpha))),
+            Paint::Composite(c) => forwardable_over(c, &bbox)
+                .map(|(b, x, y)| Forward::Blend(bitmap_frame_alpha(b), x, y, BlendMode::Over)),
             // Several clip areas would be several copies, each reading what
             // the one before wrote: drawn as pixels.
             Paint::CopyBits(x, y) if areas.len() == 1 => Some(Forward::CopyBits(*x, *y)),

@@ -506,3 +506,76 @@ fn alpha_blends_keep_the_source_alpha_only_where_it_counts() {
     assert_eq!(row(1), [0x0040_007f, 0x7f, 0x0000_807f]);
     assert_eq!(row(2), [0x0080_0000, 0, 0xff00]);
 }
+
+/// COMPOSITE OVER of an RGBA bitmap covering the bbox (origin 1) is
+/// forwarded as an Over blend of its pixels from there; with repeat, or a
+/// source that does not cover the bbox, it is drawn as pixels only.
+#[test]
+fn plain_composite_over_is_forwarded() {
+    use display_types::BlendMode;
+    let mut g = Guest::new();
+    g.init();
+    let mut screen = Screen::new();
+    let t = Instant::now();
+    screen.refresh(&g.q, FbDirty::Unknown, t);
+    let argb = [0xff00_00ff, 0x8080_0000, 0, 0xff00_ff00];
+    let src = row_bitmap(&mut g, 9, &argb);
+    let composite = |flags: u32, x: i16| {
+        let mut u = flags.to_le_bytes().to_vec();
+        u.extend_from_slice(&src.to_le_bytes());
+        u.extend_from_slice(&[0; 24]); // no transforms, no mask
+        u.extend_from_slice(&x.to_le_bytes());
+        u.extend_from_slice(&[0; 6]);
+        u
+    };
+    let ids = [
+        (
+            1,
+            g.put(&drawable(1, 14, rect(0, 0, 3, 1), None, &composite(3, 1))),
+        ),
+        // Repeat NORMAL, and a source one pixel short of the bbox.
+        (
+            2,
+            g.put(&drawable(
+                2,
+                14,
+                rect(0, 1, 3, 2),
+                None,
+                &composite(3 | 1 << 14, 1),
+            )),
+        ),
+        (
+            3,
+            g.put(&drawable(3, 14, rect(0, 2, 4, 3), None, &composite(3, 1))),
+        ),
+    ];
+    for (_, d) in ids {
+        g.push_cmd(d, 1);
+    }
+    g.settle();
+    assert_eq!(g.collect_releases(&ids).len(), 3);
+    let u = screen.refresh(&g.q, FbDirty::Unknown, t);
+    let blends: Vec<_> = u
+        .draws
+        .iter()
+        .filter_map(|d| match d {
+            Draw::Blend(b) => Some((
+                b.mode,
+                b.copy.rect,
+                b.copy.src_x,
+                b.copy.image.pixels.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        blends,
+        [(BlendMode::Over, Rect::new(0, 0, 3, 1), 1, argb.to_vec())]
+    );
+    let f = screen.frame();
+    assert_eq!(
+        [f.pixel(0, 0), f.pixel(1, 0), f.pixel(2, 0)],
+        [0x0080_0000, 0, 0xff00]
+    );
+    assert_eq!(f.pixel(3, 2), 0, "past the source: transparent over black");
+}

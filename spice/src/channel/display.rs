@@ -51,8 +51,8 @@ use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::display_wire::{
-    draw_alpha_blend, draw_copy, draw_copy_bits, draw_fill, draw_transparent, init_cache_size,
-    init_glz, inval_pixmaps, surface_create,
+    draw_alpha_blend, draw_composite, draw_copy, draw_copy_bits, draw_fill, draw_transparent,
+    init_cache_size, init_glz, inval_pixmaps, surface_create,
 };
 use super::image_choice::{ImageChoice, SharedGlz};
 use super::link_meter::PROBE_EVERY;
@@ -824,6 +824,9 @@ impl DisplayChannel {
                 display_msg::DRAW_ALPHA_BLEND,
                 &draw_alpha_blend(dst, &image, alpha, source_alpha),
             ),
+            Some(BlendMode::Over) => {
+                conn.queue(display_msg::DRAW_COMPOSITE, &draw_composite(dst, &image))
+            }
         }
         if let Some(s) = conn.stats() {
             s.draw(Some(&image));

@@ -90,6 +90,30 @@ pub fn draw_alpha_blend(dst: &Rect, image: &[u8], alpha: u8, source_alpha: bool)
     w.finish()
 }
 
+/// Size of DRAW_COMPOSITE's fixed part (no clip, no mask, no transforms):
+/// where the image starts.
+pub const DRAW_COMPOSITE_FIXED: u32 = 37;
+
+/// SpiceComposite flags of a plain OVER: operator OVER (pixman's 3), the
+/// default filter, no repeat, no mask, no transform.
+pub const COMPOSITE_OVER: u32 = 3;
+
+/// DRAW_COMPOSITE of `image` (of `dst`'s size, with alpha) OVER `dst` of
+/// surface 0, its top-left pixel on the box's (origins 0).
+pub fn draw_composite(dst: &Rect, image: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(DRAW_COMPOSITE_FIXED as usize + image.len());
+    w.u32(0); // surface 0
+    rect(&mut w, dst); // box
+    w.u8(0); // clip NONE
+    w.u32(COMPOSITE_OVER); // flags: no mask_bitmap or transforms follow
+    w.u32(DRAW_COMPOSITE_FIXED); // src_bitmap
+    w.u16(0).u16(0); // src_origin
+    w.u16(0).u16(0); // mask_origin
+    debug_assert_eq!(w.written(), DRAW_COMPOSITE_FIXED as usize);
+    w.bytes(image);
+    w.finish()
+}
+
 /// DRAW_FILL of `f.rect` on surface 0 with a solid brush, OP_PUT, no clip, no mask.
 pub fn draw_fill(f: &SolidFill) -> Vec<u8> {
     let mut w = Writer::with_capacity(41);

@@ -250,6 +250,7 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
         (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
         (ch::DISPLAY, display_msg::DRAW_TRANSPARENT) => return draw_transparent(body),
         (ch::DISPLAY, display_msg::DRAW_ALPHA_BLEND) => return draw_alpha_blend(body),
+        (ch::DISPLAY, display_msg::DRAW_COMPOSITE) => return draw_composite(body),
         (ch::DISPLAY, display_msg::DRAW_FILL) => return draw_fill(body),
         (ch::DISPLAY, display_msg::COPY_BITS) => return copy_bits(body),
         (ch::DISPLAY, display_msg::INVAL_LIST) => return inval_list(body),
@@ -488,6 +489,38 @@ fn draw_alpha_blend(body: &[u8]) -> R<ServerMsg> {
     drawn_image(
         body,
         "DRAW_ALPHA_BLEND",
+        dst,
+        src_area,
+        src_ptr,
+        r.pos(),
+        blend,
+    )
+}
+
+/// DRAW_COMPOSITE as the server sends it: surface 0, no clip, flags of a
+/// plain OVER (no mask, transforms, repeat or filter), origins 0, the image
+/// (with alpha, checked when it is drawn) right after the fixed part.
+fn draw_composite(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "DRAW_COMPOSITE")?;
+    let dst = rect(&mut r)?;
+    let clip = need(r.u8(), "DRAW_COMPOSITE clip")?;
+    let flags = need(r.u32(), "DRAW_COMPOSITE")?;
+    let src_ptr = need(r.u32(), "DRAW_COMPOSITE")? as usize;
+    let mut origins = [0u16; 4];
+    for o in &mut origins {
+        *o = need(r.u16(), "DRAW_COMPOSITE origin")?;
+    }
+    if surface != 0 || clip != 0 || flags != 3 || origins != [0; 4] {
+        return Err(format!(
+            "DRAW_COMPOSITE surface {surface} clip {clip} flags {flags:#x} origins {origins:?}"
+        ));
+    }
+    let src_area = (0, 0, dst.2, dst.3);
+    let blend = Some(BlendMode::Over);
+    drawn_image(
+        body,
+        "DRAW_COMPOSITE",
         dst,
         src_area,
         src_ptr,

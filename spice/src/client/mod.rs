@@ -159,6 +159,8 @@ pub struct ClientState {
     pub draw_copies: u64,
     /// DRAW_TRANSPARENT and DRAW_ALPHA_BLEND messages drawn.
     pub blends: u64,
+    /// Of those, DRAW_COMPOSITEs.
+    pub composites: u64,
     /// Refuse CACHE_REPLACE_ME, as a client without COMPOSITE may not know
     /// it (spice-html5 ignores the flag and keeps the lossy copy).
     pub no_cache_replace: bool,
@@ -754,8 +756,8 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
             // whatever the flags say: they must agree. A copy of an image
             // with alpha onto the xRGB surface keeps only its colours.
             match blend {
-                Some(BlendMode::SourceAlpha(_)) if !alpha => {
-                    return Err("SRC_SURFACE_HAS_ALPHA with an image without alpha".into())
+                Some(m) if m.source_alpha() && !alpha => {
+                    return Err(format!("{m:?} with an image without alpha"))
                 }
                 Some(BlendMode::Alpha(_) | BlendMode::Transparent(_)) if alpha => {
                     return Err(format!("{blend:?} of an image with alpha"))
@@ -789,9 +791,8 @@ fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<(), String> {
                         .for_each(|(d, p)| *d = mode.apply(*p, *d)),
                 }
             }
-            if blend.is_some() {
-                g.blends += 1;
-            }
+            g.blends += u64::from(blend.is_some());
+            g.composites += u64::from(blend == Some(BlendMode::Over));
             g.draw_copies += u64::from(blend.is_none());
             g.image_types.push(image_type);
         }

@@ -194,3 +194,38 @@ fn source_alpha_blends_carry_their_alpha() {
         }
     }
 }
+
+/// A COMPOSITE OVER of an image with alpha reaches a compositing client as
+/// DRAW_COMPOSITE with the RGBA image inside, and one without COMPOSITE as
+/// images of the result; both end with the server's picture.
+#[test]
+fn composites_over_reach_compositing_clients_as_draw_composite() {
+    for composite in [true, false] {
+        let (server, _) = start(None);
+        let mut s = picture(160, 120, 3);
+        server.update(&s, &[full(&s)], &[]);
+        let opts = ClientOptions {
+            composite,
+            ..ClientOptions::default()
+        };
+        let c = TestClient::connect(&server.local_addr(), opts).unwrap();
+        wait_surface(&c, &s);
+        let copies = c.state().draw_copies;
+        let sprite = alpha_sprite();
+        let draws: Vec<Draw> = [(5, 5), (15, 9)]
+            .into_iter()
+            .map(|(x, y)| blend(&mut s, Rect::new(x, y, 24, 16), &sprite, BlendMode::Over))
+            .collect();
+        server.update(&s, &[], &draws);
+        wait_surface(&c, &s);
+        let st = c.state();
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        if composite {
+            assert_eq!((st.composites, st.blends), (2, 2));
+            assert_eq!(st.draw_copies, copies, "no image of the result");
+        } else {
+            assert_eq!(st.composites, 0);
+            assert!(st.draw_copies > copies, "the result as images");
+        }
+    }
+}
