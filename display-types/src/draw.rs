@@ -95,6 +95,15 @@ pub enum BlendMode {
     /// The image laid over the surface with this constant opacity (a
     /// QXL/SPICE DRAW_ALPHA_BLEND of an image with no alpha of its own).
     Alpha(u8),
+    /// The image's own (premultiplied) alpha, times this constant opacity:
+    /// a DRAW_ALPHA_BLEND with SPICE_ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA. The
+    /// image's pixels are 0xAARRGGBB and must reach a client with their
+    /// alpha (an RGBA image).
+    SourceAlpha(u8),
+    /// The image (premultiplied 0xAARRGGBB) composited OVER the surface: a
+    /// QXL/SPICE DRAW_COMPOSITE with operator OVER and no mask, transform
+    /// or repeat (the same pixels as `SourceAlpha(255)`, another message).
+    Over,
 }
 
 /// An [`ImageCopy`] blended with the surface instead of overpainting it.
@@ -105,13 +114,21 @@ pub struct ImageBlend {
 }
 
 impl BlendMode {
-    /// The pixel `src` blended over `dst` (both 0x00RRGGBB).
+    /// The pixel `src` blended over `dst` (both 0x00RRGGBB, but `src` is
+    /// premultiplied 0xAARRGGBB with `SourceAlpha`).
     pub fn apply(self, src: u32, dst: u32) -> u32 {
         match self {
             BlendMode::Transparent(key) if src & 0x00ff_ffff == key & 0x00ff_ffff => dst,
             BlendMode::Transparent(_) => src & 0x00ff_ffff,
             BlendMode::Alpha(a) => alpha_over(src | 0xff00_0000, dst, a),
+            BlendMode::SourceAlpha(a) => alpha_over(src, dst, a),
+            BlendMode::Over => alpha_over(src, dst, 0xff),
         }
+    }
+
+    /// Whether the blended image's pixels carry alpha.
+    pub fn source_alpha(self) -> bool {
+        matches!(self, BlendMode::SourceAlpha(_) | BlendMode::Over)
     }
 }
 
@@ -258,6 +275,23 @@ mod tests {
         let key = BlendMode::Transparent(0x00_ff00);
         assert_eq!(key.apply(0xff00_ff00, 0x0011_2233), 0x0011_2233);
         assert_eq!(key.apply(0xff00_ff01, 0x0011_2233), 0x0000_ff01);
+        // The source's own alpha counts only with SourceAlpha: half-clear
+        // premultiplied red over blue keeps half the blue.
+        let own = BlendMode::SourceAlpha(0xff);
+        assert_eq!(own.apply(0x8080_0000, 0x0000_00ff), 0x0080_007f);
+        assert_eq!(
+            BlendMode::Alpha(0xff).apply(0x8080_0000, 0x0000_00ff),
+            0x0080_0000
+        );
+        assert_eq!(
+            BlendMode::SourceAlpha(0x80).apply(0x8080_0000, 0xff),
+            0x0040_00bf
+        );
+        assert!(own.source_alpha() && !BlendMode::Alpha(1).source_alpha());
+        assert_eq!(
+            BlendMode::Over.apply(0x8080_0000, 0xff),
+            own.apply(0x8080_0000, 0xff)
+        );
         let mut f = Frame {
             width: 2,
             height: 1,

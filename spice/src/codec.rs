@@ -14,9 +14,9 @@ use std::sync::Mutex;
 
 use crate::image::{zlib_deflate, GlzDictionary};
 use crate::proto::{
-    BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
-    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
-    IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
+    BITMAP_FLAGS_TOP_DOWN, BITMAP_FMT_32BIT, BITMAP_FMT_RGBA, IMAGE_TYPE_BITMAP,
+    IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG,
+    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
 };
 use crate::server::lock;
 use crate::wire::Writer;
@@ -129,9 +129,39 @@ pub fn jpeg_image(
 
 /// Raw BITMAP: format 32BIT is B,G,R,X bytes, i.e. each 0x00RRGGBB word little-endian.
 fn raw(tag: ImageTag, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
+    raw_as(BITMAP_FMT_32BIT, tag, width, height, pixels)
+}
+
+/// A SpiceImage of pixels with alpha (premultiplied 0xAARRGGBB), which
+/// spice-gtk decodes into an a8r8g8b8 image and so blends with its alpha:
+/// SPICE LZ of type RGBA when it is smaller, else a raw RGBA bitmap. Never
+/// lossy; no GLZ (our dictionary holds RGB32 images only) and no LZ4.
+pub fn encode_rgba(
+    tag: ImageTag,
+    width: u32,
+    height: u32,
+    pixels: &[u32],
+    force_raw: bool,
+) -> Vec<u8> {
+    let data = if force_raw {
+        Vec::new()
+    } else {
+        crate::image::lz_rgba(width, height, pixels)
+    };
+    if data.is_empty() || data.len() >= pixels.len() * 4 {
+        return raw_as(BITMAP_FMT_RGBA, tag, width, height, pixels);
+    }
+    let mut w = Writer::with_capacity(22 + data.len());
+    descriptor(&mut w, tag, IMAGE_TYPE_LZ_RGB, width, height);
+    w.u32(data.len() as u32).bytes(&data);
+    w.finish()
+}
+
+/// Raw BITMAP of `format` (32BIT or RGBA: B,G,R,X or B,G,R,A bytes).
+fn raw_as(format: u8, tag: ImageTag, width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
     let mut w = Writer::with_capacity(32 + pixels.len() * 4);
     descriptor(&mut w, tag, IMAGE_TYPE_BITMAP, width, height);
-    w.u8(BITMAP_FMT_32BIT)
+    w.u8(format)
         .u8(BITMAP_FLAGS_TOP_DOWN)
         .u32(width)
         .u32(height)

@@ -120,6 +120,7 @@ pub mod display_msg {
     pub const SURFACE_CREATE: u16 = 314;
     pub const SURFACE_DESTROY: u16 = 315;
     pub const MONITORS_CONFIG: u16 = 317;
+    pub const DRAW_COMPOSITE: u16 = 318;
     pub const STREAM_ACTIVATE_REPORT: u16 = 319;
 }
 
@@ -150,6 +151,7 @@ pub const IMAGE_FLAGS_CACHE_REPLACE_ME: u8 = 4;
 /// INVAL_LIST resource type of a pixmap.
 pub const RES_TYPE_PIXMAP: u8 = 1;
 pub const BITMAP_FMT_32BIT: u8 = 8;
+pub const BITMAP_FMT_RGBA: u8 = 9;
 pub const BITMAP_FLAGS_TOP_DOWN: u8 = 4;
 
 pub mod inputs_msg {

@@ -12,7 +12,7 @@ use super::qxl_canvas::{apply_rop, Area, Canvas};
 use tracing::debug;
 
 use super::qxl_composite::{paint_composite, CompositePaint, Operand};
-use super::qxl_parse::{Bitmap, Brush, DrawOp, Image};
+use super::qxl_parse::{bitmap_fmt, Bitmap, Brush, DrawOp, Image};
 use super::qxl_parse_ops::{QMask, LINE_FLAGS_STYLED};
 use super::qxl_rop3::{paint_rop3, BrushPaint, Rop3Paint};
 use super::qxl_stroke::{flatten, paint_stroke, StrokePaint};
@@ -162,8 +162,7 @@ pub(super) enum Forward {
     Fill(u32),
     /// The bitmap, and where in it the bbox's top-left pixel comes from.
     Copy(Arc<Frame>, u32, u32),
-    /// A bitmap blended 1:1 (TRANSPARENT, or ALPHA_BLEND of an image with no
-    /// alpha channel), like `Copy`.
+    /// A bitmap blended 1:1 (TRANSPARENT or ALPHA_BLEND), like `Copy`.
     Blend(Arc<Frame>, u32, u32, BlendMode),
     /// A COPY_BITS drawn in one area (no clip, or one clip rectangle): the
     /// canvas forwards it when the frontend's source pixels can be current.
@@ -188,11 +187,50 @@ pub(super) fn forwardable_copy(b: &Bitmap, sa: &QxlRect, bbox: &QxlRect) -> Opti
     (same_size && w > 0 && h > 0 && inside).then_some((sa.left as u32, sa.top as u32))
 }
 
+/// The RGBA bitmap of a COMPOSITE the clients draw as spicebox's canvas
+/// does, and where in it the bbox's top-left pixel comes from: OVER, no
+/// mask, no transform, no repeat, and the source, shifted by its origin,
+/// covering the bbox (what it does not cover would be transparent, a case
+/// left to images).
+pub(super) fn forwardable_over<'a>(
+    c: &'a CompositePaint,
+    bbox: &QxlRect,
+) -> Option<(&'a Bitmap, u32, u32)> {
+    let simple = c.op == super::qxl_composite::op::OVER
+        && c.mask.is_none()
+        && c.src.transform.is_none()
+        && c.src.repeat == 0;
+    let Source::Bitmap(b) = &c.src.image else {
+        return None;
+    };
+    if !simple || b.format != bitmap_fmt::RGBA {
+        return None;
+    }
+    let (ox, oy) = (i32::from(c.src.origin.0), i32::from(c.src.origin.1));
+    let sa = QxlRect {
+        left: ox,
+        top: oy,
+        right: ox.checked_add(bbox.right.checked_sub(bbox.left)?)?,
+        bottom: oy.checked_add(bbox.bottom.checked_sub(bbox.top)?)?,
+    };
+    forwardable_copy(b, &sa, bbox).map(|(x, y)| (b, x, y))
+}
+
 /// The bitmap's pixels as a picture (0x00RRGGBB, top-down).
 pub(super) fn bitmap_frame(b: &Bitmap) -> Arc<Frame> {
+    frame_of(b, 0x00ff_ffff)
+}
+
+/// The bitmap's pixels with their alpha (0xAARRGGBB, premultiplied as the
+/// guest gave them; 0xff for formats without alpha).
+pub(super) fn bitmap_frame_alpha(b: &Bitmap) -> Arc<Frame> {
+    frame_of(b, 0xffff_ffff)
+}
+
+fn frame_of(b: &Bitmap, mask: u32) -> Arc<Frame> {
     let mut pixels = Vec::with_capacity(b.width as usize * b.height as usize);
     for y in 0..b.height {
-        pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & 0x00ff_ffff));
+        pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & mask));
     }
     Arc::new(Frame {
         width: b.width,

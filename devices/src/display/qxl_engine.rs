@@ -35,7 +35,10 @@ use super::qxl::{
     NUM_SURFACES,
 };
 use super::qxl_canvas::{ropd, Area, Canvas};
-use super::qxl_draw::{bitmap_frame, forwardable_copy, paint, paint_for, Forward, Paint, Source};
+use super::qxl_draw::{
+    bitmap_frame, bitmap_frame_alpha, forwardable_copy, forwardable_over, paint, paint_for,
+    Forward, Paint, Source,
+};
 use super::qxl_mem::{offset_addr, Memslots, QxlMemory};
 use super::qxl_parse::{self as parse, CursorCmd, Drawable, Image, RingCommand, SurfaceCmd};
 use crate::pci::PciInterrupt;
@@ -676,8 +679,19 @@ impl Engine {
                     Forward::Blend(bitmap_frame(b), x, y, BlendMode::Transparent(*key))
                 })
             }
-            Paint::Alpha(Source::Bitmap(b), sa, alpha, false) => forwardable_copy(b, sa, &bbox)
+            // The bitmap's own alpha counts only where its format has one
+            // (`Bitmap::pixel` makes the rest opaque, as the clients do).
+            Paint::Alpha(Source::Bitmap(b), sa, alpha, true)
+                if b.format == parse::bitmap_fmt::RGBA =>
+            {
+                forwardable_copy(b, sa, &bbox).map(|(x, y)| {
+                    Forward::Blend(bitmap_frame_alpha(b), x, y, BlendMode::SourceAlpha(*alpha))
+                })
+            }
+            Paint::Alpha(Source::Bitmap(b), sa, alpha, _) => forwardable_copy(b, sa, &bbox)
                 .map(|(x, y)| Forward::Blend(bitmap_frame(b), x, y, BlendMode::Alpha(*alpha))),
+            Paint::Composite(c) => forwardable_over(c, &bbox)
+                .map(|(b, x, y)| Forward::Blend(bitmap_frame_alpha(b), x, y, BlendMode::Over)),
             // Several clip areas would be several copies, each reading what
             // the one before wrote: drawn as pixels.
             Paint::CopyBits(x, y) if areas.len() == 1 => Some(Forward::CopyBits(*x, *y)),

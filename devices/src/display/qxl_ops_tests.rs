@@ -415,3 +415,167 @@ fn cursor_trail_is_forwarded_and_released() {
     );
     assert_eq!(g.collect_releases(&[(41, trail)]), [41]);
 }
+
+/// A `w`x1 top-down bitmap of `format` (RGBA or 32BIT) holding `pixels`.
+fn row_bitmap(g: &mut Guest, format: u8, pixels: &[u32]) -> u64 {
+    let px: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
+    let data = g.put(&chunk(&px, 0));
+    let w = pixels.len() as u32;
+    let mut img = vec![0u8; 48];
+    img[18] = format;
+    img[19] = 4; // TOP_DOWN
+    img[20..24].copy_from_slice(&w.to_le_bytes());
+    img[24..28].copy_from_slice(&1u32.to_le_bytes());
+    img[28..32].copy_from_slice(&(w * 4).to_le_bytes());
+    img[40..48].copy_from_slice(&data.to_le_bytes());
+    g.put(&img)
+}
+
+/// An ALPHA_BLEND union: alpha_flags, alpha, src_bitmap, src_area.
+fn alpha_blend(flags: u16, alpha: u8, src: u64, w: i32) -> Vec<u8> {
+    let mut u = flags.to_le_bytes().to_vec();
+    u.push(alpha);
+    u.extend_from_slice(&src.to_le_bytes());
+    u.extend_from_slice(&rect(0, 0, w, 1));
+    u
+}
+
+/// ALPHA_BLEND of an RGBA bitmap with SRC_SURFACE_HAS_ALPHA is forwarded
+/// with the bitmap's alpha (SourceAlpha); the flag on a format without alpha,
+/// or an RGBA bitmap without the flag, blends it as opaque, as the clients
+/// do, and is forwarded without alpha.
+#[test]
+fn alpha_blends_keep_the_source_alpha_only_where_it_counts() {
+    use display_types::BlendMode;
+    let mut g = Guest::new();
+    g.init();
+    let mut screen = Screen::new();
+    let t = Instant::now();
+    screen.refresh(&g.q, FbDirty::Unknown, t);
+    let mut fill = solid(0x0000_00ff);
+    fill.extend_from_slice(&PUT.to_le_bytes());
+    // Premultiplied: half-clear red, clear, opaque green.
+    let argb = [0x8080_0000, 0, 0xff00_ff00];
+    let rgba = row_bitmap(&mut g, 9, &argb);
+    let xrgb = row_bitmap(&mut g, 8, &argb);
+    let cases = [
+        (alpha_blend(2, 0xff, rgba, 3), BlendMode::SourceAlpha(0xff)),
+        (alpha_blend(2, 0x80, xrgb, 3), BlendMode::Alpha(0x80)),
+        (alpha_blend(0, 0xff, rgba, 3), BlendMode::Alpha(0xff)),
+    ];
+    let mut ids = Vec::new();
+    for (i, (u, _)) in cases.iter().enumerate() {
+        let y = i as i32;
+        let f = g.put(&drawable(
+            10 + i as u64,
+            1,
+            rect(0, y, 3, y + 1),
+            None,
+            &fill,
+        ));
+        let d = g.put(&drawable(20 + i as u64, 13, rect(0, y, 3, y + 1), None, u));
+        ids.extend([(10 + i as u64, f), (20 + i as u64, d)]);
+        g.push_cmd(f, 1);
+        g.push_cmd(d, 1);
+    }
+    g.settle();
+    assert_eq!(g.collect_releases(&ids).len(), 6);
+    let u = screen.refresh(&g.q, FbDirty::Unknown, t);
+    let blends: Vec<_> = u
+        .draws
+        .iter()
+        .filter_map(|d| match d {
+            Draw::Blend(b) => Some((b.mode, b.copy.rect, b.copy.image.pixels.clone())),
+            _ => None,
+        })
+        .collect();
+    let opaque: Vec<u32> = argb.iter().map(|p| p & 0x00ff_ffff).collect();
+    assert_eq!(
+        blends,
+        [
+            (cases[0].1, Rect::new(0, 0, 3, 1), argb.to_vec()),
+            (cases[1].1, Rect::new(0, 1, 3, 1), opaque.clone()),
+            (cases[2].1, Rect::new(0, 2, 3, 1), opaque),
+        ]
+    );
+    let f = screen.frame();
+    let row = |y| [f.pixel(0, y), f.pixel(1, y), f.pixel(2, y)];
+    // Red 0x80 kept, blue 0xff * 0x7f / 0xff; the clear pixel leaves blue.
+    assert_eq!(row(0), [0x0080_007f, 0xff, 0xff00]);
+    // Opaque at 0x80: red 0x40 and blue 0x7f; black 0 and blue 0x7f.
+    assert_eq!(row(1), [0x0040_007f, 0x7f, 0x0000_807f]);
+    assert_eq!(row(2), [0x0080_0000, 0, 0xff00]);
+}
+
+/// COMPOSITE OVER of an RGBA bitmap covering the bbox (origin 1) is
+/// forwarded as an Over blend of its pixels from there; with repeat, or a
+/// source that does not cover the bbox, it is drawn as pixels only.
+#[test]
+fn plain_composite_over_is_forwarded() {
+    use display_types::BlendMode;
+    let mut g = Guest::new();
+    g.init();
+    let mut screen = Screen::new();
+    let t = Instant::now();
+    screen.refresh(&g.q, FbDirty::Unknown, t);
+    let argb = [0xff00_00ff, 0x8080_0000, 0, 0xff00_ff00];
+    let src = row_bitmap(&mut g, 9, &argb);
+    let composite = |flags: u32, x: i16| {
+        let mut u = flags.to_le_bytes().to_vec();
+        u.extend_from_slice(&src.to_le_bytes());
+        u.extend_from_slice(&[0; 24]); // no transforms, no mask
+        u.extend_from_slice(&x.to_le_bytes());
+        u.extend_from_slice(&[0; 6]);
+        u
+    };
+    let ids = [
+        (
+            1,
+            g.put(&drawable(1, 14, rect(0, 0, 3, 1), None, &composite(3, 1))),
+        ),
+        // Repeat NORMAL, and a source one pixel short of the bbox.
+        (
+            2,
+            g.put(&drawable(
+                2,
+                14,
+                rect(0, 1, 3, 2),
+                None,
+                &composite(3 | 1 << 14, 1),
+            )),
+        ),
+        (
+            3,
+            g.put(&drawable(3, 14, rect(0, 2, 4, 3), None, &composite(3, 1))),
+        ),
+    ];
+    for (_, d) in ids {
+        g.push_cmd(d, 1);
+    }
+    g.settle();
+    assert_eq!(g.collect_releases(&ids).len(), 3);
+    let u = screen.refresh(&g.q, FbDirty::Unknown, t);
+    let blends: Vec<_> = u
+        .draws
+        .iter()
+        .filter_map(|d| match d {
+            Draw::Blend(b) => Some((
+                b.mode,
+                b.copy.rect,
+                b.copy.src_x,
+                b.copy.image.pixels.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        blends,
+        [(BlendMode::Over, Rect::new(0, 0, 3, 1), 1, argb.to_vec())]
+    );
+    let f = screen.frame();
+    assert_eq!(
+        [f.pixel(0, 0), f.pixel(1, 0), f.pixel(2, 0)],
+        [0x0080_0000, 0, 0xff00]
+    );
+    assert_eq!(f.pixel(3, 2), 0, "past the source: transparent over black");
+}

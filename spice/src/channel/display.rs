@@ -51,8 +51,8 @@ use tracing::{debug, warn};
 
 use super::conn::Conn;
 use super::display_wire::{
-    draw_alpha_blend, draw_copy, draw_copy_bits, draw_fill, draw_transparent, init_cache_size,
-    init_glz, inval_pixmaps, surface_create,
+    draw_alpha_blend, draw_composite, draw_copy, draw_copy_bits, draw_fill, draw_transparent,
+    init_cache_size, init_glz, inval_pixmaps, surface_create,
 };
 use super::image_choice::{ImageChoice, SharedGlz};
 use super::link_meter::PROBE_EVERY;
@@ -61,7 +61,7 @@ use super::region::Region;
 use super::stream::{reads_stream, ClientStreams, Detector};
 use super::stream_rate::start_quality;
 use super::{next_message, ChannelKind, ChannelTask, End, Link, Next};
-use crate::codec::{extract, from_cache, is_lossy, jpeg_image, ImagePolicy, ImageTag};
+use crate::codec::{encode_rgba, extract, from_cache, is_lossy, jpeg_image, ImagePolicy, ImageTag};
 use crate::image::photo_like;
 use crate::proto::{
     channel as ch, display_msg, display_msgc, has_cap, DISPLAY_CAP_COMPOSITE,
@@ -793,8 +793,17 @@ impl DisplayChannel {
         // are named FROM_CACHE_LOSSLESS only while JPEG is in use, as
         // spice-server does.
         let exact = self.jpeg != JpegMode::Never && !lossy;
+        let source_alpha = blend.is_some_and(BlendMode::source_alpha);
         let cached = st.cache.as_mut().map(|cache| {
             let key = key.unwrap_or_else(|| self.key(w, h, pixels));
+            // An image with alpha is cached as an a8r8g8b8 picture, one
+            // without as x8r8g8b8: never the one for the other, even where
+            // their pixel words are alike (all clear).
+            let key = if source_alpha {
+                !key.rotate_left(17)
+            } else {
+                key
+            };
             let id = cache_id(st.head, key);
             (id, cache.lookup(id, u64::from(w) * u64::from(h), exact))
         });
@@ -805,6 +814,9 @@ impl DisplayChannel {
         let quality = (video && lossy && !self.force_raw && self.images.jpeg_allowed())
             .then(|| start_quality(slow == Some(true)));
         let encode = |tag| {
+            if source_alpha {
+                return encode_rgba(tag, w, h, pixels, policy.force_raw);
+            }
             quality
                 .and_then(|q| jpeg_image(tag, w, h, pixels, q))
                 .unwrap_or_else(|| self.images.encode(tag, w, h, pixels, policy, glz, slow))
@@ -852,10 +864,13 @@ impl DisplayChannel {
                 display_msg::DRAW_TRANSPARENT,
                 &draw_transparent(dst, &image, key),
             ),
-            Some(BlendMode::Alpha(alpha)) => conn.queue(
+            Some(BlendMode::Alpha(alpha) | BlendMode::SourceAlpha(alpha)) => conn.queue(
                 display_msg::DRAW_ALPHA_BLEND,
-                &draw_alpha_blend(dst, &image, alpha),
+                &draw_alpha_blend(dst, &image, alpha, source_alpha),
             ),
+            Some(BlendMode::Over) => {
+                conn.queue(display_msg::DRAW_COMPOSITE, &draw_composite(dst, &image))
+            }
         }
         if let Some(s) = conn.stats() {
             s.draw(Some(&image));

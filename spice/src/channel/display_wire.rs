@@ -65,17 +65,51 @@ pub fn draw_transparent(dst: &Rect, image: &[u8], key: u32) -> Vec<u8> {
 /// Size of DRAW_ALPHA_BLEND's fixed part (no clip): where the image starts.
 pub const DRAW_ALPHA_BLEND_FIXED: u32 = 43;
 
-/// DRAW_ALPHA_BLEND of `image` (of `dst`'s size, no alpha channel) over
-/// `dst` of surface 0 with constant opacity `alpha`.
-pub fn draw_alpha_blend(dst: &Rect, image: &[u8], alpha: u8) -> Vec<u8> {
+/// SPICE_ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA.
+pub const ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA: u8 = 2;
+
+/// DRAW_ALPHA_BLEND of `image` (of `dst`'s size) over `dst` of surface 0
+/// with constant opacity `alpha`; `source_alpha`: the image is an RGBA one
+/// whose own alpha counts too (spice-gtk blends an image with the alpha its
+/// format has; the flag says so, as spice-server sets it).
+pub fn draw_alpha_blend(dst: &Rect, image: &[u8], alpha: u8, source_alpha: bool) -> Vec<u8> {
     let mut w = Writer::with_capacity(DRAW_ALPHA_BLEND_FIXED as usize + image.len());
     w.u32(0); // surface 0
     rect(&mut w, dst); // box
     w.u8(0); // clip NONE
-    w.u8(0).u8(alpha); // alpha_flags (no alpha in source or destination), alpha
+    let flags = if source_alpha {
+        ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA
+    } else {
+        0
+    };
+    w.u8(flags).u8(alpha); // alpha_flags (never DEST_HAS_ALPHA: xRGB surface), alpha
     w.u32(DRAW_ALPHA_BLEND_FIXED); // src_bitmap
     rect(&mut w, &Rect::full(dst.width, dst.height)); // src_area
     debug_assert_eq!(w.written(), DRAW_ALPHA_BLEND_FIXED as usize);
+    w.bytes(image);
+    w.finish()
+}
+
+/// Size of DRAW_COMPOSITE's fixed part (no clip, no mask, no transforms):
+/// where the image starts.
+pub const DRAW_COMPOSITE_FIXED: u32 = 37;
+
+/// SpiceComposite flags of a plain OVER: operator OVER (pixman's 3), the
+/// default filter, no repeat, no mask, no transform.
+pub const COMPOSITE_OVER: u32 = 3;
+
+/// DRAW_COMPOSITE of `image` (of `dst`'s size, with alpha) OVER `dst` of
+/// surface 0, its top-left pixel on the box's (origins 0).
+pub fn draw_composite(dst: &Rect, image: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(DRAW_COMPOSITE_FIXED as usize + image.len());
+    w.u32(0); // surface 0
+    rect(&mut w, dst); // box
+    w.u8(0); // clip NONE
+    w.u32(COMPOSITE_OVER); // flags: no mask_bitmap or transforms follow
+    w.u32(DRAW_COMPOSITE_FIXED); // src_bitmap
+    w.u16(0).u16(0); // src_origin
+    w.u16(0).u16(0); // mask_origin
+    debug_assert_eq!(w.written(), DRAW_COMPOSITE_FIXED as usize);
     w.bytes(image);
     w.finish()
 }

@@ -2,14 +2,17 @@
 //! the wrong size, or undecodable is an error: the test client exists to catch a
 //! server that a real client would misread.
 
-use crate::image::{decode_lz4_rgb32, decode_lz_rgb32, zlib_inflate, MAX_DIMENSION};
+use crate::image::{
+    decode_lz4_rgb32, decode_lz_rgb32, decode_lz_rgba, zlib_inflate, MAX_DIMENSION,
+};
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
-    BITMAP_FMT_32BIT, BRUSH_TYPE_SOLID, CURSOR_FLAGS_CACHE_ME, CURSOR_FLAGS_FROM_CACHE,
-    CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME, IMAGE_FLAGS_CACHE_REPLACE_ME,
-    IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB,
-    IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP,
-    ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    BITMAP_FMT_32BIT, BITMAP_FMT_RGBA, BRUSH_TYPE_SOLID, CURSOR_FLAGS_CACHE_ME,
+    CURSOR_FLAGS_FROM_CACHE, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
+    IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
+    IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP, ROPD_OP_PUT,
+    SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 use crate::BlendMode;
@@ -276,6 +279,7 @@ pub fn decode(channel: u8, t: u16, body: &[u8]) -> R<ServerMsg> {
         (ch::DISPLAY, display_msg::DRAW_COPY) => return draw_copy(body),
         (ch::DISPLAY, display_msg::DRAW_TRANSPARENT) => return draw_transparent(body),
         (ch::DISPLAY, display_msg::DRAW_ALPHA_BLEND) => return draw_alpha_blend(body),
+        (ch::DISPLAY, display_msg::DRAW_COMPOSITE) => return draw_composite(body),
         (ch::DISPLAY, display_msg::DRAW_FILL) => return draw_fill(body),
         (ch::DISPLAY, display_msg::COPY_BITS) => return copy_bits(body),
         (ch::DISPLAY, display_msg::INVAL_LIST) => return inval_list(body),
@@ -495,8 +499,9 @@ fn draw_transparent(body: &[u8]) -> R<ServerMsg> {
     )
 }
 
-/// DRAW_ALPHA_BLEND as the server sends it: surface 0, no clip, no alpha
-/// flags, the image right after the fixed part.
+/// DRAW_ALPHA_BLEND as the server sends it: surface 0, no clip, alpha flags
+/// none or SRC_SURFACE_HAS_ALPHA (then the image must carry alpha, checked
+/// when it is drawn), the image right after the fixed part.
 fn draw_alpha_blend(body: &[u8]) -> R<ServerMsg> {
     let mut r = Reader::new(body);
     let surface = need(r.u32(), "DRAW_ALPHA_BLEND")?;
@@ -506,15 +511,50 @@ fn draw_alpha_blend(body: &[u8]) -> R<ServerMsg> {
     let alpha = need(r.u8(), "DRAW_ALPHA_BLEND")?;
     let src_ptr = need(r.u32(), "DRAW_ALPHA_BLEND")? as usize;
     let src_area = rect(&mut r)?;
-    if surface != 0 || clip != 0 || flags != 0 {
-        return Err(format!(
-            "DRAW_ALPHA_BLEND surface {surface} clip {clip} flags {flags}"
-        ));
+    let blend = match flags {
+        0 => BlendMode::Alpha(alpha),
+        2 => BlendMode::SourceAlpha(alpha),
+        _ => return Err(format!("DRAW_ALPHA_BLEND alpha flags {flags}")),
+    };
+    if surface != 0 || clip != 0 {
+        return Err(format!("DRAW_ALPHA_BLEND surface {surface} clip {clip}"));
     }
-    let blend = Some(BlendMode::Alpha(alpha));
+    let blend = Some(blend);
     drawn_image(
         body,
         "DRAW_ALPHA_BLEND",
+        dst,
+        src_area,
+        src_ptr,
+        r.pos(),
+        blend,
+    )
+}
+
+/// DRAW_COMPOSITE as the server sends it: surface 0, no clip, flags of a
+/// plain OVER (no mask, transforms, repeat or filter), origins 0, the image
+/// (with alpha, checked when it is drawn) right after the fixed part.
+fn draw_composite(body: &[u8]) -> R<ServerMsg> {
+    let mut r = Reader::new(body);
+    let surface = need(r.u32(), "DRAW_COMPOSITE")?;
+    let dst = rect(&mut r)?;
+    let clip = need(r.u8(), "DRAW_COMPOSITE clip")?;
+    let flags = need(r.u32(), "DRAW_COMPOSITE")?;
+    let src_ptr = need(r.u32(), "DRAW_COMPOSITE")? as usize;
+    let mut origins = [0u16; 4];
+    for o in &mut origins {
+        *o = need(r.u16(), "DRAW_COMPOSITE origin")?;
+    }
+    if surface != 0 || clip != 0 || flags != 3 || origins != [0; 4] {
+        return Err(format!(
+            "DRAW_COMPOSITE surface {surface} clip {clip} flags {flags:#x} origins {origins:?}"
+        ));
+    }
+    let src_area = (0, 0, dst.2, dst.3);
+    let blend = Some(BlendMode::Over);
+    drawn_image(
+        body,
+        "DRAW_COMPOSITE",
         dst,
         src_area,
         src_ptr,
@@ -561,6 +601,8 @@ fn drawn_image(
     if iw > MAX_DIMENSION || ih > MAX_DIMENSION {
         return Err(format!("image {iw}x{ih} too large"));
     }
+    // Whether the decoded image is an a8r8g8b8 one (its alpha kept).
+    let mut alpha = false;
     let pixels = match image_type {
         IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS if flags == 0 => {
             exact(&img, "FROM_CACHE image")?;
@@ -584,7 +626,8 @@ fn drawn_image(
             let bh = need(img.u32(), "bitmap")?;
             let stride = need(img.u32(), "bitmap")?;
             let palette = need(img.u32(), "bitmap")?;
-            if fmt != BITMAP_FMT_32BIT
+            alpha = fmt == BITMAP_FMT_RGBA;
+            if !(fmt == BITMAP_FMT_32BIT || alpha)
                 || bflags != BITMAP_FLAGS_TOP_DOWN
                 || (bw, bh) != (iw, ih)
                 || stride != iw * 4
@@ -595,14 +638,23 @@ fn drawn_image(
                 ));
             }
             let data = need(img.bytes(stride as usize * bh as usize), "bitmap pixels")?;
+            let keep = if alpha { 0xff } else { 0 };
             data.chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3] & keep]))
                 .collect()
         }
         IMAGE_TYPE_LZ_RGB => {
             let n = need(img.u32(), "LZ size")? as usize;
             let data = need(img.bytes(n), "LZ data")?;
-            let (lw, lh, px) = decode_lz_rgb32(data).map_err(|e| format!("LZ: {e}"))?;
+            // The LZ header's type word: RGBA (9) decodes with alpha, as
+            // spice-gtk makes an a8r8g8b8 image of it.
+            alpha = data.get(8..12) == Some(&[0, 0, 0, 9]);
+            let decoded = if alpha {
+                decode_lz_rgba(data)
+            } else {
+                decode_lz_rgb32(data)
+            };
+            let (lw, lh, px) = decoded.map_err(|e| format!("LZ: {e}"))?;
             if (lw, lh) != (iw, ih) {
                 return Err(format!("LZ image {lw}x{lh} in a {iw}x{ih} descriptor"));
             }
@@ -660,6 +712,7 @@ fn drawn_image(
             cache_id: (flags != 0).then_some(id),
             replace: flags == IMAGE_FLAGS_CACHE_REPLACE_ME,
             lossy: image_type == IMAGE_TYPE_JPEG,
+            alpha,
         },
         image_type,
         blend,
@@ -702,6 +755,8 @@ pub enum CopyImage {
         replace: bool,
         /// Decoded from a lossy format (JPEG).
         lossy: bool,
+        /// An image with alpha (RGBA bitmap or LZ): `pixels` are 0xAARRGGBB.
+        alpha: bool,
     },
     /// The cached image `id` (of the box's size); `lossless`: only a
     /// lossless copy may be drawn (FROM_CACHE_LOSSLESS).

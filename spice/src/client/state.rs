@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::decode::{check_surface_create, CopyImage, ServerMsg, WireCursor};
 use crate::proto::{channel as ch, cursor_msg};
+use crate::BlendMode;
 
 /// The client's copy of primary surface 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct ClientState {
     pub draw_copies: u64,
     /// DRAW_TRANSPARENT and DRAW_ALPHA_BLEND messages drawn.
     pub blends: u64,
+    /// Of those, DRAW_COMPOSITEs.
+    pub composites: u64,
     /// Refuse CACHE_REPLACE_ME, as a client without COMPOSITE may not know
     /// it (spice-html5 ignores the flag and keeps the lossy copy).
     pub no_cache_replace: bool,
@@ -55,6 +58,8 @@ pub struct ClientState {
     pub pixmaps: HashMap<u64, (u32, u32, Vec<u32>)>,
     /// Pixmap cache ids whose copy is lossy (JPEG).
     pub lossy_pixmaps: HashSet<u64>,
+    /// Pixmap cache ids whose image has alpha (a8r8g8b8).
+    pub alpha_pixmaps: HashSet<u64>,
     /// Lossy copies replaced by lossless ones (CACHE_REPLACE_ME).
     pub cache_replaces: u64,
     /// DRAW_COPYs drawn from the pixmap cache.
@@ -150,17 +155,19 @@ pub(super) fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<()
                         cache_id,
                         replace,
                         lossy: false,
+                        alpha: false,
                     }
                 }
                 other => other,
             };
             // The picture: decoded here, or what the pixmap cache holds.
-            let pixels = match image {
+            let (pixels, alpha) = match image {
                 CopyImage::Pixels {
                     pixels,
                     cache_id,
                     replace,
                     lossy,
+                    alpha,
                 } => {
                     if let Some(id) = cache_id {
                         // As spice-common's canvas: a replacement needs the
@@ -178,8 +185,13 @@ pub(super) fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<()
                             g.lossy_pixmaps.insert(id);
                         }
                         g.pixmaps.insert(id, (width, height, pixels.clone()));
+                        if alpha {
+                            g.alpha_pixmaps.insert(id);
+                        } else {
+                            g.alpha_pixmaps.remove(&id);
+                        }
                     }
-                    pixels
+                    (pixels, alpha)
                 }
                 CopyImage::Glz { .. } => return Err("GLZ image left undecoded".into()),
                 CopyImage::FromCache { id, lossless } => {
@@ -195,9 +207,21 @@ pub(super) fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<()
                         ));
                     }
                     g.cache_hits += 1;
-                    px.clone()
+                    (px.clone(), g.alpha_pixmaps.contains(&id))
                 }
             };
+            // spice-gtk blends with the alpha the image's format has,
+            // whatever the flags say: they must agree. A copy of an image
+            // with alpha onto the xRGB surface keeps only its colours.
+            match blend {
+                Some(m) if m.source_alpha() && !alpha => {
+                    return Err(format!("{m:?} with an image without alpha"))
+                }
+                Some(BlendMode::Alpha(_) | BlendMode::Transparent(_)) if alpha => {
+                    return Err(format!("{blend:?} of an image with alpha"))
+                }
+                _ => {}
+            }
             let s = g
                 .surface
                 .as_mut()
@@ -215,22 +239,25 @@ pub(super) fn apply(g: &mut ClientState, channel: u8, m: ServerMsg) -> Result<()
                 let to = &mut s.pixels[dst..dst + width as usize];
                 let from = &pixels[src..src + width as usize];
                 match blend {
-                    None => to.copy_from_slice(from),
+                    None => to
+                        .iter_mut()
+                        .zip(from)
+                        .for_each(|(d, p)| *d = p & 0x00ff_ffff),
                     Some(mode) => to
                         .iter_mut()
                         .zip(from)
                         .for_each(|(d, p)| *d = mode.apply(*p, *d)),
                 }
             }
-            if blend.is_some() {
-                g.blends += 1;
-            }
+            g.blends += u64::from(blend.is_some());
+            g.composites += u64::from(blend == Some(BlendMode::Over));
             g.draw_copies += u64::from(blend.is_none());
             g.image_types.push(image_type);
         }
         ServerMsg::InvalPixmaps(ids) => {
             for id in ids {
                 g.lossy_pixmaps.remove(&id);
+                g.alpha_pixmaps.remove(&id);
                 if g.pixmaps.remove(&id).is_none() {
                     return Err(format!("INVAL_LIST of image {id:#x} not in the cache"));
                 }

@@ -798,7 +798,8 @@ fn animate(c: &mut Card, sprite: u64, drag: bool) {
 /// A 64x48 bitmap whose every other 8x8 cell is the colour key, drawn over
 /// the scene's first copy as a TRANSPARENT, then twice with ALPHA_BLEND
 /// (half and 200/255 opacity, the second over the first and the scene's
-/// FILL). Prints QXL-BLEND-DONE.
+/// FILL), then an RGBA bitmap blended with its own alpha (twice, over
+/// itself). Prints QXL-BLEND-DONE.
 fn blends(c: &mut Card) {
     const W: u32 = 64;
     const H: u32 = 48;
@@ -828,6 +829,26 @@ fn blends(c: &mut Card) {
         u.extend_from_slice(&0u16.to_le_bytes()); // alpha_flags
         u.push(alpha);
         u.extend_from_slice(&c.phys(img).to_le_bytes());
+        u.extend_from_slice(&src_area);
+        c.draw(DRAW_ALPHA_BLEND, at(x, y), None, &u, "blend");
+    }
+    // An RGBA bitmap whose own alpha runs from clear (left) to opaque,
+    // premultiplied as the drivers hand it over: ALPHA_BLENDs with
+    // SRC_SURFACE_HAS_ALPHA, opaque and at 0x90, the second over the first.
+    let mut px = Vec::with_capacity((W * H * 4) as usize);
+    for y in 0..H {
+        for x in 0..W {
+            let a = x * 255 / (W - 1);
+            let (r, g, b) = (y * 5 * a / 255, 0x80 * a / 255, (W - 1 - x) * 4 * a / 255);
+            px.extend_from_slice(&(a << 24 | r << 16 | g << 8 | b).to_le_bytes());
+        }
+    }
+    let argb = c.image(9, W, H, W * 4, &px, &[]);
+    for (alpha, x, y) in [(0xffu8, 230, 130), (0x90, 250, 150)] {
+        let mut u = Vec::new();
+        u.extend_from_slice(&2u16.to_le_bytes()); // SRC_SURFACE_HAS_ALPHA
+        u.push(alpha);
+        u.extend_from_slice(&c.phys(argb).to_le_bytes());
         u.extend_from_slice(&src_area);
         c.draw(DRAW_ALPHA_BLEND, at(x, y), None, &u, "blend");
     }
