@@ -355,7 +355,13 @@ impl Card {
             );
         }
         self.pool_ids[slot] = id;
-        self.push(CURSOR_RING, IO_NOTIFY_CURSOR, off, CMD_CURSOR, "cursor-cycle");
+        self.push(
+            CURSOR_RING,
+            IO_NOTIFY_CURSOR,
+            off,
+            CMD_CURSOR,
+            "cursor-cycle",
+        );
     }
 
     /// Linux's qxl_fence_wait when memory runs out: NOTIFY_OOM (the device
