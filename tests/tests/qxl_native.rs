@@ -248,51 +248,29 @@ fn qxl_rop3_stroke_text_composite_equal_qemu_by_screendump() {
 /// blends with pixman's rounding, as spice-server's canvas and spice-gtk do).
 #[test]
 fn qxl_blends_reach_spice_gtk_as_blends_on_spicebox_and_qemu() {
-    require_spice_client_glib();
-    let _one = one_at_a_time();
-    let dir = TempDir::new("qxl-blends");
-    let mut finals = Vec::new();
-    for qemu_run in [true, false] {
-        let name = if qemu_run { "qemu" } else { "spicebox" };
-        let sock = dir.join(&format!("qmp-{name}.sock"));
-        let how = Boot {
-            qemu: qemu_run,
-            control: Some(&sock),
-            ..Boot::default()
-        };
-        let (mut vm, port) = qxl_native::boot(spicebox!(), &dir, name, how);
-        let mut capture = Capture::start(&dir, port, &format!("blends-{name}"));
-        let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
-        vm.send(b"b");
-        vm.wait_for(images::QXL_BLEND_DONE_MARKER, Duration::from_secs(60));
-        std::thread::sleep(Duration::from_secs(1));
-        let live = client.picture();
-        capture.stop();
-        capture.assert_well_formed(&capture.opened_streams());
-        let decoded = capture.read("spice", true);
-        for msg in ["DRAW_TRANSPARENT", "DRAW_ALPHA_BLEND"] {
-            assert!(decoded.contains(msg), "{name}: no {msg} in the capture");
-        }
-        if !qemu_run {
-            // LZ type 9 (RGBA): the source's alpha travels with the blend.
-            let rgba = capture.read("spice.LZ_RGB_type == 9", true);
-            assert!(
-                rgba.contains("DRAW_ALPHA_BLEND"),
-                "{name}: no DRAW_ALPHA_BLEND with an RGBA image:\n{rgba}"
-            );
-        }
-        assert_live_equals_fresh(&dir, name, port, &live);
-        let mut qmp = Qmp::connect(&sock, Duration::from_secs(10));
-        let out = dir.join(&format!("blends-{name}.ppm"));
-        qmp.execute("screendump", json!({"filename": out.to_str().unwrap()}));
-        assert_same(
-            &live,
-            &screen::load(&out),
-            &format!("{name}: client vs screendump"),
-        );
+    let finals = watched_by_spice_gtk(
+        "blends",
+        b"b",
+        images::QXL_BLEND_DONE_MARKER,
+        |capture, name, qemu_run| {
+            capture.assert_well_formed(&capture.opened_streams());
+            let decoded = capture.read("spice", true);
+            for msg in ["DRAW_TRANSPARENT", "DRAW_ALPHA_BLEND"] {
+                assert!(decoded.contains(msg), "{name}: no {msg} in the capture");
+            }
+            if !qemu_run {
+                // LZ type 9 (RGBA): the source's alpha travels with the blend.
+                let rgba = capture.read("spice.LZ_RGB_type == 9", true);
+                assert!(
+                    rgba.contains("DRAW_ALPHA_BLEND"),
+                    "{name}: no DRAW_ALPHA_BLEND with an RGBA image:\n{rgba}"
+                );
+            }
+        },
+    );
+    for (name, live) in ["qemu", "spicebox"].iter().zip(&finals) {
         // The blends changed the scene where they were drawn.
-        let scene = expected();
-        let changed = screen::differences(&live, &scene, None);
+        let changed = screen::differences(live, &expected(), None);
         assert!(
             changed
                 .iter()
@@ -304,10 +282,54 @@ fn qxl_blends_reach_spice_gtk_as_blends_on_spicebox_and_qemu() {
             "{name}: only {} pixels blended",
             changed.len()
         );
+    }
+    assert_same(&finals[0], &finals[1], "QEMU vs spicebox after the blends");
+}
+
+/// Boots QEMU, then spicebox, each with a live spice-gtk client and a tshark
+/// capture, has the guest draw `key` until `marker`, lets `check` judge the
+/// capture, and asserts the client's picture equals a fresh client's and the
+/// QMP screendump. Returns both pictures (QEMU's first).
+fn watched_by_spice_gtk(
+    what: &str,
+    key: &[u8],
+    marker: &str,
+    check: impl Fn(&mut Capture, &str, bool),
+) -> Vec<Frame> {
+    require_spice_client_glib();
+    let _one = one_at_a_time();
+    let dir = TempDir::new(&format!("qxl-{what}"));
+    let mut finals = Vec::new();
+    for qemu_run in [true, false] {
+        let name = if qemu_run { "qemu" } else { "spicebox" };
+        let sock = dir.join(&format!("qmp-{name}.sock"));
+        let how = Boot {
+            qemu: qemu_run,
+            control: Some(&sock),
+            ..Boot::default()
+        };
+        let (mut vm, port) = qxl_native::boot(spicebox!(), &dir, name, how);
+        let mut capture = Capture::start(&dir, port, &format!("{what}-{name}"));
+        let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
+        vm.send(key);
+        vm.wait_for(marker, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_secs(1));
+        let live = client.picture();
+        capture.stop();
+        check(&mut capture, name, qemu_run);
+        assert_live_equals_fresh(&dir, name, port, &live);
+        let mut qmp = Qmp::connect(&sock, Duration::from_secs(10));
+        let out = dir.join(&format!("{what}-{name}.ppm"));
+        qmp.execute("screendump", json!({"filename": out.to_str().unwrap()}));
+        assert_same(
+            &live,
+            &screen::load(&out),
+            &format!("{name}: client vs screendump"),
+        );
         finish(vm, name);
         finals.push(live);
     }
-    assert_same(&finals[0], &finals[1], "QEMU vs spicebox after the blends");
+    finals
 }
 
 /// Cursor shapes through the cursor cache: a spice-gtk client (SpiceClientGLib,
@@ -388,49 +410,24 @@ fn alternating_cursor_shapes_come_from_spice_gtk_cache_on_spicebox_and_qemu() {
 /// two VMMs' pictures agree exactly.
 #[test]
 fn qxl_composite_reaches_spice_gtk_as_draw_composite_on_spicebox_and_qemu() {
-    require_spice_client_glib();
-    let _one = one_at_a_time();
-    let dir = TempDir::new("qxl-composite");
-    let mut finals = Vec::new();
-    for qemu_run in [true, false] {
-        let name = if qemu_run { "qemu" } else { "spicebox" };
-        let sock = dir.join(&format!("qmp-{name}.sock"));
-        let how = Boot {
-            qemu: qemu_run,
-            control: Some(&sock),
-            ..Boot::default()
-        };
-        let (mut vm, port) = qxl_native::boot(spicebox!(), &dir, name, how);
-        let mut capture = Capture::start(&dir, port, &format!("composite-{name}"));
-        let client = LiveGlibClient::connect(port, dir.join(&format!("live-{name}.ppm")), name);
-        vm.send(b"o");
-        vm.wait_for(images::QXL_OPS_DONE_MARKER, Duration::from_secs(60));
-        std::thread::sleep(Duration::from_secs(1));
-        let live = client.picture();
-        capture.stop();
-        if !qemu_run {
-            // Not on QEMU: it forwards the ROP3 as DRAW_ROP3, on which
-            // tshark's SPICE dissector trips over itself (a dissector bug
-            // it reports, not a malformed message).
-            capture.assert_well_formed(&capture.opened_streams());
-            let decoded = capture.read("spice", true);
-            assert!(
-                decoded.contains("DRAW_COMPOSITE"),
-                "{name}: no DRAW_COMPOSITE in the capture"
-            );
-        }
-        assert_live_equals_fresh(&dir, name, port, &live);
-        let mut qmp = Qmp::connect(&sock, Duration::from_secs(10));
-        let out = dir.join(&format!("ops-{name}.ppm"));
-        qmp.execute("screendump", json!({"filename": out.to_str().unwrap()}));
-        assert_same(
-            &live,
-            &screen::load(&out),
-            &format!("{name}: client vs screendump"),
-        );
-        finish(vm, name);
-        finals.push(live);
-    }
+    let finals = watched_by_spice_gtk(
+        "composite",
+        b"o",
+        images::QXL_OPS_DONE_MARKER,
+        |capture, name, qemu_run| {
+            if !qemu_run {
+                // Not on QEMU: it forwards the ROP3 as DRAW_ROP3, on which
+                // tshark's SPICE dissector trips over itself (a dissector bug
+                // it reports, not a malformed message).
+                capture.assert_well_formed(&capture.opened_streams());
+                let decoded = capture.read("spice", true);
+                assert!(
+                    decoded.contains("DRAW_COMPOSITE"),
+                    "{name}: no DRAW_COMPOSITE in the capture"
+                );
+            }
+        },
+    );
     assert_same(
         &finals[0],
         &finals[1],
