@@ -9,7 +9,7 @@
 //!
 //! The modes that divide (COLOR_DODGE, COLOR_BURN, SOFT_LIGHT and the four
 //! HSL ones) pixman computes in single-precision floats in a separate
-//! pipeline; they are not drawn here.
+//! pipeline: [`super::qxl_blend_float`].
 
 /// `pixman_op_t` values of the blend modes.
 pub mod op {
