@@ -1,9 +1,8 @@
 //! More of the `o` mode, below ops.rs's drawables: OPAQUE (a bitmap copied,
 //! then its brush combined with it by the ROP descriptor: a pattern brush
-//! ANDed, a solid one ORed inverted) and COMPOSITE with the PDF blend modes
-//! pixman draws in 8 bits (multiply, screen, overlay, darken, lighten, hard
-//! light, difference, exclusion), a premultiplied source whose alpha runs
-//! from 0 to 255 over a gradient. The host compares QEMU's and spicebox's
+//! ANDed, a solid one ORed inverted) and COMPOSITE with each of the fifteen
+//! PDF blend modes (multiply to HSL luminosity), a premultiplied source
+//! whose alpha runs from 0 to 255 over a gradient. The host compares QEMU's and spicebox's
 //! screendumps of the result.
 
 use alloc::vec::Vec;
@@ -17,8 +16,8 @@ const ROPD_INVERS_SRC: u16 = 1;
 const ROPD_INVERS_BRUSH: u16 = 1 << 1;
 const ROPD_OP_OR: u16 = 1 << 4;
 const ROPD_OP_AND: u16 = 1 << 5;
-/// pixman_op_t of the blend modes drawn.
-const BLEND_MODES: [u32; 8] = [0x30, 0x31, 0x32, 0x33, 0x34, 0x37, 0x39, 0x3a];
+/// The blend modes' pixman_op_t values.
+const BLEND_MODES: core::ops::RangeInclusive<u32> = 0x30..=0x3e;
 
 /// QXLOpaque: the whole of `src` onto `bbox`, `brush`, `rop`, no mask.
 fn opaque(c: &mut Card, bbox: Rect, src: u64, brush: &[u8], rop: u16) {
@@ -55,20 +54,22 @@ pub(super) fn draw(c: &mut Card) {
         ROPD_OP_OR | ROPD_INVERS_BRUSH | ROPD_INVERS_SRC,
     );
 
-    // The blend modes, each over the same gradient destination.
-    let back = bitmap32(c, 8, 40, 32, |x, y| {
+    // The blend modes, each over the same gradient destination, in two
+    // rows of 28-pixel-high boxes.
+    let back = bitmap32(c, 8, 40, 28, |x, y| {
         (255 - x * 6) << 16 | (y * 8) << 8 | (x * 3 + y * 4)
     });
-    let argb = bitmap32(c, 9, 40, 32, |x, y| {
+    let argb = bitmap32(c, 9, 40, 28, |x, y| {
         // Alpha 0 at the left edge, 255 at the right; premultiplied.
         let a = x * 255 / 39;
         let (r, g, b) = (255 - y * 8, (x * 6 + y * 2).min(255), 0x80);
         a << 24 | (r * a / 255) << 16 | (g * a / 255) << 8 | (b * a / 255)
     });
-    for (i, mode) in BLEND_MODES.iter().enumerate() {
-        let x = 164 + 44 * i as i32;
-        let bbox = (x, y, x + 40, y + 32);
-        c.copy(back, (x, y), 40, 32, None, "blend-back");
+    for (i, mode) in BLEND_MODES.enumerate() {
+        let x = 164 + 44 * (i as i32 % 8);
+        let y = y + 34 * (i as i32 / 8);
+        let bbox = (x, y, x + 40, y + 28);
+        c.copy(back, (x, y), 40, 28, None, "blend-back");
         let mut u = Vec::new();
         u.extend_from_slice(&mode.to_le_bytes()); // nearest, no repeat
         u.extend_from_slice(&c.phys(argb).to_le_bytes());
