@@ -8,7 +8,9 @@
 use alloc::vec::Vec;
 
 use super::ops::{bitmap32, solid};
-use super::{bytes_of_rect, Card, Rect, IO_FLUSH_SURFACES_ASYNC};
+use super::{
+    bytes_of_rect, Card, Rect, CMD_DRAW, CMD_RING, IO_FLUSH_SURFACES_ASYNC, IO_NOTIFY_CMD,
+};
 
 const DRAW_OPAQUE: u8 = 2;
 const DRAW_COMPOSITE: u8 = 14;
@@ -28,6 +30,19 @@ fn opaque(c: &mut Card, bbox: Rect, src: u64, brush: &[u8], rop: u16) {
     u.extend_from_slice(&rop.to_le_bytes());
     u.extend_from_slice(&[0; 18]); // scale mode, mask
     c.draw(DRAW_OPAQUE, bbox, None, &u, "opaque");
+}
+
+/// Like `Card::draw`, for a drawable that shows what lies under it: its
+/// effect is QXL_EFFECT_BLEND, as the drivers mark composites. (With
+/// QXL_EFFECT_OPAQUE spice-server drops the drawables it covers before
+/// rendering any.)
+fn draw_blend(c: &mut Card, kind: u8, bbox: Rect, u: &[u8], step: &str) {
+    let id = c.pushed.len() as u64 + 1;
+    let mut d = c.drawable(id, kind, bbox, None, u);
+    d[12] = 0; // QXL_EFFECT_BLEND
+    let off = c.put(&d);
+    c.pushed.push((id, off));
+    c.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, step);
 }
 
 pub(super) fn draw(c: &mut Card) {
@@ -75,7 +90,7 @@ pub(super) fn draw(c: &mut Card) {
         u.extend_from_slice(&c.phys(argb).to_le_bytes());
         u.extend_from_slice(&[0; 24]); // no transform, no mask
         u.extend_from_slice(&[0; 8]); // origins
-        c.draw(DRAW_COMPOSITE, bbox, None, &u, "blend-mode");
+        draw_blend(c, DRAW_COMPOSITE, bbox, &u, "blend-mode");
     }
     c.async_io(IO_FLUSH_SURFACES_ASYNC, 0, "ops-blend-flush");
 }
