@@ -196,11 +196,12 @@ fn qxl_animation_seen_live_equals_a_fresh_client_on_spicebox_and_qemu() {
 /// The drawables Windows' QXL drivers use besides fills and copies (the
 /// guest's `o` mode: ROP3 with pattern and solid brushes and a QMask, a FILL
 /// through an inverted QMask, STROKE polylines and a Bézier with PUT and XOR,
-/// TEXT with 1- and 4-bit glyphs, COMPOSITE OVER of an ARGB gradient), read
-/// back with QMP screendump: QEMU's spice-server renders them with
+/// TEXT with 1- and 4-bit glyphs, COMPOSITE OVER of an ARGB gradient, OPAQUE
+/// with pattern and solid brushes under AND and inverted-OR rops, COMPOSITE
+/// in all fifteen PDF blend modes), read back with QMP screendump: QEMU's spice-server renders them with
 /// spice-common's canvas, spicebox with its own, and the two pictures must be
-/// equal pixel for pixel (every operation here is integer arithmetic both
-/// canvases define exactly: no tolerance).
+/// equal pixel for pixel (no tolerance: the blend modes pixman computes in
+/// f32 are computed in the same f32 operations).
 #[test]
 fn qxl_rop3_stroke_text_composite_equal_qemu_by_screendump() {
     let _one = one_at_a_time();
@@ -227,6 +228,13 @@ fn qxl_rop3_stroke_text_composite_equal_qemu_by_screendump() {
         assert_eq!(f.pixel(272, 324), 0xc0_2060, "{name}: masked fill");
         assert_eq!(f.pixel(330, 300), 0xff_ffff, "{name}: stroke");
         assert_eq!(f.pixel(16, 366), 0xf0_e0c0, "{name}: text back area");
+        // OPAQUE: the source pixel (0x1040a0) ANDed with the pattern brush
+        // (0x3fff8f there), then another ORing the inverted solid brush
+        // with the inverted source; a plain copy would leave 0x1040a0.
+        assert_eq!(f.pixel(20, 420), 0x10_4080, "{name}: opaque, pattern AND");
+        assert_eq!(f.pixel(92, 420), 0xef_ffdf, "{name}: opaque, inverted OR");
+        // MULTIPLY's opaque right edge: 0x150075 times (0xff, 0xea, 0x80).
+        assert_eq!(f.pixel(203, 412), 0x15_003b, "{name}: multiply");
         let serial = vm.serial_text();
         assert!(
             !serial.contains(images::QXL_NATIVE_FAIL_MARKER_PREFIX),

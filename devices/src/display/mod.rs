@@ -8,6 +8,8 @@
 pub mod fb;
 pub mod image_file;
 pub mod qxl;
+mod qxl_blend_float;
+mod qxl_blend_modes;
 pub mod qxl_canvas;
 mod qxl_composite;
 mod qxl_draw;

@@ -3,7 +3,10 @@
 //! pixman's 8-bit rounding, an optional mask (unified or component alpha),
 //! the four repeat modes and affine transforms sampled nearest (a BILINEAR
 //! filter is sampled nearest too: the one place this differs from pixman).
-//! The blend-mode operators (MULTIPLY and up) are refused.
+//! The blend-mode operators (MULTIPLY to HSL_LUMINOSITY) are in
+//! [`super::qxl_blend_modes`] (pixman's 8-bit ones) and
+//! [`super::qxl_blend_float`] (its float ones); the rest (DISJOINT,
+//! CONJOINT) are refused.
 //!
 //! The destination is the surface as the canvas reads it for a composite:
 //! xRGB with alpha 0xff.
@@ -11,6 +14,8 @@
 use display_types::mul_un8;
 
 use super::qxl::QxlRect;
+use super::qxl_blend_float::{blend_float, is_float_mode};
+use super::qxl_blend_modes::{blend, is_blend_mode};
 use super::qxl_canvas::{Area, Canvas};
 use super::qxl_draw::Source;
 use super::qxl_parse_ops::Transform;
@@ -51,7 +56,7 @@ pub(super) struct CompositePaint {
 impl CompositePaint {
     /// Does this paint know the operator?
     pub(super) fn supported(op: u8) -> bool {
-        op <= op::SATURATE
+        op <= op::SATURATE || is_blend_mode(op) || is_float_mode(op)
     }
 }
 
@@ -133,6 +138,12 @@ fn factors(op: u8, sa: u32, da: u32) -> (u32, u32) {
 
 /// `s` (premultiplied ARGB) through mask `m` onto `d`.
 fn combine(op: u8, s: u32, m: Option<u32>, component_alpha: bool, d: u32) -> u32 {
+    if is_blend_mode(op) {
+        return blend(op, s, m, component_alpha, d);
+    }
+    if is_float_mode(op) {
+        return blend_float(op, s, m, component_alpha, d);
+    }
     let ch = |v: u32, sh: u32| (v >> sh) & 0xff;
     let sa = ch(s, 24);
     let da = 0xff;

@@ -14,7 +14,7 @@ use tracing::debug;
 use super::qxl_composite::{paint_composite, CompositePaint, Operand};
 use super::qxl_parse::{bitmap_fmt, Bitmap, Brush, DrawOp, Image};
 use super::qxl_parse_ops::{QMask, LINE_FLAGS_STYLED};
-use super::qxl_rop3::{paint_rop3, BrushPaint, Rop3Paint};
+use super::qxl_rop3::{paint_opaque, paint_rop3, BrushPaint, OpaquePaint, Rop3Paint};
 use super::qxl_stroke::{flatten, paint_stroke, StrokePaint};
 use super::qxl_text::{paint_text, TextPaint};
 
@@ -50,6 +50,7 @@ pub(super) enum Paint {
     Invert,
     CopyBits(i32, i32),
     Rop3(Box<Rop3Paint>),
+    Opaque(Box<OpaquePaint>),
     Stroke(Box<StrokePaint>),
     Text(Box<TextPaint>),
     Composite(Box<CompositePaint>),
@@ -57,7 +58,7 @@ pub(super) enum Paint {
 
 /// Where the source pixel for destination (x, y) is: `src_area` is scaled
 /// onto `bbox` (nearest neighbour; 1:1 when the sizes agree).
-fn src_coord(v: u32, dst0: i32, dst_len: i64, src0: i32, src_len: i64) -> i64 {
+pub(super) fn src_coord(v: u32, dst0: i32, dst_len: i64, src0: i32, src_len: i64) -> i64 {
     let d = i64::from(v) - i64::from(dst0);
     if dst_len == src_len || dst_len <= 0 {
         i64::from(src0) + d
@@ -151,6 +152,7 @@ fn paint_unmasked(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
             canvas.copy_within(a, src_x, src_y);
         }
         Paint::Rop3(r) => paint_rop3(canvas, a, bbox, r),
+        Paint::Opaque(o) => paint_opaque(canvas, a, bbox, o),
         Paint::Stroke(s) => paint_stroke(canvas, a, s),
         Paint::Text(t) => paint_text(canvas, a, t),
         Paint::Composite(c) => paint_composite(canvas, a, bbox, c),
@@ -250,9 +252,18 @@ pub(super) fn paint_for(op: &DrawOp, source: &dyn Fn(&Image) -> Option<Source>) 
         })
     };
     Some(match op {
-        DrawOp::Copy { src, src_area, rop } | DrawOp::Opaque { src, src_area, rop } => {
-            Paint::Copy(source(src)?, *src_area, *rop, None)
-        }
+        DrawOp::Copy { src, src_area, rop } => Paint::Copy(source(src)?, *src_area, *rop, None),
+        DrawOp::Opaque {
+            src,
+            src_area,
+            brush: b,
+            rop,
+        } => Paint::Opaque(Box::new(OpaquePaint {
+            src: source(src)?,
+            src_area: *src_area,
+            brush: brush(b)?,
+            rop: *rop,
+        })),
         DrawOp::Transparent {
             src,
             src_area,

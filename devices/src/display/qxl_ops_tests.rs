@@ -125,6 +125,69 @@ fn rop3_with_pattern_brush_and_mask() {
     assert_eq!(s.frame().pixel(0, 0), 0x123456);
 }
 
+/// OPAQUE copies its source, then draws its brush over it with the rop: the
+/// brush is the rop's source (INVERS_BRUSH inverts it) and the copied image
+/// its destination (INVERS_SRC inverts that), as canvas_draw_opaque does.
+#[test]
+fn opaque_applies_its_brush_over_the_copy() {
+    let mut g = Guest::new();
+    g.init();
+    let mut fill = solid(0x000f_0f0f);
+    fill.extend_from_slice(&PUT.to_le_bytes());
+    let src = bitmap_image(&mut g, 4, 2, |x, _| (x * 0x40) << 16 | 0x80);
+    let pat = bitmap_image(&mut g, 2, 1, |x, _| if x == 0 { 0xff } else { 0xff00 });
+    let opaque = |brush: &[u8], rop: u16| {
+        let mut u = src.to_le_bytes().to_vec();
+        u.extend_from_slice(&rect(0, 0, 4, 2));
+        u.extend_from_slice(brush);
+        u.extend_from_slice(&rop.to_le_bytes());
+        u.push(0); // scale mode
+        u.extend(qmask(false, 0, 0, 0));
+        u
+    };
+    // Pattern AND the inverted source.
+    let and_not = opaque(&pattern(pat, 1, 0), (1 << 5) | 1);
+    let s = run(
+        &mut g,
+        &[
+            (1, 1, rect(9, 10, 15, 12), fill.clone()),
+            (2, 2, rect(10, 10, 14, 12), and_not),
+        ],
+    );
+    let f = s.frame();
+    let p = |x: u32| {
+        if (x - 1).is_multiple_of(2) {
+            0xffu32
+        } else {
+            0xff00
+        }
+    };
+    for y in 10..12 {
+        for x in 10..14 {
+            let sv = ((x - 10) * 0x40) << 16 | 0x80;
+            assert_eq!(f.pixel(x, y), p(x) & !sv & 0xff_ffff, "({x},{y})");
+        }
+    }
+    assert_eq!(f.pixel(9, 10), 0x0f_0f0f, "outside the bbox");
+    // No brush with PUT: the canvas puts colour 0 over the copy.
+    let s = run(
+        &mut g,
+        &[(3, 2, rect(10, 10, 14, 12), opaque(&[0; 20], PUT))],
+    );
+    assert_eq!(s.frame().pixel(11, 11), 0);
+    // A hostile brush type: the drawable is dropped (and still released).
+    let mut bad = [0u8; 20];
+    bad[0] = 9;
+    let s = run(
+        &mut g,
+        &[
+            (4, 1, rect(10, 10, 14, 12), fill),
+            (5, 2, rect(10, 10, 14, 12), opaque(&bad, PUT)),
+        ],
+    );
+    assert_eq!(s.frame().pixel(11, 11), 0x0f_0f0f);
+}
+
 #[test]
 fn fills_and_copies_obey_their_mask() {
     let mut g = Guest::new();

@@ -469,10 +469,12 @@ pub enum DrawOp {
         src_area: QxlRect,
         rop: u16,
     },
-    /// OPAQUE: a copy whose transparent parts show the brush; drawn as a copy.
+    /// OPAQUE: `src_area` of `src` copied onto the bbox, then the brush
+    /// combined with it by `rop` (the image is the rop's destination).
     Opaque {
         src: Image,
         src_area: QxlRect,
+        brush: Brush,
         rop: u16,
     },
     CopyBits {
@@ -580,6 +582,7 @@ pub fn parse_drawable(mem: &dyn QxlMemory, addr: u64) -> Result<Drawable> {
         draw::OPAQUE => DrawOp::Opaque {
             src: parse_image(mem, f.u64(u))?,
             src_area: f.rect(u + 8),
+            brush: parse_brush(mem, &f, u + 24)?,
             rop: f.u16(u + 44),
         },
         draw::COPY_BITS => DrawOp::CopyBits {

@@ -49,6 +49,8 @@ mod scene {
 
 #[path = "qxl-native/ops.rs"]
 mod ops;
+#[path = "qxl-native/ops_blend.rs"]
+mod ops_blend;
 
 guest_rt::guest!("QXL-NATIVE", main);
 
@@ -709,6 +711,7 @@ fn main() {
             Some(b'd') => animate(&mut c, one, true),
             Some(b'o') => {
                 ops::draw(&mut c);
+                ops_blend::draw(&mut c);
                 println!("QXL-OPS-DONE");
             }
             Some(b'b') => blends(&mut c),

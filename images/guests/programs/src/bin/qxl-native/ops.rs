@@ -20,7 +20,7 @@ const PATH_END: u32 = 2;
 const PATH_CLOSE: u32 = 8;
 const PATH_BEZIER: u32 = 16;
 
-fn solid(color: u32) -> [u8; 20] {
+pub(super) fn solid(color: u32) -> [u8; 20] {
     let mut b = [0u8; 20];
     b[0] = 1;
     b[4..8].copy_from_slice(&color.to_le_bytes());
@@ -55,7 +55,13 @@ fn mask(c: &mut Card, w: u32, h: u32, on: impl Fn(u32, u32) -> bool) -> u64 {
     c.image(1, w, h, stride, &px, &[])
 }
 
-fn bitmap32(c: &mut Card, format: u8, w: u32, h: u32, pixel: impl Fn(u32, u32) -> u32) -> u64 {
+pub(super) fn bitmap32(
+    c: &mut Card,
+    format: u8,
+    w: u32,
+    h: u32,
+    pixel: impl Fn(u32, u32) -> u32,
+) -> u64 {
     let mut px = Vec::new();
     for y in 0..h {
         for x in 0..w {
