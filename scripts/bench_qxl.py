@@ -122,6 +122,15 @@ def latency(vm, proxy, probes):
     return to_client, to_serial
 
 
+def proc_kib(pid, field):
+    """A /proc/PID/status memory field, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith(field + ":"):
+                return int(l.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
 def bench(name, cmd_for, args, tmp):
     backend = free_port()
     vm = QxlVm(cmd_for(backend), args.timeout, os.path.join(tmp, f"{name.split()[0]}.stderr"))
@@ -149,6 +158,9 @@ def bench(name, cmd_for, args, tmp):
         if not m:
             raise RuntimeError(f"no qxl-anim line: {vm.buf[-300:]!r}")
         r["frames"], r["drawables"], r["late"], r["guest_ms"] = map(int, m.groups())
+        # Resident memory after native mode has run its course (the guest's
+        # RAM counts only where it was touched, on both VMMs alike).
+        r["rss"], r["hwm"] = (proc_kib(vm.p.pid, f) for f in ("VmRSS", "VmHWM"))
         if viewer.v.poll() is not None:
             raise RuntimeError("remote-viewer exited")
         vm.send(b"q")
@@ -201,6 +213,7 @@ def main():
     line("animation: display bytes/frame", lambda r: f"{r['anim'][2] / r['frames']:,.0f}")
     line("animation: CPU % (all)", lambda r: f"{100 * r['anim'][3] / r['anim'][0]:.1f}")
     line("animation: CPU % (no vCPU)", lambda r: f"{100 * r['anim'][4] / r['anim'][0]:.1f}")
+    line("after: RSS / peak MiB", lambda r: f"{r['rss'] / 1024:.0f} / {r['hwm'] / 1024:.0f}")
     ms = lambda v: f"{1000 * v:.1f} ms"
     line(f"'f' -> display bytes, median of {args.probes}",
          lambda r: ms(statistics.median(r["lat_client"])))
