@@ -34,35 +34,41 @@ const MAX_DRAWS: usize = 256;
 
 const RGB: u32 = 0x00ff_ffff;
 
-/// `src` combined with `dst` by the descriptor `rop` (colors 0x00RRGGBB).
-pub fn apply_rop(rop: u16, src: u32, dst: u32) -> u32 {
-    let s = if rop & (ropd::INVERS_SRC | ropd::INVERS_BRUSH) != 0 {
-        !src
-    } else {
-        src
+/// `s` combined with `d` (colours 0x00RRGGBB) by ROP descriptor `desc` as
+/// spice-common's canvas resolves a descriptor to one rop: `s_bit` and
+/// `d_bit` are the descriptor's INVERS_* bits that invert this drawable's rop
+/// source and destination (INVERS_SRC for a copied image, INVERS_BRUSH for a
+/// brush; the others are ignored), PUT wins over OR, AND, XOR, which win over
+/// BLACKNESS, WHITENESS and INVERS (these three ignore INVERS_RES), and a
+/// descriptor with no op (drivers send 0 for PUT too) copies `s` uninverted.
+pub fn apply_rop(desc: u16, s_bit: u16, d_bit: u16, s: u32, d: u32) -> u32 {
+    let si = if desc & s_bit != 0 { !s } else { s };
+    let di = if desc & d_bit != 0 { !d } else { d };
+    let res = |r: u32| {
+        if desc & ropd::INVERS_RES != 0 {
+            !r
+        } else {
+            r
+        }
     };
-    let d = if rop & ropd::INVERS_DEST != 0 {
-        !dst
-    } else {
-        dst
-    };
-    let r = if rop & ropd::OP_OR != 0 {
-        s | d
-    } else if rop & ropd::OP_AND != 0 {
-        s & d
-    } else if rop & ropd::OP_XOR != 0 {
-        s ^ d
-    } else if rop & ropd::OP_BLACKNESS != 0 {
+    let r = if desc & ropd::OP_PUT != 0 {
+        res(si)
+    } else if desc & ropd::OP_OR != 0 {
+        res(si | di)
+    } else if desc & ropd::OP_AND != 0 {
+        res(si & di)
+    } else if desc & ropd::OP_XOR != 0 {
+        res(si ^ di)
+    } else if desc & ropd::OP_BLACKNESS != 0 {
         0
-    } else if rop & ropd::OP_WHITENESS != 0 {
+    } else if desc & ropd::OP_WHITENESS != 0 {
         RGB
-    } else if rop & ropd::OP_INVERS != 0 {
-        !dst
+    } else if desc & ropd::OP_INVERS != 0 {
+        !d
     } else {
-        // OP_PUT, and a descriptor with no op (drivers send 0 for PUT too).
         s
     };
-    (if rop & ropd::INVERS_RES != 0 { !r } else { r }) & RGB
+    r & RGB
 }
 
 /// A drawing region in canvas pixels (half-open, clipped, non-empty).
@@ -564,17 +570,21 @@ mod tests {
 
     #[test]
     fn rops() {
-        assert_eq!(apply_rop(ropd::OP_PUT, 0x123456, 0xffffff), 0x123456);
-        assert_eq!(apply_rop(0, 0x123456, 0xffffff), 0x123456);
-        assert_eq!(apply_rop(ropd::OP_XOR, 0x00ff00, 0x0f0f0f), 0x0ff00f);
-        assert_eq!(apply_rop(ropd::OP_AND, 0x00ff00, 0x0f0f0f), 0x000f00);
+        use ropd::{INVERS_BRUSH as B, INVERS_DEST as D, INVERS_SRC as S};
+        assert_eq!(apply_rop(ropd::OP_PUT, S, D, 0x123456, 0xffffff), 0x123456);
+        assert_eq!(apply_rop(0, S, D, 0x123456, 0xffffff), 0x123456);
+        assert_eq!(apply_rop(ropd::OP_XOR, S, D, 0x00ff00, 0x0f0f0f), 0x0ff00f);
+        assert_eq!(apply_rop(ropd::OP_AND, B, D, 0x00ff00, 0x0f0f0f), 0x000f00);
         assert_eq!(
-            apply_rop(ropd::OP_OR | ropd::INVERS_RES, 0, 0x0f0f0f),
+            apply_rop(ropd::OP_OR | ropd::INVERS_RES, S, D, 0, 0x0f0f0f),
             0xf0f0f0
         );
-        assert_eq!(apply_rop(ropd::OP_PUT | ropd::INVERS_SRC, 0, 0), 0xffffff);
-        assert_eq!(apply_rop(ropd::OP_INVERS, 0, 0x00ff00), 0xff00ff);
-        assert_eq!(apply_rop(ropd::OP_BLACKNESS, 5, 5), 0);
-        assert_eq!(apply_rop(ropd::OP_WHITENESS, 5, 5), 0xffffff);
+        assert_eq!(apply_rop(ropd::OP_PUT | S, S, D, 0, 0), 0xffffff);
+        // Only the drawable's own source bit inverts it.
+        assert_eq!(apply_rop(ropd::OP_PUT | B, S, D, 0, 0), 0);
+        assert_eq!(apply_rop(ropd::OP_PUT | B, B, D, 0, 0), 0xffffff);
+        assert_eq!(apply_rop(ropd::OP_INVERS, S, D, 0, 0x00ff00), 0xff00ff);
+        assert_eq!(apply_rop(ropd::OP_BLACKNESS, S, D, 5, 5), 0);
+        assert_eq!(apply_rop(ropd::OP_WHITENESS, S, D, 5, 5), 0xffffff);
     }
 }

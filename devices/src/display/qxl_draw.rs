@@ -8,7 +8,7 @@ use std::sync::Arc;
 use display_types::{alpha_over, BlendMode, Frame};
 
 use super::qxl::QxlRect;
-use super::qxl_canvas::{apply_rop, Area, Canvas};
+use super::qxl_canvas::{apply_rop, ropd, Area, Canvas};
 use tracing::debug;
 
 use super::qxl_composite::{paint_composite, CompositePaint, Operand};
@@ -116,7 +116,7 @@ fn paint_unmasked(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
                 if *transparent == Some(p) {
                     return None;
                 }
-                Some(apply_rop(*rop, p, old))
+                Some(apply_rop(*rop, ropd::INVERS_SRC, ropd::INVERS_DEST, p, old))
             });
         }
         Paint::Alpha(src, sa, alpha, has_alpha) => {
@@ -131,7 +131,15 @@ fn paint_unmasked(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
                 Some(alpha_over(p, old, *alpha))
             });
         }
-        Paint::Solid(color, rop) => canvas.paint(a, |_, _, old| Some(apply_rop(*rop, *color, old))),
+        Paint::Solid(color, rop) => canvas.paint(a, |_, _, old| {
+            Some(apply_rop(
+                *rop,
+                ropd::INVERS_BRUSH,
+                ropd::INVERS_DEST,
+                *color,
+                old,
+            ))
+        }),
         Paint::Pattern(src, px, py, rop) => {
             let (pw, ph) = src.size();
             if pw == 0 || ph == 0 {
@@ -141,7 +149,13 @@ fn paint_unmasked(canvas: &mut Canvas, a: Area, bbox: &QxlRect, op: &Paint) {
                 let sx = (i64::from(x) - i64::from(*px)).rem_euclid(pw);
                 let sy = (i64::from(y) - i64::from(*py)).rem_euclid(ph);
                 let p = src.get(sx, sy)? & 0x00ff_ffff;
-                Some(apply_rop(*rop, p, old))
+                Some(apply_rop(
+                    *rop,
+                    ropd::INVERS_BRUSH,
+                    ropd::INVERS_DEST,
+                    p,
+                    old,
+                ))
             });
         }
         Paint::Invert => canvas.paint(a, |_, _, old| Some(!old)),

@@ -3,7 +3,7 @@
 //! with, as spice-common's rop3.c and canvas_base.c apply them.
 
 use super::qxl::QxlRect;
-use super::qxl_canvas::{ropd, Area, Canvas};
+use super::qxl_canvas::{apply_rop, ropd, Area, Canvas};
 use super::qxl_draw::{src_coord, Source};
 
 /// The ternary rop `code` applied bitwise: result bit i of each pixel is bit
@@ -90,42 +90,6 @@ pub(super) fn paint_rop3(canvas: &mut Canvas, a: Area, bbox: &QxlRect, r: &Rop3P
     });
 }
 
-/// `s` combined with `d` by ROP descriptor `desc` as canvas_base.c resolves
-/// a descriptor to one SpiceROP: `s_bit` and `d_bit` are the descriptor's
-/// INVERS_* bits that invert this drawable's rop source and destination
-/// (the others are ignored), PUT wins over OR, AND, XOR, which win over
-/// BLACKNESS, WHITENESS and INVERS (these three ignore INVERS_RES), and a
-/// descriptor with no op copies `s` uninverted.
-pub(super) fn ropd_apply(desc: u16, s_bit: u16, d_bit: u16, s: u32, d: u32) -> u32 {
-    let si = if desc & s_bit != 0 { !s } else { s };
-    let di = if desc & d_bit != 0 { !d } else { d };
-    let res = |r: u32| {
-        if desc & ropd::INVERS_RES != 0 {
-            !r
-        } else {
-            r
-        }
-    };
-    let r = if desc & ropd::OP_PUT != 0 {
-        res(si)
-    } else if desc & ropd::OP_OR != 0 {
-        res(si | di)
-    } else if desc & ropd::OP_AND != 0 {
-        res(si & di)
-    } else if desc & ropd::OP_XOR != 0 {
-        res(si ^ di)
-    } else if desc & ropd::OP_BLACKNESS != 0 {
-        0
-    } else if desc & ropd::OP_WHITENESS != 0 {
-        u32::MAX
-    } else if desc & ropd::OP_INVERS != 0 {
-        !d
-    } else {
-        s
-    };
-    r & 0x00ff_ffff
-}
-
 /// An OPAQUE drawable: `src_area` of `src` copied onto the bbox (scaled
 /// nearest when the sizes differ), then the brush drawn over it with the
 /// descriptor `rop`, the brush as the rop's source (inverted by
@@ -154,7 +118,7 @@ pub(super) fn paint_opaque(canvas: &mut Canvas, a: Area, bbox: &QxlRect, o: &Opa
         let Some(b) = o.brush.at(i64::from(x), i64::from(y)) else {
             return Some(img);
         };
-        Some(ropd_apply(
+        Some(apply_rop(
             o.rop,
             ropd::INVERS_BRUSH,
             ropd::INVERS_SRC,
@@ -216,32 +180,29 @@ mod tests {
         let (s, d) = (0x00f0_f00fu32, 0x00cc_33ccu32);
         let b = INVERS_BRUSH;
         let i = INVERS_SRC;
-        assert_eq!(ropd_apply(OP_PUT, b, i, s, d), s);
-        assert_eq!(
-            ropd_apply(OP_PUT | INVERS_BRUSH, b, i, s, d),
-            !s & 0xff_ffff
-        );
+        assert_eq!(apply_rop(OP_PUT, b, i, s, d), s);
+        assert_eq!(apply_rop(OP_PUT | INVERS_BRUSH, b, i, s, d), !s & 0xff_ffff);
         // INVERS_DEST is not an input of this drawable: ignored.
-        assert_eq!(ropd_apply(OP_OR | INVERS_DEST, b, i, s, d), s | d);
-        assert_eq!(ropd_apply(OP_AND | INVERS_SRC, b, i, s, d), s & !d);
+        assert_eq!(apply_rop(OP_OR | INVERS_DEST, b, i, s, d), s | d);
+        assert_eq!(apply_rop(OP_AND | INVERS_SRC, b, i, s, d), s & !d);
         assert_eq!(
-            ropd_apply(OP_XOR | INVERS_RES, b, i, s, d),
+            apply_rop(OP_XOR | INVERS_RES, b, i, s, d),
             !(s ^ d) & 0xff_ffff
         );
         assert_eq!(
-            ropd_apply(OP_OR | INVERS_BRUSH | INVERS_SRC | INVERS_RES, b, i, s, d),
+            apply_rop(OP_OR | INVERS_BRUSH | INVERS_SRC | INVERS_RES, b, i, s, d),
             s & d
         );
         // PUT wins over the other ops; INVERS_RES does not touch WHITENESS.
-        assert_eq!(ropd_apply(OP_PUT | OP_XOR, b, i, s, d), s);
-        assert_eq!(ropd_apply(OP_WHITENESS | INVERS_RES, b, i, s, d), 0xff_ffff);
-        assert_eq!(ropd_apply(OP_BLACKNESS, b, i, s, d), 0);
+        assert_eq!(apply_rop(OP_PUT | OP_XOR, b, i, s, d), s);
+        assert_eq!(apply_rop(OP_WHITENESS | INVERS_RES, b, i, s, d), 0xff_ffff);
+        assert_eq!(apply_rop(OP_BLACKNESS, b, i, s, d), 0);
         assert_eq!(
-            ropd_apply(OP_INVERS | INVERS_SRC, b, i, s, d),
+            apply_rop(OP_INVERS | INVERS_SRC, b, i, s, d),
             !d & 0xff_ffff
         );
-        assert_eq!(ropd_apply(0, b, i, s, d), s);
-        assert_eq!(ropd_apply(INVERS_BRUSH, b, i, s, d), s);
+        assert_eq!(apply_rop(0, b, i, s, d), s);
+        assert_eq!(apply_rop(INVERS_BRUSH, b, i, s, d), s);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use tracing::debug;
 
-use super::qxl_canvas::{apply_rop, Area, Canvas};
+use super::qxl_canvas::{apply_rop, ropd, Area, Canvas};
 use super::qxl_parse_ops::{path_flags, PathSeg, PointFix, LINE_FLAGS_START_WITH_GAP};
 use super::qxl_rop3::BrushPaint;
 
@@ -251,7 +251,15 @@ pub(super) fn paint_stroke(canvas: &mut Canvas, a: Area, s: &StrokePaint) {
                 let Some(p) = s.brush.at(i64::from(x), i64::from(y)) else {
                     return;
                 };
-                canvas.update(x, y, |old| Some(apply_rop(s.rop, p, old)));
+                canvas.update(x, y, |old| {
+                    Some(apply_rop(
+                        s.rop,
+                        ropd::INVERS_BRUSH,
+                        ropd::INVERS_DEST,
+                        p,
+                        old,
+                    ))
+                });
             });
             let (dx, dy) = (
                 (i64::from(w[1].0) - i64::from(w[0].0)).abs(),
