@@ -290,7 +290,7 @@ impl Head {
                         }
                     });
                 }
-                settle(&mut new, &mut p);
+                settle(&mut new, &mut p, false);
                 q.extend(new);
                 if q.len() > MAX_QUEUED_DRAWS {
                     for d in q.drain(..) {
@@ -346,15 +346,21 @@ impl Head {
 /// copy pixels it has not got yet. Each one's destination joins `stale`
 /// instead, to go as an image of the newest pixels, so a later copy reading
 /// it falls back too. Fills and image copies paint what they paint whatever
-/// the client has, and stay.
-fn settle(draws: &mut Vec<Queued>, stale: &mut Region) {
-    draws.retain(|q| match &q.draw {
-        Draw::CopyBits(b) if stale.touches(&b.source()) => {
-            stale.add(b.rect);
-            false
-        }
-        _ => true,
+/// the client has, and stay; blends onto `stale` go too with `blends` (when
+/// the pixels already sent hold their result). Returns the destinations.
+fn settle(draws: &mut Vec<Queued>, stale: &mut Region, blends: bool) -> Vec<Rect> {
+    let mut dropped = Vec::new();
+    draws.retain(|q| {
+        let dst = match &q.draw {
+            Draw::CopyBits(b) if stale.touches(&b.source()) => b.rect,
+            Draw::Blend(b) if blends && stale.touches(&b.copy.rect) => b.copy.rect,
+            _ => return true,
+        };
+        stale.add(dst);
+        dropped.push(dst);
+        false
     });
+    dropped
 }
 
 /// The pump is about to send `r` as an image of the head's pixels now. The
@@ -371,20 +377,7 @@ fn newer_pixels_sent(client: &DisplayClient, r: Rect) {
     }
     let mut stale = Region::default();
     stale.add(r);
-    let mut redraw = Vec::new();
-    q.retain(|d| match &d.draw {
-        Draw::CopyBits(b) if stale.touches(&b.source()) => {
-            stale.add(b.rect);
-            redraw.push(b.rect);
-            false
-        }
-        Draw::Blend(b) if stale.touches(&b.copy.rect) => {
-            stale.add(b.copy.rect);
-            redraw.push(b.copy.rect);
-            false
-        }
-        _ => true,
-    });
+    let redraw = settle(&mut q, &mut stale, true);
     drop(q);
     let mut p = lock(&client.pending);
     for d in redraw {
@@ -673,7 +666,7 @@ impl DisplayChannel {
             for r in rects {
                 stale.add(r);
             }
-            settle(&mut q, &mut stale);
+            settle(&mut q, &mut stale, false);
             for r in stale.take() {
                 p.add(r);
             }
