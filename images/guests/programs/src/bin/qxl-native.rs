@@ -303,45 +303,15 @@ impl Card {
     /// Like `draw`, into a released slot of the animation's pool (waiting
     /// for the device to release one, as qxl_alloc_release_reserved does).
     fn draw_pooled(&mut self, kind: u8, bbox: Rect, u: &[u8]) {
-        let mut slot = None;
-        let free = time::wait_until(WAIT, || {
-            slot = self.pool_ids.iter().position(|&id| id == 0);
-            if slot.is_none() {
-                self.reclaim();
-            }
-            slot.is_some()
-        });
-        check!(free, "anim", "no drawable released within {WAIT:?}");
-        let slot = slot.unwrap_or_default();
-        let id = self.next_anim_id;
-        self.next_anim_id += 1;
+        let (slot, id) = self.pool_slot("anim");
         let d = self.drawable(id, kind, bbox, None, u);
-        let off = self.pool + slot as u64 * SLOT_BYTES;
-        for (i, w) in d.chunks(4).enumerate() {
-            self.ram.write32(
-                off + 4 * i as u64,
-                u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
-            );
-        }
-        self.pool_ids[slot] = id;
-        self.push(CMD_RING, IO_NOTIFY_CMD, off, CMD_DRAW, "anim");
+        self.push_pooled(slot, id, &d, CMD_RING, IO_NOTIFY_CMD, CMD_DRAW, "anim");
     }
 
     /// A QXL_CURSOR_SET of the shape at `shape` (QXLPHYSICAL) at
     /// CURSOR_MOVED_TO, in a pool slot as the animation's drawables.
     fn cursor_set_pooled(&mut self, shape: u64) {
-        let mut slot = None;
-        let free = time::wait_until(WAIT, || {
-            slot = self.pool_ids.iter().position(|&id| id == 0);
-            if slot.is_none() {
-                self.reclaim();
-            }
-            slot.is_some()
-        });
-        check!(free, "cursor-cycle", "no slot released within {WAIT:?}");
-        let slot = slot.unwrap_or_default();
-        let id = self.next_anim_id;
-        self.next_anim_id += 1;
+        let (slot, id) = self.pool_slot("cursor-cycle");
         let mut set = [0u8; 152];
         set[0..8].copy_from_slice(&id.to_le_bytes());
         set[8] = 0; // QXL_CURSOR_SET
@@ -349,21 +319,49 @@ impl Card {
         set[11..13].copy_from_slice(&scene::CURSOR_MOVED_TO.1.to_le_bytes());
         set[13] = 1;
         set[14..22].copy_from_slice(&shape.to_le_bytes());
+        let (ring, notify) = (CURSOR_RING, IO_NOTIFY_CURSOR);
+        self.push_pooled(slot, id, &set, ring, notify, CMD_CURSOR, "cursor-cycle");
+    }
+
+    /// A released slot of the pool (waiting for the device to release one)
+    /// and the release id of the command that will use it.
+    fn pool_slot(&mut self, what: &str) -> (usize, u64) {
+        let mut slot = None;
+        let free = time::wait_until(WAIT, || {
+            slot = self.pool_ids.iter().position(|&id| id == 0);
+            if slot.is_none() {
+                self.reclaim();
+            }
+            slot.is_some()
+        });
+        check!(free, what, "no slot released within {WAIT:?}");
+        let id = self.next_anim_id;
+        self.next_anim_id += 1;
+        (slot.unwrap_or_default(), id)
+    }
+
+    /// Writes command `bytes` into pool `slot`, marks it taken by `id` and
+    /// pushes it on `ring`.
+    #[allow(clippy::too_many_arguments)]
+    fn push_pooled(
+        &mut self,
+        slot: usize,
+        id: u64,
+        bytes: &[u8],
+        ring: u64,
+        notify: u16,
+        cmd: u32,
+        what: &str,
+    ) {
         let off = self.pool + slot as u64 * SLOT_BYTES;
-        for (i, w) in set.chunks(4).enumerate() {
+        for (i, w) in bytes.chunks(4).enumerate() {
             self.ram.write32(
                 off + 4 * i as u64,
                 u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
             );
         }
         self.pool_ids[slot] = id;
-        self.push(
-            CURSOR_RING,
-            IO_NOTIFY_CURSOR,
-            off,
-            CMD_CURSOR,
-            "cursor-cycle",
-        );
+        self.push(ring, notify, off, cmd, what);
     }
 
     /// Linux's qxl_fence_wait when memory runs out: NOTIFY_OOM (the device
