@@ -17,8 +17,8 @@ frames of a changing photo-like 256x192 bitmap COPYed into one box at 25
 frames/s; both servers run with streaming-video=filter, so after ~20 frames
 they send it as an MJPEG stream, and the box's final picture once it is
 still). Last, the guest's cursor cycle ('c': 24 cursor SETs alternating two
-32x32 shapes), counted as the cursor channel's bytes. There is no animated mode-13h guest in images/ (the VGA demo disk's
-graphics scene is still), so the VGA path is not here.
+32x32 shapes), counted as the cursor channel's bytes. The animated mode-13h guest (vga13) has
+its own benchmark over the same two links: scripts/bench_vga13.
 
 Columns, over the span from the key to the last display byte delivered (the
 link drained, quiet for 1.5 s):
