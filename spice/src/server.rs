@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{KeyPool, Ticket};
 use crate::channel::conn::DirectSocket;
 use crate::channel::display::DisplayChannel;
+use crate::channel::session_link::SessionLink;
 use crate::channel::{self, ChannelKind, Registry, ServerInfo};
 use crate::clients::{Clients, Registration};
 use crate::link::{accept_link, LinkPolicy, LinkRequest};
@@ -74,6 +75,8 @@ struct SessionEntry {
     /// (channel type, channel id) of the linked channels: at most one of each, as
     /// spice-server (`red_client_add_channel`: "duplicate channel type %d id %d").
     channels: HashSet<(u8, u8)>,
+    /// Its net test result, shared by its channels.
+    link: Arc<SessionLink>,
 }
 
 pub struct Shared {
@@ -578,7 +581,7 @@ async fn handle_connection(
             return;
         }
     };
-    let (session_id, kill) = match join_session(shared, &req) {
+    let (session_id, kill, session_link) = match join_session(shared, &req) {
         Ok(joined) => joined,
         Err(code) => {
             let _ = stream.write_all(&code.to_le_bytes()).await;
@@ -620,6 +623,7 @@ async fn handle_connection(
         direct,
         &req,
         session_id,
+        session_link,
         kill,
         &reg,
         &shared.info,
@@ -641,7 +645,7 @@ enum Ended {
 /// MAIN starts a new session (closing the current one, as spice-server does without
 /// multi-client support); other channels must name the current session and may be
 /// linked once per session. Err is the link result to send.
-fn join_session(shared: &Shared, req: &LinkRequest) -> Result<(u32, watch::Receiver<bool>), u32> {
+fn join_session(shared: &Shared, req: &LinkRequest) -> Result<Joined, u32> {
     let mut session = lock(&shared.session);
     if req.channel_type == ch::MAIN {
         if let Some(old) = session.take() {
@@ -659,8 +663,14 @@ fn join_session(shared: &Shared, req: &LinkRequest) -> Result<(u32, watch::Recei
         };
         let (kill, rx) = watch::channel(false);
         let channels = HashSet::from([(req.channel_type, req.channel_id)]);
-        *session = Some(SessionEntry { id, kill, channels });
-        return Ok((id, rx));
+        let link = Arc::new(SessionLink::default());
+        *session = Some(SessionEntry {
+            id,
+            kill,
+            channels,
+            link: link.clone(),
+        });
+        return Ok((id, rx, link));
     }
     let Some(s) = session.as_mut().filter(|s| s.id == req.connection_id) else {
         warn!(
@@ -678,8 +688,11 @@ fn join_session(shared: &Shared, req: &LinkRequest) -> Result<(u32, watch::Recei
         );
         return Err(link_err::CHANNEL_NOT_AVAILABLE);
     }
-    Ok((s.id, s.kill.subscribe()))
+    Ok((s.id, s.kill.subscribe(), s.link.clone()))
 }
+
+/// A joined session: its id, its end, its shared link estimate.
+type Joined = (u32, watch::Receiver<bool>, Arc<SessionLink>);
 
 /// A session lives as long as its MAIN channel.
 fn end_session_if_main(shared: &Shared, req: &LinkRequest, session_id: u32) {

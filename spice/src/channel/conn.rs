@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use super::link_meter::{LinkMeter, PingOut};
+use super::link_meter::{LinkMeter, PingKind, PingOut};
+use super::session_link::{Estimate, SessionLink};
 use crate::header::Framing;
 use crate::proto::{msg, msgc};
 use crate::server::BoxStream;
@@ -84,6 +85,8 @@ pub struct Conn {
     reader: tokio::task::JoinHandle<()>,
     pub name: &'static str,
     meter: LinkMeter,
+    /// The session's net test result, published by the channel that ran it.
+    session: Arc<SessionLink>,
     stats: Option<Arc<LiveStats>>,
     /// PONGs refused so far (the first is a warning, the rest debug lines).
     bad_pongs: u64,
@@ -120,6 +123,7 @@ impl Conn {
             reader,
             name,
             meter: LinkMeter::new(Instant::now()),
+            session: Arc::default(),
             stats: None,
             bad_pongs: 0,
         }
@@ -137,6 +141,29 @@ impl Conn {
     /// The link's estimate.
     pub fn meter(&self) -> &LinkMeter {
         &self.meter
+    }
+
+    /// The session this connection belongs to shares its net test here.
+    pub(crate) fn set_session_link(&mut self, link: Arc<SessionLink>) {
+        self.session = link;
+    }
+
+    pub fn session_link(&self) -> &Arc<SessionLink> {
+        &self.session
+    }
+
+    /// Starts from the session's net test result if this connection's meter
+    /// knows nothing yet; true if it did.
+    pub fn adopt_session_estimate(&mut self) -> bool {
+        let Some(e) = self.session.get() else {
+            return false;
+        };
+        let adopted = self.meter.adopt(e, Instant::now());
+        if adopted {
+            debug!(channel = self.name, bps = e.bandwidth, latency = ?e.latency, "link estimate from the session's net test");
+            self.publish_estimate();
+        }
+        adopted
     }
 
     /// A video stream report's delivery sample (see
@@ -310,7 +337,19 @@ impl Conn {
             _ => Err("short PONG".to_string()),
         };
         match result {
-            Ok(()) => self.publish_estimate(),
+            Ok(kind) => {
+                self.publish_estimate();
+                if let (PingKind::Rate, Some(bandwidth)) = (kind, self.meter.bandwidth()) {
+                    let latency = self.meter.latency();
+                    debug!(
+                        channel = self.name,
+                        bps = bandwidth,
+                        ?latency,
+                        "net test done"
+                    );
+                    self.session.publish(Estimate { bandwidth, latency });
+                }
+            }
             Err(why) => {
                 self.bad_pongs += 1;
                 if self.bad_pongs == 1 {

@@ -44,7 +44,7 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tracing::{debug, warn};
@@ -77,6 +77,8 @@ use crate::{
 /// Draws queued for a client that does not read them fast enough; past this
 /// they become dirty rectangles (one image each instead of a message each).
 const MAX_QUEUED_DRAWS: usize = 1024;
+/// How long the first picture waits for DISPLAY_INIT.
+const INIT_WAIT: Duration = Duration::from_secs(3);
 
 /// The display kind: one [`Head`] per channel id.
 pub struct DisplayChannel {
@@ -430,8 +432,9 @@ struct State {
     cache_replace: bool,
     /// The client's GLZ dictionary, once DISPLAY_INIT announced a window.
     glz: Option<SharedGlz>,
-    /// The first net test may still run: no picture before it ends.
-    first_test: bool,
+    /// No picture before DISPLAY_INIT (its cache and GLZ window shape the
+    /// first one) or this deadline, for a client that sends none.
+    init_wait: Option<Instant>,
     /// When to look for an idle link to probe (or test again).
     next_probe: Instant,
     /// The client's video streams.
@@ -478,7 +481,7 @@ impl DisplayChannel {
             cache: None,
             cache_replace: blends,
             glz: None,
-            first_test: true,
+            init_wait: Some(Instant::now() + INIT_WAIT),
             next_probe: Instant::now() + PROBE_EVERY,
             streams: ClientStreams::new(
                 has_cap(&link.req.channel_caps, DISPLAY_CAP_STREAM_REPORT),
@@ -487,19 +490,16 @@ impl DisplayChannel {
             exact: Vec::new(),
         };
         conn.queue_set_ack();
-        conn.queue_net_test();
         conn.flush().await?;
+        // The session's net test runs on MAIN (see `session_link`).
+        let mut estimates = conn.session_link().subscribe();
         link.reg.initialized();
         loop {
             self.pump(hub, conn, &mut st).await?;
             let client = st.client.clone();
-            // The net test's end (the picture waits for it), else the next
-            // latency probe.
+            // DISPLAY_INIT's deadline, else the next latency probe.
             let now = Instant::now();
-            let timer = match conn.meter().net_test_deadline() {
-                Some(t) if st.first_test && conn.meter().net_test_pending(now) => t,
-                _ => st.next_probe,
-            };
+            let timer = st.init_wait.map_or(st.next_probe, |t| t.min(st.next_probe));
             // Or a paced frame, a stream going still, a lossy candidate's end.
             let timer = {
                 let h = lock(hub);
@@ -516,6 +516,7 @@ impl DisplayChannel {
             let next = tokio::select! {
                 n = next_message(conn) => n?,
                 _ = client.wake.notified() => continue,
+                Ok(()) = estimates.changed() => continue,
                 _ = tokio::time::sleep_until(timer.into()) => Next::Base,
             };
             let now = Instant::now();
@@ -529,6 +530,7 @@ impl DisplayChannel {
                 Next::Base => {}
                 Next::Msg(t, body) => match t {
                     display_msgc::INIT => {
+                        st.init_wait = None;
                         // The client's channels share its cache: each head
                         // gets its share of the pixels.
                         let size = init_cache_size(&body).unwrap_or(0);
@@ -555,11 +557,13 @@ impl DisplayChannel {
     async fn pump(&self, hub: &Mutex<Head>, conn: &mut Conn, st: &mut State) -> Result<(), End> {
         // The rectangles are taken under the head's lock, and pixels are copied
         // later, so they are never older than the rectangles they answer.
-        if st.first_test {
-            if conn.meter().net_test_pending(Instant::now()) {
+        conn.adopt_session_estimate();
+        if let Some(t) = st.init_wait {
+            if Instant::now() < t {
                 return Ok(());
             }
-            st.first_test = false;
+            st.init_wait = None;
+            debug!("no DISPLAY_INIT: pictures go without cache or GLZ");
         }
         let (mut rects, mut draws) = {
             let h = lock(hub);

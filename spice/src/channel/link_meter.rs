@@ -1,8 +1,9 @@
 //! How fast and how far a client is: a per-connection estimate of the link's
 //! bandwidth and round-trip latency.
 //!
-//! At connect a channel may run a net test (the idea of spice-server's main
-//! channel "net test"; our own sequence): three PINGs queued back to back, an
+//! At connect MAIN runs a net test for the session (the idea of
+//! spice-server's main channel "net test"; our own sequence; the display
+//! channels adopt its result, see `session_link`): three PINGs queued back to back, an
 //! empty one (its round trip is the latency), one with a warm-up payload (it
 //! opens the TCP window and gives a reference time) and one with the rate
 //! payload. The client answers each on arrival, so the time between the last
@@ -31,6 +32,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::conn::ACK_WINDOW;
+use super::session_link::Estimate;
 
 /// Below this a link is slow (spice-server's low-bandwidth threshold).
 pub const SLOW_BPS: f64 = 10_000_000.0;
@@ -215,12 +217,14 @@ impl LinkMeter {
     }
 
     /// The net test runs and has not timed out.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn net_test_pending(&self, now: Instant) -> bool {
         self.net_test
             .is_some_and(|t| now.saturating_duration_since(t) < NET_TEST_TIMEOUT)
     }
 
     /// When a pending net test times out.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn net_test_deadline(&self) -> Option<Instant> {
         self.net_test.map(|t| t + NET_TEST_TIMEOUT)
     }
@@ -241,9 +245,30 @@ impl LinkMeter {
                 .is_some_and(|t| now.saturating_duration_since(t) >= self.retest_after.max(share))
     }
 
-    /// Nothing is in flight or due to be acked, and no PING is out.
+    /// Nothing is in flight or due to be acked, and no PING is out (one
+    /// unanswered for [`NET_TEST_TIMEOUT`] is given up: a client that never
+    /// answers must not keep the link busy for good).
     fn idle(&self, now: Instant) -> bool {
-        self.pings.is_empty() && self.quiet(now)
+        self.pings
+            .iter()
+            .all(|p| now.saturating_duration_since(p.at) >= NET_TEST_TIMEOUT)
+            && self.quiet(now)
+    }
+
+    /// Takes the session's net test result (see `session_link`) when this
+    /// meter knows nothing yet: a channel that runs no test of its own
+    /// starts from it, and its traffic refines it.
+    pub fn adopt(&mut self, e: Estimate, now: Instant) -> bool {
+        if self.bandwidth.is_some() || !e.bandwidth.is_finite() || e.bandwidth <= 0.0 {
+            return false;
+        }
+        self.bandwidth = Some(e.bandwidth);
+        if self.latency.is_none() {
+            self.latency = e.latency;
+        }
+        // The test just ran: the next one is due as after our own.
+        self.tested.get_or_insert(now);
+        true
     }
 
     /// No message went out for [`IDLE_AFTER`] (or, on a slow link, for as
@@ -276,8 +301,8 @@ impl LinkMeter {
         self.ping(now, PingKind::Probe, 0)
     }
 
-    /// A PONG arrived at `now`.
-    pub fn pong(&mut self, now: Instant, id: u32, timestamp: u64) -> Result<(), BadPong> {
+    /// A PONG arrived at `now`; Ok: the kind of PING it answered.
+    pub fn pong(&mut self, now: Instant, id: u32, timestamp: u64) -> Result<PingKind, BadPong> {
         let i = self
             .pings
             .iter()
@@ -319,7 +344,7 @@ impl LinkMeter {
                 self.net_test = None;
             }
         }
-        Ok(())
+        Ok(p.kind)
     }
 
     /// A message of `bytes` (framed) was queued at `now`; `counted`: the
@@ -681,7 +706,11 @@ mod tests {
         let mut m = LinkMeter::new(t0);
         assert!(m.probe_due(t0));
         let p = m.probe(t0);
-        assert!(!m.probe_due(t0 + PROBE_EVERY), "a probe is out");
+        assert!(!m.probe_due(t0 + PROBE_EVERY - ms(1)));
+        // Unanswered for NET_TEST_TIMEOUT it no longer keeps the link busy.
+        assert!(!m.idle(t0 + NET_TEST_TIMEOUT - ms(1)), "a probe is out");
+        assert!(m.idle(t0 + NET_TEST_TIMEOUT));
+        assert!(m.probe_due(t0 + PROBE_EVERY));
         m.pong(t0 + ms(40), p.id, p.timestamp).unwrap();
         assert_eq!(m.latency(), Some(ms(40)));
         assert!(!m.probe_due(t0 + ms(50)));

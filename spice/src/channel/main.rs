@@ -156,6 +156,10 @@ impl MainChannel {
             mm_time: link.server.mm_time(),
         };
         conn.send(main_msg::INIT, &init_body(&init)).await?;
+        // The session's net test (see `session_link`): right after INIT, as
+        // spice-server, before the client links its other channels.
+        conn.queue_net_test();
+        conn.flush().await?;
         link.reg.initialized();
         let mut due = Vec::new();
         loop {

@@ -24,6 +24,7 @@ pub mod port;
 pub mod record;
 pub mod region;
 pub mod registry;
+pub mod session_link;
 pub mod stream;
 pub mod stream_rate;
 pub mod stream_wire;
@@ -31,6 +32,7 @@ pub mod usbredir;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -147,6 +149,7 @@ pub async fn run(
     direct: Option<conn::DirectSocket>,
     req: &LinkRequest,
     session_id: u32,
+    session_link: Arc<session_link::SessionLink>,
     kill: watch::Receiver<bool>,
     reg: &Registration,
     server: &ServerInfo,
@@ -156,6 +159,7 @@ pub async fn run(
     // Other channels let the second descriptor go at once.
     conn.set_direct(direct.filter(|_| kind.direct_writes()));
     conn.set_stats(reg.stats.clone());
+    conn.set_session_link(session_link);
     let result = kind
         .run(Link {
             conn: &mut conn,

@@ -117,10 +117,11 @@ pub struct ClientOptions {
     /// DISPLAY_INIT's GLZ window in pixels (spice-gtk: 16 Mpixels at most;
     /// spice-html5: 0, no GLZ).
     pub glz_window: i32,
-    /// A simulated slow link on the display channel: after each message the
-    /// reader waits as long as its bytes take at this rate (bits/s), so the
-    /// server's PONGs and ACKs come as late as over such a link.
-    pub display_bps: Option<f64>,
+    /// A simulated slow link on the main and display channels: after each
+    /// message the reader waits as long as its bytes take at this rate
+    /// (bits/s), so the client's PONGs and ACKs come as late as over such a
+    /// link (main: the session's net test; display: its acks).
+    pub link_bps: Option<f64>,
 }
 
 impl Default for ClientOptions {
@@ -135,7 +136,7 @@ impl Default for ClientOptions {
             display_id: 0,
             pixmap_cache: 20 * 1024 * 1024,
             glz_window: 16 * 1024 * 1024,
-            display_bps: None,
+            link_bps: None,
         }
     }
 }
@@ -173,7 +174,7 @@ pub struct TestClient {
     inputs: Option<Chan>,
     cursor: Option<Chan>,
     /// The display channel's simulated link rate, f64 bits (0: none).
-    display_bps: Arc<AtomicU64>,
+    link_bps: Arc<AtomicU64>,
 }
 
 /// Links one channel (id 0) and returns the stream and what the server advertised.
@@ -231,7 +232,7 @@ impl TestClient {
             display: None,
             inputs: None,
             cursor: None,
-            display_bps: Arc::new(AtomicU64::new(opts.display_bps.map_or(0, f64::to_bits))),
+            link_bps: Arc::new(AtomicU64::new(opts.link_bps.map_or(0, f64::to_bits))),
         };
         c.state().session_id = session_id;
         c.link_others(listen, &opts)?;
@@ -244,8 +245,16 @@ impl TestClient {
         state.0.lock().unwrap().no_cache_replace = !opts.composite;
         let auto_ack = Arc::new(AtomicBool::new(true));
         let mini = |l: &Linked| l.mini_header() && opts.mini_header;
+        let link_bps = Arc::new(AtomicU64::new(opts.link_bps.map_or(0, f64::to_bits)));
         let (s, l) = link_channel(listen, 0, ch::MAIN, opts.main_caps.clone(), &opts)?;
-        let main = start_chan(s, ch::MAIN, mini(&l), &state, &auto_ack, None)?;
+        let main = start_chan(
+            s,
+            ch::MAIN,
+            mini(&l),
+            &state,
+            &auto_ack,
+            Some(link_bps.clone()),
+        )?;
         let mut c = TestClient {
             state,
             auto_ack,
@@ -253,7 +262,7 @@ impl TestClient {
             display: None,
             inputs: None,
             cursor: None,
-            display_bps: Arc::new(AtomicU64::new(opts.display_bps.map_or(0, f64::to_bits))),
+            link_bps,
         };
         c.wait(Duration::from_secs(20), |s| s.session_id != 0)?;
         c.send_main(main_msgc::ATTACH_CHANNELS, &[])?;
@@ -277,7 +286,7 @@ impl TestClient {
                 mini(&l),
                 &c.state,
                 &c.auto_ack,
-                Some(c.display_bps.clone()),
+                Some(c.link_bps.clone()),
             )?;
             // spice-gtk's DISPLAY_INIT: cache id 1, its size, GLZ dictionary 1.
             let mut w = Writer::new();
@@ -342,13 +351,13 @@ impl TestClient {
         }
     }
 
-    /// Stops (false) or resumes (true) display/cursor ACKs; resuming sends what is owed.
-    /// Changes the display channel's simulated link rate (None: no limit).
-    pub fn set_display_bps(&self, bps: Option<f64>) {
+    /// Changes the simulated link rate (None: no limit).
+    pub fn set_link_bps(&self, bps: Option<f64>) {
         let bits = bps.map_or(0, f64::to_bits);
-        self.display_bps.store(bits, Ordering::Relaxed);
+        self.link_bps.store(bits, Ordering::Relaxed);
     }
 
+    /// Stops (false) or resumes (true) display/cursor ACKs; resuming sends what is owed.
     pub fn set_auto_ack(&self, on: bool) {
         self.auto_ack.store(on, Ordering::SeqCst);
         if on {

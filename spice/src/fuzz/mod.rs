@@ -270,6 +270,7 @@ pub fn channel_dispatch(data: &[u8]) {
             None,
             &req,
             1,
+            Arc::default(),
             kill,
             &reg,
             &w.info,

@@ -166,7 +166,7 @@ pub fn lossless_behind_slow_link(s: &Frame, bps: f64) -> (SpiceServer, TestClien
     let server = SpiceServer::start(config, ports(&rec)).unwrap();
     server.update(s, &[full(s)], &[]);
     let opts = crate::client::ClientOptions {
-        display_bps: Some(bps),
+        link_bps: Some(bps),
         ..crate::client::ClientOptions::default()
     };
     let c = TestClient::connect(&server.local_addr(), opts).unwrap();
