@@ -173,10 +173,27 @@ impl Canvas {
     /// Overpaint `a` with `image`'s pixels from (`src_x`, `src_y`), 1:1, and
     /// report it as a draw. The caller keeps the source inside the image.
     pub fn copy_image(&mut self, a: Area, image: &Arc<Frame>, src_x: u32, src_y: u32) {
-        self.paint_unmarked(a, |x, y, _| {
-            let (sx, sy) = (src_x + (x - a.left), src_y + (y - a.top));
-            (sx < image.width && sy < image.height).then(|| image.pixel(sx, sy) & RGB)
-        });
+        // Row by row: the part of each row that is on the canvas and in the
+        // image (a video frame is 49k pixels a time).
+        let (w, iw) = (self.width as usize, image.width as usize);
+        let n = (a.right.min(self.width).saturating_sub(a.left) as usize)
+            .min(iw.saturating_sub(src_x as usize));
+        for y in a.top..a.bottom.min(self.height) {
+            let sy = src_y as usize + (y - a.top) as usize;
+            if sy >= image.height as usize {
+                break;
+            }
+            let (s0, d0) = (sy * iw + src_x as usize, y as usize * w + a.left as usize);
+            let (Some(src), Some(dst)) = (
+                image.pixels.get(s0..s0 + n),
+                self.pixels.get_mut(d0..d0 + n),
+            ) else {
+                break;
+            };
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = s & RGB;
+            }
+        }
         self.push_draw(Draw::Copy(ImageCopy {
             rect: a.rect(),
             src_x,

@@ -245,8 +245,23 @@ pub(super) fn bitmap_frame_alpha(b: &Bitmap) -> Arc<Frame> {
 
 fn frame_of(b: &Bitmap, mask: u32) -> Arc<Frame> {
     let mut pixels = Vec::with_capacity(b.width as usize * b.height as usize);
+    // 32-bit rows convert whole (a video frame is 49k pixels a time);
+    // others, and a row the data does not hold, pixel by pixel.
+    let opaque = match b.format {
+        bitmap_fmt::THIRTY_TWO_BIT => Some(0xff00_0000),
+        bitmap_fmt::RGBA => Some(0),
+        _ => None,
+    };
+    let row_bytes = b.width as usize * 4;
     for y in 0..b.height {
-        pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & mask));
+        let start = y as usize * b.stride;
+        match (opaque, b.data.get(start..start + row_bytes)) {
+            (Some(alpha), Some(row)) => pixels.extend(
+                row.chunks_exact(4)
+                    .map(|p| (u32::from_le_bytes([p[0], p[1], p[2], p[3]]) | alpha) & mask),
+            ),
+            _ => pixels.extend((0..b.width).map(|x| b.pixel(x, y).unwrap_or(0) & mask)),
+        }
     }
     Arc::new(Frame {
         width: b.width,

@@ -171,10 +171,14 @@ impl DisplayChannel {
         // Each copied image is keyed once, not once per client; the areas of
         // one drawable share their image. With no client the draws are only
         // painted into the head's copy: nothing to key.
-        let keyed = {
+        // A copy that redraws a live stream's whole box is that stream's
+        // next frame: it goes as STREAM_DATA, never through the cache, so
+        // hashing its pixels would be wasted.
+        let (keyed, stream_boxes) = {
             let mut h = lock(h);
             h.prune();
-            !h.clients.is_empty()
+            let boxes: Vec<Rect> = h.streams.streams().iter().map(|s| s.rect).collect();
+            (!h.clients.is_empty(), boxes)
         };
         let mut last: Option<(&Frame, u64)> = None;
         let queued: Vec<Queued> = draws
@@ -182,6 +186,10 @@ impl DisplayChannel {
             .map(|d| match d {
                 Draw::Fill(f) => Queued::fill(*f),
                 Draw::CopyBits(_) => Queued {
+                    draw: d.clone(),
+                    key: None,
+                },
+                Draw::Copy(c) if keyed && stream_boxes.contains(&c.rect) => Queued {
                     draw: d.clone(),
                     key: None,
                 },

@@ -42,9 +42,9 @@ pub fn jpeg_rgb32_quality(width: u32, height: u32, pixels: &[u32], quality: u8) 
     }
     // 0x00RRGGBB little-endian is B, G, R, X: jpeg-encoder's BGRA, whose
     // fourth byte it ignores.
-    let mut bytes = Vec::with_capacity(pixels.len() * 4);
-    for p in pixels {
-        bytes.extend_from_slice(&p.to_le_bytes());
+    let mut bytes = vec![0u8; pixels.len() * 4];
+    for (b, p) in bytes.chunks_exact_mut(4).zip(pixels) {
+        b.copy_from_slice(&p.to_le_bytes());
     }
     let mut out = Vec::with_capacity(pixels.len() / 4);
     let mut encoder = Encoder::new(&mut out, quality.clamp(1, 100));
