@@ -589,6 +589,9 @@ impl DisplayChannel {
                         }
                         if st.streams.forget_all() {
                             conn.queue(display_msg::STREAM_DESTROY_ALL, &[]);
+                            if let Some(s) = conn.stats() {
+                                s.streams_ended();
+                            }
                         }
                         let mut w = Writer::new();
                         w.u32(0);
