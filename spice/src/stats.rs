@@ -110,7 +110,8 @@ impl LiveStats {
         self.stream_frames.fetch_add(1, Relaxed);
         self.codecs[MJPEG].fetch_add(1, Relaxed);
         self.stream_fps.store(fps.to_bits(), Relaxed);
-        self.stream_quality.store(u64::from(quality.max(1)), Relaxed);
+        self.stream_quality
+            .store(u64::from(quality.max(1)), Relaxed);
     }
 
     /// `n` frames the client will never get (see `ChannelStats::stream_drops`).
