@@ -183,10 +183,21 @@ fn a_dialog_over_the_video_clips_its_stream_on_spicebox_and_qemu() {
         let live = dir.join(&format!("dialog-{name}.ppm"));
         let client = LiveGlibClient::connect(port, live, name);
         vm.send(b"w");
+        if let Some(q) = qmp.as_mut() {
+            // Mid-video (10 s long): the live stream's quality and rate.
+            std::thread::sleep(Duration::from_secs(5));
+            let e = display_entry(q);
+            eprintln!("spicebox: mid-video query-spice display channel {e}");
+            let quality = e["stream-quality"].as_u64();
+            assert!(quality.is_some_and(|q| (20..=60).contains(&q)), "{e}");
+            let fps = e["stream-fps"].as_f64().unwrap_or(0.0);
+            assert!((5.0..=31.0).contains(&fps), "spicebox: {e}");
+        }
         vm.wait_for(images::QXL_VIDEO_DONE_MARKER, Duration::from_secs(90));
         std::thread::sleep(Duration::from_secs(3));
-        let got = client.picture();
+        // While the client is connected: its channels leave with it.
         let entry = qmp.as_mut().map(display_entry);
+        let got = client.picture();
         capture.stop();
         let streams = capture.opened_streams();
         capture.assert_well_formed(&streams);
