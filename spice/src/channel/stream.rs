@@ -175,8 +175,10 @@ impl Detector {
     }
 
     /// One update of `frame`: `boxes` are the areas it repainted whole,
-    /// `painted` every area it painted (boxes included). Returns the boxes
-    /// that are frames of streams (new ones included).
+    /// `painted` every area it painted (boxes included), in drawing order
+    /// where known: a frame covers what comes before its box there, so only
+    /// what comes after clips its stream. Returns the boxes that are frames
+    /// of streams (new ones included).
     pub fn update(
         &mut self,
         now: Instant,
@@ -219,12 +221,16 @@ impl Detector {
                 frames.push(*b);
             }
         }
-        // The update's other draws are taken as over its frames: one that
-        // came first is then clipped needlessly, and painted by its draw.
-        for p in painted {
-            if !frames.contains(p) {
-                self.overpainted(p);
+        for (i, p) in painted.iter().enumerate() {
+            if frames.contains(p) {
+                continue;
             }
+            // Streams whose frame here came after `p`: it is under the frame.
+            let under = |s: &Stream| {
+                reclipped.iter().any(|r| r.0 == s.unique)
+                    && painted.iter().rposition(|q| *q == s.rect) > Some(i)
+            };
+            self.overpainted(p, under);
         }
         for (unique, before, gen) in reclipped {
             if let Some(s) = self.streams.iter_mut().find(|s| s.unique == unique) {
@@ -294,11 +300,14 @@ impl Detector {
 
     /// Area `p` was painted by something that is not a frame: streams under
     /// it are clipped, or end when too little would be left.
-    fn overpainted(&mut self, p: &Rect) {
+    fn overpainted(&mut self, p: &Rect, under: impl Fn(&Stream) -> bool) {
         self.streams.retain_mut(|s| {
             let Some(part) = intersection(&s.rect, p) else {
                 return true;
             };
+            if under(s) {
+                return true;
+            }
             if s.clipped.iter().any(|c| c.contains(&part)) {
                 return true;
             }

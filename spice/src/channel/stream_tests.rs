@@ -164,10 +164,19 @@ fn other_draws_clip_a_stream_and_too_much_of_them_end_it() {
     let s = &d.streams()[0];
     assert_eq!(s.clipped, vec![Rect::new(180, 110, 12, 18)]);
     assert_eq!(s.clip_gen, 2);
-    // A frame with nothing over it: no clip.
-    assert_eq!(d.update(now + ms(40), &f, &[BOX], &[BOX]), vec![BOX]);
+    // The tip drawn before the frame: under it, no clip.
+    let now = now + ms(40);
+    assert_eq!(d.update(now, &f, &[BOX], &[moved, BOX]), vec![BOX]);
     assert_eq!(d.streams()[0].clip_rects(), None);
     assert_eq!(d.streams()[0].clip_gen, 3);
+    // Again after it.
+    assert_eq!(d.update(now + ms(40), &f, &[BOX], &[BOX, moved]), vec![BOX]);
+    assert_eq!(d.streams()[0].clip_gen, 4);
+    // A frame with nothing over it: no clip.
+    let now = now + ms(40);
+    assert_eq!(d.update(now + ms(40), &f, &[BOX], &[BOX]), vec![BOX]);
+    assert_eq!(d.streams()[0].clip_rects(), None);
+    assert_eq!(d.streams()[0].clip_gen, 5);
     // A window over most of it: the stream ends.
     let window = Rect::new(0, 0, 150, 200);
     d.update(now + ms(80), &f, &[], &[window]);
