@@ -145,3 +145,47 @@ pub fn video_pixel(x: u32, y: u32, t: u32) -> u32 {
     let b = tri(x + y + t * 2);
     r << 16 | g << 8 | b
 }
+
+/// Video under a dialog ('w' on COM1): the video as 'v', and from frame
+/// DIALOG_FROM on a DIALOG_W x DIALOG_H dialog (a body FILL, then a title
+/// bar FILL over its top) drawn after each frame over the box's top-right
+/// corner, from frame DIALOG_MOVES_AT on over its bottom-left one, as a
+/// window manager redraws a window the player's frames go under.
+pub const DIALOG_W: u32 = 64;
+pub const DIALOG_H: u32 = 48;
+pub const DIALOG_TITLE_H: u32 = 12;
+pub const DIALOG_FROM: u32 = 50;
+pub const DIALOG_MOVES_AT: u32 = 100;
+pub const DIALOG_BODY: u32 = 0xd4_d0c8;
+pub const DIALOG_TITLE: u32 = 0x0a_246a;
+/// The dialog's inset from the box's edges.
+const DIALOG_INSET: i32 = 8;
+
+/// The dialog's rectangle (left, top, right, bottom) after frame `t`, if
+/// it is shown then.
+pub fn dialog_rect(t: u32) -> Option<(i32, i32, i32, i32)> {
+    let (w, h) = (DIALOG_W as i32, DIALOG_H as i32);
+    let (bx, by) = VIDEO_AT;
+    let (x, y) = if t < DIALOG_FROM {
+        return None;
+    } else if t < DIALOG_MOVES_AT {
+        (bx + VIDEO_W as i32 - w - DIALOG_INSET, by + DIALOG_INSET)
+    } else {
+        (bx + DIALOG_INSET, by + VIDEO_H as i32 - h - DIALOG_INSET)
+    };
+    Some((x, y, x + w, y + h))
+}
+
+/// The dialog's title bar in `dialog`'s rectangle.
+pub fn dialog_title(dialog: (i32, i32, i32, i32)) -> (i32, i32, i32, i32) {
+    (dialog.0, dialog.1, dialog.2, dialog.1 + DIALOG_TITLE_H as i32)
+}
+
+/// 0x00RRGGBB of the dialog's pixel (x, y), relative to its corner.
+pub fn dialog_pixel(_x: u32, y: u32) -> u32 {
+    if y < DIALOG_TITLE_H {
+        DIALOG_TITLE
+    } else {
+        DIALOG_BODY
+    }
+}

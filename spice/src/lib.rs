@@ -87,7 +87,7 @@ pub use display_types::{
     Rect, SolidFill,
 };
 pub use server::SpiceServer;
-pub use stats::{ChannelStats, CODECS};
+pub use stats::{ChannelStats, LiveStream, CODECS};
 pub use transport::{ChannelSet, TlsListen, TransportConfig};
 
 use std::sync::Arc;

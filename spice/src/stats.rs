@@ -1,6 +1,6 @@
 //! Per-channel traffic counters: written by the channel's task (its `Conn`
-//! counts every message, the display channel its draws and image codecs, the
-//! link meter its estimate), read by `SpiceServer::clients()` for QMP
+//! counts every message, the display channel its draws, image codecs and
+//! video streams, the link meter its estimate), read by `SpiceServer::clients()` for QMP
 //! `query-spice`. Relaxed atomics: each number is a counter or a latest value
 //! on its own; a snapshot need not be consistent across them.
 
@@ -12,8 +12,12 @@ use crate::proto::{
     IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
 };
 
-/// The image codecs counted, in report order (`ChannelStats::codecs`).
-pub const CODECS: [&str; 7] = ["raw", "lz", "lz4", "jpeg", "cache", "glz", "zlib-glz"];
+/// The image codecs counted, in report order (`ChannelStats::codecs`);
+/// "mjpeg" counts video stream frames (STREAM_DATA), the rest images.
+pub const CODECS: [&str; 8] = [
+    "raw", "lz", "lz4", "jpeg", "cache", "glz", "zlib-glz", "mjpeg",
+];
+const MJPEG: usize = 7;
 
 /// A SpiceImage's codec (an index into [`CODECS`]) from its type byte.
 fn codec_index(image: &[u8]) -> Option<usize> {
@@ -43,6 +47,23 @@ pub struct ChannelStats {
     pub latency: Option<Duration>,
     /// Images sent per codec, for each of [`CODECS`] (display channels).
     pub codecs: Vec<(&'static str, u64)>,
+    /// Video streams created for this client (STREAM_CREATE).
+    pub streams_created: u64,
+    /// Stream frames sent (STREAM_DATA).
+    pub stream_frames: u64,
+    /// Stream frames never sent because the client lagged: newer ones
+    /// replaced them, or the stream ended first.
+    pub stream_drops: u64,
+    /// While the client has a stream: the JPEG quality of its last frame
+    /// and the frames sent over the last second.
+    pub stream_live: Option<LiveStream>,
+}
+
+/// The newest stream frame's quality and the frame rate it goes at.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LiveStream {
+    pub quality: u8,
+    pub fps: f64,
 }
 
 #[derive(Default)]
@@ -55,6 +76,13 @@ pub struct LiveStats {
     /// Microseconds + 1; 0: not known.
     latency: AtomicU64,
     codecs: [AtomicU64; CODECS.len()],
+    streams: AtomicU64,
+    stream_frames: AtomicU64,
+    stream_drops: AtomicU64,
+    /// The live stream's quality; 0: no stream.
+    stream_quality: AtomicU64,
+    /// Its frame rate, f64 bits.
+    stream_fps: AtomicU64,
 }
 
 impl LiveStats {
@@ -69,6 +97,31 @@ impl LiveStats {
         if let Some(i) = image.and_then(codec_index) {
             self.codecs[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// A STREAM_CREATE went out.
+    pub fn stream_created(&self) {
+        self.streams.fetch_add(1, Relaxed);
+    }
+
+    /// A STREAM_DATA went out: a frame at JPEG `quality`, the stream now
+    /// at `fps` frames/s.
+    pub fn stream_frame(&self, quality: u8, fps: f64) {
+        self.stream_frames.fetch_add(1, Relaxed);
+        self.codecs[MJPEG].fetch_add(1, Relaxed);
+        self.stream_fps.store(fps.to_bits(), Relaxed);
+        self.stream_quality
+            .store(u64::from(quality.max(1)), Relaxed);
+    }
+
+    /// `n` frames the client will never get (see `ChannelStats::stream_drops`).
+    pub fn stream_dropped(&self, n: u64) {
+        self.stream_drops.fetch_add(n, Relaxed);
+    }
+
+    /// The client has no stream any more.
+    pub fn streams_ended(&self) {
+        self.stream_quality.store(0, Relaxed);
     }
 
     pub fn estimate(&self, bandwidth: Option<f64>, latency: Option<Duration>) {
@@ -93,6 +146,16 @@ impl LiveStats {
                 .zip(&self.codecs)
                 .map(|(n, c)| (*n, c.load(Relaxed)))
                 .collect(),
+            streams_created: self.streams.load(Relaxed),
+            stream_frames: self.stream_frames.load(Relaxed),
+            stream_drops: self.stream_drops.load(Relaxed),
+            stream_live: match self.stream_quality.load(Relaxed) {
+                0 => None,
+                q => Some(LiveStream {
+                    quality: q.min(100) as u8,
+                    fps: f64::from_bits(self.stream_fps.load(Relaxed)),
+                }),
+            },
         }
     }
 }
@@ -138,13 +201,43 @@ mod tests {
                 ("jpeg", 0),
                 ("cache", 1),
                 ("glz", 0),
-                ("zlib-glz", 1)
+                ("zlib-glz", 1),
+                ("mjpeg", 0)
             ]
         );
+        assert_eq!(snap.stream_live, None);
         // A zero latency (a very near client) is known, not missing.
         s.estimate(Some(0.1), Some(Duration::ZERO));
         let snap = s.snapshot();
         assert_eq!(snap.latency, Some(Duration::ZERO));
         assert_eq!(snap.bandwidth_bps, Some(1));
+    }
+
+    #[test]
+    fn stream_counters_and_the_live_stream_reach_the_snapshot() {
+        let s = LiveStats::default();
+        s.stream_created();
+        s.stream_frame(60, 25.0);
+        s.stream_frame(50, 24.5);
+        s.stream_dropped(3);
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap.streams_created, snap.stream_frames, snap.stream_drops),
+            (1, 2, 3)
+        );
+        assert_eq!(snap.codecs[MJPEG], ("mjpeg", 2));
+        // Frames are no draws.
+        assert_eq!(snap.draws, 0);
+        assert_eq!(
+            snap.stream_live,
+            Some(LiveStream {
+                quality: 50,
+                fps: 24.5
+            })
+        );
+        s.streams_ended();
+        let snap = s.snapshot();
+        assert_eq!(snap.stream_live, None);
+        assert_eq!(snap.stream_frames, 2);
     }
 }

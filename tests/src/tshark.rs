@@ -95,6 +95,48 @@ impl Capture {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The server's messages in `streams`, in order: each one's type
+    /// number and, for those with a clip (draws, STREAM_CREATE, STREAM_CLIP),
+    /// its clip type, as Wireshark's dissector reads them (`-V`: a
+    /// message's fields follow its type line).
+    pub fn server_messages(&self, streams: &[String]) -> Vec<(u16, Option<u8>)> {
+        let filter = format!(
+            "spice && tcp.srcport == {} && tcp.stream in {{{}}}",
+            self.port,
+            streams.join(", ")
+        );
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r").arg(&self.pcap).args([
+            "-d",
+            &format!("tcp.port=={},spice", self.port),
+            "-V",
+            "-Y",
+            &filter,
+        ]);
+        let out = run_timeout(cmd, STEP);
+        assert!(out.status.success(), "tshark -r -V failed");
+        // "Message type: STREAM_CLIP (124)", "Clip type: RECTS (1)": the
+        // number in the last parentheses.
+        let number = |l: &str| -> Option<u32> {
+            let open = l.rfind('(')?;
+            l[open + 1..].strip_suffix(')')?.parse().ok()
+        };
+        let mut msgs: Vec<(u16, Option<u8>)> = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let l = line.trim();
+            if l.starts_with("Message type:") {
+                if let Some(t) = number(l) {
+                    msgs.push((t as u16, None));
+                }
+            } else if l.starts_with("Clip type:") {
+                if let (Some(last), Some(c)) = (msgs.last_mut(), number(l)) {
+                    last.1.get_or_insert(c as u8);
+                }
+            }
+        }
+        msgs
+    }
+
     /// The `tcp.stream` numbers of the packets matching `filter`, sorted.
     pub fn stream_ids(&self, filter: &str) -> Vec<String> {
         let mut cmd = Command::new("tshark");

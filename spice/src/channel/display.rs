@@ -330,9 +330,13 @@ impl Head {
             .copied()
             .chain(copies.map(|q| *q.draw.rect()))
             .collect();
-        let painted: Vec<Rect> = dirty
+        // The draws in their order, then the dirty rectangles, whose order
+        // is not known: taken as the last, they clip any stream under them
+        // (and go as images of the newest pixels).
+        let painted: Vec<Rect> = draws
             .iter()
-            .chain(draws.iter().map(|q| q.draw.rect()))
+            .map(|q| q.draw.rect())
+            .chain(dirty)
             .copied()
             .collect();
         self.streams.update(Instant::now(), frame, &boxes, &painted)
@@ -601,6 +605,9 @@ impl DisplayChannel {
                         }
                         if st.streams.forget_all() {
                             conn.queue(display_msg::STREAM_DESTROY_ALL, &[]);
+                            if let Some(s) = conn.stats() {
+                                s.streams_ended();
+                            }
                         }
                         let mut w = Writer::new();
                         w.u32(0);

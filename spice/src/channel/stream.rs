@@ -8,10 +8,13 @@
 //! frames of which at least a fifth looked photo-like (`photo_like`; every
 //! frame counts under `StreamingVideo::All`) it becomes a stream, and each
 //! later redraw of the box is a frame of it. Another draw that paints part
-//! of the box clips the stream (its frames then paint only the rest, and
-//! the clipped parts go as images after each frame); one that takes too
-//! much of it, or a box overlapping it becoming a stream, ends it; so does a
-//! second without a frame (the box went still) or a resize.
+//! of the box clips the stream, as spice-server's do: the client applies
+//! the clip to the frames (which then paint only the rest), and the draw
+//! goes to the client as any other. A frame repaints the whole box, so it
+//! sets the clip anew to the draws over it since (a dialog that moves
+//! leaves no clip behind). A draw that takes too much of the box, or a box
+//! overlapping it becoming a stream, ends it; so does a second without a
+//! frame (the box went still) or a resize.
 //!
 //! Each client's task (`ClientStreams`) brings its client to the head's
 //! streams whenever it pumps: STREAM_CREATE (and STREAM_ACTIVATE_REPORT when
@@ -172,8 +175,10 @@ impl Detector {
     }
 
     /// One update of `frame`: `boxes` are the areas it repainted whole,
-    /// `painted` every area it painted (boxes included). Returns the boxes
-    /// that are frames of streams (new ones included).
+    /// `painted` every area it painted (boxes included), in drawing order
+    /// where known: a frame covers what comes before its box there, so only
+    /// what comes after clips its stream. Returns the boxes that are frames
+    /// of streams (new ones included).
     pub fn update(
         &mut self,
         now: Instant,
@@ -188,6 +193,8 @@ impl Detector {
         self.candidates
             .retain(|c| now.saturating_duration_since(c.last) <= DETECT_GAP);
         let mut frames: Vec<Rect> = Vec::new();
+        // Streams with a frame here: (unique, clip and generation before).
+        let mut reclipped: Vec<(u64, Vec<Rect>, u32)> = Vec::new();
         for b in boxes {
             if b.area() < MIN_AREA
                 || frames.contains(b)
@@ -199,6 +206,7 @@ impl Detector {
                 s.seq += 1;
                 s.last = now;
                 frames.push(*b);
+                reclipped.push((s.unique, std::mem::take(&mut s.clipped), s.clip_gen));
                 continue;
             }
             let photo = self.mode == StreamingVideo::All
@@ -213,9 +221,21 @@ impl Detector {
                 frames.push(*b);
             }
         }
-        for p in painted {
-            if !frames.contains(p) {
-                self.overpainted(p);
+        for (i, p) in painted.iter().enumerate() {
+            if frames.contains(p) {
+                continue;
+            }
+            // Streams whose frame here came after `p`: it is under the frame.
+            let under = |s: &Stream| {
+                reclipped.iter().any(|r| r.0 == s.unique)
+                    && painted.iter().rposition(|q| *q == s.rect) > Some(i)
+            };
+            self.overpainted(p, under);
+        }
+        for (unique, before, gen) in reclipped {
+            if let Some(s) = self.streams.iter_mut().find(|s| s.unique == unique) {
+                let changed = s.clipped != before;
+                s.clip_gen = gen.wrapping_add(u32::from(changed));
             }
         }
         frames
@@ -280,11 +300,14 @@ impl Detector {
 
     /// Area `p` was painted by something that is not a frame: streams under
     /// it are clipped, or end when too little would be left.
-    fn overpainted(&mut self, p: &Rect) {
+    fn overpainted(&mut self, p: &Rect, under: impl Fn(&Stream) -> bool) {
         self.streams.retain_mut(|s| {
             let Some(part) = intersection(&s.rect, p) else {
                 return true;
             };
+            if under(s) {
+                return true;
+            }
             if s.clipped.iter().any(|c| c.contains(&part)) {
                 return true;
             }
@@ -370,7 +393,9 @@ struct Have {
     id: u32,
     unique: u64,
     rect: Rect,
+    /// The frame it has, and the newest the head had when last seen.
     seq: u64,
+    latest: u64,
     clip_gen: u32,
     /// The report id announced with it (STREAM_ACTIVATE_REPORT).
     report_id: u32,
@@ -390,6 +415,19 @@ impl Have {
             self.log.pop_front();
         }
         self.log.push_back((mm, bytes));
+    }
+
+    /// Frames sent over the last second (by their stamps).
+    fn recent_fps(&self) -> f64 {
+        let Some(&(newest, _)) = self.log.back() else {
+            return 0.0;
+        };
+        let n = self
+            .log
+            .iter()
+            .filter(|(mm, _)| newest.wrapping_sub(*mm) < 1000)
+            .count();
+        n as f64
     }
 }
 
@@ -413,18 +451,20 @@ pub enum Step {
         id: u32,
         clip: Option<Vec<Rect>>,
     },
-    /// The newest frame: the box's pixels, and the clipped parts to send
-    /// as images after it.
+    /// The newest frame: the box's pixels; `skipped` newer frames replaced
+    /// before the client got them.
     Frame {
         id: u32,
         rect: Rect,
         pixels: Vec<u32>,
-        clipped: Vec<Rect>,
+        skipped: u64,
     },
-    /// The stream ended: the box goes lossless after the destroy.
+    /// The stream ended (`unsent` frames never went out): the box goes
+    /// lossless after the destroy.
     Destroy {
         id: u32,
         rect: Rect,
+        unsent: u64,
     },
 }
 
@@ -549,6 +589,7 @@ impl ClientStreams {
                 steps.push(Step::Destroy {
                     id: h.id,
                     rect: h.rect,
+                    unsent: h.latest.saturating_sub(h.seq),
                 });
             }
             live
@@ -574,7 +615,10 @@ impl ClientStreams {
                         id: s.id,
                         unique: s.unique,
                         rect: s.rect,
-                        seq: 0,
+                        // A client joining a stream gets its newest frame;
+                        // the ones before it are no drops.
+                        seq: s.seq.saturating_sub(1),
+                        latest: s.seq,
                         clip_gen: s.clip_gen,
                         report_id,
                         next_due: now,
@@ -585,6 +629,7 @@ impl ClientStreams {
                 }
             };
             let h = &mut self.have[i];
+            h.latest = h.latest.max(s.seq);
             if h.clip_gen != s.clip_gen {
                 h.clip_gen = s.clip_gen;
                 steps.push(Step::Clip {
@@ -593,21 +638,22 @@ impl ClientStreams {
                 });
             }
             if s.seq > h.seq && now >= h.next_due {
+                let skipped = s.seq - h.seq - 1;
                 h.seq = s.seq;
                 steps.push(Step::Frame {
                     id: s.id,
                     rect: s.rect,
                     pixels: extract(surface, &s.rect),
-                    clipped: s.clipped.clone(),
+                    skipped,
                 });
             }
         }
         steps
     }
 
-    /// Queues `steps` on `conn` (encoding frames). Returns the rectangles
-    /// to send as images after them: clipped parts after frames, and the
-    /// boxes of ended streams (those lossless).
+    /// Queues `steps` on `conn` (encoding frames) and counts them in its
+    /// stats. Returns the rectangles to send as images after them: the
+    /// boxes of ended streams (lossless) and frames that failed to encode.
     pub fn emit(&mut self, conn: &mut Conn, steps: Vec<Step>, exact: &mut Vec<Rect>) -> Vec<Rect> {
         let now = Instant::now();
         let bps = conn
@@ -621,8 +667,11 @@ impl ClientStreams {
         let mut images = Vec::new();
         for step in steps {
             match step {
-                Step::Destroy { id, rect } => {
+                Step::Destroy { id, rect, unsent } => {
                     conn.queue(display_msg::STREAM_DESTROY, &stream_destroy(id));
+                    if let Some(s) = conn.stats() {
+                        s.stream_dropped(unsent);
+                    }
                     images.push(rect);
                     exact.push(rect);
                 }
@@ -632,6 +681,9 @@ impl ClientStreams {
                         display_msg::STREAM_CREATE,
                         &stream_create(id, &rect, stamp, clip.as_deref()),
                     );
+                    if let Some(s) = conn.stats() {
+                        s.stream_created();
+                    }
                     if self.reports {
                         if let Some(h) = self.have.iter().find(|h| h.id == id) {
                             let body = stream_activate_report(
@@ -651,7 +703,7 @@ impl ClientStreams {
                     id,
                     rect,
                     pixels,
-                    clipped,
+                    skipped,
                 } => {
                     let mm = self.mm(now).wrapping_add(self.margin);
                     let Some(h) = self.have.iter_mut().find(|h| h.id == id) else {
@@ -666,8 +718,16 @@ impl ClientStreams {
                     }
                     conn.queue(display_msg::STREAM_DATA, &stream_data(id, mm, &jpeg));
                     h.frame_sent(now, mm, jpeg.len(), bps);
-                    images.extend(clipped);
+                    if let Some(s) = conn.stats() {
+                        s.stream_dropped(skipped);
+                        s.stream_frame(h.rate.quality(), h.recent_fps());
+                    }
                 }
+            }
+        }
+        if self.have.is_empty() {
+            if let Some(s) = conn.stats() {
+                s.streams_ended();
             }
         }
         images

@@ -151,8 +151,32 @@ fn other_draws_clip_a_stream_and_too_much_of_them_end_it() {
     // The same area again: no change.
     d.update(now, &f, &[], &[tip]);
     assert_eq!(d.streams()[0].clip_gen, 1);
-    // Frames go on.
+    // The tip drawn again after each frame: the clip stays as it was.
+    let (frame, tip_again) = ([BOX], [BOX, tip]);
+    assert_eq!(d.update(now + ms(40), &f, &frame, &tip_again), vec![BOX]);
+    assert_eq!(d.streams()[0].clip_gen, 1);
+    assert_eq!(d.streams()[0].clipped, vec![Rect::new(64, 32, 26, 18)]);
+    // The tip moved to the other corner: the new frame's clip is that
+    // corner only (the old one is the frame's again).
+    let moved = Rect::new(180, 110, 30, 30);
+    let now = now + ms(80);
+    assert_eq!(d.update(now, &f, &[BOX], &[BOX, moved]), vec![BOX]);
+    let s = &d.streams()[0];
+    assert_eq!(s.clipped, vec![Rect::new(180, 110, 12, 18)]);
+    assert_eq!(s.clip_gen, 2);
+    // The tip drawn before the frame: under it, no clip.
+    let now = now + ms(40);
+    assert_eq!(d.update(now, &f, &[BOX], &[moved, BOX]), vec![BOX]);
+    assert_eq!(d.streams()[0].clip_rects(), None);
+    assert_eq!(d.streams()[0].clip_gen, 3);
+    // Again after it.
+    assert_eq!(d.update(now + ms(40), &f, &[BOX], &[BOX, moved]), vec![BOX]);
+    assert_eq!(d.streams()[0].clip_gen, 4);
+    // A frame with nothing over it: no clip.
+    let now = now + ms(40);
     assert_eq!(d.update(now + ms(40), &f, &[BOX], &[BOX]), vec![BOX]);
+    assert_eq!(d.streams()[0].clip_rects(), None);
+    assert_eq!(d.streams()[0].clip_gen, 5);
     // A window over most of it: the stream ends.
     let window = Rect::new(0, 0, 150, 200);
     d.update(now + ms(80), &f, &[], &[window]);
@@ -227,11 +251,10 @@ fn a_client_is_brought_to_the_heads_streams() {
             id: 0,
             rect,
             pixels,
-            clipped,
+            skipped: 0,
         } => {
             assert_eq!(*rect, BOX);
             assert_eq!(*pixels, extract(&f, &BOX));
-            assert!(clipped.is_empty());
         }
         _ => panic!("no frame"),
     }
@@ -240,18 +263,31 @@ fn a_client_is_brought_to_the_heads_streams() {
     assert!(c
         .sync(std::slice::from_ref(&s), &f, now, true, false)
         .is_empty());
-    // A clip and a frame.
+    // A clip and a frame, three frames after the last one sent: those
+    // three are dropped.
     let mut s2 = s.clone();
-    s2.seq = 2;
+    s2.seq = 5;
     s2.clipped = vec![Rect::new(64, 32, 10, 10)];
     s2.clip_gen = 1;
     let steps = c.sync(&[s2.clone()], &f, now, true, false);
     assert!(matches!(&steps[0], Step::Clip { id: 0, clip: Some(r) } if r.len() == 2));
-    assert!(matches!(&steps[1], Step::Frame { clipped, .. } if clipped.len() == 1));
+    assert!(matches!(&steps[1], Step::Frame { skipped: 3, .. }));
+    // A newer frame held back by pacing, then the stream ends: unsent.
+    c.fake_frame(0, 5000, 2000, now);
+    s2.seq = 6;
+    let later = now + Duration::from_micros(10);
+    assert!(c.sync(&[s2.clone()], &f, later, true, false).is_empty());
     // The stream replaced by another with the same id: destroy, create.
     let s3 = stream_at(0, 2, 1);
-    let steps = c.sync(std::slice::from_ref(&s3), &f, now, true, false);
-    assert!(matches!(steps[0], Step::Destroy { id: 0, rect: BOX }));
+    let steps = c.sync(std::slice::from_ref(&s3), &f, later, true, false);
+    assert!(matches!(
+        steps[0],
+        Step::Destroy {
+            id: 0,
+            rect: BOX,
+            unsent: 1
+        }
+    ));
     assert!(matches!(steps[1], Step::Create { id: 0, .. }));
     // Streams off for this client: it ends.
     let steps = c.sync(&[s3], &f, now, false, false);

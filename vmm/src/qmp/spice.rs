@@ -41,7 +41,10 @@ fn channel_info(c: &ClientInfo) -> Value {
 
 /// spicebox's additions to a query-spice channel: what it sent and, where
 /// the channel measured its link (display channels), the estimate; for
-/// display channels the draws and the images per codec.
+/// display channels the draws, the images per codec ("mjpeg": stream
+/// frames), and once it had a video stream the streams created, frames sent
+/// and dropped (replaced by newer ones before the client was ready), and
+/// while one plays its JPEG quality and frames sent over the last second.
 fn add_stats(m: &mut serde_json::Map<String, Value>, st: &spice::ChannelStats) {
     m.insert("bytes-sent".into(), st.bytes_sent.into());
     m.insert("messages-sent".into(), st.messages_sent.into());
@@ -61,6 +64,15 @@ fn add_stats(m: &mut serde_json::Map<String, Value>, st: &spice::ChannelStats) {
             .map(|(name, n)| ((*name).to_string(), (*n).into()))
             .collect();
         m.insert("images".into(), codecs.into());
+    }
+    if st.streams_created > 0 {
+        m.insert("streams-created".into(), st.streams_created.into());
+        m.insert("stream-frames".into(), st.stream_frames.into());
+        m.insert("stream-drops".into(), st.stream_drops.into());
+    }
+    if let Some(live) = st.stream_live {
+        m.insert("stream-quality".into(), live.quality.into());
+        m.insert("stream-fps".into(), live.fps.into());
     }
 }
 

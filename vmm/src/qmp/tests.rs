@@ -728,7 +728,15 @@ fn spice_with_server() {
                 ("lz4", 5),
                 ("jpeg", 12),
                 ("cache", 3),
+                ("mjpeg", 40),
             ],
+            streams_created: 1,
+            stream_frames: 40,
+            stream_drops: 2,
+            stream_live: Some(spice::LiveStream {
+                quality: 60,
+                fps: 25.0,
+            }),
         }),
         ..channel.clone()
     };
@@ -758,14 +766,17 @@ fn spice_with_server() {
         json!({"host": "127.0.0.1", "port": "40000", "family": "ipv4",
                "connection-id": 7, "channel-type": 1, "channel-id": 0, "tls": false})
     );
-    // spicebox's additions: traffic, the link estimate, images per codec.
+    // spicebox's additions: traffic, the link estimate, images per codec,
+    // video streams.
     assert_eq!(
         q["channels"][1],
         json!({"host": "127.0.0.1", "port": "40000", "family": "ipv4",
                "connection-id": 7, "channel-type": 2, "channel-id": 0, "tls": false,
                "bytes-sent": 123456, "messages-sent": 42, "bandwidth-bps": 1900000,
                "link": "slow", "latency-ms": 101.5, "draws": 30,
-               "images": {"raw": 0, "lz": 10, "lz4": 5, "jpeg": 12, "cache": 3}})
+               "images": {"raw": 0, "lz": 10, "lz4": 5, "jpeg": 12, "cache": 3, "mjpeg": 40},
+               "streams-created": 1, "stream-frames": 40, "stream-drops": 2,
+               "stream-quality": 60, "stream-fps": 25.0})
     );
     // A channel that drew nothing and measured nothing: traffic only.
     assert_eq!(

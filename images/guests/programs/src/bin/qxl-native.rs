@@ -23,7 +23,9 @@
 //! runs the benchmark's animation (10 s of moving copies and fills at 30
 //! frames/s, drawables recycled through the release ring), a `d` the same
 //! as a window drag, a `v` a video (10 s of a changing photo-like 256x192
-//! bitmap COPYed into one box at 25 frames/s), an `f` one FILL (its latency
+//! bitmap COPYed into one box at 25 frames/s), a `w` the video under a
+//! dialog (two FILLs over a corner after each frame from frame 50, another
+//! corner from frame 100), an `f` one FILL (its latency
 //! probe), a `b` blends (a colour-keyed TRANSPARENT and two ALPHA_BLENDs, as
 //! Xorg's and Windows' qxl drivers draw them), an `o` the
 //! ROP3/STROKE/TEXT/COMPOSITE drawables of qxl-native/ops.rs, a `c` 24
@@ -698,7 +700,8 @@ fn main() {
 
     println!("QXL-NATIVE-READY");
     // 'a' animates (scripts/bench_qxl), 'd' drags (scripts/bench_wan), 'v'
-    // plays a video (scripts/bench_wan), 'f' draws one fill, 'b' blends;
+    // plays a video (scripts/bench_wan), 'w' one under a dialog, 'f' draws
+    // one fill, 'b' blends;
     // anything else ends the test.
     let pool = c.put(&[0u8; POOL_SLOTS * SLOT_BYTES as usize]);
     c.pool = pool;
@@ -721,7 +724,8 @@ fn main() {
                 }
                 println!("QXL-CURSORS-DONE");
             }
-            Some(b'v') => video(&mut c),
+            Some(b'v') => video(&mut c, false),
+            Some(b'w') => video(&mut c, true),
             Some(b'f') => {
                 // One FILL for the benchmark's key-to-client latency probe.
                 probes += 1;
@@ -865,8 +869,11 @@ fn blends(c: &mut Card) {
 /// scene::VIDEO_FRAMES frames at scene::VIDEO_FPS: frame `t`'s pixels
 /// (`scene::video_pixel`) written into a bitmap of its own and COPYed into
 /// the box at scene::VIDEO_AT, as a video player's frames reach the qxl
-/// driver. Prints `qxl-video frames=.. late=.. ms=..` and QXL-VIDEO-DONE.
-fn video(c: &mut Card) {
+/// driver. With `dialog`, each frame is followed by the dialog's FILLs
+/// where `scene::dialog_rect` puts it (as X repaints a window over the
+/// player's after each of its frames: opaque drawables, no clip on the
+/// frame). Prints `qxl-video frames=.. late=.. ms=..` and QXL-VIDEO-DONE.
+fn video(c: &mut Card, dialog: bool) {
     let (w, h) = (scene::VIDEO_W, scene::VIDEO_H);
     let bytes = (w * h * 4) as usize;
     if c.video_slots.is_empty() {
@@ -920,6 +927,11 @@ fn video(c: &mut Card) {
         shown[slot] = c.next_anim_id;
         let u = copy_union(c, image, w as i32, h as i32);
         c.draw_pooled(DRAW_COPY, bbox, &u);
+        if let Some(d) = scene::dialog_rect(t).filter(|_| dialog) {
+            c.draw_pooled(DRAW_FILL, d, &fill_union(scene::DIALOG_BODY));
+            let title = scene::dialog_title(d);
+            c.draw_pooled(DRAW_FILL, title, &fill_union(scene::DIALOG_TITLE));
+        }
     }
     let ms = (time::now_ns() - start) / 1_000_000;
     println!(
