@@ -9,11 +9,21 @@ use std::time::Duration;
 
 use crate::proto::{
     IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB,
-    IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
+    IMAGE_TYPE_JPEG, IMAGE_TYPE_JPEG_ALPHA, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    IMAGE_TYPE_ZLIB_GLZ_RGB,
 };
 
 /// The image codecs counted, in report order (`ChannelStats::codecs`).
-pub const CODECS: [&str; 7] = ["raw", "lz", "lz4", "jpeg", "cache", "glz", "zlib-glz"];
+pub const CODECS: [&str; 8] = [
+    "raw",
+    "lz",
+    "lz4",
+    "jpeg",
+    "cache",
+    "glz",
+    "zlib-glz",
+    "jpeg-alpha",
+];
 
 /// A SpiceImage's codec (an index into [`CODECS`]) from its type byte.
 fn codec_index(image: &[u8]) -> Option<usize> {
@@ -25,6 +35,7 @@ fn codec_index(image: &[u8]) -> Option<usize> {
         IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS => 4,
         IMAGE_TYPE_GLZ_RGB => 5,
         IMAGE_TYPE_ZLIB_GLZ_RGB => 6,
+        IMAGE_TYPE_JPEG_ALPHA => 7,
         _ => return None,
     })
 }
@@ -118,6 +129,9 @@ mod tests {
         let mut glz = lz.clone();
         glz[8] = IMAGE_TYPE_ZLIB_GLZ_RGB;
         s.draw(Some(&glz));
+        let mut jpeg_alpha = lz.clone();
+        jpeg_alpha[8] = IMAGE_TYPE_JPEG_ALPHA;
+        s.draw(Some(&jpeg_alpha));
         s.draw(None);
         // Not an image we make: a draw, no codec.
         s.draw(Some(&[0u8; 4]));
@@ -125,7 +139,7 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(
             (snap.bytes_sent, snap.messages_sent, snap.draws),
-            (128, 2, 6)
+            (128, 2, 7)
         );
         assert_eq!(snap.bandwidth_bps, Some(2_500_000));
         assert_eq!(snap.latency, Some(Duration::from_micros(100_250)));
@@ -138,7 +152,8 @@ mod tests {
                 ("jpeg", 0),
                 ("cache", 1),
                 ("glz", 0),
-                ("zlib-glz", 1)
+                ("zlib-glz", 1),
+                ("jpeg-alpha", 1)
             ]
         );
         // A zero latency (a very near client) is known, not missing.
