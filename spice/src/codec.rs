@@ -552,7 +552,10 @@ mod tests {
         assert!(jpeg_alpha_image(TAG, 1, 70_000, &tall, usize::MAX).is_none());
         // Nor one not below the floor it must beat.
         let px = photo_alpha(64, 48, 4);
-        let n = jpeg_alpha_image(TAG, 64, 48, &px, usize::MAX).unwrap().len() - 27;
+        let n = jpeg_alpha_image(TAG, 64, 48, &px, usize::MAX)
+            .unwrap()
+            .len()
+            - 27;
         assert!(jpeg_alpha_image(TAG, 64, 48, &px, n).is_none());
         assert!(jpeg_alpha_image(TAG, 64, 48, &px, n + 1).is_some());
     }

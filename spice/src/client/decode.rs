@@ -3,8 +3,7 @@
 //! server that a real client would misread.
 
 use crate::image::{
-    decode_lz4_rgb32, decode_lz_rgb32, decode_lz_rgba, decode_lz_xxxa, zlib_inflate,
-    MAX_DIMENSION,
+    decode_lz4_rgb32, decode_lz_rgb32, decode_lz_rgba, decode_lz_xxxa, zlib_inflate, MAX_DIMENSION,
 };
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
@@ -696,7 +695,9 @@ fn drawn_image(
         // ALPHA_BLENDs (JPEG_ALPHA when the image has alpha), never as a
         // lossless replacement.
         IMAGE_TYPE_JPEG | IMAGE_TYPE_JPEG_ALPHA if flags == IMAGE_FLAGS_CACHE_REPLACE_ME => {
-            return Err(format!("{what}: lossy image type {image_type} with CACHE_REPLACE_ME"));
+            return Err(format!(
+                "{what}: lossy image type {image_type} with CACHE_REPLACE_ME"
+            ));
         }
         IMAGE_TYPE_JPEG if matches!(blend, None | Some(BlendMode::Alpha(_))) => {
             let n = need(img.u32(), "JPEG size")? as usize;
@@ -707,7 +708,9 @@ fn drawn_image(
             decode_jpeg_alpha(&mut img, iw, ih)?
         }
         IMAGE_TYPE_JPEG | IMAGE_TYPE_JPEG_ALPHA => {
-            return Err(format!("{what} ({blend:?}) with lossy image type {image_type}"));
+            return Err(format!(
+                "{what} ({blend:?}) with lossy image type {image_type}"
+            ));
         }
         t => return Err(format!("image type {t} not expected")),
     };

@@ -92,10 +92,17 @@ pub fn photo_alpha(width: u32, height: u32, seed: u64) -> Vec<u32> {
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
-            let (x, y) = ((i as u32 % width.max(1)) as f32, (i as u32 / width.max(1)) as f32);
+            let (x, y) = (
+                (i as u32 % width.max(1)) as f32,
+                (i as u32 / width.max(1)) as f32,
+            );
             let (dx, dy) = ((x + 0.5) / w - 0.5, (y + 0.5) / h - 0.5);
             let fade = (1.6 - 3.2 * (dx * dx + dy * dy).sqrt()).clamp(0.0, 1.0);
-            let a = if x < w / 8.0 { 0 } else { (fade * 255.0) as u32 };
+            let a = if x < w / 8.0 {
+                0
+            } else {
+                (fade * 255.0) as u32
+            };
             let c = |s: u32| ((p >> s & 0xff) * a + 127) / 255 << s;
             a << 24 | c(16) | c(8) | c(0)
         })
