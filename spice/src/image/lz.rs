@@ -538,7 +538,7 @@ mod tests {
                     4..=6 => (i % w) * 9,
                     _ => i.wrapping_mul(2_654_435_761) >> 24,
                 };
-                a << 24 | (i * 7919 & RGB_MASK)
+                a << 24 | ((i * 7919) & RGB_MASK)
             })
             .collect();
         let data = lz_xxxa(w, h, &px);

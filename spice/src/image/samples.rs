@@ -103,7 +103,7 @@ pub fn photo_alpha(width: u32, height: u32, seed: u64) -> Vec<u32> {
             } else {
                 (fade * 255.0) as u32
             };
-            let c = |s: u32| ((p >> s & 0xff) * a + 127) / 255 << s;
+            let c = |s: u32| (((p >> s & 0xff) * a + 127) / 255) << s;
             a << 24 | c(16) | c(8) | c(0)
         })
         .collect()
