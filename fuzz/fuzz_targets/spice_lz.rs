@@ -1,11 +1,11 @@
-//! SPICE LZ both ways: arbitrary bytes through the RGB32 and RGBA decoders
-//! (no panic, bounded memory), and arbitrary sizes and pixels (alpha
-//! included) through the RGBA encoder, whose every image must decode back
-//! exactly.
+//! SPICE LZ both ways: arbitrary bytes through the RGB32, RGBA and XXXA
+//! (JPEG_ALPHA's alpha plane) decoders (no panic, bounded memory), and
+//! arbitrary sizes and pixels (alpha included) through the RGBA and XXXA
+//! encoders, whose every image must decode back exactly (XXXA: the alpha).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spice::image::{decode_lz_rgb32, decode_lz_rgba, lz_rgba};
+use spice::image::{decode_lz_rgb32, decode_lz_rgba, decode_lz_xxxa, lz_rgba, lz_xxxa};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     if mode & 1 == 0 {
         let _ = decode_lz_rgb32(rest);
         let _ = decode_lz_rgba(rest);
+        let _ = decode_lz_xxxa(rest);
         return;
     }
     // Width and height 1..=64, then pixels from a small palette (so that
@@ -29,5 +30,14 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let data = lz_rgba(w, h, &px);
-    assert_eq!(decode_lz_rgba(&data).expect("our own LZ RGBA decodes"), (w, h, px));
+    assert_eq!(
+        decode_lz_rgba(&data).expect("our own LZ RGBA decodes"),
+        (w, h, px.clone())
+    );
+    let alpha: Vec<u32> = px.iter().map(|p| p & 0xff00_0000).collect();
+    let data = lz_xxxa(w, h, &px);
+    assert_eq!(
+        decode_lz_xxxa(&data).expect("our own LZ XXXA decodes"),
+        (w, h, alpha)
+    );
 });

@@ -143,6 +143,10 @@ pub const IMAGE_TYPE_FROM_CACHE: u8 = 103;
 pub const IMAGE_TYPE_JPEG: u8 = 105;
 pub const IMAGE_TYPE_FROM_CACHE_LOSSLESS: u8 = 106;
 pub const IMAGE_TYPE_ZLIB_GLZ_RGB: u8 = 107;
+/// A JPEG of the colours and an LZ XXXA plane of the alpha (`SpiceJPEGAlphaData`).
+pub const IMAGE_TYPE_JPEG_ALPHA: u8 = 108;
+/// SPICE_JPEG_ALPHA_FLAGS_TOP_DOWN: the alpha plane's rows go top to bottom.
+pub const JPEG_ALPHA_FLAGS_TOP_DOWN: u8 = 1;
 pub const IMAGE_TYPE_LZ4: u8 = 109;
 /// SpiceImageDescriptor flag: the client keeps the image under its id.
 pub const IMAGE_FLAGS_CACHE_ME: u8 = 1;

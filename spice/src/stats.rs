@@ -9,15 +9,24 @@ use std::time::Duration;
 
 use crate::proto::{
     IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE, IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB,
-    IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB,
+    IMAGE_TYPE_JPEG, IMAGE_TYPE_JPEG_ALPHA, IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB,
+    IMAGE_TYPE_ZLIB_GLZ_RGB,
 };
 
 /// The image codecs counted, in report order (`ChannelStats::codecs`);
 /// "mjpeg" counts video stream frames (STREAM_DATA), the rest images.
-pub const CODECS: [&str; 8] = [
-    "raw", "lz", "lz4", "jpeg", "cache", "glz", "zlib-glz", "mjpeg",
+pub const CODECS: [&str; 9] = [
+    "raw",
+    "lz",
+    "lz4",
+    "jpeg",
+    "cache",
+    "glz",
+    "zlib-glz",
+    "jpeg-alpha",
+    "mjpeg",
 ];
-const MJPEG: usize = 7;
+const MJPEG: usize = 8;
 
 /// A SpiceImage's codec (an index into [`CODECS`]) from its type byte.
 fn codec_index(image: &[u8]) -> Option<usize> {
@@ -29,6 +38,7 @@ fn codec_index(image: &[u8]) -> Option<usize> {
         IMAGE_TYPE_FROM_CACHE | IMAGE_TYPE_FROM_CACHE_LOSSLESS => 4,
         IMAGE_TYPE_GLZ_RGB => 5,
         IMAGE_TYPE_ZLIB_GLZ_RGB => 6,
+        IMAGE_TYPE_JPEG_ALPHA => 7,
         _ => return None,
     })
 }
@@ -181,6 +191,9 @@ mod tests {
         let mut glz = lz.clone();
         glz[8] = IMAGE_TYPE_ZLIB_GLZ_RGB;
         s.draw(Some(&glz));
+        let mut jpeg_alpha = lz.clone();
+        jpeg_alpha[8] = IMAGE_TYPE_JPEG_ALPHA;
+        s.draw(Some(&jpeg_alpha));
         s.draw(None);
         // Not an image we make: a draw, no codec.
         s.draw(Some(&[0u8; 4]));
@@ -188,7 +201,7 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(
             (snap.bytes_sent, snap.messages_sent, snap.draws),
-            (128, 2, 6)
+            (128, 2, 7)
         );
         assert_eq!(snap.bandwidth_bps, Some(2_500_000));
         assert_eq!(snap.latency, Some(Duration::from_micros(100_250)));
@@ -202,6 +215,7 @@ mod tests {
                 ("cache", 1),
                 ("glz", 0),
                 ("zlib-glz", 1),
+                ("jpeg-alpha", 1),
                 ("mjpeg", 0)
             ]
         );

@@ -137,6 +137,39 @@ impl Capture {
         msgs
     }
 
+    /// Every value of the SPICE `field` (e.g. `spice.image_type`) in the
+    /// packets matching `filter`, in capture order: a packet carrying
+    /// several messages gives one value for each.
+    pub fn values(&self, filter: &str, field: &str) -> Vec<String> {
+        let decode_as = format!("tcp.port=={},spice", self.port);
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r").arg(&self.pcap).args([
+            "-d",
+            &decode_as,
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+            "-e",
+            field,
+        ]);
+        let out = run_timeout(cmd, STEP);
+        assert!(
+            out.status.success(),
+            "tshark -r: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The `tcp.stream` numbers of the packets matching `filter`, sorted.
     pub fn stream_ids(&self, filter: &str) -> Vec<String> {
         let mut cmd = Command::new("tshark");

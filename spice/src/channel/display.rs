@@ -777,8 +777,10 @@ impl DisplayChannel {
     /// cache when it has the image (and its copy is good enough), else the
     /// pixels (with CACHE_ME when the content was seen before, or
     /// CACHE_REPLACE_ME over a lossy copy). `key` is the content key if known.
-    /// With `blend`, a DRAW_TRANSPARENT or DRAW_ALPHA_BLEND of the image
-    /// instead, never lossy (a colour key must match exactly).
+    /// With `blend`, a DRAW_TRANSPARENT, DRAW_ALPHA_BLEND or DRAW_COMPOSITE
+    /// of the image instead; of these only an ALPHA_BLEND's image may be
+    /// lossy, as in spice-server (a colour key must match exactly): JPEG,
+    /// or JPEG_ALPHA for an image with alpha.
     fn send_image(
         &self,
         conn: &mut Conn,
@@ -797,8 +799,12 @@ impl DisplayChannel {
             && photo_like(w, h, pixels)
             && st.streams.lossy_candidate(dst);
         let in_use = wanted || video;
+        let may_lose = matches!(
+            blend,
+            None | Some(BlendMode::Alpha(_) | BlendMode::SourceAlpha(_))
+        );
         let lossy = (video || wanted && photo_like(w, h, pixels))
-            && blend.is_none()
+            && may_lose
             && !st.exact.iter().any(|e| e.intersects(dst));
         // Exactness matters only where JPEG is ever used: a lossy copy made
         // while the link was slow is replaced once it is not. Cached images
@@ -827,7 +833,7 @@ impl DisplayChannel {
             .then(|| start_quality(slow == Some(true)));
         let encode = |tag| {
             if source_alpha {
-                return encode_rgba(tag, w, h, pixels, policy.force_raw);
+                return encode_rgba(tag, w, h, pixels, policy);
             }
             quality
                 .and_then(|q| jpeg_image(tag, w, h, pixels, q))

@@ -3,16 +3,16 @@
 //! server that a real client would misread.
 
 use crate::image::{
-    decode_lz4_rgb32, decode_lz_rgb32, decode_lz_rgba, zlib_inflate, MAX_DIMENSION,
+    decode_lz4_rgb32, decode_lz_rgb32, decode_lz_rgba, decode_lz_xxxa, zlib_inflate, MAX_DIMENSION,
 };
 use crate::proto::{
     channel as ch, cursor_msg, display_msg, inputs_msg, main_msg, msg, BITMAP_FLAGS_TOP_DOWN,
     BITMAP_FMT_32BIT, BITMAP_FMT_RGBA, BRUSH_TYPE_SOLID, CURSOR_FLAGS_CACHE_ME,
     CURSOR_FLAGS_FROM_CACHE, CURSOR_FLAGS_NONE, CURSOR_TYPE_ALPHA, IMAGE_FLAGS_CACHE_ME,
     IMAGE_FLAGS_CACHE_REPLACE_ME, IMAGE_TYPE_BITMAP, IMAGE_TYPE_FROM_CACHE,
-    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_LZ4,
-    IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, RES_TYPE_PIXMAP, ROPD_OP_PUT,
-    SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
+    IMAGE_TYPE_FROM_CACHE_LOSSLESS, IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_JPEG, IMAGE_TYPE_JPEG_ALPHA,
+    IMAGE_TYPE_LZ4, IMAGE_TYPE_LZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB, JPEG_ALPHA_FLAGS_TOP_DOWN,
+    RES_TYPE_PIXMAP, ROPD_OP_PUT, SURFACE_FLAGS_PRIMARY, SURFACE_FMT_32_XRGB,
 };
 use crate::wire::Reader;
 use crate::BlendMode;
@@ -691,13 +691,26 @@ fn drawn_image(
             let data = need(img.bytes(n), "LZ4 data")?;
             decode_lz4_rgb32(data, iw, ih).map_err(|e| format!("LZ4: {e}"))?
         }
-        IMAGE_TYPE_JPEG if blend.is_some() => return Err(format!("{what} with a JPEG image")),
-        IMAGE_TYPE_JPEG => {
-            if flags & IMAGE_FLAGS_CACHE_REPLACE_ME != 0 {
-                return Err("JPEG with CACHE_REPLACE_ME (a lossy replacement)".into());
-            }
+        // Lossy images go only where spice-server sends them: copies and
+        // ALPHA_BLENDs (JPEG_ALPHA when the image has alpha), never as a
+        // lossless replacement.
+        IMAGE_TYPE_JPEG | IMAGE_TYPE_JPEG_ALPHA if flags == IMAGE_FLAGS_CACHE_REPLACE_ME => {
+            return Err(format!(
+                "{what}: lossy image type {image_type} with CACHE_REPLACE_ME"
+            ));
+        }
+        IMAGE_TYPE_JPEG if matches!(blend, None | Some(BlendMode::Alpha(_))) => {
             let n = need(img.u32(), "JPEG size")? as usize;
             decode_jpeg(need(img.bytes(n), "JPEG data")?, iw, ih)?
+        }
+        IMAGE_TYPE_JPEG_ALPHA if matches!(blend, Some(BlendMode::SourceAlpha(_))) => {
+            alpha = true;
+            decode_jpeg_alpha(&mut img, iw, ih)?
+        }
+        IMAGE_TYPE_JPEG | IMAGE_TYPE_JPEG_ALPHA => {
+            return Err(format!(
+                "{what} ({blend:?}) with lossy image type {image_type}"
+            ));
         }
         t => return Err(format!("image type {t} not expected")),
     };
@@ -711,7 +724,7 @@ fn drawn_image(
             pixels,
             cache_id: (flags != 0).then_some(id),
             replace: flags == IMAGE_FLAGS_CACHE_REPLACE_ME,
-            lossy: image_type == IMAGE_TYPE_JPEG,
+            lossy: matches!(image_type, IMAGE_TYPE_JPEG | IMAGE_TYPE_JPEG_ALPHA),
             alpha,
         },
         image_type,
@@ -744,6 +757,33 @@ fn decode_jpeg(data: &[u8], w: u32, h: u32) -> R<Vec<u32>> {
         .collect())
 }
 
+/// A `SpiceJPEGAlphaData` of exactly `w` x `h`, as spice-gtk's
+/// canvas_get_jpeg_alpha takes it: TOP_DOWN (all this server sends), a JPEG
+/// of `jpeg_size` bytes then an LZ XXXA alpha plane of the same size and
+/// row order filling the rest of `data_size`. Returns premultiplied
+/// 0xAARRGGBB pixels: the JPEG's colours with the plane's alpha.
+fn decode_jpeg_alpha(img: &mut Reader<'_>, w: u32, h: u32) -> R<Vec<u32>> {
+    let flags = need(img.u8(), "JPEG_ALPHA flags")?;
+    let jpeg_size = need(img.u32(), "JPEG_ALPHA jpeg_size")? as usize;
+    let size = need(img.u32(), "JPEG_ALPHA data_size")? as usize;
+    if flags != JPEG_ALPHA_FLAGS_TOP_DOWN || jpeg_size > size {
+        return Err(format!(
+            "JPEG_ALPHA flags {flags} jpeg_size {jpeg_size} data_size {size}"
+        ));
+    }
+    let (jpeg, plane) = need(img.bytes(size), "JPEG_ALPHA data")?.split_at(jpeg_size);
+    let colours = decode_jpeg(jpeg, w, h)?;
+    // The plane's own row order must be the one the flags give.
+    if plane.get(24..28) != Some(&[0, 0, 0, 1]) {
+        return Err("JPEG_ALPHA alpha plane not top-down".into());
+    }
+    let (aw, ah, alpha) = decode_lz_xxxa(plane).map_err(|e| format!("JPEG_ALPHA alpha: {e}"))?;
+    if (aw, ah) != (w, h) {
+        return Err(format!("JPEG_ALPHA alpha {aw}x{ah} for a {w}x{h} image"));
+    }
+    Ok(colours.iter().zip(alpha).map(|(c, a)| c | a).collect())
+}
+
 /// The image of a DRAW_COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyImage {
@@ -753,9 +793,10 @@ pub enum CopyImage {
         pixels: Vec<u32>,
         cache_id: Option<u64>,
         replace: bool,
-        /// Decoded from a lossy format (JPEG).
+        /// Decoded from a lossy format (JPEG, JPEG_ALPHA).
         lossy: bool,
-        /// An image with alpha (RGBA bitmap or LZ): `pixels` are 0xAARRGGBB.
+        /// An image with alpha (RGBA bitmap or LZ, JPEG_ALPHA): `pixels`
+        /// are 0xAARRGGBB.
         alpha: bool,
     },
     /// The cached image `id` (of the box's size); `lossless`: only a

@@ -141,6 +141,42 @@ pub fn photo_like_in(
     points > 0 && busy * 2 >= points && soft > 0 && hard * 8 <= soft + hard
 }
 
+/// Whether equal neighbouring pixels are rare: on [`photo_like`]'s grid, at
+/// most one pair in [`RARE_RUNS`] (right and lower neighbours) is exactly
+/// equal. The lossless coders live on such runs and repeats (SPICE LZ's and
+/// LZ4's matches need at least two equal pixels), so on a photo-like image
+/// without them they come nowhere near JPEG (`examples/lossy_bench.rs`:
+/// 1.3:1 against 20-50:1) and need not be tried; a photo-like image with
+/// them (a gradient with flat rows, a photo scaled up) may still be smaller
+/// lossless. False where `photo_like` is false for the size.
+pub fn runs_rare(width: u32, height: u32, pixels: &[u32]) -> bool {
+    let Some(count) = (width as usize).checked_mul(height as usize) else {
+        return false;
+    };
+    if width < MIN_SIDE || height < MIN_SIDE || pixels.len() != count {
+        return false;
+    }
+    let area = u64::from(width - 1) * u64::from(height - 1);
+    let step = ((area / u64::from(MAX_SAMPLES)) as f64)
+        .sqrt()
+        .ceil()
+        .max(1.0) as usize;
+    let w = width as usize;
+    let at = |x: usize, y: usize| pixels[y * w + x] & 0x00ff_ffff;
+    let (mut pairs, mut equal) = (0u32, 0u32);
+    for y in (0..height as usize - 1).step_by(step) {
+        for x in (0..w - 1).step_by(step) {
+            let p = at(x, y);
+            pairs += 2;
+            equal += u32::from(at(x + 1, y) == p) + u32::from(at(x, y + 1) == p);
+        }
+    }
+    equal * RARE_RUNS <= pairs
+}
+
+/// See [`runs_rare`].
+const RARE_RUNS: u32 = 16;
+
 #[cfg(test)]
 mod tests {
     use super::super::samples::{desktop_text, gradient, photo, random, solid};
@@ -257,6 +293,25 @@ mod tests {
         // Areas reaching past the picture's edge: never.
         assert!(!photo_like_in(&pic, w, (200, 0), 120, 50));
         assert!(!photo_like_in(&pic, w, (0, 150), 100, 51));
+    }
+
+    #[test]
+    fn runs_are_rare_on_photos_not_on_flat_rows_or_ui() {
+        assert!(runs_rare(320, 240, &photo(320, 240, 5)));
+        assert!(runs_rare(200, 100, &random(200, 100, 8)));
+        // The qxl-native guest's sprite: every neighbour differs.
+        let sprite: Vec<u32> = (0..96u32)
+            .flat_map(|y| (0..128u32).map(move |x| (x * 2) << 16 | (y * 2) << 8 | 0x80))
+            .collect();
+        assert!(runs_rare(128, 96, &sprite));
+        // A gradient whose rows are flat: photo-like, but LZ runs on it.
+        let rows: Vec<u32> = (0..200u32 * 300).map(|i| (i / 300) * 0x0001_0101).collect();
+        assert!(photo_like(300, 200, &rows) && !runs_rare(300, 200, &rows));
+        assert!(!runs_rare(320, 240, &solid(320, 240, 0x00c0_c0c0)));
+        assert!(!runs_rare(640, 480, &desktop_text(640, 480, 7)));
+        assert!(!runs_rare(15, 64, &photo(15, 64, 1)));
+        assert!(!runs_rare(64, 64, &photo(64, 63, 1)));
+        assert!(!runs_rare(u32::MAX, 2, &[]));
     }
 
     #[test]

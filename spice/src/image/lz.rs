@@ -26,6 +26,8 @@ const LZ_VERSION: u32 = 0x0001_0001;
 const LZ_TYPE_RGB24: u32 = 7;
 const LZ_TYPE_RGB32: u32 = 8;
 const LZ_TYPE_RGBA: u32 = 9;
+/// The alpha bytes of 32-bit pixels alone: JPEG_ALPHA's alpha plane.
+const LZ_TYPE_XXXA: u32 = 10;
 /// The alpha stream's matches: written this much shorter than they are, so
 /// the shortest (a length code of 1) is 3.
 const ALPHA_MATCH_BIAS: usize = 2;
@@ -96,6 +98,26 @@ pub fn lz_rgba(width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + count * 4 + count / 16 + 2);
     header(&mut out, LZ_TYPE_RGBA, width, height);
     compress(&rgb, width as usize, &mut out);
+    compress_alpha(&alpha, width as usize, &mut out);
+    out
+}
+
+/// Encodes the alpha bytes of a top-down image (0xAARRGGBB; the colours are
+/// ignored) as `LZ_IMAGE_TYPE_XXXA`: the header of a 32-bit image (stride
+/// width * 4, as lz.c requires of XXXA) and only [`lz_rgba`]'s alpha
+/// stream. It is the alpha plane of a JPEG_ALPHA image, which spice-gtk
+/// decodes into the alpha bytes of the JPEG's pixels. Empty on the same
+/// inputs as [`lz_rgb32`].
+pub fn lz_xxxa(width: u32, height: u32, pixels: &[u32]) -> Vec<u8> {
+    let Ok(count) = checked_pixel_count(width, height) else {
+        return Vec::new();
+    };
+    let Some(src) = pixels.get(..count) else {
+        return Vec::new();
+    };
+    let alpha: Vec<u32> = src.iter().map(|p| p >> 24).collect();
+    let mut out = Vec::with_capacity(HEADER_LEN + count / 16 + 2);
+    header(&mut out, LZ_TYPE_XXXA, width, height);
     compress_alpha(&alpha, width as usize, &mut out);
     out
 }
@@ -275,16 +297,33 @@ pub(super) fn grow(out: &mut Vec<u32>, extra: usize, limit: usize) -> Result<(),
 /// Decodes `SpiceLZRGBData.data` of type RGB32 (or RGB24, which has the same stream) into
 /// top-down `0x00RRGGBB` pixels. Returns (width, height, pixels).
 pub fn decode_lz_rgb32(data: &[u8]) -> Result<(u32, u32, Vec<u32>), ImageError> {
-    decode(data, false)
+    decode(data, Planes::Rgb)
 }
 
 /// Decodes `SpiceLZRGBData.data` of type RGBA into top-down `0xAARRGGBB`
 /// pixels: the RGB32 stream, then the alpha stream (see [`lz_rgba`]).
 pub fn decode_lz_rgba(data: &[u8]) -> Result<(u32, u32, Vec<u32>), ImageError> {
-    decode(data, true)
+    decode(data, Planes::Rgba)
 }
 
-fn decode(data: &[u8], rgba: bool) -> Result<(u32, u32, Vec<u32>), ImageError> {
+/// Decodes an `LZ_IMAGE_TYPE_XXXA` alpha plane (see [`lz_xxxa`]) into
+/// top-down `0xAA000000` pixels, to be ORed into the colours they go with.
+pub fn decode_lz_xxxa(data: &[u8]) -> Result<(u32, u32, Vec<u32>), ImageError> {
+    decode(data, Planes::Alpha)
+}
+
+/// What an LZ image holds, as its decoder expects it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Planes {
+    /// RGB32 (or RGB24, the same stream).
+    Rgb,
+    /// The RGB32 stream, then the alpha stream.
+    Rgba,
+    /// The alpha stream alone (XXXA).
+    Alpha,
+}
+
+fn decode(data: &[u8], planes: Planes) -> Result<(u32, u32, Vec<u32>), ImageError> {
     let mut pos = 0;
     let magic = read_u32(data, &mut pos)?;
     if magic != LZ_MAGIC {
@@ -295,11 +334,11 @@ fn decode(data: &[u8], rgba: bool) -> Result<(u32, u32, Vec<u32>), ImageError> {
         return Err(ImageError::BadVersion(version));
     }
     let kind = read_u32(data, &mut pos)?;
-    let bytes_per_pixel = match kind {
-        LZ_TYPE_RGB32 if !rgba => 4,
-        LZ_TYPE_RGB24 if !rgba => 3,
-        LZ_TYPE_RGBA if rgba => 4,
-        other => return Err(ImageError::UnsupportedType(other)),
+    let bytes_per_pixel = match (kind, planes) {
+        (LZ_TYPE_RGB32, Planes::Rgb) => 4,
+        (LZ_TYPE_RGB24, Planes::Rgb) => 3,
+        (LZ_TYPE_RGBA, Planes::Rgba) | (LZ_TYPE_XXXA, Planes::Alpha) => 4,
+        (other, _) => return Err(ImageError::UnsupportedType(other)),
     };
     let width = read_u32(data, &mut pos)?;
     let height = read_u32(data, &mut pos)?;
@@ -310,11 +349,25 @@ fn decode(data: &[u8], rgba: bool) -> Result<(u32, u32, Vec<u32>), ImageError> {
     if u64::from(stride) != u64::from(width) * bytes_per_pixel {
         return Err(ImageError::BadStride { width, stride });
     }
-    let mut out = stream(data, &mut pos, count, 3, 0)?;
-    if rgba {
-        let alpha = stream(data, &mut pos, count, 1, ALPHA_MATCH_BIAS)?;
-        for (p, a) in out.iter_mut().zip(alpha) {
-            *p |= a << 24;
+    // Nothing is allocated ahead of the data: a lying header costs only
+    // what the streams really hold.
+    let mut out = match planes {
+        Planes::Alpha => Vec::new(),
+        Planes::Rgb | Planes::Rgba => stream(data, &mut pos, count, 3, 0)?,
+    };
+    match planes {
+        Planes::Rgb => {}
+        Planes::Rgba => {
+            let alpha = stream(data, &mut pos, count, 1, ALPHA_MATCH_BIAS)?;
+            for (p, a) in out.iter_mut().zip(alpha) {
+                *p |= a << 24;
+            }
+        }
+        Planes::Alpha => {
+            out = stream(data, &mut pos, count, 1, ALPHA_MATCH_BIAS)?;
+            for a in &mut out {
+                *a <<= 24;
+            }
         }
     }
     if pos != data.len() {
@@ -471,5 +524,47 @@ mod tests {
         assert_eq!(got, [0x0900_0001, 0x0900_0002, 0x0900_0003, 0x0900_0004]);
         // A truncated alpha stream is refused, not padded.
         assert!(decode_lz_rgba(&d[..d.len() - 1]).is_err());
+    }
+
+    /// XXXA: only the alpha comes back (colours 0), in the header of a
+    /// 32-bit image; other LZ types are not XXXA, nor XXXA any of them.
+    #[test]
+    fn xxxa_carries_the_alpha_alone() {
+        let (w, h) = (29u32, 11u32);
+        let px: Vec<u32> = (0..w * h)
+            .map(|i| {
+                let a = match i / w {
+                    0..=3 => 0,
+                    4..=6 => (i % w) * 9,
+                    _ => i.wrapping_mul(2_654_435_761) >> 24,
+                };
+                a << 24 | ((i * 7919) & RGB_MASK)
+            })
+            .collect();
+        let data = lz_xxxa(w, h, &px);
+        let want: Vec<u32> = px.iter().map(|p| p & 0xff00_0000).collect();
+        assert_eq!(decode_lz_xxxa(&data).unwrap(), (w, h, want));
+        // Type 10, stride width * 4, top-down.
+        assert_eq!(data[8..12], 10u32.to_be_bytes());
+        assert_eq!(data[20..24], (w * 4).to_be_bytes());
+        assert_eq!(data[24..28], 1u32.to_be_bytes());
+        assert!(decode_lz_rgba(&data).is_err());
+        assert!(decode_lz_rgb32(&data).is_err());
+        assert!(decode_lz_xxxa(&lz_rgba(w, h, &px)).is_err());
+        assert!(decode_lz_xxxa(&lz_rgb32(w, h, &px)).is_err());
+        // Every truncation is refused, as is a byte too many.
+        for n in 0..data.len() {
+            assert!(decode_lz_xxxa(&data[..n]).is_err(), "{n} bytes");
+        }
+        let mut long = data.clone();
+        long.push(0);
+        assert!(decode_lz_xxxa(&long).is_err());
+        // A header that claims the largest image allocates nothing up front.
+        let mut huge = Vec::new();
+        header(&mut huge, LZ_TYPE_XXXA, 16384, 16384);
+        huge.extend_from_slice(&[0, 7]);
+        assert_eq!(decode_lz_xxxa(&huge), Err(ImageError::Truncated));
+        assert!(lz_xxxa(0, 1, &[]).is_empty());
+        assert!(lz_xxxa(2, 2, &[0; 3]).is_empty());
     }
 }

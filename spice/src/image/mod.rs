@@ -29,8 +29,10 @@ mod tests;
 
 pub use glz::{zlib_deflate, GlzDictionary, GlzImage, GLZ_HEADER_LEN, MAX_WINDOW_PIXELS};
 pub use glz_decode::{zlib_inflate, GlzDecoded, GlzWindow};
-pub use jpeg::{jpeg_rgb32, jpeg_rgb32_quality, photo_like, photo_like_in, JPEG_QUALITY};
-pub use lz::{decode_lz_rgb32, decode_lz_rgba, lz_rgb32, lz_rgba};
+pub use jpeg::{
+    jpeg_rgb32, jpeg_rgb32_quality, photo_like, photo_like_in, runs_rare, JPEG_QUALITY,
+};
+pub use lz::{decode_lz_rgb32, decode_lz_rgba, decode_lz_xxxa, lz_rgb32, lz_rgba, lz_xxxa};
 pub use lz4::{decode_lz4_rgb32, lz4_rgb32};
 
 /// Largest width or height the decoders accept. spice-gtk caps an LZ image at 1 GiB of

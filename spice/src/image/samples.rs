@@ -83,6 +83,32 @@ pub fn photo(width: u32, height: u32, seed: u64) -> Vec<u32> {
     out
 }
 
+/// [`photo`] with alpha, premultiplied (0xAARRGGBB, as an RGBA bitmap of a
+/// guest's compositor): opaque in the middle, fading smoothly to clear at
+/// the edges, with a clear band along the left (a sprite's margin).
+pub fn photo_alpha(width: u32, height: u32, seed: u64) -> Vec<u32> {
+    let (w, h) = (width.max(1) as f32, height.max(1) as f32);
+    photo(width, height, seed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (x, y) = (
+                (i as u32 % width.max(1)) as f32,
+                (i as u32 / width.max(1)) as f32,
+            );
+            let (dx, dy) = ((x + 0.5) / w - 0.5, (y + 0.5) / h - 0.5);
+            let fade = (1.6 - 3.2 * (dx * dx + dy * dy).sqrt()).clamp(0.0, 1.0);
+            let a = if x < w / 8.0 {
+                0
+            } else {
+                (fade * 255.0) as u32
+            };
+            let c = |s: u32| (((p >> s & 0xff) * a + 127) / 255) << s;
+            a << 24 | c(16) | c(8) | c(0)
+        })
+        .collect()
+}
+
 /// A generated bitmap font: `count` glyphs of `cell_w` x `cell_h`, each a 1-bit mask. Glyphs
 /// are strokes (stems, bowls, bars) placed at random in the core of the cell, so they look and
 /// compress like small text: mostly background with thin repeated shapes.

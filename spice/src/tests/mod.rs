@@ -9,6 +9,7 @@ mod flow;
 mod handshake;
 mod inputs;
 mod jpeg;
+mod jpeg_alpha;
 mod limits;
 mod link;
 mod playback;
