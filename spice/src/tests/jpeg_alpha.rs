@@ -74,14 +74,14 @@ fn photo_like_alpha_blends_go_jpeg_alpha_when_jpeg_is_in_use() {
     // of the same image, cached) and the constant-opacity one, top row.
     let lossy_box = |x: u32, y: u32| y < sh && x % 100 < sw && x < 296;
     // Auto: lossy only to a client behind a slow link (the test client's
-    // simulated 2 Mbit/s, which the net test at connect measures).
+    // simulated 2 Mbit/s, which the session's net test at connect measures).
     let cases = [
         (JpegMode::Always, None, true),
         (JpegMode::Auto, Some(2e6), true),
         (JpegMode::Auto, None, false),
         (JpegMode::Never, None, false),
     ];
-    for (mode, display_bps, lossy) in cases {
+    for (mode, link_bps, lossy) in cases {
         let rec = Arc::new(Recorder::default());
         let config = Config {
             jpeg: mode,
@@ -95,11 +95,13 @@ fn photo_like_alpha_blends_go_jpeg_alpha_when_jpeg_is_in_use() {
         };
         server.update(&s, &[full(&s)], &[]);
         let opts = crate::client::ClientOptions {
-            display_bps,
+            link_bps,
             ..crate::client::ClientOptions::default()
         };
         let c = TestClient::connect(&server.local_addr(), opts).unwrap();
         wait_surface(&c, &s);
+        // The session's net test (on MAIN) has reached the display.
+        super::jpeg::display_estimate(&server);
         let draws = vec![
             blend(&mut s, 0, 0, &rgba, BlendMode::SourceAlpha(0xff)),
             blend(&mut s, 100, 0, &rgba, BlendMode::SourceAlpha(0x90)),
