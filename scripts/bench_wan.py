@@ -32,7 +32,9 @@ link drained, quiet for 1.5 s):
     (the 'a' written + f/30 s; the guest reports late frames), median and 95th
     percentile;
   * server CPU: the VMM's utime+stime without the vCPU threads (the guest
-    busy-waits between frames) over the span.
+    busy-waits between frames) and without spicebox's idle-priority ticket
+    key refills (QEMU makes its keys inside the links, before the span)
+    over the span.
 For the video, frames are the video box's DRAW_COPYs before the stream
 and its STREAM_DATAs (a DRAW_COPY of the box once the stream exists is the
 final lossless picture, not a frame), frames/s is their count over the time from 'v' to the last of them,
