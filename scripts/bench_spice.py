@@ -182,6 +182,13 @@ class Vm:
 
     def cpu(self):
         """(all threads, without vCPU threads and key-pool refills) CPU seconds so far."""
+        # The process's own counters first (live threads plus those that
+        # exited): read after the threads, a busy thread's ticks in between
+        # would count as an exited thread's.
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        proc = int(fields[11]) + int(fields[12])
         total = other = 0
         task = f"/proc/{self.p.pid}/task"
         for t in os.listdir(task):
@@ -203,12 +210,8 @@ class Vm:
             keygen = comm == "spice-keygen"
             if not vcpu and not keygen:
                 other += ticks
-        # Threads that already exited are in the process's own counters.
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            stat = f.read()
-        fields = stat[stat.rindex(")") + 2:].split()
-        proc = int(fields[11]) + int(fields[12])
-        return proc / TICK, (other + proc - total) / TICK
+        exited = max(0, proc - total)
+        return max(proc, total) / TICK, (other + exited) / TICK
 
     def stop(self):
         self.p.kill()

@@ -5,33 +5,17 @@
 //! The screens are synthetic (see `src/image/samples.rs`): text drawn with a generated bitmap
 //! font, a photo stand-in of smooth gradients plus noise, and a solid screen.
 
-use std::time::{Duration, Instant};
-
 use spice::image::{
     decode_lz4_rgb32, decode_lz_rgb32, lz4_rgb32, lz_rgb32, GlzDictionary, GlzWindow,
     MAX_WINDOW_PIXELS,
 };
 
+mod common;
+use common::{ms, time};
+
 #[allow(dead_code)] // the tests use more of it than the bench
 #[path = "../src/image/samples.rs"]
 mod samples;
-
-/// Median of `runs` timings of `f`, plus its last result.
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = Vec::with_capacity(runs);
-    let mut last = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        last = Some(f());
-        times.push(start.elapsed());
-    }
-    times.sort();
-    (times[runs / 2], last.expect("runs > 0"))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
 
 fn main() {
     let (cw, ch, console) = samples::console_text(1);

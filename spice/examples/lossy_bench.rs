@@ -7,33 +7,17 @@
 //! smallest on every such image here, so skipping them changes no byte. Run with
 //! `cargo run --release -p spice --example lossy_bench`.
 
-use std::time::{Duration, Instant};
-
 use spice::image::{
     jpeg_rgb32, lz4_rgb32, lz_rgb32, lz_rgba, lz_xxxa, photo_like, runs_rare, GlzDictionary,
     MAX_WINDOW_PIXELS,
 };
 
+mod common;
+use common::{ms, time};
+
 #[allow(dead_code)] // the tests use more of it than the bench
 #[path = "../src/image/samples.rs"]
 mod samples;
-
-/// Median of `runs` timings of `f`, plus its last result.
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = Vec::with_capacity(runs);
-    let mut last = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        last = Some(f());
-        times.push(start.elapsed());
-    }
-    times.sort();
-    (times[runs / 2], last.expect("runs > 0"))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
 
 /// The qxl-native guest's 64x48 RGBA blend bitmap (qxl-native.rs `blends`):
 /// alpha from clear to opaque across, premultiplied gradients.

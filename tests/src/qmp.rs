@@ -122,6 +122,16 @@ impl Qmp {
         }
     }
 
+    /// spicebox's query-spice entry for the (first) display channel.
+    pub fn display_channel(&mut self) -> Value {
+        let info = self.execute("query-spice", json!({}));
+        let channels = info["channels"].as_array().expect("channels").clone();
+        channels
+            .into_iter()
+            .find(|c| c["channel-type"] == 2)
+            .unwrap_or_else(|| panic!("no display channel in {info}"))
+    }
+
     /// Send raw bytes that must draw an error; return its description.
     pub fn error_desc(&mut self, raw: &[u8]) -> String {
         self.send_raw(raw);

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use images::qxl_scene;
-use serde_json::{json, Value};
+use serde_json::json;
 use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::qxl_native::{self, Boot};
@@ -187,7 +187,7 @@ fn jpeg_always_sends_rgba_blends_as_jpeg_alpha_on_spicebox_and_qemu() {
         vm.wait_for(images::QXL_BLEND_DONE_MARKER, Duration::from_secs(60));
         std::thread::sleep(Duration::from_secs(1));
         let mut qmp = Qmp::connect(&sock, Duration::from_secs(10));
-        let entry = (!qemu_run).then(|| display_entry(&mut qmp));
+        let entry = (!qemu_run).then(|| qmp.display_channel());
         let live = client.picture();
         capture.stop();
         let out = dir.join(&format!("screendump-{name}.ppm"));
@@ -250,16 +250,6 @@ fn boot_auto(dir: &TempDir, name: &str, qemu: bool) -> (SpiceboxVm, u16, Option<
     (vm, port, qmp)
 }
 
-/// spicebox's query-spice entry for the display channel.
-fn display_entry(qmp: &mut Qmp) -> Value {
-    let info = qmp.execute("query-spice", json!({}));
-    let channels = info["channels"].as_array().expect("channels").clone();
-    channels
-        .into_iter()
-        .find(|c| c["channel-type"] == 2)
-        .unwrap_or_else(|| panic!("no display channel in {info}"))
-}
-
 #[test]
 fn jpeg_auto_follows_the_link_on_spicebox_and_qemu() {
     require_spice_client_glib();
@@ -279,7 +269,7 @@ fn jpeg_auto_follows_the_link_on_spicebox_and_qemu() {
             vm.wait_for(images::QXL_ANIM_DONE_MARKER, Duration::from_secs(60));
             // Let the last draws cross the link.
             std::thread::sleep(Duration::from_secs(if slow { 4 } else { 1 }));
-            let entry = qmp.as_mut().map(display_entry);
+            let entry = qmp.as_mut().map(Qmp::display_channel);
             let live = client.picture();
             let v = screen::judge_box(&live, &want, sprite);
             eprintln!("{name}: {v:?}");

@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use images::qxl_scene;
-use serde_json::{json, Value};
 use spicebox_tests::glib_client::LiveGlibClient;
 use spicebox_tests::qmp::Qmp;
 use spicebox_tests::qxl_native::{self, Boot};
@@ -151,16 +150,6 @@ fn wrong_in(got: &Frame, want: &Frame, r: (i32, i32, i32, i32)) -> usize {
     n
 }
 
-/// spicebox's query-spice entry for the display channel.
-fn display_entry(qmp: &mut Qmp) -> Value {
-    let info = qmp.execute("query-spice", json!({}));
-    let channels = info["channels"].as_array().expect("channels").clone();
-    channels
-        .into_iter()
-        .find(|c| c["channel-type"] == 2)
-        .unwrap_or_else(|| panic!("no display channel in {info}"))
-}
-
 #[test]
 fn a_dialog_over_the_video_clips_its_stream_on_spicebox_and_qemu() {
     require_spice_client_glib();
@@ -186,7 +175,7 @@ fn a_dialog_over_the_video_clips_its_stream_on_spicebox_and_qemu() {
         if let Some(q) = qmp.as_mut() {
             // Mid-video (10 s long): the live stream's quality and rate.
             std::thread::sleep(Duration::from_secs(5));
-            let e = display_entry(q);
+            let e = q.display_channel();
             eprintln!("spicebox: mid-video query-spice display channel {e}");
             let quality = e["stream-quality"].as_u64();
             assert!(quality.is_some_and(|q| (20..=60).contains(&q)), "{e}");
@@ -196,7 +185,7 @@ fn a_dialog_over_the_video_clips_its_stream_on_spicebox_and_qemu() {
         vm.wait_for(images::QXL_VIDEO_DONE_MARKER, Duration::from_secs(90));
         std::thread::sleep(Duration::from_secs(3));
         // While the client is connected: its channels leave with it.
-        let entry = qmp.as_mut().map(display_entry);
+        let entry = qmp.as_mut().map(Qmp::display_channel);
         let got = client.picture();
         capture.stop();
         let streams = capture.opened_streams();

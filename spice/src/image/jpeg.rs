@@ -62,6 +62,16 @@ pub fn jpeg_rgb32_quality(width: u32, height: u32, pixels: &[u32], quality: u8) 
     }
 }
 
+/// The sampling grid's step for a `width` x `height` image (both at least
+/// 2): (w-1)/step * (h-1)/step <= MAX_SAMPLES, about square.
+fn grid_step(width: u32, height: u32) -> usize {
+    let area = u64::from(width - 1) * u64::from(height - 1);
+    ((area / u64::from(MAX_SAMPLES)) as f64)
+        .sqrt()
+        .ceil()
+        .max(1.0) as usize
+}
+
 /// Largest difference of one colour channel between two xRGB pixels.
 fn channel_diff(a: u32, b: u32) -> u32 {
     (0..3)
@@ -111,12 +121,7 @@ pub fn photo_like_in(
         return false;
     }
     let base = at.1 * stride + at.0;
-    // Grid steps so that (w-1)/sx * (h-1)/sy <= MAX_SAMPLES, about square.
-    let area = u64::from(width - 1) * u64::from(height - 1);
-    let step = ((area / u64::from(MAX_SAMPLES)) as f64)
-        .sqrt()
-        .ceil()
-        .max(1.0) as usize;
+    let step = grid_step(width, height);
     let w = width as usize;
     let at = |x: usize, y: usize| pixels[base + y * stride + x];
     let (mut points, mut busy, mut soft, mut hard) = (0u32, 0u32, 0u32, 0u32);
@@ -156,11 +161,7 @@ pub fn runs_rare(width: u32, height: u32, pixels: &[u32]) -> bool {
     if width < MIN_SIDE || height < MIN_SIDE || pixels.len() != count {
         return false;
     }
-    let area = u64::from(width - 1) * u64::from(height - 1);
-    let step = ((area / u64::from(MAX_SAMPLES)) as f64)
-        .sqrt()
-        .ceil()
-        .max(1.0) as usize;
+    let step = grid_step(width, height);
     let w = width as usize;
     let at = |x: usize, y: usize| pixels[y * w + x] & 0x00ff_ffff;
     let (mut pairs, mut equal) = (0u32, 0u32);

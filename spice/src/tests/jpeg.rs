@@ -26,7 +26,12 @@ fn start_jpeg(mode: JpegMode) -> SpiceServer {
 }
 
 /// PSNR (dB) of `got` against `want` over the pixels where `inside` holds.
-fn psnr(got: &[u32], want: &[u32], width: u32, inside: impl Fn(u32, u32) -> bool) -> f64 {
+pub(super) fn psnr(
+    got: &[u32],
+    want: &[u32],
+    width: u32,
+    inside: impl Fn(u32, u32) -> bool,
+) -> f64 {
     let (mut sum, mut n) = (0f64, 0u64);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let (x, y) = (i as u32 % width, i as u32 / width);

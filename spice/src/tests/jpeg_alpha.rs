@@ -7,6 +7,7 @@
 //! copy). Under `Never` (or `Auto` on a fast link) all is exact. And the client's
 //! JPEG_ALPHA decoder refuses every malformed image without panicking.
 
+use super::jpeg::psnr;
 use super::*;
 use crate::channel::display_wire::draw_alpha_blend;
 use crate::client::decode::{decode, CopyImage, ServerMsg};
@@ -34,27 +35,6 @@ fn blend(s: &mut Frame, x: u32, y: u32, image: &Arc<Frame>, mode: BlendMode) -> 
     });
     d.paint(s);
     d
-}
-
-/// PSNR (dB) of the colours of `got` against `want` where `inside` holds.
-fn psnr(got: &[u32], want: &[u32], inside: impl Fn(u32, u32) -> bool) -> f64 {
-    let (mut sum, mut n) = (0f64, 0u64);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        if !inside(i as u32 % W, i as u32 / W) {
-            continue;
-        }
-        for s in [0, 8, 16] {
-            let d = f64::from((g >> s) & 0xff) - f64::from((w >> s) & 0xff);
-            sum += d * d;
-        }
-        n += 3;
-    }
-    let mse = sum / n.max(1) as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0 * 255.0 / mse).log10()
-    }
 }
 
 #[test]
@@ -117,7 +97,7 @@ fn photo_like_alpha_blends_go_jpeg_alpha_when_jpeg_is_in_use() {
         let got = &st.surface.as_ref().unwrap().pixels;
         let sent = &st.image_types[st.image_types.len() - 5..];
         let outside = |x, y| !lossy_box(x, y);
-        assert_eq!(psnr(got, &s.pixels, outside), f64::INFINITY, "{mode:?}");
+        assert_eq!(psnr(got, &s.pixels, W, outside), f64::INFINITY, "{mode:?}");
         if lossy {
             assert_eq!(
                 sent[..3],
@@ -133,7 +113,7 @@ fn photo_like_alpha_blends_go_jpeg_alpha_when_jpeg_is_in_use() {
             let glz = [IMAGE_TYPE_GLZ_RGB, IMAGE_TYPE_ZLIB_GLZ_RGB];
             assert!(glz.contains(&sent[3]), "{mode:?}: {sent:?}");
             assert_eq!(sent[4], IMAGE_TYPE_LZ_RGB, "{mode:?}");
-            let q = psnr(got, &s.pixels, lossy_box);
+            let q = psnr(got, &s.pixels, W, lossy_box);
             assert!(q > 30.0 && q.is_finite(), "lossy blends at {q:.1} dB");
             let codecs = &super::jpeg::display_stats(&server).codecs;
             assert!(codecs.contains(&("jpeg-alpha", 2)), "{codecs:?}");
