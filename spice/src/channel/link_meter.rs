@@ -224,7 +224,7 @@ impl LinkMeter {
     }
 
     /// When a pending net test times out.
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(test)]
     pub fn net_test_deadline(&self) -> Option<Instant> {
         self.net_test.map(|t| t + NET_TEST_TIMEOUT)
     }
