@@ -120,6 +120,11 @@ impl Guest {
         self.q.ram().write(item as u64, &b);
         let prod = prod + 1;
         self.set_hdr_u32(ring + 4, prod);
+        // Linux's mb() in qxl_ring_push: without it this thread may read
+        // notify_on_prod before its store of prod is visible to the worker,
+        // which (finding the ring empty) stores notify_on_prod = prod and
+        // rereads the old prod: no notify, and the command waits for good.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         if self.hdr_u32(ring + 8) == prod {
             self.out(notify_port, 0);
         }
