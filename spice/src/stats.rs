@@ -87,7 +87,6 @@ pub struct LiveStats {
     latency: AtomicU64,
     codecs: [AtomicU64; CODECS.len()],
     streams: AtomicU64,
-    stream_frames: AtomicU64,
     stream_drops: AtomicU64,
     /// The live stream's quality; 0: no stream.
     stream_quality: AtomicU64,
@@ -117,7 +116,6 @@ impl LiveStats {
     /// A STREAM_DATA went out: a frame at JPEG `quality`, the stream now
     /// at `fps` frames/s.
     pub fn stream_frame(&self, quality: u8, fps: f64) {
-        self.stream_frames.fetch_add(1, Relaxed);
         self.codecs[MJPEG].fetch_add(1, Relaxed);
         self.stream_fps.store(fps.to_bits(), Relaxed);
         self.stream_quality
@@ -157,7 +155,8 @@ impl LiveStats {
                 .map(|(n, c)| (*n, c.load(Relaxed)))
                 .collect(),
             streams_created: self.streams.load(Relaxed),
-            stream_frames: self.stream_frames.load(Relaxed),
+            // Every stream frame is counted as an MJPEG image.
+            stream_frames: self.codecs[MJPEG].load(Relaxed),
             stream_drops: self.stream_drops.load(Relaxed),
             stream_live: match self.stream_quality.load(Relaxed) {
                 0 => None,

@@ -422,12 +422,11 @@ impl Have {
         let Some(&(newest, _)) = self.log.back() else {
             return 0.0;
         };
-        let n = self
+        let recent = self
             .log
             .iter()
-            .filter(|(mm, _)| newest.wrapping_sub(*mm) < 1000)
-            .count();
-        n as f64
+            .filter(|(mm, _)| newest.wrapping_sub(*mm) < 1000);
+        recent.count() as f64
     }
 }
 
