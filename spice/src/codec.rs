@@ -553,19 +553,6 @@ mod tests {
         );
     }
 
-    /// PSNR (dB) of the colour channels of `got` against `want`.
-    fn psnr(got: &[u32], want: &[u32]) -> f64 {
-        let mut sum = 0f64;
-        for (g, w) in got.iter().zip(want) {
-            for s in [0, 8, 16] {
-                let d = f64::from(g >> s & 0xff) - f64::from(w >> s & 0xff);
-                sum += d * d;
-            }
-        }
-        let mse = sum / (got.len() * 3) as f64;
-        10.0 * (255.0 * 255.0 / mse).log10()
-    }
-
     /// An RGBA photo allowed to be lossy goes as JPEG_ALPHA (spice-server's
     /// layout), far smaller than LZ RGBA. Decoded independently (the JPEG by
     /// jpeg-decoder, the plane by our LZ decoder) its colours are within
@@ -597,7 +584,7 @@ mod tests {
                 .chunks_exact(3)
                 .map(|c| u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]))
                 .collect();
-            let q = psnr(&colours, &px);
+            let q = crate::image::samples::psnr(&colours, &px);
             assert!(q > 30.0, "{w}x{h}: {q:.1} dB");
             let (aw, ah, alpha) = decode_lz_xxxa(plane).unwrap();
             assert_eq!((aw, ah), (w, h));

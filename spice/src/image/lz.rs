@@ -355,19 +355,13 @@ fn decode(data: &[u8], planes: Planes) -> Result<(u32, u32, Vec<u32>), ImageErro
         Planes::Alpha => Vec::new(),
         Planes::Rgb | Planes::Rgba => stream(data, &mut pos, count, 3, 0)?,
     };
-    match planes {
-        Planes::Rgb => {}
-        Planes::Rgba => {
-            let alpha = stream(data, &mut pos, count, 1, ALPHA_MATCH_BIAS)?;
-            for (p, a) in out.iter_mut().zip(alpha) {
-                *p |= a << 24;
-            }
+    if planes != Planes::Rgb {
+        let alpha = stream(data, &mut pos, count, 1, ALPHA_MATCH_BIAS)?;
+        if planes == Planes::Alpha {
+            out = vec![0; alpha.len()];
         }
-        Planes::Alpha => {
-            out = stream(data, &mut pos, count, 1, ALPHA_MATCH_BIAS)?;
-            for a in &mut out {
-                *a <<= 24;
-            }
+        for (p, a) in out.iter_mut().zip(alpha) {
+            *p |= a << 24;
         }
     }
     if pos != data.len() {

@@ -304,3 +304,20 @@ pub fn desktop_text(width: u32, height: u32, seed: u64) -> Vec<u32> {
     );
     pixels
 }
+
+/// Peak signal-to-noise ratio (dB) over the R, G, B channels.
+pub fn psnr(a: &[u32], b: &[u32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mut sum = 0f64;
+    for (p, q) in a.iter().zip(b) {
+        for i in 0..3 {
+            let d = f64::from((p >> (8 * i)) & 0xff) - f64::from((q >> (8 * i)) & 0xff);
+            sum += d * d;
+        }
+    }
+    let mse = sum / (a.len() * 3) as f64;
+    if mse == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
