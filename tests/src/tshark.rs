@@ -71,21 +71,27 @@ impl Capture {
     /// server's port: one line each, or with `fields` only the protocol and
     /// info columns.
     pub fn read(&self, filter: &str, fields: bool) -> String {
+        let columns = [
+            "-T",
+            "fields",
+            "-e",
+            "_ws.col.Protocol",
+            "-e",
+            "_ws.col.Info",
+        ];
+        self.decoded(filter, if fields { &columns } else { &[] })
+    }
+
+    /// tshark's output for the packets matching the display `filter`, read
+    /// back from the capture with the server's port decoded as SPICE, and
+    /// `extra` options (output format, fields).
+    fn decoded(&self, filter: &str, extra: &[&str]) -> String {
         let decode_as = format!("tcp.port=={},spice", self.port);
         let mut cmd = Command::new("tshark");
         cmd.arg("-r")
             .arg(&self.pcap)
-            .args(["-d", &decode_as, "-Y", filter]);
-        if fields {
-            cmd.args([
-                "-T",
-                "fields",
-                "-e",
-                "_ws.col.Protocol",
-                "-e",
-                "_ws.col.Info",
-            ]);
-        }
+            .args(["-d", &decode_as, "-Y", filter])
+            .args(extra);
         let out = run_timeout(cmd, STEP);
         assert!(
             out.status.success(),
@@ -105,16 +111,7 @@ impl Capture {
             self.port,
             streams.join(", ")
         );
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r").arg(&self.pcap).args([
-            "-d",
-            &format!("tcp.port=={},spice", self.port),
-            "-V",
-            "-Y",
-            &filter,
-        ]);
-        let out = run_timeout(cmd, STEP);
-        assert!(out.status.success(), "tshark -r -V failed");
+        let verbose = self.decoded(&filter, &["-V"]);
         // "Message type: STREAM_CLIP (124)", "Clip type: RECTS (1)": the
         // number in the last parentheses.
         let number = |l: &str| -> Option<u32> {
@@ -122,7 +119,7 @@ impl Capture {
             l[open + 1..].strip_suffix(')')?.parse().ok()
         };
         let mut msgs: Vec<(u16, Option<u8>)> = Vec::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in verbose.lines() {
             let l = line.trim();
             if l.starts_with("Message type:") {
                 if let Some(t) = number(l) {
@@ -141,13 +138,7 @@ impl Capture {
     /// packets matching `filter`, in capture order: a packet carrying
     /// several messages gives one value for each.
     pub fn values(&self, filter: &str, field: &str) -> Vec<String> {
-        let decode_as = format!("tcp.port=={},spice", self.port);
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r").arg(&self.pcap).args([
-            "-d",
-            &decode_as,
-            "-Y",
-            filter,
+        let fields = [
             "-T",
             "fields",
             "-E",
@@ -156,14 +147,8 @@ impl Capture {
             "aggregator=,",
             "-e",
             field,
-        ]);
-        let out = run_timeout(cmd, STEP);
-        assert!(
-            out.status.success(),
-            "tshark -r: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
+        ];
+        self.decoded(filter, &fields)
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
@@ -172,13 +157,8 @@ impl Capture {
 
     /// The `tcp.stream` numbers of the packets matching `filter`, sorted.
     pub fn stream_ids(&self, filter: &str) -> Vec<String> {
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r")
-            .arg(&self.pcap)
-            .args(["-Y", filter, "-T", "fields", "-e", "tcp.stream"]);
-        let out = run_timeout(cmd, STEP);
-        assert!(out.status.success(), "tshark -r failed");
-        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        let mut ids: Vec<String> = self
+            .decoded(filter, &["-T", "fields", "-e", "tcp.stream"])
             .split_whitespace()
             .map(str::to_owned)
             .collect();
@@ -212,19 +192,8 @@ impl Capture {
         let bad = self.read(&judged, true);
         if !bad.trim().is_empty() {
             // Keep what is needed to tell a dissector gap from our bytes.
-            let mut cmd = Command::new("tshark");
-            cmd.arg("-r").arg(&self.pcap).args([
-                "-d",
-                &format!("tcp.port=={},spice", self.port),
-                "-x",
-                "-Y",
-                &judged,
-            ]);
-            let hex = run_timeout(cmd, STEP).stdout;
-            panic!(
-                "malformed or erroneous SPICE packets:\n{bad}\n{}\nstreams: {streams:?}",
-                String::from_utf8_lossy(&hex)
-            );
+            let hex = self.decoded(&judged, &["-x"]);
+            panic!("malformed or erroneous SPICE packets:\n{bad}\n{hex}\nstreams: {streams:?}");
         }
     }
 }

@@ -505,6 +505,7 @@ impl DisplayChannel {
         conn.flush().await?;
         // The session's net test runs on MAIN (see `session_link`).
         let mut estimates = conn.session_link().subscribe();
+        conn.adopt_session_estimate();
         link.reg.initialized();
         loop {
             self.pump(hub, conn, &mut st).await?;
@@ -528,7 +529,10 @@ impl DisplayChannel {
             let next = tokio::select! {
                 n = next_message(conn) => n?,
                 _ = client.wake.notified() => continue,
-                Ok(()) = estimates.changed() => continue,
+                Ok(()) = estimates.changed() => {
+                    conn.adopt_session_estimate();
+                    continue;
+                }
                 _ = tokio::time::sleep_until(timer.into()) => Next::Base,
             };
             let now = Instant::now();
@@ -569,7 +573,6 @@ impl DisplayChannel {
     async fn pump(&self, hub: &Mutex<Head>, conn: &mut Conn, st: &mut State) -> Result<(), End> {
         // The rectangles are taken under the head's lock, and pixels are copied
         // later, so they are never older than the rectangles they answer.
-        conn.adopt_session_estimate();
         if let Some(t) = st.init_wait {
             if Instant::now() < t {
                 return Ok(());
